@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Run the whole test suite (as root): lint, types, then pytest. Extra arguments go to pytest.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
+.venv/bin/mypy
+exec .venv/bin/pytest "$@"

@@ -1,0 +1,53 @@
+"""The errors galley raises, defined once for every layer.
+
+    GalleyError
+    ├── NotFound            (LookupError)   the named object does not exist
+    ├── AlreadyExists                        an object with that id/name exists
+    ├── InvalidArgument     (ValueError)    the caller's input is malformed or contradictory
+    ├── FailedPrecondition                   the object is in the wrong state for the call
+    ├── Unavailable                          a peer (registry, runtime, plugin) cannot be reached
+    ├── DeadlineExceeded    (TimeoutError)  an operation ran past its deadline
+    ├── PermissionDenied    (PermissionError)
+    └── Internal                             a bug or an unexpected kernel/peer answer
+
+No module here imports gRPC: the CRI layer maps these to status codes in one place. Messages
+name the kind of object and its id, e.g. "container 'abc' is running; stop it first".
+"""
+
+from __future__ import annotations
+
+
+class GalleyError(Exception):
+    """Base of every error galley raises on purpose."""
+
+
+class NotFound(GalleyError, LookupError):
+    """The named object does not exist."""
+
+
+class AlreadyExists(GalleyError):
+    """An object with that id or name exists already."""
+
+
+class InvalidArgument(GalleyError, ValueError):
+    """The caller's input is malformed or contradictory."""
+
+
+class FailedPrecondition(GalleyError):
+    """The object is in the wrong state for the requested operation."""
+
+
+class Unavailable(GalleyError):
+    """A peer (registry, runtime, plugin) cannot be reached right now."""
+
+
+class DeadlineExceeded(GalleyError, TimeoutError):
+    """An operation ran past its deadline."""
+
+
+class PermissionDenied(GalleyError, PermissionError):
+    """The caller may not do this."""
+
+
+class Internal(GalleyError):
+    """A bug, or an answer from the kernel or a peer that galley cannot explain."""

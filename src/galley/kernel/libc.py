@@ -1,0 +1,43 @@
+"""Loading libc once and calling it with errno checks."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from collections.abc import Callable
+from typing import Any
+
+_libc: ctypes.CDLL | None = None
+
+
+def libc() -> ctypes.CDLL:
+    """The process's libc, loaded once with errno support."""
+    global _libc  # noqa: PLW0603 - one handle per process, loaded lazily for start-up speed
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return _libc
+
+
+def function(name: str, restype: Any, *argtypes: Any) -> Callable[..., Any]:
+    """A libc function with its C signature declared."""
+    fn = getattr(libc(), name)
+    fn.restype = restype
+    fn.argtypes = list(argtypes)
+    return fn  # type: ignore[no-any-return]
+
+
+def check(result: int, what: str, *paths: str | bytes | None) -> int:
+    """Raise OSError(errno, 'what: strerror', path) when a libc call returned -1."""
+    if result == -1:
+        err = ctypes.get_errno()
+        named = [os.fsdecode(p) for p in paths if p is not None]
+        raise OSError(err, f"{what}: {os.strerror(err)}", *named[:2])
+    return result
+
+
+def encode(path: str | bytes | None) -> bytes | None:
+    """A path as the bytes C expects (None stays NULL)."""
+    if path is None:
+        return None
+    return os.fsencode(path)
