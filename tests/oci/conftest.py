@@ -1,0 +1,108 @@
+"""Fixtures for the OCI runtime tests: busybox bundles and a runtime caller with its own --root.
+
+`runtime` runs galley-runc; tests that compare behaviour are parametrised over RUNTIMES and
+run the same bundle under runc where runc is installed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from galley.fixtures.busybox import default_config, make_rootfs
+from tests.conftest import GALLEY_RUNC
+
+RUNC = shutil.which("runc")
+RUNTIMES = {"galley": GALLEY_RUNC, **({"runc": RUNC} if RUNC else {})}
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One pristine busybox root filesystem per session; bundles copy it."""
+    return make_rootfs(tmp_path_factory.mktemp("busybox") / "rootfs")
+
+
+@dataclass
+class Bundle:
+    """An OCI bundle in a temporary directory; edit .config, then .write()."""
+
+    path: Path
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rootfs(self) -> Path:
+        return self.path / "rootfs"
+
+    def write(self) -> Path:
+        (self.path / "config.json").write_text(json.dumps(self.config, indent=2))
+        return self.path
+
+
+@pytest.fixture
+def bundle(tmp_path: Path, busybox_rootfs: Path) -> Bundle:
+    """A busybox bundle running `true`, without a terminal; the rootfs is a fresh copy."""
+    path = tmp_path / "bundle"
+    path.mkdir()
+    shutil.copytree(busybox_rootfs, path / "rootfs", symlinks=True)
+    config = copy.deepcopy(default_config(["true"]))
+    return Bundle(path=path, config=config)
+
+
+@dataclass
+class Runtime:
+    """Calls an OCI runtime binary with its own --root, and deletes what it created."""
+
+    binary: str
+    root: Path
+    created: list[str] = field(default_factory=list)
+
+    def __call__(
+        self, *args: str, check: bool = False, timeout: float = 30, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
+        if len(args) > 1 and args[0] in {"create", "run"}:
+            self.created.append(args[-1])
+        return subprocess.run(
+            [self.binary, "--root", str(self.root), *args],
+            check=check,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kw,
+        )
+
+    def new_id(self) -> str:
+        return f"t-{uuid.uuid4().hex[:12]}"
+
+    def cleanup(self) -> None:
+        for cid in self.created:
+            subprocess.run(
+                [self.binary, "--root", str(self.root), "delete", "--force", cid],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+
+
+@pytest.fixture(params=sorted(RUNTIMES))
+def any_runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
+    """galley-runc and, where installed, runc: the same test runs against both."""
+    rt = Runtime(RUNTIMES[request.param], tmp_path / f"state-{request.param}")
+    yield rt
+    rt.cleanup()
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    """galley-runc with a private --root."""
+    rt = Runtime(GALLEY_RUNC, tmp_path / "state")
+    yield rt
+    rt.cleanup()
