@@ -7,6 +7,7 @@ functions performs them.
 from __future__ import annotations
 
 import ctypes
+import os
 
 from galley.kernel.libc import check, encode, function
 
@@ -62,7 +63,12 @@ def mount(
             ctypes.c_char_p,
         )
     result = _mount(encode(source), encode(target), encode(fstype), flags, encode(data))
-    check(result, f"mount {fstype or ''} {source!s} on {target!s}", target)
+    what = f"mount {_text(fstype)} {_text(source)} on {_text(target)}"
+    check(result, what, target)
+
+
+def _text(value: str | bytes | None) -> str:
+    return "" if value is None else os.fsdecode(value)
 
 
 def umount(target: str | bytes, flags: int = 0) -> None:
