@@ -1,0 +1,1 @@
+"""Images: references, registry client, pull/push, archives, layer unpack."""
