@@ -1,0 +1,1 @@
+"""Content-addressed blobs (sha256): verified, resumable ingest, walk, delete, usage."""
