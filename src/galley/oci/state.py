@@ -1,0 +1,248 @@
+"""The runtime's state directory: one folder per container, holding state.json and the exec fifo.
+
+    <root>/                      --root, default /run/galley-runc (0700)
+    └── <id>/                    made by `create` with mkdir: its existence reserves the id
+        ├── state.json           ContainerState, written atomically (tmp + rename)
+        ├── exec.fifo            made by launch; init blocks opening it until `start` reads it
+        └── lock                 flock()ed by commands that change the container
+
+state.json holds what later commands need and cannot derive: the init pid and its start time
+(field 22 of /proc/<pid>/stat, so a recycled pid is not mistaken for our init), the bundle and
+rootfs, the creation time (RFC 3339, UTC), the owner, annotations, the full config, the cgroup
+manager's saved form and the namespace paths. The status is derived, never stored (see
+`galley.oci.status`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import fcntl
+import json
+import os
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast
+
+from galley.errors import AlreadyExists, InvalidArgument, NotFound
+from galley.oci.spec import Spec, State
+from galley.oci.status import Status
+
+if TYPE_CHECKING:
+    from galley.oci.cgroups import CgroupManager
+
+DEFAULT_ROOT = "/run/galley-runc"
+STATE_FILE = "state.json"
+EXEC_FIFO = "exec.fifo"
+LOCK_FILE = "lock"
+# What `runc state` reports as ociVersion: the runtime-spec version runc 1.1 was built against.
+RUNTIME_OCI_VERSION = "1.0.2-dev"
+
+_ID_RE = re.compile(r"^[\w+\-.]+$")
+
+
+def validate_id(container_id: str) -> str:
+    """Return container_id if runc would accept it, else raise InvalidArgument."""
+    if not container_id or container_id in {".", ".."} or not _ID_RE.match(container_id):
+        raise InvalidArgument("invalid container ID format")
+    return container_id
+
+
+def container_dir(root: str, container_id: str) -> str:
+    """The state directory of container_id under root."""
+    return os.path.join(root, validate_id(container_id))
+
+
+def fifo_path(state_dir: str) -> str:
+    """The exec fifo inside a container's state directory."""
+    return os.path.join(state_dir, EXEC_FIFO)
+
+
+def now_rfc3339() -> str:
+    """The current UTC time in RFC 3339 with nanosecond-style precision, as runc writes it."""
+    ns = datetime.datetime.now(datetime.UTC)
+    return ns.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 (starttime, clock ticks since boot) of /proc/<pid>/stat; None if gone or zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # comm (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = data[data.rindex(b")") + 2 :].split()
+    if fields[0] in {b"Z", b"X"}:
+        return None
+    return int(fields[19])
+
+
+def reserve(root: str, container_id: str) -> str:
+    """Create the state directory for a new container; AlreadyExists if the id is taken."""
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    path = container_dir(root, container_id)
+    try:
+        os.mkdir(path, 0o711)
+    except FileExistsError:
+        raise AlreadyExists("container with given ID already exists") from None
+    return path
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerState:
+    """What state.json records about one container."""
+
+    root: str
+    id: str
+    bundle: str
+    rootfs: str
+    pid: int
+    start_time: int
+    created: str
+    owner: str = ""
+    annotations: dict[str, str] = dataclasses.field(default_factory=dict)
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cgroup: dict[str, object] = dataclasses.field(default_factory=dict)
+    namespaces: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def dir(self) -> str:
+        """This container's state directory."""
+        return os.path.join(self.root, self.id)
+
+    @property
+    def spec(self) -> Spec:
+        """The container's config.json as it was at create."""
+        return cast(Spec, self.config)
+
+    @classmethod
+    def load(cls, root: str, container_id: str) -> ContainerState:
+        """Read state.json; NotFound (runc's wording) when the container does not exist."""
+        path = os.path.join(container_dir(root, container_id), STATE_FILE)
+        try:
+            with open(path, "rb") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise NotFound(f'container "{container_id}" does not exist') from None
+        except ValueError as e:
+            raise NotFound(f'container "{container_id}": corrupt {STATE_FILE}: {e}') from None
+        names = {f.name for f in dataclasses.fields(cls)} - {"root"}
+        return cls(root=root, **{k: v for k, v in data.items() if k in names})
+
+    def save(self) -> None:
+        """Write state.json atomically."""
+        data = dataclasses.asdict(self)
+        del data["root"]
+        path = os.path.join(self.dir, STATE_FILE)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+        os.rename(tmp, path)
+
+    def replace(self, **changes: Any) -> ContainerState:
+        """A copy with some fields changed (the dataclass is frozen)."""
+        return dataclasses.replace(self, **changes)
+
+    def alive(self) -> bool:
+        """Whether the init process still runs (same pid and same start time)."""
+        return self.pid > 0 and process_start_time(self.pid) == self.start_time
+
+    def cgroup_manager(self) -> CgroupManager:
+        """The cgroup manager, restored from its saved form."""
+        from galley.oci import cgroups  # noqa: PLC0415 - lazy: not every command needs cgroups
+
+        return cgroups.load(self.cgroup)
+
+    def status(self) -> Status:
+        """The derived status: created, running, paused or stopped."""
+        if not self.alive():
+            return Status.STOPPED
+        if os.path.exists(fifo_path(self.dir)):
+            return Status.CREATED
+        if self.cgroup and self._frozen():
+            return Status.PAUSED
+        return Status.RUNNING
+
+    def _frozen(self) -> bool:
+        try:
+            return self.cgroup_manager().frozen()
+        except (NotImplementedError, ImportError, OSError):
+            return False
+
+    def oci_state(self, status: Status | None = None) -> State:
+        """The runtime-spec state (what hooks read on stdin)."""
+        status = status or self.status()
+        state: State = {
+            "ociVersion": str(self.config.get("ociVersion", RUNTIME_OCI_VERSION)),
+            "id": self.id,
+            "status": cast(Any, status.value),
+            "pid": self.pid if status is not Status.STOPPED else 0,
+            "bundle": self.bundle,
+        }
+        if self.annotations:
+            state["annotations"] = dict(self.annotations)
+        return state
+
+    def to_runc_json(self, *, owner: str | None = None) -> dict[str, object]:
+        """`runc state`'s JSON object, keys in runc's order."""
+        status = self.status()
+        out: dict[str, object] = {
+            "ociVersion": RUNTIME_OCI_VERSION,
+            "id": self.id,
+            "pid": self.pid if status is not Status.STOPPED else 0,
+            "status": status.value,
+            "bundle": self.bundle,
+            "rootfs": self.rootfs,
+            "created": self.created,
+        }
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        out["owner"] = self.owner if owner is None else owner
+        return out
+
+
+def list_ids(root: str) -> list[str]:
+    """The ids of the containers under root, sorted (an absent root holds none)."""
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if os.path.isfile(os.path.join(root, n, STATE_FILE)))
+
+
+def list_states(root: str) -> Iterator[ContainerState]:
+    """Every container under root whose state.json can be read."""
+    for cid in list_ids(root):
+        try:
+            yield ContainerState.load(root, cid)
+        except (NotFound, InvalidArgument):
+            continue
+
+
+class Lock:
+    """An exclusive flock on a container's state directory, held for one command."""
+
+    def __init__(self, state_dir: str) -> None:
+        self._path = os.path.join(state_dir, LOCK_FILE)
+        self._fd = -1
+
+    def __enter__(self) -> Lock:
+        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self._fd)
+        self._fd = -1
+
+
+def remove(state_dir: str) -> None:
+    """Remove a container's state directory and everything in it (no symlinks are followed)."""
+    try:
+        names = os.listdir(state_dir)
+    except FileNotFoundError:
+        return
+    for name in names:
+        os.unlink(os.path.join(state_dir, name))
+    os.rmdir(state_dir)
