@@ -1,0 +1,201 @@
+"""libseccomp 2.5 through ctypes: build a filter context, add rules, load or export it.
+
+libseccomp returns negative errno values (not -1 with errno set); `_check` turns them into
+OSError naming the call. A `Filter` owns one scmp_filter_ctx and releases it when closed. Rules
+are added by syscall number for the native architecture; libseccomp translates them for every
+architecture added to the filter.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from typing import Any
+
+# Actions (seccomp.h).
+ACT_KILL_PROCESS = 0x80000000
+ACT_KILL_THREAD = 0x00000000
+ACT_TRAP = 0x00030000
+ACT_NOTIFY = 0x7FC00000
+ACT_LOG = 0x7FFC0000
+ACT_ALLOW = 0x7FFF0000
+_ACT_ERRNO = 0x00050000
+_ACT_TRACE = 0x7FF00000
+
+# Comparison operators (enum scmp_compare).
+CMP_NE = 1
+CMP_LT = 2
+CMP_LE = 3
+CMP_EQ = 4
+CMP_GE = 5
+CMP_GT = 6
+CMP_MASKED_EQ = 7
+
+# Filter attributes (enum scmp_filter_attr); WAITKILL exists from libseccomp 2.6 only.
+ATTR_ACT_DEFAULT = 1
+ATTR_ACT_BADARCH = 2
+ATTR_CTL_NNP = 3
+ATTR_CTL_TSYNC = 4
+ATTR_API_TSKIP = 5
+ATTR_CTL_LOG = 6
+ATTR_CTL_SSB = 7
+ATTR_CTL_OPTIMIZE = 8
+ATTR_API_SYSRAWRC = 9
+ATTR_CTL_WAITKILL = 10
+
+NR_SCMP_ERROR = -1
+
+
+def act_errno(errno: int) -> int:
+    """SCMP_ACT_ERRNO(errno)."""
+    return _ACT_ERRNO | (errno & 0xFFFF)
+
+
+def act_trace(msg: int) -> int:
+    """SCMP_ACT_TRACE(msg)."""
+    return _ACT_TRACE | (msg & 0xFFFF)
+
+
+class ArgCmp(ctypes.Structure):
+    """struct scmp_arg_cmp: argument index, operator, two 64-bit operands."""
+
+    _fields_ = (
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    )
+
+
+class _Version(ctypes.Structure):
+    _fields_ = (("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint))
+
+
+_lib: ctypes.CDLL | None = None
+
+
+def _library() -> ctypes.CDLL:
+    global _lib  # noqa: PLW0603 - one handle per process, loaded lazily
+    if _lib is None:
+        name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+        try:
+            lib = ctypes.CDLL(name, use_errno=True)
+        except OSError as e:
+            raise OSError(2, f"libseccomp: cannot load {name}: {e}") from None
+        _declare(lib)
+        _lib = lib
+    return _lib
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    vp, u32, c_int, c_char_p = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_char_p
+    signatures: dict[str, tuple[Any, ...]] = {
+        "seccomp_init": (vp, u32),
+        "seccomp_release": (None, vp),
+        "seccomp_arch_add": (c_int, vp, u32),
+        "seccomp_arch_resolve_name": (u32, c_char_p),
+        "seccomp_arch_native": (u32,),
+        "seccomp_attr_set": (c_int, vp, c_int, u32),
+        "seccomp_syscall_resolve_name": (c_int, c_char_p),
+        "seccomp_rule_add_array": (c_int, vp, u32, c_int, ctypes.c_uint, ctypes.POINTER(ArgCmp)),
+        "seccomp_load": (c_int, vp),
+        "seccomp_export_bpf": (c_int, vp, c_int),
+        "seccomp_notify_fd": (c_int, vp),
+        "seccomp_api_get": (ctypes.c_uint,),
+        "seccomp_version": (ctypes.POINTER(_Version),),
+    }
+    for name, (restype, *argtypes) in signatures.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+
+
+def _check(result: int, what: str) -> int:
+    if result < 0:
+        raise OSError(-result, f"{what}: {os.strerror(-result)}")
+    return result
+
+
+def available() -> bool:
+    """Whether libseccomp can be loaded on this host."""
+    try:
+        _library()
+    except OSError:
+        return False
+    return True
+
+
+def version() -> tuple[int, int, int]:
+    """libseccomp's (major, minor, micro)."""
+    v = _library().seccomp_version().contents
+    return (v.major, v.minor, v.micro)
+
+
+def api_level() -> int:
+    """libseccomp's API level for the running kernel (seccomp_api_get)."""
+    return int(_library().seccomp_api_get())
+
+
+def arch_token(name: str) -> int:
+    """The AUDIT_ARCH token of a libseccomp arch name ("x86_64"), or 0 when unknown."""
+    return int(_library().seccomp_arch_resolve_name(name.encode()))
+
+
+def syscall_number(name: str) -> int:
+    """The native syscall number of name (negative pseudo-numbers for other-arch-only calls),
+    or NR_SCMP_ERROR when libseccomp does not know the name."""
+    return int(_library().seccomp_syscall_resolve_name(name.encode()))
+
+
+class Filter:
+    """One libseccomp filter context."""
+
+    def __init__(self, default_action: int) -> None:
+        lib = _library()
+        ctx = lib.seccomp_init(default_action)
+        if not ctx:
+            raise OSError(22, f"seccomp_init: invalid default action {default_action:#x}")
+        self._lib = lib
+        self._ctx: int | None = ctx
+
+    def _context(self) -> int:
+        if self._ctx is None:
+            raise ValueError("seccomp filter is closed")
+        return self._ctx
+
+    def add_arch(self, token: int, name: str) -> None:
+        """Add an architecture; adding one already present (the native one) is fine."""
+        result = self._lib.seccomp_arch_add(self._context(), token)
+        if result != -17:  # EEXIST
+            _check(result, f"seccomp_arch_add {name}")
+
+    def set_attr(self, attr: int, value: int, what: str) -> None:
+        """seccomp_attr_set."""
+        _check(self._lib.seccomp_attr_set(self._context(), attr, value), f"seccomp_attr_set {what}")
+
+    def add_rule(self, action: int, syscall: int, conditions: list[ArgCmp], name: str) -> None:
+        """seccomp_rule_add_array: all conditions must hold (AND)."""
+        array = (ArgCmp * max(len(conditions), 1))(*conditions)
+        result = self._lib.seccomp_rule_add_array(
+            self._context(), action, syscall, len(conditions), array
+        )
+        _check(result, f"seccomp_rule_add {name}")
+
+    def load(self) -> None:
+        """seccomp_load: install the filter on the calling thread (or all, with TSYNC)."""
+        _check(self._lib.seccomp_load(self._context()), "seccomp_load")
+
+    def notify_fd(self) -> int:
+        """The user-notification listener fd of a loaded filter with SCMP_ACT_NOTIFY rules."""
+        return _check(self._lib.seccomp_notify_fd(self._context()), "seccomp_notify_fd")
+
+    def export_bpf(self, fd: int) -> None:
+        """Write the filter's BPF program to fd."""
+        _check(self._lib.seccomp_export_bpf(self._context(), fd), "seccomp_export_bpf")
+
+    def close(self) -> None:
+        """Release the context (a loaded filter stays in the kernel)."""
+        if self._ctx is not None:
+            self._lib.seccomp_release(self._ctx)
+            self._ctx = None

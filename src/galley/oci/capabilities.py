@@ -1,0 +1,91 @@
+"""process.capabilities → the five capability sets of the container process, in runc's order.
+
+    bounding drop (every capability not listed; needs CAP_SETPCAP, so effective is first
+    re-raised from permitted: after a uid switch with keepcaps the kernel empties effective)
+        → capset effective / permitted / inheritable
+        → ambient: clear, then raise each listed one (it must be permitted and inheritable;
+          a failure is a warning, as runc's)
+
+Unknown names, and names above the kernel's CAP_LAST_CAP, are ignored with a warning (runc 1.1).
+Always call apply_capabilities, even with no capabilities configured: the sets are then emptied.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from galley.errors import FailedPrecondition
+from galley.kernel import caps as kcaps
+from galley.oci.spec import Capabilities
+
+log = logging.getLogger(__name__)
+
+ALL_CAPABILITIES: tuple[str, ...] = kcaps.CAPABILITY_NAMES
+
+SET_NAMES = ("bounding", "effective", "inheritable", "permitted", "ambient")
+
+
+def available_capabilities() -> list[str]:
+    """The capability names the running kernel supports (up to cap_last_cap)."""
+    return list(ALL_CAPABILITIES[: kcaps.last_cap() + 1])
+
+
+def resolve(caps: Capabilities) -> dict[str, int]:
+    """Each set of caps as a bit mask; unknown or unavailable names are warned about and dropped."""
+    known = set(available_capabilities())
+    masks: dict[str, int] = {}
+    unknown: set[str] = set()
+    for set_name in SET_NAMES:
+        names: list[str] = caps.get(set_name) or []  # type: ignore[assignment]
+        unknown.update(name for name in names if name not in known)
+        masks[set_name] = kcaps.mask_of([name for name in names if name in known])
+    if unknown:
+        log.warning("ignoring unknown or unavailable capabilities: %s", sorted(unknown))
+    return masks
+
+
+def apply_capabilities(caps: Capabilities) -> None:
+    """Drop the bounding set, set effective/permitted/inheritable, raise ambient."""
+    masks = resolve(caps)
+    current = kcaps.capget()
+    _capset(kcaps.CapSets(current.permitted, current.permitted, current.inheritable), "restore")
+    drop_bounding(masks["bounding"])
+    target = kcaps.CapSets(masks["effective"], masks["permitted"], masks["inheritable"])
+    _capset(target, "set")
+    _raise_ambient(masks["ambient"])
+
+
+def drop_bounding(keep: int) -> None:
+    """Remove every capability not in the mask keep from the bounding set."""
+    for cap in range(kcaps.last_cap() + 1):
+        if keep >> cap & 1 or not kcaps.bounding_has(cap):
+            continue
+        try:
+            kcaps.bounding_drop(cap)
+        except OSError as e:
+            raise FailedPrecondition(f"process.capabilities.bounding: {e}") from None
+
+
+def _capset(sets: kcaps.CapSets, step: str) -> None:
+    try:
+        kcaps.capset(sets)
+    except OSError as e:
+        missing = kcaps.names_of(sets.effective & ~sets.permitted)
+        hint = f" (effective {missing} not in permitted)" if missing else ""
+        raise FailedPrecondition(f"process.capabilities ({step}): {e}{hint}") from None
+
+
+def _raise_ambient(mask: int) -> None:
+    try:
+        kcaps.ambient_clear()
+    except OSError as e:
+        log.warning("cannot clear ambient capabilities: %s", e)
+        return
+    for cap in range(kcaps.last_cap() + 1):
+        if mask >> cap & 1:
+            try:
+                kcaps.ambient_raise(cap)
+            except OSError as e:
+                log.warning(
+                    "cannot raise ambient capability %s: %s", kcaps.CAPABILITY_NAMES[cap], e
+                )

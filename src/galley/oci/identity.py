@@ -1,0 +1,96 @@
+"""process.user → supplementary groups, gid, uid and umask of the container process (runc's order).
+
+    setgroups(additionalGids)      skipped when /proc/self/setgroups says "deny" (user namespace)
+    PR_SET_KEEPCAPS                keeps the permitted set across the uid switch
+    setresgid, setresuid           all three ids; an unmapped id fails with a clear error
+    clear keepcaps, umask          umask 0022 when unset
+
+The kernel empties the effective set when uid leaves 0; apply_capabilities restores it, so the
+init stage calls apply_user and then apply_capabilities, always both.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from galley.errors import FailedPrecondition, InvalidArgument
+from galley.kernel import caps as kcaps
+from galley.oci.spec import User
+
+DEFAULT_UMASK = 0o022
+
+
+def setgroups_allowed() -> bool:
+    """False inside a user namespace whose /proc/self/setgroups is "deny"."""
+    try:
+        with open("/proc/self/setgroups", "rb") as f:
+            return f.read().strip() != b"deny"
+    except OSError:
+        return True
+
+
+def apply_user(user: User) -> None:
+    """Switch to user's groups, gid and uid keeping permitted caps, then set the umask."""
+    uid, gid = user.get("uid", 0), user.get("gid", 0)
+    groups = list(user.get("additionalGids") or [])
+    fix_stdio_ownership(uid, gid)
+    if setgroups_allowed():
+        _call(os.setgroups, groups, field="process.user.additionalGids", value=groups)
+    elif groups:
+        raise FailedPrecondition(
+            "process.user.additionalGids: setgroups is denied in this user namespace"
+        )
+    kcaps.set_keepcaps(True)
+    _call(os.setresgid, gid, gid, gid, field="process.user.gid", value=gid)
+    _call(os.setresuid, uid, uid, uid, field="process.user.uid", value=uid)
+    kcaps.set_keepcaps(False)
+    umask = user.get("umask")
+    os.umask(DEFAULT_UMASK if umask is None else umask)
+
+
+def _call(fn: object, *args: object, field: str, value: object) -> None:
+    try:
+        fn(*args)  # type: ignore[operator]
+    except OverflowError:
+        raise InvalidArgument(f"{field}: {value} is out of range") from None
+    except OSError as e:
+        if e.errno == errno.EINVAL:
+            raise FailedPrecondition(
+                f"{field}: {value} is not mapped in the container's user namespace"
+            ) from None
+        raise FailedPrecondition(f"{field}: {value}: {e.strerror}") from None
+
+
+def fix_stdio_ownership(uid: int, gid: int) -> None:
+    """Give fds 0-2 to the container user (as runc), unless /dev/null or already theirs."""
+    try:
+        null = os.stat("/dev/null").st_rdev
+    except OSError:
+        null = -1
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if st.st_uid == uid or (stat.S_ISCHR(st.st_mode) and st.st_rdev == null):
+            continue
+        try:
+            os.fchown(fd, uid, gid)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.EPERM, errno.EROFS, errno.EBADF):
+                raise FailedPrecondition(f"process.user: chown of stdio fd {fd}: {e}") from None
+
+
+def home_dir(uid: int, passwd: str = "/etc/passwd") -> str:
+    """The home directory of uid in passwd (the container's, after pivot_root), else "/"."""
+    try:
+        with open(passwd, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) >= 6 and fields[2] == str(uid):
+                    return fields[5] or "/"
+    except OSError:
+        pass
+    return "/"

@@ -1,0 +1,82 @@
+"""process.rlimits → setrlimit for the container process, with errors naming the limit.
+
+Limits are set with prlimit(2) on the calling process (Python's setrlimit hides EPERM behind a
+ValueError). Raising a hard limit above the current one needs CAP_SYS_RESOURCE, which this host's
+root lacks: that fails with an error naming the limit and the current values.
+"""
+
+from __future__ import annotations
+
+import errno
+import resource
+
+from galley.errors import FailedPrecondition, InvalidArgument
+from galley.oci.spec import Rlimit
+
+# linux/resource.h numbers (Python's resource module lacks RLIMIT_LOCKS).
+RLIMIT_TYPES: dict[str, int] = {
+    "RLIMIT_CPU": 0,
+    "RLIMIT_FSIZE": 1,
+    "RLIMIT_DATA": 2,
+    "RLIMIT_STACK": 3,
+    "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5,
+    "RLIMIT_NPROC": 6,
+    "RLIMIT_NOFILE": 7,
+    "RLIMIT_MEMLOCK": 8,
+    "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10,
+    "RLIMIT_SIGPENDING": 11,
+    "RLIMIT_MSGQUEUE": 12,
+    "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14,
+    "RLIMIT_RTTIME": 15,
+}
+_INFINITY = (1 << 64) - 1
+
+
+def _value(value: int, field: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _INFINITY:
+        raise InvalidArgument(f"{field}: {value!r} is not a 64-bit unsigned integer")
+    return resource.RLIM_INFINITY if value >= _INFINITY or value < 0 else value
+
+
+def parse(rlimits: list[Rlimit]) -> list[tuple[str, int, int, int]]:
+    """(type, number, soft, hard) for each entry; InvalidArgument names the bad field."""
+    parsed = []
+    for i, rlimit in enumerate(rlimits):
+        field = f"process.rlimits[{i}]"
+        name = rlimit.get("type", "")
+        number = RLIMIT_TYPES.get(name)
+        if number is None:
+            raise InvalidArgument(f"{field}.type: unknown rlimit type {name!r}")
+        soft = _value(rlimit.get("soft", 0), f"{field}.soft")
+        hard = _value(rlimit.get("hard", 0), f"{field}.hard")
+        if _unsigned(soft) > _unsigned(hard):
+            raise InvalidArgument(f"{field}: {name} soft limit {soft} exceeds hard limit {hard}")
+        parsed.append((name, number, soft, hard))
+    return parsed
+
+
+def _unsigned(value: int) -> int:
+    return _INFINITY if value == resource.RLIM_INFINITY else value
+
+
+def _show(value: int) -> str:
+    return "unlimited" if value == resource.RLIM_INFINITY else str(value)
+
+
+def apply_rlimits(rlimits: list[Rlimit]) -> None:
+    """Set every rlimit in order on the calling process."""
+    for name, number, soft, hard in parse(rlimits):
+        try:
+            resource.prlimit(0, number, (soft, hard))
+        except OSError as e:
+            cur_hard = resource.prlimit(0, number)[1]
+            detail = f"soft={_show(soft)} hard={_show(hard)}, now hard={_show(cur_hard)}"
+            if e.errno == errno.EPERM:
+                raise FailedPrecondition(
+                    f"process.rlimits: {name}: cannot raise the hard limit ({detail}):"
+                    " operation not permitted (CAP_SYS_RESOURCE is missing)"
+                ) from None
+            raise FailedPrecondition(f"process.rlimits: {name}: {detail}: {e.strerror}") from None

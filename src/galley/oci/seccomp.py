@@ -1,0 +1,270 @@
+"""linux.seccomp → a libseccomp filter, compiled early and loaded late, with runc's semantics.
+
+    compile_filter(spec["linux"]["seccomp"])   in the init stage, before pivot_root: libseccomp is
+        │                                      a host library, loaded now and kept in memory
+        ▼
+    SeccompFilter.load()                       just before execve (after prctl NO_NEW_PRIVS when
+                                               noNewPrivileges; else before the uid switch, while
+                                               CAP_SYS_ADMIN allows loading without NNP)
+
+runc's rules, kept here: SCMP_ACT_ERRNO and SCMP_ACT_TRACE default to EPERM (errnoRet or
+defaultErrnoRet overrides); a rule whose action equals the default action is skipped (libseccomp
+refuses it); syscall names libseccomp does not know are skipped; the conditions of one rule are
+ANDed unless two of them test the same argument index, in which case each becomes its own rule
+(ORed); SCMP_FLTATR_CTL_NNP is off because the runtime sets no_new_privs itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import socket
+from dataclasses import dataclass
+
+from galley.errors import FailedPrecondition, InvalidArgument
+from galley.kernel import seccomp as scmp
+from galley.oci.spec import Seccomp, SeccompArg, SeccompSyscall
+
+log = logging.getLogger(__name__)
+
+ACTIONS = (
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_LOG",
+    "SCMP_ACT_NOTIFY",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_TRAP",
+)
+OPERATORS: dict[str, int] = {
+    "SCMP_CMP_NE": scmp.CMP_NE,
+    "SCMP_CMP_LT": scmp.CMP_LT,
+    "SCMP_CMP_LE": scmp.CMP_LE,
+    "SCMP_CMP_EQ": scmp.CMP_EQ,
+    "SCMP_CMP_GE": scmp.CMP_GE,
+    "SCMP_CMP_GT": scmp.CMP_GT,
+    "SCMP_CMP_MASKED_EQ": scmp.CMP_MASKED_EQ,
+}
+# OCI name → libseccomp name (the spec's list; libseccomp 2.5 lacks the last three).
+ARCHES: dict[str, str] = {
+    f"SCMP_ARCH_{name.upper()}": name
+    for name in (
+        "x86", "x86_64", "x32", "arm", "aarch64", "mips", "mips64", "mips64n32", "mipsel",
+        "mipsel64", "mipsel64n32", "ppc", "ppc64", "ppc64le", "s390", "s390x", "parisc",
+        "parisc64", "riscv64", "loongarch64", "m68k", "sh",
+    )
+}  # fmt: skip
+FLAG_TSYNC = "SECCOMP_FILTER_FLAG_TSYNC"
+FLAG_LOG = "SECCOMP_FILTER_FLAG_LOG"
+FLAG_SPEC_ALLOW = "SECCOMP_FILTER_FLAG_SPEC_ALLOW"
+FLAG_WAIT_KILLABLE_RECV = "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"
+KNOWN_FLAGS = (FLAG_TSYNC, FLAG_LOG, FLAG_SPEC_ALLOW, FLAG_WAIT_KILLABLE_RECV)
+
+FEATURES: dict[str, object] = {
+    "enabled": True,
+    "actions": list(ACTIONS),
+    "operators": sorted(OPERATORS),
+    "archs": sorted(ARCHES),
+    "knownFlags": list(KNOWN_FLAGS),
+    "supportedFlags": [FLAG_TSYNC, FLAG_LOG, FLAG_SPEC_ALLOW],
+}
+
+_MAX_ARGS = 6
+_FIELD = "linux.seccomp"
+
+
+def supported_flags() -> list[str]:
+    """The flags this host's libseccomp and kernel can apply (for `features`)."""
+    if not scmp.available():
+        return []
+    flags = [FLAG_TSYNC]
+    level = scmp.api_level()
+    if level >= 3:
+        flags.append(FLAG_LOG)
+    if level >= 4:
+        flags.append(FLAG_SPEC_ALLOW)
+    if level >= 7 and scmp.version() >= (2, 6, 0):
+        flags.append(FLAG_WAIT_KILLABLE_RECV)
+    return flags
+
+
+@dataclass
+class SeccompFilter:
+    """A compiled filter, ready to load; `notify` when it has SCMP_ACT_NOTIFY rules."""
+
+    context: scmp.Filter
+    notify: bool
+    listener_path: str | None
+    listener_metadata: str
+
+    def load(self) -> int | None:
+        """Install the filter on this process; returns the notify listener fd when it has one."""
+        try:
+            self.context.load()
+        except OSError as e:
+            raise FailedPrecondition(f"seccomp: loading the filter failed: {e}") from None
+        return self.context.notify_fd() if self.notify else None
+
+    def export_bpf(self, fd: int) -> None:
+        """Write the BPF program to fd (for inspection and tests)."""
+        self.context.export_bpf(fd)
+
+    def close(self) -> None:
+        """Free libseccomp's copy (the loaded filter stays in the kernel)."""
+        self.context.close()
+
+
+def compile_filter(seccomp: Seccomp) -> SeccompFilter:
+    """Build the filter for linux.seccomp; InvalidArgument names the bad field."""
+    if not scmp.available():
+        raise FailedPrecondition(f"{_FIELD}: libseccomp is not available on this host")
+    default = _action(
+        seccomp.get("defaultAction", ""), seccomp.get("defaultErrnoRet"), f"{_FIELD}.defaultAction"
+    )
+    if seccomp.get("defaultAction") == "SCMP_ACT_NOTIFY":
+        raise InvalidArgument(f"{_FIELD}.defaultAction: SCMP_ACT_NOTIFY cannot be the default")
+    context = scmp.Filter(default)
+    try:
+        _add_arches(context, seccomp.get("architectures") or [])
+        _set_flags(context, seccomp.get("flags") or [])
+        notify = False
+        for i, rule in enumerate(seccomp.get("syscalls") or []):
+            notify |= _add_syscall_rule(context, rule, default, f"{_FIELD}.syscalls[{i}]")
+    except BaseException:
+        context.close()
+        raise
+    listener = seccomp.get("listenerPath") or None
+    if notify and not listener:
+        context.close()
+        raise InvalidArgument(f"{_FIELD}.listenerPath: SCMP_ACT_NOTIFY needs a listenerPath")
+    return SeccompFilter(context, notify, listener, seccomp.get("listenerMetadata", ""))
+
+
+def _action(name: str, errno_ret: int | None, field: str) -> int:
+    if name in ("SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD"):
+        return scmp.ACT_KILL_THREAD
+    fixed = {
+        "SCMP_ACT_KILL_PROCESS": scmp.ACT_KILL_PROCESS,
+        "SCMP_ACT_TRAP": scmp.ACT_TRAP,
+        "SCMP_ACT_ALLOW": scmp.ACT_ALLOW,
+        "SCMP_ACT_LOG": scmp.ACT_LOG,
+        "SCMP_ACT_NOTIFY": scmp.ACT_NOTIFY,
+    }
+    if name in fixed:
+        return fixed[name]
+    code = errno.EPERM if errno_ret is None else errno_ret
+    if name == "SCMP_ACT_ERRNO":
+        return scmp.act_errno(code)
+    if name == "SCMP_ACT_TRACE":
+        return scmp.act_trace(code)
+    raise InvalidArgument(f"{field}: unknown seccomp action {name!r}")
+
+
+def _add_arches(context: scmp.Filter, arches: list[str]) -> None:
+    for i, name in enumerate(arches):
+        libname = ARCHES.get(name)
+        if libname is None:
+            raise InvalidArgument(f"{_FIELD}.architectures[{i}]: unknown architecture {name!r}")
+        token = scmp.arch_token(libname)
+        if token == 0:
+            log.warning("seccomp: architecture %s is unknown to libseccomp; ignored", name)
+            continue
+        try:
+            context.add_arch(token, name)
+        except OSError as e:
+            raise InvalidArgument(f"{_FIELD}.architectures[{i}]: {name}: {e}") from None
+
+
+def _set_flags(context: scmp.Filter, flags: list[str]) -> None:
+    context.set_attr(scmp.ATTR_CTL_NNP, 0, "SCMP_FLTATR_CTL_NNP")
+    supported = supported_flags()
+    for i, flag in enumerate(flags):
+        field = f"{_FIELD}.flags[{i}]"
+        if flag not in KNOWN_FLAGS:
+            raise InvalidArgument(f"{field}: unknown seccomp flag {flag!r}")
+        if flag not in supported:
+            raise InvalidArgument(f"{field}: {flag} is not supported by this libseccomp or kernel")
+        attr = {
+            FLAG_TSYNC: scmp.ATTR_CTL_TSYNC,
+            FLAG_LOG: scmp.ATTR_CTL_LOG,
+            FLAG_SPEC_ALLOW: scmp.ATTR_CTL_SSB,
+            FLAG_WAIT_KILLABLE_RECV: scmp.ATTR_CTL_WAITKILL,
+        }[flag]
+        try:
+            context.set_attr(attr, 1, flag)
+        except OSError as e:
+            raise InvalidArgument(f"{field}: {e}") from None
+
+
+def _add_syscall_rule(context: scmp.Filter, rule: SeccompSyscall, default: int, field: str) -> bool:
+    """Add one syscalls[] entry; True when its action is SCMP_ACT_NOTIFY."""
+    name = rule.get("action", "")
+    action = _action(name, rule.get("errnoRet"), f"{field}.action")
+    names = rule.get("names") or []
+    if name == "SCMP_ACT_NOTIFY" and "write" in names:
+        raise InvalidArgument(f"{field}: SCMP_ACT_NOTIFY cannot be used for the write syscall")
+    groups = _condition_groups(rule.get("args") or [], f"{field}.args")
+    if action == default:
+        log.debug("seccomp: %s has the default action; skipped", field)
+        return False
+    for syscall in names:
+        number = scmp.syscall_number(syscall)
+        if number == scmp.NR_SCMP_ERROR:
+            log.debug("seccomp: unknown syscall %r in %s; skipped", syscall, field)
+            continue
+        for conditions in groups:
+            try:
+                context.add_rule(action, number, conditions, syscall)
+            except OSError as e:
+                raise InvalidArgument(f"{field}: syscall {syscall!r}: {e}") from None
+    return name == "SCMP_ACT_NOTIFY"
+
+
+def _condition_groups(args: list[SeccompArg], field: str) -> list[list[scmp.ArgCmp]]:
+    """One AND-group of all conditions, or (an index repeats) one group per condition."""
+    conditions = [_condition(arg, f"{field}[{i}]") for i, arg in enumerate(args)]
+    indexes = [c.arg for c in conditions]
+    if len(set(indexes)) < len(indexes):
+        return [[c] for c in conditions]
+    return [conditions]
+
+
+def _condition(arg: SeccompArg, field: str) -> scmp.ArgCmp:
+    index = arg.get("index", 0)
+    if not 0 <= index < _MAX_ARGS:
+        raise InvalidArgument(f"{field}.index: {index} is not an argument index 0-5")
+    op = OPERATORS.get(arg.get("op", ""))
+    if op is None:
+        raise InvalidArgument(f"{field}.op: unknown seccomp operator {arg.get('op')!r}")
+    value, value_two = arg.get("value", 0), arg.get("valueTwo", 0)
+    for v in (value, value_two):
+        if not 0 <= v < 1 << 64:
+            raise InvalidArgument(f"{field}: value {v} is not a 64-bit unsigned integer")
+    if op != scmp.CMP_MASKED_EQ:
+        value_two = 0
+    return scmp.ArgCmp(index, op, value, value_two)
+
+
+def send_listener(filt: SeccompFilter, notify_fd: int, state: dict[str, object]) -> None:
+    """Send the notify fd to the seccomp agent at listenerPath (runtime-spec's protocol):
+    one message with containerProcessState JSON and the fd as SCM_RIGHTS."""
+    if filt.listener_path is None:
+        raise InvalidArgument(f"{_FIELD}.listenerPath: no listener to send the notify fd to")
+    message = {
+        "ociVersion": state.get("ociVersion", "1.2.0"),
+        "fds": ["seccompFd"],
+        "pid": state.get("pid", 0),
+        "metadata": filt.listener_metadata,
+        "state": state,
+    }
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(filt.listener_path)
+            socket.send_fds(sock, [json.dumps(message).encode()], [notify_fd])
+        except OSError as e:
+            raise FailedPrecondition(
+                f"{_FIELD}.listenerPath: sending the notify fd to {filt.listener_path}: {e}"
+            ) from None
