@@ -1,0 +1,328 @@
+"""config.json validation: every runtime-spec field, one-line errors naming the field path.
+
+`validate(doc)` checks a loaded config.json before anything acts on it and returns it typed as
+a Spec. Errors are `InvalidArgument` whose message starts with the field path, e.g.
+
+    linux.namespaces[2].type: unknown namespace type "foo"
+    process.args: must not be empty
+
+This module checks shapes and values (types, ranges, enums, duplicates) and the cross-field
+rules runc enforces (hostname needs a UTS namespace, sysctls must be namespaced, ...). The Linux
+section is checked by `galley.oci.validate_linux`. Nothing here touches the host, except the
+checks on whether the host has what is asked for (user namespaces, SELinux, AppArmor).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from typing import Any, cast
+
+from galley.errors import InvalidArgument
+from galley.oci.spec import SUPPORTED_VERSIONS, Spec
+
+UINT32_MAX = 2**32 - 1
+UINT64_MAX = 2**64 - 1
+INT64_MIN = -(2**63)
+
+RLIMIT_TYPES = frozenset(
+    "RLIMIT_" + n
+    for n in [
+        "AS",
+        "CORE",
+        "CPU",
+        "DATA",
+        "FSIZE",
+        "LOCKS",
+        "MEMLOCK",
+        "MSGQUEUE",
+        "NICE",
+        "NOFILE",
+        "NPROC",
+        "RSS",
+        "RTPRIO",
+        "RTTIME",
+        "SIGPENDING",
+        "STACK",
+    ]
+)
+CAP_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
+HOOK_PHASES = (
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststart",
+    "poststop",
+)
+_CAP_RE = re.compile(r"^CAP_[A-Z_]+$")
+_VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.+-]+)?$")
+
+
+def fail(path: str, message: str) -> InvalidArgument:
+    """The error for a bad field (raise it)."""
+    return InvalidArgument(f"{path}: {message}")
+
+
+def _kind(value: object) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean"}
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return "number"
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def obj(path: str, value: object) -> dict[str, Any]:
+    """value as a JSON object, or an error naming path."""
+    if not isinstance(value, dict):
+        raise fail(path, f"must be an object, not {_kind(value)}")
+    return value
+
+
+def arr(path: str, value: object) -> list[Any]:
+    """value as a JSON array, or an error naming path."""
+    if not isinstance(value, list):
+        raise fail(path, f"must be an array, not {_kind(value)}")
+    return value
+
+
+def string(path: str, value: object, *, empty: bool = True) -> str:
+    """value as a string (non-empty unless empty=True)."""
+    if not isinstance(value, str):
+        raise fail(path, f"must be a string, not {_kind(value)}")
+    if not empty and not value:
+        raise fail(path, "must not be empty")
+    return value
+
+
+def boolean(path: str, value: object) -> bool:
+    """value as a boolean."""
+    if not isinstance(value, bool):
+        raise fail(path, f"must be a boolean, not {_kind(value)}")
+    return value
+
+
+def integer(path: str, value: object, lo: int = INT64_MIN, hi: int = UINT64_MAX) -> int:
+    """value as an integer within [lo, hi]."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise fail(path, f"must be an integer, not {_kind(value)}")
+    if not lo <= value <= hi:
+        raise fail(path, f"{value} is out of range [{lo}, {hi}]")
+    return value
+
+
+def abspath(path: str, value: object) -> str:
+    """value as a non-empty absolute path."""
+    s = string(path, value, empty=False)
+    if not s.startswith("/"):
+        raise fail(path, f"{s!r} must be an absolute path")
+    return s
+
+
+def strings(path: str, value: object) -> list[str]:
+    """value as an array of strings."""
+    items = arr(path, value)
+    for i, item in enumerate(items):
+        string(f"{path}[{i}]", item)
+    return items
+
+
+def string_map(path: str, value: object) -> dict[str, str]:
+    """value as an object whose values are strings."""
+    d = obj(path, value)
+    for k, v in d.items():
+        string(f"{path}.{k}", v)
+    return d
+
+
+def one_of(path: str, value: object, allowed: tuple[str, ...] | frozenset[str], what: str) -> str:
+    """value as one of allowed, else `unknown <what> "x"`."""
+    s = string(path, value)
+    if s not in allowed:
+        raise fail(path, f'unknown {what} "{s}"')
+    return s
+
+
+def fields(path: str, d: dict[str, Any], checks: dict[str, Callable[[str, Any], object]]) -> None:
+    """Check each present key of d with its checker; the field path is path.key."""
+    for key, check in checks.items():
+        if key in d:
+            check(f"{path}.{key}" if path else key, d[key])
+
+
+def each(path: str, value: object, check: Callable[[str, Any], object]) -> list[Any]:
+    """Check every element of an array with check, naming path[i]."""
+    items = arr(path, value)
+    for i, item in enumerate(items):
+        check(f"{path}[{i}]", item)
+    return items
+
+
+def required(path: str, d: dict[str, Any], key: str) -> Any:
+    """d[key], or an error naming the missing field."""
+    if key not in d or d[key] is None:
+        raise fail(f"{path}.{key}" if path else key, "is required")
+    return d[key]
+
+
+def check_version(path: str, value: object) -> str:
+    """ociVersion must be a semver within 1.0.x-1.3.x."""
+    v = string(path, value, empty=False)
+    if not _VERSION_RE.match(v):
+        raise fail(path, f'"{v}" is not a semantic version')
+    if not v.startswith(SUPPORTED_VERSIONS):
+        raise fail(path, f'unsupported version "{v}" (supported: 1.0.x to 1.3.x)')
+    return v
+
+
+def _root(path: str, value: object) -> None:
+    d = obj(path, value)
+    string(f"{path}.path", required(path, d, "path"), empty=False)
+    fields(path, d, {"readonly": boolean})
+
+
+def _user(path: str, value: object) -> None:
+    d = obj(path, value)
+    uint32 = cast(Callable[[str, Any], object], lambda p, v: integer(p, v, 0, UINT32_MAX))
+    fields(path, d, {"uid": uint32, "gid": uint32, "umask": uint32, "username": string})
+    fields(path, d, {"additionalGids": lambda p, v: each(p, v, uint32)})
+
+
+def _capabilities(path: str, value: object) -> None:
+    d = obj(path, value)
+    for name in CAP_SETS:
+        if name in d and d[name] is not None:
+            for i, cap in enumerate(strings(f"{path}.{name}", d[name])):
+                if not _CAP_RE.match(cap):
+                    raise fail(f"{path}.{name}[{i}]", f'unknown capability "{cap}"')
+
+
+def _rlimits(path: str, value: object) -> None:
+    seen: set[str] = set()
+    for i, item in enumerate(arr(path, value)):
+        p = f"{path}[{i}]"
+        d = obj(p, item)
+        kind = one_of(f"{p}.type", required(p, d, "type"), RLIMIT_TYPES, "rlimit type")
+        if kind in seen:
+            raise fail(f"{p}.type", f'duplicate rlimit type "{kind}"')
+        seen.add(kind)
+        soft = integer(f"{p}.soft", required(p, d, "soft"), 0)
+        hard = integer(f"{p}.hard", required(p, d, "hard"), 0)
+        if soft > hard:
+            raise fail(f"{p}.soft", f"{soft} is greater than hard limit {hard}")
+
+
+def _env(path: str, value: object) -> None:
+    for i, item in enumerate(strings(path, value)):
+        if "=" not in item:
+            raise fail(f"{path}[{i}]", f'"{item}" is not of the form KEY=value')
+
+
+def check_process(path: str, value: object) -> None:
+    """process (also used for `exec --process` files)."""
+    d = obj(path, value)
+    args = d.get("args")
+    if args is None and "commandLine" not in d:
+        raise fail(f"{path}.args", "is required")
+    if args is not None and not strings(f"{path}.args", args):
+        raise fail(f"{path}.args", "must not be empty")
+    abspath(f"{path}.cwd", required(path, d, "cwd"))
+    size = cast(Callable[[str, Any], object], lambda p, v: integer(p, v, 0, UINT32_MAX))
+    fields(
+        path,
+        d,
+        {
+            "terminal": boolean,
+            "consoleSize": lambda p, v: fields(p, obj(p, v), {"height": size, "width": size}),
+            "user": _user,
+            "env": _env,
+            "commandLine": string,
+            "capabilities": _capabilities,
+            "rlimits": _rlimits,
+            "noNewPrivileges": boolean,
+            "apparmorProfile": string,
+            "oomScoreAdj": lambda p, v: integer(p, v, -1000, 1000),
+            "selinuxLabel": string,
+            "scheduler": obj,
+            "ioPriority": obj,
+            "execCPUAffinity": string_map,
+        },
+    )
+
+
+def _mount(path: str, value: object) -> None:
+    d = obj(path, value)
+    string(f"{path}.destination", required(path, d, "destination"), empty=False)
+    fields(path, d, {"type": string, "source": string, "options": strings})
+    for key in ("uidMappings", "gidMappings"):
+        if key in d:
+            each(f"{path}.{key}", d[key], id_mapping)
+
+
+def id_mapping(path: str, value: object) -> None:
+    """One uidMappings/gidMappings entry."""
+    d = obj(path, value)
+    for key in ("containerID", "hostID", "size"):
+        integer(f"{path}.{key}", required(path, d, key), 0, UINT32_MAX)
+    if d["size"] == 0:
+        raise fail(f"{path}.size", "must be greater than zero")
+
+
+def _hook(path: str, value: object) -> None:
+    d = obj(path, value)
+    abspath(f"{path}.path", required(path, d, "path"))
+    fields(path, d, {"args": strings, "env": _env})
+    if "timeout" in d and d["timeout"] is not None:
+        integer(f"{path}.timeout", d["timeout"], 1, 2**31 - 1)
+
+
+def _hooks(path: str, value: object) -> None:
+    d = obj(path, value)
+    for phase in HOOK_PHASES:
+        if d.get(phase) is not None:
+            each(f"{path}.{phase}", d[phase], _hook)
+
+
+def _host_security(spec: dict[str, Any]) -> None:
+    """Labels the host cannot apply are refused, as runc does."""
+    process = spec.get("process") or {}
+    linux = spec.get("linux") or {}
+    selinux = os.path.exists("/sys/fs/selinux/enforce")
+    for path, label in (
+        ("process.selinuxLabel", process.get("selinuxLabel")),
+        ("linux.mountLabel", linux.get("mountLabel")),
+    ):
+        if label and not selinux:
+            raise fail(path, "selinux label is specified, but selinux is disabled or unsupported")
+    if process.get("apparmorProfile") and not os.path.exists("/sys/kernel/security/apparmor"):
+        raise fail("process.apparmorProfile", "apparmor is not enabled on this host")
+
+
+def validate(doc: object, *, need_process: bool = True) -> Spec:
+    """Check a loaded config.json; return it typed, or raise InvalidArgument naming the field."""
+    from galley.oci.validate_linux import check_linux  # noqa: PLC0415 - keeps this module small
+
+    d = obj("config", doc)
+    check_version("ociVersion", required("", d, "ociVersion"))
+    _root("root", required("", d, "root"))
+    if d.get("process") is None:
+        if need_process:
+            raise fail("process", "is required")
+    else:
+        check_process("process", d["process"])
+    fields(
+        "",
+        d,
+        {
+            "hostname": string,
+            "domainname": string,
+            "mounts": lambda p, v: each(p, v, _mount),
+            "hooks": _hooks,
+            "annotations": string_map,
+        },
+    )
+    check_linux(d)
+    _host_security(d)
+    return cast(Spec, d)
