@@ -1,0 +1,66 @@
+"""Run a setup function in a forked child, then exec a program, and collect what it printed.
+
+The process-security tests apply galley's functions (rlimits, seccomp, user, capabilities) in a
+real child process and observe the result from a real program (busybox, cat) after execve.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+BUSYBOX = "/bin/busybox"
+SETUP_FAILED = 126
+
+
+@dataclass
+class Probe:
+    """The child's exit status (negative: killed by that signal) and its output."""
+
+    status: int
+    stdout: str
+    stderr: str
+
+    def field(self, name: str) -> str:
+        """A `Name:\tvalue` line of /proc/self/status printed by the program."""
+        for line in self.stdout.splitlines():
+            if line.startswith(f"{name}:"):
+                return line.split(":", 1)[1].strip()
+        raise AssertionError(f"{name} not in output: {self.stdout!r} {self.stderr!r}")
+
+
+def run_child(
+    setup: Callable[[], object], argv: list[str], workdir: Path, *, stdout_fd: int | None = None
+) -> Probe:
+    """Fork; in the child run setup() then execv(argv[0], argv); wait and collect output."""
+    out_path, err_path = workdir / "probe.out", workdir / "probe.err"
+    pid = os.fork()
+    if pid == 0:  # child: never returns
+        try:
+            null = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(null, 0)
+            out = (
+                stdout_fd
+                if stdout_fd is not None
+                else os.open(out_path, os.O_WRONLY | os.O_CREAT, 0o666)
+            )
+            os.dup2(out, 1)
+            os.dup2(os.open(err_path, os.O_WRONLY | os.O_CREAT, 0o666), 2)
+            setup()
+            os.execv(argv[0], argv)
+        except BaseException:
+            try:
+                os.write(2, traceback.format_exc().encode())
+            finally:
+                os._exit(SETUP_FAILED)
+    _, wait_status = os.waitpid(pid, 0)
+    read = lambda p: p.read_text() if p.exists() else ""  # noqa: E731
+    return Probe(os.waitstatus_to_exitcode(wait_status), read(out_path), read(err_path))
+
+
+def sh(script: str) -> list[str]:
+    """argv running script with busybox sh."""
+    return [BUSYBOX, "sh", "-c", script]
