@@ -239,10 +239,6 @@ class Lock:
 
 def remove(state_dir: str) -> None:
     """Remove a container's state directory and everything in it (no symlinks are followed)."""
-    try:
-        names = os.listdir(state_dir)
-    except FileNotFoundError:
-        return
-    for name in names:
-        os.unlink(os.path.join(state_dir, name))
-    os.rmdir(state_dir)
+    import shutil  # noqa: PLC0415 - lazy: only delete needs it
+
+    shutil.rmtree(state_dir, ignore_errors=True)

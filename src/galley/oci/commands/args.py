@@ -1,0 +1,56 @@
+"""Argument parsing shared by the commands: container ids, signals, byte sizes."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+from galley.errors import InvalidArgument
+from galley.oci.state import validate_id
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+
+
+def add_id(parser: argparse.ArgumentParser) -> None:
+    """The <container-id> positional (checked by container_id, with runc's message)."""
+    parser.add_argument("container_id", nargs="?", metavar="container-id")
+
+
+def container_id(command: str, args: argparse.Namespace) -> str:
+    """The validated container id, or runc's error when it is missing or malformed."""
+    cid: str | None = args.container_id
+    if not cid:
+        raise InvalidArgument(f'"{command}" requires exactly 1 argument(s)')
+    return validate_id(cid)
+
+
+def parse_signal(text: str) -> signal.Signals:
+    """A signal from a name (KILL, SIGKILL, sigkill) or a number, as `runc kill` takes it."""
+    if text.isdigit():
+        try:
+            return signal.Signals(int(text))
+        except ValueError:
+            raise InvalidArgument(f"unknown signal {text!r}") from None
+    name = text.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return signal.Signals[name]
+    except KeyError:
+        raise InvalidArgument(f"unknown signal {text!r}") from None
+
+
+def parse_size(text: str) -> int:
+    """A byte size like 512M, 1g, 1024 or -1 (unlimited), as runc's update flags take."""
+    s = text.strip().lower()
+    if s == "-1":
+        return -1
+    s = s.removesuffix("ib").removesuffix("b") if s[-2:] in {"ib", "kb", "mb", "gb"} else s
+    digits = s.rstrip("bkmgtp")
+    unit = s[len(digits) :]
+    try:
+        value = float(digits)
+    except ValueError:
+        raise InvalidArgument(f"invalid size: {text!r}") from None
+    if unit not in _SIZE_UNITS or value < 0:
+        raise InvalidArgument(f"invalid size: {text!r}")
+    return int(value * _SIZE_UNITS[unit])

@@ -1,0 +1,216 @@
+"""pause, resume, update and exec: acting on a live container."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from typing import TYPE_CHECKING, Any, cast
+
+from galley.errors import InvalidArgument
+from galley.oci.commands.args import add_id, container_id, parse_size
+from galley.oci.spec import Process, Resources
+from galley.oci.state import ContainerState, Lock
+from galley.oci.status import Operation, Status, require
+
+if TYPE_CHECKING:
+    from galley.oci.cli import Context
+
+# update's single flags: flag -> (resources section, key, parser)
+UPDATE_FLAGS: dict[str, tuple[str, str, str]] = {
+    "blkio-weight": ("blockIO", "weight", "int"),
+    "cpu-period": ("cpu", "period", "int"),
+    "cpu-quota": ("cpu", "quota", "int"),
+    "cpu-share": ("cpu", "shares", "int"),
+    "cpu-rt-period": ("cpu", "realtimePeriod", "int"),
+    "cpu-rt-runtime": ("cpu", "realtimeRuntime", "int"),
+    "cpuset-cpus": ("cpu", "cpus", "str"),
+    "cpuset-mems": ("cpu", "mems", "str"),
+    "kernel-memory": ("memory", "kernel", "size"),
+    "kernel-memory-tcp": ("memory", "kernelTCP", "size"),
+    "memory": ("memory", "limit", "size"),
+    "memory-reservation": ("memory", "reservation", "size"),
+    "memory-swap": ("memory", "swap", "size"),
+    "pids-limit": ("pids", "limit", "int"),
+}
+
+
+def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
+    """Declare the arguments of one control command."""
+    if command == "update":
+        p.add_argument("-r", "--resources", help="JSON file with linux.resources ('-' = stdin)")
+        for flag in UPDATE_FLAGS:
+            p.add_argument(f"--{flag}", dest=flag.replace("-", "_"))
+        p.add_argument("--l3-cache-schema", help="(intel RDT: unsupported here)")
+        p.add_argument("--mem-bw-schema", help="(intel RDT: unsupported here)")
+    if command == "exec":
+        _exec_arguments(p)
+    add_id(p)
+    if command == "exec":
+        p.add_argument("command", nargs=argparse.REMAINDER)
+
+
+def _exec_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-p", "--process", help="path to a process.json")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+    p.add_argument("-d", "--detach", action="store_true", help="detach from the process")
+    p.add_argument("--pid-file", help="file to write the process id to")
+    p.add_argument("--console-socket", help="unix socket to receive the pty master")
+    p.add_argument("-e", "--env", action="append", default=[], help="KEY=value")
+    p.add_argument("--cwd", help="working directory in the container")
+    p.add_argument("-u", "--user", help="UID[:GID]")
+    p.add_argument("-g", "--additional-gids", action="append", default=[], type=int)
+    p.add_argument("-c", "--cap", action="append", default=[], help="add a capability")
+    p.add_argument("--no-new-privs", action="store_true", help="set no_new_privileges")
+    p.add_argument("--apparmor", help="apparmor profile")
+    p.add_argument("--process-label", help="selinux label")
+    p.add_argument("--preserve-fds", type=int, default=0)
+    p.add_argument("--ignore-paused", action="store_true", help="exec even when paused")
+    p.add_argument("--cgroup", action="append", default=[], help="(accepted, unused)")
+
+
+def pause(state: ContainerState) -> None:
+    """Freeze the container's cgroup."""
+    with Lock(state.dir):
+        require(Operation.PAUSE, state.status(), state.id)
+        state.cgroup_manager().freeze()
+
+
+def resume(state: ContainerState) -> None:
+    """Thaw the container's cgroup."""
+    with Lock(state.dir):
+        require(Operation.RESUME, state.status(), state.id)
+        state.cgroup_manager().thaw()
+
+
+def _flag_value(flag: str, kind: str, text: str) -> int | str:
+    if kind == "str":
+        return text
+    if kind == "size":
+        return parse_size(text)
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidArgument(f"--{flag}: invalid value {text!r}") from None
+
+
+def update_resources(args: argparse.Namespace) -> Resources:
+    """The resources to apply: --resources JSON, overlaid by the single flags."""
+    from galley.oci.validate_linux import check_resources  # noqa: PLC0415 - lazy
+
+    doc: dict[str, Any] = {}
+    if args.resources:
+        try:
+            if args.resources == "-":
+                doc = json.load(sys.stdin)
+            else:
+                with open(args.resources, "rb") as f:
+                    doc = json.load(f)
+        except ValueError as e:
+            raise InvalidArgument(f"--resources: invalid JSON: {e}") from None
+    check_resources("resources", doc)
+    if args.l3_cache_schema or args.mem_bw_schema:
+        raise InvalidArgument("intel RDT is not supported on this host")
+    for flag, (section, key, kind) in UPDATE_FLAGS.items():
+        text = getattr(args, flag.replace("-", "_"))
+        if text is not None:
+            doc.setdefault(section, {})[key] = _flag_value(flag, kind, text)
+    return cast(Resources, doc)
+
+
+def _merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in new.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def update(state: ContainerState, resources: Resources) -> None:
+    """Apply new limits and record them in state.json's config."""
+    with Lock(state.dir):
+        require(Operation.UPDATE, state.status(), state.id)
+        state.cgroup_manager().set(resources)
+        config = copy.deepcopy(state.config)
+        linux = config.setdefault("linux", {})
+        linux["resources"] = _merge(linux.get("resources") or {}, dict(resources))
+        state.replace(config=config).save()
+
+
+def _parse_user(text: str) -> dict[str, int]:
+    uid, _, gid = text.partition(":")
+    try:
+        return {"uid": int(uid), **({"gid": int(gid)} if gid else {})}
+    except ValueError:
+        raise InvalidArgument(f"--user: {text!r} is not UID[:GID]") from None
+
+
+def exec_spec(state: ContainerState, args: argparse.Namespace) -> Process:
+    """The process to exec: --process, or the container's process with the flags applied."""
+    from galley.oci.validate import check_process  # noqa: PLC0415 - lazy
+
+    if args.process:
+        with open(args.process, "rb") as f:
+            proc: dict[str, Any] = json.load(f)
+        check_process("process", proc)
+        return cast(Process, proc)
+    proc = copy.deepcopy(dict(state.spec.get("process") or {}))
+    command = [a for a in args.command if a != "--"] if args.command else []
+    if not command:
+        raise InvalidArgument("exec: no command given (args or --process)")
+    proc["args"] = command
+    proc["terminal"] = bool(args.tty)
+    proc["env"] = [*proc.get("env", []), *args.env]
+    proc.pop("consoleSize", None)
+    if args.cwd:
+        proc["cwd"] = args.cwd
+    if args.user:
+        proc["user"] = {**proc.get("user", {}), **_parse_user(args.user)}
+    if args.additional_gids:
+        proc.setdefault("user", {})["additionalGids"] = list(args.additional_gids)
+    if args.cap:
+        caps = proc.setdefault("capabilities", {})
+        for name in ("bounding", "effective", "permitted", "ambient", "inheritable"):
+            caps[name] = [
+                *caps.get(name, []),
+                *(c for c in args.cap if c not in caps.get(name, [])),
+            ]
+    if args.no_new_privs:
+        proc["noNewPrivileges"] = True
+    if args.apparmor:
+        proc["apparmorProfile"] = args.apparmor
+    if args.process_label:
+        proc["selinuxLabel"] = args.process_label
+    check_process("process", proc)
+    return cast(Process, proc)
+
+
+def exec_command(state: ContainerState, args: argparse.Namespace) -> int:
+    """`exec`: run a process in the container; its exit status (0 when detached)."""
+    from galley.oci.execution import exec_process  # noqa: PLC0415 - lazy
+
+    status = state.status()
+    if not (status is Status.PAUSED and args.ignore_paused):
+        require(Operation.EXEC, status, state.id)
+    return exec_process(
+        state,
+        exec_spec(state, args),
+        console_socket=args.console_socket,
+        pid_file=args.pid_file,
+        detach=args.detach,
+        preserve_fds=args.preserve_fds,
+    )
+
+
+def run(command: str, ctx: Context, args: argparse.Namespace) -> int:
+    """Run one control command."""
+    state = ContainerState.load(ctx.root, container_id(command, args))
+    if command == "pause":
+        pause(state)
+    elif command == "resume":
+        resume(state)
+    elif command == "update":
+        update(state, update_resources(args))
+    elif command == "exec":
+        return exec_command(state, args)
+    return 0

@@ -1,0 +1,223 @@
+"""create, start, run, delete and kill: the container lifecycle as runc's commands drive it.
+
+create: load + validate config.json → reserve <root>/<id> → launch.create → state.json
+        (any failure removes the state directory; launch removes what it made)
+start:  status must be created → launch.start (opens the exec fifo) → poststart hooks
+run:    create + start; in the foreground wait for init, forward signals, return its
+        status (128+signal when killed) and delete the container
+delete: stopped → destroy; created → kill, destroy; running/paused → only with --force
+kill:   signal init (or, with --all, every process of the cgroup)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+from typing import TYPE_CHECKING, Any
+
+from galley.errors import InvalidArgument, NotFound
+from galley.oci.commands.args import add_id, container_id, parse_signal
+from galley.oci.commands.teardown import destroy, kill_and_wait, signal_all, signal_init
+from galley.oci.spec import Spec
+from galley.oci.state import ContainerState, Lock, now_rfc3339, remove, reserve
+from galley.oci.status import Operation, Status, require
+
+if TYPE_CHECKING:
+    from galley.oci.cli import Context
+
+FORWARDED_SIGNALS = (
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+    signal.SIGCONT,
+)
+
+
+def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
+    """Declare the arguments of one lifecycle command."""
+    if command in {"create", "run"}:
+        p.add_argument("-b", "--bundle", default=".", help="path to the bundle directory")
+        p.add_argument("--console-socket", help="unix socket to receive the pty master")
+        p.add_argument("--pid-file", help="file to write the container's init pid to")
+        p.add_argument("--no-pivot", action="store_true", help="use MS_MOVE+chroot, not pivot")
+        p.add_argument("--no-new-keyring", action="store_true", help="(accepted, unused)")
+        p.add_argument("--preserve-fds", type=int, default=0, help="extra fds to pass (3..)")
+    if command == "run":
+        p.add_argument("-d", "--detach", action="store_true", help="detach from the container")
+        p.add_argument("--keep", action="store_true", help="keep the container after exit")
+        p.add_argument("--no-subreaper", action="store_true", help="(accepted, unused)")
+    if command == "delete":
+        p.add_argument("-f", "--force", action="store_true", help="kill it first if running")
+    if command == "kill":
+        p.add_argument("-a", "--all", action="store_true", help="signal every process")
+    add_id(p)
+    if command == "kill":
+        p.add_argument("signal", nargs="?", default="SIGTERM")
+
+
+def load_config(bundle: str) -> Spec:
+    """Read and validate <bundle>/config.json."""
+    from galley.oci.validate import validate  # noqa: PLC0415 - lazy: only create/run validate
+
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            doc: Any = json.load(f)
+    except FileNotFoundError:
+        raise NotFound("JSON specification file config.json not found") from None
+    except ValueError as e:
+        raise InvalidArgument(f"config.json: invalid JSON: {e}") from None
+    return validate(doc)
+
+
+def rootfs_path(bundle: str, spec: Spec) -> str:
+    """root.path made absolute against the bundle; it must be a directory."""
+    path = os.path.join(bundle, spec["root"]["path"])
+    if not os.path.isdir(path):
+        raise InvalidArgument(f'root.path: rootfs "{path}" does not exist or is not a directory')
+    return os.path.normpath(path)
+
+
+def create(ctx: Context, args: argparse.Namespace, cid: str, *, foreground: bool) -> ContainerState:
+    """Create the container: everything or nothing."""
+    from galley.oci import launch  # noqa: PLC0415 - lazy: the heavy part of galley-runc
+
+    bundle = os.path.abspath(args.bundle)
+    spec = load_config(bundle)
+    rootfs = rootfs_path(bundle, spec)
+    state_dir = reserve(ctx.root, cid)
+    try:
+        with Lock(state_dir):
+            result = launch.create(
+                cid,
+                bundle,
+                spec,
+                state_dir,
+                pid_file=args.pid_file and os.path.abspath(args.pid_file),
+                console_socket=args.console_socket,
+                no_pivot=args.no_pivot,
+                preserve_fds=args.preserve_fds,
+                foreground=foreground,
+            )
+            state = ContainerState(
+                root=ctx.root,
+                id=cid,
+                bundle=bundle,
+                rootfs=rootfs,
+                pid=result.pid,
+                start_time=result.start_time,
+                created=now_rfc3339(),
+                annotations=dict(spec.get("annotations") or {}),
+                config=dict(spec),
+                cgroup=result.cgroup.save() if result.cgroup is not None else {},
+                namespaces=dict(result.namespaces),
+            )
+            try:
+                state.save()
+            except BaseException:
+                kill_and_wait(state)
+                raise
+    except BaseException:
+        remove(state_dir)
+        raise
+    ctx.log.debug(f"created container_id={cid} pid={state.pid}")
+    return state
+
+
+def start(ctx: Context, state: ContainerState) -> None:
+    """Let a created container run its process, then run the poststart hooks (warn only)."""
+    from galley.oci import launch  # noqa: PLC0415 - lazy
+    from galley.oci.hooks import run_hooks_warn  # noqa: PLC0415 - lazy
+
+    with Lock(state.dir):
+        require(Operation.START, state.status(), state.id)
+        launch.start(state.dir)
+    hooks = state.spec.get("hooks", {}).get("poststart")
+    run_hooks_warn(hooks, state.oci_state(Status.RUNNING), "poststart")
+
+
+def wait_foreground(state: ContainerState) -> int:
+    """Wait for init (our child, or reparented to us as subreaper); its exit as a shell reports."""
+    previous = {s: signal.signal(s, lambda n, _f: signal_init(state, n)) for s in FORWARDED_SIGNALS}
+    try:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                from galley.oci.commands.teardown import wait_gone  # noqa: PLC0415
+
+                wait_gone(state.pid, state.start_time, timeout=float("inf"))
+                return 0
+            if pid == state.pid:
+                code = os.waitstatus_to_exitcode(status)
+                return 128 - code if code < 0 else code
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def delete(ctx: Context, cid: str, *, force: bool) -> None:
+    """Delete a container; runc's refusal for a running one without --force."""
+    try:
+        state = ContainerState.load(ctx.root, cid)
+    except NotFound:
+        if force:
+            return
+        raise
+    with Lock(state.dir):
+        status = state.status()
+        if status is not Status.STOPPED:
+            if status is not Status.CREATED and not force:
+                require(Operation.DELETE, status, cid)
+            kill_and_wait(state)
+        destroy(state)
+
+
+def kill(ctx: Context, cid: str, sig: signal.Signals, *, all_processes: bool) -> None:
+    """Signal the container's init, or all its processes."""
+    state = ContainerState.load(ctx.root, cid)
+    if all_processes:
+        signal_all(state, sig)
+        return
+    require(Operation.KILL, state.status(), cid)
+    signal_init(state, sig)
+
+
+def run(command: str, ctx: Context, args: argparse.Namespace) -> int:
+    """Run one lifecycle command."""
+    cid = container_id(command, args)
+    if command == "create":
+        create(ctx, args, cid, foreground=False)
+    elif command == "start":
+        start(ctx, ContainerState.load(ctx.root, cid))
+    elif command == "run":
+        return run_container(ctx, args, cid)
+    elif command == "delete":
+        delete(ctx, cid, force=args.force)
+    elif command == "kill":
+        kill(ctx, cid, parse_signal(args.signal), all_processes=args.all)
+    return 0
+
+
+def run_container(ctx: Context, args: argparse.Namespace, cid: str) -> int:
+    """`run`: create and start; in the foreground, wait and clean up."""
+    state = create(ctx, args, cid, foreground=not args.detach)
+    try:
+        start(ctx, state)
+    except BaseException:
+        delete(ctx, cid, force=True)
+        raise
+    if args.detach:
+        return 0
+    try:
+        code = wait_foreground(state)
+    finally:
+        if not args.keep:
+            delete(ctx, cid, force=True)
+    return code

@@ -1,0 +1,139 @@
+"""state, list, ps and events: read-only views of containers, in runc's output formats."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from galley.errors import FailedPrecondition, InvalidArgument
+from galley.oci.commands.args import add_id, container_id
+from galley.oci.state import ContainerState, list_states
+from galley.oci.status import Status
+
+if TYPE_CHECKING:
+    from galley.oci.cli import Context
+
+LIST_COLUMNS = ("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")
+
+
+def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
+    """Declare the arguments of one query command."""
+    if command in {"list", "ps"}:
+        default = "table"
+        p.add_argument("-f", "--format", default=default, choices=("table", "json"))
+    if command == "list":
+        p.add_argument("-q", "--quiet", action="store_true", help="display only container IDs")
+        return
+    if command == "events":
+        p.add_argument("--stats", action="store_true", help="display the stats once and exit")
+        p.add_argument("--interval", default="5s", help="stats collection interval (e.g. 1s)")
+    add_id(p)
+    if command == "ps":
+        p.add_argument("ps_args", nargs=argparse.REMAINDER, help="options for ps (default -ef)")
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _owner(state: ContainerState) -> str:
+    """The user owning the state directory, by name (as runc's list shows it)."""
+    import pwd  # noqa: PLC0415 - lazy: only list needs it
+
+    try:
+        uid = os.stat(state.dir).st_uid
+    except OSError:
+        return ""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"
+
+
+def table(rows: list[tuple[str, ...]], minwidth: int = 12, padding: int = 3) -> str:
+    """Columns as Go's tabwriter (minwidth 12, padding 3) lays out runc's tables."""
+    widths = [max(minwidth, *(len(r[i]) + padding for r in rows)) for i in range(len(rows[0]))]
+    lines = [
+        "".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=False)) + r[-1] for r in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def list_containers(ctx: Context, fmt: str, quiet: bool) -> str:
+    """`list` output: a table, ids only, or a JSON array (null when empty, as runc)."""
+    states = [s.to_runc_json(owner=_owner(s)) for s in list_states(ctx.root)]
+    if quiet:
+        return "".join(f"{s['id']}\n" for s in states)
+    if fmt == "json":
+        return json.dumps(states or None, separators=(",", ":")) + "\n"
+    keys = ("id", "pid", "status", "bundle", "created", "owner")
+    rows = [LIST_COLUMNS, *(tuple(str(s[k]) for k in keys) for s in states)]
+    return table(rows)
+
+
+def ps(state: ContainerState, fmt: str, ps_args: list[str]) -> str:
+    """`ps`: the container's pids as JSON, or `ps -ef` lines for those pids."""
+    pids = state.cgroup_manager().pids() if state.cgroup else [state.pid]
+    if fmt == "json":
+        return json.dumps(pids) + "\n"
+    args = [a for a in ps_args if a != "--"] or ["-ef"]
+    out = subprocess.run(["ps", *args], check=True, capture_output=True, text=True).stdout
+    lines = out.splitlines()
+    if not lines:
+        return ""
+    try:
+        column = lines[0].split().index("PID")
+    except ValueError:
+        raise InvalidArgument("couldn't find PID field in ps output") from None
+    wanted = {str(p) for p in pids}
+    kept = [ln for ln in lines[1:] if len(ln.split()) > column and ln.split()[column] in wanted]
+    return "\n".join([lines[0], *kept]) + "\n"
+
+
+def _interval(text: str) -> float:
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for unit in ("ms", "s", "m", "h"):
+        if text.endswith(unit):
+            try:
+                return float(text[: -len(unit)]) * units[unit]
+            except ValueError:
+                break
+    raise InvalidArgument(f"--interval: invalid duration {text!r} (e.g. 500ms, 5s)")
+
+
+def events(state: ContainerState, *, once: bool, interval: float) -> None:
+    """Print stats events: one with --stats, else one every interval until the container stops."""
+    if state.status() is Status.STOPPED:
+        raise FailedPrecondition(f"container with id {state.id} is not running")
+    manager = state.cgroup_manager()
+    while True:
+        event = {"type": "stats", "id": state.id, "data": manager.stats()}
+        _out(json.dumps(event, separators=(",", ":")) + "\n")
+        if once:
+            return
+        time.sleep(interval)
+        if state.status() is Status.STOPPED:
+            return
+
+
+def run(command: str, ctx: Context, args: argparse.Namespace) -> int:
+    """Run one query command."""
+    if command == "list":
+        _out(list_containers(ctx, args.format, args.quiet))
+        return 0
+    state = ContainerState.load(ctx.root, container_id(command, args))
+    if command == "state":
+        _out(json.dumps(state.to_runc_json(), indent=2) + "\n")
+    elif command == "ps":
+        if state.status() is Status.STOPPED and not state.cgroup:
+            raise FailedPrecondition("container not running")
+        _out(ps(state, args.format, args.ps_args))
+    elif command == "events":
+        events(state, once=args.stats, interval=_interval(args.interval))
+    return 0

@@ -1,0 +1,103 @@
+"""Stopping and removing a container: signal, wait for the init to go, destroy, poststop hooks.
+
+    destroy(state):  kill what is left in the cgroup → cgroup destroy → poststop hooks (warn)
+                     → remove the state directory
+
+The init process is usually not our child (its creator exited), so "wait" means polling
+/proc/<pid>/stat until the pid is gone, a zombie, or belongs to a newer process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from galley.oci.hooks import run_hooks_warn
+from galley.oci.state import ContainerState, process_start_time, remove
+from galley.oci.status import Status
+
+WAIT_STEP = 0.005
+
+
+def wait_gone(pid: int, start_time: int, timeout: float = 10.0) -> bool:
+    """Poll until pid (with that start time) has exited; True if it did within timeout."""
+    deadline = time.monotonic() + timeout
+    step = WAIT_STEP
+    while process_start_time(pid) == start_time:
+        if time.monotonic() > deadline:
+            return False
+        _reap(pid)
+        time.sleep(step)
+        step = min(step * 2, 0.1)
+    _reap(pid)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect pid if it happens to be our child (run, or a subreaper)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def signal_init(state: ContainerState, sig: int) -> None:
+    """Send sig to the container's init, if it is still the same process."""
+    if state.alive():
+        try:
+            os.kill(state.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def signal_all(state: ContainerState, sig: int) -> None:
+    """Send sig to every process in the container's cgroup (`kill --all`)."""
+    if not state.cgroup:
+        signal_init(state, sig)
+        return
+    manager = state.cgroup_manager()
+    for pid in manager.pids():
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    if sig == signal.SIGKILL and state.status() is Status.PAUSED:
+        manager.thaw()
+
+
+def kill_and_wait(state: ContainerState) -> None:
+    """SIGKILL the container (thawing it if paused, so the kill lands) and wait for init."""
+    paused = state.status() is Status.PAUSED
+    signal_init(state, signal.SIGKILL)
+    if paused:
+        state.cgroup_manager().thaw()
+    wait_gone(state.pid, state.start_time)
+
+
+def _kill_leftovers(state: ContainerState) -> None:
+    """Processes left in the cgroup once init is gone (possible without a pid namespace)."""
+    if not state.cgroup:
+        return
+    manager = state.cgroup_manager()
+    for _ in range(50):
+        pids = manager.pids()
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        manager.thaw()
+        time.sleep(0.01)
+
+
+def destroy(state: ContainerState) -> None:
+    """Remove a stopped container: cgroup, poststop hooks (warn only), state directory."""
+    _kill_leftovers(state)
+    if state.cgroup:
+        state.cgroup_manager().destroy()
+    hooks = state.spec.get("hooks", {}).get("poststop")
+    run_hooks_warn(hooks, state.oci_state(Status.STOPPED), "poststop")
+    remove(state.dir)

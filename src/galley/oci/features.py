@@ -1,0 +1,82 @@
+"""`galley-runc features`: what this runtime supports, in the runtime-spec features.md shape."""
+
+from __future__ import annotations
+
+import os
+
+from galley.oci.spec import NAMESPACE_TYPES
+
+OCI_VERSION_MIN = "1.0.0"
+OCI_VERSION_MAX = "1.3.0"
+HOOKS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+
+# Every option string galley.oci.mounts understands in a mount's "options".
+MOUNT_OPTIONS = sorted(
+    {"async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "iversion"}
+    | {"lazytime", "loud", "mand", "noatime", "nodev", "nodiratime", "noexec", "noiversion"}
+    | {"nolazytime", "nomand", "norelatime", "nostrictatime", "nosuid", "nosymfollow"}
+    | {"private", "ratime", "rbind", "rdev", "rdiratime", "relatime", "remount", "rexec"}
+    | {"rnoatime", "rnodev", "rnodiratime", "rnoexec", "rnorelatime", "rnostrictatime"}
+    | {"rnosuid", "rnosymfollow", "ro", "rprivate", "rrelatime", "rro", "rrw", "rshared"}
+    | {"rslave", "rstrictatime", "rsuid", "rsymfollow", "runbindable", "rw", "shared"}
+    | {"silent", "slave", "strictatime", "suid", "symfollow", "sync", "tmpcopyup"}
+    | {"unbindable"}
+)
+
+
+def _capabilities() -> list[str]:
+    try:
+        from galley.oci.capabilities import ALL_CAPABILITIES  # noqa: PLC0415 - lazy
+    except ImportError:
+        return []
+    return list(ALL_CAPABILITIES)
+
+
+def _seccomp() -> dict[str, object]:
+    try:
+        from galley.oci import seccomp  # noqa: PLC0415 - lazy: loads libseccomp
+    except (ImportError, OSError):
+        return {"enabled": False}
+    features = dict(seccomp.FEATURES)
+    try:
+        features["supportedFlags"] = seccomp.supported_flags()
+    except (AttributeError, OSError):
+        pass
+    return features
+
+
+def _cgroup() -> dict[str, object]:
+    return {
+        "v1": os.path.isdir("/sys/fs/cgroup/freezer") or not _pure_v2(),
+        "v2": True,
+        "systemd": False,
+        "systemdUser": False,
+        "rdma": False,
+    }
+
+
+def _pure_v2() -> bool:
+    return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
+def features() -> dict[str, object]:
+    """The features document."""
+    from galley.oci.cli import VERSION  # noqa: PLC0415 - avoids an import cycle
+
+    return {
+        "ociVersionMin": OCI_VERSION_MIN,
+        "ociVersionMax": OCI_VERSION_MAX,
+        "hooks": list(HOOKS),
+        "mountOptions": MOUNT_OPTIONS,
+        "linux": {
+            "namespaces": sorted(NAMESPACE_TYPES),
+            "capabilities": _capabilities(),
+            "cgroup": _cgroup(),
+            "seccomp": _seccomp(),
+            "apparmor": {"enabled": os.path.exists("/sys/kernel/security/apparmor")},
+            "selinux": {"enabled": os.path.exists("/sys/fs/selinux/enforce")},
+            "intelRdt": {"enabled": False},
+            "mountExtensions": {"idmap": {"enabled": False}},
+        },
+        "annotations": {"org.opencontainers.runc.version": "1.1.5", "io.galley.version": VERSION},
+    }
