@@ -1,4 +1,4 @@
-"""Mount syscalls: mount, umount2, pivot_root (and, as they are added, the new mount API).
+"""Mount syscalls: mount, umount2, pivot_root, openat2, open_tree, move_mount, mount_setattr.
 
 Mount descriptions stay data (see galley.snapshots and galley.oci.rootfs) until one of these
 functions performs them.
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+from typing import Any
 
-from galley.kernel.libc import check, encode, function
+from galley.kernel.libc import check, encode, function, libc
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -81,6 +82,126 @@ def umount(target: str | bytes, flags: int = 0) -> None:
 
 def pivot_root(new_root: str | bytes, put_old: str | bytes) -> None:
     """pivot_root(2), through syscall(2) since glibc has no wrapper."""
-    syscall = function("syscall", ctypes.c_long, ctypes.c_long, ctypes.c_char_p, ctypes.c_char_p)
-    sys_pivot_root = 155  # x86-64
-    check(syscall(sys_pivot_root, encode(new_root), encode(put_old)), "pivot_root", new_root)
+    number = _SYS_PIVOT_ROOT[os.uname().machine]
+    fn = _syscall(ctypes.c_char_p, ctypes.c_char_p)
+    check(fn(number, encode(new_root), encode(put_old)), "pivot_root", new_root)
+
+
+# --- fd-based mount API (Linux 5.2+) and openat2 (5.6+) ------------------------------------
+#
+# These calls take paths relative to directory fds, which is what lets the OCI runtime resolve
+# a mount destination strictly inside the container's root (openat2 RESOLVE_IN_ROOT) and then
+# act on exactly the inode it resolved, immune to a symlink swapped in between (CVE-2021-30465).
+# The syscall numbers below are the generic ones, identical on x86-64 and arm64.
+
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+
+MOVE_MOUNT_F_EMPTY_PATH = 0x04
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+MOUNT_ATTR_RDONLY = 0x01
+MOUNT_ATTR_NOSUID = 0x02
+MOUNT_ATTR_NODEV = 0x04
+MOUNT_ATTR_NOEXEC = 0x08
+MOUNT_ATTR__ATIME = 0x70
+MOUNT_ATTR_RELATIME = 0x00
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_IDMAP = 0x100000
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+
+_SYS_OPEN_TREE = 428
+_SYS_MOVE_MOUNT = 429
+_SYS_OPENAT2 = 437
+_SYS_MOUNT_SETATTR = 442
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = (
+        ("flags", ctypes.c_uint64),
+        ("mode", ctypes.c_uint64),
+        ("resolve", ctypes.c_uint64),
+    )
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
+
+
+_syscalls: dict[tuple[Any, ...], Any] = {}
+
+
+def _syscall(*argtypes: Any) -> Any:
+    """syscall(2) declared with these argument types (one ctypes object per signature)."""
+    fn = _syscalls.get(argtypes)
+    if fn is None:
+        fn = libc()["syscall"]
+        fn.restype = ctypes.c_long
+        fn.argtypes = [ctypes.c_long, *argtypes]
+        _syscalls[argtypes] = fn
+    return fn
+
+
+def openat2(dirfd: int, path: str | bytes, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2): open path relative to dirfd under the RESOLVE_* restrictions; returns the fd."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    fn = _syscall(ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t)
+    result = fn(_SYS_OPENAT2, dirfd, encode(path), ctypes.byref(how), ctypes.sizeof(how))
+    return check(result, "openat2", path)
+
+
+def open_tree(dirfd: int, path: str | bytes, flags: int) -> int:
+    """open_tree(2): an fd for the mount at path, or a detached copy of it with OPEN_TREE_CLONE."""
+    fn = _syscall(ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    return check(fn(_SYS_OPEN_TREE, dirfd, encode(path), flags), "open_tree", path)
+
+
+def move_mount(
+    from_fd: int, from_path: str | bytes, to_fd: int, to_path: str | bytes, flags: int
+) -> None:
+    """move_mount(2): attach or move the mount from (from_fd, from_path) onto (to_fd, to_path)."""
+    fn = _syscall(ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    result = fn(_SYS_MOVE_MOUNT, from_fd, encode(from_path), to_fd, encode(to_path), flags)
+    check(result, "move_mount", to_path or from_path)
+
+
+def mount_setattr(
+    dirfd: int,
+    path: str | bytes,
+    flags: int,
+    *,
+    attr_set: int = 0,
+    attr_clr: int = 0,
+    propagation: int = 0,
+    userns_fd: int = 0,
+) -> None:
+    """mount_setattr(2): change mount attributes (AT_RECURSIVE for a whole tree)."""
+    attr = _MountAttr(attr_set, attr_clr, propagation, userns_fd)
+    fn = _syscall(ctypes.c_int, ctypes.c_char_p, ctypes.c_uint, ctypes.c_void_p, ctypes.c_size_t)
+    result = fn(
+        _SYS_MOUNT_SETATTR, dirfd, encode(path), flags, ctypes.byref(attr), ctypes.sizeof(attr)
+    )
+    check(result, "mount_setattr", path or f"fd {dirfd}")
+
+
+def fd_path(fd: int) -> str:
+    """The /proc/self/fd path naming fd: mount(2) on it acts on exactly that inode."""
+    return f"/proc/self/fd/{fd}"
