@@ -1,0 +1,74 @@
+"""Store: the content store, the metadata database and the snapshotters of one galley root.
+
+<root>/
+├── content/                 ContentStore (galley.content.store)
+├── meta.db                  MetadataStore (galley.metadata.db), SQLite WAL
+└── snapshots/<name>/        snapshotters (galley.snapshots), opened on demand
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING
+
+from galley.content.store import ContentStore
+from galley.metadata.db import MetadataStore
+
+if TYPE_CHECKING:
+    from galley.snapshots.api import Snapshotter
+
+DEFAULT_ROOT = "/var/lib/galley"
+DEFAULT_SNAPSHOTTER = "overlayfs"
+
+
+class Store:
+    """Everything a galley root holds; open with Store.open(root), close when done."""
+
+    def __init__(self, root: str, content: ContentStore, meta: MetadataStore) -> None:
+        self.root = root
+        self.content = content
+        self.meta = meta
+        self._snapshotters: dict[str, Snapshotter] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, root: str) -> Store:
+        """Open (creating if needed) the store at root."""
+        root = os.path.abspath(root)
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        content = ContentStore(os.path.join(root, "content"))
+        meta = MetadataStore(os.path.join(root, "meta.db"))
+        return cls(root, content, meta)
+
+    def snapshotter(self, name: str = DEFAULT_SNAPSHOTTER) -> Snapshotter:
+        """The named snapshotter of this root ("overlayfs" | "native"), opened once."""
+        with self._lock:
+            found = self._snapshotters.get(name)
+            if found is None:
+                from galley.snapshots import open_snapshotter  # noqa: PLC0415 - on demand
+
+                found = self._snapshotters[name] = open_snapshotter(name, self.root)
+            return found
+
+    def snapshotter_names(self) -> list[str]:
+        """The snapshotters that exist on disk under this root."""
+        home = os.path.join(self.root, "snapshots")
+        try:
+            return sorted(e.name for e in os.scandir(home) if e.is_dir())
+        except FileNotFoundError:
+            return []
+
+    def close(self) -> None:
+        """Close the database connections and the snapshotters opened."""
+        with self._lock:
+            for sn in self._snapshotters.values():
+                sn.close()
+            self._snapshotters.clear()
+        self.meta.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

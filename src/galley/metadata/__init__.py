@@ -1,0 +1,1 @@
+"""SQLite metadata in containerd-style namespaces: images, content refs, leases, snapshots, GC."""
