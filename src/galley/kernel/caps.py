@@ -13,7 +13,6 @@ then effective is cleared, so the caller re-raises effective from permitted with
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
 
 from galley.kernel.libc import check, function
 
@@ -86,13 +85,37 @@ class _Data(ctypes.Structure):
     )
 
 
-@dataclass(frozen=True)
 class CapSets:
-    """The effective, permitted and inheritable sets as bit masks (bit n = capability n)."""
+    """The effective, permitted and inheritable sets as bit masks (bit n = capability n).
 
-    effective: int
-    permitted: int
-    inheritable: int
+    A plain class, not a dataclass: the container's init stage imports this module and every
+    millisecond of imports there is paid per container.
+    """
+
+    __slots__ = ("effective", "inheritable", "permitted")
+
+    def __init__(self, effective: int, permitted: int, inheritable: int) -> None:
+        self.effective = effective
+        self.permitted = permitted
+        self.inheritable = inheritable
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CapSets):
+            return NotImplemented
+        return (self.effective, self.permitted, self.inheritable) == (
+            other.effective,
+            other.permitted,
+            other.inheritable,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.effective, self.permitted, self.inheritable))
+
+    def __repr__(self) -> str:
+        return (
+            f"CapSets(effective={self.effective:#x}, permitted={self.permitted:#x},"
+            f" inheritable={self.inheritable:#x})"
+        )
 
 
 def last_cap() -> int:

@@ -9,9 +9,11 @@ architecture added to the filter.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 # Actions (seccomp.h).
 ACT_KILL_PROCESS = 0x80000000
@@ -78,14 +80,24 @@ _lib: ctypes.CDLL | None = None
 def _library() -> ctypes.CDLL:
     global _lib  # noqa: PLW0603 - one handle per process, loaded lazily
     if _lib is None:
-        name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
-        try:
-            lib = ctypes.CDLL(name, use_errno=True)
-        except OSError as e:
-            raise OSError(2, f"libseccomp: cannot load {name}: {e}") from None
+        lib = _open("libseccomp.so.2")
         _declare(lib)
         _lib = lib
     return _lib
+
+
+def _open(soname: str) -> ctypes.CDLL:
+    """dlopen the library; only when that fails ask ctypes.util (it costs ~10 ms to import)."""
+    try:
+        return ctypes.CDLL(soname, use_errno=True)
+    except OSError:
+        from ctypes import util  # noqa: PLC0415 - slow import, only on unusual hosts
+
+        name = util.find_library("seccomp")
+        try:
+            return ctypes.CDLL(name or soname, use_errno=True)
+        except OSError as e:
+            raise OSError(2, f"libseccomp: cannot load {name or soname}: {e}") from None
 
 
 def _declare(lib: ctypes.CDLL) -> None:

@@ -12,17 +12,24 @@ Always call apply_capabilities, even with no capabilities configured: the sets a
 
 from __future__ import annotations
 
-import logging
+from typing import TYPE_CHECKING
 
 from galley.errors import FailedPrecondition
 from galley.kernel import caps as kcaps
-from galley.oci.spec import Capabilities
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from galley.oci.spec import Capabilities
 
 ALL_CAPABILITIES: tuple[str, ...] = kcaps.CAPABILITY_NAMES
 
 SET_NAMES = ("bounding", "effective", "inheritable", "permitted", "ambient")
+
+
+def warn(message: str, *args: object) -> None:
+    """Log a warning; logging is imported only then (it costs milliseconds in the init stage)."""
+    import logging  # noqa: PLC0415
+
+    logging.getLogger(__name__).warning(message, *args)
 
 
 def available_capabilities() -> list[str]:
@@ -40,7 +47,7 @@ def resolve(caps: Capabilities) -> dict[str, int]:
         unknown.update(name for name in names if name not in known)
         masks[set_name] = kcaps.mask_of([name for name in names if name in known])
     if unknown:
-        log.warning("ignoring unknown or unavailable capabilities: %s", sorted(unknown))
+        warn("ignoring unknown or unavailable capabilities: %s", sorted(unknown))
     return masks
 
 
@@ -79,13 +86,11 @@ def _raise_ambient(mask: int) -> None:
     try:
         kcaps.ambient_clear()
     except OSError as e:
-        log.warning("cannot clear ambient capabilities: %s", e)
+        warn("cannot clear ambient capabilities: %s", e)
         return
     for cap in range(kcaps.last_cap() + 1):
         if mask >> cap & 1:
             try:
                 kcaps.ambient_raise(cap)
             except OSError as e:
-                log.warning(
-                    "cannot raise ambient capability %s: %s", kcaps.CAPABILITY_NAMES[cap], e
-                )
+                warn("cannot raise ambient capability %s: %s", kcaps.CAPABILITY_NAMES[cap], e)

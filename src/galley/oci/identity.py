@@ -14,10 +14,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import TYPE_CHECKING
 
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import caps as kcaps
-from galley.oci.spec import User
+
+if TYPE_CHECKING:
+    from galley.oci.spec import User
 
 DEFAULT_UMASK = 0o022
 

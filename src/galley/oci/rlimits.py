@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import errno
 import resource
+from typing import TYPE_CHECKING
 
 from galley.errors import FailedPrecondition, InvalidArgument
-from galley.oci.spec import Rlimit
+
+if TYPE_CHECKING:
+    from galley.oci.spec import Rlimit
 
 # linux/resource.h numbers (Python's resource module lacks RLIMIT_LOCKS).
 RLIMIT_TYPES: dict[str, int] = {

@@ -17,16 +17,13 @@ ANDed unless two of them test the same argument index, in which case each become
 from __future__ import annotations
 
 import errno
-import json
-import logging
-import socket
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import seccomp as scmp
-from galley.oci.spec import Seccomp, SeccompArg, SeccompSyscall
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from galley.oci.spec import Seccomp, SeccompArg, SeccompSyscall
 
 ACTIONS = (
     "SCMP_ACT_ALLOW",
@@ -76,6 +73,13 @@ _MAX_ARGS = 6
 _FIELD = "linux.seccomp"
 
 
+def _log(level: str, message: str, *args: object) -> None:
+    """Log through `logging`, imported only when there is something to say (init-stage speed)."""
+    import logging  # noqa: PLC0415
+
+    getattr(logging.getLogger(__name__), level)(message, *args)
+
+
 def supported_flags() -> list[str]:
     """The flags this host's libseccomp and kernel can apply (for `features`)."""
     if not scmp.available():
@@ -91,14 +95,16 @@ def supported_flags() -> list[str]:
     return flags
 
 
-@dataclass
 class SeccompFilter:
     """A compiled filter, ready to load; `notify` when it has SCMP_ACT_NOTIFY rules."""
 
-    context: scmp.Filter
-    notify: bool
-    listener_path: str | None
-    listener_metadata: str
+    def __init__(
+        self, context: scmp.Filter, notify: bool, listener_path: str | None, metadata: str
+    ) -> None:
+        self.context = context
+        self.notify = notify
+        self.listener_path = listener_path
+        self.listener_metadata = metadata
 
     def load(self) -> int | None:
         """Install the filter on this process; returns the notify listener fd when it has one."""
@@ -170,7 +176,7 @@ def _add_arches(context: scmp.Filter, arches: list[str]) -> None:
             raise InvalidArgument(f"{_FIELD}.architectures[{i}]: unknown architecture {name!r}")
         token = scmp.arch_token(libname)
         if token == 0:
-            log.warning("seccomp: architecture %s is unknown to libseccomp; ignored", name)
+            _log("warning", "seccomp: architecture %s is unknown to libseccomp; ignored", name)
             continue
         try:
             context.add_arch(token, name)
@@ -208,12 +214,12 @@ def _add_syscall_rule(context: scmp.Filter, rule: SeccompSyscall, default: int, 
         raise InvalidArgument(f"{field}: SCMP_ACT_NOTIFY cannot be used for the write syscall")
     groups = _condition_groups(rule.get("args") or [], f"{field}.args")
     if action == default:
-        log.debug("seccomp: %s has the default action; skipped", field)
+        _log("debug", "seccomp: %s has the default action; skipped", field)
         return False
     for syscall in names:
         number = scmp.syscall_number(syscall)
         if number == scmp.NR_SCMP_ERROR:
-            log.debug("seccomp: unknown syscall %r in %s; skipped", syscall, field)
+            _log("debug", "seccomp: unknown syscall %r in %s; skipped", syscall, field)
             continue
         for conditions in groups:
             try:
@@ -251,6 +257,9 @@ def _condition(arg: SeccompArg, field: str) -> scmp.ArgCmp:
 def send_listener(filt: SeccompFilter, notify_fd: int, state: dict[str, object]) -> None:
     """Send the notify fd to the seccomp agent at listenerPath (runtime-spec's protocol):
     one message with containerProcessState JSON and the fd as SCM_RIGHTS."""
+    import json  # noqa: PLC0415 - only for NOTIFY filters
+    import socket  # noqa: PLC0415
+
     if filt.listener_path is None:
         raise InvalidArgument(f"{_FIELD}.listenerPath: no listener to send the notify fd to")
     message = {
