@@ -1,0 +1,78 @@
+"""Process attributes: prctl(2) flags, host and domain names, close_range(2)."""
+
+from __future__ import annotations
+
+import ctypes
+
+from galley.kernel.libc import check, encode, function
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_SET_NAME = 15
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+
+CLOSE_RANGE_CLOEXEC = 1 << 2
+_SYS_CLOSE_RANGE = 436  # same number on every architecture (new syscall table)
+
+
+def prctl(option: int, arg: int = 0) -> None:
+    """prctl(2) with one integer argument."""
+    fn = function(
+        "prctl",
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_ulong,
+        ctypes.c_ulong,
+        ctypes.c_ulong,
+        ctypes.c_ulong,
+    )
+    check(fn(option, arg, 0, 0, 0), f"prctl {option}")
+
+
+def set_child_subreaper(on: bool = True) -> None:
+    """Become the reaper of orphaned descendants (runc run, shims)."""
+    prctl(PR_SET_CHILD_SUBREAPER, int(on))
+
+
+def set_pdeathsig(signal: int) -> None:
+    """Get signal when the parent thread exits."""
+    prctl(PR_SET_PDEATHSIG, signal)
+
+
+def set_dumpable(on: bool) -> None:
+    """A non-dumpable process's /proc/<pid> files are owned by root and ptrace is refused."""
+    prctl(PR_SET_DUMPABLE, int(on))
+
+
+def set_keepcaps(on: bool) -> None:
+    """Keep permitted capabilities across a switch away from uid 0."""
+    prctl(PR_SET_KEEPCAPS, int(on))
+
+
+def set_no_new_privs() -> None:
+    """execve can never again grant privileges (setuid bits, file capabilities)."""
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def sethostname(name: str) -> None:
+    """sethostname(2) in the caller's UTS namespace."""
+    raw = encode(name) or b""
+    fn = function("sethostname", ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
+    check(fn(raw, len(raw)), f"sethostname {name!r}")
+
+
+def setdomainname(name: str) -> None:
+    """setdomainname(2) in the caller's UTS namespace."""
+    raw = encode(name) or b""
+    fn = function("setdomainname", ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
+    check(fn(raw, len(raw)), f"setdomainname {name!r}")
+
+
+def cloexec_from(first: int) -> None:
+    """Mark every fd >= first close-on-exec (close_range(first, ~0, CLOSE_RANGE_CLOEXEC))."""
+    fn = function(
+        "syscall", ctypes.c_long, ctypes.c_long, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint
+    )
+    check(fn(_SYS_CLOSE_RANGE, first, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC), "close_range")

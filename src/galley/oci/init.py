@@ -1,0 +1,346 @@
+"""The container's init stage: from the re-executed, read-only interpreter to the user's execve.
+
+    P (galley-runc create)                  init stage (this module, `python3 -IS`)
+    ──────────────────────                  ────────────────────────────────────────────────
+    fork C; C unshares a mount namespace,
+    makes / rslave, binds the interpreter
+    read-only onto itself, execs it ──────► main()
+    cgroup.apply(C); "boot" {spec, ...} ──► join/create namespaces ─ "idmap" ─► P writes maps
+                                            ◄─ "ok"
+                                            fork when a pid/time namespace needs it; "pid"
+    ◄─ "pid" {pid}; oom_score_adj ────────► "ok" {pid}: read by the container's pid 1
+                                            setsid, console, hostname, setup_rootfs
+                                              before pivot: "hooks" ─► P runs prestart and
+                                              createRuntime ◄─ "ok"; createContainer hooks
+                                            sysctl, rlimits, seccomp, user, caps, cwd
+    ◄─ "ready"  (create returns) ◄───────── wait on the exec fifo ◄── `start` writes a byte
+                                            startContainer hooks, nnp + seccomp, fds, execve
+    Any failure: "error" {message}, exit 1; P removes everything it made.
+
+Messages are marshal-encoded dicts with a 4-byte length, over two pipes: json would cost ~7 ms
+of imports in a stage that must start in ~10 ms (typing, dataclasses, json, signal and socket
+are all avoided here for the same reason).
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from galley.oci.spec import Process, Spec, State
+
+BOOTSTRAP = "import sys;sys.path[:0]=[{src!r}];from galley.oci.init import main;main()"
+FIFO_NAME = "exec.fifo"
+
+
+class StageError(Exception):
+    """The init stage reported a failure, or stopped talking."""
+
+
+class Channel:
+    """Length-prefixed marshal messages over a pair of pipe fds."""
+
+    __slots__ = ("rfd", "wfd")
+
+    def __init__(self, rfd: int, wfd: int) -> None:
+        self.rfd = rfd
+        self.wfd = wfd
+
+    def send(self, kind: str, **fields: object) -> None:
+        fields["type"] = kind
+        data = marshal.dumps(fields)
+        buf = len(data).to_bytes(4, "little") + data
+        while buf:
+            buf = buf[os.write(self.wfd, buf) :]
+
+    def recv(self) -> dict[str, Any]:
+        size = int.from_bytes(self._read(4), "little")
+        msg: dict[str, Any] = marshal.loads(self._read(size))
+        return msg
+
+    def expect(self, kind: str) -> dict[str, Any]:
+        msg = self.recv()
+        if msg["type"] == "error":
+            raise StageError(msg["message"])
+        if msg["type"] != kind:
+            raise StageError(f"init protocol: expected {kind!r}, got {msg['type']!r}")
+        return msg
+
+    def _read(self, size: int) -> bytes:
+        chunks = []
+        while size:
+            chunk = os.read(self.rfd, size)
+            if not chunk:
+                raise StageError("the other side of the init pipe exited")
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        for fd in (self.rfd, self.wfd):
+            if fd >= 0:
+                os.close(fd)
+
+
+def describe(err: BaseException) -> str:
+    """One line for P: the error's own words, without Python's [Errno N] prefix."""
+    if isinstance(err, OSError) and err.strerror:
+        where = (
+            f": {err.filename}" if err.filename and str(err.filename) not in err.strerror else ""
+        )
+        return f"{err.strerror}{where}"
+    text = str(err) or type(err).__name__
+    return text.replace("\n", " ")
+
+
+def main() -> None:
+    """Entry point of the re-executed interpreter: argv is [-c, read fd, write fd]."""
+    channel = Channel(int(sys.argv[1]), int(sys.argv[2]))
+    try:
+        boot = channel.expect("boot")
+        _run(channel, boot)
+    except BaseException as err:  # every failure goes back to P as one line
+        fail(channel, err)
+
+
+def fail(channel: Channel, err: BaseException) -> None:
+    """Report err to P (or, once P has gone, to the container's stderr) and exit 1."""
+    message = describe(err)
+    try:
+        channel.send("error", message=message)
+    except OSError:
+        os.write(2, f"galley-runc init: {message}\n".encode())
+    os._exit(1)
+
+
+def _run(channel: Channel, boot: dict[str, Any]) -> None:
+    spec: Spec = boot["spec"]
+    fifo = os.open(boot["fifo"], os.O_RDWR | os.O_CLOEXEC)
+    pid = _enter_namespaces(channel, spec)
+    from galley.kernel import proc  # noqa: PLC0415 - after the fork: nothing to share
+
+    proc.set_dumpable(False)  # no /proc/1/{exe,fd,mem} for the container's other processes
+    os.setsid()
+    console = boot.get("console")
+    console_path = None
+    if console is not None:
+        from galley.oci.console import take_console  # noqa: PLC0415
+
+        console_path = os.ttyname(console)
+        take_console(console)
+    linux = spec.get("linux", {})
+    if "hostname" in spec:
+        proc.sethostname(spec["hostname"])
+    if "domainname" in spec:
+        proc.setdomainname(spec["domainname"])
+    state: State = {
+        "ociVersion": spec.get("ociVersion", ""),
+        "id": boot["id"],
+        "status": "creating",
+        "pid": pid,
+        "bundle": boot["bundle"],
+        "annotations": spec.get("annotations", {}),
+    }
+    starter = ProcessStarter(spec["process"], spec)
+    start_hooks = spec.get("hooks", {}).get("startContainer")
+    if start_hooks:
+        from galley.oci.hooks import run_hooks  # noqa: PLC0415 - before the host's files go
+    _setup_rootfs(spec, boot, console_path, lambda: _before_pivot(channel, spec, state))
+    if linux.get("sysctl"):
+        from galley.oci.rootfs import apply_sysctl  # noqa: PLC0415
+
+        apply_sysctl(spec)
+    starter.prepare()
+    channel.send("ready")
+    os.read(fifo, 1)  # `start` writes one byte; until then we are "created"
+    os.close(fifo)
+    if start_hooks:
+        state["status"] = "running"
+        run_hooks(start_hooks, state, "startContainer")
+    starter.execute(boot["preserve_fds"])
+
+
+def _enter_namespaces(channel: Channel, spec: Spec) -> int:
+    """Namespaces in kernel order; returns the container's pid as P sees it."""
+    from galley.oci import namespaces  # noqa: PLC0415
+
+    plan = namespaces.NamespacePlan(spec)
+
+    def map_ids() -> None:
+        channel.send("idmap")
+        channel.expect("ok")
+
+    namespaces.enter(plan, map_ids, spec.get("linux", {}).get("timeOffsets"))
+    if plan.needs_fork:
+        child = os.fork()
+        if child:
+            channel.send("pid", pid=child)
+            os._exit(0)
+    else:
+        channel.send("pid", pid=os.getpid())
+    pid: int = channel.expect("ok")["pid"]
+    return pid
+
+
+def _before_pivot(channel: Channel, spec: Spec, state: State) -> None:
+    """prestart/createRuntime in P (runtime namespaces), then createContainer in here."""
+    hooks = spec.get("hooks", {})
+    if hooks.get("prestart") or hooks.get("createRuntime"):
+        channel.send("hooks")
+        channel.expect("ok")
+    if hooks.get("createContainer"):
+        from galley.oci.hooks import run_hooks  # noqa: PLC0415
+
+        run_hooks(hooks["createContainer"], state, "createContainer")
+
+
+def _setup_rootfs(
+    spec: Spec, boot: dict[str, Any], console_path: str | None, before_pivot: Callable[[], None]
+) -> None:
+    from galley.oci.rootfs import setup_rootfs  # noqa: PLC0415
+
+    try:
+        setup_rootfs(
+            spec,
+            boot["bundle"],
+            no_pivot=boot["no_pivot"],
+            console_path=console_path,
+            before_pivot=before_pivot,
+        )
+    except NotImplementedError:
+        _temporary_pivot(spec, boot["bundle"], before_pivot)
+
+
+def _temporary_pivot(spec: Spec, bundle: str, before_pivot: Callable[[], None]) -> None:
+    """TEMPORARY until galley.oci.rootfs.setup_rootfs lands: bind root, /proc, pivot_root."""
+    from galley.kernel import mount as m  # noqa: PLC0415
+
+    root = os.path.join(bundle, spec.get("root", {}).get("path", "rootfs"))
+    m.mount(None, "/", None, m.MS_REC | m.MS_PRIVATE)
+    m.mount(root, root, None, m.MS_BIND | m.MS_REC)
+    m.mount("proc", os.path.join(root, "proc"), "proc", m.MS_NOSUID | m.MS_NODEV | m.MS_NOEXEC)
+    before_pivot()
+    old = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    os.chdir(root)
+    m.pivot_root(".", ".")
+    os.fchdir(old)
+    m.mount(None, ".", None, m.MS_REC | m.MS_SLAVE)
+    m.umount(".", m.MNT_DETACH)
+    os.close(old)
+    os.chdir("/")
+
+
+class ProcessStarter:
+    """The last steps of create and exec: security in runc's order, cwd, then execve.
+
+    rlimits → seccomp (without noNewPrivileges) → user (keeping caps) → capabilities → cwd
+    (checked inside the root: CVE-2024-21626) → [wait for start, startContainer hooks] →
+    no_new_privs + seccomp (with noNewPrivileges) → every fd past the preserved ones closed on
+    exec → signals back to default → execve.
+    """
+
+    def __init__(self, process: Process, spec: Spec) -> None:
+        # Everything is imported and compiled here, while the host's files are still visible.
+        from galley.oci import capabilities, identity, rlimits  # noqa: PLC0415
+
+        self.process = process
+        if process.get("capabilities", {}).get("ambient"):
+            import logging  # noqa: F401, PLC0415 - capabilities.warn imports it lazily, too late
+        self.capabilities = capabilities
+        self.identity = identity
+        self.rlimits = rlimits
+        self.env = environment(process)
+        self.filter = None
+        seccomp = spec.get("linux", {}).get("seccomp")
+        if seccomp:
+            from galley.oci.seccomp import compile_filter  # noqa: PLC0415
+
+            self.filter = compile_filter(seccomp)
+        self.nnp = bool(process.get("noNewPrivileges"))
+        self.executable = ""
+
+    def prepare(self) -> None:
+        """Everything that can fail before `start`: create reports these errors."""
+        process = self.process
+        self.rlimits.apply_rlimits(process.get("rlimits", []))
+        if self.filter is not None and not self.nnp:
+            self.filter.load()
+        self.identity.apply_user(process.get("user") or {"uid": 0, "gid": 0})
+        self.capabilities.apply_capabilities(process.get("capabilities", {}))
+        enter_cwd(process.get("cwd", "/"))
+        self.env.setdefault("HOME", home_of(process.get("user", {}).get("uid", 0)))
+        self.executable = find_executable(process["args"][0], self.env)
+
+    def execute(self, preserve_fds: int) -> None:
+        """no_new_privs, late seccomp, fds, signals, execve: never returns."""
+        import _signal  # type: ignore[import-not-found]  # noqa: PLC0415 - `signal` imports enum
+
+        from galley.kernel import proc  # noqa: PLC0415
+
+        if self.nnp:
+            proc.set_no_new_privs()
+            if self.filter is not None:
+                self.filter.load()
+        proc.cloexec_from(3 + preserve_fds)
+        for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):  # Python ignores these; exec keeps that
+            _signal.signal(sig, _signal.SIG_DFL)
+        os.execve(self.executable, self.process["args"], self.env)
+
+
+def environment(process: Process) -> dict[str, str]:
+    """process.env as a dict (later entries win, as in execve's consumers)."""
+    env = {}
+    for item in process.get("env", []):
+        key, _, value = item.partition("=")
+        env[key] = value
+    return env
+
+
+def home_of(uid: int) -> str:
+    """The home directory of uid in the container's /etc/passwd, else "/" (runc's default)."""
+    try:
+        with open("/etc/passwd", encoding="utf-8", errors="replace") as passwd:
+            for line in passwd:
+                fields = line.split(":")
+                if len(fields) > 5 and fields[2] == str(uid):
+                    return fields[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
+def enter_cwd(cwd: str) -> None:
+    """chdir to process.cwd and make sure it lies inside the container's root."""
+    try:
+        os.chdir(cwd)
+    except OSError as err:
+        raise StageError(f'chdir to cwd ("{cwd}") set in config.json failed: {err.strerror}')
+    try:
+        os.getcwd()  # glibc: ENOENT when the kernel says "(unreachable)/..."
+    except OSError:
+        raise StageError(f'cwd "{cwd}" is outside the container\'s root')
+
+
+def find_executable(name: str, env: dict[str, str]) -> str:
+    """args[0] resolved as execvp would, with the container's PATH; a clear error if absent."""
+    if "/" in name:
+        candidates = [name]
+    else:
+        candidates = [os.path.join(d or ".", name) for d in env.get("PATH", "").split(":")]
+    for path in candidates:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if st.st_mode & 0o170000 == 0o100000 and os.access(path, os.X_OK):
+            return path
+        if "/" in name:
+            raise StageError(f'exec: "{name}": permission denied')
+    where = "no such file or directory" if "/" in name else "executable file not found in $PATH"
+    raise StageError(f'exec: "{name}": {where}')

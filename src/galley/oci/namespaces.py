@@ -1,0 +1,126 @@
+"""The container's namespaces (linux.namespaces): which to join, which to create, in what order.
+
+Order, as the kernel needs it:
+
+    1. setns() into a user namespace given by path          (decides what may be joined next)
+    2. unshare(CLONE_NEWUSER) when a new one is asked for;
+       P writes uid_map/gid_map; we become root inside it
+    3. setns() into every other namespace given by path
+    4. unshare() every other new namespace at once; the cgroup namespace is new only after the
+       process was moved into its cgroup (P does that before the init stage starts)
+    5. new time namespace: write its offsets before any process lives in it
+    6. pid and time namespaces (new or joined) hold only the caller's *children*: the init stage
+       forks once more, and the child is the container's pid 1
+
+This module is imported by the init stage, so it imports nothing beyond os and galley.kernel
+(typing alone would cost ~12 ms of start-up there).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from galley.kernel import ns
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from galley.oci.spec import IDMapping, Spec, TimeOffset
+
+CHILD_ONLY = ns.CLONE_NEWPID | ns.CLONE_NEWTIME
+
+
+class NamespacePlan:
+    """What to join (user first) and what to create, decided from the spec."""
+
+    __slots__ = ("create", "join", "needs_fork", "new_user")
+
+    def __init__(self, spec: Spec) -> None:
+        self.join: list[tuple[str, str]] = []
+        self.create = 0
+        self.new_user = False
+        for entry in spec.get("linux", {}).get("namespaces", []):
+            kind = entry.get("type", "")
+            flag = ns.NAMESPACES[kind][0]
+            path = entry.get("path", "")
+            if path:
+                self.join.append((kind, path))
+            elif kind == "user":
+                self.new_user = True
+            else:
+                self.create |= flag
+        self.join.sort(key=lambda item: item[0] != "user")
+        joined = 0
+        for kind, _ in self.join:
+            joined |= ns.NAMESPACES[kind][0]
+        self.needs_fork = bool((self.create | joined) & CHILD_ONLY)
+
+
+def enter(
+    plan: NamespacePlan, map_ids: Callable[[], None], offsets: dict[str, TimeOffset] | None
+) -> None:
+    """Steps 1-5 above; map_ids() asks P to write the id maps of a new user namespace."""
+    rest = plan.join
+    if rest and rest[0][0] == "user":
+        ns.join(rest[0][1], ns.CLONE_NEWUSER)
+        rest = rest[1:]
+        become_root()
+    if plan.new_user:
+        ns.unshare(ns.CLONE_NEWUSER)
+        map_ids()
+        become_root()
+    for kind, path in rest:
+        ns.join(path, ns.NAMESPACES[kind][0])
+    if plan.create:
+        ns.unshare(plan.create)
+    if plan.create & ns.CLONE_NEWTIME and offsets:
+        write_time_offsets(offsets)
+
+
+def become_root() -> None:
+    """Take uid/gid 0 in a user namespace just entered (the mapped root), no extra groups."""
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    try:
+        os.setgroups([])
+    except PermissionError:  # setgroups is "deny" in this user namespace: nothing to drop
+        pass
+
+
+def write_time_offsets(offsets: dict[str, TimeOffset]) -> None:
+    """Offsets of a new time namespace, written before any process lives in it."""
+    lines = []
+    for clock, offset in offsets.items():
+        lines.append(f"{clock} {offset.get('secs', 0)} {offset.get('nanosecs', 0)}\n")
+    fd = os.open("/proc/self/timens_offsets", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, "".join(lines).encode())
+    finally:
+        os.close(fd)
+
+
+def write_id_maps(pid: int, uid_mappings: list[IDMapping], gid_mappings: list[IDMapping]) -> None:
+    """P's half of step 2: write /proc/<pid>/uid_map and gid_map of the new user namespace."""
+    for name, mappings in (("uid_map", uid_mappings), ("gid_map", gid_mappings)):
+        text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
+        if not text:
+            continue
+        path = f"/proc/{pid}/{name}"
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, text.encode())
+        except OSError as err:
+            raise OSError(err.errno, f"write {name} {text.strip()!r}: {err.strerror}", path)
+        finally:
+            os.close(fd)
+
+
+def paths(pid: int) -> dict[str, str]:
+    """The /proc/<pid>/ns/* path of every namespace type the kernel has, by OCI type."""
+    found = {}
+    for kind, (_, name) in ns.NAMESPACES.items():
+        path = f"/proc/{pid}/ns/{name}"
+        if os.path.lexists(path):
+            found[kind] = path
+    return found
