@@ -38,12 +38,12 @@ LOCK_FILE = "lock"
 # What `runc state` reports as ociVersion: the runtime-spec version runc 1.1 was built against.
 RUNTIME_OCI_VERSION = "1.0.2-dev"
 
-_ID_RE = re.compile(r"^[\w+\-.]+$")
+_ID_RE = re.compile(r"[\w+\-.]+", re.ASCII)
 
 
 def validate_id(container_id: str) -> str:
     """Return container_id if runc would accept it, else raise InvalidArgument."""
-    if not container_id or container_id in {".", ".."} or not _ID_RE.match(container_id):
+    if not container_id or container_id in {".", ".."} or not _ID_RE.fullmatch(container_id):
         raise InvalidArgument("invalid container ID format")
     return container_id
 

@@ -283,7 +283,7 @@ def _time_offsets(path: str, value: object) -> None:
 
 def check_linux(spec: dict[str, Any]) -> None:
     """Check spec["linux"] and the rules that tie it to the rest of the config."""
-    linux = obj("linux", spec.get("linux") or {})
+    linux = obj("linux", spec["linux"] if spec.get("linux") is not None else {})
     namespaces = _namespaces("linux.namespaces", linux.get("namespaces") or [])
     fields(
         "linux",

@@ -1,0 +1,150 @@
+"""state.py and status.py: state.json round trip, derived status, pid reuse, ids, locking."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from galley.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from galley.oci import state as st
+from galley.oci.status import Operation, Status, can, require
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(["sleep", "60"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def make_state(root: Path, cid: str, pid: int) -> st.ContainerState:
+    state_dir = st.reserve(str(root), cid)
+    start = st.process_start_time(pid)
+    assert start is not None
+    state = st.ContainerState(
+        root=str(root),
+        id=cid,
+        bundle="/b",
+        rootfs="/b/rootfs",
+        pid=pid,
+        start_time=start,
+        created=st.now_rfc3339(),
+        annotations={"a": "b"},
+        config={"ociVersion": "1.0.2"},
+    )
+    assert state.dir == state_dir
+    state.save()
+    return state
+
+
+def test_round_trip_and_runc_json(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    saved = make_state(tmp_path, "c1", sleeper.pid)
+    loaded = st.ContainerState.load(str(tmp_path), "c1")
+    assert loaded == saved
+    out = loaded.to_runc_json()
+    assert list(out) == [
+        "ociVersion",
+        "id",
+        "pid",
+        "status",
+        "bundle",
+        "rootfs",
+        "created",
+        "annotations",
+        "owner",
+    ]
+    assert out["status"] == "running"
+    assert out["pid"] == sleeper.pid
+    assert out["created"].endswith("Z")  # type: ignore[union-attr]
+
+
+def test_status_is_derived(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    state = make_state(tmp_path, "c2", sleeper.pid)
+    fifo = st.fifo_path(state.dir)
+    os.mkfifo(fifo)
+    assert state.status() is Status.CREATED
+    os.unlink(fifo)
+    assert state.status() is Status.RUNNING
+    sleeper.kill()
+    sleeper.wait()
+    assert state.status() is Status.STOPPED
+    assert state.to_runc_json()["pid"] == 0
+    assert state.oci_state()["status"] == "stopped"
+
+
+def test_zombie_counts_as_stopped(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    state = make_state(tmp_path, "z", sleeper.pid)
+    sleeper.kill()
+    os.waitid(os.P_PID, sleeper.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
+    assert st.process_start_time(sleeper.pid) is None
+    assert state.status() is Status.STOPPED
+
+
+def test_recycled_pid_is_not_our_init(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    state = make_state(tmp_path, "c3", sleeper.pid).replace(start_time=1)
+    assert not state.alive()
+    assert state.status() is Status.STOPPED
+
+
+def test_missing_and_duplicate(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    with pytest.raises(NotFound, match='container "nope" does not exist'):
+        st.ContainerState.load(str(tmp_path), "nope")
+    make_state(tmp_path, "dup", sleeper.pid)
+    with pytest.raises(AlreadyExists, match="already exists"):
+        st.reserve(str(tmp_path), "dup")
+    assert st.list_ids(str(tmp_path)) == ["dup"]
+    assert st.list_ids(str(tmp_path / "absent")) == []
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "../x", "a b", "x\n"])
+def test_invalid_ids(bad: str) -> None:
+    with pytest.raises(InvalidArgument, match="invalid container ID format"):
+        st.validate_id(bad)
+
+
+@pytest.mark.parametrize("good", ["a", "A-b_c.d+e", "0123", "x" * 200])
+def test_valid_ids(good: str) -> None:
+    assert st.validate_id(good) == good
+
+
+def test_corrupt_state_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / st.STATE_FILE).write_text("{not json")
+    with pytest.raises(NotFound, match="corrupt"):
+        st.ContainerState.load(str(tmp_path), "bad")
+    assert list(st.list_states(str(tmp_path))) == []
+
+
+def test_remove_and_lock(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    state = make_state(tmp_path, "rm", sleeper.pid)
+    with st.Lock(state.dir):
+        assert (Path(state.dir) / st.LOCK_FILE).exists()
+    st.remove(state.dir)
+    assert not Path(state.dir).exists()
+
+
+def test_state_machine() -> None:
+    assert can(Operation.START, Status.CREATED)
+    assert not can(Operation.START, Status.RUNNING)
+    assert can(Operation.RESUME, Status.PAUSED)
+    with pytest.raises(FailedPrecondition, match="cannot start a container that has stopped"):
+        require(Operation.START, Status.STOPPED, "x")
+    with pytest.raises(FailedPrecondition, match="cannot start an already running container"):
+        require(Operation.START, Status.RUNNING, "x")
+    with pytest.raises(FailedPrecondition, match="cannot delete container x that is not stopped"):
+        require(Operation.DELETE, Status.RUNNING, "x")
+    with pytest.raises(FailedPrecondition, match="container not running"):
+        require(Operation.KILL, Status.STOPPED, "x")
+    with pytest.raises(FailedPrecondition, match="container not paused"):
+        require(Operation.RESUME, Status.RUNNING, "x")
+    for op in Operation:
+        require(op, next(iter(sorted(_allowed(op), key=lambda s: s.value))), "x")
+
+
+def _allowed(op: Operation) -> set[Status]:
+    return {s for s in Status if can(op, s)}

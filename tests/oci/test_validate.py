@@ -1,0 +1,210 @@
+"""validate.py: every field checked, one-line errors that start with the field path."""
+# ruff: noqa: E501 - the table of cases reads best one per line
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from galley.errors import InvalidArgument
+from galley.oci.defaults import default_spec
+from galley.oci.validate import validate
+
+DELETE = object()
+
+
+def mutate(doc: dict[str, Any], path: str, value: object) -> dict[str, Any]:
+    """doc with the dotted path (list indexes as numbers) set to value (or deleted)."""
+    doc = copy.deepcopy(doc)
+    *parents, last = path.split(".")
+    node: Any = doc
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    if isinstance(node, list):
+        node[int(last)] = value
+    elif value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return doc
+
+
+BASE = dict(default_spec())
+
+CASES = [
+    ("ociVersion", DELETE, "ociVersion: is required"),
+    ("ociVersion", "2.0.0", 'ociVersion: unsupported version "2.0.0"'),
+    ("ociVersion", "0.9.0", 'ociVersion: unsupported version "0.9.0"'),
+    ("ociVersion", "banana", 'ociVersion: "banana" is not a semantic version'),
+    ("ociVersion", 1, "ociVersion: must be a string, not number"),
+    ("root", DELETE, "root: is required"),
+    ("root.path", "", "root.path: must not be empty"),
+    ("root.readonly", "yes", "root.readonly: must be a boolean, not string"),
+    ("process", DELETE, "process: is required"),
+    ("process.args", [], "process.args: must not be empty"),
+    ("process.args", ["sh", 1], "process.args[1]: must be a string"),
+    ("process.cwd", "relative", "process.cwd: 'relative' must be an absolute path"),
+    ("process.cwd", DELETE, "process.cwd: is required"),
+    ("process.env", ["NOEQUALS"], 'process.env[0]: "NOEQUALS" is not of the form KEY=value'),
+    ("process.terminal", 1, "process.terminal: must be a boolean"),
+    ("process.user.uid", -1, "process.user.uid: -1 is out of range"),
+    ("process.user.gid", 2**32, "process.user.gid: 4294967296 is out of range"),
+    ("process.user.additionalGids", [1, "x"], "process.user.additionalGids[1]: must be an integer"),
+    ("process.capabilities.bounding", ["CAP_FOO", "bad"], 'process.capabilities.bounding[1]: unknown capability "bad"'),
+    ("process.rlimits.0.type", "RLIMIT_FOO", 'process.rlimits[0].type: unknown rlimit type "RLIMIT_FOO"'),
+    ("process.rlimits.0.soft", 2048, "process.rlimits[0].soft: 2048 is greater than hard limit 1024"),
+    ("process.oomScoreAdj", 1001, "process.oomScoreAdj: 1001 is out of range"),
+    ("process.consoleSize", {"height": -1, "width": 1}, "process.consoleSize.height: -1 is out of range"),
+    ("hostname", 5, "hostname: must be a string"),
+    ("mounts.0.destination", DELETE, "mounts[0].destination: is required"),
+    ("mounts.1.options", "ro", "mounts[1].options: must be an array, not string"),
+    ("hooks.prestart", [{"path": "rel"}], "hooks.prestart[0].path: 'rel' must be an absolute path"),
+    ("hooks.poststop", [{"path": "/x", "timeout": 0}], "hooks.poststop[0].timeout: 0 is out of range"),
+    ("hooks.createRuntime", [{"args": []}], "hooks.createRuntime[0].path: is required"),
+    ("annotations", {"a": 1}, "annotations.a: must be a string"),
+    ("linux.namespaces.2.type", "foo", 'linux.namespaces[2].type: unknown namespace type "foo"'),
+    ("linux.namespaces.2", {"type": "pid"}, 'linux.namespaces[2].type: duplicate namespace type "pid"'),
+    ("linux.namespaces.0.path", "relative", "linux.namespaces[0].path: 'relative' must be an absolute path"),
+    ("linux.uidMappings", [{"containerID": 0, "hostID": 0, "size": 1}], "linux.uidMappings: id mappings need a user namespace"),
+    ("linux.devices", [{"type": "x", "path": "/dev/x"}], 'linux.devices[0].type: unknown device type "x"'),
+    ("linux.devices", [{"type": "c", "path": "/dev/x"}], "linux.devices[0].major: is required"),
+    ("linux.resources.devices.0.access", "rwx", 'linux.resources.devices[0].access: "rwx" must be a combination'),
+    ("linux.resources.devices.0.allow", DELETE, "linux.resources.devices[0].allow: is required"),
+    ("linux.resources.memory", {"limit": "1G"}, "linux.resources.memory.limit: must be an integer"),
+    ("linux.resources.memory", {"swappiness": 101}, "linux.resources.memory.swappiness: 101 is out of range"),
+    ("linux.resources.cpu", {"cpus": "0-a"}, 'linux.resources.cpu.cpus: "0-a" is not a cpu/memory node list'),
+    ("linux.resources.pids", {"limit": "x"}, "linux.resources.pids.limit: must be an integer"),
+    ("linux.resources.blockIO", {"weight": 70000}, "linux.resources.blockIO.weight: 70000 is out of range"),
+    ("linux.resources.hugepageLimits", [{"limit": 1}], "linux.resources.hugepageLimits[0].pageSize: is required"),
+    ("linux.resources.unified", {"memory.max": 5}, "linux.resources.unified.memory.max: must be a string"),
+    ("linux.rootfsPropagation", "sideways", 'linux.rootfsPropagation: unknown propagation "sideways"'),
+    ("linux.seccomp", {"defaultAction": "SCMP_ACT_NOPE"}, 'linux.seccomp.defaultAction: unknown seccomp action "SCMP_ACT_NOPE"'),
+    ("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [], "action": "SCMP_ACT_ERRNO"}]}, "linux.seccomp.syscalls[0].names: must not be empty"),
+    ("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["x"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}, "linux.seccomp.syscalls[0].args[0].index: 6 is out of range"),
+    ("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NOPE"]}, 'linux.seccomp.flags[0]: unknown seccomp flag "SECCOMP_FILTER_FLAG_NOPE"'),
+    ("linux.sysctl", {"kernel.panic": "1"}, "linux.sysctl.kernel.panic: sysctl is not in a separate kernel namespace"),
+    ("linux.maskedPaths", ["relative"], "linux.maskedPaths[0]: 'relative' must be an absolute path"),
+    ("linux.timeOffsets", {"monotonic": {"secs": 1}}, "linux.timeOffsets: needs a time namespace"),
+    ("linux.personality", {"domain": "WINDOWS"}, 'linux.personality.domain: unknown domain "WINDOWS"'),
+    ("linux.intelRdt", {"closID": "x"}, "linux.intelRdt: intel RDT is not supported"),
+    ("linux", [], "linux: must be an object, not array"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "value", "message"), CASES, ids=[c[0] for c in CASES])
+def test_bad_field_is_named(path: str, value: object, message: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        validate(mutate(BASE, path, value))
+    text = str(err.value)
+    assert text.startswith(message), text
+    assert "\n" not in text
+
+
+def test_default_specs_are_valid() -> None:
+    validate(default_spec())
+    validate(default_spec(rootless=True))
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "1.0.2-dev", "1.1.0", "1.2.1", "1.3.0"])
+def test_supported_versions(version: str) -> None:
+    validate(mutate(BASE, "ociVersion", version))
+
+
+def test_hostname_needs_uts_namespace() -> None:
+    doc = mutate(BASE, "linux.namespaces", [{"type": "mount"}])
+    doc["hostname"] = "h"
+    with pytest.raises(
+        InvalidArgument, match=r"^hostname: unable to set hostname without a private UTS"
+    ):
+        validate(doc)
+
+
+def test_namespaced_sysctls_are_accepted() -> None:
+    doc = mutate(
+        BASE,
+        "linux.sysctl",
+        {"net.ipv4.ip_forward": "1", "kernel.shmmax": "1", "fs.mqueue.msg_max": "10"},
+    )
+    validate(doc)
+    doc["linux"]["namespaces"] = [n for n in doc["linux"]["namespaces"] if n["type"] != "network"]
+    with pytest.raises(
+        InvalidArgument, match=r"^linux.sysctl.net.ipv4.ip_forward: sysctl needs a new network"
+    ):
+        validate(doc)
+
+
+def test_user_namespace_needs_mappings() -> None:
+    doc = copy.deepcopy(BASE)
+    doc["linux"]["namespaces"].append({"type": "user"})
+    with pytest.raises(InvalidArgument, match=r"^linux.uidMappings: a new user namespace needs"):
+        validate(doc)
+    doc["linux"]["namespaces"][-1]["path"] = "/proc/1/ns/user"
+    validate(doc)
+
+
+def test_masked_paths_need_mount_namespace() -> None:
+    doc = mutate(BASE, "linux.namespaces", [{"type": "pid"}])
+    doc.pop("hostname")
+    with pytest.raises(
+        InvalidArgument, match=r"^linux.maskedPaths: needs a private mount namespace"
+    ):
+        validate(doc)
+
+
+def test_labels_without_selinux_or_apparmor() -> None:
+    with pytest.raises(InvalidArgument, match=r"^process.selinuxLabel: selinux"):
+        validate(mutate(BASE, "process.selinuxLabel", "system_u:system_r:container_t:s0"))
+    with pytest.raises(InvalidArgument, match=r"^process.apparmorProfile: apparmor is not enabled"):
+        validate(mutate(BASE, "process.apparmorProfile", "docker-default"))
+
+
+def test_full_featured_config_is_valid() -> None:
+    doc = copy.deepcopy(BASE)
+    doc["linux"]["resources"] = {
+        "devices": [
+            {"allow": False, "access": "rwm"},
+            {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"},
+        ],
+        "memory": {
+            "limit": 1 << 30,
+            "reservation": 1 << 29,
+            "swap": -1,
+            "swappiness": 10,
+            "disableOOMKiller": False,
+        },
+        "cpu": {"shares": 1024, "quota": 100000, "period": 100000, "cpus": "0-1", "mems": "0"},
+        "pids": {"limit": 100},
+        "blockIO": {
+            "weight": 500,
+            "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1000}],
+        },
+        "hugepageLimits": [{"pageSize": "2MB", "limit": 0}],
+        "network": {"classID": 1, "priorities": [{"name": "eth0", "priority": 1}]},
+        "unified": {"memory.high": "max"},
+    }
+    doc["linux"]["devices"] = [
+        {"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229, "fileMode": 0o666}
+    ]
+    doc["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": 1,
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+        "syscalls": [
+            {
+                "names": ["read"],
+                "action": "SCMP_ACT_ALLOW",
+                "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}],
+            }
+        ],
+    }
+    doc["linux"]["rootfsPropagation"] = "rslave"
+    doc["linux"]["cgroupsPath"] = "/galley/x"
+    doc["hooks"] = {
+        p: [{"path": "/bin/true", "args": ["true"], "env": ["A=b"], "timeout": 5}]
+        for p in ("prestart", "poststop")
+    }
+    doc["process"]["user"] = {"uid": 1000, "gid": 1000, "umask": 0o22, "additionalGids": [5]}
+    validate(doc)
