@@ -4,14 +4,16 @@
     re-raised from permitted: after a uid switch with keepcaps the kernel empties effective)
         → capset effective / permitted / inheritable
         → ambient: clear, then raise each listed one (it must be permitted and inheritable;
-          a failure is a warning, as runc's)
+          others are skipped quietly, as runc does)
 
-Unknown names, and names above the kernel's CAP_LAST_CAP, are ignored with a warning (runc 1.1).
+Unknown names, and names above the kernel's CAP_LAST_CAP, are ignored with a warning (runc 1.1):
+the warnings collect in WARNINGS (and go to `logging` when loaded; the init stage cannot import).
 Always call apply_capabilities, even with no capabilities configured: the sets are then emptied.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 from galley.errors import FailedPrecondition
@@ -25,11 +27,19 @@ ALL_CAPABILITIES: tuple[str, ...] = kcaps.CAPABILITY_NAMES
 SET_NAMES = ("bounding", "effective", "inheritable", "permitted", "ambient")
 
 
-def warn(message: str, *args: object) -> None:
-    """Log a warning; logging is imported only then (it costs milliseconds in the init stage)."""
-    import logging  # noqa: PLC0415
+WARNINGS: list[str] = []
 
-    logging.getLogger(__name__).warning(message, *args)
+
+def warn(message: str, *args: object) -> None:
+    """Record a warning in WARNINGS, and log it when `logging` is already loaded.
+
+    Nothing is imported here: after pivot_root the init stage cannot import from the host.
+    """
+    text = message % args
+    WARNINGS.append(text)
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.getLogger(__name__).warning(text)
 
 
 def available_capabilities() -> list[str]:
@@ -59,7 +69,7 @@ def apply_capabilities(caps: Capabilities) -> None:
     drop_bounding(masks["bounding"])
     target = kcaps.CapSets(masks["effective"], masks["permitted"], masks["inheritable"])
     _capset(target, "set")
-    _raise_ambient(masks["ambient"])
+    _raise_ambient(masks["ambient"], target.permitted & target.inheritable)
 
 
 def drop_bounding(keep: int) -> None:
@@ -82,15 +92,22 @@ def _capset(sets: kcaps.CapSets, step: str) -> None:
         raise FailedPrecondition(f"process.capabilities ({step}): {e}{hint}") from None
 
 
-def _raise_ambient(mask: int) -> None:
+def _raise_ambient(mask: int, allowed: int) -> None:
+    """Raise the ambient caps; those not both permitted and inheritable are skipped quietly, as
+    runc 1.1 does (the default `runc spec` config lists ambient caps without inheritable ones)."""
     try:
         kcaps.ambient_clear()
     except OSError as e:
         warn("cannot clear ambient capabilities: %s", e)
         return
     for cap in range(kcaps.last_cap() + 1):
-        if mask >> cap & 1:
-            try:
-                kcaps.ambient_raise(cap)
-            except OSError as e:
-                warn("cannot raise ambient capability %s: %s", kcaps.CAPABILITY_NAMES[cap], e)
+        if not mask >> cap & 1:
+            continue
+        name = kcaps.CAPABILITY_NAMES[cap]
+        if not allowed >> cap & 1:
+            WARNINGS.append(f"ambient capability {name} is not permitted and inheritable; skipped")
+            continue
+        try:
+            kcaps.ambient_raise(cap)
+        except OSError as e:
+            warn("cannot raise ambient capability %s: %s", name, e)

@@ -17,6 +17,7 @@ ANDed unless two of them test the same argument index, in which case each become
 from __future__ import annotations
 
 import errno
+import sys
 from typing import TYPE_CHECKING
 
 from galley.errors import FailedPrecondition, InvalidArgument
@@ -74,10 +75,10 @@ _FIELD = "linux.seccomp"
 
 
 def _log(level: str, message: str, *args: object) -> None:
-    """Log through `logging`, imported only when there is something to say (init-stage speed)."""
-    import logging  # noqa: PLC0415
-
-    getattr(logging.getLogger(__name__), level)(message, *args)
+    """Log when `logging` is already loaded; never import it (init-stage speed and chroot)."""
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        getattr(logging.getLogger(__name__), level)(message, *args)
 
 
 def supported_flags() -> list[str]:
