@@ -1,14 +1,36 @@
-"""Unpacking image layers into snapshots: apply_layer (one tar stream) and unpack_image."""
+"""Applying layer tars to directories (apply_layer), and images to snapshots (unpack_image).
+
+One layer is one pass over its stream:
+
+    blob ─▶ decompress (pigz/zstd child, or Python) ─▶ sha256 (the diffID)
+                                                    └▶ tarfile "r|" ─▶ TarApplier ─▶ dest
+
+Then unpack_image stacks the layers into snapshots named by ChainID (LayerUnpacker), writing
+each layer straight into its snapshot's directory (the overlay upperdir) with no mount.
+
+Whiteouts and hostile entries: see galley.images.tarapply and galley.images.tarsafe.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import os
+import tarfile
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Literal
+from typing import IO, Any, BinaryIO, Protocol
 
 from galley.content.digest import Digest
+from galley.content.store import ContentStore
+from galley.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from galley.images.decompress import CHUNK, decompressed
+from galley.images.mediatypes import Descriptor, compression
+from galley.images.tarapply import TarApplier, WhiteoutMode
+from galley.images.tarsafe import Root
+from galley.snapshots.api import Kind, Mount, Snapshotter
 
-WhiteoutMode = Literal["overlay", "native"]
+SNAPSHOT_REF_LABEL = "containerd.io/snapshot.ref"
 
 
 @dataclass(frozen=True)
@@ -19,19 +41,168 @@ class AppliedLayer:
     size: int
 
 
+class _Hashing:
+    """A reader that hashes everything read through it."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self._source = source
+        self._hasher = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._source.read(n)
+        self._hasher.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        """Read (and hash) whatever the tar reader left: end-of-archive blocks, padding."""
+        while self.read(CHUNK):
+            pass
+
+    def digest(self) -> Digest:
+        return Digest.from_hasher(self._hasher)
+
+
 def apply_layer(
     stream: BinaryIO,
     media_type: str,
     dest: str,
     *,
     whiteouts: WhiteoutMode = "overlay",
+    lower_dirs: Sequence[str] = (),
+    allow_devices: bool = True,
 ) -> AppliedLayer:
-    """Decompress and apply one layer tar into dest, refusing hostile entries."""
-    raise NotImplementedError
+    """Decompress and apply one layer tar into dest, refusing hostile entries.
+
+    lower_dirs (overlay) are the layers below dest, nearest first: hard links to files that
+    live only there are copied up, and implicit directories take their attributes.
+    """
+    compression(media_type)  # refuses what is not a layer media type
+    with decompressed(stream) as plain, Root(dest, lower_dirs) as root:
+        hashing = _Hashing(plain)
+        applier = TarApplier(root, whiteouts, allow_devices)
+        try:
+            with tarfile.open(fileobj=hashing, mode="r|", bufsize=CHUNK) as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    applier.entry(member, tar)
+        except (tarfile.TarError, EOFError) as exc:
+            raise InvalidArgument(f"layer of type {media_type} is not a valid tar: {exc}") from exc
+        applier.finish()
+        hashing.drain()
+    return AppliedLayer(hashing.digest(), hashing.size)
+
+
+def chain_ids(diff_ids: Sequence[Digest]) -> list[Digest]:
+    """OCI ChainIDs: ChainID(0) = DiffID(0); ChainID(n) = sha256(ChainID(n-1) + " " + DiffID(n))."""
+    out: list[Digest] = []
+    for diff_id in diff_ids:
+        out.append(diff_id if not out else Digest.of_bytes(f"{out[-1]} {diff_id}".encode()))
+    return out
+
+
+def layer_dirs(mounts: Sequence[Mount]) -> tuple[str, list[str], WhiteoutMode]:
+    """Where to apply a layer in a prepared snapshot: (dest, lower dirs, whiteout style).
+
+    Layers are written straight into the overlay upperdir (no mount needed); a bind mount's
+    source is the whole tree (native, or a parentless overlay layer).
+    """
+    if len(mounts) == 1 and mounts[0].is_bind:
+        return mounts[0].source, [], "native"
+    if len(mounts) == 1 and mounts[0].type == "overlay":
+        options = dict(o.split("=", 1) for o in mounts[0].options if "=" in o)
+        if "upperdir" in options:
+            return options["upperdir"], options["lowerdir"].split(":"), "overlay"
+    raise InvalidArgument(f"cannot apply a layer to snapshot mounts {list(mounts)!r}")
+
+
+class LayerUnpacker:
+    """Applies one image's layers, bottom first, into snapshots named by ChainID.
+
+    Made for pulls that overlap download and unpack: call apply(i, stream, media_type) for each
+    layer in order as soon as its blob (or its download stream) is ready; skipped(i) tells
+    whether layer i (and so every layer below) is unpacked already.
+    """
+
+    def __init__(self, snapshotter: Snapshotter, diff_ids: Sequence[Digest]) -> None:
+        self.snapshotter = snapshotter
+        self.diff_ids = list(diff_ids)
+        self.chain = chain_ids(self.diff_ids)
+        self.applied = 0
+
+    def skipped(self, index: int) -> bool:
+        """True when the snapshot of layer index exists already (nothing to fetch or apply)."""
+        try:
+            return self.snapshotter.stat(str(self.chain[index])).kind is Kind.COMMITTED
+        except NotFound:
+            return False
+
+    def apply(self, index: int, stream: BinaryIO, media_type: str) -> Digest:
+        """Apply layer index (its parents must be done) and return its ChainID."""
+        if index != self.applied and not self.skipped(index - 1):
+            raise FailedPrecondition(f"layer {index} cannot be unpacked before layer {index - 1}")
+        chain = self.chain[index]
+        if not self.skipped(index):
+            self._apply(index, stream, media_type)
+        self.applied = index + 1
+        return chain
+
+    def _apply(self, index: int, stream: BinaryIO, media_type: str) -> None:
+        chain, parent = str(self.chain[index]), str(self.chain[index - 1]) if index else ""
+        key = f"extract-{os.getpid()}-{uuid.uuid4().hex[:12]} {chain}"
+        mounts = self.snapshotter.prepare(key, parent)
+        try:
+            dest, lowers, whiteouts = layer_dirs(mounts)
+            applied = apply_layer(stream, media_type, dest, whiteouts=whiteouts, lower_dirs=lowers)
+            _check_diff_id(index, applied.diff_id, self.diff_ids[index])
+            self.snapshotter.commit(chain, key, labels={SNAPSHOT_REF_LABEL: chain})
+        except AlreadyExists:
+            self.snapshotter.remove(key)  # another unpack of the same layer won the race
+        except BaseException:
+            self.snapshotter.remove(key)
+            raise
+
+
+def _check_diff_id(index: int, got: Digest, want: Digest) -> None:
+    if got != want:
+        raise InvalidArgument(
+            f"layer {index} unpacks to diffID {got}, but the image config says {want}"
+        )
+
+
+class _UnpackStore(Protocol):
+    """What unpack_image needs of galley.images.store.Store."""
+
+    @property
+    def content(self) -> ContentStore: ...
+
+    def snapshotter(self, name: str = ...) -> Snapshotter: ...
 
 
 def unpack_image(
-    store: Any, manifest: Mapping[str, Any], config: Mapping[str, Any], snapshotter_name: str
+    store: _UnpackStore,
+    manifest: Mapping[str, Any],
+    config: Mapping[str, Any],
+    snapshotter_name: str = "overlayfs",
 ) -> str:
-    """Unpack an image's layers into snapshots keyed by ChainID; returns the top ChainID."""
-    raise NotImplementedError
+    """Unpack an image's layers from the content store into snapshots; returns the top ChainID.
+
+    Layers whose ChainID is already a committed snapshot are skipped, so images sharing base
+    layers store them once and a second unpack of the same image does nothing.
+    """
+    layers = [Descriptor.from_json(layer) for layer in manifest.get("layers") or []]
+    rootfs = config.get("rootfs") or {}
+    diff_ids = [Digest.parse(str(d)) for d in rootfs.get("diff_ids") or []]
+    if not layers or len(diff_ids) != len(layers):
+        raise InvalidArgument(
+            f"image has {len(layers)} layers but its config lists {len(diff_ids)} diff_ids"
+        )
+    unpacker = LayerUnpacker(store.snapshotter(snapshotter_name), diff_ids)
+    for index in reversed(range(len(layers))):  # find the highest layer already unpacked
+        if unpacker.skipped(index):
+            unpacker.applied = index + 1
+            break
+    for index in range(unpacker.applied, len(layers)):
+        with store.content.open(layers[index].digest) as blob:
+            unpacker.apply(index, blob, layers[index].media_type)
+    return str(unpacker.chain[-1])
