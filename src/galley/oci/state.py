@@ -16,19 +16,19 @@ manager's saved form and the namespace paths. The status is derived, never store
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import fcntl
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from galley.errors import AlreadyExists, InvalidArgument, NotFound
-from galley.oci.spec import Spec, State
 from galley.oci.status import Status
 
 if TYPE_CHECKING:
+    from galley.oci.spec import Spec, State
     from galley.oci.cgroups import CgroupManager
 
 DEFAULT_ROOT = "/run/galley-runc"
@@ -59,9 +59,12 @@ def fifo_path(state_dir: str) -> str:
 
 
 def now_rfc3339() -> str:
-    """The current UTC time in RFC 3339 with nanosecond-style precision, as runc writes it."""
-    ns = datetime.datetime.now(datetime.UTC)
-    return ns.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+    """The current UTC time in RFC 3339 to the nanosecond, trailing zeros trimmed (Go RFC3339Nano)."""
+    ns = time.time_ns()
+    seconds, frac = divmod(ns, 1_000_000_000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    digits = f"{frac:09d}".rstrip("0")
+    return f"{stamp}.{digits}Z" if digits else f"{stamp}Z"
 
 
 def process_start_time(pid: int) -> int | None:
@@ -114,7 +117,7 @@ class ContainerState:
     @property
     def spec(self) -> Spec:
         """The container's config.json as it was at create."""
-        return cast(Spec, self.config)
+        return cast("Spec", self.config)
 
     @classmethod
     def load(cls, root: str, container_id: str) -> ContainerState:
@@ -176,7 +179,7 @@ class ContainerState:
         state: State = {
             "ociVersion": str(self.config.get("ociVersion", RUNTIME_OCI_VERSION)),
             "id": self.id,
-            "status": cast(Any, status.value),
+            "status": cast("Any", status.value),
             "pid": self.pid if status is not Status.STOPPED else 0,
             "bundle": self.bundle,
         }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -82,6 +81,8 @@ def ps(state: ContainerState, fmt: str, ps_args: list[str]) -> str:
     pids = state.cgroup_manager().pids() if state.cgroup else [state.pid]
     if fmt == "json":
         return json.dumps(pids) + "\n"
+    import subprocess  # noqa: PLC0415 - lazy: only the ps table needs it
+
     args = [a for a in ps_args if a != "--"] or ["-ef"]
     out = subprocess.run(["ps", *args], check=True, capture_output=True, text=True).stdout
     lines = out.splitlines()

@@ -1,0 +1,246 @@
+"""galley-runc's command line without real containers: errors, ids, list, spec, features, logs.
+
+A "fake" container here is a state directory whose init is a `sleep` started by the test: it is
+enough for state, list, ps, kill and delete, and for comparing output shapes with runc.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from galley.oci import state as st
+from galley.oci.validate import validate
+from tests.conftest import GALLEY_RUNC
+from tests.oci.conftest import Runtime
+
+RUNC_STATE_KEYS = ["ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"]
+
+
+@pytest.fixture
+def fake(runtime: Runtime, tmp_path: Path) -> Iterator[st.ContainerState]:
+    """A running 'container' (a sleep) recorded under the runtime's --root, poststop hooked."""
+    proc = subprocess.Popen(["sleep", "60"])
+    marker = tmp_path / "poststop.json"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\ncat > {marker}\n")
+    hook.chmod(0o755)
+    cid = runtime.new_id()
+    st.reserve(str(runtime.root), cid)
+    start = st.process_start_time(proc.pid)
+    assert start is not None
+    state = st.ContainerState(
+        root=str(runtime.root),
+        id=cid,
+        bundle=str(tmp_path),
+        rootfs=str(tmp_path / "rootfs"),
+        pid=proc.pid,
+        start_time=start,
+        created=st.now_rfc3339(),
+        config={"ociVersion": "1.0.2", "hooks": {"poststop": [{"path": str(hook)}]}},
+    )
+    state.save()
+    yield state
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["state"],
+        ["kill"],
+        ["start"],
+        ["pause"],
+        ["resume"],
+        ["ps"],
+        ["delete"],
+        ["events", "--stats"],
+    ],
+)
+def test_missing_container(any_runtime: Runtime, command: list[str]) -> None:
+    result = any_runtime(*command, "nosuch")
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr
+    assert result.stdout == ""
+
+
+def test_delete_force_of_missing_container_succeeds(any_runtime: Runtime) -> None:
+    result = any_runtime("delete", "--force", "nosuch")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("bad", ["a/b", "..", "a b"])
+def test_invalid_id(any_runtime: Runtime, bad: str) -> None:
+    result = any_runtime("state", bad)
+    assert result.returncode == 1
+    assert "invalid container ID format" in result.stderr
+
+
+def test_list_empty(any_runtime: Runtime) -> None:
+    table = any_runtime("list", check=True).stdout
+    assert table.split() == ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+    assert any_runtime("list", "--format", "json", check=True).stdout.strip() == "null"
+    assert any_runtime("list", "-q", check=True).stdout == ""
+
+
+def test_spec_writes_a_valid_config(any_runtime: Runtime, tmp_path: Path) -> None:
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    any_runtime("spec", "--bundle", str(bundle), check=True)
+    config = json.loads((bundle / "config.json").read_text())
+    validate(config)
+    assert config["process"]["args"] == ["sh"]
+    again = any_runtime("spec", "--bundle", str(bundle))
+    assert again.returncode == 1
+    assert "config.json exists" in again.stderr
+
+
+def test_spec_rootless_and_cwd(runtime: Runtime, tmp_path: Path) -> None:
+    runtime("spec", "--rootless", check=True, cwd=tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert {"type": "user"} in config["linux"]["namespaces"]
+    assert config["linux"]["uidMappings"]
+
+
+def test_features(runtime: Runtime) -> None:
+    doc = json.loads(runtime("features", check=True).stdout)
+    assert doc["ociVersionMin"] == "1.0.0"
+    assert doc["ociVersionMax"].startswith("1.3")
+    assert set(doc["hooks"]) >= {"prestart", "createRuntime", "poststop"}
+    assert "rbind" in doc["mountOptions"]
+    linux = doc["linux"]
+    assert set(linux["namespaces"]) == {
+        "cgroup",
+        "ipc",
+        "mount",
+        "network",
+        "pid",
+        "time",
+        "user",
+        "uts",
+    }
+    assert "CAP_SYS_ADMIN" in linux["capabilities"]
+    assert "SCMP_ACT_ERRNO" in linux["seccomp"]["actions"]
+    assert linux["apparmor"] == {"enabled": os.path.exists("/sys/kernel/security/apparmor")}
+
+
+def test_log_file_json_and_text(runtime: Runtime, tmp_path: Path) -> None:
+    log = tmp_path / "log.json"
+    result = runtime("--log", str(log), "--log-format", "json", "state", "nosuch")
+    assert result.returncode == 1
+    assert result.stderr.strip() == 'container "nosuch" does not exist'
+    entry = json.loads(log.read_text())
+    assert entry["level"] == "error"
+    assert entry["msg"] == 'container "nosuch" does not exist'
+    assert entry["time"].endswith("Z")
+    plain = runtime("state", "nosuch")
+    assert plain.stderr.startswith('time="')
+    assert 'level=error msg="container \\"nosuch\\" does not exist"' in plain.stderr
+
+
+def test_version_help_and_usage_errors(runtime: Runtime) -> None:
+    assert "galley-runc version" in runtime("--version", check=True).stdout
+    assert "create" in runtime("--help", check=True).stdout
+    missing = runtime("state")
+    assert missing.returncode == 1
+    assert "requires exactly 1 argument(s)" in missing.stderr
+    assert runtime("kill", "--bogus-flag", "x").returncode == 1
+
+
+def test_state_command_stays_light(tmp_path: Path) -> None:
+    """`state` imports neither launch nor validation code, and starts fast."""
+    cmd = ["/usr/bin/python3", "-IS", "-X", "importtime", GALLEY_RUNC, "--root", str(tmp_path)]
+    result = subprocess.run([*cmd, "state", "x"], capture_output=True, text=True, check=False)
+    for heavy in ("galley.oci.launch", "galley.oci.validate", "subprocess", "galley.oci.cgroups"):
+        assert f" {heavy}\n" not in result.stderr, heavy
+    t0 = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-IS", GALLEY_RUNC, "--version"], check=True, capture_output=True
+    )
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_fake_container_state_list_ps(
+    any_runtime: Runtime, runtime: Runtime, fake: st.ContainerState
+) -> None:
+    state = json.loads(runtime("state", fake.id, check=True).stdout)
+    assert list(state) == RUNC_STATE_KEYS
+    assert state["status"] == "running"
+    assert state["pid"] == fake.pid
+    assert state["ociVersion"] == "1.0.2-dev"
+    listed = json.loads(runtime("list", "--format", "json", check=True).stdout)
+    assert [c["id"] for c in listed] == [fake.id]
+    assert listed[0]["owner"] == "root"
+    assert runtime("list", "-q", check=True).stdout == f"{fake.id}\n"
+    table = runtime("list", check=True).stdout.splitlines()
+    assert table[1].split()[:3] == [fake.id, str(fake.pid), "running"]
+    assert json.loads(runtime("ps", "--format", "json", fake.id, check=True).stdout) == [fake.pid]
+    ps = runtime("ps", fake.id, check=True).stdout.splitlines()
+    assert ps[0].split()[:2] == ["UID", "PID"]
+    assert [line.split()[1] for line in ps[1:]] == [str(fake.pid)]
+
+
+def test_fake_container_created_state(runtime: Runtime, fake: st.ContainerState) -> None:
+    os.mkfifo(st.fifo_path(fake.dir))
+    assert json.loads(runtime("state", fake.id, check=True).stdout)["status"] == "created"
+    started = runtime("pause", fake.id)  # no cgroup here: pause reaches the (missing) manager
+    assert started.returncode == 1
+
+
+def test_fake_container_refusals(runtime: Runtime, fake: st.ContainerState) -> None:
+    start = runtime("start", fake.id)
+    assert start.returncode == 1
+    assert "cannot start an already running container" in start.stderr
+    delete = runtime("delete", fake.id)
+    assert delete.returncode == 1
+    assert f"cannot delete container {fake.id} that is not stopped: running" in delete.stderr
+    resume = runtime("resume", fake.id)
+    assert resume.returncode == 1
+    assert "container not paused" in resume.stderr
+    bad = runtime("kill", fake.id, "NOSUCHSIG")
+    assert bad.returncode == 1
+    assert "unknown signal" in bad.stderr
+    assert fake.alive()
+
+
+@pytest.mark.parametrize("sig", ["TERM", "SIGKILL", "9", "sigint"])
+def test_fake_container_kill_then_delete(
+    runtime: Runtime, fake: st.ContainerState, tmp_path: Path, sig: str
+) -> None:
+    runtime("kill", fake.id, sig, check=True)
+    deadline = time.monotonic() + 5
+    while json.loads(runtime("state", fake.id, check=True).stdout)["status"] != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    again = runtime("kill", fake.id)
+    assert again.returncode == 1
+    assert "container not running" in again.stderr
+    runtime("delete", fake.id, check=True)
+    assert not Path(fake.dir).exists()
+    hook_state = json.loads((tmp_path / "poststop.json").read_text())
+    assert hook_state["id"] == fake.id
+    assert hook_state["status"] == "stopped"
+
+
+def test_fake_container_delete_force(
+    runtime: Runtime, fake: st.ContainerState, tmp_path: Path
+) -> None:
+    runtime("delete", "--force", fake.id, check=True)
+    assert not fake.alive()
+    assert not Path(fake.dir).exists()
+    assert (tmp_path / "poststop.json").exists()
+    assert runtime("list", "-q", check=True).stdout == ""
+
+
+def test_fake_container_events_needs_cgroup(runtime: Runtime, fake: st.ContainerState) -> None:
+    result = runtime("events", "--stats", "--interval", "bogus", fake.id)
+    assert result.returncode == 1
+    assert "--interval" in result.stderr
