@@ -1,0 +1,53 @@
+"""A scripted HTTP server standing in for a lying registry (redirect loops, huge or schema 1
+manifests, blobs longer than declared): routes map a path to (status, headers, body)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+Route = tuple[int, dict[str, str], bytes]
+Handler = Callable[[str], Route]
+
+
+class FakeRegistry:
+    """Serves routes[path] (exact path without query); 404 otherwise. Records paths asked."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route | Handler] = {"/v2/": (200, {}, b"{}")}
+        self.seen: list[str] = []
+        owner = self
+
+        class _H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                owner.seen.append(self.path)
+                path = self.path.split("?", 1)[0]
+                route = owner.routes.get(path, (404, {}, b'{"errors":[]}'))
+                status, headers, body = route(self.path) if callable(route) else route
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                if "Content-Length" not in headers:
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_HEAD(self) -> None:
+                self.do_GET()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _H)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving and join the thread."""
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)
