@@ -28,8 +28,8 @@ from galley.errors import AlreadyExists, InvalidArgument, NotFound
 from galley.oci.status import Status
 
 if TYPE_CHECKING:
-    from galley.oci.spec import Spec, State
     from galley.oci.cgroups import CgroupManager
+    from galley.oci.spec import Spec, State
 
 DEFAULT_ROOT = "/run/galley-runc"
 STATE_FILE = "state.json"
@@ -59,7 +59,7 @@ def fifo_path(state_dir: str) -> str:
 
 
 def now_rfc3339() -> str:
-    """The current UTC time in RFC 3339 to the nanosecond, trailing zeros trimmed (Go RFC3339Nano)."""
+    """The current UTC time, RFC 3339 to the nanosecond, trailing zeros trimmed (as Go)."""
     ns = time.time_ns()
     seconds, frac = divmod(ns, 1_000_000_000)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
