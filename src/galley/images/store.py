@@ -52,12 +52,14 @@ class Store:
             return found
 
     def snapshotter_names(self) -> list[str]:
-        """The snapshotters that exist on disk under this root."""
+        """The snapshotters that exist on disk under this root or are open."""
         home = os.path.join(self.root, "snapshots")
         try:
-            return sorted(e.name for e in os.scandir(home) if e.is_dir())
+            on_disk = {e.name for e in os.scandir(home) if e.is_dir()}
         except FileNotFoundError:
-            return []
+            on_disk = set()
+        with self._lock:
+            return sorted(on_disk | set(self._snapshotters))
 
     def close(self) -> None:
         """Close the database connections and the snapshotters opened."""

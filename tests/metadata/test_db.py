@@ -1,0 +1,143 @@
+"""MetadataStore: images, content refs, leases, snapshot refs, schema, namespaces."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from galley.content.digest import Digest
+from galley.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from galley.images.mediatypes import OCI_MANIFEST, Descriptor
+from galley.metadata import schema
+from galley.metadata.db import MetadataStore
+from galley.metadata.images import Image
+
+D1 = Digest.of_bytes(b"one")
+D2 = Digest.of_bytes(b"two")
+
+
+def image(name: str, digest: Digest = D1, **labels: str) -> Image:
+    return Image(name, Descriptor(OCI_MANIFEST, digest, 10, {"a": "b"}), labels)
+
+
+def test_schema_is_at_current_version_and_wal(meta: MetadataStore) -> None:
+    assert schema.version(meta.conn()) == schema.VERSION
+    assert meta.conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = str(tmp_path / "meta.db")
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {schema.VERSION + 1}")
+    conn.close()
+    with pytest.raises(FailedPrecondition, match="newer than this galley"):
+        MetadataStore(path)
+
+
+def test_image_put_get_list_delete(meta: MetadataStore) -> None:
+    stored = meta.put_image("default", image("docker.io/library/a:1", team="x"))
+    assert stored.target.annotations == {"a": "b"}
+    assert meta.get_image("default", "docker.io/library/a:1") == stored
+    replaced = meta.put_image("default", image("docker.io/library/a:1", D2))
+    assert replaced.target.digest == D2
+    assert replaced.created_at == stored.created_at
+    assert replaced.updated_at >= stored.updated_at
+    assert [i.name for i in meta.list_images("default")] == ["docker.io/library/a:1"]
+    assert meta.list_images("k8s.io") == []
+    meta.delete_image("default", "docker.io/library/a:1")
+    with pytest.raises(NotFound, match=r"image 'docker.io/library/a:1' not found"):
+        meta.get_image("default", "docker.io/library/a:1")
+    with pytest.raises(NotFound):
+        meta.delete_image("default", "docker.io/library/a:1")
+
+
+def test_create_image_refuses_duplicates(meta: MetadataStore) -> None:
+    meta.create_image("default", image("a"))
+    with pytest.raises(AlreadyExists, match="image 'a' already exists"):
+        meta.create_image("default", image("a"))
+
+
+def test_tag_and_labels(meta: MetadataStore) -> None:
+    meta.put_image("default", image("a", keep="1", drop="2"))
+    tagged = meta.tag_image("default", "a", "b")
+    assert tagged.target == meta.get_image("default", "a").target
+    assert meta.update_image_labels("default", "b", {"drop": None, "new": "3"}).labels == {
+        "keep": "1",
+        "new": "3",
+    }
+    with pytest.raises(NotFound):
+        meta.tag_image("default", "missing", "c")
+
+
+def test_namespaces_are_isolated_and_validated(meta: MetadataStore) -> None:
+    meta.put_image("k8s.io", image("a"))
+    with pytest.raises(NotFound):
+        meta.get_image("default", "a")
+    assert meta.namespaces() == ["k8s.io"]
+    for bad in ("", "a/b", "-x", "a" * 77):
+        with pytest.raises(InvalidArgument, match="namespace"):
+            meta.list_images(bad)
+
+
+def test_content_refs_and_labels(meta: MetadataStore) -> None:
+    meta.add_content("default", D1, 3, {"x": "1"})
+    meta.add_content("default", D1, 3, {"y": "2"})
+    assert meta.content_labels("default", D1) == {"x": "1", "y": "2"}
+    meta.set_content_labels("default", D1, {"z": "3"})
+    assert meta.content_labels("default", D1) == {"z": "3"}
+    assert [(ns, r.digest) for ns, r in meta.list_content()] == [("default", D1)]
+    meta.delete_content("default", D1)
+    with pytest.raises(NotFound, match=f"content {D1} not found"):
+        meta.content_labels("default", D1)
+    with pytest.raises(NotFound):
+        meta.set_content_labels("default", D1, {})
+
+
+def test_leases_hold_resources_until_deleted(meta: MetadataStore) -> None:
+    lease = meta.create_lease("default", "pull-1")
+    with pytest.raises(AlreadyExists, match="lease 'pull-1'"):
+        meta.create_lease("default", "pull-1")
+    meta.add_lease_resource("default", "pull-1", "content", str(D1))
+    meta.add_lease_resource("default", "pull-1", "snapshots/overlayfs", "sha256:abc")
+    assert [(r.kind, r.id) for r in meta.lease_resources("default", lease.id)] == [
+        ("content", str(D1)),
+        ("snapshots/overlayfs", "sha256:abc"),
+    ]
+    meta.delete_lease_resource("default", "pull-1", "content", str(D1))
+    with pytest.raises(InvalidArgument, match="kind 'bogus'"):
+        meta.add_lease_resource("default", "pull-1", "bogus", "x")
+    with pytest.raises(NotFound, match="lease 'nope'"):
+        meta.add_lease_resource("default", "nope", "content", str(D1))
+    meta.delete_lease("default", "pull-1")
+    assert meta.conn().execute("SELECT COUNT(*) FROM lease_resources").fetchone()[0] == 0
+
+
+def test_lease_context_manager_and_expiry(meta: MetadataStore) -> None:
+    with meta.lease("default", ttl=timedelta(minutes=5)) as held:
+        [listed] = meta.list_leases("default")
+        assert listed.id == held.id
+        assert not listed.expired()
+        assert listed.expired(datetime.now(UTC) + timedelta(minutes=6))
+    assert meta.list_leases("default") == []
+
+
+def test_snapshot_refs(meta: MetadataStore) -> None:
+    meta.add_snapshot_ref("default", "overlayfs", "sha256:top", {"l": "1"})
+    meta.add_snapshot_ref("k8s.io", "native", "c1")
+    assert [(ns, r.key) for ns, r in meta.snapshot_refs(snapshotter="overlayfs")] == [
+        ("default", "sha256:top")
+    ]
+    assert len(meta.snapshot_refs()) == 2
+    meta.remove_snapshot_ref("k8s.io", "native", "c1")
+    with pytest.raises(NotFound, match="snapshot 'c1'"):
+        meta.remove_snapshot_ref("k8s.io", "native", "c1")
+
+
+def test_failed_transaction_leaves_nothing(meta: MetadataStore) -> None:
+    with pytest.raises(RuntimeError), meta.tx() as conn:
+        conn.execute("INSERT INTO content VALUES ('default', ?, 1, '{}', 0, 0)", (str(D1),))
+        raise RuntimeError("half-way")
+    assert meta.list_content() == []
