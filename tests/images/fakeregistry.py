@@ -11,6 +11,13 @@ Route = tuple[int, dict[str, str], bytes]
 Handler = Callable[[str], Route]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        return  # clients that hang up on purpose (size limits) are expected here
+
+
 class FakeRegistry:
     """Serves routes[path] (exact path without query); 404 otherwise. Records paths asked."""
 
@@ -41,7 +48,7 @@ class FakeRegistry:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _H)
+        self.server = _QuietServer(("127.0.0.1", 0), _H)
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()

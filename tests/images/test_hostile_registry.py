@@ -1,0 +1,160 @@
+"""Lying registries: redirect loops, huge or schema 1 manifests, oversized blobs, leaked auth."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from galley.errors import InvalidArgument
+from galley.fixtures import images as fi
+from galley.images import mediatypes as mt
+from galley.images.pull import pull
+from galley.images.store import Store
+from tests.images.fakeregistry import FakeRegistry
+
+NS = "default"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeRegistry]:
+    server = FakeRegistry()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(str(tmp_path / "root"))
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def hosts(tmp_path: Path, fake: FakeRegistry) -> str:
+    root = tmp_path / "certs.d"
+    (root / fake.host).mkdir(parents=True)
+    (root / fake.host / "hosts.toml").write_text(f'server = "http://{fake.host}"\n')
+    return str(root)
+
+
+def _serve_image(fake: FakeRegistry, repo: str, image: fi.BuiltImage) -> None:
+    ctype = {"Content-Type": image.descriptor.media_type}
+    fake.routes[f"/v2/{repo}/manifests/t"] = (200, ctype, image.manifest)
+    for digest, data in image.blobs().items():
+        fake.routes[f"/v2/{repo}/blobs/{digest}"] = (200, {}, data)
+
+
+def _clean(store: Store) -> None:
+    assert store.content.ingests() == []
+    assert list(store.content.walk()) == []
+    assert store.meta.list_images(NS) == []
+
+
+def test_redirect_loop_is_refused(store: Store, fake: FakeRegistry, hosts: str) -> None:
+    image = fi.build_image([fi.random_layer(100, seed=1)])
+    _serve_image(fake, "a/b", image)
+    layer = f"/v2/a/b/blobs/{image.layers[0].descriptor.digest}"
+    fake.routes[layer] = (307, {"Location": layer}, b"")
+    with pytest.raises(InvalidArgument, match="redirects"):
+        pull(store, f"{fake.host}/a/b:t", namespace=NS, hosts_dir=hosts, unpack=False)
+    assert store.content.ingests() == [] and store.meta.list_images(NS) == []
+
+
+def test_redirect_to_another_host_is_followed_without_credentials(
+    store: Store, fake: FakeRegistry, hosts: str
+) -> None:
+    image = fi.build_image([fi.random_layer(100, seed=2)])
+    _serve_image(fake, "a/b", image)
+    other = FakeRegistry()
+    try:
+        digest = image.layers[0].descriptor.digest
+        other.routes["/storage/blob"] = (200, {}, image.layers[0].data)
+        fake.routes[f"/v2/a/b/blobs/{digest}"] = (
+            302,
+            {"Location": f"http://{other.host}/storage/blob?sig=1"},
+            b"",
+        )
+        pull(store, f"{fake.host}/a/b:t", namespace=NS, hosts_dir=hosts, unpack=False)
+        assert store.content.exists(digest)
+        assert other.seen == ["/storage/blob?sig=1"]
+    finally:
+        other.close()
+
+
+def test_huge_manifest_is_refused(store: Store, fake: FakeRegistry, hosts: str) -> None:
+    huge = b'{"schemaVersion":2,"layers":[' + b" " * (5 << 20) + b"]}"
+    fake.routes["/v2/a/b/manifests/t"] = (200, {"Content-Type": mt.OCI_MANIFEST}, huge)
+    with pytest.raises(InvalidArgument, match="limit"):
+        pull(store, f"{fake.host}/a/b:t", namespace=NS, hosts_dir=hosts, unpack=False)
+    _clean(store)
+
+
+def test_huge_manifest_without_length_is_refused(
+    store: Store, fake: FakeRegistry, hosts: str
+) -> None:
+    body = b"x" * (5 << 20)
+
+    def chunked(_path: str) -> tuple[int, dict[str, str], bytes]:
+        # Close-delimited body: no Content-Length, the reader must stop at the limit itself.
+        return (
+            200,
+            {"Content-Type": mt.OCI_MANIFEST, "Connection": "close", "Content-Length": ""},
+            body,
+        )
+
+    fake.routes["/v2/a/b/manifests/t"] = chunked
+    with pytest.raises(InvalidArgument, match="limit"):
+        pull(store, f"{fake.host}/a/b:t", namespace=NS, hosts_dir=hosts, unpack=False)
+    _clean(store)
+
+
+def test_schema1_is_refused_clearly(store: Store, fake: FakeRegistry, hosts: str) -> None:
+    body = json.dumps({"schemaVersion": 1, "name": "a/b", "tag": "t", "fsLayers": []}).encode()
+    fake.routes["/v2/a/b/manifests/t"] = (200, {"Content-Type": mt.DOCKER_SCHEMA1_SIGNED}, body)
+    with pytest.raises(InvalidArgument, match="schema 1"):
+        pull(store, f"{fake.host}/a/b:t", namespace=NS, hosts_dir=hosts, unpack=False)
+    _clean(store)
+
+
+def test_blob_longer_than_declared_is_refused(store: Store, fake: FakeRegistry, hosts: str) -> None:
+    image = fi.build_image([fi.random_layer(1000, seed=3)])
+    _serve_image(fake, "a/b", image)
+    digest = image.layers[0].descriptor.digest
+    fake.routes[f"/v2/a/b/blobs/{digest}"] = (200, {}, image.layers[0].data + b"extra")
+    with pytest.raises(InvalidArgument, match=r"declared|descriptor says"):
+        pull(store, f"{fake.host}/a/b:t", namespace=NS, hosts_dir=hosts, unpack=False)
+    assert not store.content.exists(digest)
+    assert store.content.ingests() == []
+
+
+def test_manifest_not_matching_its_digest_is_refused(
+    store: Store, fake: FakeRegistry, hosts: str
+) -> None:
+    image = fi.build_image([fi.random_layer(100, seed=4)])
+    other = fi.build_image([fi.random_layer(100, seed=5)])
+    fake.routes[f"/v2/a/b/manifests/{image.descriptor.digest}"] = (
+        200,
+        {"Content-Type": mt.OCI_MANIFEST},
+        other.manifest,
+    )
+    ref = f"{fake.host}/a/b@{image.descriptor.digest}"
+    with pytest.raises(InvalidArgument, match="expected"):
+        pull(store, ref, namespace=NS, hosts_dir=hosts, unpack=False)
+    _clean(store)
+
+
+def test_unknown_layer_media_type_is_refused(store: Store, fake: FakeRegistry, hosts: str) -> None:
+    image = fi.build_image([fi.random_layer(100, seed=6)])
+    manifest = json.loads(image.manifest)
+    manifest["layers"][0]["mediaType"] = "application/x-evil"
+    body = json.dumps(manifest).encode()
+    fake.routes["/v2/a/b/manifests/t"] = (200, {"Content-Type": mt.OCI_MANIFEST}, body)
+    with pytest.raises(InvalidArgument, match="application/x-evil"):
+        pull(store, f"{fake.host}/a/b:t", namespace=NS, hosts_dir=hosts, unpack=False)
