@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BUSYBOX = "/bin/busybox"
 SETUP_FAILED = 126
@@ -64,3 +65,18 @@ def run_child(
 def sh(script: str) -> list[str]:
     """argv running script with busybox sh."""
     return [BUSYBOX, "sh", "-c", script]
+
+
+def shared_root_bundle(tmp_path: Path, rootfs: Path, args: list[str]) -> Any:
+    """A bundle whose root is the session's pristine busybox rootfs, read-only, by absolute path
+    (no 500 MB copy of hard-linked applets per test); edit .config, then .write()."""
+    import copy  # noqa: PLC0415
+
+    from galley.fixtures.busybox import default_config  # noqa: PLC0415
+    from tests.oci.conftest import Bundle  # noqa: PLC0415
+
+    path = tmp_path / "bundle"
+    path.mkdir()
+    config = copy.deepcopy(default_config(args))
+    config["root"] = {"path": str(rootfs), "readonly": True}
+    return Bundle(path=path, config=config)

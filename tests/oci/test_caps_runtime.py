@@ -1,0 +1,114 @@
+"""Capabilities and noNewPrivileges through `run`, galley-runc and runc side by side."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from galley.kernel import caps as kcaps
+from galley.oci.defaults import DEFAULT_CAPS
+from tests.oci.conftest import Runtime
+from tests.oci.process_probe import shared_root_bundle
+
+pytestmark = pytest.mark.root
+
+STATUS = ["cat", "/proc/self/status"]
+SETS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+
+
+def run_status(rt: Runtime, bundle: object) -> dict[str, str]:
+    result = rt("run", "--bundle", str(bundle.write()), rt.new_id())  # type: ignore[attr-defined]
+    assert result.returncode == 0, result.stderr
+    fields = dict(line.split(":\t", 1) for line in result.stdout.splitlines() if ":\t" in line)
+    return {k: v.strip() for k, v in fields.items()}
+
+
+def names(status: dict[str, str], field: str) -> list[str]:
+    return kcaps.names_of(int(status[field], 16))
+
+
+def test_default_config(any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path) -> None:
+    """runc's default: ambient listed without inheritable (skipped), root gets the bounding set."""
+    status = run_status(any_runtime, shared_root_bundle(tmp_path, busybox_rootfs, STATUS))
+    for field in ("CapPrm", "CapEff", "CapBnd"):
+        assert names(status, field) == sorted(DEFAULT_CAPS, key=kcaps.CAPABILITY_NUMBERS.get)
+    assert names(status, "CapInh") == names(status, "CapAmb") == []
+    assert status["NoNewPrivs"] == "1"
+
+
+def test_every_set_as_a_non_root_user(
+    any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path
+) -> None:
+    bundle = shared_root_bundle(tmp_path, busybox_rootfs, STATUS)
+    process = bundle.config["process"]
+    process["user"] = {"uid": 1000, "gid": 1000}
+    process["noNewPrivileges"] = False
+    process["capabilities"] = {
+        "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW", "CAP_SYS_TIME"],
+        "permitted": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW"],
+        "effective": ["CAP_KILL"],
+        "inheritable": ["CAP_KILL", "CAP_NET_RAW"],
+        "ambient": ["CAP_KILL", "CAP_NET_RAW"],
+    }
+    status = run_status(any_runtime, bundle)
+    assert names(status, "CapBnd") == ["CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW", "CAP_SYS_TIME"]
+    assert names(status, "CapInh") == ["CAP_KILL", "CAP_NET_RAW"]
+    for field in ("CapAmb", "CapPrm", "CapEff"):  # after execve, a non-root user keeps ambient
+        assert names(status, field) == ["CAP_KILL", "CAP_NET_RAW"]
+    assert status["NoNewPrivs"] == "0"
+
+
+def test_unknown_capability_is_ignored(
+    any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path
+) -> None:
+    bundle = shared_root_bundle(tmp_path, busybox_rootfs, STATUS)
+    bundle.config["process"]["capabilities"] = {
+        k: ["CAP_KILL", "CAP_LAST_OF_THE_MOHICANS"] for k in ("bounding", "effective", "permitted")
+    }
+    status = run_status(any_runtime, bundle)
+    assert names(status, "CapBnd") == ["CAP_KILL"]
+
+
+@pytest.fixture
+def file_cap_dir() -> Iterator[Path]:
+    """A host dir with busybox copied as `cat`, carrying file capability cap_kill+ep."""
+    path = Path(tempfile.mkdtemp(prefix="galley-fcap-", dir="/tmp"))
+    path.chmod(0o755)
+    shutil.copy2("/bin/busybox", path / "cat")
+    subprocess.run(["setcap", "cap_kill+ep", str(path / "cat")], check=True)
+    yield path
+    shutil.rmtree(path)
+
+
+@pytest.mark.parametrize(("nnp", "expected"), [(True, []), (False, ["CAP_KILL"])])
+def test_no_new_privileges_blocks_file_capabilities(
+    any_runtime: Runtime,
+    tmp_path: Path,
+    busybox_rootfs: Path,
+    file_cap_dir: Path,
+    nnp: bool,
+    expected: list[str],
+) -> None:
+    bundle = shared_root_bundle(tmp_path, busybox_rootfs, ["/var/cat", "/proc/self/status"])
+    bundle.config["mounts"].append(
+        {
+            "destination": "/var",
+            "type": "bind",
+            "source": str(file_cap_dir),
+            "options": ["rbind", "ro"],
+        }
+    )
+    process = bundle.config["process"]
+    process["user"] = {"uid": 1000, "gid": 1000}
+    process["noNewPrivileges"] = nnp
+    process["capabilities"] = {"bounding": list(DEFAULT_CAPS)}
+    status = run_status(any_runtime, bundle)
+    assert names(status, "CapEff") == expected
+    assert names(status, "CapPrm") == expected
+    assert os.stat(file_cap_dir / "cat").st_size > 0

@@ -1,0 +1,69 @@
+"""process.user and process.rlimits through `run`, galley-runc and runc side by side."""
+
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+
+import pytest
+
+from tests.oci.conftest import Runtime
+from tests.oci.process_probe import shared_root_bundle
+
+pytestmark = pytest.mark.root
+
+SCRIPT = (
+    "grep -E '^(Uid|Gid|Groups|Umask):' /proc/self/status; echo HOME=$HOME; ulimit -n; ulimit -Hn"
+)
+
+
+def run(rt: Runtime, tmp_path: Path, rootfs: Path, process: dict[str, object]) -> object:
+    bundle = shared_root_bundle(tmp_path, rootfs, ["sh", "-c", SCRIPT])
+    bundle.config["process"].update(process)
+    return rt("run", "--bundle", str(bundle.write()), rt.new_id())
+
+
+def test_user_groups_umask_home_and_nofile(
+    any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path
+) -> None:
+    process = {
+        "user": {"uid": 65534, "gid": 65534, "additionalGids": [5, 7], "umask": 0o077},
+        "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 99, "hard": 512}],
+    }
+    result = run(any_runtime, tmp_path, busybox_rootfs, process)
+    assert result.returncode == 0, result.stderr  # type: ignore[attr-defined]
+    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]  # type: ignore[attr-defined]
+    assert lines == [
+        "Umask: 0077",
+        "Uid: 65534 65534 65534 65534",
+        "Gid: 65534 65534 65534 65534",
+        "Groups: 5 7",
+        "HOME=/nonexistent",
+        "99",
+        "512",
+    ]
+
+
+def test_defaults_root_umask_0022(
+    any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path
+) -> None:
+    result = run(
+        any_runtime, tmp_path, busybox_rootfs, {"user": {"uid": 0, "gid": 0}, "rlimits": []}
+    )
+    assert result.returncode == 0, result.stderr  # type: ignore[attr-defined]
+    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]  # type: ignore[attr-defined]
+    assert lines[:5] == ["Umask: 0022", "Uid: 0 0 0 0", "Gid: 0 0 0 0", "Groups:", "HOME=/root"]
+
+
+def test_raising_the_hard_rlimit_fails_create(
+    any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path
+) -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        pytest.skip("no finite hard limit to exceed")
+    process = {"rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": hard + 1}]}
+    result = run(any_runtime, tmp_path, busybox_rootfs, process)
+    if result.returncode == 0:  # type: ignore[attr-defined]
+        pytest.skip("this host's root may raise hard limits (CAP_SYS_RESOURCE)")
+    assert result.returncode == 1  # type: ignore[attr-defined]
+    assert "operation not permitted" in result.stderr.lower()  # type: ignore[attr-defined]
