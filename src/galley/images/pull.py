@@ -146,7 +146,8 @@ class _Puller:
         return obj
 
 
-def _transport(credentials: Credentials | None) -> Transport:
+def transport_for(credentials: Credentials | None) -> Transport:
+    """A transport with the given credentials, else those of the Docker config.json."""
     lookup = static_credentials(credentials) if credentials else docker_config_credentials()
     return Transport(lookup)
 
@@ -166,7 +167,7 @@ def pull(
     """Pull ref into store for namespace and return the image record."""
     reference = Reference.parse(ref)
     want = platforms.parse(platform) if platform else platforms.host()
-    transport = _transport(credentials)
+    transport = transport_for(credentials)
     repo = Repository(reference, load_hosts(hosts_dir, reference.domain), transport)
     report = progress or _silent
     try:
