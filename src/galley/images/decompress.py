@@ -136,7 +136,12 @@ class _Feeder(threading.Thread):
 def _through_process(source: BinaryIO, command: list[str], compression: str) -> Iterator[IO[bytes]]:
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, bufsize=CHUNK
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            bufsize=CHUNK,
+            pipesize=CHUNK,
         )
         assert proc.stdin is not None and proc.stdout is not None
         feeder = _Feeder(source, proc.stdin)  # type: ignore[arg-type]
