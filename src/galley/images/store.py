@@ -8,14 +8,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from galley.content.store import ContentStore
+from galley.errors import InvalidArgument, NotFound
+from galley.images.mediatypes import Descriptor, is_index, is_manifest
 from galley.metadata.db import MetadataStore
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from galley.snapshots.api import Snapshotter
 
 DEFAULT_ROOT = "/var/lib/galley"
@@ -74,3 +79,40 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+MAX_DOCUMENT = 4 << 20
+
+
+def read_document(content: ContentStore, desc: Descriptor) -> dict[str, Any]:
+    """A manifest, index or config blob as JSON; InvalidArgument if it is not an object."""
+    try:
+        doc = json.loads(content.read(desc.digest, MAX_DOCUMENT))
+    except ValueError as exc:
+        raise InvalidArgument(f"content blob {desc.digest} is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidArgument(f"content blob {desc.digest} is not a JSON object")
+    return doc
+
+
+def walk_image(content: ContentStore, target: Descriptor) -> Iterator[Descriptor]:
+    """Every descriptor reachable from target whose blob is present (index, manifests,
+    configs, layers), parents before children; manifests carry their index platform."""
+    if not content.exists(target.digest):
+        return
+    yield target
+    if not (is_index(target.media_type) or is_manifest(target.media_type)):
+        return
+    try:
+        doc = read_document(content, target)
+    except (InvalidArgument, NotFound):
+        return
+    children = list(doc.get("manifests") or []) + list(doc.get("layers") or [])
+    if isinstance(doc.get("config"), dict):
+        children.insert(0, doc["config"])
+    for child in children:
+        try:
+            desc = Descriptor.from_json(child)
+        except InvalidArgument:
+            continue
+        yield from walk_image(content, desc)

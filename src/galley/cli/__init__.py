@@ -1,0 +1,1 @@
+"""The `galley` command: image verbs on a local store, with no daemon."""

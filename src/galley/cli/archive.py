@@ -1,0 +1,41 @@
+"""Verbs that move images through files: `import` and `export` (OCI layout or docker save)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from galley.cli.context import optional_module
+
+if TYPE_CHECKING:
+    from galley.cli.context import Context
+
+FORMATS = ("oci", "docker")
+
+
+def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `import` and `export` to the parser."""
+    p = verbs.add_parser("import", help="import images from an OCI layout or docker save tar")
+    p.add_argument("path", metavar="FILE")
+    p.set_defaults(run=import_)
+    p = verbs.add_parser("export", help="export images to a tar")
+    p.add_argument("path", metavar="FILE")
+    p.add_argument("names", nargs="+", metavar="IMAGE")
+    p.add_argument("--format", choices=FORMATS, default="oci", help="oci layout or docker save")
+    p.set_defaults(run=export)
+
+
+def import_(ctx: Context, args: argparse.Namespace) -> int:
+    """Import every image of the archive and print their names."""
+    module = optional_module("galley.images.archive", "import")
+    for image in module.import_archive(ctx.store, args.path, ctx.namespace):
+        ctx.print(image.name)
+    return 0
+
+
+def export(ctx: Context, args: argparse.Namespace) -> int:
+    """Write the named images to one archive."""
+    names = [ctx.image(name).name for name in args.names]
+    module = optional_module("galley.images.archive", "export")
+    module.export_archive(ctx.store, names, args.path, ctx.namespace, format=args.format)
+    return 0
