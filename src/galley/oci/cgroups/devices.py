@@ -1,0 +1,113 @@
+"""Device access rules: runc's defaults, normalisation, and the v1 devices.allow/deny files.
+
+The rules a container gets are, in order: linux.resources.devices as the spec lists them,
+then runc's always-allowed devices (mknod of anything; null, zero, full, random, urandom, tty,
+ptmx, /dev/pts/*, tun), then one allow rule per linux.devices entry. Later rules win. On v1
+they are written one by one to devices.deny/devices.allow; on v2 they compile to an eBPF
+program (galley.oci.cgroups.bpfdevices).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from galley.errors import InvalidArgument
+from galley.oci.cgroups.manager import write
+from galley.oci.spec import DeviceRule, Spec
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One normalised rule: type a|c|b, major/minor (-1 = any), access from r, w, m."""
+
+    allow: bool
+    type: str
+    major: int
+    minor: int
+    access: str
+
+    def cgroup_text(self) -> str:
+        """The line v1's devices.allow and devices.deny take ("c 1:3 rwm", or "a")."""
+        if self.type == "a" and self.major == -1 and self.minor == -1 and self.access == "rwm":
+            return "a"
+        major = "*" if self.major == -1 else str(self.major)
+        minor = "*" if self.minor == -1 else str(self.minor)
+        return f"{self.type} {major}:{minor} {self.access}"
+
+    def to_json(self) -> dict[str, object]:
+        """The rule as OCI's DeviceRule JSON."""
+        return {
+            "allow": self.allow,
+            "type": self.type,
+            "major": self.major,
+            "minor": self.minor,
+            "access": self.access,
+        }
+
+
+def normalise(rule: DeviceRule | dict[str, object], where: str) -> Rule:
+    """A spec DeviceRule as a Rule; errors name the field."""
+    kind = str(rule.get("type") or "a")
+    if kind not in {"a", "b", "c"}:
+        raise InvalidArgument(f'{where}.type: unknown device type "{kind}"')
+    access = str(rule.get("access") or "rwm")
+    if not access or set(access) - set("rwm"):
+        raise InvalidArgument(f'{where}.access: invalid device access "{access}"')
+    access = "".join(c for c in "rwm" if c in access)
+
+    def number(key: str) -> int:
+        value = rule.get(key)
+        return -1 if value is None else int(str(value))
+
+    return Rule(bool(rule.get("allow", False)), kind, number("major"), number("minor"), access)
+
+
+def _allow(kind: str, major: int, minor: int, access: str = "rwm") -> Rule:
+    return Rule(True, kind, major, minor, access)
+
+
+DEFAULT_ALLOWED = (
+    _allow("c", -1, -1, "m"),
+    _allow("b", -1, -1, "m"),
+    _allow("c", 1, 3),  # /dev/null
+    _allow("c", 1, 8),  # /dev/random
+    _allow("c", 1, 7),  # /dev/full
+    _allow("c", 5, 0),  # /dev/tty
+    _allow("c", 1, 5),  # /dev/zero
+    _allow("c", 1, 9),  # /dev/urandom
+    _allow("c", 136, -1),  # /dev/pts/*
+    _allow("c", 5, 2),  # /dev/ptmx
+    _allow("c", 10, 200),  # /dev/net/tun
+)
+
+
+def implied_rules(spec: Spec) -> list[Rule]:
+    """Rules runc adds after the spec's: the defaults and one per linux.devices entry."""
+    rules = list(DEFAULT_ALLOWED)
+    for i, device in enumerate(spec.get("linux", {}).get("devices") or []):
+        kind = device.get("type", "c")
+        if kind == "u":
+            kind = "c"
+        if kind == "p":
+            continue
+        where = f"linux.devices[{i}]"
+        rules.append(normalise({**device, "type": kind, "allow": True, "access": "rwm"}, where))
+    return rules
+
+
+def effective_rules(resources: list[DeviceRule], implied: list[Rule]) -> list[Rule]:
+    """The spec's rules followed by the implied ones, normalised."""
+    spec_rules = [normalise(r, f"linux.resources.devices[{i}]") for i, r in enumerate(resources)]
+    return spec_rules + implied
+
+
+def write_v1(directory: str, rules: list[Rule]) -> None:
+    """Program a v1 devices cgroup: rules in order, each to devices.allow or devices.deny.
+
+    The kernel keeps a default (allow or deny all) and a list of exceptions; writing "a"
+    resets both. Writing a rule that agrees with the default removes an exception; one that
+    disagrees adds one. So rules in order give "later rules win" except where an early rule
+    is broader than a later, opposite one — the same approximation runc's emulator writes.
+    """
+    for rule in rules:
+        write(directory, "devices.allow" if rule.allow else "devices.deny", rule.cgroup_text())

@@ -1,0 +1,147 @@
+"""Which cgroup hierarchies this host mounts, and where: v1, hybrid or pure v2.
+
+    CgroupLayout
+    ├── mode        "v1" (only v1 hierarchies), "hybrid" (v1 hierarchies plus a cgroup2 mount,
+    │               e.g. /sys/fs/cgroup/unified), or "v2" (one cgroup2 mount, no v1 controllers)
+    ├── v1          controller name ("memory", "cpu", "name=systemd", ...) → Hierarchy
+    └── unified     the cgroup2 Hierarchy, or None
+
+A Hierarchy knows its mount point, the cgroup path the mount shows as its root (the fourth
+mountinfo field: "/" unless the mount was made inside a cgroup namespace or by bind), and the
+controllers bound to it. A cgroup path P of a hierarchy lives in the directory
+mount + (P - root). The layout is read from /proc/self/mountinfo; tests can point `detect` at
+another mountinfo text to exercise a pure-v2 layout on a hybrid machine.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+Mode = Literal["v1", "hybrid", "v2"]
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """One mounted cgroup hierarchy: where it is and which controllers it carries."""
+
+    mount: str
+    root: str
+    controllers: frozenset[str]
+
+    def directory(self, cgroup_path: str) -> str:
+        """The directory of the cgroup path (as /proc/<pid>/cgroup names it) in this mount."""
+        path = "/" + cgroup_path.strip("/")
+        root = self.root.rstrip("/")
+        if root and (path == root or path.startswith(root + "/")):
+            path = path[len(root) :] or "/"
+        return os.path.normpath(self.mount + "/" + path.lstrip("/"))
+
+
+@dataclass(frozen=True)
+class CgroupLayout:
+    """The cgroup mounts of this host."""
+
+    mode: Mode
+    v1: dict[str, Hierarchy] = field(default_factory=dict)
+    unified: Hierarchy | None = None
+
+    def unified_controllers(self) -> frozenset[str]:
+        """Controllers the cgroup2 mount offers (empty without one)."""
+        return self.unified.controllers if self.unified is not None else frozenset()
+
+
+def _unescape(text: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal \\ooo."""
+    if "\\" not in text:
+        return text
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and text[i + 1 : i + 4].isdigit():
+            out.append(chr(int(text[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _v2_controllers(mount: str) -> frozenset[str]:
+    try:
+        with open(os.path.join(mount, "cgroup.controllers"), encoding="ascii") as f:
+            return frozenset(f.read().split())
+    except OSError:
+        return frozenset()
+
+
+def parse_mountinfo(text: str) -> CgroupLayout:
+    """Build the layout from mountinfo text (later mounts of one hierarchy win, as the kernel's)."""
+    v1: dict[str, Hierarchy] = {}
+    unified: Hierarchy | None = None
+    for line in text.splitlines():
+        fields = line.split()
+        if " - " not in line or len(fields) < 10:
+            continue
+        sep = fields.index("-")
+        fstype, options = fields[sep + 1], fields[sep + 3].split(",")
+        root, mount = _unescape(fields[3]), _unescape(fields[4])
+        if fstype == "cgroup2":
+            unified = Hierarchy(mount, root, _v2_controllers(mount))
+        elif fstype == "cgroup":
+            names = {o for o in options if o.startswith("name=")}
+            known = {o for o in options if o in V1_CONTROLLERS}
+            hierarchy = Hierarchy(mount, root, frozenset(known | names))
+            for name in known | names:
+                v1[name] = hierarchy
+    if any(name in V1_CONTROLLERS for name in v1):
+        return CgroupLayout("hybrid" if unified is not None else "v1", v1, unified)
+    return CgroupLayout("v2", {}, unified)
+
+
+V1_CONTROLLERS = frozenset(
+    {
+        "cpu",
+        "cpuacct",
+        "cpuset",
+        "memory",
+        "devices",
+        "freezer",
+        "blkio",
+        "pids",
+        "hugetlb",
+        "net_cls",
+        "net_prio",
+        "perf_event",
+        "rdma",
+        "misc",
+    }
+)
+
+_cached: CgroupLayout | None = None
+
+
+def detect(mountinfo: str = "/proc/self/mountinfo") -> CgroupLayout:
+    """The cgroup layout of this process's mount namespace (cached for the default path)."""
+    global _cached  # noqa: PLW0603 - mountinfo is read once per process on the hot path
+    if mountinfo == "/proc/self/mountinfo" and _cached is not None:
+        return _cached
+    with open(mountinfo, encoding="utf-8", errors="surrogateescape") as f:
+        layout = parse_mountinfo(f.read())
+    if mountinfo == "/proc/self/mountinfo":
+        _cached = layout
+    return layout
+
+
+def own_cgroups(pid: int | str = "self") -> dict[str, str]:
+    """The cgroup paths of a process: v1 controller name → path, and "" → the cgroup2 path."""
+    paths: dict[str, str] = {}
+    with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f.read().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if not controllers:
+                paths[""] = path
+            for name in controllers.split(","):
+                if name:
+                    paths[name] = path
+    return paths

@@ -1,0 +1,219 @@
+"""The CgroupManager protocol, cgroupsPath resolution, and the file operations v1 and v2 share.
+
+A manager owns one container's cgroup: on v1 a directory per hierarchy (`paths` maps each
+controller to it), on v2 one directory (`paths[""]`). Its lifecycle:
+
+    manager_for(spec, id) ──► apply(pid) ──► set(resources) ──► freeze()/thaw()/stats()/pids()
+          │                                                          │
+          └── save() → state.json ── load(saved) ──► (the same manager, in a later process)
+                                                                     ▼
+                                                                 destroy()
+
+cgroupsPath follows runc: an absolute path is taken from each hierarchy's root; a relative
+one (and the default, the container id) goes under the runtime's own cgroup; systemd's
+"slice:prefix:name" form maps onto the directories the systemd driver would make.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from typing import Protocol
+
+from galley.errors import FailedPrecondition, InvalidArgument
+from galley.oci.spec import Resources
+
+
+class CgroupManager(Protocol):
+    """What the runtime asks of a container's cgroup, whatever the hierarchy version."""
+
+    @property
+    def paths(self) -> dict[str, str]:
+        """Controller name ("" for cgroup2) → the container's cgroup directory."""
+        ...
+
+    def apply(self, pid: int) -> None:
+        """Create the cgroup where missing and move pid into it (exec joins this way too)."""
+        ...
+
+    def set(self, resources: Resources) -> None:
+        """Write the resource limits given (fields absent stay as they are)."""
+        ...
+
+    def freeze(self) -> None:
+        """Freeze every process of the cgroup and wait until the kernel says FROZEN."""
+        ...
+
+    def thaw(self) -> None:
+        """Let the cgroup's processes run again."""
+        ...
+
+    def frozen(self) -> bool:
+        """Whether the cgroup is frozen (or freezing)."""
+        ...
+
+    def pids(self) -> list[int]:
+        """Every process in the cgroup and its descendants."""
+        ...
+
+    def kill(self, sig: int) -> None:
+        """Signal every process in the cgroup (cgroup.kill on v2 for SIGKILL where present)."""
+        ...
+
+    def stats(self) -> dict[str, object]:
+        """Usage counters in the shape of runc's `events --stats` "data"."""
+        ...
+
+    def exists(self) -> bool:
+        """Whether the cgroup directory exists."""
+        ...
+
+    def destroy(self) -> None:
+        """Remove the cgroup in every hierarchy, waiting briefly for exiting processes."""
+        ...
+
+    def save(self) -> dict[str, object]:
+        """A JSON-able form that `load` turns back into an equal manager."""
+        ...
+
+
+def cgroup_path(spec_path: str, container_id: str) -> str:
+    """linux.cgroupsPath as a cgroup path; relative results are under the runtime's cgroup."""
+    if not spec_path:
+        return container_id
+    if ":" in spec_path and not spec_path.startswith("/"):
+        return _systemd_path(spec_path, container_id)
+    if ".." in spec_path.split("/"):
+        cleaned = os.path.normpath("/" + spec_path)
+        return cleaned if spec_path.startswith("/") else cleaned.lstrip("/")
+    return os.path.normpath(spec_path) if spec_path.startswith("/") else spec_path.strip("/")
+
+
+def _systemd_path(spec_path: str, container_id: str) -> str:
+    """ "slice:prefix:name" → /a.slice/a-b.slice/prefix-name.scope, as systemd would place it."""
+    parts = spec_path.split(":")
+    if len(parts) != 3:
+        raise InvalidArgument(
+            f'linux.cgroupsPath: "{spec_path}" is neither a path nor systemd\'s "slice:prefix:name"'
+        )
+    slice_name, prefix, name = parts
+    slice_name = slice_name or "system.slice"
+    if not slice_name.endswith(".slice") or "/" in slice_name:
+        raise InvalidArgument(f'linux.cgroupsPath: invalid systemd slice "{slice_name}"')
+    stem = slice_name.removesuffix(".slice")
+    path = ""
+    if stem != "-":
+        words = stem.split("-")
+        if "" in words:
+            raise InvalidArgument(f'linux.cgroupsPath: invalid systemd slice "{slice_name}"')
+        path = "".join("/" + "-".join(words[: i + 1]) + ".slice" for i in range(len(words)))
+    name = name or container_id
+    unit = name if name.endswith(".slice") else f"{prefix}-{name}.scope" if prefix else name
+    return f"{path}/{unit}"
+
+
+def write(directory: str, name: str, value: str | int) -> None:
+    """Write one value to a cgroup control file; the error names the file and the value."""
+    path = os.path.join(directory, name)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise InvalidArgument(
+            f"cgroup {directory}: {name} is not supported by this kernel"
+        ) from None
+    try:
+        os.write(fd, str(value).encode())
+    except OSError as e:
+        raise InvalidArgument(
+            f"cgroup {directory}: writing {str(value)!r} to {name}: {os.strerror(e.errno or 0)}"
+        ) from e
+    finally:
+        os.close(fd)
+
+
+def read(directory: str, name: str) -> str:
+    """The stripped text of one cgroup file."""
+    with open(os.path.join(directory, name), encoding="ascii") as f:
+        return f.read().strip()
+
+
+def read_int(directory: str, name: str, default: int = 0) -> int:
+    """A numeric cgroup file; "max" and a missing file read as default."""
+    try:
+        text = read(directory, name)
+    except OSError:
+        return default
+    return default if text in {"", "max"} else int(text.split()[0])
+
+
+def read_keyed(directory: str, name: str) -> dict[str, int]:
+    """A "key value" per line file (memory.stat, cpu.stat, ...) as a dict; {} when missing."""
+    try:
+        text = read(directory, name)
+    except OSError:
+        return {}
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().lstrip("-").isdigit():
+            out[key] = int(value)
+    return out
+
+
+def procs(directory: str, *, recursive: bool = True) -> list[int]:
+    """The pids in cgroup.procs of directory (and of every cgroup below it)."""
+    tops = [top for top, _dirs, _files in os.walk(directory)] if recursive else [directory]
+    found: set[int] = set()
+    for top in tops:
+        try:
+            found.update(int(p) for p in read(top, "cgroup.procs").split())
+        except FileNotFoundError:
+            continue
+    return sorted(found)
+
+
+def make_dirs(directory: str) -> list[str]:
+    """mkdir -p, returning the directories it created (outermost first)."""
+    missing: list[str] = []
+    current = directory
+    while not os.path.isdir(current):
+        missing.append(current)
+        current = os.path.dirname(current)
+    created = []
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o755)
+        except FileExistsError:
+            continue
+        created.append(path)
+    return created
+
+
+def remove(directory: str, timeout: float = 2.0) -> None:
+    """rmdir the cgroup and its children, retrying while exiting processes still hold them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _remove_tree(directory)
+            return
+        except OSError as e:
+            if e.errno not in {errno.EBUSY, errno.EAGAIN} or time.monotonic() > deadline:
+                raise FailedPrecondition(
+                    f"cgroup {directory}: cannot remove: {os.strerror(e.errno or 0)}"
+                ) from e
+            time.sleep(0.01)
+
+
+def _remove_tree(directory: str) -> None:
+    for top, dirs, _files in os.walk(directory, topdown=False):
+        for d in dirs:
+            _rmdir(os.path.join(top, d))
+    _rmdir(directory)
+
+
+def _rmdir(path: str) -> None:
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,315 @@
+"""cgroup v1 (and hybrid): one directory per mounted hierarchy, limits in each controller's files.
+
+    paths: {"cpu": /sys/fs/cgroup/cpu/<p>, "memory": .../memory/<p>, ..., "name=systemd": ...}
+    unified: a V2Manager for the cgroup2 mount of a hybrid host (here it carries hugetlb)
+
+Controllers not mounted are absent from `paths`; asking for their resources is an error, while
+an unset resource is skipped. A new cpuset cgroup starts with empty cpus/mems, so every level
+created gets its parent's values first, as runc does.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from galley.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
+from galley.oci.cgroups import devices, manager
+from galley.oci.cgroups.devices import Rule
+from galley.oci.cgroups.manager import read, read_int, write
+from galley.oci.cgroups.stats import hugetlb_v2, v1_stats
+from galley.oci.cgroups.v2 import V2Manager
+from galley.oci.spec import CPU, BlockIO, Memory, Resources
+
+
+def _limit(value: int) -> int:
+    return -1 if value < 0 else value
+
+
+class V1Manager:
+    """A container's cgroups across the v1 hierarchies (plus the hybrid cgroup2 part)."""
+
+    def __init__(
+        self,
+        paths: dict[str, str],
+        unified: V2Manager | None = None,
+        device_rules: list[Rule] | None = None,
+    ) -> None:
+        self._paths = dict(paths)
+        self.unified = unified
+        self.device_rules = list(device_rules or [])
+
+    @property
+    def paths(self) -> dict[str, str]:
+        """Controller → directory, with "" for the hybrid cgroup2 directory."""
+        extra = {"": self.unified.directory} if self.unified is not None else {}
+        return {**self._paths, **extra}
+
+    def _dir(self, controller: str, field: str) -> str:
+        try:
+            return self._paths[controller]
+        except KeyError:
+            raise InvalidArgument(
+                f"{field}: the {controller} cgroup controller is not mounted on this host"
+            ) from None
+
+    def exists(self) -> bool:
+        """Whether the cgroup exists (judged, as runc does, by one hierarchy)."""
+        probe = self._paths.get("devices") or next(iter(self._paths.values()), "")
+        return bool(probe) and os.path.isdir(probe)
+
+    def apply(self, pid: int) -> None:
+        """Create the directories in every hierarchy and move pid into each."""
+        for controller, directory in sorted(self._paths.items()):
+            created = manager.make_dirs(directory)
+            if controller == "cpuset":
+                for level in created:
+                    _inherit_cpuset(level)
+        for directory in sorted(set(self._paths.values())):
+            write(directory, "cgroup.procs", pid)
+        if self.unified is not None:
+            self.unified.apply(pid)
+
+    def set(self, resources: Resources) -> None:
+        """Write every resource the OCI struct sets."""
+        if resources.get("cpu"):
+            self._cpu(resources["cpu"])
+        if resources.get("memory"):
+            self._memory(resources["memory"])
+        limit = resources.get("pids", {}).get("limit")
+        if limit is not None:
+            write(
+                self._dir("pids", "linux.resources.pids"),
+                "pids.max",
+                "max" if limit <= 0 else limit,
+            )
+        if resources.get("blockIO"):
+            self._blkio(resources["blockIO"])
+        if resources.get("hugepageLimits"):
+            self._hugetlb(list(resources["hugepageLimits"]))
+        if resources.get("network"):
+            self._network(dict(resources["network"]))
+        if resources.get("devices") is not None:
+            rules = devices.effective_rules(resources["devices"], self.device_rules)
+            devices.write_v1(self._dir("devices", "linux.resources.devices"), rules)
+        if resources.get("unified"):
+            raise InvalidArgument("linux.resources.unified: requires cgroup v2 (this host uses v1)")
+
+    def _cpu(self, cpu: CPU) -> None:
+        field = "linux.resources.cpu"
+        if cpu.get("shares"):
+            directory = self._dir("cpu", field)
+            write(directory, "cpu.shares", cpu["shares"])
+            actual = read_int(directory, "cpu.shares")
+            if actual != cpu["shares"]:
+                raise InvalidArgument(
+                    f"{field}.shares: {cpu['shares']} is out of range (the kernel set {actual})"
+                )
+        self._cfs(cpu)
+        if cpu.get("realtimePeriod"):
+            write(self._dir("cpu", field), "cpu.rt_period_us", cpu["realtimePeriod"])
+        if cpu.get("realtimeRuntime"):
+            write(self._dir("cpu", field), "cpu.rt_runtime_us", cpu["realtimeRuntime"])
+        if cpu.get("idle") is not None:
+            write(self._dir("cpu", field), "cpu.idle", cpu["idle"])
+        for key, name in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):
+            value = cpu.get(key)
+            if value:
+                write(self._dir("cpuset", f"{field}.{key}"), name, str(value))
+
+    def _cfs(self, cpu: CPU) -> None:
+        """period then quota; if the kernel refuses the period against the old quota, swap."""
+        quota, period = cpu.get("quota", 0), cpu.get("period", 0)
+        if not (quota or period or cpu.get("burst") is not None):
+            return
+        directory = self._dir("cpu", "linux.resources.cpu")
+        if period:
+            try:
+                write(directory, "cpu.cfs_period_us", period)
+            except InvalidArgument:
+                if not quota:
+                    raise
+                write(directory, "cpu.cfs_quota_us", quota)
+        if quota:
+            write(directory, "cpu.cfs_quota_us", quota)
+        if cpu.get("burst") is not None:
+            write(directory, "cpu.cfs_burst_us", cpu["burst"])
+
+    def _memory(self, memory: Memory) -> None:
+        field = "linux.resources.memory"
+        directory = self._dir("memory", field)
+        _memory_and_swap(directory, memory.get("limit", 0), memory.get("swap", 0))
+        if memory.get("reservation"):
+            write(directory, "memory.soft_limit_in_bytes", _limit(memory["reservation"]))
+        for key, name in (
+            ("kernel", "memory.kmem.limit_in_bytes"),
+            ("kernelTCP", "memory.kmem.tcp.limit_in_bytes"),
+        ):
+            value = memory.get(key)
+            if value and os.path.exists(os.path.join(directory, name)):
+                write(directory, name, _limit(int(str(value))))
+        swappiness = memory.get("swappiness")
+        if swappiness is not None and swappiness != -1:
+            if not 0 <= swappiness <= 100:
+                raise InvalidArgument(f"{field}.swappiness: {swappiness} is not in 0..100")
+            write(directory, "memory.swappiness", swappiness)
+        if memory.get("disableOOMKiller"):
+            write(directory, "memory.oom_control", 1)
+
+    def _blkio(self, blkio: BlockIO) -> None:
+        field = "linux.resources.blockIO"
+        directory = self._dir("blkio", field)
+        for key, name in (("weight", "weight"), ("leafWeight", "leaf_weight")):
+            value = blkio.get(key)
+            if value:
+                _weight_file(directory, name, str(value), f"{field}.{key}")
+        for i, device in enumerate(blkio.get("weightDevice") or []):
+            for key, name in (("weight", "weight_device"), ("leafWeight", "leaf_weight_device")):
+                value = device.get(key)
+                if value:
+                    line = f"{device['major']}:{device['minor']} {value}"
+                    _weight_file(directory, name, line, f"{field}.weightDevice[{i}].{key}")
+        for key, name in (
+            ("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
+            ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
+            ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),
+            ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device"),
+        ):
+            for throttle in blkio.get(key) or []:  # type: ignore[attr-defined]
+                write(
+                    directory, name, f"{throttle['major']}:{throttle['minor']} {throttle['rate']}"
+                )
+
+    def _hugetlb(self, limits: list[Any]) -> None:
+        if "hugetlb" in self._paths:
+            for entry in limits:
+                name = f"hugetlb.{entry['pageSize']}.limit_in_bytes"
+                write(self._paths["hugetlb"], name, _limit(entry["limit"]))
+        elif self.unified is not None and "hugetlb" in _controllers(self.unified.directory):
+            self.unified.set({"hugepageLimits": limits})
+        else:
+            self._dir("hugetlb", "linux.resources.hugepageLimits")
+
+    def _network(self, network: dict[str, Any]) -> None:
+        if network.get("classID") is not None:
+            directory = self._dir("net_cls", "linux.resources.network.classID")
+            write(directory, "net_cls.classid", network["classID"])
+        for entry in network.get("priorities") or []:
+            directory = self._dir("net_prio", "linux.resources.network.priorities")
+            write(directory, "net_prio.ifpriomap", f"{entry['name']} {entry['priority']}")
+
+    def freeze(self) -> None:
+        """Write FROZEN and wait until the freezer reports it (re-asking while FREEZING)."""
+        directory = self._dir("freezer", "freezer")
+        deadline = time.monotonic() + 5
+        while True:
+            write(directory, "freezer.state", "FROZEN")
+            if read(directory, "freezer.state") == "FROZEN":
+                return
+            if time.monotonic() > deadline:
+                write(directory, "freezer.state", "THAWED")
+                raise DeadlineExceeded(f"cgroup {directory}: not frozen after 5s")
+            time.sleep(0.001)
+
+    def thaw(self) -> None:
+        """Write THAWED."""
+        write(self._dir("freezer", "freezer"), "freezer.state", "THAWED")
+
+    def frozen(self) -> bool:
+        """Whether the freezer is FROZEN or FREEZING."""
+        directory = self._paths.get("freezer")
+        try:
+            return directory is not None and read(directory, "freezer.state") != "THAWED"
+        except FileNotFoundError:
+            return False
+
+    def pids(self) -> list[int]:
+        """Processes of the cgroup (read from one hierarchy, with sub-cgroups)."""
+        for controller in ("pids", "freezer", "devices", *self._paths):
+            directory = self._paths.get(controller)
+            if directory is not None:
+                return manager.procs(directory) if os.path.isdir(directory) else []
+        return []
+
+    def kill(self, sig: int) -> None:
+        """Signal every process (freezing first so none forks away, then thawing)."""
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stats(self) -> dict[str, object]:
+        """runc's stats shape from the v1 files (hugetlb from cgroup2 on hybrid hosts)."""
+        if not self.exists():
+            raise FailedPrecondition(f"cgroup {self.paths} does not exist")
+        out = v1_stats(self._paths)
+        if "hugetlb" not in self._paths and self.unified is not None:
+            out["hugetlb"] = hugetlb_v2(self.unified.directory)
+        return out
+
+    def destroy(self) -> None:
+        """Remove the directory in every hierarchy."""
+        for directory in sorted(set(self._paths.values())):
+            manager.remove(directory)
+        if self.unified is not None:
+            self.unified.destroy()
+
+    def save(self) -> dict[str, object]:
+        """The JSON form for state.json."""
+        return {
+            "mode": "v1",
+            "paths": self._paths,
+            "unified": self.unified.save() if self.unified is not None else None,
+            "device_rules": [r.to_json() for r in self.device_rules],
+        }
+
+
+def _controllers(directory: str) -> set[str]:
+    try:
+        return set(read(directory, "cgroup.controllers").split())
+    except OSError:
+        return set()
+
+
+def _inherit_cpuset(directory: str) -> None:
+    """Give a new cpuset cgroup its parent's cpus and mems (both start empty on v1)."""
+    parent = os.path.dirname(directory)
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        if not read(directory, name):
+            write(directory, name, read(parent, name))
+
+
+def _weight_file(directory: str, name: str, value: str, field: str) -> None:
+    """blkio.<name>, or blkio.bfq.<name> where only BFQ provides weights; error if neither."""
+    for candidate in (f"blkio.{name}", f"blkio.bfq.{name}"):
+        if os.path.exists(os.path.join(directory, candidate)):
+            write(directory, candidate, value)
+            return
+    raise InvalidArgument(f"{field}: blkio {name} is not supported by this kernel (no CFQ/BFQ)")
+
+
+def _memory_and_swap(directory: str, limit: int, swap: int) -> None:
+    """memory.limit_in_bytes and memory.memsw.limit_in_bytes in the order the kernel accepts.
+
+    The kernel requires memsw >= memory at every moment, so growing limits write memsw first
+    and shrinking ones memory first. -1 memory with no swap given means both unlimited.
+    """
+    if limit == -1 and swap == 0:
+        swap = -1
+    memsw = "memory.memsw.limit_in_bytes"
+    if swap and not os.path.exists(os.path.join(directory, memsw)):
+        raise InvalidArgument("linux.resources.memory.swap: this kernel has no swap accounting")
+    if limit and swap:
+        current = read_int(directory, "memory.limit_in_bytes")
+        if swap == -1 or current < swap:
+            write(directory, memsw, _limit(swap))
+            write(directory, "memory.limit_in_bytes", _limit(limit))
+        else:
+            write(directory, "memory.limit_in_bytes", _limit(limit))
+            write(directory, memsw, _limit(swap))
+    elif limit:
+        write(directory, "memory.limit_in_bytes", _limit(limit))
+    elif swap:
+        write(directory, memsw, _limit(swap))

@@ -1,0 +1,277 @@
+"""cgroup v2: one directory in the unified hierarchy, limits in its interface files.
+
+Controllers are enabled in cgroup.subtree_control of every ancestor from the mount down to
+the container's parent (a v2 cgroup only has the files of controllers its parent enables).
+Conversions follow runc: cpu.shares → cpu.weight, blkio weight → io.weight, OCI's
+memory+swap → memory.swap.max (swap alone), v1 names like hugepage sizes kept as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from galley.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
+from galley.oci.cgroups import manager
+from galley.oci.cgroups.devices import Rule
+from galley.oci.cgroups.manager import read, write
+from galley.oci.cgroups.stats import v2_stats
+from galley.oci.spec import CPU, BlockIO, Memory, Pids, Resources
+
+
+def shares_to_weight(shares: int) -> int:
+    """cpu.shares (2..262144) → cpu.weight (1..10000), runc's linear map; 0 stays unset."""
+    return 0 if shares == 0 else 1 + ((shares - 2) * 9999) // 262142
+
+
+def blkio_to_io_weight(weight: int) -> int:
+    """blkio weight (10..1000) → io.weight (1..10000), runc's linear map; 0 stays unset."""
+    return 0 if weight == 0 else 1 + ((weight - 10) * 9999) // 990
+
+
+def swap_max(swap: int, limit: int) -> int:
+    """OCI memory.swap (memory+swap) → memory.swap.max (swap only); -1 unlimited, 0 unset."""
+    if limit == -1 and swap == 0:
+        return -1
+    if swap in {-1, 0}:
+        return swap
+    if limit in {0, -1}:
+        raise InvalidArgument(
+            "linux.resources.memory.swap: cannot limit swap without a memory limit"
+        )
+    if swap < limit:
+        raise InvalidArgument(
+            "linux.resources.memory.swap: memory+swap limit must be >= the memory limit"
+        )
+    return swap - limit
+
+
+def _limit(value: int) -> str:
+    return "max" if value < 0 else str(value)
+
+
+class V2Manager:
+    """A container's cgroup in a cgroup2 hierarchy mounted at `mount`."""
+
+    def __init__(self, directory: str, mount: str, device_rules: list[Rule] | None = None) -> None:
+        self.directory = directory
+        self.mount = mount
+        self.device_rules = list(device_rules or [])
+
+    @property
+    def paths(self) -> dict[str, str]:
+        """The one cgroup2 directory, under the key ""."""
+        return {"": self.directory}
+
+    def exists(self) -> bool:
+        """Whether the cgroup directory exists."""
+        return os.path.isdir(self.directory)
+
+    def create(self) -> None:
+        """Make the directory, enabling every available controller on the way down."""
+        relative = os.path.relpath(self.directory, self.mount)
+        if relative.startswith(".."):
+            raise InvalidArgument(
+                f"cgroup {self.directory} is outside the cgroup2 mount {self.mount}"
+            )
+        current = self.mount
+        for part in [] if relative == "." else relative.split("/"):
+            _enable_controllers(current)
+            current = os.path.join(current, part)
+            if not os.path.isdir(current):
+                os.mkdir(current, 0o755)
+
+    def apply(self, pid: int) -> None:
+        """Create the cgroup and move pid into it."""
+        self.create()
+        write(self.directory, "cgroup.procs", pid)
+
+    def set(self, resources: Resources) -> None:
+        """Write every resource the OCI struct sets, in runc's order."""
+        writers: list[tuple[str, Callable[[Any], None]]] = [
+            ("cpu", self._cpu),
+            ("memory", self._memory),
+            ("pids", self._pids),
+            ("blockIO", self._io),
+            ("hugepageLimits", self._hugetlb),
+            ("devices", self._devices),
+            ("unified", self._unified),
+        ]
+        if resources.get("network"):
+            raise InvalidArgument(
+                "linux.resources.network: net_cls/net_prio do not exist on cgroup v2"
+            )
+        for key, writer in writers:
+            value = resources.get(key)
+            if value is not None:
+                writer(value)
+
+    def _pids(self, pids: Pids) -> None:
+        if pids.get("limit") is not None:
+            self._write("pids.max", "max" if pids["limit"] <= 0 else pids["limit"])
+
+    def _write(self, name: str, value: str | int) -> None:
+        write(self.directory, name, value)
+
+    def _cpu(self, cpu: CPU) -> None:
+        if cpu.get("realtimeRuntime") or cpu.get("realtimePeriod"):
+            raise InvalidArgument(
+                "linux.resources.cpu.realtimeRuntime: cgroup v2 has no realtime scheduling"
+            )
+        if cpu.get("shares"):
+            self._write("cpu.weight", shares_to_weight(cpu["shares"]))
+        if cpu.get("idle") is not None:
+            self._write("cpu.idle", cpu["idle"])
+        quota, period = cpu.get("quota", 0), cpu.get("period", 0)
+        if quota or period:
+            text = str(quota) if quota > 0 else "max"
+            self._write("cpu.max", f"{text} {period}" if period else text)
+        if cpu.get("burst") is not None:
+            self._write("cpu.max.burst", cpu["burst"])
+        for key, name in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):
+            if cpu.get(key):
+                self._write(name, cpu[key])  # type: ignore[literal-required]
+
+    def _memory(self, memory: Memory) -> None:
+        limit, swap = memory.get("limit", 0), memory.get("swap", 0)
+        swap_value = swap_max(swap, limit)
+        # Raising swap before memory avoids a transient state the kernel rejects; v2 has
+        # no cross-check between the two files, so the order only matters for reporting.
+        if swap_value and os.path.exists(os.path.join(self.directory, "memory.swap.max")):
+            self._write("memory.swap.max", _limit(swap_value))
+        elif swap_value > 0:
+            raise InvalidArgument("linux.resources.memory.swap: this kernel has no swap accounting")
+        if limit:
+            self._write("memory.max", _limit(limit))
+        if memory.get("reservation"):
+            self._write("memory.low", _limit(memory["reservation"]))
+
+    def _io(self, blkio: BlockIO) -> None:
+        weight = blkio.get("weight")
+        if weight:
+            if os.path.exists(os.path.join(self.directory, "io.bfq.weight")):
+                self._write("io.bfq.weight", weight)
+            else:
+                self._write("io.weight", blkio_to_io_weight(weight))
+        for device in blkio.get("weightDevice") or []:
+            if device.get("weight"):
+                line = f"{device['major']}:{device['minor']} {device['weight']}"
+                self._write("io.bfq.weight" if self._has("io.bfq.weight") else "io.weight", line)
+        for key, field in (
+            ("throttleReadBpsDevice", "rbps"),
+            ("throttleWriteBpsDevice", "wbps"),
+            ("throttleReadIOPSDevice", "riops"),
+            ("throttleWriteIOPSDevice", "wiops"),
+        ):
+            for throttle in blkio.get(key) or []:  # type: ignore[attr-defined]
+                rate = throttle["rate"]
+                value = "max" if rate == 0 else str(rate)
+                self._write("io.max", f"{throttle['major']}:{throttle['minor']} {field}={value}")
+
+    def _has(self, name: str) -> bool:
+        return os.path.exists(os.path.join(self.directory, name))
+
+    def _hugetlb(self, limits: list[dict[str, Any]]) -> None:
+        for i, entry in enumerate(limits):
+            name = f"hugetlb.{entry['pageSize']}.max"
+            if not self._has(name):
+                raise InvalidArgument(
+                    f"linux.resources.hugepageLimits[{i}].pageSize: "
+                    f"{entry['pageSize']!r} is not a huge page size of this host"
+                )
+            self._write(name, _limit(entry["limit"]))
+
+    def _devices(self, rules: list[Any]) -> None:
+        from galley.oci.cgroups import bpfdevices  # noqa: PLC0415 - only when rules are given
+
+        bpfdevices.attach(self.directory, rules, self.device_rules)
+
+    def _unified(self, files: dict[str, str]) -> None:
+        for key, value in files.items():
+            if "/" in key or key.startswith("."):
+                raise InvalidArgument(f'linux.resources.unified: invalid file name "{key}"')
+            if not self._has(key):
+                raise InvalidArgument(
+                    f'linux.resources.unified: "{key}" does not exist (controller not enabled?)'
+                )
+            self._write(key, value)
+
+    def freeze(self) -> None:
+        """cgroup.freeze=1, then wait for cgroup.events to report frozen."""
+        self._write("cgroup.freeze", "1")
+        deadline = time.monotonic() + 5
+        while "frozen 1" not in read(self.directory, "cgroup.events").splitlines():
+            if time.monotonic() > deadline:
+                self._write("cgroup.freeze", "0")
+                raise DeadlineExceeded(f"cgroup {self.directory}: not frozen after 5s")
+            time.sleep(0.001)
+
+    def thaw(self) -> None:
+        """cgroup.freeze=0."""
+        self._write("cgroup.freeze", "0")
+
+    def frozen(self) -> bool:
+        """Whether cgroup.freeze is set."""
+        try:
+            return read(self.directory, "cgroup.freeze") == "1"
+        except FileNotFoundError:
+            return False
+
+    def pids(self) -> list[int]:
+        """Processes of the cgroup and its sub-cgroups."""
+        return manager.procs(self.directory) if self.exists() else []
+
+    def kill(self, sig: int) -> None:
+        """SIGKILL through cgroup.kill where the kernel has it, else signal each process."""
+        if sig == signal.SIGKILL and self._has("cgroup.kill"):
+            self._write("cgroup.kill", "1")
+            return
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stats(self) -> dict[str, object]:
+        """runc's stats shape from the v2 files."""
+        if not self.exists():
+            raise FailedPrecondition(f"cgroup {self.directory} does not exist")
+        return v2_stats(self.directory)
+
+    def destroy(self) -> None:
+        """Remove the directory (and any sub-cgroups)."""
+        from galley.oci.cgroups import bpfdevices  # noqa: PLC0415
+
+        bpfdevices.forget(self.directory)
+        manager.remove(self.directory)
+
+    def save(self) -> dict[str, object]:
+        """The JSON form for state.json."""
+        return {
+            "mode": "v2",
+            "paths": self.paths,
+            "mount": self.mount,
+            "device_rules": [r.to_json() for r in self.device_rules],
+        }
+
+
+def _enable_controllers(directory: str) -> None:
+    """Enable in subtree_control every controller the directory has but does not pass down."""
+    available = set(read(directory, "cgroup.controllers").split())
+    enabled = set(read(directory, "cgroup.subtree_control").split())
+    wanted = sorted(available - enabled)
+    if not wanted:
+        return
+    try:
+        write(directory, "cgroup.subtree_control", " ".join("+" + c for c in wanted))
+    except InvalidArgument:
+        for (
+            controller
+        ) in wanted:  # one by one: a controller may be refused (e.g. cpu with RT tasks)
+            try:
+                write(directory, "cgroup.subtree_control", "+" + controller)
+            except InvalidArgument:
+                continue
