@@ -103,6 +103,7 @@ RESOLVE_IN_ROOT = 0x10
 AT_SYMLINK_NOFOLLOW = 0x100
 AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
+AT_FDCWD = -100
 
 OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = os.O_CLOEXEC
@@ -205,3 +206,34 @@ def mount_setattr(
 def fd_path(fd: int) -> str:
     """The /proc/self/fd path naming fd: mount(2) on it acts on exactly that inode."""
     return f"/proc/self/fd/{fd}"
+
+
+FSOPEN_CLOEXEC = 1
+FSCONFIG_SET_FLAG = 0
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+FSMOUNT_CLOEXEC = 1
+
+_SYS_FSOPEN = 430
+_SYS_FSCONFIG = 431
+_SYS_FSMOUNT = 432
+
+
+def fsmount(fstype: str, config: dict[str, str | None], attr_flags: int = 0) -> int:
+    """fsopen + fsconfig (None sets a flag) + fsmount: a detached new mount's fd."""
+    open_fs = _syscall(ctypes.c_char_p, ctypes.c_uint)
+    fs_fd = check(open_fs(_SYS_FSOPEN, encode(fstype), FSOPEN_CLOEXEC), "fsopen", fstype)
+    try:
+        configure = _syscall(
+            ctypes.c_int, ctypes.c_uint, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int
+        )
+        for key, value in config.items():
+            cmd = FSCONFIG_SET_FLAG if value is None else FSCONFIG_SET_STRING
+            result = configure(_SYS_FSCONFIG, fs_fd, cmd, encode(key), encode(value), 0)
+            check(result, f"fsconfig {fstype} {key}", fstype)
+        created = configure(_SYS_FSCONFIG, fs_fd, FSCONFIG_CMD_CREATE, None, None, 0)
+        check(created, "fsconfig create", fstype)
+        make = _syscall(ctypes.c_int, ctypes.c_uint, ctypes.c_uint)
+        return check(make(_SYS_FSMOUNT, fs_fd, FSMOUNT_CLOEXEC, attr_flags), "fsmount", fstype)
+    finally:
+        os.close(fs_fd)

@@ -1,10 +1,156 @@
-"""The container's root filesystem: mounts, /dev, pivot_root, masked and read-only paths."""
+"""The container's root filesystem: mounts, /dev, pivot_root, masked and read-only paths.
+
+setup_rootfs runs in the init stage, inside the container's new mount namespace, in this order
+(runc's, so that hooks and the container see the same tree at the same moments):
+
+    1. "/" made rslave (or linux.rootfsPropagation), the rootfs bind-mounted onto itself
+    2. every mounts[] entry in order, each destination resolved inside the root (paths.py)
+    3. /dev: device nodes, /dev/ptmx, /dev/fd and std* symlinks, /dev/console (devices.py)
+    4. before_pivot(): the createContainer hooks
+    5. pivot_root(".", ".") and the old root detached, or with no_pivot MS_MOVE + chroot
+    6. linux.sysctl, then maskedPaths (/dev/null over files, read-only tmpfs over directories),
+       readonlyPaths (recursive read-only binds), /dev read-only if asked, root.readonly,
+       the final rootfsPropagation on the new "/"
+
+Every failure raises a galley error whose one-line message names the config field.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from typing import TYPE_CHECKING
 
-from galley.oci.spec import Spec
+from galley.errors import FailedPrecondition, InvalidArgument
+from galley.kernel import mount as k
+from galley.oci import devices, mounts, paths
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from galley.oci.spec import Mount, Spec
+
+
+class Rootfs:
+    """The root being built: its host path, an fd on it, and what the spec asks of it."""
+
+    def __init__(self, spec: Spec, bundle: str) -> None:
+        self.spec = spec
+        self.bundle = bundle
+        self.path = os.path.realpath(os.path.join(bundle, spec.get("root", {}).get("path", "")))
+        linux = spec.get("linux", {})
+        kinds = {ns.get("type") for ns in linux.get("namespaces", [])}
+        self.netns = "network" in kinds
+        self.cgroupns = "cgroup" in kinds
+        self.userns = "user" in kinds or in_user_namespace()
+        self.propagation = propagation_flags(linux.get("rootfsPropagation", ""))
+        self.dev_readonly = False
+        self.root_fd = -1
+
+    def prepare(self) -> None:
+        """Step 1: propagation, then the root as a mount of its own (pivot_root needs one)."""
+        shared = bool(self.propagation & k.MS_SHARED)
+        k.mount(None, "/", None, k.MS_SLAVE | k.MS_REC if shared else self.propagation or
+                k.MS_SLAVE | k.MS_REC)  # fmt: skip
+        if not os.path.isdir(self.path):
+            raise InvalidArgument(f"root.path: {self.path!r} is not a directory")
+        k.mount(self.path, self.path, None, k.MS_BIND | k.MS_REC)
+        if shared:
+            # pivot_root refuses a shared new root; share it once it is "/" (finish()).
+            k.mount(None, self.path, None, k.MS_PRIVATE)
+        self.root_fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def mount(self, index: int, entry: Mount) -> None:
+        """Step 2, one mounts[] entry."""
+        options = mounts.MountOptions(entry.get("options", []))
+        kind, source = entry.get("type", ""), entry.get("source", "")
+        if kind == "sysfs" and not self.netns:
+            # sysfs shows the mounter's network namespace: without one of its own the
+            # container gets the host's /sys, recursively bound (read-only when asked), as runc.
+            kind, source = "bind", "/sys"
+            options.flags |= k.MS_BIND | k.MS_REC
+        dest = entry.get("destination", "")
+        try:
+            if kind == "cgroup":
+                from galley.oci.cgroupfs import mount_cgroup  # noqa: PLC0415 - rarely needed
+
+                mount_cgroup(self.root_fd, dest, options, cgroupns=self.cgroupns)
+            elif options.is_bind or kind == "bind":
+                self._bind(dest, mounts.source_path(self.bundle, source), options)
+            else:
+                self._filesystem(dest, kind, source, options)
+        except OSError as err:
+            raise mounts.failure(index, entry, err) from err
+        except InvalidArgument as err:
+            raise InvalidArgument(f"{mounts.describe(index, entry)}: {err}") from err
+
+    def _bind(self, dest: str, source: str, options: mounts.MountOptions) -> None:
+        """A bind: the source tree cloned, its attributes set while detached, then attached."""
+        if not os.path.exists(source):
+            raise InvalidArgument(f"bind source {source!r} does not exist")
+        target = paths.ensure_target(self.root_fd, dest, is_dir=os.path.isdir(source))
+        try:
+            self._check_target(target, "bind", source)
+            mounts.bind(source, target, options, recursive=bool(options.flags & k.MS_REC))
+        finally:
+            os.close(target)
+
+    def _filesystem(self, dest: str, kind: str, source: str, options: mounts.MountOptions) -> None:
+        """A fresh filesystem (tmpfs, proc, devpts, mqueue, sysfs, ...) or a remount."""
+        flags = options.flags
+        if os.path.normpath("/" + dest) == "/dev" and flags & k.MS_RDONLY:
+            self.dev_readonly = True  # made read-only after the devices are created
+            flags &= ~k.MS_RDONLY
+        target = paths.ensure_dir(self.root_fd, dest)
+        try:
+            if kind not in {"proc", "sysfs"}:
+                self._check_target(target, kind, source)
+            try:
+                k.mount(source, k.fd_path(target), kind or None, flags, options.data or None)
+            except PermissionError:
+                if kind != "mqueue":
+                    raise
+                k.mount("/dev/mqueue", k.fd_path(target), None, k.MS_BIND | k.MS_REC)
+        finally:
+            os.close(target)
+        mounts.finish(self.root_fd, dest, options)
+
+    def _check_target(self, target: int, kind: str, source: str) -> None:
+        where = paths.container_path(self.root_fd, target)
+        if where == "/":
+            raise InvalidArgument("cannot mount over the container's root directory")
+        mounts.check_proc_target(where, kind, source)
+
+    def make_dev(self, console_path: str | None) -> None:
+        """Step 3: device nodes and links, unless /dev is a bind mount."""
+        linux = self.spec.get("linux", {})
+        if devices.needs_dev_setup(self.spec.get("mounts", [])):
+            wanted = devices.all_devices(linux.get("devices", []))
+            devices.create_devices(self.root_fd, wanted, bind=self.userns)
+            devices.setup_ptmx(self.root_fd)
+            devices.create_symlinks(self.root_fd)
+        if console_path is not None:
+            devices.bind_console(self.root_fd, console_path)
+
+    def enter(self, no_pivot: bool) -> None:
+        """Step 5: make the root "/" (pivot_root, or MS_MOVE + chroot with no_pivot)."""
+        if no_pivot:
+            move_root(self.path)
+        else:
+            pivot_into(self.path)
+
+    def finish(self, null_fd: int) -> None:
+        """Step 6, after sysctl: masked, read-only paths; read-only /dev and root; propagation."""
+        linux = self.spec.get("linux", {})
+        for path in linux.get("maskedPaths", []):
+            mask_path(self.root_fd, path, null_fd)
+        for path in linux.get("readonlyPaths", []):
+            readonly_path(self.root_fd, path)
+        if self.dev_readonly:
+            make_readonly(self.root_fd, "/dev")
+        if self.spec.get("root", {}).get("readonly"):
+            mounts.set_attrs(self.root_fd, k.MOUNT_ATTR_RDONLY, 0)
+        if self.propagation & k.MS_SHARED:
+            mounts.propagate(self.root_fd, [self.propagation])
 
 
 def setup_rootfs(
@@ -16,9 +162,171 @@ def setup_rootfs(
     before_pivot: Callable[[], None],
 ) -> None:
     """Build the container's root inside the current (new) mount namespace and enter it."""
-    raise NotImplementedError("setup_rootfs")
+    rootfs = Rootfs(spec, bundle)
+    rootfs.prepare()
+    null_fd = -1
+    try:
+        for index, entry in enumerate(spec.get("mounts", [])):
+            rootfs.mount(index, entry)
+        rootfs.make_dev(console_path)
+        before_pivot()
+        try:
+            rootfs.enter(no_pivot)
+        except OSError as err:
+            raise FailedPrecondition(f"root.path {rootfs.path!r}: {err}") from err
+        reopen_dev_null()
+        apply_sysctl(spec)
+        if spec.get("linux", {}).get("maskedPaths"):
+            null_fd = open_dev_null(rootfs.root_fd)
+        rootfs.finish(null_fd)
+    finally:
+        os.close(rootfs.root_fd)
+        if null_fd >= 0:
+            os.close(null_fd)
+
+
+def propagation_flags(name: str) -> int:
+    """linux.rootfsPropagation as mount(2) flags (0 when unset)."""
+    if not name:
+        return 0
+    if name not in mounts.PROPAGATION_OPTIONS:
+        raise InvalidArgument(f"linux.rootfsPropagation: unknown propagation {name!r}")
+    return mounts.PROPAGATION_OPTIONS[name]
+
+
+def in_user_namespace() -> bool:
+    """Whether this process runs in a user namespace other than the initial one."""
+    with open("/proc/self/uid_map") as uid_map:
+        return uid_map.read().split() != ["0", "0", "4294967295"]
+
+
+def pivot_into(path: str) -> None:
+    """pivot_root(".", ".") inside path, then detach the old root stacked underneath."""
+    old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    new_root = os.open(path, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fchdir(new_root)
+        k.pivot_root(".", ".")
+        os.fchdir(old_root)
+        # Keep the unmount below from propagating to the host's mounts.
+        k.mount(None, ".", None, k.MS_SLAVE | k.MS_REC)
+        k.umount(".", k.MNT_DETACH)
+        os.chdir("/")
+    finally:
+        os.close(old_root)
+        os.close(new_root)
+
+
+def move_root(path: str) -> None:
+    """--no-pivot: hide the host's proc and sysfs mounts, MS_MOVE the root onto "/", chroot."""
+    for mountpoint in reversed(_host_kernel_mounts(path)):
+        try:
+            k.umount(mountpoint, k.MNT_DETACH)
+        except OSError:
+            k.mount("tmpfs", mountpoint, "tmpfs", k.MS_RDONLY)
+    os.chdir(path)
+    k.mount(path, "/", None, k.MS_MOVE)
+    os.chroot(".")
+    os.chdir("/")
+
+
+def _host_kernel_mounts(root: str) -> list[str]:
+    """proc and sysfs mounts outside root: what a chroot would still leave reachable."""
+    found = []
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields, _, rest = line.partition(" - ")
+            where = fields.split()[4]
+            if rest.split()[0] in {"proc", "sysfs"} and not (where + "/").startswith(root + "/"):
+                found.append(where)
+    return found
+
+
+def open_dev_null(root_fd: int) -> int:
+    """The container's /dev/null (what masks files), checked to be the null device."""
+    try:
+        fd = paths.open_in_root(root_fd, "/dev/null")
+    except OSError as err:
+        raise FailedPrecondition(f"linux.maskedPaths: the container has no /dev/null: {err}")
+    if os.fstat(fd).st_rdev != os.makedev(1, 3):
+        os.close(fd)
+        raise FailedPrecondition("linux.maskedPaths: the container's /dev/null is not 1:3")
+    return fd
+
+
+def reopen_dev_null() -> None:
+    """stdio pointing at the host's /dev/null is moved to the container's, as runc does."""
+    try:
+        fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return
+    null = os.fstat(fd)
+    for stdio in (0, 1, 2):
+        try:
+            st = os.fstat(stdio)
+        except OSError:
+            continue
+        if st.st_rdev == null.st_rdev and (st.st_dev, st.st_ino) != (null.st_dev, null.st_ino):
+            os.dup2(fd, stdio)
+    os.close(fd)
+
+
+def mask_path(root_fd: int, path: str, null_fd: int) -> None:
+    """A masked path: /dev/null bound over a file, an empty read-only tmpfs over a directory."""
+    try:
+        target = paths.open_in_root(root_fd, path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    try:
+        if paths.is_directory(target):
+            tree = k.fsmount("tmpfs", {}, k.MOUNT_ATTR_RDONLY)
+            try:
+                mounts.attach(tree, target)
+            finally:
+                os.close(tree)
+        else:
+            mounts.bind(null_fd, target, mounts.MountOptions([]), recursive=False)
+    except OSError as err:
+        raise FailedPrecondition(f"linux.maskedPaths {path!r}: {err}") from err
+    finally:
+        os.close(target)
+
+
+def readonly_path(root_fd: int, path: str) -> None:
+    """A read-only path: a recursive bind of itself, read-only throughout."""
+    try:
+        target = paths.open_in_root(root_fd, path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    try:
+        mounts.bind(target, target, mounts.MountOptions(["rbind", "rro"]), recursive=True)
+    except OSError as err:
+        raise FailedPrecondition(f"linux.readonlyPaths {path!r}: {err}") from err
+    finally:
+        os.close(target)
+
+
+def make_readonly(root_fd: int, path: str) -> None:
+    """Make the mount at path read-only (not its submounts)."""
+    target = paths.open_in_root(root_fd, path)
+    try:
+        mounts.set_attrs(target, k.MOUNT_ATTR_RDONLY, 0)
+    finally:
+        os.close(target)
 
 
 def apply_sysctl(spec: Spec) -> None:
-    """Write linux.sysctl into /proc/sys (inside the container's namespaces)."""
-    raise NotImplementedError("apply_sysctl")
+    """Write linux.sysctl into /proc/sys; values already in place are left alone (idempotent)."""
+    for key, value in spec.get("linux", {}).get("sysctl", {}).items():
+        path = "/proc/sys/" + (key if "/" in key else key.replace(".", "/"))
+        try:
+            with open(path, "rb") as current:
+                if current.read().split() == value.encode().split():
+                    continue
+            fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
+        except OSError as err:
+            raise FailedPrecondition(f"linux.sysctl {key!r}: {err}") from err

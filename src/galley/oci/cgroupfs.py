@@ -1,0 +1,144 @@
+"""The `cgroup` mount type: what the container sees at its cgroup mount (usually /sys/fs/cgroup).
+
+    cgroup v2 only (unified)   cgroup2 mounted at the destination; where the kernel refuses a
+                               fresh mount (no cgroup namespace inside a user namespace), a bind
+                               of the container's own cgroup directory instead
+    v1 or hybrid               a tmpfs at the destination, then per v1 hierarchy a directory
+                               named like the host's (cpu, memory, systemd, cpu,cpuacct...):
+                               with a cgroup namespace a fresh `cgroup` mount of that hierarchy,
+                               without one a bind of the container's own cgroup directory in it;
+                               symlinks for co-mounted controllers (cpu -> cpu,cpuacct); the tmpfs
+                               made read-only last when the mount asks for `ro`
+
+The init stage runs this after it has been moved into the container's cgroups, so
+/proc/self/cgroup names the container's own directories.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+
+from galley.kernel import mount as k
+from galley.oci import paths
+from galley.oci.mounts import MountOptions, bind_attrs, propagate, set_attrs
+
+_SUPER_OPTIONS = frozenset({"rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode"})
+
+
+class Hierarchy:
+    """One host cgroup mount: where, which part of the hierarchy, and its controllers."""
+
+    __slots__ = ("controllers", "mountpoint", "root", "version")
+
+    def __init__(self, mountpoint: str, root: str, version: int, controllers: frozenset[str]):
+        self.mountpoint = mountpoint
+        self.root = root
+        self.version = version
+        self.controllers = controllers
+
+
+def host_hierarchies() -> list[Hierarchy]:
+    """The cgroup and cgroup2 mounts this process sees, from /proc/self/mountinfo."""
+    found: list[Hierarchy] = []
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields, _, rest = line.partition(" - ")
+            parts, tail = fields.split(), rest.split()
+            if len(tail) < 3 or tail[0] not in {"cgroup", "cgroup2"}:
+                continue
+            options = {o for o in tail[2].split(",") if o.split("=")[0] not in _SUPER_OPTIONS}
+            options = {o for o in options if "=" not in o or o.startswith("name=")}
+            version = 2 if tail[0] == "cgroup2" else 1
+            found.append(Hierarchy(_unescape(parts[4]), _unescape(parts[3]), version,
+                                   frozenset(options)))  # fmt: skip
+    return found
+
+
+def _unescape(field: str) -> str:
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n")
+
+
+def own_cgroups() -> dict[frozenset[str], str]:
+    """This process's cgroup per hierarchy (keyed by controller set; v2 is the empty set)."""
+    own: dict[frozenset[str], str] = {}
+    with open("/proc/self/cgroup") as cgroup:
+        for line in cgroup:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            own[frozenset(c for c in controllers.split(",") if c)] = path
+    return own
+
+
+def host_dir(hierarchy: Hierarchy, own: dict[frozenset[str], str]) -> str:
+    """The host directory of this process's cgroup in a hierarchy."""
+    key = frozenset() if hierarchy.version == 2 else hierarchy.controllers
+    path = own.get(key, hierarchy.root)
+    relative = posixpath.relpath(path, hierarchy.root) if path.startswith(hierarchy.root) else "."
+    return posixpath.normpath(posixpath.join(hierarchy.mountpoint, relative))
+
+
+def mount_cgroup(root_fd: int, dest: str, options: MountOptions, *, cgroupns: bool) -> None:
+    """Mount the container's view of its cgroups at dest (see the module docstring)."""
+    hierarchies = host_hierarchies()
+    v1 = [h for h in hierarchies if h.version == 1]
+    own = own_cgroups()
+    if not v1:
+        unified = [h for h in hierarchies if h.version == 2]
+        _mount_hierarchy(
+            root_fd, dest, unified[0] if unified else None, own, options, cgroupns=cgroupns
+        )
+        return
+    flags = options.flags & ~(k.MS_RDONLY | k.MS_BIND | k.MS_REC | k.MS_REMOUNT)
+    target = paths.ensure_dir(root_fd, dest)
+    try:
+        k.mount("tmpfs", k.fd_path(target), "tmpfs", flags, "mode=755")
+    finally:
+        os.close(target)
+    for hierarchy in v1:
+        name = posixpath.basename(hierarchy.mountpoint)
+        sub = posixpath.join(dest, name)
+        _mount_hierarchy(root_fd, sub, hierarchy, own, options, cgroupns=cgroupns)
+        for controller in sorted(hierarchy.controllers):
+            if controller != name and "," in name and not controller.startswith("name="):
+                paths.symlink_in_root(root_fd, name, posixpath.join(dest, controller))
+    tmpfs = paths.open_in_root(root_fd, dest)
+    try:
+        if options.flags & k.MS_RDONLY:
+            set_attrs(tmpfs, k.MOUNT_ATTR_RDONLY, 0)
+        propagate(tmpfs, options.propagation)
+    finally:
+        os.close(tmpfs)
+
+
+def _mount_hierarchy(
+    root_fd: int,
+    dest: str,
+    hierarchy: Hierarchy | None,
+    own: dict[frozenset[str], str],
+    options: MountOptions,
+    *,
+    cgroupns: bool,
+) -> None:
+    """A fresh cgroup(2) mount with a cgroup namespace (or no host hierarchy), else a bind."""
+    flags = options.flags & ~(k.MS_BIND | k.MS_REC | k.MS_REMOUNT)
+    target = paths.ensure_dir(root_fd, dest)
+    try:
+        if hierarchy is None or cgroupns:
+            fstype, data = "cgroup2", None
+            if hierarchy is not None and hierarchy.version == 1:
+                fstype, data = "cgroup", ",".join(sorted(hierarchy.controllers))
+            try:
+                k.mount(fstype, k.fd_path(target), fstype, flags, data)
+                return
+            except OSError as err:
+                if hierarchy is None or err.errno not in {1, 16}:  # EPERM, EBUSY
+                    raise
+        k.mount(host_dir(hierarchy, own), k.fd_path(target), None, k.MS_BIND)
+    finally:
+        os.close(target)
+    mounted = paths.open_in_root(root_fd, dest)
+    try:
+        set_attrs(mounted, *bind_attrs(flags, options.clear))
+        propagate(mounted, options.propagation)
+    finally:
+        os.close(mounted)
