@@ -1,0 +1,245 @@
+"""End-to-end lifecycle through the CLI, the same bundle under galley-runc and runc.
+
+create → created → start → running → kill → stopped → delete; run (foreground and detached);
+hooks with the state on stdin; failed creates leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.oci.conftest import Bundle, Runtime
+
+pytestmark = pytest.mark.root
+
+
+def detached(rt: Runtime, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """create / run --detach: the container keeps the stdio it inherits, so give it files,
+    not pipes (a pipe would stay open until the container exits)."""
+    rt.created.append(args[-1])
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.run(
+            [rt.binary, "--root", str(rt.root), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            timeout=30,
+            check=False,
+        )
+        out.seek(0)
+        err.seek(0)
+        result = subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def status(rt: Runtime, cid: str) -> str:
+    return str(json.loads(rt("state", cid, check=True).stdout)["status"])
+
+
+def wait_status(rt: Runtime, cid: str, want: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while (got := status(rt, cid)) != want:
+        assert time.monotonic() < deadline, f"{cid} stayed {got}, wanted {want}"
+        time.sleep(0.02)
+
+
+def test_create_start_kill_delete(any_runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["process"]["args"] = ["sleep", "30"]
+    cid = any_runtime.new_id()
+    detached(any_runtime, "create", "--bundle", str(bundle.write()), cid)
+    state = json.loads(any_runtime("state", cid, check=True).stdout)
+    assert state["status"] == "created"
+    assert state["pid"] > 0
+    assert state["bundle"] == str(bundle.path)
+    assert state["rootfs"] == str(bundle.rootfs)
+    assert set(state) >= {
+        "ociVersion",
+        "id",
+        "pid",
+        "status",
+        "bundle",
+        "rootfs",
+        "created",
+        "owner",
+    }
+    listed = json.loads(any_runtime("list", "--format", "json", check=True).stdout)
+    assert [c["id"] for c in listed] == [cid]
+    pids = json.loads(any_runtime("ps", "--format", "json", cid, check=True).stdout)
+    assert state["pid"] in pids
+    any_runtime("start", cid, check=True)
+    assert status(any_runtime, cid) == "running"
+    again = any_runtime("start", cid)
+    assert again.returncode == 1
+    assert "cannot start an already running container" in again.stderr
+    busy = any_runtime("delete", cid)
+    assert busy.returncode == 1
+    assert "that is not stopped: running" in busy.stderr
+    any_runtime("kill", cid, "KILL", check=True)
+    wait_status(any_runtime, cid, "stopped")
+    assert json.loads(any_runtime("state", cid, check=True).stdout)["pid"] == 0
+    stopped = any_runtime("start", cid)
+    assert stopped.returncode == 1
+    assert "cannot start a container that has stopped" in stopped.stderr
+    any_runtime("delete", cid, check=True)
+    assert any_runtime("state", cid).returncode == 1
+    assert any_runtime("list", "-q", check=True).stdout == ""
+
+
+def test_delete_of_created_container_kills_it(any_runtime: Runtime, bundle: Bundle) -> None:
+    cid = any_runtime.new_id()
+    detached(any_runtime, "create", "--bundle", str(bundle.write()), cid)
+    pid = json.loads(any_runtime("state", cid, check=True).stdout)["pid"]
+    any_runtime("delete", cid, check=True)
+    assert (
+        not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    )
+
+
+def test_delete_force_of_running_container(any_runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["process"]["args"] = ["sleep", "30"]
+    cid = any_runtime.new_id()
+    detached(any_runtime, "run", "--detach", "--bundle", str(bundle.write()), cid)
+    assert status(any_runtime, cid) == "running"
+    any_runtime("delete", "--force", cid, check=True)
+    assert any_runtime("state", cid).returncode == 1
+
+
+@pytest.mark.parametrize(
+    ("script", "code"), [("echo hi; exit 3", 3), ("echo hi", 0), ("echo hi; kill -9 $$", 137)]
+)
+def test_run_foreground_exit_status_and_stdout(
+    any_runtime: Runtime, bundle: Bundle, script: str, code: int
+) -> None:
+    bundle.config["process"]["args"] = ["sh", "-c", script]
+    if "kill" in script:  # pid 1 of a pid namespace cannot SIGKILL itself
+        namespaces = bundle.config["linux"]["namespaces"]
+        bundle.config["linux"]["namespaces"] = [n for n in namespaces if n["type"] != "pid"]
+    cid = any_runtime.new_id()
+    result = any_runtime("run", "--bundle", str(bundle.write()), cid)
+    assert result.returncode == code, result.stderr
+    assert result.stdout == "hi\n"
+    assert any_runtime("state", cid).returncode == 1  # run removes the container after exit
+
+
+def test_duplicate_id(any_runtime: Runtime, bundle: Bundle) -> None:
+    cid = any_runtime.new_id()
+    detached(any_runtime, "create", "--bundle", str(bundle.write()), cid)
+    dup = detached(any_runtime, "create", "--bundle", str(bundle.path), cid, check=False)
+    assert dup.returncode == 1
+    assert "already exists" in dup.stderr
+    assert status(any_runtime, cid) == "created"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("ociVersion", "9.9.9", "ociVersion: unsupported version"),
+        ("namespaces", [{"type": "foo"}], 'linux.namespaces[0].type: unknown namespace type "foo"'),
+        ("args", [], "process.args: must not be empty"),
+    ],
+)
+def test_bad_config_leaves_nothing(
+    runtime: Runtime, bundle: Bundle, path: str, value: object, message: str
+) -> None:
+    if path == "namespaces":
+        bundle.config["linux"]["namespaces"] = value
+    elif path == "args":
+        bundle.config["process"]["args"] = value
+    else:
+        bundle.config[path] = value
+    cid = runtime.new_id()
+    result = detached(runtime, "create", "--bundle", str(bundle.write()), cid, check=False)
+    assert result.returncode == 1
+    assert message in result.stderr.replace('\\"', '"')
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (runtime.root / cid).exists()
+
+
+def test_missing_rootfs_and_config(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+    bundle.config["root"]["path"] = "nowhere"
+    cid = runtime.new_id()
+    result = detached(runtime, "create", "--bundle", str(bundle.write()), cid, check=False)
+    assert result.returncode == 1
+    assert "root.path" in result.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = detached(runtime, "create", "--bundle", str(empty), cid, check=False)
+    assert result.returncode == 1
+    assert "config.json" in result.stderr
+    assert not (runtime.root / cid).exists()
+
+
+def test_failing_process_leaves_nothing(runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["process"]["cwd"] = "/no/such/dir"
+    cid = runtime.new_id()
+    result = detached(runtime, "create", "--bundle", str(bundle.write()), cid, check=False)
+    assert result.returncode == 1
+    assert not (runtime.root / cid).exists()
+    assert runtime("list", "-q", check=True).stdout == ""
+
+
+def hook_script(tmp_path: Path, name: str, body: str) -> str:
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_hooks_see_the_state(any_runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+    out = tmp_path / "hooks"
+    out.mkdir()
+    hooks = {}
+    for phase in ("prestart", "createRuntime", "poststart", "poststop"):
+        hooks[phase] = [{"path": hook_script(tmp_path, phase, f"cat > {out}/{phase}.json\n")}]
+    bundle.config["hooks"] = hooks
+    bundle.config["process"]["args"] = ["sleep", "30"]
+    cid = any_runtime.new_id()
+    detached(any_runtime, "create", "--bundle", str(bundle.write()), cid)
+    pid = json.loads(any_runtime("state", cid, check=True).stdout)["pid"]
+    for phase in ("prestart", "createRuntime"):
+        seen = json.loads((out / f"{phase}.json").read_text())
+        assert seen["id"] == cid
+        assert seen["pid"] == pid
+        assert seen["status"] == "creating"
+        assert seen["bundle"] == str(bundle.path)
+    # runc 1.1 runs poststart hooks at create, with status "created" (fixed in runc 1.2)
+    galley = any_runtime.binary.endswith("galley-runc")
+    assert (out / "poststart.json").exists() != galley
+    any_runtime("start", cid, check=True)
+    poststart = json.loads((out / "poststart.json").read_text())
+    assert poststart["status"] == ("running" if galley else "created")
+    any_runtime("kill", cid, "KILL", check=True)
+    wait_status(any_runtime, cid, "stopped")
+    any_runtime("delete", cid, check=True)
+    assert json.loads((out / "poststop.json").read_text())["status"] == "stopped"
+
+
+def test_failing_prestart_hook_fails_create(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    bundle.config["hooks"] = {"prestart": [{"path": hook_script(tmp_path, "bad", "exit 7\n")}]}
+    cid = any_runtime.new_id()
+    result = detached(any_runtime, "create", "--bundle", str(bundle.write()), cid, check=False)
+    assert result.returncode == 1
+    assert any_runtime("state", cid).returncode == 1
+
+
+def test_failing_poststart_hook_only_warns(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    bundle.config["hooks"] = {"poststart": [{"path": hook_script(tmp_path, "bad", "exit 7\n")}]}
+    bundle.config["process"]["args"] = ["sleep", "30"]
+    cid = runtime.new_id()
+    detached(runtime, "create", "--bundle", str(bundle.write()), cid)
+    result = runtime("start", cid)
+    assert result.returncode == 0
+    assert "poststart hook" in result.stderr
+    assert status(runtime, cid) == "running"
