@@ -29,8 +29,10 @@ from galley.images.mediatypes import Descriptor, compression
 from galley.images.tarapply import TarApplier, WhiteoutMode
 from galley.images.tarsafe import Root
 from galley.snapshots.api import Kind, Mount, Snapshotter
+from galley.snapshots.directory import pid_alive
 
 SNAPSHOT_REF_LABEL = "containerd.io/snapshot.ref"
+EXTRACT_PREFIX = "extract-"  # active snapshot keys: extract-<pid>-<random> <chainID>
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ class LayerUnpacker:
 
     def _apply(self, index: int, stream: BinaryIO, media_type: str) -> None:
         chain, parent = str(self.chain[index]), str(self.chain[index - 1]) if index else ""
-        key = f"extract-{os.getpid()}-{uuid.uuid4().hex[:12]} {chain}"
+        key = f"{EXTRACT_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]} {chain}"
         mounts = self.snapshotter.prepare(key, parent)
         try:
             dest, lowers, whiteouts = layer_dirs(mounts)
@@ -161,6 +163,22 @@ class LayerUnpacker:
         except BaseException:
             self.snapshotter.remove(key)
             raise
+
+
+def remove_abandoned_extractions(snapshotter: Snapshotter) -> list[str]:
+    """Remove the active snapshots of unpacks whose process died; returns their keys."""
+    removed = []
+    for info in snapshotter.walk():
+        pid = info.name[len(EXTRACT_PREFIX) :].split("-", 1)[0]
+        if info.kind is not Kind.ACTIVE or not info.name.startswith(EXTRACT_PREFIX):
+            continue
+        if pid.isdigit() and not pid_alive(int(pid)):
+            try:
+                snapshotter.remove(info.name)
+            except NotFound:
+                continue  # another process cleaned it first
+            removed.append(info.name)
+    return removed
 
 
 def _check_diff_id(index: int, got: Digest, want: Digest) -> None:
@@ -197,7 +215,9 @@ def unpack_image(
         raise InvalidArgument(
             f"image has {len(layers)} layers but its config lists {len(diff_ids)} diff_ids"
         )
-    unpacker = LayerUnpacker(store.snapshotter(snapshotter_name), diff_ids)
+    snapshotter = store.snapshotter(snapshotter_name)
+    remove_abandoned_extractions(snapshotter)
+    unpacker = LayerUnpacker(snapshotter, diff_ids)
     for index in reversed(range(len(layers))):  # find the highest layer already unpacked
         if unpacker.skipped(index):
             unpacker.applied = index + 1

@@ -42,7 +42,8 @@ def disk_usage(path: str) -> Usage:
     return Usage(size=size, inodes=inodes)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while process pid exists (a zombie counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -197,7 +198,7 @@ class DirectorySnapshotter:
         """Delete what killed processes left: dead tmp/ entries, directories without rows."""
         for entry in os.listdir(self._tmp):
             pid = entry.split("-", 1)[0]
-            if not pid.isdigit() or not _pid_alive(int(pid)):
+            if not pid.isdigit() or not pid_alive(int(pid)):
                 shutil.rmtree(os.path.join(self._tmp, entry), ignore_errors=True)
         with self._storage.transaction() as tx:
             known = tx.ids()
