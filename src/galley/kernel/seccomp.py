@@ -12,6 +12,8 @@ import ctypes
 import os
 from typing import TYPE_CHECKING
 
+from galley.kernel.libc import check, function
+
 if TYPE_CHECKING:
     from typing import Any
 
@@ -110,6 +112,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "seccomp_arch_native": (u32,),
         "seccomp_attr_set": (c_int, vp, c_int, u32),
         "seccomp_syscall_resolve_name": (c_int, c_char_p),
+        "seccomp_syscall_resolve_name_arch": (c_int, u32, c_char_p),
         "seccomp_rule_add_array": (c_int, vp, u32, c_int, ctypes.c_uint, ctypes.POINTER(ArgCmp)),
         "seccomp_load": (c_int, vp),
         "seccomp_export_bpf": (c_int, vp, c_int),
@@ -160,6 +163,68 @@ def syscall_number(name: str) -> int:
     return int(_library().seccomp_syscall_resolve_name(name.encode()))
 
 
+def syscall_number_arch(name: str, token: int) -> int:
+    """The syscall number of name on the architecture token (x32 numbers carry bit 30)."""
+    return int(_library().seccomp_syscall_resolve_name_arch(token, name.encode()))
+
+
+def native_arch() -> int:
+    """The AUDIT_ARCH token of the running architecture."""
+    return int(_library().seccomp_arch_native())
+
+
+# Raw seccomp(2): BPF encoding (linux/filter.h, linux/bpf_common.h) and filter flags.
+BPF_LD_W_ABS = 0x20
+BPF_JMP_JEQ_K = 0x15
+BPF_JMP_JGT_K = 0x25
+BPF_JMP_JSET_K = 0x45
+BPF_RET_K = 0x06
+SECCOMP_DATA_NR = 0
+SECCOMP_DATA_ARCH = 4
+SECCOMP_RET_ERRNO = 0x00050000
+SECCOMP_SET_MODE_FILTER = 1
+FILTER_FLAG_TSYNC = 1
+FILTER_FLAG_LOG = 2
+FILTER_FLAG_SPEC_ALLOW = 4
+FILTER_FLAG_NEW_LISTENER = 8
+FILTER_FLAG_WAIT_KILLABLE_RECV = 32
+_NR_SECCOMP = {"x86_64": 317, "aarch64": 277, "riscv64": 277, "ppc64le": 358, "s390x": 348}
+
+
+class Instruction(ctypes.Structure):
+    """struct sock_filter: one classic-BPF instruction."""
+
+    _fields_ = (
+        ("code", ctypes.c_uint16),
+        ("jt", ctypes.c_uint8),
+        ("jf", ctypes.c_uint8),
+        ("k", ctypes.c_uint32),
+    )
+
+
+class _Program(ctypes.Structure):
+    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Instruction)))
+
+
+def raw_load_supported() -> bool:
+    """Whether this module knows the seccomp(2) number of the running architecture."""
+    return os.uname().machine in _NR_SECCOMP
+
+
+def load_program(program: bytes, flags: int) -> int:
+    """seccomp(SECCOMP_SET_MODE_FILTER, flags, program): install raw BPF (needs no_new_privs
+    or CAP_SYS_ADMIN); returns the listener fd with FILTER_FLAG_NEW_LISTENER, else 0."""
+    count = len(program) // ctypes.sizeof(Instruction)
+    instructions = (Instruction * count).from_buffer_copy(program)
+    fprog = _Program(count, instructions)
+    syscall = function(
+        "syscall", ctypes.c_long, ctypes.c_long, ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p
+    )
+    nr = _NR_SECCOMP[os.uname().machine]
+    result = syscall(nr, SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(fprog))
+    return check(result, f"seccomp SECCOMP_SET_MODE_FILTER flags={flags:#x} ({count} instructions)")
+
+
 class Filter:
     """One libseccomp filter context."""
 
@@ -205,6 +270,16 @@ class Filter:
     def export_bpf(self, fd: int) -> None:
         """Write the filter's BPF program to fd."""
         _check(self._lib.seccomp_export_bpf(self._context(), fd), "seccomp_export_bpf")
+
+    def program(self) -> bytes:
+        """The filter's BPF program as bytes (exported through a memfd)."""
+        fd = os.memfd_create("galley-seccomp", os.MFD_CLOEXEC)
+        try:
+            self.export_bpf(fd)
+            size = os.lseek(fd, 0, os.SEEK_CUR)
+            return os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         """Release the context (a loaded filter stays in the kernel)."""

@@ -11,7 +11,8 @@ runc's rules, kept here: SCMP_ACT_ERRNO and SCMP_ACT_TRACE default to EPERM (err
 defaultErrnoRet overrides); a rule whose action equals the default action is skipped (libseccomp
 refuses it); syscall names libseccomp does not know are skipped; the conditions of one rule are
 ANDed unless two of them test the same argument index, in which case each becomes its own rule
-(ORed); SCMP_FLTATR_CTL_NNP is off because the runtime sets no_new_privs itself.
+(ORed); SCMP_FLTATR_CTL_NNP is off because the runtime sets no_new_privs itself; syscalls newer
+than any the profile names get ENOSYS (galley.oci.seccomp_enosys).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import seccomp as scmp
+from galley.oci import seccomp_enosys as enosys
 
 if TYPE_CHECKING:
     from galley.oci.spec import Seccomp, SeccompArg, SeccompSyscall
@@ -60,6 +62,12 @@ FLAG_LOG = "SECCOMP_FILTER_FLAG_LOG"
 FLAG_SPEC_ALLOW = "SECCOMP_FILTER_FLAG_SPEC_ALLOW"
 FLAG_WAIT_KILLABLE_RECV = "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"
 KNOWN_FLAGS = (FLAG_TSYNC, FLAG_LOG, FLAG_SPEC_ALLOW, FLAG_WAIT_KILLABLE_RECV)
+_KERNEL_FLAGS = {
+    FLAG_TSYNC: scmp.FILTER_FLAG_TSYNC,
+    FLAG_LOG: scmp.FILTER_FLAG_LOG,
+    FLAG_SPEC_ALLOW: scmp.FILTER_FLAG_SPEC_ALLOW,
+    FLAG_WAIT_KILLABLE_RECV: scmp.FILTER_FLAG_WAIT_KILLABLE_RECV,
+}
 
 FEATURES: dict[str, object] = {
     "enabled": True,
@@ -97,7 +105,11 @@ def supported_flags() -> list[str]:
 
 
 class SeccompFilter:
-    """A compiled filter, ready to load; `notify` when it has SCMP_ACT_NOTIFY rules."""
+    """A compiled filter, ready to load; `notify` when it has SCMP_ACT_NOTIFY rules.
+
+    `program` is set when the ENOSYS prologue applies (galley.oci.seccomp_enosys): the whole
+    BPF program, prologue first, loaded with seccomp(2) and `kernel_flags` instead of libseccomp.
+    """
 
     def __init__(
         self, context: scmp.Filter, notify: bool, listener_path: str | None, metadata: str
@@ -106,10 +118,16 @@ class SeccompFilter:
         self.notify = notify
         self.listener_path = listener_path
         self.listener_metadata = metadata
+        self.program: bytes | None = None
+        self.kernel_flags = 0
 
     def load(self) -> int | None:
         """Install the filter on this process; returns the notify listener fd when it has one."""
         try:
+            if self.program is not None:
+                flags = self.kernel_flags | (scmp.FILTER_FLAG_NEW_LISTENER if self.notify else 0)
+                fd = scmp.load_program(self.program, flags)
+                return fd if self.notify else None
             self.context.load()
         except OSError as e:
             raise FailedPrecondition(f"seccomp: loading the filter failed: {e}") from None
@@ -135,19 +153,28 @@ def compile_filter(seccomp: Seccomp) -> SeccompFilter:
         raise InvalidArgument(f"{_FIELD}.defaultAction: SCMP_ACT_NOTIFY cannot be the default")
     context = scmp.Filter(default)
     try:
-        _add_arches(context, seccomp.get("architectures") or [])
-        _set_flags(context, seccomp.get("flags") or [])
-        notify = False
-        for i, rule in enumerate(seccomp.get("syscalls") or []):
-            notify |= _add_syscall_rule(context, rule, default, f"{_FIELD}.syscalls[{i}]")
+        return _build(context, seccomp, default)
     except BaseException:
         context.close()
         raise
+
+
+def _build(context: scmp.Filter, seccomp: Seccomp, default: int) -> SeccompFilter:
+    tokens = _add_arches(context, seccomp.get("architectures") or [])
+    kernel_flags = _set_flags(context, seccomp.get("flags") or [])
+    notify = False
+    for i, rule in enumerate(seccomp.get("syscalls") or []):
+        notify |= _add_syscall_rule(context, rule, default, f"{_FIELD}.syscalls[{i}]")
     listener = seccomp.get("listenerPath") or None
     if notify and not listener:
-        context.close()
         raise InvalidArgument(f"{_FIELD}.listenerPath: SCMP_ACT_NOTIFY needs a listenerPath")
-    return SeccompFilter(context, notify, listener, seccomp.get("listenerMetadata", ""))
+    filt = SeccompFilter(context, notify, listener, seccomp.get("listenerMetadata", ""))
+    if enosys.wanted(seccomp) and scmp.raw_load_supported():
+        stub = enosys.prologue(enosys.last_syscalls(seccomp, [scmp.native_arch(), *tokens]))
+        if stub:
+            filt.program = stub + context.program()
+            filt.kernel_flags = kernel_flags
+    return filt
 
 
 def _action(name: str, errno_ret: int | None, field: str) -> int:
@@ -170,7 +197,9 @@ def _action(name: str, errno_ret: int | None, field: str) -> int:
     raise InvalidArgument(f"{field}: unknown seccomp action {name!r}")
 
 
-def _add_arches(context: scmp.Filter, arches: list[str]) -> None:
+def _add_arches(context: scmp.Filter, arches: list[str]) -> list[int]:
+    """Add the architectures; their libseccomp tokens."""
+    tokens = []
     for i, name in enumerate(arches):
         libname = ARCHES.get(name)
         if libname is None:
@@ -183,11 +212,15 @@ def _add_arches(context: scmp.Filter, arches: list[str]) -> None:
             context.add_arch(token, name)
         except OSError as e:
             raise InvalidArgument(f"{_FIELD}.architectures[{i}]: {name}: {e}") from None
+        tokens.append(token)
+    return tokens
 
 
-def _set_flags(context: scmp.Filter, flags: list[str]) -> None:
+def _set_flags(context: scmp.Filter, flags: list[str]) -> int:
+    """Set the flags as libseccomp attributes; the same flags as seccomp(2) bits."""
     context.set_attr(scmp.ATTR_CTL_NNP, 0, "SCMP_FLTATR_CTL_NNP")
     supported = supported_flags()
+    bits = 0
     for i, flag in enumerate(flags):
         field = f"{_FIELD}.flags[{i}]"
         if flag not in KNOWN_FLAGS:
@@ -204,6 +237,8 @@ def _set_flags(context: scmp.Filter, flags: list[str]) -> None:
             context.set_attr(attr, 1, flag)
         except OSError as e:
             raise InvalidArgument(f"{field}: {e}") from None
+        bits |= _KERNEL_FLAGS[flag]
+    return bits
 
 
 def _add_syscall_rule(context: scmp.Filter, rule: SeccompSyscall, default: int, field: str) -> bool:
