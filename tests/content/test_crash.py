@@ -79,3 +79,29 @@ def test_concurrent_writers_of_one_blob_write_it_once(tmp_path: Path) -> None:
     assert [i.digest for i in store.walk()] == [DIGEST]
     assert store.ingests() == []
     assert store.read(DIGEST) == DATA
+
+
+def _commit_many(args: tuple[str, int]) -> list[Digest]:
+    """Commit 30 distinct blobs one after another under one ref shared with other processes."""
+    root, worker = args
+    store = ContentStore(root)
+    out = []
+    for i in range(30):
+        with store.writer("busy-ref") as w:
+            w.reset()
+            w.write(f"{worker}-{i}".encode())
+            out.append(w.commit().digest)
+    return out
+
+
+def test_ref_reused_by_racing_processes_never_mixes_writers(tmp_path: Path) -> None:
+    root = str(tmp_path / "content")
+    ContentStore(root)
+    with ProcessPoolExecutor(4) as pool:
+        results = list(pool.map(_commit_many, [(root, w) for w in range(4)]))
+    want = {Digest.of_bytes(f"{w}-{i}".encode()) for w in range(4) for i in range(30)}
+    assert {d for r in results for d in r} == want
+    store = ContentStore(root)
+    assert {i.digest for i in store.walk()} == want
+    assert store.ingests() == []
+    assert os.listdir(os.path.join(root, "ingest")) == []

@@ -14,10 +14,10 @@ until `commit()` has checked size and digest, fsynced the data, and renamed it i
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import os
+import secrets
 import shutil
 import time
 from dataclasses import dataclass
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 _CHUNK = 1 << 20
 _LOCK_POLL_S = 0.02
+TRASH_PREFIX = ".trash-"
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,10 @@ def lock_ingest(directory: str, ref: str, timeout: float | None) -> int:
     lock_path = os.path.join(directory, "lock")
     while True:
         os.makedirs(directory, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:  # the directory was just committed away: start over
+            continue
         if _try_flock(fd, deadline):
             if _still_linked(fd, lock_path):
                 return fd
@@ -262,12 +266,21 @@ class Writer:
             self._lock_fd = None
 
     def _remove(self) -> None:
-        """Delete the ingest directory while still holding its lock, then unlock."""
-        for name in ("data", "ref", "expected", "total", "lock"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(self._dir, name))
-        shutil.rmtree(self._dir, ignore_errors=True)
+        """Move the ingest directory out of the way while holding its lock, then unlock.
+
+        The rename is atomic: a writer waiting on this lock finds the lock path gone (or
+        new) and starts over, and no writer can create a file in a directory being deleted.
+        """
+        trash = os.path.join(
+            os.path.dirname(self._dir), f"{TRASH_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        )
+        try:
+            os.rename(self._dir, trash)
+        except FileNotFoundError:
+            trash = ""
         self.close()
+        if trash:
+            shutil.rmtree(trash, ignore_errors=True)
 
     def _check_open(self) -> None:
         if self._lock_fd is None:

@@ -16,7 +16,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, BinaryIO
 
 from galley.content.digest import SHA256, Digest
-from galley.content.ingest import IngestInfo, Writer, ingest_dir, lock_ingest, read_ingest
+from galley.content.ingest import (
+    TRASH_PREFIX,
+    IngestInfo,
+    Writer,
+    ingest_dir,
+    lock_ingest,
+    read_ingest,
+)
 from galley.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 if TYPE_CHECKING:
@@ -167,6 +174,8 @@ class ContentStore:
         found = []
         with os.scandir(self._ingest) as entries:
             for entry in entries:
+                if entry.name.startswith(TRASH_PREFIX):
+                    continue
                 with contextlib.suppress(FileNotFoundError, InvalidArgument, ValueError):
                     info = read_ingest(entry.path)
                     if info is not None:
