@@ -12,7 +12,12 @@ import pytest
 
 from galley.errors import FailedPrecondition
 from galley.kernel import caps as kcaps
-from galley.oci.capabilities import ALL_CAPABILITIES, apply_capabilities, available_capabilities
+from galley.oci.capabilities import (
+    ALL_CAPABILITIES,
+    apply_capabilities,
+    available_capabilities,
+    unknown_capabilities,
+)
 from galley.oci.defaults import DEFAULT_CAPS
 from galley.oci.identity import apply_user
 from tests.oci.process_probe import BUSYBOX, Probe, run_child
@@ -135,3 +140,13 @@ def test_effective_outside_permitted_fails_with_a_clear_error(tmp_path: Path) ->
     probe = run_child(setup, [BUSYBOX, "true"], tmp_path)
     assert "process.capabilities" in probe.field("Error")
     assert "CAP_KILL" in probe.field("Error")
+
+
+def test_unknown_capabilities_for_the_runtime_warning() -> None:
+    caps = {
+        "bounding": ["CAP_KILL", "CAP_ZED"],
+        "ambient": ["CAP_ALPHA", "CAP_ZED"],
+        "effective": None,
+    }
+    assert unknown_capabilities(caps) == ["CAP_ALPHA", "CAP_ZED"]  # type: ignore[arg-type]
+    assert unknown_capabilities({}) == []

@@ -47,6 +47,14 @@ def available_capabilities() -> list[str]:
     return list(ALL_CAPABILITIES[: kcaps.last_cap() + 1])
 
 
+def unknown_capabilities(caps: Capabilities) -> list[str]:
+    """The names in any set that this kernel does not know, sorted: for the runtime process (P)
+    to log runc's warning "ignoring unknown or unavailable capabilities: [...]" before forking."""
+    known = set(available_capabilities())
+    names = {name for set_name in SET_NAMES for name in caps.get(set_name) or []}  # type: ignore[attr-defined]
+    return sorted(names - known)
+
+
 def resolve(caps: Capabilities) -> dict[str, int]:
     """Each set of caps as a bit mask; unknown or unavailable names are warned about and dropped."""
     known = set(available_capabilities())
