@@ -16,19 +16,22 @@ from typing import Any
 
 from tests.conftest import REPO
 
+FAILED = 97  # the runner's exit status when setup_rootfs raised
+
 RUNNER = """
 import json, os, sys
 sys.path.insert(0, sys.argv[1])
 from galley.oci.rootfs import setup_rootfs
 spec = json.loads(sys.argv[2])
-def before_pivot():
-    marker = sys.argv[6]
-    if marker:
-        open(marker, "w").write("".join(sorted(os.listdir("."))))
+def dump_mounts():
+    if sys.argv[6]:
+        with open("/proc/self/mountinfo") as src, open(sys.argv[6], "w") as dst:
+            dst.write(src.read())
 try:
     setup_rootfs(spec, sys.argv[3], no_pivot=sys.argv[4] == "1",
-                 console_path=sys.argv[7] or None, before_pivot=before_pivot)
+                 console_path=sys.argv[7] or None, before_pivot=dump_mounts)
 except Exception as err:
+    dump_mounts()
     print(f"{type(err).__name__}: {err}", file=sys.stderr)
     sys.exit(97)
 os.execv("/bin/sh", ["sh", "-c", sys.argv[5]])
@@ -42,11 +45,14 @@ def run_in_rootfs(
     *,
     unshare: tuple[str, ...] = ("--pid", "--fork", "--net", "--ipc", "--uts"),
     no_pivot: bool = False,
-    marker: str = "",
+    mounts_file: str = "",
     console: str = "",
     timeout: float = 30,
 ) -> subprocess.CompletedProcess[str]:
-    """setup_rootfs(config) for bundle in new namespaces, then `sh -c script` in the root."""
+    """setup_rootfs(config) for bundle in new namespaces, then `sh -c script` in the root.
+
+    mounts_file receives the mount table as it is just before pivot_root (or at a failure).
+    """
     args = [
         "unshare",
         "--mount",
@@ -62,7 +68,7 @@ def run_in_rootfs(
         str(bundle),
         "1" if no_pivot else "0",
         script,
-        marker,
+        mounts_file,
         console,
     ]
     if "--fork" not in unshare:

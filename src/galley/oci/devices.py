@@ -48,7 +48,7 @@ _KINDS = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_I
 def needs_dev_setup(mounts: list[Mount]) -> bool:
     """False when /dev is a bind mount (runc then creates no devices)."""
     for mount in mounts:
-        if posixpath.normpath("/" + mount.get("destination", "")) != "/dev":
+        if paths.clean(mount.get("destination", "")) != "/dev":
             continue
         options = mount.get("options", [])
         if mount.get("type") == "bind" or "bind" in options or "rbind" in options:
@@ -58,7 +58,7 @@ def needs_dev_setup(mounts: list[Mount]) -> bool:
 
 def all_devices(configured: list[Device]) -> list[Device]:
     """The configured devices plus every default one whose path they do not name."""
-    named = {posixpath.normpath(device.get("path", "")) for device in configured}
+    named = {paths.clean(device.get("path", "")) for device in configured}
     return list(configured) + [d for d in DEFAULT_DEVICES if d["path"] not in named]
 
 
@@ -75,7 +75,7 @@ def create_devices(root_fd: int, devices: list[Device], *, bind: bool) -> None:
 def create_device(root_fd: int, index: int, device: Device, *, bind: bool) -> None:
     """One node: mknod (an existing node is kept), or a bind of the host's node."""
     path = device.get("path", "")
-    if posixpath.normpath("/" + path) == "/":
+    if paths.clean(path) == "/":
         raise InvalidArgument(f"linux.devices[{index}].path: {path!r} is not a device path")
     if bind:
         bind_host_device(root_fd, path)

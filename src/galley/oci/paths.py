@@ -29,6 +29,11 @@ def components(path: str) -> list[str]:
     return [part for part in path.split("/") if part not in {"", "."}]
 
 
+def clean(path: str) -> str:
+    """A container path in canonical absolute form ('//dev/./' -> '/dev'), lexically."""
+    return "/" + "/".join(components(path))
+
+
 def open_in_root(root_fd: int, path: str, flags: int = os.O_PATH) -> int:
     """Open path inside the root (symlinks followed within it); raises OSError when missing."""
     relative = "/".join(components(path)) or "."

@@ -97,7 +97,7 @@ class Rootfs:
     def _filesystem(self, dest: str, kind: str, source: str, options: mounts.MountOptions) -> None:
         """A fresh filesystem (tmpfs, proc, devpts, mqueue, sysfs, ...) or a remount."""
         flags = options.flags
-        if os.path.normpath("/" + dest) == "/dev" and flags & k.MS_RDONLY:
+        if paths.clean(dest) == "/dev" and flags & k.MS_RDONLY:
             self.dev_readonly = True  # made read-only after the devices are created
             flags &= ~k.MS_RDONLY
         target = paths.ensure_dir(self.root_fd, dest)

@@ -1,0 +1,304 @@
+"""setup_rootfs on a busybox bundle in fresh namespaces, checked from inside the container."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.oci.conftest import Bundle
+from tests.oci.rootfs_harness import FAILED, host_mounts, mountinfo, run_in_rootfs
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(autouse=True)
+def host_unchanged() -> Iterator[None]:
+    """Every test leaves the host's mount table exactly as it found it."""
+    before = host_mounts()
+    yield
+    assert host_mounts() == before
+
+
+def run(bundle: Bundle, script: str, **kw: object) -> str:
+    result = run_in_rootfs(bundle.path, bundle.config, script, **kw)  # type: ignore[arg-type]
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_default_spec_mounts(bundle: Bundle) -> None:
+    table = mountinfo(run(bundle, "cat /proc/self/mountinfo"))
+    assert table["/"]["root"].endswith("/rootfs")
+    assert table["/proc"]["fstype"] == "proc"
+    dev = table["/dev"]
+    assert dev["fstype"] == "tmpfs"
+    assert "nosuid" in dev["options"]
+    assert "mode=755" in dev["super"]
+    assert table["/dev/pts"]["fstype"] == "devpts"
+    assert "ptmxmode=666" in table["/dev/pts"]["super"]
+    assert table["/dev/shm"]["options"].startswith("rw,nosuid,nodev,noexec")
+    assert table["/dev/mqueue"]["fstype"] == "mqueue"
+    assert table["/sys"]["fstype"] == "sysfs"
+    assert table["/sys"]["options"].startswith("ro,")
+    assert table["/sys/fs/cgroup"]["options"].startswith("ro,")
+    # Nothing of the host's tree is left reachable after pivot_root.
+    assert all(not point.startswith(str(bundle.path)) for point in table)
+
+
+def test_default_devices_and_links(bundle: Bundle) -> None:
+    out = run(bundle, "ls -ln /dev | sed 's/  */ /g'")
+    lines = {line.split()[-1] if "->" not in line else line.split()[-3]: line for line in
+             out.splitlines() if line and not line.startswith("total")}  # fmt: skip
+    for name, numbers in {
+        "null": "1, 3",
+        "zero": "1, 5",
+        "full": "1, 7",
+        "random": "1, 8",
+        "urandom": "1, 9",
+        "tty": "5, 0",
+    }.items():
+        assert lines[name].startswith("crw-rw-rw- 1 0 0"), lines[name]
+        assert numbers in lines[name]
+    assert lines["ptmx"].endswith("ptmx -> pts/ptmx")
+    assert lines["fd"].endswith("fd -> /proc/self/fd")
+    assert lines["stdin"].endswith("-> /proc/self/fd/0")
+    assert lines["stderr"].endswith("-> /proc/self/fd/2")
+    assert ("core" in lines) == os.path.exists("/proc/kcore")
+    assert run(bundle, "echo hi > /dev/null && head -c 4 /dev/zero | wc -c").strip() == "4"
+
+
+def test_masked_and_readonly_paths(bundle: Bundle) -> None:
+    out = run(
+        bundle,
+        "cat /proc/keys | wc -c; ls /proc/acpi | wc -l; ls /sys/firmware | wc -l;"
+        " echo 1 > /proc/sys/kernel/ns_last_pid && echo WROTE; touch /proc/acpi/x && echo MADE;"
+        " true",
+    )
+    assert out.split() == ["0", "0", "0"]
+    table = mountinfo(run(bundle, "cat /proc/self/mountinfo"))
+    assert table["/proc/sys"]["options"].startswith("ro")
+    assert (
+        table["/proc/acpi"]["options"].startswith("ro") and table["/proc/acpi"]["fstype"] == "tmpfs"
+    )
+
+
+def test_root_readonly(bundle: Bundle) -> None:
+    bundle.config["root"]["readonly"] = True
+    out = run(bundle, "touch /newfile 2>&1; echo x > /dev/shm/ok && cat /dev/shm/ok")
+    assert "Read-only file system" in out
+    assert out.strip().endswith("x")
+    assert not (bundle.rootfs / "newfile").exists()
+
+
+def test_no_pivot(bundle: Bundle) -> None:
+    out = run(bundle, "cat /proc/self/mountinfo; ls /", no_pivot=True)
+    table = mountinfo(out)
+    assert table["/"]["root"].endswith("/rootfs")
+    assert "busybox" not in out.split() and "bin" in out.split()
+
+
+def test_bind_mounts_of_dirs_and_files(bundle: Bundle, tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "hello").write_text("hi from host\n")
+    (tmp_path / "file.txt").write_text("single file\n")
+    bundle.config["mounts"] += [
+        {"destination": "/deep/in/data", "type": "bind", "source": str(tmp_path / "data"),
+         "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]},
+        {"destination": "/etc/new/file.txt", "source": str(tmp_path / "file.txt"),
+         "options": ["bind"]},
+    ]  # fmt: skip
+    out = run(
+        bundle,
+        "cat /deep/in/data/hello /etc/new/file.txt; touch /deep/in/data/x 2>&1;"
+        " grep -E ' /(deep|etc/new)' /proc/self/mountinfo",
+    )
+    assert "hi from host" in out and "single file" in out
+    assert "Read-only file system" in out
+    table = mountinfo(out)
+    assert table["/deep/in/data"]["options"].startswith("ro,nosuid,nodev,noexec")
+    assert table["/etc/new/file.txt"]["options"].startswith("rw")
+    assert (bundle.rootfs / "etc/new/file.txt").is_file()
+    assert (bundle.rootfs / "deep/in/data").is_dir()
+
+
+def test_recursive_readonly_and_plain_ro(bundle: Bundle) -> None:
+    # Sources relative to the bundle; rootfs/a gets a submount first (mounts apply in order).
+    bundle.config["mounts"] += [
+        {"destination": "/a", "type": "tmpfs", "source": "tmpfs"},
+        {"destination": "/a/sub", "type": "tmpfs", "source": "tmpfs"},
+        {"destination": "/rro", "source": "rootfs/a", "options": ["rbind", "rro"]},
+        {"destination": "/ro", "source": "rootfs/a", "options": ["rbind", "ro"]},
+    ]
+    table = mountinfo(run(bundle, "cat /proc/self/mountinfo"))
+    assert table["/rro"]["options"].startswith("ro")
+    assert table["/rro/sub"]["options"].startswith("ro")
+    assert table["/ro"]["options"].startswith("ro")
+    assert table["/ro/sub"]["options"].startswith("rw")
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["noatime", "nodiratime"], {"noatime", "nodiratime"}),
+        (["strictatime"], set()),
+        (["relatime", "sync", "dirsync"], {"relatime", "sync", "dirsync"}),
+        (["ro", "nosuid", "nodev", "noexec"], {"ro", "nosuid", "nodev", "noexec"}),
+        (["nosymfollow"], {"nosymfollow"}),
+        (["lazytime", "mode=700", "size=1m"], set()),
+    ],
+)
+def test_tmpfs_flag_options(bundle: Bundle, options: list[str], expected: set[str]) -> None:
+    bundle.config["mounts"].append(
+        {"destination": "/opts", "type": "tmpfs", "source": "tmpfs", "options": options}
+    )
+    entry = mountinfo(run(bundle, "cat /proc/self/mountinfo"))["/opts"]
+    flags = set(entry["options"].split(",")) | set(entry["super"].split(","))
+    assert expected <= flags
+    if "strictatime" in options:
+        assert not {"relatime", "noatime"} & flags
+    if "mode=700" in options:
+        assert "mode=700" in entry["super"] and "size=1024k" in entry["super"]
+
+
+def test_bind_atime_and_rw_clearing(bundle: Bundle, tmp_path: Path) -> None:
+    bundle.config["mounts"] += [
+        {"destination": "/x", "type": "tmpfs", "source": "tmpfs", "options": ["ro", "noexec"]},
+        {"destination": "/y", "source": "rootfs/x", "options": ["bind", "rw", "exec", "noatime"]},
+    ]
+    table = mountinfo(run(bundle, "cat /proc/self/mountinfo"))
+    assert table["/x"]["options"].startswith("ro,") and "noexec" in table["/x"]["options"]
+    assert table["/y"]["options"].startswith("rw,")
+    assert "noexec" not in table["/y"]["options"] and "noatime" in table["/y"]["options"]
+
+
+@pytest.mark.parametrize(
+    ("option", "tag"),
+    [("rshared", "shared:"), ("shared", "shared:"), ("private", ""), ("unbindable", "unbindable")],
+)
+def test_mount_propagation_options(bundle: Bundle, option: str, tag: str) -> None:
+    bundle.config["mounts"].append(
+        {"destination": "/p", "type": "tmpfs", "source": "tmpfs", "options": [option]}
+    )
+    entry = mountinfo(run(bundle, "cat /proc/self/mountinfo"))["/p"]
+    if tag:
+        assert tag in entry["optional"]
+    else:
+        assert entry["optional"] == ""
+
+
+@pytest.mark.parametrize(("propagation", "tag"), [("rshared", "shared:"), ("rprivate", "")])
+def test_rootfs_propagation(bundle: Bundle, propagation: str, tag: str) -> None:
+    bundle.config["linux"]["rootfsPropagation"] = propagation
+    entry = mountinfo(run(bundle, "cat /proc/self/mountinfo"))["/"]
+    assert (tag in entry["optional"]) if tag else ("shared:" not in entry["optional"])
+
+
+def test_sysctl_and_idempotent_reapply(bundle: Bundle) -> None:
+    bundle.config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1", "kernel.shmmni": "2048"}
+    out = run(bundle, "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni")
+    assert out.split() == ["1", "2048"]
+
+
+def test_linux_devices(bundle: Bundle) -> None:
+    bundle.config["linux"]["devices"] = [
+        {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o600,
+         "uid": 1000, "gid": 1001},
+        {"path": "/dev/sub/loop9", "type": "b", "major": 7, "minor": 9},
+        {"path": "/dev/pipe", "type": "p"},
+        {"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o640},
+    ]  # fmt: skip
+    out = run(bundle, "ls -ln /dev/fuse /dev/sub/loop9 /dev/pipe /dev/null | sed 's/  */ /g'")
+    lines = {line.split()[-1]: line for line in out.splitlines()}
+    assert lines["/dev/fuse"].startswith("crw------- 1 1000 1001 10, 229")
+    assert lines["/dev/sub/loop9"].startswith("brw-rw-rw- 1 0 0 7, 9")
+    assert lines["/dev/pipe"].startswith("prw-rw-rw-")
+    assert lines["/dev/null"].startswith("crw-r----- 1 0 0 1, 3")
+
+
+def test_user_namespace_binds_devices(bundle: Bundle) -> None:
+    bundle.config["linux"]["namespaces"].append({"type": "user"})
+    devpts = bundle.config["mounts"][2]
+    devpts["options"] = [o for o in devpts["options"] if o != "gid=5"]  # as `runc spec --rootless`
+    out = run(
+        bundle,
+        "cat /proc/self/mountinfo; echo hi > /dev/null && echo NULLOK",
+        unshare=("--user", "--map-root-user", "--pid", "--fork", "--net", "--ipc", "--uts"),
+    )
+    table = mountinfo(out)
+    assert table["/dev/null"]["source"] in {"udev", "devtmpfs"} or table["/dev/null"]["root"] in {
+        "/null",
+        "/dev/null",
+    }
+    assert "NULLOK" in out
+
+
+def test_sysfs_without_network_namespace_is_host_bind(bundle: Bundle) -> None:
+    bundle.config["linux"]["namespaces"] = [
+        ns for ns in bundle.config["linux"]["namespaces"] if ns["type"] != "network"
+    ]
+    out = run(bundle, "cat /proc/self/mountinfo", unshare=("--pid", "--fork"))
+    table = mountinfo(out)
+    assert table["/sys"]["fstype"] == "sysfs" and table["/sys"]["options"].startswith("ro")
+    assert any(point.startswith("/sys/fs/cgroup/") for point in table)
+
+
+def test_dev_bind_mount_skips_device_creation(bundle: Bundle, tmp_path: Path) -> None:
+    devdir = tmp_path / "mydev"
+    devdir.mkdir()
+    (devdir / "marker").write_text("")
+    bundle.config["mounts"][1] = {"destination": "/dev", "source": str(devdir),
+                                  "options": ["rbind"]}  # fmt: skip
+    bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["destination"] == "/dev"
+                               or not m["destination"].startswith("/dev/")]  # fmt: skip
+    bundle.config["linux"]["maskedPaths"] = []
+    out = run(bundle, "ls /dev")
+    assert out.split() == ["marker"]
+
+
+def test_console_is_bound(bundle: Bundle) -> None:
+    master, slave = os.openpty()
+    try:
+        out = run(bundle, "stat -c '%t:%T' /dev/console", console=os.ttyname(slave))
+        st = os.stat(os.ttyname(slave))
+        assert out.strip() == f"{os.major(st.st_rdev):x}:{os.minor(st.st_rdev):x}"
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_mounts_file_shows_tree_before_pivot(bundle: Bundle, tmp_path: Path) -> None:
+    dump = tmp_path / "mounts"
+    run(bundle, "true", mounts_file=str(dump))
+    table = mountinfo(dump.read_text())
+    assert str(bundle.rootfs / "dev/pts") in table
+    assert (bundle.rootfs / "dev").exists()
+
+
+@pytest.mark.parametrize(
+    ("mount", "message"),
+    [
+        ({"destination": "/x", "type": "tmpfs", "source": "t", "options": ["bogus=1"]},
+         "mounts[7] '/x': [Errno 22] mount tmpfs"),
+        ({"destination": "/x", "type": "bind", "source": "/nonexistent/src"},
+         "mounts[7] '/x': bind source '/nonexistent/src' does not exist"),
+        ({"destination": "/proc/self/attr", "type": "tmpfs", "source": "t"},
+         "cannot be mounted inside /proc"),
+        ({"destination": "/proc", "type": "tmpfs", "source": "t"}, "not of type proc"),
+    ],
+)  # fmt: skip
+def test_bad_mounts_fail_with_named_field(
+    bundle: Bundle, mount: dict[str, object], message: str
+) -> None:
+    bundle.config["mounts"].append(mount)
+    result = run_in_rootfs(bundle.path, bundle.config, "true")
+    assert result.returncode == FAILED
+    assert message in result.stderr
+
+
+def test_bad_rootfs_propagation(bundle: Bundle) -> None:
+    bundle.config["linux"]["rootfsPropagation"] = "sideways"
+    result = run_in_rootfs(bundle.path, bundle.config, "true")
+    assert result.returncode == FAILED
+    assert "linux.rootfsPropagation: unknown propagation 'sideways'" in result.stderr
