@@ -42,6 +42,23 @@ def test_pull_then_images_json(galley: Galley, registry: reg.Registry) -> None:
     assert listed["platforms"] == ["linux/amd64"]
     again = galley("pull", "--quiet", ref)
     assert again.stdout == ref + "\n"
+    assert galley("check").stdout == "ok\n"
+
+
+def test_rmi_prune_after_pull_frees_blobs_and_snapshots(
+    galley: Galley, registry: reg.Registry
+) -> None:
+    hosts(galley, registry)
+    fi.push_image(registry.host, "team/gone", "1", AMD64)
+    ref = f"{registry.host}/team/gone:1"
+    galley("pull", "-q", ref)
+    rows = {r["kind"]: r for r in json.loads(galley("du", "-o", "json").stdout)}
+    assert rows["snapshots (overlayfs)"]["count"] == len(AMD64.layers)
+    out = galley("rmi", "--prune", ref).stdout
+    assert f"{len(AMD64.blobs())} blobs, {len(AMD64.layers)} snapshots" in out
+    rows = {r["kind"]: r for r in json.loads(galley("du", "-o", "json").stdout)}
+    assert rows["snapshots (overlayfs)"]["count"] == 0
+    assert rows["content blobs"]["count"] == 0
 
 
 def test_pull_platform_from_index(galley: Galley, registry: reg.Registry) -> None:

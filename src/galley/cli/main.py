@@ -5,6 +5,7 @@
       images inspecti rmi tag  (images.py) local images
       import export        (archive.py)    OCI layout / docker save tars
       du                   (du.py)         disk usage of the store root
+      check                (check.py)      consistency of the store root
 
 Exit status: 0 on success, 1 on an error (one line on stderr, never a traceback), 2 on a
 usage error, 130 on Ctrl-C. GALLEY_DEBUG=1 shows tracebacks of unexpected errors.
@@ -17,14 +18,14 @@ import os
 import sys
 import traceback
 
-from galley.cli import archive, du, images, transfer
+from galley.cli import archive, check, du, images, transfer
 from galley.cli.context import Context
 from galley.errors import GalleyError
 from galley.images.store import DEFAULT_ROOT
 
 DEFAULT_HOSTS_DIR = "/etc/galley/certs.d"
 DEFAULT_NAMESPACE = "default"
-_VERB_MODULES = (transfer, images, archive, du)
+_VERB_MODULES = (transfer, images, archive, du, check)
 
 
 def build_parser() -> argparse.ArgumentParser:
