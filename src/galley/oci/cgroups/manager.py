@@ -84,10 +84,10 @@ def cgroup_path(spec_path: str, container_id: str) -> str:
         return container_id
     if ":" in spec_path and not spec_path.startswith("/"):
         return _systemd_path(spec_path, container_id)
-    if ".." in spec_path.split("/"):
-        cleaned = os.path.normpath("/" + spec_path)
-        return cleaned if spec_path.startswith("/") else cleaned.lstrip("/")
-    return os.path.normpath(spec_path) if spec_path.startswith("/") else spec_path.strip("/")
+    cleaned = os.path.normpath("/" + spec_path.strip("/"))  # ".." cannot climb above the root
+    if cleaned == "/":
+        raise InvalidArgument(f'linux.cgroupsPath: "{spec_path}" names no cgroup of its own')
+    return cleaned if spec_path.startswith("/") else cleaned.lstrip("/")
 
 
 def _systemd_path(spec_path: str, container_id: str) -> str:

@@ -1,0 +1,100 @@
+"""Helpers for the cgroup tests: a unique parent cgroup in every hierarchy, and live children."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from galley.oci.cgroups.layout import CgroupLayout, detect
+
+
+def hierarchy_mounts(layout: CgroupLayout) -> list[str]:
+    """Every mount point of the layout (v1 hierarchies and the cgroup2 mount)."""
+    mounts = {h.mount for h in layout.v1.values()}
+    if layout.unified is not None:
+        mounts.add(layout.unified.mount)
+    return sorted(mounts)
+
+
+def remove_everywhere(path: str, layout: CgroupLayout | None = None) -> None:
+    """rmdir the cgroup path and its sub-cgroups in every hierarchy, killing what is left."""
+    for mount in hierarchy_mounts(layout or detect()):
+        top = os.path.join(mount, path.lstrip("/"))
+        if not os.path.isdir(top):
+            continue
+        for directory, _dirs, _files in os.walk(top, topdown=False):
+            _rmdir_retry(directory)
+
+
+def _rmdir_retry(directory: str) -> None:
+    _kill_members(directory)
+    freezer = os.path.join(directory, "freezer.state")
+    if os.path.exists(freezer):
+        with open(freezer, "w") as f:
+            f.write("THAWED")
+    for _ in range(200):
+        try:
+            os.rmdir(directory)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.01)
+    os.rmdir(directory)
+
+
+def _kill_members(directory: str) -> None:
+    """SIGKILL what a test left in its own cgroup (only the tests' descendants live there)."""
+    try:
+        with open(os.path.join(directory, "cgroup.procs")) as f:
+            members = [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return
+    for pid in members:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@dataclass
+class Children:
+    """Processes a test starts; each is killed by pid and reaped at the end."""
+
+    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, *argv: str, **kw: object) -> subprocess.Popen[bytes]:
+        child = subprocess.Popen(list(argv), **kw)  # type: ignore[call-overload]
+        self.started.append(child)
+        return child  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        for child in self.started:
+            if child.poll() is None:
+                os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+
+
+def unique_parent() -> str:
+    """A cgroup path nobody else uses."""
+    return f"/galley-test-{uuid.uuid4().hex[:10]}"
+
+
+def children() -> Iterator[Children]:
+    """Generator body for a fixture that yields Children and cleans them up."""
+    kids = Children()
+    try:
+        yield kids
+    finally:
+        kids.close()
+
+
+def proc_state(pid: int) -> str:
+    """The one-letter state of a process from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]

@@ -1,0 +1,94 @@
+"""cgroup layout detection and cgroupsPath resolution (no root needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from galley.errors import InvalidArgument
+from galley.oci.cgroups.layout import Hierarchy, parse_mountinfo
+from galley.oci.cgroups.manager import cgroup_path
+
+HYBRID = """\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+"""
+
+V2 = """\
+22 1 0:21 / / rw - ext4 /dev/vda rw
+30 22 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate
+"""
+
+V1_IN_NAMESPACE = """\
+35 31 0:32 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory
+36 31 0:33 /docker/abc /sys/fs/cgroup/pids ro - cgroup cgroup rw,pids
+"""
+
+
+def test_hybrid_layout_maps_each_controller_and_the_unified_mount() -> None:
+    layout = parse_mountinfo(HYBRID)
+    assert layout.mode == "hybrid"
+    assert layout.v1["cpu"] is layout.v1["cpuacct"]
+    assert layout.v1["cpu"].mount == "/sys/fs/cgroup/cpu,cpuacct"
+    assert layout.v1["memory"].controllers == frozenset({"memory"})
+    assert layout.v1["name=systemd"].mount == "/sys/fs/cgroup/systemd"
+    assert layout.unified is not None and layout.unified.mount == "/sys/fs/cgroup/unified"
+    assert "tmpfs" not in {h.mount for h in layout.v1.values()}
+
+
+def test_pure_v2_and_pure_v1() -> None:
+    v2 = parse_mountinfo(V2)
+    assert v2.mode == "v2" and v2.v1 == {}
+    assert v2.unified is not None and v2.unified.mount == "/sys/fs/cgroup"
+    v1 = parse_mountinfo(V1_IN_NAMESPACE)
+    assert v1.mode == "v1" and v1.unified is None
+    assert set(v1.v1) == {"memory", "pids"}
+
+
+def test_systemd_named_hierarchy_alone_is_not_v1() -> None:
+    text = V2 + "40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd\n"
+    assert parse_mountinfo(text).mode == "v2"
+
+
+def test_hierarchy_directory_strips_the_mount_root() -> None:
+    h = Hierarchy("/sys/fs/cgroup/memory", "/docker/abc", frozenset({"memory"}))
+    assert h.directory("/docker/abc") == "/sys/fs/cgroup/memory"
+    assert h.directory("/docker/abc/x") == "/sys/fs/cgroup/memory/x"
+    assert h.directory("/other") == "/sys/fs/cgroup/memory/other"
+    root = Hierarchy("/sys/fs/cgroup/pids", "/", frozenset({"pids"}))
+    assert root.directory("/a/b") == "/sys/fs/cgroup/pids/a/b"
+
+
+def test_mountinfo_octal_escapes() -> None:
+    layout = parse_mountinfo("35 31 0:32 / /mnt/with\\040space rw - cgroup cgroup rw,pids\n")
+    assert layout.v1["pids"].mount == "/mnt/with space"
+
+
+@pytest.mark.parametrize(
+    ("spec_path", "expected"),
+    [
+        ("", "c1"),
+        ("/a/b", "/a/b"),
+        ("/a//b/", "/a/b"),
+        ("a/b", "a/b"),
+        ("/a/../../b", "/b"),
+        ("system.slice:docker:abc", "/system.slice/docker-abc.scope"),
+        (":cri-containerd:abc", "/system.slice/cri-containerd-abc.scope"),
+        (
+            "kubepods-burstable-pod1.slice:cri-containerd:abc",
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice"
+            "/cri-containerd-abc.scope",
+        ),
+        ("-.slice:p:n", "/p-n.scope"),
+    ],
+)
+def test_cgroups_path_semantics(spec_path: str, expected: str) -> None:
+    assert cgroup_path(spec_path, "c1") == expected
+
+
+@pytest.mark.parametrize("bad", ["a:b", "notaslice:p:n", "a--b.slice:p:n", "a:b:c:d", "/", "a/.."])
+def test_bad_systemd_paths_name_the_field(bad: str) -> None:
+    with pytest.raises(InvalidArgument, match=r"linux\.cgroupsPath"):
+        cgroup_path(bad, "c1")

@@ -1,0 +1,364 @@
+"""cgroup v1 (hybrid here): real cgroups under a unique parent, real processes inside."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from galley.errors import FailedPrecondition, InvalidArgument
+from galley.oci import cgroups
+from galley.oci.cgroups.layout import detect, own_cgroups
+from galley.oci.cgroups.v1 import V1Manager
+from tests.oci.cgroup_fixtures import (
+    Children,
+    children,
+    proc_state,
+    remove_everywhere,
+    unique_parent,
+)
+
+LAYOUT = detect()
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(LAYOUT.mode == "v2", reason="host has no cgroup v1 hierarchies"),
+]
+MiB = 1 << 20
+
+
+@pytest.fixture
+def parent() -> Iterator[str]:
+    path = unique_parent()
+    try:
+        yield path
+    finally:
+        remove_everywhere(path, LAYOUT)
+
+
+@pytest.fixture
+def kids() -> Iterator[Children]:
+    yield from children()
+
+
+def _new(parent: str, resources: dict[str, Any] | None = None, **linux: Any) -> V1Manager:
+    spec: Any = {"linux": {"cgroupsPath": parent + "/c", **linux}}
+    manager = cgroups.manager_for(spec, "c")
+    assert isinstance(manager, V1Manager)
+    return manager
+
+
+def _read(manager: V1Manager, controller: str, name: str) -> str:
+    with open(os.path.join(manager.paths[controller], name)) as f:
+        return f.read().strip()
+
+
+def _started(manager: V1Manager, kids: Children, *argv: str, **kw: Any) -> int:
+    child = kids.start(*(argv or ("sleep", "60")), **kw)
+    manager.apply(child.pid)
+    return child.pid
+
+
+def test_apply_creates_every_hierarchy_and_moves_the_process(parent: str, kids: Children) -> None:
+    manager = _new(parent)
+    pid = _started(manager, kids)
+    assert set(LAYOUT.v1) <= set(manager.paths)
+    seen = own_cgroups(pid)
+    for controller in LAYOUT.v1:
+        assert seen[controller] == parent + "/c", controller
+        assert os.path.isdir(manager.paths[controller])
+    if LAYOUT.unified is not None:
+        assert seen[""] == parent + "/c"
+    assert manager.pids() == [pid]
+    assert manager.exists()
+
+
+def test_cpuset_is_copied_down_from_the_parent(parent: str, kids: Children) -> None:
+    manager = _new(parent)
+    _started(manager, kids)
+    root = LAYOUT.v1["cpuset"].mount
+    with open(os.path.join(root, "cpuset.cpus")) as f:
+        assert _read(manager, "cpuset", "cpuset.cpus") == f.read().strip() != ""
+    manager.set({"cpu": {"cpus": "0", "mems": "0"}})
+    assert _read(manager, "cpuset", "cpuset.cpus") == "0"
+    assert _read(manager, "cpuset", "cpuset.mems") == "0"
+
+
+def test_memory_limits_read_back(parent: str, kids: Children) -> None:
+    manager = _new(parent)
+    _started(manager, kids)
+    manager.set(
+        {
+            "memory": {
+                "limit": 64 * MiB,
+                "swap": 128 * MiB,
+                "reservation": 32 * MiB,
+                "swappiness": 10,
+                "kernel": 256 * MiB,
+                "kernelTCP": 16 * MiB,
+                "disableOOMKiller": True,
+            }
+        }
+    )
+    assert _read(manager, "memory", "memory.limit_in_bytes") == str(64 * MiB)
+    assert _read(manager, "memory", "memory.memsw.limit_in_bytes") == str(128 * MiB)
+    assert _read(manager, "memory", "memory.soft_limit_in_bytes") == str(32 * MiB)
+    assert _read(manager, "memory", "memory.swappiness") == "10"
+    assert _read(manager, "memory", "memory.kmem.tcp.limit_in_bytes") == str(16 * MiB)
+    assert "oom_kill_disable 1" in _read(manager, "memory", "memory.oom_control")
+
+
+def test_memory_update_grows_and_shrinks_in_the_kernels_order(parent: str, kids: Children) -> None:
+    manager = _new(parent)
+    _started(manager, kids)
+    manager.set({"memory": {"limit": 64 * MiB, "swap": 96 * MiB}})
+    manager.set({"memory": {"limit": 256 * MiB, "swap": 512 * MiB}})  # memsw must go first
+    assert _read(manager, "memory", "memory.limit_in_bytes") == str(256 * MiB)
+    manager.set({"memory": {"limit": 32 * MiB, "swap": 48 * MiB}})  # memory must go first
+    assert _read(manager, "memory", "memory.memsw.limit_in_bytes") == str(48 * MiB)
+    manager.set({"memory": {"limit": -1}})  # unlimited memory means unlimited swap too
+    assert int(_read(manager, "memory", "memory.memsw.limit_in_bytes")) > 2**62
+
+
+def test_bad_swappiness_names_the_field(parent: str, kids: Children) -> None:
+    manager = _new(parent)
+    _started(manager, kids)
+    with pytest.raises(InvalidArgument, match=r"memory\.swappiness"):
+        manager.set({"memory": {"swappiness": 101}})
+
+
+def test_cpu_limits_read_back(parent: str, kids: Children) -> None:
+    manager = _new(parent)
+    _started(manager, kids)
+    manager.set(
+        {
+            "cpu": {
+                "shares": 512,
+                "quota": 20000,
+                "period": 50000,
+                "burst": 1000,
+                "realtimePeriod": 500000,
+            }
+        }
+    )
+    assert _read(manager, "cpu", "cpu.shares") == "512"
+    assert _read(manager, "cpu", "cpu.cfs_quota_us") == "20000"
+    assert _read(manager, "cpu", "cpu.cfs_period_us") == "50000"
+    assert _read(manager, "cpu", "cpu.cfs_burst_us") == "1000"
+    assert _read(manager, "cpu", "cpu.rt_period_us") == "500000"
+    manager.set({"cpu": {"quota": -1}})
+    assert _read(manager, "cpu", "cpu.cfs_quota_us") == "-1"
+    with pytest.raises(InvalidArgument, match="shares"):
+        manager.set({"cpu": {"shares": 1}})  # the kernel clamps to 2: runc reports it
+
+
+def test_pids_limit(parent: str, kids: Children) -> None:
+    manager = _new(parent)
+    _started(manager, kids)
+    manager.set({"pids": {"limit": 7}})
+    assert _read(manager, "pids", "pids.max") == "7"
+    manager.set({"pids": {"limit": 0}})
+    assert _read(manager, "pids", "pids.max") == "max"
+
+
+def test_pids_limit_stops_forks(parent: str, kids: Children) -> None:
+    manager = _new(parent)
+    gate = kids.start(
+        "sh",
+        "-c",
+        "read x; sleep 1 & sleep 1 & wait; echo done",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    manager.apply(gate.pid)
+    manager.set({"pids": {"limit": 2}})
+    out, _ = gate.communicate(b"go\n", timeout=10)
+    assert out == b"done\n"
+    assert int(_read(manager, "pids", "pids.events").split()[1]) > 0
+
+
+def test_blkio_weight_goes_to_bfq_or_is_a_clear_error(parent: str, kids: Children) -> None:
+    manager = _new(parent)
+    _started(manager, kids)
+    blkio = manager.paths["blkio"]
+    manager.set({"blockIO": {}})  # unset: nothing to do, no error
+    if os.path.exists(os.path.join(blkio, "blkio.bfq.weight")):
+        manager.set({"blockIO": {"weight": 500}})
+        assert _read(manager, "blkio", "blkio.bfq.weight").split()[-1] == "500"
+    else:
+        with pytest.raises(InvalidArgument, match=r"linux\.resources\.blockIO\.weight"):
+            manager.set({"blockIO": {"weight": 500}})
+    with pytest.raises(InvalidArgument, match=r"blockIO\.leafWeight"):
+        manager.set({"blockIO": {"leafWeight": 500}})  # no leaf weights with BFQ nor cgroup v2
+
+
+def test_blkio_throttle_reads_back(parent: str, kids: Children) -> None:
+    manager = _new(parent)
+    _started(manager, kids)
+    major, minor = _block_device()
+    manager.set(
+        {
+            "blockIO": {
+                "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
+                "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 300}],
+            }
+        }
+    )
+    assert _read(manager, "blkio", "blkio.throttle.read_bps_device") == f"{major}:{minor} 1048576"
+    assert _read(manager, "blkio", "blkio.throttle.write_iops_device") == f"{major}:{minor} 300"
+
+
+def _block_device() -> tuple[int, int]:
+    for name in sorted(os.listdir("/sys/block")):
+        with open(f"/sys/block/{name}/dev") as f:
+            major, minor = f.read().strip().split(":")
+        if not name.startswith(("loop", "ram")):
+            return int(major), int(minor)
+    pytest.skip("no block device")
+
+
+def test_hugetlb_limit_lands_where_the_controller_is(parent: str, kids: Children) -> None:
+    manager = _new(parent)
+    _started(manager, kids)
+    manager.set({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MiB}]})
+    if "hugetlb" in LAYOUT.v1:
+        assert _read(manager, "hugetlb", "hugetlb.2MB.limit_in_bytes") == str(4 * MiB)
+    else:
+        assert _read(manager, "", "hugetlb.2MB.max") == str(4 * MiB)
+    with pytest.raises(InvalidArgument, match="hugepageLimits"):
+        manager.set({"hugepageLimits": [{"pageSize": "3MB", "limit": 1}]})
+
+
+DEVICE_PROBE = (
+    "read x; for d in null kmsg loop-control; do"
+    " (: </dev/$d) 2>/dev/null && echo $d:ok || echo $d:denied; done"
+)
+DEVICE_RULES: Any = [
+    {"allow": False, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 10, "minor": 237, "access": "r"},
+    {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "r"},
+    {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "r"},
+]
+
+
+def test_devices_deny_all_then_allow_list_is_enforced(parent: str, kids: Children) -> None:
+    manager = _new(parent, devices=[{"path": "/dev/loop-x", "type": "b", "major": 7, "minor": 99}])
+    probe = kids.start("sh", "-c", DEVICE_PROBE, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    manager.apply(probe.pid)
+    manager.set({"devices": DEVICE_RULES})
+    listed = _read(manager, "devices", "devices.list").splitlines()
+    assert {"c 1:3 rwm", "b 7:99 rwm", "c 136:* rwm", "c 10:237 r"} <= set(listed)
+    assert not any(line.startswith("c 1:11") for line in listed)
+    assert "a *:* rwm" not in listed
+    out, _ = probe.communicate(b"go\n", timeout=10)
+    # null is among runc's always-allowed devices; kmsg was allowed, then denied.
+    assert out.decode().split() == ["null:ok", "kmsg:denied", "loop-control:ok"]
+
+
+def test_network_controllers_not_mounted_is_a_clear_error(parent: str, kids: Children) -> None:
+    if "net_cls" in LAYOUT.v1:
+        pytest.skip("net_cls is mounted here")
+    manager = _new(parent)
+    _started(manager, kids)
+    with pytest.raises(
+        InvalidArgument, match=r"classID: the net_cls cgroup controller is not mounted"
+    ):
+        manager.set({"network": {"classID": 0x100001}})
+    with pytest.raises(InvalidArgument, match="unified"):
+        manager.set({"unified": {"memory.high": "1"}})
+
+
+def test_freeze_and_thaw_stop_and_resume_the_process(
+    parent: str, kids: Children, tmp_path: Any
+) -> None:
+    manager = _new(parent)
+    ticks = tmp_path / "ticks"
+    pid = _started(manager, kids, "sh", "-c", f"while :; do echo x >> {ticks}; sleep 0.01; done")
+    time.sleep(0.05)
+    manager.freeze()
+    assert manager.frozen()
+    assert _read(manager, "freezer", "freezer.state") == "FROZEN"
+    size = ticks.stat().st_size
+    time.sleep(0.1)
+    assert ticks.stat().st_size == size
+    assert proc_state(pid) == "D"
+    manager.thaw()
+    assert not manager.frozen()
+    time.sleep(0.1)
+    assert ticks.stat().st_size > size
+
+
+def test_stats_have_runcs_shape(parent: str, kids: Children) -> None:
+    manager = _new(parent)
+    busy = "read x; i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; echo done; exec sleep 60"
+    child = kids.start("sh", "-c", busy, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    manager.apply(child.pid)
+    manager.set({"memory": {"limit": 64 * MiB}, "pids": {"limit": 10}})
+    assert child.stdin is not None and child.stdout is not None
+    child.stdin.write(b"go\n")
+    child.stdin.flush()
+    assert child.stdout.readline() == b"done\n"
+    stats: Any = json.loads(json.dumps(manager.stats()))
+    assert stats["pids"] == {"current": 1, "limit": 10}
+    assert stats["memory"]["usage"]["limit"] == 64 * MiB
+    assert {"usage", "max", "failcnt"} <= set(stats["memory"]["usage"])
+    assert "total_rss" in stats["memory"]["raw"]
+    assert stats["cpu"]["usage"]["total"] > 0
+    assert len(stats["cpu"]["usage"]["percpu"]) == os.cpu_count()
+    assert set(stats["cpu"]["throttling"]) == {"periods", "throttled_periods", "throttled_time"}
+    assert "2MB" in stats["hugetlb"]
+    assert "ioServiceBytesRecursive" in stats["blkio"]
+
+
+def test_save_and_load_give_the_same_manager(parent: str, kids: Children) -> None:
+    manager = _new(parent, devices=[{"path": "/dev/x", "type": "c", "major": 4, "minor": 4}])
+    pid = _started(manager, kids)
+    saved = json.loads(json.dumps(manager.save()))
+    again = cgroups.load(saved)
+    assert again.paths == manager.paths
+    assert again.pids() == [pid]
+    assert again.save() == manager.save()
+
+
+def test_manager_for_refuses_a_cgroup_in_use(parent: str, kids: Children) -> None:
+    manager = _new(parent)
+    _started(manager, kids)
+    with pytest.raises(FailedPrecondition, match=r"not empty: 1 process"):
+        _new(parent)
+
+
+def test_relative_path_goes_under_our_own_cgroup(parent: str) -> None:
+    name = parent.lstrip("/")
+    manager = cgroups.manager_for({"linux": {"cgroupsPath": name}}, "c")
+    own = own_cgroups()
+    memory = LAYOUT.v1["memory"]
+    assert manager.paths["memory"] == os.path.join(memory.directory(own["memory"]), name)
+    default = cgroups.manager_for({"linux": {}}, "the-id")
+    assert default.paths["pids"].endswith("/the-id")
+
+
+def test_destroy_removes_every_hierarchy_while_the_process_exits(
+    parent: str, kids: Children
+) -> None:
+    manager = _new(parent)
+    pid = _started(manager, kids)
+    os.kill(pid, 9)
+    manager.destroy()  # rmdir fails with EBUSY until the process is gone; destroy retries
+    for directory in manager.paths.values():
+        assert not os.path.exists(directory)
+    assert not manager.exists() and manager.pids() == []
+
+
+def test_kill_signals_every_process(parent: str, kids: Children) -> None:
+    manager = _new(parent)
+    first = kids.start("sleep", "60")
+    second = kids.start("sleep", "60")
+    manager.apply(first.pid)
+    manager.apply(second.pid)
+    manager.kill(15)
+    assert first.wait(5) == -15 and second.wait(5) == -15
