@@ -177,8 +177,7 @@ def test_pids_limit_stops_forks(parent: str, kids: Children) -> None:
     )
     manager.apply(gate.pid)
     manager.set({"pids": {"limit": 2}})
-    out, _ = gate.communicate(b"go\n", timeout=10)
-    assert out == b"done\n"
+    gate.communicate(b"go\n", timeout=10)  # the shell's second fork fails (dash gives up)
     assert int(_read(manager, "pids", "pids.events").split()[1]) > 0
 
 
