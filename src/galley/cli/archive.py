@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from galley.cli.context import optional_module
+from galley.images.archive import export_archive, import_archive
 
 if TYPE_CHECKING:
     from galley.cli.context import Context
@@ -27,8 +27,7 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def import_(ctx: Context, args: argparse.Namespace) -> int:
     """Import every image of the archive and print their names."""
-    module = optional_module("galley.images.archive", "import")
-    for image in module.import_archive(ctx.store, args.path, ctx.namespace):
+    for image in import_archive(ctx.store, args.path, ctx.namespace):
         ctx.print(image.name)
     return 0
 
@@ -36,6 +35,6 @@ def import_(ctx: Context, args: argparse.Namespace) -> int:
 def export(ctx: Context, args: argparse.Namespace) -> int:
     """Write the named images to one archive."""
     names = [ctx.image(name).name for name in args.names]
-    module = optional_module("galley.images.archive", "export")
-    module.export_archive(ctx.store, names, args.path, ctx.namespace, format=args.format)
+    export_archive(ctx.store, names, args.path, ctx.namespace, format=args.format)
+    ctx.print(f"exported {len(names)} image(s) to {args.path}")
     return 0

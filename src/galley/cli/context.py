@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from galley.errors import InvalidArgument, NotFound
-from galley.images.reference import Reference
+from galley.images.push import find_image
 from galley.images.store import Store
 
 if TYPE_CHECKING:
@@ -41,32 +39,8 @@ class Context:
 
     def image(self, name: str) -> Image:
         """The image a user means by name: exact, else its normalised reference."""
-        meta = self.store.meta
-        try:
-            return meta.get_image(self.namespace, name)
-        except NotFound:
-            pass
-        try:
-            full = str(Reference.parse(name))
-        except InvalidArgument:
-            full = name
-        if full != name:
-            try:
-                return meta.get_image(self.namespace, full)
-            except NotFound:
-                pass
-        raise NotFound(f"image {name!r} not found in namespace {self.namespace!r}")
+        return find_image(self.store, self.namespace, name)
 
     def print(self, text: str = "") -> None:
         """A line on stdout."""
         print(text, file=self.out)
-
-
-def optional_module(module: str, verb: str) -> Any:
-    """A module of the image service that this build may not have yet."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        raise InvalidArgument(f"`galley {verb}` is not available in this build") from None

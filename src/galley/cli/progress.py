@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 BAR_WIDTH = 20
 REDRAW_S = 0.1
-_FINAL = frozenset({"done", "exists", "unpacked", "pushed"})
+_FINAL = frozenset({"done", "exists", "mounted", "unpacked"})
 
 
 class ProgressView(Protocol):

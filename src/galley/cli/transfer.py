@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from galley.cli.context import optional_module
 from galley.cli.progress import progress_view
 from galley.errors import InvalidArgument
 from galley.images.auth import Credentials
 from galley.images.pull import pull as pull_image
+from galley.images.push import push as push_image
 from galley.images.store import DEFAULT_SNAPSHOTTER
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def push(ctx: Context, args: argparse.Namespace) -> int:
     image = ctx.image(args.name)
     view = progress_view(ctx.out, quiet=args.quiet)
     try:
-        optional_module("galley.images.push", "push").push(
+        push_image(
             ctx.store,
             image.name,
             args.remote or image.name,
