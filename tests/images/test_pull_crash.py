@@ -74,18 +74,19 @@ def test_killed_pulls_resume_and_leave_a_clean_store(
     rng = random.Random()
     total = sum(len(x.data) for x in image.layers)
     root = tmp_path / "root"
-    for _ in range(2):
+    for attempt in range(2):
         proc = _child(root, hosts, ref, rng.randrange(2 << 20, total - (1 << 20)))
         _, err = proc.communicate(timeout=60)
-        assert proc.returncode == -signal.SIGKILL, err.decode()
+        # The second child resumes, so it may finish before its byte count is reached.
+        assert proc.returncode == -signal.SIGKILL or attempt == 1, err.decode()
     store = Store.open(str(root))
-    partial = {i.ref.removeprefix("fetch-"): i.offset for i in store.content.ingests()}
+    partial = {i.ref.removeprefix("fetch-"): i for i in store.content.ingests()}
     store.close()
-    assert partial, "the killed pulls left partial ingests"
+    assert partial or proc.returncode == 0, "the killed pulls left partial ingests"
     first = _pull_and_check(root, hosts, ref, image)
-    for digest, offset in partial.items():
-        if offset >= (1 << 20):
-            assert first[digest] > offset, f"partial ingest of {digest} not resumed"
+    for digest, ingest in partial.items():
+        if (1 << 20) <= ingest.offset < (ingest.total or 0):
+            assert first[digest] > ingest.offset, f"partial ingest of {digest} not resumed"
 
 
 def test_pulls_killed_at_random_moments(tmp_path: Path, registry: reg.Registry) -> None:

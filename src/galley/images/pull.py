@@ -15,6 +15,7 @@ the ref `fetch-<digest>`: the second waits and then finds the blob committed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from galley.content.digest import Digest
-from galley.errors import InvalidArgument, Unavailable
+from galley.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from galley.images import mediatypes as mt
 from galley.images import platforms
 from galley.images.auth import Credentials, docker_config_credentials, static_credentials
@@ -103,6 +104,7 @@ class _Puller:
         self.hold(desc)
         key = str(desc.digest)
         if self.content.exists(desc.digest):
+            self._drop_stale_ingest(key)
             self.report(Progress(kind, key, "exists", desc.size, desc.size))
             return
         self.report(Progress(kind, key, "waiting", 0, desc.size))
@@ -113,6 +115,11 @@ class _Puller:
             except Unavailable:
                 if attempt == FETCH_ATTEMPTS - 1:
                     raise
+
+    def _drop_stale_ingest(self, key: str) -> None:
+        """A pull killed between publishing a blob and removing its ingest leaves the ingest."""
+        with contextlib.suppress(NotFound, FailedPrecondition):
+            self.content.abort(f"fetch-{key}")
 
     def _fetch_once(self, kind: str, desc: Descriptor) -> None:
         key = str(desc.digest)
