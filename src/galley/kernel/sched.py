@@ -1,0 +1,101 @@
+"""Scheduling attributes: sched_setattr(2) (every policy, flags, deadline parameters) and
+ioprio_set(2), neither of which glibc wraps."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from galley.kernel.libc import check, function
+
+SCHED_OTHER = 0
+SCHED_FIFO = 1
+SCHED_RR = 2
+SCHED_BATCH = 3
+SCHED_ISO = 4
+SCHED_IDLE = 5
+SCHED_DEADLINE = 6
+
+SCHED_FLAG_RESET_ON_FORK = 0x01
+SCHED_FLAG_RECLAIM = 0x02
+SCHED_FLAG_DL_OVERRUN = 0x04
+SCHED_FLAG_KEEP_POLICY = 0x08
+SCHED_FLAG_KEEP_PARAMS = 0x10
+SCHED_FLAG_UTIL_CLAMP_MIN = 0x20
+SCHED_FLAG_UTIL_CLAMP_MAX = 0x40
+
+IOPRIO_CLASS_RT = 1
+IOPRIO_CLASS_BE = 2
+IOPRIO_CLASS_IDLE = 3
+IOPRIO_WHO_PROCESS = 1
+IOPRIO_CLASS_SHIFT = 13
+
+# (sched_setattr, ioprio_set, ioprio_get) by machine.
+_NR = {
+    "x86_64": (314, 251, 252),
+    "aarch64": (274, 30, 31),
+    "riscv64": (274, 30, 31),
+    "ppc64le": (355, 273, 274),
+    "s390x": (345, 282, 283),
+}
+
+
+class SchedAttr(ctypes.Structure):
+    """struct sched_attr (SCHED_ATTR_SIZE_VER1, with utilisation clamps)."""
+
+    _fields_ = (
+        ("size", ctypes.c_uint32),
+        ("sched_policy", ctypes.c_uint32),
+        ("sched_flags", ctypes.c_uint64),
+        ("sched_nice", ctypes.c_int32),
+        ("sched_priority", ctypes.c_uint32),
+        ("sched_runtime", ctypes.c_uint64),
+        ("sched_deadline", ctypes.c_uint64),
+        ("sched_period", ctypes.c_uint64),
+        ("sched_util_min", ctypes.c_uint32),
+        ("sched_util_max", ctypes.c_uint32),
+    )
+
+
+def _numbers() -> tuple[int, int, int]:
+    machine = os.uname().machine
+    if machine not in _NR:
+        raise OSError(38, f"sched_setattr/ioprio_set: unsupported machine {machine}")
+    return _NR[machine]
+
+
+def sched_setattr(
+    policy: int,
+    *,
+    flags: int = 0,
+    nice: int = 0,
+    priority: int = 0,
+    runtime: int = 0,
+    deadline: int = 0,
+    period: int = 0,
+) -> None:
+    """sched_setattr(2) on the calling thread."""
+    attr = SchedAttr(ctypes.sizeof(SchedAttr), policy, flags, nice, priority, runtime, deadline)
+    attr.sched_period = period
+    syscall = function(
+        "syscall", ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_uint
+    )
+    what = f"sched_setattr policy={policy} flags={flags:#x} nice={nice} priority={priority}"
+    check(syscall(_numbers()[0], 0, ctypes.byref(attr), 0), what)
+
+
+def ioprio_set(io_class: int, level: int) -> None:
+    """ioprio_set(2) for the calling process."""
+    syscall = function(
+        "syscall", ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_int, ctypes.c_int
+    )
+    value = io_class << IOPRIO_CLASS_SHIFT | level
+    what = f"ioprio_set class={io_class} level={level}"
+    check(syscall(_numbers()[1], IOPRIO_WHO_PROCESS, 0, value), what)
+
+
+def ioprio_get() -> tuple[int, int]:
+    """(class, level) of the calling process's I/O priority."""
+    syscall = function("syscall", ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_int)
+    value = check(syscall(_numbers()[2], IOPRIO_WHO_PROCESS, 0), "ioprio_get")
+    return value >> IOPRIO_CLASS_SHIFT, value & ((1 << IOPRIO_CLASS_SHIFT) - 1)
