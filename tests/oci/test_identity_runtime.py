@@ -67,3 +67,34 @@ def test_raising_the_hard_rlimit_fails_create(
         pytest.skip("this host's root may raise hard limits (CAP_SYS_RESOURCE)")
     assert result.returncode == 1  # type: ignore[attr-defined]
     assert "operation not permitted" in result.stderr.lower()  # type: ignore[attr-defined]
+
+
+def userns_bundle(tmp_path: Path, rootfs: Path, user: dict[str, object]) -> object:
+    bundle = shared_root_bundle(tmp_path, rootfs, ["sh", "-c", SCRIPT])
+    linux = bundle.config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    bundle.config["mounts"] = [
+        m for m in bundle.config["mounts"] if m["type"] not in ("cgroup", "sysfs")
+    ]
+    bundle.config["process"]["user"] = user
+    return bundle
+
+
+def test_user_namespace_ids(any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path) -> None:
+    user = {"uid": 1000, "gid": 1000, "additionalGids": [5, 6]}
+    bundle = userns_bundle(tmp_path, busybox_rootfs, user)
+    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())  # type: ignore[attr-defined]
+    assert result.returncode == 0, result.stderr
+    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    assert lines[1:4] == ["Uid: 1000 1000 1000 1000", "Gid: 1000 1000 1000 1000", "Groups: 5 6"]
+
+
+def test_user_namespace_unmapped_uid_fails(
+    any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path
+) -> None:
+    bundle = userns_bundle(tmp_path, busybox_rootfs, {"uid": 70000, "gid": 0})
+    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())  # type: ignore[attr-defined]
+    assert result.returncode == 1
+    assert "unmapped" in result.stderr or "not mapped" in result.stderr

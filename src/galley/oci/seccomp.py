@@ -54,7 +54,7 @@ ARCHES: dict[str, str] = {
     for name in (
         "x86", "x86_64", "x32", "arm", "aarch64", "mips", "mips64", "mips64n32", "mipsel",
         "mipsel64", "mipsel64n32", "ppc", "ppc64", "ppc64le", "s390", "s390x", "parisc",
-        "parisc64", "riscv64", "loongarch64", "m68k", "sh",
+        "parisc64", "riscv64", "loongarch64", "m68k", "sh", "sheb",
     )
 }  # fmt: skip
 FLAG_TSYNC = "SECCOMP_FILTER_FLAG_TSYNC"
