@@ -62,6 +62,11 @@ def test_du_counts_blobs_and_metadata(galley: Galley) -> None:
     assert rows["content blobs"]["bytes"] == sum(len(b) for b in AMD64.blobs().values())
     assert rows["ingests"]["count"] == 0
     assert rows["metadata"]["bytes"] > 0
+    assert rows["reclaimable"] == {"kind": "reclaimable", "count": 0, "bytes": 0}
+    galley("rmi", "app:1")
+    rows = {r["kind"]: r for r in json.loads(galley("du", "-o", "json").stdout)}
+    assert rows["reclaimable"]["count"] == len(AMD64.blobs())
+    assert rows["reclaimable"]["bytes"] == rows["content blobs"]["bytes"]
     assert galley("du").stdout.splitlines()[-1].startswith("total")
 
 

@@ -62,7 +62,11 @@ def test_removing_one_of_two_images_frees_exactly_its_own_parts(
     assert collect(store).removed_blobs == ()
     all_blobs = {i.digest for i in store.content.walk()}
     store.meta.delete_image("default", "a")
+    planned = collect(store, dry_run=True)
+    assert {i.digest for i in store.content.walk()} == all_blobs
     result = collect(store)
+    assert planned.removed_blobs == result.removed_blobs
+    assert planned.removed_snapshots == result.removed_snapshots
     only_a = set(a.blobs()) - set(b.blobs())
     assert set(result.removed_blobs) == only_a
     assert result.freed_bytes == sum(len(a.blobs()[d]) for d in only_a)

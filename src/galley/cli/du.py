@@ -1,4 +1,4 @@
-"""`galley du`: where the bytes of a store root go (blobs, ingests, snapshots, metadata)."""
+"""`galley du`: where the bytes of a store root go, and what a prune would free."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from galley.cli.output import FORMATS, document, human_size, table
+from galley.metadata.gc import collect
 
 if TYPE_CHECKING:
     from galley.cli.context import Context
@@ -39,13 +40,24 @@ def usage(ctx: Context) -> list[dict[str, Any]]:
     return rows
 
 
+def reclaimable(ctx: Context) -> dict[str, Any]:
+    """What `rmi --prune` would free now: unreferenced blobs and committed snapshots."""
+    result = collect(ctx.store, dry_run=True)
+    size = result.freed_bytes + sum(
+        ctx.store.snapshotter(name).usage(key).size for name, key in result.removed_snapshots
+    )
+    count = len(result.removed_blobs) + len(result.removed_snapshots)
+    return {"kind": "reclaimable", "count": count, "bytes": size}
+
+
 def du(ctx: Context, args: argparse.Namespace) -> int:
     """Print the usage table (or document)."""
     rows = usage(ctx)
-    if args.output != "table":
-        ctx.print(document(rows, args.output))
-        return 0
     total = sum(r["bytes"] for r in rows)
-    cells = [(r["kind"], str(r["count"]), human_size(r["bytes"])) for r in rows]
+    spare = reclaimable(ctx)
+    if args.output != "table":
+        ctx.print(document([*rows, spare], args.output))
+        return 0
+    cells = [(r["kind"], str(r["count"]), human_size(r["bytes"])) for r in [*rows, spare]]
     ctx.print(table(("KIND", "COUNT", "SIZE"), [*cells, ("total", "", human_size(total))]))
     return 0

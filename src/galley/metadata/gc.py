@@ -59,14 +59,21 @@ class _Marks:
         self.snapshots.setdefault(snapshotter, set()).add(key)
 
 
-def collect(store: Store) -> GCResult:
-    """Remove every blob and committed snapshot that nothing holds; see the module docstring."""
+def collect(store: Store, *, dry_run: bool = False) -> GCResult:
+    """Remove every blob and committed snapshot that nothing holds; see the module docstring.
+
+    With dry_run, remove nothing and report what would go.
+    """
     start = time.monotonic()
-    with store.meta.tx() as conn:
-        leases = conn.execute("DELETE FROM leases WHERE expire_at <= ?", (now(),)).rowcount
+    with store.meta.snapshot() if dry_run else store.meta.tx() as conn:
+        expired = "FROM leases WHERE expire_at <= ?"
+        if dry_run:
+            leases = conn.execute(f"SELECT COUNT(*) {expired}", (now(),)).fetchone()[0]
+        else:
+            leases = conn.execute(f"DELETE {expired}", (now(),)).rowcount
         marks = _mark(store, conn)
-        snapshots = _sweep_snapshots(store, conn, marks)
-        blobs, freed = _sweep_content(store, conn, marks)
+        snapshots = _sweep_snapshots(store, conn, marks, dry_run)
+        blobs, freed = _sweep_content(store, conn, marks, dry_run)
     return GCResult(tuple(blobs), tuple(snapshots), leases, freed, time.monotonic() - start)
 
 
@@ -78,7 +85,13 @@ def _mark(store: Store, conn: sqlite3.Connection) -> _Marks:
     queue: deque[Digest] = deque()
     for (target,) in conn.execute("SELECT target_json FROM images"):
         queue.append(Digest.parse(json.loads(target)["digest"]))
-    for kind, rid in conn.execute("SELECT kind, id FROM lease_resources"):
+    held = conn.execute(
+        "SELECT r.kind, r.id FROM lease_resources r JOIN leases l "
+        "ON l.namespace = r.namespace AND l.id = r.lease "
+        "WHERE l.expire_at IS NULL OR l.expire_at > ?",
+        (now(),),
+    )
+    for kind, rid in held.fetchall():
         if kind == CONTENT:
             with contextlib.suppress(InvalidArgument):
                 queue.append(Digest.parse(rid))
@@ -160,7 +173,7 @@ def _json_blob(store: Store, digest: Digest) -> dict[str, Any] | None:
 
 
 def _sweep_snapshots(
-    store: Store, conn: sqlite3.Connection, marks: _Marks
+    store: Store, conn: sqlite3.Connection, marks: _Marks, dry_run: bool
 ) -> list[tuple[str, str]]:
     removed = []
     for name in store.snapshotter_names():
@@ -168,11 +181,12 @@ def _sweep_snapshots(
         infos = {info.name: info for info in sn.walk()}
         keep = _keep_snapshots(infos, marks.snapshots.get(name, set()))
         for key in _leaves_first(infos, set(infos) - keep):
-            try:
-                sn.remove(key)
-            except GalleyError:
-                continue
-            conn.execute("DELETE FROM snapshots WHERE snapshotter = ? AND key = ?", (name, key))
+            if not dry_run:
+                try:
+                    sn.remove(key)
+                except GalleyError:
+                    continue
+                conn.execute("DELETE FROM snapshots WHERE snapshotter = ? AND key = ?", (name, key))
             removed.append((name, key))
     return removed
 
@@ -212,17 +226,21 @@ def _leaves_first(infos: dict[str, Info], doomed: set[str]) -> list[str]:
 
 
 def _sweep_content(
-    store: Store, conn: sqlite3.Connection, marks: _Marks
+    store: Store, conn: sqlite3.Connection, marks: _Marks, dry_run: bool
 ) -> tuple[list[Digest], int]:
     removed, freed = [], 0
     for info in list(store.content.walk()):
         if info.digest in marks.content:
             continue
-        with contextlib.suppress(NotFound):
-            store.content.delete(info.digest)
-            removed.append(info.digest)
-            freed += info.size
-    for (digest,) in conn.execute("SELECT DISTINCT digest FROM content").fetchall():
-        if Digest.parse(digest) not in marks.content:
-            conn.execute("DELETE FROM content WHERE digest = ?", (digest,))
+        try:
+            if not dry_run:
+                store.content.delete(info.digest)
+        except NotFound:
+            continue
+        removed.append(info.digest)
+        freed += info.size
+    if not dry_run:
+        for (digest,) in conn.execute("SELECT DISTINCT digest FROM content").fetchall():
+            if Digest.parse(digest) not in marks.content:
+                conn.execute("DELETE FROM content WHERE digest = ?", (digest,))
     return removed, freed
