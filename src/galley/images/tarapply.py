@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import stat
 import tarfile
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 from galley.errors import InvalidArgument
@@ -34,8 +35,15 @@ _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXE
 class TarApplier:
     """Writes tar members into a Root, one at a time, as they stream past."""
 
-    def __init__(self, root: Root, whiteouts: WhiteoutMode, allow_devices: bool) -> None:
+    def __init__(
+        self,
+        root: Root,
+        whiteouts: WhiteoutMode,
+        allow_devices: bool,
+        chunks: Callable[[tarfile.TarInfo], Iterator[bytes]],
+    ) -> None:
         self.root = root
+        self.chunks = chunks
         self.whiteouts = whiteouts
         self.allow_devices = allow_devices
         self.written: set[Parts] = set()  # entries of this layer, and their parents
@@ -61,7 +69,7 @@ class TarApplier:
                 if parts in self.whited:  # deleted below, recreated here: hide the lower one
                     os.setxattr(f"/proc/self/fd/{dir_fd}/{name}", OVERLAY_OPAQUE_XATTR, b"y")
         elif member.isreg():
-            self._file(dir_fd, name, member, tar)
+            self._file(dir_fd, name, member)
         elif member.issym():
             os.symlink(member.linkname, name, dir_fd=dir_fd)
         elif member.islnk():
@@ -88,13 +96,11 @@ class TarApplier:
             return
         self.root.remove(parts)
 
-    def _file(self, dir_fd: int, name: str, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+    def _file(self, dir_fd: int, name: str, member: tarfile.TarInfo) -> None:
         fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=dir_fd)
         try:
-            source = tar.extractfile(member)
-            if source is not None:
-                while chunk := source.read(CHUNK):
-                    os.write(fd, chunk)
+            for chunk in self.chunks(member):
+                _write_all(fd, chunk)
         finally:
             os.close(fd)
 
@@ -189,6 +195,12 @@ class TarApplier:
                 continue
             dir_fd, name = self.root.parent(parts, create=False)
             os.utime(name, ns=(mtime, mtime), dir_fd=dir_fd, follow_symlinks=False)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _copy_file(src_fd: int, src_name: str, dst_fd: int, dst_name: str, st: os.stat_result) -> None:

@@ -14,10 +14,11 @@ Whiteouts and hostile entries: see galley.images.tarapply and galley.images.tars
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tarfile
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, Protocol
 
@@ -43,19 +44,49 @@ class AppliedLayer:
     size: int
 
 
-class _Hashing:
-    """A reader that hashes everything read through it."""
+class _LayerStream:
+    """The uncompressed layer as tarfile reads it: forward-only, hashing every byte that passes.
+
+    tarfile's random-access mode ("r:") only ever seeks forward over a layer read in order, so
+    seek() here reads and hashes what it skips. File data is read straight from here (chunks()),
+    not through tarfile's stream buffer, which copies its whole read-ahead buffer per header.
+    """
 
     def __init__(self, source: IO[bytes]) -> None:
         self._source = source
         self._hasher = hashlib.sha256()
-        self.size = 0
+        self.position = 0
 
     def read(self, n: int = -1) -> bytes:
         data = self._source.read(n)
         self._hasher.update(data)
-        self.size += len(data)
+        self.position += len(data)
         return data
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        target = offset if whence == os.SEEK_SET else self.position + offset
+        if whence not in (os.SEEK_SET, os.SEEK_CUR) or target < self.position:
+            raise io.UnsupportedOperation("a layer stream only seeks forward")
+        while self.position < target:
+            if not self.read(min(CHUNK, target - self.position)):
+                break
+        return self.position
+
+    def chunks(self, member: tarfile.TarInfo) -> Iterator[bytes]:
+        """The data of regular file member, read directly from the stream."""
+        if member.sparse is not None:
+            raise InvalidArgument(f"layer entry {member.name!r} is a GNU sparse file, unsupported")
+        self.seek(member.offset_data)
+        left = member.size
+        while left > 0:
+            chunk = self.read(min(CHUNK, left))
+            if not chunk:
+                raise InvalidArgument(f"layer ends inside the data of entry {member.name!r}")
+            left -= len(chunk)
+            yield chunk
 
     def drain(self) -> None:
         """Read (and hash) whatever the tar reader left: end-of-archive blocks, padding."""
@@ -63,6 +94,7 @@ class _Hashing:
             pass
 
     def digest(self) -> Digest:
+        """The sha256 of every byte read so far."""
         return Digest.from_hasher(self._hasher)
 
 
@@ -82,17 +114,18 @@ def apply_layer(
     """
     compression(media_type)  # refuses what is not a layer media type
     with decompressed(stream) as plain, Root(dest, lower_dirs) as root:
-        hashing = _Hashing(plain)
-        applier = TarApplier(root, whiteouts, allow_devices)
+        layer = _LayerStream(plain)
+        applier = TarApplier(root, whiteouts, allow_devices, layer.chunks)
         try:
-            with tarfile.open(fileobj=hashing, mode="r|", bufsize=CHUNK) as tar:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=layer, mode="r:") as tar:  # type: ignore[call-overload]
                 for member in tar:
                     applier.entry(member, tar)
+                    tar.members.clear()  # a layer can hold millions of entries
         except (tarfile.TarError, EOFError) as exc:
             raise InvalidArgument(f"layer of type {media_type} is not a valid tar: {exc}") from exc
         applier.finish()
-        hashing.drain()
-    return AppliedLayer(hashing.digest(), hashing.size)
+        layer.drain()
+    return AppliedLayer(layer.digest(), layer.position)
 
 
 def chain_ids(diff_ids: Sequence[Digest]) -> list[Digest]:
