@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import resource
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from galley.fixtures.busybox import make_rootfs
 from tests.oci.conftest import Runtime
 from tests.oci.process_probe import shared_root_bundle
 
@@ -69,6 +73,16 @@ def test_raising_the_hard_rlimit_fails_create(
     assert "operation not permitted" in result.stderr.lower()  # type: ignore[attr-defined]
 
 
+@pytest.fixture(scope="module")
+def open_rootfs() -> Iterator[Path]:
+    """A busybox rootfs that a user namespace's root (host uid 100000) can reach: pytest's
+    temporary directories are 0700."""
+    top = Path(tempfile.mkdtemp(prefix="galley-userns-", dir="/tmp"))
+    top.chmod(0o755)
+    yield make_rootfs(top / "rootfs")
+    shutil.rmtree(top)
+
+
 def userns_bundle(tmp_path: Path, rootfs: Path, user: dict[str, object]) -> object:
     bundle = shared_root_bundle(tmp_path, rootfs, ["sh", "-c", SCRIPT])
     linux = bundle.config["linux"]
@@ -82,9 +96,9 @@ def userns_bundle(tmp_path: Path, rootfs: Path, user: dict[str, object]) -> obje
     return bundle
 
 
-def test_user_namespace_ids(any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path) -> None:
+def test_user_namespace_ids(any_runtime: Runtime, tmp_path: Path, open_rootfs: Path) -> None:
     user = {"uid": 1000, "gid": 1000, "additionalGids": [5, 6]}
-    bundle = userns_bundle(tmp_path, busybox_rootfs, user)
+    bundle = userns_bundle(tmp_path, open_rootfs, user)
     result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())  # type: ignore[attr-defined]
     assert result.returncode == 0, result.stderr
     lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
@@ -92,9 +106,9 @@ def test_user_namespace_ids(any_runtime: Runtime, tmp_path: Path, busybox_rootfs
 
 
 def test_user_namespace_unmapped_uid_fails(
-    any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path
+    any_runtime: Runtime, tmp_path: Path, open_rootfs: Path
 ) -> None:
-    bundle = userns_bundle(tmp_path, busybox_rootfs, {"uid": 70000, "gid": 0})
+    bundle = userns_bundle(tmp_path, open_rootfs, {"uid": 70000, "gid": 0})
     result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())  # type: ignore[attr-defined]
     assert result.returncode == 1
     assert "unmapped" in result.stderr or "not mapped" in result.stderr
