@@ -184,9 +184,7 @@ def pull(
             report(Progress("resolve", str(reference), "resolving"))
             top, data = repo.resolve()
             manifest_desc, manifest = _choose(puller, top, data, want)
-            config = _fetch_image(puller, manifest_desc, manifest)
-            if unpack:
-                _unpack(puller, manifest, config, snapshotter)
+            _fetch_image(puller, manifest_desc, manifest, snapshotter if unpack else None)
             _label(puller, namespace)
             return store.meta.put_image(namespace, Image(name=str(reference), target=top))
     finally:
@@ -209,10 +207,8 @@ def _choose(
     return chosen, manifest
 
 
-def _fetch_image(
-    puller: _Puller, desc: Descriptor, manifest: dict[str, Any]
-) -> tuple[Descriptor, dict[str, Any]]:
-    """Fetch config and layers in parallel; returns the config's descriptor and JSON."""
+def _image_parts(desc: Descriptor, manifest: dict[str, Any]) -> tuple[Descriptor, list[Descriptor]]:
+    """The config and layer descriptors of a manifest, refusing unknown layer types."""
     config_desc = Descriptor.from_json(manifest.get("config"))
     if config_desc.size > MAX_CONFIG:
         raise InvalidArgument(f"image config {config_desc.digest} is {config_desc.size} bytes")
@@ -223,44 +219,79 @@ def _fetch_image(
                 f"manifest {desc.digest}: layer {layer.digest} has unsupported media type "
                 f"{layer.media_type!r}"
             )
-    children = {f"{GC_CONTENT}config": str(config_desc.digest)}
-    children |= {f"{GC_CONTENT}l.{i}": str(d.digest) for i, d in enumerate(layers)}
-    puller.hold(desc, children)
-    jobs = [("config", config_desc)] + [("layer", layer) for layer in layers]
-    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(jobs))) as pool:
-        for future in [pool.submit(puller.fetch, kind, d) for kind, d in jobs]:
-            future.result()
+    return config_desc, layers
+
+
+def _read_config(puller: _Puller, config_desc: Descriptor, layers: int) -> list[Digest]:
+    """The diffIDs of the fetched config, which must list one per layer."""
     config = mt.parse_json_object(
         puller.content.read(config_desc.digest, MAX_CONFIG), f"config {config_desc.digest}"
     )
     diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-    if len(diff_ids) != len(layers):
+    if len(diff_ids) != layers:
         raise InvalidArgument(
-            f"image config {config_desc.digest} lists {len(diff_ids)} diff_ids for "
-            f"{len(layers)} layers"
+            f"image config {config_desc.digest} lists {len(diff_ids)} diff_ids for {layers} layers"
         )
-    for layer, diff_id in zip(layers, diff_ids, strict=True):
-        puller.hold(layer, {UNCOMPRESSED: str(diff_id)})
-    return config_desc, config
+    return [Digest.parse(str(d)) for d in diff_ids]
 
 
-def _unpack(
-    puller: _Puller,
-    manifest: dict[str, Any],
-    config: tuple[Descriptor, dict[str, Any]],
-    snapshotter: str,
+def _fetch_image(
+    puller: _Puller, desc: Descriptor, manifest: dict[str, Any], snapshotter: str | None
 ) -> None:
-    """Unpack into snapshots; the config then references the top snapshot for GC."""
-    from galley.images.unpack import unpack_image  # noqa: PLC0415 - engineer 8's module
+    """Fetch config and layers in parallel, unpacking each layer in order as it lands."""
+    config_desc, layers = _image_parts(desc, manifest)
+    children = {f"{GC_CONTENT}config": str(config_desc.digest)}
+    children |= {f"{GC_CONTENT}l.{i}": str(d.digest) for i, d in enumerate(layers)}
+    puller.hold(desc, children)
+    pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(layers) + 1))
+    try:
+        config_job = pool.submit(puller.fetch, "config", config_desc)
+        jobs = [pool.submit(puller.fetch, "layer", layer) for layer in layers]
+        config_job.result()
+        diff_ids = _read_config(puller, config_desc, len(layers))
+        for layer, diff_id in zip(layers, diff_ids, strict=True):
+            puller.hold(layer, {UNCOMPRESSED: str(diff_id)})
+        unpacker = _Unpacker(puller, snapshotter, diff_ids) if snapshotter else None
+        for index, (job, layer) in enumerate(zip(jobs, layers, strict=True)):
+            job.result()
+            if unpacker is not None:
+                unpacker.apply(index, layer)
+        if unpacker is not None and snapshotter:
+            top = {f"{GC_SNAPSHOT}{snapshotter}": unpacker.top}
+            puller.hold(config_desc, top)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
-    config_desc, config_json = config
-    puller.report(Progress("unpack", str(config_desc.digest), "unpacking"))
-    chain_id = unpack_image(puller.store, manifest, config_json, snapshotter)
-    puller.store.meta.add_lease_resource(
-        puller.namespace, puller.lease, snapshots_kind(snapshotter), chain_id
-    )
-    puller.hold(config_desc, {f"{GC_SNAPSHOT}{snapshotter}": chain_id})
-    puller.report(Progress("unpack", str(config_desc.digest), "unpacked"))
+
+class _Unpacker:
+    """Applies layers into snapshots as their blobs arrive (engineer 8's LayerUnpacker)."""
+
+    def __init__(self, puller: _Puller, snapshotter: str, diff_ids: list[Digest]) -> None:
+        from galley.images.unpack import (  # noqa: PLC0415 - only pulls that unpack need it
+            LayerUnpacker,
+            remove_abandoned_extractions,
+        )
+
+        self.puller = puller
+        sn = puller.store.snapshotter(snapshotter)
+        remove_abandoned_extractions(sn)
+        self.layers = LayerUnpacker(sn, diff_ids)
+        self.top = str(self.layers.chain[-1]) if diff_ids else ""
+        kind = snapshots_kind(snapshotter)
+        for chain in self.layers.chain:  # held before they exist: a GC now must not take them
+            puller.store.meta.add_lease_resource(puller.namespace, puller.lease, kind, str(chain))
+
+    def apply(self, index: int, layer: Descriptor) -> None:
+        """Unpack layer index (all below it are done) unless its snapshot exists."""
+        key = str(layer.digest)
+        if self.layers.skipped(index):
+            self.layers.applied = index + 1
+            self.puller.report(Progress("layer", key, "unpacked", layer.size, layer.size))
+            return
+        self.puller.report(Progress("layer", key, "unpacking", layer.size, layer.size))
+        with self.puller.content.open(layer.digest) as blob:
+            self.layers.apply(index, blob, layer.media_type)
+        self.puller.report(Progress("layer", key, "unpacked", layer.size, layer.size))
 
 
 def _label(puller: _Puller, namespace: str) -> None:
