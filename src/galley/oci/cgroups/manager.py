@@ -117,7 +117,7 @@ def write(directory: str, name: str, value: str | int) -> None:
     """Write one value to a cgroup control file; the error names the file and the value."""
     path = os.path.join(directory, name)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
     except FileNotFoundError:
         raise InvalidArgument(
             f"cgroup {directory}: {name} is not supported by this kernel"

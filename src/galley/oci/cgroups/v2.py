@@ -243,9 +243,6 @@ class V2Manager:
 
     def destroy(self) -> None:
         """Remove the directory (and any sub-cgroups)."""
-        from galley.oci.cgroups import bpfdevices  # noqa: PLC0415
-
-        bpfdevices.forget(self.directory)
         manager.remove(self.directory)
 
     def save(self) -> dict[str, object]:

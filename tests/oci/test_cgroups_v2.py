@@ -1,0 +1,319 @@
+"""cgroup v2: real cgroups in the cgroup2 mount (hybrid here, the whole host on pure v2).
+
+Everything cgroup2 does without controllers (cgroup.procs, freeze, kill, device eBPF
+filters, the `unified` map, stats) runs for real on a hybrid host's /sys/fs/cgroup/unified;
+tests needing a controller run where the mount offers it. File conversions are also checked
+against a fake directory tree, since this hybrid host's cgroup2 mount carries only hugetlb.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from galley.errors import InvalidArgument
+from galley.oci import cgroups
+from galley.oci.cgroups.devices import DEFAULT_ALLOWED
+from galley.oci.cgroups.layout import detect, own_cgroups
+from galley.oci.cgroups.v2 import V2Manager, blkio_to_io_weight, shares_to_weight, swap_max
+from tests.oci.cgroup_fixtures import Children, children, remove_everywhere, unique_parent
+
+LAYOUT = detect()
+UNIFIED = LAYOUT.unified
+real = pytest.mark.skipif(UNIFIED is None, reason="no cgroup2 mount")
+MiB = 1 << 20
+
+
+def needs(controller: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        controller not in LAYOUT.unified_controllers(), reason=f"cgroup2 has no {controller}"
+    )
+
+
+@pytest.fixture
+def parent() -> Iterator[str]:
+    path = unique_parent()
+    try:
+        yield path
+    finally:
+        remove_everywhere(path, LAYOUT)
+
+
+@pytest.fixture
+def kids() -> Iterator[Children]:
+    yield from children()
+
+
+def _manager(parent: str) -> V2Manager:
+    assert UNIFIED is not None
+    if LAYOUT.mode == "v2":
+        made = cgroups.manager_for({"linux": {"cgroupsPath": parent + "/c"}}, "c")
+        assert isinstance(made, V2Manager)
+        return made
+    directory = os.path.join(UNIFIED.mount, parent.lstrip("/"), "c")
+    return V2Manager(directory, UNIFIED.mount, list(DEFAULT_ALLOWED))
+
+
+def _read(manager: V2Manager, name: str) -> str:
+    return Path(manager.directory, name).read_text().strip()
+
+
+@real
+@pytest.mark.root
+def test_apply_moves_the_process_and_enables_controllers(parent: str, kids: Children) -> None:
+    manager = _manager(parent)
+    child = kids.start("sleep", "60")
+    manager.apply(child.pid)
+    assert own_cgroups(child.pid)[""] == parent + "/c"
+    assert manager.pids() == [child.pid]
+    parent_dir = os.path.dirname(manager.directory)
+    offered = set(Path(parent_dir, "cgroup.controllers").read_text().split())
+    assert set(Path(parent_dir, "cgroup.subtree_control").read_text().split()) == offered
+    again = cgroups.load(json.loads(json.dumps(manager.save())))
+    assert again.paths == {"": manager.directory} and again.pids() == [child.pid]
+
+
+@real
+@pytest.mark.root
+def test_freeze_thaw_through_cgroup_freeze(parent: str, kids: Children, tmp_path: Path) -> None:
+    manager = _manager(parent)
+    ticks = tmp_path / "ticks"
+    child = kids.start("sh", "-c", f"while :; do echo x >> {ticks}; sleep 0.01; done")
+    manager.apply(child.pid)
+    time.sleep(0.05)
+    manager.freeze()
+    assert manager.frozen() and "frozen 1" in _read(manager, "cgroup.events")
+    size = ticks.stat().st_size
+    time.sleep(0.1)
+    assert ticks.stat().st_size == size
+    manager.thaw()
+    assert not manager.frozen()
+    time.sleep(0.1)
+    assert ticks.stat().st_size > size
+
+
+@real
+@pytest.mark.root
+def test_kill_uses_cgroup_kill_and_reaches_every_process(parent: str, kids: Children) -> None:
+    manager = _manager(parent)
+    first, second = kids.start("sleep", "60"), kids.start("sleep", "60")
+    manager.apply(first.pid)
+    manager.apply(second.pid)
+    manager.kill(signal.SIGKILL)
+    assert first.wait(5) == -9 and second.wait(5) == -9
+    manager.destroy()
+    assert not os.path.exists(manager.directory)
+
+
+DEVICE_PROBE = (
+    "read x; for d in null kmsg loop-control zero; do"
+    " (: </dev/$d) 2>/dev/null && echo $d:ok || echo $d:denied; done;"
+    " (: >/dev/kmsg) 2>/dev/null && echo kmsg-w:ok || echo kmsg-w:denied"
+)
+
+
+@real
+@pytest.mark.root
+def test_device_rules_become_an_ebpf_filter(parent: str, kids: Children) -> None:
+    manager = _manager(parent)
+    probe = kids.start("sh", "-c", DEVICE_PROBE, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    manager.apply(probe.pid)
+    rules: Any = [
+        {"allow": False, "access": "rwm"},
+        {"allow": True, "type": "c", "major": 10, "minor": 237, "access": "r"},
+        {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "rw"},
+        {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "w"},
+        {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+        {"allow": False, "type": "c", "major": 1, "minor": 5},
+    ]
+    manager.set({"devices": rules[:3]})  # replaced by the next set: only one filter stays
+    manager.set({"devices": rules})
+    out, _ = probe.communicate(b"go\n", timeout=10)
+    # zero: later deny wins over the earlier allow, but runc's defaults (after the spec's
+    # rules) allow it again; kmsg: read allowed, write denied; loop-control: read allowed.
+    assert out.decode().split() == [
+        "null:ok",
+        "kmsg:ok",
+        "loop-control:ok",
+        "zero:ok",
+        "kmsg-w:denied",
+    ]
+
+
+@real
+@pytest.mark.root
+def test_device_filter_denies_what_no_rule_allows(parent: str, kids: Children) -> None:
+    manager = V2Manager(_manager(parent).directory, _manager(parent).mount, [])
+    probe = kids.start("sh", "-c", DEVICE_PROBE, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    manager.apply(probe.pid)
+    manager.set(
+        {"devices": [{"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]}
+    )
+    out, _ = probe.communicate(b"go\n", timeout=10)
+    assert out.decode().split() == [
+        "null:ok",
+        "kmsg:denied",
+        "loop-control:denied",
+        "zero:denied",
+        "kmsg-w:denied",
+    ]
+
+
+@real
+@pytest.mark.root
+def test_unified_map_is_written_verbatim_and_checked(parent: str, kids: Children) -> None:
+    manager = _manager(parent)
+    manager.apply(kids.start("sleep", "60").pid)
+    manager.set({"unified": {"cgroup.max.descendants": "3"}})
+    assert _read(manager, "cgroup.max.descendants") == "3"
+    with pytest.raises(InvalidArgument, match=r"linux\.resources\.unified: \"nosuch.file\""):
+        manager.set({"unified": {"nosuch.file": "1"}})
+    with pytest.raises(InvalidArgument, match="invalid file name"):
+        manager.set({"unified": {"../cgroup.procs": "1"}})
+
+
+@real
+@pytest.mark.root
+def test_stats_shape(parent: str, kids: Children) -> None:
+    manager = _manager(parent)
+    busy = "read x; i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; echo done; exec sleep 60"
+    child = kids.start("sh", "-c", busy, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    manager.apply(child.pid)
+    assert child.stdin is not None and child.stdout is not None
+    child.stdin.write(b"go\n")
+    child.stdin.flush()
+    assert child.stdout.readline() == b"done\n"
+    stats: Any = json.loads(json.dumps(manager.stats()))
+    assert stats["cpu"]["usage"]["total"] > 0
+    assert set(stats) == {"cpu", "memory", "pids", "blkio", "hugetlb"}
+    if "pids" in LAYOUT.unified_controllers():
+        assert stats["pids"]["current"] == 1
+
+
+@real
+@pytest.mark.root
+@needs("hugetlb")
+def test_hugetlb_max(parent: str, kids: Children) -> None:
+    manager = _manager(parent)
+    manager.apply(kids.start("sleep", "60").pid)
+    manager.set({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MiB}]})
+    assert _read(manager, "hugetlb.2MB.max") == str(4 * MiB)
+    manager.set({"hugepageLimits": [{"pageSize": "2MB", "limit": -1}]})
+    assert _read(manager, "hugetlb.2MB.max") == "max"
+    assert "2MB" in manager.stats()["hugetlb"]  # type: ignore[operator]
+
+
+@real
+@pytest.mark.root
+@needs("memory")
+@needs("cpu")
+@needs("pids")
+def test_real_controller_files(parent: str, kids: Children) -> None:
+    manager = _manager(parent)
+    manager.apply(kids.start("sleep", "60").pid)
+    manager.set(
+        {
+            "memory": {"limit": 64 * MiB, "reservation": 16 * MiB},
+            "cpu": {"shares": 1024, "quota": 20000, "period": 100000},
+            "pids": {"limit": 9},
+        }
+    )
+    assert _read(manager, "memory.max") == str(64 * MiB)
+    assert _read(manager, "memory.low") == str(16 * MiB)
+    assert _read(manager, "cpu.weight") == "39"
+    assert _read(manager, "cpu.max") == "20000 100000"
+    assert _read(manager, "pids.max") == "9"
+    stats: Any = manager.stats()
+    assert stats["memory"]["usage"]["limit"] == 64 * MiB
+    assert stats["pids"] == {"current": 1, "limit": 9}
+
+
+# --- conversions, and the files written, against a fake cgroup2 directory ---------------
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> V2Manager:
+    directory = tmp_path / "c"
+    directory.mkdir()
+    files = (
+        "cgroup.procs cpu.weight cpu.max cpu.max.burst cpu.idle cpuset.cpus cpuset.mems memory.max "
+        "memory.low memory.swap.max pids.max io.weight io.max hugetlb.2MB.max memory.high"
+    )
+    for name in files.split():
+        (directory / name).write_text("")
+    return V2Manager(str(directory), str(tmp_path))
+
+
+def _fake_read(manager: V2Manager, name: str) -> str:
+    return Path(manager.directory, name).read_text()
+
+
+def test_conversions_match_runc() -> None:
+    assert shares_to_weight(2) == 1
+    assert shares_to_weight(1024) == 39
+    assert shares_to_weight(262144) == 10000
+    assert blkio_to_io_weight(10) == 1 and blkio_to_io_weight(1000) == 10000
+    assert swap_max(200, 100) == 100
+    assert swap_max(-1, 100) == -1
+    assert swap_max(0, -1) == -1
+    with pytest.raises(InvalidArgument, match=r"memory\.swap"):
+        swap_max(50, 100)
+    with pytest.raises(InvalidArgument, match=r"memory\.swap"):
+        swap_max(50, 0)
+
+
+def test_fake_tree_gets_the_v2_files(fake: V2Manager) -> None:
+    fake.set(
+        {
+            "memory": {"limit": 100, "swap": 300, "reservation": 50},
+            "cpu": {
+                "shares": 512,
+                "quota": -1,
+                "period": 50000,
+                "burst": 10,
+                "cpus": "0-1",
+                "idle": 1,
+            },
+            "pids": {"limit": -1},
+            "blockIO": {
+                "weight": 500,
+                "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1000}],
+                "throttleWriteIOPSDevice": [{"major": 8, "minor": 0, "rate": 20}],
+            },
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}],
+            "unified": {"memory.high": "200"},
+        }
+    )
+    expected = {
+        "memory.max": "100",
+        "memory.swap.max": "200",
+        "memory.low": "50",
+        "cpu.weight": str(shares_to_weight(512)),
+        "cpu.max": "max 50000",
+        "cpu.max.burst": "10",
+        "cpu.idle": "1",
+        "cpuset.cpus": "0-1",
+        "pids.max": "max",
+        "io.weight": str(blkio_to_io_weight(500)),
+        "io.max": "8:0 wiops=20",  # the file keeps the last write; the kernel merges them
+        "hugetlb.2MB.max": "2097152",
+        "memory.high": "200",
+    }
+    assert {name: _fake_read(fake, name) for name in expected} == expected
+
+
+def test_fake_tree_rejects_what_v2_cannot_do(fake: V2Manager) -> None:
+    with pytest.raises(InvalidArgument, match="realtime"):
+        fake.set({"cpu": {"realtimeRuntime": 1000}})
+    with pytest.raises(InvalidArgument, match=r"linux\.resources\.network"):
+        fake.set({"network": {"classID": 1}})
+    with pytest.raises(InvalidArgument, match=r"hugepageLimits\[0\]\.pageSize"):
+        fake.set({"hugepageLimits": [{"pageSize": "5MB", "limit": 1}]})
