@@ -108,3 +108,23 @@ def test_bad_rlimits_name_the_field(rlimit: dict[str, object], message: str) -> 
     with pytest.raises(InvalidArgument, match=message):
         apply_rlimits([rlimit])  # type: ignore[list-item]
     assert resource.getrlimit(resource.RLIMIT_NOFILE) == before
+
+
+def test_set_on_another_process_by_pid(tmp_path: Path) -> None:
+    """The runtime process can set the limits of the container's init (runc's way)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(write_end)
+        os.read(read_end, 1)  # wait until the parent has set the limits
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        os._exit(0 if (soft, hard) == (77, 88) else 1)
+    os.close(read_end)
+    try:
+        apply_rlimits([{"type": "RLIMIT_NOFILE", "soft": 77, "hard": 88}], pid=pid)
+    finally:
+        os.write(write_end, b"x")
+        os.close(write_end)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert resource.getrlimit(resource.RLIMIT_NOFILE) != (77, 88)

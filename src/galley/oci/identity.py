@@ -38,7 +38,7 @@ def apply_user(user: User) -> None:
     """Switch to user's groups, gid and uid keeping permitted caps, then set the umask."""
     uid, gid = user.get("uid", 0), user.get("gid", 0)
     groups = list(user.get("additionalGids") or [])
-    fix_stdio_ownership(uid, gid)
+    fix_stdio_ownership(uid)
     if setgroups_allowed():
         _call(os.setgroups, groups, field="process.user.additionalGids", value=groups)
     elif groups:
@@ -66,8 +66,9 @@ def _call(fn: object, *args: object, field: str, value: object) -> None:
         raise FailedPrecondition(f"{field}: {value}: {e.strerror}") from None
 
 
-def fix_stdio_ownership(uid: int, gid: int) -> None:
-    """Give fds 0-2 to the container user (as runc), unless /dev/null or already theirs."""
+def fix_stdio_ownership(uid: int) -> None:
+    """Give fds 0-2 to the container user, unless /dev/null or already theirs. As runc, only the
+    owner changes (the group may be the devpts "tty" group), and failures are ignored."""
     try:
         null = os.stat("/dev/null").st_rdev
     except OSError:
@@ -80,7 +81,7 @@ def fix_stdio_ownership(uid: int, gid: int) -> None:
         if st.st_uid == uid or (stat.S_ISCHR(st.st_mode) and st.st_rdev == null):
             continue
         try:
-            os.fchown(fd, uid, gid)
+            os.fchown(fd, uid, -1)
         except OSError as e:
             if e.errno not in (errno.EINVAL, errno.EPERM, errno.EROFS, errno.EBADF):
                 raise FailedPrecondition(f"process.user: chown of stdio fd {fd}: {e}") from None

@@ -69,13 +69,17 @@ def _show(value: int) -> str:
     return "unlimited" if value == resource.RLIM_INFINITY else str(value)
 
 
-def apply_rlimits(rlimits: list[Rlimit]) -> None:
-    """Set every rlimit in order on the calling process."""
+def apply_rlimits(rlimits: list[Rlimit], pid: int = 0) -> None:
+    """Set every rlimit in order on process pid (0: the caller).
+
+    runc sets them from the runtime process on the container's pid once init is ready: inside a
+    user namespace the init itself could not raise a hard limit even where the host allows it.
+    """
     for name, number, soft, hard in parse(rlimits):
         try:
-            resource.prlimit(0, number, (soft, hard))
+            resource.prlimit(pid, number, (soft, hard))
         except OSError as e:
-            cur_hard = resource.prlimit(0, number)[1]
+            cur_hard = resource.prlimit(pid, number)[1]
             detail = f"soft={_show(soft)} hard={_show(hard)}, now hard={_show(cur_hard)}"
             if e.errno == errno.EPERM:
                 raise FailedPrecondition(
