@@ -291,6 +291,7 @@ def test_notify_fd_reaches_the_listener_and_closing_it_fails_the_call(tmp_path: 
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(listener_path)
     server.listen(1)
+    server.settimeout(10)
     cfg = config("SCMP_ACT_NOTIFY", ["mkdir", "mkdirat"])
     cfg["listenerPath"] = listener_path
     cfg["listenerMetadata"] = "probe"
@@ -324,3 +325,48 @@ def test_notify_fd_reaches_the_listener_and_closing_it_fails_the_call(tmp_path: 
     assert os.waitstatus_to_exitcode(status) == 0
     assert not (tmp_path / "made").exists()
     assert kcaps.capget().effective  # the test process itself is untouched
+
+
+def test_runtime_process_forwards_the_notify_fd_of_its_child(tmp_path: Path) -> None:
+    """The init reports its notify fd number; the runtime copies it with pidfd_getfd and sends
+    it to the agent; the child then closes its copy, and with no agent left mkdir gets ENOSYS."""
+    listener_path = str(tmp_path / "agent.sock")
+    agent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    agent.bind(listener_path)
+    agent.listen(1)
+    agent.settimeout(10)
+    cfg = config("SCMP_ACT_NOTIFY", ["mkdir", "mkdirat"])
+    cfg["listenerPath"] = listener_path
+    filt = seccomp.compile_filter(cfg)  # type: ignore[arg-type]
+    to_parent, from_child = os.pipe()[::-1]
+    go_read, go_write = os.pipe()
+
+    def init_stage() -> None:
+        fd = filt.load()
+        os.write(to_parent, f"{fd}".encode())
+        os.read(go_read, 1)  # the runtime has its copy
+        os.close(fd)  # type: ignore[arg-type]
+
+    pid = os.fork()
+    if pid == 0:
+        probe = run_child(init_stage, [BUSYBOX, "mkdir", str(tmp_path / "made")], tmp_path)
+        os._exit(0 if probe.status == 1 and ENOSYS_TEXT in probe.stderr else 1)
+    try:
+        # the grandchild (run_child's fork) is the process holding the fd: find it
+        child_fd = int(os.read(from_child, 16))
+        init_pid = int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
+        seccomp.forward_listener(filt, init_pid, child_fd, {"ociVersion": "1.2.0", "pid": init_pid})
+        conn, _ = agent.accept()
+        msg, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+        conn.close()
+        assert b'"seccompFd"' in msg and len(fds) == 1
+        assert os.readlink(f"/proc/self/fd/{fds[0]}") == "anon_inode:seccomp notify"
+        os.close(fds[0])
+    finally:
+        os.write(go_write, b"x")
+        agent.close()
+        _, status = os.waitpid(pid, 0)
+        filt.close()
+        for fd in (to_parent, from_child, go_read, go_write):
+            os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -225,6 +225,22 @@ def load_program(program: bytes, flags: int) -> int:
     return check(result, f"seccomp SECCOMP_SET_MODE_FILTER flags={flags:#x} ({count} instructions)")
 
 
+_NR_PIDFD_GETFD = 438  # one number on every architecture (the unified syscall table)
+
+
+def take_fd(pid: int, fd: int) -> int:
+    """A copy of process pid's fd (pidfd_getfd(2)): how the runtime process fetches the seccomp
+    notify fd from the container's init, which can only talk to it over pipes."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        syscall = function(
+            "syscall", ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_int, ctypes.c_uint
+        )
+        return check(syscall(_NR_PIDFD_GETFD, pidfd, fd, 0), f"pidfd_getfd pid {pid} fd {fd}")
+    finally:
+        os.close(pidfd)
+
+
 class Filter:
     """One libseccomp filter context."""
 

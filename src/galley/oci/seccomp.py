@@ -18,6 +18,7 @@ than any the profile names get ENOSYS (galley.oci.seccomp_enosys).
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -288,6 +289,21 @@ def _condition(arg: SeccompArg, field: str) -> scmp.ArgCmp:
     if op != scmp.CMP_MASKED_EQ:
         value_two = 0
     return scmp.ArgCmp(index, op, value, value_two)
+
+
+def forward_listener(
+    filt: SeccompFilter, pid: int, child_fd: int, state: dict[str, object]
+) -> None:
+    """From the runtime process: copy fd child_fd (the notify fd `load()` returned in the
+    container's init, pid) and send it to the agent at listenerPath, as runc does during create."""
+    try:
+        fd = scmp.take_fd(pid, child_fd)
+    except OSError as e:
+        raise FailedPrecondition(f"{_FIELD}: fetching the notify fd of pid {pid}: {e}") from None
+    try:
+        send_listener(filt, fd, state)
+    finally:
+        os.close(fd)
 
 
 def send_listener(filt: SeccompFilter, notify_fd: int, state: dict[str, object]) -> None:
