@@ -71,7 +71,9 @@ def basic_registry(
 def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[reg.TokenServer]:
     """A token endpoint granting USERS what they ask for (anonymous: pull only)."""
     issuer = reg.TokenIssuer.create(tmp_path_factory.mktemp("token"))
-    server = reg.TokenServer(issuer, dict(USERS), anonymous_pull=True).start()
+    server = reg.TokenServer(
+        issuer, dict(USERS), anonymous_pull=True, refresh_tokens={"alice": "refresh-alice"}
+    ).start()
     try:
         yield server
     finally:

@@ -24,6 +24,7 @@ class FakeRegistry:
     def __init__(self) -> None:
         self.routes: dict[str, Route | Handler] = {"/v2/": (200, {}, b"{}")}
         self.seen: list[str] = []
+        self.headers: list[dict[str, str]] = []
         owner = self
 
         class _H(BaseHTTPRequestHandler):
@@ -31,6 +32,7 @@ class FakeRegistry:
 
             def do_GET(self) -> None:
                 owner.seen.append(self.path)
+                owner.headers.append(dict(self.headers.items()))
                 path = self.path.split("?", 1)[0]
                 route = owner.routes.get(path, (404, {}, b'{"errors":[]}'))
                 status, headers, body = route(self.path) if callable(route) else route
