@@ -302,3 +302,34 @@ def test_bad_rootfs_propagation(bundle: Bundle) -> None:
     result = run_in_rootfs(bundle.path, bundle.config, "true")
     assert result.returncode == FAILED
     assert "linux.rootfsPropagation: unknown propagation 'sideways'" in result.stderr
+
+
+def test_tmpcopyup_copies_the_covered_directory(bundle: Bundle) -> None:
+    etc = bundle.rootfs / "etc"
+    (etc / "sub").mkdir()
+    (etc / "sub" / "deep.txt").write_text("deep\n")
+    os.chmod(etc / "sub" / "deep.txt", 0o640)
+    os.chown(etc / "sub" / "deep.txt", 1234, 5678)
+    os.symlink("../passwd", etc / "sub" / "link")
+    bundle.config["mounts"].append(
+        {"destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+         "options": ["tmpcopyup", "ro", "mode=755"]}
+    )  # fmt: skip
+    out = run(
+        bundle,
+        "grep ' /etc ' /proc/self/mountinfo; cat /etc/sub/deep.txt; readlink /etc/sub/link;"
+        " stat -c '%a %u %g' /etc/sub/deep.txt; head -1 /etc/passwd; touch /etc/x 2>&1; true",
+    )
+    lines = out.splitlines()
+    assert " - tmpfs " in lines[0] and " ro," in lines[0]
+    assert lines[1:5] == ["deep", "../passwd", "640 1234 5678", "root:x:0:0:root:/root:/bin/sh"]
+    assert "Read-only file system" in lines[5]
+
+
+def test_dev_readonly_after_devices(bundle: Bundle) -> None:
+    bundle.config["mounts"][1]["options"].append("ro")
+    bundle.config["mounts"].append({"destination": "/rw", "type": "tmpfs", "source": "t",
+                                    "options": ["ro"]})  # fmt: skip
+    table = mountinfo(run(bundle, "cat /proc/self/mountinfo; ls /dev/null"))
+    assert table["/dev"]["options"].startswith("ro,")
+    assert table["/rw"]["options"].startswith("ro,")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import mount as k
-from galley.oci import devices, mounts, paths
+from galley.oci import devices, masks, mounts, paths, pivot
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -97,22 +97,45 @@ class Rootfs:
     def _filesystem(self, dest: str, kind: str, source: str, options: mounts.MountOptions) -> None:
         """A fresh filesystem (tmpfs, proc, devpts, mqueue, sysfs, ...) or a remount."""
         flags = options.flags
+        copy_up = kind == "tmpfs" and "tmpcopyup" in options.extensions
+        readonly_later = bool(flags & k.MS_RDONLY) and copy_up
         if paths.clean(dest) == "/dev" and flags & k.MS_RDONLY:
             self.dev_readonly = True  # made read-only after the devices are created
             flags &= ~k.MS_RDONLY
+        if readonly_later:
+            flags &= ~k.MS_RDONLY
         target = paths.ensure_dir(self.root_fd, dest)
+        under = -1
         try:
             if kind not in {"proc", "sysfs"}:
                 self._check_target(target, kind, source)
+            if copy_up:  # the directory itself, before the tmpfs hides it
+                under = os.open(k.fd_path(target), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
                 k.mount(source, k.fd_path(target), kind or None, flags, options.data or None)
             except PermissionError:
                 if kind != "mqueue":
                     raise
                 k.mount("/dev/mqueue", k.fd_path(target), None, k.MS_BIND | k.MS_REC)
+            if copy_up:
+                self._copy_up(under, dest, readonly=readonly_later)
         finally:
             os.close(target)
+            if under >= 0:
+                os.close(under)
         mounts.finish(self.root_fd, dest, options)
+
+    def _copy_up(self, under: int, dest: str, *, readonly: bool) -> None:
+        """tmpcopyup: fill the new tmpfs from the directory it covers; then read-only if asked."""
+        from galley.oci.copyup import copy_tree  # noqa: PLC0415 - rarely needed
+
+        top = paths.open_in_root(self.root_fd, dest, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            copy_tree(under, top)
+            if readonly:
+                mounts.set_attrs(top, k.MOUNT_ATTR_RDONLY, 0)
+        finally:
+            os.close(top)
 
     def _check_target(self, target: int, kind: str, source: str) -> None:
         where = paths.container_path(self.root_fd, target)
@@ -134,19 +157,19 @@ class Rootfs:
     def enter(self, no_pivot: bool) -> None:
         """Step 5: make the root "/" (pivot_root, or MS_MOVE + chroot with no_pivot)."""
         if no_pivot:
-            move_root(self.path)
+            pivot.move_root(self.path)
         else:
-            pivot_into(self.path)
+            pivot.pivot_into(self.path)
 
     def finish(self, null_fd: int) -> None:
         """Step 6, after sysctl: masked, read-only paths; read-only /dev and root; propagation."""
         linux = self.spec.get("linux", {})
         for path in linux.get("maskedPaths", []):
-            mask_path(self.root_fd, path, null_fd)
+            masks.mask_path(self.root_fd, path, null_fd)
         for path in linux.get("readonlyPaths", []):
-            readonly_path(self.root_fd, path)
+            masks.readonly_path(self.root_fd, path)
         if self.dev_readonly:
-            make_readonly(self.root_fd, "/dev")
+            masks.make_readonly(self.root_fd, "/dev")
         if self.spec.get("root", {}).get("readonly"):
             mounts.set_attrs(self.root_fd, k.MOUNT_ATTR_RDONLY, 0)
         if self.propagation & k.MS_SHARED:
@@ -174,10 +197,10 @@ def setup_rootfs(
             rootfs.enter(no_pivot)
         except OSError as err:
             raise FailedPrecondition(f"root.path {rootfs.path!r}: {err}") from err
-        reopen_dev_null()
+        pivot.reopen_dev_null()
         apply_sysctl(spec)
         if spec.get("linux", {}).get("maskedPaths"):
-            null_fd = open_dev_null(rootfs.root_fd)
+            null_fd = masks.open_dev_null(rootfs.root_fd)
         rootfs.finish(null_fd)
     finally:
         os.close(rootfs.root_fd)
@@ -198,121 +221,6 @@ def in_user_namespace() -> bool:
     """Whether this process runs in a user namespace other than the initial one."""
     with open("/proc/self/uid_map") as uid_map:
         return uid_map.read().split() != ["0", "0", "4294967295"]
-
-
-def pivot_into(path: str) -> None:
-    """pivot_root(".", ".") inside path, then detach the old root stacked underneath."""
-    old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
-    new_root = os.open(path, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fchdir(new_root)
-        k.pivot_root(".", ".")
-        os.fchdir(old_root)
-        # Keep the unmount below from propagating to the host's mounts.
-        k.mount(None, ".", None, k.MS_SLAVE | k.MS_REC)
-        k.umount(".", k.MNT_DETACH)
-        os.chdir("/")
-    finally:
-        os.close(old_root)
-        os.close(new_root)
-
-
-def move_root(path: str) -> None:
-    """--no-pivot: hide the host's proc and sysfs mounts, MS_MOVE the root onto "/", chroot."""
-    for mountpoint in reversed(_host_kernel_mounts(path)):
-        try:
-            k.umount(mountpoint, k.MNT_DETACH)
-        except OSError:
-            k.mount("tmpfs", mountpoint, "tmpfs", k.MS_RDONLY)
-    os.chdir(path)
-    k.mount(path, "/", None, k.MS_MOVE)
-    os.chroot(".")
-    os.chdir("/")
-
-
-def _host_kernel_mounts(root: str) -> list[str]:
-    """proc and sysfs mounts outside root: what a chroot would still leave reachable."""
-    found = []
-    with open("/proc/self/mountinfo") as mountinfo:
-        for line in mountinfo:
-            fields, _, rest = line.partition(" - ")
-            where = fields.split()[4]
-            if rest.split()[0] in {"proc", "sysfs"} and not (where + "/").startswith(root + "/"):
-                found.append(where)
-    return found
-
-
-def open_dev_null(root_fd: int) -> int:
-    """The container's /dev/null (what masks files), checked to be the null device."""
-    try:
-        fd = paths.open_in_root(root_fd, "/dev/null")
-    except OSError as err:
-        raise FailedPrecondition(f"linux.maskedPaths: the container has no /dev/null: {err}")
-    if os.fstat(fd).st_rdev != os.makedev(1, 3):
-        os.close(fd)
-        raise FailedPrecondition("linux.maskedPaths: the container's /dev/null is not 1:3")
-    return fd
-
-
-def reopen_dev_null() -> None:
-    """stdio pointing at the host's /dev/null is moved to the container's, as runc does."""
-    try:
-        fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
-        return
-    null = os.fstat(fd)
-    for stdio in (0, 1, 2):
-        try:
-            st = os.fstat(stdio)
-        except OSError:
-            continue
-        if st.st_rdev == null.st_rdev and (st.st_dev, st.st_ino) != (null.st_dev, null.st_ino):
-            os.dup2(fd, stdio)
-    os.close(fd)
-
-
-def mask_path(root_fd: int, path: str, null_fd: int) -> None:
-    """A masked path: /dev/null bound over a file, an empty read-only tmpfs over a directory."""
-    try:
-        target = paths.open_in_root(root_fd, path)
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    try:
-        if paths.is_directory(target):
-            tree = k.fsmount("tmpfs", {}, k.MOUNT_ATTR_RDONLY)
-            try:
-                mounts.attach(tree, target)
-            finally:
-                os.close(tree)
-        else:
-            mounts.bind(null_fd, target, mounts.MountOptions([]), recursive=False)
-    except OSError as err:
-        raise FailedPrecondition(f"linux.maskedPaths {path!r}: {err}") from err
-    finally:
-        os.close(target)
-
-
-def readonly_path(root_fd: int, path: str) -> None:
-    """A read-only path: a recursive bind of itself, read-only throughout."""
-    try:
-        target = paths.open_in_root(root_fd, path)
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    try:
-        mounts.bind(target, target, mounts.MountOptions(["rbind", "rro"]), recursive=True)
-    except OSError as err:
-        raise FailedPrecondition(f"linux.readonlyPaths {path!r}: {err}") from err
-    finally:
-        os.close(target)
-
-
-def make_readonly(root_fd: int, path: str) -> None:
-    """Make the mount at path read-only (not its submounts)."""
-    target = paths.open_in_root(root_fd, path)
-    try:
-        mounts.set_attrs(target, k.MOUNT_ATTR_RDONLY, 0)
-    finally:
-        os.close(target)
 
 
 def apply_sysctl(spec: Spec) -> None:

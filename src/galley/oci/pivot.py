@@ -1,0 +1,72 @@
+"""Making the container's root "/": pivot_root, or MS_MOVE + chroot for --no-pivot.
+
+pivot_root(".", ".") stacks the old root under the new one at the same place; it is then made
+rslave (so detaching it cannot propagate to the host) and detached with MNT_DETACH. --no-pivot
+cannot detach the old root, so, as runc does, it first unmounts (or covers with a read-only
+tmpfs) the proc and sysfs mounts a chroot would leave reachable, then moves the root onto "/".
+"""
+
+from __future__ import annotations
+
+import os
+
+from galley.kernel import mount as k
+
+
+def pivot_into(path: str) -> None:
+    """pivot_root(".", ".") inside path, then detach the old root stacked underneath."""
+    old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    new_root = os.open(path, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fchdir(new_root)
+        k.pivot_root(".", ".")
+        os.fchdir(old_root)
+        # Keep the unmount below from propagating to the host's mounts.
+        k.mount(None, ".", None, k.MS_SLAVE | k.MS_REC)
+        k.umount(".", k.MNT_DETACH)
+        os.chdir("/")
+    finally:
+        os.close(old_root)
+        os.close(new_root)
+
+
+def move_root(path: str) -> None:
+    """--no-pivot: hide the host's proc and sysfs mounts, MS_MOVE the root onto "/", chroot."""
+    for mountpoint in reversed(_host_kernel_mounts(path)):
+        try:
+            k.umount(mountpoint, k.MNT_DETACH)
+        except OSError:
+            k.mount("tmpfs", mountpoint, "tmpfs", k.MS_RDONLY)
+    os.chdir(path)
+    k.mount(path, "/", None, k.MS_MOVE)
+    os.chroot(".")
+    os.chdir("/")
+
+
+def _host_kernel_mounts(root: str) -> list[str]:
+    """proc and sysfs mounts outside root: what a chroot would still leave reachable."""
+    found = []
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields, _, rest = line.partition(" - ")
+            where = fields.split()[4]
+            if rest.split()[0] in {"proc", "sysfs"} and not (where + "/").startswith(root + "/"):
+                found.append(where)
+    return found
+
+
+def reopen_dev_null() -> None:
+    """stdio pointing at the host's /dev/null is moved to the container's, as runc does."""
+    try:
+        fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return
+    null = os.fstat(fd)
+    for stdio in (0, 1, 2):
+        try:
+            st = os.fstat(stdio)
+        except OSError:
+            continue
+        if st.st_rdev == null.st_rdev and (st.st_dev, st.st_ino) != (null.st_dev, null.st_ino):
+            os.dup2(fd, stdio)
+    os.close(fd)
