@@ -14,7 +14,7 @@ import pytest
 
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import caps as kcaps
-from galley.oci import seccomp
+from galley.oci import seccomp, seccomp_notify
 from galley.oci.capabilities import apply_capabilities
 from tests.oci.process_probe import BUSYBOX, run_child, sh
 
@@ -300,7 +300,7 @@ def test_notify_fd_reaches_the_listener_and_closing_it_fails_the_call(tmp_path: 
     def load_and_send() -> None:
         fd = filt.load()
         assert fd is not None
-        seccomp.send_listener(
+        seccomp_notify.send_listener(
             filt, fd, {"ociVersion": "1.2.0", "id": "c1", "status": "creating", "pid": os.getpid()}
         )
         os.close(fd)
@@ -355,7 +355,9 @@ def test_runtime_process_forwards_the_notify_fd_of_its_child(tmp_path: Path) -> 
         # the grandchild (run_child's fork) is the process holding the fd: find it
         child_fd = int(os.read(from_child, 16))
         init_pid = int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
-        seccomp.forward_listener(filt, init_pid, child_fd, {"ociVersion": "1.2.0", "pid": init_pid})
+        seccomp_notify.forward_listener(
+            filt, init_pid, child_fd, {"ociVersion": "1.2.0", "pid": init_pid}
+        )
         conn, _ = agent.accept()
         msg, fds, _, _ = socket.recv_fds(conn, 4096, 1)
         conn.close()

@@ -18,7 +18,6 @@ than any the profile names get ENOSYS (galley.oci.seccomp_enosys).
 from __future__ import annotations
 
 import errno
-import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -289,43 +288,3 @@ def _condition(arg: SeccompArg, field: str) -> scmp.ArgCmp:
     if op != scmp.CMP_MASKED_EQ:
         value_two = 0
     return scmp.ArgCmp(index, op, value, value_two)
-
-
-def forward_listener(
-    filt: SeccompFilter, pid: int, child_fd: int, state: dict[str, object]
-) -> None:
-    """From the runtime process: copy fd child_fd (the notify fd `load()` returned in the
-    container's init, pid) and send it to the agent at listenerPath, as runc does during create."""
-    try:
-        fd = scmp.take_fd(pid, child_fd)
-    except OSError as e:
-        raise FailedPrecondition(f"{_FIELD}: fetching the notify fd of pid {pid}: {e}") from None
-    try:
-        send_listener(filt, fd, state)
-    finally:
-        os.close(fd)
-
-
-def send_listener(filt: SeccompFilter, notify_fd: int, state: dict[str, object]) -> None:
-    """Send the notify fd to the seccomp agent at listenerPath (runtime-spec's protocol):
-    one message with containerProcessState JSON and the fd as SCM_RIGHTS."""
-    import json  # noqa: PLC0415 - only for NOTIFY filters
-    import socket  # noqa: PLC0415
-
-    if filt.listener_path is None:
-        raise InvalidArgument(f"{_FIELD}.listenerPath: no listener to send the notify fd to")
-    message = {
-        "ociVersion": state.get("ociVersion", "1.2.0"),
-        "fds": ["seccompFd"],
-        "pid": state.get("pid", 0),
-        "metadata": filt.listener_metadata,
-        "state": state,
-    }
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        try:
-            sock.connect(filt.listener_path)
-            socket.send_fds(sock, [json.dumps(message).encode()], [notify_fd])
-        except OSError as e:
-            raise FailedPrecondition(
-                f"{_FIELD}.listenerPath: sending the notify fd to {filt.listener_path}: {e}"
-            ) from None

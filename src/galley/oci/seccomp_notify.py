@@ -1,0 +1,57 @@
+"""SCMP_ACT_NOTIFY: hand the filter's listener fd to the seccomp agent at listenerPath.
+
+init stage: fd = SeccompFilter.load()  ── reports fd's number over the sync pipe ──┐
+runtime process (create): forward_listener(filt, init_pid, number, state)  ◄───────┘
+    pidfd_getfd copies the fd out of the init (pipes cannot carry fds), then one message
+    on a unix stream socket: containerProcessState JSON + the fd as SCM_RIGHTS
+    (runtime-spec "seccomp" / listenerPath).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+from galley.errors import FailedPrecondition, InvalidArgument
+from galley.kernel import seccomp as scmp
+from galley.oci.seccomp import SeccompFilter
+
+_FIELD = "linux.seccomp"
+
+
+def forward_listener(
+    filt: SeccompFilter, pid: int, child_fd: int, state: dict[str, object]
+) -> None:
+    """From the runtime process: copy fd child_fd (the notify fd `load()` returned in the
+    container's init, pid) and send it to the agent at listenerPath, as runc does during create."""
+    try:
+        fd = scmp.take_fd(pid, child_fd)
+    except OSError as e:
+        raise FailedPrecondition(f"{_FIELD}: fetching the notify fd of pid {pid}: {e}") from None
+    try:
+        send_listener(filt, fd, state)
+    finally:
+        os.close(fd)
+
+
+def send_listener(filt: SeccompFilter, notify_fd: int, state: dict[str, object]) -> None:
+    """Send the notify fd to the seccomp agent at listenerPath (runtime-spec's protocol):
+    one message with containerProcessState JSON and the fd as SCM_RIGHTS."""
+    if filt.listener_path is None:
+        raise InvalidArgument(f"{_FIELD}.listenerPath: no listener to send the notify fd to")
+    message = {
+        "ociVersion": state.get("ociVersion", "1.2.0"),
+        "fds": ["seccompFd"],
+        "pid": state.get("pid", 0),
+        "metadata": filt.listener_metadata,
+        "state": state,
+    }
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(filt.listener_path)
+            socket.send_fds(sock, [json.dumps(message).encode()], [notify_fd])
+        except OSError as e:
+            raise FailedPrecondition(
+                f"{_FIELD}.listenerPath: sending the notify fd to {filt.listener_path}: {e}"
+            ) from None
