@@ -91,17 +91,22 @@ class _Puller:
         source = {f"{SOURCE}{self.ref.domain}": self.ref.path}
         with self._lock:
             self.labels.setdefault(key, {}).update({**source, **(labels or {})})
+            known = key in self.sizes
             self.sizes[key] = desc.size
-        self.store.meta.add_lease_resource(self.namespace, self.lease, CONTENT, key)
+        if not known:  # in the lease before a byte is written, as GC requires
+            self.store.meta.add_lease_resource(self.namespace, self.lease, CONTENT, key)
 
     def put_small(self, desc: Descriptor, data: bytes) -> None:
         """Store a manifest/index/config already in memory (verified by digest)."""
-        self.content.put(data, desc.digest)
         self.hold(desc)
+        self.content.put(data, desc.digest)
 
     def fetch(self, kind: str, desc: Descriptor) -> None:
-        """Fetch one blob into the content store, resuming partial ingests."""
-        self.hold(desc)
+        """Fetch one blob into the content store, resuming partial ingests.
+
+        Runs on worker threads, so it touches no metadata: the caller holds desc in the lease
+        first (per-thread SQLite connections would pile up in a long-lived daemon otherwise).
+        """
         key = str(desc.digest)
         if self.content.exists(desc.digest):
             self._drop_stale_ingest(key)
@@ -243,6 +248,8 @@ def _fetch_image(
     children = {f"{GC_CONTENT}config": str(config_desc.digest)}
     children |= {f"{GC_CONTENT}l.{i}": str(d.digest) for i, d in enumerate(layers)}
     puller.hold(desc, children)
+    for blob in (config_desc, *layers):
+        puller.hold(blob)
     pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(layers) + 1))
     try:
         config_job = pool.submit(puller.fetch, "config", config_desc)

@@ -70,9 +70,12 @@ def push(
         blobs = [
             d for d in descs if not (mt.is_index(d.media_type) or mt.is_manifest(d.media_type))
         ]
-        sender = _BlobSender(store, namespace, repo, report, chunk_size)
+        sender = _BlobSender(store, repo, report, chunk_size)
+        sources = [_source(store, namespace, remote.domain, d.digest) for d in blobs]
         with ThreadPoolExecutor(max_workers=MAX_PARALLEL) as pool:
-            for future in [pool.submit(sender.send, d) for d in blobs]:
+            for future in [
+                pool.submit(sender.send, *job) for job in zip(blobs, sources, strict=True)
+            ]:
                 future.result()
         manifests = [d for d in descs if d not in blobs]
         for desc in reversed(manifests[1:]):
@@ -102,42 +105,41 @@ def _pushed_target(store: Store, target: Descriptor) -> Descriptor:
     )
 
 
+def _source(store: Store, namespace: str, domain: str, digest: Digest) -> str:
+    """The repository on registry domain this blob was pulled from, if any (for a mount)."""
+    try:
+        labels = store.meta.content_labels(namespace, digest)
+    except NotFound:
+        return ""
+    return labels.get(f"{SOURCE}{domain}", "").split(",")[0]
+
+
 class _BlobSender:
     """Sends one blob the cheapest way the registry allows."""
 
     def __init__(
         self,
         store: Store,
-        namespace: str,
         repo: Repository,
         report: Callable[[Progress], None],
         chunk_size: int | None,
     ) -> None:
         self.store = store
-        self.namespace = namespace
         self.repo = repo
         self.report = report
         self.chunk_size = chunk_size
 
-    def send(self, desc: Descriptor) -> None:
+    def send(self, desc: Descriptor, source: str) -> None:
+        """HEAD, else mount from source (a repository on the same registry), else upload."""
         key = str(desc.digest)
         if self.repo.blob_exists(desc.digest):
             self.report(Progress("blob", key, "exists", desc.size, desc.size))
             return
-        source = self._source(desc.digest)
         if source and source != self.repo.ref.path and self.repo.mount_blob(desc.digest, source):
             self.report(Progress("blob", key, "mounted", desc.size, desc.size))
             return
         self.repo.upload_blob(desc, self._chunks(desc), chunked=self.chunk_size is not None)
         self.report(Progress("blob", key, "done", desc.size, desc.size))
-
-    def _source(self, digest: Digest) -> str:
-        """The repository on the push target's registry this blob was pulled from, if any."""
-        try:
-            labels = self.store.meta.content_labels(self.namespace, digest)
-        except NotFound:
-            return ""
-        return labels.get(f"{SOURCE}{self.repo.ref.domain}", "").split(",")[0]
 
     def _chunks(self, desc: Descriptor) -> Iterator[bytes]:
         size = self.chunk_size or READ_CHUNK
