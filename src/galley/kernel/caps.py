@@ -13,8 +13,12 @@ then effective is cleared, so the caller re-raises effective from permitted with
 from __future__ import annotations
 
 import ctypes
+from typing import TYPE_CHECKING
 
 from galley.kernel.libc import check, function
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # Index = capability number (linux/capability.h), up to CAP_CHECKPOINT_RESTORE = 40.
 CAPABILITY_NAMES: tuple[str, ...] = (
@@ -118,13 +122,20 @@ class CapSets:
         )
 
 
+_last_cap: int | None = None
+
+
 def last_cap() -> int:
-    """The highest capability number the running kernel knows (/proc/sys/kernel/cap_last_cap)."""
-    try:
-        with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
-            return min(int(f.read()), len(CAPABILITY_NAMES) - 1)
-    except (OSError, ValueError):
-        return len(CAPABILITY_NAMES) - 1
+    """The highest capability number the running kernel knows (/proc/sys/kernel/cap_last_cap),
+    read once: after pivot_root the container may have no /proc."""
+    global _last_cap  # noqa: PLW0603 - read once per process
+    if _last_cap is None:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
+                _last_cap = min(int(f.read()), len(CAPABILITY_NAMES) - 1)
+        except (OSError, ValueError):
+            _last_cap = len(CAPABILITY_NAMES) - 1
+    return _last_cap
 
 
 def mask_of(names: list[str] | tuple[str, ...] | set[str]) -> int:
@@ -146,8 +157,7 @@ def capget(pid: int = 0) -> CapSets:
     """capget(2) for pid (0: the calling thread)."""
     header = _Header(_LINUX_CAPABILITY_VERSION_3, pid)
     data = (_Data * 2)()
-    fn = function("capget", ctypes.c_int, ctypes.POINTER(_Header), ctypes.POINTER(_Data))
-    check(fn(ctypes.byref(header), data), f"capget pid {pid}")
+    check(_libc_fn("capget")(ctypes.byref(header), data), f"capget pid {pid}")
     return CapSets(
         effective=data[0].effective | data[1].effective << 32,
         permitted=data[0].permitted | data[1].permitted << 32,
@@ -164,7 +174,7 @@ def capset(sets: CapSets) -> None:
         data[word].effective = sets.effective >> shift & 0xFFFFFFFF
         data[word].permitted = sets.permitted >> shift & 0xFFFFFFFF
         data[word].inheritable = sets.inheritable >> shift & 0xFFFFFFFF
-    fn = function("capset", ctypes.c_int, ctypes.POINTER(_Header), ctypes.POINTER(_Data))
+    fn = _libc_fn("capset")
     what = (
         f"capset effective={sets.effective:#x} permitted={sets.permitted:#x}"
         f" inheritable={sets.inheritable:#x}"
@@ -172,17 +182,24 @@ def capset(sets: CapSets) -> None:
     check(fn(ctypes.byref(header), data), what)
 
 
+_bound: dict[str, Callable[..., int]] = {}
+
+
+def _libc_fn(name: str) -> Callable[..., int]:
+    """capget, capset or prctl, declared once (the bounding drop calls prctl ~40 times)."""
+    fn = _bound.get(name)
+    if fn is None:
+        if name == "prctl":
+            ulong = ctypes.c_ulong
+            fn = function("prctl", ctypes.c_int, ctypes.c_int, ulong, ulong, ulong, ulong)
+        else:
+            fn = function(name, ctypes.c_int, ctypes.POINTER(_Header), ctypes.POINTER(_Data))
+        _bound[name] = fn
+    return fn
+
+
 def _prctl(option: int, arg2: int = 0, arg3: int = 0, what: str = "prctl") -> int:
-    fn = function(
-        "prctl",
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_ulong,
-        ctypes.c_ulong,
-        ctypes.c_ulong,
-        ctypes.c_ulong,
-    )
-    return check(fn(option, arg2, arg3, 0, 0), what)
+    return check(_libc_fn("prctl")(option, arg2, arg3, 0, 0), what)
 
 
 def bounding_has(cap: int) -> bool:

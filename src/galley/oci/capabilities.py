@@ -83,10 +83,10 @@ def apply_capabilities(caps: Capabilities) -> None:
 def drop_bounding(keep: int) -> None:
     """Remove every capability not in the mask keep from the bounding set."""
     for cap in range(kcaps.last_cap() + 1):
-        if keep >> cap & 1 or not kcaps.bounding_has(cap):
+        if keep >> cap & 1:
             continue
         try:
-            kcaps.bounding_drop(cap)
+            kcaps.bounding_drop(cap)  # dropping one already dropped is fine
         except OSError as e:
             raise FailedPrecondition(f"process.capabilities.bounding: {e}") from None
 
