@@ -13,6 +13,7 @@ from galley.kernel import sched
 from galley.oci.scheduling import (
     apply_cpu_affinity,
     apply_io_priority,
+    apply_personality,
     apply_scheduler,
     parse_cpus,
     scheduler_args,
@@ -114,3 +115,15 @@ def test_cpu_affinity(tmp_path: Path) -> None:
         tmp_path,
     )
     assert probe.field("Cpus_allowed_list") == str(cpu)
+
+
+@pytest.mark.parametrize(
+    ("domain", "machine"), [("LINUX32", "i686"), ("LINUX", os.uname().machine)]
+)
+def test_personality(tmp_path: Path, domain: str, machine: str) -> None:
+    probe = run_child(
+        lambda: apply_personality({"domain": domain}), [BUSYBOX, "uname", "-m"], tmp_path
+    )
+    assert probe.stdout.strip() == machine
+    with pytest.raises(InvalidArgument, match=r"personality\.domain"):
+        apply_personality({"domain": "SVR4"})

@@ -1,5 +1,5 @@
-"""Scheduling attributes: sched_setattr(2) (every policy, flags, deadline parameters) and
-ioprio_set(2), neither of which glibc wraps."""
+"""Scheduling and execution attributes of a process: sched_setattr(2) (every policy, flags,
+deadline parameters) and ioprio_set(2), which glibc does not wrap, and personality(2)."""
 
 from __future__ import annotations
 
@@ -99,3 +99,20 @@ def ioprio_get() -> tuple[int, int]:
     syscall = function("syscall", ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_int)
     value = check(syscall(_numbers()[2], IOPRIO_WHO_PROCESS, 0), "ioprio_get")
     return value >> IOPRIO_CLASS_SHIFT, value & ((1 << IOPRIO_CLASS_SHIFT) - 1)
+
+
+PER_LINUX = 0x0000
+PER_LINUX32 = 0x0008
+_QUERY_PERSONALITY = 0xFFFFFFFF
+
+
+def set_personality(persona: int) -> None:
+    """personality(2): the execution domain (PER_LINUX32 makes `uname -m` say i686)."""
+    fn = function("personality", ctypes.c_int, ctypes.c_ulong)
+    check(fn(persona), f"personality {persona:#x}")
+
+
+def get_personality() -> int:
+    """The calling process's current personality."""
+    fn = function("personality", ctypes.c_int, ctypes.c_ulong)
+    return check(fn(_QUERY_PERSONALITY), "personality query")

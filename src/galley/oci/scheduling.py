@@ -1,4 +1,5 @@
-"""process.scheduler, process.ioPriority and process.execCPUAffinity (runtime-spec 1.1-1.2).
+"""process.scheduler, process.ioPriority, process.execCPUAffinity and linux.personality
+(runtime-spec 1.1-1.2).
 
 The init stage applies them just before the security steps (runc 1.2 order: scheduler and I/O
 priority on the container process; execCPUAffinity "initial" before the process joins the
@@ -118,3 +119,19 @@ def apply_cpu_affinity(affinity: dict[str, str], stage: str) -> None:
         os.sched_setaffinity(0, parse_cpus(text, field))
     except OSError as e:
         raise FailedPrecondition(f"{field}: {text}: {e.strerror}") from None
+
+
+DOMAINS = {"LINUX": sched.PER_LINUX, "LINUX32": sched.PER_LINUX32}
+
+
+def apply_personality(personality: dict[str, object]) -> None:
+    """Set linux.personality's execution domain (the spec defines no flags yet)."""
+    domain = personality.get("domain")
+    if domain not in DOMAINS:
+        raise InvalidArgument(f"linux.personality.domain: unknown domain {domain!r}")
+    if personality.get("flags"):
+        raise InvalidArgument("linux.personality.flags: no personality flags are supported")
+    try:
+        sched.set_personality(DOMAINS[str(domain)])
+    except OSError as e:
+        raise FailedPrecondition(f"linux.personality: {e}") from None
