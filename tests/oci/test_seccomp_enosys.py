@@ -141,3 +141,27 @@ def test_naming_a_newer_syscall_moves_the_line(tmp_path: Path) -> None:
         "getrandom=EACCES",
         "pidfd_open=ENOSYS",
     ]
+
+
+def test_notify_with_tsync_through_the_raw_loader(tmp_path: Path) -> None:
+    """NOTIFY + TSYNC + ERRNO default: raw seccomp(2) with NEW_LISTENER | TSYNC | TSYNC_ESRCH."""
+    cfg = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "flags": ["SECCOMP_FILTER_FLAG_TSYNC"],
+        "listenerPath": str(tmp_path / "unused.sock"),
+        "syscalls": [
+            {"names": [*PYTHON_MINIMUM, "readlink", "close"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"},
+        ],
+    }
+    filt = seccomp.compile_filter(cfg)  # type: ignore[arg-type]
+    assert filt.program is not None and filt.notify
+
+    def setup() -> None:
+        fd = filt.load()
+        os.write(1, f"link: {os.readlink(f'/proc/self/fd/{fd}')}\n".encode())
+        os._exit(0)
+
+    probe = run_child(setup, [BUSYBOX, "true"], tmp_path)
+    filt.close()
+    assert probe.field("link") == "anon_inode:seccomp notify", probe.stderr

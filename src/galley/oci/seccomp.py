@@ -48,7 +48,7 @@ OPERATORS: dict[str, int] = {
     "SCMP_CMP_GT": scmp.CMP_GT,
     "SCMP_CMP_MASKED_EQ": scmp.CMP_MASKED_EQ,
 }
-# OCI name → libseccomp name (the spec's list; libseccomp 2.5 lacks the last three).
+# OCI name → libseccomp name (the spec's list; libseccomp 2.5 lacks the last four).
 ARCHES: dict[str, str] = {
     f"SCMP_ARCH_{name.upper()}": name
     for name in (
@@ -125,7 +125,10 @@ class SeccompFilter:
         """Install the filter on this process; returns the notify listener fd when it has one."""
         try:
             if self.program is not None:
-                flags = self.kernel_flags | (scmp.FILTER_FLAG_NEW_LISTENER if self.notify else 0)
+                flags = self.kernel_flags
+                if self.notify:  # the kernel refuses TSYNC with a listener unless TSYNC_ESRCH
+                    flags |= scmp.FILTER_FLAG_NEW_LISTENER
+                    flags |= scmp.FILTER_FLAG_TSYNC_ESRCH if flags & scmp.FILTER_FLAG_TSYNC else 0
                 fd = scmp.load_program(self.program, flags)
                 return fd if self.notify else None
             self.context.load()
