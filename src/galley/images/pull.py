@@ -16,7 +16,6 @@ the ref `fetch-<digest>`: the second waits and then finds the blob committed.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -263,7 +262,7 @@ def _fetch_image(
             job.result()
             if unpacker is not None:
                 unpacker.apply(index, layer)
-        if unpacker is not None and snapshotter:
+        if unpacker is not None and snapshotter and unpacker.top:
             top = {f"{GC_SNAPSHOT}{snapshotter}": unpacker.top}
             puller.hold(config_desc, top)
     finally:
@@ -305,17 +304,3 @@ def _label(puller: _Puller, namespace: str) -> None:
     """Record every blob the image needs, with its labels, in the namespace."""
     for key, labels in puller.labels.items():
         puller.store.meta.add_content(namespace, Digest.parse(key), puller.sizes[key], labels)
-
-
-def config_of(store: Store, image: Image, platform: str | None = None) -> dict[str, Any]:
-    """The config JSON of a pulled image (choosing the platform's manifest from an index)."""
-    want = platforms.parse(platform) if platform else platforms.host()
-    desc = image.target
-    obj = json.loads(store.content.read(desc.digest, MAX_MANIFEST))
-    if mt.is_index(desc.media_type):
-        entries = [Descriptor.from_json(m) for m in obj.get("manifests") or []]
-        present = [d for d in entries if store.content.exists(d.digest)]
-        desc = platforms.select(present, want)
-        obj = json.loads(store.content.read(desc.digest, MAX_MANIFEST))
-    config_desc = Descriptor.from_json(obj.get("config"))
-    return dict(json.loads(store.content.read(config_desc.digest, MAX_CONFIG)))
