@@ -153,22 +153,51 @@ class Mount:
         """Perform this mount on target (a bind that asks for ro/nosuid/... is remounted)."""
         flags, data = self.flags_and_data()
         if self.is_bind:
-            flags |= kmount.MS_BIND
-            kmount.mount(self.source, target, None, flags & ~_REMOUNT_FLAGS, None)
-            if flags & _REMOUNT_FLAGS:
-                remount = kmount.MS_BIND | kmount.MS_REMOUNT | (flags & _REMOUNT_FLAGS)
-                try:
-                    kmount.mount(None, target, None, remount, None)
-                except OSError:
-                    kmount.umount(target, kmount.MNT_DETACH)
-                    raise
-            return
-        if len(data) >= os.sysconf("SC_PAGESIZE"):
-            raise InvalidArgument(
-                f"{self.type} mount of {self.source!r} has {len(data)} bytes of options, "
-                "more than mount(2) accepts"
-            )
-        kmount.mount(self.source, target, self.type, flags, data or None)
+            self._bind(target, flags)
+        elif len(data) < os.sysconf("SC_PAGESIZE"):
+            kmount.mount(self.source, target, self.type, flags, data or None)
+        else:
+            self._mount_long(target, flags, data)
+
+    def _bind(self, target: str, flags: int) -> None:
+        flags |= kmount.MS_BIND
+        kmount.mount(self.source, target, None, flags & ~_REMOUNT_FLAGS, None)
+        if flags & _REMOUNT_FLAGS:
+            remount = kmount.MS_BIND | kmount.MS_REMOUNT | (flags & _REMOUNT_FLAGS)
+            try:
+                kmount.mount(None, target, None, remount, None)
+            except OSError:
+                kmount.umount(target, kmount.MNT_DETACH)
+                raise
+
+    def _mount_long(self, target: str, flags: int, data: str) -> None:
+        """An overlay whose options pass the page mount(2) copies: name its dirs by fd.
+
+        Every lowerdir/upperdir/workdir is opened (O_PATH) and named /proc/self/fd/<n>
+        (about 16 bytes) for the duration of the call; overlayfs resolves the paths once,
+        at mount time. 128 layers then fit easily in one page.
+        """
+        fds: list[int] = []
+        try:
+            options = []
+            for option in data.split(","):
+                key, sep, value = option.partition("=")
+                if sep and key in ("lowerdir", "upperdir", "workdir"):
+                    paths = value.split(":")
+                    fds.extend(os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for p in paths)
+                    short = [f"/proc/self/fd/{fd}" for fd in fds[len(fds) - len(paths) :]]
+                    option = f"{key}={':'.join(short)}"
+                options.append(option)
+            short_data = ",".join(options)
+            if len(short_data) >= os.sysconf("SC_PAGESIZE"):
+                raise InvalidArgument(
+                    f"{self.type} mount on {target!r} has {len(short_data)} bytes of options "
+                    "even with short names, more than mount(2) accepts"
+                )
+            kmount.mount(self.source, target, self.type, flags, short_data)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     @staticmethod
     def unmount(target: str, *, detach: bool = False) -> None:

@@ -248,6 +248,21 @@ def concurrent_commits_of_one_name(h: Harness) -> None:
     assert [i.name for i in h.sn.walk()] == ["shared"]
 
 
+def many_layers_mount(h: Harness) -> None:
+    """130 stacked layers mount (more lowerdir text than one page) and show every layer."""
+    parent = ""
+    for i in range(130):
+        key = f"k{i}"
+        mounts = h.sn.prepare(key, parent)
+        if i % 43 == 0 or i == 129:
+            target = h.mount(mounts)
+            open(os.path.join(target, f"f{i}"), "wb").close()
+            h.unmount(target)
+        h.sn.commit(f"layer-{i}", key)
+        parent = f"layer-{i}"
+    assert set(h.read_view(parent)) == {"f0", "f43", "f86", "f129"}
+
+
 BEHAVIOURS: dict[str, Callable[[Harness], None]] = {
     f.__name__: f
     for f in (
@@ -260,5 +275,6 @@ BEHAVIOURS: dict[str, Callable[[Harness], None]] = {
         hard_links_survive_layers,
         state_survives_reopen_and_orphans_go,
         concurrent_commits_of_one_name,
+        many_layers_mount,
     )
 }
