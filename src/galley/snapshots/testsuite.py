@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -248,6 +249,39 @@ def concurrent_commits_of_one_name(h: Harness) -> None:
     assert [i.name for i in h.sn.walk()] == ["shared"]
 
 
+def changes_to_lower_layers(h: Harness) -> None:
+    """Renames, chmods and a deleted-then-recreated directory in a child hide the parent's."""
+    h.layer("base", "", {"old/name": b"n", "dir/a": b"a", "dir/b": b"b", "locked/x": b"x"})
+    target = h.mount(h.sn.prepare("k", "base"))
+    os.rename(os.path.join(target, "old/name"), os.path.join(target, "new-name"))
+    os.chmod(os.path.join(target, "locked"), 0o700)
+    shutil.rmtree(os.path.join(target, "dir"))
+    os.makedirs(os.path.join(target, "dir"))
+    with open(os.path.join(target, "dir/c"), "wb") as f:
+        f.write(b"c")
+    h.unmount(target)
+    h.sn.commit("top", "k")
+    assert h.read_view("top") == {"new-name": b"n", "dir/c": b"c", "locked/x": b"x"}
+    view = h.mount(h.sn.view("v", "top"))
+    assert os.stat(os.path.join(view, "locked")).st_mode & 0o777 == 0o700
+    assert h.read_view("base")["dir/a"] == b"a"
+
+
+def empty_view_and_walk_kinds(h: Harness) -> None:
+    """A parentless view is empty; walk reports every kind with its parent."""
+    target = h.mount(h.sn.view("empty"))
+    assert os.listdir(target) == []
+    h.layer("base", "", {"f": b"f"})
+    h.sn.prepare("active", "base")
+    kinds = {i.name: (i.kind, i.parent) for i in h.sn.walk()}
+    assert kinds == {
+        "empty": (Kind.VIEW, ""),
+        "base": (Kind.COMMITTED, ""),
+        "active": (Kind.ACTIVE, "base"),
+    }
+    assert h.sn.usage("empty").inodes == 0
+
+
 def many_layers_mount(h: Harness) -> None:
     """130 stacked layers mount (more lowerdir text than one page) and show every layer."""
     parent = ""
@@ -276,5 +310,7 @@ BEHAVIOURS: dict[str, Callable[[Harness], None]] = {
         state_survives_reopen_and_orphans_go,
         concurrent_commits_of_one_name,
         many_layers_mount,
+        changes_to_lower_layers,
+        empty_view_and_walk_kinds,
     )
 }
