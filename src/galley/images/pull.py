@@ -253,11 +253,13 @@ def _fetch_image(
     try:
         config_job = pool.submit(puller.fetch, "config", config_desc)
         jobs = [pool.submit(puller.fetch, "layer", layer) for layer in layers]
+        unpacker = _Unpacker(puller, snapshotter) if snapshotter else None  # while downloading
         config_job.result()
         diff_ids = _read_config(puller, config_desc, len(layers))
         for layer, diff_id in zip(layers, diff_ids, strict=True):
             puller.hold(layer, {UNCOMPRESSED: str(diff_id)})
-        unpacker = _Unpacker(puller, snapshotter, diff_ids) if snapshotter else None
+        if unpacker is not None:
+            unpacker.start(diff_ids)
         for index, (job, layer) in enumerate(zip(jobs, layers, strict=True)):
             job.result()
             if unpacker is not None:
@@ -272,20 +274,24 @@ def _fetch_image(
 class _Unpacker:
     """Applies layers into snapshots as their blobs arrive (engineer 8's LayerUnpacker)."""
 
-    def __init__(self, puller: _Puller, snapshotter: str, diff_ids: list[Digest]) -> None:
-        from galley.images.unpack import (  # noqa: PLC0415 - only pulls that unpack need it
-            LayerUnpacker,
-            remove_abandoned_extractions,
-        )
+    def __init__(self, puller: _Puller, snapshotter: str) -> None:
+        from galley.images.unpack import remove_abandoned_extractions  # noqa: PLC0415
 
         self.puller = puller
-        sn = puller.store.snapshotter(snapshotter)
-        remove_abandoned_extractions(sn)
-        self.layers = LayerUnpacker(sn, diff_ids)
+        self.kind = snapshots_kind(snapshotter)
+        self.snapshotter = puller.store.snapshotter(snapshotter)
+        remove_abandoned_extractions(self.snapshotter)
+        self.top = ""
+
+    def start(self, diff_ids: list[Digest]) -> None:
+        """Hold the image's ChainIDs in the lease before they exist: a GC must not take them."""
+        from galley.images.unpack import LayerUnpacker  # noqa: PLC0415
+
+        self.layers = LayerUnpacker(self.snapshotter, diff_ids)
         self.top = str(self.layers.chain[-1]) if diff_ids else ""
-        kind = snapshots_kind(snapshotter)
-        for chain in self.layers.chain:  # held before they exist: a GC now must not take them
-            puller.store.meta.add_lease_resource(puller.namespace, puller.lease, kind, str(chain))
+        meta, namespace, lease = self.puller.store.meta, self.puller.namespace, self.puller.lease
+        for chain in self.layers.chain:
+            meta.add_lease_resource(namespace, lease, self.kind, str(chain))
 
     def apply(self, index: int, layer: Descriptor) -> None:
         """Unpack layer index (all below it are done) unless its snapshot exists."""
