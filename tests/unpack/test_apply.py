@@ -105,10 +105,12 @@ def test_native_whiteouts_delete(tmp_path: Path) -> None:
             TarEntry("opq/.wh..wh..opq"),
             TarEntry("opq/new", data=b"n"),
             TarEntry("a/.wh.gone"),
+            TarEntry("never/was/.wh.there"),
         ]
     )
     apply(top, root, whiteouts="native")
     assert sorted(os.listdir(root / "a")) == ["keep"]
+    assert not (root / "never").exists()
     assert sorted(os.listdir(root / "opq")) == ["new"]
 
 

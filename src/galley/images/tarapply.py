@@ -167,7 +167,10 @@ class TarApplier:
 
     def _whiteout(self, parts: Parts) -> None:
         directory, base = parts[:-1], parts[-1]
-        dir_fd = self.root.directory(directory, entry=parts)
+        try:  # native: nothing below a missing directory to delete; overlay: make it
+            dir_fd = self.root.directory(directory, create=self.whiteouts == "overlay", entry=parts)
+        except FileNotFoundError:
+            return
         if base == OPAQUE:
             if self.whiteouts == "overlay":
                 os.setxattr(dir_fd, OVERLAY_OPAQUE_XATTR, b"y")
