@@ -7,6 +7,7 @@ real child process and observe the result from a real program (busybox, cat) aft
 from __future__ import annotations
 
 import os
+import struct
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,3 +81,14 @@ def shared_root_bundle(tmp_path: Path, rootfs: Path, args: list[str]) -> Any:
     config = copy.deepcopy(default_config(args))
     config["root"] = {"path": str(rootfs), "readonly": True}
     return Bundle(path=path, config=config)
+
+
+def set_file_caps(path: str | Path, names: list[str], *, effective: bool) -> None:
+    """Give a file capabilities as setcap(8) does: the security.capability xattr, format
+    VFS_CAP_REVISION_2 (magic|effective flag, then permitted/inheritable low and high words)."""
+    from galley.kernel.caps import mask_of  # noqa: PLC0415
+
+    permitted = mask_of(names)
+    magic = 0x02000000 | (1 if effective else 0)
+    value = struct.pack("<5I", magic, permitted & 0xFFFFFFFF, 0, permitted >> 32, 0)
+    os.setxattr(path, "security.capability", value)

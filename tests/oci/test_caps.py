@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.root
 STATUS = [BUSYBOX, "cat", "/proc/self/status"]
 
 
+@pytest.mark.skipif(shutil.which("capsh") is None, reason="capsh (libcap2-bin) is not installed")
 def test_names_match_libcap() -> None:
     """Every number decodes to the same name in capsh (libcap), up to CAP_CHECKPOINT_RESTORE."""
     assert len(ALL_CAPABILITIES) == 41 and kcaps.CAPABILITY_NUMBERS["CAP_CHECKPOINT_RESTORE"] == 40

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 from galley.kernel import caps as kcaps
 from galley.oci.defaults import DEFAULT_CAPS
 from tests.oci.conftest import Runtime
-from tests.oci.process_probe import shared_root_bundle
+from tests.oci.process_probe import set_file_caps, shared_root_bundle
 
 pytestmark = pytest.mark.root
 
@@ -81,7 +80,7 @@ def file_cap_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="galley-fcap-", dir="/tmp"))
     path.chmod(0o755)
     shutil.copy2("/bin/busybox", path / "cat")
-    subprocess.run(["setcap", "cap_kill+ep", str(path / "cat")], check=True)
+    set_file_caps(path / "cat", ["CAP_KILL"], effective=True)
     yield path
     shutil.rmtree(path)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from galley.kernel import mount as kmount
 from galley.oci.capabilities import apply_capabilities
 from galley.oci.defaults import DEFAULT_CAPS
 from galley.oci.identity import apply_user
-from tests.oci.process_probe import BUSYBOX, run_child
+from tests.oci.process_probe import BUSYBOX, run_child, set_file_caps
 
 pytestmark = pytest.mark.root
 
@@ -123,17 +122,13 @@ def test_setuid_root_binary_under_nnp(
     assert not int(probe.field("CapEff"), 16) & 1 << SYS_ADMIN
 
 
-def setcap(path: str, caps: str) -> None:
-    subprocess.run(["setcap", caps, path], check=True, capture_output=True)
-
-
 @pytest.mark.parametrize(("nnp", "expected"), [(True, []), (False, ["CAP_KILL"])])
 def test_file_capabilities_under_nnp(
     tmp_path: Path, shared_dir: Path, nnp: bool, expected: list[str]
 ) -> None:
     """The process holds no capability (bounding keeps the defaults): only the file can grant."""
     cat = privileged_copy(shared_dir, 0o755)
-    setcap(cat, "cap_kill+ep")
+    set_file_caps(cat, ["CAP_KILL"], effective=True)
     bounding_only = {"bounding": list(DEFAULT_CAPS)}
     probe = run_child(as_user_1000(nnp, bounding_only), [cat, "/proc/self/status"], tmp_path)
     assert probe.status == 0, probe.stderr
@@ -146,11 +141,13 @@ def test_file_capability_outside_the_bounding_set_is_not_granted(
 ) -> None:
     """The kernel refuses to exec an effective-bit binary it cannot give all its caps to."""
     cat = privileged_copy(shared_dir, 0o755)
-    setcap(cat, "cap_kill,cap_sys_admin+ep")
+    set_file_caps(cat, ["CAP_KILL", "CAP_SYS_ADMIN"], effective=True)
     probe = run_child(as_user_1000(False), [cat, "/proc/self/status"], tmp_path)
     assert probe.status == 126
     assert "PermissionError" in probe.stderr and "CapEff" not in probe.stdout
-    setcap(cat, "cap_kill,cap_sys_admin+p")  # permitted only: exec works, SYS_ADMIN is masked
+    set_file_caps(
+        cat, ["CAP_KILL", "CAP_SYS_ADMIN"], effective=False
+    )  # permitted only: exec works, SYS_ADMIN is masked
     probe = run_child(as_user_1000(False), [cat, "/proc/self/status"], tmp_path)
     assert probe.status == 0, probe.stderr
     assert kcaps.names_of(int(probe.field("CapPrm"), 16)) == ["CAP_KILL"]
