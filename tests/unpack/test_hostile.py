@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import tarfile
 import uuid
 from pathlib import Path
 
@@ -155,3 +156,13 @@ def test_overlay_xattrs_from_the_layer_are_ignored(tmp_path: Path) -> None:
     entry = TarEntry("d", "dir", xattrs={"trusted.overlay.redirect": "/etc", "user.ok": "1"})
     apply_layer(io.BytesIO(tar_layer([entry])), mt.OCI_LAYER, str(tmp_path))
     assert os.listxattr(tmp_path / "d") == ["user.ok"]
+
+
+def test_huge_header_extension_is_refused_before_reading_it(sandbox: tuple[Path, Path]) -> None:
+    dest, _ = sandbox
+    header = tarfile.TarInfo("././@LongLink")
+    header.type, header.size = tarfile.GNUTYPE_LONGNAME, 1 << 40
+    blob = header.tobuf(format=tarfile.GNU_FORMAT) + b"x" * 4096
+    with pytest.raises(InvalidArgument, match="header extension"):
+        apply_layer(io.BytesIO(blob), mt.OCI_LAYER, str(dest))
+    assert os.listdir(dest) == []

@@ -33,6 +33,7 @@ from galley.snapshots.api import Kind, Mount, Snapshotter
 from galley.snapshots.directory import pid_alive
 
 SNAPSHOT_REF_LABEL = "containerd.io/snapshot.ref"
+MAX_HEADER_READ = 16 << 20  # a PAX or GNU long-name record bigger than this is hostile
 EXTRACT_PREFIX = "extract-"  # active snapshot keys: extract-<pid>-<random> <chainID>
 
 
@@ -58,6 +59,10 @@ class _LayerStream:
         self.position = 0
 
     def read(self, n: int = -1) -> bytes:
+        if n < 0 or n > MAX_HEADER_READ:  # only tarfile's header reads come here unbounded
+            raise InvalidArgument(
+                f"layer has a tar header extension of {n} bytes (at most {MAX_HEADER_READ})"
+            )
         data = self._source.read(n)
         self._hasher.update(data)
         self.position += len(data)
