@@ -281,3 +281,12 @@ def test_pull_keeps_no_lease_after_failure(
         pull(store, f"{registry.host}/pull/none:x", namespace=NS, hosts_dir=plain_hosts)
     assert store.meta.list_leases(NS) == []
     assert os.listdir(os.path.join(store.root, "content", "ingest")) == []
+
+
+def test_repeated_layer(store: Store, registry: reg.Registry, plain_hosts: str) -> None:
+    layer = fi.random_layer(3000, seed=66)
+    image = fi.build_image([layer, fi.random_layer(10, seed=67), layer])
+    ref = _push(registry, "pull/repeated", image)
+    got = pull(store, ref, namespace=NS, hosts_dir=plain_hosts, unpack=False)
+    assert got.target.digest == image.descriptor.digest
+    _assert_stored(store, image)
