@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import errno
+import json
+import os
 import signal
+import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +80,56 @@ def test_bad_seccomp_config_fails_create(
     assert result.returncode == 1
     assert "SCMP_ACT_EXPLODE" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_notify_fd_reaches_the_agent(
+    any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path
+) -> None:
+    """runtime-spec listenerPath: during create the runtime sends the agent the notify fd with
+    the container's state; the agent here closes it, so the notified mkdir fails with ENOSYS."""
+    if any_runtime.binary.endswith("galley-runc"):
+        from galley.oci import init, launch  # noqa: PLC0415
+
+        wired = any("seccomp_notify" in Path(m.__file__).read_text() for m in (init, launch))
+        if not wired:
+            pytest.xfail("create does not forward the notify fd yet (seccomp_notify unused)")
+    agent_path = tmp_path / "agent.sock"
+    agent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    agent.bind(str(agent_path))
+    agent.listen(1)
+    agent.settimeout(10)
+    seccomp = rules({"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"})
+    seccomp["listenerPath"] = str(agent_path)
+    seccomp["listenerMetadata"] = "galley-test"
+    bundle = shared_root_bundle(tmp_path, busybox_rootfs, ["mkdir", "/tmp/x"])
+    bundle.config["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"})
+    bundle.config["linux"]["seccomp"] = seccomp
+    cid = any_runtime.new_id()
+    any_runtime.created.append(cid)
+    command = [
+        any_runtime.binary,
+        "--root",
+        str(any_runtime.root),
+        "run",
+        "-b",
+        str(bundle.write()),
+        cid,
+    ]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            conn, _ = agent.accept()
+            message, fds, _, _ = socket.recv_fds(conn, 65536, 4)
+            conn.close()
+            for fd in fds:
+                os.close(fd)
+        finally:
+            agent.close()
+            _, stderr = proc.communicate(timeout=30)
+    state = json.loads(message)
+    assert state["fds"] == ["seccompFd"] and len(fds) == 1
+    assert state["metadata"] == "galley-test"
+    assert state["state"]["id"] == cid and state["pid"] == state["state"]["pid"] > 0
+    assert proc.returncode == 1
+    assert "Function not implemented" in stderr
