@@ -124,11 +124,13 @@ def _mount_hierarchy(
     target = paths.ensure_dir(root_fd, dest)
     try:
         if hierarchy is None or cgroupns:
-            fstype, data = "cgroup2", None
+            fstype, data, source = "cgroup2", None, "cgroup2"
             if hierarchy is not None and hierarchy.version == 1:
                 fstype, data = "cgroup", ",".join(sorted(hierarchy.controllers))
+                named = [c[5:] for c in hierarchy.controllers if c.startswith("name=")]
+                source = named[0] if named else "cgroup"  # runc shows "systemd" for name=systemd
             try:
-                k.mount(fstype, k.fd_path(target), fstype, flags, data)
+                k.mount(source, k.fd_path(target), fstype, flags, data)
                 return
             except OSError as err:
                 if hierarchy is None or err.errno not in {1, 16}:  # EPERM, EBUSY

@@ -38,7 +38,7 @@ def mask_path(root_fd: int, path: str, null_fd: int) -> None:
         return
     try:
         if paths.is_directory(target):
-            tree = k.fsmount("tmpfs", {}, k.MOUNT_ATTR_RDONLY)
+            tree = k.fsmount("tmpfs", {"source": "tmpfs", "ro": None}, k.MOUNT_ATTR_RDONLY)
             try:
                 mounts.attach(tree, target)
             finally:

@@ -8,8 +8,8 @@ setup_rootfs runs in the init stage, inside the container's new mount namespace,
     3. /dev: device nodes, /dev/ptmx, /dev/fd and std* symlinks, /dev/console (devices.py)
     4. before_pivot(): the createContainer hooks
     5. pivot_root(".", ".") and the old root detached, or with no_pivot MS_MOVE + chroot
-    6. linux.sysctl, then maskedPaths (/dev/null over files, read-only tmpfs over directories),
-       readonlyPaths (recursive read-only binds), /dev read-only if asked, root.readonly,
+    6. linux.sysctl, then readonlyPaths (recursive read-only binds), maskedPaths (/dev/null
+       over files, read-only tmpfs over directories), /dev read-only if asked, root.readonly,
        the final rootfsPropagation on the new "/"
 
 Every failure raises a galley error whose one-line message names the config field.
@@ -162,12 +162,12 @@ class Rootfs:
             pivot.pivot_into(self.path)
 
     def finish(self, null_fd: int) -> None:
-        """Step 6, after sysctl: masked, read-only paths; read-only /dev and root; propagation."""
+        """Step 6, after sysctl: read-only, masked paths; read-only /dev and root; propagation."""
         linux = self.spec.get("linux", {})
-        for path in linux.get("maskedPaths", []):
-            masks.mask_path(self.root_fd, path, null_fd)
         for path in linux.get("readonlyPaths", []):
             masks.readonly_path(self.root_fd, path)
+        for path in linux.get("maskedPaths", []):
+            masks.mask_path(self.root_fd, path, null_fd)
         if self.dev_readonly:
             masks.make_readonly(self.root_fd, "/dev")
         if self.spec.get("root", {}).get("readonly"):

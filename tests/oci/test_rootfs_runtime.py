@@ -1,0 +1,68 @@
+"""The same bundle under galley-runc and runc: the container sees the same mounts and /dev."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.oci.conftest import RUNTIMES, Bundle, Runtime
+from tests.oci.rootfs_harness import mountinfo
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif("runc" not in RUNTIMES, reason="runc is not installed"),
+]
+
+# runc 1.1 leaves the v1 cgroup tmpfs writable despite "ro"; galley makes it read-only.
+KNOWN_DIFFERENCES = {"/sys/fs/cgroup"}
+
+
+def seen(runtime: str, bundle: Bundle, tmp_path: Path, script: str) -> str:
+    bundle.config["process"]["args"] = ["sh", "-c", script]
+    rt = Runtime(RUNTIMES[runtime], tmp_path / f"state-{runtime}")
+    try:
+        result = rt("run", "--bundle", str(bundle.write()), rt.new_id())
+    finally:
+        rt.cleanup()
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def normalised(text: str) -> list[tuple[str, ...]]:
+    """Mount point, per-mount options, type, source and superblock options, in mount order."""
+    return [
+        (point, entry["options"], entry["fstype"], entry["source"], entry["super"])
+        for point, entry in mountinfo(text).items()
+        if point not in KNOWN_DIFFERENCES
+    ]
+
+
+def test_same_mount_table_as_runc(bundle: Bundle, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    bundle.config["root"]["readonly"] = True
+    bundle.config["mounts"] += [
+        {"destination": "/data", "type": "bind", "source": str(data),
+         "options": ["rbind", "ro", "nosuid", "nodev"]},
+        {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nodev", "noatime", "mode=700", "size=2m"]},
+        {"destination": "/run/x", "type": "tmpfs", "source": "tmpfs", "options": ["rprivate"]},
+    ]  # fmt: skip
+    bundle.config["linux"]["readonlyPaths"].append("/tmp")
+    bundle.config["linux"]["maskedPaths"].append("/etc/group")
+    script = "cat /proc/self/mountinfo"
+    galley = normalised(seen("galley", bundle, tmp_path, script))
+    runc = normalised(seen("runc", bundle, tmp_path, script))
+    assert galley == runc
+
+
+def test_same_dev_as_runc(bundle: Bundle, tmp_path: Path) -> None:
+    bundle.config["linux"]["devices"] = [
+        {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o600,
+         "uid": 0, "gid": 0},
+    ]  # fmt: skip
+    script = "ls -ln /dev | sed 's/  */ /g' | cut -d' ' -f1-6,10-; cat /etc/group | wc -c"
+    galley = seen("galley", bundle, tmp_path, script)
+    runc = seen("runc", bundle, tmp_path, script)
+    assert galley == runc
