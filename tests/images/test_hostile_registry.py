@@ -158,3 +158,36 @@ def test_unknown_layer_media_type_is_refused(store: Store, fake: FakeRegistry, h
     fake.routes["/v2/a/b/manifests/t"] = (200, {"Content-Type": mt.OCI_MANIFEST}, body)
     with pytest.raises(InvalidArgument, match="application/x-evil"):
         pull(store, f"{fake.host}/a/b:t", namespace=NS, hosts_dir=hosts, unpack=False)
+
+
+def _partial(store: Store, image: fi.BuiltImage, upto: int) -> None:
+    """Leave a partial ingest of the first layer, as a killed pull would."""
+    layer = image.layers[0]
+    writer = store.content.writer(f"fetch-{layer.descriptor.digest}", layer.descriptor.digest,
+                                  layer.descriptor.size)  # fmt: skip
+    writer.write(layer.data[:upto])
+    writer.close()
+
+
+def test_resume_from_a_server_ignoring_range(store: Store, fake: FakeRegistry, hosts: str) -> None:
+    image = fi.build_image([fi.random_layer(5000, seed=7)])
+    _serve_image(fake, "a/b", image)
+    _partial(store, image, 1000)
+    pull(store, f"{fake.host}/a/b:t", namespace=NS, hosts_dir=hosts, unpack=False)
+    assert store.content.exists(image.layers[0].descriptor.digest)
+    assert store.content.ingests() == []
+
+
+def test_resume_with_a_lying_content_range(store: Store, fake: FakeRegistry, hosts: str) -> None:
+    image = fi.build_image([fi.random_layer(5000, seed=8)])
+    _serve_image(fake, "a/b", image)
+    data = image.layers[0].data
+    fake.routes[f"/v2/a/b/blobs/{image.layers[0].descriptor.digest}"] = (
+        206,
+        {"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"},
+        data,
+    )
+    _partial(store, image, 1000)
+    with pytest.raises(InvalidArgument, match="asked for bytes from 1000"):
+        pull(store, f"{fake.host}/a/b:t", namespace=NS, hosts_dir=hosts, unpack=False)
+    assert store.meta.list_images(NS) == []

@@ -76,6 +76,16 @@ class BlobStream:
         self._resp.close()
 
 
+def _range_start(resp: Response, what: str) -> int:
+    """The first byte of a 206 answer, from its Content-Range ("bytes 100-199/200")."""
+    unit, _, rest = resp.header("Content-Range").partition(" ")
+    first = rest.split("-", 1)[0]
+    if unit != "bytes" or not first.isdigit():
+        resp.close()
+        raise InvalidArgument(f"{what}: partial answer with bad Content-Range {rest!r}")
+    return int(first)
+
+
 class Repository:
     """One repository on one registry (with its mirrors), for pulling and pushing."""
 
@@ -172,7 +182,10 @@ class Repository:
             query=self._query(host),
         )
         self._check(resp, what, 200, 206)
-        start = offset if resp.status == 206 else 0
+        start = _range_start(resp, what) if resp.status == 206 else 0
+        if start != (offset if resp.status == 206 else 0):
+            resp.close()
+            raise InvalidArgument(f"{what}: asked for bytes from {offset}, got from {start}")
         length = resp.header("Content-Length")
         if length.isdigit() and int(length) != desc.size - start:
             resp.close()
