@@ -135,10 +135,11 @@ def test_concurrent_pulls_share_the_work(
     ref = _push(registry, "pull/concurrent", image)
     other = Store.open(store.root)
     errors: list[BaseException] = []
+    events: list[Progress] = []
 
     def run(s: Store) -> None:
         try:
-            pull(s, ref, namespace=NS, hosts_dir=plain_hosts, unpack=False)
+            pull(s, ref, namespace=NS, hosts_dir=plain_hosts, unpack=False, progress=events.append)
         except BaseException as exc:
             errors.append(exc)
 
@@ -150,6 +151,11 @@ def test_concurrent_pulls_share_the_work(
     other.close()
     assert errors == []
     _assert_stored(store, image)
+    layer = str(image.layers[0].descriptor.digest)
+    finals = sorted(
+        e.status for e in events if e.digest == layer and e.status in ("done", "exists")
+    )
+    assert finals == ["done", "exists", "exists"], "the layer is downloaded once"
 
 
 def test_tampered_blob_is_refused_and_nothing_kept(
