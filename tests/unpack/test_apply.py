@@ -175,3 +175,22 @@ def test_source_errors_win_over_decompressor_complaints(tmp_path: Path) -> None:
 
     with pytest.raises(ConnectionResetError, match="registry went away"):
         apply_layer(Failing(blob), mt.OCI_LAYER_GZIP, str(tmp_path))
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_file_streams_are_read_by_the_decompressor_itself(compression: str, tmp_path: Path) -> None:
+    tar = busybox_layer()
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"0123456789" + compress(tar, compression))
+    (tmp_path / "root").mkdir()
+    (tmp_path / "other").mkdir()
+    with open(blob, "rb") as f:
+        f.seek(10)  # the layer starts where the caller's stream stands
+        applied = apply_layer(f, MEDIA[compression], str(tmp_path / "root"))
+        assert f.tell() >= 10
+    assert applied.diff_id == Digest.of_bytes(tar)
+    good = blob.read_bytes()
+    blob.write_bytes(good[: len(good) // 2])
+    with open(blob, "rb") as f, pytest.raises(InvalidArgument, match="corrupt"):
+        f.seek(10)
+        apply_layer(f, MEDIA[compression], str(tmp_path / "other"))

@@ -3,9 +3,10 @@
 The format is read from the stream's magic bytes (gzip 1f 8b, zstd 28 b5 2f fd; anything else is
 a plain tar), as registries in the wild label uncompressed layers as gzip and the other way round.
 
-With a binary, a feeder thread copies the compressed stream into the child's stdin while the
-caller reads the plain stream from its stdout: decompression runs on another core, overlapping
-the download and the tar apply. An error from the source stream (a network failure, a digest
+With a binary, the child reads a file stream itself (a new descriptor on the same file), or a
+feeder thread copies any other stream into the child's stdin, while the caller reads the plain
+stream from its stdout: decompression runs on another core, overlapping the download and the
+tar apply. An error from the source stream (a network failure, a digest
 mismatch raised by a verifying reader) wins over the decompressor's complaint about truncation.
 """
 
@@ -15,6 +16,7 @@ import gzip
 import io
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -75,11 +77,15 @@ def command_for(compression: str) -> list[str] | None:
 @contextmanager
 def decompressed(stream: BinaryIO, *, use_binaries: bool = True) -> Iterator[IO[bytes]]:
     """The plain bytes of stream, whatever its compression; raises InvalidArgument if corrupt."""
+    start = _file_offset(stream)
     head = stream.read(4)
     source = io.BufferedReader(_Prefixed(head, stream), CHUNK)
     compression = detect(head)
     command = command_for(compression) if use_binaries and compression else None
-    if command is not None:
+    if command is not None and start is not None:  # a file: the child reads it itself
+        with _reopened(stream, start) as fd, _through_process(fd, command, compression) as plain:
+            yield plain
+    elif command is not None:
         with _through_process(source, command, compression) as plain:
             yield plain
     elif compression == "gzip":
@@ -93,6 +99,25 @@ def decompressed(stream: BinaryIO, *, use_binaries: bool = True) -> Iterator[IO[
             yield reader
     else:
         yield source
+
+
+def _file_offset(stream: BinaryIO) -> int | None:
+    """Where a stream that is a regular file stands, or None for any other stream."""
+    try:
+        return stream.tell() if stat.S_ISREG(os.fstat(stream.fileno()).st_mode) else None
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+@contextmanager
+def _reopened(stream: BinaryIO, offset: int) -> Iterator[int]:
+    """A new descriptor on stream's file at offset (the caller's own position is untouched)."""
+    fd = os.open(f"/proc/self/fd/{stream.fileno()}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.lseek(fd, offset, os.SEEK_SET)
+        yield fd
+    finally:
+        os.close(fd)
 
 
 @contextmanager
@@ -133,19 +158,25 @@ class _Feeder(threading.Thread):
 
 
 @contextmanager
-def _through_process(source: BinaryIO, command: list[str], compression: str) -> Iterator[IO[bytes]]:
+def _through_process(
+    source: BinaryIO | int, command: list[str], compression: str
+) -> Iterator[IO[bytes]]:
+    """command's stdout; source is a stream (fed by a thread) or a descriptor it reads itself."""
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
             command,
-            stdin=subprocess.PIPE,
+            stdin=source if isinstance(source, int) else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=errors,
             bufsize=CHUNK,
             pipesize=CHUNK,
         )
-        assert proc.stdin is not None and proc.stdout is not None
-        feeder = _Feeder(source, proc.stdin)  # type: ignore[arg-type]
-        feeder.start()
+        assert proc.stdout is not None
+        feeder = None
+        if not isinstance(source, int):
+            assert proc.stdin is not None
+            feeder = _Feeder(source, proc.stdin)  # type: ignore[arg-type]
+            feeder.start()
         plain = proc.stdout
         try:
             yield plain
@@ -155,20 +186,28 @@ def _through_process(source: BinaryIO, command: list[str], compression: str) -> 
             exited = _exit_code(proc, wait=isinstance(exc, InvalidArgument))
             proc.kill()
             plain.close()
-            feeder.join()
+            source_error = _join(feeder)
             proc.wait()
-            if feeder.error is not None:
-                raise feeder.error from None
+            if source_error is not None:
+                raise source_error from None
             if exited:  # the decompressor failed first; the reader only saw the stream end
                 raise _corrupt(command, compression, exited, errors) from exc
             raise
         plain.close()
-        feeder.join()
+        source_error = _join(feeder)
         code = proc.wait()
-        if feeder.error is not None:
-            raise feeder.error
+        if source_error is not None:
+            raise source_error
         if code != 0:
             raise _corrupt(command, compression, code, errors)
+
+
+def _join(feeder: _Feeder | None) -> BaseException | None:
+    """Wait for the feeder thread (if any); the error its source raised, if any."""
+    if feeder is None:
+        return None
+    feeder.join()
+    return feeder.error
 
 
 def _exit_code(proc: subprocess.Popen[bytes], *, wait: bool) -> int | None:
