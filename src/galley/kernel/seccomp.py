@@ -113,6 +113,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "seccomp_attr_set": (c_int, vp, c_int, u32),
         "seccomp_syscall_resolve_name": (c_int, c_char_p),
         "seccomp_syscall_resolve_name_arch": (c_int, u32, c_char_p),
+        "seccomp_syscall_resolve_num_arch": (vp, u32, c_int),
         "seccomp_rule_add_array": (c_int, vp, u32, c_int, ctypes.c_uint, ctypes.POINTER(ArgCmp)),
         "seccomp_load": (c_int, vp),
         "seccomp_export_bpf": (c_int, vp, c_int),
@@ -166,6 +167,17 @@ def syscall_number(name: str) -> int:
 def syscall_number_arch(name: str, token: int) -> int:
     """The syscall number of name on the architecture token (x32 numbers carry bit 30)."""
     return int(_library().seccomp_syscall_resolve_name_arch(token, name.encode()))
+
+
+def syscall_name(number: int, token: int = 0) -> str | None:
+    """The name of syscall number on arch token (0: native), or None when unknown."""
+    lib = _library()
+    pointer = lib.seccomp_syscall_resolve_num_arch(token or lib.seccomp_arch_native(), number)
+    if not pointer:
+        return None
+    name = ctypes.string_at(pointer).decode()
+    function("free", None, ctypes.c_void_p)(pointer)  # libseccomp hands back a malloc'd copy
+    return name
 
 
 def native_arch() -> int:
