@@ -361,3 +361,27 @@ def test_kill_signals_every_process(parent: str, kids: Children) -> None:
     manager.apply(second.pid)
     manager.kill(15)
     assert first.wait(5) == -15 and second.wait(5) == -15
+
+
+def test_check_before_update_refuses_a_limit_below_usage(parent: str, kids: Children) -> None:
+    manager = _new(parent)
+    child = kids.start(
+        "sh", "-c", "read x; echo up; exec sleep 60", stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    manager.apply(child.pid)
+    assert child.stdin is not None and child.stdout is not None
+    child.stdin.write(b"go\n")
+    child.stdin.flush()
+    assert child.stdout.readline() == b"up\n"  # charged to the cgroup once it ran there
+    with pytest.raises(FailedPrecondition, match="below current usage"):
+        manager.set({"memory": {"limit": 4096, "checkBeforeUpdate": True}})
+    assert int(_read(manager, "memory", "memory.limit_in_bytes")) > 4096
+
+
+def test_rdma_without_the_controller_is_a_clear_error(parent: str, kids: Children) -> None:
+    if "rdma" in LAYOUT.v1:
+        pytest.skip("rdma is mounted here")
+    manager = _new(parent)
+    _started(manager, kids)
+    with pytest.raises(InvalidArgument, match=r"linux\.resources\.rdma: the rdma cgroup"):
+        manager.set({"rdma": {"mlx5_0": {"hcaHandles": 1}}})

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from galley.errors import InvalidArgument
+from galley.errors import FailedPrecondition, InvalidArgument
 from galley.oci import cgroups
 from galley.oci.cgroups.devices import DEFAULT_ALLOWED
 from galley.oci.cgroups.layout import detect, own_cgroups
@@ -245,7 +245,7 @@ def fake(tmp_path: Path) -> V2Manager:
     directory.mkdir()
     files = (
         "cgroup.procs cpu.weight cpu.max cpu.max.burst cpu.idle cpuset.cpus cpuset.mems memory.max "
-        "memory.low memory.swap.max pids.max io.weight io.max hugetlb.2MB.max memory.high"
+        "memory.low memory.swap.max pids.max io.weight io.max hugetlb.2MB.max memory.high rdma.max"
     )
     for name in files.split():
         (directory / name).write_text("")
@@ -317,3 +317,13 @@ def test_fake_tree_rejects_what_v2_cannot_do(fake: V2Manager) -> None:
         fake.set({"network": {"classID": 1}})
     with pytest.raises(InvalidArgument, match=r"hugepageLimits\[0\]\.pageSize"):
         fake.set({"hugepageLimits": [{"pageSize": "5MB", "limit": 1}]})
+
+
+def test_fake_tree_rdma_and_check_before_update(fake: V2Manager) -> None:
+    fake.set({"rdma": {"mlx5_0": {"hcaHandles": 3, "hcaObjects": 1000}}})
+    assert _fake_read(fake, "rdma.max") == "mlx5_0 hca_handle=3 hca_object=1000"
+    Path(fake.directory, "memory.current").write_text("4096\n")
+    with pytest.raises(FailedPrecondition, match="below current usage 4096"):
+        fake.set({"memory": {"limit": 1024, "checkBeforeUpdate": True}})
+    fake.set({"memory": {"limit": 8192, "checkBeforeUpdate": True}})
+    assert _fake_read(fake, "memory.max") == "8192"

@@ -113,6 +113,28 @@ def _systemd_path(spec_path: str, container_id: str) -> str:
     return f"{path}/{unit}"
 
 
+def check_usage(directory: str, usage_file: str, limit: int) -> None:
+    """memory.checkBeforeUpdate: refuse a limit below what the cgroup uses now (as runc)."""
+    usage = read_int(directory, usage_file)
+    if 0 < limit < usage:
+        raise FailedPrecondition(
+            f"cgroup {directory}: rejecting memory limit {limit} below current usage {usage}"
+        )
+
+
+_RDMA_FIELDS = (("hcaHandles", "hca_handle"), ("hcaObjects", "hca_object"))
+
+
+def rdma_lines(rdma: dict[str, dict[str, int]]) -> list[str]:
+    """linux.resources.rdma as rdma.max lines: "<device> hca_handle=N hca_object=M"."""
+    lines = []
+    for device, limits in sorted(rdma.items()):
+        fields = [f"{name}={limits[key]}" for key, name in _RDMA_FIELDS if key in limits]
+        if fields:
+            lines.append(" ".join([device, *fields]))
+    return lines
+
+
 def write(directory: str, name: str, value: str | int) -> None:
     """Write one value to a cgroup control file; the error names the file and the value."""
     path = os.path.join(directory, name)

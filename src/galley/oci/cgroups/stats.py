@@ -191,6 +191,10 @@ def _memory_v2(d: str) -> dict[str, object]:
         read_int(d, "memory.swap.peak"),
         read_keyed(d, "memory.swap.events").get("max", 0),
     )
+    # v1 reports swap as memory+swap; runc adds memory to v2's swap-only numbers to match.
+    swap["usage"] += usage["usage"]
+    if swap["limit"] != UNLIMITED and usage["limit"] != UNLIMITED:
+        swap["limit"] += usage["limit"]
     return {"cache": raw.get("file", 0), "usage": usage, "swap": swap, "raw": raw}
 
 

@@ -93,6 +93,10 @@ class V1Manager:
         if resources.get("devices") is not None:
             rules = devices.effective_rules(resources["devices"], self.device_rules)
             devices.write_v1(self._dir("devices", "linux.resources.devices"), rules)
+        if resources.get("rdma"):
+            directory = self._dir("rdma", "linux.resources.rdma")
+            for line in manager.rdma_lines(resources["rdma"]):
+                write(directory, "rdma.max", line)
         if resources.get("unified"):
             raise InvalidArgument("linux.resources.unified: requires cgroup v2 (this host uses v1)")
 
@@ -139,6 +143,8 @@ class V1Manager:
     def _memory(self, memory: Memory) -> None:
         field = "linux.resources.memory"
         directory = self._dir("memory", field)
+        if memory.get("checkBeforeUpdate"):
+            manager.check_usage(directory, "memory.usage_in_bytes", memory.get("limit", 0))
         _memory_and_swap(directory, memory.get("limit", 0), memory.get("swap", 0))
         if memory.get("reservation"):
             write(directory, "memory.soft_limit_in_bytes", _limit(memory["reservation"]))

@@ -98,6 +98,7 @@ class V2Manager:
             ("blockIO", self._io),
             ("hugepageLimits", self._hugetlb),
             ("devices", self._devices),
+            ("rdma", lambda rdma: self._lines("rdma.max", manager.rdma_lines(rdma))),
             ("unified", self._unified),
         ]
         if resources.get("network"):
@@ -138,9 +139,9 @@ class V2Manager:
     def _memory(self, memory: Memory) -> None:
         limit, swap = memory.get("limit", 0), memory.get("swap", 0)
         swap_value = swap_max(swap, limit)
-        # Raising swap before memory avoids a transient state the kernel rejects; v2 has
-        # no cross-check between the two files, so the order only matters for reporting.
-        if swap_value and os.path.exists(os.path.join(self.directory, "memory.swap.max")):
+        if memory.get("checkBeforeUpdate") and limit > 0:
+            manager.check_usage(self.directory, "memory.current", limit)
+        if swap_value and self._has("memory.swap.max"):
             self._write("memory.swap.max", _limit(swap_value))
         elif swap_value > 0:
             raise InvalidArgument("linux.resources.memory.swap: this kernel has no swap accounting")
@@ -170,6 +171,10 @@ class V2Manager:
                 rate = throttle["rate"]
                 value = "max" if rate == 0 else str(rate)
                 self._write("io.max", f"{throttle['major']}:{throttle['minor']} {field}={value}")
+
+    def _lines(self, name: str, lines: list[str]) -> None:
+        for line in lines:
+            self._write(name, line)
 
     def _has(self, name: str) -> bool:
         return os.path.exists(os.path.join(self.directory, name))
