@@ -333,3 +333,25 @@ def test_dev_readonly_after_devices(bundle: Bundle) -> None:
     table = mountinfo(run(bundle, "cat /proc/self/mountinfo; ls /dev/null"))
     assert table["/dev"]["options"].startswith("ro,")
     assert table["/rw"]["options"].startswith("ro,")
+
+
+@pytest.mark.parametrize("option", ["idmap", "ridmap"])
+def test_idmapped_bind(bundle: Bundle, tmp_path: Path, option: str) -> None:
+    data = tmp_path / "idmapped"
+    data.mkdir()
+    (data / "mine").write_text("")
+    os.chown(data / "mine", 0, 0)
+    (data / "theirs").write_text("")
+    os.chown(data / "theirs", 7, 8)
+    bundle.config["mounts"].append(
+        {"destination": "/idm", "type": "bind", "source": str(data), "options": ["rbind", option],
+         "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 10}],
+         "gidMappings": [{"containerID": 0, "hostID": 2000, "size": 10}]}
+    )  # fmt: skip
+    out = run(
+        bundle, "stat -c '%n %u %g' /idm/mine /idm/theirs; grep ' /idm ' /proc/self/mountinfo"
+    )
+    lines = out.splitlines()
+    assert lines[:2] == ["/idm/mine 1000 2000", "/idm/theirs 1007 2008"]
+    assert "idmapped" in lines[2]
+    assert (data / "mine").stat().st_uid == 0  # the files themselves are untouched

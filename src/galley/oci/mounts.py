@@ -23,6 +23,8 @@ from galley.kernel import mount as k
 from galley.oci import paths
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from galley.oci.spec import Mount
 
 # name -> (flags set, flags cleared)
@@ -207,11 +209,19 @@ def propagate(fd: int, changes: list[int]) -> None:
         k.mount_setattr(fd, "", k.AT_EMPTY_PATH | recursive, propagation=change & ~k.MS_REC)
 
 
-def bind(source: str | int, target: int, options: MountOptions, *, recursive: bool) -> None:
+def bind(
+    source: str | int,
+    target: int,
+    options: MountOptions,
+    *,
+    recursive: bool,
+    prepare: Callable[[int], None] | None = None,
+) -> None:
     """Bind source (a host path, or an fd) onto the target fd.
 
     The tree is cloned detached (open_tree), given its attributes there — so it is never
-    visible writable when `ro` was asked — and attached onto exactly the target inode.
+    visible writable when `ro` was asked — then prepare(tree) (idmapping), and attached onto
+    exactly the target inode.
     """
     flags = k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC | (k.AT_RECURSIVE if recursive else 0)
     if isinstance(source, int):
@@ -221,6 +231,8 @@ def bind(source: str | int, target: int, options: MountOptions, *, recursive: bo
     try:
         set_attrs(tree, *options.bind_attrs())
         set_attrs(tree, options.rec_set, options.rec_clr, recursive=True)
+        if prepare is not None:
+            prepare(tree)
         attach(tree, target)
         propagate(tree, options.propagation)
     finally:

@@ -75,7 +75,7 @@ class Rootfs:
 
                 mount_cgroup(self.root_fd, dest, options, cgroupns=self.cgroupns)
             elif options.is_bind or kind == "bind":
-                self._bind(dest, mounts.source_path(self.bundle, source), options)
+                self._bind(entry, mounts.source_path(self.bundle, source), options)
             else:
                 self._filesystem(dest, kind, source, options)
         except OSError as err:
@@ -83,16 +83,34 @@ class Rootfs:
         except InvalidArgument as err:
             raise InvalidArgument(f"{mounts.describe(index, entry)}: {err}") from err
 
-    def _bind(self, dest: str, source: str, options: mounts.MountOptions) -> None:
+    def _bind(self, entry: Mount, source: str, options: mounts.MountOptions) -> None:
         """A bind: the source tree cloned, its attributes set while detached, then attached."""
         if not os.path.exists(source):
             raise InvalidArgument(f"bind source {source!r} does not exist")
+        dest = entry.get("destination", "")
+        recursive = bool(options.flags & k.MS_REC)
+        prepare = self._idmapper(entry, recursive="ridmap" in options.extensions or recursive)
         target = paths.ensure_target(self.root_fd, dest, is_dir=os.path.isdir(source))
         try:
             self._check_target(target, "bind", source)
-            mounts.bind(source, target, options, recursive=bool(options.flags & k.MS_REC))
+            mounts.bind(source, target, options, recursive=recursive, prepare=prepare)
         finally:
             os.close(target)
+
+    def _idmapper(self, entry: Mount, *, recursive: bool) -> Callable[[int], None] | None:
+        """For an idmapped bind, what idmaps the detached tree; None for a plain bind."""
+        if not {"idmap", "ridmap", "uidMappings", "gidMappings"} & {
+            *entry,
+            *entry.get("options", []),
+        }:
+            return None
+        from galley.oci import idmap  # noqa: PLC0415 - rarely needed
+
+        mappings = idmap.mappings_for(entry, self.spec)
+        if mappings is None:
+            return None
+        uids, gids = mappings
+        return lambda tree: idmap.apply_idmap(tree, uids, gids, recursive=recursive)
 
     def _filesystem(self, dest: str, kind: str, source: str, options: mounts.MountOptions) -> None:
         """A fresh filesystem (tmpfs, proc, devpts, mqueue, sysfs, ...) or a remount."""

@@ -1,0 +1,92 @@
+"""Idmapped bind mounts (runtime-spec `idmap` / `ridmap`, with a mount's uid/gidMappings).
+
+The kernel idmaps a mount through a user namespace: a file whose on-disk owner is N appears
+owned by what N maps to in that namespace. A mapping {containerID: c, hostID: h, size: s}
+therefore becomes the line "c h s" of a throwaway user namespace: on-disk c..c+s shows as host
+h..h+s, which a container whose own user namespace maps c to h sees as c again.
+
+    fork a child ── child: unshare(CLONE_NEWUSER), sends its pid as /proc numbers it, waits
+    write /proc/<child>/uid_map and gid_map, open /proc/<child>/ns/user, let the child exit
+    mount_setattr(tree, MOUNT_ATTR_IDMAP, userns_fd)   on the detached bind, before attaching
+
+Setting MOUNT_ATTR_IDMAP needs CAP_SYS_ADMIN over the filesystem's owner (the host), so this
+works in an init stage that has not entered a container user namespace yet.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from galley.errors import FailedPrecondition, InvalidArgument
+from galley.kernel import mount as k
+
+if TYPE_CHECKING:
+    from galley.oci.spec import IDMapping, Mount, Spec
+
+
+def mappings_for(entry: Mount, spec: Spec) -> tuple[list[IDMapping], list[IDMapping]] | None:
+    """The (uid, gid) mappings an idmapped mount uses; None when the mount is not idmapped."""
+    options = entry.get("options", [])
+    wanted = "idmap" in options or "ridmap" in options
+    uids, gids = entry.get("uidMappings", []), entry.get("gidMappings", [])
+    if not (wanted or uids or gids):
+        return None
+    linux = spec.get("linux", {})
+    uids = uids or linux.get("uidMappings", [])
+    gids = gids or linux.get("gidMappings", [])
+    if not uids or not gids:
+        raise InvalidArgument(
+            "idmapped mount needs uidMappings and gidMappings (or the container's)"
+        )
+    return uids, gids
+
+
+def userns_fd(uids: list[IDMapping], gids: list[IDMapping]) -> int:
+    """An fd on a new user namespace with these mappings (the process behind it has exited)."""
+    from galley.kernel import ns  # noqa: PLC0415 - only idmapped mounts need it
+
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os.close(ready_r)
+        os.close(done_w)
+        try:
+            ns.unshare(ns.CLONE_NEWUSER)
+            # Our pid as the mounted /proc numbers it (it may belong to an outer pid namespace).
+            os.write(ready_w, os.readlink("/proc/self").encode())
+            os.read(done_r, 1)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        proc_pid = os.read(ready_r, 32).decode()
+        if not proc_pid.isdigit():
+            raise FailedPrecondition("idmapped mount: could not create a user namespace")
+        _write_map(proc_pid, "uid_map", uids)
+        _write_map(proc_pid, "gid_map", gids)
+        return os.open(f"/proc/{proc_pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(ready_r)
+        os.close(done_w)
+        os.waitpid(pid, 0)
+
+
+def _write_map(pid: str, name: str, mappings: list[IDMapping]) -> None:
+    lines = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
+    with open(f"/proc/{pid}/{name}", "w") as out:
+        out.write(lines)
+
+
+def apply_idmap(
+    tree: int, uids: list[IDMapping], gids: list[IDMapping], *, recursive: bool
+) -> None:
+    """Idmap a detached tree (open_tree clone) with these mappings."""
+    userns = userns_fd(uids, gids)
+    try:
+        flags = k.AT_EMPTY_PATH | (k.AT_RECURSIVE if recursive else 0)
+        k.mount_setattr(tree, "", flags, attr_set=k.MOUNT_ATTR_IDMAP, userns_fd=userns)
+    finally:
+        os.close(userns)
