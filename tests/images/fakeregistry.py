@@ -8,7 +8,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 Route = tuple[int, dict[str, str], bytes]
-Handler = Callable[[str], Route]
+Handler = Callable[[str, dict[str, str]], Route]
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -35,7 +35,10 @@ class FakeRegistry:
                 owner.headers.append(dict(self.headers.items()))
                 path = self.path.split("?", 1)[0]
                 route = owner.routes.get(path, (404, {}, b'{"errors":[]}'))
-                status, headers, body = route(self.path) if callable(route) else route
+                if callable(route):
+                    status, headers, body = route(self.path, dict(self.headers.items()))
+                else:
+                    status, headers, body = route
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)

@@ -101,7 +101,7 @@ def test_huge_manifest_without_length_is_refused(
 ) -> None:
     body = b"x" * (5 << 20)
 
-    def chunked(_path: str) -> tuple[int, dict[str, str], bytes]:
+    def chunked(_path: str, _headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         # Close-delimited body: no Content-Length, the reader must stop at the limit itself.
         return (
             200,
@@ -191,3 +191,24 @@ def test_resume_with_a_lying_content_range(store: Store, fake: FakeRegistry, hos
     with pytest.raises(InvalidArgument, match="asked for bytes from 1000"):
         pull(store, f"{fake.host}/a/b:t", namespace=NS, hosts_dir=hosts, unpack=False)
     assert store.meta.list_images(NS) == []
+
+
+def test_dropped_connection_is_resumed(store: Store, fake: FakeRegistry, hosts: str) -> None:
+    image = fi.build_image([fi.random_layer(300_000, seed=9)])
+    _serve_image(fake, "a/b", image)
+    data = image.layers[0].data
+    calls: list[str] = []
+
+    def flaky(_path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        calls.append(headers.get("Range", ""))
+        index = len(calls) - 1
+        if index == 0:  # promise everything, send a third, hang up
+            return 200, {"Content-Length": str(len(data)), "Connection": "close"}, data[:100_000]
+        start = int(calls[-1].removeprefix("bytes=").rstrip("-"))
+        answer = {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
+        return 206, answer, data[start:]
+
+    fake.routes[f"/v2/a/b/blobs/{image.layers[0].descriptor.digest}"] = flaky
+    pull(store, f"{fake.host}/a/b:t", namespace=NS, hosts_dir=hosts, unpack=False)
+    assert calls == ["", "bytes=100000-"]
+    assert store.content.exists(image.layers[0].descriptor.digest)

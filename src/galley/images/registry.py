@@ -15,6 +15,7 @@ or lacks the object passes to the next. Everything fetched is checked against it
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlsplit
@@ -50,7 +51,13 @@ class BlobStream:
     def read(self, n: int = CHUNK) -> bytes:
         """Up to n more bytes; b"" at the end. InvalidArgument if the registry sends too much."""
         left = self.desc.size - self.offset
-        data = self._resp.read(min(n, left + 1) if left >= 0 else n)
+        try:
+            data = self._resp.read(min(n, left + 1))
+        except (http.client.HTTPException, OSError) as exc:
+            self.close()
+            raise Unavailable(
+                f"blob {self.desc.digest}: connection lost at byte {self.offset}: {exc!r}"
+            ) from exc
         if len(data) > left:
             self.close()
             raise InvalidArgument(
@@ -58,7 +65,7 @@ class BlobStream:
             )
         self.offset += len(data)
         if not data and self.offset < self.desc.size:
-            raise InvalidArgument(
+            raise Unavailable(
                 f"blob {self.desc.digest} ended at {self.offset} of {self.desc.size} bytes"
             )
         return data
