@@ -212,3 +212,19 @@ def test_dropped_connection_is_resumed(store: Store, fake: FakeRegistry, hosts: 
     pull(store, f"{fake.host}/a/b:t", namespace=NS, hosts_dir=hosts, unpack=False)
     assert calls == ["", "bytes=100000-"]
     assert store.content.exists(image.layers[0].descriptor.digest)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [("layers", 5, "must be a list"), ("config", "x", "descriptor must be an object")],
+)
+def test_malformed_manifest_fields(
+    store: Store, fake: FakeRegistry, hosts: str, field: str, value: object, fragment: str
+) -> None:
+    image = fi.build_image([fi.random_layer(100, seed=10)])
+    manifest = json.loads(image.manifest)
+    manifest[field] = value
+    body = json.dumps(manifest).encode()
+    fake.routes["/v2/a/b/manifests/t"] = (200, {"Content-Type": mt.OCI_MANIFEST}, body)
+    with pytest.raises(InvalidArgument, match=fragment):
+        pull(store, f"{fake.host}/a/b:t", namespace=NS, hosts_dir=hosts, unpack=False)

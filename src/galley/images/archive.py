@@ -98,7 +98,7 @@ def _write_docker_manifest(store: Store, tar: tarfile.TarFile, images: list[Imag
         manifest_desc = _single_manifest(store, image.target)
         manifest = tree.read_json(store.content, manifest_desc)
         config = Descriptor.from_json(manifest.get("config"))
-        layers = [Descriptor.from_json(x) for x in manifest.get("layers") or []]
+        layers = mt.descriptors(manifest, "layers", f"manifest {manifest_desc.digest}")
         ref = Reference.parse(image.name)
         tags = [ref.familiar()] if ref.tag and ref.digest is None else []
         out.append(
@@ -220,8 +220,9 @@ class _Importer:
     def from_oci_index(self, base_name: str) -> list[tuple[str, Descriptor]]:
         index = self.archive.read_json("index.json")
         named = []
-        for entry in index.get("manifests") or [] if isinstance(index, dict) else []:
-            desc = Descriptor.from_json(entry)
+        if not isinstance(index, dict):
+            raise InvalidArgument("archive index.json is not a JSON object")
+        for desc in mt.descriptors(index, "manifests", "archive index.json"):
             self.tree_from_layout(desc)
             name = _image_name(desc.annotations, base_name)
             if name:

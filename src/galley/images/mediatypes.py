@@ -187,6 +187,25 @@ def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
     return obj
 
 
+def descriptors(obj: dict[str, Any], key: str, what: str) -> list[Descriptor]:
+    """The descriptors listed under key ("manifests", "layers"); InvalidArgument if malformed."""
+    items = obj.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise InvalidArgument(f"{what}: {key!r} must be a list")
+    return [Descriptor.from_json(item) for item in items]
+
+
+def diff_ids(config: dict[str, Any], what: str) -> list[Digest]:
+    """The rootfs.diff_ids of an image config; InvalidArgument if malformed."""
+    rootfs = config.get("rootfs")
+    ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(d, str) for d in ids):
+        raise InvalidArgument(f"{what}: rootfs.diff_ids must be a list of digests")
+    return [Digest.parse(d) for d in ids]
+
+
 def detect_media_type(data: bytes, declared: str, what: str) -> tuple[str, dict[str, Any]]:
     """The media type of a manifest document (declared, else its mediaType, else its shape)."""
     obj = parse_json_object(data, what)

@@ -202,7 +202,7 @@ def _choose(
     obj = puller.read_manifest(top, data)
     if not mt.is_index(top.media_type):
         return top, obj
-    entries = [Descriptor.from_json(m) for m in obj.get("manifests") or []]
+    entries = mt.descriptors(obj, "manifests", f"index {top.digest}")
     puller.hold(top, {f"{GC_CONTENT}m.{i}": str(d.digest) for i, d in enumerate(entries)})
     chosen = platforms.select([d for d in entries if mt.is_manifest(d.media_type)], want)
     manifest = puller.read_manifest(chosen)
@@ -216,7 +216,7 @@ def _image_parts(desc: Descriptor, manifest: dict[str, Any]) -> tuple[Descriptor
     config_desc = Descriptor.from_json(manifest.get("config"))
     if config_desc.size > MAX_CONFIG:
         raise InvalidArgument(f"image config {config_desc.digest} is {config_desc.size} bytes")
-    layers = [Descriptor.from_json(layer) for layer in manifest.get("layers") or []]
+    layers = mt.descriptors(manifest, "layers", f"manifest {desc.digest}")
     for layer in layers:
         if layer.media_type not in mt.LAYER_TYPES:
             raise InvalidArgument(
@@ -231,12 +231,12 @@ def _read_config(puller: _Puller, config_desc: Descriptor, layers: int) -> list[
     config = mt.parse_json_object(
         puller.content.read(config_desc.digest, MAX_CONFIG), f"config {config_desc.digest}"
     )
-    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-    if len(diff_ids) != layers:
+    ids = mt.diff_ids(config, f"image config {config_desc.digest}")
+    if len(ids) != layers:
         raise InvalidArgument(
-            f"image config {config_desc.digest} lists {len(diff_ids)} diff_ids for {layers} layers"
+            f"image config {config_desc.digest} lists {len(ids)} diff_ids for {layers} layers"
         )
-    return [Digest.parse(str(d)) for d in diff_ids]
+    return ids
 
 
 def _fetch_image(

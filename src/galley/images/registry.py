@@ -15,7 +15,6 @@ or lacks the object passes to the next. Everything fetched is checked against it
 
 from __future__ import annotations
 
-import http.client
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlsplit
@@ -51,13 +50,7 @@ class BlobStream:
     def read(self, n: int = CHUNK) -> bytes:
         """Up to n more bytes; b"" at the end. InvalidArgument if the registry sends too much."""
         left = self.desc.size - self.offset
-        try:
-            data = self._resp.read(min(n, left + 1))
-        except (http.client.HTTPException, OSError) as exc:
-            self.close()
-            raise Unavailable(
-                f"blob {self.desc.digest}: connection lost at byte {self.offset}: {exc!r}"
-            ) from exc
+        data = self._resp.read(min(n, left + 1))  # Unavailable if the connection drops
         if len(data) > left:
             self.close()
             raise InvalidArgument(

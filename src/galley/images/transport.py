@@ -54,7 +54,11 @@ class Response:
 
     def read(self, n: int = -1) -> bytes:
         """Up to n bytes of body (all when n < 0)."""
-        data = self.raw.read() if n < 0 else self.raw.read(n)
+        try:
+            data = self.raw.read() if n < 0 else self.raw.read(n)
+        except (http.client.HTTPException, OSError) as exc:
+            self.close()
+            raise Unavailable(f"connection lost reading {self.url}: {exc!r}") from exc
         if self.raw.isclosed() and self._release is not None:
             self._release()
             self._release = None

@@ -32,13 +32,13 @@ def children(content: ContentStore, desc: Descriptor) -> list[tuple[str, Descrip
     """(label suffix, child) pairs of an index or manifest; nothing for other blobs."""
     if mt.is_index(desc.media_type):
         obj = read_json(content, desc)
-        entries = obj.get("manifests") or []
-        return [(f"m.{i}", Descriptor.from_json(e)) for i, e in enumerate(entries)]
+        entries = mt.descriptors(obj, "manifests", f"index {desc.digest}")
+        return [(f"m.{i}", e) for i, e in enumerate(entries)]
     if mt.is_manifest(desc.media_type):
         obj = read_json(content, desc)
         out = [("config", Descriptor.from_json(obj.get("config")))]
-        layers = obj.get("layers") or []
-        return out + [(f"l.{i}", Descriptor.from_json(e)) for i, e in enumerate(layers)]
+        layers = mt.descriptors(obj, "layers", f"manifest {desc.digest}")
+        return out + [(f"l.{i}", e) for i, e in enumerate(layers)]
     return []
 
 
