@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -66,3 +69,28 @@ def test_same_dev_as_runc(bundle: Bundle, tmp_path: Path) -> None:
     galley = seen("galley", bundle, tmp_path, script)
     runc = seen("runc", bundle, tmp_path, script)
     assert galley == runc
+
+
+def test_same_mount_table_as_runc_in_user_namespace(bundle: Bundle, tmp_path: Path) -> None:
+    # The container's root (host uid 100000) must be able to reach the rootfs: pytest's own
+    # temporary directories are 0700, so the bundle moves to a world-searchable one.
+    reachable = Path(tempfile.mkdtemp(prefix="galley-userns-", dir="/tmp"))
+    try:
+        os.chmod(reachable, 0o755)
+        shutil.copytree(bundle.rootfs, reachable / "rootfs", symlinks=True)
+        moved = Bundle(path=reachable, config=bundle.config)
+        compare_in_user_namespace(moved, tmp_path)
+    finally:
+        shutil.rmtree(reachable)
+
+
+def compare_in_user_namespace(bundle: Bundle, tmp_path: Path) -> None:
+    linux = bundle.config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    script = "cat /proc/self/mountinfo"
+    galley = normalised(seen("galley", bundle, tmp_path, script))
+    runc = normalised(seen("runc", bundle, tmp_path, script))
+    assert galley == runc
+    assert any(point == "/dev/null" and fstype == "devtmpfs" for point, _, fstype, *_ in galley)

@@ -26,13 +26,14 @@ from galley.oci import paths
 if TYPE_CHECKING:
     from galley.oci.spec import Device, Mount
 
+# runc's order (it shows in the container's mount table inside a user namespace).
 DEFAULT_DEVICES: list[Device] = [
     {"path": "/dev/null", "type": "c", "major": 1, "minor": 3},
-    {"path": "/dev/zero", "type": "c", "major": 1, "minor": 5},
-    {"path": "/dev/full", "type": "c", "major": 1, "minor": 7},
     {"path": "/dev/random", "type": "c", "major": 1, "minor": 8},
-    {"path": "/dev/urandom", "type": "c", "major": 1, "minor": 9},
+    {"path": "/dev/full", "type": "c", "major": 1, "minor": 7},
     {"path": "/dev/tty", "type": "c", "major": 5, "minor": 0},
+    {"path": "/dev/zero", "type": "c", "major": 1, "minor": 5},
+    {"path": "/dev/urandom", "type": "c", "major": 1, "minor": 9},
 ]
 
 DEV_SYMLINKS = (

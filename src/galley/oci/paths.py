@@ -130,6 +130,11 @@ def is_directory(fd: int) -> bool:
     return stat.S_ISDIR(os.fstat(fd).st_mode)
 
 
+def is_directory_path(path: str) -> bool:
+    """Whether a host path is a directory; raises OSError when it cannot be looked at."""
+    return stat.S_ISDIR(os.stat(path).st_mode)
+
+
 def remove_in_root(root_fd: int, path: str) -> None:
     """Unlink path (not a directory) inside the root; a missing path is fine."""
     parent = open_in_root(root_fd, posixpath.dirname(path.rstrip("/")) or "/")

@@ -51,7 +51,11 @@ class Rootfs:
         shared = bool(self.propagation & k.MS_SHARED)
         k.mount(None, "/", None, k.MS_SLAVE | k.MS_REC if shared else self.propagation or
                 k.MS_SLAVE | k.MS_REC)  # fmt: skip
-        if not os.path.isdir(self.path):
+        try:
+            is_dir = paths.is_directory_path(self.path)
+        except OSError as err:
+            raise InvalidArgument(f"root.path: {self.path!r}: {err.strerror}") from err
+        if not is_dir:
             raise InvalidArgument(f"root.path: {self.path!r} is not a directory")
         k.mount(self.path, self.path, None, k.MS_BIND | k.MS_REC)
         if shared:
