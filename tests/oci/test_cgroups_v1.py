@@ -161,7 +161,9 @@ def test_pids_limit(parent: str, kids: Children) -> None:
     _started(manager, kids)
     manager.set({"pids": {"limit": 7}})
     assert _read(manager, "pids", "pids.max") == "7"
-    manager.set({"pids": {"limit": 0}})
+    manager.set({"pids": {"limit": 0}})  # runc: 0 is "unset"
+    assert _read(manager, "pids", "pids.max") == "7"
+    manager.set({"pids": {"limit": -1}})
     assert _read(manager, "pids", "pids.max") == "max"
 
 
@@ -385,3 +387,19 @@ def test_rdma_without_the_controller_is_a_clear_error(parent: str, kids: Childre
     _started(manager, kids)
     with pytest.raises(InvalidArgument, match=r"linux\.resources\.rdma: the rdma cgroup"):
         manager.set({"rdma": {"mlx5_0": {"hcaHandles": 1}}})
+
+
+def test_kill_keeps_a_paused_cgroup_paused_except_for_sigkill(parent: str, kids: Children) -> None:
+    manager = _new(parent)
+    first, second = kids.start("sleep", "60"), kids.start("sleep", "60")
+    manager.apply(first.pid)
+    manager.freeze()
+    manager.kill(15)
+    assert manager.frozen() and first.poll() is None  # delivered once thawed
+    manager.thaw()
+    assert first.wait(5) == -15
+    manager.apply(second.pid)
+    manager.freeze()
+    manager.kill(9)
+    assert not manager.frozen()
+    assert second.wait(5) == -9

@@ -282,7 +282,7 @@ def test_fake_tree_gets_the_v2_files(fake: V2Manager) -> None:
                 "cpus": "0-1",
                 "idle": 1,
             },
-            "pids": {"limit": -1},
+            "pids": {"limit": -1},  # 0 would leave pids.max alone
             "blockIO": {
                 "weight": 500,
                 "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1000}],
@@ -327,3 +327,14 @@ def test_fake_tree_rdma_and_check_before_update(fake: V2Manager) -> None:
         fake.set({"memory": {"limit": 1024, "checkBeforeUpdate": True}})
     fake.set({"memory": {"limit": 8192, "checkBeforeUpdate": True}})
     assert _fake_read(fake, "memory.max") == "8192"
+
+
+@real
+@pytest.mark.root
+def test_kill_other_signals_with_the_cgroup_frozen(parent: str, kids: Children) -> None:
+    manager = _manager(parent)
+    child = kids.start("sleep", "60")
+    manager.apply(child.pid)
+    manager.kill(signal.SIGTERM)
+    assert child.wait(5) == -signal.SIGTERM
+    assert not manager.frozen()

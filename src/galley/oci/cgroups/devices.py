@@ -102,12 +102,16 @@ def effective_rules(resources: list[DeviceRule], implied: list[Rule]) -> list[Ru
 
 
 def write_v1(directory: str, rules: list[Rule]) -> None:
-    """Program a v1 devices cgroup: rules in order, each to devices.allow or devices.deny.
+    """Program a v1 devices cgroup: deny all, then rules in order to devices.allow/deny.
+
+    runc starts every container from "deny all" (its rule list always ends in allow rules),
+    so a spec without a leading deny-all rule still gets only what the rules allow.
 
     The kernel keeps a default (allow or deny all) and a list of exceptions; writing "a"
     resets both. Writing a rule that agrees with the default removes an exception; one that
     disagrees adds one. So rules in order give "later rules win" except where an early rule
     is broader than a later, opposite one — the same approximation runc's emulator writes.
     """
+    write(directory, "devices.deny", "a")
     for rule in rules:
         write(directory, "devices.allow" if rule.allow else "devices.deny", rule.cgroup_text())

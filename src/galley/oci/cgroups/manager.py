@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import time
 from typing import Protocol
 
@@ -133,6 +134,33 @@ def rdma_lines(rdma: dict[str, dict[str, int]]) -> list[str]:
         if fields:
             lines.append(" ".join([device, *fields]))
     return lines
+
+
+def pids_max(limit: int) -> str | None:
+    """pids.limit as pids.max: 0 leaves it unset, negative means "max" (runc's reading)."""
+    if limit == 0:
+        return None
+    return "max" if limit < 0 else str(limit)
+
+
+def signal_all(cgroup: CgroupManager, sig: int, *, can_freeze: bool = True) -> None:
+    """Signal every process with the cgroup frozen, so none forks away between read and kill.
+
+    Frozen processes take SIGKILL only once thawed, so after SIGKILL the cgroup is always
+    thawed; after another signal a paused container stays paused.
+    """
+    was_frozen = can_freeze and cgroup.frozen()
+    if can_freeze:
+        cgroup.freeze()
+    try:
+        for pid in cgroup.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+    finally:
+        if can_freeze and (sig == signal.SIGKILL or not was_frozen):
+            cgroup.thaw()
 
 
 def write(directory: str, name: str, value: str | int) -> None:

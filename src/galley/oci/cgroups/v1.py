@@ -77,13 +77,9 @@ class V1Manager:
             self._cpu(resources["cpu"])
         if resources.get("memory"):
             self._memory(resources["memory"])
-        limit = resources.get("pids", {}).get("limit")
-        if limit is not None:
-            write(
-                self._dir("pids", "linux.resources.pids"),
-                "pids.max",
-                "max" if limit <= 0 else limit,
-            )
+        pids_max = manager.pids_max(resources.get("pids", {}).get("limit", 0))
+        if pids_max is not None:
+            write(self._dir("pids", "linux.resources.pids"), "pids.max", pids_max)
         if resources.get("blockIO"):
             self._blkio(resources["blockIO"])
         if resources.get("hugepageLimits"):
@@ -240,11 +236,7 @@ class V1Manager:
 
     def kill(self, sig: int) -> None:
         """Signal every process (freezing first so none forks away, then thawing)."""
-        for pid in self.pids():
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        manager.signal_all(self, sig, can_freeze="freezer" in self._paths)
 
     def stats(self) -> dict[str, object]:
         """runc's stats shape from the v1 files (hugetlb from cgroup2 on hybrid hosts)."""

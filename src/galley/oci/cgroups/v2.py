@@ -111,8 +111,9 @@ class V2Manager:
                 writer(value)
 
     def _pids(self, pids: Pids) -> None:
-        if pids.get("limit") is not None:
-            self._write("pids.max", "max" if pids["limit"] <= 0 else pids["limit"])
+        value = manager.pids_max(pids.get("limit", 0))
+        if value is not None:
+            self._write("pids.max", value)
 
     def _write(self, name: str, value: str | int) -> None:
         write(self.directory, name, value)
@@ -230,15 +231,11 @@ class V2Manager:
         return manager.procs(self.directory) if self.exists() else []
 
     def kill(self, sig: int) -> None:
-        """SIGKILL through cgroup.kill where the kernel has it, else signal each process."""
+        """SIGKILL through cgroup.kill where the kernel has it, else signal each process frozen."""
         if sig == signal.SIGKILL and self._has("cgroup.kill"):
             self._write("cgroup.kill", "1")
             return
-        for pid in self.pids():
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        manager.signal_all(self, sig, can_freeze=self._has("cgroup.freeze"))
 
     def stats(self) -> dict[str, object]:
         """runc's stats shape from the v2 files."""
