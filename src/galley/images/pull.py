@@ -5,9 +5,12 @@
       2. an index: choose the platform's manifest, fetch it              ──▶ content store
       3. config and layers, in parallel (bounded), each resumed from its ──▶ content store
          partial ingest with HTTP Range and verified on commit
-      4. unpack the layers into snapshots keyed by ChainID (engineer 8's unpack_image)
+      4. meanwhile, layer by layer in order as each lands, unpack into a snapshot keyed by
+         its ChainID (galley.images.unpack.LayerUnpacker; present snapshots are skipped)
       5. GC labels (containerd.io/gc.ref.*), then the image record
-    All of it under a lease, so a garbage collection during the pull frees nothing it fetched.
+    All of it under a lease (blobs and ChainIDs join it before they are written), so a garbage
+    collection during the pull frees nothing it fetched. Metadata is written only from the
+    calling thread; worker threads only download into the content store.
 
 Two pulls of the same blob (threads or processes) share the content store's ingest lock on
 the ref `fetch-<digest>`: the second waits and then finds the blob committed.
