@@ -178,7 +178,11 @@ def test_source_errors_win_over_decompressor_complaints(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("compression", ["gzip", "zstd"])
-def test_file_streams_are_read_by_the_decompressor_itself(compression: str, tmp_path: Path) -> None:
+def test_file_streams_are_read_by_the_decompressor_itself(
+    compression: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(decompress, "_Feeder", None)  # no copying thread for a file
+    monkeypatch.setattr(decompress, "SMALL", 0)  # the child even for this small blob
     tar = busybox_layer()
     blob = tmp_path / "blob"
     blob.write_bytes(b"0123456789" + compress(tar, compression))
@@ -194,3 +198,14 @@ def test_file_streams_are_read_by_the_decompressor_itself(compression: str, tmp_
     with open(blob, "rb") as f, pytest.raises(InvalidArgument, match="corrupt"):
         f.seek(10)
         apply_layer(f, MEDIA[compression], str(tmp_path / "other"))
+
+
+def test_small_file_blobs_are_decompressed_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(decompress, "_through_process", None)  # no child at all
+    blob = tmp_path / "blob"
+    blob.write_bytes(compress(busybox_layer(), "zstd"))
+    with open(blob, "rb") as f:
+        apply_layer(f, mt.OCI_LAYER_ZSTD, str(tmp_path))
+    assert (tmp_path / "bin/busybox").exists()

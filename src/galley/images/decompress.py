@@ -30,6 +30,7 @@ from galley.errors import InvalidArgument
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 CHUNK = 1 << 20
+SMALL = 4 << 20  # compressed file blobs below this are decompressed in-process
 
 _BINARIES = {"gzip": (("pigz", "-dc"), ("gzip", "-dc")), "zstd": (("zstd", "-dcq"),)}
 
@@ -81,6 +82,8 @@ def decompressed(stream: BinaryIO, *, use_binaries: bool = True) -> Iterator[IO[
     head = stream.read(4)
     source = io.BufferedReader(_Prefixed(head, stream), CHUNK)
     compression = detect(head)
+    if start is not None and os.fstat(stream.fileno()).st_size - start < SMALL:
+        use_binaries = False  # starting a child costs more than it saves on a small blob
     command = command_for(compression) if use_binaries and compression else None
     if command is not None and start is not None:  # a file: the child reads it itself
         with _reopened(stream, start) as fd, _through_process(fd, command, compression) as plain:
