@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from galley.errors import InvalidArgument, PermissionDenied
 
@@ -219,8 +220,6 @@ def token_request(
             "scope": scope,
             "client_id": "galley",
         }
-        from urllib.parse import urlencode  # noqa: PLC0415 - only for refresh tokens
-
         body = urlencode(form).encode()
         return "POST", {"Content-Type": "application/x-www-form-urlencoded"}, body
     headers: dict[str, str] = {}
