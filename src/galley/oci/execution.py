@@ -1,11 +1,32 @@
-"""`exec`: run another process inside a running container's namespaces and cgroup."""
+"""`exec`: run another process inside a running container's namespaces and cgroup.
+
+The same path as create (galley.oci.launch.spawn_stage): C re-executes a read-only interpreter,
+P moves it into the container's cgroup, the stage joins every namespace of the container's init
+through /proc/<pid>/ns/* (user first), forks when the pid namespace needs it, applies the
+process's rlimits, user, capabilities, seccomp and no_new_privs, checks cwd, and execs. P reads
+the pipe until it closes on a successful execve (or an error arrives), then waits for the
+process unless detached.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
+from galley.errors import FailedPrecondition
+from galley.kernel.ns import NAMESPACES
+from galley.oci.init import Channel, StageError
+from galley.oci.launch import (
+    Rollback,
+    kill_started,
+    open_console,
+    serve,
+    spawn_stage,
+    write_pid_file,
+)
+
 if TYPE_CHECKING:
-    from galley.oci.spec import Process
+    from galley.oci.spec import Process, Spec, State
     from galley.oci.state import ContainerState
 
 
@@ -19,4 +40,106 @@ def exec_process(
     preserve_fds: int,
 ) -> int:
     """Run process in the container; its exit status, or 0 when detached."""
-    raise NotImplementedError("execution.exec_process")
+    from galley.kernel.proc import preload_libc, set_child_subreaper  # noqa: PLC0415
+
+    preload_libc()
+    spec = joining_spec(state.spec, state.pid)
+    spec["process"] = process
+    rollback = Rollback()
+    try:
+        master, slave = open_console(spec, console_socket, False)
+        if not detach:
+            set_child_subreaper()  # the process is our grandchild when a pid namespace forks
+        keep = list(range(3, 3 + preserve_fds)) + ([slave] if slave is not None else [])
+        channel, stage_pid = spawn_stage(keep)
+        rollback.add(lambda: kill_started(stage_pid))
+        rollback.add(channel.close)
+        if state.cgroup:
+            state.cgroup_manager().apply(stage_pid)
+        try:
+            channel.send(
+                "exec", spec=spec, process=process, console=slave, preserve_fds=preserve_fds
+            )
+        except BrokenPipeError:
+            pass  # C failed first: its message is waiting
+        if slave is not None:
+            os.close(slave)
+        oci_state: State = {"id": state.id, "status": "running", "bundle": state.bundle}
+        pid = serve(channel, spec, stage_pid, oci_state, rollback)
+        _wait_for_execve(channel)
+    except StageError as err:
+        rollback.run()
+        raise FailedPrecondition(
+            f"container {state.id!r}: exec failed: unable to start container process: {err}"
+        ) from None
+    except BaseException:
+        rollback.run()
+        raise
+    if master is not None and console_socket is not None:
+        from galley.oci.console import send_master  # noqa: PLC0415
+
+        send_master(console_socket, master)
+        os.close(master)
+    if pid_file:
+        write_pid_file(pid_file, pid)
+    if detach:
+        return 0
+    return wait_forwarding_signals(pid)
+
+
+def joining_spec(config: Spec, init_pid: int) -> Spec:
+    """The container's config with every namespace replaced by a path into its init's."""
+    spec: Spec = dict(config)  # type: ignore[assignment]
+    linux = dict(config.get("linux", {}))
+    linux["namespaces"] = [
+        {"type": n["type"], "path": f"/proc/{init_pid}/ns/{NAMESPACES[n['type']][1]}"}
+        for n in config.get("linux", {}).get("namespaces", [])
+    ]
+    spec["linux"] = linux  # type: ignore[typeddict-item]
+    return spec
+
+
+def _wait_for_execve(channel: Channel) -> None:
+    """The pipe closes when execve succeeds (close-on-exec); an error arrives when it fails."""
+    try:
+        msg = channel.recv()
+    except StageError:
+        channel.close()
+        return
+    channel.close()
+    raise StageError(msg.get("message", f"init protocol: unexpected {msg['type']!r}"))
+
+
+def wait_forwarding_signals(pid: int) -> int:
+    """Wait for pid (reaping other orphans), forwarding signals; its exit as a shell reports."""
+    import signal  # noqa: PLC0415
+
+    forwarded = [
+        signal.SIGINT,
+        signal.SIGTERM,
+        signal.SIGHUP,
+        signal.SIGQUIT,
+        signal.SIGUSR1,
+        signal.SIGUSR2,
+        signal.SIGWINCH,
+    ]
+    previous = {sig: signal.signal(sig, lambda n, _frame: _forward(pid, n)) for sig in forwarded}
+    try:
+        while True:
+            try:
+                done, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                return 0
+            if done == pid:
+                code = os.waitstatus_to_exitcode(status)
+                return 128 - code if code < 0 else code
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _forward(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass

@@ -103,10 +103,20 @@ def main() -> None:
     """Entry point of the re-executed interpreter: argv is [-c, read fd, write fd]."""
     channel = Channel(int(sys.argv[1]), int(sys.argv[2]))
     try:
-        boot = channel.expect("boot")
-        _run(channel, boot)
+        from galley.kernel.proc import preload_libc  # noqa: PLC0415
+
+        preload_libc()
+        msg = channel.recv()
+        from galley.kernel.proc import cloexec_from  # noqa: PLC0415
+
+        cloexec_from(3 + msg.get("preserve_fds", 0))  # nothing the caller leaked reaches execve
+        {"boot": _run, "exec": _run_exec}.get(msg["type"], _unexpected)(channel, msg)
     except BaseException as err:  # every failure goes back to P as one line
         fail(channel, err)
+
+
+def _unexpected(_channel: Channel, msg: dict[str, Any]) -> None:
+    raise StageError(f"init protocol: unexpected message {msg['type']!r}")
 
 
 def fail(channel: Channel, err: BaseException) -> None:
@@ -164,6 +174,21 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         state["status"] = "running"
         run_hooks(start_hooks, state, "startContainer")
     starter.execute(boot["preserve_fds"])
+
+
+def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
+    """`exec`: join the container's namespaces (P joined its cgroup), finish, execve."""
+    spec: Spec = msg["spec"]
+    starter = ProcessStarter(msg["process"], spec)  # imports while the host is visible
+    _enter_namespaces(channel, spec)
+    os.setsid()
+    if msg.get("console") is not None:
+        from galley.oci.console import take_console  # noqa: PLC0415
+
+        take_console(msg["console"])
+    starter.prepare()
+    channel.send("ready")
+    starter.execute(msg["preserve_fds"])
 
 
 def _enter_namespaces(channel: Channel, spec: Spec) -> int:
@@ -250,8 +275,8 @@ class ProcessStarter:
         from galley.oci import capabilities, identity, rlimits  # noqa: PLC0415
 
         self.process = process
-        if process.get("capabilities", {}).get("ambient"):
-            import logging  # noqa: F401, PLC0415 - capabilities.warn imports it lazily, too late
+        if process.get("apparmorProfile") and not os.path.isdir("/sys/kernel/security/apparmor"):
+            raise StageError("apparmor profile set in config.json but AppArmor is not enabled")
         self.capabilities = capabilities
         self.identity = identity
         self.rlimits = rlimits

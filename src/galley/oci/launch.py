@@ -104,18 +104,21 @@ def _create(
     preserve_fds: int,
     foreground: bool,
 ) -> LaunchResult:
+    from galley.kernel.proc import preload_libc  # noqa: PLC0415
+
+    preload_libc()
     fifo = os.path.join(state_dir, FIFO_NAME)
     os.mkfifo(fifo, 0o622)
     rollback.add(lambda: os.unlink(fifo))
     preserve_fds += _listen_fds(spec)
-    master, slave = _console(spec, console_socket, foreground)
+    master, slave = open_console(spec, console_socket, foreground)
     if foreground:
         from galley.kernel.proc import set_child_subreaper  # noqa: PLC0415
 
         set_child_subreaper()
     keep = list(range(3, 3 + preserve_fds)) + ([slave] if slave is not None else [])
     channel, stage_pid = spawn_stage(keep)
-    rollback.add(lambda: _kill(stage_pid))
+    rollback.add(lambda: kill_started(stage_pid))
     rollback.add(channel.close)
     cgroup = _cgroup(spec, container_id, stage_pid, rollback)
     try:
@@ -140,7 +143,7 @@ def _create(
         "bundle": bundle,
         "annotations": spec.get("annotations", {}),
     }
-    pid = _serve(channel, spec, stage_pid, state, rollback)
+    pid = serve(channel, spec, stage_pid, state, rollback)
     channel.close()
     rollback.steps.remove(channel.close)
     if master is not None and console_socket is not None:
@@ -192,7 +195,7 @@ def exec_readonly_interpreter(args: list[str]) -> None:
     os.execve(exe, [exe, "-IS", "-c", BOOTSTRAP.format(src=SRC), *args], {})
 
 
-def _serve(channel: Channel, spec: Spec, stage_pid: int, state: State, rollback: Rollback) -> int:
+def serve(channel: Channel, spec: Spec, stage_pid: int, state: State, rollback: Rollback) -> int:
     """Answer the init stage until it is ready; the container's pid."""
     pid = 0
     while True:
@@ -244,7 +247,7 @@ def _cgroup(
     return manager
 
 
-def _console(
+def open_console(
     spec: Spec, console_socket: str | None, foreground: bool
 ) -> tuple[int | None, int | None]:
     """(master, slave) of the container's pty when process.terminal, else (None, None)."""
@@ -294,10 +297,10 @@ def _write_oom_score_adj(pid: int, score: int | None) -> None:
 
 
 def _killer(pid: int) -> Callable[[], None]:
-    return lambda: _kill(pid)
+    return lambda: kill_started(pid)
 
 
-def _kill(pid: int) -> None:
+def kill_started(pid: int) -> None:
     """SIGKILL a process we started and reap it if it is our child."""
     try:
         os.kill(pid, 9)

@@ -60,18 +60,27 @@ class NamespacePlan:
 def enter(
     plan: NamespacePlan, map_ids: Callable[[], None], offsets: dict[str, TimeOffset] | None
 ) -> None:
-    """Steps 1-5 above; map_ids() asks P to write the id maps of a new user namespace."""
-    rest = plan.join
-    if rest and rest[0][0] == "user":
-        ns.join(rest[0][1], ns.CLONE_NEWUSER)
-        rest = rest[1:]
-        become_root()
-    if plan.new_user:
-        ns.unshare(ns.CLONE_NEWUSER)
-        map_ids()
-        become_root()
-    for kind, path in rest:
-        ns.join(path, ns.NAMESPACES[kind][0])
+    """Steps 1-5 above; map_ids() asks P to write the id maps of a new user namespace.
+
+    Every path is opened before the first setns: after joining a mount namespace, /proc/<pid>
+    paths would resolve in the container's /proc.
+    """
+    fds = [(kind, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in plan.join]
+    try:
+        for kind, path, fd in fds:
+            if kind == "user":
+                ns.setns(fd, ns.CLONE_NEWUSER, path)
+                become_root()
+        if plan.new_user:
+            ns.unshare(ns.CLONE_NEWUSER)
+            map_ids()
+            become_root()
+        for kind, path, fd in fds:
+            if kind != "user":
+                ns.setns(fd, ns.NAMESPACES[kind][0], path)
+    finally:
+        for _, _, fd in fds:
+            os.close(fd)
     if plan.create:
         ns.unshare(plan.create)
     if plan.create & ns.CLONE_NEWTIME and offsets:
