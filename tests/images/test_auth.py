@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,39 @@ def test_registry_token_is_used_directly() -> None:
         static_credentials(Credentials(registry_token="rt")), lambda c, s, cr: ("", 0)
     )
     assert authz.header("h", "s") == "Bearer rt"
+
+
+def _helper(bin_dir: Path, name: str, body: str) -> None:
+    script = bin_dir / f"docker-credential-{name}"
+    script.write_text(f"#!/bin/sh\nread server\n{body}\n")
+    script.chmod(0o755)
+
+
+def test_credential_helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    answer = json.dumps({"Username": "bob", "Secret": "pw"})
+    _helper(bin_dir, "pass", f"echo \"$server\" >> {calls}\necho '{answer}'")
+    _helper(bin_dir, "tok", 'echo "{\\"Username\\": \\"<token>\\", \\"Secret\\": \\"refresh\\"}"')
+    _helper(bin_dir, "none", "echo 'credentials not found in native keychain'; exit 1")
+    _helper(bin_dir, "broken", "echo boom >&2; exit 3")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    config = {
+        "auths": {"plain.example": {"username": "u", "password": "p"}},
+        "credHelpers": {"docker.io": "pass", "ghcr.io": "tok", "bad.example": "broken"},
+        "credsStore": "none",
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    lookup = docker_config_credentials(str(tmp_path / "config.json"))
+    hub = lookup("registry-1.docker.io")
+    assert hub is not None and hub.basic() == ("bob", "pw")
+    assert lookup("docker.io") is hub, "asked once, then cached"
+    assert calls.read_text() == "https://index.docker.io/v1/\n"
+    ghcr = lookup("ghcr.io")
+    assert ghcr is not None and ghcr.identity_token == "refresh"
+    plain = lookup("plain.example")
+    assert plain is not None and plain.basic() == ("u", "p")
+    assert lookup("quay.io") is None
+    with pytest.raises(PermissionDenied, match="boom"):
+        lookup("bad.example")

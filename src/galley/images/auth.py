@@ -9,8 +9,9 @@
        │            │         grant_type=refresh_token when an identity token is known
        └── Authorizer.header(host, scope) ◀── cached per (host, realm, service, scope) until expiry
 
-Credentials come from a CRI AuthConfig-like `Credentials`, or a Docker `config.json` (`auths`
-entries with `auth` (base64 user:password), `username`/`password`, or `identitytoken`).
+Credentials come from a CRI AuthConfig-like `Credentials`, or a Docker `config.json`: `auths`
+entries with `auth` (base64 user:password), `username`/`password`, or `identitytoken`, and the
+`credHelpers` / `credsStore` helper programs (`docker-credential-<name> get`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import base64
 import json
 import os
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -94,8 +96,7 @@ def parse_challenges(header: str) -> list[Challenge]:
 _HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io")
 
 
-def load_docker_config(path: str) -> dict[str, Credentials]:
-    """The `auths` of a Docker config.json, keyed by host (URLs reduced to their host)."""
+def _read_docker_config(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh:
             doc = json.load(fh)
@@ -103,13 +104,17 @@ def load_docker_config(path: str) -> dict[str, Credentials]:
         return {}
     except (OSError, ValueError) as exc:
         raise InvalidArgument(f"docker config {path!r} cannot be read: {exc}") from exc
-    auths = doc.get("auths", {}) if isinstance(doc, dict) else {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def load_docker_config(path: str) -> dict[str, Credentials]:
+    """The `auths` of a Docker config.json, keyed by host (URLs reduced to their host)."""
+    auths = _read_docker_config(path).get("auths", {})
     out: dict[str, Credentials] = {}
     for key, entry in auths.items() if isinstance(auths, dict) else ():
         if not isinstance(entry, dict):
             continue
-        host = _host_of(key)
-        out[host] = Credentials(
+        out[_host_of(key)] = Credentials(
             username=str(entry.get("username", "")),
             password=str(entry.get("password", "")),
             auth=str(entry.get("auth", "")),
@@ -127,13 +132,60 @@ def _host_of(key: str) -> str:
     return "docker.io" if host in _HUB_KEYS else host
 
 
+def credential_helper(helper: str, host: str) -> Credentials | None:
+    """Ask `docker-credential-<helper> get` for host's credentials (None if it has none)."""
+    server = _HUB_KEYS[0] if host == "docker.io" else host
+    try:
+        out = subprocess.run(
+            [f"docker-credential-{helper}", "get"],
+            input=server.encode(),
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PermissionDenied(f"credential helper {helper!r} for {host!r} failed: {exc}") from exc
+    if out.returncode != 0:
+        if b"not found" in out.stdout + out.stderr:
+            return None
+        text = (out.stdout + out.stderr).decode(errors="replace").strip()[:200]
+        raise PermissionDenied(f"credential helper {helper!r} for {host!r} failed: {text}")
+    try:
+        doc = json.loads(out.stdout)
+        user, secret = str(doc["Username"]), str(doc["Secret"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PermissionDenied(f"credential helper {helper!r} answered badly: {exc}") from exc
+    if user == "<token>":
+        return Credentials(identity_token=secret, server_address=server)
+    return Credentials(username=user, password=secret, server_address=server)
+
+
 def docker_config_credentials(path: str | None = None) -> CredentialsFor:
-    """A lookup from a Docker config.json (default $DOCKER_CONFIG or ~/.docker/config.json)."""
+    """A lookup from a Docker config.json (default $DOCKER_CONFIG or ~/.docker/config.json):
+    `credHelpers` for the host, else its `auths` entry, else the `credsStore` helper."""
     if path is None:
         base = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
         path = os.path.join(base, "config.json")
+    doc = _read_docker_config(path)
     table = load_docker_config(path)
-    return lambda host: table.get(_host_of(host))
+    helpers = doc.get("credHelpers") if isinstance(doc.get("credHelpers"), dict) else {}
+    store = doc.get("credsStore") if isinstance(doc.get("credsStore"), str) else ""
+    asked: dict[str, Credentials | None] = {}
+
+    def lookup(host: str) -> Credentials | None:
+        key = _host_of(host)
+        if key in asked:
+            return asked[key]
+        helper = str(helpers.get(key, "")) if helpers else ""
+        found = table.get(key)
+        if helper:
+            found = credential_helper(helper, key)
+        elif found is None and store:
+            found = credential_helper(store, key)
+        asked[key] = found
+        return found
+
+    return lookup
 
 
 def static_credentials(creds: Credentials | None) -> CredentialsFor:
