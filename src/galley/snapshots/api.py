@@ -57,7 +57,9 @@ Mount shapes (the overlay snapshotter; native always answers a bind mount)
     view, one parent       bind     <p1>/fs     ro,rbind
     view, several parents  overlay  lowerdir=<p1>/fs:<p2>/fs,index=off  (read-only by nature)
 
-lowerdir lists the nearest parent first, as overlayfs wants.
+lowerdir lists the nearest parent first, as overlayfs wants. mount(2) takes one page of
+options; when a deep stack's paths pass that, Mount.mount names each directory by an O_PATH
+descriptor (/proc/self/fd/<n>) for the duration of the call, so 128+ layers still mount.
 """
 
 from __future__ import annotations
