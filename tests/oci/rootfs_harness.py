@@ -53,6 +53,9 @@ def run_in_rootfs(
 
     mounts_file receives the mount table as it is just before pivot_root (or at a failure).
     """
+    kinds = {ns.get("type") for ns in config.get("linux", {}).get("namespaces", [])}
+    if "cgroup" in kinds and "--cgroup" not in unshare:
+        unshare = (*unshare, "--cgroup")  # as the spec says: setup_rootfs trusts it
     args = [
         "unshare",
         "--mount",

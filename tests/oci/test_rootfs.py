@@ -241,7 +241,7 @@ def test_sysfs_without_network_namespace_is_host_bind(bundle: Bundle) -> None:
     out = run(bundle, "cat /proc/self/mountinfo", unshare=("--pid", "--fork"))
     table = mountinfo(out)
     assert table["/sys"]["fstype"] == "sysfs" and table["/sys"]["options"].startswith("ro")
-    assert any(point.startswith("/sys/fs/cgroup/") for point in table)
+    assert "/sys/fs/cgroup" in table
 
 
 def test_dev_bind_mount_skips_device_creation(bundle: Bundle, tmp_path: Path) -> None:
@@ -355,3 +355,18 @@ def test_idmapped_bind(bundle: Bundle, tmp_path: Path, option: str) -> None:
     assert lines[:2] == ["/idm/mine 1000 2000", "/idm/theirs 1007 2008"]
     assert "idmapped" in lines[2]
     assert (data / "mine").stat().st_uid == 0  # the files themselves are untouched
+
+
+def test_cgroup_mount_without_cgroup_namespace_binds_own_cgroup(bundle: Bundle) -> None:
+    bundle.config["linux"]["namespaces"] = [
+        ns for ns in bundle.config["linux"]["namespaces"] if ns["type"] != "cgroup"
+    ]
+    table = mountinfo(run(bundle, "cat /proc/self/mountinfo"))
+    with open("/proc/self/cgroup") as own:
+        paths = {line.split(":")[1]: line.strip().split(":", 2)[2] for line in own}
+    cgroup_mounts = {p: e for p, e in table.items() if e["fstype"] in {"cgroup", "cgroup2"}}
+    assert cgroup_mounts
+    for point, entry in cgroup_mounts.items():
+        assert entry["options"].startswith("ro,")
+        if entry["fstype"] == "cgroup" and point.endswith("/memory"):
+            assert entry["root"] == paths["memory"]  # our own cgroup, not the hierarchy's root

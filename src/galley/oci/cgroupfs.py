@@ -29,13 +29,16 @@ _SUPER_OPTIONS = frozenset({"rw", "ro", "xattr", "noprefix", "clone_children", "
 class Hierarchy:
     """One host cgroup mount: where, which part of the hierarchy, and its controllers."""
 
-    __slots__ = ("controllers", "mountpoint", "root", "version")
+    __slots__ = ("controllers", "mountpoint", "options", "root", "version")
 
-    def __init__(self, mountpoint: str, root: str, version: int, controllers: frozenset[str]):
+    def __init__(
+        self, mountpoint: str, root: str, version: int, controllers: frozenset[str], options: str
+    ) -> None:
         self.mountpoint = mountpoint
         self.root = root
         self.version = version
         self.controllers = controllers
+        self.options = options  # the superblock options, minus rw/ro
 
 
 def host_hierarchies() -> list[Hierarchy]:
@@ -50,8 +53,9 @@ def host_hierarchies() -> list[Hierarchy]:
             options = {o for o in tail[2].split(",") if o.split("=")[0] not in _SUPER_OPTIONS}
             options = {o for o in options if "=" not in o or o.startswith("name=")}
             version = 2 if tail[0] == "cgroup2" else 1
+            sb_options = ",".join(o for o in tail[2].split(",") if o not in {"rw", "ro"})
             found.append(Hierarchy(_unescape(parts[4]), _unescape(parts[3]), version,
-                                   frozenset(options)))  # fmt: skip
+                                   frozenset(options), sb_options))  # fmt: skip
     return found
 
 
@@ -124,7 +128,10 @@ def _mount_hierarchy(
     target = paths.ensure_dir(root_fd, dest)
     try:
         if hierarchy is None or cgroupns:
-            fstype, data, source = "cgroup2", None, "cgroup2"
+            # A cgroup2 mount made from the initial cgroup namespace re-applies its options
+            # (nsdelegate, memory_recursiveprot) to the host's hierarchy: repeat the host's.
+            fstype, source = "cgroup2", "cgroup2"
+            data = hierarchy.options if hierarchy is not None else None
             if hierarchy is not None and hierarchy.version == 1:
                 fstype, data = "cgroup", ",".join(sorted(hierarchy.controllers))
                 named = [c[5:] for c in hierarchy.controllers if c.startswith("name=")]
