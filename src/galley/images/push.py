@@ -13,9 +13,9 @@ present platform manifest goes under the tag (as `ctr push --platform` would).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from galley.content.digest import Digest
 from galley.errors import NotFound
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from galley.metadata.images import Image
 
 MAX_PARALLEL = 4
-READ_CHUNK = 1 << 20
 
 
 def find_image(store: Store, namespace: str, name: str) -> Image:
@@ -138,12 +137,27 @@ class _BlobSender:
         if source and source != self.repo.ref.path and self.repo.mount_blob(desc.digest, source):
             self.report(Progress("blob", key, "mounted", desc.size, desc.size))
             return
-        self.repo.upload_blob(desc, self._chunks(desc), chunked=self.chunk_size is not None)
+        with self.store.content.open(desc.digest) as fh:
+            self.repo.upload_blob(desc, _Reporting(fh, desc, self.report), self.chunk_size)
         self.report(Progress("blob", key, "done", desc.size, desc.size))
 
-    def _chunks(self, desc: Descriptor) -> Iterator[bytes]:
-        size = self.chunk_size or READ_CHUNK
-        with self.store.content.open(desc.digest) as fh:
-            while chunk := fh.read(size):
-                self.report(Progress("blob", str(desc.digest), "uploading", fh.tell(), desc.size))
-                yield chunk
+
+class _Reporting:
+    """A blob file that reports upload progress as it is read."""
+
+    def __init__(self, fh: BinaryIO, desc: Descriptor, report: Callable[[Progress], None]) -> None:
+        self._fh = fh
+        self._desc = desc
+        self._report = report
+
+    def read(self, n: int = -1, /) -> bytes:
+        data = self._fh.read(n)
+        if data:
+            size = self._desc.size
+            self._report(
+                Progress("blob", str(self._desc.digest), "uploading", self._fh.tell(), size)
+            )
+        return data
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        return self._fh.seek(offset, whence)

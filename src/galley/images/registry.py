@@ -31,7 +31,7 @@ from galley.errors import (
 from galley.images.hosts import PULL, PUSH, RESOLVE, RegistryHost
 from galley.images.mediatypes import MANIFEST_ACCEPT, Descriptor, detect_media_type
 from galley.images.reference import Reference
-from galley.images.transport import Response, Transport
+from galley.images.transport import Body, Response, Transport, Upload
 
 MAX_MANIFEST = 4 << 20
 MAX_ERROR_BODY = 64 << 10
@@ -231,12 +231,12 @@ class Repository:
 
         return self._each_host(PUSH, post)
 
-    def upload_blob(self, desc: Descriptor, chunks: Iterator[bytes], chunked: bool = False) -> None:
-        """Upload a blob: one PUT (monolithic) or PATCHes then a PUT (chunked)."""
-        self._each_host(PUSH, lambda h: self._upload(h, desc, chunks, chunked))
+    def upload_blob(self, desc: Descriptor, source: Upload, chunk_size: int | None = None) -> None:
+        """Upload a blob read from source: one PUT, or PATCHes of chunk_size then a PUT."""
+        self._each_host(PUSH, lambda h: self._upload(h, desc, source, chunk_size))
 
     def _upload(
-        self, host: RegistryHost, desc: Descriptor, chunks: Iterator[bytes], chunked: bool
+        self, host: RegistryHost, desc: Descriptor, source: Upload, chunk_size: int | None
     ) -> None:
         what = f"upload of blob {desc.digest} to {self.ref.path}"
         resp = self.transport.request(
@@ -245,12 +245,23 @@ class Repository:
         self._check(resp, what, 202)
         resp.read()
         location = resp.header("Location")
-        body = b""
+        source.seek(0)
+        body: Body = source
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)}
+        if chunk_size:
+            location = self._patch_chunks(host, location, source, chunk_size, what)
+            body, headers["Content-Length"] = b"", "0"
+        query = {"digest": str(desc.digest)}
+        resp = self._at(host, "PUT", location, headers=headers, body=body, query=query)
+        self._check(resp, what, 201)
+        resp.read()
+
+    def _patch_chunks(
+        self, host: RegistryHost, location: str, source: Upload, chunk_size: int, what: str
+    ) -> str:
+        """PATCH source to the upload in chunk_size pieces; returns the last Location."""
         offset = 0
-        for chunk in chunks:
-            if not chunked:
-                body += chunk
-                continue
+        while chunk := source.read(chunk_size):
             headers = {
                 "Content-Type": "application/octet-stream",
                 "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
@@ -260,12 +271,7 @@ class Repository:
             resp.read()
             location = resp.header("Location") or location
             offset += len(chunk)
-        headers = {"Content-Type": "application/octet-stream"}
-        resp = self._at(
-            host, "PUT", location, headers=headers, body=body, query={"digest": str(desc.digest)}
-        )
-        self._check(resp, what, 201)
-        resp.read()
+        return location
 
     def _at(
         self,
@@ -274,7 +280,7 @@ class Repository:
         location: str,
         *,
         headers: dict[str, str],
-        body: bytes,
+        body: Body,
         query: dict[str, str],
     ) -> Response:
         """A request to an upload Location (absolute or relative to the host)."""

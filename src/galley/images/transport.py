@@ -18,6 +18,7 @@ import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from galley.errors import InvalidArgument, PermissionDenied, Unavailable
@@ -31,9 +32,20 @@ from galley.images.auth import (
 )
 from galley.images.hosts import RegistryHost
 
+
+class Upload(Protocol):
+    """A request body read from a file (rewound before every send, so retries resend it)."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+
+Body = bytes | Upload
 MAX_REDIRECTS = 5
 MAX_TOKEN_RESPONSE = 1 << 20
 TIMEOUT = 60.0
+BLOCK = 1 << 20  # bytes per send() of a file body
 USER_AGENT = "galley/0.1"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -102,8 +114,11 @@ class _Pool:
             if idle:
                 return idle.pop(), True
         if scheme == "https":
-            return http.client.HTTPSConnection(netloc, timeout=TIMEOUT, context=ctx), False
-        return http.client.HTTPConnection(netloc, timeout=TIMEOUT), False
+            conn = http.client.HTTPSConnection(
+                netloc, timeout=TIMEOUT, context=ctx, blocksize=BLOCK
+            )
+            return conn, False
+        return http.client.HTTPConnection(netloc, timeout=TIMEOUT, blocksize=BLOCK), False
 
     def put(self, scheme: str, netloc: str, conn: http.client.HTTPConnection) -> None:
         with self._lock:
@@ -166,7 +181,7 @@ class Transport:
         *,
         scope: str,
         headers: dict[str, str] | None = None,
-        body: bytes = b"",
+        body: Body = b"",
         query: dict[str, str] | None = None,
     ) -> Response:
         """Send method to host's API root + path; follows redirects and answers auth challenges."""
@@ -210,7 +225,7 @@ class Transport:
         return url
 
     def _send(
-        self, host: RegistryHost, method: str, url: str, headers: dict[str, str], body: bytes
+        self, host: RegistryHost, method: str, url: str, headers: dict[str, str], body: Body
     ) -> Response:
         try:
             return self._send_once(host, method, url, headers, body)
@@ -223,13 +238,15 @@ class Transport:
             return self._send_once(host, method, "http" + url[5:], headers, body)
 
     def _send_once(
-        self, host: RegistryHost, method: str, url: str, headers: dict[str, str], body: bytes
+        self, host: RegistryHost, method: str, url: str, headers: dict[str, str], body: Body
     ) -> Response:
         parts = urlsplit(url)
         ctx = self._context(host) if parts.scheme == "https" else None
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         for attempt in range(2):
             conn, reused = self._pool.get(parts.scheme, parts.netloc, ctx)
+            if not isinstance(body, bytes):
+                body.seek(0)
             try:
                 conn.request(method, target, body=body or None, headers=headers)
                 raw = conn.getresponse()
