@@ -1,12 +1,13 @@
 """galley pull+unpack against containerd's own `ctr images pull`, same registry, same images.
 
-    python -m bench.bench_pull [-n RUNS] [--big-runs RUNS] [--keep]
+    python -m bench.bench_pull [-n RUNS] [--big-runs RUNS] [--zstd] [--keep]
 
 Starts Debian's docker-registry on 127.0.0.1 and a private containerd (own root, state and
 socket; CRI disabled), pushes two images built by galley.fixtures.images:
 
-    small  ~5 MB    busybox + two 2 MB random-data layers
-    big    ~100 MB  busybox + two 25 MB random layers + two 25 MB text layers + 3000 small files
+    small     ~5 MB    busybox + two 2 MB random-data layers
+    big       ~100 MB  busybox + two 25 MB random layers + two 25 MB text layers + 3000 small files
+    big-zstd           the same, zstd-compressed (with --zstd)
 
 then times, interleaved run by run, `galley --root R --hosts-dir H pull REF` (a fresh root each
 run: download, verify, unpack into overlayfs snapshots) and `ctr images pull --plain-http REF`
@@ -61,8 +62,8 @@ def text_layer(size: int, seed: int, files: int = 1, prefix: str = "text") -> by
     return tar_layer(entries)
 
 
-def images() -> dict[str, BuiltImage]:
-    """The two benchmark images."""
+def images(zstd: bool = False) -> dict[str, BuiltImage]:
+    """The benchmark images (and the big one again with zstd layers, when asked)."""
     small = [
         busybox_layer(),
         random_layer(2 << 20, seed=1),
@@ -76,7 +77,10 @@ def images() -> dict[str, BuiltImage]:
         text_layer(25 << 20, seed=6, prefix="t2"),
         text_layer(24 << 20, seed=7, files=3000, prefix="many"),
     ]
-    return {"small": build_image(small), "big": build_image(big)}
+    built = {"small": build_image(small), "big": build_image(big)}
+    if zstd:
+        built["big-zstd"] = build_image(big, compression="zstd")
+    return built
 
 
 class Containerd:
@@ -194,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", "--runs", type=int, default=5, help="runs of the small image")
     parser.add_argument("--big-runs", type=int, default=3, help="runs of the big image")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--zstd", action="store_true", help="also the big image with zstd layers")
     args = parser.parse_args(argv)
     for tool in ("containerd", "ctr", reg.REGISTRY_BIN):
         if shutil.which(tool) is None:
@@ -202,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="galley-bench-pull-", dir="/var/tmp"))
     registry = containerd = None
     try:
-        built = images()
+        built = images(zstd=args.zstd)
         registry = reg.start_registry(workdir / "registry")
         hosts = workdir / "hosts"
         (hosts / registry.host).mkdir(parents=True)
