@@ -1,0 +1,154 @@
+"""Launch: run/create/start through galley-runc, stdio, exit status, pid file, fds, cleanup."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import GALLEY_RUNC
+from tests.oci.conftest import Bundle, Runtime
+
+pytestmark = pytest.mark.root
+
+
+def test_run_passes_stdio_and_exit_status(runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["process"]["args"] = ["sh", "-c", "echo out $$ $(hostname); echo err >&2; exit 3"]
+    bundle.config["hostname"] = "launchy"
+    res = runtime("run", "-b", str(bundle.write()), runtime.new_id())
+    assert res.returncode == 3, res.stderr
+    assert res.stdout == "out 1 launchy\n"
+    assert "err\n" in res.stderr
+
+
+def test_run_reports_signal_as_128_plus(runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["process"]["args"] = ["sh", "-c", "kill -9 $$"]
+    namespaces = bundle.config["linux"]["namespaces"]  # pid 1 could not SIGKILL itself
+    bundle.config["linux"]["namespaces"] = [n for n in namespaces if n["type"] != "pid"]
+    res = runtime("run", "-b", str(bundle.write()), runtime.new_id())
+    assert res.returncode == 128 + 9, res.stderr
+
+
+def test_create_waits_for_start(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+    bundle.config["process"]["args"] = ["sh", "-c", "echo started > /tmp/mark"]
+    cid = runtime.new_id()
+    pid_file = tmp_path / "pid"
+    code, out = create(runtime, bundle, cid, "--pid-file", str(pid_file))
+    assert code == 0, out
+    pid = int(pid_file.read_text())
+    assert Path(f"/proc/{pid}").exists()
+    time.sleep(0.2)
+    assert not (bundle.rootfs / "tmp" / "mark").exists()
+    assert json.loads(runtime("state", cid).stdout)["status"] == "created"
+    assert runtime("start", cid).returncode == 0
+    for _ in range(100):
+        if (bundle.rootfs / "tmp" / "mark").exists():
+            break
+        time.sleep(0.05)
+    assert (bundle.rootfs / "tmp" / "mark").read_text() == "started\n"
+
+
+def test_start_twice_fails(runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["process"]["args"] = ["sleep", "10"]
+    cid = runtime.new_id()
+    assert create(runtime, bundle, cid) == (0, "")
+    assert runtime("start", cid).returncode == 0
+    assert runtime("start", cid).returncode == 1
+
+
+def create(runtime: Runtime, bundle: Bundle, cid: str, *extra: str) -> tuple[int, str]:
+    """`create` with stdio on a file: the container keeps its stdio (a pipe would never close)."""
+    runtime.created.append(cid)
+    log = bundle.path / f"{cid}.out"
+    with open(log, "w+") as out:
+        code = subprocess.run(
+            [
+                GALLEY_RUNC,
+                "--root",
+                str(runtime.root),
+                "create",
+                "-b",
+                str(bundle.write()),
+                *extra,
+                cid,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            timeout=30,
+            check=False,
+        ).returncode
+    return code, log.read_text()
+
+
+def _children_running(binary_marker: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
+    return [line for line in out.stdout.splitlines() if binary_marker in line]
+
+
+def test_failed_create_leaves_nothing(runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["process"]["args"] = ["/no/such/binary"]
+    cid = runtime.new_id()
+    code, out = create(runtime, bundle, cid)
+    assert code == 1
+    assert "/no/such/binary" in out
+    assert len(out.strip().splitlines()) == 1
+    assert not (runtime.root / cid).exists()
+    assert not _children_running(str(bundle.path))
+    cgroups = subprocess.run(
+        ["find", "/sys/fs/cgroup", "-maxdepth", "3", "-name", cid],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert cgroups.stdout == ""
+
+
+def test_missing_cwd_fails_create(runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["process"]["cwd"] = "/does/not/exist"
+    cid = runtime.new_id()
+    code, out = create(runtime, bundle, cid)
+    assert code == 1
+    assert "cwd" in out
+    assert not (runtime.root / cid).exists()
+
+
+def test_cwd_through_leaked_fd_is_refused(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+    """CVE-2024-21626: a host directory fd the runtime inherited must not become the cwd."""
+    host_dir = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        bundle.config["process"]["cwd"] = f"/proc/self/fd/{host_dir}"
+        bundle.config["process"]["args"] = ["sh", "-c", "ls ../../..; echo escaped"]
+        cid = runtime.new_id()
+        res = runtime("run", "-b", str(bundle.write()), cid, pass_fds=(host_dir,))
+    finally:
+        os.close(host_dir)
+    assert "escaped" not in res.stdout
+    assert res.returncode != 0
+
+
+def test_only_preserved_fds_reach_the_process(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    bundle.config["process"]["args"] = [
+        "sh",
+        "-c",
+        "echo kept >&3; echo leaked >&4; ls -l /proc/self/fd/",
+    ]
+    out3, out4 = tmp_path / "fd3", tmp_path / "fd4"
+    script = (
+        f'exec 3>"{out3}" 4>"{out4}"; exec "{GALLEY_RUNC}" --root "{runtime.root}" run '
+        f'--preserve-fds 1 -b "{bundle.write()}" {runtime.new_id()}'
+    )
+    res = subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert res.returncode == 0, res.stderr
+    assert out3.read_text() == "kept\n"
+    assert out4.read_text() == ""
+    assert "fd3" in res.stdout
+    assert "fd4" not in res.stdout
