@@ -230,35 +230,13 @@ def _setup_rootfs(
 ) -> None:
     from galley.oci.rootfs import setup_rootfs  # noqa: PLC0415
 
-    try:
-        setup_rootfs(
-            spec,
-            boot["bundle"],
-            no_pivot=boot["no_pivot"],
-            console_path=console_path,
-            before_pivot=before_pivot,
-        )
-    except NotImplementedError:
-        _temporary_pivot(spec, boot["bundle"], before_pivot)
-
-
-def _temporary_pivot(spec: Spec, bundle: str, before_pivot: Callable[[], None]) -> None:
-    """TEMPORARY until galley.oci.rootfs.setup_rootfs lands: bind root, /proc, pivot_root."""
-    from galley.kernel import mount as m  # noqa: PLC0415
-
-    root = os.path.join(bundle, spec.get("root", {}).get("path", "rootfs"))
-    m.mount(None, "/", None, m.MS_REC | m.MS_PRIVATE)
-    m.mount(root, root, None, m.MS_BIND | m.MS_REC)
-    m.mount("proc", os.path.join(root, "proc"), "proc", m.MS_NOSUID | m.MS_NODEV | m.MS_NOEXEC)
-    before_pivot()
-    old = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    os.chdir(root)
-    m.pivot_root(".", ".")
-    os.fchdir(old)
-    m.mount(None, ".", None, m.MS_REC | m.MS_SLAVE)
-    m.umount(".", m.MNT_DETACH)
-    os.close(old)
-    os.chdir("/")
+    setup_rootfs(
+        spec,
+        boot["bundle"],
+        no_pivot=boot["no_pivot"],
+        console_path=console_path,
+        before_pivot=before_pivot,
+    )
 
 
 class ProcessStarter:
