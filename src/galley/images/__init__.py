@@ -1,1 +1,13 @@
-"""Images: references, registry client, pull/push, archives, layer unpack."""
+"""Images: references, registry client, pull/push, archives, layer unpack.
+
+    pull.py / push.py / archive.py        the operations (on a store.Store)
+        │            │
+        ▼            ▼
+    registry.py  distribution API for one repository (manifests, blobs, uploads)
+    transport.py HTTP on http.client + ssl: pooling, TLS, auth retries, redirects
+    auth.py      credentials, challenges, Basic and Bearer tokens
+    hosts.py     containerd's certs.d/<host>/hosts.toml
+    reference.py, platforms.py, mediatypes.py, tree.py   value types and the content tree
+    unpack.py, decompress.py, tarsafe.py                 layers into snapshots
+    store.py     content store + metadata + snapshotters of one root
+"""
