@@ -96,3 +96,11 @@ def test_legacy_certs_dir(tmp_path: Path) -> None:
     (host,) = load_hosts(str(tmp_path), "r.example")
     assert host.ca == (str(d / "ca.crt"),)
     assert host.client == ((str(d / "client.cert"), str(d / "client.key")),)
+
+
+def test_mirror_only_file_keeps_the_default_server(tmp_path: Path) -> None:
+    _write(tmp_path, "127.0.0.1:5000", 'skip_verify = true\n[host."http://127.0.0.1:5001"]\n')
+    mirror, server = load_hosts(str(tmp_path), "127.0.0.1:5000")
+    assert mirror.is_mirror and mirror.url == "http://127.0.0.1:5001/v2" and not mirror.skip_verify
+    assert server.url == "https://127.0.0.1:5000/v2" and server.http_fallback
+    assert server.skip_verify

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -116,7 +116,10 @@ def parse_hosts_toml(path: str, host: str) -> list[RegistryHost]:
 
 
 def _with_tls(entry: RegistryHost, cfg: dict[str, Any], base: str, path: str) -> RegistryHost:
-    return _host_entry(f"{entry.scheme}://{entry.host}", cfg, base, path, mirror=False, server=True)
+    """The default server with the file's top-level TLS and header settings."""
+    url = f"{entry.scheme}://{entry.host}"
+    configured = _host_entry(url, cfg, base, path, mirror=False, server=True)
+    return replace(configured, http_fallback=entry.http_fallback)
 
 
 def _host_entry(
