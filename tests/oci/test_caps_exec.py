@@ -1,0 +1,113 @@
+"""Process security of `exec` (capabilities, user, noNewPrivileges, rlimits, the container's
+seccomp filter), galley-runc and runc side by side."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from galley.kernel import caps as kcaps
+from galley.oci.defaults import DEFAULT_CAPS
+from tests.oci.conftest import Runtime
+from tests.oci.process_probe import shared_root_bundle
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def running(any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path) -> Iterator[str]:
+    """A running container (sleep) with mkdir denied by seccomp; its id."""
+    bundle = shared_root_bundle(tmp_path, busybox_rootfs, ["sleep", "30"])
+    bundle.config["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"})
+    bundle.config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}],
+    }
+    cid = any_runtime.new_id()
+    any_runtime.created.append(cid)
+    err = tmp_path / "create.err"
+    with open(err, "w") as stderr:  # the container inherits stdio: no pipes left open
+        created = subprocess.run(
+            [
+                any_runtime.binary,
+                "--root",
+                str(any_runtime.root),
+                "create",
+                "-b",
+                str(bundle.write()),
+                cid,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            timeout=30,
+            check=False,
+        )
+    assert created.returncode == 0, err.read_text()
+    started = any_runtime("start", cid)
+    assert started.returncode == 0, started.stderr
+    yield cid
+    any_runtime("kill", cid, "KILL")
+
+
+def unimplemented(stderr: str) -> bool:
+    """galley-runc's exec is still being written: a stub or a crash, not a container error."""
+    return "exec_process" in stderr or "Traceback (most recent call last)" in stderr
+
+
+def exec_in(rt: Runtime, *args: str) -> str:
+    """`exec ARGS...` (options, the container id, the command); its stdout."""
+    result = rt("exec", *args)
+    if result.returncode != 0 and unimplemented(result.stderr):
+        pytest.xfail(f"galley-runc exec does not work yet: {result.stderr.strip()[-120:]}")
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def status_of(text: str) -> dict[str, str]:
+    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return {k: " ".join(v.split()) for k, v in pairs}
+
+
+def test_exec_cap_adds_to_every_set(any_runtime: Runtime, running: str) -> None:
+    out = exec_in(any_runtime, "--cap", "CAP_SYS_ADMIN", running, "cat", "/proc/self/status")
+    status = status_of(out)
+    expected = sorted([*DEFAULT_CAPS, "CAP_SYS_ADMIN"], key=kcaps.CAPABILITY_NUMBERS.get)
+    for field in ("CapBnd", "CapPrm", "CapEff"):
+        assert kcaps.names_of(int(status[field], 16)) == expected
+
+
+def test_exec_user_and_groups(any_runtime: Runtime, running: str) -> None:
+    out = exec_in(any_runtime, "-u", "1000:1001", "-g", "7", running, "cat", "/proc/self/status")
+    status = status_of(out)
+    assert (status["Uid"], status["Gid"], status["Groups"]) == (
+        "1000 1000 1000 1000",
+        "1001 1001 1001 1001",
+        "7",
+    )
+    assert kcaps.names_of(int(status["CapEff"], 16)) == []
+
+
+def test_exec_process_json(any_runtime: Runtime, running: str, tmp_path: Path) -> None:
+    process = {
+        "args": ["sh", "-c", "grep NoNewPrivs /proc/self/status; ulimit -n; mkdir /tmp/x"],
+        "cwd": "/",
+        "env": ["PATH=/bin"],
+        "user": {"uid": 0, "gid": 0},
+        "noNewPrivileges": True,
+        "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 456, "hard": 456}],  # runc 1.1.5's
+        # exec raises the soft limit to the hard one (fixed in runc 1.1.12): keep them equal
+        "capabilities": {k: ["CAP_KILL"] for k in ("bounding", "effective", "permitted")},
+    }
+    path = tmp_path / "process.json"
+    path.write_text(json.dumps(process))
+    result = any_runtime("exec", "--process", str(path), running)
+    if result.returncode != 0 and unimplemented(result.stderr):
+        pytest.xfail(f"galley-runc exec does not work yet: {result.stderr.strip()[-120:]}")
+    assert result.stdout.split() == ["NoNewPrivs:", "1", "456"]
+    assert result.returncode == 1  # the container's seccomp filter applies to exec too
+    assert "Function not implemented" in result.stderr
