@@ -4,7 +4,9 @@ Whiteouts (OCI image-spec "Representing Changes"):
 
     entry           whiteouts="overlay" (dest: an upperdir)   whiteouts="native" (dest: a copy)
     a/.wh.b         a/b := character device 0/0                rm -r a/b
-    a/.wh..wh..opq  setxattr(a, trusted.overlay.opaque, "y")   rm -r each a/* not in this layer
+    a/.wh..wh..opq  setxattr(a, <ns>.overlay.opaque, "y")      rm -r each a/* not in this layer
+
+(<ns> is trusted, or user inside a user namespace: see galley.snapshots.overlay.)
 
 Directory times are set after the whole layer, deepest first, so that writing children does not
 disturb them. Entry names and link targets are checked by galley.images.tarsafe, and every
@@ -21,14 +23,15 @@ from typing import Literal
 
 from galley.errors import InvalidArgument
 from galley.images.tarsafe import Parts, Root, clean_path, show
+from galley.snapshots.overlay import overlay_xattr
 
 WhiteoutMode = Literal["overlay", "native"]
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
-OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
 CHUNK = 1 << 20
 _XATTR_PAX = "SCHILY.xattr."
+_OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -67,7 +70,7 @@ class TarApplier:
             if self.root.lstat(dir_fd, name) is None:
                 os.mkdir(name, 0o700, dir_fd=dir_fd)
                 if parts in self.whited:  # deleted below, recreated here: hide the lower one
-                    os.setxattr(f"/proc/self/fd/{dir_fd}/{name}", OVERLAY_OPAQUE_XATTR, b"y")
+                    os.setxattr(f"/proc/self/fd/{dir_fd}/{name}", overlay_xattr("opaque"), b"y")
         elif member.isreg():
             self._file(dir_fd, name, member)
         elif member.issym():
@@ -155,7 +158,7 @@ class TarApplier:
             if not key.startswith(_XATTR_PAX):
                 continue
             attr = key[len(_XATTR_PAX) :]
-            if self.whiteouts == "overlay" and attr.startswith("trusted.overlay."):
+            if self.whiteouts == "overlay" and attr.startswith(_OVERLAY_XATTRS):
                 continue  # a layer does not get to steer overlayfs
             data = value.encode("utf-8", "surrogateescape")
             os.setxattr(path, attr, data, follow_symlinks=False)
@@ -173,7 +176,7 @@ class TarApplier:
             return
         if base == OPAQUE:
             if self.whiteouts == "overlay":
-                os.setxattr(dir_fd, OVERLAY_OPAQUE_XATTR, b"y")
+                os.setxattr(dir_fd, overlay_xattr("opaque"), b"y")
                 return
             for child in os.listdir(dir_fd):
                 if (*directory, child) not in self.written:

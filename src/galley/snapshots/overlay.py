@@ -5,12 +5,15 @@
     <home>/snapshots/<id>/work   overlayfs workdir of an active snapshot
 
 index=off keeps overlayfs from tying an upperdir to the exact lower directories it was first
-mounted with, so committed layers can be shared by any number of children. Without a user
-namespace we are root in the initial namespace and use trusted.* xattrs (no userxattr).
+mounted with, so committed layers can be shared by any number of children. Root in the initial
+user namespace uses trusted.overlay.* xattrs; inside a user namespace (rootless, or galley in a
+container) trusted.* is out of reach, so mounts add `userxattr` and layers carry
+user.overlay.opaque instead (overlayfs reads one or the other, never both).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 
 from galley.snapshots.api import Kind, Mount
@@ -18,10 +21,30 @@ from galley.snapshots.directory import DirectorySnapshotter
 from galley.snapshots.storage import Record
 
 
+@functools.cache
+def in_user_namespace() -> bool:
+    """True when this process is not in the initial user namespace (its uid_map is partial)."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
+def overlay_xattr(name: str) -> str:
+    """The full name of overlayfs xattr name ("opaque", ...) for this user namespace."""
+    return f"{'user' if in_user_namespace() else 'trusted'}.overlay.{name}"
+
+
 class OverlaySnapshotter(DirectorySnapshotter):
     """Snapshots as overlayfs layers: storage shared by ChainID, no copying."""
 
     name = "overlayfs"
+
+    @property
+    def _common(self) -> tuple[str, ...]:
+        """Options every overlay mount here carries."""
+        return ("index=off", "userxattr") if in_user_namespace() else ("index=off",)
 
     def _populate(self, tmp: str, kind: Kind, parents: list[int]) -> None:
         if kind is Kind.ACTIVE:
@@ -34,7 +57,7 @@ class OverlaySnapshotter(DirectorySnapshotter):
                 return [Mount("bind", self.fs_dir(record.id), ("ro", "rbind"))]
             if len(parents) == 1:
                 return [Mount("bind", self.fs_dir(parents[0]), ("ro", "rbind"))]
-            return [Mount("overlay", "overlay", (f"lowerdir={lowers}", "index=off"))]
+            return [Mount("overlay", "overlay", (f"lowerdir={lowers}", *self._common))]
         if not parents:
             return [Mount("bind", self.fs_dir(record.id), ("rw", "rbind"))]
         work = os.path.join(self.snapshot_dir(record.id), "work")
@@ -42,6 +65,6 @@ class OverlaySnapshotter(DirectorySnapshotter):
             f"lowerdir={lowers}",
             f"upperdir={self.fs_dir(record.id)}",
             f"workdir={work}",
-            "index=off",
+            *self._common,
         )
         return [Mount("overlay", "overlay", options)]
