@@ -1,0 +1,128 @@
+"""Namespaces: user ns with id maps, joining by path, time offsets, uts names, cgroup ns."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from galley.fixtures.busybox import default_config
+from tests.conftest import GALLEY_RUNC
+from tests.oci.conftest import Bundle, Runtime
+
+pytestmark = pytest.mark.root
+
+
+def _run(runtime: Runtime, bundle: Bundle, script: str) -> str:
+    bundle.config["process"]["args"] = ["sh", "-c", script]
+    res = runtime("run", "-b", str(bundle.write()), runtime.new_id())
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+@pytest.fixture
+def open_bundle(bundle: Bundle) -> Iterator[Bundle]:
+    """The bundle moved where a mapped (unprivileged on the host) root can reach it."""
+    top = tempfile.mkdtemp(prefix="galley-userns-")
+    os.chmod(top, 0o755)
+    moved = Bundle(path=Path(shutil.move(str(bundle.path), top)), config=bundle.config)
+    try:
+        yield moved
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_user_namespace_maps_written_by_parent(runtime: Runtime, open_bundle: Bundle) -> None:
+    bundle = open_bundle
+    linux = bundle.config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    bundle.config["mounts"] = [
+        m for m in bundle.config["mounts"] if m["type"] in ("proc", "tmpfs", "devpts")
+    ]
+    linux.pop("resources", None)
+    out = _run(runtime, bundle, "cat /proc/self/uid_map /proc/self/gid_map; id -u")
+    lines = [line.split() for line in out.splitlines()]
+    assert lines == [["0", "100000", "65536"], ["0", "200000", "65536"], ["0"]]
+
+
+def test_hostname_and_domainname(runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["hostname"] = "box"
+    bundle.config["domainname"] = "example.test"
+    out = _run(runtime, bundle, "hostname; cat /proc/sys/kernel/domainname")
+    assert out == "box\nexample.test\n"
+    assert os.uname().nodename != "box"
+
+
+def test_cgroup_namespace_hides_host_path(runtime: Runtime, bundle: Bundle) -> None:
+    out = _run(runtime, bundle, "cat /proc/self/cgroup")
+    paths = {line.split(":", 2)[2] for line in out.splitlines() if line}
+    assert paths == {"/"}
+
+
+def test_time_namespace_offsets(runtime: Runtime, bundle: Bundle) -> None:
+    if not os.path.exists("/proc/self/ns/time"):
+        pytest.skip("kernel without time namespaces")
+    day = 86400
+    bundle.config["linux"]["namespaces"].append({"type": "time"})
+    bundle.config["linux"]["timeOffsets"] = {"boottime": {"secs": 1000 * day, "nanosecs": 0}}
+    out = _run(runtime, bundle, "cat /proc/uptime")
+    assert float(out.split()[0]) > 1000 * day
+    with open("/proc/uptime") as f:
+        assert float(f.read().split()[0]) < 1000 * day
+
+
+@pytest.fixture
+def sleeper(tmp_path: Path, busybox_rootfs: Path) -> Iterator[int]:
+    """A running container (sleep) with its own namespaces; yields its init pid."""
+    path = tmp_path / "sleeper"
+    path.mkdir()
+    shutil.copytree(busybox_rootfs, path / "rootfs", symlinks=True)
+    config = copy.deepcopy(default_config(["sleep", "60"]))
+    (path / "config.json").write_text(json.dumps(config))
+    root = tmp_path / "sleeper-state"
+    pid_file = tmp_path / "sleeper.pid"
+    cmd = [GALLEY_RUNC, "--root", str(root)]
+    subprocess.run(
+        [*cmd, "run", "-d", "--pid-file", str(pid_file), "-b", str(path), "sleeper"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        timeout=30,
+    )
+    try:
+        yield int(pid_file.read_text())
+    finally:
+        subprocess.run([*cmd, "delete", "-f", "sleeper"], check=False, timeout=30)
+
+
+def test_join_namespaces_by_path(runtime: Runtime, bundle: Bundle, sleeper: int) -> None:
+    joined = {"network": "net", "ipc": "ipc", "uts": "uts"}
+    namespaces = [n for n in bundle.config["linux"]["namespaces"] if n["type"] not in joined]
+    namespaces += [{"type": t, "path": f"/proc/{sleeper}/ns/{n}"} for t, n in joined.items()]
+    bundle.config["linux"]["namespaces"] = namespaces
+    bundle.config.pop("hostname", None)
+    out = _run(runtime, bundle, "for n in net ipc pid; do readlink /proc/self/ns/$n; done")
+    net, ipc, pid = out.split()
+    assert net == os.readlink(f"/proc/{sleeper}/ns/net")
+    assert ipc == os.readlink(f"/proc/{sleeper}/ns/ipc")
+    assert pid != os.readlink(f"/proc/{sleeper}/ns/pid")
+
+
+def test_join_pid_namespace_by_path(runtime: Runtime, bundle: Bundle, sleeper: int) -> None:
+    namespaces = [n for n in bundle.config["linux"]["namespaces"] if n["type"] != "pid"]
+    namespaces.append({"type": "pid", "path": f"/proc/{sleeper}/ns/pid"})
+    bundle.config["linux"]["namespaces"] = namespaces
+    out = _run(runtime, bundle, "echo $$; readlink /proc/self/ns/pid")
+    own_pid, ns = out.split()
+    assert own_pid != "1"
+    assert ns == os.readlink(f"/proc/{sleeper}/ns/pid")
