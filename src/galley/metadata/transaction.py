@@ -1,6 +1,8 @@
 """The SQLite connection under every metadata table: WAL, busy timeout, BEGIN IMMEDIATE.
 
-Each thread gets its own connection (sqlite3 connections are not shared across threads);
+Each thread gets its own connection (sqlite3 connections are not shared across threads), closed
+when the thread ends (only weak references are kept here, so a daemon's worker threads leak no
+file descriptors);
 every write runs in `tx()`, which takes the database write lock up front (BEGIN IMMEDIATE), so
 a read-modify-write never loses an update to another process, and waits up to busy_timeout for
 the lock instead of failing.
@@ -15,6 +17,7 @@ import re
 import sqlite3
 import threading
 import time
+import weakref
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -51,6 +54,10 @@ def now() -> float:
     return time.time()
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced (so dead threads' connections close)."""
+
+
 class Database:
     """A metadata database file: per-thread connections, migrations run once on open."""
 
@@ -58,7 +65,7 @@ class Database:
         self.path = path
         self._busy_timeout = busy_timeout
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._all_lock = threading.Lock()
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         schema.migrate(self.conn(), path)
@@ -72,13 +79,14 @@ class Database:
                 timeout=self._busy_timeout,
                 isolation_level=None,
                 check_same_thread=False,
+                factory=_Connection,
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
             with self._all_lock:
-                self._all.append(conn)
+                self._all.add(conn)
         return conn
 
     @contextlib.contextmanager
@@ -109,7 +117,7 @@ class Database:
     def close(self) -> None:
         """Close every connection this object opened."""
         with self._all_lock:
-            for conn in self._all:
+            for conn in list(self._all):
                 conn.close()
             self._all.clear()
         self._local = threading.local()
