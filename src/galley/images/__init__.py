@@ -10,4 +10,6 @@
     reference.py, platforms.py, mediatypes.py, tree.py   value types and the content tree
     unpack.py, tarapply.py, decompress.py, tarsafe.py    layers into snapshots
     store.py     content store + metadata + snapshotters of one root
+
+Dependencies point down the drawing.
 """
