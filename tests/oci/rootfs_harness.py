@@ -17,6 +17,7 @@ from typing import Any
 from tests.conftest import REPO
 
 FAILED = 97  # the runner's exit status when setup_rootfs raised
+LEAKED = 96  # ... when it returned but left an fd open
 
 RUNNER = """
 import json, os, sys
@@ -27,6 +28,7 @@ def dump_mounts():
     if sys.argv[6]:
         with open("/proc/self/mountinfo") as src, open(sys.argv[6], "w") as dst:
             dst.write(src.read())
+fds_before = sorted(os.listdir("/proc/self/fd"))
 try:
     setup_rootfs(spec, sys.argv[3], no_pivot=sys.argv[4] == "1",
                  console_path=sys.argv[7] or None, before_pivot=dump_mounts)
@@ -34,6 +36,10 @@ except Exception as err:
     dump_mounts()
     print(f"{type(err).__name__}: {err}", file=sys.stderr)
     sys.exit(97)
+fds_after = sorted(os.listdir("/proc/self/fd"))
+if fds_after != fds_before:
+    print(f"setup_rootfs leaked fds: {fds_before} -> {fds_after}", file=sys.stderr)
+    sys.exit(96)
 os.execv("/bin/sh", ["sh", "-c", sys.argv[5]])
 """
 

@@ -151,7 +151,7 @@ class MountOptions:
             elif option in RECURSIVE_OPTIONS:
                 set_, clear = RECURSIVE_OPTIONS[option]
                 self.rec_set = (self.rec_set & ~clear) | set_
-                self.rec_clr = (self.rec_clr | clear) & ~set_
+                self.rec_clr = (self.rec_clr & ~set_) | clear
             elif option in EXTENSION_OPTIONS:
                 self.extensions.add(option)
             else:

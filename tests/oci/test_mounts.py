@@ -1,0 +1,129 @@
+"""Mount option parsing (runc's table) and path resolution inside a root, without namespaces."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from galley.errors import InvalidArgument
+from galley.kernel import mount as k
+from galley.oci import paths
+from galley.oci.mounts import MOUNT_OPTIONS, MountOptions, bind_attrs, check_proc_target
+
+
+def test_flags_set_and_clear_in_order() -> None:
+    opts = MountOptions(["ro", "nosuid", "rw", "nodev", "dev", "noexec"])
+    assert opts.flags == k.MS_NOSUID | k.MS_NOEXEC
+    assert opts.clear == k.MS_RDONLY | k.MS_NODEV
+    assert opts.data == ""
+
+
+def test_unknown_options_become_data() -> None:
+    opts = MountOptions(["nosuid", "mode=755", "size=65536k", "newinstance"])
+    assert opts.data == "mode=755,size=65536k,newinstance"
+    assert opts.flags == k.MS_NOSUID
+
+
+def test_bind_rbind_propagation_recursive_and_extensions() -> None:
+    opts = MountOptions(["rbind", "rslave", "private", "rro", "rnosuid", "tmpcopyup", "idmap"])
+    assert opts.is_bind and opts.flags & k.MS_REC
+    assert opts.propagation == [k.MS_SLAVE | k.MS_REC, k.MS_PRIVATE]
+    assert opts.rec_set == k.MOUNT_ATTR_RDONLY | k.MOUNT_ATTR_NOSUID
+    assert opts.extensions == {"tmpcopyup", "idmap"}
+    assert not MountOptions(["nosuid"]).is_bind
+
+
+def test_recursive_atime_options_replace_each_other() -> None:
+    opts = MountOptions(["rnoatime", "rstrictatime"])
+    assert opts.rec_set == k.MOUNT_ATTR_STRICTATIME
+    assert opts.rec_clr == k.MOUNT_ATTR__ATIME
+
+
+def test_bind_attrs_from_flags() -> None:
+    attr_set, attr_clr = bind_attrs(k.MS_RDONLY | k.MS_NODEV | k.MS_NOATIME, k.MS_NOEXEC)
+    assert attr_set == k.MOUNT_ATTR_RDONLY | k.MOUNT_ATTR_NODEV | k.MOUNT_ATTR_NOATIME
+    assert attr_clr == k.MOUNT_ATTR_NOEXEC | k.MOUNT_ATTR__ATIME
+    assert bind_attrs(0, k.MS_NOATIME) == (0, k.MOUNT_ATTR__ATIME)
+    assert bind_attrs(0) == (0, 0)
+
+
+def test_every_option_is_known() -> None:
+    for name in ("strictatime", "nosymfollow", "lazytime", "runbindable", "rro", "ridmap"):
+        assert name in MOUNT_OPTIONS
+    assert all(not MountOptions([name]).data for name in MOUNT_OPTIONS)
+
+
+@pytest.mark.parametrize(
+    ("dest", "kind", "allowed"),
+    [
+        ("/proc", "proc", True),
+        ("/proc", "tmpfs", False),
+        ("/proc/self/attr", "tmpfs", False),
+        ("/proc/cpuinfo", "bind", True),
+        ("/proc/sys/kernel/ns_last_pid", "bind", True),
+        ("/procfoo", "tmpfs", True),
+        ("/sys", "sysfs", True),
+    ],
+)
+def test_proc_targets(dest: str, kind: str, allowed: bool) -> None:
+    if allowed:
+        check_proc_target(dest, kind, "x")
+    else:
+        with pytest.raises(InvalidArgument, match="cannot be mounted"):
+            check_proc_target(dest, kind, "x")
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    path = tmp_path / "root"
+    path.mkdir()
+    fd = os.open(path, os.O_PATH | os.O_DIRECTORY)
+    yield path, fd
+    os.close(fd)
+
+
+def test_ensure_dir_follows_symlinks_inside_root(root: tuple[Path, int], tmp_path: Path) -> None:
+    path, fd = root
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(str(outside), path / "abs")  # absolute: means <root>/<outside> here
+    os.symlink("../../../../..", path / "up")
+    os.symlink("missing/deeper", path / "dangling")
+    for dest, expected in [
+        ("/abs/a/b", f"{outside}/a/b"),
+        ("/up/c", "/c"),
+        ("/dangling/d", "/missing/deeper/d"),
+        ("//x/./y/", "/x/y"),
+    ]:
+        made = paths.ensure_dir(fd, dest)
+        assert paths.container_path(fd, made) == expected
+        os.close(made)
+    assert os.listdir(outside) == []
+
+
+def test_ensure_file_and_symlink_loops(root: tuple[Path, int]) -> None:
+    path, fd = root
+    made = paths.ensure_file(fd, "/etc/conf/file.txt")
+    assert (path / "etc/conf/file.txt").is_file()
+    os.close(made)
+    os.symlink("loop2", path / "loop1")
+    os.symlink("loop1", path / "loop2")
+    with pytest.raises(OSError, match="symbolic links"):
+        paths.ensure_dir(fd, "/loop1/x")
+    with pytest.raises(InvalidArgument):
+        paths.ensure_file(fd, "/")
+
+
+def test_magic_links_are_refused(root: tuple[Path, int]) -> None:
+    path, fd = root
+    os.symlink("/proc/self/root", path / "magic")
+    os.makedirs(path / "proc/self", exist_ok=True)
+    # inside the root /proc/self/root is a plain (missing) path, created in the root
+    made = paths.ensure_dir(fd, "/magic/tmp")
+    assert paths.container_path(fd, made) == "/proc/self/root/tmp"
+    os.close(made)
+    with pytest.raises(OSError, match="symbolic links"):
+        paths.open_in_root(os.open("/", os.O_PATH), "/proc/self/root/etc")
