@@ -1,6 +1,6 @@
 """process.user → supplementary groups, gid, uid and umask of the container process (runc's order).
 
-    setgroups(additionalGids)      skipped when /proc/self/setgroups says "deny" (user namespace)
+    setgroups(additionalGids)      skipped (as runc) when /proc/self/setgroups says "deny"
     PR_SET_KEEPCAPS                keeps the permitted set across the uid switch
     setresgid, setresuid           all three ids; an unmapped id fails with a clear error
     clear keepcaps, umask          umask 0022 when unset
@@ -39,12 +39,8 @@ def apply_user(user: User) -> None:
     uid, gid = user.get("uid", 0), user.get("gid", 0)
     groups = list(user.get("additionalGids") or [])
     fix_stdio_ownership(uid)
-    if setgroups_allowed():
+    if setgroups_allowed():  # as runc: where it is denied, additionalGids are not applied
         _call(os.setgroups, groups, field="process.user.additionalGids", value=groups)
-    elif groups:
-        raise FailedPrecondition(
-            "process.user.additionalGids: setgroups is denied in this user namespace"
-        )
     kcaps.set_keepcaps(True)
     _call(os.setresgid, gid, gid, gid, field="process.user.gid", value=gid)
     _call(os.setresuid, uid, uid, uid, field="process.user.uid", value=uid)
