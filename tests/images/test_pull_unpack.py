@@ -155,3 +155,28 @@ def test_wrong_diff_id_is_refused(store: Store, registry: reg.Registry, hosts: s
         pull(store, f"{registry.host}/unpack/liar:t", namespace=NS, hosts_dir=hosts)
     with pytest.raises(NotFound):
         store.meta.get_image(NS, f"{registry.host}/unpack/liar:t")
+
+
+def test_gc_during_a_pull_takes_nothing_it_holds(
+    store: Store, registry: reg.Registry, hosts: str
+) -> None:
+    image = fi.build_image(
+        [fi.busybox_layer(), *(fi.random_layer(200_000, seed=310 + i) for i in range(3))]
+    )
+    fi.push_image(registry.host, "unpack/gc-race", "t", image)
+    removed: list[object] = []
+
+    def progress(p: Progress) -> None:
+        if p.status in ("done", "unpacked"):  # blobs committed, snapshots made, image not yet
+            result = collect(store)
+            removed.extend(result.removed_blobs)
+            removed.extend(result.removed_snapshots)
+
+    pull(store, f"{registry.host}/unpack/gc-race:t", namespace=NS, hosts_dir=hosts,
+         progress=progress)  # fmt: skip
+    assert removed == []
+    for digest in image.blobs():
+        assert store.content.exists(digest)
+    for chain in image.chain_ids:
+        assert store.snapshotter("overlayfs").stat(str(chain)).kind is Kind.COMMITTED
+    assert collect(store).removed_blobs == ()
