@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -98,3 +99,18 @@ def proc_state(pid: int) -> str:
     """The one-letter state of a process from /proc/<pid>/stat."""
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def run_detached(binary: str, root: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the runtime with files as stdio: a created container keeps its stdio open."""
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.run(
+            [binary, "--root", root, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=30,
+            check=False,
+        )
+        out.seek(0)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), out.read())

@@ -1,0 +1,174 @@
+"""Cgroups through the runtime's command line, galley-runc and runc side by side.
+
+The same bundle runs under both; the host-side cgroup files must end up the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from galley.oci.cgroups.layout import detect, own_cgroups
+from tests.oci.cgroup_fixtures import remove_everywhere, run_detached, unique_parent
+from tests.oci.conftest import RUNC, RUNTIMES, Bundle, Runtime
+
+LAYOUT = detect()
+pytestmark = pytest.mark.root
+MiB = 1 << 20
+RESOURCES: dict[str, Any] = {
+    "memory": {"limit": 48 * MiB, "reservation": 16 * MiB},
+    "cpu": {"shares": 512, "quota": 30000, "period": 100000},
+    "pids": {"limit": 33},
+    "devices": [
+        {"allow": False, "access": "rwm"},
+        {"allow": True, "type": "c", "major": 10, "minor": 237, "access": "r"},
+    ],
+}
+
+
+@pytest.fixture
+def parent() -> Iterator[str]:
+    path = unique_parent()
+    try:
+        yield path
+    finally:
+        remove_everywhere(path, LAYOUT)
+
+
+def _files(cgroup: str) -> dict[str, str]:
+    """Host-side values of the limits RESOURCES sets, for the cgroup path."""
+    if LAYOUT.mode == "v2":
+        assert LAYOUT.unified is not None
+        base = os.path.join(LAYOUT.unified.mount, cgroup.lstrip("/"))
+        names = {"memory.max", "memory.low", "cpu.weight", "cpu.max", "pids.max"}
+        return {n: Path(base, n).read_text().strip() for n in sorted(names)}
+    wanted = {
+        "memory": ["memory.limit_in_bytes", "memory.soft_limit_in_bytes"],
+        "cpu": ["cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us"],
+        "pids": ["pids.max"],
+        "devices": ["devices.list"],
+    }
+    out = {}
+    for controller, names in wanted.items():
+        base = LAYOUT.v1[controller].directory(cgroup)
+        for name in names:
+            out[name] = Path(base, name).read_text().strip()
+    return out
+
+
+def _create(rt: Runtime, bundle: Bundle, cgroups_path: str, args: list[str]) -> tuple[str, int]:
+    bundle.config["process"]["args"] = args
+    bundle.config["linux"]["cgroupsPath"] = cgroups_path
+    bundle.config["linux"]["resources"] = RESOURCES
+    bundle.write()
+    cid = rt.new_id()
+    rt.created.append(cid)
+    result = run_detached(rt.binary, str(rt.root), "create", "--bundle", str(bundle.path), cid)
+    assert result.returncode == 0, result.stdout
+    pid = json.loads(rt("state", cid, check=True).stdout)["pid"]
+    return cid, pid
+
+
+def test_create_applies_limits_and_delete_removes_the_cgroup(
+    any_runtime: Runtime, bundle: Bundle, parent: str
+) -> None:
+    cid, pid = _create(any_runtime, bundle, parent + "/c", ["true"])
+    cgroups = own_cgroups(pid)
+    assert all(path == parent + "/c" for path in cgroups.values() if path != "/"), cgroups
+    files = _files(parent + "/c")
+    if LAYOUT.mode == "v2":
+        assert files["memory.max"] == str(48 * MiB) and files["cpu.max"] == "30000 100000"
+    else:
+        assert files["memory.limit_in_bytes"] == str(48 * MiB)
+        assert files["cpu.shares"] == "512" and files["pids.max"] == "33"
+        listed = files["devices.list"].splitlines()
+        assert "c 10:237 r" in listed and "c 1:3 rwm" in listed and "a *:* rwm" not in listed
+    any_runtime("delete", "--force", cid, check=True)
+    for hierarchy in LAYOUT.v1.values():
+        assert not os.path.exists(hierarchy.directory(parent + "/c"))
+
+
+def test_galley_and_runc_write_the_same_files(tmp_path: Path, bundle: Bundle, parent: str) -> None:
+    if RUNC is None:
+        pytest.skip("runc is not installed")
+    seen = {}
+    for name, binary in sorted(RUNTIMES.items()):
+        rt = Runtime(binary, tmp_path / f"state-{name}")
+        try:
+            cid, _ = _create(rt, bundle, f"{parent}/{name}", ["true"])
+            seen[name] = _files(f"{parent}/{name}")
+            rt("delete", "--force", cid, check=True)
+        finally:
+            rt.cleanup()
+    if "devices.list" in seen["runc"]:  # order of the kernel's list follows the writes
+        for files in seen.values():
+            files["devices.list"] = "\n".join(sorted(files["devices.list"].splitlines()))
+    assert seen["galley"] == seen["runc"]
+
+
+def test_pause_update_stats_kill_all(any_runtime: Runtime, bundle: Bundle, parent: str) -> None:
+    rt = any_runtime
+    cid, pid = _create(rt, bundle, parent + "/c", ["sleep", "60"])
+    assert run_detached(rt.binary, str(rt.root), "start", cid).returncode == 0
+    rt("pause", cid, check=True)
+    assert json.loads(rt("state", cid, check=True).stdout)["status"] == "paused"
+    rt("resume", cid, check=True)
+    assert json.loads(rt("state", cid, check=True).stdout)["status"] == "running"
+    update = {"memory": {"limit": 96 * MiB}, "pids": {"limit": 44}}
+    rt("update", "-r", "-", cid, input=json.dumps(update), check=True)
+    files = _files(parent + "/c")
+    assert files.get("memory.limit_in_bytes", files.get("memory.max")) == str(96 * MiB)
+    assert files["pids.max"] == "44"
+    event = json.loads(rt("events", "--stats", cid, check=True).stdout)
+    assert event["type"] == "stats" and event["id"] == cid
+    data = event["data"]
+    assert data["pids"]["current"] == 1 and data["memory"]["usage"]["limit"] == 96 * MiB
+    assert data["cpu"]["usage"]["total"] > 0
+    rt("kill", "--all", cid, "KILL", check=True)
+    rt("delete", "--force", cid, check=True)
+    assert not os.path.exists(f"/proc/{pid}/stat") or _zombie_or_gone(pid)
+
+
+def _zombie_or_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in {"Z", "X"}
+    except FileNotFoundError:
+        return True
+
+
+def test_relative_cgroups_path_is_under_the_runtimes_cgroup(
+    runtime: Runtime, bundle: Bundle, parent: str
+) -> None:
+    relative = parent.lstrip("/") + "/c"
+    cid, pid = _create(runtime, bundle, relative, ["true"])
+    try:
+        mine, theirs = own_cgroups(), own_cgroups(pid)
+        for controller, path in theirs.items():
+            expected = os.path.join(mine[controller], relative)
+            assert path == expected, controller
+    finally:
+        runtime("delete", "--force", cid, check=True)
+        for path in set(own_cgroups().values()):
+            if path != "/":
+                remove_everywhere(os.path.join(path, parent.lstrip("/")), LAYOUT)
+
+
+def test_a_cgroup_in_use_is_refused_and_nothing_is_left(
+    runtime: Runtime, bundle: Bundle, parent: str
+) -> None:
+    first, _ = _create(runtime, bundle, parent + "/c", ["true"])
+    second = runtime.new_id()
+    runtime.created.append(second)
+    result = run_detached(
+        runtime.binary, str(runtime.root), "create", "--bundle", str(bundle.path), second
+    )
+    assert result.returncode == 1
+    assert "not empty" in result.stdout
+    assert runtime("state", second).returncode != 0
+    runtime("delete", "--force", first, check=True)
