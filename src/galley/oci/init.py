@@ -106,6 +106,9 @@ def main() -> None:
         from galley.kernel.proc import preload_libc  # noqa: PLC0415
 
         preload_libc()
+        from galley.kernel.proc import set_dumpable  # noqa: PLC0415
+
+        set_dumpable(False)  # no /proc/<pid>/{exe,fd,mem} for the container's processes
         msg = channel.recv()
         from galley.kernel.proc import cloexec_from  # noqa: PLC0415
 
@@ -135,7 +138,6 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
     pid = _enter_namespaces(channel, spec)
     from galley.kernel import proc  # noqa: PLC0415 - after the fork: nothing to share
 
-    proc.set_dumpable(False)  # no /proc/1/{exe,fd,mem} for the container's other processes
     os.setsid()
     console = boot.get("console")
     console_path = None
