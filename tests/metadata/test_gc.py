@@ -12,7 +12,7 @@ from galley.images.store import Store
 from galley.metadata.content import GC_REF_CONTENT, GC_REF_SNAPSHOT, GC_ROOT
 from galley.metadata.gc import chain_id, collect
 from galley.metadata.images import Image
-from galley.metadata.leases import CONTENT, snapshots_kind
+from galley.metadata.leases import CONTENT, INGESTS, snapshots_kind
 
 SN = "native"
 L1, L2, L3 = (random_layer(2048, seed=s) for s in (1, 2, 3))
@@ -135,3 +135,18 @@ def test_chain_id_matches_oci_definition() -> None:
     image = build_image([L1, L2, L3])
     assert chain_id([str(layer.diff_id) for layer in image.layers]) == str(image.chain_ids[-1])
     assert chain_id([]) == ""
+
+
+def test_abandoned_ingests_go_after_max_age_unless_locked_or_leased(store: Store) -> None:
+    for ref in ("abandoned", "leased", "locked"):
+        w = store.content.writer(ref)
+        w.write(b"partial")
+        w.close()
+    lease = store.meta.create_lease("default")
+    store.meta.add_lease_resource("default", lease.id, INGESTS, "leased")
+    held = store.content.writer("locked")
+    assert collect(store).removed_ingests == ()
+    result = collect(store, ingest_max_age=timedelta(0))
+    assert result.removed_ingests == ("abandoned",)
+    assert sorted(i.ref for i in store.content.ingests()) == ["leased", "locked"]
+    held.close()

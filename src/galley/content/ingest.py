@@ -46,7 +46,7 @@ class IngestInfo:
     offset: int
     expected: Digest | None
     total: int | None
-    started_at: datetime
+    updated_at: datetime
     path: str
 
 
@@ -80,15 +80,15 @@ def read_ingest(directory: str) -> IngestInfo | None:
     data = os.path.join(directory, "data")
     try:
         st = os.stat(data)
-        offset, started = st.st_size, st.st_ctime
+        offset, updated = st.st_size, st.st_mtime
     except FileNotFoundError:
-        offset, started = 0, os.stat(directory).st_ctime
+        offset, updated = 0, os.stat(directory).st_mtime
     return IngestInfo(
         ref=ref,
         offset=offset,
         expected=Digest.parse(expected) if expected else None,
         total=int(total) if total else None,
-        started_at=datetime.fromtimestamp(started, UTC),
+        updated_at=datetime.fromtimestamp(updated, UTC),
         path=directory,
     )
 
@@ -103,7 +103,10 @@ def lock_ingest(directory: str, ref: str, timeout: float | None) -> int:
     deadline = None if timeout is None else time.monotonic() + timeout
     lock_path = os.path.join(directory, "lock")
     while True:
-        os.makedirs(directory, exist_ok=True)
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:  # another writer's, or one being retired right now
+            pass
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except FileNotFoundError:  # the directory was just committed away: start over

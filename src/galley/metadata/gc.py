@@ -8,7 +8,8 @@
                                              config → ChainID of rootfs.diff_ids
 
 Sweep: every blob not marked, its content rows, every *committed* snapshot not marked (leaves
-first, so a parent goes after its children) and its snapshot refs, and expired leases. Active
+first, so a parent goes after its children) and its snapshot refs, expired leases, and partial
+ingests not written for a day (not locked by a writer, not in a lease's "ingests"). Active
 and view snapshots (containers' root filesystems, unpacks in progress) are never swept, and
 they keep their parents. The whole run holds the metadata write lock, so no image or lease
 appears half-way; a writer must add a blob to its lease *before* writing it (see leases.py).
@@ -21,12 +22,13 @@ import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from galley.content.digest import Digest
-from galley.errors import GalleyError, InvalidArgument, NotFound
+from galley.errors import FailedPrecondition, GalleyError, InvalidArgument, NotFound
 from galley.metadata.content import GC_REF_CONTENT, GC_REF_SNAPSHOT, GC_ROOT
-from galley.metadata.leases import CONTENT, SNAPSHOTS_PREFIX
+from galley.metadata.leases import CONTENT, INGESTS, SNAPSHOTS_PREFIX
 from galley.metadata.transaction import load_labels, now
 from galley.snapshots.api import Kind
 
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from galley.snapshots.api import Info
 
 _MAX_PARSE = 4 << 20
+INGEST_MAX_AGE = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class GCResult:
     removed_blobs: tuple[Digest, ...] = ()
     removed_snapshots: tuple[tuple[str, str], ...] = ()
     removed_leases: int = 0
+    removed_ingests: tuple[str, ...] = ()
     freed_bytes: int = 0
     duration_s: float = 0.0
 
@@ -54,15 +58,19 @@ class GCResult:
 class _Marks:
     content: set[Digest] = field(default_factory=set)
     snapshots: dict[str, set[str]] = field(default_factory=dict)
+    ingests: set[str] = field(default_factory=set)
 
     def snapshot(self, snapshotter: str, key: str) -> None:
         self.snapshots.setdefault(snapshotter, set()).add(key)
 
 
-def collect(store: Store, *, dry_run: bool = False) -> GCResult:
+def collect(
+    store: Store, *, dry_run: bool = False, ingest_max_age: timedelta = INGEST_MAX_AGE
+) -> GCResult:
     """Remove every blob and committed snapshot that nothing holds; see the module docstring.
 
-    With dry_run, remove nothing and report what would go.
+    Partial ingests that no writer holds and no lease names are kept for ingest_max_age, for
+    a later pull to resume, then removed. With dry_run, remove nothing and report what would go.
     """
     start = time.monotonic()
     with store.meta.snapshot() if dry_run else store.meta.tx() as conn:
@@ -74,7 +82,10 @@ def collect(store: Store, *, dry_run: bool = False) -> GCResult:
         marks = _mark(store, conn)
         snapshots = _sweep_snapshots(store, conn, marks, dry_run)
         blobs, freed = _sweep_content(store, conn, marks, dry_run)
-    return GCResult(tuple(blobs), tuple(snapshots), leases, freed, time.monotonic() - start)
+        ingests = _sweep_ingests(store, marks, ingest_max_age, dry_run)
+    return GCResult(
+        tuple(blobs), tuple(snapshots), leases, tuple(ingests), freed, time.monotonic() - start
+    )
 
 
 def _mark(store: Store, conn: sqlite3.Connection) -> _Marks:
@@ -95,6 +106,8 @@ def _mark(store: Store, conn: sqlite3.Connection) -> _Marks:
         if kind == CONTENT:
             with contextlib.suppress(InvalidArgument):
                 queue.append(Digest.parse(rid))
+        elif kind == INGESTS:
+            marks.ingests.add(rid)
         elif kind.startswith(SNAPSHOTS_PREFIX):
             marks.snapshot(kind[len(SNAPSHOTS_PREFIX) :], rid)
     queue.extend(d for d, lab in labels.items() if GC_ROOT in lab)
@@ -244,3 +257,19 @@ def _sweep_content(
             if Digest.parse(digest) not in marks.content:
                 conn.execute("DELETE FROM content WHERE digest = ?", (digest,))
     return removed, freed
+
+
+def _sweep_ingests(store: Store, marks: _Marks, max_age: timedelta, dry_run: bool) -> list[str]:
+    """Abandoned partial ingests older than max_age (never a locked or leased one)."""
+    removed = []
+    cutoff = datetime.now(UTC) - max_age
+    for ingest in store.content.ingests():
+        if ingest.ref in marks.ingests or ingest.updated_at > cutoff:
+            continue
+        try:
+            if not dry_run:
+                store.content.abort(ingest.ref)
+        except (FailedPrecondition, NotFound):
+            continue
+        removed.append(ingest.ref)
+    return removed
