@@ -18,11 +18,13 @@ than any the profile names get ENOSYS (galley.oci.seccomp_enosys).
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from typing import TYPE_CHECKING
 
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import seccomp as scmp
+from galley.oci import seccomp_cache as cache
 from galley.oci import seccomp_enosys as enosys
 
 if TYPE_CHECKING:
@@ -107,12 +109,13 @@ def supported_flags() -> list[str]:
 class SeccompFilter:
     """A compiled filter, ready to load; `notify` when it has SCMP_ACT_NOTIFY rules.
 
-    `program` is set when the ENOSYS prologue applies (galley.oci.seccomp_enosys): the whole
-    BPF program, prologue first, loaded with seccomp(2) and `kernel_flags` instead of libseccomp.
+    `program` is set when the ENOSYS prologue applies (galley.oci.seccomp_enosys) or the filter
+    comes from or goes to the cache (galley.oci.seccomp_cache): the whole BPF program, loaded
+    with seccomp(2) and `kernel_flags` instead of libseccomp; a cached one has no `context`.
     """
 
     def __init__(
-        self, context: scmp.Filter, notify: bool, listener_path: str | None, metadata: str
+        self, context: scmp.Filter | None, notify: bool, listener_path: str | None, metadata: str
     ) -> None:
         self.context = context
         self.notify = notify
@@ -131,24 +134,39 @@ class SeccompFilter:
                     flags |= scmp.FILTER_FLAG_TSYNC_ESRCH if flags & scmp.FILTER_FLAG_TSYNC else 0
                 fd = scmp.load_program(self.program, flags)
                 return fd if self.notify else None
+            assert self.context is not None  # a filter without a program has a context
             self.context.load()
         except OSError as e:
             raise FailedPrecondition(f"seccomp: loading the filter failed: {e}") from None
         return self.context.notify_fd() if self.notify else None
 
     def export_bpf(self, fd: int) -> None:
-        """Write the BPF program to fd (for inspection and tests)."""
-        self.context.export_bpf(fd)
+        """Write libseccomp's BPF program (or the cached whole program) to fd."""
+        if self.context is None:
+            os.write(fd, self.program or b"")
+        else:
+            self.context.export_bpf(fd)
 
     def close(self) -> None:
         """Free libseccomp's copy (the loaded filter stays in the kernel)."""
-        self.context.close()
+        if self.context is not None:
+            self.context.close()
 
 
-def compile_filter(seccomp: Seccomp) -> SeccompFilter:
-    """Build the filter for linux.seccomp; InvalidArgument names the bad field."""
+def compile_filter(seccomp: Seccomp, cache_dir: str | None = None) -> SeccompFilter:
+    """Build the filter for linux.seccomp; InvalidArgument names the bad field.
+
+    With cache_dir (e.g. under the runtime's --root), a profile compiled before on this host is
+    taken from there instead of libseccomp (see galley.oci.seccomp_cache).
+    """
     if not scmp.available():
         raise FailedPrecondition(f"{_FIELD}: libseccomp is not available on this host")
+    key = b""
+    if cache_dir is not None and scmp.raw_load_supported():
+        key = cache.key_of(seccomp)
+        entry = cache.lookup(cache_dir, key)
+        if entry is not None:
+            return _from_cache(seccomp, entry)
     default = _action(
         seccomp.get("defaultAction", ""), seccomp.get("defaultErrnoRet"), f"{_FIELD}.defaultAction"
     )
@@ -156,10 +174,23 @@ def compile_filter(seccomp: Seccomp) -> SeccompFilter:
         raise InvalidArgument(f"{_FIELD}.defaultAction: SCMP_ACT_NOTIFY cannot be the default")
     context = scmp.Filter(default)
     try:
-        return _build(context, seccomp, default)
+        filt = _build(context, seccomp, default)
+        if key:
+            filt.program = filt.program or context.program()
+            cache.store(cache_dir or "", key, filt.program, filt.kernel_flags, filt.notify)
+        return filt
     except BaseException:
         context.close()
         raise
+
+
+def _from_cache(seccomp: Seccomp, entry: dict[str, object]) -> SeccompFilter:
+    listener = seccomp.get("listenerPath") or None
+    notify = bool(entry["notify"])
+    filt = SeccompFilter(None, notify, listener, seccomp.get("listenerMetadata", ""))
+    filt.program = entry["program"]  # type: ignore[assignment]
+    filt.kernel_flags = entry["flags"]  # type: ignore[assignment]
+    return filt
 
 
 def _build(context: scmp.Filter, seccomp: Seccomp, default: int) -> SeccompFilter:
@@ -172,11 +203,11 @@ def _build(context: scmp.Filter, seccomp: Seccomp, default: int) -> SeccompFilte
     if notify and not listener:
         raise InvalidArgument(f"{_FIELD}.listenerPath: SCMP_ACT_NOTIFY needs a listenerPath")
     filt = SeccompFilter(context, notify, listener, seccomp.get("listenerMetadata", ""))
+    filt.kernel_flags = kernel_flags
     if enosys.wanted(seccomp) and scmp.raw_load_supported():
         stub = enosys.prologue(enosys.last_syscalls(seccomp, [scmp.native_arch(), *tokens]))
         if stub:
             filt.program = stub + context.program()
-            filt.kernel_flags = kernel_flags
     return filt
 
 

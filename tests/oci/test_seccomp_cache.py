@@ -1,0 +1,74 @@
+"""The compiled-program cache: a second compile of the same profile skips libseccomp, loads the
+same program, and never takes another profile's entry."""
+
+from __future__ import annotations
+
+import errno
+import marshal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from galley.oci import seccomp
+from galley.oci import seccomp_cache as cache
+from tests.oci.process_probe import BUSYBOX, run_child
+
+pytestmark = pytest.mark.root
+
+
+def profile(errno_ret: int) -> dict[str, Any]:
+    return {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno_ret}
+        ],
+    }
+
+
+def mkdir_text(filt: seccomp.SeccompFilter, tmp_path: Path) -> str:
+    probe = run_child(filt.load, [BUSYBOX, "mkdir", str(tmp_path / "made")], tmp_path)
+    assert probe.status == 1, probe.stderr
+    return probe.stderr
+
+
+def test_second_compile_comes_from_the_cache(tmp_path: Path) -> None:
+    cache_dir = str(tmp_path / "cache")
+    first = seccomp.compile_filter(profile(errno.EROFS), cache_dir)  # type: ignore[arg-type]
+    second = seccomp.compile_filter(profile(errno.EROFS), cache_dir)  # type: ignore[arg-type]
+    assert first.context is not None and second.context is None
+    assert first.program == second.program and first.program
+    assert len(list(Path(cache_dir).iterdir())) == 1
+    assert "Read-only file system" in mkdir_text(second, tmp_path)
+    first.close()
+
+
+def test_another_profile_never_uses_the_entry(tmp_path: Path) -> None:
+    """Even under the same file name (a crc32 collision), only an exact key matches."""
+    cache_dir = str(tmp_path / "cache")
+    rofs = profile(errno.EROFS)
+    seccomp.compile_filter(rofs, cache_dir).close()  # type: ignore[arg-type]
+    other = profile(errno.ENOSPC)
+    entry_file = next(Path(cache_dir).iterdir())
+    entry_file.rename(Path(cache_dir) / Path(cache._path(cache_dir, cache.key_of(other))).name)  # type: ignore[arg-type]
+    filt = seccomp.compile_filter(other, cache_dir)  # type: ignore[arg-type]
+    assert filt.context is not None  # compiled, not taken from the misnamed entry
+    assert "No space left on device" in mkdir_text(filt, tmp_path)
+    filt.close()
+
+
+def test_corrupt_or_unwritable_cache_is_ignored(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    key = cache.key_of(profile(errno.EROFS))  # type: ignore[arg-type]
+    cache_dir.mkdir()
+    Path(cache._path(str(cache_dir), key)).write_bytes(b"not marshal")
+    filt = seccomp.compile_filter(profile(errno.EROFS), str(cache_dir))  # type: ignore[arg-type]
+    assert filt.context is not None
+    filt.close()
+    entry = marshal.loads(Path(cache._path(str(cache_dir), key)).read_bytes())
+    assert entry["key"] == key  # the corrupt file was replaced
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    filt = seccomp.compile_filter(profile(errno.EROFS), str(blocked / "cache"))  # type: ignore[arg-type]
+    assert "Read-only file system" in mkdir_text(filt, tmp_path)
+    filt.close()
