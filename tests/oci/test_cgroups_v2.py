@@ -193,7 +193,15 @@ def test_stats_shape(parent: str, kids: Children) -> None:
     assert child.stdout.readline() == b"done\n"
     stats: Any = json.loads(json.dumps(manager.stats()))
     assert stats["cpu"]["usage"]["total"] > 0
-    assert set(stats) == {"cpu", "memory", "pids", "blkio", "hugetlb"}
+    assert set(stats) == {
+        "cpu",
+        "cpuset",
+        "memory",
+        "pids",
+        "blkio",
+        "hugetlb",
+        "network_interfaces",
+    }
     if "pids" in LAYOUT.unified_controllers():
         assert stats["pids"]["current"] == 1
 

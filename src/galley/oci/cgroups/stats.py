@@ -148,15 +148,78 @@ def hugetlb_v2(d: str) -> dict[str, object]:
     }
 
 
+def _cpu_list(text: str) -> list[int]:
+    """ "0-2,5" → [0, 1, 2, 5]."""
+    out: list[int] = []
+    for part in text.split(","):
+        if part:
+            first, _, last = part.partition("-")
+            out.extend(range(int(first), int(last or first) + 1))
+    return out
+
+
+_CPUSET_FLAGS = (
+    "cpu_exclusive",
+    "mem_exclusive",
+    "mem_hardwall",
+    "memory_migrate",
+    "memory_pressure",
+    "memory_spread_page",
+    "memory_spread_slab",
+    "sched_load_balance",
+    "sched_relax_domain_level",
+)
+
+
+def _cpuset(d: str, suffix: str = "") -> dict[str, object]:
+    """cpus and mems as lists (v2 reads the .effective files), plus v1's flag files."""
+    out: dict[str, object] = {}
+    for key in ("cpus", "mems"):
+        try:
+            out[key] = _cpu_list(read(d, f"cpuset.{key}{suffix}"))
+        except OSError:
+            continue
+    for flag in _CPUSET_FLAGS if not suffix else ():
+        out[flag] = read_int(d, f"cpuset.{flag}")
+    return out
+
+
 def v1_stats(paths: dict[str, str]) -> dict[str, object]:
     """Stats of a v1 cgroup given its per-controller directories."""
     out: dict[str, object] = {
         "cpu": _cpu_v1(paths.get("cpu"), paths.get("cpuacct")),
+        "cpuset": _cpuset(paths["cpuset"]) if "cpuset" in paths else {},
         "memory": _memory_v1(paths["memory"]) if "memory" in paths else {},
         "pids": _pids(paths["pids"]) if "pids" in paths else {},
         "blkio": _blkio_v1(paths["blkio"]) if "blkio" in paths else {},
         "hugetlb": hugetlb_v1(paths["hugetlb"]) if "hugetlb" in paths else {},
     }
+    return out
+
+
+# Fields runc leaves out when zero (Go's omitempty), by their key in any nested object.
+_OMIT_WHEN_ZERO = frozenset(
+    {"usage", "max", "total", "percpu", "percpu_kernel", "percpu_user", "current", "limit"}
+    | {"periods", "throttled_periods", "throttled_time", "cache"}
+)
+_ALWAYS = frozenset({("usage", "limit"), ("swap", "limit"), ("kernel", "limit")})
+
+
+def for_events(stats: dict[str, object]) -> dict[str, object]:
+    """The stats as `events --stats` prints them: runc's omissions, and no network data."""
+    return {**runc_shape(stats), "network_interfaces": None}
+
+
+def runc_shape(stats: dict[str, object], parent: str = "") -> dict[str, object]:
+    """Drop zero and empty values where runc's JSON omits them; keep memory limits."""
+    out: dict[str, object] = {}
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            value = runc_shape(value, key)
+        keep = (parent, key) in _ALWAYS or key not in _OMIT_WHEN_ZERO
+        if value in (0, [], {}) and not keep and key != "failcnt":
+            continue
+        out[key] = value
     return out
 
 
@@ -224,6 +287,7 @@ def v2_stats(d: str) -> dict[str, object]:
     """Stats of one cgroup2 directory."""
     return {
         "cpu": _cpu_v2(d),
+        "cpuset": _cpuset(d, ".effective"),
         "memory": _memory_v2(d),
         "pids": _pids(d),
         "blkio": _io_v2(d),

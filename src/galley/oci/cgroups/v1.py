@@ -18,7 +18,7 @@ from galley.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from galley.oci.cgroups import devices, manager
 from galley.oci.cgroups.devices import Rule
 from galley.oci.cgroups.manager import read, read_int, write
-from galley.oci.cgroups.stats import hugetlb_v2, v1_stats
+from galley.oci.cgroups.stats import for_events, hugetlb_v2, v1_stats
 from galley.oci.cgroups.v2 import V2Manager
 from galley.oci.spec import CPU, BlockIO, Memory, Resources
 
@@ -245,7 +245,7 @@ class V1Manager:
         out = v1_stats(self._paths)
         if "hugetlb" not in self._paths and self.unified is not None:
             out["hugetlb"] = hugetlb_v2(self.unified.directory)
-        return out
+        return for_events(out)
 
     def destroy(self) -> None:
         """Remove the directory in every hierarchy."""

@@ -18,7 +18,7 @@ from galley.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from galley.oci.cgroups import manager
 from galley.oci.cgroups.devices import Rule
 from galley.oci.cgroups.manager import read, write
-from galley.oci.cgroups.stats import v2_stats
+from galley.oci.cgroups.stats import for_events, v2_stats
 from galley.oci.spec import CPU, BlockIO, Memory, Pids, Resources
 
 
@@ -241,7 +241,7 @@ class V2Manager:
         """runc's stats shape from the v2 files."""
         if not self.exists():
             raise FailedPrecondition(f"cgroup {self.directory} does not exist")
-        return v2_stats(self.directory)
+        return for_events(v2_stats(self.directory))
 
     def destroy(self) -> None:
         """Remove the directory (and any sub-cgroups)."""
