@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -370,3 +371,26 @@ def test_cgroup_mount_without_cgroup_namespace_binds_own_cgroup(bundle: Bundle) 
         assert entry["options"].startswith("ro,")
         if entry["fstype"] == "cgroup" and point.endswith("/memory"):
             assert entry["root"] == paths["memory"]  # our own cgroup, not the hierarchy's root
+
+
+def test_rshared_bind_propagates_back_to_host(bundle: Bundle, tmp_path: Path) -> None:
+    """Kubernetes' Bidirectional: a mount made in the container under an rshared bind of a
+    shared host mount shows up on the host; the rootfs's own mounts do not."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "galley-test", str(shared)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(shared)], check=True)
+        bundle.config["linux"]["rootfsPropagation"] = "rshared"
+        bundle.config["mounts"].append(
+            {"destination": "/s", "source": str(shared), "options": ["rbind", "rshared"]}
+        )
+        # the runtime's mount namespace keeps the host's propagation (as runc's does)
+        keep = ("--propagation", "unchanged", "--pid", "--fork", "--net", "--ipc", "--uts")
+        run(bundle, "mkdir /s/inner && mount -t tmpfs from-container /s/inner", unshare=keep)
+        with open("/proc/self/mountinfo") as mountinfo_file:
+            host = mountinfo(mountinfo_file.read())
+        assert host[str(shared / "inner")]["source"] == "from-container"
+        assert not any(point.startswith(str(bundle.rootfs)) for point in host)
+    finally:
+        subprocess.run(["umount", "-R", str(shared)], check=True)

@@ -48,19 +48,30 @@ class Rootfs:
 
     def prepare(self) -> None:
         """Step 1: propagation, then the root as a mount of its own (pivot_root needs one)."""
-        shared = bool(self.propagation & k.MS_SHARED)
-        k.mount(None, "/", None, k.MS_SLAVE | k.MS_REC if shared else self.propagation or
-                k.MS_SLAVE | k.MS_REC)  # fmt: skip
         try:
             is_dir = paths.is_directory_path(self.path)
         except OSError as err:
             raise InvalidArgument(f"root.path: {self.path!r}: {err.strerror}") from err
         if not is_dir:
             raise InvalidArgument(f"root.path: {self.path!r} is not a directory")
-        k.mount(self.path, self.path, None, k.MS_BIND | k.MS_REC)
-        if shared:
-            # pivot_root refuses a shared new root; share it once it is "/" (finish()).
-            k.mount(None, self.path, None, k.MS_PRIVATE)
+        # An unbindable root cannot be bound onto itself, and pivot_root refuses a shared new
+        # root, a shared parent of it or a shared old "/": those mounts alone are made private
+        # (in this namespace only) and the requested propagation is given to the new "/" at
+        # the end (finish()). Under "rshared" the rest of the tree stays shared, so a bind with
+        # "rshared" still joins the host's peer group (Kubernetes' Bidirectional propagation).
+        unbindable = bool(self.propagation & k.MS_UNBINDABLE)
+        shared = bool(self.propagation & k.MS_SHARED)
+        initial = self.propagation or k.MS_SLAVE | k.MS_REC
+        try:
+            k.mount(None, "/", None, k.MS_SLAVE | k.MS_REC if unbindable else initial)
+            if shared:
+                for mountpoint in {"/", _mountpoint_of(os.path.dirname(self.path))}:
+                    k.mount(None, mountpoint, None, k.MS_PRIVATE)
+            k.mount(self.path, self.path, None, k.MS_BIND | k.MS_REC)
+            if shared or unbindable:
+                k.mount(None, self.path, None, k.MS_PRIVATE)
+        except OSError as err:
+            raise FailedPrecondition(f"root.path {self.path!r}: {err}") from err
         self.root_fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def mount(self, index: int, entry: Mount) -> None:
@@ -194,7 +205,7 @@ class Rootfs:
             masks.make_readonly(self.root_fd, "/dev")
         if self.spec.get("root", {}).get("readonly"):
             mounts.set_attrs(self.root_fd, k.MOUNT_ATTR_RDONLY, 0)
-        if self.propagation & k.MS_SHARED:
+        if self.propagation & (k.MS_SHARED | k.MS_UNBINDABLE):
             mounts.propagate(self.root_fd, [self.propagation])
 
 
@@ -228,6 +239,13 @@ def setup_rootfs(
         os.close(rootfs.root_fd)
         if null_fd >= 0:
             os.close(null_fd)
+
+
+def _mountpoint_of(path: str) -> str:
+    """The mount point of the mount holding path."""
+    while not os.path.ismount(path):
+        path = os.path.dirname(path)
+    return path
 
 
 def propagation_flags(name: str) -> int:
