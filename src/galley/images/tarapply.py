@@ -170,6 +170,9 @@ class TarApplier:
 
     def _whiteout(self, parts: Parts) -> None:
         directory, base = parts[:-1], parts[-1]
+        hidden_name = base[len(WHITEOUT_PREFIX) :]
+        if hidden_name in ("", ".", ".."):
+            raise InvalidArgument(f"whiteout {show(parts)!r} names no file")
         try:  # native: nothing below a missing directory to delete; overlay: make it
             dir_fd = self.root.directory(directory, create=self.whiteouts == "overlay", entry=parts)
         except FileNotFoundError:
@@ -184,8 +187,7 @@ class TarApplier:
             return
         if base.startswith(WHITEOUT_PREFIX * 2):
             return  # other AUFS metadata (.wh..wh.plnk and the like): nothing to apply
-        hidden = (*directory, base[len(WHITEOUT_PREFIX) :])
-        clean_path(show(hidden))
+        hidden = (*directory, hidden_name)
         if hidden in self.written:
             return  # a whiteout hides lower layers only, never its own layer's entries
         self.root.remove(hidden)

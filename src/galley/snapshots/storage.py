@@ -210,7 +210,7 @@ class Storage:
         self._conn = sqlite3.connect(
             path, timeout=60.0, isolation_level=None, check_same_thread=False
         )
-        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._enter_wal()
         self._conn.execute("PRAGMA foreign_keys = ON")
         self._conn.execute("PRAGMA synchronous = NORMAL")
         with self.transaction():
@@ -225,6 +225,22 @@ class Storage:
                     if statement.strip():
                         self._conn.execute(statement)
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _enter_wal(self) -> None:
+        """Switch a new database to WAL; two processes creating it at once may see it locked.
+
+        Changing the journal mode needs the database to itself, and SQLite answers "locked"
+        at once rather than waiting (no busy handler), so wait here.
+        """
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Transaction]:
