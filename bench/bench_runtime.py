@@ -1,0 +1,144 @@
+"""galley-runc against runc (and crun where it runs) on one busybox bundle running `true`.
+
+    python -m bench.bench_runtime [-n RUNS] [--keep-going]
+
+Two measures per runtime, interleaved run by run so that machine noise hits all alike:
+`run` (create + start + wait + delete in one command) and the three-command sequence
+`create` → `start` → `delete` that containerd's shim drives. Prints medians, p90s and the ratio
+of each runtime to galley-runc. A runtime that cannot run here (crun refuses the hybrid cgroup
+layout) is reported with its error instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from galley.fixtures.busybox import make_bundle
+
+REPO = Path(__file__).resolve().parent.parent
+GALLEY = str(REPO / "bin" / "galley-runc")
+
+
+def _call(binary: str, root: str, *args: str) -> None:
+    """Run one runtime command. Its stderr goes to a file, not a pipe: a created container
+    inherits the runtime's stdio and would hold a pipe open until it exits."""
+    with tempfile.TemporaryFile() as err:
+        result = subprocess.run(
+            [binary, "--root", root, *args],
+            check=False,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"{binary} {args[0]}: {err.read().decode(errors='replace').strip()}")
+
+
+def run_once(binary: str, root: str, bundle: str, cid: str) -> None:
+    """`run` of the bundle (foreground: returns when the container has exited and is gone)."""
+    _call(binary, root, "run", "--bundle", bundle, cid)
+
+
+def create_start_delete(binary: str, root: str, bundle: str, cid: str) -> None:
+    """create, start, then delete once `true` has exited."""
+    _call(binary, root, "create", "--bundle", bundle, cid)
+    _call(binary, root, "start", cid)
+    for _ in range(1000):
+        try:
+            _call(binary, root, "delete", cid)
+            return
+        except RuntimeError:
+            time.sleep(0.001)  # still running: `true` has not exited yet
+    _call(binary, root, "delete", "--force", cid)
+
+
+MEASURES: dict[str, Callable[[str, str, str, str], None]] = {
+    "run": run_once,
+    "create+start+delete": create_start_delete,
+}
+
+
+def probe(name: str, binary: str, root: str, bundle: str) -> str | None:
+    """None if the runtime can run the bundle here, else its error message."""
+    try:
+        run_once(binary, root, bundle, f"probe-{name}")
+    except RuntimeError as e:
+        subprocess.run([binary, "--root", root, "delete", "--force", f"probe-{name}"], check=False)
+        return str(e).splitlines()[-1]
+    return None
+
+
+def bench(runtimes: dict[str, str], bundle: str, runs: int) -> dict[str, dict[str, list[float]]]:
+    """Times in ms: measure -> runtime -> samples, interleaved."""
+    roots = {name: tempfile.mkdtemp(prefix=f"bench-{name}-") for name in runtimes}
+    times: dict[str, dict[str, list[float]]] = {m: {n: [] for n in runtimes} for m in MEASURES}
+    try:
+        for i in range(runs):
+            for measure, fn in MEASURES.items():
+                for name, binary in runtimes.items():
+                    t0 = time.perf_counter()
+                    fn(binary, roots[name], bundle, f"b{i}")
+                    times[measure][name].append((time.perf_counter() - t0) * 1000)
+    finally:
+        for root in roots.values():
+            shutil.rmtree(root, ignore_errors=True)
+    return times
+
+
+def report(times: dict[str, dict[str, list[float]]]) -> None:
+    """Print median / p90 per runtime and measure, with ratios to galley-runc."""
+    for measure, per_runtime in times.items():
+        base = statistics.median(per_runtime["galley-runc"])
+        print(f"\n{measure} of /bin/true (ms, {len(per_runtime['galley-runc'])} runs each)")
+        print(f"{'runtime':<14}{'median':>9}{'p90':>9}{'this÷galley':>13}")
+        for name, samples in per_runtime.items():
+            med = statistics.median(samples)
+            p90 = sorted(samples)[int(0.9 * (len(samples) - 1))]
+            print(f"{name:<14}{med:>9.1f}{p90:>9.1f}{med / base:>13.2f}")
+
+
+def main() -> int:
+    """Build the bundle, probe the runtimes, measure, print."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", "--runs", type=int, default=20)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-runtime-"))
+    try:
+        bundle = str(make_bundle(work / "bundle", ["true"]))
+        config = json.loads((work / "bundle" / "config.json").read_text())
+        config["ociVersion"] = "1.0.2"  # crun 1.8 refuses versions above 1.1.x
+        (work / "bundle" / "config.json").write_text(json.dumps(config))
+        candidates = {"galley-runc": GALLEY}
+        for name in ("runc", "crun"):
+            if path := shutil.which(name):
+                candidates[name] = path
+        runtimes = {}
+        for name, binary in candidates.items():
+            root = tempfile.mkdtemp(prefix=f"probe-{name}-")
+            error = probe(name, binary, root, bundle)
+            shutil.rmtree(root, ignore_errors=True)
+            if error is None:
+                runtimes[name] = binary
+            else:
+                print(f"{name}: cannot run here: {error}")
+        if "galley-runc" not in runtimes:
+            return 1
+        report(bench(runtimes, bundle, args.runs))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
