@@ -101,11 +101,11 @@ def report(times: dict[str, dict[str, list[float]]]) -> None:
     for measure, per_runtime in times.items():
         base = statistics.median(per_runtime["galley-runc"])
         print(f"\n{measure} of /bin/true (ms, {len(per_runtime['galley-runc'])} runs each)")
-        print(f"{'runtime':<14}{'median':>9}{'p90':>9}{'this÷galley':>13}")
+        print(f"{'runtime':<14}{'median':>9}{'p90':>9}{'vs galley':>11}")
         for name, samples in per_runtime.items():
             med = statistics.median(samples)
             p90 = sorted(samples)[int(0.9 * (len(samples) - 1))]
-            print(f"{name:<14}{med:>9.1f}{p90:>9.1f}{med / base:>13.2f}")
+            print(f"{name:<14}{med:>9.1f}{p90:>9.1f}{med / base:>11.2f}")
 
 
 def main() -> int:
