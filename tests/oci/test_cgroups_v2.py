@@ -346,3 +346,12 @@ def test_kill_other_signals_with_the_cgroup_frozen(parent: str, kids: Children) 
     manager.kill(signal.SIGTERM)
     assert child.wait(5) == -signal.SIGTERM
     assert not manager.frozen()
+
+
+def test_missing_controller_is_explained(fake: V2Manager) -> None:
+    Path(fake.directory, "cgroup.controllers").write_text("cpu\n")
+    os.remove(os.path.join(fake.directory, "memory.max"))
+    with pytest.raises(
+        InvalidArgument, match=r"memory controller is not enabled in .*subtree_control"
+    ):
+        fake.set({"memory": {"limit": 100}})

@@ -116,7 +116,21 @@ class V2Manager:
             self._write("pids.max", value)
 
     def _write(self, name: str, value: str | int) -> None:
+        controller = name.split(".", 1)[0]
+        if not self._has(name) and controller not in {"cgroup", *self._enabled()}:
+            parent = os.path.dirname(self.directory)
+            raise InvalidArgument(
+                f"cgroup {self.directory}: cannot write {name}: the {controller} controller is "
+                f"not enabled in {parent}/cgroup.subtree_control (a cgroup with processes of "
+                "its own cannot pass controllers down)"
+            )
         write(self.directory, name, value)
+
+    def _enabled(self) -> frozenset[str]:
+        try:
+            return frozenset(read(self.directory, "cgroup.controllers").split())
+        except OSError:
+            return frozenset()
 
     def _cpu(self, cpu: CPU) -> None:
         if cpu.get("realtimeRuntime") or cpu.get("realtimePeriod"):
