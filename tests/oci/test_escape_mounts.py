@@ -173,3 +173,18 @@ def test_masked_paths_unreadable(bundle: Bundle) -> None:
         assert counts[2 * index] == "0", path
         exists = os.path.exists(path)
         assert counts[2 * index + 1] == ("1" if exists and os.path.isfile(path) else "0"), path
+
+
+@pytest.mark.parametrize(("link", "target"), [("proc", "/"), ("proc", "/etc"), ("sys", "..")])
+def test_proc_and_sysfs_through_symlinks_refused(
+    bundle: Bundle, tmp_path: Path, link: str, target: str
+) -> None:
+    """A rootfs whose /proc or /sys is a symlink: procfs is never mounted somewhere else."""
+    (bundle.rootfs / link).rmdir()
+    os.symlink(target, bundle.rootfs / link)
+    dump = tmp_path / "mounts"
+    result = run_in_rootfs(bundle.path, bundle.config, "true", mounts_file=str(dump))
+    assert result.returncode == FAILED
+    refusals = ("destination resolves through a symlink", "cannot mount over the container's root")
+    assert any(refusal in result.stderr for refusal in refusals), result.stderr
+    assert_all_inside(bundle, dump)

@@ -107,7 +107,7 @@ class Rootfs:
         prepare = self._idmapper(entry, recursive="ridmap" in options.extensions or recursive)
         target = paths.ensure_target(self.root_fd, dest, is_dir=os.path.isdir(source))
         try:
-            self._check_target(target, "bind", source)
+            self._check_target(target, "bind", source, dest)
             mounts.bind(source, target, options, recursive=recursive, prepare=prepare)
         finally:
             os.close(target)
@@ -140,8 +140,7 @@ class Rootfs:
         target = paths.ensure_dir(self.root_fd, dest)
         under = -1
         try:
-            if kind not in {"proc", "sysfs"}:
-                self._check_target(target, kind, source)
+            self._check_target(target, kind, source, dest)
             if copy_up:  # the directory itself, before the tmpfs hides it
                 under = os.open(k.fd_path(target), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
@@ -170,10 +169,15 @@ class Rootfs:
         finally:
             os.close(top)
 
-    def _check_target(self, target: int, kind: str, source: str) -> None:
+    def _check_target(self, target: int, kind: str, source: str, dest: str) -> None:
+        """Refuse the root itself, /proc's insides, and proc or sysfs through a symlink."""
         where = paths.container_path(self.root_fd, target)
         if where == "/":
             raise InvalidArgument("cannot mount over the container's root directory")
+        if kind in {"proc", "sysfs"}:
+            if where != paths.clean(dest):  # runc: "not a directory" for a symlinked /proc
+                raise InvalidArgument(f"{kind} destination resolves through a symlink to {where!r}")
+            return
         mounts.check_proc_target(where, kind, source)
 
     def make_dev(self, console_path: str | None) -> None:
