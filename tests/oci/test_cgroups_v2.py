@@ -333,8 +333,9 @@ def test_fake_tree_rdma_and_check_before_update(fake: V2Manager) -> None:
     Path(fake.directory, "memory.current").write_text("4096\n")
     with pytest.raises(FailedPrecondition, match="below current usage 4096"):
         fake.set({"memory": {"limit": 1024, "checkBeforeUpdate": True}})
-    fake.set({"memory": {"limit": 8192, "checkBeforeUpdate": True}})
+    fake.set({"memory": {"limit": 8192, "swap": 8192, "checkBeforeUpdate": True}})
     assert _fake_read(fake, "memory.max") == "8192"
+    assert _fake_read(fake, "memory.swap.max") == "0"  # memory+swap == memory: no swap
 
 
 @real

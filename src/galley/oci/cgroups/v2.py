@@ -156,10 +156,13 @@ class V2Manager:
         swap_value = swap_max(swap, limit)
         if memory.get("checkBeforeUpdate") and limit > 0:
             manager.check_usage(self.directory, "memory.current", limit)
-        if swap_value and self._has("memory.swap.max"):
-            self._write("memory.swap.max", _limit(swap_value))
-        elif swap_value > 0:
-            raise InvalidArgument("linux.resources.memory.swap: this kernel has no swap accounting")
+        if swap_value or swap > 0:  # swap == limit: swap.max 0, no swap at all (as runc)
+            if self._has("memory.swap.max"):
+                self._write("memory.swap.max", _limit(swap_value))
+            elif swap_value > 0:
+                raise InvalidArgument(
+                    "linux.resources.memory.swap: this kernel has no swap accounting"
+                )
         if limit:
             self._write("memory.max", _limit(limit))
         if memory.get("reservation"):
