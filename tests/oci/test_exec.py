@@ -1,0 +1,160 @@
+"""exec: a second process in a running container's namespaces, cgroup and security settings.
+
+Driven through galley.oci.execution.exec_process in a `python3 -IS` subprocess (the way
+galley-runc runs it), so the tests do not depend on the command line's parsing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import GALLEY_RUNC, REPO
+from tests.oci.conftest import Bundle, Runtime
+
+pytestmark = pytest.mark.root
+
+DRIVER = """
+import json, sys
+sys.path.insert(0, {src!r})
+from galley.oci.state import ContainerState
+from galley.oci.execution import exec_process
+state = ContainerState.load(sys.argv[1], sys.argv[2])
+options = json.loads(sys.argv[4])
+sys.exit(exec_process(state, json.loads(sys.argv[3]), **options))
+"""
+
+
+@pytest.fixture
+def running(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> Iterator[tuple[Runtime, str, int]]:
+    """A detached container running `sleep 60`: (runtime, id, init pid)."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = runtime.new_id()
+    runtime.created.append(cid)
+    pid_file = tmp_path / "init.pid"
+    subprocess.run(
+        [
+            GALLEY_RUNC,
+            "--root",
+            str(runtime.root),
+            "run",
+            "-d",
+            "--pid-file",
+            str(pid_file),
+            "-b",
+            str(bundle.write()),
+            cid,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        timeout=30,
+    )
+    yield runtime, cid, int(pid_file.read_text())
+
+
+def exec_in(
+    running: tuple[Runtime, str, int], args: list[str], **process: Any
+) -> subprocess.CompletedProcess[str]:
+    runtime, cid, _ = running
+    options = {
+        "console_socket": process.pop("console_socket", None),
+        "pid_file": process.pop("pid_file", None),
+        "detach": process.pop("detach", False),
+        "preserve_fds": 0,
+    }
+    spec = {"args": args, "env": ["PATH=/bin"], "cwd": "/", **process}
+    # a detached process keeps its stdio: pipes would never reach EOF
+    stdio = subprocess.DEVNULL if options["detach"] else subprocess.PIPE
+    return subprocess.run(
+        [
+            "/usr/bin/python3",
+            "-IS",
+            "-c",
+            DRIVER.format(src=str(REPO / "src")),
+            str(runtime.root),
+            cid,
+            json.dumps(spec),
+            json.dumps(options),
+        ],
+        stdout=stdio,
+        stderr=stdio,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_exec_joins_the_namespaces(running: tuple[Runtime, str, int]) -> None:
+    _, _, init = running
+    res = exec_in(
+        running,
+        ["sh", "-c", "for n in pid net mnt uts ipc; do readlink /proc/self/ns/$n; done; echo $$"],
+    )
+    assert res.returncode == 0, res.stderr
+    *links, own_pid = res.stdout.split()
+    wanted = [os.readlink(f"/proc/{init}/ns/{n}") for n in ("pid", "net", "mnt", "uts", "ipc")]
+    assert links == wanted
+    assert own_pid != "1"
+
+
+def test_exec_exit_status_and_stdio(running: tuple[Runtime, str, int]) -> None:
+    res = exec_in(running, ["sh", "-c", "echo out; echo err >&2; exit 7"])
+    assert (res.returncode, res.stdout) == (7, "out\n")
+    assert "err" in res.stderr
+
+
+def test_exec_joins_the_cgroup(running: tuple[Runtime, str, int]) -> None:
+    _, _, init = running
+    res = exec_in(running, ["sh", "-c", "cat /proc/$$/cgroup"])
+    assert res.returncode == 0, res.stderr
+    with open(f"/proc/{init}/cgroup") as f:
+        init_cgroups = f.read()
+    exec_memory = [line for line in res.stdout.splitlines() if ":memory:" in line]
+    assert exec_memory and exec_memory[0].endswith(":/")  # inside the init's cgroup namespace
+    assert ":memory:" in init_cgroups
+
+
+def test_exec_user_cwd_env_and_nnp(running: tuple[Runtime, str, int]) -> None:
+    script = "id -u; id -g; pwd; echo $FOO; grep -E '^(NoNewPrivs|CapEff)' /proc/self/status"
+    res = exec_in(
+        running,
+        ["sh", "-c", script],
+        user={"uid": 65534, "gid": 65534},
+        cwd="/tmp",
+        env=["PATH=/bin", "FOO=bar"],
+        noNewPrivileges=True,
+    )
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.split("\n")
+    assert lines[:4] == ["65534", "65534", "/tmp", "bar"]
+    assert "NoNewPrivs:\t1" in res.stdout
+    assert "CapEff:\t0000000000000000" in res.stdout
+
+
+def test_exec_errors_are_one_line(running: tuple[Runtime, str, int]) -> None:
+    res = exec_in(running, ["nosuch"])
+    assert res.returncode == 1
+    assert 'exec: "nosuch": executable file not found in $PATH' in res.stderr
+    res = exec_in(running, ["true"], cwd="/nope")
+    assert res.returncode == 1
+    assert "/nope" in res.stderr
+
+
+def test_exec_detached_writes_pid_file(running: tuple[Runtime, str, int], tmp_path: Path) -> None:
+    pid_file = tmp_path / "exec.pid"
+    res = exec_in(running, ["sleep", "30"], detach=True, pid_file=str(pid_file))
+    assert res.returncode == 0, res.stderr
+    pid = int(pid_file.read_text())
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            assert f.read().split(b"\0")[0] == b"sleep"
+    finally:
+        os.kill(pid, 9)
