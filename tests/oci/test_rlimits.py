@@ -65,6 +65,15 @@ def test_every_type_reaches_the_program(tmp_path: Path) -> None:
         assert limits_row(probe.stdout, TITLES[name]) == shown, name
 
 
+def test_huge_values_mean_unlimited(tmp_path: Path) -> None:
+    rlimits = [{"type": "RLIMIT_CORE", "soft": 1 << 63, "hard": INFINITY}]
+    probe = run_child(
+        lambda: apply_rlimits(rlimits), [BUSYBOX, "cat", "/proc/self/limits"], tmp_path
+    )  # type: ignore[arg-type]
+    assert probe.status == 0, probe.stderr
+    assert limits_row(probe.stdout, TITLES["RLIMIT_CORE"]) == ["unlimited", "unlimited"]
+
+
 def test_nofile_through_ulimit(tmp_path: Path) -> None:
     rlimits = [{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}]
     probe = run_child(lambda: apply_rlimits(rlimits), sh("ulimit -n; ulimit -Hn"), tmp_path)  # type: ignore[arg-type]

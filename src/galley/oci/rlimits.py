@@ -41,7 +41,9 @@ _INFINITY = (1 << 64) - 1
 def _value(value: int, field: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _INFINITY:
         raise InvalidArgument(f"{field}: {value!r} is not a 64-bit unsigned integer")
-    return resource.RLIM_INFINITY if value >= _INFINITY or value < 0 else value
+    # Python passes rlim_t as a signed 64-bit value: 2^63 and above (practically unlimited)
+    # become RLIM_INFINITY.
+    return resource.RLIM_INFINITY if value >= 1 << 63 else value
 
 
 def parse(rlimits: list[Rlimit]) -> list[tuple[str, int, int, int]]:
