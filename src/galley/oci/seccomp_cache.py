@@ -10,7 +10,8 @@ container; a CRI node starts most containers with the same RuntimeDefault profil
 The file name is only a hint: an entry is used when its stored key equals the current key byte
 for byte, so a crc32 collision can never load another profile's filter. Writes are atomic
 (rename) and best effort: a cache that cannot be written (read-only root, a user namespace's
-root lacking access) only costs the compile time.
+root lacking access) only costs the compile time. The directory must be writable by root only
+(it lives under the runtime's --root): whoever can write an entry chooses a container's filter.
 """
 
 from __future__ import annotations
