@@ -184,4 +184,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.failure(f"{args.command}: {e}")
     except KeyboardInterrupt:
         return 130
-    return 1
+    return 255 if args.command == "exec" else 1  # runc's exit status for a failed exec

@@ -48,7 +48,7 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
         _exec_arguments(p)
     add_id(p)
     if command == "exec":
-        p.add_argument("command", nargs=argparse.REMAINDER)
+        p.add_argument("exec_args", nargs=argparse.REMAINDER, metavar="command")
 
 
 def _exec_arguments(p: argparse.ArgumentParser) -> None:
@@ -155,7 +155,9 @@ def exec_spec(state: ContainerState, args: argparse.Namespace) -> Process:
         check_process("process", proc)
         return cast(Process, proc)
     proc = copy.deepcopy(dict(state.spec.get("process") or {}))
-    command = [a for a in args.command if a != "--"] if args.command else []
+    command = list(args.exec_args or [])
+    if command[:1] == ["--"]:
+        del command[0]
     if not command:
         raise InvalidArgument("exec: no command given (args or --process)")
     proc["args"] = command

@@ -1,0 +1,160 @@
+"""pause, resume, ps, kill --all, update, events and exec on live containers, runc alongside."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.oci.conftest import Bundle, Runtime
+from tests.oci.test_lifecycle import detached, status, wait_status
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def running(any_runtime: Runtime, bundle: Bundle) -> Iterator[tuple[Runtime, str]]:
+    """A detached container running `sleep 60` (pid namespace, default cgroup)."""
+    bundle.config["process"]["args"] = ["sh", "-c", "sleep 60 & sleep 60 & wait"]
+    cid = any_runtime.new_id()
+    detached(any_runtime, "run", "--detach", "--bundle", str(bundle.write()), cid)
+    yield any_runtime, cid
+    any_runtime("delete", "--force", cid)
+
+
+def init_pid(rt: Runtime, cid: str) -> int:
+    return int(json.loads(rt("state", cid, check=True).stdout)["pid"])
+
+
+def cgroup_file(pid: int, controller: str, name: str) -> Path:
+    """A control file of pid's cgroup in the v1 hierarchy holding controller."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return Path("/sys/fs/cgroup", controllers, path.lstrip("/"), name)
+    raise AssertionError(f"no {controller} cgroup for {pid}")
+
+
+def pids_of(rt: Runtime, cid: str) -> list[int]:
+    return list(json.loads(rt("ps", "--format", "json", cid, check=True).stdout))
+
+
+def test_ps_lists_every_process(running: tuple[Runtime, str]) -> None:
+    rt, cid = running
+    deadline = time.monotonic() + 5
+    while len(pids := pids_of(rt, cid)) < 3:
+        assert time.monotonic() < deadline, pids
+        time.sleep(0.02)
+    assert init_pid(rt, cid) in pids
+    table = rt("ps", cid, check=True).stdout.splitlines()
+    assert table[0].split()[:2] == ["UID", "PID"]
+    assert sorted(int(line.split()[1]) for line in table[1:]) == sorted(pids)
+
+
+def test_pause_and_resume(running: tuple[Runtime, str]) -> None:
+    rt, cid = running
+    rt("pause", cid, check=True)
+    assert status(rt, cid) == "paused"
+    freezer = cgroup_file(init_pid(rt, cid), "freezer", "freezer.state")
+    assert freezer.read_text().strip() == "FROZEN"
+    twice = rt("pause", cid)
+    assert twice.returncode == 1
+    assert "container not running" in twice.stderr
+    rt("resume", cid, check=True)
+    assert status(rt, cid) == "running"
+    assert freezer.read_text().strip() == "THAWED"
+    again = rt("resume", cid)
+    assert again.returncode == 1
+    assert "container not paused" in again.stderr
+
+
+def test_delete_force_of_paused_container(running: tuple[Runtime, str]) -> None:
+    rt, cid = running
+    rt("pause", cid, check=True)
+    rt("delete", "--force", cid, check=True)
+    assert rt("state", cid).returncode == 1
+
+
+def test_kill_all(running: tuple[Runtime, str]) -> None:
+    rt, cid = running
+    deadline = time.monotonic() + 5
+    while len(pids_of(rt, cid)) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    rt("kill", "--all", cid, "KILL", check=True)
+    wait_status(rt, cid, "stopped")
+
+
+def test_update_limits(running: tuple[Runtime, str]) -> None:
+    rt, cid = running
+    pid = init_pid(rt, cid)
+    rt("update", "--pids-limit", "50", "--memory", "64M", "--cpu-quota", "50000", cid, check=True)
+    assert cgroup_file(pid, "pids", "pids.max").read_text().strip() == "50"
+    assert cgroup_file(pid, "memory", "memory.limit_in_bytes").read_text().strip() == str(64 << 20)
+    assert cgroup_file(pid, "cpu", "cpu.cfs_quota_us").read_text().strip() == "50000"
+    rt("update", "--resources", "-", cid, input=json.dumps({"pids": {"limit": 77}}), check=True)
+    assert cgroup_file(pid, "pids", "pids.max").read_text().strip() == "77"
+
+
+def test_events_stats(running: tuple[Runtime, str]) -> None:
+    rt, cid = running
+    lines = rt("events", "--stats", cid, check=True).stdout.splitlines()
+    assert len(lines) == 1
+    event = json.loads(lines[0])
+    assert event["type"] == "stats"
+    assert event["id"] == cid
+    data = event["data"]
+    assert data["pids"]["current"] >= 3
+    assert data["memory"]["usage"]["usage"] > 0
+    assert data["cpu"]["usage"]["total"] > 0
+
+
+def test_events_interval_streams(runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = runtime.new_id()
+    detached(runtime, "run", "--detach", "--bundle", str(bundle.write()), cid)
+    proc = subprocess.Popen(
+        [runtime.binary, "--root", str(runtime.root), "events", "--interval", "100ms", cid],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        second = json.loads(proc.stdout.readline())
+        assert first["type"] == second["type"] == "stats"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_exec(running: tuple[Runtime, str]) -> None:
+    rt, cid = running
+    out = rt(
+        "exec", "-e", "FOO=bar", "--cwd", "/tmp", cid, "sh", "-c", "echo $FOO; pwd", check=True
+    )
+    assert out.stdout == "bar\n/tmp\n"
+    assert rt("exec", cid, "sh", "-c", "exit 5").returncode == 5
+    user = rt("exec", "--user", "65534:65534", cid, "id", "-u", check=True)
+    assert user.stdout.strip() == "65534"
+
+
+def test_exec_refused_in_stopped_container(running: tuple[Runtime, str]) -> None:
+    rt, cid = running
+    rt("kill", cid, "KILL", check=True)
+    wait_status(rt, cid, "stopped")
+    result = rt("exec", cid, "true")
+    assert result.returncode == 255
+    assert "cannot exec in a stopped container" in result.stderr
+
+
+def test_exec_process_file(running: tuple[Runtime, str], tmp_path: Path) -> None:
+    rt, cid = running
+    process = {"args": ["/bin/sh", "-c", "echo $A"], "env": ["A=from-file"], "cwd": "/"}
+    (tmp_path / "process.json").write_text(json.dumps(process))
+    out = rt("exec", "--process", str(tmp_path / "process.json"), cid, check=True)
+    assert out.stdout == "from-file\n"
