@@ -72,3 +72,12 @@ def test_corrupt_or_unwritable_cache_is_ignored(tmp_path: Path) -> None:
     filt = seccomp.compile_filter(profile(errno.EROFS), str(blocked / "cache"))  # type: ignore[arg-type]
     assert "Read-only file system" in mkdir_text(filt, tmp_path)
     filt.close()
+
+
+def test_a_directory_others_can_write_is_not_trusted(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    seccomp.compile_filter(profile(errno.EROFS), str(cache_dir)).close()  # type: ignore[arg-type]
+    cache_dir.chmod(0o777)
+    filt = seccomp.compile_filter(profile(errno.EROFS), str(cache_dir))  # type: ignore[arg-type]
+    assert filt.context is not None  # compiled again, the entry was not read
+    filt.close()

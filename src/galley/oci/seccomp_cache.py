@@ -40,9 +40,17 @@ def _path(cache_dir: str, key: bytes) -> str:
     return os.path.join(cache_dir, f"{zlib.crc32(key):08x}-{len(key)}.bpf")
 
 
+def _trusted(cache_dir: str) -> bool:
+    """Only a directory that no one but its owner, our own uid, can write is trusted."""
+    st = os.stat(cache_dir)
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
 def lookup(cache_dir: str, key: bytes) -> dict[str, object] | None:
     """The cached entry for key ({program, flags, notify}), or None."""
     try:
+        if not _trusted(cache_dir):
+            return None
         with open(_path(cache_dir, key), "rb") as f:
             entry = marshal.loads(f.read())
     except (OSError, EOFError, ValueError, TypeError):
