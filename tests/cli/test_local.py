@@ -94,3 +94,17 @@ def test_unusable_root_is_one_line(galley: Galley) -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("galley: Not a directory")
     assert len(done.stderr.splitlines()) == 1
+
+
+def test_inspecti_and_rmi_by_digest_prefix(galley: Galley) -> None:
+    seed(galley.root, "docker.io/library/app:1", AMD64)
+    seed(galley.root, "docker.io/library/arm:1", ARM64)
+    galley("tag", "app:1", "app:2")
+    short = AMD64.descriptor.digest.hex[:12]
+    assert json.loads(galley("inspecti", short).stdout)["digest"] == str(AMD64.descriptor.digest)
+    out = galley("rmi", f"sha256:{short}").stdout.split("\n")
+    assert out[:2] == ["deleted docker.io/library/app:1", "deleted docker.io/library/app:2"]
+    assert galley("images", "-q").stdout.split() == ["docker.io/library/arm:1"]
+    done = galley("rmi", "abcdef0123", check=False)
+    assert done.returncode == 1
+    assert done.stderr.startswith("galley: image 'docker.io/library/abcdef0123:latest' not found")

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
+from galley.content.digest import SHA256
+from galley.errors import InvalidArgument, NotFound
 from galley.images.push import find_image
 from galley.images.store import Store
 
 if TYPE_CHECKING:
     from galley.metadata.images import Image
+
+_HEX = re.compile(r"[0-9a-f]+")
 
 
 @dataclass
@@ -38,8 +43,26 @@ class Context:
             self._store = None
 
     def image(self, name: str) -> Image:
-        """The image a user means by name: exact, else its normalised reference."""
-        return find_image(self.store, self.namespace, name)
+        """The image a user means: by name (exact or normalised), or by a digest prefix."""
+        try:
+            return find_image(self.store, self.namespace, name)
+        except (NotFound, InvalidArgument):
+            found = self.images_by_digest(name)
+            if len({i.target.digest for i in found}) == 1:
+                return found[0]
+            if found:
+                raise InvalidArgument(
+                    f"digest prefix {name!r} is ambiguous: it names several images"
+                ) from None
+            raise
+
+    def images_by_digest(self, text: str) -> list[Image]:
+        """The images whose target digest is text or starts with it (at least 6 hex)."""
+        prefix = text.removeprefix(f"{SHA256}:")
+        if len(prefix) < 6 or not _HEX.fullmatch(prefix):
+            return []
+        images = self.store.meta.list_images(self.namespace)
+        return [i for i in images if i.target.digest.hex.startswith(prefix)]
 
     def print(self, text: str = "") -> None:
         """A line on stdout."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from galley.cli.output import FORMATS, document, human_size, table
 from galley.errors import GalleyError, InvalidArgument, NotFound
 from galley.images.mediatypes import CONFIG_TYPES, Descriptor, is_index, is_manifest
+from galley.images.push import find_image
 from galley.images.reference import Reference
 from galley.images.store import read_document, walk_image
 from galley.metadata.gc import collect
@@ -129,16 +130,18 @@ def _readable(ctx: Context, desc: Descriptor) -> dict[str, Any]:
 
 
 def rmi(ctx: Context, args: argparse.Namespace) -> int:
-    """Remove image names; with --prune, collect garbage afterwards."""
+    """Remove images by name (or every name of a digest); with --prune, collect garbage."""
     status = 0
     for name in args.names:
         try:
-            image = ctx.image(name)
-            ctx.store.meta.delete_image(ctx.namespace, image.name)
-            ctx.print(f"deleted {image.name}")
-        except NotFound as exc:
+            found = _named_or_by_digest(ctx, name)
+        except (NotFound, InvalidArgument) as exc:
             print(f"galley: {exc}", file=ctx.err)
             status = 1
+            continue
+        for image in found:
+            ctx.store.meta.delete_image(ctx.namespace, image.name)
+            ctx.print(f"deleted {image.name}")
     if args.prune:
         result = collect(ctx.store)
         ctx.print(
@@ -146,6 +149,17 @@ def rmi(ctx: Context, args: argparse.Namespace) -> int:
             f"{len(result.removed_snapshots)} snapshots"
         )
     return status
+
+
+def _named_or_by_digest(ctx: Context, text: str) -> list[Image]:
+    """The image named text, or all images of the digest text starts (crictl rmi IMAGE-ID)."""
+    try:
+        return [find_image(ctx.store, ctx.namespace, text)]
+    except (NotFound, InvalidArgument):
+        found = ctx.images_by_digest(text)
+        if not found:
+            raise
+        return found
 
 
 def tag(ctx: Context, args: argparse.Namespace) -> int:
