@@ -127,3 +127,14 @@ def test_magic_links_are_refused(root: tuple[Path, int]) -> None:
     os.close(made)
     with pytest.raises(OSError, match="symbolic links"):
         paths.open_in_root(os.open("/", os.O_PATH), "/proc/self/root/etc")
+
+
+def test_ensure_file_through_dangling_symlink(root: tuple[Path, int]) -> None:
+    """/etc/resolv.conf -> ../run/resolve/stub.conf (missing): the file is made at the target."""
+    path, fd = root
+    (path / "etc").mkdir()
+    os.symlink("../run/resolve/stub.conf", path / "etc/resolv.conf")
+    made = paths.ensure_file(fd, "/etc/resolv.conf")
+    assert paths.container_path(fd, made) == "/run/resolve/stub.conf"
+    os.close(made)
+    assert (path / "run/resolve/stub.conf").is_file()

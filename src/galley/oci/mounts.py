@@ -185,11 +185,6 @@ def bind_attrs(flags: int, clear: int = 0) -> tuple[int, int]:
     return attr_set, attr_clr
 
 
-def mount_flags_of(options: list[str]) -> int:
-    """The mount(2) flags an options list sets (for callers that only need the flags)."""
-    return MountOptions(options).flags
-
-
 def source_path(bundle: str, source: str) -> str:
     """A bind source: absolute, or relative to the bundle directory."""
     return source if source.startswith("/") else os.path.join(bundle, source)
