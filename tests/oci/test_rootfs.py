@@ -394,3 +394,10 @@ def test_rshared_bind_propagates_back_to_host(bundle: Bundle, tmp_path: Path) ->
         assert not any(point.startswith(str(bundle.rootfs)) for point in host)
     finally:
         subprocess.run(["umount", "-R", str(shared)], check=True)
+
+
+def test_bad_device_names_it(bundle: Bundle) -> None:
+    bundle.config["linux"]["devices"] = [{"path": "/dev/x", "type": "q", "major": 1, "minor": 1}]
+    result = run_in_rootfs(bundle.path, bundle.config, "true")
+    assert result.returncode == FAILED
+    assert "linux.devices[0].type: unknown device type 'q'" in result.stderr

@@ -19,7 +19,7 @@ import posixpath
 import stat
 from typing import TYPE_CHECKING
 
-from galley.errors import InvalidArgument
+from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import mount as k
 from galley.oci import paths
 
@@ -68,7 +68,10 @@ def create_devices(root_fd: int, devices: list[Device], *, bind: bool) -> None:
     old_umask = os.umask(0)
     try:
         for index, device in enumerate(devices):
-            create_device(root_fd, index, device, bind=bind)
+            try:
+                create_device(root_fd, index, device, bind=bind)
+            except OSError as err:
+                raise FailedPrecondition(f"device {device.get('path', '')!r}: {err}") from err
     finally:
         os.umask(old_umask)
 

@@ -186,10 +186,16 @@ class Rootfs:
         if devices.needs_dev_setup(self.spec.get("mounts", [])):
             wanted = devices.all_devices(linux.get("devices", []))
             devices.create_devices(self.root_fd, wanted, bind=self.userns)
-            devices.setup_ptmx(self.root_fd)
-            devices.create_symlinks(self.root_fd)
+            try:
+                devices.setup_ptmx(self.root_fd)
+                devices.create_symlinks(self.root_fd)
+            except OSError as err:
+                raise FailedPrecondition(f"/dev links: {err}") from err
         if console_path is not None:
-            devices.bind_console(self.root_fd, console_path)
+            try:
+                devices.bind_console(self.root_fd, console_path)
+            except OSError as err:
+                raise FailedPrecondition(f"process.terminal: /dev/console: {err}") from err
 
     def enter(self, no_pivot: bool) -> None:
         """Step 5: make the root "/" (pivot_root, or MS_MOVE + chroot with no_pivot)."""
