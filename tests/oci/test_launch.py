@@ -152,3 +152,42 @@ def test_only_preserved_fds_reach_the_process(
     assert out4.read_text() == ""
     assert "fd3" in res.stdout
     assert "fd4" not in res.stdout
+
+
+def test_hooks_run_at_their_points(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+    out = tmp_path / "hooks"
+    out.mkdir()
+
+    def recorder(name: str) -> dict[str, object]:
+        script = f"cat > {out}/{name}.json; readlink /proc/self/ns/mnt > {out}/{name}.mnt"
+        return {"path": "/bin/sh", "args": ["sh", "-c", script]}
+
+    bundle.config["hooks"] = {
+        "prestart": [recorder("prestart")],
+        "createRuntime": [recorder("createRuntime")],
+        "createContainer": [recorder("createContainer")],
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /tmp/start.json"]}],
+    }
+    bundle.config["process"]["args"] = ["sh", "-c", "readlink /proc/self/ns/mnt"]
+    cid = runtime.new_id()
+    res = runtime("run", "-b", str(bundle.write()), cid)
+    assert res.returncode == 0, res.stderr
+    container_mnt = res.stdout.strip()
+    host_mnt = os.readlink("/proc/self/ns/mnt")
+    for name in ("prestart", "createRuntime"):
+        state = json.loads((out / f"{name}.json").read_text())
+        assert (state["id"], state["status"]) == (cid, "creating")
+        assert state["pid"] > 0
+        assert (out / f"{name}.mnt").read_text().strip() == host_mnt
+    assert (out / "createContainer.mnt").read_text().strip() == container_mnt
+    start_state = json.loads((bundle.rootfs / "tmp" / "start.json").read_text())
+    assert start_state["id"] == cid
+
+
+def test_failing_create_runtime_hook_fails_create(runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["hooks"] = {"createRuntime": [{"path": "/bin/false"}]}
+    cid = runtime.new_id()
+    code, out = create(runtime, bundle, cid)
+    assert code == 1
+    assert "createRuntime" in out
+    assert not (runtime.root / cid).exists()

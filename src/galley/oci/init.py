@@ -161,8 +161,10 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
     }
     starter = ProcessStarter(spec["process"], spec)
     start_hooks = spec.get("hooks", {}).get("startContainer")
-    if start_hooks:
-        from galley.oci.hooks import run_hooks  # noqa: PLC0415 - before the host's files go
+    if start_hooks:  # imported now: after pivot_root the host's modules are out of reach
+        import subprocess  # noqa: F401, PLC0415 - run_hook imports it lazily
+
+        from galley.oci.hooks import run_hooks  # noqa: PLC0415
     _setup_rootfs(spec, boot, console_path, lambda: _before_pivot(channel, spec, state))
     if linux.get("sysctl"):
         from galley.oci.rootfs import apply_sysctl  # noqa: PLC0415
