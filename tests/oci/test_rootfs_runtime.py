@@ -94,3 +94,19 @@ def compare_in_user_namespace(bundle: Bundle, tmp_path: Path) -> None:
     runc = normalised(seen("runc", bundle, tmp_path, script))
     assert galley == runc
     assert any(point == "/dev/null" and fstype == "devtmpfs" for point, _, fstype, *_ in galley)
+
+
+def test_same_mount_table_as_runc_without_pivot_root(bundle: Bundle, tmp_path: Path) -> None:
+    bundle.config["process"]["args"] = ["sh", "-c", "cat /proc/self/mountinfo; ls /"]
+    outputs = []
+    for runtime in ("galley", "runc"):
+        rt = Runtime(RUNTIMES[runtime], tmp_path / f"state-{runtime}")
+        try:
+            result = rt("run", "--no-pivot", "--bundle", str(bundle.write()), rt.new_id())
+        finally:
+            rt.cleanup()
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    galley, runc = (normalised(text) for text in outputs)
+    assert galley == runc
+    assert outputs[0].split()[-3:] == outputs[1].split()[-3:]  # the same / listing
