@@ -173,3 +173,17 @@ def test_bad_refs_refused(store: ContentStore) -> None:
         store.writer("")
     with pytest.raises(InvalidArgument):
         store.writer("x", size=-1)
+
+
+def test_leftovers_of_crashed_writers_are_removed_when_old(store: ContentStore) -> None:
+    ingest = os.path.join(store.root, "ingest")
+    os.makedirs(os.path.join(ingest, ".trash-1-dead", "sub"))
+    with open(os.path.join(ingest, ".trash-put-1-dead"), "wb") as f:
+        f.write(b"x")
+    w = store.writer("live")
+    w.write(b"partial")
+    w.close()
+    assert store.remove_leftovers() == 0
+    assert store.remove_leftovers(older_than_s=-1) == 2
+    assert os.listdir(ingest) != []
+    assert [i.ref for i in store.ingests()] == ["live"]

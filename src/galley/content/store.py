@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import shutil
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, BinaryIO
@@ -87,19 +90,31 @@ class ContentStore:
         return data
 
     def put(self, data: bytes, expected: Digest | None = None) -> BlobInfo:
-        """Store a small blob held in memory, verified against expected when given."""
+        """Store a small blob held in memory, verified against expected when given.
+
+        No ingest lock is needed: the bytes are verified before they touch the disk, and two
+        racing puts rename identical files into place.
+        """
         digest = Digest.of_bytes(data)
         if expected is not None and digest != expected:
             raise InvalidArgument(f"blob content has digest {digest}, expected {expected}")
         found = self._stat(digest)
         if found is not None:
             return found
-        with self.writer(f"put-{digest}", digest, len(data)) as w:
-            if w.done:
-                return w.commit()
-            w.reset()
-            w.write(data)
-            return w.commit()
+        tmp = os.path.join(self._ingest, f"{TRASH_PREFIX}put-{os.getpid()}-{secrets.token_hex(6)}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return self._publish(tmp, digest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
     def writer(
         self,
@@ -192,6 +207,24 @@ class ContentStore:
         except Unavailable:
             raise FailedPrecondition(f"ingest {ref!r} is being written; not aborted") from None
         self._open_writer(directory, ref, None, None, fd).abort()
+
+    def remove_leftovers(self, older_than_s: float = 3600.0) -> int:
+        """Remove what crashed writers left mid-retirement (.trash-*); returns how many."""
+        cutoff = time.time() - older_than_s
+        removed = 0
+        with os.scandir(self._ingest) as entries:
+            for entry in entries:
+                if not entry.name.startswith(TRASH_PREFIX):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.stat(follow_symlinks=False).st_mtime > cutoff:
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                    else:
+                        os.unlink(entry.path)
+                    removed += 1
+        return removed
 
     def usage(self) -> int:
         """Bytes held by committed blobs."""

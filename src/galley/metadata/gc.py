@@ -83,6 +83,8 @@ def collect(
         snapshots = _sweep_snapshots(store, conn, marks, dry_run)
         blobs, freed = _sweep_content(store, conn, marks, dry_run)
         ingests = _sweep_ingests(store, marks, ingest_max_age, dry_run)
+        if not dry_run:
+            store.content.remove_leftovers()
     return GCResult(
         tuple(blobs), tuple(snapshots), leases, tuple(ingests), freed, time.monotonic() - start
     )
