@@ -8,6 +8,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -22,8 +23,9 @@ from galley.fixtures.images import (
     tar_layer,
     whiteout_layer,
 )
+from galley.images import unpack as unpack_module
 from galley.images.store import Store
-from galley.images.unpack import LayerUnpacker, unpack_image
+from galley.images.unpack import AppliedLayer, LayerUnpacker, unpack_image
 from galley.snapshots.api import Kind, Mount, mount_all
 
 pytestmark = pytest.mark.root
@@ -116,10 +118,18 @@ def test_wrong_diff_id_leaves_nothing(store: Store, snapshotter: str) -> None:
     assert names == [str(image.chain_ids[0])]
 
 
-def test_concurrent_unpacks_do_the_work_once(store: Store) -> None:
+def test_concurrent_unpacks_do_the_work_once(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     image = build_image([busybox_layer(), random_layer(1 << 20, seed=7)])
     for digest, data in image.blobs().items():
         store.content.put(data, digest)
+    applied: list[str] = []
+    real_apply = unpack_module.apply_layer
+
+    def counting(stream: BinaryIO, media_type: str, dest: str, **kw: object) -> AppliedLayer:
+        applied.append(dest)
+        return real_apply(stream, media_type, dest, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(unpack_module, "apply_layer", counting)
     results: list[str] = []
     manifest, config = json.loads(image.manifest), json.loads(image.config)
 
@@ -133,6 +143,7 @@ def test_concurrent_unpacks_do_the_work_once(store: Store) -> None:
         t.join()
     assert results == [str(image.chain_ids[-1])] * 3
     assert len(list(store.snapshotter().walk())) == 2
+    assert len(applied) == 2, "a layer was applied more than once"
 
 
 def test_layer_unpacker_applies_in_order(store: Store) -> None:

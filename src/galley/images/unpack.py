@@ -13,12 +13,14 @@ Whiteouts and hostile entries: see galley.images.tarapply and galley.images.tars
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import os
 import tarfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, Protocol
 
@@ -183,7 +185,9 @@ class LayerUnpacker:
             raise FailedPrecondition(f"layer {index} cannot be unpacked before layer {index - 1}")
         chain = self.chain[index]
         if not self.skipped(index):
-            self._apply(index, stream, media_type)
+            with _layer_lock(self.snapshotter.root, chain):  # one unpacker per layer at a time
+                if not self.skipped(index):  # the one before us may have just done it
+                    self._apply(index, stream, media_type)
         self.applied = index + 1
         return chain
 
@@ -201,6 +205,23 @@ class LayerUnpacker:
         except BaseException:
             self.snapshotter.remove(key)
             raise
+
+
+@contextmanager
+def _layer_lock(root: str, chain: Digest) -> Iterator[None]:
+    """An exclusive flock shared by every thread and process unpacking layers with this ChainID.
+
+    256 lock files (by the ChainID's first byte) under <snapshotter root>/locks: bounded, and
+    two different layers rarely wait on each other. A dead holder's lock goes with its process.
+    """
+    locks = os.path.join(root, "locks")
+    os.makedirs(locks, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(locks, chain.hex[:2]), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def remove_abandoned_extractions(snapshotter: Snapshotter) -> list[str]:
