@@ -88,5 +88,12 @@ def apply_idmap(
     try:
         flags = k.AT_EMPTY_PATH | (k.AT_RECURSIVE if recursive else 0)
         k.mount_setattr(tree, "", flags, attr_set=k.MOUNT_ATTR_IDMAP, userns_fd=userns)
+    except PermissionError as err:
+        # Only the host's user namespace may idmap a host filesystem: an init stage already in
+        # the container's user namespace would need the mount prepared by the runtime outside.
+        raise FailedPrecondition(
+            "idmapped mount: not permitted from inside the container's user namespace "
+            f"(galley prepares idmapped mounts only for containers without one): {err}"
+        ) from err
     finally:
         os.close(userns)

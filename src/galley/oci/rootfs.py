@@ -95,8 +95,8 @@ class Rootfs:
                 self._filesystem(dest, kind, source, options)
         except OSError as err:
             raise mounts.failure(index, entry, err) from err
-        except InvalidArgument as err:
-            raise InvalidArgument(f"{mounts.describe(index, entry)}: {err}") from err
+        except (InvalidArgument, FailedPrecondition) as err:
+            raise type(err)(f"{mounts.describe(index, entry)}: {err}") from err
 
     def _bind(self, entry: Mount, source: str, options: mounts.MountOptions) -> None:
         """A bind: the source tree cloned, its attributes set while detached, then attached."""
