@@ -47,10 +47,10 @@ def run_child(
             out = (
                 stdout_fd
                 if stdout_fd is not None
-                else os.open(out_path, os.O_WRONLY | os.O_CREAT, 0o666)
+                else os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
             )
             os.dup2(out, 1)
-            os.dup2(os.open(err_path, os.O_WRONLY | os.O_CREAT, 0o666), 2)
+            os.dup2(os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666), 2)
             setup()
             os.execv(argv[0], argv)
         except BaseException:
