@@ -401,3 +401,10 @@ def test_bad_device_names_it(bundle: Bundle) -> None:
     result = run_in_rootfs(bundle.path, bundle.config, "true")
     assert result.returncode == FAILED
     assert "linux.devices[0].type: unknown device type 'q'" in result.stderr
+
+
+def test_missing_cwd_is_created_even_with_readonly_root(bundle: Bundle) -> None:
+    bundle.config["process"]["cwd"] = "/work/here"
+    bundle.config["root"]["readonly"] = True
+    assert run(bundle, "cd /work/here && pwd").strip() == "/work/here"
+    assert (bundle.rootfs / "work" / "here").is_dir()

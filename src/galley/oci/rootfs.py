@@ -7,7 +7,8 @@ setup_rootfs runs in the init stage, inside the container's new mount namespace,
     2. every mounts[] entry in order, each destination resolved inside the root (paths.py)
     3. /dev: device nodes, /dev/ptmx, /dev/fd and std* symlinks, /dev/console (devices.py)
     4. before_pivot(): the createContainer hooks
-    5. pivot_root(".", ".") and the old root detached, or with no_pivot MS_MOVE + chroot
+    5. pivot_root(".", ".") and the old root detached, or with no_pivot MS_MOVE + chroot;
+       process.cwd created when missing
     6. linux.sysctl, then readonlyPaths (recursive read-only binds), maskedPaths (/dev/null
        over files, read-only tmpfs over directories), /dev read-only if asked, root.readonly,
        the final rootfsPropagation on the new "/"
@@ -241,6 +242,7 @@ def setup_rootfs(
         except OSError as err:
             raise FailedPrecondition(f"root.path {rootfs.path!r}: {err}") from err
         pivot.reopen_dev_null()
+        make_cwd(rootfs.root_fd, spec.get("process", {}).get("cwd", ""))
         apply_sysctl(spec)
         if spec.get("linux", {}).get("maskedPaths"):
             null_fd = masks.open_dev_null(rootfs.root_fd)
@@ -249,6 +251,15 @@ def setup_rootfs(
         os.close(rootfs.root_fd)
         if null_fd >= 0:
             os.close(null_fd)
+
+
+def make_cwd(root_fd: int, cwd: str) -> None:
+    """process.cwd is created inside the root when missing, as runc does (before read-only)."""
+    if cwd:
+        try:
+            os.close(paths.ensure_dir(root_fd, cwd))
+        except OSError as err:
+            raise FailedPrecondition(f"process.cwd {cwd!r}: {err}") from err
 
 
 def _mountpoint_of(path: str) -> str:
