@@ -20,6 +20,7 @@ from galley.oci.launch import (
     Rollback,
     kill_started,
     open_console,
+    send_quietly,
     serve,
     spawn_stage,
     write_pid_file,
@@ -54,14 +55,12 @@ def exec_process(
         channel, stage_pid = spawn_stage(keep)
         rollback.add(lambda: kill_started(stage_pid))
         rollback.add(channel.close)
+        send_quietly(
+            channel, "exec", spec=spec, process=process, console=slave, preserve_fds=preserve_fds
+        )
         if state.cgroup:
             state.cgroup_manager().apply(stage_pid)
-        try:
-            channel.send(
-                "exec", spec=spec, process=process, console=slave, preserve_fds=preserve_fds
-            )
-        except BrokenPipeError:
-            pass  # C failed first: its message is waiting
+        send_quietly(channel, "cgroup")
         if slave is not None:
             os.close(slave)
         oci_state: State = {"id": state.id, "status": "running", "bundle": state.bundle}

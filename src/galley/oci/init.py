@@ -135,9 +135,17 @@ def fail(channel: Channel, err: BaseException) -> None:
 def _run(channel: Channel, boot: dict[str, Any]) -> None:
     spec: Spec = boot["spec"]
     fifo = os.open(boot["fifo"], os.O_RDWR | os.O_CLOEXEC)
-    pid = _enter_namespaces(channel, spec)
-    from galley.kernel import proc  # noqa: PLC0415 - after the fork: nothing to share
+    starter = ProcessStarter(spec["process"], spec)  # imports while P builds the cgroup
+    start_hooks = spec.get("hooks", {}).get("startContainer")
+    if start_hooks:  # imported now: after pivot_root the host's modules are out of reach
+        import subprocess  # noqa: F401, PLC0415 - run_hook imports it lazily
 
+        from galley.oci.hooks import run_hooks  # noqa: PLC0415
+    import galley.oci.rootfs  # noqa: F401, PLC0415
+    from galley.kernel import proc  # noqa: PLC0415
+
+    channel.expect("cgroup")
+    pid = _enter_namespaces(channel, spec)
     os.setsid()
     console = boot.get("console")
     console_path = None
@@ -159,12 +167,6 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         "bundle": boot["bundle"],
         "annotations": spec.get("annotations", {}),
     }
-    starter = ProcessStarter(spec["process"], spec)
-    start_hooks = spec.get("hooks", {}).get("startContainer")
-    if start_hooks:  # imported now: after pivot_root the host's modules are out of reach
-        import subprocess  # noqa: F401, PLC0415 - run_hook imports it lazily
-
-        from galley.oci.hooks import run_hooks  # noqa: PLC0415
     _setup_rootfs(spec, boot, console_path, lambda: _before_pivot(channel, spec, state))
     if linux.get("sysctl"):
         from galley.oci.rootfs import apply_sysctl  # noqa: PLC0415
@@ -184,6 +186,7 @@ def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
     """`exec`: join the container's namespaces (P joined its cgroup), finish, execve."""
     spec: Spec = msg["spec"]
     starter = ProcessStarter(msg["process"], spec)  # imports while the host is visible
+    channel.expect("cgroup")
     _enter_namespaces(channel, spec)
     os.setsid()
     if msg.get("console") is not None:

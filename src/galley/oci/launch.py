@@ -120,20 +120,21 @@ def _create(
     channel, stage_pid = spawn_stage(keep)
     rollback.add(lambda: kill_started(stage_pid))
     rollback.add(channel.close)
+    # The stage imports and compiles while P builds the cgroup; it waits for "cgroup" before
+    # it creates namespaces or forks, so everything it starts is inside the cgroup.
+    send_quietly(
+        channel,
+        "boot",
+        spec=spec,
+        bundle=bundle,
+        id=container_id,
+        fifo=fifo,
+        no_pivot=no_pivot,
+        console=slave,
+        preserve_fds=preserve_fds,
+    )
     cgroup = _cgroup(spec, container_id, stage_pid, rollback)
-    try:
-        channel.send(
-            "boot",
-            spec=spec,
-            bundle=bundle,
-            id=container_id,
-            fifo=fifo,
-            no_pivot=no_pivot,
-            console=slave,
-            preserve_fds=preserve_fds,
-        )
-    except BrokenPipeError:
-        pass  # the stage died before reading: its error message is waiting in the pipe
+    send_quietly(channel, "cgroup")
     if slave is not None:
         os.close(slave)
     state: State = {
@@ -179,6 +180,14 @@ def spawn_stage(keep: list[int], argv_extra: tuple[str, ...] = ()) -> tuple[Chan
     os.close(from_p)
     os.close(to_p)
     return Channel(from_stage, to_stage), pid
+
+
+def send_quietly(channel: Channel, kind: str, **fields: object) -> None:
+    """Send to the stage; if it already died, its error message is waiting in the pipe."""
+    try:
+        channel.send(kind, **fields)
+    except BrokenPipeError:
+        pass
 
 
 def exec_readonly_interpreter(args: list[str]) -> None:
