@@ -356,3 +356,17 @@ def test_missing_controller_is_explained(fake: V2Manager) -> None:
         InvalidArgument, match=r"memory controller is not enabled in .*subtree_control"
     ):
         fake.set({"memory": {"limit": 100}})
+
+
+@real
+@pytest.mark.root
+def test_a_populated_parent_is_left_alone(parent: str, kids: Children) -> None:
+    assert UNIFIED is not None
+    outer = V2Manager(os.path.join(UNIFIED.mount, parent.lstrip("/")), UNIFIED.mount)
+    outer.apply(kids.start("sleep", "60").pid)
+    inner = V2Manager(os.path.join(outer.directory, "c"), UNIFIED.mount)
+    child = kids.start("sleep", "60")
+    inner.apply(child.pid)  # a threaded domain's children would refuse it (EOPNOTSUPP)
+    assert Path(outer.directory, "cgroup.subtree_control").read_text().strip() == ""
+    assert Path(outer.directory, "cgroup.type").read_text().strip() == "domain"
+    assert own_cgroups(child.pid)[""] == parent + "/c"

@@ -79,7 +79,7 @@ class V2Manager:
             )
         current = self.mount
         for part in [] if relative == "." else relative.split("/"):
-            _enable_controllers(current)
+            _enable_controllers(current, is_root=current == self.mount)
             current = os.path.join(current, part)
             if not os.path.isdir(current):
                 os.mkdir(current, 0o755)
@@ -274,8 +274,16 @@ class V2Manager:
         }
 
 
-def _enable_controllers(directory: str) -> None:
-    """Enable in subtree_control every controller the directory has but does not pass down."""
+def _enable_controllers(directory: str, *, is_root: bool) -> None:
+    """Enable in subtree_control every controller the directory has but does not pass down.
+
+    Not in a non-root cgroup that holds processes itself (e.g. the runtime's own cgroup for
+    a relative cgroupsPath): domain controllers are refused there, and enabling a threaded
+    one (cpu, cpuset, pids) would turn it into a threaded domain whose new children are
+    "domain invalid" and take no processes. Its children then simply get no controllers.
+    """
+    if not is_root and read(directory, "cgroup.procs"):
+        return
     available = set(read(directory, "cgroup.controllers").split())
     enabled = set(read(directory, "cgroup.subtree_control").split())
     wanted = sorted(available - enabled)
