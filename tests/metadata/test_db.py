@@ -174,3 +174,20 @@ def test_connections_of_finished_threads_do_not_pile_up(meta: MetadataStore) -> 
     first = _round_of_threads(meta)
     later = [_round_of_threads(meta) for _ in range(5)]
     assert max(later) < first + 16, (first, later)  # leaking: +8 every round
+
+
+def test_next_migration_upgrades_an_existing_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = str(tmp_path / "meta.db")
+    old = MetadataStore(path)
+    old.put_image("default", image("kept"))
+    old.close()
+    step = ("ALTER TABLE images ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0",)
+    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, step))
+    monkeypatch.setattr(schema, "VERSION", len(schema.MIGRATIONS))
+    new = MetadataStore(path)
+    assert schema.version(new.conn()) == 2
+    assert new.get_image("default", "kept").target.digest == D1
+    assert new.conn().execute("SELECT pinned FROM images").fetchall() == [(0,)]
+    new.close()

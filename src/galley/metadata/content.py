@@ -76,7 +76,8 @@ class ContentTable(Database):
             merged = {**(old.labels if old else {}), **(labels or {})}
             stamp = now()
             conn.execute(
-                "INSERT OR REPLACE INTO content VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO content (namespace, digest, size, labels_json, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     namespace,
                     str(digest),

@@ -61,7 +61,8 @@ def _insert(
 ) -> Image:
     stamp = now()
     conn.execute(
-        "INSERT INTO images VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO images (namespace, name, target_json, labels_json, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
         (
             namespace,
             image.name,

@@ -83,7 +83,8 @@ class LeasesTable(Database):
             if found:
                 raise AlreadyExists(f"lease {lease_id!r} already exists in {namespace!r}")
             conn.execute(
-                "INSERT INTO leases VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO leases (namespace, id, labels_json, created_at, expire_at) "
+                "VALUES (?, ?, ?, ?, ?)",
                 (
                     namespace,
                     lease_id,
@@ -117,7 +118,8 @@ class LeasesTable(Database):
         with self.tx() as conn:
             self._require_lease(conn, namespace, lease)
             conn.execute(
-                "INSERT OR IGNORE INTO lease_resources VALUES (?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO lease_resources (namespace, lease, kind, id) "
+                "VALUES (?, ?, ?, ?)",
                 (namespace, lease, kind, id),
             )
 

@@ -50,7 +50,9 @@ class SnapshotsTable(Database):
             ).fetchone()
             created = old[0] if old else stamp
             conn.execute(
-                "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO snapshots "
+                "(namespace, snapshotter, key, labels_json, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
                 (namespace, snapshotter, key, dump_labels(labels), created),
             )
         return SnapshotRef(
