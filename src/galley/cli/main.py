@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         return status
     except GalleyError as exc:
         return _fail(ctx, str(exc))
+    except BrokenPipeError:  # `galley images | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as exc:
         return _fail(ctx, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
     except KeyboardInterrupt:
