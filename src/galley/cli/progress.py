@@ -126,6 +126,8 @@ class BarProgress:
 
     @staticmethod
     def _render(line: _Line) -> str:
+        if not line.total:  # resolving a tag, unpacking: a step, not a transfer
+            return f"{line.kind:<8}{_short(line.name):<22}{line.status}"
         done = line.status in _FINAL
         fraction = 1.0 if done else (line.offset / line.total if line.total else 0.0)
         filled = int(fraction * BAR_WIDTH)
