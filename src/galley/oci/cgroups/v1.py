@@ -10,6 +10,7 @@ created gets its parent's values first, as runc does.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Any
@@ -144,13 +145,15 @@ class V1Manager:
         _memory_and_swap(directory, memory.get("limit", 0), memory.get("swap", 0))
         if memory.get("reservation"):
             write(directory, "memory.soft_limit_in_bytes", _limit(memory["reservation"]))
-        for key, name in (
-            ("kernel", "memory.kmem.limit_in_bytes"),
-            ("kernelTCP", "memory.kmem.tcp.limit_in_bytes"),
+        if memory.get("kernel") and os.path.exists(
+            os.path.join(directory, "memory.kmem.limit_in_bytes")
         ):
-            value = memory.get(key)
-            if value and os.path.exists(os.path.join(directory, name)):
-                write(directory, name, _limit(int(str(value))))
+            # Deprecated: recent kernels accept and ignore it; runc 1.1 ignores it outright, so
+            # a kernel that refuses it does not fail the container either.
+            with contextlib.suppress(InvalidArgument):
+                write(directory, "memory.kmem.limit_in_bytes", _limit(memory["kernel"]))
+        if memory.get("kernelTCP"):
+            write(directory, "memory.kmem.tcp.limit_in_bytes", _limit(memory["kernelTCP"]))
         swappiness = memory.get("swappiness")
         if swappiness is not None and swappiness != -1:
             if not 0 <= swappiness <= 100:
