@@ -154,7 +154,12 @@ def test_hard_link_to_lower_layer_is_copied_up(tmp_path: Path) -> None:
     assert os.stat(lower / "a/keep").st_nlink == 1
 
 
-def test_corrupt_streams_are_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("binaries", [True, False], ids=["binaries", "python"])
+def test_corrupt_streams_are_refused(
+    binaries: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not binaries:
+        monkeypatch.setattr(decompress, "command_for", lambda _c: None)
     blob = compress(busybox_layer(), "gzip")
     with pytest.raises(InvalidArgument, match=r"gzip.*corrupt"):
         apply_layer(io.BytesIO(blob[: len(blob) // 2]), mt.OCI_LAYER_GZIP, str(tmp_path))

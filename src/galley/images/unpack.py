@@ -128,7 +128,7 @@ def apply_layer(
                 for member in tar:
                     applier.entry(member, tar)
                     tar.members.clear()  # a layer can hold millions of entries
-        except (tarfile.TarError, EOFError) as exc:
+        except tarfile.TarError as exc:
             raise InvalidArgument(f"layer of type {media_type} is not a valid tar: {exc}") from exc
         applier.finish()
         layer.drain()
