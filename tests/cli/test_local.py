@@ -6,6 +6,7 @@ import json
 
 import yaml
 
+from galley.cli.output import human_size
 from galley.images.store import Store
 from tests.cli.conftest import AMD64, ARM64, INDEX, Galley, seed
 
@@ -67,6 +68,9 @@ def test_du_counts_blobs_and_metadata(galley: Galley) -> None:
     rows = {r["kind"]: r for r in json.loads(galley("du", "-o", "json").stdout)}
     assert rows["reclaimable"]["count"] == len(AMD64.blobs())
     assert rows["reclaimable"]["bytes"] == rows["content blobs"]["bytes"]
+    assert galley("prune").stdout.startswith(f"freed {human_size(rows['content blobs']['bytes'])}")
+    rows = {r["kind"]: r for r in json.loads(galley("du", "-o", "json").stdout)}
+    assert rows["content blobs"]["count"] == 0
     assert galley("du").stdout.splitlines()[-1].startswith("total")
 
 

@@ -1,4 +1,4 @@
-"""Verbs on local images: `images`, `inspecti`, `rmi`, `tag`."""
+"""Verbs on local images: `images`, `inspecti`, `rmi`, `prune`, `tag`."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("names", nargs="+", metavar="IMAGE")
     p.add_argument("--prune", action="store_true", help="then free unreferenced blobs/snapshots")
     p.set_defaults(run=rmi)
+    p = verbs.add_parser("prune", help="free blobs and snapshots that no image holds")
+    p.set_defaults(run=prune)
     p = verbs.add_parser("tag", help="give an image more names")
     p.add_argument("source", metavar="SOURCE")
     p.add_argument("targets", nargs="+", metavar="TARGET")
@@ -143,12 +145,18 @@ def rmi(ctx: Context, args: argparse.Namespace) -> int:
             ctx.store.meta.delete_image(ctx.namespace, image.name)
             ctx.print(f"deleted {image.name}")
     if args.prune:
-        result = collect(ctx.store)
-        ctx.print(
-            f"freed {human_size(result.freed_bytes)}: {len(result.removed_blobs)} blobs, "
-            f"{len(result.removed_snapshots)} snapshots"
-        )
+        prune(ctx, args)
     return status
+
+
+def prune(ctx: Context, args: argparse.Namespace) -> int:
+    """Collect garbage: free every blob and snapshot that no image or lease holds."""
+    result = collect(ctx.store)
+    ctx.print(
+        f"freed {human_size(result.freed_bytes)}: {len(result.removed_blobs)} blobs, "
+        f"{len(result.removed_snapshots)} snapshots"
+    )
+    return 0
 
 
 def _named_or_by_digest(ctx: Context, text: str) -> list[Image]:

@@ -2,7 +2,7 @@
 
     galley [--root DIR] [--hosts-dir DIR] [--namespace NS] VERB ...
       pull push            (transfer.py)   registries
-      images inspecti rmi tag  (images.py) local images
+      images inspecti rmi prune tag  (images.py)  local images
       import export        (archive.py)    OCI layout / docker save tars
       du                   (du.py)         disk usage of the store root
       check                (check.py)      consistency of the store root
