@@ -1,11 +1,11 @@
 """`galley`: parse the global options, run one verb, turn every error into one line.
 
     galley [--root DIR] [--hosts-dir DIR] [--namespace NS] VERB ...
-      pull push            (transfer.py)   registries
-      images inspecti rmi prune tag  (images.py)  local images
-      import export        (archive.py)    OCI layout / docker save tars
-      du                   (du.py)         disk usage of the store root
-      check                (check.py)      consistency of the store root
+      pull push                       transfer.py   registries
+      images inspecti rmi prune tag   images.py     local images
+      import export                   archive.py    OCI layout / docker save tars
+      du                              du.py         disk usage of the store root
+      check                           check.py      consistency of the store root
 
 Exit status: 0 on success, 1 on an error (one line on stderr, never a traceback), 2 on a
 usage error, 130 on Ctrl-C. GALLEY_DEBUG=1 shows tracebacks of unexpected errors.
