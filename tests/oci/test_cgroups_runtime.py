@@ -177,3 +177,21 @@ def test_a_cgroup_in_use_is_refused_and_nothing_is_left(
     assert "not empty" in result.stdout
     assert runtime("state", second).returncode != 0
     runtime("delete", "--force", first, check=True)
+
+
+def test_a_failed_create_leaves_no_cgroup(runtime: Runtime, bundle: Bundle, parent: str) -> None:
+    bundle.config["linux"]["cgroupsPath"] = parent + "/c"
+    bundle.config["linux"]["resources"] = {
+        "pids": {"limit": 5},
+        "hugepageLimits": [{"pageSize": "3MB", "limit": 1}],
+    }
+    bundle.write()
+    cid = runtime.new_id()
+    runtime.created.append(cid)
+    result = run_detached(
+        runtime.binary, str(runtime.root), "create", "--bundle", str(bundle.path), cid
+    )
+    assert result.returncode == 1
+    assert "hugepageLimits" in result.stdout
+    hierarchies = [*LAYOUT.v1.values(), *([LAYOUT.unified] if LAYOUT.unified else [])]
+    assert not any(os.path.exists(h.directory(parent + "/c")) for h in hierarchies)

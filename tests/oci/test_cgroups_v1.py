@@ -410,3 +410,12 @@ def test_kill_keeps_a_paused_cgroup_paused_except_for_sigkill(parent: str, kids:
     manager.kill(9)
     assert not manager.frozen()
     assert second.wait(5) == -9
+
+
+def test_destroy_kills_what_is_left_inside(parent: str, kids: Children) -> None:
+    manager = _new(parent)
+    child = kids.start("sleep", "60")
+    manager.apply(child.pid)
+    manager.destroy()  # a failed create's rollback may get here before killing its child
+    assert child.wait(5) == -9
+    assert not any(os.path.exists(d) for d in manager.paths.values())

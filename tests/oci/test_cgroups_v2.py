@@ -266,6 +266,7 @@ def _fake_read(manager: V2Manager, name: str) -> str:
 
 def test_conversions_match_runc() -> None:
     assert shares_to_weight(2) == 1
+    assert shares_to_weight(1) == 1  # Go truncates (-9999 / 262142) to 0, not -1
     assert shares_to_weight(1024) == 39
     assert shares_to_weight(262144) == 10000
     assert blkio_to_io_weight(10) == 1 and blkio_to_io_weight(1000) == 10000
@@ -370,3 +371,14 @@ def test_a_populated_parent_is_left_alone(parent: str, kids: Children) -> None:
     assert Path(outer.directory, "cgroup.subtree_control").read_text().strip() == ""
     assert Path(outer.directory, "cgroup.type").read_text().strip() == "domain"
     assert own_cgroups(child.pid)[""] == parent + "/c"
+
+
+@real
+@pytest.mark.root
+def test_destroy_kills_what_is_left_inside(parent: str, kids: Children) -> None:
+    manager = _manager(parent)
+    child = kids.start("sleep", "60")
+    manager.apply(child.pid)
+    manager.destroy()
+    assert child.wait(5) == -9
+    assert not os.path.exists(manager.directory)

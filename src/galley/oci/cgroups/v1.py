@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from typing import Any
 
@@ -239,7 +240,8 @@ class V1Manager:
 
     def kill(self, sig: int) -> None:
         """Signal every process (freezing first so none forks away, then thawing)."""
-        manager.signal_all(self, sig, can_freeze="freezer" in self._paths)
+        freezer = self._paths.get("freezer")
+        manager.signal_all(self, sig, can_freeze=freezer is not None and os.path.isdir(freezer))
 
     def stats(self) -> dict[str, object]:
         """runc's stats shape from the v1 files (hugetlb from cgroup2 on hybrid hosts)."""
@@ -251,7 +253,13 @@ class V1Manager:
         return for_events(out)
 
     def destroy(self) -> None:
-        """Remove the directory in every hierarchy."""
+        """Remove the directory in every hierarchy, killing what is still inside first.
+
+        Only a failed create or a forced delete gets here with processes left; either way
+        nothing of the container may outlive its cgroup (and rmdir would wait for nothing).
+        """
+        if self.pids():
+            self.kill(signal.SIGKILL)
         for directory in sorted(set(self._paths.values())):
             manager.remove(directory)
         if self.unified is not None:

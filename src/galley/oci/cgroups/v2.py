@@ -24,12 +24,17 @@ from galley.oci.spec import CPU, BlockIO, Memory, Pids, Resources
 
 def shares_to_weight(shares: int) -> int:
     """cpu.shares (2..262144) → cpu.weight (1..10000), runc's linear map; 0 stays unset."""
-    return 0 if shares == 0 else 1 + ((shares - 2) * 9999) // 262142
+    return 0 if shares == 0 else 1 + _div(((shares - 2) * 9999), 262142)
 
 
 def blkio_to_io_weight(weight: int) -> int:
     """blkio weight (10..1000) → io.weight (1..10000), runc's linear map; 0 stays unset."""
-    return 0 if weight == 0 else 1 + ((weight - 10) * 9999) // 990
+    return 0 if weight == 0 else 1 + _div((weight - 10) * 9999, 990)
+
+
+def _div(a: int, b: int) -> int:
+    """Integer division truncating toward zero, as runc's Go arithmetic does."""
+    return -(-a // b) if a < 0 else a // b
 
 
 def swap_max(swap: int, limit: int) -> int:
@@ -261,7 +266,9 @@ class V2Manager:
         return for_events(v2_stats(self.directory))
 
     def destroy(self) -> None:
-        """Remove the directory (and any sub-cgroups)."""
+        """Remove the directory (and any sub-cgroups), killing what is still inside first."""
+        if self.pids():
+            self.kill(signal.SIGKILL)
         manager.remove(self.directory)
 
     def save(self) -> dict[str, object]:
