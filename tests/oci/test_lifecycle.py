@@ -177,13 +177,14 @@ def test_missing_rootfs_and_config(runtime: Runtime, bundle: Bundle, tmp_path: P
     assert not (runtime.root / cid).exists()
 
 
-def test_failing_process_leaves_nothing(runtime: Runtime, bundle: Bundle) -> None:
-    bundle.config["process"]["cwd"] = "/no/such/dir"
-    cid = runtime.new_id()
-    result = detached(runtime, "create", "--bundle", str(bundle.write()), cid, check=False)
+def test_missing_executable_leaves_nothing(any_runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["process"]["args"] = ["/no/such/binary"]
+    cid = any_runtime.new_id()
+    result = detached(any_runtime, "create", "--bundle", str(bundle.write()), cid, check=False)
     assert result.returncode == 1
-    assert not (runtime.root / cid).exists()
-    assert runtime("list", "-q", check=True).stdout == ""
+    assert "/no/such/binary" in result.stderr
+    assert any_runtime("state", cid).returncode == 1
+    assert any_runtime("list", "-q", check=True).stdout == ""
 
 
 def hook_script(tmp_path: Path, name: str, body: str) -> str:

@@ -8,21 +8,18 @@ line goes to the file (text or json) and the bare message to stderr. Exit status
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import json
 import os
 import sys
 import time
-import typing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
-from galley.errors import GalleyError
+from galley.errors import GalleyError, InvalidArgument
+from galley.oci.commands.options import STR, Args, Option, Syntax, parse, usage
 
 VERSION = "0.1.0"
 SPEC_VERSION = "1.2.0"
 PROG = "galley-runc"
+DEFAULT_ROOT = "/run/galley-runc"
 LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
 
 # command name -> (module under galley.oci.commands, help)
@@ -45,16 +42,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-@dataclass
 class Log:
     """runc-style log lines: text (logrus key=value) or json, to a file or stderr."""
 
-    path: str | None = None
-    fmt: str = "text"
-    level: int = LEVELS["warning"]
+    def __init__(self, path: str | None = None, fmt: str = "text", level: int = 2) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.level = level
 
     def line(self, level: str, msg: str) -> str:
         """One formatted log line (with its newline)."""
+        import json  # noqa: PLC0415 - lazy: only errors and --debug log
+
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if self.fmt == "json":
             return (
@@ -92,86 +91,83 @@ class Log:
         self.write("debug", msg)
 
 
-@dataclass
 class Context:
     """What every command gets: the state root and the log."""
 
-    root: str
-    log: Log
-    systemd_cgroup: bool = False
+    def __init__(self, root: str, log: Log, systemd_cgroup: bool = False) -> None:
+        self.root = root
+        self.log = log
+        self.systemd_cgroup = systemd_cgroup
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse with runc's exit status (1) for usage errors."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        """Print usage and the message, exit 1."""
-        self.print_usage(sys.stderr)
-        self.exit(1, f"{self.prog}: {message}\n")
-
-
-def _global_parser() -> argparse.ArgumentParser:
-    p = Parser(prog=PROG, description="An OCI runtime with runc's command line.")
-    p.add_argument("--root", default="/run/galley-runc", help="root directory for state")
-    p.add_argument("--log", default=None, help="log file (default: stderr)")
-    p.add_argument("--log-format", default="text", choices=("text", "json"))
-    p.add_argument("--debug", action="store_true", help="enable debug logging")
-    p.add_argument("--systemd-cgroup", action="store_true", help="cgroupsPath is slice:prefix:name")
-    p.add_argument("--criu", default="criu", help="(accepted for compatibility; unused)")
-    p.add_argument("--rootless", default="auto", help="(accepted for compatibility)")
-    p.add_argument("-v", "--version", action="store_true", help="print the version")
-    return p
-
-
-def build_parser(command: str | None) -> argparse.ArgumentParser:
-    """The parser; only the named command's arguments are declared (imports stay small)."""
-    parser = _global_parser()
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in COMMANDS.items():
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
-        if name == command:
-            _commands(module).add_arguments(name, cmd)
-    return parser
+GLOBAL = Syntax(
+    [
+        Option("--root", "root directory for storage of container state", STR, DEFAULT_ROOT),
+        Option("--log", "log file (default: stderr)", STR),
+        Option("--log-format", "log format: text or json", STR, "text", ("text", "json")),
+        Option("--debug", "enable debug logging"),
+        Option("--systemd-cgroup", "cgroupsPath is slice:prefix:name"),
+        Option("--criu", "(accepted for compatibility; unused)", STR, "criu"),
+        Option("--rootless", "(accepted for compatibility)", STR, "auto"),
+        Option("-v,--version", "print the version"),
+    ],
+    positionals=("command",),
+    rest="command_args",
+)
 
 
 def _commands(module: str) -> CommandModule:
-    return importlib.import_module(f"galley.oci.commands.{module}")  # type: ignore[return-value]
+    name = f"galley.oci.commands.{module}"
+    __import__(name)  # importlib costs ~1 ms to import
+    return sys.modules[name]  # type: ignore[return-value]
 
 
 class CommandModule:
     """The shape of a module in galley.oci.commands (for type checking only)."""
 
-    add_arguments: Callable[[str, argparse.ArgumentParser], None]
-    run: Callable[[str, Context, argparse.Namespace], int]
+    syntax: Callable[[str], Syntax]
+    run: Callable[[str, Context, Args], int]
 
 
-def _find_command(argv: Sequence[str]) -> str | None:
-    takes_value = {"--root", "--log", "--log-format", "--criu", "--rootless"}
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg in takes_value:
-            skip = True
-        elif arg in COMMANDS:
-            return arg
-        elif not arg.startswith("-"):
-            return None
-    return None
+def overview() -> str:
+    """`galley-runc --help`."""
+    lines = [f"usage: {PROG} [global options] COMMAND [options] [arguments...]", "", "commands:"]
+    lines += [f"  {name:<10} {help_text}" for name, (_, help_text) in COMMANDS.items()]
+    lines += ["", "global options:"]
+    lines += [f"  {', '.join(o.names):<20} {o.help}" for o in GLOBAL.options]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str]) -> Args:
+    """Global options, then the command's own (InvalidArgument on a usage error)."""
+    args = parse("galley-runc", GLOBAL, argv, Args(help=False))
+    if args.version or args.help or args.command is None:
+        return args
+    if args.command not in COMMANDS:
+        raise InvalidArgument(f"No help topic for '{args.command}'")
+    module, _ = COMMANDS[args.command]
+    return parse(args.command, _commands(module).syntax(args.command), args.command_args, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse argv, run the command, map errors to runc's exit status and messages."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    command = _find_command(argv)
-    args = build_parser(command).parse_args(argv)
+    try:
+        args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    except InvalidArgument as e:
+        os.write(2, f"{PROG}: {e}\n".encode())
+        return 1
     if args.version:
-        print(f"{PROG} version {VERSION}\nspec: {SPEC_VERSION}")
+        sys.stdout.write(f"{PROG} version {VERSION}\nspec: {SPEC_VERSION}\n")
+        return 0
+    if args.command is None or args.help:
+        if args.command in COMMANDS:
+            module, help_text = COMMANDS[args.command]
+            syntax = _commands(module).syntax(args.command)
+            sys.stdout.write(usage(args.command, syntax, help_text))
+        else:
+            sys.stdout.write(overview())
         return 0
     log = Log(args.log, args.log_format, LEVELS["debug" if args.debug else "warning"])
-    if args.command is None:
-        build_parser(None).print_help()
-        return 0
     ctx = Context(os.path.abspath(args.root), log, args.systemd_cgroup)
     try:
         return _commands(COMMANDS[args.command][0]).run(args.command, ctx, args)

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import signal
 
 from galley.errors import InvalidArgument
+from galley.oci.commands.options import Args
 from galley.oci.state import validate_id
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 
 
-def add_id(parser: argparse.ArgumentParser) -> None:
-    """The <container-id> positional (checked by container_id, with runc's message)."""
-    parser.add_argument("container_id", nargs="?", metavar="container-id")
-
-
-def container_id(command: str, args: argparse.Namespace) -> str:
+def container_id(command: str, args: Args) -> str:
     """The validated container id, or runc's error when it is missing or malformed."""
-    cid: str | None = args.container_id
-    if not cid:
+    cid = args.container_id
+    if not isinstance(cid, str) or not cid:
         raise InvalidArgument(f'"{command}" requires exactly 1 argument(s)')
     return validate_id(cid)
 

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from galley.errors import AlreadyExists
+from galley.oci.commands.options import STR, Args, Option, Syntax
 
+TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
 if TYPE_CHECKING:
     from galley.oci.cli import Context
 
 
-def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
-    """Declare the arguments of spec/features."""
-    if command == "spec":
-        p.add_argument("-b", "--bundle", default="", help="path to the root of the bundle")
-        p.add_argument("--rootless", action="store_true", help="a spec for a rootless container")
+SYNTAX = {
+    "spec": Syntax(
+        [
+            Option("-b,--bundle", "path to the root of the bundle directory", STR, ""),
+            Option("--rootless", "a spec for a rootless container"),
+        ]
+    ),
+    "features": Syntax([]),
+}
+
+
+def syntax(command: str) -> Syntax:
+    """The options of spec / features."""
+    return SYNTAX[command]
 
 
 def write_spec(bundle: str, rootless: bool) -> str:
@@ -33,7 +42,7 @@ def write_spec(bundle: str, rootless: bool) -> str:
     return path
 
 
-def run(command: str, ctx: Context, args: argparse.Namespace) -> int:
+def run(command: str, ctx: Context, args: Args) -> int:
     """Run spec or features."""
     if command == "spec":
         write_spec(args.bundle or os.getcwd(), args.rootless)

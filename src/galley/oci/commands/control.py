@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import sys
 from typing import TYPE_CHECKING, Any, cast
 
 from galley.errors import InvalidArgument
-from galley.oci.commands.args import add_id, container_id, parse_size
+from galley.oci.commands.args import container_id, parse_size
+from galley.oci.commands.options import INT, INTLIST, LIST, STR, Args, Option, Syntax
 from galley.oci.spec import Process, Resources
 from galley.oci.state import ContainerState, Lock
 from galley.oci.status import Operation, Status, require
@@ -36,38 +36,46 @@ UPDATE_FLAGS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
-    """Declare the arguments of one control command."""
-    if command == "update":
-        p.add_argument("-r", "--resources", help="JSON file with linux.resources ('-' = stdin)")
-        for flag in UPDATE_FLAGS:
-            p.add_argument(f"--{flag}", dest=flag.replace("-", "_"))
-        p.add_argument("--l3-cache-schema", help="(intel RDT: unsupported here)")
-        p.add_argument("--mem-bw-schema", help="(intel RDT: unsupported here)")
-    if command == "exec":
-        _exec_arguments(p)
-    add_id(p)
-    if command == "exec":
-        p.add_argument("exec_args", nargs=argparse.REMAINDER, metavar="command")
+_EXEC = [
+    Option("-p,--process", "path to a process.json", STR),
+    Option("-t,--tty", "allocate a pseudo-TTY"),
+    Option("-d,--detach", "detach from the process"),
+    Option("--pid-file", "file to write the process id to", STR),
+    Option("--console-socket", "unix socket to receive the pty master", STR),
+    Option("-e,--env", "set an environment variable (KEY=value)", LIST),
+    Option("--cwd", "working directory in the container", STR),
+    Option("-u,--user", "UID[:GID]", STR),
+    Option("-g,--additional-gids", "additional gid", INTLIST),
+    Option("-c,--cap", "add a capability", LIST),
+    Option("--no-new-privs", "set no_new_privileges"),
+    Option("--apparmor", "apparmor profile", STR),
+    Option("--process-label", "selinux label", STR),
+    Option("--preserve-fds", "extra fds to pass, from 3 on", INT, 0),
+    Option("--ignore-paused", "exec even when the container is paused"),
+    Option("--cgroup", "(accepted, unused)", LIST),
+]
+SYNTAX = {
+    "pause": Syntax([], ("container_id",)),
+    "resume": Syntax([], ("container_id",)),
+    "update": Syntax(
+        [
+            Option("-r,--resources", "JSON file with linux.resources ('-' = stdin)", STR),
+            *(
+                Option(f"--{f}", f"linux.resources.{s}.{k}", STR)
+                for f, (s, k, _) in UPDATE_FLAGS.items()
+            ),
+            Option("--l3-cache-schema", "(intel RDT: unsupported here)", STR),
+            Option("--mem-bw-schema", "(intel RDT: unsupported here)", STR),
+        ],
+        ("container_id",),
+    ),
+    "exec": Syntax(_EXEC, ("container_id",), rest="exec_args"),
+}
 
 
-def _exec_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-p", "--process", help="path to a process.json")
-    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
-    p.add_argument("-d", "--detach", action="store_true", help="detach from the process")
-    p.add_argument("--pid-file", help="file to write the process id to")
-    p.add_argument("--console-socket", help="unix socket to receive the pty master")
-    p.add_argument("-e", "--env", action="append", default=[], help="KEY=value")
-    p.add_argument("--cwd", help="working directory in the container")
-    p.add_argument("-u", "--user", help="UID[:GID]")
-    p.add_argument("-g", "--additional-gids", action="append", default=[], type=int)
-    p.add_argument("-c", "--cap", action="append", default=[], help="add a capability")
-    p.add_argument("--no-new-privs", action="store_true", help="set no_new_privileges")
-    p.add_argument("--apparmor", help="apparmor profile")
-    p.add_argument("--process-label", help="selinux label")
-    p.add_argument("--preserve-fds", type=int, default=0)
-    p.add_argument("--ignore-paused", action="store_true", help="exec even when paused")
-    p.add_argument("--cgroup", action="append", default=[], help="(accepted, unused)")
+def syntax(command: str) -> Syntax:
+    """The options and arguments of one control command."""
+    return SYNTAX[command]
 
 
 def pause(state: ContainerState) -> None:
@@ -95,7 +103,7 @@ def _flag_value(flag: str, kind: str, text: str) -> int | str:
         raise InvalidArgument(f"--{flag}: invalid value {text!r}") from None
 
 
-def update_resources(args: argparse.Namespace) -> Resources:
+def update_resources(args: Args) -> Resources:
     """The resources to apply: --resources JSON, overlaid by the single flags."""
     from galley.oci.validate_linux import check_resources  # noqa: PLC0415 - lazy
 
@@ -131,7 +139,7 @@ def update(state: ContainerState, resources: Resources) -> None:
     with Lock(state.dir):
         require(Operation.UPDATE, state.status(), state.id)
         state.cgroup_manager().set(resources)
-        config = copy.deepcopy(state.config)
+        config: dict[str, Any] = copy.deepcopy(dict(state.config))
         linux = config.setdefault("linux", {})
         linux["resources"] = _merge(linux.get("resources") or {}, dict(resources))
         state.replace(config=config).save()
@@ -145,7 +153,7 @@ def _parse_user(text: str) -> dict[str, int]:
         raise InvalidArgument(f"--user: {text!r} is not UID[:GID]") from None
 
 
-def exec_spec(state: ContainerState, args: argparse.Namespace) -> Process:
+def exec_spec(state: ContainerState, args: Args) -> Process:
     """The process to exec: --process, or the container's process with the flags applied."""
     from galley.oci.validate import check_process  # noqa: PLC0415 - lazy
 
@@ -187,7 +195,7 @@ def exec_spec(state: ContainerState, args: argparse.Namespace) -> Process:
     return cast(Process, proc)
 
 
-def exec_command(state: ContainerState, args: argparse.Namespace) -> int:
+def exec_command(state: ContainerState, args: Args) -> int:
     """`exec`: run a process in the container; its exit status (0 when detached)."""
     from galley.oci.execution import exec_process  # noqa: PLC0415 - lazy
 
@@ -204,7 +212,7 @@ def exec_command(state: ContainerState, args: argparse.Namespace) -> int:
     )
 
 
-def run(command: str, ctx: Context, args: argparse.Namespace) -> int:
+def run(command: str, ctx: Context, args: Args) -> int:
     """Run one control command."""
     state = ContainerState.load(ctx.root, container_id(command, args))
     if command == "pause":
