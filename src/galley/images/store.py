@@ -17,6 +17,7 @@ from galley.content.store import ContentStore
 from galley.errors import InvalidArgument, NotFound
 from galley.images.mediatypes import Descriptor, is_index, is_manifest
 from galley.metadata.db import MetadataStore
+from galley.snapshots import NAMES, open_snapshotter
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -51,20 +52,18 @@ class Store:
         with self._lock:
             found = self._snapshotters.get(name)
             if found is None:
-                from galley.snapshots import open_snapshotter  # noqa: PLC0415 - on demand
-
                 found = self._snapshotters[name] = open_snapshotter(name, self.root)
             return found
 
     def snapshotter_names(self) -> list[str]:
-        """The snapshotters that exist on disk under this root or are open."""
+        """The known snapshotters that exist on disk under this root, or are open."""
         home = os.path.join(self.root, "snapshots")
         try:
             on_disk = {e.name for e in os.scandir(home) if e.is_dir()}
         except FileNotFoundError:
             on_disk = set()
         with self._lock:
-            return sorted(on_disk | set(self._snapshotters))
+            return sorted((on_disk & set(NAMES)) | set(self._snapshotters))
 
     def close(self) -> None:
         """Close the database connections and the snapshotters opened."""
