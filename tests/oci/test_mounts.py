@@ -138,3 +138,12 @@ def test_ensure_file_through_dangling_symlink(root: tuple[Path, int]) -> None:
     assert paths.container_path(fd, made) == "/run/resolve/stub.conf"
     os.close(made)
     assert (path / "run/resolve/stub.conf").is_file()
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [("//dev/./", "/dev"), ("dev", "/dev"), ("/proc/../proc", "/proc"), ("/../../x", "/x"),
+     ("/", "/"), ("", "/")],
+)  # fmt: skip
+def test_clean(raw: str, canonical: str) -> None:
+    assert paths.clean(raw) == canonical

@@ -30,8 +30,15 @@ def components(path: str) -> list[str]:
 
 
 def clean(path: str) -> str:
-    """A container path in canonical absolute form ('//dev/./' -> '/dev'), lexically."""
-    return "/" + "/".join(components(path))
+    """A container path in canonical absolute form, lexically ('//dev/./x/..' -> '/dev');
+    '..' stops at the root, as it does inside the container."""
+    kept: list[str] = []
+    for part in components(path):
+        if part != "..":
+            kept.append(part)
+        elif kept:
+            kept.pop()
+    return "/" + "/".join(kept)
 
 
 def open_in_root(root_fd: int, path: str, flags: int = os.O_PATH) -> int:
