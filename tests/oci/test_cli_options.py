@@ -1,0 +1,110 @@
+"""The table-driven option parser: runc's spellings, positionals, trailing command lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from galley.errors import InvalidArgument
+from galley.oci.cli import parse_args
+from galley.oci.commands.args import parse_signal, parse_size
+
+
+def test_global_and_command_options() -> None:
+    args = parse_args(
+        ["--root", "/r", "--log=/l", "--debug", "create", "-b", "/b", "--no-pivot", "c1"]
+    )
+    assert (args.root, args.log, args.debug) == ("/r", "/l", True)
+    assert (args.command, args.bundle, args.no_pivot, args.container_id) == (
+        "create",
+        "/b",
+        True,
+        "c1",
+    )
+    assert args.pid_file is None
+    assert args.preserve_fds == 0
+
+
+def test_defaults_and_interspersed_options() -> None:
+    args = parse_args(["delete", "c1", "--force"])
+    assert args.force is True
+    assert args.root == "/run/galley-runc"
+    assert parse_args(["kill", "c1"]).signal is None
+    assert parse_args(["kill", "--all", "c1", "KILL"]).signal == "KILL"
+
+
+def test_exec_keeps_the_command_line() -> None:
+    args = parse_args(
+        ["exec", "-e", "A=1", "--env=B=2", "-t", "c1", "sh", "-c", "ls -l", "--cwd", "x"]
+    )
+    assert args.env == ["A=1", "B=2"]
+    assert args.tty is True
+    assert args.container_id == "c1"
+    assert args.exec_args == ["sh", "-c", "ls -l", "--cwd", "x"]
+    assert args.cwd is None
+    assert parse_args(["exec", "c1", "--", "ls", "--", "x"]).exec_args == ["ls", "--", "x"]
+    assert parse_args(["exec", "-g", "5", "-g", "6", "c1", "id"]).additional_gids == [5, 6]
+
+
+def test_ps_passes_its_options_to_ps() -> None:
+    args = parse_args(["ps", "--format", "json", "c1", "-o", "pid"])
+    assert (args.format, args.container_id, args.ps_args) == ("json", "c1", ["-o", "pid"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["create", "--bogus", "c"], "flag provided but not defined: --bogus"),
+        (["create", "c", "--bundle"], "flag needs an argument: --bundle"),
+        (["list", "--format", "yaml"], "invalid value 'yaml'"),
+        (["state", "a", "b"], "takes at most 1 argument(s)"),
+        (["create", "--preserve-fds", "x", "c"], "invalid integer 'x'"),
+        (["nosuchcommand"], "No help topic for 'nosuchcommand'"),
+    ],
+)
+def test_usage_errors(argv: list[str], message: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        parse_args(argv)
+    assert message in str(err.value)
+
+
+def test_help_and_version() -> None:
+    assert parse_args(["--help"]).help is True
+    args = parse_args(["create", "--help"])
+    assert (args.command, args.help) == ("create", True)
+    assert parse_args(["-v"]).version is True
+
+
+@pytest.mark.parametrize(
+    ("text", "number"), [("KILL", 9), ("SIGKILL", 9), ("sigterm", 15), ("9", 9), ("usr1", 10)]
+)
+def test_signals(text: str, number: int) -> None:
+    assert parse_signal(text) == number
+
+
+@pytest.mark.parametrize("bad", ["NOPE", "999", "SIG"])
+def test_bad_signals(bad: str) -> None:
+    with pytest.raises(InvalidArgument, match="unknown signal"):
+        parse_signal(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("1024", 1024),
+        ("64M", 64 << 20),
+        ("64m", 64 << 20),
+        ("1g", 1 << 30),
+        ("2KiB", 2048),
+        ("1.5k", 1536),
+        ("-1", -1),
+        ("100b", 100),
+    ],
+)
+def test_sizes(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("bad", ["", "x", "12q", "-5"])
+def test_bad_sizes(bad: str) -> None:
+    with pytest.raises(InvalidArgument, match="invalid size"):
+        parse_size(bad)
