@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -64,3 +69,46 @@ def test_fresh_database_opened_by_many_processes_migrates_once(tmp_path: Path) -
     with ProcessPoolExecutor(WORKERS) as pool:
         list(pool.map(_open_and_count, [path] * WORKERS))
     assert MetadataStore(path).list_images("default") == []
+
+
+_KILLED_WRITER = """
+import sys
+from galley.content.digest import Digest
+from galley.images.mediatypes import OCI_MANIFEST, Descriptor
+from galley.metadata.db import MetadataStore
+from galley.metadata.images import Image
+meta = MetadataStore(sys.argv[1])
+print("ready", flush=True)
+i = 0
+while True:
+    target = Descriptor(OCI_MANIFEST, Digest.of_bytes(str(i).encode()), i)
+    meta.put_image("default", Image(f"img:{i}", target, {"n": str(i)}))
+    with meta.tx() as conn:
+        conn.execute("UPDATE images SET labels_json = ? WHERE name = 'img:0'", (f'{{"n": "{i}"}}',))
+    i += 1
+"""
+
+
+def test_writer_killed_mid_transaction_leaves_a_whole_database(tmp_path: Path) -> None:
+    path = str(tmp_path / "meta.db")
+    for delay in (0.05, 0.13, 0.21):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _KILLED_WRITER, path], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+            time.sleep(delay)
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    check.close()
+    meta = MetadataStore(path)
+    for image in meta.list_images("default"):
+        n = int(image.name.partition(":")[2])
+        assert image.target.size == n
+        assert image.target.digest == Digest.of_bytes(str(n).encode())
+    assert len(meta.list_images("default")) > 0
+    meta.close()
