@@ -382,3 +382,33 @@ def test_destroy_kills_what_is_left_inside(parent: str, kids: Children) -> None:
     manager.destroy()
     assert child.wait(5) == -9
     assert not os.path.exists(manager.directory)
+
+
+def _children_of(pid: int) -> list[int]:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if text:
+            return [int(p) for p in text]
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} started no child")
+
+
+@real
+@pytest.mark.root
+@needs("hugetlb")
+def test_exec_joins_inits_cgroup_when_the_container_made_sub_cgroups(
+    parent: str, kids: Children
+) -> None:
+    manager = _manager(parent)
+    manager.create()
+    inner = os.path.join(manager.directory, "inner")
+    os.mkdir(inner)
+    unshare = kids.start("unshare", "--pid", "--fork", "--kill-child", "sleep", "60")
+    (init,) = _children_of(unshare.pid)  # pid 1 of the new pid namespace
+    for pid in (unshare.pid, init):
+        Path(inner, "cgroup.procs").write_text(str(pid))
+    Path(manager.directory, "cgroup.subtree_control").write_text("+hugetlb")
+    joiner = kids.start("sleep", "60")
+    manager.apply(joiner.pid)  # the container's own directory refuses it: EBUSY
+    assert own_cgroups(joiner.pid)[""] == parent + "/c/inner"

@@ -8,6 +8,7 @@ memory+swap → memory.swap.max (swap alone), v1 names like hugepage sizes kept 
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import time
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from galley.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
-from galley.oci.cgroups import manager
+from galley.oci.cgroups import layout, manager
 from galley.oci.cgroups.devices import Rule
 from galley.oci.cgroups.manager import read, write
 from galley.oci.cgroups.stats import for_events, v2_stats
@@ -90,9 +91,38 @@ class V2Manager:
                 os.mkdir(current, 0o755)
 
     def apply(self, pid: int) -> None:
-        """Create the cgroup and move pid into it."""
+        """Create the cgroup and move pid into it.
+
+        A container may have made sub-cgroups and enabled controllers for them (systemd or
+        a runtime inside it); its own directory then takes no processes (EBUSY). Like runc's
+        exec, join the cgroup of the container's init instead: the member that is pid 1 of
+        its pid namespace.
+        """
         self.create()
-        write(self.directory, "cgroup.procs", pid)
+        try:
+            write(self.directory, "cgroup.procs", pid)
+        except InvalidArgument as e:
+            cause = e.__cause__
+            busy = isinstance(cause, OSError) and cause.errno in {errno.EBUSY, errno.EOPNOTSUPP}
+            init_dir = self._init_directory() if busy else None
+            if init_dir is None:
+                raise
+            write(init_dir, "cgroup.procs", pid)
+
+    def _init_directory(self) -> str | None:
+        """The cgroup directory of the container's init, if it lives below ours."""
+        for member in self.pids():
+            try:
+                with open(f"/proc/{member}/status", encoding="ascii") as f:
+                    nspid = next((line for line in f if line.startswith("NSpid:")), "")
+                cgroup = layout.own_cgroups(member).get("")
+            except OSError:
+                continue
+            if nspid.split()[-1:] == ["1"] and nspid.split()[1:2] != ["1"] and cgroup:
+                directory = os.path.join(self.mount, cgroup.lstrip("/"))
+                if directory.startswith(self.directory + "/"):
+                    return directory
+        return None
 
     def set(self, resources: Resources) -> None:
         """Write every resource the OCI struct sets, in runc's order."""
