@@ -408,3 +408,15 @@ def test_missing_cwd_is_created_even_with_readonly_root(bundle: Bundle) -> None:
     bundle.config["root"]["readonly"] = True
     assert run(bundle, "cd /work/here && pwd").strip() == "/work/here"
     assert (bundle.rootfs / "work" / "here").is_dir()
+
+
+def test_sysfs_in_user_namespace_with_foreign_netns_binds_host_sys(bundle: Bundle) -> None:
+    """The spec asks for a network namespace, but the one we are in belongs to the host's user
+    namespace: mounting sysfs is refused, and the host's /sys is bound read-only instead."""
+    bundle.config["linux"]["namespaces"].append({"type": "user"})
+    devpts = bundle.config["mounts"][2]
+    devpts["options"] = [o for o in devpts["options"] if o != "gid=5"]
+    keep_netns = ("--user", "--map-root-user", "--pid", "--fork", "--ipc", "--uts")
+    table = mountinfo(run(bundle, "cat /proc/self/mountinfo", unshare=keep_netns))
+    assert table["/sys"]["fstype"] == "sysfs"
+    assert table["/sys"]["options"].startswith("ro,")

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from galley.oci.spec import Mount, Spec
 
 
+HOST_FALLBACKS = {"sysfs": "/sys", "mqueue": "/dev/mqueue"}
+
+
 class Rootfs:
     """The root being built: its host path, an fd on it, and what the spec asks of it."""
 
@@ -93,7 +96,7 @@ class Rootfs:
             elif options.is_bind or kind == "bind":
                 self._bind(entry, mounts.source_path(self.bundle, source), options)
             else:
-                self._filesystem(dest, kind, source, options)
+                self._filesystem_or_host_bind(entry, kind, source, options)
         except OSError as err:
             raise mounts.failure(index, entry, err) from err
         except (InvalidArgument, FailedPrecondition) as err:
@@ -128,6 +131,20 @@ class Rootfs:
         uids, gids = mappings
         return lambda tree: idmap.apply_idmap(tree, uids, gids, recursive=recursive)
 
+    def _filesystem_or_host_bind(
+        self, entry: Mount, kind: str, source: str, options: mounts.MountOptions
+    ) -> None:
+        """A fresh filesystem; sysfs and mqueue refused inside a user namespace (their network
+        or IPC namespace belongs to another) become recursive binds of the host's, as runc."""
+        try:
+            self._filesystem(entry.get("destination", ""), kind, source, options)
+        except PermissionError:
+            host = HOST_FALLBACKS.get(kind)
+            if host is None or not self.userns:
+                raise
+            options.flags |= k.MS_BIND | k.MS_REC
+            self._bind(entry, host, options)
+
     def _filesystem(self, dest: str, kind: str, source: str, options: mounts.MountOptions) -> None:
         """A fresh filesystem (tmpfs, proc, devpts, mqueue, sysfs, ...) or a remount."""
         flags = options.flags
@@ -144,12 +161,7 @@ class Rootfs:
             self._check_target(target, kind, source, dest)
             if copy_up:  # the directory itself, before the tmpfs hides it
                 under = os.open(k.fd_path(target), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                k.mount(source, k.fd_path(target), kind or None, flags, options.data or None)
-            except PermissionError:
-                if kind != "mqueue":
-                    raise
-                k.mount("/dev/mqueue", k.fd_path(target), None, k.MS_BIND | k.MS_REC)
+            k.mount(source, k.fd_path(target), kind or None, flags, options.data or None)
             if copy_up:
                 self._copy_up(under, dest, readonly=readonly_later)
         finally:
