@@ -22,7 +22,7 @@ LEAKED = 96  # ... when it returned but left an fd open
 RUNNER = """
 import json, os, sys
 sys.path.insert(0, sys.argv[1])
-from galley.oci.rootfs import setup_rootfs
+from galley.oci.rootfs import apply_sysctl, setup_rootfs
 spec = json.loads(sys.argv[2])
 def dump_mounts():
     if sys.argv[6]:
@@ -32,6 +32,7 @@ fds_before = sorted(os.listdir("/proc/self/fd"))
 try:
     setup_rootfs(spec, sys.argv[3], no_pivot=sys.argv[4] == "1",
                  console_path=sys.argv[7] or None, before_pivot=dump_mounts)
+    apply_sysctl(spec)  # again, as the init stage does: /proc/sys is read-only by now
 except Exception as err:
     dump_mounts()
     print(f"{type(err).__name__}: {err}", file=sys.stderr)

@@ -24,6 +24,9 @@ from typing import TYPE_CHECKING
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import mount as k
 from galley.oci import devices, masks, mounts, paths, pivot
+from galley.oci.sysctl import apply_sysctl
+
+__all__ = ["apply_sysctl", "setup_rootfs"]
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -294,20 +297,3 @@ def in_user_namespace() -> bool:
     """Whether this process runs in a user namespace other than the initial one."""
     with open("/proc/self/uid_map") as uid_map:
         return uid_map.read().split() != ["0", "0", "4294967295"]
-
-
-def apply_sysctl(spec: Spec) -> None:
-    """Write linux.sysctl into /proc/sys; values already in place are left alone (idempotent)."""
-    for key, value in spec.get("linux", {}).get("sysctl", {}).items():
-        path = "/proc/sys/" + (key if "/" in key else key.replace(".", "/"))
-        try:
-            with open(path, "rb") as current:
-                if current.read().split() == value.encode().split():
-                    continue
-            fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            try:
-                os.write(fd, value.encode())
-            finally:
-                os.close(fd)
-        except OSError as err:
-            raise FailedPrecondition(f"linux.sysctl {key!r}: {err}") from err

@@ -1,0 +1,33 @@
+"""linux.sysctl: kernel parameters written under /proc/sys, inside the container's namespaces.
+
+Keys name files under /proc/sys with dots ("net.ipv4.ip_forward") or slashes. setup_rootfs
+writes them after pivot_root and before readonlyPaths makes /proc/sys read-only; a value that
+is already in place is not written again, so a second call (the init stage's) is harmless.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from galley.errors import FailedPrecondition
+
+if TYPE_CHECKING:
+    from galley.oci.spec import Spec
+
+
+def apply_sysctl(spec: Spec) -> None:
+    """Write linux.sysctl into /proc/sys; values already in place are left alone (idempotent)."""
+    for key, value in spec.get("linux", {}).get("sysctl", {}).items():
+        path = "/proc/sys/" + (key if "/" in key else key.replace(".", "/"))
+        try:
+            with open(path, "rb") as current:
+                if current.read().split() == value.encode().split():
+                    continue
+            fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
+        except OSError as err:
+            raise FailedPrecondition(f"linux.sysctl {key!r}: {err}") from err
