@@ -19,7 +19,6 @@ from galley.errors import InvalidArgument, NotFound
 from galley.oci.commands.args import container_id, parse_signal
 from galley.oci.commands.options import INT, STR, Args, Option, Syntax
 from galley.oci.commands.teardown import destroy, kill_and_wait, signal_all, signal_init
-from galley.oci.spec import Spec
 from galley.oci.state import ContainerState, Lock, now_rfc3339, remove, reserve
 from galley.oci.status import Operation, Status, require
 
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from galley.oci.cli import Context
+    from galley.oci.spec import Spec
 
 FORWARDED_SIGNALS = (
     signal.SIGHUP,
