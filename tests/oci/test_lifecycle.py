@@ -98,9 +98,19 @@ def test_delete_of_created_container_kills_it(any_runtime: Runtime, bundle: Bund
     detached(any_runtime, "create", "--bundle", str(bundle.write()), cid)
     pid = json.loads(any_runtime("state", cid, check=True).stdout)["pid"]
     any_runtime("delete", cid, check=True)
-    assert (
-        not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
-    )
+    assert any_runtime("state", cid).returncode == 1
+    deadline = time.monotonic() + 2  # the kill has landed; reaping may lag a moment
+    while not process_gone(pid):
+        assert time.monotonic() < deadline, f"pid {pid} survived delete"
+        time.sleep(0.01)
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in {"Z", "X"}
 
 
 def test_delete_force_of_running_container(any_runtime: Runtime, bundle: Bundle) -> None:
