@@ -6,8 +6,8 @@ import os
 
 from galley.content.digest import Digest
 from galley.fixtures.images import build_image, random_layer
+from galley.images.check import check
 from galley.images.store import Store
-from galley.metadata.check import check
 from galley.metadata.content import GC_REF_SNAPSHOT
 from galley.metadata.images import Image
 

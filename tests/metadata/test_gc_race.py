@@ -9,9 +9,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from galley.content.digest import Digest
+from galley.images.check import check
 from galley.images.mediatypes import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Descriptor
 from galley.images.store import Store
-from galley.metadata.check import check
 from galley.metadata.gc import collect
 from galley.metadata.images import Image
 from galley.metadata.leases import CONTENT

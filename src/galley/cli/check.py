@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from galley.metadata.check import check as check_store
+from galley.images.check import check as check_store
 
 if TYPE_CHECKING:
     from galley.cli.context import Context
