@@ -420,3 +420,17 @@ def test_sysfs_in_user_namespace_with_foreign_netns_binds_host_sys(bundle: Bundl
     table = mountinfo(run(bundle, "cat /proc/self/mountinfo", unshare=keep_netns))
     assert table["/sys"]["fstype"] == "sysfs"
     assert table["/sys"]["options"].startswith("ro,")
+
+
+def test_remount_changes_an_earlier_mount(bundle: Bundle) -> None:
+    bundle.config["mounts"] += [
+        {"destination": "/r", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]},
+        {"destination": "/r", "type": "tmpfs", "source": "tmpfs",
+         "options": ["remount", "ro", "nosuid"]},
+        {"destination": "/s", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]},
+        {"destination": "/s", "type": "tmpfs", "source": "tmpfs",
+         "options": ["remount", "size=2m"]},
+    ]  # fmt: skip
+    table = mountinfo(run(bundle, "cat /proc/self/mountinfo"))
+    assert table["/r"]["options"].startswith("ro,nosuid")
+    assert "size=2048k" in table["/s"]["super"]

@@ -92,7 +92,9 @@ class Rootfs:
             options.flags |= k.MS_BIND | k.MS_REC
         dest = entry.get("destination", "")
         try:
-            if kind == "cgroup":
+            if options.flags & k.MS_REMOUNT:
+                self._remount(dest, options)
+            elif kind == "cgroup":
                 from galley.oci.cgroupfs import mount_cgroup  # noqa: PLC0415 - rarely needed
 
                 mount_cgroup(self.root_fd, dest, options, cgroupns=self.cgroupns)
@@ -104,6 +106,19 @@ class Rootfs:
             raise mounts.failure(index, entry, err) from err
         except (InvalidArgument, FailedPrecondition) as err:
             raise type(err)(f"{mounts.describe(index, entry)}: {err}") from err
+
+    def _remount(self, dest: str, options: mounts.MountOptions) -> None:
+        """`remount`: change the flags of the mount already at dest (made by an earlier entry)."""
+        target = paths.open_in_root(self.root_fd, dest)
+        try:
+            if options.is_bind or not options.data:
+                mounts.set_attrs(target, *options.bind_attrs())
+            else:
+                k.mount(None, k.fd_path(target), None, options.flags, options.data)
+            mounts.set_attrs(target, options.rec_set, options.rec_clr, recursive=True)
+            mounts.propagate(target, options.propagation)
+        finally:
+            os.close(target)
 
     def _bind(self, entry: Mount, source: str, options: mounts.MountOptions) -> None:
         """A bind: the source tree cloned, its attributes set while detached, then attached."""
