@@ -195,3 +195,29 @@ def test_a_failed_create_leaves_no_cgroup(runtime: Runtime, bundle: Bundle, pare
     assert "hugepageLimits" in result.stdout
     hierarchies = [*LAYOUT.v1.values(), *([LAYOUT.unified] if LAYOUT.unified else [])]
     assert not any(os.path.exists(h.directory(parent + "/c")) for h in hierarchies)
+
+
+def test_events_stats_has_runcs_fields(tmp_path: Path, bundle: Bundle, parent: str) -> None:
+    if RUNC is None:
+        pytest.skip("runc is not installed")
+    shapes = {}
+    for name, binary in sorted(RUNTIMES.items()):
+        rt = Runtime(binary, tmp_path / f"state-{name}")
+        try:
+            cid, _ = _create(rt, bundle, f"{parent}/{name}", ["sleep", "60"])
+            assert run_detached(rt.binary, str(rt.root), "start", cid).returncode == 0
+            data = json.loads(rt("events", "--stats", cid, check=True).stdout)["data"]
+            shapes[name] = {
+                "top": set(data),
+                "memory": set(data["memory"]["usage"]),
+                "pids": data["pids"],
+                "limit": data["memory"]["usage"]["limit"],
+            }
+            rt("delete", "--force", cid, check=True)
+        finally:
+            rt.cleanup()
+    galley, runc = shapes["galley"], shapes["runc"]
+    assert runc["top"] <= galley["top"]  # galley adds hugetlb from the hybrid cgroup2 mount
+    assert galley["memory"] == runc["memory"]
+    assert galley["pids"] == runc["pids"] == {"current": 1, "limit": 33}
+    assert galley["limit"] == runc["limit"] == 48 * MiB

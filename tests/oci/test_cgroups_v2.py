@@ -200,6 +200,7 @@ def test_stats_shape(parent: str, kids: Children) -> None:
         "pids",
         "blkio",
         "hugetlb",
+        "intel_rdt",
         "network_interfaces",
     }
     if "pids" in LAYOUT.unified_controllers():

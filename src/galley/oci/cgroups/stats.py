@@ -207,7 +207,7 @@ _ALWAYS = frozenset({("usage", "limit"), ("swap", "limit"), ("kernel", "limit")}
 
 def for_events(stats: dict[str, object]) -> dict[str, object]:
     """The stats as `events --stats` prints them: runc's omissions, and no network data."""
-    return {**runc_shape(stats), "network_interfaces": None}
+    return {**runc_shape(stats), "intel_rdt": {}, "network_interfaces": None}
 
 
 def runc_shape(stats: dict[str, object], parent: str = "") -> dict[str, object]:
