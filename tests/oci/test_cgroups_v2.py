@@ -21,9 +21,10 @@ import pytest
 
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.oci import cgroups
+from galley.oci.cgroups.conversions import blkio_to_io_weight, shares_to_weight, swap_max
 from galley.oci.cgroups.devices import DEFAULT_ALLOWED
 from galley.oci.cgroups.layout import detect, own_cgroups
-from galley.oci.cgroups.v2 import V2Manager, blkio_to_io_weight, shares_to_weight, swap_max
+from galley.oci.cgroups.v2 import V2Manager
 from tests.oci.cgroup_fixtures import Children, children, remove_everywhere, unique_parent
 
 LAYOUT = detect()

@@ -17,42 +17,11 @@ from typing import Any
 
 from galley.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from galley.oci.cgroups import layout, manager
+from galley.oci.cgroups.conversions import blkio_to_io_weight, shares_to_weight, swap_max
 from galley.oci.cgroups.devices import Rule
 from galley.oci.cgroups.manager import read, write
 from galley.oci.cgroups.stats import for_events, v2_stats
 from galley.oci.spec import CPU, BlockIO, Memory, Pids, Resources
-
-
-def shares_to_weight(shares: int) -> int:
-    """cpu.shares (2..262144) → cpu.weight (1..10000), runc's linear map; 0 stays unset."""
-    return 0 if shares == 0 else 1 + _div(((shares - 2) * 9999), 262142)
-
-
-def blkio_to_io_weight(weight: int) -> int:
-    """blkio weight (10..1000) → io.weight (1..10000), runc's linear map; 0 stays unset."""
-    return 0 if weight == 0 else 1 + _div((weight - 10) * 9999, 990)
-
-
-def _div(a: int, b: int) -> int:
-    """Integer division truncating toward zero, as runc's Go arithmetic does."""
-    return -(-a // b) if a < 0 else a // b
-
-
-def swap_max(swap: int, limit: int) -> int:
-    """OCI memory.swap (memory+swap) → memory.swap.max (swap only); -1 unlimited, 0 unset."""
-    if limit == -1 and swap == 0:
-        return -1
-    if swap in {-1, 0}:
-        return swap
-    if limit in {0, -1}:
-        raise InvalidArgument(
-            "linux.resources.memory.swap: cannot limit swap without a memory limit"
-        )
-    if swap < limit:
-        raise InvalidArgument(
-            "linux.resources.memory.swap: memory+swap limit must be >= the memory limit"
-        )
-    return swap - limit
 
 
 def _limit(value: int) -> str:
