@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from galley.images.archive import export_archive, import_archive
-
 if TYPE_CHECKING:
     from galley.cli.context import Context
 
@@ -27,6 +25,8 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def import_(ctx: Context, args: argparse.Namespace) -> int:
     """Import every image of the archive and print their names."""
+    from galley.images.archive import import_archive  # noqa: PLC0415 - verbs import what they use
+
     for image in import_archive(ctx.store, args.path, ctx.namespace):
         ctx.print(image.name)
     return 0
@@ -34,6 +34,8 @@ def import_(ctx: Context, args: argparse.Namespace) -> int:
 
 def export(ctx: Context, args: argparse.Namespace) -> int:
     """Write the named images to one archive."""
+    from galley.images.archive import export_archive  # noqa: PLC0415 - verbs import what they use
+
     names = [ctx.image(name).name for name in args.names]
     export_archive(ctx.store, names, args.path, ctx.namespace, format=args.format)
     ctx.print(f"exported {len(names)} image(s) to {args.path}")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from galley.images.check import check as check_store
-
 if TYPE_CHECKING:
     from galley.cli.context import Context
 
@@ -19,6 +17,8 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def check(ctx: Context, args: argparse.Namespace) -> int:
     """Print each problem; exit 1 if there is any."""
+    from galley.images.check import check as check_store  # noqa: PLC0415 - verbs import what they use
+
     problems = check_store(ctx.store)
     for problem in problems:
         ctx.print(problem)

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, TextIO
 
 from galley.content.digest import SHA256
 from galley.errors import InvalidArgument, NotFound
-from galley.images.push import find_image
 from galley.images.store import Store
 
 if TYPE_CHECKING:
@@ -45,7 +44,7 @@ class Context:
     def image(self, name: str) -> Image:
         """The image a user means: by name (exact or normalised), or by a digest prefix."""
         try:
-            return find_image(self.store, self.namespace, name)
+            return self.store.find_image(self.namespace, name)
         except (NotFound, InvalidArgument):
             found = self.images_by_digest(name)
             if len({i.target.digest for i in found}) == 1:

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 from galley.cli.output import FORMATS, document, human_size, table
 from galley.errors import GalleyError, InvalidArgument, NotFound
 from galley.images.mediatypes import CONFIG_TYPES, Descriptor, is_index, is_manifest
-from galley.images.push import find_image
 from galley.images.reference import Reference
 from galley.images.store import read_document, walk_image
 from galley.metadata.gc import collect
@@ -162,7 +161,7 @@ def prune(ctx: Context, args: argparse.Namespace) -> int:
 def _named_or_by_digest(ctx: Context, text: str) -> list[Image]:
     """The image named text, or all images of the digest text starts (crictl rmi IMAGE-ID)."""
     try:
-        return [find_image(ctx.store, ctx.namespace, text)]
+        return [ctx.store.find_image(ctx.namespace, text)]
     except (NotFound, InvalidArgument):
         found = ctx.images_by_digest(text)
         if not found:

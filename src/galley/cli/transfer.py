@@ -7,13 +7,11 @@ from typing import TYPE_CHECKING
 
 from galley.cli.progress import progress_view
 from galley.errors import InvalidArgument
-from galley.images.auth import Credentials
-from galley.images.pull import pull as pull_image
-from galley.images.push import push as push_image
 from galley.images.store import DEFAULT_SNAPSHOTTER
 
 if TYPE_CHECKING:
     from galley.cli.context import Context
+    from galley.images.auth import Credentials
 
 
 def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,6 +36,8 @@ def credentials(user: str | None) -> Credentials | None:
     """Credentials from --user USER:PASSWORD (None: docker config.json / anonymous)."""
     if user is None:
         return None
+    from galley.images.auth import Credentials  # noqa: PLC0415 - verbs import what they use
+
     name, sep, password = user.partition(":")
     if not sep or not name:
         raise InvalidArgument("--user wants USER:PASSWORD")
@@ -46,6 +46,8 @@ def credentials(user: str | None) -> Credentials | None:
 
 def pull(ctx: Context, args: argparse.Namespace) -> int:
     """Pull one image, showing progress."""
+    from galley.images.pull import pull as pull_image  # noqa: PLC0415 - verbs import what they use
+
     view = progress_view(ctx.out, quiet=args.quiet)
     try:
         image = pull_image(
@@ -70,6 +72,8 @@ def pull(ctx: Context, args: argparse.Namespace) -> int:
 
 def push(ctx: Context, args: argparse.Namespace) -> int:
     """Push one local image to a registry."""
+    from galley.images.push import push as push_image  # noqa: PLC0415 - verbs import what they use
+
     image = ctx.image(args.name)
     view = progress_view(ctx.out, quiet=args.quiet)
     try:

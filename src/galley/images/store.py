@@ -22,6 +22,7 @@ from galley.snapshots import NAMES, open_snapshotter
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from galley.metadata.images import Image
     from galley.snapshots.api import Snapshotter
 
 DEFAULT_ROOT = "/var/lib/galley"
@@ -46,6 +47,18 @@ class Store:
         content = ContentStore(os.path.join(root, "content"))
         meta = MetadataStore(os.path.join(root, "meta.db"))
         return cls(root, content, meta)
+
+    def find_image(self, namespace: str, name: str) -> Image:
+        """The stored image by name as given or normalised ("busybox" → docker.io/library/...)."""
+        try:
+            return self.meta.get_image(namespace, name)
+        except NotFound:
+            from galley.images.reference import Reference  # noqa: PLC0415 - only on a miss
+
+            normalised = str(Reference.parse(name))
+            if normalised == name:
+                raise
+            return self.meta.get_image(namespace, normalised)
 
     def snapshotter(self, name: str = DEFAULT_SNAPSHOTTER) -> Snapshotter:
         """The named snapshotter of this root ("overlayfs" | "native"), opened once."""
