@@ -254,3 +254,15 @@ def test_failing_poststart_hook_only_warns(
     assert result.returncode == 0
     assert "poststart hook" in result.stderr
     assert status(runtime, cid) == "running"
+
+
+def test_run_foreground_with_terminal_relays_stdio(runtime: Runtime, bundle: Bundle) -> None:
+    """runc needs a tty of its own here; galley-runc relays a pty to plain pipes too."""
+    bundle.config["process"]["terminal"] = True
+    bundle.config["process"]["args"] = ["sh", "-c", "tty; read line; echo got-$line; exit 4"]
+    cid = runtime.new_id()
+    result = runtime("run", "--bundle", str(bundle.write()), cid, input="hello\n")
+    assert result.returncode == 4, result.stderr
+    assert "/dev/console\n" in result.stdout
+    assert "got-hello" in result.stdout
+    assert runtime("state", cid).returncode == 1

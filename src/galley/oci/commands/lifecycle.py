@@ -18,7 +18,13 @@ import signal
 from galley.errors import InvalidArgument, NotFound
 from galley.oci.commands.args import container_id, parse_signal
 from galley.oci.commands.options import INT, STR, Args, Option, Syntax
-from galley.oci.commands.teardown import destroy, kill_and_wait, signal_all, signal_init
+from galley.oci.commands.teardown import (
+    destroy,
+    kill_and_wait,
+    signal_all,
+    signal_init,
+    wait_gone,
+)
 from galley.oci.state import ContainerState, Lock, now_rfc3339, remove, reserve
 from galley.oci.status import Operation, Status, require
 
@@ -152,21 +158,37 @@ def start(ctx: Context, state: ContainerState) -> None:
     run_hooks_warn(hooks, state.oci_state(Status.RUNNING), "poststart")
 
 
-def wait_foreground(state: ContainerState) -> int:
-    """Wait for init (our child, or reparented to us as subreaper); its exit as a shell reports."""
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def reap(state: ContainerState, *, block: bool) -> int | None:
+    """Collect exited children (we are a subreaper); init's exit code once it has exited."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
+        except ChildProcessError:  # init is not ours to wait for: poll it
+            if block:
+                wait_gone(state.pid, state.start_time, timeout=float("inf"))
+            return None if state.alive() else 0
+        if pid == state.pid:
+            return _exit_code(status)
+        if pid == 0:
+            return None
+
+
+def wait_foreground(state: ContainerState, master: int | None = None) -> int:
+    """Wait for init, forwarding our signals to it (and relaying its terminal, if any)."""
     previous = {s: signal.signal(s, lambda n, _f: signal_init(state, n)) for s in FORWARDED_SIGNALS}
     try:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, 0)
-            except ChildProcessError:
-                from galley.oci.commands.teardown import wait_gone  # noqa: PLC0415
+        if master is not None:
+            from galley.oci.commands.terminal import relay  # noqa: PLC0415
 
-                wait_gone(state.pid, state.start_time, timeout=float("inf"))
-                return 0
-            if pid == state.pid:
-                code = os.waitstatus_to_exitcode(status)
-                return 128 - code if code < 0 else code
+            return relay(master, lambda: reap(state, block=False))
+        while (code := reap(state, block=True)) is None:
+            pass
+        return code
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -216,18 +238,40 @@ def run(command: str, ctx: Context, args: Args) -> int:
 
 
 def run_container(ctx: Context, args: Args, cid: str) -> int:
-    """`run`: create and start; in the foreground, wait and clean up."""
-    state = create(ctx, args, cid, foreground=not args.detach)
+    """`run`: create and start; in the foreground, wait (relaying a terminal) and clean up."""
+    receiver = None
+    if not args.detach and not args.console_socket and _wants_terminal(args):
+        from galley.oci.commands.terminal import ConsoleReceiver  # noqa: PLC0415
+
+        receiver = ConsoleReceiver()
+        args.console_socket = receiver.path
+    try:
+        state = create(ctx, args, cid, foreground=not args.detach)
+        master = receiver.receive() if receiver is not None else None
+    finally:
+        if receiver is not None:
+            receiver.close()
     try:
         start(ctx, state)
     except BaseException:
+        if master is not None:
+            os.close(master)
         delete(ctx, cid, force=True)
         raise
     if args.detach:
         return 0
     try:
-        code = wait_foreground(state)
+        code = wait_foreground(state, master)
     finally:
         if not args.keep:
             delete(ctx, cid, force=True)
     return code
+
+
+def _wants_terminal(args: Args) -> bool:
+    """process.terminal in the bundle's config (read again by create; errors surface there)."""
+    try:
+        with open(os.path.join(os.path.abspath(args.bundle), "config.json"), "rb") as f:
+            return bool(json.load(f).get("process", {}).get("terminal"))
+    except (OSError, ValueError, AttributeError):
+        return False

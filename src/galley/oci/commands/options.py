@@ -67,6 +67,9 @@ class Args:
     def __getattr__(self, name: str) -> Any:  # only reached for names never set
         raise AttributeError(name)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.__dict__[name] = value
+
 
 def _convert(option: Option, name: str, text: str) -> object:
     if option.choices and text not in option.choices:
@@ -98,7 +101,7 @@ def parse(command: str, syntax: Syntax, argv: list[str], args: Args) -> Args:
             positionals.extend(argv[i:])
             break
         if arg in {"-h", "--help"}:
-            setattr(args, "help", True)  # noqa: B010 - Args is dynamic
+            args.help = True
             break
         if not arg.startswith("-") or arg == "-":
             positionals.append(arg)
