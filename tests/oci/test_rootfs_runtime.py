@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -110,3 +111,39 @@ def test_same_mount_table_as_runc_without_pivot_root(bundle: Bundle, tmp_path: P
     galley, runc = (normalised(text) for text in outputs)
     assert galley == runc
     assert outputs[0].split()[-3:] == outputs[1].split()[-3:]  # the same / listing
+
+
+@pytest.mark.parametrize(
+    "runtime",
+    [
+        "runc",
+        pytest.param(
+            "galley",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="launch makes / rslave before setup_rootfs runs, which cuts the mount "
+                "namespace off the host's peer groups; rootfsPropagation rshared needs it kept",
+            ),
+        ),
+    ],
+)
+def test_bidirectional_propagation_end_to_end(bundle: Bundle, tmp_path: Path, runtime: str) -> None:
+    """rootfsPropagation rshared + an rshared bind of a shared host mount: a mount made in the
+    container appears on the host (Kubernetes' Bidirectional mount propagation)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "galley-bidir", str(shared)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(shared)], check=True)
+        bundle.config["linux"]["rootfsPropagation"] = "rshared"
+        caps = bundle.config["process"]["capabilities"]
+        for kind in ("bounding", "effective", "permitted"):
+            caps[kind] = [*caps[kind], "CAP_SYS_ADMIN"]
+        bundle.config["mounts"].append(
+            {"destination": "/s", "source": str(shared), "options": ["rbind", "rshared"]}
+        )
+        seen(runtime, bundle, tmp_path, "mkdir /s/in && mount -t tmpfs from-container /s/in")
+        with open("/proc/self/mountinfo") as mountinfo_file:
+            assert str(shared / "in") in mountinfo(mountinfo_file.read())
+    finally:
+        subprocess.run(["umount", "-R", str(shared)], check=True)
