@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -51,16 +52,24 @@ def run_once(binary: str, root: str, bundle: str, cid: str) -> None:
 
 
 def create_start_delete(binary: str, root: str, bundle: str, cid: str) -> None:
-    """create, start, then delete once `true` has exited."""
-    _call(binary, root, "create", "--bundle", bundle, cid)
+    """create, start, then delete once `true` has exited (watched through --pid-file, as a
+    shim would, rather than by retrying delete)."""
+    pid_file = os.path.join(root, f"{cid}.pid")
+    _call(binary, root, "create", "--bundle", bundle, "--pid-file", pid_file, cid)
+    with open(pid_file) as f:
+        pid = int(f.read())
     _call(binary, root, "start", cid)
-    for _ in range(1000):
-        try:
-            _call(binary, root, "delete", cid)
-            return
-        except RuntimeError:
-            time.sleep(0.001)  # still running: `true` has not exited yet
-    _call(binary, root, "delete", "--force", cid)
+    while _running(pid):
+        time.sleep(0.0005)
+    _call(binary, root, "delete", cid)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in {b"Z", b"X"}
+    except FileNotFoundError:
+        return False
 
 
 MEASURES: dict[str, Callable[[str, str, str, str], None]] = {
