@@ -89,3 +89,18 @@ def test_warn_only_phases_run_every_hook(tmp_path: Path, capfd: pytest.CaptureFi
 def test_hook_that_ignores_stdin(tmp_path: Path) -> None:
     run_hooks([{"path": script(tmp_path, "quiet", "exit 0\n")}], STATE, "poststart")
     run_hooks(None, STATE, "poststart")
+
+
+def test_env_absent_inherits_ours(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GALLEY_HOOK_TEST", "inherited")
+    out = tmp_path / "env"
+    run_hooks(
+        [{"path": script(tmp_path, "e", f"echo $GALLEY_HOOK_TEST > {out}\n")}], STATE, "poststop"
+    )
+    assert out.read_text() == "inherited\n"
+    run_hooks(
+        [{"path": script(tmp_path, "e2", f"echo x$GALLEY_HOOK_TEST > {out}\n"), "env": []}],
+        STATE,
+        "poststop",
+    )
+    assert out.read_text() == "x\n"

@@ -11,7 +11,8 @@ Runtime-spec semantics, by phase:
     poststop         runtime ns, at delete                            only warns
 
 A hook is `path` executed with `args` as its argv (args[0] is argv[0], as execv) and `env` as
-its whole environment; `timeout` seconds (optional, > 0) bounds it: on expiry it is killed.
+its whole environment (without `env`, ours is passed on, as runc does); `timeout` seconds
+(optional, > 0) bounds it: on expiry the hook is killed.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ def _argv(hook: Hook) -> list[str]:
     return args if args else [hook["path"]]
 
 
+def _environment(hook: Hook) -> dict[str, str] | None:
+    """hook.env as the whole environment; without the key, ours is inherited (as runc)."""
+    if "env" not in hook or hook["env"] is None:
+        return None
+    return dict(e.split("=", 1) for e in hook["env"] if "=" in e)
+
+
 def run_hook(hook: Hook, state_json: bytes, phase: str) -> None:
     """Run one hook; FailedPrecondition naming the phase and the path if it fails or times out."""
     import subprocess  # noqa: PLC0415 - lazy: most commands run no hook
@@ -50,7 +58,7 @@ def run_hook(hook: Hook, state_json: bytes, phase: str) -> None:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=dict(e.split("=", 1) for e in hook.get("env") or [] if "=" in e),
+            env=_environment(hook),
             close_fds=True,
         )
     except OSError as e:
