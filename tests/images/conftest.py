@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 from galley.fixtures import registry as reg
+from tests.images.support import store, stores, write_hosts
+
+__all__ = ["store", "stores"]  # fixtures defined with the helpers, shared with tests/unpack
 
 USERS = {"alice": "wonderland"}
 
@@ -94,3 +97,9 @@ def token_registry(
         yield started
     finally:
         started.stop()
+
+
+@pytest.fixture
+def hosts(tmp_path: Path, registry: reg.Registry) -> str:
+    """A certs.d directory reaching the plain registry over HTTP."""
+    return write_hosts(tmp_path, registry.host)

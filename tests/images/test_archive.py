@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,25 +16,9 @@ from galley.fixtures import images as fi
 from galley.images import mediatypes as mt
 from galley.images.archive import export_archive, import_archive
 from galley.images.store import Store
-from galley.metadata.images import Image
+from tests.images.support import put_image
 
 NS = "default"
-
-
-@pytest.fixture
-def stores(tmp_path: Path) -> Iterator[tuple[Store, Store]]:
-    a, b = Store.open(str(tmp_path / "a")), Store.open(str(tmp_path / "b"))
-    try:
-        yield a, b
-    finally:
-        a.close()
-        b.close()
-
-
-def _put(store: Store, name: str, image: fi.BuiltImage | fi.BuiltIndex) -> None:
-    for digest, data in image.blobs().items():
-        store.content.put(data, digest)
-    store.meta.put_image(NS, Image(name=name, target=image.descriptor))
 
 
 def _members(path: Path) -> set[str]:
@@ -51,8 +34,8 @@ def test_export_import_round_trip(stores: tuple[Store, Store], tmp_path: Path, f
         [fi.build_image([fi.random_layer(300, seed=2)]),
          fi.build_image([fi.random_layer(300, seed=3)], platform=fi.Platform("linux", "arm64"))]
     )  # fmt: skip
-    _put(first, "docker.io/library/app:1", image)
-    _put(first, "example.com/multi:2", index)
+    put_image(first, "docker.io/library/app:1", image)
+    put_image(first, "example.com/multi:2", index)
     out = tmp_path / f"out-{fmt}.tar"
     export_archive(first, ["app:1", "example.com/multi:2"], str(out), NS, format=fmt)
     assert {"oci-layout", "index.json"} <= _members(out)
@@ -75,7 +58,7 @@ def test_export_import_round_trip(stores: tuple[Store, Store], tmp_path: Path, f
 def test_skopeo_reads_our_archives(stores: tuple[Store, Store], tmp_path: Path) -> None:
     first, _ = stores
     image = fi.build_image([fi.random_layer(500, seed=4)])
-    _put(first, "docker.io/library/app:1", image)
+    put_image(first, "docker.io/library/app:1", image)
     for fmt, transport in (("oci", "oci-archive"), ("docker", "docker-archive")):
         out = tmp_path / f"{fmt}.tar"
         export_archive(first, ["app:1"], str(out), NS, format=fmt)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,25 +15,10 @@ from galley.images.pull import pull
 from galley.images.push import push
 from galley.images.store import Store
 from tests.images.fakeregistry import FakeRegistry
+from tests.images.support import write_hosts
 
 NS = "default"
 ALICE = Credentials("alice", "wonderland")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(str(tmp_path / "root"))
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-def _hosts(tmp_path: Path, host: str, text: str) -> str:
-    root = tmp_path / "certs.d"
-    (root / host).mkdir(parents=True, exist_ok=True)
-    (root / host / "hosts.toml").write_text(text)
-    return str(root)
 
 
 def test_identity_token_uses_refresh_grant(
@@ -46,7 +30,7 @@ def test_identity_token_uses_refresh_grant(
 ) -> None:
     image = fi.busybox_image(seed=401)
     fi.push_image(registry.host, "auth/refresh", "t", image)
-    hosts = _hosts(tmp_path, token_registry.host, f'server = "http://{token_registry.host}"\n')
+    hosts = write_hosts(tmp_path, token_registry.host)
     before = len(token_server.requests)
     creds = Credentials(identity_token="refresh-alice")
     pull(store, f"{token_registry.host}/auth/refresh:t", namespace=NS, hosts_dir=hosts,
@@ -70,9 +54,9 @@ def test_push_needs_credentials(
     target = token_registry if kind == "token" else basic_registry
     image = fi.busybox_image(seed=402 if kind == "token" else 403)
     fi.push_image(registry.host, f"auth/src-{kind}", "t", image)
-    plain = _hosts(tmp_path / "p", registry.host, f'server = "http://{registry.host}"\n')
+    plain = write_hosts(tmp_path / "p", registry.host)
     pull(store, f"{registry.host}/auth/src-{kind}:t", namespace=NS, hosts_dir=plain, unpack=False)
-    hosts = _hosts(tmp_path / "t", target.host, f'server = "http://{target.host}"\n')
+    hosts = write_hosts(tmp_path / "t", target.host)
     dest = f"{target.host}/auth/dest-{kind}:1"
     with pytest.raises(PermissionDenied):
         push(store, f"{registry.host}/auth/src-{kind}:t", dest, namespace=NS, hosts_dir=hosts,
@@ -99,7 +83,7 @@ def test_hosts_headers_and_override_path(store: Store, tmp_path: Path) -> None:
         )
         for digest, data in image.blobs().items():
             fake.routes[f"{prefix}/a/b/blobs/{digest}"] = (200, {}, data)
-        hosts = _hosts(
+        hosts = write_hosts(
             tmp_path,
             "registry.invalid",
             f'server = "http://127.0.0.1:9"\n[host."http://{fake.host}{prefix}"]\n'

@@ -14,6 +14,7 @@ from galley.images import mediatypes as mt
 from galley.images.pull import pull
 from galley.images.store import Store
 from tests.images.fakeregistry import FakeRegistry
+from tests.images.support import write_hosts
 
 NS = "default"
 
@@ -28,20 +29,9 @@ def fake() -> Iterator[FakeRegistry]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(str(tmp_path / "root"))
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-@pytest.fixture
 def hosts(tmp_path: Path, fake: FakeRegistry) -> str:
-    root = tmp_path / "certs.d"
-    (root / fake.host).mkdir(parents=True)
-    (root / fake.host / "hosts.toml").write_text(f'server = "http://{fake.host}"\n')
-    return str(root)
+    """A certs.d directory reaching the fake registry (not the real one of conftest)."""
+    return write_hosts(tmp_path, fake.host)
 
 
 def _serve_image(fake: FakeRegistry, repo: str, image: fi.BuiltImage) -> None:

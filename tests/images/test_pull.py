@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,30 +18,9 @@ from galley.images import mediatypes as mt
 from galley.images.auth import Credentials
 from galley.images.pull import GC_CONTENT, UNCOMPRESSED, Progress, pull
 from galley.images.store import Store
+from tests.images.support import write_hosts
 
 NS = "default"
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(str(tmp_path / "root"))
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-def hosts_for(tmp_path: Path, host: str, text: str) -> str:
-    """A certs.d directory with one hosts.toml for host."""
-    root = tmp_path / "certs.d"
-    (root / host).mkdir(parents=True, exist_ok=True)
-    (root / host / "hosts.toml").write_text(text)
-    return str(root)
-
-
-@pytest.fixture
-def plain_hosts(tmp_path: Path, registry: reg.Registry) -> str:
-    return hosts_for(tmp_path, registry.host, f'server = "http://{registry.host}"\n')
 
 
 def _push(registry: reg.Registry, repo: str, image: fi.BuiltImage | fi.BuiltIndex) -> str:
@@ -58,14 +36,12 @@ def _assert_stored(store: Store, image: fi.BuiltImage) -> None:
 
 
 def test_pull_by_tag_records_image_and_gc_labels(
-    store: Store, registry: reg.Registry, plain_hosts: str
+    store: Store, registry: reg.Registry, hosts: str
 ) -> None:
     image = fi.busybox_image(seed=11, extra_layers=2)
     ref = _push(registry, "pull/tag", image)
     events: list[Progress] = []
-    got = pull(
-        store, ref, namespace=NS, hosts_dir=plain_hosts, unpack=False, progress=events.append
-    )
+    got = pull(store, ref, namespace=NS, hosts_dir=hosts, unpack=False, progress=events.append)
     assert got.name == ref and got.target.digest == image.descriptor.digest
     assert store.meta.get_image(NS, ref).target.digest == image.descriptor.digest
     _assert_stored(store, image)
@@ -78,25 +54,23 @@ def test_pull_by_tag_records_image_and_gc_labels(
     assert any(e.status == "done" and e.kind == "layer" for e in events)
     assert store.meta.list_leases(NS) == []
     again: list[Progress] = []
-    pull(store, ref, namespace=NS, hosts_dir=plain_hosts, unpack=False, progress=again.append)
+    pull(store, ref, namespace=NS, hosts_dir=hosts, unpack=False, progress=again.append)
     assert {e.status for e in again if e.kind == "layer"} == {"exists"}
 
 
-def test_pull_by_digest_and_wrong_digest(
-    store: Store, registry: reg.Registry, plain_hosts: str
-) -> None:
+def test_pull_by_digest_and_wrong_digest(store: Store, registry: reg.Registry, hosts: str) -> None:
     image = fi.busybox_image(seed=12)
     _push(registry, "pull/digest", image)
     ref = f"{registry.host}/pull/digest@{image.descriptor.digest}"
-    assert pull(store, ref, namespace=NS, hosts_dir=plain_hosts, unpack=False).name == ref
+    assert pull(store, ref, namespace=NS, hosts_dir=hosts, unpack=False).name == ref
     missing = f"{registry.host}/pull/digest@{Digest.of_bytes(b'nothing')}"
     with pytest.raises(NotFound, match="pull/digest"):
-        pull(store, missing, namespace=NS, hosts_dir=plain_hosts, unpack=False)
+        pull(store, missing, namespace=NS, hosts_dir=hosts, unpack=False)
     with pytest.raises(NotFound):
-        pull(store, f"{registry.host}/pull/nothing:1", namespace=NS, hosts_dir=plain_hosts)
+        pull(store, f"{registry.host}/pull/nothing:1", namespace=NS, hosts_dir=hosts)
 
 
-def test_index_platform_selection(store: Store, registry: reg.Registry, plain_hosts: str) -> None:
+def test_index_platform_selection(store: Store, registry: reg.Registry, hosts: str) -> None:
     amd = fi.build_image([fi.random_layer(2000, seed=21)])
     arm = fi.build_image(
         [fi.random_layer(2000, seed=22)],
@@ -105,31 +79,27 @@ def test_index_platform_selection(store: Store, registry: reg.Registry, plain_ho
     )
     index = fi.build_index([amd, arm])
     ref = _push(registry, "pull/multi", index)
-    got = pull(
-        store, ref, namespace=NS, hosts_dir=plain_hosts, platform="linux/arm64", unpack=False
-    )
+    got = pull(store, ref, namespace=NS, hosts_dir=hosts, platform="linux/arm64", unpack=False)
     assert got.target.media_type == mt.OCI_INDEX
     _assert_stored(store, arm)
     assert not store.content.exists(amd.layers[0].descriptor.digest)
     labels = store.meta.content_labels(NS, index.descriptor.digest)
     assert labels[f"{GC_CONTENT}m.1"] == str(arm.descriptor.digest)
     with pytest.raises(NotFound, match=r"linux/s390x.*linux/amd64, linux/arm64/v8"):
-        pull(store, ref, namespace=NS, hosts_dir=plain_hosts, platform="linux/s390x", unpack=False)
+        pull(store, ref, namespace=NS, hosts_dir=hosts, platform="linux/s390x", unpack=False)
 
 
-def test_docker_manifest_list(store: Store, registry: reg.Registry, plain_hosts: str) -> None:
+def test_docker_manifest_list(store: Store, registry: reg.Registry, hosts: str) -> None:
     image = fi.build_image([fi.random_layer(3000, seed=31)], fmt="docker")
     index = fi.build_index([image], fmt="docker")
     ref = _push(registry, "pull/docker", index)
-    got = pull(
-        store, ref, namespace=NS, hosts_dir=plain_hosts, platform="linux/amd64", unpack=False
-    )
+    got = pull(store, ref, namespace=NS, hosts_dir=hosts, platform="linux/amd64", unpack=False)
     assert got.target.media_type == mt.DOCKER_MANIFEST_LIST
     _assert_stored(store, image)
 
 
 def test_concurrent_pulls_share_the_work(
-    store: Store, tmp_path: Path, registry: reg.Registry, plain_hosts: str
+    store: Store, tmp_path: Path, registry: reg.Registry, hosts: str
 ) -> None:
     image = fi.build_image([fi.random_layer(1 << 20, seed=41, files=2)], compression="")
     ref = _push(registry, "pull/concurrent", image)
@@ -139,7 +109,7 @@ def test_concurrent_pulls_share_the_work(
 
     def run(s: Store) -> None:
         try:
-            pull(s, ref, namespace=NS, hosts_dir=plain_hosts, unpack=False, progress=events.append)
+            pull(s, ref, namespace=NS, hosts_dir=hosts, unpack=False, progress=events.append)
         except BaseException as exc:
             errors.append(exc)
 
@@ -159,7 +129,7 @@ def test_concurrent_pulls_share_the_work(
 
 
 def test_tampered_blob_is_refused_and_nothing_kept(
-    store: Store, registry: reg.Registry, plain_hosts: str
+    store: Store, registry: reg.Registry, hosts: str
 ) -> None:
     image = fi.build_image([fi.random_layer(5000, seed=51)])
     ref = _push(registry, "pull/tampered", image)
@@ -169,20 +139,20 @@ def test_tampered_blob_is_refused_and_nothing_kept(
     data[100] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(InvalidArgument, match=str(layer.descriptor.digest)):
-        pull(store, ref, namespace=NS, hosts_dir=plain_hosts, unpack=False)
+        pull(store, ref, namespace=NS, hosts_dir=hosts, unpack=False)
     assert not store.content.exists(layer.descriptor.digest)
     assert store.content.ingests() == []
     with pytest.raises(NotFound):
         store.meta.get_image(NS, ref)
 
 
-def test_truncated_blob_is_refused(store: Store, registry: reg.Registry, plain_hosts: str) -> None:
+def test_truncated_blob_is_refused(store: Store, registry: reg.Registry, hosts: str) -> None:
     image = fi.build_image([fi.random_layer(5000, seed=52)])
     ref = _push(registry, "pull/short", image)
     path = registry.blob_path(image.layers[0].descriptor.digest.hex)
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(InvalidArgument, match="bytes"):
-        pull(store, ref, namespace=NS, hosts_dir=plain_hosts, unpack=False)
+        pull(store, ref, namespace=NS, hosts_dir=hosts, unpack=False)
     assert store.content.ingests() == []
 
 
@@ -191,7 +161,7 @@ def test_basic_auth(
 ) -> None:
     image = fi.busybox_image(seed=61)
     fi.push_image(registry.host, "pull/basic", "t", image)
-    hosts = hosts_for(tmp_path, basic_registry.host, f'server = "http://{basic_registry.host}"\n')
+    hosts = write_hosts(tmp_path, basic_registry.host)
     ref = f"{basic_registry.host}/pull/basic:t"
     with pytest.raises(PermissionDenied, match="credentials"):
         pull(store, ref, namespace=NS, hosts_dir=hosts, unpack=False, credentials=Credentials())
@@ -215,7 +185,7 @@ def test_token_auth_with_docker_config(
 ) -> None:
     image = fi.busybox_image(seed=62, extra_layers=3)
     fi.push_image(registry.host, "pull/token", "t", image)
-    hosts = hosts_for(tmp_path, token_registry.host, f'server = "http://{token_registry.host}"\n')
+    hosts = write_hosts(tmp_path, token_registry.host)
     config = tmp_path / "docker"
     config.mkdir()
     auths = {token_registry.host: {"username": "alice", "password": "wonderland"}}
@@ -237,12 +207,12 @@ def test_tls_registry_needs_its_ca(
     image = fi.busybox_image(seed=63)
     fi.push_image(registry.host, "pull/tls", "t", image)
     ref = f"{tls_registry.host}/pull/tls:t"
-    bare = hosts_for(
+    bare = write_hosts(
         tmp_path / "bare", tls_registry.host, f'server = "https://{tls_registry.host}"\n'
     )
     with pytest.raises(Unavailable, match="TLS"):
         pull(store, ref, namespace=NS, hosts_dir=bare, unpack=False)
-    good = hosts_for(
+    good = write_hosts(
         tmp_path / "good",
         tls_registry.host,
         f'server = "https://{tls_registry.host}"\nca = "{tls_registry.ca}"\n',
@@ -256,7 +226,7 @@ def test_mirror_is_used_for_an_unreachable_upstream(
 ) -> None:
     image = fi.busybox_image(seed=64)
     fi.push_image(registry.host, "pull/mirrored", "t", image)
-    hosts = hosts_for(
+    hosts = write_hosts(
         tmp_path,
         "upstream.invalid",
         f'server = "http://127.0.0.1:9"\n[host."http://{registry.host}"]\n'
@@ -281,18 +251,18 @@ def test_loopback_without_hosts_toml_falls_back_to_http(
 
 
 def test_pull_keeps_no_lease_after_failure(
-    store: Store, registry: reg.Registry, plain_hosts: str
+    store: Store, registry: reg.Registry, hosts: str
 ) -> None:
     with pytest.raises(NotFound):
-        pull(store, f"{registry.host}/pull/none:x", namespace=NS, hosts_dir=plain_hosts)
+        pull(store, f"{registry.host}/pull/none:x", namespace=NS, hosts_dir=hosts)
     assert store.meta.list_leases(NS) == []
     assert os.listdir(os.path.join(store.root, "content", "ingest")) == []
 
 
-def test_repeated_layer(store: Store, registry: reg.Registry, plain_hosts: str) -> None:
+def test_repeated_layer(store: Store, registry: reg.Registry, hosts: str) -> None:
     layer = fi.random_layer(3000, seed=66)
     image = fi.build_image([layer, fi.random_layer(10, seed=67), layer])
     ref = _push(registry, "pull/repeated", image)
-    got = pull(store, ref, namespace=NS, hosts_dir=plain_hosts, unpack=False)
+    got = pull(store, ref, namespace=NS, hosts_dir=hosts, unpack=False)
     assert got.target.digest == image.descriptor.digest
     _assert_stored(store, image)

@@ -6,8 +6,6 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -21,23 +19,6 @@ from galley.snapshots.api import Kind, Mount
 
 NS = "default"
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(str(tmp_path / "root"))
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-@pytest.fixture
-def hosts(tmp_path: Path, registry: reg.Registry) -> str:
-    root = tmp_path / "certs.d"
-    (root / registry.host).mkdir(parents=True)
-    (root / registry.host / "hosts.toml").write_text(f'server = "http://{registry.host}"\n')
-    return str(root)
 
 
 def _image(seed: int) -> fi.BuiltImage:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,27 +12,9 @@ from galley.fixtures import registry as reg
 from galley.images.pull import Progress, pull
 from galley.images.push import push
 from galley.images.store import Store
-from galley.metadata.images import Image
+from tests.images.support import put_image
 
 NS = "default"
-
-
-@pytest.fixture
-def stores(tmp_path: Path) -> Iterator[tuple[Store, Store]]:
-    a, b = Store.open(str(tmp_path / "a")), Store.open(str(tmp_path / "b"))
-    try:
-        yield a, b
-    finally:
-        a.close()
-        b.close()
-
-
-@pytest.fixture
-def hosts(tmp_path: Path, registry: reg.Registry) -> str:
-    root = tmp_path / "certs.d"
-    (root / registry.host).mkdir(parents=True)
-    (root / registry.host / "hosts.toml").write_text(f'server = "http://{registry.host}"\n')
-    return str(root)
 
 
 @pytest.mark.parametrize("chunk_size", [None, 1500])
@@ -69,9 +50,7 @@ def test_push_uploads_new_blobs_monolithic_and_chunked(
     first, second = stores
     image = fi.build_image([fi.random_layer(10000, seed=80), fi.random_layer(3000, seed=81)])
     layout = fi.write_oci_layout(tmp_path / "layout", image, "t")
-    for digest, data in image.blobs().items():
-        first.content.put(data, digest)
-    first.meta.put_image(NS, Image(name="local/app:1", target=image.descriptor))
+    put_image(first, "local/app:1", image)
     for i, chunk_size in enumerate((None, 4096)):
         dest = f"{registry.host}/push/new{i}:1"
         events: list[Progress] = []

@@ -12,17 +12,9 @@ from galley.fixtures import images as fi
 from galley.fixtures import registry as reg
 from galley.images.pull import pull
 from galley.images.store import Store
+from tests.images.support import write_hosts
 
 NS = "default"
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(str(tmp_path / "root"))
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +35,7 @@ def mtls_registry(
 
 
 def _hosts(root: Path, host: str, text: str) -> str:
-    (root / host).mkdir(parents=True, exist_ok=True)
-    (root / host / "hosts.toml").write_text(f'server = "https://{host}"\n' + text)
-    return str(root)
+    return write_hosts(root, host, f'server = "https://{host}"\n' + text)
 
 
 def test_skip_verify(

@@ -17,6 +17,7 @@ from galley.fixtures.images import busybox_image, busybox_layer
 from galley.images.store import Store
 from galley.images.unpack import unpack_image
 from galley.snapshots.api import Kind
+from tests.images.support import put_blobs
 
 pytestmark = pytest.mark.root
 
@@ -47,8 +48,7 @@ def test_unpack_killed_then_rerun(snapshotter: str, where: str, tmp_path: Path) 
     root = str(tmp_path / "root")
     image = busybox_image(extra_layers=1)
     with Store.open(root) as store:
-        for digest, data in image.blobs().items():
-            store.content.put(data, digest)
+        put_blobs(store, image)
     with tarfile.open(fileobj=io.BytesIO(busybox_layer())) as tar:
         after = 100 if where == "first-layer" else len(tar.getmembers()) + 2
     args = [root, snapshotter, str(after), image.manifest.decode(), image.config.decode()]

@@ -11,6 +11,7 @@ import pytest
 
 from galley.fixtures.images import build_image, busybox_layer, random_layer
 from galley.images.store import Store
+from tests.images.support import put_blobs
 
 pytestmark = pytest.mark.root
 
@@ -33,8 +34,7 @@ def test_two_processes_one_image(snapshotter: str, tmp_path: Path) -> None:
     layers = [busybox_layer()] + [random_layer(256 << 10, seed=i, prefix=f"r{i}") for i in range(4)]
     image = build_image(layers)
     with Store.open(root) as store:
-        for digest, data in image.blobs().items():
-            store.content.put(data, digest)
+        put_blobs(store, image)
     args = [root, snapshotter, image.manifest.decode(), image.config.decode()]
     children = [
         subprocess.Popen(

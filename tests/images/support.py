@@ -1,0 +1,58 @@
+"""Helpers shared by the image tests: certs.d directories and images put straight into a store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from galley.fixtures import images as fi
+from galley.images.store import Store
+from galley.metadata.images import Image
+
+NS = "default"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A fresh galley root under tmp_path."""
+    opened = Store.open(str(tmp_path / "root"))
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> Iterator[tuple[Store, Store]]:
+    """Two fresh galley roots (one to send from, one to receive into)."""
+    a, b = Store.open(str(tmp_path / "a")), Store.open(str(tmp_path / "b"))
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+def write_hosts(root: Path, host: str, text: str | None = None) -> str:
+    """root/certs.d with one hosts.toml for host (by default: its server, plain HTTP)."""
+    certs = root / "certs.d"
+    (certs / host).mkdir(parents=True, exist_ok=True)
+    body = f'server = "http://{host}"\n' if text is None else text
+    (certs / host / "hosts.toml").write_text(body)
+    return str(certs)
+
+
+def put_image(
+    store: Store, name: str, image: fi.BuiltImage | fi.BuiltIndex, namespace: str = NS
+) -> Image:
+    """Store image's blobs and record it under name, as if it had been pulled (no unpack)."""
+    put_blobs(store, image)
+    return store.meta.put_image(namespace, Image(name=name, target=image.descriptor))
+
+
+def put_blobs(store: Store, image: fi.BuiltImage | fi.BuiltIndex) -> None:
+    """Put every blob of image into store's content store, verified by digest."""
+    for digest, data in image.blobs().items():
+        store.content.put(data, digest)
