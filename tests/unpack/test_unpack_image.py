@@ -6,7 +6,6 @@ import io
 import json
 import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,21 +26,15 @@ from galley.images import unpack as unpack_module
 from galley.images.store import Store
 from galley.images.unpack import AppliedLayer, LayerUnpacker, unpack_image
 from galley.snapshots.api import Kind, Mount, mount_all
+from tests.images.support import put_blobs
 
 pytestmark = pytest.mark.root
 
 SNAPSHOTTERS = ["overlayfs", "native"]
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(str(tmp_path / "root")) as s:
-        yield s
-
-
 def unpack(store: Store, image: BuiltImage, snapshotter: str) -> str:
-    for digest, data in image.blobs().items():
-        store.content.put(data, digest)
+    put_blobs(store, image)
     return unpack_image(store, json.loads(image.manifest), json.loads(image.config), snapshotter)
 
 
@@ -110,18 +103,38 @@ def test_wrong_diff_id_leaves_nothing(store: Store, snapshotter: str) -> None:
     image = busybox_image(extra_layers=1)
     config = json.loads(image.config)
     config["rootfs"]["diff_ids"][1] = "sha256:" + "0" * 64
-    for digest, data in image.blobs().items():
-        store.content.put(data, digest)
+    put_blobs(store, image)
     with pytest.raises(InvalidArgument, match="layer 1 unpacks to diffID"):
         unpack_image(store, json.loads(image.manifest), config, snapshotter)
     names = [i.name for i in store.snapshotter(snapshotter).walk()]
     assert names == [str(image.chain_ids[0])]
 
 
+@pytest.mark.parametrize(
+    ("part", "change", "fragment"),
+    [
+        ("manifest", {"layers": "sha256:abc"}, "'layers' must be a list"),
+        ("manifest", {"layers": [{"mediaType": 1}]}, "descriptor"),
+        ("config", {"rootfs": {"diff_ids": [7]}}, r"rootfs\.diff_ids must be a list"),
+        ("config", {"rootfs": None}, r"rootfs\.diff_ids must be a list"),
+        ("config", {"rootfs": {"diff_ids": ["md5:00"]}}, "md5"),
+    ],
+)
+def test_malformed_manifest_or_config_is_refused(
+    store: Store, part: str, change: dict[str, object], fragment: str
+) -> None:
+    image = busybox_image(seed=5)
+    put_blobs(store, image)
+    docs = {"manifest": json.loads(image.manifest), "config": json.loads(image.config)}
+    docs[part].update(change)
+    with pytest.raises(InvalidArgument, match=fragment):
+        unpack_image(store, docs["manifest"], docs["config"], "native")
+    assert list(store.snapshotter("native").walk()) == []
+
+
 def test_concurrent_unpacks_do_the_work_once(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     image = build_image([busybox_layer(), random_layer(1 << 20, seed=7)])
-    for digest, data in image.blobs().items():
-        store.content.put(data, digest)
+    put_blobs(store, image)
     applied: list[str] = []
     real_apply = unpack_module.apply_layer
 

@@ -26,7 +26,6 @@ from galley.errors import InvalidArgument, NotFound
 from galley.images import mediatypes as mt
 from galley.images import tree
 from galley.images.mediatypes import Descriptor
-from galley.images.push import find_image
 from galley.images.reference import Reference
 from galley.metadata.images import Image
 from galley.metadata.leases import CONTENT
@@ -46,7 +45,7 @@ def export_archive(
     """Write the named images to a tar at path ("oci" layout, or "docker" for docker load)."""
     if format not in ("oci", "docker"):
         raise InvalidArgument(f"archive format {format!r} is not oci or docker")
-    images = [find_image(store, namespace, n) for n in names]
+    images = [store.find_image(namespace, n) for n in names]
     if not images:
         raise InvalidArgument("export needs at least one image name")
     tmp = f"{path}.tmp-{os.getpid()}"

@@ -30,20 +30,8 @@ from galley.images.registry import Repository
 
 if TYPE_CHECKING:
     from galley.images.store import Store
-    from galley.metadata.images import Image
 
 MAX_PARALLEL = 4
-
-
-def find_image(store: Store, namespace: str, name: str) -> Image:
-    """The stored image by name as given or normalised ("busybox" → docker.io/library/...)."""
-    try:
-        return store.meta.get_image(namespace, name)
-    except NotFound:
-        normalised = str(Reference.parse(name))
-        if normalised == name:
-            raise
-        return store.meta.get_image(namespace, normalised)
 
 
 def push(
@@ -58,7 +46,7 @@ def push(
     chunk_size: int | None = None,
 ) -> Descriptor:
     """Push the stored image ref to remote_ref; returns the descriptor pushed under the tag."""
-    image = find_image(store, namespace, ref)
+    image = store.find_image(namespace, ref)
     remote = Reference.parse(remote_ref)
     report = progress or (lambda _p: None)
     transport = transport_for(credentials)

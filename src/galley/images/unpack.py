@@ -27,8 +27,8 @@ from typing import IO, Any, BinaryIO, Protocol
 from galley.content.digest import Digest
 from galley.content.store import ContentStore
 from galley.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from galley.images import mediatypes as mt
 from galley.images.decompress import CHUNK, decompressed
-from galley.images.mediatypes import Descriptor, compression
 from galley.images.tarapply import TarApplier, WhiteoutMode
 from galley.images.tarsafe import Root
 from galley.snapshots.api import Kind, Mount, Snapshotter
@@ -119,7 +119,7 @@ def apply_layer(
     lower_dirs (overlay) are the layers below dest, nearest first: hard links to files that
     live only there are copied up, and implicit directories take their attributes.
     """
-    compression(media_type)  # refuses what is not a layer media type
+    mt.compression(media_type)  # refuses what is not a layer media type
     with decompressed(stream) as plain, Root(dest, lower_dirs) as root:
         layer = _LayerStream(plain)
         applier = TarApplier(root, whiteouts, allow_devices, layer.chunks)
@@ -267,9 +267,8 @@ def unpack_image(
     Layers whose ChainID is already a committed snapshot are skipped, so images sharing base
     layers store them once and a second unpack of the same image does nothing.
     """
-    layers = [Descriptor.from_json(layer) for layer in manifest.get("layers") or []]
-    rootfs = config.get("rootfs") or {}
-    diff_ids = [Digest.parse(str(d)) for d in rootfs.get("diff_ids") or []]
+    layers = mt.descriptors(dict(manifest), "layers", "image manifest")
+    diff_ids = mt.diff_ids(dict(config), "image config")
     if not layers or len(diff_ids) != len(layers):
         raise InvalidArgument(
             f"image has {len(layers)} layers but its config lists {len(diff_ids)} diff_ids"
