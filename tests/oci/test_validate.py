@@ -57,6 +57,10 @@ CASES = [
     ("process.rlimits.0.soft", 2048, "process.rlimits[0].soft: 2048 is greater than hard limit 1024"),
     ("process.oomScoreAdj", 1001, "process.oomScoreAdj: 1001 is out of range"),
     ("process.consoleSize", {"height": -1, "width": 1}, "process.consoleSize.height: -1 is out of range"),
+    ("process.scheduler", {"policy": "SCHED_NOPE"}, 'process.scheduler.policy: unknown scheduler policy "SCHED_NOPE"'),
+    ("process.scheduler", {"policy": "SCHED_OTHER", "nice": 40}, "process.scheduler.nice: 40 is out of range"),
+    ("process.ioPriority", {"class": "IOPRIO_CLASS_BE", "priority": 9}, "process.ioPriority.priority: 9 is out of range"),
+    ("process.ioPriority", {"priority": 1}, "process.ioPriority.class: is required"),
     ("hostname", 5, "hostname: must be a string"),
     ("mounts.0.destination", DELETE, "mounts[0].destination: is required"),
     ("mounts.1.options", "ro", "mounts[1].options: must be an array, not string"),
@@ -206,5 +210,11 @@ def test_full_featured_config_is_valid() -> None:
         p: [{"path": "/bin/true", "args": ["true"], "env": ["A=b"], "timeout": 5}]
         for p in ("prestart", "poststop")
     }
+    doc["process"]["scheduler"] = {
+        "policy": "SCHED_BATCH",
+        "nice": 5,
+        "flags": ["SCHED_FLAG_RESET_ON_FORK"],
+    }
+    doc["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_IDLE", "priority": 0}
     doc["process"]["user"] = {"uid": 1000, "gid": 1000, "umask": 0o22, "additionalGids": [5]}
     validate(doc)

@@ -19,12 +19,23 @@ import re
 from collections.abc import Callable
 from typing import Any, cast
 
-from galley.errors import InvalidArgument
 from galley.oci.spec import SUPPORTED_VERSIONS, Spec
-
-UINT32_MAX = 2**32 - 1
-UINT64_MAX = 2**64 - 1
-INT64_MIN = -(2**63)
+from galley.oci.validate_fields import (
+    UINT32_MAX,
+    abspath,
+    arr,
+    boolean,
+    each,
+    fail,
+    fields,
+    integer,
+    obj,
+    one_of,
+    required,
+    string,
+    string_map,
+    strings,
+)
 
 RLIMIT_TYPES = frozenset(
     "RLIMIT_" + n
@@ -47,6 +58,21 @@ RLIMIT_TYPES = frozenset(
         "STACK",
     ]
 )
+SCHED_POLICIES = (
+    "SCHED_OTHER",
+    "SCHED_FIFO",
+    "SCHED_RR",
+    "SCHED_BATCH",
+    "SCHED_ISO",
+    "SCHED_IDLE",
+    "SCHED_DEADLINE",
+)
+SCHED_FLAGS = frozenset(
+    {"SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_RECLAIM", "SCHED_FLAG_DL_OVERRUN"}
+    | {"SCHED_FLAG_KEEP_POLICY", "SCHED_FLAG_KEEP_PARAMS", "SCHED_FLAG_UTIL_CLAMP_MIN"}
+    | {"SCHED_FLAG_UTIL_CLAMP_MAX"}
+)
+IOPRIO_CLASSES = ("IOPRIO_CLASS_RT", "IOPRIO_CLASS_BE", "IOPRIO_CLASS_IDLE")
 CAP_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 HOOK_PHASES = (
     "prestart",
@@ -58,113 +84,6 @@ HOOK_PHASES = (
 )
 _CAP_RE = re.compile(r"^CAP_[A-Z_]+$")
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.+-]+)?$")
-
-
-def fail(path: str, message: str) -> InvalidArgument:
-    """The error for a bad field (raise it)."""
-    return InvalidArgument(f"{path}: {message}")
-
-
-def _kind(value: object) -> str:
-    names = {dict: "object", list: "array", str: "string", bool: "boolean"}
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return "number"
-    return "null" if value is None else names.get(type(value), type(value).__name__)
-
-
-def obj(path: str, value: object) -> dict[str, Any]:
-    """value as a JSON object, or an error naming path."""
-    if not isinstance(value, dict):
-        raise fail(path, f"must be an object, not {_kind(value)}")
-    return value
-
-
-def arr(path: str, value: object) -> list[Any]:
-    """value as a JSON array, or an error naming path."""
-    if not isinstance(value, list):
-        raise fail(path, f"must be an array, not {_kind(value)}")
-    return value
-
-
-def string(path: str, value: object, *, empty: bool = True) -> str:
-    """value as a string (non-empty unless empty=True)."""
-    if not isinstance(value, str):
-        raise fail(path, f"must be a string, not {_kind(value)}")
-    if not empty and not value:
-        raise fail(path, "must not be empty")
-    return value
-
-
-def boolean(path: str, value: object) -> bool:
-    """value as a boolean."""
-    if not isinstance(value, bool):
-        raise fail(path, f"must be a boolean, not {_kind(value)}")
-    return value
-
-
-def integer(path: str, value: object, lo: int = INT64_MIN, hi: int = UINT64_MAX) -> int:
-    """value as an integer within [lo, hi]."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise fail(path, f"must be an integer, not {_kind(value)}")
-    if not lo <= value <= hi:
-        raise fail(path, f"{value} is out of range [{lo}, {hi}]")
-    return value
-
-
-def abspath(path: str, value: object) -> str:
-    """value as a non-empty absolute path."""
-    s = string(path, value, empty=False)
-    if not s.startswith("/"):
-        raise fail(path, f"{s!r} must be an absolute path")
-    return s
-
-
-def strings(path: str, value: object) -> list[str]:
-    """value as an array of strings."""
-    items = arr(path, value)
-    for i, item in enumerate(items):
-        string(f"{path}[{i}]", item)
-    return items
-
-
-def string_map(path: str, value: object) -> dict[str, str]:
-    """value as an object whose values are strings."""
-    d = obj(path, value)
-    for k, v in d.items():
-        string(f"{path}.{k}", v)
-    return d
-
-
-def one_of(path: str, value: object, allowed: tuple[str, ...] | frozenset[str], what: str) -> str:
-    """value as one of allowed, else `unknown <what> "x"`."""
-    s = string(path, value)
-    if s not in allowed:
-        raise fail(path, f'unknown {what} "{s}"')
-    return s
-
-
-def fields(path: str, d: dict[str, Any], checks: dict[str, Callable[[str, Any], object]]) -> None:
-    """Check each present key of d with its checker; the field path is path.key."""
-    for key, check in checks.items():
-        if key in d:
-            check(f"{path}.{key}" if path else key, d[key])
-
-
-def each(path: str, value: object, check: Callable[[str, Any], object]) -> list[Any]:
-    """Check every element of an array with check, naming path[i]."""
-    items = arr(path, value)
-    for i, item in enumerate(items):
-        check(f"{path}[{i}]", item)
-    return items
-
-
-def required(path: str, d: dict[str, Any], key: str) -> Any:
-    """d[key], or an error naming the missing field."""
-    if key not in d or d[key] is None:
-        raise fail(f"{path}.{key}" if path else key, "is required")
-    return d[key]
 
 
 def check_version(path: str, value: object) -> str:
@@ -220,6 +139,24 @@ def _env(path: str, value: object) -> None:
             raise fail(f"{path}[{i}]", f'"{item}" is not of the form KEY=value')
 
 
+def _scheduler(path: str, value: object) -> None:
+    d = obj(path, value)
+    one_of(f"{path}.policy", required(path, d, "policy"), SCHED_POLICIES, "scheduler policy")
+    fields(path, d, {"nice": lambda p, v: integer(p, v, -20, 19), "priority": integer})
+    for i, flag in enumerate(strings(f"{path}.flags", d.get("flags") or [])):
+        if flag not in SCHED_FLAGS:
+            raise fail(f"{path}.flags[{i}]", f'unknown scheduler flag "{flag}"')
+    for key in ("runtime", "deadline", "period"):
+        if key in d:
+            integer(f"{path}.{key}", d[key], 0)
+
+
+def _io_priority(path: str, value: object) -> None:
+    d = obj(path, value)
+    one_of(f"{path}.class", required(path, d, "class"), IOPRIO_CLASSES, "I/O priority class")
+    fields(path, d, {"priority": lambda p, v: integer(p, v, 0, 7)})
+
+
 def check_process(path: str, value: object) -> None:
     """process (also used for `exec --process` files)."""
     d = obj(path, value)
@@ -245,8 +182,8 @@ def check_process(path: str, value: object) -> None:
             "apparmorProfile": string,
             "oomScoreAdj": lambda p, v: integer(p, v, -1000, 1000),
             "selinuxLabel": string,
-            "scheduler": obj,
-            "ioPriority": obj,
+            "scheduler": _scheduler,
+            "ioPriority": _io_priority,
             "execCPUAffinity": string_map,
         },
     )

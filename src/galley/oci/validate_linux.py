@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from galley.oci.spec import NAMESPACE_TYPES
-from galley.oci.validate import (
+from galley.oci.validate import id_mapping
+from galley.oci.validate_fields import (
     UINT32_MAX,
     abspath,
     arr,
@@ -21,7 +22,6 @@ from galley.oci.validate import (
     each,
     fail,
     fields,
-    id_mapping,
     integer,
     obj,
     one_of,

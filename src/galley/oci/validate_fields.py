@@ -1,0 +1,125 @@
+"""Field checkers for config.json validation: each checks one JSON value and names its path.
+
+`validate` and `validate_linux` build the whole-document checks from these. Every error is an
+`InvalidArgument` whose message is `<field path>: <what is wrong>`, on one line.
+"""
+
+from __future__ import annotations
+
+from galley.errors import InvalidArgument
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+UINT32_MAX = 2**32 - 1
+UINT64_MAX = 2**64 - 1
+INT64_MIN = -(2**63)
+
+
+def fail(path: str, message: str) -> InvalidArgument:
+    """The error for a bad field (raise it)."""
+    return InvalidArgument(f"{path}: {message}")
+
+
+def _kind(value: object) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean"}
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return "number"
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def obj(path: str, value: object) -> dict[str, Any]:
+    """value as a JSON object, or an error naming path."""
+    if not isinstance(value, dict):
+        raise fail(path, f"must be an object, not {_kind(value)}")
+    return value
+
+
+def arr(path: str, value: object) -> list[Any]:
+    """value as a JSON array, or an error naming path."""
+    if not isinstance(value, list):
+        raise fail(path, f"must be an array, not {_kind(value)}")
+    return value
+
+
+def string(path: str, value: object, *, empty: bool = True) -> str:
+    """value as a string (non-empty unless empty=True)."""
+    if not isinstance(value, str):
+        raise fail(path, f"must be a string, not {_kind(value)}")
+    if not empty and not value:
+        raise fail(path, "must not be empty")
+    return value
+
+
+def boolean(path: str, value: object) -> bool:
+    """value as a boolean."""
+    if not isinstance(value, bool):
+        raise fail(path, f"must be a boolean, not {_kind(value)}")
+    return value
+
+
+def integer(path: str, value: object, lo: int = INT64_MIN, hi: int = UINT64_MAX) -> int:
+    """value as an integer within [lo, hi]."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise fail(path, f"must be an integer, not {_kind(value)}")
+    if not lo <= value <= hi:
+        raise fail(path, f"{value} is out of range [{lo}, {hi}]")
+    return value
+
+
+def abspath(path: str, value: object) -> str:
+    """value as a non-empty absolute path."""
+    s = string(path, value, empty=False)
+    if not s.startswith("/"):
+        raise fail(path, f"{s!r} must be an absolute path")
+    return s
+
+
+def strings(path: str, value: object) -> list[str]:
+    """value as an array of strings."""
+    items = arr(path, value)
+    for i, item in enumerate(items):
+        string(f"{path}[{i}]", item)
+    return items
+
+
+def string_map(path: str, value: object) -> dict[str, str]:
+    """value as an object whose values are strings."""
+    d = obj(path, value)
+    for k, v in d.items():
+        string(f"{path}.{k}", v)
+    return d
+
+
+def one_of(path: str, value: object, allowed: tuple[str, ...] | frozenset[str], what: str) -> str:
+    """value as one of allowed, else `unknown <what> "x"`."""
+    s = string(path, value)
+    if s not in allowed:
+        raise fail(path, f'unknown {what} "{s}"')
+    return s
+
+
+def fields(path: str, d: dict[str, Any], checks: dict[str, Callable[[str, Any], object]]) -> None:
+    """Check each present key of d with its checker; the field path is path.key."""
+    for key, check in checks.items():
+        if key in d:
+            check(f"{path}.{key}" if path else key, d[key])
+
+
+def each(path: str, value: object, check: Callable[[str, Any], object]) -> list[Any]:
+    """Check every element of an array with check, naming path[i]."""
+    items = arr(path, value)
+    for i, item in enumerate(items):
+        check(f"{path}[{i}]", item)
+    return items
+
+
+def required(path: str, d: dict[str, Any], key: str) -> Any:
+    """d[key], or an error naming the missing field."""
+    if key not in d or d[key] is None:
+        raise fail(f"{path}.{key}" if path else key, "is required")
+    return d[key]
