@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 from galley.fixtures import images as fi
 from galley.images.store import Store
 from galley.metadata.images import Image
+from galley.snapshots.api import Mount
 
 NS = "default"
 
@@ -56,3 +59,26 @@ def put_blobs(store: Store, image: fi.BuiltImage | fi.BuiltIndex) -> None:
     """Put every blob of image into store's content store, verified by digest."""
     for digest, data in image.blobs().items():
         store.content.put(data, digest)
+
+
+def read_view(store: Store, sn_name: str, chain: str) -> dict[str, os.stat_result]:
+    """lstat of every path in a view of the committed snapshot chain (mounted read-only)."""
+    sn = store.snapshotter(sn_name)
+    key = f"test-view-{os.getpid()}"
+    mounts = sn.view(key, chain)
+    target = tempfile.mkdtemp()
+    try:
+        for m in mounts:
+            m.mount(target)
+        try:
+            out = {}
+            for dirpath, dirnames, filenames in os.walk(target):
+                for name in dirnames + filenames:
+                    full = os.path.join(dirpath, name)
+                    out[os.path.relpath(full, target)] = os.lstat(full)
+            return out
+        finally:
+            Mount.unmount(target)
+    finally:
+        os.rmdir(target)
+        sn.remove(key)

@@ -16,8 +16,9 @@ from galley.fixtures import images as fi
 from galley.fixtures import registry as reg
 from galley.images import mediatypes as mt
 from galley.images.auth import Credentials
-from galley.images.pull import GC_CONTENT, UNCOMPRESSED, Progress, pull
+from galley.images.pull import Progress, pull
 from galley.images.store import Store
+from galley.images.tree import GC_CONTENT, UNCOMPRESSED
 from tests.images.support import write_hosts
 
 NS = "default"

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
-import tempfile
 
 import pytest
 
 from galley.errors import InvalidArgument, NotFound
 from galley.fixtures import images as fi
 from galley.fixtures import registry as reg
-from galley.images.pull import GC_SNAPSHOT, Progress, pull
+from galley.images.pull import Progress, pull
 from galley.images.store import Store
+from galley.images.tree import GC_SNAPSHOT
 from galley.metadata.gc import collect
-from galley.snapshots.api import Kind, Mount
+from galley.snapshots.api import Kind
+from tests.images.support import read_view
 
 NS = "default"
 pytestmark = pytest.mark.root
@@ -40,29 +40,6 @@ def _image(seed: int) -> fi.BuiltImage:
     return fi.build_image(layers, compression="gzip" if seed % 2 else "zstd")
 
 
-def _read_view(store: Store, sn_name: str, chain: str) -> dict[str, os.stat_result]:
-    """lstat of every path in a view of the committed snapshot chain (mounted read-only)."""
-    sn = store.snapshotter(sn_name)
-    key = f"test-view-{os.getpid()}"
-    mounts = sn.view(key, chain)
-    target = tempfile.mkdtemp()
-    try:
-        for m in mounts:
-            m.mount(target)
-        try:
-            out = {}
-            for dirpath, dirnames, filenames in os.walk(target):
-                for name in dirnames + filenames:
-                    full = os.path.join(dirpath, name)
-                    out[os.path.relpath(full, target)] = os.lstat(full)
-            return out
-        finally:
-            Mount.unmount(target)
-    finally:
-        os.rmdir(target)
-        sn.remove(key)
-
-
 @pytest.mark.parametrize("snapshotter", ["overlayfs", "native"])
 def test_pull_unpacks_into_chainid_snapshots(
     store: Store, registry: reg.Registry, hosts: str, snapshotter: str
@@ -79,7 +56,7 @@ def test_pull_unpacks_into_chainid_snapshots(
     labels = store.meta.content_labels(NS, image.config_descriptor.digest)
     assert labels[f"{GC_SNAPSHOT}{snapshotter}"] == chains[-1]
     assert sum(e.status == "unpacked" for e in events) == len(chains)
-    tree = _read_view(store, snapshotter, chains[-1])
+    tree = read_view(store, snapshotter, chains[-1])
     assert "bin/busybox" in tree and "etc/passwd" in tree
     assert "etc/doomed" not in tree and "opaque/old" not in tree and "opaque" in tree
     target = tree["links/target"]

@@ -24,9 +24,10 @@ from typing import IO, TYPE_CHECKING, Any
 from galley.content.digest import Digest
 from galley.errors import InvalidArgument, NotFound
 from galley.images import mediatypes as mt
-from galley.images import tree
+from galley.images import platforms, tree
 from galley.images.mediatypes import Descriptor
 from galley.images.reference import Reference
+from galley.images.unpacked import unpack_stored
 from galley.metadata.images import Image
 from galley.metadata.leases import CONTENT
 
@@ -158,8 +159,23 @@ class _Archive:
         return self.members[os.path.normpath(name).lstrip("/")].size
 
 
-def import_archive(store: Store, path: str, namespace: str, *, base_name: str = "") -> list[Image]:
-    """Import an OCI layout tar or a docker save tar; returns the images recorded."""
+def import_archive(
+    store: Store,
+    path: str,
+    namespace: str,
+    *,
+    base_name: str = "",
+    unpack: bool = True,
+    snapshotter: str = "overlayfs",
+    platform: str | None = None,
+) -> list[Image]:
+    """Import an OCI layout tar or a docker save tar; returns the images recorded.
+
+    With unpack (as `ctr import`), each image's manifest for platform (default: this host's)
+    is unpacked into snapshotter before the images are recorded; images without one are only
+    stored. A layer that fails to unpack fails the import and records no image.
+    """
+    want = platforms.parse(platform) if platform else None
     try:
         tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by the with below
     except (OSError, tarfile.TarError) as exc:
@@ -175,6 +191,10 @@ def import_archive(store: Store, path: str, namespace: str, *, base_name: str = 
             raise InvalidArgument(f"archive {path!r} has neither index.json nor manifest.json")
         if not named:
             raise InvalidArgument(f"archive {path!r} names no image; give a base name to import it")
+        for target in {d.digest: d for _n, d in named}.values() if unpack else ():
+            unpack_stored(
+                store, namespace, target, lease=lease.id, snapshotter=snapshotter, platform=want
+            )
         return [store.meta.put_image(namespace, Image(name=n, target=d)) for n, d in named]
 
 

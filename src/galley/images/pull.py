@@ -35,6 +35,7 @@ from galley.images.mediatypes import Descriptor
 from galley.images.reference import Reference
 from galley.images.registry import MAX_MANIFEST, Repository
 from galley.images.transport import Transport
+from galley.images.tree import GC_CONTENT, GC_SNAPSHOT, UNCOMPRESSED
 from galley.metadata.images import Image
 from galley.metadata.leases import CONTENT, snapshots_kind
 
@@ -44,9 +45,6 @@ if TYPE_CHECKING:
 
 MAX_PARALLEL = 4
 FETCH_ATTEMPTS = 3
-GC_CONTENT = "containerd.io/gc.ref.content."
-GC_SNAPSHOT = "containerd.io/gc.ref.snapshot."
-UNCOMPRESSED = "containerd.io/uncompressed"
 SOURCE = "containerd.io/distribution.source."
 MAX_CONFIG = 8 << 20
 

@@ -20,6 +20,8 @@ from galley.images.mediatypes import Descriptor
 
 MAX_MANIFEST = 4 << 20
 GC_CONTENT = "containerd.io/gc.ref.content."
+GC_SNAPSHOT = "containerd.io/gc.ref.snapshot."  # on a config: its top snapshot, by snapshotter
+UNCOMPRESSED = "containerd.io/uncompressed"  # on a layer: its diffID
 
 
 def read_json(content: ContentStore, desc: Descriptor) -> dict[str, Any]:
