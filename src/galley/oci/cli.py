@@ -157,7 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.write(2, f"{PROG}: {e}\n".encode())
         return 1
     if args.version:
-        sys.stdout.write(f"{PROG} version {VERSION}\nspec: {SPEC_VERSION}\n")
+        python = ".".join(map(str, sys.version_info[:3]))
+        sys.stdout.write(  # runc's layout, which tools like go-runc parse line by line
+            f"{PROG} version {VERSION}\ncommit: none\nspec: {SPEC_VERSION}\npython: {python}\n"
+        )
         return 0
     if args.command is None or args.help:
         if args.command in COMMANDS:
