@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from galley.oci.cli import Context
+    from galley.oci.launch import LaunchResult
     from galley.oci.spec import Spec
 
 FORWARDED_SIGNALS = (
@@ -121,28 +122,38 @@ def create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Container
                 preserve_fds=args.preserve_fds,
                 foreground=foreground,
             )
-            state = ContainerState(
-                root=ctx.root,
-                id=cid,
-                bundle=bundle,
-                rootfs=rootfs,
-                pid=result.pid,
-                start_time=result.start_time,
-                created=now_rfc3339(),
-                annotations=dict(spec.get("annotations") or {}),
-                config=dict(spec),
-                cgroup=result.cgroup.save() if result.cgroup is not None else {},
-                namespaces=dict(result.namespaces),
-            )
-            try:
-                state.save()
-            except BaseException:
-                kill_and_wait(state)
-                raise
+            state = _record(ctx.root, cid, bundle=bundle, rootfs=rootfs, spec=spec, result=result)
     except BaseException:
         remove(state_dir)
         raise
     ctx.log.debug(f"created container_id={cid} pid={state.pid}")
+    return state
+
+
+def _record(
+    root: str, cid: str, *, bundle: str, rootfs: str, spec: Spec, result: LaunchResult
+) -> ContainerState:
+    """Write state.json for a launched container; if that fails, stop what launch started."""
+    state = ContainerState(
+        root=root,
+        id=cid,
+        bundle=bundle,
+        rootfs=rootfs,
+        pid=result.pid,
+        start_time=result.start_time,
+        created=now_rfc3339(),
+        annotations=dict(spec.get("annotations") or {}),
+        config=dict(spec),
+        cgroup=result.cgroup.save() if result.cgroup is not None else {},
+        namespaces=dict(result.namespaces),
+    )
+    try:
+        state.save()
+    except BaseException:
+        kill_and_wait(state)
+        if result.cgroup is not None:
+            result.cgroup.destroy()
+        raise
     return state
 
 
