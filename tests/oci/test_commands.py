@@ -158,3 +158,30 @@ def test_exec_process_file(running: tuple[Runtime, str], tmp_path: Path) -> None
     (tmp_path / "process.json").write_text(json.dumps(process))
     out = rt("exec", "--process", str(tmp_path / "process.json"), cid, check=True)
     assert out.stdout == "from-file\n"
+
+
+def test_exec_tty_failure_does_not_hang(runtime: Runtime, bundle: Bundle) -> None:
+    """exec -t relays through a forked helper; a failed exec must stop it, not wait forever."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = runtime.new_id()
+    detached(runtime, "run", "--detach", "--bundle", str(bundle.write()), cid)
+    t0 = time.monotonic()
+    result = runtime("exec", "-t", cid, "/no/such/binary", timeout=20)
+    assert result.returncode == 255
+    assert time.monotonic() - t0 < 10
+
+
+@pytest.mark.xfail(
+    reason="the exec init stage imports galley.oci.console after joining the container's "
+    "mount namespace (execution); the relay itself is tested through `run`",
+    strict=False,
+)
+def test_exec_tty_relays_stdio(runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = runtime.new_id()
+    detached(runtime, "run", "--detach", "--bundle", str(bundle.write()), cid)
+    script = "tty; read x; echo got-$x; exit 6"
+    result = runtime("exec", "-t", cid, "sh", "-c", script, input="hello\n", timeout=20)
+    assert result.returncode == 6, result.stderr
+    assert "/dev/pts/" in result.stdout
+    assert "got-hello" in result.stdout

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from galley.oci.cli import Context
+    from galley.oci.commands.terminal import ConsoleReceiver
     from galley.oci.spec import Process, Resources
 
 # update's single flags: flag -> (resources section, key, parser)
@@ -198,20 +199,53 @@ def exec_spec(state: ContainerState, args: Args) -> Process:
 
 
 def exec_command(state: ContainerState, args: Args) -> int:
-    """`exec`: run a process in the container; its exit status (0 when detached)."""
+    """`exec`: run a process in the container; its exit status (0 when detached). With -t in
+    the foreground and no --console-socket, the pty is relayed to our stdio, as runc does."""
     from galley.oci.execution import exec_process  # noqa: PLC0415 - lazy
 
     status = state.status()
     if not (status is Status.PAUSED and args.ignore_paused):
         require(Operation.EXEC, status, state.id)
-    return exec_process(
-        state,
-        exec_spec(state, args),
-        console_socket=args.console_socket,
-        pid_file=args.pid_file,
-        detach=args.detach,
-        preserve_fds=args.preserve_fds,
-    )
+    process = exec_spec(state, args)
+    relay_pid, receiver = _start_relay(args)
+    stop_relay = True  # unless the process ran: then the relay ends when the pty closes
+    try:
+        code = exec_process(
+            state,
+            process,
+            console_socket=args.console_socket,
+            pid_file=args.pid_file,
+            detach=args.detach,
+            preserve_fds=args.preserve_fds,
+        )
+        stop_relay = False
+        return code
+    finally:
+        if receiver is not None:
+            receiver.close()
+            _wait_relay(relay_pid, stop=stop_relay)
+
+
+def _start_relay(args: Args) -> tuple[int, ConsoleReceiver | None]:
+    if not args.tty or args.detach or args.console_socket:
+        return 0, None
+    from galley.oci.commands.terminal import ConsoleReceiver, fork_relay  # noqa: PLC0415
+
+    receiver = ConsoleReceiver()
+    args.console_socket = receiver.path
+    return fork_relay(receiver), receiver
+
+
+def _wait_relay(pid: int, *, stop: bool) -> None:
+    import os  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    try:
+        if stop:  # no master will come: the relay is still waiting for one
+            os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+    except (ChildProcessError, ProcessLookupError):  # exec_process reaps orphans too
+        pass
 
 
 def run(command: str, ctx: Context, args: Args) -> int:

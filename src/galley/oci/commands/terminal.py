@@ -85,8 +85,9 @@ def _copy_window_size(master: int) -> None:
         pass
 
 
-def relay(master: int, reap: Callable[[], int | None]) -> int:
-    """Relay stdio and the master until reap() returns the container's exit status."""
+def relay(master: int, reap: Callable[[], int | None] | None) -> int:
+    """Relay stdio and the master until reap() returns the container's exit status; with no
+    reap, until the pty has no more users (the master reads EIO), then 0."""
     import termios  # noqa: PLC0415
     import tty  # noqa: PLC0415
 
@@ -105,6 +106,10 @@ def relay(master: int, reap: Callable[[], int | None]) -> int:
                 inputs.remove(master)
             if 0 in readable and not _copy(0, master):
                 inputs.remove(0)
+            if reap is None:
+                if master not in inputs:
+                    return 0
+                continue
             status = reap()
             if status is not None:
                 while master in inputs and _copy(master, 1):
@@ -115,3 +120,23 @@ def relay(master: int, reap: Callable[[], int | None]) -> int:
         if saved is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
         os.close(master)
+
+
+def fork_relay(receiver: ConsoleReceiver) -> int:
+    """A child process that takes the master from receiver and relays it until the pty closes
+    (for `exec -t`, whose exec_process blocks until the process exits); the child's pid."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    signal.signal(signal.SIGTERM, _exit_on_term)  # so that relay's finally restores the tty
+    try:
+        relay(receiver.receive(), None)
+    except BaseException:  # the exec failed before sending a master, or we were interrupted
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _exit_on_term(_signum: int, _frame: object) -> None:
+    raise SystemExit(1)
