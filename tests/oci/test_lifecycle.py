@@ -275,3 +275,39 @@ def test_run_foreground_with_terminal_relays_stdio(runtime: Runtime, bundle: Bun
     assert "/dev/console\n" in result.stdout
     assert "got-hello" in result.stdout
     assert runtime("state", cid).returncode == 1
+
+
+def test_run_forwards_signals(any_runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+    bundle.config["process"]["args"] = [
+        "sh",
+        "-c",
+        "trap 'exit 7' TERM; echo ready; sleep 30 & wait",
+    ]
+    cid = any_runtime.new_id()
+    any_runtime.created.append(cid)
+    out = tmp_path / "out"
+    with out.open("w") as sink:
+        proc = subprocess.Popen(
+            [
+                any_runtime.binary,
+                "--root",
+                str(any_runtime.root),
+                "run",
+                "--bundle",
+                str(bundle.write()),
+                cid,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while "ready" not in out.read_text():
+                assert time.monotonic() < deadline, out.read_text()
+                time.sleep(0.02)
+            proc.send_signal(15)
+            assert proc.wait(timeout=10) == 7
+        finally:
+            proc.kill()
+            proc.wait()
