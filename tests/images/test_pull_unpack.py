@@ -115,6 +115,24 @@ def test_wrong_diff_id_is_refused(store: Store, registry: reg.Registry, hosts: s
         store.meta.get_image(NS, f"{registry.host}/unpack/liar:t")
 
 
+def test_layer_over_the_size_bound_fails_the_pull(
+    store: Store, registry: reg.Registry, hosts: str
+) -> None:
+    bomb = fi.tar_layer([fi.TarEntry("zeros", data=bytes(8 << 20))])
+    image = fi.build_image([fi.random_layer(100, seed=305), bomb])
+    fi.push_image(registry.host, "unpack/bomb", "t", image)
+    ref = f"{registry.host}/unpack/bomb:t"
+    with pytest.raises(InvalidArgument, match="more than 1048576 bytes"):
+        pull(store, ref, namespace=NS, hosts_dir=hosts, max_layer_size=1 << 20)
+    with pytest.raises(NotFound):
+        store.meta.get_image(NS, ref)
+    assert store.meta.list_leases(NS) == []
+    collect(store)
+    assert list(store.snapshotter().walk()) == [] and list(store.content.walk()) == []
+    pull(store, ref, namespace=NS, hosts_dir=hosts, max_layer_size=16 << 20)
+    assert [i.name for i in store.snapshotter().walk()] == [str(c) for c in image.chain_ids]
+
+
 def test_gc_during_a_pull_takes_nothing_it_holds(
     store: Store, registry: reg.Registry, hosts: str
 ) -> None:

@@ -9,7 +9,7 @@
     hosts.py     containerd's certs.d/<host>/hosts.toml
     reference.py, platforms.py, mediatypes.py, tree.py   value types and the content tree
     unpacked.py  a stored image into snapshots (import), with its GC labels
-    unpack.py, tarapply.py, decompress.py, tarsafe.py    layers into snapshots
+    unpack.py, tarapply.py, decompress.py, tarsafe.py, layerstream.py    layers into snapshots
     store.py     content store + metadata + snapshotters of one root
 
 Dependencies point down the drawing.

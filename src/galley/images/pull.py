@@ -31,6 +31,7 @@ from galley.images import mediatypes as mt
 from galley.images import platforms
 from galley.images.auth import Credentials, docker_config_credentials, static_credentials
 from galley.images.hosts import load_hosts
+from galley.images.layerstream import MAX_LAYER_SIZE
 from galley.images.mediatypes import Descriptor
 from galley.images.reference import Reference
 from galley.images.registry import MAX_MANIFEST, Repository
@@ -81,6 +82,7 @@ class _Puller:
         self.repo = repo
         self.report = report
         self.lease = ""
+        self.max_layer_size = MAX_LAYER_SIZE
         self._lock = threading.Lock()
         self.labels: dict[str, dict[str, str]] = {}
         self.sizes: dict[str, int] = {}
@@ -175,8 +177,13 @@ def pull(
     progress: ProgressFn | None = None,
     snapshotter: str = "overlayfs",
     unpack: bool = True,
+    max_layer_size: int = MAX_LAYER_SIZE,
 ) -> Image:
-    """Pull ref into store for namespace and return the image record."""
+    """Pull ref into store for namespace and return the image record.
+
+    A layer decompressing to more than max_layer_size bytes (or than the free space of the
+    snapshotter) fails the pull with InvalidArgument.
+    """
     reference = Reference.parse(ref)
     want = platforms.parse(platform) if platform else platforms.host()
     transport = transport_for(credentials)
@@ -185,7 +192,7 @@ def pull(
     try:
         with store.meta.lease(namespace) as lease:
             puller = _Puller(store, reference, namespace, repo, report)
-            puller.lease = lease.id
+            puller.lease, puller.max_layer_size = lease.id, max_layer_size
             report(Progress("resolve", str(reference), "resolving"))
             top, data = repo.resolve()
             manifest_desc, manifest = _choose(puller, top, data, want)
@@ -288,7 +295,7 @@ class _Unpacker:
         """Hold the image's ChainIDs in the lease before they exist: a GC must not take them."""
         from galley.images.unpack import LayerUnpacker  # noqa: PLC0415
 
-        self.layers = LayerUnpacker(self.snapshotter, diff_ids)
+        self.layers = LayerUnpacker(self.snapshotter, diff_ids, self.puller.max_layer_size)
         self.top = str(self.layers.chain[-1]) if diff_ids else ""
         meta, namespace, lease = self.puller.store.meta, self.puller.namespace, self.puller.lease
         for chain in self.layers.chain:

@@ -2,40 +2,40 @@
 
 One layer is one pass over its stream:
 
-    blob ─▶ decompress (pigz/zstd child, or Python) ─▶ sha256 (the diffID)
-                                                    └▶ tarfile "r|" ─▶ TarApplier ─▶ dest
+    blob ─▶ decompress (pigz/zstd, or Python) ─▶ LayerStream ─▶ tarfile "r:" ─▶ TarApplier ─▶ dest
+                                                 sha256 (the diffID),
+                                                 size bound
 
 Then unpack_image stacks the layers into snapshots named by ChainID (LayerUnpacker), writing
 each layer straight into its snapshot's directory (the overlay upperdir) with no mount.
 
-Whiteouts and hostile entries: see galley.images.tarapply and galley.images.tarsafe.
+Whiteouts and hostile entries: see galley.images.tarapply and galley.images.tarsafe; the
+bound on a layer's uncompressed size (decompression bombs): galley.images.layerstream.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import io
 import os
 import tarfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from galley.content.digest import Digest
 from galley.content.store import ContentStore
 from galley.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from galley.images import mediatypes as mt
-from galley.images.decompress import CHUNK, decompressed
+from galley.images.decompress import decompressed
+from galley.images.layerstream import MAX_LAYER_SIZE, LayerStream, size_limit
 from galley.images.tarapply import TarApplier, WhiteoutMode
 from galley.images.tarsafe import Root
 from galley.snapshots.api import Kind, Mount, Snapshotter
 from galley.snapshots.directory import pid_alive
 
 SNAPSHOT_REF_LABEL = "containerd.io/snapshot.ref"
-MAX_HEADER_READ = 16 << 20  # a PAX or GNU long-name record bigger than this is hostile
 EXTRACT_PREFIX = "extract-"  # active snapshot keys: extract-<pid>-<random> <chainID>
 
 
@@ -47,64 +47,6 @@ class AppliedLayer:
     size: int
 
 
-class _LayerStream:
-    """The uncompressed layer as tarfile reads it: forward-only, hashing every byte that passes.
-
-    tarfile's random-access mode ("r:") only ever seeks forward over a layer read in order, so
-    seek() here reads and hashes what it skips. File data is read straight from here (chunks()),
-    not through tarfile's stream buffer, which copies its whole read-ahead buffer per header.
-    """
-
-    def __init__(self, source: IO[bytes]) -> None:
-        self._source = source
-        self._hasher = hashlib.sha256()
-        self.position = 0
-
-    def read(self, n: int = -1) -> bytes:
-        if n < 0 or n > MAX_HEADER_READ:  # only tarfile's header reads come here unbounded
-            raise InvalidArgument(
-                f"layer has a tar header extension of {n} bytes (at most {MAX_HEADER_READ})"
-            )
-        data = self._source.read(n)
-        self._hasher.update(data)
-        self.position += len(data)
-        return data
-
-    def tell(self) -> int:
-        return self.position
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        target = offset if whence == os.SEEK_SET else self.position + offset
-        if whence not in (os.SEEK_SET, os.SEEK_CUR) or target < self.position:
-            raise io.UnsupportedOperation("a layer stream only seeks forward")
-        while self.position < target:
-            if not self.read(min(CHUNK, target - self.position)):
-                break
-        return self.position
-
-    def chunks(self, member: tarfile.TarInfo) -> Iterator[bytes]:
-        """The data of regular file member, read directly from the stream."""
-        if member.sparse is not None:
-            raise InvalidArgument(f"layer entry {member.name!r} is a GNU sparse file, unsupported")
-        self.seek(member.offset_data)
-        left = member.size
-        while left > 0:
-            chunk = self.read(min(CHUNK, left))
-            if not chunk:
-                raise InvalidArgument(f"layer ends inside the data of entry {member.name!r}")
-            left -= len(chunk)
-            yield chunk
-
-    def drain(self) -> None:
-        """Read (and hash) whatever the tar reader left: end-of-archive blocks, padding."""
-        while self.read(CHUNK):
-            pass
-
-    def digest(self) -> Digest:
-        """The sha256 of every byte read so far."""
-        return Digest.from_hasher(self._hasher)
-
-
 def apply_layer(
     stream: BinaryIO,
     media_type: str,
@@ -113,15 +55,19 @@ def apply_layer(
     whiteouts: WhiteoutMode = "overlay",
     lower_dirs: Sequence[str] = (),
     allow_devices: bool = True,
+    max_size: int = MAX_LAYER_SIZE,
 ) -> AppliedLayer:
     """Decompress and apply one layer tar into dest, refusing hostile entries.
 
     lower_dirs (overlay) are the layers below dest, nearest first: hard links to files that
-    live only there are copied up, and implicit directories take their attributes.
+    live only there are copied up, and implicit directories take their attributes. A layer
+    whose tar is larger than max_size, or than the free space under dest, is refused
+    (InvalidArgument) as soon as it passes the bound: a decompression bomb stops there.
     """
     mt.compression(media_type)  # refuses what is not a layer media type
+    limit = size_limit(dest, max_size)
     with decompressed(stream) as plain, Root(dest, lower_dirs) as root:
-        layer = _LayerStream(plain)
+        layer = LayerStream(plain, limit)
         applier = TarApplier(root, whiteouts, allow_devices, layer.chunks)
         try:
             with tarfile.open(fileobj=layer, mode="r:") as tar:  # type: ignore[call-overload]
@@ -163,11 +109,15 @@ class LayerUnpacker:
 
     Made for pulls that overlap download and unpack: call apply(i, stream, media_type) for each
     layer in order as soon as its blob (or its download stream) is ready; skipped(i) tells
-    whether layer i (and so every layer below) is unpacked already.
+    whether layer i (and so every layer below) is unpacked already. No layer may decompress
+    to more than max_size bytes (see galley.images.layerstream).
     """
 
-    def __init__(self, snapshotter: Snapshotter, diff_ids: Sequence[Digest]) -> None:
+    def __init__(
+        self, snapshotter: Snapshotter, diff_ids: Sequence[Digest], max_size: int = MAX_LAYER_SIZE
+    ) -> None:
         self.snapshotter = snapshotter
+        self.max_size = max_size
         self.diff_ids = list(diff_ids)
         self.chain = chain_ids(self.diff_ids)
         self.applied = 0
@@ -197,7 +147,14 @@ class LayerUnpacker:
         mounts = self.snapshotter.prepare(key, parent)
         try:
             dest, lowers, whiteouts = layer_dirs(mounts)
-            applied = apply_layer(stream, media_type, dest, whiteouts=whiteouts, lower_dirs=lowers)
+            applied = apply_layer(
+                stream,
+                media_type,
+                dest,
+                whiteouts=whiteouts,
+                lower_dirs=lowers,
+                max_size=self.max_size,
+            )
             _check_diff_id(index, applied.diff_id, self.diff_ids[index])
             self.snapshotter.commit(chain, key, labels={SNAPSHOT_REF_LABEL: chain})
         except AlreadyExists:
@@ -261,6 +218,8 @@ def unpack_image(
     manifest: Mapping[str, Any],
     config: Mapping[str, Any],
     snapshotter_name: str = "overlayfs",
+    *,
+    max_layer_size: int = MAX_LAYER_SIZE,
 ) -> str:
     """Unpack an image's layers from the content store into snapshots; returns the top ChainID.
 
@@ -275,7 +234,7 @@ def unpack_image(
         )
     snapshotter = store.snapshotter(snapshotter_name)
     remove_abandoned_extractions(snapshotter)
-    unpacker = LayerUnpacker(snapshotter, diff_ids)
+    unpacker = LayerUnpacker(snapshotter, diff_ids, max_layer_size)
     for index in reversed(range(len(layers))):  # find the highest layer already unpacked
         if unpacker.skipped(index):
             unpacker.applied = index + 1
