@@ -94,6 +94,9 @@ CASES = [
     ("linux.personality", {"domain": "WINDOWS"}, 'linux.personality.domain: unknown domain "WINDOWS"'),
     ("linux.intelRdt", {"closID": "x"}, "linux.intelRdt: intel RDT is not supported"),
     ("linux", [], "linux: must be an object, not array"),
+    ("linux.netDevices", {"eth0": {"name": 5}}, "linux.netDevices.eth0.name: must be a string"),
+    ("linux.memoryPolicy", {"mode": "MPOL_NOPE"}, 'linux.memoryPolicy.mode: unknown memory policy mode "MPOL_NOPE"'),
+    ("linux.memoryPolicy", {"mode": "MPOL_BIND", "nodes": "0-x"}, 'linux.memoryPolicy.nodes: "0-x" is not a cpu/memory node list'),
 ]  # fmt: skip
 
 
@@ -205,6 +208,12 @@ def test_full_featured_config_is_valid() -> None:
         ],
     }
     doc["linux"]["rootfsPropagation"] = "rslave"
+    doc["linux"]["netDevices"] = {"eth1": {"name": "net1"}}
+    doc["linux"]["memoryPolicy"] = {
+        "mode": "MPOL_INTERLEAVE",
+        "nodes": "0",
+        "flags": ["MPOL_F_STATIC_NODES"],
+    }
     doc["linux"]["cgroupsPath"] = "/galley/x"
     doc["hooks"] = {
         p: [{"path": "/bin/true", "args": ["true"], "env": ["A=b"], "timeout": 5}]

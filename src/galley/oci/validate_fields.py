@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import re
+
 from galley.errors import InvalidArgument
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
@@ -123,3 +125,23 @@ def required(path: str, d: dict[str, Any], key: str) -> Any:
     if key not in d or d[key] is None:
         raise fail(f"{path}.{key}" if path else key, "is required")
     return d[key]
+
+
+def int_range(lo: int, hi: int) -> Callable[[str, Any], object]:
+    return lambda p, v: integer(p, v, lo, hi)
+
+
+U16 = int_range(0, 65535)
+U32 = int_range(0, UINT32_MAX)
+U64 = int_range(0, 2**64 - 1)
+I64 = int_range(-(2**63), 2**63 - 1)
+
+
+CPUSET_RE = re.compile(r"^\s*(\d+(-\d+)?)(\s*,\s*\d+(-\d+)?)*\s*$")
+
+
+def cpuset(path: str, value: object) -> None:
+    """A cpu or memory node list such as "0-3,5" (empty allowed)."""
+    s = string(path, value)
+    if s and not CPUSET_RE.match(s):
+        raise fail(path, f'"{s}" is not a cpu/memory node list like "0-3,5"')

@@ -8,17 +8,17 @@ timeOffsets need a time namespace.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from typing import Any
 
 from galley.oci.spec import NAMESPACE_TYPES
 from galley.oci.validate import id_mapping
 from galley.oci.validate_fields import (
-    UINT32_MAX,
+    I64,
+    U32,
+    U64,
     abspath,
     arr,
-    boolean,
+    cpuset,
     each,
     fail,
     fields,
@@ -30,6 +30,7 @@ from galley.oci.validate_fields import (
     string_map,
     strings,
 )
+from galley.oci.validate_resources import check_resources
 
 PROPAGATIONS = (
     "private",
@@ -68,21 +69,10 @@ _SECCOMP_FLAGS = frozenset(
         "TSYNC_ESRCH",
     ]
 )
-_CPUSET_RE = re.compile(r"^\s*(\d+(-\d+)?)(\s*,\s*\d+(-\d+)?)*\s*$")
 _IPC_SYSCTLS = frozenset(
     {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall"}
     | {"kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
 )
-
-
-def _int(lo: int, hi: int) -> Callable[[str, Any], object]:
-    return lambda p, v: integer(p, v, lo, hi)
-
-
-_U16 = _int(0, 65535)
-_U32 = _int(0, UINT32_MAX)
-_U64 = _int(0, 2**64 - 1)
-_I64 = _int(-(2**63), 2**63 - 1)
 
 
 def _namespaces(path: str, value: object) -> set[str]:
@@ -104,106 +94,9 @@ def _device(path: str, value: object) -> None:
     kind = one_of(f"{path}.type", required(path, d, "type"), DEVICE_TYPES, "device type")
     abspath(f"{path}.path", required(path, d, "path"))
     if kind != "p":
-        _I64(f"{path}.major", required(path, d, "major"))
-        _I64(f"{path}.minor", required(path, d, "minor"))
-    fields(path, d, {"fileMode": _U32, "uid": _U32, "gid": _U32})
-
-
-def _device_rule(path: str, value: object) -> None:
-    d = obj(path, value)
-    boolean(f"{path}.allow", required(path, d, "allow"))
-    if d.get("type") is not None:
-        one_of(f"{path}.type", d["type"], ("a", "c", "b"), "device type")
-    for key in ("major", "minor"):
-        if d.get(key) is not None:
-            integer(f"{path}.{key}", d[key], -1)
-    access = d.get("access")
-    if access is not None and not set(string(f"{path}.access", access)) <= set("rwm"):
-        raise fail(f"{path}.access", f'"{access}" must be a combination of r, w and m')
-
-
-def _cpuset(path: str, value: object) -> None:
-    s = string(path, value)
-    if s and not _CPUSET_RE.match(s):
-        raise fail(path, f'"{s}" is not a cpu/memory node list like "0-3,5"')
-
-
-def _throttle(path: str, value: object) -> None:
-    d = obj(path, value)
-    for key in ("major", "minor", "rate"):
-        integer(f"{path}.{key}", required(path, d, key), 0)
-
-
-def _weight_device(path: str, value: object) -> None:
-    d = obj(path, value)
-    for key in ("major", "minor"):
-        integer(f"{path}.{key}", required(path, d, key), 0)
-    fields(path, d, {"weight": _U16, "leafWeight": _U16})
-
-
-def _block_io(path: str, value: object) -> None:
-    d = obj(path, value)
-    fields(path, d, {"weight": _U16, "leafWeight": _U16})
-    fields(path, d, {"weightDevice": lambda p, v: each(p, v, _weight_device)})
-    for key in ("Read", "Write"):
-        for unit in ("Bps", "IOPS"):
-            name = f"throttle{key}{unit}Device"
-            fields(path, d, {name: lambda p, v: each(p, v, _throttle)})
-
-
-def _hugepage(path: str, value: object) -> None:
-    d = obj(path, value)
-    string(f"{path}.pageSize", required(path, d, "pageSize"), empty=False)
-    integer(f"{path}.limit", required(path, d, "limit"), 0)
-
-
-def _priority(path: str, value: object) -> None:
-    d = obj(path, value)
-    string(f"{path}.name", required(path, d, "name"), empty=False)
-    _U32(f"{path}.priority", required(path, d, "priority"))
-
-
-def _network(path: str, value: object) -> None:
-    d = obj(path, value)
-    fields(path, d, {"classID": _U32, "priorities": lambda p, v: each(p, v, _priority)})
-
-
-def check_resources(path: str, value: object) -> None:
-    """linux.resources (also what `update --resources` reads)."""
-    d = obj(path, value)
-    memory = dict.fromkeys(("limit", "reservation", "swap", "kernel", "kernelTCP"), _I64)
-    memory.update(
-        swappiness=_int(0, 100),
-        disableOOMKiller=boolean,
-        useHierarchy=boolean,
-        checkBeforeUpdate=boolean,
-    )
-    cpu: dict[str, Callable[[str, Any], object]] = {
-        "shares": _U64,
-        "quota": _I64,
-        "burst": _U64,
-        "period": _U64,
-        "realtimeRuntime": _I64,
-        "realtimePeriod": _U64,
-        "cpus": _cpuset,
-        "mems": _cpuset,
-        "idle": _I64,
-    }
-    fields(
-        path,
-        d,
-        {
-            "devices": lambda p, v: each(p, v, _device_rule),
-            "memory": lambda p, v: fields(p, obj(p, v), memory),
-            "cpu": lambda p, v: fields(p, obj(p, v), cpu),
-            "pids": lambda p, v: fields(p, obj(p, v), {"limit": _I64}),
-            "blockIO": _block_io,
-            "hugepageLimits": lambda p, v: each(p, v, _hugepage),
-            "network": _network,
-            "rdma": obj,
-            "unified": string_map,
-        },
-    )
+        I64(f"{path}.major", required(path, d, "major"))
+        I64(f"{path}.minor", required(path, d, "minor"))
+    fields(path, d, {"fileMode": U32, "uid": U32, "gid": U32})
 
 
 def _seccomp_rule(path: str, value: object) -> None:
@@ -212,13 +105,13 @@ def _seccomp_rule(path: str, value: object) -> None:
     if not names:
         raise fail(f"{path}.names", "must not be empty")
     one_of(f"{path}.action", required(path, d, "action"), _SECCOMP_ACTIONS, "seccomp action")
-    fields(path, d, {"errnoRet": _U32})
+    fields(path, d, {"errnoRet": U32})
     for i, arg in enumerate(arr(f"{path}.args", d.get("args") or [])):
         p = f"{path}.args[{i}]"
         a = obj(p, arg)
         integer(f"{p}.index", required(p, a, "index"), 0, 5)
-        _U64(f"{p}.value", required(p, a, "value"))
-        fields(p, a, {"valueTwo": _U64})
+        U64(f"{p}.value", required(p, a, "value"))
+        fields(p, a, {"valueTwo": U64})
         one_of(f"{p}.op", required(p, a, "op"), _SECCOMP_OPS, "seccomp operator")
 
 
@@ -230,7 +123,7 @@ def _seccomp(path: str, value: object) -> None:
         _SECCOMP_ACTIONS,
         "seccomp action",
     )
-    fields(path, d, {"defaultErrnoRet": _U32, "listenerPath": abspath})
+    fields(path, d, {"defaultErrnoRet": U32, "listenerPath": abspath})
     fields(path, d, {"listenerMetadata": string, "architectures": strings})
     for i, flag in enumerate(strings(f"{path}.flags", d.get("flags") or [])):
         if flag not in _SECCOMP_FLAGS:
@@ -278,7 +171,7 @@ def _time_offsets(path: str, value: object) -> None:
         p = f"{path}.{clock}"
         if clock not in {"monotonic", "boottime"}:
             raise fail(p, f'unknown clock "{clock}"')
-        fields(p, obj(p, offset), {"secs": _I64, "nanosecs": _U32})
+        fields(p, obj(p, offset), {"secs": I64, "nanosecs": U32})
 
 
 def check_linux(spec: dict[str, Any]) -> None:
@@ -303,6 +196,8 @@ def check_linux(spec: dict[str, Any]) -> None:
             "mountLabel": string,
             "intelRdt": obj,
             "personality": _personality,
+            "netDevices": _net_devices,
+            "memoryPolicy": _memory_policy,
         },
     )
     if linux.get("intelRdt"):
@@ -314,3 +209,37 @@ def _personality(path: str, value: object) -> None:
     d = obj(path, value)
     one_of(f"{path}.domain", required(path, d, "domain"), ("LINUX", "LINUX32"), "domain")
     fields(path, d, {"flags": strings})
+
+
+_MPOL_MODES = tuple(
+    "MPOL_" + m
+    for m in [
+        "DEFAULT",
+        "BIND",
+        "INTERLEAVE",
+        "WEIGHTED_INTERLEAVE",
+        "PREFERRED",
+        "PREFERRED_MANY",
+        "LOCAL",
+    ]
+)
+_MPOL_FLAGS = frozenset({"MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"})
+
+
+def _net_devices(path: str, value: object) -> None:
+    """linux.netDevices (1.3): host interface name -> {name in the container}."""
+    for host_name, device in obj(path, value).items():
+        p = f"{path}.{host_name}"
+        if not host_name or "/" in host_name:
+            raise fail(p, "is not a valid network interface name")
+        fields(p, obj(p, device), {"name": string})
+
+
+def _memory_policy(path: str, value: object) -> None:
+    """linux.memoryPolicy (1.3): set_mempolicy(2) mode, nodes and flags."""
+    d = obj(path, value)
+    one_of(f"{path}.mode", required(path, d, "mode"), _MPOL_MODES, "memory policy mode")
+    fields(path, d, {"nodes": cpuset})
+    for i, flag in enumerate(strings(f"{path}.flags", d.get("flags") or [])):
+        if flag not in _MPOL_FLAGS:
+            raise fail(f"{path}.flags[{i}]", f'unknown memory policy flag "{flag}"')

@@ -108,7 +108,7 @@ def _flag_value(flag: str, kind: str, text: str) -> int | str:
 
 def update_resources(args: Args) -> Resources:
     """The resources to apply: --resources JSON, overlaid by the single flags."""
-    from galley.oci.validate_linux import check_resources  # noqa: PLC0415 - lazy
+    from galley.oci.validate_resources import check_resources  # noqa: PLC0415 - lazy
 
     doc: dict[str, Any] = {}
     if args.resources:
