@@ -19,7 +19,7 @@ import pytest
 from galley.oci import state as st
 from galley.oci.validate import validate
 from tests.conftest import GALLEY_RUNC
-from tests.oci.conftest import Runtime
+from tests.oci.conftest import RUNC, Runtime
 
 RUNC_STATE_KEYS = ["ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"]
 
@@ -245,3 +245,35 @@ def test_fake_container_events_needs_cgroup(runtime: Runtime, fake: st.Container
     result = runtime("events", "--stats", "--interval", "bogus", fake.id)
     assert result.returncode == 1
     assert "--interval" in result.stderr
+
+
+@pytest.mark.skipif(RUNC is None, reason="runc is not installed")
+def test_spec_and_features_match_runc_shape(runtime: Runtime, tmp_path: Path) -> None:
+    assert RUNC is not None
+    docs = {}
+    for name, binary in (("galley", runtime.binary), ("runc", RUNC)):
+        bundle = tmp_path / name
+        bundle.mkdir()
+        subprocess.run([binary, "spec", "--bundle", str(bundle)], check=True)
+        docs[name] = json.loads((bundle / "config.json").read_text())
+    ours, theirs = docs["galley"], docs["runc"]
+    assert set(ours) == set(theirs)
+    assert [m["destination"] for m in ours["mounts"]] == [
+        m["destination"] for m in theirs["mounts"]
+    ]
+    # runc 1.2 added the cgroup namespace to its default spec; runc 1.1 lacks it
+    assert [n for n in ours["linux"]["namespaces"] if n["type"] != "cgroup"] == theirs["linux"][
+        "namespaces"
+    ]
+    assert ours["linux"]["maskedPaths"] == theirs["linux"]["maskedPaths"]
+    assert ours["process"]["capabilities"] == theirs["process"]["capabilities"]
+    features = {}
+    for name, binary in (("galley", runtime.binary), ("runc", RUNC)):
+        out = subprocess.run([binary, "features"], check=True, capture_output=True, text=True)
+        features[name] = json.loads(out.stdout)
+    assert set(features["runc"]) <= set(features["galley"])
+    assert set(features["runc"]["linux"]) <= set(features["galley"]["linux"])
+    assert set(features["runc"]["mountOptions"]) <= set(features["galley"]["mountOptions"])
+    assert set(features["runc"]["linux"]["namespaces"]) <= set(
+        features["galley"]["linux"]["namespaces"]
+    )

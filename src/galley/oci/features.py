@@ -10,18 +10,12 @@ OCI_VERSION_MIN = "1.0.0"
 OCI_VERSION_MAX = "1.3.0"
 HOOKS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 
-# Every option string galley.oci.mounts understands in a mount's "options".
-MOUNT_OPTIONS = sorted(
-    {"async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "iversion"}
-    | {"lazytime", "loud", "mand", "noatime", "nodev", "nodiratime", "noexec", "noiversion"}
-    | {"nolazytime", "nomand", "norelatime", "nostrictatime", "nosuid", "nosymfollow"}
-    | {"private", "ratime", "rbind", "rdev", "rdiratime", "relatime", "remount", "rexec"}
-    | {"rnoatime", "rnodev", "rnodiratime", "rnoexec", "rnorelatime", "rnostrictatime"}
-    | {"rnosuid", "rnosymfollow", "ro", "rprivate", "rrelatime", "rro", "rrw", "rshared"}
-    | {"rslave", "rstrictatime", "rsuid", "rsymfollow", "runbindable", "rw", "shared"}
-    | {"silent", "slave", "strictatime", "suid", "symfollow", "sync", "tmpcopyup"}
-    | {"unbindable"}
-)
+
+def _mount_options() -> list[str]:
+    """Every option string galley.oci.mounts understands in a mount's "options"."""
+    from galley.oci.mounts import MOUNT_OPTIONS  # noqa: PLC0415 - lazy: loads the mount code
+
+    return list(MOUNT_OPTIONS)
 
 
 def _capabilities() -> list[str]:
@@ -67,7 +61,7 @@ def features() -> dict[str, object]:
         "ociVersionMin": OCI_VERSION_MIN,
         "ociVersionMax": OCI_VERSION_MAX,
         "hooks": list(HOOKS),
-        "mountOptions": MOUNT_OPTIONS,
+        "mountOptions": _mount_options(),
         "linux": {
             "namespaces": sorted(NAMESPACE_TYPES),
             "capabilities": _capabilities(),
