@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from galley.fixtures import registry as reg
+from tests.images.fakeregistry import FakeRegistry
 from tests.images.support import store, stores, write_hosts
 
 __all__ = ["store", "stores"]  # fixtures defined with the helpers, shared with tests/unpack
@@ -103,3 +104,13 @@ def token_registry(
 def hosts(tmp_path: Path, registry: reg.Registry) -> str:
     """A certs.d directory reaching the plain registry over HTTP."""
     return write_hosts(tmp_path, registry.host)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeRegistry]:
+    """A scripted registry for the lies a real one will not tell."""
+    server = FakeRegistry()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -6,6 +6,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from galley.fixtures.images import BuiltImage
 
 Route = tuple[int, dict[str, str], bytes]
 Handler = Callable[[str, dict[str, str]], Route]
@@ -59,6 +63,13 @@ class FakeRegistry:
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         self._thread.start()
+
+    def serve_image(self, repo: str, image: BuiltImage, tag: str = "t", api: str = "/v2") -> None:
+        """Route image's manifest (under tag) and blobs for repo, below api."""
+        ctype = {"Content-Type": image.descriptor.media_type}
+        self.routes[f"{api}/{repo}/manifests/{tag}"] = (200, ctype, image.manifest)
+        for digest, data in image.blobs().items():
+            self.routes[f"{api}/{repo}/blobs/{digest}"] = (200, {}, data)
 
     def close(self) -> None:
         """Stop serving and join the thread."""

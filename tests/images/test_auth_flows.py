@@ -9,7 +9,6 @@ import pytest
 from galley.errors import PermissionDenied
 from galley.fixtures import images as fi
 from galley.fixtures import registry as reg
-from galley.images import mediatypes as mt
 from galley.images.auth import Credentials
 from galley.images.pull import pull
 from galley.images.push import push
@@ -63,36 +62,23 @@ def test_push_needs_credentials(
              credentials=Credentials())  # fmt: skip
     push(store, f"{registry.host}/auth/src-{kind}:t", dest, namespace=NS, hosts_dir=hosts,
          credentials=ALICE)  # fmt: skip
-    other = Store.open(str(tmp_path / "other"))
-    try:
+    with Store.open(str(tmp_path / "other")) as other:
         got = pull(other, dest, namespace=NS, hosts_dir=hosts, credentials=ALICE, unpack=False)
         assert got.target.digest == image.descriptor.digest
-    finally:
-        other.close()
 
 
-def test_hosts_headers_and_override_path(store: Store, tmp_path: Path) -> None:
-    fake = FakeRegistry()
-    try:
-        image = fi.build_image([fi.random_layer(100, seed=404)])
-        prefix = "/custom/api"
-        fake.routes[f"{prefix}/a/b/manifests/t"] = (
-            200,
-            {"Content-Type": mt.OCI_MANIFEST},
-            image.manifest,
-        )
-        for digest, data in image.blobs().items():
-            fake.routes[f"{prefix}/a/b/blobs/{digest}"] = (200, {}, data)
-        hosts = write_hosts(
-            tmp_path,
-            "registry.invalid",
-            f'server = "http://127.0.0.1:9"\n[host."http://{fake.host}{prefix}"]\n'
-            '  capabilities = ["pull", "resolve"]\n  override_path = true\n'
-            f'  [host."http://{fake.host}{prefix}".header]\n    x-galley = ["one", "two"]\n',
-        )
-        pull(store, "registry.invalid/a/b:t", namespace=NS, hosts_dir=hosts, unpack=False)
-        assert fake.seen[0] == f"{prefix}/a/b/manifests/t?ns=registry.invalid"
-        assert all(h.get("x-galley") == "one, two" for h in fake.headers)
-        assert all(h.get("User-Agent", "").startswith("galley/") for h in fake.headers)
-    finally:
-        fake.close()
+def test_hosts_headers_and_override_path(store: Store, tmp_path: Path, fake: FakeRegistry) -> None:
+    image = fi.build_image([fi.random_layer(100, seed=404)])
+    prefix = "/custom/api"
+    fake.serve_image("a/b", image, api=prefix)
+    hosts = write_hosts(
+        tmp_path,
+        "registry.invalid",
+        f'server = "http://127.0.0.1:9"\n[host."http://{fake.host}{prefix}"]\n'
+        '  capabilities = ["pull", "resolve"]\n  override_path = true\n'
+        f'  [host."http://{fake.host}{prefix}".header]\n    x-galley = ["one", "two"]\n',
+    )
+    pull(store, "registry.invalid/a/b:t", namespace=NS, hosts_dir=hosts, unpack=False)
+    assert fake.seen[0] == f"{prefix}/a/b/manifests/t?ns=registry.invalid"
+    assert all(h.get("x-galley") == "one, two" for h in fake.headers)
+    assert all(h.get("User-Agent", "").startswith("galley/") for h in fake.headers)

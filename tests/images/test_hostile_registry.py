@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,25 +19,9 @@ NS = "default"
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeRegistry]:
-    server = FakeRegistry()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture
 def hosts(tmp_path: Path, fake: FakeRegistry) -> str:
     """A certs.d directory reaching the fake registry (not the real one of conftest)."""
     return write_hosts(tmp_path, fake.host)
-
-
-def _serve_image(fake: FakeRegistry, repo: str, image: fi.BuiltImage) -> None:
-    ctype = {"Content-Type": image.descriptor.media_type}
-    fake.routes[f"/v2/{repo}/manifests/t"] = (200, ctype, image.manifest)
-    for digest, data in image.blobs().items():
-        fake.routes[f"/v2/{repo}/blobs/{digest}"] = (200, {}, data)
 
 
 def _clean(store: Store) -> None:
@@ -49,7 +32,7 @@ def _clean(store: Store) -> None:
 
 def test_redirect_loop_is_refused(store: Store, fake: FakeRegistry, hosts: str) -> None:
     image = fi.build_image([fi.random_layer(100, seed=1)])
-    _serve_image(fake, "a/b", image)
+    fake.serve_image("a/b", image)
     layer = f"/v2/a/b/blobs/{image.layers[0].descriptor.digest}"
     fake.routes[layer] = (307, {"Location": layer}, b"")
     with pytest.raises(InvalidArgument, match="redirects"):
@@ -61,7 +44,7 @@ def test_redirect_to_another_host_is_followed_without_credentials(
     store: Store, fake: FakeRegistry, hosts: str
 ) -> None:
     image = fi.build_image([fi.random_layer(100, seed=2)])
-    _serve_image(fake, "a/b", image)
+    fake.serve_image("a/b", image)
     other = FakeRegistry()
     try:
         digest = image.layers[0].descriptor.digest
@@ -115,7 +98,7 @@ def test_schema1_is_refused_clearly(store: Store, fake: FakeRegistry, hosts: str
 
 def test_blob_longer_than_declared_is_refused(store: Store, fake: FakeRegistry, hosts: str) -> None:
     image = fi.build_image([fi.random_layer(1000, seed=3)])
-    _serve_image(fake, "a/b", image)
+    fake.serve_image("a/b", image)
     digest = image.layers[0].descriptor.digest
     fake.routes[f"/v2/a/b/blobs/{digest}"] = (200, {}, image.layers[0].data + b"extra")
     with pytest.raises(InvalidArgument, match=r"declared|descriptor says"):
@@ -161,7 +144,7 @@ def _partial(store: Store, image: fi.BuiltImage, upto: int) -> None:
 
 def test_resume_from_a_server_ignoring_range(store: Store, fake: FakeRegistry, hosts: str) -> None:
     image = fi.build_image([fi.random_layer(5000, seed=7)])
-    _serve_image(fake, "a/b", image)
+    fake.serve_image("a/b", image)
     _partial(store, image, 1000)
     pull(store, f"{fake.host}/a/b:t", namespace=NS, hosts_dir=hosts, unpack=False)
     assert store.content.exists(image.layers[0].descriptor.digest)
@@ -170,7 +153,7 @@ def test_resume_from_a_server_ignoring_range(store: Store, fake: FakeRegistry, h
 
 def test_resume_with_a_lying_content_range(store: Store, fake: FakeRegistry, hosts: str) -> None:
     image = fi.build_image([fi.random_layer(5000, seed=8)])
-    _serve_image(fake, "a/b", image)
+    fake.serve_image("a/b", image)
     data = image.layers[0].data
     fake.routes[f"/v2/a/b/blobs/{image.layers[0].descriptor.digest}"] = (
         206,
@@ -185,7 +168,7 @@ def test_resume_with_a_lying_content_range(store: Store, fake: FakeRegistry, hos
 
 def test_dropped_connection_is_resumed(store: Store, fake: FakeRegistry, hosts: str) -> None:
     image = fi.build_image([fi.random_layer(300_000, seed=9)])
-    _serve_image(fake, "a/b", image)
+    fake.serve_image("a/b", image)
     data = image.layers[0].data
     calls: list[str] = []
 

@@ -150,14 +150,7 @@ class Repository:
         self, host: RegistryHost, obj: str, ref: Reference | None
     ) -> tuple[Descriptor, bytes]:
         what = f"manifest {self.ref.path}:{obj} on {host.host}"
-        resp = self.transport.request(
-            host,
-            "GET",
-            f"/{self.ref.path}/manifests/{obj}",
-            scope=self.pull_scope,
-            headers={"Accept": MANIFEST_ACCEPT},
-            query=self._query(host),
-        )
+        resp = self._manifest_request(host, "GET", obj, headers={"Accept": MANIFEST_ACCEPT})
         self._check(resp, what, 200)
         data = resp.read_limited(MAX_MANIFEST, what)
         digest = Digest.of_bytes(data)
@@ -165,6 +158,22 @@ class Repository:
             raise InvalidArgument(f"{what} has digest {digest}, expected {obj}")
         media_type, _ = detect_media_type(data, resp.header("Content-Type").split(";")[0], what)
         return Descriptor(media_type, digest, len(data)), data
+
+    def _manifest_request(
+        self,
+        host: RegistryHost,
+        method: str,
+        obj: str,
+        *,
+        headers: dict[str, str],
+        body: Body = b"",
+    ) -> Response:
+        """method on manifests/<obj> (a tag or digest) of this repository; PUT needs push scope."""
+        scope = self.push_scope if method == "PUT" else self.pull_scope
+        path = f"/{self.ref.path}/manifests/{obj}"
+        return self.transport.request(
+            host, method, path, scope=scope, headers=headers, body=body, query=self._query(host)
+        )
 
     def open_blob(self, desc: Descriptor, offset: int = 0) -> BlobStream:
         """A stream of the blob from offset (HTTP Range), with redirects followed."""
@@ -296,14 +305,8 @@ class Repository:
         """Push a manifest or index under a tag (or its digest); returns its digest."""
 
         def put(host: RegistryHost) -> Digest:
-            resp = self.transport.request(
-                host,
-                "PUT",
-                f"/{self.ref.path}/manifests/{tag_or_digest}",
-                scope=self.push_scope,
-                headers={"Content-Type": media_type},
-                body=data,
-            )
+            headers = {"Content-Type": media_type}
+            resp = self._manifest_request(host, "PUT", tag_or_digest, headers=headers, body=data)
             self._check(resp, f"manifest {self.ref.path}:{tag_or_digest}", 201)
             resp.read()
             return Digest.of_bytes(data)
