@@ -109,12 +109,22 @@ def test_bad_field_is_named(path: str, value: object, message: str) -> None:
     assert "\n" not in text
 
 
+def test_null_optional_fields_count_as_absent() -> None:
+    doc = mutate(BASE, "process.rlimits", None)
+    doc["hostname"] = None
+    doc["linux"]["seccomp"] = None
+    doc["mounts"][0]["options"] = None
+    validate(doc)
+
+
 def test_default_specs_are_valid() -> None:
     validate(default_spec())
     validate(default_spec(rootless=True))
 
 
-@pytest.mark.parametrize("version", ["1.0.0", "1.0.2-dev", "1.1.0", "1.2.1", "1.3.0"])
+@pytest.mark.parametrize(
+    "version", ["1.0.0", "1.0.2-dev", "1.1.0-rc.1", "1.2.1", "1.3.0", "1.2.0+dev"]
+)
 def test_supported_versions(version: str) -> None:
     validate(mutate(BASE, "ociVersion", version))
 

@@ -83,7 +83,7 @@ HOOK_PHASES = (
     "poststop",
 )
 _CAP_RE = re.compile(r"^CAP_[A-Z_]+$")
-_VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.+-]+)?$")
+_VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)([-+][0-9A-Za-z.+-]+)?$")
 
 
 def check_version(path: str, value: object) -> str:

@@ -106,9 +106,10 @@ def one_of(path: str, value: object, allowed: tuple[str, ...] | frozenset[str], 
 
 
 def fields(path: str, d: dict[str, Any], checks: dict[str, Callable[[str, Any], object]]) -> None:
-    """Check each present key of d with its checker; the field path is path.key."""
+    """Check each present key of d with its checker; the field path is path.key. An explicit
+    null counts as absent, as Go's encoding/json (runc) reads it."""
     for key, check in checks.items():
-        if key in d:
+        if d.get(key) is not None:
             check(f"{path}.{key}" if path else key, d[key])
 
 
