@@ -277,3 +277,14 @@ def test_spec_and_features_match_runc_shape(runtime: Runtime, tmp_path: Path) ->
     assert set(features["runc"]["linux"]["namespaces"]) <= set(
         features["galley"]["linux"]["namespaces"]
     )
+
+
+def test_debug_log_lines(runtime: Runtime, fake: st.ContainerState, tmp_path: Path) -> None:
+    log = tmp_path / "debug.log"
+    runtime(
+        "--debug", "--log", str(log), "--log-format", "json", "kill", fake.id, "KILL", check=True
+    )
+    entry = json.loads(log.read_text().splitlines()[-1])
+    assert entry["level"] == "debug"
+    assert f"container_id={fake.id}" in entry["msg"]
+    assert "signal=SIGKILL" in entry["msg"]

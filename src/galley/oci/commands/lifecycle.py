@@ -240,12 +240,18 @@ def run(command: str, ctx: Context, args: Args) -> int:
         create(ctx, args, cid, foreground=False)
     elif command == "start":
         start(ctx, ContainerState.load(ctx.root, cid))
+        ctx.log.debug(f"started container_id={cid}")
     elif command == "run":
-        return run_container(ctx, args, cid)
+        code = run_container(ctx, args, cid)
+        ctx.log.debug(f"ran container_id={cid} exit_status={code}")
+        return code
     elif command == "delete":
         delete(ctx, cid, force=args.force)
+        ctx.log.debug(f"deleted container_id={cid} force={args.force}")
     elif command == "kill":
-        kill(ctx, cid, parse_signal(args.signal or "SIGTERM"), all_processes=args.all)
+        sig = parse_signal(args.signal or "SIGTERM")
+        kill(ctx, cid, sig, all_processes=args.all)
+        ctx.log.debug(f"signalled container_id={cid} signal={sig.name} all={args.all}")
     return 0
 
 
