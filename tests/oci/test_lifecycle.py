@@ -311,3 +311,13 @@ def test_run_forwards_signals(any_runtime: Runtime, bundle: Bundle, tmp_path: Pa
         finally:
             proc.kill()
             proc.wait()
+
+
+def test_pid_file_matches_state(any_runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+    cid = any_runtime.new_id()
+    pid_file = tmp_path / "init.pid"
+    detached(
+        any_runtime, "create", "--pid-file", str(pid_file), "--bundle", str(bundle.write()), cid
+    )
+    state = json.loads(any_runtime("state", cid, check=True).stdout)
+    assert int(pid_file.read_text()) == state["pid"]

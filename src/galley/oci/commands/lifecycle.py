@@ -3,9 +3,11 @@
 create: load + validate config.json → reserve <root>/<id> → launch.create → state.json
         (any failure removes the state directory; launch removes what it made)
 start:  status must be created → launch.start (opens the exec fifo) → poststart hooks
-run:    create + start; in the foreground wait for init, forward signals, return its
-        status (128+signal when killed) and delete the container
-delete: stopped → destroy; created → kill, destroy; running/paused → only with --force
+run:    create + start; in the foreground wait for init, forward signals, relay its pty
+        (process.terminal without --console-socket), return its status (128+signal when
+        killed) and delete the container
+delete: stopped → destroy; created/running/paused → only with --force (kill, then destroy),
+        as the runtime-spec requires (runc 1.1 also kills a created one without --force)
 kill:   signal init (or, with --all, every process of the cgroup)
 """
 
