@@ -59,13 +59,17 @@ def test_hooks_run_in_order_and_stop_at_first_failure(tmp_path: Path) -> None:
 
 def test_timeout_kills_the_hook(tmp_path: Path) -> None:
     marker = tmp_path / "late"
-    hook: Hook = {"path": script(tmp_path, "slow", f"sleep 5; touch {marker}\n"), "timeout": 1}
+    pid_file = tmp_path / "child.pid"
+    body = f"sleep 5 & echo $! > {pid_file}; wait; touch {marker}\n"
+    hook: Hook = {"path": script(tmp_path, "slow", body), "timeout": 1}
     t0 = time.monotonic()
     with pytest.raises(FailedPrecondition, match=r"createContainer hook .*timed out after 1s"):
         run_hooks([hook], STATE, "createContainer")
     assert time.monotonic() - t0 < 3
     time.sleep(0.1)
     assert not marker.exists()
+    child = int(pid_file.read_text())
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text()
 
 
 def test_missing_hook_binary(tmp_path: Path) -> None:

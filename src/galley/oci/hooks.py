@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 
 from galley.errors import DeadlineExceeded, FailedPrecondition
@@ -60,13 +61,14 @@ def run_hook(hook: Hook, state_json: bytes, phase: str) -> None:
             stderr=subprocess.PIPE,
             env=_environment(hook),
             close_fds=True,
+            start_new_session=True,  # its own process group: a timeout kills its children too
         )
     except OSError as e:
         raise FailedPrecondition(f"{phase} hook {path}: {e.strerror or e}") from None
     try:
         out, err = proc.communicate(state_json, timeout=timeout or None)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         raise DeadlineExceeded(f"{phase} hook {path}: timed out after {timeout}s") from None
     if proc.returncode != 0:
