@@ -185,3 +185,23 @@ def test_exec_tty_relays_stdio(runtime: Runtime, bundle: Bundle) -> None:
     assert result.returncode == 6, result.stderr
     assert "/dev/pts/" in result.stdout
     assert "got-hello" in result.stdout
+
+
+def test_events_reports_oom(any_runtime: Runtime, bundle: Bundle) -> None:
+    """dd's 64 MiB buffer in a 16 MiB cgroup: the kernel OOM-kills it; events says so."""
+    script = "sleep 0.5; dd if=/dev/zero of=/dev/null bs=64M count=1; sleep 30"
+    bundle.config["process"]["args"] = ["sh", "-c", script]
+    bundle.config["linux"]["resources"]["memory"] = {"limit": 16 << 20, "swap": 16 << 20}
+    cid = any_runtime.new_id()
+    detached(any_runtime, "run", "--detach", "--bundle", str(bundle.write()), cid)
+    proc = subprocess.Popen(
+        [any_runtime.binary, "--root", str(any_runtime.root), "events", "--interval", "10s", cid],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline()) == {"type": "oom", "id": cid}
+    finally:
+        proc.kill()
+        proc.wait()

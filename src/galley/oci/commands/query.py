@@ -112,17 +112,52 @@ def _interval(text: str) -> float:
     raise InvalidArgument(f"--interval: invalid duration {text!r} (e.g. 500ms, 5s)")
 
 
+OOM_POLL = 0.1  # seconds between looks at the OOM-kill counter while streaming
+
+
+def oom_kills(paths: dict[str, str]) -> int:
+    """OOM kills the container's memory cgroup has seen: `oom_kill` of memory.oom_control (v1)
+    or of memory.events (v2); 0 where the kernel keeps no count."""
+    for directory, name in (
+        (paths.get("memory"), "memory.oom_control"),
+        (paths.get(""), "memory.events"),
+    ):
+        if not directory:
+            continue
+        try:
+            with open(os.path.join(directory, name)) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return 0
+
+
+def _emit(event: dict[str, object]) -> None:
+    _out(json.dumps(event, separators=(",", ":")) + "\n")
+
+
 def events(state: ContainerState, *, once: bool, interval: float) -> None:
-    """Print stats events: one with --stats, else one every interval until the container stops."""
+    """`events`: with --stats one stats event; else a stats event every interval and an
+    `{"type":"oom"}` event when the kernel OOM-kills in the container, until it stops."""
     if state.status() is Status.STOPPED:
         raise FailedPrecondition(f"container with id {state.id} is not running")
     manager = state.cgroup_manager()
+    kills = oom_kills(manager.paths)
+    next_stats = 0.0 if once else time.monotonic() + interval  # runc's first tick: one interval
     while True:
-        event = {"type": "stats", "id": state.id, "data": manager.stats()}
-        _out(json.dumps(event, separators=(",", ":")) + "\n")
-        if once:
-            return
-        time.sleep(interval)
+        if time.monotonic() >= next_stats:
+            _emit({"type": "stats", "id": state.id, "data": manager.stats()})
+            if once:
+                return
+            next_stats = time.monotonic() + interval
+        time.sleep(max(0.0, min(OOM_POLL, next_stats - time.monotonic())))
+        seen = oom_kills(manager.paths)
+        if seen > kills:
+            _emit({"type": "oom", "id": state.id})
+            kills = seen
         if state.status() is Status.STOPPED:
             return
 
