@@ -288,3 +288,12 @@ def test_debug_log_lines(runtime: Runtime, fake: st.ContainerState, tmp_path: Pa
     assert entry["level"] == "debug"
     assert f"container_id={fake.id}" in entry["msg"]
     assert "signal=SIGKILL" in entry["msg"]
+
+
+def test_delete_force_clears_a_half_created_container(runtime: Runtime) -> None:
+    """A create killed before state.json was written leaves only the reserved directory."""
+    st.reserve(str(runtime.root), "half")
+    assert runtime("state", "half").returncode == 1
+    assert runtime("delete", "half").returncode == 1
+    runtime("delete", "--force", "half", check=True)
+    assert not (runtime.root / "half").exists()

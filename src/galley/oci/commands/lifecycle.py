@@ -27,7 +27,14 @@ from galley.oci.commands.teardown import (
     signal_init,
     wait_gone,
 )
-from galley.oci.state import ContainerState, Lock, now_rfc3339, remove, reserve
+from galley.oci.state import (
+    ContainerState,
+    Lock,
+    container_dir,
+    now_rfc3339,
+    remove,
+    reserve,
+)
 from galley.oci.status import Operation, Status, require
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
@@ -213,7 +220,8 @@ def delete(ctx: Context, cid: str, *, force: bool) -> None:
     try:
         state = ContainerState.load(ctx.root, cid)
     except NotFound:
-        if force:
+        if force:  # a create killed midway leaves a directory without state.json: clear it
+            remove(container_dir(ctx.root, cid))
             return
         raise
     with Lock(state.dir):
