@@ -176,7 +176,7 @@ def test_fake_container_state_list_ps(
     assert list(state) == RUNC_STATE_KEYS
     assert state["status"] == "running"
     assert state["pid"] == fake.pid
-    assert state["ociVersion"] == "1.0.2-dev"
+    assert state["ociVersion"] == st.RUNTIME_OCI_VERSION
     listed = json.loads(runtime("list", "--format", "json", check=True).stdout)
     assert [c["id"] for c in listed] == [fake.id]
     assert listed[0]["owner"] == "root"

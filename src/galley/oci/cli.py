@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 
 from galley.errors import GalleyError, InvalidArgument
 from galley.oci.commands.options import STR, Args, Option, Syntax, parse, usage
+from galley.oci.state import RUNTIME_OCI_VERSION
 
 VERSION = "0.1.0"
-SPEC_VERSION = "1.2.0"
 PROG = "galley-runc"
 DEFAULT_ROOT = "/run/galley-runc"
 LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
@@ -159,7 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.version:
         python = ".".join(map(str, sys.version_info[:3]))
         sys.stdout.write(  # runc's layout, which tools like go-runc parse line by line
-            f"{PROG} version {VERSION}\ncommit: none\nspec: {SPEC_VERSION}\npython: {python}\n"
+            f"{PROG} version {VERSION}\ncommit: none\n"
+            f"spec: {RUNTIME_OCI_VERSION}\npython: {python}\n"
         )
         return 0
     if args.command is None or args.help:

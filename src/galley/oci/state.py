@@ -36,8 +36,9 @@ DEFAULT_ROOT = "/run/galley-runc"
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
 LOCK_FILE = "lock"
-# What `runc state` reports as ociVersion: the runtime-spec version runc 1.1 was built against.
-RUNTIME_OCI_VERSION = "1.0.2-dev"
+# The runtime-spec version galley-runc implements: `state` reports it as ociVersion (runc 1.1
+# reports the one it was built against, "1.0.2-dev"), and `--version` prints it.
+RUNTIME_OCI_VERSION = "1.2.0"
 
 _ID_RE = re.compile(r"[\w+\-.]+", re.ASCII)
 
