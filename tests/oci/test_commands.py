@@ -205,3 +205,19 @@ def test_events_reports_oom(any_runtime: Runtime, bundle: Bundle) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_exec_flags_match_runc(running: tuple[Runtime, str]) -> None:
+    """--user/--additional-gids/--cap/--no-new-privs layered on the container's process."""
+    rt, cid = running
+    ident = rt("exec", "--user", "1000:1000", "--additional-gids", "5", cid, "id", check=True)
+    assert ident.stdout.split() == ["uid=1000", "gid=1000", "groups=5"]
+    status_cmd = ["sh", "-c", "grep -E 'CapEff|NoNewPrivs' /proc/self/status"]
+    base = dict(
+        line.split(":\t") for line in rt("exec", cid, *status_cmd, check=True).stdout.splitlines()
+    )
+    added = rt("exec", "--cap", "CAP_SYS_ADMIN", cid, *status_cmd, check=True).stdout
+    with_cap = dict(line.split(":\t") for line in added.splitlines())
+    sys_admin = 1 << 21
+    assert int(with_cap["CapEff"], 16) == int(base["CapEff"], 16) | sys_admin
+    assert not int(base["CapEff"], 16) & sys_admin
