@@ -108,8 +108,8 @@ def test_failed_create_leaves_nothing(runtime: Runtime, bundle: Bundle) -> None:
     assert cgroups.stdout == ""
 
 
-def test_missing_cwd_fails_create(runtime: Runtime, bundle: Bundle) -> None:
-    bundle.config["process"]["cwd"] = "/does/not/exist"
+def test_unusable_cwd_fails_create(runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["process"]["cwd"] = "/etc/passwd"  # a missing one is created, as runc does
     cid = runtime.new_id()
     code, out = create(runtime, bundle, cid)
     assert code == 1
