@@ -221,3 +221,13 @@ def test_exec_flags_match_runc(running: tuple[Runtime, str]) -> None:
     sys_admin = 1 << 21
     assert int(with_cap["CapEff"], 16) == int(base["CapEff"], 16) | sys_admin
     assert not int(base["CapEff"], 16) & sys_admin
+
+
+def test_paused_created_container_reports_paused(any_runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["process"]["args"] = ["sleep", "30"]
+    cid = any_runtime.new_id()
+    detached(any_runtime, "create", "--bundle", str(bundle.write()), cid)
+    any_runtime("pause", cid, check=True)
+    assert status(any_runtime, cid) == "paused"
+    any_runtime("resume", cid, check=True)
+    assert status(any_runtime, cid) == "created"

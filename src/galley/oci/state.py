@@ -225,14 +225,17 @@ class ContainerState:
 
         return cgroups.load(self.cgroup)
 
-    def status(self) -> Status:
-        """The derived status: created, running, paused or stopped."""
+    def status(self, *, check_frozen: bool = True) -> Status:
+        """The derived status: stopped unless init lives; then paused (frozen, even before
+        start, as runc reports it), created (the exec fifo is still there) or running.
+        check_frozen=False skips the freezer (and the cgroup code's import, ~15 ms): `start`
+        uses it, since a frozen init simply runs once resumed."""
         if not self.alive():
             return Status.STOPPED
+        if check_frozen and self.cgroup and self._frozen():
+            return Status.PAUSED
         if os.path.exists(fifo_path(self.dir)):
             return Status.CREATED
-        if self.cgroup and self._frozen():
-            return Status.PAUSED
         return Status.RUNNING
 
     def _frozen(self) -> bool:

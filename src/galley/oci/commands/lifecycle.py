@@ -172,7 +172,7 @@ def start(ctx: Context, state: ContainerState) -> None:
     from galley.oci.hooks import run_hooks_warn  # noqa: PLC0415 - lazy
 
     with Lock(state.dir):
-        require(Operation.START, state.status(), state.id)
+        require(Operation.START, state.status(check_frozen=False), state.id)
         launch.start(state.dir)
     hooks = state.spec.get("hooks", {}).get("poststart")
     run_hooks_warn(hooks, state.oci_state(Status.RUNNING), "poststart")
