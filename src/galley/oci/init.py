@@ -173,8 +173,7 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         from galley.oci.rootfs import apply_sysctl  # noqa: PLC0415
 
         apply_sysctl(spec)
-    starter.prepare()
-    channel.send("ready")
+    channel.send("ready", seccomp_fd=starter.prepare())
     os.read(fifo, 1)  # `start` writes one byte; until then we are "created"
     os.close(fifo)
     if start_hooks:
@@ -194,8 +193,7 @@ def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
         from galley.oci.console import take_console  # noqa: PLC0415
 
         take_console(msg["console"])
-    starter.prepare()
-    channel.send("ready")
+    channel.send("ready", seccomp_fd=starter.prepare())
     starter.execute(msg["preserve_fds"])
 
 
@@ -276,17 +274,30 @@ class ProcessStarter:
         self.nnp = bool(process.get("noNewPrivileges"))
         self.executable = ""
 
-    def prepare(self) -> None:
-        """Everything that can fail before `start`: create reports these errors."""
+    def prepare(self) -> int | None:
+        """Everything that can fail before `start`: create reports these errors.
+
+        Returns the seccomp notify fd when the filter has a listener: P copies it out of this
+        process and sends it to the agent, so such a filter is loaded now even with
+        noNewPrivileges (as runc does); other filters load as late as they can.
+        """
         process = self.process
         self.rlimits.apply_rlimits(process.get("rlimits", []))
+        notify_fd = None
         if self.filter is not None and not self.nnp:
-            self.filter.load()
+            notify_fd = self.filter.load()
         self.identity.apply_user(process.get("user") or {"uid": 0, "gid": 0})
         self.capabilities.apply_capabilities(process.get("capabilities", {}))
         enter_cwd(process.get("cwd", "/"))
         self.env.setdefault("HOME", home_of(process.get("user", {}).get("uid", 0)))
         self.executable = find_executable(process["args"][0], self.env)
+        if self.filter is not None and self.nnp and self.filter.notify:
+            from galley.kernel import proc  # noqa: PLC0415
+
+            proc.set_no_new_privs()
+            notify_fd = self.filter.load()
+            self.filter = None
+        return notify_fd
 
     def execute(self, preserve_fds: int) -> None:
         """no_new_privs, late seccomp, fds, signals, execve: never returns."""

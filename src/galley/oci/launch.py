@@ -234,9 +234,23 @@ def serve(channel: Channel, spec: Spec, stage_pid: int, state: State, rollback: 
             run_hooks(hooks.get("createRuntime", []), state, "createRuntime")
             channel.send("ok")
         elif kind == "ready":
+            if msg.get("seccomp_fd") is not None:
+                _forward_seccomp_listener(spec, pid, msg["seccomp_fd"], state)
             return pid
         else:
             raise StageError(f"init protocol: unexpected message {kind!r}")
+
+
+def _forward_seccomp_listener(spec: Spec, pid: int, fd: int, state: State) -> None:
+    """Send the init's seccomp notify fd (by number) to the agent at listenerPath."""
+    from galley.oci.seccomp import SeccompFilter  # noqa: PLC0415
+    from galley.oci.seccomp_notify import forward_listener  # noqa: PLC0415
+
+    seccomp = spec.get("linux", {}).get("seccomp", {})
+    listener = SeccompFilter(
+        None, True, seccomp.get("listenerPath"), seccomp.get("listenerMetadata", "")
+    )
+    forward_listener(listener, pid, fd, dict(state))
 
 
 def _cgroup(
