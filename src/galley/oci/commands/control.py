@@ -140,7 +140,7 @@ def _merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 def update(state: ContainerState, resources: Resources) -> None:
     """Apply new limits and record them in state.json's config."""
     with Lock(state.dir):
-        require(Operation.UPDATE, state.status(), state.id)
+        require(Operation.UPDATE, state.status(check_frozen=False), state.id)
         state.cgroup_manager().set(resources)
         config: dict[str, Any] = copy.deepcopy(dict(state.config))
         linux = config.setdefault("linux", {})

@@ -239,7 +239,7 @@ def kill(ctx: Context, cid: str, sig: signal.Signals, *, all_processes: bool) ->
     if all_processes:
         signal_all(state, sig)
         return
-    require(Operation.KILL, state.status(), cid)
+    require(Operation.KILL, state.status(check_frozen=False), cid)  # paused may be killed too
     signal_init(state, sig)
 
 
