@@ -126,3 +126,14 @@ def test_join_pid_namespace_by_path(runtime: Runtime, bundle: Bundle, sleeper: i
     own_pid, ns = out.split()
     assert own_pid != "1"
     assert ns == os.readlink(f"/proc/{sleeper}/ns/pid")
+
+
+def test_sysctl_in_the_network_namespace(runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    out = _run(runtime, bundle, "cat /proc/sys/net/ipv4/ip_forward")
+    assert out == "1\n"
+
+
+def test_oom_score_adj_written_by_parent(runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["process"]["oomScoreAdj"] = 523
+    assert _run(runtime, bundle, "cat /proc/self/oom_score_adj") == "523\n"

@@ -134,6 +134,7 @@ def fail(channel: Channel, err: BaseException) -> None:
 
 
 def _run(channel: Channel, boot: dict[str, Any]) -> None:
+    """`create`: namespaces, session, names, rootfs, process checks; wait for start; execve."""
     spec: Spec = boot["spec"]
     fifo = os.open(boot["fifo"], os.O_RDWR | os.O_CLOEXEC)
     starter = ProcessStarter(spec["process"], spec)  # imports while P builds the cgroup
@@ -143,23 +144,11 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
 
         from galley.oci.hooks import run_hooks  # noqa: PLC0415
     import galley.oci.rootfs  # noqa: F401, PLC0415
-    from galley.kernel import proc  # noqa: PLC0415
 
     channel.expect("cgroup")
     pid = _enter_namespaces(channel, spec)
-    os.setsid()
-    console = boot.get("console")
-    console_path = None
-    if console is not None:
-        from galley.oci.console import take_console  # noqa: PLC0415
-
-        console_path = os.ttyname(console)
-        take_console(console)
-    linux = spec.get("linux", {})
-    if "hostname" in spec:
-        proc.sethostname(spec["hostname"])
-    if "domainname" in spec:
-        proc.setdomainname(spec["domainname"])
+    console_path = _new_session(boot.get("console"))
+    _set_names(spec)
     state: State = {
         "ociVersion": spec.get("ociVersion", ""),
         "id": boot["id"],
@@ -169,10 +158,6 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         "annotations": spec.get("annotations", {}),
     }
     _setup_rootfs(spec, boot, console_path, lambda: _before_pivot(channel, spec, state))
-    if linux.get("sysctl"):
-        from galley.oci.rootfs import apply_sysctl  # noqa: PLC0415
-
-        apply_sysctl(spec)
     channel.send("ready", seccomp_fd=starter.prepare())
     os.read(fifo, 1)  # `start` writes one byte; until then we are "created"
     os.close(fifo)
@@ -188,13 +173,30 @@ def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
     starter = ProcessStarter(msg["process"], spec)  # imports while the host is visible
     channel.expect("cgroup")
     _enter_namespaces(channel, spec)
-    os.setsid()
-    if msg.get("console") is not None:
-        from galley.oci.console import take_console  # noqa: PLC0415
-
-        take_console(msg["console"])
+    _new_session(msg.get("console"))
     channel.send("ready", seccomp_fd=starter.prepare())
     starter.execute(msg["preserve_fds"])
+
+
+def _new_session(console: int | None) -> str | None:
+    """setsid; with a terminal, the pty slave becomes stdio and controlling tty (its path)."""
+    os.setsid()
+    if console is None:
+        return None
+    from galley.oci.console import take_console  # noqa: PLC0415
+
+    path = os.ttyname(console)
+    take_console(console)
+    return path
+
+
+def _set_names(spec: Spec) -> None:
+    from galley.kernel import proc  # noqa: PLC0415
+
+    if "hostname" in spec:
+        proc.sethostname(spec["hostname"])
+    if "domainname" in spec:
+        proc.setdomainname(spec["domainname"])
 
 
 def _enter_namespaces(channel: Channel, spec: Spec) -> int:
