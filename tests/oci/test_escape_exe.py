@@ -60,9 +60,8 @@ def test_created_init_exe_is_read_only(runtime: Runtime, bundle: Bundle, tmp_pat
     assert os.stat(f"/proc/{pid}/fd").st_uid == 0  # not dumpable
 
 
-def test_self_exe_entrypoint_cannot_write_interpreter(runtime: Runtime, bundle: Bundle) -> None:
-    """The container execs `#!/proc/self/exe`: the kernel runs the init's interpreter, which
-    then tries to open its own executable for writing."""
+def _hostile_bundle(bundle: Bundle) -> None:
+    """/probe: a `#!/proc/self/exe` script; /usr bound read-only so the interpreter can run."""
     rootfs = bundle.rootfs
     for name, target in (("lib", "usr/lib"), ("lib64", "usr/lib64")):
         if os.path.exists(f"/{target}"):
@@ -85,6 +84,12 @@ def test_self_exe_entrypoint_cannot_write_interpreter(runtime: Runtime, bundle: 
     bundle.config["mounts"].append(
         {"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro"]}
     )
+
+
+def test_self_exe_entrypoint_cannot_write_interpreter(runtime: Runtime, bundle: Bundle) -> None:
+    """The container execs `#!/proc/self/exe`: the kernel runs the init's interpreter, which
+    then tries to open its own executable for writing."""
+    _hostile_bundle(bundle)
     bundle.config["process"]["args"] = ["/probe"]
     before = _digest(INTERPRETER)
     res = runtime("run", "-b", str(bundle.write()), runtime.new_id())
@@ -93,3 +98,26 @@ def test_self_exe_entrypoint_cannot_write_interpreter(runtime: Runtime, bundle: 
     assert res.stdout.count("refused") == 2, res.stdout
     assert _digest(INTERPRETER) == before
     assert sys.executable  # the test itself still runs the same interpreter
+
+
+def test_self_exe_exec_cannot_write_interpreter(runtime: Runtime, bundle: Bundle) -> None:
+    """The same attack through `exec`: the exec stage's interpreter is read-only too."""
+    from tests.oci.test_exec import exec_in  # noqa: PLC0415
+
+    _hostile_bundle(bundle)
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = runtime.new_id()
+    runtime.created.append(cid)
+    subprocess.run(
+        [GALLEY_RUNC, "--root", str(runtime.root), "run", "-d", "-b", str(bundle.write()), cid],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        timeout=30,
+    )
+    before = _digest(INTERPRETER)
+    res = exec_in((runtime, cid, 0), ["/probe"])
+    assert "read-only mount True\nwritable False\n" in res.stdout, res.stderr
+    assert "opened for writing" not in res.stdout
+    assert _digest(INTERPRETER) == before

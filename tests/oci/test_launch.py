@@ -191,3 +191,18 @@ def test_failing_create_runtime_hook_fails_create(runtime: Runtime, bundle: Bund
     assert code == 1
     assert "createRuntime" in out
     assert not (runtime.root / cid).exists()
+
+
+def test_listen_fds_pass_through(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+    """systemd socket activation: LISTEN_FDS fds are kept and announced, as runc does."""
+    bundle.config["process"]["args"] = ["sh", "-c", "echo $LISTEN_FDS $LISTEN_PID >&3"]
+    out3 = tmp_path / "fd3"
+    script = (
+        f'exec 3>"{out3}"; LISTEN_FDS=1 LISTEN_PID=$$ exec "{GALLEY_RUNC}" '
+        f'--root "{runtime.root}" run -b "{bundle.write()}" {runtime.new_id()}'
+    )
+    res = subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert res.returncode == 0, res.stderr
+    assert out3.read_text() == "1 1\n"
