@@ -2,10 +2,10 @@
 
     P (galley-runc create)                  init stage (this module, `python3 -IS`)
     ──────────────────────                  ────────────────────────────────────────────────
-    fork C; C unshares a mount namespace,
-    makes / rslave, binds the interpreter
-    read-only onto itself, execs it ──────► main()
-    cgroup.apply(C); "boot" {spec, ...} ──► join/create namespaces ─ "idmap" ─► P writes maps
+    fork C; C execs the interpreter from a
+    detached read-only bind mount ────────► main()
+    "boot" {spec, ...} ───────────────────► imports, compiles seccomp (host files visible)
+    cgroup.apply(C); "cgroup" ────────────► join/create namespaces ─ "idmap" ─► P writes maps
                                             ◄─ "ok"
                                             fork when a pid/time namespace needs it; "pid"
     ◄─ "pid" {pid}; oom_score_adj ────────► "ok" {pid}: read by the container's pid 1

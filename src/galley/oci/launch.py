@@ -1,11 +1,11 @@
 """The parent (P) side of `create` and `run`: start the init stage, serve it, report its pid.
 
 P forks C. C never runs container code from a writable host interpreter (CVE-2019-5736): it
-unshares a mount namespace, makes / a slave, bind-mounts the interpreter read-only onto itself
-and re-executes it from there as the init stage (galley.oci.init), so /proc/<pid>/exe of every
-later stage is a read-only file. P moves C into the cgroup, then answers the stage's requests
-(id maps, pid, hooks) until it says "ready" or fails; on failure P kills what it started and
-removes what it made. See galley.oci.init for the whole conversation.
+re-executes the interpreter from a detached read-only bind mount as the init stage
+(galley.oci.init), so /proc/<pid>/exe of every later stage is a read-only file. P moves C into
+the cgroup, then answers the stage's requests (id maps, pid, hooks) until it says "ready" or
+fails; on failure P kills what it started and removes what it made. See galley.oci.init for
+the whole conversation.
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ class Rollback:
 
     def add(self, step: Callable[[], object]) -> None:
         self.steps.append(step)
+
+    def add_final(self, step: Callable[[], object]) -> None:
+        """A step that runs after all others (a cgroup goes once its processes are dead)."""
+        self.steps.insert(0, step)
 
     def run(self) -> None:
         while self.steps:
@@ -191,17 +195,36 @@ def send_quietly(channel: Channel, kind: str, **fields: object) -> None:
 
 
 def exec_readonly_interpreter(args: list[str]) -> None:
-    """In C: a private mount namespace where the interpreter is read-only, then exec it."""
+    """In C: execute the interpreter from a read-only mount, so its /proc/<pid>/exe is read-only.
+
+    open_tree(OPEN_TREE_CLONE) makes a detached bind mount of the interpreter file, which
+    mount_setattr makes read-only; fexecve runs it. Being detached, the mount propagates
+    nowhere and C keeps the host's mount namespace (and its peer groups, for rshared roots).
+    Kernels without the new mount API (< 5.12) get the old way: a private mount namespace,
+    / rslave, and a read-only bind of the interpreter onto itself.
+    """
+    from galley.kernel import mount as m  # noqa: PLC0415
+
+    exe = os.path.realpath(sys.executable)
+    argv = [exe, "-IS", "-c", BOOTSTRAP.format(src=SRC), *args]
+    try:
+        tree = m.open_tree(m.AT_FDCWD, exe, m.OPEN_TREE_CLONE | m.OPEN_TREE_CLOEXEC)
+        m.mount_setattr(tree, "", m.AT_EMPTY_PATH, attr_set=m.MOUNT_ATTR_RDONLY)
+    except OSError:
+        _bind_interpreter_read_only(exe)
+        os.execve(exe, argv, {})
+    os.execve(tree, argv, {})
+
+
+def _bind_interpreter_read_only(exe: str) -> None:
     from galley.kernel import mount as m  # noqa: PLC0415
     from galley.kernel import ns  # noqa: PLC0415
 
-    exe = os.path.realpath(sys.executable)
     ns.unshare(ns.CLONE_NEWNS)
     m.mount(None, "/", None, m.MS_REC | m.MS_SLAVE)
     m.mount(exe, exe, None, m.MS_BIND)
     locked = os.statvfs(exe).f_flag & (m.MS_NOSUID | m.MS_NODEV | m.MS_NOEXEC)
     m.mount(None, exe, None, m.MS_BIND | m.MS_REMOUNT | m.MS_RDONLY | locked)
-    os.execve(exe, [exe, "-IS", "-c", BOOTSTRAP.format(src=SRC), *args], {})
 
 
 def serve(channel: Channel, spec: Spec, stage_pid: int, state: State, rollback: Rollback) -> int:
@@ -262,7 +285,7 @@ def _cgroup(
     except ImportError:  # TEMPORARY: until galley.oci.cgroups lands
         return None
     manager = manager_for(spec, container_id)
-    rollback.add(manager.destroy)
+    rollback.add_final(manager.destroy)
     manager.apply(stage_pid)
     resources = spec.get("linux", {}).get("resources")
     if resources:
