@@ -18,8 +18,8 @@ from galley.kernel.ns import NAMESPACES
 from galley.oci.init import Channel, StageError
 from galley.oci.launch import (
     Rollback,
+    check_console,
     kill_started,
-    open_console,
     send_quietly,
     serve,
     spawn_stage,
@@ -48,23 +48,20 @@ def exec_process(
     spec["process"] = process
     rollback = Rollback()
     try:
-        master, slave = open_console(spec, console_socket, False)
+        check_console(process, console_socket)
         if not detach:
             set_child_subreaper()  # the process is our grandchild when a pid namespace forks
-        keep = list(range(3, 3 + preserve_fds)) + ([slave] if slave is not None else [])
-        channel, stage_pid = spawn_stage(keep)
+        channel, stage_pid = spawn_stage(list(range(3, 3 + preserve_fds)))
         rollback.add(lambda: kill_started(stage_pid))
         rollback.add(channel.close)
-        send_quietly(
-            channel, "exec", spec=spec, process=process, console=slave, preserve_fds=preserve_fds
-        )
+        send_quietly(channel, "exec", spec=spec, process=process, preserve_fds=preserve_fds)
         if state.cgroup:
             state.cgroup_manager().apply(stage_pid)
         send_quietly(channel, "cgroup")
-        if slave is not None:
-            os.close(slave)
         oci_state: State = {"id": state.id, "status": "running", "bundle": state.bundle}
-        pid = serve(channel, spec, stage_pid, oci_state, rollback)
+        masters: list[int] = []
+        rollback.add(lambda: _close_all(masters))
+        pid = serve(channel, spec, stage_pid, oci_state, rollback, consoles=masters)
         _wait_for_execve(channel)
     except StageError as err:
         rollback.run()
@@ -74,10 +71,10 @@ def exec_process(
     except BaseException:
         rollback.run()
         raise
-    if master is not None and console_socket is not None:
+    for master in masters:
         from galley.oci.console import send_master  # noqa: PLC0415
 
-        send_master(console_socket, master)
+        send_master(console_socket or "", master)
         os.close(master)
     if pid_file:
         write_pid_file(pid_file, pid)
@@ -96,6 +93,11 @@ def joining_spec(config: Spec, init_pid: int) -> Spec:
     ]
     spec["linux"] = linux  # type: ignore[typeddict-item]
     return spec
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 def _wait_for_execve(channel: Channel) -> None:

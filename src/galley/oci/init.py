@@ -147,7 +147,7 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
 
     channel.expect("cgroup")
     pid = _enter_namespaces(channel, spec)
-    console_path = _new_session(boot.get("console"))
+    console_path = _new_session(boot.get("console"), with_path=True)
     _set_names(spec)
     state: State = {
         "ociVersion": spec.get("ociVersion", ""),
@@ -170,22 +170,35 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
 def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
     """`exec`: join the container's namespaces (P joined its cgroup), finish, execve."""
     spec: Spec = msg["spec"]
-    starter = ProcessStarter(msg["process"], spec)  # imports while the host is visible
+    process: Process = msg["process"]
+    starter = ProcessStarter(process, spec)  # imports while the host is visible
+    if process.get("terminal"):
+        from galley.oci.console import open_pty_here  # noqa: PLC0415 - before joining
     channel.expect("cgroup")
     _enter_namespaces(channel, spec)
-    _new_session(msg.get("console"))
+    console = None
+    if process.get("terminal"):
+        uid = process.get("user", {}).get("uid", 0)
+        master, console = open_pty_here(process.get("consoleSize"), uid)
+        channel.send("console", fd=master)
+        channel.expect("ok")
+    _new_session(console, with_path=False)
     channel.send("ready", seccomp_fd=starter.prepare())
     starter.execute(msg["preserve_fds"])
 
 
-def _new_session(console: int | None) -> str | None:
-    """setsid; with a terminal, the pty slave becomes stdio and controlling tty (its path)."""
+def _new_session(console: int | None, *, with_path: bool) -> str | None:
+    """setsid; with a terminal, the pty slave becomes stdio and controlling tty.
+
+    with_path: also return the slave's path for /dev/console (only while the host's /dev is
+    still visible: ttyname fails with ENODEV inside the container's mount namespace).
+    """
     os.setsid()
     if console is None:
         return None
     from galley.oci.console import take_console  # noqa: PLC0415
 
-    path = os.ttyname(console)
+    path = os.ttyname(console) if with_path else None
     take_console(console)
     return path
 
@@ -307,14 +320,29 @@ class ProcessStarter:
 
         from galley.kernel import proc  # noqa: PLC0415
 
+        close_on_exec(3 + preserve_fds)  # before the late filter: it may forbid close_range
         if self.nnp:
             proc.set_no_new_privs()
             if self.filter is not None:
                 self.filter.load()
-        proc.cloexec_from(3 + preserve_fds)
         for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):  # Python ignores these; exec keeps that
             _signal.signal(sig, _signal.SIG_DFL)
         os.execve(self.executable, self.process["args"], self.env)
+
+
+def close_on_exec(first: int) -> None:
+    """Every fd >= first closes on execve; one fd at a time if a filter forbids close_range."""
+    from galley.kernel import proc  # noqa: PLC0415
+
+    try:
+        proc.cloexec_from(first)
+    except OSError:
+        for name in os.listdir("/proc/self/fd"):
+            if int(name) >= first:
+                try:
+                    os.set_inheritable(int(name), False)
+                except OSError:  # the directory's own fd, closed already
+                    pass
 
 
 def environment(process: Process) -> dict[str, str]:

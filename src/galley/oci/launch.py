@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from galley.oci.cgroups import CgroupManager
-    from galley.oci.spec import Spec, State
+    from galley.oci.spec import Process, Spec, State
 
 SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -227,8 +227,17 @@ def _bind_interpreter_read_only(exe: str) -> None:
     m.mount(None, exe, None, m.MS_BIND | m.MS_REMOUNT | m.MS_RDONLY | locked)
 
 
-def serve(channel: Channel, spec: Spec, stage_pid: int, state: State, rollback: Rollback) -> int:
-    """Answer the init stage until it is ready; the container's pid."""
+def serve(
+    channel: Channel,
+    spec: Spec,
+    stage_pid: int,
+    state: State,
+    rollback: Rollback,
+    *,
+    consoles: list[int] | None = None,
+) -> int:
+    """Answer the init stage until it is ready; the container's pid (exec: the pty masters
+    the stage reports are copied into consoles)."""
     pid = 0
     while True:
         msg = channel.recv()
@@ -255,6 +264,13 @@ def serve(channel: Channel, spec: Spec, stage_pid: int, state: State, rollback: 
             hooks = spec.get("hooks", {})
             run_hooks(hooks.get("prestart", []), state, "prestart")
             run_hooks(hooks.get("createRuntime", []), state, "createRuntime")
+            channel.send("ok")
+        elif kind == "console":  # exec: the stage's pty master, by number
+            from galley.kernel.seccomp import take_fd  # noqa: PLC0415
+
+            if consoles is None:
+                raise StageError("init protocol: a console from a create stage")
+            consoles.append(take_fd(pid, msg["fd"]))
             channel.send("ok")
         elif kind == "ready":
             if msg.get("seccomp_fd") is not None:
@@ -298,18 +314,25 @@ def open_console(
 ) -> tuple[int | None, int | None]:
     """(master, slave) of the container's pty when process.terminal, else (None, None)."""
     process = spec.get("process", {})
-    if not process.get("terminal"):
-        if console_socket:
-            raise FailedPrecondition("use --console-socket only with process.terminal true")
+    if not check_console(process, console_socket):
         return None, None
-    if not console_socket:
-        raise FailedPrecondition(
-            "cannot allocate tty if galley-runc will detach without setting console socket"
-        )
     from galley.oci.console import open_pty  # noqa: PLC0415
 
     uid = host_id(process.get("user", {}).get("uid", 0), spec.get("linux", {}), "uidMappings")
     return open_pty(process.get("consoleSize"), uid)
+
+
+def check_console(process: Process, console_socket: str | None) -> bool:
+    """Whether the process gets a pty; refuses runc's refused combinations of the two."""
+    if not process.get("terminal"):
+        if console_socket:
+            raise FailedPrecondition("use --console-socket only with process.terminal true")
+        return False
+    if not console_socket:
+        raise FailedPrecondition(
+            "cannot allocate tty if galley-runc will detach without setting console socket"
+        )
+    return True
 
 
 def host_id(container_id: int, linux: object, key: str) -> int:
