@@ -20,6 +20,7 @@ TYPE_CHECKING = False  # not `from typing`: every `galley-runc start` imports th
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from galley.oci.cgroups import CgroupManager
     from galley.oci.spec import Process, Spec, State
@@ -261,46 +262,82 @@ def serve(
 ) -> int:
     """Answer the init stage until it is ready; the container's pid (exec: the pty masters
     the stage reports are copied into consoles)."""
-    pid = 0
+    server = StageServer(channel, spec, stage_pid, state, rollback, consoles=consoles)
     while True:
         msg = channel.recv()
-        kind = msg["type"]
-        if kind == "error":
-            raise StageError(msg["message"])
-        if kind == "idmap":
-            from galley.oci.namespaces import write_id_maps  # noqa: PLC0415
+        handler = getattr(server, f"on_{msg['type']}", None)
+        if handler is None:
+            raise StageError(f"init protocol: unexpected message {msg['type']!r}")
+        if handler(msg):
+            return server.pid
 
-            linux = spec.get("linux", {})
-            write_id_maps(stage_pid, linux.get("uidMappings", []), linux.get("gidMappings", []))
-            channel.send("ok")
-        elif kind == "pid":
-            pid = msg["pid"]
-            if pid != stage_pid:
-                rollback.add(_killer(pid))
-                os.waitpid(stage_pid, 0)  # the stage forked the container's pid 1 and exits
-            state["pid"] = pid
-            _write_oom_score_adj(pid, spec.get("process", {}).get("oomScoreAdj"))
-            channel.send("ok", pid=pid)
-        elif kind == "hooks":
-            from galley.oci.hooks import run_hooks  # noqa: PLC0415
 
-            hooks = spec.get("hooks", {})
-            run_hooks(hooks.get("prestart", []), state, "prestart")
-            run_hooks(hooks.get("createRuntime", []), state, "createRuntime")
-            channel.send("ok")
-        elif kind == "console":  # exec: the stage's pty master, by number
-            from galley.kernel.seccomp import take_fd  # noqa: PLC0415
+class StageServer:
+    """P's answers, one method per message the stage sends; True ends the conversation."""
 
-            if consoles is None:
-                raise StageError("init protocol: a console from a create stage")
-            consoles.append(take_fd(pid, msg["fd"]))
-            channel.send("ok")
-        elif kind == "ready":
-            if msg.get("seccomp_fd") is not None:
-                _forward_seccomp_listener(spec, pid, msg["seccomp_fd"], state)
-            return pid
-        else:
-            raise StageError(f"init protocol: unexpected message {kind!r}")
+    def __init__(
+        self,
+        channel: Channel,
+        spec: Spec,
+        stage_pid: int,
+        state: State,
+        rollback: Rollback,
+        *,
+        consoles: list[int] | None,
+    ) -> None:
+        self.channel = channel
+        self.spec = spec
+        self.stage_pid = stage_pid
+        self.state = state
+        self.rollback = rollback
+        self.consoles = consoles
+        self.pid = 0
+
+    def on_error(self, msg: dict[str, Any]) -> bool:
+        raise StageError(msg["message"])
+
+    def on_idmap(self, _msg: dict[str, Any]) -> bool:
+        from galley.oci.namespaces import write_id_maps  # noqa: PLC0415
+
+        linux = self.spec.get("linux", {})
+        write_id_maps(self.stage_pid, linux.get("uidMappings", []), linux.get("gidMappings", []))
+        self.channel.send("ok")
+        return False
+
+    def on_pid(self, msg: dict[str, Any]) -> bool:
+        self.pid = pid = msg["pid"]
+        if pid != self.stage_pid:
+            self.rollback.add(_killer(pid))
+            os.waitpid(self.stage_pid, 0)  # the stage forked the container's pid 1 and exits
+        self.state["pid"] = pid
+        _write_oom_score_adj(pid, self.spec.get("process", {}).get("oomScoreAdj"))
+        self.channel.send("ok", pid=pid)
+        return False
+
+    def on_hooks(self, _msg: dict[str, Any]) -> bool:
+        """prestart and createRuntime, in the runtime's namespaces, before pivot_root."""
+        from galley.oci.hooks import run_hooks  # noqa: PLC0415
+
+        hooks = self.spec.get("hooks", {})
+        run_hooks(hooks.get("prestart", []), self.state, "prestart")
+        run_hooks(hooks.get("createRuntime", []), self.state, "createRuntime")
+        self.channel.send("ok")
+        return False
+
+    def on_console(self, msg: dict[str, Any]) -> bool:
+        """exec: the stage's pty master, by number; copied out with pidfd_getfd."""
+        from galley.kernel.seccomp import take_fd  # noqa: PLC0415
+
+        if self.consoles is None:
+            raise StageError("init protocol: a console from a create stage")
+        self.consoles.append(take_fd(self.pid, msg["fd"]))
+        self.channel.send("ok")
+        return False
+
+    def on_ready(self, msg: dict[str, Any]) -> bool:
+        if msg.get("seccomp_fd") is not None:
+            _forward_seccomp_listener(self.spec, self.pid, msg["seccomp_fd"], self.state)
+        return True
 
 
 def _forward_seccomp_listener(spec: Spec, pid: int, fd: int, state: State) -> None:
