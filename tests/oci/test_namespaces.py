@@ -137,3 +137,42 @@ def test_sysctl_in_the_network_namespace(runtime: Runtime, bundle: Bundle) -> No
 def test_oom_score_adj_written_by_parent(runtime: Runtime, bundle: Bundle) -> None:
     bundle.config["process"]["oomScoreAdj"] = 523
     assert _run(runtime, bundle, "cat /proc/self/oom_score_adj") == "523\n"
+
+
+def test_bad_namespace_path_fails_cleanly(runtime: Runtime, bundle: Bundle) -> None:
+    namespaces = [n for n in bundle.config["linux"]["namespaces"] if n["type"] != "network"]
+    namespaces.append({"type": "network", "path": "/proc/self/ns/nope"})
+    bundle.config["linux"]["namespaces"] = namespaces
+    cid = runtime.new_id()
+    res = runtime("run", "-b", str(bundle.write()), cid)
+    assert res.returncode == 1
+    assert "/proc/self/ns/nope" in res.stderr
+    assert not (runtime.root / cid).exists()
+
+
+def test_exec_joins_a_user_namespace(runtime: Runtime, open_bundle: Bundle) -> None:
+    from tests.oci.test_exec import exec_in  # noqa: PLC0415
+
+    bundle = open_bundle
+    linux = bundle.config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    bundle.config["mounts"] = [
+        m for m in bundle.config["mounts"] if m["type"] in ("proc", "tmpfs", "devpts")
+    ]
+    linux.pop("resources", None)
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = runtime.new_id()
+    runtime.created.append(cid)
+    subprocess.run(
+        [GALLEY_RUNC, "--root", str(runtime.root), "run", "-d", "-b", str(bundle.write()), cid],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        timeout=30,
+    )
+    res = exec_in((runtime, cid, 0), ["sh", "-c", "id -u; cat /proc/self/uid_map"])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["0", "0", "100000", "65536"]
