@@ -15,15 +15,8 @@ import os
 from galley.errors import FailedPrecondition
 from galley.kernel.ns import NAMESPACES
 from galley.oci.init import Channel, StageError
-from galley.oci.launch import (
-    Rollback,
-    check_console,
-    kill_started,
-    send_quietly,
-    serve,
-    spawn_stage,
-    write_pid_file,
-)
+from galley.oci.launch import check_console, write_pid_file
+from galley.oci.stage import Rollback, kill_started, send_quietly, serve, spawn_stage
 
 TYPE_CHECKING = False  # not `from typing`: it costs milliseconds per command
 

@@ -1,0 +1,237 @@
+"""P's side of an init stage (create and exec): spawn it read-only, answer it, undo it.
+
+C (forked from P) never runs container code from a writable host interpreter (CVE-2019-5736):
+it re-executes the interpreter from a detached read-only bind mount as the stage
+(galley.oci.init), so /proc/<pid>/exe of every later stage is a read-only file. StageServer
+answers the stage's messages (id maps, pid, hooks, console, ready) as galley.oci.init draws them;
+Rollback undoes what a failed create or exec started.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from galley.oci.init import BOOTSTRAP, Channel, StageError, describe
+
+TYPE_CHECKING = False  # not `from typing`: it costs milliseconds per command
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from galley.oci.spec import Spec, State
+
+SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Rollback:
+    """Undo steps run newest first when create fails (no contextlib: it costs ~4 ms)."""
+
+    def __init__(self) -> None:
+        self.steps: list[Callable[[], object]] = []
+
+    def add(self, step: Callable[[], object]) -> None:
+        self.steps.append(step)
+
+    def add_final(self, step: Callable[[], object]) -> None:
+        """A step that runs after all others (a cgroup goes once its processes are dead)."""
+        self.steps.insert(0, step)
+
+    def run(self) -> None:
+        while self.steps:
+            try:
+                self.steps.pop()()
+            except Exception:  # best effort: the first error is the one reported
+                pass
+
+
+def spawn_stage(keep: list[int], argv_extra: tuple[str, ...] = ()) -> tuple[Channel, int]:
+    """Fork C, which re-executes a read-only interpreter as the init stage; (channel, C's pid)."""
+    to_stage, from_p = os.pipe2(os.O_CLOEXEC)[::-1]
+    from_stage, to_p = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # C
+        try:
+            os.close(to_stage)
+            os.close(from_stage)
+            for fd in (from_p, to_p, *keep):
+                os.set_inheritable(fd, True)
+            exec_readonly_interpreter([str(from_p), str(to_p), *argv_extra])
+        except BaseException as err:  # C must never return into P's code
+            try:
+                Channel(-1, to_p).send("error", message=describe(err))
+            finally:
+                os._exit(1)
+    os.close(from_p)
+    os.close(to_p)
+    return Channel(from_stage, to_stage), pid
+
+
+def send_quietly(channel: Channel, kind: str, **fields: object) -> None:
+    """Send to the stage; if it already died, its error message is waiting in the pipe."""
+    try:
+        channel.send(kind, **fields)
+    except BrokenPipeError:
+        pass
+
+
+def exec_readonly_interpreter(args: list[str]) -> None:
+    """In C: execute the interpreter from a read-only mount, so its /proc/<pid>/exe is read-only.
+
+    open_tree(OPEN_TREE_CLONE) makes a detached bind mount of the interpreter file, which
+    mount_setattr makes read-only; fexecve runs it. Being detached, the mount propagates
+    nowhere and C keeps the host's mount namespace (and its peer groups, for rshared roots).
+    Kernels without the new mount API (< 5.12) get the old way: a private mount namespace,
+    / rslave, and a read-only bind of the interpreter onto itself.
+    """
+    from galley.kernel import mount as m  # noqa: PLC0415
+
+    exe = os.path.realpath(sys.executable)
+    argv = [exe, "-IS", "-c", BOOTSTRAP.format(src=SRC), *args]
+    try:
+        tree = m.open_tree(m.AT_FDCWD, exe, m.OPEN_TREE_CLONE | m.OPEN_TREE_CLOEXEC)
+        m.mount_setattr(tree, "", m.AT_EMPTY_PATH, attr_set=m.MOUNT_ATTR_RDONLY)
+    except OSError:
+        _bind_interpreter_read_only(exe)
+        os.execve(exe, argv, {})
+    os.execve(tree, argv, {})
+
+
+def _bind_interpreter_read_only(exe: str) -> None:
+    from galley.kernel import mount as m  # noqa: PLC0415
+    from galley.kernel import ns  # noqa: PLC0415
+
+    ns.unshare(ns.CLONE_NEWNS)
+    m.mount(None, "/", None, m.MS_REC | m.MS_SLAVE)
+    m.mount(exe, exe, None, m.MS_BIND)
+    locked = os.statvfs(exe).f_flag & (m.MS_NOSUID | m.MS_NODEV | m.MS_NOEXEC)
+    m.mount(None, exe, None, m.MS_BIND | m.MS_REMOUNT | m.MS_RDONLY | locked)
+
+
+def serve(
+    channel: Channel,
+    spec: Spec,
+    stage_pid: int,
+    state: State,
+    rollback: Rollback,
+    *,
+    consoles: list[int] | None = None,
+) -> int:
+    """Answer the init stage until it is ready; the container's pid (exec: the pty masters
+    the stage reports are copied into consoles)."""
+    server = StageServer(channel, spec, stage_pid, state, rollback, consoles=consoles)
+    while True:
+        msg = channel.recv()
+        handler = getattr(server, f"on_{msg['type']}", None)
+        if handler is None:
+            raise StageError(f"init protocol: unexpected message {msg['type']!r}")
+        if handler(msg):
+            return server.pid
+
+
+class StageServer:
+    """P's answers, one method per message the stage sends; True ends the conversation."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        spec: Spec,
+        stage_pid: int,
+        state: State,
+        rollback: Rollback,
+        *,
+        consoles: list[int] | None,
+    ) -> None:
+        self.channel = channel
+        self.spec = spec
+        self.stage_pid = stage_pid
+        self.state = state
+        self.rollback = rollback
+        self.consoles = consoles
+        self.pid = 0
+
+    def on_error(self, msg: dict[str, Any]) -> bool:
+        raise StageError(msg["message"])
+
+    def on_idmap(self, _msg: dict[str, Any]) -> bool:
+        from galley.oci.namespaces import write_id_maps  # noqa: PLC0415
+
+        linux = self.spec.get("linux", {})
+        write_id_maps(self.stage_pid, linux.get("uidMappings", []), linux.get("gidMappings", []))
+        self.channel.send("ok")
+        return False
+
+    def on_pid(self, msg: dict[str, Any]) -> bool:
+        self.pid = pid = msg["pid"]
+        if pid != self.stage_pid:
+            self.rollback.add(_killer(pid))
+            os.waitpid(self.stage_pid, 0)  # the stage forked the container's pid 1 and exits
+        self.state["pid"] = pid
+        _write_oom_score_adj(pid, self.spec.get("process", {}).get("oomScoreAdj"))
+        self.channel.send("ok", pid=pid)
+        return False
+
+    def on_hooks(self, _msg: dict[str, Any]) -> bool:
+        """prestart and createRuntime, in the runtime's namespaces, before pivot_root."""
+        from galley.oci.hooks import run_hooks  # noqa: PLC0415
+
+        hooks = self.spec.get("hooks", {})
+        run_hooks(hooks.get("prestart", []), self.state, "prestart")
+        run_hooks(hooks.get("createRuntime", []), self.state, "createRuntime")
+        self.channel.send("ok")
+        return False
+
+    def on_console(self, msg: dict[str, Any]) -> bool:
+        """exec: the stage's pty master, by number; copied out with pidfd_getfd."""
+        from galley.kernel.seccomp import take_fd  # noqa: PLC0415
+
+        if self.consoles is None:
+            raise StageError("init protocol: a console from a create stage")
+        self.consoles.append(take_fd(self.pid, msg["fd"]))
+        self.channel.send("ok")
+        return False
+
+    def on_ready(self, msg: dict[str, Any]) -> bool:
+        if msg.get("seccomp_fd") is not None:
+            _forward_seccomp_listener(self.spec, self.pid, msg["seccomp_fd"], self.state)
+        return True
+
+
+def _forward_seccomp_listener(spec: Spec, pid: int, fd: int, state: State) -> None:
+    """Send the init's seccomp notify fd (by number) to the agent at listenerPath."""
+    from galley.oci.seccomp import SeccompFilter  # noqa: PLC0415
+    from galley.oci.seccomp_notify import forward_listener  # noqa: PLC0415
+
+    seccomp = spec.get("linux", {}).get("seccomp", {})
+    listener = SeccompFilter(
+        None, True, seccomp.get("listenerPath"), seccomp.get("listenerMetadata", "")
+    )
+    forward_listener(listener, pid, fd, dict(state))
+
+
+def _write_oom_score_adj(pid: int, score: int | None) -> None:
+    if score is None:
+        return
+    path = f"/proc/{pid}/oom_score_adj"
+    try:
+        with open(path, "w", encoding="ascii") as f:
+            f.write(str(score))
+    except OSError as err:
+        raise StageError(f"process.oomScoreAdj {score}: {err.strerror}") from None
+
+
+def _killer(pid: int) -> Callable[[], None]:
+    return lambda: kill_started(pid)
+
+
+def kill_started(pid: int) -> None:
+    """SIGKILL a process we started and reap it if it is our child."""
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        return
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
