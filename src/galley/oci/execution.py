@@ -38,25 +38,13 @@ def exec_process(
     from galley.kernel.proc import preload_libc, set_child_subreaper  # noqa: PLC0415
 
     preload_libc()
-    spec = joining_spec(state.spec, state.pid)
-    spec["process"] = process
+    check_console(process, console_socket)
+    if not detach:
+        set_child_subreaper()  # the process is our grandchild when a pid namespace forks
     rollback = Rollback()
+    masters: list[int] = []
     try:
-        check_console(process, console_socket)
-        if not detach:
-            set_child_subreaper()  # the process is our grandchild when a pid namespace forks
-        channel, stage_pid = spawn_stage(list(range(3, 3 + preserve_fds)))
-        rollback.add(lambda: kill_started(stage_pid))
-        rollback.add(channel.close)
-        send_quietly(channel, "exec", spec=spec, process=process, preserve_fds=preserve_fds)
-        if state.cgroup:
-            state.cgroup_manager().apply(stage_pid)
-        send_quietly(channel, "cgroup")
-        oci_state: State = {"id": state.id, "status": "running", "bundle": state.bundle}
-        masters: list[int] = []
-        rollback.add(lambda: _close_all(masters))
-        pid = serve(channel, spec, stage_pid, oci_state, rollback, consoles=masters)
-        _wait_for_execve(channel)
+        pid = _start(state, process, preserve_fds, rollback, masters)
     except StageError as err:
         rollback.run()
         raise FailedPrecondition(
@@ -75,6 +63,30 @@ def exec_process(
     if detach:
         return 0
     return wait_forwarding_signals(pid)
+
+
+def _start(
+    state: ContainerState,
+    process: Process,
+    preserve_fds: int,
+    rollback: Rollback,
+    masters: list[int],
+) -> int:
+    """Spawn the stage, move it into the cgroup, serve it until its execve; the new pid."""
+    spec = joining_spec(state.spec, state.pid)
+    spec["process"] = process
+    channel, stage_pid = spawn_stage(list(range(3, 3 + preserve_fds)))
+    rollback.add(lambda: kill_started(stage_pid))
+    rollback.add(channel.close)
+    send_quietly(channel, "exec", spec=spec, process=process, preserve_fds=preserve_fds)
+    if state.cgroup:
+        state.cgroup_manager().apply(stage_pid)
+    send_quietly(channel, "cgroup")
+    oci_state: State = {"id": state.id, "status": "running", "bundle": state.bundle}
+    rollback.add(lambda: _close_all(masters))
+    pid = serve(channel, spec, stage_pid, oci_state, rollback, consoles=masters)
+    _wait_for_execve(channel)
+    return pid
 
 
 def joining_spec(config: Spec, init_pid: int) -> Spec:
