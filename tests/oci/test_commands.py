@@ -229,5 +229,8 @@ def test_paused_created_container_reports_paused(any_runtime: Runtime, bundle: B
     detached(any_runtime, "create", "--bundle", str(bundle.write()), cid)
     any_runtime("pause", cid, check=True)
     assert status(any_runtime, cid) == "paused"
+    refused = any_runtime("delete", cid)  # only a created (not paused) one is killed by delete
+    assert refused.returncode == 1
+    assert f"cannot delete container {cid} that is not stopped: paused" in refused.stderr
     any_runtime("resume", cid, check=True)
     assert status(any_runtime, cid) == "created"

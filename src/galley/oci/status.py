@@ -45,7 +45,7 @@ ALLOWED: dict[Operation, frozenset[Status]] = {
     Operation.KILL: frozenset({Status.CREATED, Status.RUNNING, Status.PAUSED}),
     Operation.PAUSE: frozenset({Status.RUNNING, Status.CREATED}),
     Operation.RESUME: frozenset({Status.PAUSED}),
-    Operation.DELETE: frozenset({Status.STOPPED}),
+    Operation.DELETE: frozenset({Status.STOPPED, Status.CREATED}),  # created: killed, as runc
     Operation.EXEC: frozenset({Status.CREATED, Status.RUNNING}),
     Operation.UPDATE: frozenset({Status.CREATED, Status.RUNNING, Status.PAUSED}),
 }

@@ -6,8 +6,8 @@ start:  status must be created → launch.start (opens the exec fifo) → postst
 run:    create + start; in the foreground wait for init, forward signals, relay its pty
         (process.terminal without --console-socket), return its status (128+signal when
         killed) and delete the container
-delete: stopped → destroy; created/running/paused → only with --force (kill, then destroy),
-        as the runtime-spec requires (runc 1.1 also kills a created one without --force)
+delete: stopped → destroy; created → kill, then destroy (runc 1.1; containerd's shim relies
+        on it); running/paused → only with --force (kill, then destroy)
 kill:   signal init (or, with --all, every process of the cgroup)
 """
 
@@ -215,8 +215,9 @@ def wait_foreground(state: ContainerState, master: int | None = None) -> int:
 
 
 def delete(ctx: Context, cid: str, *, force: bool) -> None:
-    """Delete a container. Without --force only a stopped one: the runtime-spec requires an
-    error with no effect otherwise (runc 1.1 deviates for created containers: it kills them)."""
+    """Delete a container. Without --force only a stopped or created one, as runc 1.1: a created
+    container is killed first (tools written for runc, containerd's shim among them, rely on it;
+    the runtime-spec would have an error here)."""
     try:
         state = ContainerState.load(ctx.root, cid)
     except NotFound:
@@ -227,7 +228,7 @@ def delete(ctx: Context, cid: str, *, force: bool) -> None:
     with Lock(state.dir):
         status = state.status()
         if status is not Status.STOPPED:
-            if not force:  # the runtime-spec: no effect, an error (runc 1.1 kills a created one)
+            if not force:
                 require(Operation.DELETE, status, cid)
             kill_and_wait(state)
         destroy(state)
