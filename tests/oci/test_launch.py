@@ -206,3 +206,40 @@ def test_listen_fds_pass_through(runtime: Runtime, bundle: Bundle, tmp_path: Pat
     )
     assert res.returncode == 0, res.stderr
     assert out3.read_text() == "1 1\n"
+
+
+def test_run_forwards_signals(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+    ready = bundle.rootfs / "tmp" / "ready"
+    bundle.config["process"]["args"] = [
+        "sh",
+        "-c",
+        "trap 'exit 42' TERM; touch /tmp/ready; while :; do sleep 0.1; done",
+    ]
+    cid = runtime.new_id()
+    runtime.created.append(cid)
+    proc = subprocess.Popen(
+        [
+            GALLEY_RUNC,
+            "--root",
+            str(runtime.root),
+            "run",
+            "-b",
+            str(bundle.write()),
+            cid,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            if ready.exists():
+                break
+            time.sleep(0.05)
+        assert ready.exists()
+        proc.send_signal(15)
+        assert proc.wait(timeout=20) == 42
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
