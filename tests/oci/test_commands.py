@@ -89,6 +89,27 @@ def test_kill_all(running: tuple[Runtime, str]) -> None:
     wait_status(rt, cid, "stopped")
 
 
+def test_kill_all_leaves_no_forking_process(any_runtime: Runtime, bundle: Bundle) -> None:
+    """Orphans forked while kill --all runs are caught too (the cgroup is frozen meanwhile)."""
+    bundle.config["process"]["args"] = ["sh", "-c", "while :; do (sleep 60 &); sleep 0.005; done"]
+    cid = any_runtime.new_id()
+    detached(any_runtime, "run", "--detach", "--bundle", str(bundle.write()), cid)
+    try:
+        procs = cgroup_file(init_pid(any_runtime, cid), "pids", "cgroup.procs")
+        deadline = time.monotonic() + 5
+        while len(procs.read_text().split()) < 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        any_runtime("kill", "--all", cid, "KILL", check=True)
+        deadline = time.monotonic() + 5
+        while left := procs.read_text().split():
+            assert time.monotonic() < deadline, f"left in the cgroup: {left}"
+            time.sleep(0.01)
+        wait_status(any_runtime, cid, "stopped")
+    finally:
+        any_runtime("delete", "--force", cid)
+
+
 def test_update_limits(running: tuple[Runtime, str]) -> None:
     rt, cid = running
     pid = init_pid(rt, cid)

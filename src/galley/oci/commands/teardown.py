@@ -1,6 +1,6 @@
 """Stopping and removing a container: signal, wait for the init to go, destroy, poststop hooks.
 
-    destroy(state):  kill what is left in the cgroup → cgroup destroy → poststop hooks (warn)
+    destroy(state):  cgroup destroy (killing what is left in it) → poststop hooks (warn)
                      → remove the state directory
 
 The init process is usually not our child (its creator exited), so "wait" means polling
@@ -52,18 +52,12 @@ def signal_init(state: ContainerState, sig: int) -> None:
 
 
 def signal_all(state: ContainerState, sig: int) -> None:
-    """Send sig to every process in the container's cgroup (`kill --all`)."""
+    """Send sig to every process in the container's cgroup (`kill --all`): the manager freezes
+    the cgroup while it signals (or uses cgroup.kill), so no process forks away in between."""
     if not state.cgroup:
         signal_init(state, sig)
         return
-    manager = state.cgroup_manager()
-    for pid in manager.pids():
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-    if sig == signal.SIGKILL and state.status() is Status.PAUSED:
-        manager.thaw()
+    state.cgroup_manager().kill(sig)
 
 
 def kill_and_wait(state: ContainerState) -> None:
@@ -75,27 +69,9 @@ def kill_and_wait(state: ContainerState) -> None:
     wait_gone(state.pid, state.start_time)
 
 
-def _kill_leftovers(state: ContainerState) -> None:
-    """Processes left in the cgroup once init is gone (possible without a pid namespace)."""
-    if not state.cgroup:
-        return
-    manager = state.cgroup_manager()
-    for _ in range(50):
-        pids = manager.pids()
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        manager.thaw()
-        time.sleep(0.01)
-
-
 def destroy(state: ContainerState) -> None:
-    """Remove a stopped container: cgroup, poststop hooks (warn only), state directory."""
-    _kill_leftovers(state)
+    """Remove a stopped container: cgroup (the manager kills what is left in it first: possible
+    without a pid namespace), poststop hooks (warn only), state directory."""
     if state.cgroup:
         state.cgroup_manager().destroy()
     hooks = state.spec.get("hooks", {}).get("poststop")
