@@ -263,6 +263,8 @@ def _setup_rootfs(
 class ProcessStarter:
     """The last steps of create and exec: security in runc's order, cwd, then execve.
 
+    [execCPUAffinity.initial at the stage's start] → scheduler, ioPriority,
+    execCPUAffinity.final, personality →
     rlimits → seccomp (without noNewPrivileges) → user (keeping caps) → capabilities → cwd
     (checked inside the root: CVE-2024-21626) → [wait for start, startContainer hooks] →
     no_new_privs + seccomp (with noNewPrivileges) → every fd past the preserved ones closed on
@@ -288,6 +290,13 @@ class ProcessStarter:
             self.filter = compile_filter(seccomp)
         self.nnp = bool(process.get("noNewPrivileges"))
         self.executable = ""
+        self.personality = spec.get("linux", {}).get("personality")
+        self.scheduling = None
+        if self.personality or {"scheduler", "ioPriority", "execCPUAffinity"} & process.keys():
+            from galley.oci import scheduling  # noqa: PLC0415
+
+            self.scheduling = scheduling
+            scheduling.apply_cpu_affinity(process.get("execCPUAffinity", {}), "initial")
 
     def prepare(self) -> int | None:
         """Everything that can fail before `start`: create reports these errors.
@@ -297,6 +306,8 @@ class ProcessStarter:
         noNewPrivileges (as runc does); other filters load as late as they can.
         """
         process = self.process
+        if self.scheduling is not None:
+            self._schedule()
         self.rlimits.apply_rlimits(process.get("rlimits", []))
         notify_fd = None
         if self.filter is not None and not self.nnp:
@@ -313,6 +324,18 @@ class ProcessStarter:
             notify_fd = self.filter.load()
             self.filter = None
         return notify_fd
+
+    def _schedule(self) -> None:
+        """scheduler, ioPriority, execCPUAffinity.final (now inside the cgroup), personality."""
+        process, scheduling = self.process, self.scheduling
+        assert scheduling is not None
+        if process.get("scheduler"):
+            scheduling.apply_scheduler(process["scheduler"])
+        if process.get("ioPriority"):
+            scheduling.apply_io_priority(process["ioPriority"])
+        scheduling.apply_cpu_affinity(process.get("execCPUAffinity", {}), "final")
+        if self.personality:
+            scheduling.apply_personality(self.personality)
 
     def execute(self, preserve_fds: int) -> None:
         """no_new_privs, late seccomp, fds, signals, execve: never returns."""
