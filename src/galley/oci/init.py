@@ -17,6 +17,11 @@
                                             startContainer hooks, nnp + seccomp, fds, execve
     Any failure: "error" {message}, exit 1; P removes everything it made.
 
+exec uses the same pipes: "exec" {spec with /proc/<init>/ns/* paths, process} and "cgroup" in;
+"pid", "console" {fd} (a pty from the container's /dev/ptmx, which P copies out with
+pidfd_getfd) and "ready" out; the pipe closing on execve tells P the process started.
+A seccomp filter with a listenerPath sends "ready" {seccomp_fd} the same way.
+
 Messages are marshal-encoded dicts with a 4-byte length, over two pipes: json would cost ~7 ms
 of imports in a stage that must start in ~10 ms (typing, dataclasses, json, signal and socket
 are all avoided here for the same reason).
