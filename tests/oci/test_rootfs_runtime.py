@@ -113,20 +113,7 @@ def test_same_mount_table_as_runc_without_pivot_root(bundle: Bundle, tmp_path: P
     assert outputs[0].split()[-3:] == outputs[1].split()[-3:]  # the same / listing
 
 
-@pytest.mark.parametrize(
-    "runtime",
-    [
-        "runc",
-        pytest.param(
-            "galley",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="launch makes / rslave before setup_rootfs runs, which cuts the mount "
-                "namespace off the host's peer groups; rootfsPropagation rshared needs it kept",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("runtime", ["runc", "galley"])
 def test_bidirectional_propagation_end_to_end(bundle: Bundle, tmp_path: Path, runtime: str) -> None:
     """rootfsPropagation rshared + an rshared bind of a shared host mount: a mount made in the
     container appears on the host (Kubernetes' Bidirectional mount propagation)."""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # not `from typing`: the container's init stage imports this (~10 ms)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 _libc: ctypes.CDLL | None = None
 

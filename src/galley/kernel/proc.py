@@ -76,17 +76,3 @@ def cloexec_from(first: int) -> None:
         "syscall", ctypes.c_long, ctypes.c_long, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint
     )
     check(fn(_SYS_CLOSE_RANGE, first, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC), "close_range")
-
-
-def preload_libc() -> None:
-    """Open libc by its soname, so galley.kernel.libc skips ctypes.util (~20 ms of imports).
-
-    TEMPORARY workaround, owned here until galley.kernel.libc tries "libc.so.6" first itself.
-    """
-    from galley.kernel import libc  # noqa: PLC0415
-
-    if libc._libc is None:
-        try:
-            libc._libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        except OSError:
-            pass

@@ -35,9 +35,8 @@ def exec_process(
     preserve_fds: int,
 ) -> int:
     """Run process in the container; its exit status, or 0 when detached."""
-    from galley.kernel.proc import preload_libc, set_child_subreaper  # noqa: PLC0415
+    from galley.kernel.proc import set_child_subreaper  # noqa: PLC0415
 
-    preload_libc()
     check_console(process, console_socket)
     if not detach:
         set_child_subreaper()  # the process is our grandchild when a pid namespace forks

@@ -109,9 +109,6 @@ def main() -> None:
     """Entry point of the re-executed interpreter: argv is [-c, read fd, write fd]."""
     channel = Channel(int(sys.argv[1]), int(sys.argv[2]))
     try:
-        from galley.kernel.proc import preload_libc  # noqa: PLC0415
-
-        preload_libc()
         from galley.kernel.proc import set_dumpable  # noqa: PLC0415
 
         set_dumpable(False)  # no /proc/<pid>/{exe,fd,mem} for the container's processes

@@ -148,15 +148,14 @@ def _prepare(
     foreground: bool,
 ) -> tuple[str, int | None, int | None]:
     """The exec fifo, the pty (master, slave) if any; `run` in the foreground: subreaper."""
-    from galley.kernel import proc  # noqa: PLC0415
-
-    proc.preload_libc()
     fifo = os.path.join(state_dir, FIFO_NAME)
     os.mkfifo(fifo, 0o622)
     rollback.add(lambda: os.unlink(fifo))
     master, slave = open_console(spec, console_socket, foreground)
     if foreground:
-        proc.set_child_subreaper()  # init is reparented to us when the stage exits
+        from galley.kernel.proc import set_child_subreaper  # noqa: PLC0415
+
+        set_child_subreaper()  # init is reparented to us when the stage exits
     return fifo, master, slave
 
 
