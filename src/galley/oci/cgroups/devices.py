@@ -9,22 +9,52 @@ program (galley.oci.cgroups.bpfdevices).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from galley.errors import InvalidArgument
 from galley.oci.cgroups.manager import write
-from galley.oci.spec import DeviceRule, Spec
+
+TYPE_CHECKING = False  # typing and dataclasses cost galley-runc ms per command; mypy knows this
+if TYPE_CHECKING:
+    from galley.oci.spec import DeviceRule, Spec
 
 
-@dataclass(frozen=True)
 class Rule:
-    """One normalised rule: type a|c|b, major/minor (-1 = any), access from r, w, m."""
+    """One normalised rule: type a|c|b, major/minor (-1 = any), access from r, w, m.
 
+    A frozen value, written out rather than a dataclass: `delete` and `state` load the rules
+    of every container's cgroup, and importing dataclasses costs several ms.
+    """
+
+    __slots__ = ("access", "allow", "major", "minor", "type")
     allow: bool
     type: str
     major: int
     minor: int
     access: str
+
+    def __init__(self, allow: bool, type: str, major: int, minor: int, access: str) -> None:
+        for name, value in zip(
+            ("allow", "type", "major", "minor", "access"),
+            (allow, type, major, minor, access),
+            strict=True,
+        ):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Rule is frozen: cannot set {name!r}")
+
+    def _key(self) -> tuple[bool, str, int, int, str]:
+        return (self.allow, self.type, self.major, self.minor, self.access)
+
+    def __eq__(self, other: object) -> bool:
+        return self._key() == other._key() if isinstance(other, Rule) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return "Rule(allow={!r}, type={!r}, major={!r}, minor={!r}, access={!r})".format(
+            *self._key()
+        )
 
     def cgroup_text(self) -> str:
         """The line v1's devices.allow and devices.deny take ("c 1:3 rwm", or "a")."""
