@@ -17,12 +17,12 @@ its whole environment (without `env`, ours is passed on, as runc does); `timeout
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
 
 from galley.errors import DeadlineExceeded, FailedPrecondition
+from galley.oci.jsonfast import dumps
 
 TYPE_CHECKING = False  # typing (via galley.oci.spec) costs ~8 ms to import; mypy knows this
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def run_hooks(hooks: Sequence[Hook] | None, state: State, phase: str) -> None:
     """Run the hooks of one phase in order; the first failure raises (FailedPrecondition)."""
     if not hooks:
         return
-    state_json = json.dumps(state).encode()
+    state_json = dumps(state).encode()
     for hook in hooks:
         try:
             run_hook(hook, state_json, phase)
@@ -99,7 +99,7 @@ def run_hooks_warn(hooks: Sequence[Hook] | None, state: State, phase: str) -> li
     """Run every hook of a warn-only phase (poststart, poststop); return and print the failures."""
     if not hooks:
         return []
-    state_json = json.dumps(state).encode()
+    state_json = dumps(state).encode()
     failures = []
     for hook in hooks:
         try:

@@ -13,7 +13,6 @@ kill:   signal init (or, with --all, every process of the cgroup)
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 
@@ -27,6 +26,7 @@ from galley.oci.commands.teardown import (
     signal_init,
     wait_gone,
 )
+from galley.oci.jsonfast import loads
 from galley.oci.state import (
     ContainerState,
     Lock,
@@ -94,7 +94,7 @@ def load_config(bundle: str) -> Spec:
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
-            doc: Any = json.load(f)
+            doc: Any = loads(f.read())
     except FileNotFoundError:
         raise NotFound("JSON specification file config.json not found") from None
     except ValueError as e:
@@ -301,6 +301,6 @@ def _wants_terminal(args: Args) -> bool:
     """process.terminal in the bundle's config (read again by create; errors surface there)."""
     try:
         with open(os.path.join(os.path.abspath(args.bundle), "config.json"), "rb") as f:
-            return bool(json.load(f).get("process", {}).get("terminal"))
+            return bool(loads(f.read()).get("process", {}).get("terminal"))
     except (OSError, ValueError, AttributeError):
         return False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -10,6 +9,7 @@ import time
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.oci.commands.args import container_id
 from galley.oci.commands.options import STR, Args, Option, Syntax
+from galley.oci.jsonfast import dumps, dumps_indented
 from galley.oci.state import ContainerState, list_states
 from galley.oci.status import Status
 
@@ -74,7 +74,7 @@ def list_containers(ctx: Context, fmt: str, quiet: bool) -> str:
     if quiet:
         return "".join(f"{s['id']}\n" for s in states)
     if fmt == "json":
-        return json.dumps(states or None, separators=(",", ":")) + "\n"
+        return dumps(states or None) + "\n"
     keys = ("id", "pid", "status", "bundle", "created", "owner")
     rows = [LIST_COLUMNS, *(tuple(str(s[k]) for k in keys) for s in states)]
     return table(rows)
@@ -84,7 +84,7 @@ def ps(state: ContainerState, fmt: str, ps_args: list[str]) -> str:
     """`ps`: the container's pids as JSON, or `ps -ef` lines for those pids."""
     pids = state.cgroup_manager().pids() if state.cgroup else [state.pid]
     if fmt == "json":
-        return json.dumps(pids) + "\n"
+        return dumps(pids) + "\n"
     import subprocess  # noqa: PLC0415 - lazy: only the ps table needs it
 
     args = [a for a in ps_args if a != "--"] or ["-ef"]
@@ -136,7 +136,7 @@ def oom_kills(paths: dict[str, str]) -> int:
 
 
 def _emit(event: dict[str, object]) -> None:
-    _out(json.dumps(event, separators=(",", ":")) + "\n")
+    _out(dumps(event) + "\n")
 
 
 def events(state: ContainerState, *, once: bool, interval: float) -> None:
@@ -169,7 +169,7 @@ def run(command: str, ctx: Context, args: Args) -> int:
         return 0
     state = ContainerState.load(ctx.root, container_id(command, args))
     if command == "state":
-        _out(json.dumps(state.to_runc_json(), indent=2) + "\n")
+        _out(dumps_indented(state.to_runc_json()) + "\n")
     elif command == "ps":
         if state.status() is Status.STOPPED and not state.cgroup:
             raise FailedPrecondition("container not running")

@@ -1,0 +1,45 @@
+"""galley.oci.jsonfast reads and writes what the json package does."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from galley.oci import jsonfast
+
+DOCS: list[object] = [
+    {},
+    [],
+    {"id": "c1", "pid": 42, "ok": True, "none": None, "f": 1.5, "neg": -3, "big": 2**70},
+    {"annotations": {"k": 'v\n"quoted"\\ é ☃ \U0001f600'}, "list": [1, [2, [3, {}]], []]},
+    {"nested": {"a": {"b": {"c": [True, False, None, 0.1, -0.0, 1e300]}}}},
+    "just a string",
+    17,
+]
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_round_trip_matches_json(doc: object) -> None:
+    assert jsonfast.dumps(doc) == json.dumps(doc, separators=(",", ":"))
+    assert jsonfast.dumps_indented(doc) == json.dumps(doc, indent=2)
+    text = json.dumps(doc, indent=3)
+    assert jsonfast.loads(f"  {text}\n") == json.loads(text)
+    assert jsonfast.loads(text.encode()) == json.loads(text)
+
+
+def test_constants_read_as_json_reads_them() -> None:
+    assert jsonfast.loads("[Infinity, -Infinity]") == [float("inf"), float("-inf")]
+    assert math.isnan(jsonfast.loads("NaN"))
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "{", '{"a": 1} x', "[1,]", '{"a" 1}', '"\x01"'])
+def test_malformed_documents_raise_value_error(bad: str) -> None:
+    with pytest.raises(ValueError):
+        jsonfast.loads(bad)
+
+
+def test_unserialisable_object_raises_type_error() -> None:
+    with pytest.raises(TypeError, match="set is not JSON serializable"):
+        jsonfast.dumps({"a": {1, 2}})
