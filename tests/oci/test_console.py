@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GALLEY_RUNC
 from tests.oci.conftest import Bundle, Runtime
 
 pytestmark = pytest.mark.root
@@ -29,26 +28,19 @@ def _read_until_eof(fd: int, deadline: float) -> bytes:
     return data
 
 
-def test_console_socket_receives_master(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
-    bundle.config["process"]["terminal"] = True
-    bundle.config["process"]["consoleSize"] = {"height": 33, "width": 101}
-    bundle.config["process"]["args"] = [
-        "sh",
-        "-c",
-        "[ -t 0 ] && [ -t 1 ] && echo isatty; stty size; ls -l /dev/console",
-    ]
-    sock_path = str(tmp_path / "console.sock")
-    cid = runtime.new_id()
-    runtime.created.append(cid)
+def _create_with_console(rt: Runtime, bundle: Bundle, sock_path: str) -> tuple[str, int]:
+    """`create --console-socket` with rt; (container id, the pty master it sent)."""
+    cid = rt.new_id()
+    rt.created.append(cid)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
         server.bind(sock_path)
         server.listen(1)
         server.settimeout(30)
         proc = subprocess.Popen(
             [
-                GALLEY_RUNC,
+                rt.binary,
                 "--root",
-                str(runtime.root),
+                str(rt.root),
                 "create",
                 "--console-socket",
                 sock_path,
@@ -66,14 +58,52 @@ def test_console_socket_receives_master(runtime: Runtime, bundle: Bundle, tmp_pa
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert len(fds) == 1
-    master = fds[0]
+    return cid, fds[0]
+
+
+def _console_output(rt: Runtime, bundle: Bundle, sock_path: str) -> bytes:
+    """Create with a console socket, start, and read the terminal until the process ends."""
+    cid, master = _create_with_console(rt, bundle, sock_path)
     try:
-        assert runtime("start", cid).returncode == 0
-        out = _read_until_eof(master, time.monotonic() + 10)
+        assert rt("start", cid).returncode == 0
+        return _read_until_eof(master, time.monotonic() + 10)
     finally:
         os.close(master)
+
+
+def test_console_socket_receives_master(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+    bundle.config["process"]["terminal"] = True
+    bundle.config["process"]["consoleSize"] = {"height": 33, "width": 101}
+    bundle.config["process"]["args"] = [
+        "sh",
+        "-c",
+        "[ -t 0 ] && [ -t 1 ] && echo isatty; stty size; ls -l /dev/console",
+    ]
+    out = _console_output(runtime, bundle, str(tmp_path / "console.sock"))
     assert out.startswith(b"isatty\n33 101\n"), out  # no \r: ONLCR cleared as runc does
     assert b"/dev/console" in out
+
+
+def test_pty_comes_from_the_containers_devpts(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """As runc: `tty` is /dev/pts/0 of the container's own devpts, bound onto /dev/console,
+    and stdio are the only fds the process gets (checked against runc with any_runtime)."""
+    bundle.config["process"]["terminal"] = True
+    bundle.config["process"]["args"] = [
+        "sh",
+        "-c",
+        "tty; stat -c 'console %t:%T' /dev/console; stat -c 'pts %t:%T' /dev/pts/0;"
+        " ls /dev/pts; ls -l /proc/self/fd",
+    ]
+    out = _console_output(any_runtime, bundle, str(tmp_path / "console.sock")).decode()
+    lines = out.splitlines()
+    assert lines[0] == "/dev/pts/0", out
+    assert lines[1] == lines[2].replace("pts", "console"), out  # the same device
+    assert lines[3].split() == ["0", "ptmx"], out  # a fresh devpts: only our pty
+    fds = {line.split()[-3]: line.split()[-1] for line in lines[5:] if "->" in line}
+    assert fds.pop("0") == fds.pop("1") == fds.pop("2") == "/dev/pts/0", out
+    assert all(target.startswith("/proc/") for target in fds.values()), out  # ls's own dir
 
 
 def test_terminal_without_console_socket_fails(runtime: Runtime, bundle: Bundle) -> None:

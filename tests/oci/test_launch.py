@@ -154,6 +154,26 @@ def test_only_preserved_fds_reach_the_process(
     assert "fd4" not in res.stdout
 
 
+def test_preserved_but_closed_fds_stay_closed(runtime: Runtime, bundle: Bundle) -> None:
+    """--preserve-fds 2 with fds 3 and 4 closed: none of the runtime's own fds (stage pipes,
+    the state lock) may land on those numbers and reach the process (runc 1.1 leaks 3 here)."""
+    bundle.config["process"]["args"] = ["ls", "/proc/self/fd"]
+    script = (
+        f'exec 3>&- 4>&-; exec "{runtime.binary}" --root "{runtime.root}" run '
+        f'--preserve-fds 2 -b "{bundle.write()}" {runtime.new_id()}'
+    )
+    res = subprocess.run(
+        ["sh", "-c", script],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["0", "1", "2", "3"]  # 3: the directory ls reads
+
+
 def test_hooks_run_at_their_points(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
     out = tmp_path / "hooks"
     out.mkdir()

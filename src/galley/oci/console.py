@@ -1,10 +1,12 @@
 """The container's terminal: a pty whose master goes to --console-socket by SCM_RIGHTS.
 
-create: P opens the pty (so nothing in the init stage needs the socket module), chowns the
-slave to the container user, applies consoleSize and clears ONLCR as runc does; the init stage
-makes the slave its stdio and controlling terminal, and the rootfs step bind-mounts it onto
-/dev/console. exec: the stage opens the pty from the container's /dev/ptmx after joining its
-mount namespace and reports the master's fd number; P copies it out with pidfd_getfd.
+Both create and exec open the pty from the container's own /dev/ptmx, as runc does, so `tty`
+in the container names a /dev/pts entry it can see: create just before pivot_root (the
+container's devpts is mounted by then; the slave is bound onto /dev/console), exec after
+joining the container's mount namespace. The stage chowns the slave to the container user,
+applies consoleSize, clears ONLCR as runc does, makes the slave its stdio and controlling
+terminal, and reports the master's fd number; P copies it out with pidfd_getfd and sends it
+to --console-socket (so nothing in the init stage needs the socket module).
 """
 
 from __future__ import annotations
@@ -22,23 +24,45 @@ TIOCSPTLCK = 0x40045431  # lock/unlock the slave (unlockpt)
 TIOCGPTPEER = 0x5441  # open the slave from the master, without a path lookup
 
 
-def open_pty(size: ConsoleSize | None, owner_uid: int) -> tuple[int, int]:
-    """A new pty pair (master, slave) from the host's devpts, the slave owned by owner_uid."""
-    master, slave = os.openpty()
-    os.set_inheritable(master, False)
-    os.set_inheritable(slave, False)
-    _configure(master, slave, size, owner_uid)
-    return master, slave
-
-
-def open_pty_here(size: ConsoleSize | None, owner_uid: int) -> tuple[int, int]:
-    """A new pty pair from /dev/ptmx of the current mount namespace (exec: the container's
-    devpts, so `tty` names a /dev/pts entry the container can see)."""
-    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+def open_pty_here(
+    size: ConsoleSize | None, owner_uid: int, root: str | None = None
+) -> tuple[int, int]:
+    """A new pty pair (master, slave) from /dev/ptmx of the current mount namespace, or of the
+    container root at `root` (resolved inside it: create, before pivot_root)."""
+    master = _open_ptmx(root)
     fcntl.ioctl(master, TIOCSPTLCK, b"\0\0\0\0")  # unlockpt
     slave: int = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     _configure(master, slave, size, owner_uid)
     return master, slave
+
+
+def _open_ptmx(root: str | None) -> int:
+    flags = os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC
+    if root is None:
+        return os.open("/dev/ptmx", flags)
+    from galley.oci.paths import open_in_root  # noqa: PLC0415
+
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return open_in_root(root_fd, "/dev/ptmx", flags)
+    except OSError as err:
+        raise OSError(err.errno, f"process.terminal: open /dev/ptmx: {err.strerror}") from None
+    finally:
+        os.close(root_fd)
+
+
+def bind_console(root: str, slave: int) -> None:
+    """Bind the pty slave onto the root's /dev/console (a 0666 file made for it), as runc."""
+    from galley.kernel.mount import fd_path  # noqa: PLC0415
+    from galley.oci.devices import bind_console as bind  # noqa: PLC0415
+
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        bind(root_fd, fd_path(slave))
+    except OSError as err:
+        raise OSError(err.errno, f"process.terminal: /dev/console: {err.strerror}") from None
+    finally:
+        os.close(root_fd)
 
 
 def _configure(master: int, slave: int, size: ConsoleSize | None, owner_uid: int) -> None:

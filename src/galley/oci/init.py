@@ -9,8 +9,10 @@
                                             ◄─ "ok"
                                             fork when a pid/time namespace needs it; "pid"
     ◄─ "pid" {pid}; oom_score_adj ────────► "ok" {pid}: read by the container's pid 1
-                                            setsid, console, hostname, setup_rootfs
-                                              before pivot: "hooks" ─► P runs prestart and
+                                            setsid, hostname, setup_rootfs; before pivot:
+                                              process.terminal: a pty from the root's
+    ◄─ "console" {fd}; P copies the master ◄── /dev/ptmx; "ok" ─► slave → /dev/console, stdio
+                                              "hooks" ─► P runs prestart and
                                               createRuntime ◄─ "ok"; createContainer hooks
                                             sysctl, rlimits, seccomp, user, caps, cwd
     ◄─ "ready"  (create returns) ◄───────── wait on the exec fifo ◄── `start` writes a byte
@@ -149,7 +151,7 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
 
     channel.expect("cgroup")
     pid = _enter_namespaces(channel, spec)
-    console_path = _new_session(boot.get("console"), with_path=True)
+    os.setsid()
     _set_names(spec)
     state: State = {
         "ociVersion": spec.get("ociVersion", ""),
@@ -159,7 +161,8 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         "bundle": boot["bundle"],
         "annotations": spec.get("annotations", {}),
     }
-    _setup_rootfs(spec, boot, console_path, lambda: _before_pivot(channel, spec, state))
+    terminal = bool(boot.get("terminal"))
+    _setup_rootfs(spec, boot, lambda: _before_pivot(channel, spec, state, boot, terminal=terminal))
     channel.send("ready", seccomp_fd=starter.prepare())
     os.read(fifo, 1)  # `start` writes one byte; until then we are "created"
     os.close(fifo)
@@ -175,34 +178,27 @@ def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
     process: Process = msg["process"]
     starter = ProcessStarter(process, spec)  # imports while the host is visible
     if process.get("terminal"):
-        from galley.oci.console import open_pty_here  # noqa: PLC0415 - before joining
+        import galley.oci.console  # noqa: F401, PLC0415 - imported before joining
     channel.expect("cgroup")
     _enter_namespaces(channel, spec)
-    console = None
+    os.setsid()
     if process.get("terminal"):
-        uid = process.get("user", {}).get("uid", 0)
-        master, console = open_pty_here(process.get("consoleSize"), uid)
-        channel.send("console", fd=master)
-        channel.expect("ok")
-    _new_session(console, with_path=False)
+        _open_terminal(channel, process, None)
     channel.send("ready", seccomp_fd=starter.prepare())
     starter.execute(msg["preserve_fds"])
 
 
-def _new_session(console: int | None, *, with_path: bool) -> str | None:
-    """setsid; with a terminal, the pty slave becomes stdio and controlling tty.
+def _open_terminal(channel: Channel, process: Process, root: str | None) -> None:
+    """A pty from the container's /dev/ptmx (under root before pivot_root); P copies the
+    master out; the slave becomes stdio (fd 0 from now on) and controlling terminal."""
+    from galley.oci.console import open_pty_here, take_console  # noqa: PLC0415
 
-    with_path: also return the slave's path for /dev/console (only while the host's /dev is
-    still visible: ttyname fails with ENODEV inside the container's mount namespace).
-    """
-    os.setsid()
-    if console is None:
-        return None
-    from galley.oci.console import take_console  # noqa: PLC0415
-
-    path = os.ttyname(console) if with_path else None
-    take_console(console)
-    return path
+    uid = process.get("user", {}).get("uid", 0)
+    master, slave = open_pty_here(process.get("consoleSize"), uid, root)
+    channel.send("console", fd=master)
+    channel.expect("ok")
+    os.close(master)
+    take_console(slave)
 
 
 def _set_names(spec: Spec) -> None:
@@ -236,8 +232,17 @@ def _enter_namespaces(channel: Channel, spec: Spec) -> int:
     return pid
 
 
-def _before_pivot(channel: Channel, spec: Spec, state: State) -> None:
-    """prestart/createRuntime in P (runtime namespaces), then createContainer in here."""
+def _before_pivot(
+    channel: Channel, spec: Spec, state: State, boot: dict[str, Any], *, terminal: bool
+) -> None:
+    """The console (runc: after the mounts, before the rootfs is finished), prestart and
+    createRuntime in P (runtime namespaces), then createContainer in here."""
+    if terminal:
+        from galley.oci.console import bind_console  # noqa: PLC0415
+
+        root = os.path.realpath(os.path.join(boot["bundle"], spec.get("root", {}).get("path", "")))
+        _open_terminal(channel, spec["process"], root)
+        bind_console(root, 0)  # the slave, now stdin
     hooks = spec.get("hooks", {})
     if hooks.get("prestart") or hooks.get("createRuntime"):
         channel.send("hooks")
@@ -248,16 +253,14 @@ def _before_pivot(channel: Channel, spec: Spec, state: State) -> None:
         run_hooks(hooks["createContainer"], state, "createContainer")
 
 
-def _setup_rootfs(
-    spec: Spec, boot: dict[str, Any], console_path: str | None, before_pivot: Callable[[], None]
-) -> None:
+def _setup_rootfs(spec: Spec, boot: dict[str, Any], before_pivot: Callable[[], None]) -> None:
     from galley.oci.rootfs import setup_rootfs  # noqa: PLC0415
 
     setup_rootfs(
         spec,
         boot["bundle"],
         no_pivot=boot["no_pivot"],
-        console_path=console_path,
+        console_path=None,  # /dev/console is bound in before_pivot, with the container's pty
         before_pivot=before_pivot,
     )
 

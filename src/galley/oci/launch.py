@@ -1,8 +1,9 @@
 """The parent (P) side of `create` and `run`: start the init stage, serve it, report its pid.
 
-P makes the exec fifo, the pty (with --console-socket), forks the read-only init stage
-(galley.oci.stage), builds the cgroup and moves the stage into it, answers the stage until it
-is ready, then sends the pty master, writes the pid file and reports the container's pid, start
+P makes the exec fifo, forks the read-only init stage (galley.oci.stage), builds the cgroup and
+moves the stage into it, answers the stage until it is ready (copying out the pty master the
+stage opened from the container's /dev/ptmx, with --console-socket), then sends the pty master,
+writes the pid file and reports the container's pid, start
 time, cgroup and namespaces (a seccomp notify fd goes to its agent from galley.oci.stage, through
 galley.oci.seccomp_notify). On failure it kills what it started and removes what it made. See
 galley.oci.init for the whole conversation; `start` is one byte into the exec fifo.
@@ -106,10 +107,9 @@ def _create(
     preserve_fds: int,
     foreground: bool,
 ) -> LaunchResult:
-    fifo, master, slave = _prepare(spec, state_dir, rollback, console_socket, foreground)
+    fifo, terminal = _prepare(spec, state_dir, rollback, console_socket, foreground)
     preserve_fds += _listen_fds(spec)
-    keep = list(range(3, 3 + preserve_fds)) + ([slave] if slave is not None else [])
-    channel, stage_pid = spawn_stage(keep)
+    channel, stage_pid = spawn_stage(list(range(3, 3 + preserve_fds)))
     rollback.add(lambda: kill_started(stage_pid))
     rollback.add(channel.close)
     # The stage imports and compiles while P builds the cgroup; it waits for "cgroup" before
@@ -122,13 +122,11 @@ def _create(
         id=container_id,
         fifo=fifo,
         no_pivot=no_pivot,
-        console=slave,
+        terminal=terminal,
         preserve_fds=preserve_fds,
     )
     cgroup = _cgroup(spec, container_id, stage_pid, rollback)
     send_quietly(channel, "cgroup")
-    if slave is not None:
-        os.close(slave)
     state: State = {
         "ociVersion": spec.get("ociVersion", ""),
         "id": container_id,
@@ -136,8 +134,10 @@ def _create(
         "bundle": bundle,
         "annotations": spec.get("annotations", {}),
     }
-    pid = serve(channel, spec, stage_pid, state, rollback)
-    return _finish(pid, cgroup, master, console_socket, pid_file)
+    masters: list[int] = []
+    rollback.add(lambda: _close_all(masters))
+    pid = serve(channel, spec, stage_pid, state, rollback, consoles=masters)
+    return _finish(pid, cgroup, masters, console_socket, pid_file)
 
 
 def _prepare(
@@ -146,32 +146,32 @@ def _prepare(
     rollback: Rollback,
     console_socket: str | None,
     foreground: bool,
-) -> tuple[str, int | None, int | None]:
-    """The exec fifo, the pty (master, slave) if any; `run` in the foreground: subreaper."""
+) -> tuple[str, bool]:
+    """The exec fifo; whether the process gets a pty; `run` in the foreground: subreaper."""
+    terminal = check_console(spec.get("process", {}), console_socket)
     fifo = os.path.join(state_dir, FIFO_NAME)
     os.mkfifo(fifo, 0o622)
     rollback.add(lambda: os.unlink(fifo))
-    master, slave = open_console(spec, console_socket, foreground)
     if foreground:
         from galley.kernel.proc import set_child_subreaper  # noqa: PLC0415
 
         set_child_subreaper()  # init is reparented to us when the stage exits
-    return fifo, master, slave
+    return fifo, terminal
 
 
 def _finish(
     pid: int,
     cgroup: CgroupManager | None,
-    master: int | None,
+    masters: list[int],
     console_socket: str | None,
     pid_file: str | None,
 ) -> LaunchResult:
     """After "ready": the pty master to the console socket, the pid file, the result."""
-    if master is not None and console_socket is not None:
+    if masters and console_socket is not None:
         from galley.oci.console import send_master  # noqa: PLC0415
 
-        send_master(console_socket, master)
-        os.close(master)
+        send_master(console_socket, masters[0])
+        _close_all(masters)
     start_time = process_start_time(pid)
     if pid_file:
         write_pid_file(pid_file, pid)
@@ -197,19 +197,6 @@ def _cgroup(
     return manager
 
 
-def open_console(
-    spec: Spec, console_socket: str | None, foreground: bool
-) -> tuple[int | None, int | None]:
-    """(master, slave) of the container's pty when process.terminal, else (None, None)."""
-    process = spec.get("process", {})
-    if not check_console(process, console_socket):
-        return None, None
-    from galley.oci.console import open_pty  # noqa: PLC0415
-
-    uid = host_id(process.get("user", {}).get("uid", 0), spec.get("linux", {}), "uidMappings")
-    return open_pty(process.get("consoleSize"), uid)
-
-
 def check_console(process: Process, console_socket: str | None) -> bool:
     """Whether the process gets a pty; refuses runc's refused combinations of the two."""
     if not process.get("terminal"):
@@ -223,15 +210,6 @@ def check_console(process: Process, console_socket: str | None) -> bool:
     return True
 
 
-def host_id(container_id: int, linux: object, key: str) -> int:
-    """The host uid/gid of a container id through linux.uidMappings/gidMappings (if any)."""
-    mappings = linux.get(key) if isinstance(linux, dict) else None
-    for m in mappings or []:
-        if m["containerID"] <= container_id < m["containerID"] + m["size"]:
-            return int(m["hostID"] + container_id - m["containerID"])
-    return container_id
-
-
 def _listen_fds(spec: Spec) -> int:
     """systemd socket activation: pass LISTEN_FDS through as runc does (they come first)."""
     count = os.environ.get("LISTEN_FDS", "")
@@ -240,6 +218,11 @@ def _listen_fds(spec: Spec) -> int:
     env = spec.setdefault("process", {}).setdefault("env", [])
     env += [f"LISTEN_FDS={count}", "LISTEN_PID=1"]
     return int(count)
+
+
+def _close_all(fds: list[int]) -> None:
+    while fds:
+        os.close(fds.pop())
 
 
 def process_start_time(pid: int) -> int:

@@ -48,15 +48,18 @@ class Rollback:
 
 def spawn_stage(keep: list[int], argv_extra: tuple[str, ...] = ()) -> tuple[Channel, int]:
     """Fork C, which re-executes a read-only interpreter as the init stage; (channel, C's pid)."""
-    to_stage, from_p = os.pipe2(os.O_CLOEXEC)[::-1]
-    from_stage, to_p = os.pipe2(os.O_CLOEXEC)
+    floor = max(keep, default=2) + 1
+    to_stage, from_p = _pipe_above(floor)[::-1]
+    from_stage, to_p = _pipe_above(floor)
     pid = os.fork()
     if pid == 0:  # C
         try:
             os.close(to_stage)
             os.close(from_stage)
-            for fd in (from_p, to_p, *keep):
-                os.set_inheritable(fd, True)
+            # The preserved fds are inheritable already (they came through our own execve);
+            # an fd P opened there itself (a free number: a lock, a log) is close-on-exec.
+            os.set_inheritable(from_p, True)
+            os.set_inheritable(to_p, True)
             exec_readonly_interpreter([str(from_p), str(to_p), *argv_extra])
         except BaseException as err:  # C must never return into P's code
             try:
@@ -66,6 +69,21 @@ def spawn_stage(keep: list[int], argv_extra: tuple[str, ...] = ()) -> tuple[Chan
     os.close(from_p)
     os.close(to_p)
     return Channel(from_stage, to_stage), pid
+
+
+def _pipe_above(floor: int) -> tuple[int, int]:
+    """A close-on-exec pipe whose fds are >= floor: a pipe on a free fd number inside the
+    preserved range (--preserve-fds, LISTEN_FDS) would otherwise reach the container."""
+    import fcntl  # noqa: PLC0415
+
+    ends = []
+    for fd in os.pipe2(os.O_CLOEXEC):
+        if fd < floor:
+            moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+            os.close(fd)
+            fd = moved
+        ends.append(fd)
+    return ends[0], ends[1]
 
 
 def send_quietly(channel: Channel, kind: str, **fields: object) -> None:
