@@ -61,7 +61,7 @@ def _create_with_console(rt: Runtime, bundle: Bundle, sock_path: str) -> tuple[s
     return cid, fds[0]
 
 
-def _console_output(rt: Runtime, bundle: Bundle, sock_path: str) -> bytes:
+def console_output(rt: Runtime, bundle: Bundle, sock_path: str) -> bytes:
     """Create with a console socket, start, and read the terminal until the process ends."""
     cid, master = _create_with_console(rt, bundle, sock_path)
     try:
@@ -79,7 +79,7 @@ def test_console_socket_receives_master(runtime: Runtime, bundle: Bundle, tmp_pa
         "-c",
         "[ -t 0 ] && [ -t 1 ] && echo isatty; stty size; ls -l /dev/console",
     ]
-    out = _console_output(runtime, bundle, str(tmp_path / "console.sock"))
+    out = console_output(runtime, bundle, str(tmp_path / "console.sock"))
     assert out.startswith(b"isatty\n33 101\n"), out  # no \r: ONLCR cleared as runc does
     assert b"/dev/console" in out
 
@@ -96,7 +96,7 @@ def test_pty_comes_from_the_containers_devpts(
         "tty; stat -c 'console %t:%T' /dev/console; stat -c 'pts %t:%T' /dev/pts/0;"
         " ls /dev/pts; ls -l /proc/self/fd",
     ]
-    out = _console_output(any_runtime, bundle, str(tmp_path / "console.sock")).decode()
+    out = console_output(any_runtime, bundle, str(tmp_path / "console.sock")).decode()
     lines = out.splitlines()
     assert lines[0] == "/dev/pts/0", out
     assert lines[1] == lines[2].replace("pts", "console"), out  # the same device

@@ -16,6 +16,7 @@ import pytest
 from galley.fixtures.busybox import default_config
 from tests.conftest import GALLEY_RUNC
 from tests.oci.conftest import Bundle, Runtime
+from tests.oci.test_console import console_output
 
 pytestmark = pytest.mark.root
 
@@ -52,6 +53,26 @@ def test_user_namespace_maps_written_by_parent(runtime: Runtime, open_bundle: Bu
     out = _run(runtime, bundle, "cat /proc/self/uid_map /proc/self/gid_map; id -u")
     lines = [line.split() for line in out.splitlines()]
     assert lines == [["0", "100000", "65536"], ["0", "200000", "65536"], ["0"]]
+
+
+def test_terminal_in_a_user_namespace(
+    runtime: Runtime, open_bundle: Bundle, tmp_path: Path
+) -> None:
+    """The pty opened inside the container's devpts, owned by the mapped user (uid 1000)."""
+    bundle = open_bundle
+    linux = bundle.config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    linux.pop("resources", None)
+    bundle.config["mounts"] = [
+        m for m in bundle.config["mounts"] if m["type"] in ("proc", "tmpfs", "devpts")
+    ]
+    process = bundle.config["process"]
+    process.update(terminal=True, user={"uid": 1000, "gid": 1000})
+    process["args"] = ["sh", "-c", "tty; stat -c '%u' $(tty); id -u"]
+    out = console_output(runtime, bundle, str(tmp_path / "console.sock")).decode()
+    assert out.split() == ["/dev/pts/0", "1000", "1000"], out
 
 
 def test_hostname_and_domainname(runtime: Runtime, bundle: Bundle) -> None:
