@@ -287,7 +287,7 @@ def test_debug_log_lines(runtime: Runtime, fake: st.ContainerState, tmp_path: Pa
     entry = json.loads(log.read_text().splitlines()[-1])
     assert entry["level"] == "debug"
     assert f"container_id={fake.id}" in entry["msg"]
-    assert "signal=SIGKILL" in entry["msg"]
+    assert "signal=9 " in entry["msg"]
 
 
 def test_delete_force_clears_a_half_created_container(runtime: Runtime) -> None:

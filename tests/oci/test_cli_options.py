@@ -75,13 +75,22 @@ def test_help_and_version() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "number"), [("KILL", 9), ("SIGKILL", 9), ("sigterm", 15), ("9", 9), ("usr1", 10)]
+    ("text", "number"),
+    [
+        ("KILL", 9),
+        ("SIGKILL", 9),
+        ("sigterm", 15),
+        ("9", 9),
+        ("usr1", 10),
+        ("RTMAX", 64),
+        ("40", 40),
+    ],
 )
 def test_signals(text: str, number: int) -> None:
     assert parse_signal(text) == number
 
 
-@pytest.mark.parametrize("bad", ["NOPE", "999", "SIG"])
+@pytest.mark.parametrize("bad", ["NOPE", "999", "0", "65", "SIG", "SIG_IGN", "_IGN", "NSIG", "-9"])
 def test_bad_signals(bad: str) -> None:
     with pytest.raises(InvalidArgument, match="unknown signal"):
         parse_signal(bad)

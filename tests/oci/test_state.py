@@ -11,7 +11,7 @@ import pytest
 
 from galley.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from galley.oci import state as st
-from galley.oci.status import Operation, Status, can, require
+from galley.oci.status import ALLOWED, OPERATIONS, STATUSES, Operation, Status, can, require
 
 
 @pytest.fixture
@@ -143,9 +143,17 @@ def test_state_machine() -> None:
         require(Operation.KILL, Status.STOPPED, "x")
     with pytest.raises(FailedPrecondition, match="container not paused"):
         require(Operation.RESUME, Status.RUNNING, "x")
-    for op in Operation:
+    for op in OPERATIONS:
         require(op, next(iter(sorted(_allowed(op), key=lambda s: s.value))), "x")
 
 
 def _allowed(op: Operation) -> set[Status]:
-    return {s for s in Status if can(op, s)}
+    return {s for s in STATUSES if can(op, s)}
+
+
+def test_status_constants() -> None:
+    assert [s.value for s in STATUSES] == ["creating", "created", "running", "paused", "stopped"]
+    assert all(getattr(Status, s.name) is s and s.name.lower() == s.value for s in STATUSES)
+    assert all(getattr(Operation, o.name) is o for o in OPERATIONS)
+    assert repr(Status.PAUSED) == "Status.PAUSED"
+    assert set(OPERATIONS) == set(ALLOWED)

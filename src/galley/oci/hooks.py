@@ -18,7 +18,6 @@ its whole environment (without `env`, ours is passed on, as runc does); `timeout
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 from galley.errors import DeadlineExceeded, FailedPrecondition
@@ -68,7 +67,7 @@ def run_hook(hook: Hook, state_json: bytes, phase: str) -> None:
     try:
         out, err = proc.communicate(state_json, timeout=timeout or None)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, 9)  # SIGKILL (subprocess has imported signal; we need not)
         proc.wait()
         raise DeadlineExceeded(f"{phase} hook {path}: timed out after {timeout}s") from None
     if proc.returncode != 0:

@@ -11,7 +11,6 @@ created gets its parent's values first, as runc does.
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 from galley.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
@@ -264,7 +263,7 @@ class V1Manager:
         nothing of the container may outlive its cgroup (and rmdir would wait for nothing).
         """
         if self.pids():
-            self.kill(signal.SIGKILL)
+            self.kill(manager.SIGKILL)
         for directory in sorted(set(self._paths.values())):
             manager.remove(directory)
         if self.unified is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import time
 
 from galley.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
@@ -257,7 +256,7 @@ class V2Manager:
 
     def kill(self, sig: int) -> None:
         """SIGKILL through cgroup.kill where the kernel has it, else signal each process frozen."""
-        if sig == signal.SIGKILL and self._has("cgroup.kill"):
+        if sig == manager.SIGKILL and self._has("cgroup.kill"):
             self._write("cgroup.kill", "1")
             return
         manager.signal_all(self, sig, can_freeze=self._has("cgroup.freeze"))
@@ -271,7 +270,7 @@ class V2Manager:
     def destroy(self) -> None:
         """Remove the directory (and any sub-cgroups), killing what is still inside first."""
         if self.pids():
-            self.kill(signal.SIGKILL)
+            self.kill(manager.SIGKILL)
         manager.remove(self.directory)
 
     def save(self) -> dict[str, object]:

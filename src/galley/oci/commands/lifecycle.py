@@ -14,7 +14,6 @@ kill:   signal init (or, with --all, every process of the cgroup)
 from __future__ import annotations
 
 import os
-import signal
 
 from galley.errors import InvalidArgument, NotFound
 from galley.oci.commands.args import container_id, parse_signal
@@ -45,15 +44,17 @@ if TYPE_CHECKING:
     from galley.oci.launch import LaunchResult
     from galley.oci.spec import Spec
 
+# What a foreground `run` forwards to the container's init (names: the signal module is
+# imported only by the commands that need it, as it costs ~2 ms).
 FORWARDED_SIGNALS = (
-    signal.SIGHUP,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGTERM,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGWINCH,
-    signal.SIGCONT,
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGTERM",
+    "SIGUSR1",
+    "SIGUSR2",
+    "SIGWINCH",
+    "SIGCONT",
 )
 
 
@@ -200,7 +201,10 @@ def reap(state: ContainerState, *, block: bool) -> int | None:
 
 def wait_foreground(state: ContainerState, master: int | None = None) -> int:
     """Wait for init, forwarding our signals to it (and relaying its terminal, if any)."""
-    previous = {s: signal.signal(s, lambda n, _f: signal_init(state, n)) for s in FORWARDED_SIGNALS}
+    import signal  # noqa: PLC0415 - lazy: see FORWARDED_SIGNALS
+
+    forwarded = [signal.Signals[name] for name in FORWARDED_SIGNALS]
+    previous = {s: signal.signal(s, lambda n, _f: signal_init(state, n)) for s in forwarded}
     try:
         if master is not None:
             from galley.oci.commands.terminal import relay  # noqa: PLC0415
@@ -234,7 +238,7 @@ def delete(ctx: Context, cid: str, *, force: bool) -> None:
         destroy(state)
 
 
-def kill(ctx: Context, cid: str, sig: signal.Signals, *, all_processes: bool) -> None:
+def kill(ctx: Context, cid: str, sig: int, *, all_processes: bool) -> None:
     """Signal the container's init, or all its processes."""
     state = ContainerState.load(ctx.root, cid)
     if all_processes:
@@ -262,7 +266,7 @@ def run(command: str, ctx: Context, args: Args) -> int:
     elif command == "kill":
         sig = parse_signal(args.signal or "SIGTERM")
         kill(ctx, cid, sig, all_processes=args.all)
-        ctx.log.debug(f"signalled container_id={cid} signal={sig.name} all={args.all}")
+        ctx.log.debug(f"signalled container_id={cid} signal={sig} all={args.all}")
     return 0
 
 
