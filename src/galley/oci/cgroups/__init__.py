@@ -21,12 +21,12 @@ __all__ = ["CgroupLayout", "CgroupManager", "build", "detect", "load", "manager_
 
 
 def _v2_directory(mount: str, path: str) -> str:
-    """Relative paths go under this process's cgroup2 cgroup (its parent if that is a .scope)."""
+    """Relative paths go under the parent of this process's cgroup2 cgroup, as runc's: our own
+    cgroup holds a process (us), and cgroup v2's no-internal-processes rule would keep it from
+    enabling controllers for a child (no memory, pids or cpu for the container)."""
     if path.startswith("/"):
         return os.path.normpath(os.path.join(mount, path.lstrip("/")))
-    own = own_cgroups().get("", "/")
-    if own.endswith(".scope"):
-        own = os.path.dirname(own)
+    own = os.path.dirname(own_cgroups().get("", "/"))
     return os.path.normpath(os.path.join(mount, own.lstrip("/"), path))
 
 

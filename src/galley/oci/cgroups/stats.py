@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from galley.oci.cgroups.manager import read, read_int, read_keyed
+from galley.oci.cgroups.manager import procs, read, read_int, read_keyed
 
 UNLIMITED = 2**64 - 1
 _HUGEPAGES = "/sys/kernel/mm/hugepages"
@@ -120,6 +120,9 @@ def _blkio_v1(d: str) -> dict[str, object]:
 
 
 def _pids(d: str) -> dict[str, int]:
+    """pids.current and pids.max; without the pids controller, the processes counted (as runc)."""
+    if not os.path.exists(os.path.join(d, "pids.current")):
+        return {"current": len(procs(d)), "limit": 0}
     return {"current": read_int(d, "pids.current"), "limit": read_int(d, "pids.max")}
 
 

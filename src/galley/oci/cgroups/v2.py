@@ -125,13 +125,32 @@ class V2Manager:
     def _write(self, name: str, value: str | int) -> None:
         controller = name.split(".", 1)[0]
         if not self._has(name) and controller not in {"cgroup", *self._enabled()}:
-            parent = os.path.dirname(self.directory)
             raise InvalidArgument(
-                f"cgroup {self.directory}: cannot write {name}: the {controller} controller is "
-                f"not enabled in {parent}/cgroup.subtree_control (a cgroup with processes of "
-                "its own cannot pass controllers down)"
+                f"cgroup {self.directory}: cannot write {name}: {self._why_missing(controller)}"
             )
         write(self.directory, name, value)
+
+    def _why_missing(self, controller: str) -> str:
+        """Which ancestor keeps controller from this cgroup, and why (for the error)."""
+        relative = os.path.relpath(os.path.dirname(self.directory), self.mount)
+        current = self.mount
+        for part in ["", *([] if relative == "." else relative.split("/"))]:
+            current = os.path.join(current, part) if part else current
+            if controller in _read_set(current, "cgroup.subtree_control"):
+                continue
+            where = (
+                f"the {controller} controller is not enabled in {current}/cgroup.subtree_control"
+            )
+            if controller not in _read_set(current, "cgroup.controllers"):
+                return f"{where}: {current} does not have it (the kernel or its parent lacks it)"
+            if current != self.mount and _read_set(current, "cgroup.procs"):
+                return (
+                    f"{where}: {current} holds processes, and cgroup v2's no-internal-processes "
+                    "rule keeps a cgroup with processes of its own from enabling controllers "
+                    "for its children (use a cgroupsPath outside it)"
+                )
+            return f"{where}: the kernel refused to enable it there"
+        return f"the {controller} controller is not available in {self.directory}"
 
     def _enabled(self) -> frozenset[str]:
         try:
@@ -281,6 +300,14 @@ class V2Manager:
             "mount": self.mount,
             "device_rules": [r.to_json() for r in self.device_rules],
         }
+
+
+def _read_set(directory: str, name: str) -> set[str]:
+    """The words of a cgroup file (controllers, pids) as a set; empty when unreadable."""
+    try:
+        return set(read(directory, name).split())
+    except OSError:
+        return set()
 
 
 def _enable_controllers(directory: str, *, is_root: bool) -> None:
