@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from galley.oci.spec import NAMESPACE_TYPES
+from galley.oci.vocabulary import NAMESPACE_TYPES
 
 OCI_VERSION_MIN = "1.0.0"
 OCI_VERSION_MAX = "1.3.0"

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
-SUPPORTED_VERSIONS = ("1.0.", "1.1.", "1.2.", "1.3.")
+from galley.oci.vocabulary import NAMESPACE_TYPES, SUPPORTED_VERSIONS
 
-NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
+__all__ = ["NAMESPACE_TYPES", "SUPPORTED_VERSIONS"]  # and the TypedDicts below
 NamespaceType = Literal["pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"]
 
 
