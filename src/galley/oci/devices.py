@@ -17,12 +17,12 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-from typing import TYPE_CHECKING
 
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import mount as k
 from galley.oci import paths
 
+TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
 if TYPE_CHECKING:
     from galley.oci.spec import Device, Mount
 

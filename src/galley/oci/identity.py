@@ -14,11 +14,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import TYPE_CHECKING
 
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import caps as kcaps
 
+TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
 if TYPE_CHECKING:
     from galley.oci.spec import User
 

@@ -16,11 +16,11 @@ works in an init stage that has not entered a container user namespace yet.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import mount as k
 
+TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
 if TYPE_CHECKING:
     from galley.oci.spec import IDMapping, Mount, Spec
 

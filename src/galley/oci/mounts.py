@@ -16,12 +16,12 @@ Performing a mount (MountContext.mount):
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import mount as k
 from galley.oci import paths
 
+TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
 if TYPE_CHECKING:
     from collections.abc import Callable
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import errno
 import resource
-from typing import TYPE_CHECKING
 
 from galley.errors import FailedPrecondition, InvalidArgument
 
+TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
 if TYPE_CHECKING:
     from galley.oci.spec import Rlimit
 

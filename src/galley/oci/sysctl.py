@@ -8,10 +8,10 @@ is already in place is not written again, so a second call (the init stage's) is
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from galley.errors import FailedPrecondition
 
+TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
 if TYPE_CHECKING:
     from galley.oci.spec import Spec
 
