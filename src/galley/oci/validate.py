@@ -15,7 +15,6 @@ checks on whether the host has what is asked for (user namespaces, SELinux, AppA
 from __future__ import annotations
 
 import os
-import re
 
 from galley.oci.validate_fields import (
     UINT32_MAX,
@@ -26,6 +25,8 @@ from galley.oci.validate_fields import (
     fail,
     fields,
     integer,
+    is_capability_name,
+    is_semver,
     obj,
     one_of,
     required,
@@ -86,14 +87,12 @@ HOOK_PHASES = (
     "poststart",
     "poststop",
 )
-_CAP_RE = re.compile(r"^CAP_[A-Z_]+$")
-_VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)([-+][0-9A-Za-z.+-]+)?$")
 
 
 def check_version(path: str, value: object) -> str:
     """ociVersion must be a semver within 1.0.x-1.3.x."""
     v = string(path, value, empty=False)
-    if not _VERSION_RE.match(v):
+    if not is_semver(v):
         raise fail(path, f'"{v}" is not a semantic version')
     if not v.startswith(SUPPORTED_VERSIONS):
         raise fail(path, f'unsupported version "{v}" (supported: 1.0.x to 1.3.x)')
@@ -121,7 +120,7 @@ def _capabilities(path: str, value: object) -> None:
     for name in CAP_SETS:
         if name in d and d[name] is not None:
             for i, cap in enumerate(strings(f"{path}.{name}", d[name])):
-                if not _CAP_RE.match(cap):
+                if not is_capability_name(cap):
                     raise fail(f"{path}.{name}[{i}]", f'unknown capability "{cap}"')
 
 
