@@ -192,11 +192,6 @@ def test_exec_tty_failure_does_not_hang(runtime: Runtime, bundle: Bundle) -> Non
     assert time.monotonic() - t0 < 10
 
 
-@pytest.mark.xfail(
-    reason="the exec init stage imports galley.oci.console after joining the container's "
-    "mount namespace (execution); the relay itself is tested through `run`",
-    strict=False,
-)
 def test_exec_tty_relays_stdio(runtime: Runtime, bundle: Bundle) -> None:
     bundle.config["process"]["args"] = ["sleep", "60"]
     cid = runtime.new_id()
