@@ -149,19 +149,31 @@ def test_relative_cgroups_path_is_under_the_runtimes_cgroup(
     runtime: Runtime, bundle: Bundle, parent: str
 ) -> None:
     relative = parent.lstrip("/") + "/c"
-    # On v2 our own cgroup holds processes, so it cannot pass controllers down: no limits.
+    # On v2 the parent of our cgroup may hold processes too (it cannot pass controllers down).
     resources = RESOURCES if LAYOUT.mode != "v2" else {"devices": RESOURCES["devices"]}
     cid, pid = _create(runtime, bundle, relative, ["true"], resources)
+    bases = _relative_bases()
     try:
-        mine, theirs = own_cgroups(), own_cgroups(pid)
-        for controller, path in theirs.items():
-            expected = os.path.join(mine[controller], relative)
-            assert path == expected, controller
+        theirs = own_cgroups(pid)
+        assert bases, f"no mounted cgroup hierarchy in {LAYOUT}"
+        for controller in bases:
+            path = theirs.get(controller)
+            expected = os.path.join(bases[controller], relative)
+            hierarchy = "cgroup2" if controller == "" else f"v1 {controller}"
+            assert path == expected, f"{hierarchy}: container in {path}, expected {expected}"
     finally:
         runtime("delete", "--force", cid, check=True)
-        for path in set(own_cgroups().values()):
-            if path != "/":
-                remove_everywhere(os.path.join(path, parent.lstrip("/")), LAYOUT)
+        for base in set(bases.values()):
+            if base != "/":
+                remove_everywhere(os.path.join(base, parent.lstrip("/")), LAYOUT)
+
+
+def _relative_bases() -> dict[str, str]:
+    """Where a relative cgroupsPath lands, per hierarchy: under our own v1 cgroups, and under
+    the PARENT of our own cgroup2 cgroup (as runc: ours holds us, no controllers pass down)."""
+    mounted = {*LAYOUT.v1, *([""] if LAYOUT.unified is not None else [])}
+    mine = {c: p for c, p in own_cgroups().items() if c in mounted}
+    return {c: os.path.dirname(p) if c == "" else p for c, p in mine.items()}
 
 
 def test_a_cgroup_in_use_is_refused_and_nothing_is_left(

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from galley.oci.cgroups.layout import detect, own_cgroups
 from tests.oci.conftest import Bundle, Runtime
 from tests.oci.test_lifecycle import detached, status, wait_status
 
 pytestmark = pytest.mark.root
+LAYOUT = detect()
 
 
 @pytest.fixture
@@ -30,13 +32,20 @@ def init_pid(rt: Runtime, cid: str) -> int:
     return int(json.loads(rt("state", cid, check=True).stdout)["pid"])
 
 
-def cgroup_file(pid: int, controller: str, name: str) -> Path:
-    """A control file of pid's cgroup in the v1 hierarchy holding controller."""
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if controller in controllers.split(","):
-            return Path("/sys/fs/cgroup", controllers, path.lstrip("/"), name)
-    raise AssertionError(f"no {controller} cgroup for {pid}")
+def on_v1(controller: str) -> bool:
+    """Whether a v1 hierarchy holds controller (else the cgroup2 one does: v2 file names)."""
+    return controller in LAYOUT.v1
+
+
+def cgroup_file(pid: int, controller: str, v1_name: str, v2_name: str = "") -> Path:
+    """A control file of pid's cgroup: v1_name in the v1 hierarchy holding controller, or
+    v2_name (default v1_name) in pid's cgroup2 cgroup when no v1 hierarchy holds it."""
+    paths = own_cgroups(pid)
+    if on_v1(controller):
+        return Path(LAYOUT.v1[controller].directory(paths[controller]), v1_name)
+    if LAYOUT.unified is None or "" not in paths:
+        raise AssertionError(f"pid {pid}: no v1 {controller} hierarchy and no cgroup2 cgroup")
+    return Path(LAYOUT.unified.directory(paths[""]), v2_name or v1_name)
 
 
 def pids_of(rt: Runtime, cid: str) -> list[int]:
@@ -59,14 +68,15 @@ def test_pause_and_resume(running: tuple[Runtime, str]) -> None:
     rt, cid = running
     rt("pause", cid, check=True)
     assert status(rt, cid) == "paused"
-    freezer = cgroup_file(init_pid(rt, cid), "freezer", "freezer.state")
-    assert freezer.read_text().strip() == "FROZEN"
+    freezer = cgroup_file(init_pid(rt, cid), "freezer", "freezer.state", "cgroup.freeze")
+    frozen, thawed = ("FROZEN", "THAWED") if on_v1("freezer") else ("1", "0")
+    assert freezer.read_text().strip() == frozen, f"{freezer} after pause"
     twice = rt("pause", cid)
     assert twice.returncode == 1
     assert "container not running" in twice.stderr
     rt("resume", cid, check=True)
     assert status(rt, cid) == "running"
-    assert freezer.read_text().strip() == "THAWED"
+    assert freezer.read_text().strip() == thawed, f"{freezer} after resume"
     again = rt("resume", cid)
     assert again.returncode == 1
     assert "container not paused" in again.stderr
@@ -115,8 +125,11 @@ def test_update_limits(running: tuple[Runtime, str]) -> None:
     pid = init_pid(rt, cid)
     rt("update", "--pids-limit", "50", "--memory", "64M", "--cpu-quota", "50000", cid, check=True)
     assert cgroup_file(pid, "pids", "pids.max").read_text().strip() == "50"
-    assert cgroup_file(pid, "memory", "memory.limit_in_bytes").read_text().strip() == str(64 << 20)
-    assert cgroup_file(pid, "cpu", "cpu.cfs_quota_us").read_text().strip() == "50000"
+    memory = cgroup_file(pid, "memory", "memory.limit_in_bytes", "memory.max")
+    assert memory.read_text().strip() == str(64 << 20), memory
+    cpu = cgroup_file(pid, "cpu", "cpu.cfs_quota_us", "cpu.max")
+    # v2's cpu.max is "quota period"; the period stays the kernel's default 100000
+    assert cpu.read_text().strip() == ("50000" if on_v1("cpu") else "50000 100000"), cpu
     rt("update", "--resources", "-", cid, input=json.dumps({"pids": {"limit": 77}}), check=True)
     assert cgroup_file(pid, "pids", "pids.max").read_text().strip() == "77"
 
