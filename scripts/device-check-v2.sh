@@ -38,6 +38,6 @@ if [ "$out" = "$expected" ]; then echo "V2 CONTAINER CHECK: PASS"; else echo "V2
 
 if ls "$wheels"/pytest-*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --target /tmp/galley-site "$wheels"/*.whl 2>&1 | tail -2
-  PYTHONPATH=/tmp/galley-site:src timeout 420 python3 -m pytest -q -p no:cacheprovider \
-    -o addopts="" tests/oci 2>&1 | tail -40
+  PYTHONPATH=/tmp/galley-site:src timeout 90 python3 -m pytest -q -p no:cacheprovider \
+    -o addopts="" -rf --tb=line tests/oci 2>&1 | tail -40
 fi
