@@ -20,6 +20,7 @@ import pytest
 
 from galley.fixtures.busybox import default_config, make_rootfs
 from tests.conftest import GALLEY_RUNC
+from tests.oci.cgroup_fixtures import Children, children, remove_everywhere, unique_parent
 
 RUNC = shutil.which("runc")
 RUNTIMES = {"galley": GALLEY_RUNC, **({"runc": RUNC} if RUNC else {})}
@@ -107,3 +108,19 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
     rt = Runtime(GALLEY_RUNC, tmp_path / "state")
     yield rt
     rt.cleanup()
+
+
+@pytest.fixture
+def parent() -> Iterator[str]:
+    """A fresh cgroup path (e.g. /galley-test-…), removed from every hierarchy afterwards."""
+    path = unique_parent()
+    try:
+        yield path
+    finally:
+        remove_everywhere(path)
+
+
+@pytest.fixture
+def kids() -> Iterator[Children]:
+    """Sleeping child processes to put into cgroups; killed and reaped afterwards."""
+    yield from children()

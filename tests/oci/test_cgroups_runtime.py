@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from galley.oci.cgroups.layout import detect, own_cgroups
-from tests.oci.cgroup_fixtures import remove_everywhere, run_detached, unique_parent
+from tests.oci.cgroup_fixtures import remove_everywhere, run_detached
 from tests.oci.conftest import RUNC, RUNTIMES, Bundle, Runtime
 
 LAYOUT = detect()
@@ -29,15 +28,6 @@ RESOURCES: dict[str, Any] = {
         {"allow": True, "type": "c", "major": 10, "minor": 237, "access": "r"},
     ],
 }
-
-
-@pytest.fixture
-def parent() -> Iterator[str]:
-    path = unique_parent()
-    try:
-        yield path
-    finally:
-        remove_everywhere(path, LAYOUT)
 
 
 def _files(cgroup: str) -> dict[str, str]:

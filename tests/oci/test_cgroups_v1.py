@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,10 +16,7 @@ from galley.oci.cgroups.layout import detect, own_cgroups
 from galley.oci.cgroups.v1 import V1Manager
 from tests.oci.cgroup_fixtures import (
     Children,
-    children,
     proc_state,
-    remove_everywhere,
-    unique_parent,
 )
 
 LAYOUT = detect()
@@ -29,20 +25,6 @@ pytestmark = [
     pytest.mark.skipif(LAYOUT.mode == "v2", reason="host has no cgroup v1 hierarchies"),
 ]
 MiB = 1 << 20
-
-
-@pytest.fixture
-def parent() -> Iterator[str]:
-    path = unique_parent()
-    try:
-        yield path
-    finally:
-        remove_everywhere(path, LAYOUT)
-
-
-@pytest.fixture
-def kids() -> Iterator[Children]:
-    yield from children()
 
 
 def _new(parent: str, resources: dict[str, Any] | None = None, **linux: Any) -> V1Manager:

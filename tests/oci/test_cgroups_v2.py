@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from galley.oci.cgroups.conversions import blkio_to_io_weight, shares_to_weight,
 from galley.oci.cgroups.devices import DEFAULT_ALLOWED
 from galley.oci.cgroups.layout import detect, own_cgroups
 from galley.oci.cgroups.v2 import V2Manager
-from tests.oci.cgroup_fixtures import Children, children, remove_everywhere, unique_parent
+from tests.oci.cgroup_fixtures import Children
 
 LAYOUT = detect()
 UNIFIED = LAYOUT.unified
@@ -37,20 +36,6 @@ def needs(controller: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(
         controller not in LAYOUT.unified_controllers(), reason=f"cgroup2 has no {controller}"
     )
-
-
-@pytest.fixture
-def parent() -> Iterator[str]:
-    path = unique_parent()
-    try:
-        yield path
-    finally:
-        remove_everywhere(path, LAYOUT)
-
-
-@pytest.fixture
-def kids() -> Iterator[Children]:
-    yield from children()
 
 
 def _manager(parent: str) -> V2Manager:
