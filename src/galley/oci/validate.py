@@ -19,7 +19,6 @@ import os
 from galley.oci.validate_fields import (
     UINT32_MAX,
     abspath,
-    arr,
     boolean,
     each,
     fail,
@@ -33,6 +32,7 @@ from galley.oci.validate_fields import (
     string,
     string_map,
     strings,
+    typed_entries,
 )
 from galley.oci.vocabulary import SUPPORTED_VERSIONS
 
@@ -125,14 +125,7 @@ def _capabilities(path: str, value: object) -> None:
 
 
 def _rlimits(path: str, value: object) -> None:
-    seen: set[str] = set()
-    for i, item in enumerate(arr(path, value)):
-        p = f"{path}[{i}]"
-        d = obj(p, item)
-        kind = one_of(f"{p}.type", required(p, d, "type"), RLIMIT_TYPES, "rlimit type")
-        if kind in seen:
-            raise fail(f"{p}.type", f'duplicate rlimit type "{kind}"')
-        seen.add(kind)
+    for p, d, _kind in typed_entries(path, value, RLIMIT_TYPES, "rlimit type"):
         soft = integer(f"{p}.soft", required(p, d, "soft"), 0)
         hard = integer(f"{p}.hard", required(p, d, "hard"), 0)
         if soft > hard:

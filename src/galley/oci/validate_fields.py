@@ -10,7 +10,7 @@ from galley.errors import InvalidArgument
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from typing import Any
 
 UINT32_MAX = 2**32 - 1
@@ -170,3 +170,18 @@ def cpuset(path: str, value: object) -> None:
     s = string(path, value)
     if s.strip() and not _is_node_list(s):
         raise fail(path, f'"{s}" is not a cpu/memory node list like "0-3,5"')
+
+
+def typed_entries(
+    path: str, value: object, allowed: tuple[str, ...] | frozenset[str], what: str
+) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """Each (path, object, type) of an array of objects keyed by a unique `type` field."""
+    seen: set[str] = set()
+    for i, item in enumerate(arr(path, value)):
+        p = f"{path}[{i}]"
+        d = obj(p, item)
+        kind = one_of(f"{p}.type", required(p, d, "type"), allowed, what)
+        if kind in seen:
+            raise fail(f"{p}.type", f'duplicate {what} "{kind}"')
+        seen.add(kind)
+        yield p, d, kind

@@ -26,6 +26,7 @@ from galley.oci.validate_fields import (
     string,
     string_map,
     strings,
+    typed_entries,
 )
 from galley.oci.validate_resources import check_resources
 from galley.oci.vocabulary import NAMESPACE_TYPES
@@ -80,12 +81,7 @@ _IPC_SYSCTLS = frozenset(
 
 def _namespaces(path: str, value: object) -> set[str]:
     seen: set[str] = set()
-    for i, item in enumerate(arr(path, value)):
-        p = f"{path}[{i}]"
-        d = obj(p, item)
-        kind = one_of(f"{p}.type", required(p, d, "type"), NAMESPACE_TYPES, "namespace type")
-        if kind in seen:
-            raise fail(f"{p}.type", f'duplicate namespace type "{kind}"')
+    for p, d, kind in typed_entries(path, value, NAMESPACE_TYPES, "namespace type"):
         seen.add(kind)
         if d.get("path"):
             abspath(f"{p}.path", d["path"])
