@@ -58,6 +58,21 @@ class _Connection(sqlite3.Connection):
     """A connection that can be weakly referenced (so dead threads' connections close)."""
 
 
+def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch to WAL, retrying while another process holds the file: switching the journal
+    mode needs an exclusive lock, and SQLite answers "database is locked" at once for it
+    instead of waiting in the busy handler (seen with many processes opening a fresh file)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 class Database:
     """A metadata database file: per-thread connections, migrations run once on open."""
 
@@ -81,7 +96,7 @@ class Database:
                 check_same_thread=False,
                 factory=_Connection,
             )
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(conn, self._busy_timeout)
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
