@@ -81,6 +81,22 @@ class Runtime:
             **kw,
         )
 
+    def detached(self, bundle: Bundle, command: str = "run", pid_file: Path | None = None) -> str:
+        """`create`, or `run -d`, the bundle with stdio on /dev/null; the new container's id."""
+        cid = self.new_id()
+        self.created.append(cid)
+        args = [command, *(["-d"] if command == "run" else [])]
+        args += [*(["--pid-file", str(pid_file)] if pid_file else []), "-b", str(bundle.write())]
+        subprocess.run(
+            [self.binary, "--root", str(self.root), *args, cid],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=True,
+            timeout=30,
+        )
+        return cid
+
     def new_id(self) -> str:
         return f"t-{uuid.uuid4().hex[:12]}"
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import GALLEY_RUNC
 from tests.oci.conftest import Bundle, Runtime
 
 pytestmark = pytest.mark.root
@@ -29,27 +27,8 @@ def _digest(path: str) -> str:
 
 def test_created_init_exe_is_read_only(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
     bundle.config["process"]["args"] = ["true"]
-    cid = runtime.new_id()
-    runtime.created.append(cid)
     pid_file = tmp_path / "pid"
-    subprocess.run(
-        [
-            GALLEY_RUNC,
-            "--root",
-            str(runtime.root),
-            "create",
-            "--pid-file",
-            str(pid_file),
-            "-b",
-            str(bundle.write()),
-            cid,
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=True,
-        timeout=30,
-    )
+    runtime.detached(bundle, "create", pid_file)
     pid = int(pid_file.read_text())
     exe = f"/proc/{pid}/exe"
     assert os.stat(exe).st_ino == os.stat(INTERPRETER).st_ino  # the init stage is python
@@ -106,16 +85,7 @@ def test_self_exe_exec_cannot_write_interpreter(runtime: Runtime, bundle: Bundle
 
     _hostile_bundle(bundle)
     bundle.config["process"]["args"] = ["sleep", "60"]
-    cid = runtime.new_id()
-    runtime.created.append(cid)
-    subprocess.run(
-        [GALLEY_RUNC, "--root", str(runtime.root), "run", "-d", "-b", str(bundle.write()), cid],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=True,
-        timeout=30,
-    )
+    cid = runtime.detached(bundle)
     before = _digest(INTERPRETER)
     res = exec_in((runtime, cid, 0), ["/probe"])
     assert "read-only mount True\nwritable False\n" in res.stdout, res.stderr

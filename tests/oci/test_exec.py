@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from galley.oci.cgroups.layout import detect
-from tests.conftest import GALLEY_RUNC, REPO
+from tests.conftest import REPO
 from tests.oci.conftest import Bundle, Runtime
 
 pytestmark = pytest.mark.root
@@ -36,28 +36,8 @@ sys.exit(exec_process(state, json.loads(sys.argv[3]), **options))
 def running(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> Iterator[tuple[Runtime, str, int]]:
     """A detached container running `sleep 60`: (runtime, id, init pid)."""
     bundle.config["process"]["args"] = ["sleep", "60"]
-    cid = runtime.new_id()
-    runtime.created.append(cid)
     pid_file = tmp_path / "init.pid"
-    subprocess.run(
-        [
-            GALLEY_RUNC,
-            "--root",
-            str(runtime.root),
-            "run",
-            "-d",
-            "--pid-file",
-            str(pid_file),
-            "-b",
-            str(bundle.write()),
-            cid,
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=True,
-        timeout=30,
-    )
+    cid = runtime.detached(bundle, pid_file=pid_file)
     yield runtime, cid, int(pid_file.read_text())
 
 

@@ -184,16 +184,7 @@ def test_exec_joins_a_user_namespace(runtime: Runtime, open_bundle: Bundle) -> N
     ]
     linux.pop("resources", None)
     bundle.config["process"]["args"] = ["sleep", "60"]
-    cid = runtime.new_id()
-    runtime.created.append(cid)
-    subprocess.run(
-        [GALLEY_RUNC, "--root", str(runtime.root), "run", "-d", "-b", str(bundle.write()), cid],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=True,
-        timeout=30,
-    )
+    cid = runtime.detached(bundle)
     res = exec_in((runtime, cid, 0), ["sh", "-c", "id -u; cat /proc/self/uid_map"])
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["0", "0", "100000", "65536"]
