@@ -1,11 +1,11 @@
 """`exec`: run another process inside a running container's namespaces and cgroup.
 
-The same path as create (galley.oci.launch.spawn_stage): C re-executes a read-only interpreter,
-P moves it into the container's cgroup, the stage joins every namespace of the container's init
-through /proc/<pid>/ns/* (user first), forks when the pid namespace needs it, applies the
-process's rlimits, user, capabilities, seccomp and no_new_privs, checks cwd, and execs. P reads
-the pipe until it closes on a successful execve (or an error arrives), then waits for the
-process unless detached.
+The same path as create (galley.oci.stage.spawn_stage): P forks the stage C and moves it into
+the container's cgroup; C joins every namespace of the container's init through
+/proc/<pid>/ns/* (user first), forks when the pid namespace needs it, applies the process's
+rlimits, user, capabilities and seccomp, checks cwd, and execs the process through
+galley.oci.trampoline (no_new_privs and the late filter). P reads the pipe until it closes on a
+successful execve (or an error arrives), then waits for the process unless detached.
 """
 
 from __future__ import annotations
@@ -14,9 +14,16 @@ import os
 
 from galley.errors import FailedPrecondition
 from galley.kernel.ns import NAMESPACES
-from galley.oci.init import Channel, StageError
+from galley.oci.init import StageError
 from galley.oci.launch import check_console, write_pid_file
-from galley.oci.stage import Rollback, kill_started, send_quietly, serve, spawn_stage
+from galley.oci.stage import (
+    Rollback,
+    kill_started,
+    needs_interpreter,
+    send_quietly,
+    serve,
+    spawn_stage,
+)
 
 TYPE_CHECKING = False  # not `from typing`: it costs milliseconds per command
 
@@ -74,7 +81,7 @@ def _start(
     """Spawn the stage, move it into the cgroup, serve it until its execve; the new pid."""
     spec = joining_spec(state.spec, state.pid)
     spec["process"] = process
-    channel, stage_pid = spawn_stage(list(range(3, 3 + preserve_fds)))
+    channel, stage_pid = spawn_stage(list(range(3, 3 + preserve_fds)), reexec=needs_interpreter({}))
     rollback.add(lambda: kill_started(stage_pid))
     rollback.add(channel.close)
     send_quietly(channel, "exec", spec=spec, process=process, preserve_fds=preserve_fds)
@@ -84,7 +91,7 @@ def _start(
     oci_state: State = {"id": state.id, "status": "running", "bundle": state.bundle}
     rollback.add(lambda: _close_all(masters))
     pid = serve(channel, spec, stage_pid, oci_state, rollback, consoles=masters)
-    _wait_for_execve(channel)
+    channel.close()
     return pid
 
 
@@ -103,17 +110,6 @@ def joining_spec(config: Spec, init_pid: int) -> Spec:
 def _close_all(fds: list[int]) -> None:
     for fd in fds:
         os.close(fd)
-
-
-def _wait_for_execve(channel: Channel) -> None:
-    """The pipe closes when execve succeeds (close-on-exec); an error arrives when it fails."""
-    try:
-        msg = channel.recv()
-    except StageError:
-        channel.close()
-        return
-    channel.close()
-    raise StageError(msg.get("message", f"init protocol: unexpected {msg['type']!r}"))
 
 
 def wait_forwarding_signals(pid: int) -> int:

@@ -109,7 +109,11 @@ def describe(err: BaseException) -> str:
 
 def main() -> None:
     """Entry point of the re-executed interpreter: argv is [-c, read fd, write fd]."""
-    channel = Channel(int(sys.argv[1]), int(sys.argv[2]))
+    run_stage(Channel(int(sys.argv[1]), int(sys.argv[2])))
+
+
+def run_stage(channel: Channel) -> None:
+    """The stage, in the re-executed interpreter or in a child forked from P: never returns."""
     try:
         from galley.kernel.proc import set_dumpable  # noqa: PLC0415
 
@@ -141,8 +145,10 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
     """`create`: namespaces, session, names, rootfs, process checks; wait for start; execve."""
     spec: Spec = boot["spec"]
     fifo = os.open(boot["fifo"], os.O_RDWR | os.O_CLOEXEC)
-    starter = ProcessStarter(spec["process"], spec)  # imports while P builds the cgroup
     start_hooks = spec.get("hooks", {}).get("startContainer")
+    # Without startContainer hooks the trampoline waits for `start`: a created container's
+    # init is then a sealed memfd rather than the host's interpreter.
+    starter = ProcessStarter(spec["process"], spec, fifo=None if start_hooks else fifo)
     if start_hooks:  # imported now: after pivot_root the host's modules are out of reach
         import subprocess  # noqa: F401, PLC0415 - run_hook imports it lazily
 
@@ -163,7 +169,11 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
     }
     terminal = bool(boot.get("terminal"))
     _setup_rootfs(spec, boot, lambda: _before_pivot(channel, spec, state, boot, terminal=terminal))
-    channel.send("ready", seccomp_fd=starter.prepare())
+    seccomp_fd = starter.prepare()
+    if starter.fifo is not None:
+        _ready_to_exec(channel, seccomp_fd)
+        starter.execute(boot["preserve_fds"])
+    channel.send("ready", seccomp_fd=seccomp_fd)
     os.read(fifo, 1)  # `start` writes one byte; until then we are "created"
     os.close(fifo)
     if start_hooks:
@@ -184,8 +194,16 @@ def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
     os.setsid()
     if process.get("terminal"):
         _open_terminal(channel, process, None)
-    channel.send("ready", seccomp_fd=starter.prepare())
+    _ready_to_exec(channel, starter.prepare())
     starter.execute(msg["preserve_fds"])
+
+
+def _ready_to_exec(channel: Channel, seccomp_fd: int | None) -> None:
+    """Tell P that execve comes next (the pipe closes when it succeeds); a seccomp listener fd
+    must stay open until P has copied it."""
+    channel.send("ready", seccomp_fd=seccomp_fd, execs=True)
+    if seccomp_fd is not None:
+        channel.expect("ok")
 
 
 def _open_terminal(channel: Channel, process: Process, root: str | None) -> None:
@@ -276,11 +294,14 @@ class ProcessStarter:
     exec → signals back to default → execve.
     """
 
-    def __init__(self, process: Process, spec: Spec) -> None:
+    def __init__(self, process: Process, spec: Spec, *, fifo: int | None = None) -> None:
         # Everything is imported and compiled here, while the host's files are still visible.
-        from galley.oci import capabilities, identity, rlimits  # noqa: PLC0415
+        from galley.oci import capabilities, identity, rlimits, trampoline  # noqa: PLC0415
 
         self.process = process
+        self.trampoline = trampoline if trampoline.supported() else None
+        self.fifo = fifo if self.trampoline is not None else None  # the trampoline waits on it
+        self.image = -1
         if process.get("apparmorProfile") and not os.path.isdir("/sys/kernel/security/apparmor"):
             raise StageError("apparmor profile set in config.json but AppArmor is not enabled")
         self.capabilities = capabilities
@@ -328,6 +349,12 @@ class ProcessStarter:
             proc.set_no_new_privs()
             notify_fd = self.filter.load()
             self.filter = None
+        if self.trampoline is not None:  # no_new_privs and the late filter go with it
+            late = self.filter if self.nnp else None  # without nnp it is loaded above
+            program, flags = late.raw() if late is not None else (b"", 0)
+            self.image = self.trampoline.load(
+                fifo=self.fifo, no_new_privs=self.nnp, program=program, flags=flags
+            )
         return notify_fd
 
     def _schedule(self) -> None:
@@ -343,18 +370,25 @@ class ProcessStarter:
             scheduling.apply_personality(self.personality)
 
     def execute(self, preserve_fds: int) -> None:
-        """no_new_privs, late seccomp, fds, signals, execve: never returns."""
+        """fds, signals, then execve: of the trampoline (which waits for start, sets
+        no_new_privs, loads the late filter and execs the process), or where there is none,
+        no_new_privs and the late filter here and execve of the process. Never returns."""
         import _signal  # type: ignore[import-not-found]  # noqa: PLC0415 - `signal` imports enum
 
         from galley.kernel import proc  # noqa: PLC0415
 
         close_on_exec(3 + preserve_fds)  # before the late filter: it may forbid close_range
+        for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):  # Python ignores these; exec keeps that
+            _signal.signal(sig, _signal.SIG_DFL)
+        if self.trampoline is not None:
+            if self.fifo is not None:
+                os.set_inheritable(self.fifo, True)  # the trampoline reads and closes it
+            argv = self.trampoline.argv(self.executable, self.process["args"])
+            os.execve(self.image, argv, self.env)
         if self.nnp:
             proc.set_no_new_privs()
             if self.filter is not None:
                 self.filter.load()
-        for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):  # Python ignores these; exec keeps that
-            _signal.signal(sig, _signal.SIG_DFL)
         os.execve(self.executable, self.process["args"], self.env)
 
 

@@ -15,7 +15,14 @@ import os
 
 from galley.errors import FailedPrecondition
 from galley.oci.init import FIFO_NAME, StageError
-from galley.oci.stage import Rollback, kill_started, send_quietly, serve, spawn_stage
+from galley.oci.stage import (
+    Rollback,
+    kill_started,
+    needs_interpreter,
+    send_quietly,
+    serve,
+    spawn_stage,
+)
 
 TYPE_CHECKING = False  # not `from typing`: every `galley-runc start` imports this module
 
@@ -109,7 +116,8 @@ def _create(
 ) -> LaunchResult:
     fifo, terminal = _prepare(spec, state_dir, rollback, console_socket, foreground)
     preserve_fds += _listen_fds(spec)
-    channel, stage_pid = spawn_stage(list(range(3, 3 + preserve_fds)))
+    reexec = needs_interpreter(spec.get("hooks", {}))
+    channel, stage_pid = spawn_stage(list(range(3, 3 + preserve_fds)), reexec=reexec)
     rollback.add(lambda: kill_started(stage_pid))
     rollback.add(channel.close)
     # The stage imports and compiles while P builds the cgroup; it waits for "cgroup" before
@@ -137,6 +145,7 @@ def _create(
     masters: list[int] = []
     rollback.add(lambda: _close_all(masters))
     pid = serve(channel, spec, stage_pid, state, rollback, consoles=masters)
+    channel.close()
     return _finish(pid, cgroup, masters, console_socket, pid_file)
 
 

@@ -147,6 +147,13 @@ class SeccompFilter:
         else:
             self.context.export_bpf(fd)
 
+    def raw(self) -> tuple[bytes, int]:
+        """The whole BPF program and its seccomp(2) flags, for a loader other than libseccomp."""
+        if self.program is None:
+            assert self.context is not None  # a filter without a program has a context
+            self.program = self.context.program()
+        return self.program, self.kernel_flags
+
     def close(self) -> None:
         """Free libseccomp's copy (the loaded filter stays in the kernel)."""
         if self.context is not None:

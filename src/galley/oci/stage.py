@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from galley.oci.spec import Spec, State
+    from galley.oci.spec import Hooks, Spec, State
 
 SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -46,21 +46,40 @@ class Rollback:
                 pass
 
 
-def spawn_stage(keep: list[int], argv_extra: tuple[str, ...] = ()) -> tuple[Channel, int]:
-    """Fork C, which re-executes a read-only interpreter as the init stage; (channel, C's pid)."""
+def needs_interpreter(hooks: Hooks) -> bool:
+    """Whether the stage must be a read-only re-executed interpreter rather than a fork of P.
+
+    A forked stage runs the host's interpreter file until it execs the trampoline
+    (galley.oci.trampoline), so it may exec nothing else from inside the container:
+    createContainer and startContainer hooks run there, and machines without a trampoline
+    exec the process directly.
+    """
+    from galley.oci import trampoline  # noqa: PLC0415
+
+    in_container = hooks.get("createContainer") or hooks.get("startContainer")
+    return bool(in_container) or not trampoline.supported()
+
+
+def spawn_stage(keep: list[int], *, reexec: bool) -> tuple[Channel, int]:
+    """Fork C, the init stage; (channel, C's pid). With reexec, C re-executes a read-only
+    interpreter first; without, C is the stage itself (no second interpreter start-up)."""
     floor = max(keep, default=2) + 1
     to_stage, from_p = _pipe_above(floor)[::-1]
     from_stage, to_p = _pipe_above(floor)
+    if not reexec:
+        from galley.oci.init import run_stage  # noqa: PLC0415 - before the fork: only once
     pid = os.fork()
     if pid == 0:  # C
         try:
             os.close(to_stage)
             os.close(from_stage)
+            if not reexec:
+                run_stage(Channel(from_p, to_p))  # never returns
             # The preserved fds are inheritable already (they came through our own execve);
             # an fd P opened there itself (a free number: a lock, a log) is close-on-exec.
             os.set_inheritable(from_p, True)
             os.set_inheritable(to_p, True)
-            exec_readonly_interpreter([str(from_p), str(to_p), *argv_extra])
+            exec_readonly_interpreter([str(from_p), str(to_p)])
         except BaseException as err:  # C must never return into P's code
             try:
                 Channel(-1, to_p).send("error", message=describe(err))
@@ -136,8 +155,9 @@ def serve(
     *,
     consoles: list[int] | None = None,
 ) -> int:
-    """Answer the init stage until it is ready; the container's pid (exec: the pty masters
-    the stage reports are copied into consoles)."""
+    """Answer the init stage until it is ready (and, when it execs next, until its execve has
+    succeeded); the container's pid (exec: the pty masters the stage reports are copied into
+    consoles)."""
     server = StageServer(channel, spec, stage_pid, state, rollback, consoles=consoles)
     while True:
         msg = channel.recv()
@@ -145,7 +165,19 @@ def serve(
         if handler is None:
             raise StageError(f"init protocol: unexpected message {msg['type']!r}")
         if handler(msg):
-            return server.pid
+            break
+    if msg.get("execs"):
+        _wait_for_execve(channel)
+    return server.pid
+
+
+def _wait_for_execve(channel: Channel) -> None:
+    """The pipe closes when execve succeeds (close-on-exec); an error arrives when it fails."""
+    try:
+        msg = channel.recv()
+    except StageError:
+        return
+    raise StageError(msg.get("message", f"init protocol: unexpected {msg['type']!r}"))
 
 
 class StageServer:
@@ -213,6 +245,8 @@ class StageServer:
     def on_ready(self, msg: dict[str, Any]) -> bool:
         if msg.get("seccomp_fd") is not None:
             _forward_seccomp_listener(self.spec, self.pid, msg["seccomp_fd"], self.state)
+            if msg.get("execs"):
+                self.channel.send("ok")  # copied: the stage may close it by exec now
         return True
 
 

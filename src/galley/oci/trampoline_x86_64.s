@@ -1,0 +1,113 @@
+# The x86_64 trampoline of galley.oci.trampoline: the last program every container process
+# runs before its own. Assembled once with GNU as (intel syntax); the bytes of .text are
+# galley.oci.trampoline.X86_64, and tests/oci/test_trampoline.py checks that they still match.
+#
+#   as -o t.o trampoline_x86_64.s && objcopy -O binary -j .text t.o t.bin
+#
+# At entry the stack holds argc, argv[], NULL, envp[]: argv is [" ", path, process argv...].
+# Every failure writes one line to fd 2 and exits 127.
+.intel_syntax noprefix
+.text
+.globl _start
+_start:
+    mov r12, rsp
+    mov edi, 4                      # PR_SET_DUMPABLE, 0: first, before anyone can attach
+    xor esi, esi
+    call prctl2
+    mov edi, 15                     # PR_SET_NAME "galley-init"
+    lea rsi, [rip+name]
+    call prctl2
+    mov rax, [r12]                  # argc >= 2 and argv[0] == " ": galley starts us, a shebang cannot
+    cmp rax, 2
+    lea r13, [rip+msg_usage]
+    jb fail
+    mov rax, [r12+8]
+    cmp byte ptr [rax], 0x20            # " ": a shebang can never start with a space
+    jne fail
+    mov edi, dword ptr [rip+fifo_fd]
+    test edi, edi
+    js 1f
+    push rax
+    mov rsi, rsp
+    mov edx, 1
+    xor eax, eax                    # read(fifo, buf, 1)
+    syscall
+    pop rcx
+    cmp rax, 1
+    lea r13, [rip+msg_fifo]
+    jne fail
+    mov edi, dword ptr [rip+fifo_fd]
+    mov eax, 3                      # close(fifo)
+    syscall
+1:
+    cmp dword ptr [rip+nnp], 0
+    je 2f
+    mov edi, 38                     # PR_SET_NO_NEW_PRIVS, 1
+    mov esi, 1
+    call prctl2
+    lea r13, [rip+msg_nnp]
+    test rax, rax
+    jnz fail
+2:
+    mov eax, dword ptr [rip+prog_len]
+    test eax, eax
+    jz 3f
+    lea rcx, [rip+program]
+    push rcx                        # struct sock_fprog {u16 len; filter *}
+    push rax
+    mov edi, 1                      # SECCOMP_SET_MODE_FILTER
+    mov esi, dword ptr [rip+sc_flags]
+    mov rdx, rsp
+    mov eax, 317                    # seccomp
+    syscall
+    lea r13, [rip+msg_seccomp]
+    test rax, rax
+    jnz fail
+3:
+    mov rax, [r12]
+    mov rdi, [r12+16]               # argv[1]: the path
+    lea rsi, [r12+24]               # argv + 2: the process's own argv
+    lea rdx, [r12+rax*8+16]         # envp
+    mov eax, 59                     # execve
+    syscall
+    lea r13, [rip+msg_exec]
+fail:
+    movzx edx, byte ptr [r13]       # write(2, message, length)
+    lea rsi, [r13+1]
+    mov edi, 2
+    mov eax, 1
+    syscall
+    mov edi, 127
+    mov eax, 231                    # exit_group(127)
+    syscall
+prctl2:                             # prctl(edi, rsi, 0, 0, 0)
+    xor edx, edx
+    xor r10d, r10d
+    xor r8d, r8d
+    mov eax, 157
+    syscall
+    ret
+.balign 8
+params:                             # patched by galley.oci.trampoline
+fifo_fd: .long -1                   # the exec fifo to read one byte from, or -1
+nnp: .long 0                        # 1: set no_new_privs
+sc_flags: .long 0                   # seccomp(2) flags for the program
+prog_len: .long 0                   # instructions in the program, 0: none
+name: .asciz "galley-init"
+msg_usage: .byte 9f-8f
+8:  .ascii "galley-runc init: not a program to run by hand\n"
+9:
+msg_fifo: .byte 9f-8f
+8:  .ascii "galley-runc init: waiting for start failed\n"
+9:
+msg_nnp: .byte 9f-8f
+8:  .ascii "galley-runc init: setting no_new_privs failed\n"
+9:
+msg_seccomp: .byte 9f-8f
+8:  .ascii "galley-runc init: loading the seccomp filter failed\n"
+9:
+msg_exec: .byte 9f-8f
+8:  .ascii "galley-runc init: exec of the process failed\n"
+9:
+.balign 8
+program:                            # the BPF program is appended here

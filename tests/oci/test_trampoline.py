@@ -1,0 +1,149 @@
+"""galley.oci.trampoline: the sealed static program that execs every container process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from galley.oci import trampoline
+from galley.oci.seccomp import compile_filter
+
+pytestmark = pytest.mark.skipif(not trampoline.supported(), reason="no trampoline here")
+SOURCE = Path(trampoline.__file__).with_name("trampoline_x86_64.s")
+
+
+def _spawn(
+    path: str,
+    args: list[str],
+    *,
+    argv0: str = trampoline.ARGV0,
+    before: Callable[[], None] | None = None,
+    **params: object,
+) -> tuple[int, int]:
+    """Fork a child that execs the trampoline with stdout/stderr on a pipe; (pid, read end)."""
+    image = trampoline.load(**params)  # type: ignore[arg-type]
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(wfd, 1)
+            os.dup2(wfd, 2)
+            if before is not None:
+                before()
+            os.execve(image, [argv0, path, *args], {"GALLEY": "yes"})
+        finally:
+            os._exit(99)
+    os.close(wfd)
+    os.close(image)
+    return pid, rfd
+
+
+def _finish(pid: int, rfd: int) -> tuple[int, str]:
+    with os.fdopen(rfd) as out:
+        text = out.read()
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), text
+
+
+def _run(path: str, args: list[str], **kw: object) -> tuple[int, str]:
+    kw.setdefault("fifo", None)
+    kw.setdefault("no_new_privs", False)
+    return _finish(*_spawn(path, args, **kw))  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not (shutil.which("as") and shutil.which("objcopy")), reason="no binutils")
+def test_bytes_are_the_assembled_source(tmp_path: Path) -> None:
+    obj, binary = tmp_path / "t.o", tmp_path / "t.bin"
+    subprocess.run(["as", "-o", str(obj), str(SOURCE)], check=True)
+    subprocess.run(["objcopy", "-O", "binary", "-j", ".text", str(obj), str(binary)], check=True)
+    assert binary.read_bytes() == trampoline.X86_64
+
+
+def test_execs_the_path_with_the_process_argv_and_env() -> None:
+    code, out = _run("/bin/cat", ["my-cat", "/proc/self/cmdline"])
+    assert (code, out) == (0, "my-cat\0/proc/self/cmdline\0")
+    assert _run("/bin/sh", ["sh", "-c", 'echo "$GALLEY"']) == (0, "yes\n")
+
+
+def test_refuses_any_other_argv0() -> None:
+    """What a `#!/proc/self/exe` script would make of it: argv[0] is the shebang's path."""
+    code, out = _run("/bin/echo", ["echo", "ran"], argv0="/proc/self/exe")
+    assert code == 127
+    assert out == "galley-runc init: not a program to run by hand\n"
+
+
+def test_failed_exec_says_so() -> None:
+    code, out = _run("/nonexistent", ["x"])
+    assert (code, out) == (127, "galley-runc init: exec of the process failed\n")
+
+
+def test_no_new_privs() -> None:
+    code, out = _run("/bin/grep", ["grep", "NoNewPrivs", "/proc/self/status"], no_new_privs=True)
+    assert (code, out.split()) == (0, ["NoNewPrivs:", "1"])
+    code, out = _run("/bin/grep", ["grep", "NoNewPrivs", "/proc/self/status"])
+    assert (code, out.split()) == (0, ["NoNewPrivs:", "0"])
+
+
+def test_loads_the_seccomp_program(tmp_path: Path) -> None:
+    profile = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}],
+    }
+    program, flags = compile_filter(profile).raw()  # type: ignore[arg-type]
+    target = tmp_path / "made"
+    code, out = _run(
+        "/bin/mkdir", ["mkdir", str(target)], no_new_privs=True, program=program, flags=flags
+    )
+    assert code == 1 and "Operation not permitted" in out
+    assert not target.exists()
+    assert _run("/bin/mkdir", ["mkdir", str(target)], no_new_privs=True) == (0, "")
+
+
+def test_a_refused_program_says_so() -> None:
+    """seccomp(2) without no_new_privs or CAP_SYS_ADMIN fails: the trampoline reports it."""
+    program, flags = compile_filter({"defaultAction": "SCMP_ACT_ALLOW"}).raw()
+    code, out = _run(
+        "/bin/true", ["true"], program=program, flags=flags, before=lambda: os.setuid(65534)
+    )
+    assert (code, out) == (127, "galley-runc init: loading the seccomp filter failed\n")
+
+
+def test_waits_for_start_on_the_fifo_and_closes_it(tmp_path: Path) -> None:
+    fifo_path = tmp_path / "exec.fifo"
+    os.mkfifo(fifo_path)
+    fifo = os.open(fifo_path, os.O_RDWR)
+    try:
+        os.set_inheritable(fifo, True)
+        script = f"test -e /proc/self/fd/{fifo} && echo leaked; echo started"
+        pid, rfd = _spawn(
+            "/bin/sh",
+            ["sh", "-c", script],
+            fifo=fifo,
+            no_new_privs=False,
+            before=lambda: os.setuid(65534),
+        )
+        time.sleep(0.2)
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)  # still waiting for start
+        assert Path(f"/proc/{pid}/comm").read_text() == "galley-init\n"
+        assert os.readlink(f"/proc/{pid}/exe").startswith("/memfd:galley-init")
+        assert os.stat(f"/proc/{pid}/fd").st_uid == 0  # not dumpable, though uid 65534
+        os.write(fifo, b"0")
+        assert _finish(pid, rfd) == (0, "started\n")
+    finally:
+        os.close(fifo)
+
+
+def test_the_image_is_sealed() -> None:
+    fd = trampoline.load(fifo=None, no_new_privs=False)
+    try:
+        with pytest.raises(PermissionError):
+            os.pwrite(fd, b"\x90", 0x200)
+        with pytest.raises(PermissionError):
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
