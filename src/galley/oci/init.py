@@ -155,8 +155,11 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         from galley.oci.hooks import run_hooks  # noqa: PLC0415
     import galley.oci.rootfs  # noqa: F401, PLC0415
 
-    channel.expect("cgroup")
-    pid = _enter_namespaces(channel, spec)
+    # P moves the container's process into its cgroup once it knows its pid; until then the
+    # process builds its namespaces and rootfs, and only a new cgroup namespace must wait.
+    from galley.kernel.ns import CLONE_NEWCGROUP  # noqa: PLC0415
+
+    pid, deferred = _enter_namespaces(channel, spec, defer=CLONE_NEWCGROUP)
     os.setsid()
     _set_names(spec)
     state: State = {
@@ -168,7 +171,12 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         "annotations": spec.get("annotations", {}),
     }
     terminal = bool(boot.get("terminal"))
-    _setup_rootfs(spec, boot, lambda: _before_pivot(channel, spec, state, boot, terminal=terminal))
+    _setup_rootfs(
+        spec,
+        boot,
+        lambda: _before_pivot(channel, spec, state, boot, terminal=terminal),
+        lambda: _join_cgroup(channel, deferred),
+    )
     seccomp_fd = starter.prepare()
     if starter.fifo is not None:
         _ready_to_exec(channel, seccomp_fd)
@@ -228,11 +236,14 @@ def _set_names(spec: Spec) -> None:
         proc.setdomainname(spec["domainname"])
 
 
-def _enter_namespaces(channel: Channel, spec: Spec) -> int:
-    """Namespaces in kernel order; returns the container's pid as P sees it."""
+def _enter_namespaces(channel: Channel, spec: Spec, *, defer: int = 0) -> tuple[int, int]:
+    """Namespaces in kernel order, but those to create in defer: (the container's pid as P
+    sees it, the namespaces deferred)."""
     from galley.oci import namespaces  # noqa: PLC0415
 
     plan = namespaces.NamespacePlan(spec)
+    deferred = plan.create & defer
+    plan.create &= ~defer
 
     def map_ids() -> None:
         channel.send("idmap")
@@ -247,7 +258,17 @@ def _enter_namespaces(channel: Channel, spec: Spec) -> int:
     else:
         channel.send("pid", pid=os.getpid())
     pid: int = channel.expect("ok")["pid"]
-    return pid
+    return pid, deferred
+
+
+def _join_cgroup(channel: Channel, deferred: int) -> None:
+    """Wait until P has moved this process into its cgroup, then make the deferred cgroup
+    namespace (rooted there): before the first cgroup mount, any hook and any fork or exec."""
+    channel.expect("cgroup")
+    if deferred:
+        from galley.kernel import ns  # noqa: PLC0415
+
+        ns.unshare(deferred)
 
 
 def _before_pivot(
@@ -271,7 +292,12 @@ def _before_pivot(
         run_hooks(hooks["createContainer"], state, "createContainer")
 
 
-def _setup_rootfs(spec: Spec, boot: dict[str, Any], before_pivot: Callable[[], None]) -> None:
+def _setup_rootfs(
+    spec: Spec,
+    boot: dict[str, Any],
+    before_pivot: Callable[[], None],
+    join_cgroup: Callable[[], None],
+) -> None:
     from galley.oci.rootfs import setup_rootfs  # noqa: PLC0415
 
     setup_rootfs(
@@ -280,6 +306,7 @@ def _setup_rootfs(spec: Spec, boot: dict[str, Any], before_pivot: Callable[[], N
         no_pivot=boot["no_pivot"],
         console_path=None,  # /dev/console is bound in before_pivot, with the container's pty
         before_pivot=before_pivot,
+        join_cgroup=join_cgroup,
     )
 
 

@@ -1,12 +1,13 @@
 """The parent (P) side of `create` and `run`: start the init stage, serve it, report its pid.
 
-P makes the exec fifo, forks the read-only init stage (galley.oci.stage), builds the cgroup and
-moves the stage into it, answers the stage until it is ready (copying out the pty master the
-stage opened from the container's /dev/ptmx, with --console-socket), then sends the pty master,
-writes the pid file and reports the container's pid, start
-time, cgroup and namespaces (a seccomp notify fd goes to its agent from galley.oci.stage, through
-galley.oci.seccomp_notify). On failure it kills what it started and removes what it made. See
-galley.oci.init for the whole conversation; `start` is one byte into the exec fifo.
+P makes the exec fifo, forks the init stage (galley.oci.stage), builds the cgroup and moves the
+container's process into it once the stage reports its pid, answers the stage until it is
+ready (copying out the pty master the stage opened from the container's /dev/ptmx, with
+--console-socket), then sends the pty master, writes the pid file and reports the container's
+pid, start time, cgroup and namespaces (a seccomp notify fd goes to its agent from
+galley.oci.stage, through galley.oci.seccomp_notify). On failure it kills what it started and
+removes what it made. See galley.oci.init for the whole conversation; `start` is one byte into
+the exec fifo.
 """
 
 from __future__ import annotations
@@ -120,8 +121,6 @@ def _create(
     channel, stage_pid = spawn_stage(list(range(3, 3 + preserve_fds)), reexec=reexec)
     rollback.add(lambda: kill_started(stage_pid))
     rollback.add(channel.close)
-    # The stage imports and compiles while P builds the cgroup; it waits for "cgroup" before
-    # it creates namespaces or forks, so everything it starts is inside the cgroup.
     send_quietly(
         channel,
         "boot",
@@ -133,8 +132,18 @@ def _create(
         terminal=terminal,
         preserve_fds=preserve_fds,
     )
-    cgroup = _cgroup(spec, container_id, stage_pid, rollback)
-    send_quietly(channel, "cgroup")
+    # Moving a process into a cgroup waits for an RCU grace period (10-20 ms): the stage makes
+    # the namespaces and the rootfs meanwhile, and waits for "cgroup" only before its first
+    # cgroup mount, hook, fork or exec (galley.oci.init).
+    cgroup = _cgroup_manager(spec, container_id, rollback)
+
+    def join_cgroup(pid: int) -> None:
+        cgroup.apply(pid)
+        resources = spec.get("linux", {}).get("resources")
+        if resources:
+            cgroup.set(resources)
+        send_quietly(channel, "cgroup")
+
     state: State = {
         "ociVersion": spec.get("ociVersion", ""),
         "id": container_id,
@@ -144,7 +153,7 @@ def _create(
     }
     masters: list[int] = []
     rollback.add(lambda: _close_all(masters))
-    pid = serve(channel, spec, stage_pid, state, rollback, consoles=masters)
+    pid = serve(channel, spec, stage_pid, state, rollback, consoles=masters, after_pid=join_cgroup)
     channel.close()
     return _finish(pid, cgroup, masters, console_socket, pid_file)
 
@@ -189,20 +198,12 @@ def _finish(
     return LaunchResult(pid=pid, start_time=start_time, cgroup=cgroup, namespaces=paths(pid))
 
 
-def _cgroup(
-    spec: Spec, container_id: str, stage_pid: int, rollback: Rollback
-) -> CgroupManager | None:
-    """Create the container's cgroup and move C into it (its children follow)."""
-    try:
-        from galley.oci.cgroups import manager_for  # noqa: PLC0415
-    except ImportError:  # TEMPORARY: until galley.oci.cgroups lands
-        return None
+def _cgroup_manager(spec: Spec, container_id: str, rollback: Rollback) -> CgroupManager:
+    """The container's cgroup, removed on failure (apply() creates it)."""
+    from galley.oci.cgroups import manager_for  # noqa: PLC0415
+
     manager = manager_for(spec, container_id)
     rollback.add_final(manager.destroy)
-    manager.apply(stage_pid)
-    resources = spec.get("linux", {}).get("resources")
-    if resources:
-        manager.set(resources)
     return manager
 
 

@@ -6,8 +6,8 @@ Order, as the kernel needs it:
     2. unshare(CLONE_NEWUSER) when a new one is asked for;
        P writes uid_map/gid_map; we become root inside it
     3. setns() into every other namespace given by path
-    4. unshare() every other new namespace at once; the cgroup namespace is new only after the
-       process was moved into its cgroup (P does that before the init stage starts)
+    4. unshare() every other new namespace at once; a new cgroup namespace must come after
+       the process was moved into its cgroup, so the create stage defers it (galley.oci.init)
     5. new time namespace: write its offsets before any process lives in it
     6. pid and time namespaces (new or joined) hold only the caller's *children*: the init stage
        forks once more, and the child is the container's pid 1

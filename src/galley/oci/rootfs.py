@@ -250,6 +250,9 @@ class Rootfs:
             mounts.propagate(self.root_fd, [self.propagation])
 
 
+CGROUP_TYPES = ("cgroup", "cgroup2")  # mounts that show the cgroup namespace
+
+
 def setup_rootfs(
     spec: Spec,
     bundle: str,
@@ -257,15 +260,25 @@ def setup_rootfs(
     no_pivot: bool,
     console_path: str | None,
     before_pivot: Callable[[], None],
+    join_cgroup: Callable[[], None] | None = None,
 ) -> None:
-    """Build the container's root inside the current (new) mount namespace and enter it."""
+    """Build the container's root inside the current (new) mount namespace and enter it.
+
+    join_cgroup() is called once, before the first cgroup mount or else before before_pivot():
+    the create stage builds the root while P moves it into its cgroup.
+    """
     rootfs = Rootfs(spec, bundle)
     rootfs.prepare()
     null_fd = -1
     try:
         for index, entry in enumerate(spec.get("mounts", [])):
+            if join_cgroup is not None and entry.get("type") in CGROUP_TYPES:
+                join_cgroup()
+                join_cgroup = None
             rootfs.mount(index, entry)
         rootfs.make_dev(console_path)
+        if join_cgroup is not None:
+            join_cgroup()
         before_pivot()
         try:
             rootfs.enter(no_pivot)

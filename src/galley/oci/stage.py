@@ -154,11 +154,14 @@ def serve(
     rollback: Rollback,
     *,
     consoles: list[int] | None = None,
+    after_pid: Callable[[int], None] | None = None,
 ) -> int:
     """Answer the init stage until it is ready (and, when it execs next, until its execve has
     succeeded); the container's pid (exec: the pty masters the stage reports are copied into
-    consoles)."""
+    consoles). after_pid(pid) runs once the stage goes on with the container's pid (create:
+    P moves it into its cgroup meanwhile)."""
     server = StageServer(channel, spec, stage_pid, state, rollback, consoles=consoles)
+    server.after_pid = after_pid
     while True:
         msg = channel.recv()
         handler = getattr(server, f"on_{msg['type']}", None)
@@ -200,6 +203,7 @@ class StageServer:
         self.rollback = rollback
         self.consoles = consoles
         self.pid = 0
+        self.after_pid: Callable[[int], None] | None = None
 
     def on_error(self, msg: dict[str, Any]) -> bool:
         raise StageError(msg["message"])
@@ -220,6 +224,8 @@ class StageServer:
         self.state["pid"] = pid
         _write_oom_score_adj(pid, self.spec.get("process", {}).get("oomScoreAdj"))
         self.channel.send("ok", pid=pid)
+        if self.after_pid is not None:
+            self.after_pid(pid)
         return False
 
     def on_hooks(self, _msg: dict[str, Any]) -> bool:
