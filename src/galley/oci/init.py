@@ -118,6 +118,9 @@ def run_stage(channel: Channel) -> None:
         from galley.kernel.proc import set_dumpable  # noqa: PLC0415
 
         set_dumpable(False)  # no /proc/<pid>/{exe,fd,mem} for the container's processes
+        # What every stage needs, imported while P still validates and builds the cgroup.
+        from galley.oci import capabilities, identity, namespaces, rlimits, trampoline  # noqa: F401, PLC0415
+
         msg = channel.recv()
         from galley.kernel.proc import cloexec_from  # noqa: PLC0415
 

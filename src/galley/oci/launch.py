@@ -115,12 +115,13 @@ def _create(
     preserve_fds: int,
     foreground: bool,
 ) -> LaunchResult:
-    fifo, terminal = _prepare(spec, state_dir, rollback, console_socket, foreground)
+    terminal = check_console(spec.get("process", {}), console_socket)
     preserve_fds += _listen_fds(spec)
     reexec = needs_interpreter(spec.get("hooks", {}))
     channel, stage_pid = spawn_stage(list(range(3, 3 + preserve_fds)), reexec=reexec)
     rollback.add(lambda: kill_started(stage_pid))
     rollback.add(channel.close)
+    fifo = _prepare(state_dir, rollback, foreground)  # the stage imports meanwhile
     send_quietly(
         channel,
         "boot",
@@ -158,15 +159,9 @@ def _create(
     return _finish(pid, cgroup, masters, console_socket, pid_file)
 
 
-def _prepare(
-    spec: Spec,
-    state_dir: str,
-    rollback: Rollback,
-    console_socket: str | None,
-    foreground: bool,
-) -> tuple[str, bool]:
-    """The exec fifo; whether the process gets a pty; `run` in the foreground: subreaper."""
-    terminal = check_console(spec.get("process", {}), console_socket)
+def _prepare(state_dir: str, rollback: Rollback, foreground: bool) -> str:
+    """The exec fifo; `run` in the foreground: subreaper (before "boot": the stage forks the
+    container's init only after it)."""
     fifo = os.path.join(state_dir, FIFO_NAME)
     os.mkfifo(fifo, 0o622)
     rollback.add(lambda: os.unlink(fifo))
@@ -174,7 +169,7 @@ def _prepare(
         from galley.kernel.proc import set_child_subreaper  # noqa: PLC0415
 
         set_child_subreaper()  # init is reparented to us when the stage exits
-    return fifo, terminal
+    return fifo
 
 
 def _finish(

@@ -1,0 +1,60 @@
+"""Start the kernel's wait for a cgroup migration early, in a thread, while create goes on.
+
+Writing a pid to cgroup.procs takes the cgroup threadgroup rwsem for writing, and the first
+writer waits for an RCU grace period (rcu_sync_enter; 10-20 ms on the machines we measured),
+while writers that follow within about one grace period of the last one do not. runc pays that
+wait on its critical path; galley-runc's create starts it as soon as the command is known: a
+thread writes the runtime's own pid into the cgroup it is already in (a no-op migration),
+and by the time P moves the container's process the rwsem is usually ready.
+
+Best effort: any failure (an unusual mount layout, a read-only cgroupfs) just leaves the later
+write to wait as before. Only `_thread` and os: this runs before anything else is imported.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+
+ROOT = "/sys/fs/cgroup"
+
+
+def own_procs_file() -> str | None:
+    """cgroup.procs of the cgroup this process is in, on one mounted hierarchy."""
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and not controllers:  # the unified hierarchy
+            candidates = [f"{ROOT}{path}", f"{ROOT}/unified{path}"]
+        else:
+            name = controllers.removeprefix("name=")
+            candidates = [f"{ROOT}/{name}{path}"]
+        for directory in candidates:
+            procs = os.path.join(directory, "cgroup.procs")
+            if os.path.exists(procs):
+                return procs
+    return None
+
+
+def _migrate_to_same_cgroup() -> None:
+    try:
+        procs = own_procs_file()
+        if procs is None:
+            return
+        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(os.getpid()).encode())
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def start() -> None:
+    """Begin the wait in a daemon thread (it ends with its write; nothing waits for it)."""
+    _thread.start_new_thread(_migrate_to_same_cgroup, ())
