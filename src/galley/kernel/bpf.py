@@ -9,11 +9,11 @@ while its rules are replaced.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import platform
 import struct
 
+from galley.kernel import ffi
 from galley.kernel.libc import check, function
 
 _SYS_BPF = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351, "riscv64": 280}
@@ -51,52 +51,50 @@ def insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> b
     return struct.pack("<BBhi", code, (src << 4) | dst, off, imm)
 
 
-def _bpf(cmd: int, attr: ctypes.Array[ctypes.c_char], what: str) -> int:
+def _bpf(cmd: int, attr: ffi.Array[ffi.c_char], what: str) -> int:
     number = _SYS_BPF.get(platform.machine())
     if number is None:
         raise OSError(38, f"bpf: unknown syscall number on {platform.machine()}")
-    syscall = function(
-        "syscall", ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_uint
-    )
-    return check(int(syscall(number, cmd, ctypes.addressof(attr), len(attr))), what)
+    syscall = function("syscall", ffi.c_long, ffi.c_long, ffi.c_int, ffi.c_void_p, ffi.c_uint)
+    return check(int(syscall(number, cmd, ffi.addressof(attr), len(attr))), what)
 
 
 def load_device_program(program: bytes, license_name: str = "Apache") -> int:
     """Load a cgroup device program; returns its fd. The verifier's log is in the error."""
-    insns = ctypes.create_string_buffer(program, len(program))
-    lic = ctypes.create_string_buffer(license_name.encode())
-    log = ctypes.create_string_buffer(65536)
-    attr = ctypes.create_string_buffer(128)
+    insns = ffi.create_string_buffer(program, len(program))
+    lic = ffi.create_string_buffer(license_name.encode())
+    log = ffi.create_string_buffer(65536)
+    attr = ffi.create_string_buffer(128)
     struct.pack_into("<II", attr, 0, PROG_TYPE_CGROUP_DEVICE, len(program) // 8)
-    struct.pack_into("<QQ", attr, 8, ctypes.addressof(insns), ctypes.addressof(lic))
-    struct.pack_into("<IIQ", attr, 24, 1, len(log), ctypes.addressof(log))
+    struct.pack_into("<QQ", attr, 8, ffi.addressof(insns), ffi.addressof(lic))
+    struct.pack_into("<IIQ", attr, 24, 1, len(log), ffi.addressof(log))
     try:
         return _bpf(PROG_LOAD, attr, "bpf(BPF_PROG_LOAD)")
     except OSError as e:
-        detail = log.value.decode(errors="replace").strip().splitlines()
+        detail = bytes(log).split(b"\0", 1)[0].decode(errors="replace").strip().splitlines()
         raise OSError(e.errno, f"{e.strerror} {detail[-1] if detail else ''}".strip()) from None
 
 
 def attach_device_program(cgroup_fd: int, prog_fd: int) -> None:
     """Attach a device program to a cgroup2 directory (allowing several at once)."""
-    attr = ctypes.create_string_buffer(32)
+    attr = ffi.create_string_buffer(32)
     struct.pack_into("<IIII", attr, 0, cgroup_fd, prog_fd, CGROUP_DEVICE, F_ALLOW_MULTI)
     _bpf(PROG_ATTACH, attr, "bpf(BPF_PROG_ATTACH)")
 
 
 def detach_device_program(cgroup_fd: int, prog_fd: int) -> None:
     """Detach one device program from a cgroup2 directory."""
-    attr = ctypes.create_string_buffer(32)
+    attr = ffi.create_string_buffer(32)
     struct.pack_into("<III", attr, 0, cgroup_fd, prog_fd, CGROUP_DEVICE)
     _bpf(PROG_DETACH, attr, "bpf(BPF_PROG_DETACH)")
 
 
 def attached_device_programs(cgroup_fd: int) -> list[int]:
     """Ids of the device programs attached directly to the cgroup."""
-    ids = (ctypes.c_uint32 * 64)()
-    attr = ctypes.create_string_buffer(40)
+    ids = (ffi.c_uint32 * 64)()
+    attr = ffi.create_string_buffer(40)
     struct.pack_into("<III", attr, 0, cgroup_fd, CGROUP_DEVICE, 0)
-    struct.pack_into("<QI", attr, 16, ctypes.addressof(ids), len(ids))
+    struct.pack_into("<QI", attr, 16, ffi.addressof(ids), len(ids))
     _bpf(PROG_QUERY, attr, "bpf(BPF_PROG_QUERY)")
     (count,) = struct.unpack_from("<I", attr, 24)
     return [ids[i] for i in range(count)]
@@ -104,7 +102,7 @@ def attached_device_programs(cgroup_fd: int) -> list[int]:
 
 def program_fd(prog_id: int) -> int:
     """An fd for a loaded program, by id."""
-    attr = ctypes.create_string_buffer(16)
+    attr = ffi.create_string_buffer(16)
     struct.pack_into("<I", attr, 0, prog_id)
     return _bpf(PROG_GET_FD_BY_ID, attr, "bpf(BPF_PROG_GET_FD_BY_ID)")
 

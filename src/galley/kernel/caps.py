@@ -12,8 +12,7 @@ then effective is cleared, so the caller re-raises effective from permitted with
 
 from __future__ import annotations
 
-import ctypes
-
+from galley.kernel import ffi
 from galley.kernel.libc import check, function
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
@@ -77,15 +76,15 @@ PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 
-class _Header(ctypes.Structure):
-    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+class _Header(ffi.Structure):
+    _fields_ = (("version", ffi.c_uint32), ("pid", ffi.c_int))
 
 
-class _Data(ctypes.Structure):
+class _Data(ffi.Structure):
     _fields_ = (
-        ("effective", ctypes.c_uint32),
-        ("permitted", ctypes.c_uint32),
-        ("inheritable", ctypes.c_uint32),
+        ("effective", ffi.c_uint32),
+        ("permitted", ffi.c_uint32),
+        ("inheritable", ffi.c_uint32),
     )
 
 
@@ -157,7 +156,7 @@ def capget(pid: int = 0) -> CapSets:
     """capget(2) for pid (0: the calling thread)."""
     header = _Header(_LINUX_CAPABILITY_VERSION_3, pid)
     data = (_Data * 2)()
-    check(_libc_fn("capget")(ctypes.byref(header), data), f"capget pid {pid}")
+    check(_libc_fn("capget")(ffi.byref(header), data), f"capget pid {pid}")
     return CapSets(
         effective=data[0].effective | data[1].effective << 32,
         permitted=data[0].permitted | data[1].permitted << 32,
@@ -179,7 +178,7 @@ def capset(sets: CapSets) -> None:
         f"capset effective={sets.effective:#x} permitted={sets.permitted:#x}"
         f" inheritable={sets.inheritable:#x}"
     )
-    check(fn(ctypes.byref(header), data), what)
+    check(fn(ffi.byref(header), data), what)
 
 
 _bound: dict[str, Callable[..., int]] = {}
@@ -190,10 +189,10 @@ def _libc_fn(name: str) -> Callable[..., int]:
     fn = _bound.get(name)
     if fn is None:
         if name == "prctl":
-            ulong = ctypes.c_ulong
-            fn = function("prctl", ctypes.c_int, ctypes.c_int, ulong, ulong, ulong, ulong)
+            ulong = ffi.c_ulong
+            fn = function("prctl", ffi.c_int, ffi.c_int, ulong, ulong, ulong, ulong)
         else:
-            fn = function(name, ctypes.c_int, ctypes.POINTER(_Header), ctypes.POINTER(_Data))
+            fn = function(name, ffi.c_int, ffi.POINTER(_Header), ffi.POINTER(_Data))
         _bound[name] = fn
     return fn
 

@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
+
+from galley.kernel import ffi
 
 TYPE_CHECKING = False  # not `from typing`: the container's init stage imports this (~10 ms)
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-_libc: ctypes.CDLL | None = None
+_libc: ffi.CDLL | None = None
 
 
-def libc() -> ctypes.CDLL:
+def libc() -> ffi.CDLL:
     """The process's libc, loaded once with errno support."""
     global _libc  # noqa: PLW0603 - one handle per process, loaded lazily for start-up speed
     if _libc is None:
         try:
-            _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            _libc = ffi.CDLL("libc.so.6", use_errno=True)
         except OSError:  # not glibc: ask the slower ctypes.util (~20 ms of imports)
             from ctypes.util import find_library  # noqa: PLC0415
 
-            _libc = ctypes.CDLL(find_library("c"), use_errno=True)
+            _libc = ffi.CDLL(find_library("c"), use_errno=True)
     return _libc
 
 
@@ -37,7 +38,7 @@ def function(name: str, restype: Any, *argtypes: Any) -> Callable[..., Any]:
 def check(result: int, what: str, *paths: str | bytes | None) -> int:
     """Raise OSError(errno, 'what: strerror', path) when a libc call returned -1."""
     if result == -1:
-        err = ctypes.get_errno()
+        err = ffi.get_errno()
         named = [os.fsdecode(p) for p in paths if p is not None]
         raise OSError(err, f"{what}: {os.strerror(err)}", *named[:2])
     return result

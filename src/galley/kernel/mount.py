@@ -6,9 +6,9 @@ functions performs them.
 
 from __future__ import annotations
 
-import ctypes
 import os
 
+from galley.kernel import ffi
 from galley.kernel.libc import check, encode, function, libc
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
@@ -59,12 +59,12 @@ def mount(
     if _mount is None:
         _mount = function(
             "mount",
-            ctypes.c_int,
-            ctypes.c_char_p,
-            ctypes.c_char_p,
-            ctypes.c_char_p,
-            ctypes.c_ulong,
-            ctypes.c_char_p,
+            ffi.c_int,
+            ffi.c_char_p,
+            ffi.c_char_p,
+            ffi.c_char_p,
+            ffi.c_ulong,
+            ffi.c_char_p,
         )
     result = _mount(encode(source), encode(target), encode(fstype), flags, encode(data))
     what = f"mount {_text(fstype)} {_text(source)} on {_text(target)}"
@@ -79,14 +79,14 @@ def umount(target: str | bytes, flags: int = 0) -> None:
     """umount2(2)."""
     global _umount2  # noqa: PLW0603 - bound lazily, once
     if _umount2 is None:
-        _umount2 = function("umount2", ctypes.c_int, ctypes.c_char_p, ctypes.c_int)
+        _umount2 = function("umount2", ffi.c_int, ffi.c_char_p, ffi.c_int)
     check(_umount2(encode(target), flags), "umount", target)
 
 
 def pivot_root(new_root: str | bytes, put_old: str | bytes) -> None:
     """pivot_root(2), through syscall(2) since glibc has no wrapper."""
     number = _SYS_PIVOT_ROOT[os.uname().machine]
-    fn = _syscall(ctypes.c_char_p, ctypes.c_char_p)
+    fn = _syscall(ffi.c_char_p, ffi.c_char_p)
     check(fn(number, encode(new_root), encode(put_old)), "pivot_root", new_root)
 
 
@@ -133,20 +133,20 @@ _SYS_MOUNT_SETATTR = 442
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 
 
-class _OpenHow(ctypes.Structure):
+class _OpenHow(ffi.Structure):
     _fields_ = (
-        ("flags", ctypes.c_uint64),
-        ("mode", ctypes.c_uint64),
-        ("resolve", ctypes.c_uint64),
+        ("flags", ffi.c_uint64),
+        ("mode", ffi.c_uint64),
+        ("resolve", ffi.c_uint64),
     )
 
 
-class _MountAttr(ctypes.Structure):
+class _MountAttr(ffi.Structure):
     _fields_ = (
-        ("attr_set", ctypes.c_uint64),
-        ("attr_clr", ctypes.c_uint64),
-        ("propagation", ctypes.c_uint64),
-        ("userns_fd", ctypes.c_uint64),
+        ("attr_set", ffi.c_uint64),
+        ("attr_clr", ffi.c_uint64),
+        ("propagation", ffi.c_uint64),
+        ("userns_fd", ffi.c_uint64),
     )
 
 
@@ -154,12 +154,12 @@ _syscalls: dict[tuple[Any, ...], Any] = {}
 
 
 def _syscall(*argtypes: Any) -> Any:
-    """syscall(2) declared with these argument types (one ctypes object per signature)."""
+    """syscall(2) declared with these argument types (one function object per signature)."""
     fn = _syscalls.get(argtypes)
     if fn is None:
         fn = libc()["syscall"]
-        fn.restype = ctypes.c_long
-        fn.argtypes = [ctypes.c_long, *argtypes]
+        fn.restype = ffi.c_long
+        fn.argtypes = [ffi.c_long, *argtypes]
         _syscalls[argtypes] = fn
     return fn
 
@@ -167,14 +167,14 @@ def _syscall(*argtypes: Any) -> Any:
 def openat2(dirfd: int, path: str | bytes, flags: int, resolve: int, mode: int = 0) -> int:
     """openat2(2): open path relative to dirfd under the RESOLVE_* restrictions; returns the fd."""
     how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-    fn = _syscall(ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t)
-    result = fn(_SYS_OPENAT2, dirfd, encode(path), ctypes.byref(how), ctypes.sizeof(how))
+    fn = _syscall(ffi.c_int, ffi.c_char_p, ffi.c_void_p, ffi.c_size_t)
+    result = fn(_SYS_OPENAT2, dirfd, encode(path), ffi.byref(how), ffi.sizeof(how))
     return check(result, "openat2", path)
 
 
 def open_tree(dirfd: int, path: str | bytes, flags: int) -> int:
     """open_tree(2): an fd for the mount at path, or a detached copy of it with OPEN_TREE_CLONE."""
-    fn = _syscall(ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    fn = _syscall(ffi.c_int, ffi.c_char_p, ffi.c_uint)
     return check(fn(_SYS_OPEN_TREE, dirfd, encode(path), flags), "open_tree", path)
 
 
@@ -182,7 +182,7 @@ def move_mount(
     from_fd: int, from_path: str | bytes, to_fd: int, to_path: str | bytes, flags: int
 ) -> None:
     """move_mount(2): attach or move the mount from (from_fd, from_path) onto (to_fd, to_path)."""
-    fn = _syscall(ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    fn = _syscall(ffi.c_int, ffi.c_char_p, ffi.c_int, ffi.c_char_p, ffi.c_uint)
     result = fn(_SYS_MOVE_MOUNT, from_fd, encode(from_path), to_fd, encode(to_path), flags)
     check(result, "move_mount", to_path or from_path)
 
@@ -199,10 +199,8 @@ def mount_setattr(
 ) -> None:
     """mount_setattr(2): change mount attributes (AT_RECURSIVE for a whole tree)."""
     attr = _MountAttr(attr_set, attr_clr, propagation, userns_fd)
-    fn = _syscall(ctypes.c_int, ctypes.c_char_p, ctypes.c_uint, ctypes.c_void_p, ctypes.c_size_t)
-    result = fn(
-        _SYS_MOUNT_SETATTR, dirfd, encode(path), flags, ctypes.byref(attr), ctypes.sizeof(attr)
-    )
+    fn = _syscall(ffi.c_int, ffi.c_char_p, ffi.c_uint, ffi.c_void_p, ffi.c_size_t)
+    result = fn(_SYS_MOUNT_SETATTR, dirfd, encode(path), flags, ffi.byref(attr), ffi.sizeof(attr))
     check(result, "mount_setattr", path or f"fd {dirfd}")
 
 
@@ -224,19 +222,17 @@ _SYS_FSMOUNT = 432
 
 def fsmount(fstype: str, config: dict[str, str | None], attr_flags: int = 0) -> int:
     """fsopen + fsconfig (None sets a flag) + fsmount: a detached new mount's fd."""
-    open_fs = _syscall(ctypes.c_char_p, ctypes.c_uint)
+    open_fs = _syscall(ffi.c_char_p, ffi.c_uint)
     fs_fd = check(open_fs(_SYS_FSOPEN, encode(fstype), FSOPEN_CLOEXEC), "fsopen", fstype)
     try:
-        configure = _syscall(
-            ctypes.c_int, ctypes.c_uint, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int
-        )
+        configure = _syscall(ffi.c_int, ffi.c_uint, ffi.c_char_p, ffi.c_char_p, ffi.c_int)
         for key, value in config.items():
             cmd = FSCONFIG_SET_FLAG if value is None else FSCONFIG_SET_STRING
             result = configure(_SYS_FSCONFIG, fs_fd, cmd, encode(key), encode(value), 0)
             check(result, f"fsconfig {fstype} {key}", fstype)
         created = configure(_SYS_FSCONFIG, fs_fd, FSCONFIG_CMD_CREATE, None, None, 0)
         check(created, "fsconfig create", fstype)
-        make = _syscall(ctypes.c_int, ctypes.c_uint, ctypes.c_uint)
+        make = _syscall(ffi.c_int, ffi.c_uint, ffi.c_uint)
         return check(make(_SYS_FSMOUNT, fs_fd, FSMOUNT_CLOEXEC, attr_flags), "fsmount", fstype)
     finally:
         os.close(fs_fd)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-# ctypes (~2 ms) is imported by the calls, not here: `create` reads NAMESPACES and nothing else.
+from galley.kernel import ffi
 
 CLONE_NEWTIME = 0x00000080
 CLONE_NEWNS = 0x00020000
@@ -36,21 +36,17 @@ NAMESPACES: dict[str, tuple[int, str]] = {
 
 def unshare(flags: int) -> None:
     """unshare(2) with CLONE_NEW* flags."""
-    import ctypes  # noqa: PLC0415
-
     from galley.kernel.libc import check, function  # noqa: PLC0415
 
-    fn = function("unshare", ctypes.c_int, ctypes.c_int)
+    fn = function("unshare", ffi.c_int, ffi.c_int)
     check(fn(flags), f"unshare {flags:#x}")
 
 
 def setns(fd: int, nstype: int = 0, path: str | None = None) -> None:
     """setns(2): join the namespace fd refers to (nstype 0 accepts any type)."""
-    import ctypes  # noqa: PLC0415
-
     from galley.kernel.libc import check, function  # noqa: PLC0415
 
-    fn = function("setns", ctypes.c_int, ctypes.c_int, ctypes.c_int)
+    fn = function("setns", ffi.c_int, ffi.c_int, ffi.c_int)
     check(fn(fd, nstype), "setns", path)
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
-
+from galley.kernel import ffi
 from galley.kernel.libc import check, encode, function
 
 PR_SET_PDEATHSIG = 1
@@ -21,12 +20,12 @@ def prctl(option: int, arg: int = 0) -> None:
     """prctl(2) with one integer argument."""
     fn = function(
         "prctl",
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_ulong,
-        ctypes.c_ulong,
-        ctypes.c_ulong,
-        ctypes.c_ulong,
+        ffi.c_int,
+        ffi.c_int,
+        ffi.c_ulong,
+        ffi.c_ulong,
+        ffi.c_ulong,
+        ffi.c_ulong,
     )
     check(fn(option, arg, 0, 0, 0), f"prctl {option}")
 
@@ -59,20 +58,18 @@ def set_no_new_privs() -> None:
 def sethostname(name: str) -> None:
     """sethostname(2) in the caller's UTS namespace."""
     raw = encode(name) or b""
-    fn = function("sethostname", ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
+    fn = function("sethostname", ffi.c_int, ffi.c_char_p, ffi.c_size_t)
     check(fn(raw, len(raw)), f"sethostname {name!r}")
 
 
 def setdomainname(name: str) -> None:
     """setdomainname(2) in the caller's UTS namespace."""
     raw = encode(name) or b""
-    fn = function("setdomainname", ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
+    fn = function("setdomainname", ffi.c_int, ffi.c_char_p, ffi.c_size_t)
     check(fn(raw, len(raw)), f"setdomainname {name!r}")
 
 
 def cloexec_from(first: int) -> None:
     """Mark every fd >= first close-on-exec (close_range(first, ~0, CLOSE_RANGE_CLOEXEC))."""
-    fn = function(
-        "syscall", ctypes.c_long, ctypes.c_long, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint
-    )
+    fn = function("syscall", ffi.c_long, ffi.c_long, ffi.c_uint, ffi.c_uint, ffi.c_uint)
     check(fn(_SYS_CLOSE_RANGE, first, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC), "close_range")

@@ -3,9 +3,9 @@ deadline parameters) and ioprio_set(2), which glibc does not wrap, and personali
 
 from __future__ import annotations
 
-import ctypes
 import os
 
+from galley.kernel import ffi
 from galley.kernel.libc import check, function
 
 SCHED_OTHER = 0
@@ -40,20 +40,20 @@ _NR = {
 }
 
 
-class SchedAttr(ctypes.Structure):
+class SchedAttr(ffi.Structure):
     """struct sched_attr (SCHED_ATTR_SIZE_VER1, with utilisation clamps)."""
 
     _fields_ = (
-        ("size", ctypes.c_uint32),
-        ("sched_policy", ctypes.c_uint32),
-        ("sched_flags", ctypes.c_uint64),
-        ("sched_nice", ctypes.c_int32),
-        ("sched_priority", ctypes.c_uint32),
-        ("sched_runtime", ctypes.c_uint64),
-        ("sched_deadline", ctypes.c_uint64),
-        ("sched_period", ctypes.c_uint64),
-        ("sched_util_min", ctypes.c_uint32),
-        ("sched_util_max", ctypes.c_uint32),
+        ("size", ffi.c_uint32),
+        ("sched_policy", ffi.c_uint32),
+        ("sched_flags", ffi.c_uint64),
+        ("sched_nice", ffi.c_int32),
+        ("sched_priority", ffi.c_uint32),
+        ("sched_runtime", ffi.c_uint64),
+        ("sched_deadline", ffi.c_uint64),
+        ("sched_period", ffi.c_uint64),
+        ("sched_util_min", ffi.c_uint32),
+        ("sched_util_max", ffi.c_uint32),
     )
 
 
@@ -75,20 +75,16 @@ def sched_setattr(
     period: int = 0,
 ) -> None:
     """sched_setattr(2) on the calling thread."""
-    attr = SchedAttr(ctypes.sizeof(SchedAttr), policy, flags, nice, priority, runtime, deadline)
+    attr = SchedAttr(ffi.sizeof(SchedAttr), policy, flags, nice, priority, runtime, deadline)
     attr.sched_period = period
-    syscall = function(
-        "syscall", ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_uint
-    )
+    syscall = function("syscall", ffi.c_long, ffi.c_long, ffi.c_int, ffi.c_void_p, ffi.c_uint)
     what = f"sched_setattr policy={policy} flags={flags:#x} nice={nice} priority={priority}"
-    check(syscall(_numbers()[0], 0, ctypes.byref(attr), 0), what)
+    check(syscall(_numbers()[0], 0, ffi.byref(attr), 0), what)
 
 
 def ioprio_set(io_class: int, level: int) -> None:
     """ioprio_set(2) for the calling process."""
-    syscall = function(
-        "syscall", ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_int, ctypes.c_int
-    )
+    syscall = function("syscall", ffi.c_long, ffi.c_long, ffi.c_int, ffi.c_int, ffi.c_int)
     value = io_class << IOPRIO_CLASS_SHIFT | level
     what = f"ioprio_set class={io_class} level={level}"
     check(syscall(_numbers()[1], IOPRIO_WHO_PROCESS, 0, value), what)
@@ -96,7 +92,7 @@ def ioprio_set(io_class: int, level: int) -> None:
 
 def ioprio_get() -> tuple[int, int]:
     """(class, level) of the calling process's I/O priority."""
-    syscall = function("syscall", ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_int)
+    syscall = function("syscall", ffi.c_long, ffi.c_long, ffi.c_int, ffi.c_int)
     value = check(syscall(_numbers()[2], IOPRIO_WHO_PROCESS, 0), "ioprio_get")
     return value >> IOPRIO_CLASS_SHIFT, value & ((1 << IOPRIO_CLASS_SHIFT) - 1)
 
@@ -108,11 +104,11 @@ _QUERY_PERSONALITY = 0xFFFFFFFF
 
 def set_personality(persona: int) -> None:
     """personality(2): the execution domain (PER_LINUX32 makes `uname -m` say i686)."""
-    fn = function("personality", ctypes.c_int, ctypes.c_ulong)
+    fn = function("personality", ffi.c_int, ffi.c_ulong)
     check(fn(persona), f"personality {persona:#x}")
 
 
 def get_personality() -> int:
     """The calling process's current personality."""
-    fn = function("personality", ctypes.c_int, ctypes.c_ulong)
+    fn = function("personality", ffi.c_int, ffi.c_ulong)
     return check(fn(_QUERY_PERSONALITY), "personality query")

@@ -1,4 +1,4 @@
-"""libseccomp 2.5 through ctypes: build a filter context, add rules, load or export it.
+"""libseccomp 2.5 through ffi: build a filter context, add rules, load or export it.
 
 libseccomp returns negative errno values (not -1 with errno set); `_check` turns them into
 OSError naming the call. A `Filter` owns one scmp_filter_ctx and releases it when closed. Rules
@@ -8,9 +8,9 @@ architecture added to the filter.
 
 from __future__ import annotations
 
-import ctypes
 import os
 
+from galley.kernel import ffi
 from galley.kernel.libc import check, function
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
@@ -61,25 +61,25 @@ def act_trace(msg: int) -> int:
     return _ACT_TRACE | (msg & 0xFFFF)
 
 
-class ArgCmp(ctypes.Structure):
+class ArgCmp(ffi.Structure):
     """struct scmp_arg_cmp: argument index, operator, two 64-bit operands."""
 
     _fields_ = (
-        ("arg", ctypes.c_uint),
-        ("op", ctypes.c_int),
-        ("datum_a", ctypes.c_uint64),
-        ("datum_b", ctypes.c_uint64),
+        ("arg", ffi.c_uint),
+        ("op", ffi.c_int),
+        ("datum_a", ffi.c_uint64),
+        ("datum_b", ffi.c_uint64),
     )
 
 
-class _Version(ctypes.Structure):
-    _fields_ = (("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint))
+class _Version(ffi.Structure):
+    _fields_ = (("major", ffi.c_uint), ("minor", ffi.c_uint), ("micro", ffi.c_uint))
 
 
-_lib: ctypes.CDLL | None = None
+_lib: ffi.CDLL | None = None
 
 
-def _library() -> ctypes.CDLL:
+def _library() -> ffi.CDLL:
     global _lib  # noqa: PLW0603 - one handle per process, loaded lazily
     if _lib is None:
         lib = _open("libseccomp.so.2")
@@ -88,22 +88,22 @@ def _library() -> ctypes.CDLL:
     return _lib
 
 
-def _open(soname: str) -> ctypes.CDLL:
+def _open(soname: str) -> ffi.CDLL:
     """dlopen the library; only when that fails ask ctypes.util (it costs ~10 ms to import)."""
     try:
-        return ctypes.CDLL(soname, use_errno=True)
+        return ffi.CDLL(soname, use_errno=True)
     except OSError:
         from ctypes import util  # noqa: PLC0415 - slow import, only on unusual hosts
 
         name = util.find_library("seccomp")
         try:
-            return ctypes.CDLL(name or soname, use_errno=True)
+            return ffi.CDLL(name or soname, use_errno=True)
         except OSError as e:
             raise OSError(2, f"libseccomp: cannot load {name or soname}: {e}") from None
 
 
-def _declare(lib: ctypes.CDLL) -> None:
-    vp, u32, c_int, c_char_p = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_char_p
+def _declare(lib: ffi.CDLL) -> None:
+    vp, u32, c_int, c_char_p = ffi.c_void_p, ffi.c_uint32, ffi.c_int, ffi.c_char_p
     signatures: dict[str, tuple[Any, ...]] = {
         "seccomp_init": (vp, u32),
         "seccomp_release": (None, vp),
@@ -114,12 +114,12 @@ def _declare(lib: ctypes.CDLL) -> None:
         "seccomp_syscall_resolve_name": (c_int, c_char_p),
         "seccomp_syscall_resolve_name_arch": (c_int, u32, c_char_p),
         "seccomp_syscall_resolve_num_arch": (vp, u32, c_int),
-        "seccomp_rule_add_array": (c_int, vp, u32, c_int, ctypes.c_uint, ctypes.POINTER(ArgCmp)),
+        "seccomp_rule_add_array": (c_int, vp, u32, c_int, ffi.c_uint, ffi.POINTER(ArgCmp)),
         "seccomp_load": (c_int, vp),
         "seccomp_export_bpf": (c_int, vp, c_int),
         "seccomp_notify_fd": (c_int, vp),
-        "seccomp_api_get": (ctypes.c_uint,),
-        "seccomp_version": (ctypes.POINTER(_Version),),
+        "seccomp_api_get": (ffi.c_uint,),
+        "seccomp_version": (ffi.POINTER(_Version),),
     }
     for name, (restype, *argtypes) in signatures.items():
         fn = getattr(lib, name)
@@ -175,8 +175,8 @@ def syscall_name(number: int, token: int = 0) -> str | None:
     pointer = lib.seccomp_syscall_resolve_num_arch(token or lib.seccomp_arch_native(), number)
     if not pointer:
         return None
-    name = ctypes.string_at(pointer).decode()
-    function("free", None, ctypes.c_void_p)(pointer)  # libseccomp hands back a malloc'd copy
+    name = ffi.string_at(pointer).decode()
+    function("free", None, ffi.c_void_p)(pointer)  # libseccomp hands back a malloc'd copy
     return name
 
 
@@ -204,19 +204,19 @@ FILTER_FLAG_WAIT_KILLABLE_RECV = 32
 _NR_SECCOMP = {"x86_64": 317, "aarch64": 277, "riscv64": 277, "ppc64le": 358, "s390x": 348}
 
 
-class Instruction(ctypes.Structure):
+class Instruction(ffi.Structure):
     """struct sock_filter: one classic-BPF instruction."""
 
     _fields_ = (
-        ("code", ctypes.c_uint16),
-        ("jt", ctypes.c_uint8),
-        ("jf", ctypes.c_uint8),
-        ("k", ctypes.c_uint32),
+        ("code", ffi.c_uint16),
+        ("jt", ffi.c_uint8),
+        ("jf", ffi.c_uint8),
+        ("k", ffi.c_uint32),
     )
 
 
-class _Program(ctypes.Structure):
-    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Instruction)))
+class _Program(ffi.Structure):
+    _fields_ = (("len", ffi.c_ushort), ("filter", ffi.POINTER(Instruction)))
 
 
 def raw_load_supported() -> bool:
@@ -227,14 +227,12 @@ def raw_load_supported() -> bool:
 def load_program(program: bytes, flags: int) -> int:
     """seccomp(SECCOMP_SET_MODE_FILTER, flags, program): install raw BPF (needs no_new_privs
     or CAP_SYS_ADMIN); returns the listener fd with FILTER_FLAG_NEW_LISTENER, else 0."""
-    count = len(program) // ctypes.sizeof(Instruction)
+    count = len(program) // ffi.sizeof(Instruction)
     instructions = (Instruction * count).from_buffer_copy(program)
     fprog = _Program(count, instructions)
-    syscall = function(
-        "syscall", ctypes.c_long, ctypes.c_long, ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p
-    )
+    syscall = function("syscall", ffi.c_long, ffi.c_long, ffi.c_uint, ffi.c_uint, ffi.c_void_p)
     nr = _NR_SECCOMP[os.uname().machine]
-    result = syscall(nr, SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(fprog))
+    result = syscall(nr, SECCOMP_SET_MODE_FILTER, flags, ffi.byref(fprog))
     return check(result, f"seccomp SECCOMP_SET_MODE_FILTER flags={flags:#x} ({count} instructions)")
 
 
@@ -246,9 +244,7 @@ def take_fd(pid: int, fd: int) -> int:
     notify fd from the container's init, which can only talk to it over pipes."""
     pidfd = os.pidfd_open(pid)
     try:
-        syscall = function(
-            "syscall", ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_int, ctypes.c_uint
-        )
+        syscall = function("syscall", ffi.c_long, ffi.c_long, ffi.c_int, ffi.c_int, ffi.c_uint)
         return check(syscall(_NR_PIDFD_GETFD, pidfd, fd, 0), f"pidfd_getfd pid {pid} fd {fd}")
     finally:
         os.close(pidfd)
