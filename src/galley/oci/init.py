@@ -112,14 +112,18 @@ def main() -> None:
     run_stage(Channel(int(sys.argv[1]), int(sys.argv[2])))
 
 
-def run_stage(channel: Channel) -> None:
-    """The stage, in the re-executed interpreter or in a child forked from P: never returns."""
+def run_stage(channel: Channel, *, creates: bool = False) -> None:
+    """The stage, in the re-executed interpreter or in a child forked from P (which knows
+    whether it creates a container): never returns."""
     try:
         from galley.kernel.proc import set_dumpable  # noqa: PLC0415
 
         set_dumpable(False)  # no /proc/<pid>/{exe,fd,mem} for the container's processes
-        # What every stage needs, imported while P still validates and builds the cgroup.
+        # What the stage needs, imported while P still makes the state and the cgroup.
         from galley.oci import capabilities, identity, namespaces, rlimits, trampoline  # noqa: F401, PLC0415
+
+        if creates:
+            import galley.oci.rootfs  # noqa: F401, PLC0415
 
         msg = channel.recv()
         from galley.kernel.proc import cloexec_from  # noqa: PLC0415

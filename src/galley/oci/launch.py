@@ -118,7 +118,8 @@ def _create(
     terminal = check_console(spec.get("process", {}), console_socket)
     preserve_fds += _listen_fds(spec)
     reexec = needs_interpreter(spec.get("hooks", {}))
-    channel, stage_pid = spawn_stage(list(range(3, 3 + preserve_fds)), reexec=reexec)
+    keep = list(range(3, 3 + preserve_fds))
+    channel, stage_pid = spawn_stage(keep, reexec=reexec, creates=True)
     rollback.add(lambda: kill_started(stage_pid))
     rollback.add(channel.close)
     fifo = _prepare(state_dir, rollback, foreground)  # the stage imports meanwhile

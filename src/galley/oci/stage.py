@@ -60,9 +60,10 @@ def needs_interpreter(hooks: Hooks) -> bool:
     return bool(in_container) or not trampoline.supported()
 
 
-def spawn_stage(keep: list[int], *, reexec: bool) -> tuple[Channel, int]:
+def spawn_stage(keep: list[int], *, reexec: bool, creates: bool = False) -> tuple[Channel, int]:
     """Fork C, the init stage; (channel, C's pid). With reexec, C re-executes a read-only
-    interpreter first; without, C is the stage itself (no second interpreter start-up)."""
+    interpreter first; without, C is the stage itself (no second interpreter start-up), and
+    imports what a create (or an exec) stage needs at once."""
     floor = max(keep, default=2) + 1
     to_stage, from_p = _pipe_above(floor)[::-1]
     from_stage, to_p = _pipe_above(floor)
@@ -74,7 +75,7 @@ def spawn_stage(keep: list[int], *, reexec: bool) -> tuple[Channel, int]:
             os.close(to_stage)
             os.close(from_stage)
             if not reexec:
-                run_stage(Channel(from_p, to_p))  # never returns
+                run_stage(Channel(from_p, to_p), creates=creates)  # never returns
             # The preserved fds are inheritable already (they came through our own execve);
             # an fd P opened there itself (a free number: a lock, a log) is close-on-exec.
             os.set_inheritable(from_p, True)
