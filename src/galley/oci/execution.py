@@ -19,7 +19,6 @@ from galley.oci.launch import check_console, write_pid_file
 from galley.oci.stage import (
     Rollback,
     kill_started,
-    needs_interpreter,
     send_quietly,
     serve,
     spawn_stage,
@@ -81,7 +80,7 @@ def _start(
     """Spawn the stage, move it into the cgroup, serve it until its execve; the new pid."""
     spec = joining_spec(state.spec, state.pid)
     spec["process"] = process
-    channel, stage_pid = spawn_stage(list(range(3, 3 + preserve_fds)), reexec=needs_interpreter({}))
+    channel, stage_pid = spawn_stage(list(range(3, 3 + preserve_fds)))
     rollback.add(lambda: kill_started(stage_pid))
     rollback.add(channel.close)
     send_quietly(channel, "exec", spec=spec, process=process, preserve_fds=preserve_fds)

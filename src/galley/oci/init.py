@@ -91,9 +91,11 @@ class Channel:
         return b"".join(chunks)
 
     def close(self) -> None:
+        """Close both ends (once: a second call does nothing)."""
         for fd in (self.rfd, self.wfd):
             if fd >= 0:
                 os.close(fd)
+        self.rfd = self.wfd = -1
 
 
 def describe(err: BaseException) -> str:
@@ -112,9 +114,11 @@ def main() -> None:
     run_stage(Channel(int(sys.argv[1]), int(sys.argv[2])))
 
 
-def run_stage(channel: Channel, *, creates: bool = False) -> None:
+def run_stage(
+    channel: Channel, *, creates: bool = False, reexec: Callable[[], None] | None = None
+) -> None:
     """The stage, in the re-executed interpreter or in a child forked from P (which knows
-    whether it creates a container): never returns."""
+    whether it creates a container, and how to re-execute it if P asks): never returns."""
     try:
         from galley.kernel.proc import set_dumpable  # noqa: PLC0415
 
@@ -126,6 +130,10 @@ def run_stage(channel: Channel, *, creates: bool = False) -> None:
             import galley.oci.rootfs  # noqa: F401, PLC0415
 
         msg = channel.recv()
+        if msg["type"] == "reexec":  # before anything else: "boot" waits in the pipe
+            if reexec is not None:
+                reexec()
+            msg = channel.recv()
         from galley.kernel.proc import cloexec_from  # noqa: PLC0415
 
         cloexec_from(3 + msg.get("preserve_fds", 0))  # nothing the caller leaked reaches execve

@@ -20,6 +20,7 @@ from galley.oci.stage import (
     Rollback,
     kill_started,
     needs_interpreter,
+    request_interpreter,
     send_quietly,
     serve,
     spawn_stage,
@@ -65,20 +66,39 @@ class LaunchResult:
         return f"LaunchResult(pid={self.pid}, start_time={self.start_time})"
 
 
+class Stage:
+    """A create stage forked first thing, before config.json is read: it imports what it needs
+    while P validates the config and makes the container's state directory."""
+
+    __slots__ = ("channel", "listen_fds", "pid", "preserve_fds")
+
+    def __init__(self, preserve_fds: int) -> None:
+        self.listen_fds = _listen_fds()
+        self.preserve_fds = preserve_fds + self.listen_fds
+        keep = list(range(3, 3 + self.preserve_fds))
+        self.channel, self.pid = spawn_stage(keep, creates=True)
+
+    def abandon(self) -> None:
+        """Stop the stage when create fails before launching."""
+        self.channel.close()
+        kill_started(self.pid)
+
+
 def create(
     container_id: str,
     bundle: str,
     spec: Spec,
     state_dir: str,
+    stage: Stage,
     *,
     pid_file: str | None,
     console_socket: str | None,
     no_pivot: bool,
-    preserve_fds: int,
     foreground: bool,
 ) -> LaunchResult:
-    """Start the container's init, stopped at the exec fifo until `start`."""
+    """Start the container's init (in stage), stopped at the exec fifo until `start`."""
     rollback = Rollback()
+    rollback.add(stage.abandon)
     try:
         return _create(
             container_id,
@@ -86,10 +106,10 @@ def create(
             spec,
             state_dir,
             rollback,
+            stage=stage,
             pid_file=pid_file,
             console_socket=console_socket,
             no_pivot=no_pivot,
-            preserve_fds=preserve_fds,
             foreground=foreground,
         )
     except StageError as err:
@@ -109,19 +129,19 @@ def _create(
     state_dir: str,
     rollback: Rollback,
     *,
+    stage: Stage,
     pid_file: str | None,
     console_socket: str | None,
     no_pivot: bool,
-    preserve_fds: int,
     foreground: bool,
 ) -> LaunchResult:
+    channel, stage_pid, preserve_fds = stage.channel, stage.pid, stage.preserve_fds
     terminal = check_console(spec.get("process", {}), console_socket)
-    preserve_fds += _listen_fds(spec)
-    reexec = needs_interpreter(spec.get("hooks", {}))
-    keep = list(range(3, 3 + preserve_fds))
-    channel, stage_pid = spawn_stage(keep, reexec=reexec, creates=True)
-    rollback.add(lambda: kill_started(stage_pid))
-    rollback.add(channel.close)
+    if stage.listen_fds:
+        env = spec.setdefault("process", {}).setdefault("env", [])
+        env += [f"LISTEN_FDS={stage.listen_fds}", "LISTEN_PID=1"]
+    if needs_interpreter(spec.get("hooks", {})):
+        request_interpreter(channel)
     fifo = _prepare(state_dir, rollback, foreground)  # the stage imports meanwhile
     send_quietly(
         channel,
@@ -216,13 +236,11 @@ def check_console(process: Process, console_socket: str | None) -> bool:
     return True
 
 
-def _listen_fds(spec: Spec) -> int:
-    """systemd socket activation: pass LISTEN_FDS through as runc does (they come first)."""
+def _listen_fds() -> int:
+    """systemd socket activation: LISTEN_FDS passes through as runc does (they come first)."""
     count = os.environ.get("LISTEN_FDS", "")
     if not count.isdigit() or os.environ.get("LISTEN_PID") != str(os.getpid()):
         return 0
-    env = spec.setdefault("process", {}).setdefault("env", [])
-    env += [f"LISTEN_FDS={count}", "LISTEN_PID=1"]
     return int(count)
 
 

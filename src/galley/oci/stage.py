@@ -47,40 +47,44 @@ class Rollback:
 
 
 def needs_interpreter(hooks: Hooks) -> bool:
-    """Whether the stage must be a read-only re-executed interpreter rather than a fork of P.
+    """Whether a create stage must become a read-only re-executed interpreter (P asks it with
+    request_interpreter) rather than stay a fork of P.
 
     A forked stage runs the host's interpreter file until it execs the trampoline
     (galley.oci.trampoline), so it may exec nothing else from inside the container:
-    createContainer and startContainer hooks run there, and machines without a trampoline
-    exec the process directly.
+    createContainer and startContainer hooks run there.
     """
+    return bool(hooks.get("createContainer") or hooks.get("startContainer"))
+
+
+def request_interpreter(channel: Channel) -> None:
+    """Make a forked stage re-execute the interpreter from a read-only mount before "boot"
+    (a stage that is that interpreter already ignores it)."""
+    send_quietly(channel, "reexec")
+
+
+def spawn_stage(keep: list[int], *, creates: bool = False) -> tuple[Channel, int]:
+    """Fork C, the init stage; (channel, C's pid). C is the stage itself (no second interpreter
+    start-up) and imports what a create (or an exec) stage needs at once; it re-executes a
+    read-only interpreter when asked (request_interpreter), or at once on machines without a
+    trampoline, which must exec the process directly."""
     from galley.oci import trampoline  # noqa: PLC0415
 
-    in_container = hooks.get("createContainer") or hooks.get("startContainer")
-    return bool(in_container) or not trampoline.supported()
-
-
-def spawn_stage(keep: list[int], *, reexec: bool, creates: bool = False) -> tuple[Channel, int]:
-    """Fork C, the init stage; (channel, C's pid). With reexec, C re-executes a read-only
-    interpreter first; without, C is the stage itself (no second interpreter start-up), and
-    imports what a create (or an exec) stage needs at once."""
     floor = max(keep, default=2) + 1
     to_stage, from_p = _pipe_above(floor)[::-1]
     from_stage, to_p = _pipe_above(floor)
-    if not reexec:
+    forked = trampoline.supported()
+    if forked:
         from galley.oci.init import run_stage  # noqa: PLC0415 - before the fork: only once
     pid = os.fork()
     if pid == 0:  # C
         try:
             os.close(to_stage)
             os.close(from_stage)
-            if not reexec:
-                run_stage(Channel(from_p, to_p), creates=creates)  # never returns
-            # The preserved fds are inheritable already (they came through our own execve);
-            # an fd P opened there itself (a free number: a lock, a log) is close-on-exec.
-            os.set_inheritable(from_p, True)
-            os.set_inheritable(to_p, True)
-            exec_readonly_interpreter([str(from_p), str(to_p)])
+            if forked:
+                channel = Channel(from_p, to_p)
+                run_stage(channel, creates=creates, reexec=lambda: _reexec(from_p, to_p))
+            _reexec(from_p, to_p)
         except BaseException as err:  # C must never return into P's code
             try:
                 Channel(-1, to_p).send("error", message=describe(err))
@@ -89,6 +93,17 @@ def spawn_stage(keep: list[int], *, reexec: bool, creates: bool = False) -> tupl
     os.close(from_p)
     os.close(to_p)
     return Channel(from_stage, to_stage), pid
+
+
+def _reexec(from_p: int, to_p: int) -> None:
+    """In C: become the stage in a read-only re-executed interpreter, on the same pipes.
+
+    The preserved fds are inheritable already (they came through our own execve); an fd P
+    opened there itself (a free number: a lock, a log) is close-on-exec.
+    """
+    os.set_inheritable(from_p, True)
+    os.set_inheritable(to_p, True)
+    exec_readonly_interpreter([str(from_p), str(to_p)])
 
 
 def _pipe_above(floor: int) -> tuple[int, int]:

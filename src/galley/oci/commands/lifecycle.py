@@ -118,10 +118,15 @@ def create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Container
     cgroupwarm.start()  # the kernel's first wait for a cgroup move, meanwhile
     from galley.oci import launch  # noqa: PLC0415 - lazy: the heavy part of galley-runc
 
-    bundle = os.path.abspath(args.bundle)
-    spec = load_config(bundle)
-    rootfs = rootfs_path(bundle, spec)
-    state_dir = reserve(ctx.root, cid)
+    stage = launch.Stage(args.preserve_fds)  # forked now: it imports while we validate
+    try:
+        bundle = os.path.abspath(args.bundle)
+        spec = load_config(bundle)
+        rootfs = rootfs_path(bundle, spec)
+        state_dir = reserve(ctx.root, cid)
+    except BaseException:
+        stage.abandon()
+        raise
     try:
         with Lock(state_dir):
             result = launch.create(
@@ -129,10 +134,10 @@ def create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Container
                 bundle,
                 spec,
                 state_dir,
+                stage,
                 pid_file=args.pid_file and os.path.abspath(args.pid_file),
                 console_socket=args.console_socket,
                 no_pivot=args.no_pivot,
-                preserve_fds=args.preserve_fds,
                 foreground=foreground,
             )
             state = _record(ctx.root, cid, bundle=bundle, rootfs=rootfs, spec=spec, result=result)
