@@ -259,7 +259,7 @@ def process_start_time(pid: int) -> int:
 def write_pid_file(path: str, pid: int) -> None:
     """Write the pid atomically (tmp + rename), as runc does."""
     tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w", encoding="ascii") as f:
+    with open(tmp, "w", encoding="utf-8") as f:
         f.write(str(pid))
     os.rename(tmp, path)
 

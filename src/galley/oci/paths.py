@@ -66,6 +66,11 @@ def ensure_target(root_fd: int, path: str, *, is_dir: bool) -> int:
 
 
 def _ensure(root_fd: int, parts: list[str], mode: int, *, leaf_is_dir: bool) -> int:
+    flags = os.O_PATH | (os.O_DIRECTORY if leaf_is_dir else 0)
+    try:  # most targets exist: one lookup instead of one per prefix
+        return openat2(root_fd, "/".join(parts) or ".", flags, RESOLVE)
+    except FileNotFoundError:
+        pass
     budget = 2 * MAX_SYMLINK_HOPS + 2 * len(parts)
     while budget > 0:
         budget -= 1

@@ -236,12 +236,13 @@ class StageServer:
         self.pid = pid = msg["pid"]
         if pid != self.stage_pid:
             self.rollback.add(_killer(pid))
-            os.waitpid(self.stage_pid, 0)  # the stage forked the container's pid 1 and exits
         self.state["pid"] = pid
         _write_oom_score_adj(pid, self.spec.get("process", {}).get("oomScoreAdj"))
         self.channel.send("ok", pid=pid)
         if self.after_pid is not None:
             self.after_pid(pid)
+        if pid != self.stage_pid:
+            os.waitpid(self.stage_pid, 0)  # the stage forked the container's pid 1 and exits
         return False
 
     def on_hooks(self, _msg: dict[str, Any]) -> bool:
@@ -289,7 +290,7 @@ def _write_oom_score_adj(pid: int, score: int | None) -> None:
         return
     path = f"/proc/{pid}/oom_score_adj"
     try:
-        with open(path, "w", encoding="ascii") as f:
+        with open(path, "w", encoding="utf-8") as f:
             f.write(str(score))
     except OSError as err:
         raise StageError(f"process.oomScoreAdj {score}: {err.strerror}") from None

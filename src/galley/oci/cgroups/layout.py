@@ -105,7 +105,7 @@ def _unescape(text: str) -> str:
 
 def _v2_controllers(mount: str) -> frozenset[str]:
     try:
-        with open(os.path.join(mount, "cgroup.controllers"), encoding="ascii") as f:
+        with open(os.path.join(mount, "cgroup.controllers"), encoding="utf-8") as f:
             return frozenset(f.read().split())
     except OSError:
         return frozenset()

@@ -179,7 +179,7 @@ def write(directory: str, name: str, value: str | int) -> None:
 
 def read(directory: str, name: str) -> str:
     """The stripped text of one cgroup file."""
-    with open(os.path.join(directory, name), encoding="ascii") as f:
+    with open(os.path.join(directory, name), encoding="utf-8") as f:
         return f.read().strip()
 
 

@@ -85,7 +85,7 @@ class V2Manager:
         """The cgroup directory of the container's init, if it lives below ours."""
         for member in self.pids():
             try:
-                with open(f"/proc/{member}/status", encoding="ascii") as f:
+                with open(f"/proc/{member}/status", encoding="utf-8") as f:
                     nspid = next((line for line in f if line.startswith("NSpid:")), "")
                 cgroup = layout.own_cgroups(member).get("")
             except OSError:
