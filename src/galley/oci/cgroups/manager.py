@@ -251,6 +251,14 @@ def remove(directory: str, timeout: float = 2.0) -> None:
 
 
 def _remove_tree(directory: str) -> None:
+    try:  # a container's cgroup seldom has children: one rmdir, no listing of control files
+        os.rmdir(directory)
+        return
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        if e.errno != errno.ENOTEMPTY:  # EBUSY: the caller retries
+            raise
     for top, dirs, _files in os.walk(directory, topdown=False):
         for d in dirs:
             _rmdir(os.path.join(top, d))
