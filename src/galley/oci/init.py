@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from galley.oci.spec import Process, Spec, State
 
 BOOTSTRAP = "import sys;sys.path[:0]=[{src!r}];from galley.oci.init import main;main()"
-FIFO_NAME = "exec.fifo"
 
 
 class StageError(Exception):

@@ -7,7 +7,7 @@ ready (copying out the pty master the stage opened from the container's /dev/ptm
 pid, start time, cgroup and namespaces (a seccomp notify fd goes to its agent from
 galley.oci.stage, through galley.oci.seccomp_notify). On failure it kills what it started and
 removes what it made. See galley.oci.init for the whole conversation; `start` is one byte into
-the exec fifo.
+the exec fifo (galley.oci.state.signal_start).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from galley.errors import FailedPrecondition
-from galley.oci.init import FIFO_NAME, StageError
+from galley.oci.init import StageError
 from galley.oci.stage import (
     Rollback,
     kill_started,
@@ -25,6 +25,7 @@ from galley.oci.stage import (
     serve,
     spawn_stage,
 )
+from galley.oci.state import FIFO_NAME
 
 TYPE_CHECKING = False  # not `from typing`: every `galley-runc start` imports this module
 
@@ -262,20 +263,3 @@ def write_pid_file(path: str, pid: int) -> None:
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(str(pid))
     os.rename(tmp, path)
-
-
-def start(state_dir: str) -> None:
-    """Let a created container's init run its process: one byte into the exec fifo."""
-    path = os.path.join(state_dir, FIFO_NAME)
-    name = os.path.basename(state_dir)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise FailedPrecondition(f"container {name!r} cannot start: it is not created") from None
-    except OSError as err:  # ENXIO: no reader, the init has gone
-        raise FailedPrecondition(f"container {name!r} cannot start: {err.strerror}") from None
-    try:
-        os.write(fd, b"0")
-    finally:
-        os.close(fd)
-    os.unlink(path)

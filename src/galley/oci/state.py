@@ -19,7 +19,7 @@ import fcntl
 import os
 import time
 
-from galley.errors import AlreadyExists, InvalidArgument, NotFound
+from galley.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from galley.oci import jsonfast
 from galley.oci.status import Status
 
@@ -35,6 +35,7 @@ DEFAULT_ROOT = "/run/galley-runc"
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
 LOCK_FILE = "lock"
+FIFO_NAME = "exec.fifo"  # the created init waits on it; `start` writes one byte
 # The runtime-spec version galley-runc implements: `state` reports it as ociVersion (runc 1.1
 # reports the one it was built against, "1.0.2-dev"), and `--version` prints it.
 RUNTIME_OCI_VERSION = "1.2.0"
@@ -329,3 +330,20 @@ def remove(state_dir: str) -> None:
         except FileNotFoundError:
             pass
     os.rmdir(state_dir)
+
+
+def signal_start(state_dir: str) -> None:
+    """Let a created container's init run its process: one byte into the exec fifo."""
+    path = os.path.join(state_dir, FIFO_NAME)
+    name = os.path.basename(state_dir)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise FailedPrecondition(f"container {name!r} cannot start: it is not created") from None
+    except OSError as err:  # ENXIO: no reader, the init has gone
+        raise FailedPrecondition(f"container {name!r} cannot start: {err.strerror}") from None
+    try:
+        os.write(fd, b"0")
+    finally:
+        os.close(fd)
+    os.unlink(path)
