@@ -25,7 +25,7 @@ from galley.oci.stage import (
     serve,
     spawn_stage,
 )
-from galley.oci.state import FIFO_NAME
+from galley.oci.state import fifo_path
 
 TYPE_CHECKING = False  # not `from typing`: every `galley-runc start` imports this module
 
@@ -184,7 +184,7 @@ def _create(
 def _prepare(state_dir: str, rollback: Rollback, foreground: bool) -> str:
     """The exec fifo; `run` in the foreground: subreaper (before "boot": the stage forks the
     container's init only after it)."""
-    fifo = os.path.join(state_dir, FIFO_NAME)
+    fifo = fifo_path(state_dir)
     os.mkfifo(fifo, 0o622)
     rollback.add(lambda: os.unlink(fifo))
     if foreground:

@@ -35,7 +35,6 @@ DEFAULT_ROOT = "/run/galley-runc"
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
 LOCK_FILE = "lock"
-FIFO_NAME = "exec.fifo"  # the created init waits on it; `start` writes one byte
 # The runtime-spec version galley-runc implements: `state` reports it as ociVersion (runc 1.1
 # reports the one it was built against, "1.0.2-dev"), and `--version` prints it.
 RUNTIME_OCI_VERSION = "1.2.0"
@@ -334,7 +333,7 @@ def remove(state_dir: str) -> None:
 
 def signal_start(state_dir: str) -> None:
     """Let a created container's init run its process: one byte into the exec fifo."""
-    path = os.path.join(state_dir, FIFO_NAME)
+    path = fifo_path(state_dir)
     name = os.path.basename(state_dir)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
