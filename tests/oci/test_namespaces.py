@@ -188,3 +188,30 @@ def test_exec_joins_a_user_namespace(runtime: Runtime, open_bundle: Bundle) -> N
     res = exec_in((runtime, cid, 0), ["sh", "-c", "id -u; cat /proc/self/uid_map"])
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["0", "0", "100000", "65536"]
+
+
+def test_idmapped_mount_in_a_user_namespace(runtime: Runtime, open_bundle: Bundle) -> None:
+    """The idmapped tree is made before the stage enters the container's user namespace (in
+    it, mount_setattr(MOUNT_ATTR_IDMAP) on a host filesystem is refused): files owned by 0 and
+    7 on disk show as the container's 0 and 7, that is host 100000 and 100007."""
+    bundle = open_bundle
+    data = bundle.path.parent / "idmapped"
+    data.mkdir()
+    (data / "mine").write_text("")
+    (data / "theirs").write_text("")
+    os.chown(data / "theirs", 7, 8)
+    (bundle.rootfs / "idm").mkdir()  # the mapped root may not create it in a host-owned root
+    linux = bundle.config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    linux.pop("resources", None)
+    bundle.config["mounts"] = [
+        m for m in bundle.config["mounts"] if m["type"] in ("proc", "tmpfs", "devpts")
+    ]
+    bundle.config["mounts"].append(
+        {"destination": "/idm", "type": "bind", "source": str(data), "options": ["rbind", "idmap"]}
+    )
+    out = _run(runtime, bundle, "stat -c '%n %u %g' /idm/mine /idm/theirs; touch /idm/new")
+    assert out.splitlines() == ["/idm/mine 0 0", "/idm/theirs 7 8"]
+    assert (data / "new").stat().st_uid == 0  # written as the container's root: host uid 0

@@ -9,8 +9,9 @@ h..h+s, which a container whose own user namespace maps c to h sees as c again.
     write /proc/<child>/uid_map and gid_map, open /proc/<child>/ns/user, let the child exit
     mount_setattr(tree, MOUNT_ATTR_IDMAP, userns_fd)   on the detached bind, before attaching
 
-Setting MOUNT_ATTR_IDMAP needs CAP_SYS_ADMIN over the filesystem's owner (the host), so this
-works in an init stage that has not entered a container user namespace yet.
+Setting MOUNT_ATTR_IDMAP needs CAP_SYS_ADMIN over the filesystem's owner (the host), so the
+create stage idmaps these trees before it enters the container's user namespace
+(galley.oci.rootfs.prebuild_idmapped) and attaches them later, inside it.
 """
 
 from __future__ import annotations
@@ -92,8 +93,7 @@ def apply_idmap(
         # Only the host's user namespace may idmap a host filesystem: an init stage already in
         # the container's user namespace would need the mount prepared by the runtime outside.
         raise FailedPrecondition(
-            "idmapped mount: not permitted from inside the container's user namespace "
-            f"(galley prepares idmapped mounts only for containers without one): {err}"
+            f"idmapped mount: not permitted in this user namespace: {err}"
         ) from err
     finally:
         os.close(userns)

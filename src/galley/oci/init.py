@@ -172,7 +172,9 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
     # P moves the container's process into its cgroup once it knows its pid; until then the
     # process builds its namespaces and rootfs, and only a new cgroup namespace must wait.
     from galley.kernel.ns import CLONE_NEWCGROUP  # noqa: PLC0415
+    from galley.oci.rootfs import prebuild_idmapped  # noqa: PLC0415
 
+    trees = prebuild_idmapped(spec, boot["bundle"])  # as the host's root, before the userns
     pid, deferred = _enter_namespaces(channel, spec, defer=CLONE_NEWCGROUP)
     os.setsid()
     _set_names(spec)
@@ -190,6 +192,7 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         boot,
         lambda: _before_pivot(channel, spec, state, boot, terminal=terminal),
         lambda: _join_cgroup(channel, deferred),
+        trees,
     )
     seccomp_fd = starter.prepare()
     if starter.fifo is not None:
@@ -311,6 +314,7 @@ def _setup_rootfs(
     boot: dict[str, Any],
     before_pivot: Callable[[], None],
     join_cgroup: Callable[[], None],
+    trees: dict[int, int],
 ) -> None:
     from galley.oci.rootfs import setup_rootfs  # noqa: PLC0415
 
@@ -321,6 +325,7 @@ def _setup_rootfs(
         console_path=None,  # /dev/console is bound in before_pivot, with the container's pty
         before_pivot=before_pivot,
         join_cgroup=join_cgroup,
+        trees=trees,
     )
 
 

@@ -212,12 +212,24 @@ def bind(
     recursive: bool,
     prepare: Callable[[int], None] | None = None,
 ) -> None:
-    """Bind source (a host path, or an fd) onto the target fd.
+    """Bind source (a host path, or an fd) onto the target fd: clone_tree, then attach it onto
+    exactly the target inode."""
+    tree = clone_tree(source, options, recursive=recursive, prepare=prepare)
+    try:
+        attach_tree(tree, target, options)
+    finally:
+        os.close(tree)
 
-    The tree is cloned detached (open_tree), given its attributes there — so it is never
-    visible writable when `ro` was asked — then prepare(tree) (idmapping), and attached onto
-    exactly the target inode.
-    """
+
+def clone_tree(
+    source: str | int,
+    options: MountOptions,
+    *,
+    recursive: bool,
+    prepare: Callable[[int], None] | None = None,
+) -> int:
+    """A detached clone (open_tree) of source with the bind's attributes set — so it is never
+    visible writable when `ro` was asked — then prepare(tree) (idmapping); its fd."""
     flags = k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC | (k.AT_RECURSIVE if recursive else 0)
     if isinstance(source, int):
         tree = k.open_tree(source, "", flags | k.AT_EMPTY_PATH)
@@ -228,10 +240,16 @@ def bind(
         set_attrs(tree, options.rec_set, options.rec_clr, recursive=True)
         if prepare is not None:
             prepare(tree)
-        attach(tree, target)
-        propagate(tree, options.propagation)
-    finally:
+    except BaseException:
         os.close(tree)
+        raise
+    return tree
+
+
+def attach_tree(tree: int, target: int, options: MountOptions) -> None:
+    """Attach a tree made by clone_tree onto the target fd, with the bind's propagation."""
+    attach(tree, target)
+    propagate(tree, options.propagation)
 
 
 def attach(tree: int, target: int) -> None:

@@ -40,9 +40,10 @@ HOST_FALLBACKS = {"sysfs": "/sys", "mqueue": "/dev/mqueue"}
 class Rootfs:
     """The root being built: its host path, an fd on it, and what the spec asks of it."""
 
-    def __init__(self, spec: Spec, bundle: str) -> None:
+    def __init__(self, spec: Spec, bundle: str, trees: dict[int, int] | None = None) -> None:
         self.spec = spec
         self.bundle = bundle
+        self.trees = trees if trees is not None else {}  # prebuilt binds, by mounts[] index
         self.path = os.path.realpath(os.path.join(bundle, spec.get("root", {}).get("path", "")))
         linux = spec.get("linux", {})
         kinds = {ns.get("type") for ns in linux.get("namespaces", [])}
@@ -99,7 +100,7 @@ class Rootfs:
 
                 mount_cgroup(self.root_fd, dest, options, cgroupns=self.cgroupns)
             elif options.is_bind or kind == "bind":
-                self._bind(entry, mounts.source_path(self.bundle, source), options)
+                self._bind(entry, mounts.source_path(self.bundle, source), options, index)
             else:
                 self._filesystem_or_host_bind(entry, kind, source, options)
         except OSError as err:
@@ -120,34 +121,27 @@ class Rootfs:
         finally:
             os.close(target)
 
-    def _bind(self, entry: Mount, source: str, options: mounts.MountOptions) -> None:
-        """A bind: the source tree cloned, its attributes set while detached, then attached."""
+    def _bind(
+        self, entry: Mount, source: str, options: mounts.MountOptions, index: int = -1
+    ) -> None:
+        """A bind: the source tree cloned, its attributes set while detached, then attached (a
+        tree prebuilt for this entry by prebuild_idmapped is attached as it is)."""
         if not os.path.exists(source):
             raise InvalidArgument(f"bind source {source!r} does not exist")
         dest = entry.get("destination", "")
         recursive = bool(options.flags & k.MS_REC)
-        prepare = self._idmapper(entry, recursive="ridmap" in options.extensions or recursive)
+        tree = self.trees.pop(index, -1)
         target = paths.ensure_target(self.root_fd, dest, is_dir=os.path.isdir(source))
         try:
             self._check_target(target, "bind", source, dest)
-            mounts.bind(source, target, options, recursive=recursive, prepare=prepare)
+            if tree < 0:
+                prepare = idmapper(entry, self.spec, recursive=recursive)
+                tree = mounts.clone_tree(source, options, recursive=recursive, prepare=prepare)
+            mounts.attach_tree(tree, target, options)
         finally:
             os.close(target)
-
-    def _idmapper(self, entry: Mount, *, recursive: bool) -> Callable[[int], None] | None:
-        """For an idmapped bind, what idmaps the detached tree; None for a plain bind."""
-        if not {"idmap", "ridmap", "uidMappings", "gidMappings"} & {
-            *entry,
-            *entry.get("options", []),
-        }:
-            return None
-        from galley.oci import idmap  # noqa: PLC0415 - rarely needed
-
-        mappings = idmap.mappings_for(entry, self.spec)
-        if mappings is None:
-            return None
-        uids, gids = mappings
-        return lambda tree: idmap.apply_idmap(tree, uids, gids, recursive=recursive)
+            if tree >= 0:
+                os.close(tree)
 
     def _filesystem_or_host_bind(
         self, entry: Mount, kind: str, source: str, options: mounts.MountOptions
@@ -253,6 +247,47 @@ class Rootfs:
 CGROUP_TYPES = ("cgroup", "cgroup2")  # mounts that show the cgroup namespace
 
 
+def idmapper(entry: Mount, spec: Spec, *, recursive: bool) -> Callable[[int], None] | None:
+    """For an idmapped bind, what idmaps the detached tree; None for a plain bind."""
+    if not {"idmap", "ridmap", "uidMappings", "gidMappings"} & {*entry, *entry.get("options", [])}:
+        return None
+    from galley.oci import idmap  # noqa: PLC0415 - rarely needed
+
+    mappings = idmap.mappings_for(entry, spec)
+    if mappings is None:
+        return None
+    uids, gids = mappings
+    recursive = recursive or "ridmap" in entry.get("options", [])
+    return lambda tree: idmap.apply_idmap(tree, uids, gids, recursive=recursive)
+
+
+def prebuild_idmapped(spec: Spec, bundle: str) -> dict[int, int]:
+    """The idmapped binds' trees, made before the stage enters the container's namespaces:
+    only the host's user namespace may idmap a host filesystem. {mounts[] index: tree fd}."""
+    trees: dict[int, int] = {}
+    try:
+        for index, entry in enumerate(spec.get("mounts", [])):
+            options = mounts.MountOptions(entry.get("options", []))
+            if entry.get("type") != "bind" and not options.is_bind:
+                continue
+            recursive = bool(options.flags & k.MS_REC)
+            prepare = idmapper(entry, spec, recursive=recursive)
+            if prepare is None:
+                continue
+            source = mounts.source_path(bundle, entry.get("source", ""))
+            try:
+                trees[index] = mounts.clone_tree(
+                    source, options, recursive=recursive, prepare=prepare
+                )
+            except OSError as err:
+                raise mounts.failure(index, entry, err) from err
+    except BaseException:
+        for tree in trees.values():
+            os.close(tree)
+        raise
+    return trees
+
+
 def setup_rootfs(
     spec: Spec,
     bundle: str,
@@ -261,13 +296,14 @@ def setup_rootfs(
     console_path: str | None,
     before_pivot: Callable[[], None],
     join_cgroup: Callable[[], None] | None = None,
+    trees: dict[int, int] | None = None,
 ) -> None:
     """Build the container's root inside the current (new) mount namespace and enter it.
 
     join_cgroup() is called once, before the first cgroup mount or else before before_pivot():
     the create stage builds the root while P moves it into its cgroup.
     """
-    rootfs = Rootfs(spec, bundle)
+    rootfs = Rootfs(spec, bundle, trees)
     rootfs.prepare()
     null_fd = -1
     try:
@@ -294,6 +330,8 @@ def setup_rootfs(
         os.close(rootfs.root_fd)
         if null_fd >= 0:
             os.close(null_fd)
+        for tree in rootfs.trees.values():  # left by a failure
+            os.close(tree)
 
 
 def make_cwd(root_fd: int, cwd: str) -> None:
