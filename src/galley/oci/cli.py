@@ -152,6 +152,19 @@ def parse_args(argv: list[str]) -> Args:
     return parse(args.command, _commands(module).syntax(args.command), args.command_args, args)
 
 
+# Commands that may run for long: the garbage collector, which bin/galley-runc turns off to
+# start quickly, runs again for them (run and exec in the foreground turn it on when they
+# start waiting: galley.oci.commands.lifecycle.wait_foreground, execution).
+LONG_RUNNING = frozenset({"events", "ps", "list", "update", "pause", "resume", "spec", "features"})
+
+
+def collect_garbage() -> None:
+    """Turn the cyclic garbage collector back on (a no-op where it was never off)."""
+    import gc  # noqa: PLC0415
+
+    gc.enable()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse argv, run the command, map errors to runc's exit status and messages."""
     try:
@@ -174,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             sys.stdout.write(overview())
         return 0
+    if args.command in LONG_RUNNING:
+        collect_garbage()
     log = Log(args.log, args.log_format, LEVELS["debug" if args.debug else "warning"])
     ctx = Context(os.path.abspath(args.root), log, args.systemd_cgroup)
     try:

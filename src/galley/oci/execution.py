@@ -115,6 +115,10 @@ def wait_forwarding_signals(pid: int) -> int:
     """Wait for pid (reaping other orphans), forwarding signals; its exit as a shell reports."""
     import _signal as signal  # type: ignore[import-not-found]  # noqa: PLC0415 - `signal` costs ~4 ms
 
+    from galley.oci.cli import collect_garbage  # noqa: PLC0415
+
+    collect_garbage()  # this may wait for days
+
     forwarded = [
         signal.SIGINT,
         signal.SIGTERM,

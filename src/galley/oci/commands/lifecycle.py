@@ -212,6 +212,10 @@ def wait_foreground(state: ContainerState, master: int | None = None) -> int:
     """Wait for init, forwarding our signals to it (and relaying its terminal, if any)."""
     import _signal as signal  # type: ignore[import-not-found]  # noqa: PLC0415 - `signal` costs ~4 ms
 
+    from galley.oci.cli import collect_garbage  # noqa: PLC0415
+
+    collect_garbage()  # this may wait for days
+
     forwarded: list[int] = [getattr(signal, name) for name in FORWARDED_SIGNALS]
     previous = {s: signal.signal(s, lambda n, _f: signal_init(state, n)) for s in forwarded}
     try:
