@@ -160,12 +160,15 @@ def _create(
     # cgroup mount, hook, fork or exec (galley.oci.init).
     cgroup = _cgroup_manager(spec, container_id, rollback)
 
+    launched: list[LaunchResult] = []
+
     def join_cgroup(pid: int) -> None:
         cgroup.apply(pid)
         resources = spec.get("linux", {}).get("resources")
         if resources:
             cgroup.set(resources)
         send_quietly(channel, "cgroup")
+        launched.append(_describe(pid, cgroup))  # while the stage builds the rootfs
 
     state: State = {
         "ociVersion": spec.get("ociVersion", ""),
@@ -176,9 +179,9 @@ def _create(
     }
     masters: list[int] = []
     rollback.add(lambda: _close_all(masters))
-    pid = serve(channel, spec, stage_pid, state, rollback, consoles=masters, after_pid=join_cgroup)
+    serve(channel, spec, stage_pid, state, rollback, consoles=masters, after_pid=join_cgroup)
     channel.close()
-    return _finish(pid, cgroup, masters, console_socket, pid_file)
+    return _finish(launched[0], masters, console_socket, pid_file)
 
 
 def _prepare(state_dir: str, rollback: Rollback, foreground: bool) -> str:
@@ -194,12 +197,16 @@ def _prepare(state_dir: str, rollback: Rollback, foreground: bool) -> str:
     return fifo
 
 
+def _describe(pid: int, cgroup: CgroupManager) -> LaunchResult:
+    """What state.json records of the container's process: its start time and namespaces."""
+    from galley.oci.namespaces import paths  # noqa: PLC0415
+
+    start_time = process_start_time(pid)
+    return LaunchResult(pid=pid, start_time=start_time, cgroup=cgroup, namespaces=paths(pid))
+
+
 def _finish(
-    pid: int,
-    cgroup: CgroupManager | None,
-    masters: list[int],
-    console_socket: str | None,
-    pid_file: str | None,
+    result: LaunchResult, masters: list[int], console_socket: str | None, pid_file: str | None
 ) -> LaunchResult:
     """After "ready": the pty master to the console socket, the pid file, the result."""
     if masters and console_socket is not None:
@@ -207,12 +214,9 @@ def _finish(
 
         send_master(console_socket, masters[0])
         _close_all(masters)
-    start_time = process_start_time(pid)
     if pid_file:
-        write_pid_file(pid_file, pid)
-    from galley.oci.namespaces import paths  # noqa: PLC0415
-
-    return LaunchResult(pid=pid, start_time=start_time, cgroup=cgroup, namespaces=paths(pid))
+        write_pid_file(pid_file, result.pid)
+    return result
 
 
 def _cgroup_manager(spec: Spec, container_id: str, rollback: Rollback) -> CgroupManager:
