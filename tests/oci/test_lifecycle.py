@@ -173,6 +173,12 @@ def test_bad_config_leaves_nothing(
     assert message in result.stderr.replace('\\"', '"')
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (runtime.root / cid).exists()
+    assert not _processes_naming(cid)  # the stage forked before validation is gone too
+
+
+def _processes_naming(marker: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
+    return [line for line in out.stdout.splitlines() if marker in line]
 
 
 def test_missing_rootfs_and_config(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
