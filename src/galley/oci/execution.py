@@ -41,15 +41,14 @@ def exec_process(
     preserve_fds: int,
 ) -> int:
     """Run process in the container; its exit status, or 0 when detached."""
-    from galley.kernel.proc import set_child_subreaper  # noqa: PLC0415
+    from galley.oci import cgroupwarm  # noqa: PLC0415
 
+    cgroupwarm.start()  # the kernel's first wait for a cgroup move, meanwhile
     check_console(process, console_socket)
-    if not detach:
-        set_child_subreaper()  # the process is our grandchild when a pid namespace forks
     rollback = Rollback()
     masters: list[int] = []
     try:
-        pid = _start(state, process, preserve_fds, rollback, masters)
+        pid = _start(state, process, preserve_fds, rollback, masters, foreground=not detach)
     except StageError as err:
         rollback.run()
         raise FailedPrecondition(
@@ -76,13 +75,19 @@ def _start(
     preserve_fds: int,
     rollback: Rollback,
     masters: list[int],
+    *,
+    foreground: bool,
 ) -> int:
     """Spawn the stage, move it into the cgroup, serve it until its execve; the new pid."""
-    spec = joining_spec(state.spec, state.pid)
-    spec["process"] = process
-    channel, stage_pid = spawn_stage(list(range(3, 3 + preserve_fds)))
+    channel, stage_pid = spawn_stage(list(range(3, 3 + preserve_fds)))  # it imports meanwhile
     rollback.add(lambda: kill_started(stage_pid))
     rollback.add(channel.close)
+    if foreground:  # before "cgroup": the stage forks the process in a pid namespace after it
+        from galley.kernel.proc import set_child_subreaper  # noqa: PLC0415
+
+        set_child_subreaper()  # the process is our grandchild when a pid namespace forks
+    spec = joining_spec(state.spec, state.pid)
+    spec["process"] = process
     send_quietly(channel, "exec", spec=spec, process=process, preserve_fds=preserve_fds)
     if state.cgroup:
         state.cgroup_manager().apply(stage_pid)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import copy
-import json
 import sys
 
 from galley.errors import InvalidArgument
+from galley.oci import jsonfast
 from galley.oci.commands.args import container_id, parse_size
 from galley.oci.commands.options import INT, INTLIST, LIST, STR, Args, Option, Syntax
 from galley.oci.state import ContainerState, Lock
@@ -114,10 +114,10 @@ def update_resources(args: Args) -> Resources:
     if args.resources:
         try:
             if args.resources == "-":
-                doc = json.load(sys.stdin)
+                doc = jsonfast.loads(sys.stdin.buffer.read())
             else:
                 with open(args.resources, "rb") as f:
-                    doc = json.load(f)
+                    doc = jsonfast.loads(f.read())
         except ValueError as e:
             raise InvalidArgument(f"--resources: invalid JSON: {e}") from None
     check_resources("resources", doc)
@@ -162,7 +162,7 @@ def exec_spec(state: ContainerState, args: Args) -> Process:
 
     if args.process:
         with open(args.process, "rb") as f:
-            proc: dict[str, Any] = json.load(f)
+            proc: dict[str, Any] = jsonfast.loads(f.read())
         check_process("process", proc)
         return proc  # type: ignore[return-value]
     proc = copy.deepcopy(dict(state.spec.get("process") or {}))
