@@ -5,7 +5,8 @@ writer waits for an RCU grace period (rcu_sync_enter; 10-20 ms on the machines w
 while writers that follow within about one grace period of the last one do not. runc pays that
 wait on its critical path; galley-runc's create starts it as soon as the command is known: a
 thread writes the runtime's own pid into the cgroup it is already in (a no-op migration),
-and by the time P moves the container's process the rwsem is usually ready.
+and by the time P moves the container's process the rwsem is usually ready. galley.oci.cli
+starts it for create, run and exec as soon as their arguments are parsed.
 
 Best effort: any failure (an unusual mount layout, a read-only cgroupfs) just leaves the later
 write to wait as before. Only `_thread` and os: this runs before anything else is imported.

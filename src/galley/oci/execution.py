@@ -41,9 +41,6 @@ def exec_process(
     preserve_fds: int,
 ) -> int:
     """Run process in the container; its exit status, or 0 when detached."""
-    from galley.oci import cgroupwarm  # noqa: PLC0415
-
-    cgroupwarm.start()  # the kernel's first wait for a cgroup move, meanwhile
     check_console(process, console_socket)
     rollback = Rollback()
     masters: list[int] = []

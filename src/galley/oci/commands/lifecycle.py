@@ -114,9 +114,6 @@ def rootfs_path(bundle: str, spec: Spec) -> str:
 
 def create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> ContainerState:
     """Create the container: everything or nothing."""
-    from galley.oci import cgroupwarm  # noqa: PLC0415
-
-    cgroupwarm.start()  # the kernel's first wait for a cgroup move, meanwhile
     from galley.oci import launch  # noqa: PLC0415 - lazy: the heavy part of galley-runc
 
     stage = launch.Stage(args.preserve_fds)  # forked now: it imports while we validate
