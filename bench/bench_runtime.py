@@ -2,10 +2,11 @@
 
     python -m bench.bench_runtime [-n RUNS] [--keep-going]
 
-Two measures per runtime, interleaved run by run so that machine noise hits all alike:
-`run` (create + start + wait + delete in one command) and the three-command sequence
-`create` → `start` → `delete` that containerd's shim drives. Prints medians, p90s and the ratio
-of each runtime to galley-runc. A runtime that cannot run here (crun refuses the hybrid cgroup
+Three measures per runtime, interleaved run by run so that machine noise hits all alike:
+`run` (create + start + wait + delete in one command), the three-command sequence
+`create` → `start` → `delete` that containerd's shim drives, and `exec` of `true` in a running
+container (what a kubelet's exec probes cost). Prints medians, p90s and the ratio of each
+runtime to galley-runc. A runtime that cannot run here (crun refuses the hybrid cgroup
 layout) is reported with its error instead.
 """
 
@@ -73,9 +74,18 @@ def _running(pid: int) -> bool:
         return False
 
 
+SLEEPER = "sleeper"  # the running container exec goes into, one per runtime
+
+
+def exec_once(binary: str, root: str, _bundle: str, _cid: str) -> None:
+    """`exec` of true in the running container, waiting for it."""
+    _call(binary, root, "exec", SLEEPER, "true")
+
+
 MEASURES: dict[str, Callable[[str, str, str, str], None]] = {
     "run": run_once,
     "create+start+delete": create_start_delete,
+    "exec": exec_once,
 }
 
 
@@ -89,11 +99,15 @@ def probe(name: str, binary: str, root: str, bundle: str) -> str | None:
     return None
 
 
-def bench(runtimes: dict[str, str], bundle: str, runs: int) -> dict[str, dict[str, list[float]]]:
+def bench(
+    runtimes: dict[str, str], bundle: str, sleeper: str, runs: int
+) -> dict[str, dict[str, list[float]]]:
     """Times in ms: measure -> runtime -> samples, interleaved."""
     roots = {name: tempfile.mkdtemp(prefix=f"bench-{name}-") for name in runtimes}
     times: dict[str, dict[str, list[float]]] = {m: {n: [] for n in runtimes} for m in MEASURES}
     try:
+        for name, binary in runtimes.items():
+            _call(binary, roots[name], "run", "--detach", "--bundle", sleeper, SLEEPER)
         for i in range(runs):
             for measure, fn in MEASURES.items():
                 for name, binary in runtimes.items():
@@ -101,6 +115,10 @@ def bench(runtimes: dict[str, str], bundle: str, runs: int) -> dict[str, dict[st
                     fn(binary, roots[name], bundle, f"b{i}")
                     times[measure][name].append((time.perf_counter() - t0) * 1000)
     finally:
+        for name, binary in runtimes.items():
+            subprocess.run(
+                [binary, "--root", roots[name], "delete", "--force", SLEEPER], check=False
+            )
         for root in roots.values():
             shutil.rmtree(root, ignore_errors=True)
     return times
@@ -126,9 +144,11 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-runtime-"))
     try:
         bundle = str(make_bundle(work / "bundle", ["true"]))
-        config = json.loads((work / "bundle" / "config.json").read_text())
-        config["ociVersion"] = "1.0.2"  # crun 1.8 refuses versions above 1.1.x
-        (work / "bundle" / "config.json").write_text(json.dumps(config))
+        sleeper = str(make_bundle(work / "sleeper", ["sleep", "100000"]))
+        for made in (bundle, sleeper):
+            config = json.loads((Path(made) / "config.json").read_text())
+            config["ociVersion"] = "1.0.2"  # crun 1.8 refuses versions above 1.1.x
+            (Path(made) / "config.json").write_text(json.dumps(config))
         candidates = {"galley-runc": GALLEY}
         for name in ("runc", "crun"):
             if path := shutil.which(name):
@@ -144,7 +164,7 @@ def main() -> int:
                 print(f"{name}: cannot run here: {error}")
         if "galley-runc" not in runtimes:
             return 1
-        report(bench(runtimes, bundle, args.runs))
+        report(bench(runtimes, bundle, sleeper, args.runs))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
