@@ -2,8 +2,8 @@
 
 Shapes and ranges of every field, plus runc's rules: namespace types are known and unique,
 id mappings go with a user namespace, hostname/domainname need a UTS namespace, sysctls must
-belong to a namespace the container has, maskedPaths/readonlyPaths need a mount namespace,
-timeOffsets need a time namespace.
+belong to a namespace the container has, timeOffsets need a time namespace. Unlike runc, a mount
+namespace (new or joined) is required: runc chroot()s without one, galley would pivot_root.
 """
 
 from __future__ import annotations
@@ -161,6 +161,10 @@ def _cross_checks(spec: dict[str, Any], linux: dict[str, Any], namespaces: set[s
     for key in ("maskedPaths", "readonlyPaths"):
         if linux.get(key) and "mount" not in namespaces:
             raise fail(f"linux.{key}", "needs a private mount namespace")
+    if "mount" not in namespaces:
+        # The init stage mounts the rootfs and pivot_root()s in whatever mount namespace it is
+        # in: without one of its own that is the host's, whose root it would replace.
+        raise fail("linux.namespaces", "the container needs a mount namespace (new or joined)")
     if linux.get("timeOffsets") and "time" not in namespaces:
         raise fail("linux.timeOffsets", "needs a time namespace in linux.namespaces")
 
