@@ -173,6 +173,38 @@ def test_container_without_mount_namespace_is_refused(
     assert not (runtime.root / cid).exists()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="capabilities.unknown_capabilities exists for this warning but nothing calls it "
+    "(launch.py / commands/lifecycle.py should log it before forking)",
+)
+def test_unknown_capability_is_reported(runtime: Runtime, flat_bundle: Bundle) -> None:
+    """runc 1.1 logs "ignoring unknown or unavailable capabilities: [CAP_TEST]" and runs; the
+    spec (and runtime-tools' process_capabilities_fail) want an error. Either way, not silence."""
+    flat_bundle.config["process"]["capabilities"]["bounding"].append("CAP_TEST")
+    made = create(runtime, flat_bundle, str(uuid.uuid4()))
+    assert made.returncode != 0 or "CAP_TEST" in made.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="init.ProcessStarter.prepare loads a filter without noNewPrivileges before "
+    "enter_cwd's getcwd() check, so a profile that denies getcwd fails create",
+)
+def test_seccomp_profile_denying_getcwd(runtime: Runtime, flat_bundle: Bundle) -> None:
+    """runtime-tools' linux_seccomp: allow by default, getcwd fails with an errno. The process
+    runs and its getcwd fails (runc 1.1.12+ refuses too, crun checks cwd before seccomp)."""
+    flat_bundle.config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}],
+    }
+    flat_bundle.config["process"]["args"] = ["sh", "-c", "pwd -P || echo denied"]
+    cid = str(uuid.uuid4())
+    started(runtime, flat_bundle, cid)
+    wait_status(runtime, cid, "stopped")
+    assert "denied" in output_of(flat_bundle)
+
+
 # --- operations on containers in the wrong state ---------------------------------------------
 
 
