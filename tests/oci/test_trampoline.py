@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -147,3 +148,19 @@ def test_the_image_is_sealed() -> None:
             os.ftruncate(fd, 0)
     finally:
         os.close(fd)
+
+
+def test_a_signal_ends_the_wait_as_an_exit(tmp_path: Path) -> None:
+    """While it waits for start it catches SIGTERM and friends (pid 1 of a new pid namespace
+    would drop them) and exits 128 + the signal's number."""
+    fifo_path = tmp_path / "exec.fifo"
+    os.mkfifo(fifo_path)
+    fifo = os.open(fifo_path, os.O_RDWR)
+    try:
+        os.set_inheritable(fifo, True)
+        pid, rfd = _spawn("/bin/true", ["true"], fifo=fifo, no_new_privs=False)
+        time.sleep(0.2)
+        os.kill(pid, signal.SIGTERM)
+        assert _finish(pid, rfd) == (128 + signal.SIGTERM, "")
+    finally:
+        os.close(fifo)

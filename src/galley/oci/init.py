@@ -483,8 +483,10 @@ def enter_cwd(cwd: str) -> None:
         raise StageError(f'chdir to cwd ("{cwd}") set in config.json failed: {err.strerror}')
     try:
         os.getcwd()  # glibc: ENOENT when the kernel says "(unreachable)/..."
-    except OSError:
-        raise StageError(f'cwd "{cwd}" is outside the container\'s root')
+    except FileNotFoundError:
+        raise StageError(f'cwd "{cwd}" is outside the container\'s root') from None
+    except OSError:  # a seccomp profile may deny getcwd (runtime-tools' does): as runc, only
+        pass  # ENOENT tells an unreachable cwd
 
 
 def find_executable(name: str, env: dict[str, str]) -> str:

@@ -27,6 +27,8 @@ _start:
     mov edi, dword ptr [rip+fifo_fd]
     test edi, edi
     js 1f
+    call catch_signals
+    mov edi, dword ptr [rip+fifo_fd]
     push rax
     mov rsi, rsp
     mov edx, 1
@@ -80,6 +82,38 @@ fail:
     mov edi, 127
     mov eax, 231                    # exit_group(127)
     syscall
+catch_signals:                      # while it waits for start, as pid 1 of a new pid namespace
+    push rbx                        # it would drop every signal it has no handler for, even the
+    lea rax, [rip+on_signal]        # host's SIGTERM: catch those that end a process by default
+    lea rcx, [rip+restorer]
+    sub rsp, 32
+    mov [rsp], rax                  # struct sigaction: handler, flags, restorer, mask
+    mov qword ptr [rsp+8], 0x04000000   # SA_RESTORER (x86_64 needs one to deliver a signal)
+    mov [rsp+16], rcx
+    mov qword ptr [rsp+24], 0
+    lea rbx, [rip+signals]
+3:
+    movzx edi, byte ptr [rbx]
+    test edi, edi
+    jz 4f
+    mov rsi, rsp
+    xor edx, edx
+    mov r10d, 8
+    mov eax, 13                     # rt_sigaction(sig, &action, NULL, 8)
+    syscall
+    inc rbx
+    jmp 3b
+4:
+    add rsp, 32
+    pop rbx
+    ret                             # execve resets caught signals to their defaults
+on_signal:                          # exit as a shell reports a signal: 128 + its number
+    add edi, 128
+    mov eax, 231                    # exit_group
+    syscall
+restorer:
+    mov eax, 15                     # rt_sigreturn (never reached: the handler exits)
+    syscall
 prctl2:                             # prctl(edi, rsi, 0, 0, 0)
     xor edx, edx
     xor r10d, r10d
@@ -94,6 +128,9 @@ nnp: .long 0                        # 1: set no_new_privs
 sc_flags: .long 0                   # seccomp(2) flags for the program
 prog_len: .long 0                   # instructions in the program, 0: none
 name: .asciz "galley-init"
+signals:                            # HUP INT QUIT ILL TRAP ABRT BUS FPE USR1 SEGV USR2 PIPE ALRM
+    .byte 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 24, 25, 26, 27, 29, 30, 31, 0
+                                    # TERM STKFLT XCPU XFSZ VTALRM PROF IO PWR SYS
 msg_usage: .byte 9f-8f
 8:  .ascii "galley-runc init: not a program to run by hand\n"
 9:

@@ -120,6 +120,7 @@ def create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Container
     try:
         bundle = os.path.abspath(args.bundle)
         spec = load_config(bundle)
+        _warn_unknown_capabilities(ctx, spec)
         rootfs = rootfs_path(bundle, spec)
         state_dir = reserve(ctx.root, cid)
     except BaseException:
@@ -144,6 +145,18 @@ def create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Container
         raise
     ctx.log.debug(f"created container_id={cid} pid={state.pid}")
     return state
+
+
+def _warn_unknown_capabilities(ctx: Context, spec: Spec) -> None:
+    """runc 1.1's warning for capability names this kernel does not know (they are dropped)."""
+    caps = spec.get("process", {}).get("capabilities")
+    if not caps:
+        return
+    from galley.oci.capabilities import unknown_capabilities  # noqa: PLC0415
+
+    unknown = unknown_capabilities(caps)
+    if unknown:
+        ctx.log.warning(f"ignoring unknown or unavailable capabilities: [{' '.join(unknown)}]")
 
 
 def _record(
