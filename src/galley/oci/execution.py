@@ -16,13 +16,7 @@ from galley.errors import FailedPrecondition
 from galley.kernel.ns import NAMESPACES
 from galley.oci.init import StageError
 from galley.oci.launch import check_console, write_pid_file
-from galley.oci.stage import (
-    Rollback,
-    kill_started,
-    send_quietly,
-    serve,
-    spawn_stage,
-)
+from galley.oci.stage import Rollback, Stage, send_quietly, serve
 
 TYPE_CHECKING = False  # not `from typing`: it costs milliseconds per command
 
@@ -31,21 +25,28 @@ if TYPE_CHECKING:
     from galley.oci.state import ContainerState
 
 
+def fork_stage(preserve_fds: int) -> Stage:
+    """The exec stage, forked first thing: it imports while P checks the container and reads
+    the process (exec_process uses it, or the caller abandons it)."""
+    return Stage(preserve_fds, creates=False)
+
+
 def exec_process(
     state: ContainerState,
     process: Process,
+    stage: Stage,
     *,
     console_socket: str | None,
     pid_file: str | None,
     detach: bool,
-    preserve_fds: int,
 ) -> int:
-    """Run process in the container; its exit status, or 0 when detached."""
-    check_console(process, console_socket)
+    """Run process in the container (through stage); its exit status, or 0 when detached."""
     rollback = Rollback()
+    rollback.add(stage.abandon)
     masters: list[int] = []
     try:
-        pid = _start(state, process, preserve_fds, rollback, masters, foreground=not detach)
+        check_console(process, console_socket)
+        pid = _start(state, process, stage, rollback, masters, foreground=not detach)
     except StageError as err:
         rollback.run()
         raise FailedPrecondition(
@@ -69,16 +70,14 @@ def exec_process(
 def _start(
     state: ContainerState,
     process: Process,
-    preserve_fds: int,
+    stage: Stage,
     rollback: Rollback,
     masters: list[int],
     *,
     foreground: bool,
 ) -> int:
-    """Spawn the stage, move it into the cgroup, serve it until its execve; the new pid."""
-    channel, stage_pid = spawn_stage(list(range(3, 3 + preserve_fds)))  # it imports meanwhile
-    rollback.add(lambda: kill_started(stage_pid))
-    rollback.add(channel.close)
+    """Move the stage into the cgroup, serve it until its execve; the new pid."""
+    channel, stage_pid, preserve_fds = stage.channel, stage.pid, stage.preserve_fds
     if foreground:  # before "cgroup": the stage forks the process in a pid namespace after it
         from galley.kernel.proc import set_child_subreaper  # noqa: PLC0415
 

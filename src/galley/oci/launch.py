@@ -18,12 +18,11 @@ from galley.errors import FailedPrecondition
 from galley.oci.init import StageError
 from galley.oci.stage import (
     Rollback,
-    kill_started,
+    Stage,
     needs_interpreter,
     request_interpreter,
     send_quietly,
     serve,
-    spawn_stage,
 )
 from galley.oci.state import fifo_path
 
@@ -67,22 +66,11 @@ class LaunchResult:
         return f"LaunchResult(pid={self.pid}, start_time={self.start_time})"
 
 
-class Stage:
-    """A create stage forked first thing, before config.json is read: it imports what it needs
-    while P validates the config and makes the container's state directory."""
-
-    __slots__ = ("channel", "listen_fds", "pid", "preserve_fds")
-
-    def __init__(self, preserve_fds: int) -> None:
-        self.listen_fds = _listen_fds()
-        self.preserve_fds = preserve_fds + self.listen_fds
-        keep = list(range(3, 3 + self.preserve_fds))
-        self.channel, self.pid = spawn_stage(keep, creates=True)
-
-    def abandon(self) -> None:
-        """Stop the stage when create fails before launching."""
-        self.channel.close()
-        kill_started(self.pid)
+def fork_stage(preserve_fds: int) -> Stage:
+    """The create stage, forked first thing, before config.json is read: it imports what it
+    needs while P validates the config and makes the container's state directory. systemd's
+    LISTEN_FDS come before the --preserve-fds ones, as runc passes them."""
+    return Stage(preserve_fds + _listen_fds(), creates=True)
 
 
 def create(
@@ -138,9 +126,10 @@ def _create(
 ) -> LaunchResult:
     channel, stage_pid, preserve_fds = stage.channel, stage.pid, stage.preserve_fds
     terminal = check_console(spec.get("process", {}), console_socket)
-    if stage.listen_fds:
+    listen_fds = _listen_fds()
+    if listen_fds:
         env = spec.setdefault("process", {}).setdefault("env", [])
-        env += [f"LISTEN_FDS={stage.listen_fds}", "LISTEN_PID=1"]
+        env += [f"LISTEN_FDS={listen_fds}", "LISTEN_PID=1"]
     if needs_interpreter(spec.get("hooks", {})):
         request_interpreter(channel)
     fifo = _prepare(state_dir, rollback, foreground)  # the stage imports meanwhile

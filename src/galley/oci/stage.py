@@ -46,6 +46,23 @@ class Rollback:
                 pass
 
 
+class Stage:
+    """A stage forked first thing, before the command's other work: C imports what it needs
+    (a create stage: the rootfs code too) while P goes on."""
+
+    __slots__ = ("channel", "pid", "preserve_fds")
+
+    def __init__(self, preserve_fds: int, *, creates: bool) -> None:
+        self.preserve_fds = preserve_fds
+        keep = list(range(3, 3 + preserve_fds))
+        self.channel, self.pid = spawn_stage(keep, creates=creates)
+
+    def abandon(self) -> None:
+        """Stop the stage when the command fails before it is used (or after: idempotent)."""
+        self.channel.close()
+        kill_started(self.pid)
+
+
 def needs_interpreter(hooks: Hooks) -> bool:
     """Whether a create stage must become a read-only re-executed interpreter (P asks it with
     request_interpreter) rather than stay a fork of P.

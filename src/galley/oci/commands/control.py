@@ -201,22 +201,27 @@ def exec_spec(state: ContainerState, args: Args) -> Process:
 def exec_command(state: ContainerState, args: Args) -> int:
     """`exec`: run a process in the container; its exit status (0 when detached). With -t in
     the foreground and no --console-socket, the pty is relayed to our stdio, as runc does."""
-    from galley.oci.execution import exec_process  # noqa: PLC0415 - lazy
+    from galley.oci.execution import exec_process, fork_stage  # noqa: PLC0415 - lazy
 
-    status = state.status()
-    if not (status is Status.PAUSED and args.ignore_paused):
-        require(Operation.EXEC, status, state.id)
-    process = exec_spec(state, args)
-    relay_pid, receiver = _start_relay(args)
+    relay_pid, receiver = _start_relay(args)  # before the stage: it must not hold its pipes
     stop_relay = True  # unless the process ran: then the relay ends when the pty closes
     try:
+        stage = fork_stage(args.preserve_fds)  # it imports while we check and read the process
+        try:
+            status = state.status()
+            if not (status is Status.PAUSED and args.ignore_paused):
+                require(Operation.EXEC, status, state.id)
+            process = exec_spec(state, args)
+        except BaseException:
+            stage.abandon()
+            raise
         code = exec_process(
             state,
             process,
+            stage,
             console_socket=args.console_socket,
             pid_file=args.pid_file,
             detach=args.detach,
-            preserve_fds=args.preserve_fds,
         )
         stop_relay = False
         return code

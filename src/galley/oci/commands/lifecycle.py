@@ -116,7 +116,7 @@ def create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Container
     """Create the container: everything or nothing."""
     from galley.oci import launch  # noqa: PLC0415 - lazy: the heavy part of galley-runc
 
-    stage = launch.Stage(args.preserve_fds)  # forked now: it imports while we validate
+    stage = launch.fork_stage(args.preserve_fds)  # forked now: it imports while we validate
     try:
         bundle = os.path.abspath(args.bundle)
         spec = load_config(bundle)
