@@ -39,6 +39,7 @@ from galley.oci.status import Operation, Status, require
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from galley.oci.cli import Context
@@ -218,27 +219,34 @@ def reap(state: ContainerState, *, block: bool) -> int | None:
             return None
 
 
-def wait_foreground(state: ContainerState, master: int | None = None) -> int:
-    """Wait for init, forwarding our signals to it (and relaying its terminal, if any)."""
+def forward_signals(state: ContainerState) -> Callable[[], None]:
+    """Forward our signals to the container's init from now on; what puts the old handlers
+    back. A foreground `run` calls it before `start`: a signal the moment the process runs
+    must reach it, not end us."""
     import _signal as signal  # type: ignore[import-not-found]  # noqa: PLC0415 - `signal` costs ~4 ms
-
-    from galley.oci.cli import collect_garbage  # noqa: PLC0415
-
-    collect_garbage()  # this may wait for days
 
     forwarded: list[int] = [getattr(signal, name) for name in FORWARDED_SIGNALS]
     previous = {s: signal.signal(s, lambda n, _f: signal_init(state, n)) for s in forwarded}
-    try:
-        if master is not None:
-            from galley.oci.commands.terminal import relay  # noqa: PLC0415
 
-            return relay(master, lambda: reap(state, block=False))
-        while (code := reap(state, block=True)) is None:
-            pass
-        return code
-    finally:
+    def restore() -> None:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+    return restore
+
+
+def wait_foreground(state: ContainerState, master: int | None = None) -> int:
+    """Wait for init (relaying its terminal, if any); its exit status."""
+    from galley.oci.cli import collect_garbage  # noqa: PLC0415
+
+    collect_garbage()  # this may wait for days
+    if master is not None:
+        from galley.oci.commands.terminal import relay  # noqa: PLC0415
+
+        return relay(master, lambda: reap(state, block=False))
+    while (code := reap(state, block=True)) is None:
+        pass
+    return code
 
 
 def delete(ctx: Context, cid: str, *, force: bool) -> None:
@@ -307,9 +315,11 @@ def run_container(ctx: Context, args: Args, cid: str) -> int:
     finally:
         if receiver is not None:
             receiver.close()
+    restore = _nothing if args.detach else forward_signals(state)
     try:
         start(ctx, state)
     except BaseException:
+        restore()
         if master is not None:
             os.close(master)
         delete(ctx, cid, force=True)
@@ -319,9 +329,14 @@ def run_container(ctx: Context, args: Args, cid: str) -> int:
     try:
         code = wait_foreground(state, master)
     finally:
+        restore()
         if not args.keep:
             delete(ctx, cid, force=True)
     return code
+
+
+def _nothing() -> None:
+    pass
 
 
 def _wants_terminal(args: Args) -> bool:
