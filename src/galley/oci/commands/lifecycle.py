@@ -260,11 +260,16 @@ def delete(ctx: Context, cid: str, *, force: bool) -> None:
             remove(container_dir(ctx.root, cid))
             return
         raise
+    delete_loaded(state, force=force)
+
+
+def delete_loaded(state: ContainerState, *, force: bool) -> None:
+    """delete, for a container whose state is at hand."""
     with Lock(state.dir):
         status = state.status()
         if status is not Status.STOPPED:
             if not force:
-                require(Operation.DELETE, status, cid)
+                require(Operation.DELETE, status, state.id)
             kill_and_wait(state)
         destroy(state)
 
@@ -331,7 +336,7 @@ def run_container(ctx: Context, args: Args, cid: str) -> int:
     finally:
         restore()
         if not args.keep:
-            delete(ctx, cid, force=True)
+            delete_loaded(state, force=True)
     return code
 
 
