@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -143,3 +145,27 @@ def test_exec_detached_writes_pid_file(running: tuple[Runtime, str, int], tmp_pa
             assert f.read().split(b"\0")[0] == b"sleep"
     finally:
         os.kill(pid, 9)
+
+
+def test_exec_forwards_signals(running: tuple[Runtime, str, int], tmp_path: Path) -> None:
+    """SIGTERM to a foreground `galley-runc exec` reaches the process, even at once."""
+    runtime, cid, _ = running
+    out = tmp_path / "out"
+    script = "trap 'exit 7' TERM; echo ready; sleep 30 & wait"
+    with out.open("w") as sink:
+        proc = subprocess.Popen(
+            [runtime.binary, "--root", str(runtime.root), "exec", cid, "sh", "-c", script],
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while "ready" not in out.read_text():
+                assert time.monotonic() < deadline, out.read_text()
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 7
+        finally:
+            proc.kill()
+            proc.wait()

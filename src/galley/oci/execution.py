@@ -44,6 +44,9 @@ def exec_process(
     rollback = Rollback()
     rollback.add(stage.abandon)
     masters: list[int] = []
+    forwarder = None if detach else Forwarder()  # from before the process runs
+    if forwarder is not None:
+        rollback.add(forwarder.restore)
     try:
         check_console(process, console_socket)
         pid = _start(state, process, stage, rollback, masters, foreground=not detach)
@@ -62,9 +65,13 @@ def exec_process(
         os.close(master)
     if pid_file:
         write_pid_file(pid_file, pid)
-    if detach:
+    if forwarder is None:
         return 0
-    return wait_forwarding_signals(pid)
+    try:
+        forwarder.to(pid)
+        return wait_for(pid)
+    finally:
+        forwarder.restore()
 
 
 def _start(
@@ -112,36 +119,62 @@ def _close_all(fds: list[int]) -> None:
         os.close(fd)
 
 
-def wait_forwarding_signals(pid: int) -> int:
-    """Wait for pid (reaping other orphans), forwarding signals; its exit as a shell reports."""
-    import _signal as signal  # type: ignore[import-not-found]  # noqa: PLC0415 - `signal` costs ~4 ms
+class Forwarder:
+    """Our signals, forwarded to the exec'd process: installed before it runs, so a signal the
+    moment it starts reaches it (signals before its pid is known wait for to())."""
 
+    def __init__(self) -> None:
+        import _signal as signal  # type: ignore[import-not-found]  # noqa: PLC0415 - `signal` costs ~4 ms
+
+        self.pid = 0
+        self.pending: list[int] = []
+        self.previous = {
+            sig: signal.signal(sig, lambda n, _frame: self._on(n))
+            for sig in (
+                signal.SIGINT,
+                signal.SIGTERM,
+                signal.SIGHUP,
+                signal.SIGQUIT,
+                signal.SIGUSR1,
+                signal.SIGUSR2,
+                signal.SIGWINCH,
+            )
+        }
+
+    def _on(self, sig: int) -> None:
+        if self.pid:
+            _forward(self.pid, sig)
+        else:
+            self.pending.append(sig)
+
+    def to(self, pid: int) -> None:
+        """From now on signals go to pid; those that came before go now."""
+        self.pid = pid
+        while self.pending:
+            _forward(pid, self.pending.pop(0))
+
+    def restore(self) -> None:
+        """Put the previous handlers back (once)."""
+        import _signal as signal  # noqa: PLC0415
+
+        while self.previous:
+            sig, handler = self.previous.popitem()
+            signal.signal(sig, handler)
+
+
+def wait_for(pid: int) -> int:
+    """Wait for pid (reaping other orphans); its exit as a shell reports."""
     from galley.oci.cli import collect_garbage  # noqa: PLC0415
 
     collect_garbage()  # this may wait for days
-
-    forwarded = [
-        signal.SIGINT,
-        signal.SIGTERM,
-        signal.SIGHUP,
-        signal.SIGQUIT,
-        signal.SIGUSR1,
-        signal.SIGUSR2,
-        signal.SIGWINCH,
-    ]
-    previous = {sig: signal.signal(sig, lambda n, _frame: _forward(pid, n)) for sig in forwarded}
-    try:
-        while True:
-            try:
-                done, status = os.waitpid(-1, 0)
-            except ChildProcessError:
-                return 0
-            if done == pid:
-                code = os.waitstatus_to_exitcode(status)
-                return 128 - code if code < 0 else code
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    while True:
+        try:
+            done, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 0
+        if done == pid:
+            code = os.waitstatus_to_exitcode(status)
+            return 128 - code if code < 0 else code
 
 
 def _forward(pid: int, sig: int) -> None:
