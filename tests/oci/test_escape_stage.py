@@ -1,0 +1,322 @@
+"""Hostile review of the forked init stage and the trampoline (galley.oci.stage, init,
+trampoline): fds that reach the container, the created init seen from outside and from a
+container sharing its pid namespace, the exec stage raced from inside the container, and what
+a signal during create leaves behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import errno
+import glob
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.oci.conftest import Bundle, Runtime
+
+pytestmark = pytest.mark.root
+
+INTERPRETER = os.path.realpath("/usr/bin/python3.11")
+NOBODY = 65534
+
+
+def _digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _fd_table(listing: str) -> dict[int, str]:
+    """`ls -l /proc/self/fd` as {fd: target}, without ls's own directory fd."""
+    table = {}
+    for line in listing.splitlines():
+        m = re.search(r" (\d+) -> (.*)$", line)
+        if m and not re.fullmatch(r"/proc/\d+/fd", m.group(2)):
+            table[int(m.group(1))] = m.group(2)
+    return table
+
+
+@pytest.mark.parametrize("mode", ["run", "create", "exec"])
+def test_only_stdio_and_preserved_fds_reach_the_process(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path, mode: str
+) -> None:
+    """--preserve-fds 2 with only fd 3 passed: fd 4 is a free number in P, where its lock,
+    log, pipes, memfd, fifo or cgroup.procs fd could land; none of them may reach the process."""
+    out, passed = tmp_path / "out", tmp_path / "passed-fd"
+    passed.write_text("")
+    common = ["--log", str(tmp_path / "log"), "--log-format", "json"]
+    run = ["--preserve-fds", "2", "--pid-file", str(tmp_path / "pid")]
+    listing = ["ls", "-l", "/proc/self/fd"]
+    cid = runtime.new_id()
+    if mode == "exec":
+        bundle.config["process"]["args"] = ["sleep", "60"]
+        cid = runtime.detached(bundle)
+    else:
+        bundle.config["process"]["args"] = listing
+    fd3 = os.open(passed, os.O_RDONLY)
+    try:
+        with out.open("w") as stdout:
+
+            def call(*args: str) -> None:
+                subprocess.run(
+                    [runtime.binary, "--root", str(runtime.root), *common, *args],
+                    stdin=subprocess.DEVNULL,
+                    stdout=stdout,
+                    stderr=stdout,
+                    pass_fds=(3,),
+                    preexec_fn=None if fd3 == 3 else (lambda: os.dup2(fd3, 3)),
+                    check=True,
+                    timeout=20,
+                )
+
+            if mode == "exec":
+                call("exec", *run, cid, *listing)
+            else:
+                runtime.created.append(cid)
+                call(mode, *run, "-b", str(bundle.write()), cid)
+                if mode == "create":
+                    subprocess.run(
+                        [runtime.binary, "--root", str(runtime.root), "start", cid], check=True
+                    )
+                    deadline = time.monotonic() + 5
+                    while "->" not in out.read_text() and time.monotonic() < deadline:
+                        time.sleep(0.02)
+    finally:
+        os.close(fd3)
+    table = _fd_table(out.read_text())
+    assert set(table) == {0, 1, 2, 3}, out.read_text()
+    assert table[3].endswith("passed-fd"), table
+    for target in table.values():
+        assert not re.search(r"memfd|fifo|galley|cgroup|pipe:|socket:|/log$", target), table
+
+
+@pytest.mark.parametrize("mode", ["run", "exec"])
+def test_cwd_cannot_be_a_leaked_fd(runtime: Runtime, bundle: Bundle, mode: str) -> None:
+    """CVE-2024-21626: process.cwd /proc/self/fd/N must never land outside the root (runc 1.1.5
+    here is vulnerable: not compared)."""
+    cid = ""
+    if mode == "exec":
+        bundle.config["process"]["args"] = ["sleep", "60"]
+        cid = runtime.detached(bundle)
+    for n in range(3, 10):
+        cwd = f"/proc/self/fd/{n}"
+        if mode == "run":
+            bundle.config["process"]["args"] = ["pwd"]
+            bundle.config["process"]["cwd"] = cwd
+            res = runtime("run", "-b", str(bundle.write()), runtime.new_id())
+        else:
+            res = runtime("exec", "--cwd", cwd, cid, "pwd")
+        assert res.returncode != 0, (n, res.stdout, res.stderr)
+        assert res.stdout == "", (n, res.stdout)
+
+
+def _as_nobody(path: str) -> list[str]:
+    """What a non-root host process can read of path (a /proc entry): the successes."""
+    got = []
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            for name in ("environ", "mem", "fd", "exe", "cmdline"):
+                try:
+                    if name == "fd":
+                        os.listdir(f"{path}/fd")
+                    elif name == "exe":
+                        os.readlink(f"{path}/exe")
+                    else:
+                        with open(f"{path}/{name}", "rb") as f:
+                            f.read(1)
+                    os.write(w, f"{name}\n".encode())
+                except OSError:
+                    pass
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        got = f.read().split()
+    os.waitpid(pid, 0)
+    return got
+
+
+def test_created_init_is_sealed_and_opaque(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """A created init running as uid 1000 holds a secret in its environment: neither a non-root
+    host process nor a second container in its pid namespace (same uid, default caps) may read
+    its environ, mem, fds or exe. Its /proc files belong to root: it is not dumpable."""
+    bundle.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    bundle.config["process"]["env"].append("SECRET=hunter2-trampoline")
+    pid_file = tmp_path / "pid"
+    any_runtime.detached(bundle, "create", pid_file)
+    pid = int(pid_file.read_text())
+    assert os.stat(f"/proc/{pid}/fd").st_uid == 0  # non-dumpable: root owns its /proc files
+    assert _as_nobody(f"/proc/{pid}") == ["cmdline"]
+    if "galley" in any_runtime.binary:
+        exe = f"/proc/{pid}/exe"
+        assert os.readlink(exe).startswith("/memfd:galley-init")
+        try:
+            fd = os.open(exe, os.O_RDWR)
+        except OSError as err:  # executing: ETXTBSY
+            assert err.errno == errno.ETXTBSY
+        else:
+            try:
+                with pytest.raises(PermissionError):  # sealed
+                    os.write(fd, b"x")
+            finally:
+                os.close(fd)
+    peek = (
+        "for f in environ mem; do cat /proc/1/$f >/dev/null 2>&1 && echo read $f; done;"
+        "ls /proc/1/fd >/dev/null 2>&1 && echo read fd;"
+        "readlink /proc/1/exe >/dev/null 2>&1 && echo read exe;"
+        "grep -c hunter2 /proc/1/environ 2>/dev/null; echo done"
+    )
+    peer = copy.deepcopy(bundle.config)
+    peer["process"]["args"] = ["sh", "-c", peek]
+    peer["process"]["env"] = ["PATH=/bin"]
+    peer["linux"]["namespaces"] = [
+        n if n["type"] != "pid" else {"type": "pid", "path": f"/proc/{pid}/ns/pid"}
+        for n in peer["linux"]["namespaces"]
+    ]
+    peer_bundle = tmp_path / "peer"
+    peer_bundle.mkdir()
+    (peer_bundle / "rootfs").symlink_to(bundle.rootfs)
+    peer["root"] = {"path": str(bundle.rootfs), "readonly": True}
+    (peer_bundle / "config.json").write_text(json.dumps(peer))
+    res = any_runtime("run", "-b", str(peer_bundle), any_runtime.new_id())
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["done"], res.stdout
+
+
+PROBE = (
+    "while [ ! -e /stop ]; do"
+    "  ls -l /proc/[0-9]*/exe 2>&1 | grep -v busybox >> /seen;"
+    "  for e in /proc/[0-9]*/exe; do"
+    '    if true 2>/dev/null >> "$e"; then echo "$e $(readlink "$e")" >> /opened; fi;'
+    "  done;"
+    "done"
+)
+
+
+def _race_execs(
+    runtime: Runtime, bundle: Bundle, *, ptrace: bool, execs: int, path: str = "/bin"
+) -> str:
+    """A container racing `ls -l /proc/*/exe` and opens for writing against `exec`s; what it
+    saw (and opened) of other processes' exe links."""
+    bundle.config["process"]["args"] = ["sh", "-c", PROBE]
+    if ptrace:
+        for kind in ("bounding", "effective", "permitted"):
+            bundle.config["process"]["capabilities"][kind].append("CAP_SYS_PTRACE")
+    before = _digest(INTERPRETER)
+    cid = runtime.detached(bundle)
+    process = tmp = Path(bundle.path) / "process.json"
+    tmp.write_text(
+        json.dumps(
+            {"args": ["true"], "cwd": "/", "env": [f"PATH={path}"], "user": {"uid": 0, "gid": 0}}
+        )
+    )
+    try:
+        for _ in range(execs):
+            res = runtime("exec", "-p", str(process), cid)
+            assert res.returncode == 0, res.stderr
+    finally:
+        (bundle.rootfs / "stop").touch()
+    time.sleep(0.1)
+    assert _digest(INTERPRETER) == before
+    opened = bundle.rootfs / "opened"
+    assert not opened.exists() or "python" not in opened.read_text(), opened.read_text()
+    return (bundle.rootfs / "seen").read_text() if (bundle.rootfs / "seen").exists() else ""
+
+
+def test_exec_stage_hidden_from_container_with_default_caps(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    """Root in the container without CAP_SYS_PTRACE never reads /proc/<stage>/exe (the host
+    interpreter) nor opens it for writing, while exec runs again and again."""
+    seen = _race_execs(runtime, bundle, ptrace=False, execs=12)
+    assert "python" not in seen, seen
+
+
+# A PATH of many missing directories keeps the exec stage in find_executable (Python, inside
+# the container's pid namespace) for tens of milliseconds: the race is then won every time.
+SLOW_PATH = ":".join(["/x"] * 25000) + ":/bin"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the exec stage is the host's python3.11 inside the container's pid namespace: a "
+    "container process with CAP_SYS_PTRACE opens /proc/<stage>/exe (runc: a sealed memfd)",
+)
+def test_exec_stage_hidden_from_container_with_cap_sys_ptrace(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    seen = _race_execs(runtime, bundle, ptrace=True, execs=3, path=SLOW_PATH)
+    assert "python" not in seen, [line for line in seen.splitlines() if "python" in line]
+
+
+def _leftovers(runtime: Runtime, cid: str) -> list[str]:
+    found = glob.glob(f"/sys/fs/cgroup/*/{cid}") + glob.glob(f"/sys/fs/cgroup/*/*/{cid}")
+    if (runtime.root / cid).exists():
+        found.append(str(runtime.root / cid))
+    for link in glob.glob("/proc/[0-9]*/exe"):
+        try:
+            if os.readlink(link).startswith("/memfd:galley-init"):
+                with open(link.replace("exe", "environ"), "rb") as f:
+                    if cid.encode() in f.read():
+                        found.append(link)
+        except OSError:
+            pass
+    return found
+
+
+def test_sigkill_to_created_init_then_delete_leaves_nothing(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    bundle.config["process"]["env"].append(f"MARK={bundle.path.name}")
+    pid_file = tmp_path / "pid"
+    cid = runtime.detached(bundle, "create", pid_file)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while runtime("state", cid).stdout.count('"stopped"') == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert '"stopped"' in runtime("state", cid).stdout
+    assert runtime("delete", cid).returncode == 0
+    assert _leftovers(runtime, cid) == []
+
+
+def test_sigterm_to_created_init_stops_it(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+    cid = runtime.detached(bundle, "create", tmp_path / "pid")
+    assert runtime("kill", cid, "TERM").returncode == 0
+    deadline = time.monotonic() + 5
+    while '"stopped"' not in runtime("state", cid).stdout and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert '"stopped"' in runtime("state", cid).stdout
+    assert runtime("delete", cid).returncode == 0
+    assert _leftovers(runtime, cid) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SIGTERM to galley-runc create mid-way kills P without its rollback: the state "
+    "dir, the cgroup (and, later on, the waiting init) stay behind",
+)
+def test_sigterm_to_create_midway_leaves_nothing(runtime: Runtime, bundle: Bundle) -> None:
+    """A createRuntime hook (run by P) sends SIGTERM to P: create must undo everything."""
+    bundle.config["hooks"] = {
+        "createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "kill -TERM $PPID; sleep 1"]}]
+    }
+    cid = runtime.new_id()
+    res = runtime("create", "-b", str(bundle.write()), cid)
+    assert res.returncode != 0
+    time.sleep(0.3)
+    assert _leftovers(runtime, cid) == []
