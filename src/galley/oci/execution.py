@@ -16,7 +16,14 @@ from galley.errors import FailedPrecondition
 from galley.kernel.ns import NAMESPACES
 from galley.oci.init import StageError
 from galley.oci.launch import check_console, write_pid_file
-from galley.oci.stage import Rollback, Stage, send_quietly, serve
+from galley.oci.stage import (
+    Rollback,
+    Stage,
+    request_interpreter,
+    seen_by_tracers,
+    send_quietly,
+    serve,
+)
 
 TYPE_CHECKING = False  # not `from typing`: it costs milliseconds per command
 
@@ -85,6 +92,8 @@ def _start(
 ) -> int:
     """Move the stage into the cgroup, serve it until its execve; the new pid."""
     channel, stage_pid, preserve_fds = stage.channel, stage.pid, stage.preserve_fds
+    if seen_by_tracers(state.spec, execs=True):
+        request_interpreter(channel)
     if foreground:  # before "cgroup": the stage forks the process in a pid namespace after it
         from galley.kernel.proc import set_child_subreaper  # noqa: PLC0415
 

@@ -21,6 +21,7 @@ from galley.oci.stage import (
     Stage,
     needs_interpreter,
     request_interpreter,
+    seen_by_tracers,
     send_quietly,
     serve,
 )
@@ -130,7 +131,7 @@ def _create(
     if listen_fds:
         env = spec.setdefault("process", {}).setdefault("env", [])
         env += [f"LISTEN_FDS={listen_fds}", "LISTEN_PID=1"]
-    if needs_interpreter(spec.get("hooks", {})):
+    if needs_interpreter(spec.get("hooks", {})) or seen_by_tracers(spec, execs=False):
         request_interpreter(channel)
     fifo = _prepare(state_dir, rollback, foreground)  # the stage imports meanwhile
     send_quietly(

@@ -74,6 +74,26 @@ def needs_interpreter(hooks: Hooks) -> bool:
     return bool(hooks.get("createContainer") or hooks.get("startContainer"))
 
 
+def seen_by_tracers(spec: Spec, *, execs: bool) -> bool:
+    """Whether container processes that may hold CAP_SYS_PTRACE over the host's user namespace
+    share the stage's pid namespace: they could open /proc/<stage>/exe, the host's interpreter,
+    while the forked stage sets up (it is non-dumpable, which stops everyone else). Such a
+    stage re-executes the interpreter from a read-only mount, as runc's init is a sealed copy.
+
+    exec joins the container's processes: a risk when its bounding set holds CAP_SYS_PTRACE. A
+    create that joins a pid namespace by path meets processes whose capabilities we do not know.
+    A user namespace of the container's own makes their CAP_SYS_PTRACE worthless here.
+    """
+    linux = spec.get("linux", {})
+    kinds = {ns.get("type"): ns.get("path") for ns in linux.get("namespaces", [])}
+    if "user" in kinds:
+        return False
+    if execs:
+        bounding = spec.get("process", {}).get("capabilities", {}).get("bounding", [])
+        return "CAP_SYS_PTRACE" in bounding
+    return bool(kinds.get("pid"))
+
+
 def request_interpreter(channel: Channel) -> None:
     """Make a forked stage re-execute the interpreter from a read-only mount before "boot"
     (a stage that is that interpreter already ignores it)."""
