@@ -1,22 +1,27 @@
-"""The container's init stage: from the re-executed, read-only interpreter to the user's execve.
+"""The container's init stage: from a fork of galley-runc (or the re-executed, read-only
+interpreter) to the trampoline's execve of the process.
 
-    P (galley-runc create)                  init stage (this module, `python3 -IS`)
+    P (galley-runc create)                  init stage C (this module)
     ──────────────────────                  ────────────────────────────────────────────────
-    fork C; C execs the interpreter from a
-    detached read-only bind mount ────────► main()
-    "boot" {spec, ...} ───────────────────► imports, compiles seccomp (host files visible)
-    cgroup.apply(C); "cgroup" ────────────► join/create namespaces ─ "idmap" ─► P writes maps
-                                            ◄─ "ok"
+    fork C first thing ───────────────────► imports (rootfs, caps, ...) while P validates
+    ["reexec" ────────────────────────────► exec python3 -IS from a read-only mount, main()]
+    "boot" {spec, ...} ───────────────────► compiles seccomp, idmapped trees (host visible);
+                                            join/create namespaces (a new cgroup namespace
+                                            waits) ─ "idmap" ─► P writes maps ◄─ "ok"
                                             fork when a pid/time namespace needs it; "pid"
     ◄─ "pid" {pid}; oom_score_adj ────────► "ok" {pid}: read by the container's pid 1
-                                            setsid, hostname, setup_rootfs; before pivot:
+    cgroup.apply(pid); "cgroup" ──┐         setsid, hostname, setup_rootfs: mounts until the
+                                  └───────► first cgroup mount waits for "cgroup", then
+                                              unshare(CLONE_NEWCGROUP); before pivot:
                                               process.terminal: a pty from the root's
     ◄─ "console" {fd}; P copies the master ◄── /dev/ptmx; "ok" ─► slave → /dev/console, stdio
                                               "hooks" ─► P runs prestart and
                                               createRuntime ◄─ "ok"; createContainer hooks
                                             sysctl, rlimits, seccomp, user, caps, cwd
-    ◄─ "ready"  (create returns) ◄───────── wait on the exec fifo ◄── `start` writes a byte
-                                            startContainer hooks, nnp + seccomp, fds, execve
+    ◄─ "ready" {execs} ◄─────────────────── execve(trampoline) closes the pipe: P returns;
+                                            the trampoline waits on the exec fifo ◄── `start`
+                                            writes a byte; nnp + late seccomp, execve
+    (with startContainer hooks: "ready", wait on the fifo here, hooks, then the trampoline)
     Any failure: "error" {message}, exit 1; P removes everything it made.
 
 exec uses the same pipes: "exec" {spec with /proc/<init>/ns/* paths, process} and "cgroup" in;

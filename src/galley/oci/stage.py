@@ -1,10 +1,14 @@
-"""P's side of an init stage (create and exec): spawn it read-only, answer it, undo it.
+"""P's side of an init stage (create and exec): fork it, answer it, undo it.
 
-C (forked from P) never runs container code from a writable host interpreter (CVE-2019-5736):
-it re-executes the interpreter from a detached read-only bind mount as the stage
-(galley.oci.init), so /proc/<pid>/exe of every later stage is a read-only file. StageServer
-answers the stage's messages (id maps, pid, hooks, console, ready) as galley.oci.init draws them;
-Rollback undoes what a failed create or exec started.
+C is forked from P and is the stage itself (galley.oci.init): no second interpreter start-up.
+It never execs container code while it is the host's interpreter file (CVE-2019-5736): it
+execs the sealed trampoline (galley.oci.trampoline), which execs the process. A stage that
+must exec from inside the container (createContainer/startContainer hooks), that processes
+with CAP_SYS_PTRACE could see (seen_by_tracers), or that runs where there is no trampoline
+re-executes the interpreter from a detached read-only bind mount first, so its
+/proc/<pid>/exe is a read-only file. StageServer answers the stage's messages (id maps, pid,
+hooks, console, ready) as galley.oci.init draws them; Rollback undoes what a failed create or
+exec started.
 """
 
 from __future__ import annotations
