@@ -9,7 +9,9 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -140,3 +142,24 @@ def parent() -> Iterator[str]:
 def kids() -> Iterator[Children]:
     """Sleeping child processes to put into cgroups; killed and reaped afterwards."""
     yield from children()
+
+
+# A shell that prints "ready" and exits 7 on SIGTERM: what signal forwarding is tested with.
+TRAP_TERM = "trap 'exit 7' TERM; echo ready; sleep 30 & wait"
+
+
+def status_after_term(argv: list[str], out: Path) -> int:
+    """Run argv (a runtime running TRAP_TERM in the foreground) with its output in out; once
+    "ready" shows, send it SIGTERM; its exit status (7 when the signal reached the shell)."""
+    with out.open("w") as sink:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink)
+        try:
+            deadline = time.monotonic() + 10
+            while "ready" not in out.read_text():
+                assert time.monotonic() < deadline, out.read_text()
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)
+            return proc.wait(timeout=10)
+        finally:
+            proc.kill()
+            proc.wait()

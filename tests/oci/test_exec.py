@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ import pytest
 
 from galley.oci.cgroups.layout import detect
 from tests.conftest import REPO
-from tests.oci.conftest import Bundle, Runtime
+from tests.oci.conftest import TRAP_TERM, Bundle, Runtime, status_after_term
 
 pytestmark = pytest.mark.root
 
@@ -150,22 +148,5 @@ def test_exec_detached_writes_pid_file(running: tuple[Runtime, str, int], tmp_pa
 def test_exec_forwards_signals(running: tuple[Runtime, str, int], tmp_path: Path) -> None:
     """SIGTERM to a foreground `galley-runc exec` reaches the process, even at once."""
     runtime, cid, _ = running
-    out = tmp_path / "out"
-    script = "trap 'exit 7' TERM; echo ready; sleep 30 & wait"
-    with out.open("w") as sink:
-        proc = subprocess.Popen(
-            [runtime.binary, "--root", str(runtime.root), "exec", cid, "sh", "-c", script],
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while "ready" not in out.read_text():
-                assert time.monotonic() < deadline, out.read_text()
-                time.sleep(0.01)
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=10) == 7
-        finally:
-            proc.kill()
-            proc.wait()
+    argv = [runtime.binary, "--root", str(runtime.root), "exec", cid, "sh", "-c", TRAP_TERM]
+    assert status_after_term(argv, tmp_path / "out") == 7

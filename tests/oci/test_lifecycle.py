@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.oci.conftest import Bundle, Runtime
+from tests.oci.conftest import TRAP_TERM, Bundle, Runtime, status_after_term
 
 pytestmark = pytest.mark.root
 
@@ -277,39 +277,12 @@ def test_run_foreground_with_terminal_relays_stdio(runtime: Runtime, bundle: Bun
 
 
 def test_run_forwards_signals(any_runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
-    bundle.config["process"]["args"] = [
-        "sh",
-        "-c",
-        "trap 'exit 7' TERM; echo ready; sleep 30 & wait",
-    ]
+    bundle.config["process"]["args"] = ["sh", "-c", TRAP_TERM]
     cid = any_runtime.new_id()
     any_runtime.created.append(cid)
-    out = tmp_path / "out"
-    with out.open("w") as sink:
-        proc = subprocess.Popen(
-            [
-                any_runtime.binary,
-                "--root",
-                str(any_runtime.root),
-                "run",
-                "--bundle",
-                str(bundle.write()),
-                cid,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while "ready" not in out.read_text():
-                assert time.monotonic() < deadline, out.read_text()
-                time.sleep(0.02)
-            proc.send_signal(15)
-            assert proc.wait(timeout=10) == 7
-        finally:
-            proc.kill()
-            proc.wait()
+    argv = [any_runtime.binary, "--root", str(any_runtime.root), "run"]
+    argv += ["--bundle", str(bundle.write()), cid]
+    assert status_after_term(argv, tmp_path / "out") == 7
 
 
 def test_pid_file_matches_state(any_runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:

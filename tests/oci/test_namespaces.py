@@ -40,16 +40,22 @@ def open_bundle(bundle: Bundle) -> Iterator[Bundle]:
         shutil.rmtree(top, ignore_errors=True)
 
 
-def test_user_namespace_maps_written_by_parent(runtime: Runtime, open_bundle: Bundle) -> None:
-    bundle = open_bundle
+def _in_user_namespace(bundle: Bundle) -> None:
+    """Its own user namespace (root is host 100000, group 200000), the mounts a mapped root
+    may make, and no resources."""
     linux = bundle.config["linux"]
     linux["namespaces"].append({"type": "user"})
     linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
     linux["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    linux.pop("resources", None)
     bundle.config["mounts"] = [
         m for m in bundle.config["mounts"] if m["type"] in ("proc", "tmpfs", "devpts")
     ]
-    linux.pop("resources", None)
+
+
+def test_user_namespace_maps_written_by_parent(runtime: Runtime, open_bundle: Bundle) -> None:
+    bundle = open_bundle
+    _in_user_namespace(bundle)
     out = _run(runtime, bundle, "cat /proc/self/uid_map /proc/self/gid_map; id -u")
     lines = [line.split() for line in out.splitlines()]
     assert lines == [["0", "100000", "65536"], ["0", "200000", "65536"], ["0"]]
@@ -60,14 +66,7 @@ def test_terminal_in_a_user_namespace(
 ) -> None:
     """The pty opened inside the container's devpts, owned by the mapped user (uid 1000)."""
     bundle = open_bundle
-    linux = bundle.config["linux"]
-    linux["namespaces"].append({"type": "user"})
-    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-    linux["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
-    linux.pop("resources", None)
-    bundle.config["mounts"] = [
-        m for m in bundle.config["mounts"] if m["type"] in ("proc", "tmpfs", "devpts")
-    ]
+    _in_user_namespace(bundle)
     process = bundle.config["process"]
     process.update(terminal=True, user={"uid": 1000, "gid": 1000})
     process["args"] = ["sh", "-c", "tty; stat -c '%u' $(tty); id -u"]
@@ -201,14 +200,7 @@ def test_idmapped_mount_in_a_user_namespace(runtime: Runtime, open_bundle: Bundl
     (data / "theirs").write_text("")
     os.chown(data / "theirs", 7, 8)
     (bundle.rootfs / "idm").mkdir()  # the mapped root may not create it in a host-owned root
-    linux = bundle.config["linux"]
-    linux["namespaces"].append({"type": "user"})
-    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-    linux["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
-    linux.pop("resources", None)
-    bundle.config["mounts"] = [
-        m for m in bundle.config["mounts"] if m["type"] in ("proc", "tmpfs", "devpts")
-    ]
+    _in_user_namespace(bundle)
     bundle.config["mounts"].append(
         {"destination": "/idm", "type": "bind", "source": str(data), "options": ["rbind", "idmap"]}
     )
