@@ -12,6 +12,7 @@ import pytest
 
 from galley.oci import seccomp
 from galley.oci import seccomp_cache as cache
+from tests.oci.conftest import Bundle, Runtime
 from tests.oci.process_probe import BUSYBOX, run_child
 
 pytestmark = pytest.mark.root
@@ -81,3 +82,23 @@ def test_a_directory_others_can_write_is_not_trusted(tmp_path: Path) -> None:
     filt = seccomp.compile_filter(profile(errno.EROFS), str(cache_dir))  # type: ignore[arg-type]
     assert filt.context is not None  # compiled again, the entry was not read
     filt.close()
+
+
+def test_runtime_caches_filters_under_its_root(runtime: Runtime, bundle: Bundle) -> None:
+    """Containers under one --root share compiled filters in <root>/@seccomp; a cached filter
+    denies as the compiled one did, and the cache is no container."""
+    bundle.config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}],
+    }
+    bundle.config["process"]["args"] = ["sh", "-c", "mkdir /tmp/x || echo denied"]
+    path = str(bundle.write())
+    written: list[int] = []
+    for _ in range(2):
+        res = runtime("run", "-b", path, runtime.new_id())
+        assert (res.returncode, res.stdout) == (0, "denied\n"), res.stderr
+        entries = list((runtime.root / "@seccomp").glob("*.bpf"))
+        assert len(entries) == 1
+        written.append(entries[0].stat().st_mtime_ns)
+    assert written[0] == written[1]  # the second container read it, wrote nothing
+    assert runtime("list", "-q", check=True).stdout == ""

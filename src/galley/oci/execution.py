@@ -24,6 +24,7 @@ from galley.oci.stage import (
     send_quietly,
     serve,
 )
+from galley.oci.state import seccomp_cache_dir
 
 TYPE_CHECKING = False  # not `from typing`: it costs milliseconds per command
 
@@ -100,7 +101,10 @@ def _start(
         set_child_subreaper()  # the process is our grandchild when a pid namespace forks
     spec = joining_spec(state.spec, state.pid)
     spec["process"] = process
-    send_quietly(channel, "exec", spec=spec, process=process, preserve_fds=preserve_fds)
+    cache = seccomp_cache_dir(state.root)
+    send_quietly(
+        channel, "exec", spec=spec, process=process, preserve_fds=preserve_fds, seccomp_cache=cache
+    )
     if state.cgroup:
         state.cgroup_manager().apply(stage_pid)
     send_quietly(channel, "cgroup")

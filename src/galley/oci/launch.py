@@ -25,7 +25,7 @@ from galley.oci.stage import (
     send_quietly,
     serve,
 )
-from galley.oci.state import fifo_path
+from galley.oci.state import fifo_path, seccomp_cache_dir
 
 TYPE_CHECKING = False  # not `from typing`: every `galley-runc start` imports this module
 
@@ -144,6 +144,7 @@ def _create(
         no_pivot=no_pivot,
         terminal=terminal,
         preserve_fds=preserve_fds,
+        seccomp_cache=seccomp_cache_dir(os.path.dirname(state_dir)),
     )
     # Moving a process into a cgroup waits for an RCU grace period (10-20 ms): the stage makes
     # the namespaces and the rootfs meanwhile, and waits for "cgroup" only before its first

@@ -35,6 +35,9 @@ DEFAULT_ROOT = "/run/galley-runc"
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
 LOCK_FILE = "lock"
+# Compiled seccomp programs, shared by the containers under a root (galley.oci.seccomp_cache);
+# '@' is not allowed in a container id, so no container's directory can take its name.
+SECCOMP_CACHE = "@seccomp"
 # The runtime-spec version galley-runc implements: `state` reports it as ociVersion (runc 1.1
 # reports the one it was built against, "1.0.2-dev"), and `--version` prints it.
 RUNTIME_OCI_VERSION = "1.2.0"
@@ -54,6 +57,11 @@ def validate_id(container_id: str) -> str:
 def container_dir(root: str, container_id: str) -> str:
     """The state directory of container_id under root."""
     return os.path.join(root, validate_id(container_id))
+
+
+def seccomp_cache_dir(root: str) -> str:
+    """Where the stages of the containers under root cache compiled seccomp filters."""
+    return os.path.join(root, SECCOMP_CACHE)
 
 
 def fifo_path(state_dir: str) -> str:
