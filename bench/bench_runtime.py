@@ -2,10 +2,11 @@
 
     python -m bench.bench_runtime [-n RUNS] [--keep-going]
 
-Three measures per runtime, interleaved run by run so that machine noise hits all alike:
+Four measures per runtime, interleaved run by run so that machine noise hits all alike:
 `run` (create + start + wait + delete in one command), the three-command sequence
-`create` → `start` → `delete` that containerd's shim drives, and `exec` of `true` in a running
-container (what a kubelet's exec probes cost). Prints medians, p90s and the ratio of each
+`create` → `start` → `delete` that containerd's shim drives, `exec` of `true` in a running
+container (what a kubelet's exec probes cost), and `run` under a Docker-style seccomp profile
+(what most Kubernetes containers get). Prints medians, p90s and the ratio of each
 runtime to galley-runc. A runtime that cannot run here (crun refuses the hybrid cgroup
 layout) is reported with its error instead.
 """
@@ -75,6 +76,26 @@ def _running(pid: int) -> bool:
 
 
 SLEEPER = "sleeper"  # the running container exec goes into, one per runtime
+SECCOMP = "seccomp"  # the bundle under a Docker-style allow-list profile
+
+
+def allow_list_profile() -> dict[str, object]:
+    """~350 syscalls allowed, the rest EPERM: the shape of Docker's and containerd's defaults."""
+    from galley.kernel import seccomp as kseccomp  # noqa: PLC0415
+
+    denied = {"mount", "umount2", "unshare", "setns", "keyctl", "ptrace", "reboot", "bpf"}
+    names = (kseccomp.syscall_name(nr) for nr in range(435))
+    allowed = sorted(n for n in names if n and n not in denied)
+    return {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}],
+    }
+
+
+def run_seccomp(binary: str, root: str, bundle: str, cid: str) -> None:
+    """`run` of the bundle beside the main one that has the allow-list profile."""
+    run_once(binary, root, str(Path(bundle).parent / SECCOMP), cid)
 
 
 def exec_once(binary: str, root: str, _bundle: str, _cid: str) -> None:
@@ -86,6 +107,7 @@ MEASURES: dict[str, Callable[[str, str, str, str], None]] = {
     "run": run_once,
     "create+start+delete": create_start_delete,
     "exec": exec_once,
+    "run with a seccomp profile": run_seccomp,
 }
 
 
@@ -128,7 +150,7 @@ def report(times: dict[str, dict[str, list[float]]]) -> None:
     """Print median / p90 per runtime and measure, with ratios to galley-runc."""
     for measure, per_runtime in times.items():
         base = statistics.median(per_runtime["galley-runc"])
-        print(f"\n{measure} of /bin/true (ms, {len(per_runtime['galley-runc'])} runs each)")
+        print(f"\n{measure}, /bin/true (ms, {len(per_runtime['galley-runc'])} runs each)")
         print(f"{'runtime':<14}{'median':>9}{'p90':>9}{'vs galley':>11}")
         for name, samples in per_runtime.items():
             med = statistics.median(samples)
@@ -145,9 +167,12 @@ def main() -> int:
     try:
         bundle = str(make_bundle(work / "bundle", ["true"]))
         sleeper = str(make_bundle(work / "sleeper", ["sleep", "100000"]))
-        for made in (bundle, sleeper):
+        filtered = str(make_bundle(work / SECCOMP, ["true"]))
+        for made in (bundle, sleeper, filtered):
             config = json.loads((Path(made) / "config.json").read_text())
             config["ociVersion"] = "1.0.2"  # crun 1.8 refuses versions above 1.1.x
+            if made == filtered:
+                config["linux"]["seccomp"] = allow_list_profile()
             (Path(made) / "config.json").write_text(json.dumps(config))
         candidates = {"galley-runc": GALLEY}
         for name in ("runc", "crun"):
