@@ -14,6 +14,7 @@ import os
 
 from galley.errors import FailedPrecondition
 from galley.kernel.ns import NAMESPACES
+from galley.oci import trampoline
 from galley.oci.init import StageError
 from galley.oci.launch import check_console, write_pid_file
 from galley.oci.stage import (
@@ -101,9 +102,14 @@ def _start(
         set_child_subreaper()  # the process is our grandchild when a pid namespace forks
     spec = joining_spec(state.spec, state.pid)
     spec["process"] = process
-    cache = seccomp_cache_dir(state.root)
     send_quietly(
-        channel, "exec", spec=spec, process=process, preserve_fds=preserve_fds, seccomp_cache=cache
+        channel,
+        "exec",
+        spec=spec,
+        process=process,
+        preserve_fds=preserve_fds,
+        seccomp_cache=seccomp_cache_dir(state.root),
+        trampoline=trampoline.supported(),
     )
     if state.cgroup:
         state.cgroup_manager().apply(stage_pid)

@@ -172,6 +172,7 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         spec,
         fifo=None if start_hooks else fifo,
         seccomp_cache=boot.get("seccomp_cache"),
+        trampoline=boot.get("trampoline", True),
     )
     if start_hooks:  # imported now: after pivot_root the host's modules are out of reach
         import subprocess  # noqa: F401, PLC0415 - run_hook imports it lazily
@@ -221,7 +222,12 @@ def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
     """`exec`: join the container's namespaces (P joined its cgroup), finish, execve."""
     spec: Spec = msg["spec"]
     process: Process = msg["process"]
-    starter = ProcessStarter(process, spec, seccomp_cache=msg.get("seccomp_cache"))
+    starter = ProcessStarter(
+        process,
+        spec,
+        seccomp_cache=msg.get("seccomp_cache"),
+        trampoline=msg.get("trampoline", True),
+    )
     if process.get("terminal"):
         import galley.oci.console  # noqa: F401, PLC0415 - imported before joining
     channel.expect("cgroup")
@@ -357,12 +363,15 @@ class ProcessStarter:
         *,
         fifo: int | None = None,
         seccomp_cache: str | None = None,
+        trampoline: bool = True,
     ) -> None:
         # Everything is imported and compiled here, while the host's files are still visible.
-        from galley.oci import capabilities, identity, rlimits, trampoline  # noqa: PLC0415
+        from galley.oci import capabilities, identity, rlimits  # noqa: PLC0415
+        from galley.oci import trampoline as program  # noqa: PLC0415
 
         self.process = process
-        self.trampoline = trampoline if trampoline.supported() else None
+        # P decides (a re-executed stage has an empty environment; see trampoline.supported)
+        self.trampoline = program if trampoline and program.supported() else None
         self.fifo = fifo if self.trampoline is not None else None  # the trampoline waits on it
         self.image = -1
         if process.get("apparmorProfile") and not os.path.isdir("/sys/kernel/security/apparmor"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 from galley.errors import FailedPrecondition
+from galley.oci import trampoline
 from galley.oci.init import StageError
 from galley.oci.stage import (
     Rollback,
@@ -145,6 +146,7 @@ def _create(
         terminal=terminal,
         preserve_fds=preserve_fds,
         seccomp_cache=seccomp_cache_dir(os.path.dirname(state_dir)),
+        trampoline=trampoline.supported(),
     )
     # Moving a process into a cgroup waits for an RCU grace period (10-20 ms): the stage makes
     # the namespaces and the rootfs meanwhile, and waits for "cgroup" only before its first
