@@ -164,3 +164,12 @@ def test_a_signal_ends_the_wait_as_an_exit(tmp_path: Path) -> None:
         assert _finish(pid, rfd) == (128 + signal.SIGTERM, "")
     finally:
         os.close(fifo)
+
+
+def test_the_image_is_execute_only() -> None:
+    """Whoever may not read it is not dumpable from its first instruction."""
+    fd = trampoline.load(fifo=None, no_new_privs=False)
+    try:
+        assert os.fstat(fd).st_mode & 0o777 == 0o111
+    finally:
+        os.close(fd)

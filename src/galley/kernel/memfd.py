@@ -11,7 +11,11 @@ _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_S
 
 
 def sealed(name: str, data: bytes, *, executable: bool = False) -> int:
-    """A close-on-exec memfd holding data, sealed against every write, resize and new seal."""
+    """A close-on-exec memfd holding data, sealed against every write, resize and new seal.
+
+    An executable one is execute-only (0111): a process that runs it without the right to
+    read it is not dumpable from its first instruction (the kernel's would_dump at execve).
+    """
     flags = os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING
     try:
         fd = os.memfd_create(name, flags | (MFD_EXEC if executable else 0))
@@ -24,6 +28,8 @@ def sealed(name: str, data: bytes, *, executable: bool = False) -> int:
         while view:
             view = view[os.write(fd, view) :]
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+        if executable:
+            os.fchmod(fd, 0o111)
     except BaseException:
         os.close(fd)
         raise
