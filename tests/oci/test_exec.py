@@ -25,10 +25,11 @@ DRIVER = """
 import json, sys
 sys.path.insert(0, {src!r})
 from galley.oci.state import ContainerState
-from galley.oci.execution import exec_process, fork_stage
+from galley.oci.execution import exec_process
+from galley.oci.stage import Stage
 state = ContainerState.load(sys.argv[1], sys.argv[2])
 options = json.loads(sys.argv[4])
-stage = fork_stage(options.pop("preserve_fds", 0))
+stage = Stage(options.pop("preserve_fds", 0), creates=False)
 sys.exit(exec_process(state, json.loads(sys.argv[3]), stage, **options))
 """
 

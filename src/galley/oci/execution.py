@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 
 from galley.errors import FailedPrecondition
-from galley.kernel.ns import NAMESPACES
 from galley.oci import trampoline
 from galley.oci.init import StageError
 from galley.oci.launch import check_console, write_pid_file
@@ -32,12 +31,6 @@ TYPE_CHECKING = False  # not `from typing`: it costs milliseconds per command
 if TYPE_CHECKING:
     from galley.oci.spec import Process, Spec, State
     from galley.oci.state import ContainerState
-
-
-def fork_stage(preserve_fds: int) -> Stage:
-    """The exec stage, forked first thing: it imports while P checks the container and reads
-    the process (exec_process uses it, or the caller abandons it)."""
-    return Stage(preserve_fds, creates=False)
 
 
 def exec_process(
@@ -123,6 +116,8 @@ def _start(
 
 def joining_spec(config: Spec, init_pid: int) -> Spec:
     """The container's config with every namespace replaced by a path into its init's."""
+    from galley.kernel.ns import NAMESPACES  # noqa: PLC0415 - after the stage is forked
+
     spec: Spec = dict(config)  # type: ignore[assignment]
     linux = dict(config.get("linux", {}))
     linux["namespaces"] = [

@@ -201,12 +201,15 @@ def exec_spec(state: ContainerState, args: Args) -> Process:
 def exec_command(state: ContainerState, args: Args) -> int:
     """`exec`: run a process in the container; its exit status (0 when detached). With -t in
     the foreground and no --console-socket, the pty is relayed to our stdio, as runc does."""
-    from galley.oci.execution import exec_process, fork_stage  # noqa: PLC0415 - lazy
+    from galley.oci.stage import Stage  # noqa: PLC0415 - lazy
 
     relay_pid, receiver = _start_relay(args)  # before the stage: it must not hold its pipes
     stop_relay = True  # unless the process ran: then the relay ends when the pty closes
     try:
-        stage = fork_stage(args.preserve_fds)  # it imports while we check and read the process
+        # Forked first: the stage imports while we import the rest, check and read the process.
+        stage = Stage(args.preserve_fds, creates=False)
+        from galley.oci.execution import exec_process  # noqa: PLC0415 - lazy
+
         try:
             status = state.status()
             if not (status is Status.PAUSED and args.ignore_paused):
