@@ -10,6 +10,8 @@ starts it for create, run and exec as soon as their arguments are parsed.
 
 Best effort: any failure (an unusual mount layout, a read-only cgroupfs) just leaves the later
 write to wait as before. Only `_thread` and os: this runs before anything else is imported.
+The thread imports nothing and takes no lock another thread could need: create and exec fork
+their stage while it may still be in its write, and the child has only the forking thread.
 """
 
 from __future__ import annotations
