@@ -372,3 +372,21 @@ def test_which_stages_are_re_executed_for_tracers() -> None:
     with_user = [*own, {"type": "user"}]
     assert not seen_by_tracers(spec(with_user, ["CAP_SYS_PTRACE"]), execs=True)
     assert not seen_by_tracers(spec([*joined, {"type": "user"}], []), execs=False)
+
+
+def test_abandoning_a_reaped_stage_signals_nobody(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the stage is reaped its pid may belong to another process: abandon kills only a
+    stage that is still our child."""
+    from galley.oci import stage as stage_module  # noqa: PLC0415
+
+    killed: list[int] = []
+    monkeypatch.setattr(stage_module, "kill_started", killed.append)
+    alive = stage_module.Stage(0, creates=False)
+    alive.abandon()
+    assert killed == [alive.pid]
+    os.waitpid(alive.pid, 0)  # what kill_started would have done
+    gone = stage_module.Stage(0, creates=False)
+    gone.channel.close()  # the stage reads EOF and exits
+    os.waitpid(gone.pid, 0)
+    gone.abandon()
+    assert killed == [alive.pid]

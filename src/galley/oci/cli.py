@@ -152,10 +152,10 @@ def parse_args(argv: list[str]) -> Args:
     return parse(args.command, _commands(module).syntax(args.command), args.command_args, args)
 
 
-# Commands that may run for long: the garbage collector, which bin/galley-runc turns off to
-# start quickly, runs again for them (run and exec in the foreground turn it on when they
+# The command that runs until stopped: the garbage collector, which bin/galley-runc turns off
+# to start quickly, runs again for it (run and exec in the foreground turn it on when they
 # start waiting: galley.oci.commands.lifecycle.wait_foreground, execution).
-LONG_RUNNING = frozenset({"events", "ps", "list", "update", "pause", "resume", "spec", "features"})
+LONG_RUNNING = frozenset({"events"})
 
 
 def collect_garbage() -> None:

@@ -64,6 +64,10 @@ class Stage:
     def abandon(self) -> None:
         """Stop the stage when the command fails before it is used (or after: idempotent)."""
         self.channel.close()
+        try:  # still our child, exited or not? Once reaped, its pid may be someone else's.
+            os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
         kill_started(self.pid)
 
 
