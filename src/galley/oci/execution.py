@@ -60,20 +60,21 @@ def exec_process(
     except BaseException:
         rollback.run()
         raise
-    for master in masters:
-        from galley.oci.console import send_master  # noqa: PLC0415
-
-        send_master(console_socket or "", master)
-        os.close(master)
-    if pid_file:
-        write_pid_file(pid_file, pid)
-    if forwarder is None:
-        return 0
     try:
+        for master in masters:
+            from galley.oci.console import send_master  # noqa: PLC0415
+
+            send_master(console_socket or "", master)
+            os.close(master)
+        if pid_file:
+            write_pid_file(pid_file, pid)
+        if forwarder is None:
+            return 0
         forwarder.to(pid)
         return wait_for(pid)
     finally:
-        forwarder.restore()
+        if forwarder is not None:
+            forwarder.restore()
 
 
 def _start(
