@@ -30,6 +30,10 @@ fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".[dev]"
 
+# galley-runc's modules compiled into one file, read by the interpreter galley-runc runs on
+# (galley.codecache): a module edited later is simply imported the usual way.
+/usr/bin/python3 -IS src/galley/codecache.py >/dev/null
+
 # The project's commands on PATH. galley-runc runs on the system interpreter with -I -S.
 ln -sf "$repo/bin/galley-runc" /usr/local/bin/galley-runc
 ln -sf "$repo/.venv/bin/galley" /usr/local/bin/galley

@@ -6,4 +6,5 @@ cd "$repo"
 .venv/bin/ruff check src tests bench scripts
 .venv/bin/ruff format --check src tests bench scripts
 .venv/bin/mypy
+/usr/bin/python3 -IS src/galley/codecache.py >/dev/null  # the tests run galley-runc as installed
 exec .venv/bin/pytest "$@"

@@ -1,0 +1,124 @@
+"""galley.codecache: galley-runc's modules from one file, never staler than their sources."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from galley import codecache
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Imports pkg.mod and pkg.sub in a fresh interpreter with the cache installed; prints what
+# each module says and which loader served it.
+DRIVER = """
+import sys
+sys.path.insert(0, {src!r})
+sys.path.insert(0, {repo_src!r})
+from galley import codecache
+cache = codecache.install({cache!r}, {src!r})
+import pkg.mod, pkg.sub
+for module in (pkg, pkg.mod, pkg.sub):
+    print(module.__name__, module.VALUE, type(module.__loader__).__name__, module.__file__)
+print("path", pkg.__path__)
+"""
+
+
+def _tree(root: Path) -> Path:
+    src = root / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg" / "__init__.py").write_text("VALUE = 'package'\n")
+    (src / "pkg" / "mod.py").write_text("VALUE = 'module'\n")
+    (src / "pkg" / "sub.py").write_text("from pkg.mod import VALUE as _V\nVALUE = _V + '+sub'\n")
+    return src
+
+
+def _import(src: Path, cache: Path) -> list[str]:
+    driver = DRIVER.format(src=str(src), repo_src=str(REPO / "src"), cache=str(cache))
+    out = subprocess.run(
+        [sys.executable, "-IS", "-B", "-c", driver], capture_output=True, text=True, check=True
+    )
+    return out.stdout.splitlines()
+
+
+def test_modules_come_from_the_cache_with_their_own_names_and_files(tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    cache = tmp_path / "cache.bin"
+    assert codecache.build(str(cache), ["pkg"], str(src)) == 3
+    lines = _import(src, cache)
+    assert lines[:3] == [
+        f"pkg package CodeCache {src / 'pkg' / '__init__.py'}",
+        f"pkg.mod module CodeCache {src / 'pkg' / 'mod.py'}",
+        f"pkg.sub module+sub CodeCache {src / 'pkg' / 'sub.py'}",
+    ]
+    assert lines[3] == f"path [{str(src / 'pkg')!r}]"
+
+
+def test_an_edited_module_is_imported_from_its_source(tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    cache = tmp_path / "cache.bin"
+    codecache.build(str(cache), ["pkg"], str(src))
+    edited = src / "pkg" / "mod.py"
+    edited.write_text("VALUE = 'edited'\n")  # same size as before: the mtime tells
+    stat = edited.stat()
+    os.utime(edited, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    lines = _import(src, cache)
+    assert lines[1].split()[:3] == ["pkg.mod", "edited", "SourceFileLoader"]
+    assert lines[2].split()[:3] == ["pkg.sub", "edited+sub", "CodeCache"]
+
+
+def test_a_copied_tree_checks_its_own_files(tmp_path: Path) -> None:
+    """Entries name files relative to src: a copy of the tree never runs the original's code."""
+    original = _tree(tmp_path / "a")
+    cache = tmp_path / "cache.bin"
+    codecache.build(str(cache), ["pkg"], str(original))
+    copy = _tree(tmp_path / "b")
+    (copy / "pkg" / "mod.py").write_text("VALUE = 'the copy'\n")
+    lines = _import(copy, cache)
+    assert lines[1].split()[:3] == ["pkg.mod", "the", "copy"]
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x00\x00\x10garbage", b"\xff" * 64])
+def test_an_unreadable_cache_is_no_cache(tmp_path: Path, content: bytes) -> None:
+    cache = tmp_path / "cache.bin"
+    cache.write_bytes(content)
+    before = list(sys.meta_path)
+    assert codecache.install(str(cache)) is None
+    assert sys.meta_path == before
+
+
+def test_a_cache_for_another_bytecode_version_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _tree(tmp_path)
+    cache = tmp_path / "cache.bin"
+    monkeypatch.setattr(codecache, "MAGIC", b"\x00\x00\r\n")
+    codecache.build(str(cache), ["pkg"], str(src))
+    monkeypatch.undo()
+    assert codecache.install(str(cache), str(src)) is None
+    assert codecache.install(str(tmp_path / "missing.bin")) is None
+
+
+def test_galley_runc_runs_from_the_cache_setup_builds() -> None:
+    """What scripts/setup.sh and scripts/test.sh build: every module of galley.oci and
+    galley.kernel, and galley-runc's own imports served from it."""
+    built = subprocess.run(
+        ["/usr/bin/python3", "-IS", str(REPO / "src" / "galley" / "codecache.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert built.stdout.split()[0].isdigit() and int(built.stdout.split()[0]) > 50
+    probe = (
+        f"import sys; sys.path.insert(0, {str(REPO / 'src')!r}); from galley import codecache; "
+        "codecache.install(); from galley.oci import cli, launch; "
+        "print(type(cli.__loader__).__name__, type(launch.__loader__).__name__)"
+    )
+    out = subprocess.run(
+        ["/usr/bin/python3", "-IS", "-c", probe], capture_output=True, text=True, check=False
+    )
+    assert out.stdout.split() == ["CodeCache", "CodeCache"], out.stderr
