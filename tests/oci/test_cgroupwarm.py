@@ -22,3 +22,22 @@ def test_the_migration_changes_nothing() -> None:
     before = Path("/proc/self/cgroup").read_text()
     cgroupwarm._migrate_to_same_cgroup()  # what the thread runs
     assert Path("/proc/self/cgroup").read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("argv", "moves"),
+    [
+        (["run", "c1"], True),
+        (["create", "--bundle", "b", "c1"], True),
+        (["--root", "/run/x", "exec", "c1", "true"], True),
+        (["--root=/run/x", "--debug", "--log", "l", "--log-format", "json", "run", "c"], True),
+        (["state", "c1"], False),
+        (["--root", "exec", "state", "c1"], False),  # "exec" is --root's value here
+        (["delete", "run"], False),
+        ([], False),
+        (["--debug"], False),
+    ],
+)
+def test_the_command_guess(argv: list[str], moves: bool) -> None:
+    """bin/galley-runc starts the warm-up before it parses anything: for create, run, exec."""
+    assert cgroupwarm.moves_a_process(argv) is moves

@@ -3,10 +3,13 @@
 Writing a pid to cgroup.procs takes the cgroup threadgroup rwsem for writing, and the first
 writer waits for an RCU grace period (rcu_sync_enter; 10-20 ms on the machines we measured),
 while writers that follow within about one grace period of the last one do not. runc pays that
-wait on its critical path; galley-runc's create starts it as soon as the command is known: a
-thread writes the runtime's own pid into the cgroup it is already in (a no-op migration),
-and by the time P moves the container's process the rwsem is usually ready. galley.oci.cli
-starts it for create, run and exec as soon as their arguments are parsed.
+wait on its critical path; galley-runc starts it before it imports anything else: a thread
+writes the runtime's own pid into the cgroup it is already in (a no-op migration), and by the
+time P moves the container's process the rwsem is usually ready. The wait is long (a grace
+period took 15-20 ms on this 2-core VM while galley-runc kept both cores busy) and bounds
+`exec`: every millisecond it starts earlier is one off exec. So bin/galley-runc starts it
+first thing for create, run and exec, from a guess at the command (moves_a_process): a wrong
+guess costs a no-op migration.
 
 Best effort: any failure (an unusual mount layout, a read-only cgroupfs) just leaves the later
 write to wait as before. Only `_thread` and os: this runs before anything else is imported.
@@ -42,6 +45,19 @@ def own_procs_file() -> str | None:
             if os.path.exists(procs):
                 return procs
     return None
+
+
+# runc's global options that take a value (the command is the first other word)
+_GLOBAL_VALUES = frozenset({"--root", "--log", "--log-format", "--criu", "--rootless"})
+
+
+def moves_a_process(argv: list[str]) -> bool:
+    """Whether the command line is (very likely) a create, run or exec."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        name, eq, _ = argv[i].partition("=")
+        i += 2 if name in _GLOBAL_VALUES and not eq else 1
+    return i < len(argv) and argv[i] in {"create", "run", "exec"}
 
 
 def _migrate_to_same_cgroup() -> None:

@@ -189,10 +189,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command in LONG_RUNNING:
         collect_garbage()
-    if args.command in {"create", "run", "exec"}:  # they will move a process into a cgroup
-        from galley.oci import cgroupwarm  # noqa: PLC0415
-
-        cgroupwarm.start()
     log = Log(args.log, args.log_format, LEVELS["debug" if args.debug else "warning"])
     ctx = Context(os.path.abspath(args.root), log, args.systemd_cgroup)
     try:
