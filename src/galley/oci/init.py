@@ -24,9 +24,11 @@ interpreter) to the trampoline's execve of the process.
     (with startContainer hooks: "ready", wait on the fifo here, hooks, then the trampoline)
     Any failure: "error" {message}, exit 1; P removes everything it made.
 
-exec uses the same pipes: "exec" {spec with /proc/<init>/ns/* paths, process} and "cgroup" in;
-"pid", "console" {fd} (a pty from the container's /dev/ptmx, which P copies out with
-pidfd_getfd) and "ready" out; the pipe closing on execve tells P the process started.
+exec uses the same pipes: "exec" {spec with /proc/<init>/ns/* paths, process} in; "pid" out
+(after joining the namespaces and the pid namespace's fork), "ok", and "cgroup" in once P has
+moved that process into the container's cgroup; "console" {fd} (a pty from the container's
+/dev/ptmx, which P copies out with pidfd_getfd) and "ready" out; the pipe closing on execve
+tells P the process started.
 A seccomp filter with a listenerPath sends "ready" {seccomp_fd} the same way.
 
 Messages are marshal-encoded dicts with a 4-byte length, over two pipes: json would cost ~7 ms
@@ -219,7 +221,8 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
 
 
 def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
-    """`exec`: join the container's namespaces (P joined its cgroup), finish, execve."""
+    """`exec`: join the container's namespaces, wait until P has moved us into the container's
+    cgroup, finish, execve."""
     spec: Spec = msg["spec"]
     process: Process = msg["process"]
     starter = ProcessStarter(
@@ -230,9 +233,9 @@ def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
     )
     if process.get("terminal"):
         import galley.oci.console  # noqa: F401, PLC0415 - imported before joining
-    channel.expect("cgroup")
-    _enter_namespaces(channel, spec)
+    _enter_namespaces(channel, spec)  # "pid": P moves that process into the cgroup meanwhile
     os.setsid()
+    channel.expect("cgroup")  # in it before anything of the container's can run here
     if process.get("terminal"):
         _open_terminal(channel, process, None)
     _ready_to_exec(channel, starter.prepare())
