@@ -300,6 +300,8 @@ def _enter_namespaces(channel: Channel, spec: Spec, *, defer: int = 0) -> tuple[
 def _join_cgroup(channel: Channel, deferred: int) -> None:
     """Wait until P has moved this process into its cgroup, then make the deferred cgroup
     namespace (rooted there): before the first cgroup mount, any hook and any fork or exec."""
+    import galley.oci.cgroupfs  # noqa: F401, PLC0415 - while P is still at it
+
     channel.expect("cgroup")
     if deferred:
         from galley.kernel import ns  # noqa: PLC0415
