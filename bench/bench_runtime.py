@@ -1,6 +1,6 @@
 """galley-runc against runc (and crun where it runs) on one busybox bundle running `true`.
 
-    python -m bench.bench_runtime [-n RUNS] [--keep-going]
+    python -m bench.bench_runtime [-n RUNS] [--compare CHECKOUT]...
 
 Four measures per runtime, interleaved run by run so that machine noise hits all alike:
 `run` (create + start + wait + delete in one command), the three-command sequence
@@ -8,7 +8,10 @@ Four measures per runtime, interleaved run by run so that machine noise hits all
 container (what a kubelet's exec probes cost), and `run` under a Docker-style seccomp profile
 (what most Kubernetes containers get). Prints medians, p90s and the ratio of each
 runtime to galley-runc. A runtime that cannot run here (crun refuses the hybrid cgroup
-layout) is reported with its error instead.
+layout) is reported with its error instead. --compare adds another galley checkout (say a
+`git worktree` of the previous commit) to the same interleaved run: the way to see what a
+change gains on this noisy machine. Each checkout's code cache (galley.codecache) is built
+first, as scripts/setup.sh builds it.
 """
 
 from __future__ import annotations
@@ -75,7 +78,12 @@ def _running(pid: int) -> bool:
         return False
 
 
-SLEEPER = "sleeper"  # the running container exec goes into, one per runtime
+def sleeper_id(root: str) -> str:
+    """The running container exec goes into, one per runtime: named after its state root, so
+    that two runtimes' containers never share a cgroup."""
+    return "sleeper-" + os.path.basename(root).rsplit("-", 1)[-1].replace("_", "-")
+
+
 SECCOMP = "seccomp"  # the bundle under a Docker-style allow-list profile
 
 
@@ -100,7 +108,7 @@ def run_seccomp(binary: str, root: str, bundle: str, cid: str) -> None:
 
 def exec_once(binary: str, root: str, _bundle: str, _cid: str) -> None:
     """`exec` of true in the running container, waiting for it."""
-    _call(binary, root, "exec", SLEEPER, "true")
+    _call(binary, root, "exec", sleeper_id(root), "true")
 
 
 MEASURES: dict[str, Callable[[str, str, str, str], None]] = {
@@ -111,12 +119,23 @@ MEASURES: dict[str, Callable[[str, str, str, str], None]] = {
 }
 
 
+def build_code_cache(checkout: Path) -> None:
+    """What scripts/setup.sh does: compile galley-runc's modules into one file, with the
+    interpreter galley-runc runs on (a checkout from before galley.codecache has none)."""
+    builder = checkout / "src" / "galley" / "codecache.py"
+    if builder.exists():
+        subprocess.run(
+            ["/usr/bin/python3", "-IS", str(builder)], check=True, stdout=subprocess.DEVNULL
+        )
+
+
 def probe(name: str, binary: str, root: str, bundle: str) -> str | None:
     """None if the runtime can run the bundle here, else its error message."""
+    cid = "probe-" + "".join(c if c.isalnum() else "-" for c in name)
     try:
-        run_once(binary, root, bundle, f"probe-{name}")
+        run_once(binary, root, bundle, cid)
     except RuntimeError as e:
-        subprocess.run([binary, "--root", root, "delete", "--force", f"probe-{name}"], check=False)
+        subprocess.run([binary, "--root", root, "delete", "--force", cid], check=False)
         return str(e).splitlines()[-1]
     return None
 
@@ -129,7 +148,9 @@ def bench(
     times: dict[str, dict[str, list[float]]] = {m: {n: [] for n in runtimes} for m in MEASURES}
     try:
         for name, binary in runtimes.items():
-            _call(binary, roots[name], "run", "--detach", "--bundle", sleeper, SLEEPER)
+            _call(
+                binary, roots[name], "run", "--detach", "--bundle", sleeper, sleeper_id(roots[name])
+            )
         for i in range(runs):
             for measure, fn in MEASURES.items():
                 for name, binary in runtimes.items():
@@ -139,7 +160,8 @@ def bench(
     finally:
         for name, binary in runtimes.items():
             subprocess.run(
-                [binary, "--root", roots[name], "delete", "--force", SLEEPER], check=False
+                [binary, "--root", roots[name], "delete", "--force", sleeper_id(roots[name])],
+                check=False,
             )
         for root in roots.values():
             shutil.rmtree(root, ignore_errors=True)
@@ -151,17 +173,20 @@ def report(times: dict[str, dict[str, list[float]]]) -> None:
     for measure, per_runtime in times.items():
         base = statistics.median(per_runtime["galley-runc"])
         print(f"\n{measure}, /bin/true (ms, {len(per_runtime['galley-runc'])} runs each)")
-        print(f"{'runtime':<14}{'median':>9}{'p90':>9}{'vs galley':>11}")
+        print(f"{'runtime':<20}{'median':>9}{'p90':>9}{'vs galley':>11}")
         for name, samples in per_runtime.items():
             med = statistics.median(samples)
             p90 = sorted(samples)[int(0.9 * (len(samples) - 1))]
-            print(f"{name:<14}{med:>9.1f}{p90:>9.1f}{med / base:>11.2f}")
+            print(f"{name:<20}{med:>9.1f}{p90:>9.1f}{med / base:>11.2f}")
 
 
 def main() -> int:
     """Build the bundle, probe the runtimes, measure, print."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--runs", type=int, default=20)
+    parser.add_argument(
+        "--compare", action="append", default=[], metavar="CHECKOUT", help="another galley tree"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-runtime-"))
     try:
@@ -175,6 +200,12 @@ def main() -> int:
                 config["linux"]["seccomp"] = allow_list_profile()
             (Path(made) / "config.json").write_text(json.dumps(config))
         candidates = {"galley-runc": GALLEY}
+        for checkout in args.compare:
+            candidates[f"galley@{Path(checkout).name}"] = str(
+                Path(checkout) / "bin" / "galley-runc"
+            )
+        for binary in candidates.values():
+            build_code_cache(Path(binary).resolve().parent.parent)
         for name in ("runc", "crun"):
             if path := shutil.which(name):
                 candidates[name] = path
