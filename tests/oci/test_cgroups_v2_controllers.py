@@ -11,6 +11,7 @@ import pytest
 
 import galley.oci.cgroups as cgroups
 from galley.errors import InvalidArgument
+from galley.oci.cgroups import factory
 from galley.oci.cgroups.layout import CgroupLayout, Hierarchy, detect
 from galley.oci.cgroups.stats import v2_stats
 from galley.oci.cgroups.v2 import V2Manager
@@ -32,11 +33,11 @@ def test_relative_path_goes_under_the_parent_of_our_cgroup(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As runc: our own cgroup holds us, so it could not pass controllers to the container."""
-    monkeypatch.setattr(cgroups, "own_cgroups", lambda: {"": "/user.slice/runtime"})
+    monkeypatch.setattr(factory, "own_cgroups", lambda: {"": "/user.slice/runtime"})
     layout = CgroupLayout("v2", {}, Hierarchy(str(tmp_path), "/", frozenset({"memory"})))
     assert cgroups.build(layout, "c1").paths == {"": f"{tmp_path}/user.slice/c1"}
     assert cgroups.build(layout, "/abs/c1").paths == {"": f"{tmp_path}/abs/c1"}
-    monkeypatch.setattr(cgroups, "own_cgroups", lambda: {"": "/"})
+    monkeypatch.setattr(factory, "own_cgroups", lambda: {"": "/"})
     assert cgroups.build(layout, "c1").paths == {"": f"{tmp_path}/c1"}
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from galley.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from galley.oci import state as st
+from galley.oci.cgroups.manager import saved_frozen
 from galley.oci.status import ALLOWED, OPERATIONS, STATUSES, Operation, Status, can, require
 
 
@@ -157,3 +158,24 @@ def test_status_constants() -> None:
     assert all(getattr(Operation, o.name) is o for o in OPERATIONS)
     assert repr(Status.PAUSED) == "Status.PAUSED"
     assert set(OPERATIONS) == set(ALLOWED)
+
+
+@pytest.mark.parametrize(
+    ("mode", "file", "text", "frozen"),
+    [
+        ("v1", "freezer.state", "FROZEN\n", True),
+        ("v1", "freezer.state", "FREEZING\n", True),
+        ("v1", "freezer.state", "THAWED\n", False),
+        ("v2", "cgroup.freeze", "1\n", True),
+        ("v2", "cgroup.freeze", "0\n", False),
+    ],
+)
+def test_the_freezer_is_read_from_the_saved_paths(
+    tmp_path: Path, mode: str, file: str, text: str, frozen: bool
+) -> None:
+    """`state` and `list` read the freezer without loading a cgroup manager."""
+    (tmp_path / file).write_text(text)
+    key = "" if mode == "v2" else "freezer"
+    assert saved_frozen({"mode": mode, "paths": {key: str(tmp_path)}}) is frozen
+    assert saved_frozen({"mode": mode, "paths": {key: str(tmp_path / "gone")}}) is False
+    assert saved_frozen({"mode": "v1", "paths": {"memory": str(tmp_path)}}) is False

@@ -237,8 +237,8 @@ class ContainerState:
     def status(self, *, check_frozen: bool = True) -> Status:
         """The derived status: stopped unless init lives; then paused (frozen, even before
         start, as runc reports it), created (the exec fifo is still there) or running.
-        check_frozen=False skips the freezer (and the cgroup code's import, ~15 ms): `start`
-        uses it, since a frozen init simply runs once resumed."""
+        check_frozen=False skips reading the freezer: `start` uses it, since a frozen init
+        simply runs once resumed."""
         if not self.alive():
             return Status.STOPPED
         if check_frozen and self.cgroup and self._frozen():
@@ -248,9 +248,11 @@ class ContainerState:
         return Status.RUNNING
 
     def _frozen(self) -> bool:
+        from galley.oci.cgroups.manager import saved_frozen  # noqa: PLC0415 - not the managers
+
         try:
-            return self.cgroup_manager().frozen()
-        except (NotImplementedError, ImportError, OSError):
+            return saved_frozen(self.cgroup)
+        except (KeyError, OSError):
             return False
 
     def oci_state(self, status: Status | None = None) -> State:

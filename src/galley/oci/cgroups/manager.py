@@ -26,7 +26,7 @@ SIGKILL = 9  # the same on every Linux architecture; the signal module costs ~2 
 
 TYPE_CHECKING = False  # typing costs galley-runc ~3 ms a command; mypy knows this name
 if TYPE_CHECKING:
-    from typing import Protocol
+    from typing import Any, Protocol
 
     from galley.oci.spec import Resources
 else:
@@ -181,6 +181,30 @@ def read(directory: str, name: str) -> str:
     """The stripped text of one cgroup file."""
     with open(os.path.join(directory, name), encoding="utf-8") as f:
         return f.read().strip()
+
+
+def v1_frozen(freezer: str | None) -> bool:
+    """Whether a v1 freezer cgroup is FROZEN or FREEZING (no directory: no)."""
+    try:
+        return freezer is not None and read(freezer, "freezer.state") != "THAWED"
+    except FileNotFoundError:
+        return False
+
+
+def v2_frozen(directory: str) -> bool:
+    """Whether a cgroup2 directory's cgroup.freeze is set."""
+    try:
+        return read(directory, "cgroup.freeze") == "1"
+    except FileNotFoundError:
+        return False
+
+
+def saved_frozen(saved: dict[str, Any]) -> bool:
+    """Whether the cgroup a manager's save() describes is frozen, without loading the manager."""
+    paths = saved.get("paths") or {}
+    if saved.get("mode") == "v2":
+        return v2_frozen(paths[""])
+    return v1_frozen(paths.get("freezer"))
 
 
 def read_int(directory: str, name: str, default: int = 0) -> int:

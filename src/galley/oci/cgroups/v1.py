@@ -228,11 +228,7 @@ class V1Manager:
 
     def frozen(self) -> bool:
         """Whether the freezer is FROZEN or FREEZING."""
-        directory = self._paths.get("freezer")
-        try:
-            return directory is not None and read(directory, "freezer.state") != "THAWED"
-        except FileNotFoundError:
-            return False
+        return manager.v1_frozen(self._paths.get("freezer"))
 
     def pids(self) -> list[int]:
         """Processes of the cgroup (read from one hierarchy, with sub-cgroups)."""

@@ -264,10 +264,7 @@ class V2Manager:
 
     def frozen(self) -> bool:
         """Whether cgroup.freeze is set."""
-        try:
-            return read(self.directory, "cgroup.freeze") == "1"
-        except FileNotFoundError:
-            return False
+        return manager.v2_frozen(self.directory)
 
     def pids(self) -> list[int]:
         """Processes of the cgroup and its sub-cgroups."""

@@ -1,0 +1,78 @@
+"""The manager for a container's cgroup: a new one from its config (manager_for), one saved
+in state.json (load), or one for a path in a given layout (build)."""
+
+from __future__ import annotations
+
+import os
+
+from galley.errors import FailedPrecondition, InvalidArgument
+from galley.oci.cgroups.devices import Rule, implied_rules, normalise
+from galley.oci.cgroups.layout import CgroupLayout, detect, own_cgroups
+from galley.oci.cgroups.manager import CgroupManager, cgroup_path
+from galley.oci.cgroups.v1 import V1Manager
+from galley.oci.cgroups.v2 import V2Manager
+
+TYPE_CHECKING = False  # typing costs galley-runc ~3 ms a command; mypy knows this name
+if TYPE_CHECKING:
+    from typing import Any
+
+    from galley.oci.spec import Spec
+
+
+def _v2_directory(mount: str, path: str) -> str:
+    """Relative paths go under the parent of this process's cgroup2 cgroup, as runc's: our own
+    cgroup holds a process (us), and cgroup v2's no-internal-processes rule would keep it from
+    enabling controllers for a child (no memory, pids or cpu for the container)."""
+    if path.startswith("/"):
+        return os.path.normpath(os.path.join(mount, path.lstrip("/")))
+    own = os.path.dirname(own_cgroups().get("", "/"))
+    return os.path.normpath(os.path.join(mount, own.lstrip("/"), path))
+
+
+def build(layout: CgroupLayout, path: str, rules: list[Rule] | None = None) -> CgroupManager:
+    """The manager for cgroup path (absolute, or relative to ours) in the given layout."""
+    if layout.mode == "v2":
+        if layout.unified is None:
+            raise FailedPrecondition("no cgroup hierarchy is mounted on this host")
+        return V2Manager(_v2_directory(layout.unified.mount, path), layout.unified.mount, rules)
+    own = {} if path.startswith("/") else own_cgroups()
+    paths: dict[str, str] = {}
+    for controller, hierarchy in layout.v1.items():
+        if path.startswith("/"):
+            paths[controller] = os.path.normpath(os.path.join(hierarchy.mount, path.lstrip("/")))
+        else:
+            base = hierarchy.directory(own.get(controller, "/"))
+            paths[controller] = os.path.normpath(os.path.join(base, path))
+    unified = None
+    if layout.unified is not None:
+        unified = V2Manager(_v2_directory(layout.unified.mount, path), layout.unified.mount)
+    return V1Manager(paths, unified, rules)
+
+
+def manager_for(spec: Spec, container_id: str) -> CgroupManager:
+    """The cgroup of a new container: linux.cgroupsPath resolved as runc does; must be unused."""
+    linux = spec.get("linux", {})
+    path = cgroup_path(linux.get("cgroupsPath", ""), container_id)
+    manager = build(detect(), path, implied_rules(spec))
+    if manager.exists():
+        count = len(manager.pids())
+        if count:
+            raise FailedPrecondition(
+                f"container '{container_id}': cgroup {path} is not empty: "
+                f"{count} process(es) found (in use by another container?)"
+            )
+    return manager
+
+
+def load(saved: dict[str, Any]) -> CgroupManager:
+    """The manager a `save()` described."""
+    rules = [normalise(r, "device_rules") for r in saved.get("device_rules") or []]
+    paths = dict(saved.get("paths") or {})
+    mode = saved.get("mode")
+    if mode == "v2":
+        return V2Manager(paths[""], str(saved["mount"]), rules)
+    if mode == "v1":
+        unified = saved.get("unified")
+        part = V2Manager(unified["paths"][""], unified["mount"]) if unified else None
+        return V1Manager(paths, part, rules)
+    raise InvalidArgument(f"saved cgroup state: unknown mode {mode!r}")
