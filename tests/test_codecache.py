@@ -122,3 +122,20 @@ def test_galley_runc_runs_from_the_cache_setup_builds() -> None:
         ["/usr/bin/python3", "-IS", "-c", probe], capture_output=True, text=True, check=False
     )
     assert out.stdout.split() == ["CodeCache", "CodeCache"], out.stderr
+
+
+def test_damaged_code_is_compiled_from_the_source(tmp_path: Path) -> None:
+    """An index that reads well over code that does not (a truncated file): the import still
+    works, from the source."""
+    src = _tree(tmp_path)
+    cache = tmp_path / "cache.bin"
+    codecache.build(str(cache), ["pkg"], str(src))
+    data = cache.read_bytes()
+    cache.write_bytes(data[: len(data) - 20])  # the last module's code is cut short
+    lines = _import(src, cache)
+    assert [line.split()[:2] for line in lines[:3]] == [
+        ["pkg", "package"],
+        ["pkg.mod", "module"],
+        ["pkg.sub", "module+sub"],
+    ]
+    assert all(line.split()[2] == "CodeCache" for line in lines[:3])

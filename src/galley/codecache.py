@@ -82,9 +82,22 @@ class CodeCache:
         return None  # the default module object
 
     def exec_module(self, module: ModuleType) -> None:
-        offset, length = self.entries[module.__name__][4:]
-        code: CodeType = marshal.loads(os.pread(self.fd, length, offset))
-        exec(code, module.__dict__)  # our own compiled source, as a .pyc's would be
+        exec(self._code(module.__name__), module.__dict__)  # as a .pyc's code would be
+
+    def _code(self, name: str) -> CodeType:
+        """The module's code from the cache, or compiled from its source if the cache's bytes
+        are damaged (a truncated file, a disk error): a bad cache never breaks an import."""
+        relative, _, _, _, offset, length = self.entries[name]
+        try:
+            data = os.pread(self.fd, length, offset)
+            if len(data) == length:
+                code: CodeType = marshal.loads(data)
+                return code
+        except (OSError, ValueError, EOFError, TypeError):
+            pass
+        source = os.path.join(self.src, relative)
+        with open(source, "rb") as f:
+            return compile(f.read(), source, "exec", dont_inherit=True)
 
 
 def install(path: str = CACHE, src: str = SRC) -> CodeCache | None:
