@@ -194,14 +194,18 @@ def test_hooks_run_at_their_points(runtime: Runtime, bundle: Bundle, tmp_path: P
     assert res.returncode == 0, res.stderr
     container_mnt = res.stdout.strip()
     host_mnt = os.readlink("/proc/self/ns/mnt")
-    for name in ("prestart", "createRuntime"):
+    pids = set()
+    for name in ("prestart", "createRuntime", "createContainer"):
         state = json.loads((out / f"{name}.json").read_text())
         assert (state["id"], state["status"]) == (cid, "creating")
         assert state["pid"] > 0
+        pids.add(state["pid"])
+    for name in ("prestart", "createRuntime"):
         assert (out / f"{name}.mnt").read_text().strip() == host_mnt
     assert (out / "createContainer.mnt").read_text().strip() == container_mnt
     start_state = json.loads((bundle.rootfs / "tmp" / "start.json").read_text())
-    assert start_state["id"] == cid
+    assert (start_state["id"], start_state["status"]) == (cid, "running")
+    assert pids == {start_state["pid"]}  # every hook saw the container's pid, as the host sees it
 
 
 def test_failing_create_runtime_hook_fails_create(runtime: Runtime, bundle: Bundle) -> None:

@@ -9,9 +9,9 @@ interpreter) to the trampoline's execve of the process.
                                             join/create namespaces (a new cgroup namespace
                                             waits) ─ "idmap" ─► P writes maps ◄─ "ok"
                                             fork when a pid/time namespace needs it; "pid"
-    ◄─ "pid" {pid}; oom_score_adj ────────► "ok" {pid}: read by the container's pid 1
+    ◄─ "pid" {pid}; oom_score_adj ────────► "ok" {pid}, which the container's pid 1 reads later
     cgroup.apply(pid); "cgroup" ──┐         setsid, hostname, setup_rootfs: mounts until the
-                                  └───────► first cgroup mount waits for "cgroup", then
+                                  └───────► first cgroup mount reads "ok" and "cgroup", then
                                               unshare(CLONE_NEWCGROUP); before pivot:
                                               process.terminal: a pty from the root's
     ◄─ "console" {fd}; P copies the master ◄── /dev/ptmx; "ok" ─► slave → /dev/console, stdio
@@ -188,14 +188,14 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
     from galley.oci.rootfs import prebuild_idmapped  # noqa: PLC0415
 
     trees = prebuild_idmapped(spec, boot["bundle"])  # as the host's root, before the userns
-    pid, deferred = _enter_namespaces(channel, spec, defer=CLONE_NEWCGROUP)
+    deferred = _enter_namespaces(channel, spec, defer=CLONE_NEWCGROUP)
     os.setsid()
     _set_names(spec)
     state: State = {
         "ociVersion": spec.get("ociVersion", ""),
         "id": boot["id"],
         "status": "creating",
-        "pid": pid,
+        "pid": 0,  # as P sees it: its "ok" tells, read with "cgroup" (before any hook)
         "bundle": boot["bundle"],
         "annotations": spec.get("annotations", {}),
     }
@@ -204,7 +204,7 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         spec,
         boot,
         lambda: _before_pivot(channel, spec, state, boot, terminal=terminal),
-        lambda: _join_cgroup(channel, deferred),
+        lambda: _join_cgroup(channel, deferred, state),
         trees,
     )
     seccomp_fd = starter.prepare()
@@ -235,6 +235,7 @@ def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
         import galley.oci.console  # noqa: F401, PLC0415 - imported before joining
     _enter_namespaces(channel, spec)  # "pid": P moves that process into the cgroup meanwhile
     os.setsid()
+    _joined(channel)
     channel.expect("cgroup")  # in it before anything of the container's can run here
     if process.get("terminal"):
         _open_terminal(channel, process, None)
@@ -272,9 +273,10 @@ def _set_names(spec: Spec) -> None:
         proc.setdomainname(spec["domainname"])
 
 
-def _enter_namespaces(channel: Channel, spec: Spec, *, defer: int = 0) -> tuple[int, int]:
-    """Namespaces in kernel order, but those to create in defer: (the container's pid as P
-    sees it, the namespaces deferred)."""
+def _enter_namespaces(channel: Channel, spec: Spec, *, defer: int = 0) -> int:
+    """Namespaces in kernel order, but those to create in defer (returned); then "pid" to P.
+    P's answer is read later (_joined): the process goes on while P writes oom_score_adj and
+    moves it into its cgroup, and it runs nothing of the container's before "cgroup"."""
     from galley.oci import namespaces  # noqa: PLC0415
 
     plan = namespaces.NamespacePlan(spec)
@@ -293,15 +295,21 @@ def _enter_namespaces(channel: Channel, spec: Spec, *, defer: int = 0) -> tuple[
             os._exit(0)
     else:
         channel.send("pid", pid=os.getpid())
+    return deferred
+
+
+def _joined(channel: Channel) -> int:
+    """P's "ok" to "pid": the container's pid as P sees it."""
     pid: int = channel.expect("ok")["pid"]
-    return pid, deferred
+    return pid
 
 
-def _join_cgroup(channel: Channel, deferred: int) -> None:
+def _join_cgroup(channel: Channel, deferred: int, state: State) -> None:
     """Wait until P has moved this process into its cgroup, then make the deferred cgroup
     namespace (rooted there): before the first cgroup mount, any hook and any fork or exec."""
     import galley.oci.cgroupfs  # noqa: F401, PLC0415 - while P is still at it
 
+    state["pid"] = _joined(channel)
     channel.expect("cgroup")
     if deferred:
         from galley.kernel import ns  # noqa: PLC0415
