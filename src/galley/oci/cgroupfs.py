@@ -23,6 +23,10 @@ from galley.kernel import mount as k
 from galley.oci import paths
 from galley.oci.mounts import MountOptions, bind_attrs, propagate, set_attrs
 
+TYPE_CHECKING = False  # typing costs galley-runc milliseconds; mypy knows this name
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 _SUPER_OPTIONS = frozenset({"rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode"})
 
 
@@ -42,8 +46,11 @@ class Hierarchy:
 
 
 def host_hierarchies() -> list[Hierarchy]:
-    """The cgroup and cgroup2 mounts this process sees, from /proc/self/mountinfo."""
+    """The cgroup and cgroup2 mounts this process sees, from /proc/self/mountinfo, each
+    hierarchy once: the first mount of it is the host's (a container without a network
+    namespace already has the host's /sys, cgroups and all, bound into its root)."""
     found: list[Hierarchy] = []
+    seen: set[tuple[int, frozenset[str]]] = set()
     with open("/proc/self/mountinfo") as mountinfo:
         for line in mountinfo:
             fields, _, rest = line.partition(" - ")
@@ -53,6 +60,9 @@ def host_hierarchies() -> list[Hierarchy]:
             options = {o for o in tail[2].split(",") if o.split("=")[0] not in _SUPER_OPTIONS}
             options = {o for o in options if "=" not in o or o.startswith("name=")}
             version = 2 if tail[0] == "cgroup2" else 1
+            if (version, frozenset(options)) in seen:
+                continue
+            seen.add((version, frozenset(options)))
             sb_options = ",".join(o for o in tail[2].split(",") if o not in {"rw", "ro"})
             found.append(Hierarchy(_unescape(parts[4]), _unescape(parts[3]), version,
                                    frozenset(options), sb_options))  # fmt: skip
@@ -88,9 +98,18 @@ def mount_cgroup(root_fd: int, dest: str, options: MountOptions, *, cgroupns: bo
     own = own_cgroups()
     if not v1:
         unified = [h for h in hierarchies if h.version == 2]
-        _mount_hierarchy(
-            root_fd, dest, unified[0] if unified else None, own, options, cgroupns=cgroupns
-        )
+        target = paths.ensure_dir(root_fd, dest)
+        try:
+            _mount_hierarchy(
+                target,
+                lambda: paths.open_in_root(root_fd, dest),
+                unified[0] if unified else None,
+                own,
+                options,
+                cgroupns=cgroupns,
+            )
+        finally:
+            os.close(target)
         return
     flags = options.flags & ~(k.MS_RDONLY | k.MS_BIND | k.MS_REC | k.MS_REMOUNT)
     target = paths.ensure_dir(root_fd, dest)
@@ -98,15 +117,10 @@ def mount_cgroup(root_fd: int, dest: str, options: MountOptions, *, cgroupns: bo
         k.mount("tmpfs", k.fd_path(target), "tmpfs", flags, "mode=755")
     finally:
         os.close(target)
-    for hierarchy in v1:
-        name = posixpath.basename(hierarchy.mountpoint)
-        sub = posixpath.join(dest, name)
-        _mount_hierarchy(root_fd, sub, hierarchy, own, options, cgroupns=cgroupns)
-        for controller in sorted(hierarchy.controllers):
-            if controller != name and "," in name and not controller.startswith("name="):
-                paths.symlink_in_root(root_fd, name, posixpath.join(dest, controller))
     tmpfs = paths.open_in_root(root_fd, dest)
     try:
+        for hierarchy in v1:
+            _mount_in_tmpfs(tmpfs, hierarchy, own, options, cgroupns=cgroupns)
         if options.flags & k.MS_RDONLY:
             set_attrs(tmpfs, k.MOUNT_ATTR_RDONLY, 0)
         propagate(tmpfs, options.propagation)
@@ -114,38 +128,67 @@ def mount_cgroup(root_fd: int, dest: str, options: MountOptions, *, cgroupns: bo
         os.close(tmpfs)
 
 
+def _mount_in_tmpfs(
+    tmpfs: int,
+    hierarchy: Hierarchy,
+    own: dict[frozenset[str], str],
+    options: MountOptions,
+    *,
+    cgroupns: bool,
+) -> None:
+    """One v1 hierarchy in the tmpfs just mounted: empty, and no process of the container
+    exists yet, so its directories are made and opened directly, not resolved in the root."""
+    name = posixpath.basename(hierarchy.mountpoint)
+    os.mkdir(name, 0o755, dir_fd=tmpfs)
+
+    def reopen() -> int:
+        return os.open(name, _SUBDIR, dir_fd=tmpfs)
+
+    target = reopen()
+    try:
+        _mount_hierarchy(target, reopen, hierarchy, own, options, cgroupns=cgroupns)
+    finally:
+        os.close(target)
+    for controller in sorted(hierarchy.controllers):
+        if controller != name and "," in name and not controller.startswith("name="):
+            try:
+                os.symlink(name, controller, dir_fd=tmpfs)  # cpu -> cpu,cpuacct
+            except FileExistsError:
+                pass
+
+
+_SUBDIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def _mount_hierarchy(
-    root_fd: int,
-    dest: str,
+    target: int,
+    reopen: Callable[[], int],
     hierarchy: Hierarchy | None,
     own: dict[frozenset[str], str],
     options: MountOptions,
     *,
     cgroupns: bool,
 ) -> None:
-    """A fresh cgroup(2) mount with a cgroup namespace (or no host hierarchy), else a bind."""
+    """At target: a fresh cgroup(2) mount with a cgroup namespace (or no host hierarchy), else
+    a bind; reopen() gives the mount point again once mounted (to set a bind's attributes)."""
     flags = options.flags & ~(k.MS_BIND | k.MS_REC | k.MS_REMOUNT)
-    target = paths.ensure_dir(root_fd, dest)
-    try:
-        if hierarchy is None or cgroupns:
-            # A cgroup2 mount made from the initial cgroup namespace re-applies its options
-            # (nsdelegate, memory_recursiveprot) to the host's hierarchy: repeat the host's.
-            fstype, source = "cgroup2", "cgroup2"
-            data = hierarchy.options if hierarchy is not None else None
-            if hierarchy is not None and hierarchy.version == 1:
-                fstype, data = "cgroup", ",".join(sorted(hierarchy.controllers))
-                named = [c[5:] for c in hierarchy.controllers if c.startswith("name=")]
-                source = named[0] if named else "cgroup"  # runc shows "systemd" for name=systemd
-            try:
-                k.mount(source, k.fd_path(target), fstype, flags, data)
-                return
-            except OSError as err:
-                if hierarchy is None or err.errno not in {1, 16}:  # EPERM, EBUSY
-                    raise
-        k.mount(host_dir(hierarchy, own), k.fd_path(target), None, k.MS_BIND)
-    finally:
-        os.close(target)
-    mounted = paths.open_in_root(root_fd, dest)
+    if hierarchy is None or cgroupns:
+        # A cgroup2 mount made from the initial cgroup namespace re-applies its options
+        # (nsdelegate, memory_recursiveprot) to the host's hierarchy: repeat the host's.
+        fstype, source = "cgroup2", "cgroup2"
+        data = hierarchy.options if hierarchy is not None else None
+        if hierarchy is not None and hierarchy.version == 1:
+            fstype, data = "cgroup", ",".join(sorted(hierarchy.controllers))
+            named = [c[5:] for c in hierarchy.controllers if c.startswith("name=")]
+            source = named[0] if named else "cgroup"  # runc shows "systemd" for name=systemd
+        try:
+            k.mount(source, k.fd_path(target), fstype, flags, data)
+            return
+        except OSError as err:
+            if hierarchy is None or err.errno not in {1, 16}:  # EPERM, EBUSY
+                raise
+    k.mount(host_dir(hierarchy, own), k.fd_path(target), None, k.MS_BIND)
+    mounted = reopen()
     try:
         set_attrs(mounted, *bind_attrs(flags, options.clear))
         propagate(mounted, options.propagation)
