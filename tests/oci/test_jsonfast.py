@@ -43,3 +43,14 @@ def test_malformed_documents_raise_value_error(bad: str) -> None:
 def test_unserialisable_object_raises_type_error() -> None:
     with pytest.raises(TypeError, match="set is not JSON serializable"):
         jsonfast.dumps({"a": {1, 2}})
+
+
+def test_clone_is_a_deep_copy() -> None:
+    """exec copies the container's process before applying its flags: nothing is shared."""
+    doc = {"args": ["sh"], "env": ["A=1"], "user": {"uid": 0, "additionalGids": [1, 2]}, "x": None}
+    copy = jsonfast.clone(doc)
+    assert copy == doc
+    copy["args"].append("-c")
+    copy["user"]["additionalGids"].append(3)
+    assert doc["args"] == ["sh"]
+    assert doc["user"]["additionalGids"] == [1, 2]

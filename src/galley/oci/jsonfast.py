@@ -9,6 +9,7 @@ scanning, ASCII output, NaN allowed). Errors are ValueErrors, as json's.
 from __future__ import annotations
 
 import _json
+import marshal
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
 if TYPE_CHECKING:
@@ -70,3 +71,9 @@ def dumps_indented(obj: object, indent: int = 2, level: int = 0) -> str:
     opening, closing = ("{", "}") if isinstance(obj, dict) else ("[", "]")
     outer = " " * (indent * level)
     return opening + "\n" + ",\n".join(items) + "\n" + outer + closing
+
+
+def clone(obj: Any) -> Any:
+    """A deep copy of JSON data (dicts, lists, strings, numbers, booleans, None): a marshal
+    round trip, where copy.deepcopy would cost its ~1.5 ms of imports."""
+    return marshal.loads(marshal.dumps(obj))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import sys
 
 from galley.errors import InvalidArgument
@@ -142,7 +141,7 @@ def update(state: ContainerState, resources: Resources) -> None:
     with Lock(state.dir):
         require(Operation.UPDATE, state.status(check_frozen=False), state.id)
         state.cgroup_manager().set(resources)
-        config: dict[str, Any] = copy.deepcopy(dict(state.config))
+        config: dict[str, Any] = jsonfast.clone(dict(state.config))
         linux = config.setdefault("linux", {})
         linux["resources"] = _merge(linux.get("resources") or {}, dict(resources))
         state.replace(config=config).save()
@@ -165,7 +164,7 @@ def exec_spec(state: ContainerState, args: Args) -> Process:
             proc: dict[str, Any] = jsonfast.loads(f.read())
         check_process("process", proc)
         return proc  # type: ignore[return-value]
-    proc = copy.deepcopy(dict(state.spec.get("process") or {}))
+    proc = jsonfast.clone(dict(state.spec.get("process") or {}))
     command = list(args.exec_args or [])
     if command[:1] == ["--"]:
         del command[0]
