@@ -179,7 +179,10 @@ def test_hooks_run_at_their_points(runtime: Runtime, bundle: Bundle, tmp_path: P
     out.mkdir()
 
     def recorder(name: str) -> dict[str, object]:
-        script = f"cat > {out}/{name}.json; readlink /proc/self/ns/mnt > {out}/{name}.mnt"
+        script = (
+            f"cat > {out}/{name}.json; readlink /proc/self/ns/mnt > {out}/{name}.mnt; "
+            f"readlink /proc/self/ns/pid > {out}/{name}.pidns"
+        )
         return {"path": "/bin/sh", "args": ["sh", "-c", script]}
 
     bundle.config["hooks"] = {
@@ -200,8 +203,13 @@ def test_hooks_run_at_their_points(runtime: Runtime, bundle: Bundle, tmp_path: P
         assert (state["id"], state["status"]) == (cid, "creating")
         assert state["pid"] > 0
         pids.add(state["pid"])
+    host_pidns = os.readlink("/proc/self/ns/pid")
     for name in ("prestart", "createRuntime"):
         assert (out / f"{name}.mnt").read_text().strip() == host_mnt
+        # P forked the stage into the container's pid namespace, and its own children (the
+        # hooks) are back in the runtime's
+        assert (out / f"{name}.pidns").read_text().strip() == host_pidns
+    assert (out / "createContainer.pidns").read_text().strip() != host_pidns
     assert (out / "createContainer.mnt").read_text().strip() == container_mnt
     start_state = json.loads((bundle.rootfs / "tmp" / "start.json").read_text())
     assert (start_state["id"], start_state["status"]) == (cid, "running")

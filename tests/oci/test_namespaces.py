@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from galley.fixtures.busybox import default_config
+from galley.oci import namespaces as namespaces_module
 from tests.conftest import GALLEY_RUNC
 from tests.oci.conftest import Bundle, Runtime
 from tests.oci.test_console import console_output
@@ -207,3 +208,23 @@ def test_idmapped_mount_in_a_user_namespace(runtime: Runtime, open_bundle: Bundl
     out = _run(runtime, bundle, "stat -c '%n %u %g' /idm/mine /idm/theirs; touch /idm/new")
     assert out.splitlines() == ["/idm/mine 0 0", "/idm/theirs 7 8"]
     assert (data / "new").stat().st_uid == 0  # written as the container's root: host uid 0
+
+
+@pytest.mark.parametrize(
+    ("namespaces", "at_fork"),
+    [
+        ([{"type": "pid"}, {"type": "mount"}, {"type": "network"}], True),
+        ([{"type": "mount"}], False),  # no pid namespace: nothing to fork into
+        ([{"type": "pid", "path": "/proc/1/ns/pid"}, {"type": "mount"}], False),  # joined
+        ([{"type": "pid"}, {"type": "user"}], False),  # it must belong to the user namespace
+        ([{"type": "pid"}, {"type": "time"}], False),  # the stage forks for that one anyway
+        ("pid", False),  # not validated yet: anything may come
+        ([["pid"]], False),
+    ],
+)
+def test_when_the_stage_is_forked_into_the_pid_namespace(namespaces: object, at_fork: bool) -> None:
+    """P forks the create stage straight into a new pid namespace (the stage is then the
+    container's pid 1, with no second fork) only where nothing else must come first."""
+    spec = {"linux": {"namespaces": namespaces}}
+    assert namespaces_module.pid_namespace_at_fork(spec) is at_fork
+    assert namespaces_module.pid_namespace_at_fork({}) is False

@@ -3,12 +3,15 @@ interpreter) to the trampoline's execve of the process.
 
     P (galley-runc create)                  init stage C (this module)
     ──────────────────────                  ────────────────────────────────────────────────
-    fork C first thing ───────────────────► imports (rootfs, caps, ...) while P validates
+    read config.json; fork C ─────────────► imports (rootfs, caps, ...) while P validates
+    (into a new pid namespace when the
+    config allows: C is then pid 1)
     ["reexec" ────────────────────────────► exec python3 -IS from a read-only mount, main()]
     "boot" {spec, ...} ───────────────────► compiles seccomp, idmapped trees (host visible);
                                             join/create namespaces (a new cgroup namespace
                                             waits) ─ "idmap" ─► P writes maps ◄─ "ok"
-                                            fork when a pid/time namespace needs it; "pid"
+                                            fork when a pid/time namespace needs it (not
+                                            when P forked C into it); "pid"
     ◄─ "pid" {pid}; oom_score_adj ────────► "ok" {pid}, which the container's pid 1 reads later
     cgroup.apply(pid); "cgroup" ──┐         setsid, hostname, setup_rootfs: mounts until the
                                   └───────► first cgroup mount reads "ok" and "cgroup", then
@@ -184,11 +187,12 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
 
     # P moves the container's process into its cgroup once it knows its pid; until then the
     # process builds its namespaces and rootfs, and only a new cgroup namespace must wait.
-    from galley.kernel.ns import CLONE_NEWCGROUP  # noqa: PLC0415
+    from galley.kernel.ns import CLONE_NEWCGROUP, CLONE_NEWPID  # noqa: PLC0415
     from galley.oci.rootfs import prebuild_idmapped  # noqa: PLC0415
 
     trees = prebuild_idmapped(spec, boot["bundle"])  # as the host's root, before the userns
-    deferred = _enter_namespaces(channel, spec, defer=CLONE_NEWCGROUP)
+    made = CLONE_NEWPID if boot.get("pid_namespace") else 0  # P forked us into it: pid 1
+    deferred = _enter_namespaces(channel, spec, defer=CLONE_NEWCGROUP, made=made)
     os.setsid()
     _set_names(spec)
     state: State = {
@@ -273,15 +277,20 @@ def _set_names(spec: Spec) -> None:
         proc.setdomainname(spec["domainname"])
 
 
-def _enter_namespaces(channel: Channel, spec: Spec, *, defer: int = 0) -> int:
-    """Namespaces in kernel order, but those to create in defer (returned); then "pid" to P.
-    P's answer is read later (_joined): the process goes on while P writes oom_score_adj and
-    moves it into its cgroup, and it runs nothing of the container's before "cgroup"."""
+def _enter_namespaces(channel: Channel, spec: Spec, *, defer: int = 0, made: int = 0) -> int:
+    """Namespaces in kernel order, but those to create in defer (returned) and those P made
+    (made: we were forked into them); then "pid" to P. P's answer is read later (_joined):
+    the process goes on while P writes oom_score_adj and moves it into its cgroup, and it runs
+    nothing of the container's before "cgroup"."""
     from galley.oci import namespaces  # noqa: PLC0415
 
     plan = namespaces.NamespacePlan(spec)
     deferred = plan.create & defer
     plan.create &= ~defer
+    if made:
+        if os.getpid() != 1:
+            raise StageError("init protocol: not the first process of the new pid namespace")
+        plan.made_already(made)
 
     def map_ids() -> None:
         channel.send("idmap")
@@ -293,8 +302,8 @@ def _enter_namespaces(channel: Channel, spec: Spec, *, defer: int = 0) -> int:
         if child:
             channel.send("pid", pid=child)
             os._exit(0)
-    else:
-        channel.send("pid", pid=os.getpid())
+    else:  # the container's pid 1 is this process: P knows its pid (here it reads 1)
+        channel.send("pid", pid=None if made else os.getpid())
     return deferred
 
 

@@ -31,6 +31,8 @@ from galley.oci.state import fifo_path, seccomp_cache_dir
 TYPE_CHECKING = False  # not `from typing`: every `galley-runc start` imports this module
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from galley.oci.cgroups import CgroupManager
     from galley.oci.spec import Process, Spec, State
 
@@ -68,11 +70,16 @@ class LaunchResult:
         return f"LaunchResult(pid={self.pid}, start_time={self.start_time})"
 
 
-def fork_stage(preserve_fds: int) -> Stage:
-    """The create stage, forked first thing, before config.json is read: it imports what it
-    needs while P validates the config and makes the container's state directory. systemd's
-    LISTEN_FDS come before the --preserve-fds ones, as runc passes them."""
-    return Stage(preserve_fds + _listen_fds(), creates=True)
+def fork_stage(preserve_fds: int, config: Any) -> Stage:
+    """The create stage, forked as soon as config.json is read (before it is validated): it
+    imports what it needs while P validates the config and makes the container's state
+    directory. Where it can, it is forked into the container's new pid namespace
+    (galley.oci.namespaces.pid_namespace_at_fork). systemd's LISTEN_FDS come before the
+    --preserve-fds ones, as runc passes them."""
+    from galley.oci.namespaces import pid_namespace_at_fork  # noqa: PLC0415
+
+    pid_namespace = pid_namespace_at_fork(config)
+    return Stage(preserve_fds + _listen_fds(), creates=True, pid_namespace=pid_namespace)
 
 
 def create(
@@ -147,6 +154,7 @@ def _create(
         preserve_fds=preserve_fds,
         seccomp_cache=seccomp_cache_dir(os.path.dirname(state_dir)),
         trampoline=trampoline.supported(),
+        pid_namespace=stage.pid_namespace,
     )
     # Moving a process into a cgroup waits for an RCU grace period (10-20 ms): the stage makes
     # the namespaces and the rootfs meanwhile, and waits for "cgroup" only before its first

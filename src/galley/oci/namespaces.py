@@ -10,7 +10,9 @@ Order, as the kernel needs it:
        the process was moved into its cgroup, so the create stage defers it (galley.oci.init)
     5. new time namespace: write its offsets before any process lives in it
     6. pid and time namespaces (new or joined) hold only the caller's *children*: the init stage
-       forks once more, and the child is the container's pid 1
+       forks once more, and the child is the container's pid 1 -- unless P could fork the
+       stage straight into the container's new pid namespace (pid_namespace_at_fork): then
+       the stage is pid 1 itself
 
 This module is imported by the init stage, so it imports nothing beyond os and galley.kernel
 (typing alone would cost ~12 ms of start-up there).
@@ -35,7 +37,7 @@ CHILD_ONLY = ns.CLONE_NEWPID | ns.CLONE_NEWTIME
 class NamespacePlan:
     """What to join (user first) and what to create, decided from the spec."""
 
-    __slots__ = ("create", "join", "needs_fork", "new_user")
+    __slots__ = ("create", "join", "joined", "needs_fork", "new_user")
 
     def __init__(self, spec: Spec) -> None:
         self.join: list[tuple[str, str]] = []
@@ -55,7 +57,27 @@ class NamespacePlan:
         joined = 0
         for kind, _ in self.join:
             joined |= ns.NAMESPACES[kind][0]
+        self.joined = joined
         self.needs_fork = bool((self.create | joined) & CHILD_ONLY)
+
+    def made_already(self, flags: int) -> None:
+        """Namespaces the stage was forked into (P made them): nothing to create, and no fork
+        for them."""
+        self.create &= ~flags
+        self.needs_fork = bool((self.create | self.joined) & CHILD_ONLY)
+
+
+def pid_namespace_at_fork(spec: Spec) -> bool:
+    """Whether P may fork the create stage straight into the container's new pid namespace, so
+    that the stage is the container's pid 1 and needs no second fork: a new pid namespace, and
+    neither a user namespace (the pid namespace must belong to it, and only the stage makes
+    or joins it) nor a time namespace (it too takes a fork). Read before validation: any
+    oddity in the config means no."""
+    try:
+        kinds = {entry.get("type"): entry.get("path") for entry in spec["linux"]["namespaces"]}
+    except (KeyError, TypeError, AttributeError):
+        return False
+    return "pid" in kinds and not kinds["pid"] and not {"user", "time"} & kinds.keys()
 
 
 def enter(

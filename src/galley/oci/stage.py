@@ -54,12 +54,16 @@ class Stage:
     """A stage forked first thing, before the command's other work: C imports what it needs
     (a create stage: the rootfs code too) while P goes on."""
 
-    __slots__ = ("channel", "pid", "preserve_fds")
+    __slots__ = ("channel", "pid", "pid_namespace", "preserve_fds")
 
-    def __init__(self, preserve_fds: int, *, creates: bool) -> None:
+    def __init__(self, preserve_fds: int, *, creates: bool, pid_namespace: bool = False) -> None:
+        """pid_namespace: fork it into a new pid namespace, whose pid 1 it is (False when the
+        kernel refuses: the stage then makes the namespace and forks, as without)."""
         self.preserve_fds = preserve_fds
         keep = list(range(3, 3 + preserve_fds))
-        self.channel, self.pid = spawn_stage(keep, creates=creates)
+        self.channel, self.pid, self.pid_namespace = spawn_stage(
+            keep, creates=creates, pid_namespace=pid_namespace
+        )
 
     def abandon(self) -> None:
         """Stop the stage when the command fails before it is used (or after: idempotent)."""
@@ -108,11 +112,14 @@ def request_interpreter(channel: Channel) -> None:
     send_quietly(channel, "reexec")
 
 
-def spawn_stage(keep: list[int], *, creates: bool = False) -> tuple[Channel, int]:
-    """Fork C, the init stage; (channel, C's pid). C is the stage itself (no second interpreter
-    start-up) and imports what a create (or an exec) stage needs at once; it re-executes a
-    read-only interpreter when asked (request_interpreter), or at once on machines without a
-    trampoline, which must exec the process directly."""
+def spawn_stage(
+    keep: list[int], *, creates: bool = False, pid_namespace: bool = False
+) -> tuple[Channel, int, bool]:
+    """Fork C, the init stage; (channel, C's pid, whether C is in a new pid namespace). C is
+    the stage itself (no second interpreter start-up) and imports what a create (or an exec)
+    stage needs at once; it re-executes a read-only interpreter when asked
+    (request_interpreter), or at once on machines without a trampoline, which must exec the
+    process directly."""
     from galley.oci import trampoline  # noqa: PLC0415
 
     floor = max(keep, default=2) + 1
@@ -121,7 +128,7 @@ def spawn_stage(keep: list[int], *, creates: bool = False) -> tuple[Channel, int
     forked = trampoline.supported()
     if forked:
         from galley.oci.init import run_stage  # noqa: PLC0415 - before the fork: only once
-    pid = os.fork()
+    pid, pid_namespace = _fork(pid_namespace)
     if pid == 0:  # C
         try:
             os.close(to_stage)
@@ -137,7 +144,33 @@ def spawn_stage(keep: list[int], *, creates: bool = False) -> tuple[Channel, int
                 os._exit(1)
     os.close(from_p)
     os.close(to_p)
-    return Channel(from_stage, to_stage), pid
+    return Channel(from_stage, to_stage), pid, pid_namespace
+
+
+def _fork(pid_namespace: bool) -> tuple[int, bool]:
+    """os.fork(), into a new pid namespace if asked and the kernel agrees; (pid, whether it
+    did). unshare(CLONE_NEWPID) changes where this thread's children go, not this process:
+    setns puts ours back at once, so that hooks and everything else P forks stay here."""
+    if not pid_namespace:
+        return os.fork(), False
+    from galley.kernel import ns  # noqa: PLC0415
+
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            ns.unshare(ns.CLONE_NEWPID)
+        except OSError:  # a nesting limit, a seccomp filter: the stage forks as without
+            return os.fork(), False
+        try:
+            pid = os.fork()
+        except BaseException:
+            ns.setns(own, ns.CLONE_NEWPID, "/proc/self/ns/pid")
+            raise
+        if pid:
+            ns.setns(own, ns.CLONE_NEWPID, "/proc/self/ns/pid")
+        return pid, True
+    finally:
+        os.close(own)
 
 
 def _reexec(from_p: int, to_p: int) -> None:
@@ -278,7 +311,7 @@ class StageServer:
         return False
 
     def on_pid(self, msg: dict[str, Any]) -> bool:
-        self.pid = pid = msg["pid"]
+        self.pid = pid = msg["pid"] or self.stage_pid  # None: the stage is the container's pid 1
         if pid != self.stage_pid:
             self.rollback.add(_killer(pid))
         self.state["pid"] = pid

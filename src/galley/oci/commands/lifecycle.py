@@ -94,15 +94,19 @@ def load_config(bundle: str) -> Spec:
     """Read and validate <bundle>/config.json."""
     from galley.oci.validate import validate  # noqa: PLC0415 - lazy: only create/run validate
 
+    return validate(read_config(bundle))
+
+
+def read_config(bundle: str) -> Any:
+    """<bundle>/config.json's JSON, not validated yet."""
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
-            doc: Any = loads(f.read())
+            return loads(f.read())
     except FileNotFoundError:
         raise NotFound("JSON specification file config.json not found") from None
     except ValueError as e:
         raise InvalidArgument(f"config.json: invalid JSON: {e}") from None
-    return validate(doc)
 
 
 def rootfs_path(bundle: str, spec: Spec) -> str:
@@ -149,10 +153,13 @@ def create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Container
 def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> ContainerState:
     from galley.oci import launch  # noqa: PLC0415 - lazy: the heavy part of galley-runc
 
-    stage = launch.fork_stage(args.preserve_fds)  # forked now: it imports while we validate
+    bundle = os.path.abspath(args.bundle)
+    config = read_config(bundle)
+    stage = launch.fork_stage(args.preserve_fds, config)  # it imports while we validate
     try:
-        bundle = os.path.abspath(args.bundle)
-        spec = load_config(bundle)
+        from galley.oci.validate import validate  # noqa: PLC0415 - lazy: only create/run
+
+        spec = validate(config)
         _warn_unknown_capabilities(ctx, spec)
         rootfs = rootfs_path(bundle, spec)
         state_dir = reserve(ctx.root, cid)
