@@ -148,7 +148,7 @@ def build(path: str = CACHE, packages: Sequence[str] = PACKAGES, src: str = SRC)
     if 4 + len(head) != base:
         raise AssertionError("the index changed size when its offsets moved")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp = f"{path}.{os.getpid()}-{os.urandom(6).hex()}.tmp"
     with open(tmp, "wb") as f:
         f.write(len(head).to_bytes(4, "little") + head + b"".join(codes))
     os.replace(tmp, path)

@@ -102,3 +102,19 @@ def test_runtime_caches_filters_under_its_root(runtime: Runtime, bundle: Bundle)
         written.append(entries[0].stat().st_mtime_ns)
     assert written[0] == written[1]  # the second container read it, wrote nothing
     assert runtime("list", "-q", check=True).stdout == ""
+
+
+def test_stores_from_stages_with_the_same_pid_do_not_collide(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every create stage is pid 1 of its own pid namespace: a temporary file named by pid
+    alone would be another stage's (whose file the failed store then removed)."""
+    monkeypatch.setattr(cache.os, "getpid", lambda: 1)
+    key = b"k" * 32
+    other = Path(f"{cache._path(str(tmp_path), key)}.1.tmp")  # another stage, mid-write
+    tmp_path.chmod(0o700)
+    other.write_bytes(b"half")
+    cache.store(str(tmp_path), key, b"\x06\x00\x00\x00\x00\x00\xff\x7f", 0, False)
+    assert other.read_bytes() == b"half"
+    entry = cache.lookup(str(tmp_path), key)
+    assert entry is not None and entry["program"] == b"\x06\x00\x00\x00\x00\x00\xff\x7f"

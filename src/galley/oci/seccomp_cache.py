@@ -63,11 +63,16 @@ def lookup(cache_dir: str, key: bytes) -> dict[str, object] | None:
 def store(cache_dir: str, key: bytes, program: bytes, flags: int, notify: bool) -> None:
     """Save an entry atomically; failures are ignored (the cache is an optimisation)."""
     path = _path(cache_dir, key)
-    temporary = f"{path}.{os.getpid()}.tmp"
+    # Not named by pid alone: the create stage is pid 1 of its container's pid namespace, as
+    # every other stage storing at the same moment may be.
+    temporary = f"{path}.{os.getpid()}-{os.urandom(6).hex()}.tmp"
     data = marshal.dumps({"key": key, "program": program, "flags": flags, "notify": notify})
     try:
         os.makedirs(cache_dir, mode=0o700, exist_ok=True)
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return
+    try:
         try:
             os.write(fd, data)
         finally:
@@ -75,6 +80,6 @@ def store(cache_dir: str, key: bytes, program: bytes, flags: int, notify: bool) 
         os.replace(temporary, path)
     except OSError:
         try:
-            os.unlink(temporary)
+            os.unlink(temporary)  # ours: O_EXCL made it
         except OSError:
             pass
