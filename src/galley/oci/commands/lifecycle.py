@@ -90,15 +90,9 @@ def syntax(command: str) -> Syntax:
     return SYNTAX[command]
 
 
-def load_config(bundle: str) -> Spec:
-    """Read and validate <bundle>/config.json."""
-    from galley.oci.validate import validate  # noqa: PLC0415 - lazy: only create/run validate
-
-    return validate(read_config(bundle))
-
-
 def read_config(bundle: str) -> Any:
-    """<bundle>/config.json's JSON, not validated yet."""
+    """<bundle>/config.json's JSON, not validated yet (create forks its stage from it first:
+    galley.oci.launch.fork_stage)."""
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
@@ -157,7 +151,7 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
     config = read_config(bundle)
     stage = launch.fork_stage(args.preserve_fds, config)  # it imports while we validate
     try:
-        from galley.oci.validate import validate  # noqa: PLC0415 - lazy: only create/run
+        from galley.oci.validate import validate  # noqa: PLC0415 - lazy: only create/run validate
 
         spec = validate(config)
         _warn_unknown_capabilities(ctx, spec)
