@@ -302,8 +302,8 @@ def _enter_namespaces(channel: Channel, spec: Spec, *, defer: int = 0, made: int
         if child:
             channel.send("pid", pid=child)
             os._exit(0)
-    else:  # the container's pid 1 is this process: P knows its pid (here it reads 1)
-        channel.send("pid", pid=None if made else os.getpid())
+    else:  # this is the container's process; forked into its pid namespace, it reads 1 as
+        channel.send("pid", pid=None if made else os.getpid())  # its pid: P knows the real one
     return deferred
 
 
