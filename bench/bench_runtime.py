@@ -2,16 +2,16 @@
 
     python -m bench.bench_runtime [-n RUNS] [--compare CHECKOUT]...
 
-Four measures per runtime, interleaved run by run so that machine noise hits all alike:
+Five measures per runtime, interleaved run by run so that machine noise hits all alike:
 `run` (create + start + wait + delete in one command), the three-command sequence
 `create` → `start` → `delete` that containerd's shim drives, `exec` of `true` in a running
-container (what a kubelet's exec probes cost), and `run` under a Docker-style seccomp profile
-(what most Kubernetes containers get). Prints medians, p90s and the ratio of each
-runtime to galley-runc. A runtime that cannot run here (crun refuses the hybrid cgroup
-layout) is reported with its error instead. --compare adds another galley checkout (say a
-`git worktree` of the previous commit) to the same interleaved run: the way to see what a
-change gains on this noisy machine. Each checkout's code cache (galley.codecache) is built
-first, as scripts/setup.sh builds it.
+container (what a kubelet's exec probes cost), `run` under a Docker-style seccomp profile
+(what most Kubernetes containers get), and `state` of a running container. Prints medians,
+p90s and the ratio of each runtime to galley-runc. A runtime that cannot run here (crun
+refuses the hybrid cgroup layout) is reported with its error instead. --compare adds another
+galley checkout (say a `git worktree` of the previous commit) to the same interleaved run: the
+way to see what a change gains on this noisy machine. Each checkout's code cache
+(galley.codecache) is built first, as scripts/setup.sh builds it.
 """
 
 from __future__ import annotations
@@ -111,11 +111,17 @@ def exec_once(binary: str, root: str, _bundle: str, _cid: str) -> None:
     _call(binary, root, "exec", sleeper_id(root), "true")
 
 
+def state_once(binary: str, root: str, _bundle: str, _cid: str) -> None:
+    """`state` of the running container (what a shim asks most)."""
+    _call(binary, root, "state", sleeper_id(root))
+
+
 MEASURES: dict[str, Callable[[str, str, str, str], None]] = {
     "run": run_once,
     "create+start+delete": create_start_delete,
     "exec": exec_once,
     "run with a seccomp profile": run_seccomp,
+    "state": state_once,
 }
 
 
@@ -172,7 +178,7 @@ def report(times: dict[str, dict[str, list[float]]]) -> None:
     """Print median / p90 per runtime and measure, with ratios to galley-runc."""
     for measure, per_runtime in times.items():
         base = statistics.median(per_runtime["galley-runc"])
-        print(f"\n{measure}, /bin/true (ms, {len(per_runtime['galley-runc'])} runs each)")
+        print(f"\n{measure} (ms, {len(per_runtime['galley-runc'])} runs each)")
         print(f"{'runtime':<20}{'median':>9}{'p90':>9}{'vs galley':>11}")
         for name, samples in per_runtime.items():
             med = statistics.median(samples)
