@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,73 @@ def test_damaged_code_is_compiled_from_the_source(tmp_path: Path) -> None:
         ["pkg.sub", "module+sub"],
     ]
     assert all(line.split()[2] == "CodeCache" for line in lines[:3])
+
+
+INTERPRETER = "/usr/bin/python3"  # galley-runc's, from its shebang
+SRC = str(REPO / "src")
+
+
+def _python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [INTERPRETER, "-IS", "-c", code, *args], capture_output=True, text=True, check=False
+    )
+
+
+BUILD = """
+import os, sys
+sys.path.insert(0, {src!r})
+from galley import codecache
+os.umask(int(sys.argv[3], 8))
+codecache.build(sys.argv[1], ("rvpkg",), sys.argv[2])
+"""
+
+
+def _package(src: Path) -> Path:
+    (src / "rvpkg").mkdir(parents=True)
+    (src / "rvpkg" / "__init__.py").write_text("")
+    module = src / "rvpkg" / "mod.py"
+    module.write_text("VALUE = 1\n")
+    return module
+
+
+def test_code_cache_is_not_writable_by_others_whatever_the_umask(tmp_path: Path) -> None:
+    """Root runs this code: whatever the umask of whoever built it, no one else may write it,
+    and a cache others could have written is not used."""
+    src = tmp_path / "src"
+    _package(src)
+    cache = tmp_path / "cache" / "runtime.bin"
+    built = _python(BUILD.format(src=SRC), str(cache), str(src), "0")
+    assert built.returncode == 0, built.stderr
+    mode = stat.S_IMODE(cache.stat().st_mode)
+    assert not mode & 0o022, f"the code cache is mode {mode:o}"
+    assert codecache.install(str(cache), str(src)) is not None
+    sys.meta_path.pop(0)
+    cache.chmod(0o666)
+    assert codecache.install(str(cache), str(src)) is None
+
+
+INSTALL = """
+import sys
+sys.path.insert(0, {src!r})
+from galley import codecache
+assert codecache.install(sys.argv[1], sys.argv[2]) is not None
+sys.path.insert(0, sys.argv[2])
+import rvpkg.mod
+print(rvpkg.mod.VALUE)
+"""
+
+
+def test_code_cache_serves_no_stale_code_after_a_same_size_edit(tmp_path: Path) -> None:
+    """An edit of the same size whose mtime is put back (cp -p, rsync -a, tar x) still shows:
+    its ctime moved."""
+    src = tmp_path / "src"
+    module = _package(src)
+    cache = tmp_path / "cache" / "runtime.bin"
+    built = _python(BUILD.format(src=SRC), str(cache), str(src), "022")
+    assert built.returncode == 0, built.stderr
+    before = module.stat()
+    module.write_text("VALUE = 2\n")  # same size
+    os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns))  # cp -p, rsync -a, tar x
+    imported = _python(INSTALL.format(src=SRC), str(cache), str(src))
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.strip() == "2", "the cache served the module's old code"

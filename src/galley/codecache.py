@@ -15,9 +15,10 @@ command pays for the modules it imports and not for the file (reading all of it 
 more than the cache saves). The file stays open, close-on-exec (the stage forked from
 galley-runc uses it too).
 
-The cache is never stale, only incomplete: each entry records its source file's mtime (ns)
-and size, and a module whose source changed since, or a cache written for another bytecode
-version, is imported the usual way. An unreadable cache is no cache.
+The cache is never stale, only incomplete: each entry records its source file's mtime and
+ctime (ns), inode and size (stamp), and a module whose source changed since, a copied tree,
+or a cache written for another bytecode version is imported the usual way. An unreadable
+cache, or one that another user or group could have written, is no cache.
 """
 
 from __future__ import annotations
@@ -39,9 +40,8 @@ CACHE = os.path.join(SRC, "galley", "__pycache__", f"runtime.{sys.implementation
 PACKAGES = ("galley.oci", "galley.kernel")  # what galley-runc imports, and only that
 MAGIC = _frozen_importlib_external.MAGIC_NUMBER  # the .pyc format's version
 
-# name -> (source path under src, its mtime in ns, its size, is a package, offset of the code,
-# length): relative, so that a copy of the tree checks its own files
-Entry = tuple[str, int, int, bool, int, int]
+# name -> (source path under src, its stamp, is a package, offset of the code, length)
+Entry = tuple[str, tuple[int, int, int, int], bool, int, int]
 _INDEX_GUESS = 1 << 14  # the index of galley.oci and galley.kernel is ~8 KiB
 
 
@@ -59,14 +59,13 @@ class CodeCache:
         entry = self.entries.get(name)
         if entry is None:
             return None
-        relative, mtime_ns, size, is_package = entry[:4]
+        relative, built, is_package = entry[:3]
         source = os.path.join(self.src, relative)
         try:
-            st = os.stat(source)
+            if stamp(os.stat(source)) != built:
+                return None  # edited (or copied) since build(): importlib compiles it
         except OSError:
             return None
-        if st.st_mtime_ns != mtime_ns or st.st_size != size:
-            return None  # edited since build(): importlib compiles it as usual
         spec: ModuleSpec = _frozen_importlib.ModuleSpec(
             name,
             self,  # type: ignore[arg-type]  # a loader by its methods: importlib.abc costs ~2 ms
@@ -87,7 +86,7 @@ class CodeCache:
     def _code(self, name: str) -> CodeType:
         """The module's code from the cache, or compiled from its source if the cache's bytes
         are damaged (a truncated file, a disk error): a bad cache never breaks an import."""
-        relative, _, _, _, offset, length = self.entries[name]
+        relative, _, _, offset, length = self.entries[name]
         try:
             data = os.pread(self.fd, length, offset)
             if len(data) == length:
@@ -112,14 +111,32 @@ def install(path: str = CACHE, src: str = SRC) -> CodeCache | None:
         if size + 4 > len(head):
             head = os.pread(fd, size + 4, 0)
         magic, entries = marshal.loads(head[4 : 4 + size])
+        usable = magic == MAGIC and _trusted(os.fstat(fd)) and _well_formed(entries)
     except (OSError, ValueError, EOFError, TypeError):
-        magic, entries = None, None
-    if magic != MAGIC or not isinstance(entries, dict):  # unreadable, or another Python's
+        usable = False
+    if not usable:  # unreadable, another Python's, or a file others could have written
         os.close(fd)
         return None
     cache = CodeCache(fd, entries, src)
     sys.meta_path.insert(0, cache)
     return cache
+
+
+def stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What an entry records of its source: mtime, ctime (which no utime() can set back),
+    inode and size. An edit changes the ctime, and a copy of the tree has other inodes."""
+    return st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_size
+
+
+def _trusted(st: os.stat_result) -> bool:
+    """Root runs this code: only a file of our own user that no one else can write is used."""
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+def _well_formed(entries: object) -> bool:
+    return isinstance(entries, dict) and all(
+        isinstance(entry, tuple) and len(entry) == 5 for entry in entries.values()
+    )
 
 
 def build(path: str = CACHE, packages: Sequence[str] = PACKAGES, src: str = SRC) -> int:
@@ -131,25 +148,19 @@ def build(path: str = CACHE, packages: Sequence[str] = PACKAGES, src: str = SRC)
         with open(source, "rb") as f:
             st = os.fstat(f.fileno())  # before the read: an edit meanwhile shows as stale
             code = marshal.dumps(compile(f.read(), source, "exec", dont_inherit=True))
-        index[name] = (
-            os.path.relpath(source, src),
-            st.st_mtime_ns,
-            st.st_size,
-            is_package,
-            offset,
-            len(code),
-        )
+        index[name] = (os.path.relpath(source, src), stamp(st), is_package, offset, len(code))
         codes.append(code)
         offset += len(code)
     head = marshal.dumps((MAGIC, index))
     base = 4 + len(head)
-    index = {name: (*entry[:4], entry[4] + base, entry[5]) for name, entry in index.items()}
+    index = {name: (*entry[:3], entry[3] + base, entry[4]) for name, entry in index.items()}
     head = marshal.dumps((MAGIC, index))
     if 4 + len(head) != base:
         raise AssertionError("the index changed size when its offsets moved")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}-{os.urandom(6).hex()}.tmp"
-    with open(tmp, "wb") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "wb") as f:  # 0644 whatever the umask: root runs this code
         f.write(len(head).to_bytes(4, "little") + head + b"".join(codes))
     os.replace(tmp, path)
     return len(index)
