@@ -329,7 +329,15 @@ def test_sigkill_to_created_init_then_delete_leaves_nothing(
     assert _leftovers(runtime, cid) == []
 
 
-def test_sigterm_to_created_init_stops_it(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+@pytest.mark.parametrize("start_hooks", [False, True])
+def test_sigterm_to_created_init_stops_it(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path, start_hooks: bool
+) -> None:
+    """Pid 1 of a new pid namespace drops signals it has no handler for, the host's SIGTERM
+    too: the created init catches them (the trampoline, or with startContainer hooks the
+    stage itself)."""
+    if start_hooks:
+        bundle.config["hooks"] = {"startContainer": [{"path": "/bin/true"}]}
     cid = runtime.detached(bundle, "create", tmp_path / "pid")
     assert runtime("kill", cid, "TERM").returncode == 0
     deadline = time.monotonic() + 5

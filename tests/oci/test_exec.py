@@ -151,3 +151,28 @@ def test_exec_forwards_signals(running: tuple[Runtime, str, int], tmp_path: Path
     runtime, cid, _ = running
     argv = [runtime.binary, "--root", str(runtime.root), "exec", cid, "sh", "-c", TRAP_TERM]
     assert status_after_term(argv, tmp_path / "out") == 7
+
+
+def test_exec_into_a_container_at_its_pids_limit_stays_within_it(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """exec's stage forks for the pid namespace only once it is in the container's cgroup:
+    the process is born there, within pids.max (a migration is not checked against it)."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    bundle.config["linux"].setdefault("resources", {})["pids"] = {"limit": 1}
+    cid = runtime.detached(bundle)
+    err = tmp_path / "exec.err"
+    with err.open("w") as sink:
+        result = subprocess.run(
+            [runtime.binary, "--root", str(runtime.root), "exec", "-d", cid, "sleep", "60"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+            timeout=30,
+            check=False,
+        )
+    if result.returncode != 0:
+        return  # refused, as a fork inside the cgroup is (galley before this session did)
+    ps = runtime("ps", "--format", "json", cid)
+    pids = json.loads(ps.stdout)
+    assert len(pids) <= 1, f"pids.max is 1, the container's cgroup holds {pids}"

@@ -294,3 +294,30 @@ def test_personality_scheduler_io_priority_affinity(runtime: Runtime, bundle: Bu
     assert lines[0] == "i686"
     assert any(line.endswith("Cpus_allowed_list:\t0") for line in lines), lines
     assert any("policy" in line and line.split()[-1] == "3" for line in lines), lines  # BATCH
+
+
+def test_failed_create_always_reports_the_stages_error(runtime: Runtime, bundle: Bundle) -> None:
+    """The stage goes on after "pid" and may fail before P answers it: P's answer must not
+    hide the stage's error behind a broken pipe."""
+    config = bundle.config
+    config["process"]["args"] = ["true"]
+    # Few namespaces, so that the stage reaches "pid" (and its failure) quickly.
+    config["linux"]["namespaces"] = [{"type": "pid"}, {"type": "mount"}]
+    config.pop("hostname", None)
+    config["mounts"] = [
+        {
+            "destination": "/mnt",
+            "type": "bind",
+            "source": "/nonexistent-galley-review",
+            "options": ["rbind"],
+        },
+        *(m for m in config["mounts"] if m["type"] not in {"cgroup", "mqueue", "sysfs"}),
+    ]
+    path = str(bundle.write())
+    messages = []
+    for _ in range(30):
+        result = runtime("create", "-b", path, runtime.new_id(), stdin=subprocess.DEVNULL)
+        assert result.returncode != 0
+        messages.append(result.stderr.strip())
+    hidden = [m for m in messages if "does not exist" not in m]
+    assert not hidden, f"{len(hidden)} of {len(messages)} creates hid the error: {hidden[0]}"

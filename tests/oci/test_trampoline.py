@@ -173,3 +173,12 @@ def test_the_image_is_execute_only() -> None:
         assert os.fstat(fd).st_mode & 0o777 == 0o111
     finally:
         os.close(fd)
+
+
+def test_the_python_stage_catches_the_signals_the_trampoline_catches() -> None:
+    """With startContainer hooks the stage itself waits for start as pid 1 (in Python): it
+    catches the same list as the assembly's `signals`."""
+    source = (Path(trampoline.__file__).parent / "trampoline_x86_64.s").read_text()
+    listed = source.split("\nsignals:", 1)[1].split(".byte", 1)[1].split("\n", 1)[0]
+    numbers = tuple(int(n) for n in listed.split(",") if int(n))
+    assert numbers == trampoline.CAUGHT_SIGNALS

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import struct  # here, not in set_size: exec's stage sizes the pty inside the container
 import termios
 
 TYPE_CHECKING = False  # not `from typing`: importing typing costs ~10 ms in the init stage
@@ -77,8 +78,6 @@ def _configure(master: int, slave: int, size: ConsoleSize | None, owner_uid: int
 
 def set_size(fd: int, height: int, width: int) -> None:
     """TIOCSWINSZ: the terminal's rows and columns."""
-    import struct  # noqa: PLC0415
-
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
 

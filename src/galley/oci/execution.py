@@ -1,12 +1,12 @@
 """`exec`: run another process inside a running container's namespaces and cgroup.
 
-The same path as create (galley.oci.stage.spawn_stage): P forks the stage C; C joins every
-namespace of the container's init through /proc/<pid>/ns/* (user first) and forks when the
-pid namespace needs it; P moves that process into the container's cgroup, and only then does
-it apply the process's rlimits, user, capabilities and seccomp, check cwd, and exec the
-process through galley.oci.trampoline (no_new_privs and the late filter). P reads the pipe
-until it closes on a successful execve (or an error arrives), then waits for the process
-unless detached.
+The same path as create (galley.oci.stage.spawn_stage): P forks the stage C and moves it into
+the container's cgroup while C joins every namespace of the container's init through
+/proc/<pid>/ns/* (user first); once in the cgroup, C forks when the pid namespace needs it,
+and the process applies its rlimits, user, capabilities and seccomp, checks cwd, and execs
+through galley.oci.trampoline (no_new_privs and the late filter). P reads the pipe until it
+closes on a successful execve (or an error arrives), then waits for the process unless
+detached.
 """
 
 from __future__ import annotations
@@ -106,21 +106,14 @@ def _start(
         seccomp_cache=seccomp_cache_dir(state.root),
         trampoline=trampoline.supported(),
     )
-    cgroup = state.cgroup_manager() if state.cgroup else None
-
-    def join_cgroup(pid: int) -> None:
-        """The process (the stage's child in a pid namespace) waits for "cgroup" before it runs
-        anything of the container's; it joins the namespaces while the kernel's wait for the
-        migration (galley.oci.cgroupwarm) runs out."""
-        if cgroup is not None:
-            cgroup.apply(pid)
-        send_quietly(channel, "cgroup")
-
+    # The stage joins the namespaces meanwhile, and forks (in a pid namespace) only once it is
+    # in the cgroup: its child is then born there, within the container's pids.max.
+    if state.cgroup:
+        state.cgroup_manager().apply(stage_pid)
+    send_quietly(channel, "cgroup")
     oci_state: State = {"id": state.id, "status": "running", "bundle": state.bundle}
     rollback.add(lambda: _close_all(masters))
-    pid = serve(
-        channel, spec, stage_pid, oci_state, rollback, consoles=masters, after_pid=join_cgroup
-    )
+    pid = serve(channel, spec, stage_pid, oci_state, rollback, consoles=masters)
     channel.close()
     return pid
 

@@ -27,11 +27,11 @@ interpreter) to the trampoline's execve of the process.
     (with startContainer hooks: "ready", wait on the fifo here, hooks, then the trampoline)
     Any failure: "error" {message}, exit 1; P removes everything it made.
 
-exec uses the same pipes: "exec" {spec with /proc/<init>/ns/* paths, process} in; "pid" out
-(after joining the namespaces and the pid namespace's fork), "ok", and "cgroup" in once P has
-moved that process into the container's cgroup; "console" {fd} (a pty from the container's
-/dev/ptmx, which P copies out with pidfd_getfd) and "ready" out; the pipe closing on execve
-tells P the process started.
+exec uses the same pipes: "exec" {spec with /proc/<init>/ns/* paths, process} and "cgroup" in
+(the stage joins the namespaces while P moves it into the container's cgroup, and forks for a
+pid namespace only once in it: the child is born within pids.max); "pid" out, "ok" in;
+"console" {fd} (a pty from the container's /dev/ptmx, which P copies out with pidfd_getfd)
+and "ready" out; the pipe closing on execve tells P the process started.
 A seccomp filter with a listenerPath sends "ready" {seccomp_fd} the same way.
 
 Messages are marshal-encoded dicts with a 4-byte length, over two pipes: json would cost ~7 ms
@@ -99,6 +99,18 @@ class Channel:
             size -= len(chunk)
         return b"".join(chunks)
 
+    def reported_error(self) -> str | None:
+        """The "error" the other side has already written, if any, without waiting: why an
+        answer to it just failed (it exited meanwhile)."""
+        os.set_blocking(self.rfd, False)
+        try:
+            msg = self.recv()
+        except (OSError, StageError, ValueError, EOFError):
+            return None
+        finally:
+            os.set_blocking(self.rfd, True)
+        return str(msg.get("message")) if msg.get("type") == "error" else None
+
     def close(self) -> None:
         """Close both ends (once: a second call does nothing)."""
         for fd in (self.rfd, self.wfd):
@@ -151,6 +163,31 @@ def run_stage(
         fail(channel, err)
 
 
+def seal_imports() -> None:
+    """From now on nothing is imported from a file: the stage is about to see the container's
+    files where the host's were (exec joins its mount namespace; create pivots into its root,
+    or joins a mount namespace by path). A module imported lazily past this point would be
+    looked up in the container's /usr/lib/python3 (or our own src path there), and an image
+    could put code there that would run as the host's root with every capability. So sys.path
+    and the path and cache finders go: only modules built into the interpreter can still be
+    imported, and a forgotten lazy import fails with ImportError instead."""
+    import _frozen_importlib  # noqa: PLC0415 - loaded at start-up: costs nothing
+
+    keep = (_frozen_importlib.BuiltinImporter, _frozen_importlib.FrozenImporter)
+    sys.meta_path[:] = [finder for finder in sys.meta_path if finder in keep]
+    sys.path[:] = []
+    sys.path_hooks[:] = []
+    sys.path_importer_cache.clear()
+
+
+def _import_rootfs_code() -> None:
+    """Everything building a root may import lazily (rarely needed mount kinds included)."""
+    import galley.oci.cgroupfs  # noqa: PLC0415
+    import galley.oci.console  # noqa: PLC0415
+    import galley.oci.copyup  # noqa: PLC0415
+    import galley.oci.idmap  # noqa: F401, PLC0415
+
+
 def _unexpected(_channel: Channel, msg: dict[str, Any]) -> None:
     raise StageError(f"init protocol: unexpected message {msg['type']!r}")
 
@@ -191,6 +228,9 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
     from galley.oci.rootfs import prebuild_idmapped  # noqa: PLC0415
 
     trees = prebuild_idmapped(spec, boot["bundle"])  # as the host's root, before the userns
+    if any(n.get("type") == "mount" and n.get("path") for n in spec["linux"]["namespaces"]):
+        _import_rootfs_code()  # the rootfs is built in another mount namespace: seal first
+        seal_imports()
     made = CLONE_NEWPID if boot.get("pid_namespace") else 0  # P forked us into it: pid 1
     deferred = _enter_namespaces(channel, spec, defer=CLONE_NEWCGROUP, made=made)
     os.setsid()
@@ -216,12 +256,35 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         _ready_to_exec(channel, seccomp_fd)
         starter.execute(boot["preserve_fds"])
     channel.send("ready", seccomp_fd=seccomp_fd)
+    previous = _exit_on_signals()  # as the trampoline does while it waits
     os.read(fifo, 1)  # `start` writes one byte; until then we are "created"
     os.close(fifo)
+    _restore_signals(previous)
     if start_hooks:
         state["status"] = "running"
         run_hooks(start_hooks, state, "startContainer")
     starter.execute(boot["preserve_fds"])
+
+
+def _exit_on_signals() -> dict[int, object]:
+    """Die of the signals that end a process by default, which pid 1 of a new pid namespace
+    would drop without a handler (the host's SIGTERM too): exit 128 + the signal, as the
+    trampoline does. The previous handlers, for _restore_signals."""
+    import _signal  # type: ignore[import-not-found]  # noqa: PLC0415 - `signal` imports enum
+
+    from galley.oci.trampoline import CAUGHT_SIGNALS  # noqa: PLC0415
+
+    def exit_on(signum: int, _frame: object) -> None:
+        os._exit(128 + signum)
+
+    return {sig: _signal.signal(sig, exit_on) for sig in CAUGHT_SIGNALS}
+
+
+def _restore_signals(previous: dict[int, object]) -> None:
+    import _signal  # noqa: PLC0415
+
+    for sig, handler in previous.items():
+        _signal.signal(sig, handler)
 
 
 def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
@@ -237,10 +300,11 @@ def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
     )
     if process.get("terminal"):
         import galley.oci.console  # noqa: F401, PLC0415 - imported before joining
-    _enter_namespaces(channel, spec)  # "pid": P moves that process into the cgroup meanwhile
+    seal_imports()  # the container's mount namespace is next
+    # Joined while P moves us into the cgroup; the pid namespace's fork waits for it.
+    _enter_namespaces(channel, spec, before_fork=lambda: channel.expect("cgroup"))
     os.setsid()
     _joined(channel)
-    channel.expect("cgroup")  # in it before anything of the container's can run here
     if process.get("terminal"):
         _open_terminal(channel, process, None)
     _ready_to_exec(channel, starter.prepare())
@@ -277,11 +341,18 @@ def _set_names(spec: Spec) -> None:
         proc.setdomainname(spec["domainname"])
 
 
-def _enter_namespaces(channel: Channel, spec: Spec, *, defer: int = 0, made: int = 0) -> int:
+def _enter_namespaces(
+    channel: Channel,
+    spec: Spec,
+    *,
+    defer: int = 0,
+    made: int = 0,
+    before_fork: Callable[[], object] | None = None,
+) -> int:
     """Namespaces in kernel order, but those to create in defer (returned) and those P made
-    (made: we were forked into them); then "pid" to P. P's answer is read later (_joined):
-    the process goes on while P writes oom_score_adj and moves it into its cgroup, and it runs
-    nothing of the container's before "cgroup"."""
+    (made: we were forked into them); before_fork(); then "pid" to P. P's answer is read later
+    (_joined): the process goes on while P writes oom_score_adj (create: and moves it into its
+    cgroup), and it runs nothing of the container's before "cgroup"."""
     from galley.oci import namespaces  # noqa: PLC0415
 
     plan = namespaces.NamespacePlan(spec)
@@ -297,6 +368,8 @@ def _enter_namespaces(channel: Channel, spec: Spec, *, defer: int = 0, made: int
         channel.expect("ok")
 
     namespaces.enter(plan, map_ids, spec.get("linux", {}).get("timeOffsets"))
+    if before_fork is not None:
+        before_fork()
     if plan.needs_fork:
         child = os.fork()
         if child:
@@ -345,6 +418,7 @@ def _before_pivot(
         from galley.oci.hooks import run_hooks  # noqa: PLC0415
 
         run_hooks(hooks["createContainer"], state, "createContainer")
+    seal_imports()  # pivot_root is next
 
 
 def _setup_rootfs(
@@ -469,7 +543,7 @@ class ProcessStarter:
         """fds, signals, then execve: of the trampoline (which waits for start, sets
         no_new_privs, loads the late filter and execs the process), or where there is none,
         no_new_privs and the late filter here and execve of the process. Never returns."""
-        import _signal  # type: ignore[import-not-found]  # noqa: PLC0415 - `signal` imports enum
+        import _signal  # noqa: PLC0415 - `signal` imports enum
 
         from galley.kernel import proc  # noqa: PLC0415
 

@@ -150,12 +150,17 @@ def spawn_stage(
 def _fork(pid_namespace: bool) -> tuple[int, bool]:
     """os.fork(), into a new pid namespace if asked and the kernel agrees; (pid, whether it
     did). unshare(CLONE_NEWPID) changes where this thread's children go, not this process:
-    setns puts ours back at once, so that hooks and everything else P forks stay here."""
+    setns puts ours back at once, so that hooks and everything else P forks stay here. Signals
+    wait meanwhile: a handler that raised between the fork and the setns would leave P's
+    children going to the new namespace (and a stage that create's rollback never saw)."""
     if not pid_namespace:
         return os.fork(), False
+    import _signal  # type: ignore[import-not-found]  # noqa: PLC0415 - `signal` costs ~4 ms
+
     from galley.kernel import ns  # noqa: PLC0415
 
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
     try:
         try:
             ns.unshare(ns.CLONE_NEWPID)
@@ -170,6 +175,7 @@ def _fork(pid_namespace: bool) -> tuple[int, bool]:
             ns.setns(own, ns.CLONE_NEWPID, "/proc/self/ns/pid")
         return pid, True
     finally:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
         os.close(own)
 
 
@@ -261,7 +267,14 @@ def serve(
         handler = getattr(server, f"on_{msg['type']}", None)
         if handler is None:
             raise StageError(f"init protocol: unexpected message {msg['type']!r}")
-        if handler(msg):
+        try:
+            done = handler(msg)
+        except Exception as err:  # the stage goes on after "pid": it may have failed meanwhile
+            reported = channel.reported_error()
+            if reported is not None:
+                raise StageError(reported) from err
+            raise
+        if done:
             break
     if msg.get("execs"):
         _wait_for_execve(channel)
@@ -316,7 +329,7 @@ class StageServer:
             self.rollback.add(_killer(pid))
         self.state["pid"] = pid
         _write_oom_score_adj(pid, self.spec.get("process", {}).get("oomScoreAdj"))
-        self.channel.send("ok", pid=pid)
+        send_quietly(self.channel, "ok", pid=pid)  # read later: the stage may have failed
         if self.after_pid is not None:
             self.after_pid(pid)
         if pid != self.stage_pid:

@@ -55,6 +55,11 @@ _HEADERS = 64 + 2 * 56  # ELF header, PT_LOAD and PT_GNU_STACK program headers
 ARGV0 = " "
 
 
+# The signals the trampoline catches while it waits for start (its `signals` list): those that
+# end a process by default, which pid 1 of a new pid namespace would otherwise drop.
+CAUGHT_SIGNALS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 24, 25, 26, 27, 29, 30, 31)
+
+
 def supported() -> bool:
     """Whether this machine has a trampoline (else the stage re-executes the interpreter and
     execs the process itself). GALLEY_RUNC_TRAMPOLINE=0 takes the other way on x86_64 too: the
