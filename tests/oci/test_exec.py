@@ -176,3 +176,20 @@ def test_exec_into_a_container_at_its_pids_limit_stays_within_it(
     ps = runtime("ps", "--format", "json", cid)
     pids = json.loads(ps.stdout)
     assert len(pids) <= 1, f"pids.max is 1, the container's cgroup holds {pids}"
+
+
+def test_the_stage_joins_only_the_init_p_checked(running: tuple[Runtime, str, int]) -> None:
+    """P checks the init (pid and start time) before the stage opens /proc/<pid>/ns/*; the
+    stage checks again once they are open: a pid reused meanwhile is never joined. Shown with
+    a state whose start time is not the init's (exec_process runs no status check itself)."""
+    runtime, cid, _ = running
+    state_file = runtime.root / cid / "state.json"
+    saved = json.loads(state_file.read_text())
+    state_file.write_text(json.dumps({**saved, "start_time": saved["start_time"] + 1}))
+    try:
+        result = exec_in(running, ["true"])
+    finally:
+        state_file.write_text(json.dumps(saved))
+    assert result.returncode != 0
+    assert "init exited" in result.stderr
+    assert exec_in(running, ["true"]).returncode == 0

@@ -114,3 +114,26 @@ def test_home_dir(tmp_path: Path) -> None:
     assert home_dir(7, str(passwd)) == "/"
     assert home_dir(5, str(passwd)) == "/"
     assert home_dir(0, str(tmp_path / "missing")) == "/"
+
+
+def test_home_dir_reads_only_a_regular_file_inside_the_root(tmp_path: Path) -> None:
+    """The stage reads the container's /etc/passwd as the host's root: no magic link to one of
+    its own fds (a host file), no FIFO to wait on, no endless device."""
+    secret = tmp_path / "host-file"
+    secret.write_text("x:x:0:0::/host-secret:/bin/sh\n")
+    fd = os.open(secret, os.O_RDONLY)
+    try:
+        magic = tmp_path / "magic"
+        magic.symlink_to(f"/proc/self/fd/{fd}")
+        assert home_dir(0, str(magic)) == "/"
+        plain = tmp_path / "plain"
+        plain.symlink_to(secret)
+        assert home_dir(0, str(plain)) == "/host-secret"  # an ordinary symlink is followed
+    finally:
+        os.close(fd)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert home_dir(0, str(fifo)) == "/"
+    zero = tmp_path / "zero"
+    zero.symlink_to("/dev/zero")
+    assert home_dir(0, str(zero)) == "/"

@@ -102,6 +102,7 @@ def _start(
         "exec",
         spec=spec,
         process=process,
+        init=(state.pid, state.start_time),
         preserve_fds=preserve_fds,
         seccomp_cache=seccomp_cache_dir(state.root),
         trampoline=trampoline.supported(),

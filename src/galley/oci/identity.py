@@ -17,6 +17,7 @@ import stat
 
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import caps as kcaps
+from galley.oci.paths import open_in_root
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
 if TYPE_CHECKING:
@@ -62,19 +63,21 @@ def _call(fn: object, *args: object, field: str, value: object) -> None:
         raise FailedPrecondition(f"{field}: {value}: {e.strerror}") from None
 
 
+NULL_DEVICE = os.makedev(1, 3)  # /dev/null on every Linux
+
+
 def fix_stdio_ownership(uid: int) -> None:
     """Give fds 0-2 to the container user, unless /dev/null or already theirs. As runc, only the
-    owner changes (the group may be the devpts "tty" group), and failures are ignored."""
-    try:
-        null = os.stat("/dev/null").st_rdev
-    except OSError:
-        null = -1
+    owner changes (the group may be the devpts "tty" group), and failures are ignored.
+
+    /dev/null is known by its device number, not by the container's /dev/null: a container can
+    remove or replace that, and the host's /dev/null, given as stdio, would go to the user."""
     for fd in (0, 1, 2):
         try:
             st = os.fstat(fd)
         except OSError:
             continue
-        if st.st_uid == uid or (stat.S_ISCHR(st.st_mode) and st.st_rdev == null):
+        if st.st_uid == uid or (stat.S_ISCHR(st.st_mode) and st.st_rdev == NULL_DEVICE):
             continue
         try:
             os.fchown(fd, uid, -1)
@@ -83,14 +86,32 @@ def fix_stdio_ownership(uid: int) -> None:
                 raise FailedPrecondition(f"process.user: chown of stdio fd {fd}: {e}") from None
 
 
+PASSWD_LIMIT = 1 << 20  # bytes of the container's /etc/passwd read at most
+
+
 def home_dir(uid: int, passwd: str = "/etc/passwd") -> str:
-    """The home directory of uid in passwd (the container's, after pivot_root), else "/"."""
+    """The home directory of uid in passwd, else "/" (runc's default).
+
+    The stage reads the container's file (after pivot_root, or exec's setns) as the host's
+    root: resolved inside the root with no magic links (no /proc/self/fd/N to a host file),
+    only a regular file, never blocking on a FIFO, at most PASSWD_LIMIT bytes.
+    """
     try:
-        with open(passwd, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                fields = line.rstrip("\n").split(":")
-                if len(fields) >= 6 and fields[2] == str(uid):
-                    return fields[5] or "/"
+        root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = open_in_root(root, passwd, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        finally:
+            os.close(root)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return "/"
+            data = os.read(fd, PASSWD_LIMIT)
+        finally:
+            os.close(fd)
     except OSError:
-        pass
+        return "/"
+    for line in data.decode("utf-8", "replace").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 6 and fields[2] == str(uid):
+            return fields[5] or "/"
     return "/"

@@ -300,9 +300,17 @@ def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
     )
     if process.get("terminal"):
         import galley.oci.console  # noqa: F401, PLC0415 - imported before joining
+    from galley.oci.state import process_start_time  # noqa: PLC0415
+
+    init_pid, init_start = msg["init"]
+
+    def same_init() -> None:  # the namespaces opened are those of the init P checked
+        if process_start_time(init_pid) != init_start:
+            raise StageError("the container's init exited: its namespaces are gone")
+
     seal_imports()  # the container's mount namespace is next
     # Joined while P moves us into the cgroup; the pid namespace's fork waits for it.
-    _enter_namespaces(channel, spec, before_fork=lambda: channel.expect("cgroup"))
+    _enter_namespaces(channel, spec, opened=same_init, before_fork=lambda: channel.expect("cgroup"))
     os.setsid()
     _joined(channel)
     if process.get("terminal"):
@@ -347,6 +355,7 @@ def _enter_namespaces(
     *,
     defer: int = 0,
     made: int = 0,
+    opened: Callable[[], None] | None = None,
     before_fork: Callable[[], object] | None = None,
 ) -> int:
     """Namespaces in kernel order, but those to create in defer (returned) and those P made
@@ -367,7 +376,7 @@ def _enter_namespaces(
         channel.send("idmap")
         channel.expect("ok")
 
-    namespaces.enter(plan, map_ids, spec.get("linux", {}).get("timeOffsets"))
+    namespaces.enter(plan, map_ids, spec.get("linux", {}).get("timeOffsets"), opened)
     if before_fork is not None:
         before_fork()
     if plan.needs_fork:
@@ -511,7 +520,8 @@ class ProcessStarter:
         self.identity.apply_user(process.get("user") or {"uid": 0, "gid": 0})
         self.capabilities.apply_capabilities(process.get("capabilities", {}))
         enter_cwd(process.get("cwd", "/"))
-        self.env.setdefault("HOME", home_of(process.get("user", {}).get("uid", 0)))
+        if "HOME" not in self.env:  # the container's /etc/passwd is read only when needed
+            self.env["HOME"] = self.identity.home_dir(process.get("user", {}).get("uid", 0))
         self.executable = find_executable(process["args"][0], self.env)
         if self.filter is not None and self.nnp and self.filter.notify:
             from galley.kernel import proc  # noqa: PLC0415
@@ -584,19 +594,6 @@ def environment(process: Process) -> dict[str, str]:
         key, _, value = item.partition("=")
         env[key] = value
     return env
-
-
-def home_of(uid: int) -> str:
-    """The home directory of uid in the container's /etc/passwd, else "/" (runc's default)."""
-    try:
-        with open("/etc/passwd", encoding="utf-8", errors="replace") as passwd:
-            for line in passwd:
-                fields = line.split(":")
-                if len(fields) > 5 and fields[2] == str(uid):
-                    return fields[5] or "/"
-    except OSError:
-        pass
-    return "/"
 
 
 def enter_cwd(cwd: str) -> None:

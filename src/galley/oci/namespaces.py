@@ -81,15 +81,21 @@ def pid_namespace_at_fork(spec: Spec) -> bool:
 
 
 def enter(
-    plan: NamespacePlan, map_ids: Callable[[], None], offsets: dict[str, TimeOffset] | None
+    plan: NamespacePlan,
+    map_ids: Callable[[], None],
+    offsets: dict[str, TimeOffset] | None,
+    opened: Callable[[], None] | None = None,
 ) -> None:
     """Steps 1-5 above; map_ids() asks P to write the id maps of a new user namespace.
 
     Every path is opened before the first setns: after joining a mount namespace, /proc/<pid>
-    paths would resolve in the container's /proc.
+    paths would resolve in the container's /proc. opened() runs once they are (exec checks
+    that they were its container's init's, not a new process's under a reused pid).
     """
     fds = [(kind, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in plan.join]
     try:
+        if opened is not None:
+            opened()
         for kind, path, fd in fds:
             if kind == "user":
                 ns.setns(fd, ns.CLONE_NEWUSER, path)
