@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.oci.conftest import Bundle, Runtime
+from tests.oci.test_escape_imports import _exec_with_console
 
 pytestmark = pytest.mark.root
 
@@ -74,3 +75,15 @@ def test_exec_with_home_survives_hostile_passwd(
         pytest.fail("exec hung on the container's /etc/passwd")
     assert looked_up.returncode == 0, looked_up.stderr
     assert looked_up.stdout.strip() == "/"  # not a regular file: runc's default
+
+
+def test_exec_terminal_refuses_a_ptmx_that_is_not_one(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """The container owns its /dev/ptmx: exec takes a pty from it only if it is the ptmx
+    device (resolved inside the root, no magic links)."""
+    cid = _sleeping(runtime, bundle)
+    _sh(runtime, cid, "rm /dev/ptmx && ln -s /dev/null /dev/ptmx")
+    process = {"terminal": True, "args": ["/bin/true"], "env": ["PATH=/bin"], "cwd": "/"}
+    errors = _exec_with_console(runtime, cid, process, tmp_path)
+    assert "/dev/ptmx is not the ptmx device" in errors

@@ -11,10 +11,14 @@ to --console-socket (so nothing in the init stage needs the socket module).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 import struct  # here, not in set_size: exec's stage sizes the pty inside the container
 import termios
+
+from galley.oci.paths import open_in_root
 
 TYPE_CHECKING = False  # not `from typing`: importing typing costs ~10 ms in the init stage
 
@@ -37,19 +41,26 @@ def open_pty_here(
     return master, slave
 
 
-def _open_ptmx(root: str | None) -> int:
-    flags = os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC
-    if root is None:
-        return os.open("/dev/ptmx", flags)
-    from galley.oci.paths import open_in_root  # noqa: PLC0415
+PTMX = os.makedev(5, 2)  # /dev/ptmx, and devpts' own ptmx
 
-    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+def _open_ptmx(root: str | None) -> int:
+    """The root's /dev/ptmx (root None: this mount namespace's, as exec sees the container),
+    resolved inside it without magic links, and refused unless it is the ptmx device: the
+    container owns that path."""
+    flags = os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC
+    root_fd = os.open(root or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        return open_in_root(root_fd, "/dev/ptmx", flags)
+        master = open_in_root(root_fd, "/dev/ptmx", flags)
     except OSError as err:
         raise OSError(err.errno, f"process.terminal: open /dev/ptmx: {err.strerror}") from None
     finally:
         os.close(root_fd)
+    st = os.fstat(master)
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != PTMX:
+        os.close(master)
+        raise OSError(errno.ENOTTY, "process.terminal: /dev/ptmx is not the ptmx device")
+    return master
 
 
 def bind_console(root: str, slave: int) -> None:
