@@ -142,3 +142,29 @@ def test_a_sealed_stage_imports_only_what_the_interpreter_has_built_in() -> None
         [sys.executable, "-IS", "-c", probe], capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["refused"], out.stderr
+
+
+def test_create_in_a_joined_mount_namespace_imports_everything_first(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    """Joining a mount namespace by path: the stage seals its imports before it joins, having
+    imported what building the root there needs (createContainer hooks included)."""
+    _booby_trap(bundle)
+    holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sleep", "60"])
+    try:
+        deadline = 50
+        while os.readlink(f"/proc/{holder.pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt"):
+            deadline -= 1
+            assert deadline, "unshare did not make its mount namespace"
+            threading.Event().wait(0.02)
+        linux = bundle.config["linux"]
+        linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "mount"]
+        linux["namespaces"].append({"type": "mount", "path": f"/proc/{holder.pid}/ns/mnt"})
+        bundle.config["hooks"] = {"createContainer": [{"path": "/bin/true"}]}
+        bundle.config["process"]["args"] = ["true"]
+        result = runtime("run", "-b", str(bundle.write()), runtime.new_id())
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 0, result.stderr
+    assert not _marks(bundle), f"the image's code ran in galley-runc: {_marks(bundle)}"

@@ -181,10 +181,14 @@ def seal_imports() -> None:
 
 
 def _import_rootfs_code() -> None:
-    """Everything building a root may import lazily (rarely needed mount kinds included)."""
+    """Everything building a root may import lazily (rarely needed mount kinds, and the
+    createContainer hooks, included)."""
+    import subprocess  # noqa: F401, PLC0415 - run_hook imports it lazily
+
     import galley.oci.cgroupfs  # noqa: PLC0415
     import galley.oci.console  # noqa: PLC0415
     import galley.oci.copyup  # noqa: PLC0415
+    import galley.oci.hooks  # noqa: PLC0415
     import galley.oci.idmap  # noqa: F401, PLC0415
 
 
