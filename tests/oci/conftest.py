@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -163,3 +166,67 @@ def status_after_term(argv: list[str], out: Path) -> int:
         finally:
             proc.kill()
             proc.wait()
+
+
+def create_in_files(
+    rt: Runtime, bundle: Bundle, cid: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`create` as the suite runs it: stdio into fresh files in the bundle, stdin /dev/null.
+
+    Files, not pipes: the container keeps the stdio it inherits, and a pipe would stay open
+    until it exits. The files are left for the caller to read (stdout-<n>, stderr-<n>)."""
+    bundle.write()
+    rt.created.append(cid)
+    tag = uuid.uuid4().hex[:8]
+    out_path, err_path = bundle.path / f"stdout-{tag}", bundle.path / f"stderr-{tag}"
+    with out_path.open("w+") as out, err_path.open("w+") as err:
+        proc = subprocess.run(
+            [
+                rt.binary,
+                "--root",
+                str(rt.root),
+                "create",
+                *extra,
+                "--bundle",
+                str(bundle.path),
+                cid,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            timeout=30,
+            check=False,
+        )
+    return subprocess.CompletedProcess(
+        proc.args, proc.returncode, out_path.read_text(), err_path.read_text()
+    )
+
+
+def exec_with_console(runtime: Runtime, cid: str, process: dict[str, object], tmp: Path) -> str:
+    """exec -d with a terminal, the pty master received on a console socket; its stderr."""
+    process_json = tmp / "process.json"
+    process_json.write_text(json.dumps(process))
+    sock_path = str(tmp / "console.sock")
+    received: list[int] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(sock_path)
+        server.listen(1)
+        server.settimeout(20)
+
+        def accept() -> None:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+                received.extend(fds)
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        result = runtime("exec", "-d", "--console-socket", sock_path, "-p", str(process_json), cid)
+        server.close()
+        thread.join(5)
+    for fd in received:
+        os.close(fd)
+    return result.stderr

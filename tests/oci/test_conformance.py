@@ -23,6 +23,7 @@ import pytest
 
 from galley.kernel import caps as kcaps
 from tests.oci.conftest import Bundle, Runtime
+from tests.oci.conftest import create_in_files as create
 
 pytestmark = pytest.mark.root
 
@@ -66,38 +67,6 @@ def flat_bundle(tmp_path: Path, busybox_rootfs: Path, bundle: Bundle) -> Bundle:
     linux.pop("maskedPaths", None)
     linux.pop("readonlyPaths", None)
     return Bundle(path=path, config=config)
-
-
-def create(rt: Runtime, bundle: Bundle, cid: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    """`create` as the suite runs it: stdio into fresh files in the bundle, stdin /dev/null.
-
-    Files, not pipes: the container keeps the stdio it inherits, and a pipe would stay open
-    until it exits. The files are left for the caller to read (stdout-<n>, stderr-<n>)."""
-    bundle.write()
-    rt.created.append(cid)
-    tag = uuid.uuid4().hex[:8]
-    out_path, err_path = bundle.path / f"stdout-{tag}", bundle.path / f"stderr-{tag}"
-    with out_path.open("w+") as out, err_path.open("w+") as err:
-        proc = subprocess.run(
-            [
-                rt.binary,
-                "--root",
-                str(rt.root),
-                "create",
-                *extra,
-                "--bundle",
-                str(bundle.path),
-                cid,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            timeout=30,
-            check=False,
-        )
-    return subprocess.CompletedProcess(
-        proc.args, proc.returncode, out_path.read_text(), err_path.read_text()
-    )
 
 
 def state(rt: Runtime, cid: str) -> dict[str, Any]:

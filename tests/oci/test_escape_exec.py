@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.oci.conftest import Bundle, Runtime
-from tests.oci.test_escape_imports import _exec_with_console
+from tests.oci.conftest import Bundle, Runtime, exec_with_console
 
 pytestmark = pytest.mark.root
 
@@ -85,5 +84,5 @@ def test_exec_terminal_refuses_a_ptmx_that_is_not_one(
     cid = _sleeping(runtime, bundle)
     _sh(runtime, cid, "rm /dev/ptmx && ln -s /dev/null /dev/ptmx")
     process = {"terminal": True, "args": ["/bin/true"], "env": ["PATH=/bin"], "cwd": "/"}
-    errors = _exec_with_console(runtime, cid, process, tmp_path)
+    errors = exec_with_console(runtime, cid, process, tmp_path)
     assert "/dev/ptmx is not the ptmx device" in errors

@@ -6,9 +6,7 @@ run as the host's root with every capability. The stage seals its imports first
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.oci.conftest import Bundle, Runtime
+from tests.oci.conftest import Bundle, Runtime, exec_with_console
 
 pytestmark = pytest.mark.root
 
@@ -61,36 +59,6 @@ def _marks(bundle: Bundle) -> list[str]:
     return [f"{p.name}: {p.read_text()}" for p in bundle.rootfs.glob("imported-by-the-runtime-*")]
 
 
-def _exec_with_console(runtime: Runtime, cid: str, process: dict[str, object], tmp: Path) -> str:
-    """exec -d with a terminal, the pty master received on a console socket; its stderr."""
-    process_json = tmp / "process.json"
-    process_json.write_text(json.dumps(process))
-    sock_path = str(tmp / "console.sock")
-    received: list[int] = []
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
-        server.bind(sock_path)
-        server.listen(1)
-        server.settimeout(20)
-
-        def accept() -> None:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            with conn:
-                _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
-                received.extend(fds)
-
-        thread = threading.Thread(target=accept, daemon=True)
-        thread.start()
-        result = runtime("exec", "-d", "--console-socket", sock_path, "-p", str(process_json), cid)
-        server.close()
-        thread.join(5)
-    for fd in received:
-        os.close(fd)
-    return result.stderr
-
-
 def test_exec_imports_nothing_from_the_image(
     runtime: Runtime, bundle: Bundle, tmp_path: Path
 ) -> None:
@@ -109,7 +77,7 @@ def test_exec_imports_nothing_from_the_image(
         "env": ["PATH=/bin"],
         "cwd": "/",
     }
-    errors = _exec_with_console(runtime, cid, process, tmp_path)
+    errors = exec_with_console(runtime, cid, process, tmp_path)
     assert not _marks(bundle), f"the image's code ran in galley-runc: {_marks(bundle)} {errors}"
     plain = runtime("exec", cid, "true")
     assert plain.returncode == 0, plain.stderr
@@ -117,7 +85,9 @@ def test_exec_imports_nothing_from_the_image(
 
 
 def test_create_imports_nothing_from_the_image(runtime: Runtime, bundle: Bundle) -> None:
-    """Everything after pivot_root, startContainer hooks (run from inside) included."""
+    """Everything after pivot_root, startContainer hooks (run from inside) included. Create
+    imports nothing late today; sealed, a late import added one day fails this run instead
+    of running the image's module."""
     _booby_trap(bundle)
     bundle.config["process"]["args"] = ["true"]
     bundle.config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 512}]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import GALLEY_RUNC
-from tests.oci.conftest import Bundle, Runtime
+from tests.oci.conftest import Bundle, Runtime, create_in_files
 
 pytestmark = pytest.mark.root
 
@@ -61,28 +61,9 @@ def test_start_twice_fails(runtime: Runtime, bundle: Bundle) -> None:
 
 
 def create(runtime: Runtime, bundle: Bundle, cid: str, *extra: str) -> tuple[int, str]:
-    """`create` with stdio on a file: the container keeps its stdio (a pipe would never close)."""
-    runtime.created.append(cid)
-    log = bundle.path / f"{cid}.out"
-    with open(log, "w+") as out:
-        code = subprocess.run(
-            [
-                GALLEY_RUNC,
-                "--root",
-                str(runtime.root),
-                "create",
-                "-b",
-                str(bundle.write()),
-                *extra,
-                cid,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            timeout=30,
-            check=False,
-        ).returncode
-    return code, log.read_text()
+    """`create`'s status and its stdout and stderr together."""
+    result = create_in_files(runtime, bundle, cid, *extra)
+    return result.returncode, result.stdout + result.stderr
 
 
 def _children_running(binary_marker: str) -> list[str]:
