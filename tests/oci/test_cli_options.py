@@ -84,13 +84,14 @@ def test_help_and_version() -> None:
         ("usr1", 10),
         ("RTMAX", 64),
         ("40", 40),
+        ("0", 0),
     ],
 )
 def test_signals(text: str, number: int) -> None:
     assert parse_signal(text) == number
 
 
-@pytest.mark.parametrize("bad", ["NOPE", "999", "0", "65", "SIG", "SIG_IGN", "_IGN", "NSIG", "-9"])
+@pytest.mark.parametrize("bad", ["NOPE", "999", "65", "SIG", "SIG_IGN", "_IGN", "NSIG", "-9"])
 def test_bad_signals(bad: str) -> None:
     with pytest.raises(InvalidArgument, match="unknown signal"):
         parse_signal(bad)

@@ -99,6 +99,16 @@ def test_kill_all(running: tuple[Runtime, str]) -> None:
     wait_status(rt, cid, "stopped")
 
 
+def test_kill_with_signal_zero_only_checks_the_container(running: tuple[Runtime, str]) -> None:
+    """`kill ID 0` is how a runc caller asks whether the init is alive: it signals nothing."""
+    rt, cid = running
+    rt("kill", cid, "0", check=True)
+    assert status(rt, cid) == "running"
+    rt("kill", cid, "KILL", check=True)
+    wait_status(rt, cid, "stopped")
+    assert rt("kill", cid, "0").returncode == 1
+
+
 def test_kill_all_leaves_no_forking_process(any_runtime: Runtime, bundle: Bundle) -> None:
     """Orphans forked while kill --all runs are caught too (the cgroup is frozen meanwhile)."""
     bundle.config["process"]["args"] = ["sh", "-c", "while :; do (sleep 60 &); sleep 0.005; done"]

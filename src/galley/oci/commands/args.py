@@ -25,8 +25,8 @@ def parse_signal(text: str) -> int:
     The names come from `_signal`, the C module under `signal` that the interpreter loads at
     start: the signal module itself would cost `kill` ~2 ms (it builds enums).
     """
-    if text.isdigit():
-        if 0 < int(text) < _signal.NSIG:
+    if text.isdigit():  # 0 too: `runc kill ID 0` checks that the container's init is alive
+        if int(text) < _signal.NSIG:
             return int(text)
         raise InvalidArgument(f"unknown signal {text!r}")
     name = text.upper()
