@@ -103,6 +103,15 @@ def test_spec_writes_a_valid_config(any_runtime: Runtime, tmp_path: Path) -> Non
     assert "config.json exists" in again.stderr
 
 
+def test_an_os_error_is_one_line_in_plain_words(runtime: Runtime, tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    result = runtime("spec", "--bundle", str(missing))
+    assert result.returncode == 1
+    assert f"No such file or directory: {missing}/config.json" in result.stderr
+    assert "Errno" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_spec_rootless_and_cwd(runtime: Runtime, tmp_path: Path) -> None:
     runtime("spec", "--rootless", check=True, cwd=tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())

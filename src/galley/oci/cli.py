@@ -199,7 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NotImplementedError as e:
         log.failure(f"{args.command}: not implemented yet ({e})")
     except OSError as e:
-        log.failure(f"{args.command}: {e}")
+        from galley.oci.init import describe  # noqa: PLC0415 - only on failure
+
+        log.failure(f"{args.command}: {describe(e)}")
     except KeyboardInterrupt:
         return 130
     return 255 if args.command == "exec" else 1  # runc's exit status for a failed exec
