@@ -283,6 +283,7 @@ def test_every_hook_gets_id_bundle_pid_and_annotations(
         assert seen["status"], phase
         if phase != "poststop":
             assert seen["pid"] == pid, phase
+    assert "pid" not in json.loads((flat_bundle.path / "poststop").read_text())
 
 
 # --- namespaces, propagation, masked and read-only paths -------------------------------------

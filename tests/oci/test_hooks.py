@@ -35,6 +35,19 @@ def test_state_on_stdin_args_and_env(tmp_path: Path) -> None:
     assert out.read_text().split() == [hook["path"], "one", "two", "bar"]
 
 
+def test_zero_pid_and_empty_annotations_are_left_out(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    hook: Hook = {"path": script(tmp_path, "h", f"cat > {out}\n")}
+    stopped: State = {**STATE, "status": "stopped", "pid": 0, "annotations": {}}
+    run_hooks_warn([hook], stopped, "poststop")
+    assert json.loads(out.read_text()) == {
+        "ociVersion": "1.0.2",
+        "id": "h1",
+        "status": "stopped",
+        "bundle": "/b",
+    }
+
+
 def test_argv0_is_passed(tmp_path: Path) -> None:
     out = tmp_path / "argv"
     hook: Hook = {"path": "/bin/busybox", "args": ["sh", "-c", f"echo $0 > {out}"]}

@@ -82,11 +82,20 @@ def run_hook(hook: Hook, state_json: bytes, phase: str) -> None:
         )
 
 
+def _stdin(state: State) -> bytes:
+    """The state as a hook reads it: a zero pid (stopped, or not known yet) and empty
+    annotations left out, as runc's omitempty fields leave them."""
+    return dumps({k: v for k, v in state.items() if v or k not in OMIT_EMPTY}).encode()
+
+
+OMIT_EMPTY = frozenset({"pid", "annotations"})
+
+
 def run_hooks(hooks: Sequence[Hook] | None, state: State, phase: str) -> None:
     """Run the hooks of one phase in order; the first failure raises (FailedPrecondition)."""
     if not hooks:
         return
-    state_json = dumps(state).encode()
+    state_json = _stdin(state)
     for hook in hooks:
         try:
             run_hook(hook, state_json, phase)
@@ -98,7 +107,7 @@ def run_hooks_warn(hooks: Sequence[Hook] | None, state: State, phase: str) -> li
     """Run every hook of a warn-only phase (poststart, poststop); return and print the failures."""
     if not hooks:
         return []
-    state_json = dumps(state).encode()
+    state_json = _stdin(state)
     failures = []
     for hook in hooks:
         try:
