@@ -117,31 +117,6 @@ def test_bundle_as_root_with_generator_config(any_runtime: Runtime, flat_bundle:
     any_runtime("delete", cid, check=True)
 
 
-def test_container_without_mount_namespace_is_refused(
-    runtime: Runtime, flat_bundle: Bundle
-) -> None:
-    """Without a mount namespace the rootfs would be built, and pivot_root done, in the host's.
-    runc chroot()s instead; galley refuses before it forks. Run inside a throwaway mount
-    namespace so that a regression cannot replace this machine's root."""
-    bundle = flat_bundle
-    bundle.config["linux"]["namespaces"] = [{"type": "pid"}, {"type": "uts"}]
-    cid = runtime.new_id()
-    runtime.created.append(cid)
-    throwaway = ["unshare", "--mount", "--propagation", "private", "--"]
-    args = ["--root", str(runtime.root), "create", "--bundle", str(bundle.write()), cid]
-    result = subprocess.run(
-        [*throwaway, runtime.binary, *args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert result.returncode == 1
-    assert "the container needs a mount namespace" in result.stderr
-    assert not (runtime.root / cid).exists()
-
-
 def test_unknown_capability_is_reported(runtime: Runtime, flat_bundle: Bundle) -> None:
     """runc 1.1 logs "ignoring unknown or unavailable capabilities: [CAP_TEST]" and runs; the
     spec (and runtime-tools' process_capabilities_fail) want an error. Either way, not silence."""

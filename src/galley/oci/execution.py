@@ -103,6 +103,7 @@ def _start(
         spec=spec,
         process=process,
         init=(state.pid, state.start_time),
+        chroot=not any(n.get("type") == "mount" for n in spec["linux"].get("namespaces", [])),
         preserve_fds=preserve_fds,
         seccomp_cache=seccomp_cache_dir(state.root),
         trampoline=trampoline.supported(),

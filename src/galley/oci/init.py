@@ -232,7 +232,10 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
     from galley.oci.rootfs import prebuild_idmapped  # noqa: PLC0415
 
     trees = prebuild_idmapped(spec, boot["bundle"])  # as the host's root, before the userns
-    if any(n.get("type") == "mount" and n.get("path") for n in spec["linux"]["namespaces"]):
+    if any(
+        n.get("type") == "mount" and n.get("path")
+        for n in spec.get("linux", {}).get("namespaces", [])
+    ):
         _import_rootfs_code()  # the rootfs is built in another mount namespace: seal first
         seal_imports()
     made = CLONE_NEWPID if boot.get("pid_namespace") else 0  # P forked us into it: pid 1
@@ -313,14 +316,29 @@ def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
             raise StageError("the container's init exited: its namespaces are gone")
 
     seal_imports()  # the container's mount namespace is next
+    # Without a mount namespace of its own the container's root is a chroot in ours: the
+    # init's, opened before its start time is checked again.
+    root = _open_init_root(init_pid) if msg.get("chroot") else -1
     # Joined while P moves us into the cgroup; the pid namespace's fork waits for it.
     _enter_namespaces(channel, spec, opened=same_init, before_fork=lambda: channel.expect("cgroup"))
+    if root >= 0:
+        os.fchdir(root)
+        os.chroot(".")
+        os.close(root)
     os.setsid()
     _joined(channel)
     if process.get("terminal"):
         _open_terminal(channel, process, None)
     _ready_to_exec(channel, starter.prepare())
     starter.execute(msg["preserve_fds"])
+
+
+def _open_init_root(pid: int) -> int:
+    """The root directory of the container's init, as an fd to chroot into."""
+    try:
+        return os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        raise StageError(f"the container's root: {describe(err)}") from None
 
 
 def _ready_to_exec(channel: Channel, seccomp_fd: int | None) -> None:

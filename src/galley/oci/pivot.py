@@ -43,6 +43,13 @@ def move_root(path: str) -> None:
     os.chdir("/")
 
 
+def chroot_into(path: str) -> None:
+    """A container in the host's mount namespace: chroot only (see galley.oci.hostmounts)."""
+    os.chdir(path)
+    os.chroot(".")
+    os.chdir("/")
+
+
 def _host_kernel_mounts(root: str) -> list[str]:
     """proc and sysfs mounts outside root: what a chroot would still leave reachable."""
     found = []

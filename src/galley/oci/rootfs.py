@@ -9,6 +9,7 @@ setup_rootfs runs in the init stage, inside the container's new mount namespace,
     4. before_pivot(): the createContainer hooks
     5. pivot_root(".", ".") and the old root detached, or with no_pivot MS_MOVE + chroot;
        process.cwd created when missing
+       (A container without a mount namespace is built in the host's: galley.oci.hostmounts.)
     6. linux.sysctl, then readonlyPaths (recursive read-only binds), maskedPaths (/dev/null
        over files, read-only tmpfs over directories), /dev read-only if asked, root.readonly,
        the final rootfsPropagation on the new "/"
@@ -48,6 +49,7 @@ class Rootfs:
         linux = spec.get("linux", {})
         kinds = {ns.get("type") for ns in linux.get("namespaces", [])}
         self.netns = "network" in kinds
+        self.shares_host_mounts = "mount" not in kinds  # galley.oci.hostmounts
         self.cgroupns = "cgroup" in kinds
         self.userns = "user" in kinds or in_user_namespace()
         self.propagation = propagation_flags(linux.get("rootfsPropagation", ""))
@@ -67,6 +69,9 @@ class Rootfs:
         # (in this namespace only) and the requested propagation is given to the new "/" at
         # the end (finish()). Under "rshared" the rest of the tree stays shared, so a bind with
         # "rshared" still joins the host's peer group (Kubernetes' Bidirectional propagation).
+        if self.shares_host_mounts:
+            self._prepare_in_host_namespace()
+            return
         unbindable = bool(self.propagation & k.MS_UNBINDABLE)
         shared = bool(self.propagation & k.MS_SHARED)
         initial = self.propagation or k.MS_SLAVE | k.MS_REC
@@ -78,6 +83,17 @@ class Rootfs:
             k.mount(self.path, self.path, None, k.MS_BIND | k.MS_REC)
             if shared or unbindable:
                 k.mount(None, self.path, None, k.MS_PRIVATE)
+        except OSError as err:
+            raise FailedPrecondition(f"root.path {self.path!r}: {err}") from err
+        self.root_fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def _prepare_in_host_namespace(self) -> None:
+        """Step 1 without a mount namespace of the container's own: "/" is left as it is, and
+        the rootfs bound onto itself is made private, so that nothing mounted under it
+        propagates (galley.oci.hostmounts detaches the bind at delete)."""
+        try:
+            k.mount(self.path, self.path, None, k.MS_BIND | k.MS_REC)
+            k.mount(None, self.path, None, k.MS_PRIVATE | k.MS_REC)
         except OSError as err:
             raise FailedPrecondition(f"root.path {self.path!r}: {err}") from err
         self.root_fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -223,8 +239,11 @@ class Rootfs:
                 raise FailedPrecondition(f"process.terminal: /dev/console: {err}") from err
 
     def enter(self, no_pivot: bool) -> None:
-        """Step 5: make the root "/" (pivot_root, or MS_MOVE + chroot with no_pivot)."""
-        if no_pivot:
+        """Step 5: make the root "/" (pivot_root, or MS_MOVE + chroot with no_pivot; only a
+        chroot in the host's mount namespace)."""
+        if self.shares_host_mounts:
+            pivot.chroot_into(self.path)
+        elif no_pivot:
             pivot.move_root(self.path)
         else:
             pivot.pivot_into(self.path)

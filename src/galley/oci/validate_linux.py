@@ -161,10 +161,10 @@ def _cross_checks(spec: dict[str, Any], linux: dict[str, Any], namespaces: set[s
     for key in ("maskedPaths", "readonlyPaths"):
         if linux.get(key) and "mount" not in namespaces:
             raise fail(f"linux.{key}", "needs a private mount namespace")
-    if "mount" not in namespaces:
-        # The init stage mounts the rootfs and pivot_root()s in whatever mount namespace it is
-        # in: without one of its own that is the host's, whose root it would replace.
-        raise fail("linux.namespaces", "the container needs a mount namespace (new or joined)")
+    if linux.get("rootfsPropagation") and "mount" not in namespaces:
+        # Without a mount namespace the container's rootfs is built in the host's (see
+        # galley.oci.hostmounts), whose "/" keeps its propagation.
+        raise fail("linux.rootfsPropagation", "needs a private mount namespace")
     if linux.get("timeOffsets") and "time" not in namespaces:
         raise fail("linux.timeOffsets", "needs a time namespace in linux.namespaces")
 

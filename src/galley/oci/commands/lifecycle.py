@@ -156,6 +156,7 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
         spec = validate(config)
         _warn_unknown_capabilities(ctx, spec)
         rootfs = rootfs_path(bundle, spec)
+        host_mounts = _host_mounts_before(spec, rootfs)
         state_dir = reserve(ctx.root, cid)
     except BaseException:
         stage.abandon()
@@ -173,12 +174,30 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
                 no_pivot=args.no_pivot,
                 foreground=foreground,
             )
+            if host_mounts is not None:
+                from galley.oci import hostmounts  # noqa: PLC0415
+
+                hostmounts.record(state_dir, rootfs)
             state = _record(ctx.root, cid, bundle=bundle, rootfs=rootfs, spec=spec, result=result)
     except BaseException:
+        if host_mounts is not None:
+            from galley.oci import hostmounts  # noqa: PLC0415
+
+            hostmounts.undo(rootfs, host_mounts)
         remove(state_dir)
         raise
     ctx.log.debug(f"created container_id={cid} pid={state.pid}")
     return state
+
+
+def _host_mounts_before(spec: Spec, rootfs: str) -> int | None:
+    """For a container without a mount namespace (built in ours): the id of the topmost mount
+    on its rootfs before create, what a failed create goes back to; None otherwise."""
+    from galley.oci import hostmounts  # noqa: PLC0415
+
+    if not hostmounts.inherits_mount_namespace(spec):
+        return None
+    return hostmounts.top_mount_id(rootfs)
 
 
 def _warn_unknown_capabilities(ctx: Context, spec: Spec) -> None:

@@ -1,6 +1,7 @@
 """Stopping and removing a container: signal, wait for the init to go, destroy, poststop hooks.
 
-    destroy(state):  cgroup destroy (killing what is left in it) → poststop hooks (warn)
+    destroy(state):  the rootfs bind in the host's mount namespace (galley.oci.hostmounts)
+                     → cgroup destroy (killing what is left in it) → poststop hooks (warn)
                      → remove the state directory
 
 The init process is usually not our child (its creator exited), so "wait" means polling
@@ -69,8 +70,13 @@ def kill_and_wait(state: ContainerState) -> None:
 
 
 def destroy(state: ContainerState) -> None:
-    """Remove a stopped container: cgroup (the manager kills what is left in it first: possible
+    """Remove a stopped container: its mounts in the host's namespace when it had no mount
+    namespace of its own, cgroup (the manager kills what is left in it first: possible
     without a pid namespace), poststop hooks (warn only), state directory."""
+    from galley.oci import hostmounts  # noqa: PLC0415
+
+    if hostmounts.inherits_mount_namespace(state.spec):
+        hostmounts.release(state.dir, state.rootfs)
     if state.cgroup:
         state.cgroup_manager().destroy()
     hooks = state.spec.get("hooks", {}).get("poststop")

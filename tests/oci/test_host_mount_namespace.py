@@ -1,0 +1,183 @@
+"""A container without a mount namespace inherits the runtime's (galley.oci.hostmounts).
+
+Every runtime command here runs inside a throwaway mount namespace, held by a sleeping
+process and entered with nsenter through a wrapper named like the runtime. What the
+container mounts lands in that namespace, and a regression cannot touch this machine's
+mounts. runc builds such a container the same way but leaves its mounts behind; galley
+takes them down at delete and after a failed create.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.oci.conftest import Bundle, Runtime, create_in_files
+from tests.oci.test_conformance import is_galley, output_of, wait_status
+
+pytestmark = pytest.mark.root
+
+NO_MOUNT_NS = [{"type": "pid"}, {"type": "uts"}, {"type": "ipc"}, {"type": "network"}]
+
+
+@pytest.fixture
+def holder() -> Iterator[int]:
+    """The pid of a process sleeping in a new private mount namespace."""
+    proc = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "sleep", "600"],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        mine = os.readlink("/proc/self/ns/mnt")
+        deadline = time.monotonic() + 5
+        while os.readlink(f"/proc/{proc.pid}/ns/mnt") == mine:
+            assert time.monotonic() < deadline, "unshare did not make a mount namespace"
+            time.sleep(0.005)
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def in_namespace(rt: Runtime, holder: int, tmp_path: Path) -> Runtime:
+    """rt, every command of it run in the holder's mount namespace (by a wrapper of its name)."""
+    wrapper = tmp_path / "wrap" / os.path.basename(rt.binary)
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nexec nsenter -t {holder} -m -- {rt.binary} "$@"\n')
+    wrapper.chmod(0o755)
+    return Runtime(str(wrapper), rt.root)
+
+
+@pytest.fixture
+def inside(any_runtime: Runtime, holder: int, tmp_path: Path) -> Iterator[Runtime]:
+    """any_runtime, run in the holder's mount namespace."""
+    rt = in_namespace(any_runtime, holder, tmp_path)
+    yield rt
+    rt.cleanup()
+
+
+@pytest.fixture
+def shared_bundle(bundle: Bundle) -> Bundle:
+    bundle.config["linux"]["namespaces"] = list(NO_MOUNT_NS)
+    bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["type"] != "cgroup"]
+    for key in ("maskedPaths", "readonlyPaths"):
+        bundle.config["linux"].pop(key, None)
+    return bundle
+
+
+def mounts_under(holder: int, path: Path) -> list[str]:
+    """Mount points at or under path in the holder's mount namespace."""
+    found = []
+    with open(f"/proc/{holder}/mountinfo") as mountinfo:
+        for line in mountinfo:
+            where = line.split()[4]
+            if where == str(path) or where.startswith(f"{path}/"):
+                found.append(where)
+    return found
+
+
+def root_line(holder: int) -> str:
+    """The holder's "/" mount: its id, parent, flags and propagation fields."""
+    with open(f"/proc/{holder}/mountinfo") as mountinfo:
+        return next(line for line in mountinfo if line.split()[4] == "/")
+
+
+def test_the_container_shares_the_runtime_mount_namespace(
+    inside: Runtime, holder: int, shared_bundle: Bundle
+) -> None:
+    script = "ls /; test -c /dev/null && echo null-ok; grep -c proc /proc/self/mountinfo; sleep 60"
+    shared_bundle.config["process"]["args"] = ["sh", "-c", script]
+    root_before = root_line(holder)
+    cid = inside.new_id()
+    made = create_in_files(inside, shared_bundle, cid)
+    assert made.returncode == 0, made.stderr
+    inside("start", cid, check=True)
+    pid = json.loads(inside("state", cid, check=True).stdout)["pid"]
+    assert os.readlink(f"/proc/{pid}/ns/mnt") == os.readlink(f"/proc/{holder}/ns/mnt")
+    assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink(f"/proc/{holder}/ns/pid")
+    deadline = time.monotonic() + 10
+    while "null-ok" not in (out := output_of(shared_bundle)):
+        assert time.monotonic() < deadline, out
+        time.sleep(0.02)
+    assert out.split()[:3] == ["bin", "dev", "etc"], out  # its own root, not the host's
+    rootfs = shared_bundle.path / "rootfs"
+    assert f"{rootfs}/proc" in mounts_under(holder, rootfs)
+    assert root_line(holder) == root_before  # "/" keeps its propagation
+    inside("kill", cid, "KILL", check=True)
+    wait_status(inside, cid, "stopped")
+    inside("delete", cid, check=True)
+    if is_galley(inside):
+        assert mounts_under(holder, rootfs) == []
+
+
+def test_exec_enters_the_container_root(
+    inside: Runtime, holder: int, shared_bundle: Bundle
+) -> None:
+    shared_bundle.config["process"]["args"] = ["sleep", "60"]
+    (shared_bundle.path / "rootfs" / "only-in-the-container").write_text("here\n")
+    cid = inside.new_id()
+    assert create_in_files(inside, shared_bundle, cid).returncode == 0
+    inside("start", cid, check=True)
+    seen = inside("exec", cid, "cat", "/only-in-the-container")
+    if is_galley(inside):
+        assert (seen.returncode, seen.stdout) == (0, "here\n"), seen.stderr
+    # runc 1.1 joins the namespaces only: its exec sees the runtime's root, not the container's
+    assert inside("exec", cid, "test", "-d", "/proc/self").returncode == 0
+    inside("delete", "--force", cid, check=True)
+
+
+def test_a_failed_create_takes_its_mounts_down(
+    runtime: Runtime, holder: int, shared_bundle: Bundle, tmp_path: Path
+) -> None:
+    inside = in_namespace(runtime, holder, tmp_path)
+    missing = str(tmp_path / "no-such-source")
+    shared_bundle.config["mounts"].append(
+        {"destination": "/late", "type": "bind", "source": missing, "options": ["rbind"]}
+    )
+    rootfs = shared_bundle.path / "rootfs"
+    cid = inside.new_id()
+    made = create_in_files(inside, shared_bundle, cid)
+    assert made.returncode == 1
+    assert "no-such-source" in made.stderr
+    assert mounts_under(holder, rootfs) == []
+    assert inside("state", cid).returncode == 1
+
+
+def test_rootfs_propagation_needs_a_mount_namespace(
+    runtime: Runtime, shared_bundle: Bundle
+) -> None:
+    shared_bundle.config["linux"]["rootfsPropagation"] = "rshared"
+    result = runtime("create", "--bundle", str(shared_bundle.write()), runtime.new_id())
+    assert result.returncode == 1
+    assert "linux.rootfsPropagation: needs a private mount namespace" in result.stderr
+
+
+def test_masked_paths_need_a_mount_namespace(runtime: Runtime, shared_bundle: Bundle) -> None:
+    shared_bundle.config["linux"]["maskedPaths"] = ["/proc/kcore"]
+    result = runtime("create", "--bundle", str(shared_bundle.write()), runtime.new_id())
+    assert result.returncode == 1
+    assert "linux.maskedPaths: needs a private mount namespace" in result.stderr
+
+
+def test_a_config_without_namespaces_inherits_them_all(
+    inside: Runtime, holder: int, shared_bundle: Bundle
+) -> None:
+    """No linux.namespaces at all, as runtime-tools' linux_ns_itype asks: every one is the
+    runtime's."""
+    del shared_bundle.config["linux"]["namespaces"]
+    shared_bundle.config.pop("hostname", None)
+    script = "readlink /proc/self/ns/mnt; readlink /proc/self/ns/pid"
+    shared_bundle.config["process"]["args"] = ["sh", "-c", script]
+    cid = inside.new_id()
+    ran = inside("run", "--bundle", str(shared_bundle.write()), cid, stdin=subprocess.DEVNULL)
+    assert ran.returncode == 0, ran.stderr
+    ours = [os.readlink(f"/proc/{holder}/ns/{kind}") for kind in ("mnt", "pid")]
+    assert ran.stdout.split() == ours
+    if is_galley(inside):
+        assert mounts_under(holder, shared_bundle.path / "rootfs") == []
