@@ -158,6 +158,17 @@ def test_rootfs_propagation_needs_a_mount_namespace(
     assert "linux.rootfsPropagation: needs a private mount namespace" in result.stderr
 
 
+def test_a_user_namespace_needs_a_mount_namespace(runtime: Runtime, shared_bundle: Bundle) -> None:
+    linux = shared_bundle.config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = linux["gidMappings"] = [
+        {"containerID": 0, "hostID": 100000, "size": 65536}
+    ]
+    result = runtime("create", "--bundle", str(shared_bundle.write()), runtime.new_id())
+    assert result.returncode == 1
+    assert "linux.namespaces: a user namespace needs a mount namespace with it" in result.stderr
+
+
 def test_masked_paths_need_a_mount_namespace(runtime: Runtime, shared_bundle: Bundle) -> None:
     shared_bundle.config["linux"]["maskedPaths"] = ["/proc/kcore"]
     result = runtime("create", "--bundle", str(shared_bundle.write()), runtime.new_id())

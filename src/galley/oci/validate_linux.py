@@ -165,6 +165,9 @@ def _cross_checks(spec: dict[str, Any], linux: dict[str, Any], namespaces: set[s
         # Without a mount namespace the container's rootfs is built in the host's (see
         # galley.oci.hostmounts), whose "/" keeps its propagation.
         raise fail("linux.rootfsPropagation", "needs a private mount namespace")
+    if "user" in namespaces and "mount" not in namespaces:
+        # Only the host's user namespace may mount in the host's mount namespace.
+        raise fail("linux.namespaces", "a user namespace needs a mount namespace with it")
     if linux.get("timeOffsets") and "time" not in namespaces:
         raise fail("linux.timeOffsets", "needs a time namespace in linux.namespaces")
 
