@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,3 +231,41 @@ def exec_with_console(runtime: Runtime, cid: str, process: dict[str, object], tm
     for fd in received:
         os.close(fd)
     return result.stderr
+
+
+@contextmanager
+def mount_namespace(setup: str = ":") -> Iterator[int]:
+    """The pid of a process sleeping in a new private mount namespace, once the shell
+    commands setup have run there; killed (and the namespace with it) on exit."""
+    proc = subprocess.Popen(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            f"{setup} && echo ready && exec sleep 600",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n", f"mount namespace setup failed: {setup}"
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def in_namespace(rt: Runtime, holder: int, directory: Path) -> Runtime:
+    """rt, every command of it run in holder's mount namespace: through a wrapper in
+    directory that has rt's file name (tests tell galley from runc by it)."""
+    wrapper = directory / os.path.basename(rt.binary)
+    wrapper.parent.mkdir(parents=True, exist_ok=True)
+    wrapper.write_text(f'#!/bin/sh\nexec nsenter -t {holder} -m -- {rt.binary} "$@"\n')
+    wrapper.chmod(0o755)
+    return Runtime(str(wrapper), rt.root)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.oci.conftest import Bundle, Runtime, create_in_files
+from tests.oci.conftest import Bundle, Runtime, create_in_files, in_namespace, mount_namespace
 from tests.oci.test_conformance import is_galley, output_of, wait_status
 
 pytestmark = pytest.mark.root
@@ -28,36 +28,15 @@ NO_MOUNT_NS = [{"type": "pid"}, {"type": "uts"}, {"type": "ipc"}, {"type": "netw
 
 @pytest.fixture
 def holder() -> Iterator[int]:
-    """The pid of a process sleeping in a new private mount namespace."""
-    proc = subprocess.Popen(
-        ["unshare", "--mount", "--propagation", "private", "sleep", "600"],
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        mine = os.readlink("/proc/self/ns/mnt")
-        deadline = time.monotonic() + 5
-        while os.readlink(f"/proc/{proc.pid}/ns/mnt") == mine:
-            assert time.monotonic() < deadline, "unshare did not make a mount namespace"
-            time.sleep(0.005)
-        yield proc.pid
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def in_namespace(rt: Runtime, holder: int, tmp_path: Path) -> Runtime:
-    """rt, every command of it run in the holder's mount namespace (by a wrapper of its name)."""
-    wrapper = tmp_path / "wrap" / os.path.basename(rt.binary)
-    wrapper.parent.mkdir()
-    wrapper.write_text(f'#!/bin/sh\nexec nsenter -t {holder} -m -- {rt.binary} "$@"\n')
-    wrapper.chmod(0o755)
-    return Runtime(str(wrapper), rt.root)
+    """The pid of a process sleeping in a throwaway private mount namespace."""
+    with mount_namespace() as pid:
+        yield pid
 
 
 @pytest.fixture
 def inside(any_runtime: Runtime, holder: int, tmp_path: Path) -> Iterator[Runtime]:
     """any_runtime, run in the holder's mount namespace."""
-    rt = in_namespace(any_runtime, holder, tmp_path)
+    rt = in_namespace(any_runtime, holder, tmp_path / "wrap")
     yield rt
     rt.cleanup()
 
@@ -135,7 +114,7 @@ def test_exec_enters_the_container_root(
 def test_a_failed_create_takes_its_mounts_down(
     runtime: Runtime, holder: int, shared_bundle: Bundle, tmp_path: Path
 ) -> None:
-    inside = in_namespace(runtime, holder, tmp_path)
+    inside = in_namespace(runtime, holder, tmp_path / "wrap")
     missing = str(tmp_path / "no-such-source")
     shared_bundle.config["mounts"].append(
         {"destination": "/late", "type": "bind", "source": missing, "options": ["rbind"]}

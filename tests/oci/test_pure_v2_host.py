@@ -1,0 +1,110 @@
+"""Containers on a pure cgroup-v2 host, as a mount namespace makes one of this hybrid host.
+
+In a throwaway mount namespace the cgroup tmpfs and its v1 hierarchies are unmounted and the
+cgroup2 hierarchy is mounted on /sys/fs/cgroup: to galley (and runc), which tell the layout
+from the mounts, that is a pure v2 host. Only the controllers that no v1 hierarchy holds are
+there (hugetlb here), so this shows the v2 code path end to end without limits: the cgroup
+made and joined, the container's cgroup2 mount and namespace, the eBPF device filter,
+freeze, exec, kill --all and the cgroup's removal. Limits are checked on a real pure v2 host
+by scripts/device-check-v2.sh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.oci.conftest import Bundle, Runtime, in_namespace, mount_namespace
+from tests.oci.test_conformance import wait_status
+from tests.oci.test_lifecycle import detached
+
+pytestmark = pytest.mark.root
+
+PURE_V2 = "umount -R /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup"
+
+
+@pytest.fixture
+def v2_host() -> Iterator[int]:
+    """The pid of a process in a mount namespace that looks like a pure cgroup-v2 host."""
+    with mount_namespace(PURE_V2) as pid:
+        yield pid
+
+
+@pytest.fixture
+def on_v2(any_runtime: Runtime, v2_host: int, tmp_path: Path) -> Iterator[Runtime]:
+    rt = in_namespace(any_runtime, v2_host, tmp_path / "wrap")
+    yield rt
+    rt.cleanup()
+
+
+@pytest.fixture
+def cgroup_path() -> Iterator[str]:
+    """A fresh cgroupsPath; its cgroup2 directory is removed afterwards if a test left it."""
+    path = f"/galley-v2sim-{uuid.uuid4().hex[:10]}"
+    yield path
+    subprocess.run(["rmdir", f"/sys/fs/cgroup/unified{path}"], capture_output=True, check=False)
+
+
+def cgroup_dir(v2_host: int, path: str) -> Path:
+    """The container's cgroup as the pure-v2 namespace sees it."""
+    return Path(f"/proc/{v2_host}/root/sys/fs/cgroup{path}")
+
+
+def test_a_container_on_a_pure_v2_host(
+    on_v2: Runtime, v2_host: int, bundle: Bundle, cgroup_path: str
+) -> None:
+    script = (
+        "grep ^0:: /proc/self/cgroup; grep ' /sys/fs/cgroup ' /proc/self/mountinfo;"
+        " test -f /sys/fs/cgroup/cgroup.freeze && echo own-cgroup2;"
+        " echo x > /dev/null && echo null-ok;"
+        " head -c1 /disk 2>&1 | grep -q 'not permitted' && echo disk-denied"
+    )
+    # a block device node the eBPF filter must refuse to open: one of this host's disks
+    disks = sorted(p.name for p in Path("/sys/dev/block").iterdir())
+    if not disks:
+        pytest.skip("no block device on this host")
+    major, minor = (int(n) for n in disks[0].split(":"))
+    os.mknod(bundle.path / "rootfs" / "disk", stat.S_IFBLK | 0o600, os.makedev(major, minor))
+
+    bundle.config["process"]["args"] = ["sh", "-c", script]
+    bundle.config["linux"]["cgroupsPath"] = cgroup_path
+    ran = on_v2("run", "--bundle", str(bundle.write()), on_v2.new_id(), stdin=subprocess.DEVNULL)
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert lines[0] == "0::/", ran.stdout  # the cgroup namespace is rooted at its cgroup
+    assert " - cgroup2 " in lines[1], ran.stdout
+    assert lines[2:] == ["own-cgroup2", "null-ok", "disk-denied"], ran.stdout
+    assert not cgroup_dir(v2_host, cgroup_path).exists()  # removed with the container
+
+
+def test_pause_exec_kill_and_delete_on_a_pure_v2_host(
+    on_v2: Runtime, v2_host: int, bundle: Bundle, cgroup_path: str
+) -> None:
+    bundle.config["process"]["args"] = ["sh", "-c", "sleep 60 & sleep 60 & wait"]
+    bundle.config["linux"]["cgroupsPath"] = cgroup_path
+    cid = on_v2.new_id()
+    detached(on_v2, "run", "--detach", "--bundle", str(bundle.write()), cid)
+    cgroup = cgroup_dir(v2_host, cgroup_path)
+    deadline = time.monotonic() + 5
+    while len((cgroup / "cgroup.procs").read_text().split()) < 3:
+        assert time.monotonic() < deadline, (cgroup / "cgroup.procs").read_text()
+        time.sleep(0.02)
+    on_v2("pause", cid, check=True)
+    assert (cgroup / "cgroup.freeze").read_text().strip() == "1"
+    assert json.loads(on_v2("state", cid, check=True).stdout)["status"] == "paused"
+    on_v2("resume", cid, check=True)
+    assert (cgroup / "cgroup.freeze").read_text().strip() == "0"
+    seen = on_v2("exec", cid, "grep", "^0::", "/proc/self/cgroup")
+    assert (seen.returncode, seen.stdout) == (0, "0::/\n"), seen.stderr
+    on_v2("kill", "--all", cid, "KILL", check=True)
+    wait_status(on_v2, cid, "stopped")
+    on_v2("delete", cid, check=True)
+    assert not cgroup.exists()
