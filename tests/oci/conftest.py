@@ -261,11 +261,17 @@ def mount_namespace(setup: str = ":") -> Iterator[int]:
             proc.stdout.close()
 
 
-def in_namespace(rt: Runtime, holder: int, directory: Path) -> Runtime:
+@contextmanager
+def in_namespace(rt: Runtime, holder: int, directory: Path) -> Iterator[Runtime]:
     """rt, every command of it run in holder's mount namespace: through a wrapper in
-    directory that has rt's file name (tests tell galley from runc by it)."""
+    directory that has rt's file name (tests tell galley from runc by it); what it created
+    is deleted on exit."""
     wrapper = directory / os.path.basename(rt.binary)
     wrapper.parent.mkdir(parents=True, exist_ok=True)
     wrapper.write_text(f'#!/bin/sh\nexec nsenter -t {holder} -m -- {rt.binary} "$@"\n')
     wrapper.chmod(0o755)
-    return Runtime(str(wrapper), rt.root)
+    inside = Runtime(str(wrapper), rt.root)
+    try:
+        yield inside
+    finally:
+        inside.cleanup()

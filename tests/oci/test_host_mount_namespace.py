@@ -36,9 +36,8 @@ def holder() -> Iterator[int]:
 @pytest.fixture
 def inside(any_runtime: Runtime, holder: int, tmp_path: Path) -> Iterator[Runtime]:
     """any_runtime, run in the holder's mount namespace."""
-    rt = in_namespace(any_runtime, holder, tmp_path / "wrap")
-    yield rt
-    rt.cleanup()
+    with in_namespace(any_runtime, holder, tmp_path / "wrap") as rt:
+        yield rt
 
 
 @pytest.fixture
@@ -114,18 +113,18 @@ def test_exec_enters_the_container_root(
 def test_a_failed_create_takes_its_mounts_down(
     runtime: Runtime, holder: int, shared_bundle: Bundle, tmp_path: Path
 ) -> None:
-    inside = in_namespace(runtime, holder, tmp_path / "wrap")
-    missing = str(tmp_path / "no-such-source")
-    shared_bundle.config["mounts"].append(
-        {"destination": "/late", "type": "bind", "source": missing, "options": ["rbind"]}
-    )
-    rootfs = shared_bundle.path / "rootfs"
-    cid = inside.new_id()
-    made = create_in_files(inside, shared_bundle, cid)
-    assert made.returncode == 1
-    assert "no-such-source" in made.stderr
-    assert mounts_under(holder, rootfs) == []
-    assert inside("state", cid).returncode == 1
+    with in_namespace(runtime, holder, tmp_path / "wrap") as inside:
+        missing = str(tmp_path / "no-such-source")
+        shared_bundle.config["mounts"].append(
+            {"destination": "/late", "type": "bind", "source": missing, "options": ["rbind"]}
+        )
+        rootfs = shared_bundle.path / "rootfs"
+        cid = inside.new_id()
+        made = create_in_files(inside, shared_bundle, cid)
+        assert made.returncode == 1
+        assert "no-such-source" in made.stderr
+        assert mounts_under(holder, rootfs) == []
+        assert inside("state", cid).returncode == 1
 
 
 def test_rootfs_propagation_needs_a_mount_namespace(

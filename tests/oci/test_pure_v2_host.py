@@ -40,9 +40,8 @@ def v2_host() -> Iterator[int]:
 
 @pytest.fixture
 def on_v2(any_runtime: Runtime, v2_host: int, tmp_path: Path) -> Iterator[Runtime]:
-    rt = in_namespace(any_runtime, v2_host, tmp_path / "wrap")
-    yield rt
-    rt.cleanup()
+    with in_namespace(any_runtime, v2_host, tmp_path / "wrap") as rt:
+        yield rt
 
 
 @pytest.fixture
