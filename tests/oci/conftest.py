@@ -275,3 +275,50 @@ def in_namespace(rt: Runtime, holder: int, directory: Path) -> Iterator[Runtime]
         yield inside
     finally:
         inside.cleanup()
+
+
+@contextmanager
+def create_held_at_pid_file(
+    rt: Runtime, bundle: Bundle, cid: str, directory: Path
+) -> Iterator[int]:
+    """`create` stopped after the container's init waits for start and before state.json is
+    written: its pid file is written through a temporary file of a known name, made a FIFO
+    here, whose open blocks until someone reads it. Yields the create's pid once it is
+    blocked there, and SIGKILLs it on exit (what a crash midway looks like)."""
+    os.mkfifo(directory / ".pid.tmp")
+    rt.created.append(cid)
+    args = ["--root", str(rt.root), "create", "--pid-file", str(directory / "pid")]
+    create = subprocess.Popen(
+        [rt.binary, *args, "--bundle", str(bundle.write()), cid],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not _blocked_on_fifo(create.pid):
+            assert create.poll() is None, "create ended before its pid file"
+            assert time.monotonic() < deadline, "create never reached its pid file"
+            time.sleep(0.01)
+        yield create.pid
+    finally:
+        create.kill()
+        create.wait()
+
+
+def _blocked_on_fifo(pid: int) -> bool:
+    """Whether pid, or the process its wrapper became (nsenter forks), waits in a FIFO's open."""
+    for task in [pid, *_children(pid)]:
+        try:
+            if Path(f"/proc/{task}/wchan").read_text() == "wait_for_partner":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []

@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.oci.conftest import Bundle, Runtime, create_in_files, in_namespace, mount_namespace
+from tests.oci.conftest import (
+    Bundle,
+    Runtime,
+    create_held_at_pid_file,
+    create_in_files,
+    in_namespace,
+    mount_namespace,
+)
 from tests.oci.test_conformance import is_galley, output_of, wait_status
 
 pytestmark = pytest.mark.root
@@ -170,3 +177,18 @@ def test_a_config_without_namespaces_inherits_them_all(
     assert ran.stdout.split() == ours
     if is_galley(inside):
         assert mounts_under(holder, shared_bundle.path / "rootfs") == []
+
+
+def test_delete_force_after_a_killed_create_takes_its_mounts_down(
+    runtime: Runtime, holder: int, shared_bundle: Bundle, tmp_path: Path
+) -> None:
+    shared_bundle.config["process"]["args"] = ["sleep", "60"]
+    rootfs = shared_bundle.path / "rootfs"
+    with in_namespace(runtime, holder, tmp_path / "wrap") as inside:
+        cid = inside.new_id()
+        with create_held_at_pid_file(inside, shared_bundle, cid, tmp_path):
+            assert f"{rootfs}/proc" in mounts_under(holder, rootfs)
+        assert inside("state", cid).returncode == 1
+        inside("delete", "--force", cid, check=True)
+        assert mounts_under(holder, rootfs) == []
+        assert not (inside.root / cid).exists()

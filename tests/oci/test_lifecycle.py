@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.oci.conftest import TRAP_TERM, Bundle, Runtime, status_after_term
+from galley.oci.cgroups.layout import detect
+from tests.oci.conftest import (
+    TRAP_TERM,
+    Bundle,
+    Runtime,
+    create_held_at_pid_file,
+    status_after_term,
+)
 
 pytestmark = pytest.mark.root
 
@@ -293,3 +300,29 @@ def test_pid_file_matches_state(any_runtime: Runtime, bundle: Bundle, tmp_path: 
     )
     state = json.loads(any_runtime("state", cid, check=True).stdout)
     assert int(pid_file.read_text()) == state["pid"]
+
+
+def dead(pid: int) -> bool:
+    """Whether pid has exited (gone, or a zombie its new parent has not reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] in "ZX"
+    except FileNotFoundError:
+        return True
+
+
+def test_delete_force_clears_what_a_killed_create_left(
+    runtime: Runtime, bundle: Bundle, parent: str, tmp_path: Path
+) -> None:
+    """galley-runc create SIGKILLed after the container's init is waiting for start, before
+    state.json: `delete --force` kills the init and removes its cgroup (runc leaves both)."""
+    bundle.config["linux"]["cgroupsPath"] = f"{parent}/c"
+    procs = Path(detect().v1["pids"].directory(f"{parent}/c")) / "cgroup.procs"
+    cid = runtime.new_id()
+    with create_held_at_pid_file(runtime, bundle, cid, tmp_path):
+        init = int(procs.read_text().split()[0])
+    assert not (runtime.root / cid / "state.json").exists()
+    assert runtime("state", cid).returncode == 1
+    runtime("delete", "--force", cid, check=True)
+    assert not (runtime.root / cid).exists()
+    assert dead(init)
+    assert not procs.parent.exists()

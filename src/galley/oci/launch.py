@@ -26,7 +26,7 @@ from galley.oci.stage import (
     send_quietly,
     serve,
 )
-from galley.oci.state import fifo_path, seccomp_cache_dir
+from galley.oci.state import fifo_path, note_incomplete, seccomp_cache_dir
 
 TYPE_CHECKING = False  # not `from typing`: every `galley-runc start` imports this module
 
@@ -160,6 +160,7 @@ def _create(
     # the namespaces and the rootfs meanwhile, and waits for "cgroup" only before its first
     # cgroup mount, hook, fork or exec (galley.oci.init).
     cgroup = _cgroup_manager(spec, container_id, rollback)
+    note_incomplete(state_dir, cgroup=cgroup.save())  # while the stage makes its namespaces
 
     launched: list[LaunchResult] = []
 

@@ -35,6 +35,10 @@ DEFAULT_ROOT = "/run/galley-runc"
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
 LOCK_FILE = "lock"
+# What a create has made outside the state directory so far (its cgroup; with no mount
+# namespace of its own, the mount id on its rootfs before it began): what `delete --force`
+# takes down when the create was killed before state.json was written. Removed after it is.
+INCOMPLETE_FILE = "creating.json"
 # Compiled seccomp programs, shared by the containers under a root (galley.oci.seccomp_cache);
 # '@' is not allowed in a container id, so no container's directory can take its name.
 SECCOMP_CACHE = "@seccomp"
@@ -320,6 +324,27 @@ class Lock:
     def __exit__(self, *exc: object) -> None:
         os.close(self._fd)
         self._fd = -1
+
+
+def note_incomplete(state_dir: str, **made: object) -> None:
+    """Add to what the create of this state directory has made so far (INCOMPLETE_FILE)."""
+    path = os.path.join(state_dir, INCOMPLETE_FILE)
+    noted = read_incomplete(state_dir)
+    noted.update(made)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(jsonfast.dumps(noted))
+    os.rename(tmp, path)
+
+
+def read_incomplete(state_dir: str) -> dict[str, Any]:
+    """What an unfinished (or killed) create noted it had made; {} when nothing."""
+    try:
+        with open(os.path.join(state_dir, INCOMPLETE_FILE), "rb") as f:
+            noted = jsonfast.loads(f.read())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return noted if isinstance(noted, dict) else {}
 
 
 def remove(state_dir: str) -> None:

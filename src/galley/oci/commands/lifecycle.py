@@ -19,6 +19,7 @@ from galley.errors import InvalidArgument, NotFound
 from galley.oci.commands.args import container_id, parse_signal
 from galley.oci.commands.options import INT, STR, Args, Option, Syntax
 from galley.oci.commands.teardown import (
+    clear_incomplete,
     destroy,
     kill_and_wait,
     signal_all,
@@ -27,9 +28,11 @@ from galley.oci.commands.teardown import (
 )
 from galley.oci.jsonfast import loads
 from galley.oci.state import (
+    INCOMPLETE_FILE,
     ContainerState,
     Lock,
     container_dir,
+    note_incomplete,
     now_rfc3339,
     remove,
     reserve,
@@ -161,6 +164,8 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
     except BaseException:
         stage.abandon()
         raise
+    if host_mounts is not None:
+        note_incomplete(state_dir, rootfs=rootfs, rootfs_mount_before=host_mounts)
     try:
         with Lock(state_dir):
             result = launch.create(
@@ -179,6 +184,7 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
 
                 hostmounts.record(state_dir, rootfs)
             state = _record(ctx.root, cid, bundle=bundle, rootfs=rootfs, spec=spec, result=result)
+            os.unlink(os.path.join(state_dir, INCOMPLETE_FILE))
     except BaseException:
         if host_mounts is not None:
             from galley.oci import hostmounts  # noqa: PLC0415
@@ -308,10 +314,17 @@ def delete(ctx: Context, cid: str, *, force: bool) -> None:
     try:
         state = ContainerState.load(ctx.root, cid)
     except NotFound:
-        if force:  # a create killed midway leaves a directory without state.json: clear it
-            remove(container_dir(ctx.root, cid))
+        if not force:
+            raise
+        # A create killed midway leaves a directory without state.json (or one still being
+        # created: the lock waits for it to end either way).
+        state_dir = container_dir(ctx.root, cid)
+        try:
+            with Lock(state_dir):
+                state = ContainerState.load(ctx.root, cid)
+        except (FileNotFoundError, NotFound):
+            clear_incomplete(state_dir)
             return
-        raise
     delete_loaded(state, force=force)
 
 

@@ -1,5 +1,6 @@
 """Stopping and removing a container: signal, wait for the init to go, destroy, poststop hooks.
 
+    clear_incomplete(dir): what a create killed before state.json left (its creating.json)
     destroy(state):  the rootfs bind in the host's mount namespace (galley.oci.hostmounts)
                      → cgroup destroy (killing what is left in it) → poststop hooks (warn)
                      → remove the state directory
@@ -13,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 
-from galley.oci.state import ContainerState, process_start_time, remove
+from galley.oci.state import ContainerState, process_start_time, read_incomplete, remove
 from galley.oci.status import Status
 
 WAIT_STEP = 0.005
@@ -85,3 +86,19 @@ def destroy(state: ContainerState) -> None:
 
         run_hooks_warn(hooks, state.oci_state(Status.STOPPED), "poststop")
     remove(state.dir)
+
+
+def clear_incomplete(state_dir: str) -> None:
+    """What a create killed before it wrote state.json left: its cgroup, killing what runs
+    there (the stage, or the container's init waiting for start), the mounts it stacked on
+    its rootfs in the host's mount namespace, and the state directory."""
+    made = read_incomplete(state_dir)
+    if made.get("cgroup"):
+        from galley.oci import cgroups  # noqa: PLC0415
+
+        cgroups.load(made["cgroup"]).destroy()
+    if isinstance(made.get("rootfs_mount_before"), int):
+        from galley.oci import hostmounts  # noqa: PLC0415
+
+        hostmounts.undo(str(made.get("rootfs", "")), made["rootfs_mount_before"])
+    remove(state_dir)
