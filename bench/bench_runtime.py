@@ -2,7 +2,8 @@
 
     python -m bench.bench_runtime [-n RUNS] [--compare CHECKOUT]...
 
-Five measures per runtime, interleaved run by run so that machine noise hits all alike:
+Five measures per runtime, interleaved run by run (the runtimes' order rotated each run) so
+that machine noise hits all alike:
 `run` (create + start + wait + delete in one command), the three-command sequence
 `create` → `start` → `delete` that containerd's shim drives, `exec` of `true` in a running
 container (what a kubelet's exec probes cost), `run` under a Docker-style seccomp profile
@@ -157,9 +158,15 @@ def bench(
             _call(
                 binary, roots[name], "run", "--detach", "--bundle", sleeper, sleeper_id(roots[name])
             )
+        names = list(runtimes)
         for i in range(runs):
+            # Rotated each run: the kernel finishes tearing down the previous container (its
+            # cgroups, its namespaces) while the next command runs, which costs whoever
+            # comes first after another measure's last delete.
+            order = names[i % len(names) :] + names[: i % len(names)]
             for measure, fn in MEASURES.items():
-                for name, binary in runtimes.items():
+                for name in order:
+                    binary = runtimes[name]
                     t0 = time.perf_counter()
                     fn(binary, roots[name], bundle, f"b{i}")
                     times[measure][name].append((time.perf_counter() - t0) * 1000)
