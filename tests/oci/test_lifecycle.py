@@ -320,6 +320,10 @@ def test_delete_force_clears_what_a_killed_create_left(
     cid = runtime.new_id()
     with create_held_at_pid_file(runtime, bundle, cid, tmp_path):
         init = int(procs.read_text().split()[0])
+        busy = runtime("delete", "--force", cid)  # the create still runs: left alone
+        assert busy.returncode == 1
+        assert f"container '{cid}' is being created" in busy.stderr
+        assert not dead(init)
     assert not (runtime.root / cid / "state.json").exists()
     assert runtime("state", cid).returncode == 1
     runtime("delete", "--force", cid, check=True)

@@ -310,15 +310,22 @@ def list_states(root: str) -> Iterator[ContainerState]:
 
 
 class Lock:
-    """An exclusive flock on a container's state directory, held for one command."""
+    """An exclusive flock on a container's state directory, held for one command (without
+    wait, BlockingIOError when another command holds it)."""
 
-    def __init__(self, state_dir: str) -> None:
+    def __init__(self, state_dir: str, *, wait: bool = True) -> None:
         self._path = os.path.join(state_dir, LOCK_FILE)
         self._fd = -1
+        self._mode = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
 
     def __enter__(self) -> Lock:
         self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self._fd, self._mode)
+        except BaseException:
+            os.close(self._fd)
+            self._fd = -1
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from galley.errors import InvalidArgument, NotFound
+from galley.errors import FailedPrecondition, InvalidArgument, NotFound
 from galley.oci.commands.args import container_id, parse_signal
 from galley.oci.commands.options import INT, STR, Args, Option, Syntax
 from galley.oci.commands.teardown import (
@@ -316,15 +316,17 @@ def delete(ctx: Context, cid: str, *, force: bool) -> None:
     except NotFound:
         if not force:
             raise
-        # A create killed midway leaves a directory without state.json (or one still being
-        # created: the lock waits for it to end either way).
+        # A create killed midway leaves a directory without state.json; one still running
+        # holds the directory's lock.
         state_dir = container_dir(ctx.root, cid)
         try:
-            with Lock(state_dir):
+            with Lock(state_dir, wait=False):
                 state = ContainerState.load(ctx.root, cid)
         except (FileNotFoundError, NotFound):
             clear_incomplete(state_dir)
             return
+        except BlockingIOError:
+            raise FailedPrecondition(f"container {cid!r} is being created") from None
     delete_loaded(state, force=force)
 
 
