@@ -26,6 +26,7 @@ import pkg.mod, pkg.sub
 for module in (pkg, pkg.mod, pkg.sub):
     print(module.__name__, module.VALUE, type(module.__loader__).__name__, module.__file__)
 print("path", pkg.__path__)
+print("cached", pkg.mod.__cached__)
 """
 
 
@@ -57,6 +58,7 @@ def test_modules_come_from_the_cache_with_their_own_names_and_files(tmp_path: Pa
         f"pkg.sub module+sub CodeCache {src / 'pkg' / 'sub.py'}",
     ]
     assert lines[3] == f"path [{str(src / 'pkg')!r}]"
+    assert lines[4] == f"cached {cache}"  # where its code is, not a .pyc path derived for it
 
 
 def test_an_edited_module_is_imported_from_its_source(tmp_path: Path) -> None:

@@ -48,10 +48,11 @@ _INDEX_GUESS = 1 << 14  # the index of galley.oci and galley.kernel is ~8 KiB
 class CodeCache:
     """The meta-path finder and loader for the modules of one cache file."""
 
-    def __init__(self, fd: int, entries: dict[str, Entry], src: str) -> None:
+    def __init__(self, fd: int, entries: dict[str, Entry], src: str, path: str = CACHE) -> None:
         self.fd = fd
         self.entries = entries
         self.src = src
+        self.path = path
 
     def find_spec(
         self, name: str, path: Sequence[str] | None = None, target: ModuleType | None = None
@@ -73,6 +74,7 @@ class CodeCache:
             is_package=is_package,
         )
         spec.has_location = True  # __file__ is the source file, for tracebacks
+        spec.cached = self.path  # __cached__; importlib would derive a .pyc path (~10 us)
         if is_package:
             spec.submodule_search_locations = [os.path.dirname(source)]
         return spec
@@ -117,7 +119,7 @@ def install(path: str = CACHE, src: str = SRC) -> CodeCache | None:
     if not usable:  # unreadable, another Python's, or a file others could have written
         os.close(fd)
         return None
-    cache = CodeCache(fd, entries, src)
+    cache = CodeCache(fd, entries, src, path)
     sys.meta_path.insert(0, cache)
     return cache
 
