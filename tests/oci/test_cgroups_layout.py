@@ -61,6 +61,22 @@ def test_hierarchy_directory_strips_the_mount_root() -> None:
     assert root.directory("/a/b") == "/sys/fs/cgroup/pids/a/b"
 
 
+def test_the_hierarchies_under_sys_fs_cgroup_win_over_a_containers_mounts() -> None:
+    """A container without a mount namespace mounts its cgroups under its rootfs in the
+    host's namespace, after the host's own: they must not become the host's layout."""
+    container = """\
+90 80 0:29 /c1 /b/rootfs/sys/fs/cgroup/cpu,cpuacct ro - cgroup cgroup rw,cpu,cpuacct
+91 80 0:32 /c1 /b/rootfs/sys/fs/cgroup/memory ro - cgroup cgroup rw,memory
+92 80 0:38 /c1 /b/rootfs/sys/fs/cgroup/unified ro - cgroup2 cgroup2 rw
+"""
+    layout = parse_mountinfo(HYBRID + container)
+    assert layout.v1["cpu"].mount == "/sys/fs/cgroup/cpu,cpuacct"
+    assert layout.v1["memory"].root == "/"
+    assert layout.unified is not None and layout.unified.mount == "/sys/fs/cgroup/unified"
+    elsewhere = parse_mountinfo(container)  # nothing under /sys/fs/cgroup: those are all
+    assert elsewhere.v1["memory"].mount == "/b/rootfs/sys/fs/cgroup/memory"
+
+
 def test_mountinfo_octal_escapes() -> None:
     layout = parse_mountinfo("35 31 0:32 / /mnt/with\\040space rw - cgroup cgroup rw,pids\n")
     assert layout.v1["pids"].mount == "/mnt/with space"

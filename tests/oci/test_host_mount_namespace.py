@@ -9,6 +9,7 @@ takes them down at delete and after a failed create.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from galley.fixtures.busybox import default_config
 from tests.oci.conftest import (
     Bundle,
     Runtime,
@@ -54,6 +56,15 @@ def shared_bundle(bundle: Bundle) -> Bundle:
     for key in ("maskedPaths", "readonlyPaths"):
         bundle.config["linux"].pop(key, None)
     return bundle
+
+
+@pytest.fixture
+def bundle_copy(tmp_path: Path, busybox_rootfs: Path) -> Bundle:
+    """A second bundle, with the default config (a mount namespace of its own)."""
+    path = tmp_path / "second"
+    path.mkdir()
+    subprocess.run(["cp", "-a", str(busybox_rootfs), str(path / "rootfs")], check=True)
+    return Bundle(path=path, config=copy.deepcopy(default_config(["sleep", "60"])))
 
 
 def mounts_under(holder: int, path: Path) -> list[str]:
@@ -192,3 +203,112 @@ def test_delete_force_after_a_killed_create_takes_its_mounts_down(
         inside("delete", "--force", cid, check=True)
         assert mounts_under(holder, rootfs) == []
         assert not (inside.root / cid).exists()
+
+
+def overlay_stand_in(holder: int, rootfs: Path) -> str:
+    """A tmpfs on the rootfs path in the holder's namespace, as containerd's overlay would be
+    (holding a copy of the rootfs); the line that identifies it in mountinfo."""
+    subprocess.run(
+        [
+            "nsenter",
+            "-t",
+            str(holder),
+            "-m",
+            "--",
+            "sh",
+            "-c",
+            f"cp -a {rootfs} {rootfs}.copy && mount -t tmpfs overlay-stand-in {rootfs} && "
+            f"cp -a {rootfs}.copy/. {rootfs}/",
+        ],
+        check=True,
+    )
+    return "overlay-stand-in"
+
+
+def sources_under(holder: int, path: Path) -> list[str]:
+    with open(f"/proc/{holder}/mountinfo") as mountinfo:
+        return [
+            line.split(" - ")[1].split()[1]
+            for line in mountinfo
+            if line.split()[4] == str(path) or line.split()[4].startswith(f"{path}/")
+        ]
+
+
+def test_a_mount_already_on_the_rootfs_is_never_taken_down(
+    inside: Runtime, holder: int, shared_bundle: Bundle
+) -> None:
+    """containerd mounts the image on the rootfs before create: a delete, a failed create and
+    a delete --force after a killed one detach only what galley stacked on it."""
+    rootfs = shared_bundle.path / "rootfs"
+    overlay_stand_in(holder, rootfs)
+    cid = inside.new_id()
+    ran = inside("run", "--bundle", str(shared_bundle.write()), cid, stdin=subprocess.DEVNULL)
+    assert ran.returncode == 0, ran.stderr
+    shared_bundle.config["hooks"] = {"createRuntime": [{"path": "/bin/false"}]}
+    failed = inside("run", "--bundle", str(shared_bundle.write()), inside.new_id())
+    assert failed.returncode == 1
+    if is_galley(inside):
+        assert sources_under(holder, rootfs) == ["overlay-stand-in"]
+
+
+def test_the_hosts_root_is_refused_as_a_rootfs(
+    runtime: Runtime, holder: int, shared_bundle: Bundle, tmp_path: Path
+) -> None:
+    """root.path reaching "/" (here through a symlink) would put the container's mounts
+    over the host's own /proc and /dev."""
+    (shared_bundle.path / "to-root").symlink_to("/")
+    shared_bundle.config["root"]["path"] = "to-root"
+    with in_namespace(runtime, holder, tmp_path / "wrap") as inside:
+        before = Path(f"/proc/{holder}/mountinfo").read_text()
+        made = inside("create", "--bundle", str(shared_bundle.write()), inside.new_id())
+        assert made.returncode == 1
+        assert "is the host's root directory" in made.stderr
+        assert Path(f"/proc/{holder}/mountinfo").read_text() == before
+
+
+def test_a_rootfs_reached_through_a_symlink_and_dotdot_is_released(
+    runtime: Runtime, holder: int, shared_bundle: Bundle, tmp_path: Path
+) -> None:
+    """The stage builds on the rootfs's real path: delete releases that one, and a mount on
+    the lexical path is left alone."""
+    real = tmp_path / "elsewhere" / "rootfs"
+    real.parent.mkdir()
+    (shared_bundle.path / "rootfs").rename(real)
+    (tmp_path / "elsewhere" / "sub").mkdir()
+    (shared_bundle.path / "link").symlink_to(tmp_path / "elsewhere" / "sub")
+    (shared_bundle.path / "rootfs").mkdir()  # what normpath("link/../rootfs") names
+    shared_bundle.config["root"]["path"] = "link/../rootfs"
+    overlay_stand_in(holder, shared_bundle.path / "rootfs")
+    with in_namespace(runtime, holder, tmp_path / "wrap") as inside:
+        cid = inside.new_id()
+        ran = inside("run", "--bundle", str(shared_bundle.write()), cid, stdin=subprocess.DEVNULL)
+        assert ran.returncode == 0, ran.stderr
+        assert mounts_under(holder, real) == []
+        assert sources_under(holder, shared_bundle.path / "rootfs") == ["overlay-stand-in"]
+
+
+def test_another_container_is_created_beside_one_without_a_mount_namespace(
+    runtime: Runtime, holder: int, shared_bundle: Bundle, bundle_copy: Bundle, tmp_path: Path
+) -> None:
+    """The first container's cgroup mounts sit in the host's mount table: the cgroup layout
+    must still be the host's /sys/fs/cgroup, not those."""
+    shared_bundle.config["mounts"].append(
+        {
+            "destination": "/sys/fs/cgroup",
+            "type": "cgroup",
+            "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+        }
+    )
+    shared_bundle.config["process"]["args"] = ["sleep", "60"]
+    with in_namespace(runtime, holder, tmp_path / "wrap") as inside:
+        first = inside.new_id()
+        assert create_in_files(inside, shared_bundle, first).returncode == 0
+        rootfs = shared_bundle.path / "rootfs"
+        assert any("/sys/fs/cgroup/" in m for m in mounts_under(holder, rootfs))
+        second = inside.new_id()
+        made = create_in_files(inside, bundle_copy, second)
+        assert made.returncode == 0, made.stderr
+        inside("delete", "--force", second, check=True)
+        inside("delete", "--force", first, check=True)
+        assert mounts_under(holder, rootfs) == []

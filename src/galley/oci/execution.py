@@ -15,6 +15,7 @@ import os
 
 from galley.errors import FailedPrecondition
 from galley.oci import trampoline
+from galley.oci.hostmounts import inherits_mount_namespace
 from galley.oci.init import StageError
 from galley.oci.launch import check_console, write_pid_file
 from galley.oci.stage import (
@@ -103,7 +104,7 @@ def _start(
         spec=spec,
         process=process,
         init=(state.pid, state.start_time),
-        chroot=not any(n.get("type") == "mount" for n in spec["linux"].get("namespaces", [])),
+        chroot=inherits_mount_namespace(spec),
         preserve_fds=preserve_fds,
         seccomp_cache=seccomp_cache_dir(state.root),
         trampoline=trampoline.supported(),

@@ -2,17 +2,19 @@
 
 When linux.namespaces lists no "mount", the runtime-spec says the container inherits the
 runtime's mount namespace. Its root filesystem is then built in that namespace, as runc
-builds it: the stage binds the rootfs onto itself (recursively, then private, so that what
-is mounted inside propagates nowhere), mounts every mounts[] entry and /dev under that bind,
-and chroot()s into it (pivot_root would replace the host's root). The host's "/" keeps its
-propagation, and maskedPaths, readonlyPaths and rootfsPropagation are refused (validation).
+builds it, but on a clone: the stage clones the rootfs's mount tree (open_tree), makes the
+clone private (so nothing mounted inside it propagates anywhere, and the host's own mounts
+keep their propagation), attaches it on the rootfs path, mounts every mounts[] entry and
+/dev inside it, and chroot()s into it (pivot_root would replace the host's root). The
+host's root directory itself is refused as such a rootfs. maskedPaths, readonlyPaths,
+rootfsPropagation and user namespaces need a mount namespace (validation).
 
-Unlike runc, galley takes those mounts down again. The bind is the topmost mount on the
-rootfs path, and everything the container mounted sits under it, so detaching it removes
-them all. P notes the mount id of the topmost mount on the path before create, and that of
-the bind once the stage is ready (a file in the state directory); `delete` detaches the
-bind only while it is still that mount, and a failed create detaches whatever was stacked
-on the path since it began.
+Unlike runc, galley takes those mounts down again, and only those. Before attaching the
+clone the stage tells P its mount id, and P records it with the path in the state
+directory (RECORD) before the stage goes on: `delete`, a failed create and a `delete
+--force` after a killed create detach that mount, and only while it is still the topmost
+one on the path; everything the container mounted sits inside it. Nothing else on the path
+(containerd's overlay, say) is ever unmounted.
 
 A chroot is all that separates such a container from the host's files: a process with
 CAP_SYS_CHROOT can leave it. That is what asking for no mount namespace means.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import os
 
+from galley.errors import InvalidArgument
 from galley.kernel import mount as k
 
 TYPE_CHECKING = False  # not `from typing`: it costs milliseconds per command
@@ -29,8 +32,7 @@ TYPE_CHECKING = False  # not `from typing`: it costs milliseconds per command
 if TYPE_CHECKING:
     from galley.oci.spec import Spec
 
-RECORD = "rootfs-mount"  # in the container's state directory: the bind's mount id
-MAX_UNDO = 16  # mounts stacked on the rootfs path by one failed create, at most
+RECORD = "rootfs-mount.json"  # in the container's state directory: {"path", "mount_id"}
 
 
 def inherits_mount_namespace(spec: Spec) -> bool:
@@ -39,45 +41,67 @@ def inherits_mount_namespace(spec: Spec) -> bool:
     return not any(entry.get("type") == "mount" for entry in namespaces)
 
 
+def mount_id(fd: int) -> int:
+    """The id of the mount fd is on."""
+    with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
+        for line in info:
+            if line.startswith(b"mnt_id:"):
+                return int(line.split()[1])
+    raise OSError(f"no mnt_id in the fdinfo of fd {fd}")
+
+
 def top_mount_id(path: str) -> int:
     """The id of the topmost mount on path (what a lookup of path reaches)."""
     fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
-            for line in info:
-                if line.startswith(b"mnt_id:"):
-                    return int(line.split()[1])
+        return mount_id(fd)
     finally:
         os.close(fd)
-    raise OSError(f"no mnt_id in the fdinfo of {path}")
 
 
-def record(state_dir: str, rootfs: str) -> None:
-    """After create: note the id of the bind the stage left on rootfs."""
-    with open(os.path.join(state_dir, RECORD), "x") as f:
-        f.write(str(top_mount_id(rootfs)))
-
-
-def release(state_dir: str, rootfs: str) -> None:
-    """At delete: detach the container's bind, if it is still the topmost mount on rootfs."""
+def clone_root(path: str) -> int:
+    """In the stage: a private, detached clone of the mount tree at path; its fd."""
+    st, host_root = os.stat(path), os.stat("/")
+    if (st.st_dev, st.st_ino) == (host_root.st_dev, host_root.st_ino):
+        raise InvalidArgument(
+            f"root.path: {path!r} is the host's root directory, which a container without "
+            "a mount namespace cannot use as its own"
+        )
+    flags = k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC | k.AT_RECURSIVE
+    tree = k.open_tree(k.AT_FDCWD, path, flags)
     try:
-        with open(os.path.join(state_dir, RECORD)) as f:
-            mount_id = int(f.read())
-    except (FileNotFoundError, ValueError):
+        k.mount_setattr(tree, "", k.AT_EMPTY_PATH | k.AT_RECURSIVE, propagation=k.MS_PRIVATE)
+    except BaseException:
+        os.close(tree)
+        raise
+    return tree
+
+
+def attach(tree: int, path: str) -> None:
+    """In the stage, once P has recorded the clone: attach it on path."""
+    k.move_mount(tree, "", k.AT_FDCWD, path, k.MOVE_MOUNT_F_EMPTY_PATH)
+
+
+def record(state_dir: str, path: str, mount: int) -> None:
+    """In P, before the stage attaches its clone: note which mount to detach later."""
+    from galley.oci import jsonfast  # noqa: PLC0415
+
+    tmp = os.path.join(state_dir, RECORD + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(jsonfast.dumps({"path": path, "mount_id": mount}))
+    os.rename(tmp, os.path.join(state_dir, RECORD))
+
+
+def release(state_dir: str) -> None:
+    """Detach the container's rootfs clone, if it is still the topmost mount on its path
+    (nothing recorded, or the path gone or covered since: nothing to do)."""
+    from galley.oci import jsonfast  # noqa: PLC0415
+
+    try:
+        with open(os.path.join(state_dir, RECORD), "rb") as f:
+            recorded = jsonfast.loads(f.read())
+        path, mount = str(recorded["path"]), int(recorded["mount_id"])
+        if top_mount_id(path) == mount:
+            k.umount(path, k.MNT_DETACH)
+    except (OSError, ValueError, KeyError, TypeError):
         return
-    try:
-        if top_mount_id(rootfs) == mount_id:
-            k.umount(rootfs, k.MNT_DETACH)
-    except FileNotFoundError:
-        pass
-
-
-def undo(rootfs: str, before: int) -> None:
-    """After a failed create: detach what was stacked on rootfs since its mount id was before."""
-    for _ in range(MAX_UNDO):
-        try:
-            if top_mount_id(rootfs) == before:
-                return
-            k.umount(rootfs, k.MNT_DETACH)
-        except OSError:
-            return

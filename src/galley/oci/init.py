@@ -122,9 +122,8 @@ class Channel:
 def describe(err: BaseException) -> str:
     """One line for P: the error's own words, without Python's [Errno N] prefix."""
     if isinstance(err, OSError) and err.strerror:
-        where = (
-            f": {err.filename}" if err.filename and str(err.filename) not in err.strerror else ""
-        )
+        names = [str(n) for n in (err.filename, err.filename2) if n]
+        where = "".join(f": {n}" for n in names if n not in err.strerror)
         return f"{err.strerror}{where}"
     text = str(err) or type(err).__name__
     return text.replace("\n", " ")
@@ -252,11 +251,12 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
     }
     terminal = bool(boot.get("terminal"))
     _setup_rootfs(
+        channel,
         spec,
         boot,
-        lambda: _before_pivot(channel, spec, state, boot, terminal=terminal),
-        lambda: _join_cgroup(channel, deferred, state),
-        trees,
+        before_pivot=lambda: _before_pivot(channel, spec, state, boot, terminal=terminal),
+        join_cgroup=lambda: _join_cgroup(channel, deferred, state),
+        trees=trees,
     )
     seccomp_fd = starter.prepare()
     if starter.fifo is not None:
@@ -453,13 +453,19 @@ def _before_pivot(
 
 
 def _setup_rootfs(
+    channel: Channel,
     spec: Spec,
     boot: dict[str, Any],
+    *,
     before_pivot: Callable[[], None],
     join_cgroup: Callable[[], None],
     trees: dict[int, int],
 ) -> None:
     from galley.oci.rootfs import setup_rootfs  # noqa: PLC0415
+
+    def report_clone(path: str, mount_id: int) -> None:  # P records it before we attach it
+        channel.send("rootfs", path=path, mount_id=mount_id)
+        channel.expect("ok")
 
     setup_rootfs(
         spec,
@@ -469,6 +475,7 @@ def _setup_rootfs(
         before_pivot=before_pivot,
         join_cgroup=join_cgroup,
         trees=trees,
+        report_clone=report_clone,
     )
 
 

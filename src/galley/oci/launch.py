@@ -181,7 +181,23 @@ def _create(
     }
     masters: list[int] = []
     rollback.add(lambda: _close_all(masters))
-    serve(channel, spec, stage_pid, state, rollback, consoles=masters, after_pid=join_cgroup)
+
+    def record_clone(path: str, mount_id: int) -> None:
+        from galley.oci import hostmounts  # noqa: PLC0415 - only without a mount namespace
+
+        hostmounts.record(state_dir, path, mount_id)
+        rollback.add(lambda: hostmounts.release(state_dir))
+
+    serve(
+        channel,
+        spec,
+        stage_pid,
+        state,
+        rollback,
+        consoles=masters,
+        after_pid=join_cgroup,
+        on_clone=record_clone,
+    )
     channel.close()
     return _finish(launched[0], masters, console_socket, pid_file)
 

@@ -56,8 +56,10 @@ class Rootfs:
         self.dev_readonly = False
         self.root_fd = -1
 
-    def prepare(self) -> None:
-        """Step 1: propagation, then the root as a mount of its own (pivot_root needs one)."""
+    def prepare(self, report_clone: Callable[[str, int], None] | None = None) -> None:
+        """Step 1: propagation, then the root as a mount of its own (pivot_root needs one).
+        Without a mount namespace, report_clone(path, mount id) runs before the root's clone
+        is attached in the host's (galley.oci.hostmounts)."""
         try:
             is_dir = paths.is_directory_path(self.path)
         except OSError as err:
@@ -70,7 +72,7 @@ class Rootfs:
         # the end (finish()). Under "rshared" the rest of the tree stays shared, so a bind with
         # "rshared" still joins the host's peer group (Kubernetes' Bidirectional propagation).
         if self.shares_host_mounts:
-            self._prepare_in_host_namespace()
+            self._prepare_in_host_namespace(report_clone)
             return
         unbindable = bool(self.propagation & k.MS_UNBINDABLE)
         shared = bool(self.propagation & k.MS_SHARED)
@@ -87,16 +89,26 @@ class Rootfs:
             raise FailedPrecondition(f"root.path {self.path!r}: {err}") from err
         self.root_fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
-    def _prepare_in_host_namespace(self) -> None:
-        """Step 1 without a mount namespace of the container's own: "/" is left as it is, and
-        the rootfs bound onto itself is made private, so that nothing mounted under it
-        propagates (galley.oci.hostmounts detaches the bind at delete)."""
+    def _prepare_in_host_namespace(self, report_clone: Callable[[str, int], None] | None) -> None:
+        """Step 1 without a mount namespace of the container's own: a private clone of the
+        rootfs's mounts, attached on its path once P knows its id; "/" is left as it is."""
+        from galley.oci import hostmounts  # noqa: PLC0415 - rarely needed
+
         try:
-            k.mount(self.path, self.path, None, k.MS_BIND | k.MS_REC)
-            k.mount(None, self.path, None, k.MS_PRIVATE | k.MS_REC)
+            tree = hostmounts.clone_root(self.path)
         except OSError as err:
             raise FailedPrecondition(f"root.path {self.path!r}: {err}") from err
-        self.root_fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if report_clone is not None:
+                report_clone(self.path, hostmounts.mount_id(tree))
+            hostmounts.attach(tree, self.path)
+        except OSError as err:
+            os.close(tree)
+            raise FailedPrecondition(f"root.path {self.path!r}: {err}") from err
+        except BaseException:
+            os.close(tree)
+            raise
+        self.root_fd = tree  # the clone's root, whatever is mounted on the path later
 
     def mount(self, index: int, entry: Mount) -> None:
         """Step 2, one mounts[] entry."""
@@ -316,14 +328,19 @@ def setup_rootfs(
     before_pivot: Callable[[], None],
     join_cgroup: Callable[[], None] | None = None,
     trees: dict[int, int] | None = None,
+    report_clone: Callable[[str, int], None] | None = None,
 ) -> None:
     """Build the container's root inside the current (new) mount namespace and enter it.
 
     join_cgroup() is called once, before the first cgroup mount or else before before_pivot():
-    the create stage builds the root while P moves it into its cgroup.
+    the create stage builds the root while P moves it into its cgroup (without a mount
+    namespace: first of all, then report_clone(); see galley.oci.hostmounts).
     """
     rootfs = Rootfs(spec, bundle, trees)
-    rootfs.prepare()
+    if rootfs.shares_host_mounts and join_cgroup is not None:
+        join_cgroup()  # P's pending answers first: report_clone waits for one
+        join_cgroup = None
+    rootfs.prepare(report_clone)
     null_fd = -1
     try:
         for index, entry in enumerate(spec.get("mounts", [])):

@@ -66,13 +66,16 @@ class Stage:
         )
 
     def abandon(self) -> None:
-        """Stop the stage when the command fails before it is used (or after: idempotent)."""
-        self.channel.close()
+        """Stop the stage when the command fails before it is used (or after: idempotent).
+        Killed before its pipe closes: on that EOF it would write its own error to the
+        caller's stderr, a second line after ours."""
         try:  # still our child, exited or not? Once reaped, its pid may be someone else's.
             os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
-            return
-        kill_started(self.pid)
+            pass
+        else:
+            kill_started(self.pid)
+        self.channel.close()
 
 
 def needs_interpreter(hooks: Hooks) -> bool:
@@ -255,13 +258,17 @@ def serve(
     *,
     consoles: list[int] | None = None,
     after_pid: Callable[[int], None] | None = None,
+    on_clone: Callable[[str, int], None] | None = None,
 ) -> int:
     """Answer the init stage until it is ready (and, when it execs next, until its execve has
     succeeded); the container's pid (exec: the pty masters the stage reports are copied into
-    consoles). after_pid(pid) runs once the stage goes on with the container's pid (create:
+    consoles). on_clone(path, mount id) records a rootfs clone before the stage attaches it
+    (create without a mount namespace). after_pid(pid) runs once the stage goes on with the
+    container's pid (create:
     P moves it into its cgroup meanwhile)."""
     server = StageServer(channel, spec, stage_pid, state, rollback, consoles=consoles)
     server.after_pid = after_pid
+    server.on_clone = on_clone
     while True:
         msg = channel.recv()
         handler = getattr(server, f"on_{msg['type']}", None)
@@ -311,6 +318,7 @@ class StageServer:
         self.consoles = consoles
         self.pid = 0
         self.after_pid: Callable[[int], None] | None = None
+        self.on_clone: Callable[[str, int], None] | None = None
 
     def on_error(self, msg: dict[str, Any]) -> bool:
         raise StageError(msg["message"])
@@ -334,6 +342,15 @@ class StageServer:
             self.after_pid(pid)
         if pid != self.stage_pid:
             os.waitpid(self.stage_pid, 0)  # the stage forked the container's pid 1 and exits
+        return False
+
+    def on_rootfs(self, msg: dict[str, Any]) -> bool:
+        """A container without a mount namespace: its rootfs clone, to record before the
+        stage attaches it in our mount namespace (galley.oci.hostmounts)."""
+        if self.on_clone is None:
+            raise StageError("init protocol: a rootfs clone from an exec stage")
+        self.on_clone(str(msg["path"]), int(msg["mount_id"]))
+        self.channel.send("ok")
         return False
 
     def on_hooks(self, _msg: dict[str, Any]) -> bool:

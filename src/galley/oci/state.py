@@ -35,9 +35,9 @@ DEFAULT_ROOT = "/run/galley-runc"
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
 LOCK_FILE = "lock"
-# What a create has made outside the state directory so far (its cgroup; with no mount
-# namespace of its own, the mount id on its rootfs before it began): what `delete --force`
-# takes down when the create was killed before state.json was written. Removed after it is.
+# What a create has made outside the state directory so far (its cgroup): what `delete
+# --force` takes down when the create was killed before state.json was written (with
+# galley.oci.hostmounts' record). Removed once state.json is written.
 INCOMPLETE_FILE = "creating.json"
 # Compiled seccomp programs, shared by the containers under a root (galley.oci.seccomp_cache);
 # '@' is not allowed in a container id, so no container's directory can take its name.
@@ -319,14 +319,19 @@ class Lock:
         self._mode = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
 
     def __enter__(self) -> Lock:
-        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(self._fd, self._mode)
-        except BaseException:
-            os.close(self._fd)
-            self._fd = -1
-            raise
-        return self
+        while True:
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, self._mode)
+                held = os.fstat(fd)
+                now = os.stat(self._path)  # FileNotFoundError: the directory was removed
+            except BaseException:
+                os.close(fd)
+                raise
+            if (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino):
+                self._fd = fd
+                return self
+            os.close(fd)  # removed and made again while we waited: lock the new one
 
     def __exit__(self, *exc: object) -> None:
         os.close(self._fd)

@@ -111,8 +111,18 @@ def _v2_controllers(mount: str) -> frozenset[str]:
         return frozenset()
 
 
+CANONICAL = "/sys/fs/cgroup"  # where a host mounts its cgroup hierarchies
+
+
+def _canonical(mount: str) -> bool:
+    return mount == CANONICAL or mount.startswith(CANONICAL + "/")
+
+
 def parse_mountinfo(text: str) -> CgroupLayout:
-    """Build the layout from mountinfo text (later mounts of one hierarchy win, as the kernel's)."""
+    """Build the layout from mountinfo text. A hierarchy mounted under /sys/fs/cgroup is the
+    host's: a mount of it elsewhere (a container's, built in this mount namespace because it
+    has none of its own; a scratch mount) counts only when /sys/fs/cgroup has none. Among
+    mounts of one rank, later ones win, as the kernel's do."""
     v1: dict[str, Hierarchy] = {}
     unified: Hierarchy | None = None
     for line in text.splitlines():
@@ -123,13 +133,15 @@ def parse_mountinfo(text: str) -> CgroupLayout:
         fstype, options = fields[sep + 1], fields[sep + 3].split(",")
         root, mount = _unescape(fields[3]), _unescape(fields[4])
         if fstype == "cgroup2":
-            unified = Hierarchy(mount, root, _v2_controllers(mount))
+            if unified is None or _canonical(mount) or not _canonical(unified.mount):
+                unified = Hierarchy(mount, root, _v2_controllers(mount))
         elif fstype == "cgroup":
             names = {o for o in options if o.startswith("name=")}
             known = {o for o in options if o in V1_CONTROLLERS}
             hierarchy = Hierarchy(mount, root, frozenset(known | names))
             for name in known | names:
-                v1[name] = hierarchy
+                if name not in v1 or _canonical(mount) or not _canonical(v1[name].mount):
+                    v1[name] = hierarchy
     if any(name in V1_CONTROLLERS for name in v1):
         return CgroupLayout("hybrid" if unified is not None else "v1", v1, unified)
     return CgroupLayout("v2", {}, unified)

@@ -32,7 +32,6 @@ from galley.oci.state import (
     ContainerState,
     Lock,
     container_dir,
-    note_incomplete,
     now_rfc3339,
     remove,
     reserve,
@@ -159,13 +158,10 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
         spec = validate(config)
         _warn_unknown_capabilities(ctx, spec)
         rootfs = rootfs_path(bundle, spec)
-        host_mounts = _host_mounts_before(spec, rootfs)
         state_dir = reserve(ctx.root, cid)
     except BaseException:
         stage.abandon()
         raise
-    if host_mounts is not None:
-        note_incomplete(state_dir, rootfs=rootfs, rootfs_mount_before=host_mounts)
     try:
         with Lock(state_dir):
             result = launch.create(
@@ -179,31 +175,16 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
                 no_pivot=args.no_pivot,
                 foreground=foreground,
             )
-            if host_mounts is not None:
-                from galley.oci import hostmounts  # noqa: PLC0415
-
-                hostmounts.record(state_dir, rootfs)
             state = _record(ctx.root, cid, bundle=bundle, rootfs=rootfs, spec=spec, result=result)
             os.unlink(os.path.join(state_dir, INCOMPLETE_FILE))
     except BaseException:
-        if host_mounts is not None:
-            from galley.oci import hostmounts  # noqa: PLC0415
+        from galley.oci import hostmounts  # noqa: PLC0415
 
-            hostmounts.undo(rootfs, host_mounts)
+        hostmounts.release(state_dir)  # a rootfs clone launch recorded, if any is left
         remove(state_dir)
         raise
     ctx.log.debug(f"created container_id={cid} pid={state.pid}")
     return state
-
-
-def _host_mounts_before(spec: Spec, rootfs: str) -> int | None:
-    """For a container without a mount namespace (built in ours): the id of the topmost mount
-    on its rootfs before create, what a failed create goes back to; None otherwise."""
-    from galley.oci import hostmounts  # noqa: PLC0415
-
-    if not hostmounts.inherits_mount_namespace(spec):
-        return None
-    return hostmounts.top_mount_id(rootfs)
 
 
 def _warn_unknown_capabilities(ctx: Context, spec: Spec) -> None:
@@ -321,9 +302,12 @@ def delete(ctx: Context, cid: str, *, force: bool) -> None:
         state_dir = container_dir(ctx.root, cid)
         try:
             with Lock(state_dir, wait=False):
-                state = ContainerState.load(ctx.root, cid)
-        except (FileNotFoundError, NotFound):
-            clear_incomplete(state_dir)
+                try:
+                    state = ContainerState.load(ctx.root, cid)
+                except NotFound:
+                    clear_incomplete(state_dir)
+                    return
+        except FileNotFoundError:  # no such directory (any more)
             return
         except BlockingIOError:
             raise FailedPrecondition(f"container {cid!r} is being created") from None

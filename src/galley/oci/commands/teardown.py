@@ -77,7 +77,7 @@ def destroy(state: ContainerState) -> None:
     from galley.oci import hostmounts  # noqa: PLC0415
 
     if hostmounts.inherits_mount_namespace(state.spec):
-        hostmounts.release(state.dir, state.rootfs)
+        hostmounts.release(state.dir)
     if state.cgroup:
         state.cgroup_manager().destroy()
     hooks = state.spec.get("hooks", {}).get("poststop")
@@ -97,8 +97,7 @@ def clear_incomplete(state_dir: str) -> None:
         from galley.oci import cgroups  # noqa: PLC0415
 
         cgroups.load(made["cgroup"]).destroy()
-    if isinstance(made.get("rootfs_mount_before"), int):
-        from galley.oci import hostmounts  # noqa: PLC0415
+    from galley.oci import hostmounts  # noqa: PLC0415
 
-        hostmounts.undo(str(made.get("rootfs", "")), made["rootfs_mount_before"])
+    hostmounts.release(state_dir)
     remove(state_dir)
