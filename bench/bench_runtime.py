@@ -13,6 +13,10 @@ refuses the hybrid cgroup layout) is reported with its error instead. --compare 
 galley checkout (say a `git worktree` of the previous commit) to the same interleaved run: the
 way to see what a change gains on this noisy machine. Each checkout's code cache
 (galley.codecache) is built first, as scripts/setup.sh builds it.
+
+"galley (library)" runs the same commands through galley.oci.cli.main in one warm process
+(bench/library_worker.py): what galleyd's shim will pay per container, with no interpreter
+start, imports or teardown per command, against what containerd pays running runc.
 """
 
 from __future__ import annotations
@@ -35,11 +39,57 @@ REPO = Path(__file__).resolve().parent.parent
 GALLEY = str(REPO / "bin" / "galley-runc")
 
 
+LIBRARY = "galley (library)"  # galley.oci in one warm process (bench/library_worker.py)
+
+
+class LibraryWorker:
+    """The warm process that runs galley-runc's commands in-process, one at a time."""
+
+    def __init__(self) -> None:
+        request_r, self._request = os.pipe()
+        self._reply, reply_w = os.pipe()
+        worker = str(REPO / "bench" / "library_worker.py")
+        self._proc = subprocess.Popen(
+            ["/usr/bin/python3", "-IS", worker, str(request_r), str(reply_w)],
+            pass_fds=(request_r, reply_w),
+        )
+        os.close(request_r)
+        os.close(reply_w)
+        self._replies = os.fdopen(self._reply, "r")
+
+    def __call__(self, *args: str) -> int:
+        os.write(self._request, (json.dumps(list(args)) + "\n").encode())
+        reply = self._replies.readline()
+        if not reply:
+            raise RuntimeError("the library worker exited")
+        return int(reply)
+
+    def close(self) -> None:
+        os.close(self._request)
+        self._replies.close()
+        self._proc.wait()
+
+
+_library: LibraryWorker | None = None
+
+
+def _cli(binary: str) -> str:
+    """The command-line program for a runtime (the library's state is galley-runc's)."""
+    return GALLEY if binary == LIBRARY else binary
+
+
 def _call(binary: str, root: str, *args: str) -> None:
     """Run one runtime command. Its stderr goes to a file, not a pipe: a created container
     inherits the runtime's stdio and would hold a pipe open until it exits. No timeout:
     subprocess waits for a timeout by polling with doubling sleeps, which rounds every
     measure up to the next step (63.5 ms, 113.5 ms, ...)."""
+    if binary == LIBRARY:
+        if _library is None:
+            raise RuntimeError("no library worker")
+        status = _library("--root", root, *args)
+        if status != 0:
+            raise RuntimeError(f"{LIBRARY} {args[0]}: exit status {status}")
+        return
     with tempfile.TemporaryFile() as err:
         result = subprocess.run(
             [binary, "--root", root, *args],
@@ -77,6 +127,10 @@ def _running(pid: int) -> bool:
             return f.read().rsplit(b")", 1)[1].split()[0] not in {b"Z", b"X"}
     except FileNotFoundError:
         return False
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name)
 
 
 def sleeper_id(root: str) -> str:
@@ -138,11 +192,11 @@ def build_code_cache(checkout: Path) -> None:
 
 def probe(name: str, binary: str, root: str, bundle: str) -> str | None:
     """None if the runtime can run the bundle here, else its error message."""
-    cid = "probe-" + "".join(c if c.isalnum() else "-" for c in name)
+    cid = "probe-" + _safe(name)
     try:
         run_once(binary, root, bundle, cid)
     except RuntimeError as e:
-        subprocess.run([binary, "--root", root, "delete", "--force", cid], check=False)
+        subprocess.run([_cli(binary), "--root", root, "delete", "--force", cid], check=False)
         return str(e).splitlines()[-1]
     return None
 
@@ -151,7 +205,7 @@ def bench(
     runtimes: dict[str, str], bundle: str, sleeper: str, runs: int
 ) -> dict[str, dict[str, list[float]]]:
     """Times in ms: measure -> runtime -> samples, interleaved."""
-    roots = {name: tempfile.mkdtemp(prefix=f"bench-{name}-") for name in runtimes}
+    roots = {name: tempfile.mkdtemp(prefix=f"bench-{_safe(name)}-") for name in runtimes}
     times: dict[str, dict[str, list[float]]] = {m: {n: [] for n in runtimes} for m in MEASURES}
     try:
         for name, binary in runtimes.items():
@@ -173,7 +227,7 @@ def bench(
     finally:
         for name, binary in runtimes.items():
             subprocess.run(
-                [binary, "--root", roots[name], "delete", "--force", sleeper_id(roots[name])],
+                [_cli(binary), "--root", roots[name], "delete", "--force", sleeper_id(roots[name])],
                 check=False,
             )
         for root in roots.values():
@@ -212,19 +266,21 @@ def main() -> int:
             if made == filtered:
                 config["linux"]["seccomp"] = allow_list_profile()
             (Path(made) / "config.json").write_text(json.dumps(config))
-        candidates = {"galley-runc": GALLEY}
+        candidates = {"galley-runc": GALLEY, LIBRARY: LIBRARY}
         for checkout in args.compare:
             candidates[f"galley@{Path(checkout).name}"] = str(
                 Path(checkout) / "bin" / "galley-runc"
             )
         for binary in candidates.values():
-            build_code_cache(Path(binary).resolve().parent.parent)
+            build_code_cache(Path(_cli(binary)).resolve().parent.parent)
+        global _library  # noqa: PLW0603 - one worker for the whole run
+        _library = LibraryWorker()
         for name in ("runc", "crun"):
             if path := shutil.which(name):
                 candidates[name] = path
         runtimes = {}
         for name, binary in candidates.items():
-            root = tempfile.mkdtemp(prefix=f"probe-{name}-")
+            root = tempfile.mkdtemp(prefix=f"probe-{_safe(name)}-")
             error = probe(name, binary, root, bundle)
             shutil.rmtree(root, ignore_errors=True)
             if error is None:
@@ -235,6 +291,8 @@ def main() -> int:
             return 1
         report(bench(runtimes, bundle, sleeper, args.runs))
     finally:
+        if _library is not None:
+            _library.close()
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
