@@ -75,6 +75,11 @@ def test_the_hierarchies_under_sys_fs_cgroup_win_over_a_containers_mounts() -> N
     assert layout.unified is not None and layout.unified.mount == "/sys/fs/cgroup/unified"
     elsewhere = parse_mountinfo(container)  # nothing under /sys/fs/cgroup: those are all
     assert elsewhere.v1["memory"].mount == "/b/rootfs/sys/fs/cgroup/memory"
+    # a host whose hierarchies are mounted elsewhere: theirs show the hierarchies' roots
+    moved = HYBRID.replace("/sys/fs/cgroup", "/cg")
+    layout = parse_mountinfo(moved + container)
+    assert layout.v1["memory"].mount == "/cg/memory"
+    assert layout.unified is not None and layout.unified.mount == "/cg/unified"
 
 
 def test_mountinfo_octal_escapes() -> None:

@@ -67,6 +67,12 @@ def bundle_copy(tmp_path: Path, busybox_rootfs: Path) -> Bundle:
     return Bundle(path=path, config=copy.deepcopy(default_config(["sleep", "60"])))
 
 
+def built_at(rt: Runtime, cid: str, bundle: Bundle) -> Path:
+    """Where the container's root is mounted in the runtime's namespace: galley attaches its
+    rootfs clone in the state directory; runc mounts on the bundle's rootfs itself."""
+    return rt.root / cid / "rootfs" if is_galley(rt) else bundle.path / "rootfs"
+
+
 def mounts_under(holder: int, path: Path) -> list[str]:
     """Mount points at or under path in the holder's mount namespace."""
     found = []
@@ -102,14 +108,15 @@ def test_the_container_shares_the_runtime_mount_namespace(
         assert time.monotonic() < deadline, out
         time.sleep(0.02)
     assert out.split()[:3] == ["bin", "dev", "etc"], out  # its own root, not the host's
-    rootfs = shared_bundle.path / "rootfs"
-    assert f"{rootfs}/proc" in mounts_under(holder, rootfs)
+    root = built_at(inside, cid, shared_bundle)
+    assert f"{root}/proc" in mounts_under(holder, root)
     assert root_line(holder) == root_before  # "/" keeps its propagation
     inside("kill", cid, "KILL", check=True)
     wait_status(inside, cid, "stopped")
     inside("delete", cid, check=True)
     if is_galley(inside):
-        assert mounts_under(holder, rootfs) == []
+        assert mounts_under(holder, root) == []
+        assert mounts_under(holder, shared_bundle.path) == []
 
 
 def test_exec_enters_the_container_root(
@@ -142,6 +149,7 @@ def test_a_failed_create_takes_its_mounts_down(
         assert made.returncode == 1
         assert "no-such-source" in made.stderr
         assert mounts_under(holder, rootfs) == []
+        assert mounts_under(holder, inside.root) == []
         assert inside("state", cid).returncode == 1
 
 
@@ -187,7 +195,8 @@ def test_a_config_without_namespaces_inherits_them_all(
     ours = [os.readlink(f"/proc/{holder}/ns/{kind}") for kind in ("mnt", "pid")]
     assert ran.stdout.split() == ours
     if is_galley(inside):
-        assert mounts_under(holder, shared_bundle.path / "rootfs") == []
+        assert mounts_under(holder, inside.root) == []
+        assert mounts_under(holder, shared_bundle.path) == []
 
 
 def test_delete_force_after_a_killed_create_takes_its_mounts_down(
@@ -197,30 +206,28 @@ def test_delete_force_after_a_killed_create_takes_its_mounts_down(
     rootfs = shared_bundle.path / "rootfs"
     with in_namespace(runtime, holder, tmp_path / "wrap") as inside:
         cid = inside.new_id()
+        root = built_at(inside, cid, shared_bundle)
         with create_held_at_pid_file(inside, shared_bundle, cid, tmp_path):
-            assert f"{rootfs}/proc" in mounts_under(holder, rootfs)
+            assert f"{root}/proc" in mounts_under(holder, root)
         assert inside("state", cid).returncode == 1
         inside("delete", "--force", cid, check=True)
+        assert mounts_under(holder, root) == []
         assert mounts_under(holder, rootfs) == []
         assert not (inside.root / cid).exists()
+
+
+def in_holder(holder: int, script: str) -> None:
+    """Run a shell script in the holder's mount namespace."""
+    subprocess.run(["nsenter", "-t", str(holder), "-m", "--", "sh", "-c", script], check=True)
 
 
 def overlay_stand_in(holder: int, rootfs: Path) -> str:
     """A tmpfs on the rootfs path in the holder's namespace, as containerd's overlay would be
     (holding a copy of the rootfs); the line that identifies it in mountinfo."""
-    subprocess.run(
-        [
-            "nsenter",
-            "-t",
-            str(holder),
-            "-m",
-            "--",
-            "sh",
-            "-c",
-            f"cp -a {rootfs} {rootfs}.copy && mount -t tmpfs overlay-stand-in {rootfs} && "
-            f"cp -a {rootfs}.copy/. {rootfs}/",
-        ],
-        check=True,
+    in_holder(
+        holder,
+        f"cp -a {rootfs} {rootfs}.copy && mount -t tmpfs overlay-stand-in {rootfs} && "
+        f"cp -a {rootfs}.copy/. {rootfs}/",
     )
     return "overlay-stand-in"
 
@@ -304,11 +311,85 @@ def test_another_container_is_created_beside_one_without_a_mount_namespace(
     with in_namespace(runtime, holder, tmp_path / "wrap") as inside:
         first = inside.new_id()
         assert create_in_files(inside, shared_bundle, first).returncode == 0
-        rootfs = shared_bundle.path / "rootfs"
-        assert any("/sys/fs/cgroup/" in m for m in mounts_under(holder, rootfs))
+        root = built_at(inside, first, shared_bundle)
+        assert any("/sys/fs/cgroup/" in m for m in mounts_under(holder, root))
         second = inside.new_id()
         made = create_in_files(inside, bundle_copy, second)
         assert made.returncode == 0, made.stderr
         inside("delete", "--force", second, check=True)
         inside("delete", "--force", first, check=True)
-        assert mounts_under(holder, rootfs) == []
+        assert mounts_under(holder, root) == []
+
+
+def test_nothing_the_container_mounts_propagates_to_other_namespaces(
+    runtime: Runtime, holder: int, shared_bundle: Bundle, tmp_path: Path
+) -> None:
+    """On a host whose mounts are shared (systemd's), another mount namespace that receives
+    them gets at most the bare rootfs clone, none of the container's own mounts."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    in_holder(holder, f"mount --bind {shared} {shared} && mount --make-shared {shared}")
+    peer = subprocess.Popen(
+        [
+            "nsenter",
+            "-t",
+            str(holder),
+            "-m",
+            "--",
+            "unshare",
+            "--mount",
+            "--propagation",
+            "slave",
+            "sleep",
+            "60",
+        ],
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while os.readlink(f"/proc/{peer.pid}/ns/mnt") == os.readlink(f"/proc/{holder}/ns/mnt"):
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        shared_bundle.config["process"]["args"] = ["sleep", "60"]
+        with in_namespace(Runtime(runtime.binary, shared / "state"), holder, tmp_path / "w") as rt:
+            cid = rt.new_id()
+            assert create_in_files(rt, shared_bundle, cid).returncode == 0
+            root = rt.root / cid / "rootfs"
+            assert f"{root}/proc" in mounts_under(holder, root)
+            assert [m for m in mounts_under(peer.pid, root) if m != str(root)] == []
+            rt("delete", "--force", cid, check=True)
+            assert mounts_under(peer.pid, root) == []
+    finally:
+        peer.kill()
+        peer.wait()
+
+
+def test_two_containers_on_one_rootfs_see_only_their_own_mounts(
+    runtime: Runtime, holder: int, shared_bundle: Bundle, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "key").write_text("a's\n")
+    (shared_bundle.path / "rootfs" / "secret").mkdir()
+    shared_bundle.config["process"]["args"] = ["sleep", "60"]
+    with in_namespace(runtime, holder, tmp_path / "wrap") as inside:
+        volume = {
+            "destination": "/secret",
+            "type": "bind",
+            "source": str(secret),
+            "options": ["rbind"],
+        }
+        shared_bundle.config["mounts"].append(volume)
+        a = inside.new_id()
+        assert create_in_files(inside, shared_bundle, a).returncode == 0
+        shared_bundle.config["mounts"].remove(volume)
+        b = inside.new_id()
+        assert create_in_files(inside, shared_bundle, b).returncode == 0
+        for cid in (a, b):
+            inside("start", cid, check=True)
+        assert inside("exec", a, "cat", "/secret/key").stdout == "a's\n"
+        assert inside("exec", b, "ls", "/secret").stdout == ""
+        inside("delete", "--force", a, check=True)
+        assert inside("exec", b, "test", "-d", "/proc/self").returncode == 0
+        inside("delete", "--force", b, check=True)
+        assert mounts_under(holder, inside.root) == []
+        assert mounts_under(holder, shared_bundle.path) == []

@@ -322,7 +322,7 @@ def test_delete_force_clears_what_a_killed_create_left(
         init = int(procs.read_text().split()[0])
         busy = runtime("delete", "--force", cid)  # the create still runs: left alone
         assert busy.returncode == 1
-        assert f"container '{cid}' is being created" in busy.stderr
+        assert f"container '{cid}' is busy" in busy.stderr
         assert not dead(init)
     assert not (runtime.root / cid / "state.json").exists()
     assert runtime("state", cid).returncode == 1

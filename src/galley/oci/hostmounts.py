@@ -2,19 +2,21 @@
 
 When linux.namespaces lists no "mount", the runtime-spec says the container inherits the
 runtime's mount namespace. Its root filesystem is then built in that namespace, as runc
-builds it, but on a clone: the stage clones the rootfs's mount tree (open_tree), makes the
-clone private (so nothing mounted inside it propagates anywhere, and the host's own mounts
-keep their propagation), attaches it on the rootfs path, mounts every mounts[] entry and
-/dev inside it, and chroot()s into it (pivot_root would replace the host's root). The
-host's root directory itself is refused as such a rootfs. maskedPaths, readonlyPaths,
-rootfsPropagation and user namespaces need a mount namespace (validation).
+builds it, but on a clone: the stage clones the rootfs's mount tree (open_tree), attaches
+the clone on a directory of its own in the container's state directory (MOUNT_POINT: never
+on the rootfs path, which containerd's overlay or another container may use too), makes it
+private (so nothing mounted inside it propagates anywhere, and the host's own mounts keep
+their propagation), mounts every mounts[] entry and /dev inside it, and chroot()s into it
+by its fd (pivot_root would replace the host's root). The host's root directory itself is
+refused as such a rootfs. maskedPaths, readonlyPaths, rootfsPropagation and user
+namespaces need a mount namespace (validation).
 
 Unlike runc, galley takes those mounts down again, and only those. Before attaching the
 clone the stage tells P its mount id, and P records it with the path in the state
 directory (RECORD) before the stage goes on: `delete`, a failed create and a `delete
 --force` after a killed create detach that mount, and only while it is still the topmost
-one on the path; everything the container mounted sits inside it. Nothing else on the path
-(containerd's overlay, say) is ever unmounted.
+one on its mount point; everything the container mounted sits inside it. Mount ids are
+reused once free, but nothing but galley mounts on that private directory.
 
 A chroot is all that separates such a container from the host's files: a process with
 CAP_SYS_CHROOT can leave it. That is what asking for no mount namespace means.
@@ -33,6 +35,14 @@ if TYPE_CHECKING:
     from galley.oci.spec import Spec
 
 RECORD = "rootfs-mount.json"  # in the container's state directory: {"path", "mount_id"}
+MOUNT_POINT = "rootfs"  # in the container's state directory: where the clone is attached
+
+
+def make_mount_point(state_dir: str) -> str:
+    """In P, before the stage starts: the directory the rootfs clone will be attached on."""
+    path = os.path.join(state_dir, MOUNT_POINT)
+    os.mkdir(path, 0o700)
+    return path
 
 
 def inherits_mount_namespace(spec: Spec) -> bool:
@@ -78,8 +88,10 @@ def clone_root(path: str) -> int:
 
 
 def attach(tree: int, path: str) -> None:
-    """In the stage, once P has recorded the clone: attach it on path."""
+    """In the stage, once P has recorded the clone: attach it on path, then make it private
+    again (attached under a shared mount, the kernel makes the whole tree shared)."""
     k.move_mount(tree, "", k.AT_FDCWD, path, k.MOVE_MOUNT_F_EMPTY_PATH)
+    k.mount_setattr(tree, "", k.AT_EMPTY_PATH | k.AT_RECURSIVE, propagation=k.MS_PRIVATE)
 
 
 def record(state_dir: str, path: str, mount: int) -> None:

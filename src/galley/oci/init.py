@@ -438,7 +438,9 @@ def _before_pivot(
     if terminal:
         from galley.oci.console import bind_console  # noqa: PLC0415
 
-        root = os.path.realpath(os.path.join(boot["bundle"], spec.get("root", {}).get("path", "")))
+        root = boot.get("host_root") or os.path.realpath(
+            os.path.join(boot["bundle"], spec.get("root", {}).get("path", ""))
+        )
         _open_terminal(channel, spec["process"], root)
         bind_console(root, 0)  # the slave, now stdin
     hooks = spec.get("hooks", {})
@@ -476,6 +478,7 @@ def _setup_rootfs(
         join_cgroup=join_cgroup,
         trees=trees,
         report_clone=report_clone,
+        attach_at=boot.get("host_root"),
     )
 
 

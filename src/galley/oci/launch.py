@@ -142,6 +142,7 @@ def _create(
     if needs_interpreter(spec.get("hooks", {})) or seen_by_tracers(spec, execs=False):
         request_interpreter(channel)
     fifo = _prepare(state_dir, rollback, foreground)  # the stage imports meanwhile
+    host_root = _host_root(spec, state_dir)
     send_quietly(
         channel,
         "boot",
@@ -155,6 +156,7 @@ def _create(
         seccomp_cache=seccomp_cache_dir(os.path.dirname(state_dir)),
         trampoline=trampoline.supported(),
         pid_namespace=stage.pid_namespace,
+        host_root=host_root,
     )
     # Moving a process into a cgroup waits for an RCU grace period (10-20 ms): the stage makes
     # the namespaces and the rootfs meanwhile, and waits for "cgroup" only before its first
@@ -186,7 +188,7 @@ def _create(
         from galley.oci import hostmounts  # noqa: PLC0415 - only without a mount namespace
 
         hostmounts.record(state_dir, path, mount_id)
-        rollback.add(lambda: hostmounts.release(state_dir))
+        rollback.add_final(lambda: hostmounts.release(state_dir))  # once the stage is dead
 
     serve(
         channel,
@@ -200,6 +202,15 @@ def _create(
     )
     channel.close()
     return _finish(launched[0], masters, console_socket, pid_file)
+
+
+def _host_root(spec: Spec, state_dir: str) -> str | None:
+    """Without a mount namespace: the directory the stage attaches the rootfs clone on."""
+    from galley.oci import hostmounts  # noqa: PLC0415 - cheap, from the code cache
+
+    if not hostmounts.inherits_mount_namespace(spec):
+        return None
+    return hostmounts.make_mount_point(state_dir)
 
 
 def _prepare(state_dir: str, rollback: Rollback, foreground: bool) -> str:

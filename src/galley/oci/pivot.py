@@ -43,9 +43,10 @@ def move_root(path: str) -> None:
     os.chdir("/")
 
 
-def chroot_into(path: str) -> None:
-    """A container in the host's mount namespace: chroot only (see galley.oci.hostmounts)."""
-    os.chdir(path)
+def chroot_into(root_fd: int) -> None:
+    """A container in the host's mount namespace: chroot only, into the directory root_fd is
+    (its rootfs clone, whatever its path shows now; see galley.oci.hostmounts)."""
+    os.fchdir(root_fd)
     os.chroot(".")
     os.chdir("/")
 

@@ -41,9 +41,16 @@ HOST_FALLBACKS = {"sysfs": "/sys", "mqueue": "/dev/mqueue"}
 class Rootfs:
     """The root being built: its host path, an fd on it, and what the spec asks of it."""
 
-    def __init__(self, spec: Spec, bundle: str, trees: dict[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        spec: Spec,
+        bundle: str,
+        trees: dict[int, int] | None = None,
+        attach_at: str | None = None,
+    ) -> None:
         self.spec = spec
         self.bundle = bundle
+        self.attach_at = attach_at  # without a mount namespace: where the clone goes
         self.trees = trees if trees is not None else {}  # prebuilt binds, by mounts[] index
         self.path = os.path.realpath(os.path.join(bundle, spec.get("root", {}).get("path", "")))
         linux = spec.get("linux", {})
@@ -98,17 +105,18 @@ class Rootfs:
             tree = hostmounts.clone_root(self.path)
         except OSError as err:
             raise FailedPrecondition(f"root.path {self.path!r}: {err}") from err
+        target = self.attach_at or self.path
         try:
             if report_clone is not None:
-                report_clone(self.path, hostmounts.mount_id(tree))
-            hostmounts.attach(tree, self.path)
+                report_clone(target, hostmounts.mount_id(tree))
+            hostmounts.attach(tree, target)
         except OSError as err:
             os.close(tree)
             raise FailedPrecondition(f"root.path {self.path!r}: {err}") from err
         except BaseException:
             os.close(tree)
             raise
-        self.root_fd = tree  # the clone's root, whatever is mounted on the path later
+        self.root_fd = tree  # the clone's root, whatever is mounted on its path later
 
     def mount(self, index: int, entry: Mount) -> None:
         """Step 2, one mounts[] entry."""
@@ -254,7 +262,7 @@ class Rootfs:
         """Step 5: make the root "/" (pivot_root, or MS_MOVE + chroot with no_pivot; only a
         chroot in the host's mount namespace)."""
         if self.shares_host_mounts:
-            pivot.chroot_into(self.path)
+            pivot.chroot_into(self.root_fd)
         elif no_pivot:
             pivot.move_root(self.path)
         else:
@@ -329,6 +337,7 @@ def setup_rootfs(
     join_cgroup: Callable[[], None] | None = None,
     trees: dict[int, int] | None = None,
     report_clone: Callable[[str, int], None] | None = None,
+    attach_at: str | None = None,
 ) -> None:
     """Build the container's root inside the current (new) mount namespace and enter it.
 
@@ -336,7 +345,7 @@ def setup_rootfs(
     the create stage builds the root while P moves it into its cgroup (without a mount
     namespace: first of all, then report_clone(); see galley.oci.hostmounts).
     """
-    rootfs = Rootfs(spec, bundle, trees)
+    rootfs = Rootfs(spec, bundle, trees, attach_at)
     if rootfs.shares_host_mounts and join_cgroup is not None:
         join_cgroup()  # P's pending answers first: report_clone waits for one
         join_cgroup = None

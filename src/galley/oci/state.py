@@ -15,6 +15,7 @@ manager's saved form and the namespace paths. The status is derived, never store
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
@@ -370,11 +371,25 @@ def remove(state_dir: str) -> None:
         try:
             os.unlink(path)
         except IsADirectoryError:
+            if os.path.ismount(path):  # a rootfs clone still attached: its files are the
+                os.rmdir(path)  # container's (EBUSY, and nothing is deleted)
+                continue
             import shutil  # noqa: PLC0415 - lazy: ~3 ms, and only for unexpected subdirectories
 
             shutil.rmtree(path, ignore_errors=True)
         except FileNotFoundError:
             pass
+    for _ in range(3):
+        try:
+            os.rmdir(state_dir)
+            return
+        except OSError as err:  # a Lock opened meanwhile made its file again: that one goes
+            if err.errno != errno.ENOTEMPTY:
+                raise
+            try:
+                os.unlink(os.path.join(state_dir, LOCK_FILE))
+            except FileNotFoundError:
+                pass
     os.rmdir(state_dir)
 
 

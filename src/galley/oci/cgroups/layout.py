@@ -114,15 +114,18 @@ def _v2_controllers(mount: str) -> frozenset[str]:
 CANONICAL = "/sys/fs/cgroup"  # where a host mounts its cgroup hierarchies
 
 
-def _canonical(mount: str) -> bool:
-    return mount == CANONICAL or mount.startswith(CANONICAL + "/")
+def _rank(hierarchy: Hierarchy) -> tuple[bool, bool]:
+    """How surely a mount of a hierarchy is the host's own: under /sys/fs/cgroup, then showing
+    the hierarchy's root (a container's mounts show its own cgroup)."""
+    mount = hierarchy.mount
+    return mount == CANONICAL or mount.startswith(CANONICAL + "/"), hierarchy.root == "/"
 
 
 def parse_mountinfo(text: str) -> CgroupLayout:
-    """Build the layout from mountinfo text. A hierarchy mounted under /sys/fs/cgroup is the
-    host's: a mount of it elsewhere (a container's, built in this mount namespace because it
-    has none of its own; a scratch mount) counts only when /sys/fs/cgroup has none. Among
-    mounts of one rank, later ones win, as the kernel's do."""
+    """Build the layout from mountinfo text. Of several mounts of one hierarchy, the one most
+    surely the host's wins (_rank): a container built in this mount namespace because it has
+    none of its own mounts its cgroups here too, under its rootfs. Among mounts of one rank,
+    later ones win, as the kernel's do."""
     v1: dict[str, Hierarchy] = {}
     unified: Hierarchy | None = None
     for line in text.splitlines():
@@ -133,14 +136,15 @@ def parse_mountinfo(text: str) -> CgroupLayout:
         fstype, options = fields[sep + 1], fields[sep + 3].split(",")
         root, mount = _unescape(fields[3]), _unescape(fields[4])
         if fstype == "cgroup2":
-            if unified is None or _canonical(mount) or not _canonical(unified.mount):
+            candidate = Hierarchy(mount, root, frozenset())
+            if unified is None or _rank(candidate) >= _rank(unified):
                 unified = Hierarchy(mount, root, _v2_controllers(mount))
         elif fstype == "cgroup":
             names = {o for o in options if o.startswith("name=")}
             known = {o for o in options if o in V1_CONTROLLERS}
             hierarchy = Hierarchy(mount, root, frozenset(known | names))
             for name in known | names:
-                if name not in v1 or _canonical(mount) or not _canonical(v1[name].mount):
+                if name not in v1 or _rank(hierarchy) >= _rank(v1[name]):
                     v1[name] = hierarchy
     if any(name in V1_CONTROLLERS for name in v1):
         return CgroupLayout("hybrid" if unified is not None else "v1", v1, unified)

@@ -310,7 +310,10 @@ def delete(ctx: Context, cid: str, *, force: bool) -> None:
         except FileNotFoundError:  # no such directory (any more)
             return
         except BlockingIOError:
-            raise FailedPrecondition(f"container {cid!r} is being created") from None
+            raise FailedPrecondition(
+                f"container {cid!r} is busy: another command holds its lock"
+                " (a create still running?)"
+            ) from None
     delete_loaded(state, force=force)
 
 
