@@ -82,6 +82,23 @@ def test_the_hierarchies_under_sys_fs_cgroup_win_over_a_containers_mounts() -> N
     assert layout.unified is not None and layout.unified.mount == "/cg/unified"
 
 
+def test_a_mount_covered_by_a_later_one_is_not_used() -> None:
+    """A container manager that mounts the whole hierarchy, then binds the container's own
+    cgroup over it: the visible mount is the later one, whatever its root."""
+    v2 = """\
+30 22 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw
+31 22 0:26 /machine.slice/x.scope /sys/fs/cgroup rw - cgroup2 cgroup2 rw
+"""
+    layout = parse_mountinfo(v2)
+    assert layout.unified is not None and layout.unified.root == "/machine.slice/x.scope"
+    v1 = HYBRID + "50 31 0:32 /docker/abc /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+    assert parse_mountinfo(v1).v1["memory"].root == "/docker/abc"
+    hidden = HYBRID + "60 22 0:60 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"  # all covered
+    assert parse_mountinfo(hidden).v1 == {}
+    late_root = HYBRID + "70 1 0:1 / / rw - ext4 /dev/vda rw\n"  # "/" listed last
+    assert parse_mountinfo(late_root).v1["memory"].mount == "/sys/fs/cgroup/memory"
+
+
 def test_mountinfo_octal_escapes() -> None:
     layout = parse_mountinfo("35 31 0:32 / /mnt/with\\040space rw - cgroup cgroup rw,pids\n")
     assert layout.v1["pids"].mount == "/mnt/with space"

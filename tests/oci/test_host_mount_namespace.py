@@ -393,3 +393,53 @@ def test_two_containers_on_one_rootfs_see_only_their_own_mounts(
         inside("delete", "--force", b, check=True)
         assert mounts_under(holder, inside.root) == []
         assert mounts_under(holder, shared_bundle.path) == []
+
+
+def test_a_delete_from_another_mount_namespace_deletes_no_files(
+    runtime: Runtime, holder: int, shared_bundle: Bundle, tmp_path: Path
+) -> None:
+    """There the rootfs clone is a copy with another mount id: delete must refuse, and never
+    walk into it (it holds the bundle's files and the container's volumes)."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "data").write_text("keep\n")
+    (shared_bundle.path / "rootfs" / "vol").mkdir()
+    shared_bundle.config["mounts"].append(
+        {"destination": "/vol", "type": "bind", "source": str(volume), "options": ["rbind"]}
+    )
+    shared_bundle.config["process"]["args"] = ["sleep", "60"]
+    files = sorted(p.name for p in (shared_bundle.path / "rootfs").iterdir())
+    with in_namespace(runtime, holder, tmp_path / "wrap") as inside:
+        cid = inside.new_id()
+        assert create_in_files(inside, shared_bundle, cid).returncode == 0
+        elsewhere = subprocess.run(
+            [
+                "nsenter",
+                "-t",
+                str(holder),
+                "-m",
+                "--",
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                runtime.binary,
+                "--root",
+                str(inside.root),
+                "delete",
+                "--force",
+                cid,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert elsewhere.returncode == 1
+        assert "not as the create that made it recorded" in elsewhere.stderr
+        assert (volume / "data").read_text() == "keep\n"
+        assert sorted(p.name for p in (shared_bundle.path / "rootfs").iterdir()) == files
+        assert inside("state", cid).returncode == 0  # still there, to delete from its own
+        inside("delete", "--force", cid, check=True)
+        assert mounts_under(holder, inside.root) == []
+        assert (volume / "data").read_text() == "keep\n"

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 
-from galley.errors import InvalidArgument
+from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import mount as k
 
 TYPE_CHECKING = False  # not `from typing`: it costs milliseconds per command
@@ -105,15 +105,23 @@ def record(state_dir: str, path: str, mount: int) -> None:
 
 
 def release(state_dir: str) -> None:
-    """Detach the container's rootfs clone, if it is still the topmost mount on its path
-    (nothing recorded, or the path gone or covered since: nothing to do)."""
+    """Detach the container's rootfs clone, if it is the topmost mount on its mount point
+    (nothing recorded, or nothing mounted there: nothing to do). FailedPrecondition when
+    something else is mounted there: another mount namespace's copy of the clone (a delete
+    run from elsewhere than the create), which galley must neither detach nor remove."""
     from galley.oci import jsonfast  # noqa: PLC0415
 
     try:
         with open(os.path.join(state_dir, RECORD), "rb") as f:
             recorded = jsonfast.loads(f.read())
         path, mount = str(recorded["path"]), int(recorded["mount_id"])
-        if top_mount_id(path) == mount:
-            k.umount(path, k.MNT_DETACH)
+        top = top_mount_id(path)
     except (OSError, ValueError, KeyError, TypeError):
         return
+    if top == mount:
+        k.umount(path, k.MNT_DETACH)
+    elif top != top_mount_id(state_dir):
+        raise FailedPrecondition(
+            f"{path}: the container's root is mounted there, but not as the create that made "
+            "it recorded (run from another mount namespace?): it was left as it is"
+        )

@@ -122,24 +122,19 @@ def _rank(hierarchy: Hierarchy) -> tuple[bool, bool]:
 
 
 def parse_mountinfo(text: str) -> CgroupLayout:
-    """Build the layout from mountinfo text. Of several mounts of one hierarchy, the one most
+    """Build the layout from mountinfo text. Mounts hidden by a later mount on their path or
+    on a parent of it are left out. Of the visible mounts of one hierarchy, the one most
     surely the host's wins (_rank): a container built in this mount namespace because it has
     none of its own mounts its cgroups here too, under its rootfs. Among mounts of one rank,
-    later ones win, as the kernel's do."""
+    later ones win."""
     v1: dict[str, Hierarchy] = {}
     unified: Hierarchy | None = None
-    for line in text.splitlines():
-        fields = line.split()
-        if " - " not in line or len(fields) < 10:
-            continue
-        sep = fields.index("-")
-        fstype, options = fields[sep + 1], fields[sep + 3].split(",")
-        root, mount = _unescape(fields[3]), _unescape(fields[4])
+    for fstype, options, root, mount in _visible_cgroup_mounts(text):
         if fstype == "cgroup2":
             candidate = Hierarchy(mount, root, frozenset())
             if unified is None or _rank(candidate) >= _rank(unified):
                 unified = Hierarchy(mount, root, _v2_controllers(mount))
-        elif fstype == "cgroup":
+        else:
             names = {o for o in options if o.startswith("name=")}
             known = {o for o in options if o in V1_CONTROLLERS}
             hierarchy = Hierarchy(mount, root, frozenset(known | names))
@@ -149,6 +144,36 @@ def parse_mountinfo(text: str) -> CgroupLayout:
     if any(name in V1_CONTROLLERS for name in v1):
         return CgroupLayout("hybrid" if unified is not None else "v1", v1, unified)
     return CgroupLayout("v2", {}, unified)
+
+
+def _visible_cgroup_mounts(text: str) -> list[tuple[str, list[str], str, str]]:
+    """(fstype, options, root, mount point) of each cgroup mount no later mount covers, in
+    mountinfo's order."""
+    found: list[tuple[str, list[str], str, str]] = []
+    covered: set[str] = set()  # mount points of the mounts after the one at hand
+    for line in reversed(text.splitlines()):
+        fields = line.split()
+        if " - " not in line or len(fields) < 10:
+            continue
+        mount = _unescape(fields[4])
+        sep = fields.index("-")
+        fstype = fields[sep + 1]
+        if fstype in {"cgroup", "cgroup2"} and not _under_any(mount, covered):
+            found.append((fstype, fields[sep + 3].split(","), _unescape(fields[3]), mount))
+        if mount != "/":  # "/" may be listed anywhere (after a pivot_root): never a cover
+            covered.add(mount)
+    found.reverse()
+    return found
+
+
+def _under_any(path: str, mount_points: set[str]) -> bool:
+    """Whether path is one of mount_points or lies under one of them."""
+    while True:
+        if path in mount_points:
+            return True
+        if path in {"/", ""}:
+            return False
+        path = path.rsplit("/", 1)[0] or "/"
 
 
 V1_CONTROLLERS = frozenset(

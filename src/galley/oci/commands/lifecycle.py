@@ -178,13 +178,24 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
             state = _record(ctx.root, cid, bundle=bundle, rootfs=rootfs, spec=spec, result=result)
             os.unlink(os.path.join(state_dir, INCOMPLETE_FILE))
     except BaseException:
-        from galley.oci import hostmounts  # noqa: PLC0415
-
-        hostmounts.release(state_dir)  # a rootfs clone launch recorded, if any is left
-        remove(state_dir)
+        _undo_create(state_dir)
         raise
     ctx.log.debug(f"created container_id={cid} pid={state.pid}")
     return state
+
+
+def _undo_create(state_dir: str) -> None:
+    """After a failed create: its rootfs clone if one is left, then its state directory.
+    Best effort: the create's own error is the one to report (what cannot go stays for a
+    delete --force)."""
+    from galley.errors import GalleyError  # noqa: PLC0415
+    from galley.oci import hostmounts  # noqa: PLC0415
+
+    try:
+        hostmounts.release(state_dir)
+        remove(state_dir)
+    except (OSError, GalleyError):
+        pass
 
 
 def _warn_unknown_capabilities(ctx: Context, spec: Spec) -> None:
