@@ -216,6 +216,21 @@ def test_delete_force_after_a_killed_create_takes_its_mounts_down(
         assert not (inside.root / cid).exists()
 
 
+def nested(holder: int, propagation: str) -> list[str]:
+    """The argv prefix of a command run in a new mount namespace made from the holder's."""
+    return [
+        "nsenter",
+        "-t",
+        str(holder),
+        "-m",
+        "--",
+        "unshare",
+        "--mount",
+        "--propagation",
+        propagation,
+    ]
+
+
 def in_holder(holder: int, script: str) -> None:
     """Run a shell script in the holder's mount namespace."""
     subprocess.run(["nsenter", "-t", str(holder), "-m", "--", "sh", "-c", script], check=True)
@@ -330,19 +345,7 @@ def test_nothing_the_container_mounts_propagates_to_other_namespaces(
     shared.mkdir()
     in_holder(holder, f"mount --bind {shared} {shared} && mount --make-shared {shared}")
     peer = subprocess.Popen(
-        [
-            "nsenter",
-            "-t",
-            str(holder),
-            "-m",
-            "--",
-            "unshare",
-            "--mount",
-            "--propagation",
-            "slave",
-            "sleep",
-            "60",
-        ],
+        [*nested(holder, "slave"), "sleep", "60"],
     )
     try:
         deadline = time.monotonic() + 5
@@ -414,15 +417,7 @@ def test_a_delete_from_another_mount_namespace_deletes_no_files(
         assert create_in_files(inside, shared_bundle, cid).returncode == 0
         elsewhere = subprocess.run(
             [
-                "nsenter",
-                "-t",
-                str(holder),
-                "-m",
-                "--",
-                "unshare",
-                "--mount",
-                "--propagation",
-                "private",
+                *nested(holder, "private"),
                 runtime.binary,
                 "--root",
                 str(inside.root),
