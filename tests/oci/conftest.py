@@ -278,39 +278,53 @@ def in_namespace(rt: Runtime, holder: int, directory: Path) -> Iterator[Runtime]
 
 
 @contextmanager
-def create_held_at_pid_file(
+def create_held_before_its_state(
     rt: Runtime, bundle: Bundle, cid: str, directory: Path
 ) -> Iterator[int]:
     """`create` stopped after the container's init waits for start and before state.json is
-    written: its pid file is written through a temporary file of a known name, made a FIFO
-    here, whose open blocks until someone reads it. Yields the create's pid once it is
-    blocked there, and SIGKILLs it on exit (what a crash midway looks like)."""
-    os.mkfifo(directory / ".pid.tmp")
-    rt.created.append(cid)
-    args = ["--root", str(rt.root), "create", "--pid-file", str(directory / "pid")]
-    create = subprocess.Popen(
-        [rt.binary, *args, "--bundle", str(bundle.write()), cid],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not _blocked_on_fifo(create.pid):
-            assert create.poll() is None, "create ended before its pid file"
-            assert time.monotonic() < deadline, "create never reached its pid file"
-            time.sleep(0.01)
-        yield create.pid
-    finally:
-        create.kill()
-        create.wait()
+    written: with a terminal, it hands the pty master to a console socket whose backlog is
+    kept full here, so its connect waits. Yields the create's pid once it waits there, and
+    SIGKILLs it on exit (what a crash midway looks like)."""
+    bundle.config["process"]["terminal"] = True
+    path = str(directory / "console.sock")
+    with socket.socket(socket.AF_UNIX) as listener, socket.socket(socket.AF_UNIX) as filler:
+        listener.bind(path)
+        listener.listen(0)
+        filler.connect(path)  # the one connection a backlog of 0 takes: the next one waits
+        rt.created.append(cid)
+        create = subprocess.Popen(
+            [
+                rt.binary,
+                "--root",
+                str(rt.root),
+                "create",
+                "--console-socket",
+                path,
+                "--bundle",
+                str(bundle.write()),
+                cid,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while not _waiting_in(create.pid, "unix_wait_for_peer"):
+                assert create.poll() is None, "create ended before its console socket"
+                assert time.monotonic() < deadline, "create never reached its console socket"
+                time.sleep(0.01)
+            yield create.pid
+        finally:
+            create.kill()
+            create.wait()
 
 
-def _blocked_on_fifo(pid: int) -> bool:
-    """Whether pid, or the process its wrapper became (nsenter forks), waits in a FIFO's open."""
+def _waiting_in(pid: int, wchan: str) -> bool:
+    """Whether pid, or the process its wrapper became (nsenter forks), sleeps in wchan."""
     for task in [pid, *_children(pid)]:
         try:
-            if Path(f"/proc/{task}/wchan").read_text() == "wait_for_partner":
+            if Path(f"/proc/{task}/wchan").read_text() == wchan:
                 return True
         except OSError:
             continue

@@ -23,7 +23,7 @@ from galley.fixtures.busybox import default_config
 from tests.oci.conftest import (
     Bundle,
     Runtime,
-    create_held_at_pid_file,
+    create_held_before_its_state,
     create_in_files,
     in_namespace,
     mount_namespace,
@@ -207,7 +207,7 @@ def test_delete_force_after_a_killed_create_takes_its_mounts_down(
     with in_namespace(runtime, holder, tmp_path / "wrap") as inside:
         cid = inside.new_id()
         root = built_at(inside, cid, shared_bundle)
-        with create_held_at_pid_file(inside, shared_bundle, cid, tmp_path):
+        with create_held_before_its_state(inside, shared_bundle, cid, tmp_path):
             assert f"{root}/proc" in mounts_under(holder, root)
         assert inside("state", cid).returncode == 1
         inside("delete", "--force", cid, check=True)

@@ -7,6 +7,7 @@ hooks with the state on stdin; failed creates leave nothing behind.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tempfile
 import time
@@ -19,7 +20,7 @@ from tests.oci.conftest import (
     TRAP_TERM,
     Bundle,
     Runtime,
-    create_held_at_pid_file,
+    create_held_before_its_state,
     status_after_term,
 )
 
@@ -302,6 +303,45 @@ def test_pid_file_matches_state(any_runtime: Runtime, bundle: Bundle, tmp_path: 
     assert int(pid_file.read_text()) == state["pid"]
 
 
+def test_pid_file_never_writes_through_a_planted_link(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """The pid file is written through a temporary file of a known name: a symlink or a hard
+    link planted there is replaced, never written through."""
+    victim, other = tmp_path / "victim", tmp_path / "other"
+    victim.write_text("precious\n")
+    other.write_text("precious too\n")
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    (pids / ".a.pid.tmp").symlink_to(victim)
+    os.link(other, pids / ".b.pid.tmp")
+    for name in ("a.pid", "b.pid"):
+        cid = runtime.new_id()
+        made = detached(
+            runtime, "create", "--pid-file", str(pids / name), "--bundle", str(bundle.write()), cid
+        )
+        assert int((pids / name).read_text()) == json.loads(runtime("state", cid).stdout)["pid"]
+        assert not (pids / name).is_symlink(), made.stderr
+        runtime("delete", "--force", cid, check=True)
+    assert victim.read_text() == "precious\n"
+    assert other.read_text() == "precious too\n"
+
+
+def test_delete_force_leaves_a_directory_that_is_no_container_alone(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """A directory under --root without state.json, holding anything galley does not put
+    there, is not a killed create's: `delete --force` says it does not exist, as runc 1.1
+    does for an unknown id, and removes or adds nothing."""
+    foreign = runtime.root / "data"
+    (foreign / "empty").mkdir(parents=True)
+    (foreign / "important.txt").write_text("keep\n")
+    result = runtime("delete", "--force", "data")
+    assert result.returncode == 1
+    assert 'container "data" does not exist' in result.stderr.replace('\\"', '"')
+    assert sorted(p.name for p in foreign.iterdir()) == ["empty", "important.txt"]
+
+
 def dead(pid: int) -> bool:
     """Whether pid has exited (gone, or a zombie its new parent has not reaped yet)."""
     try:
@@ -318,7 +358,7 @@ def test_delete_force_clears_what_a_killed_create_left(
     bundle.config["linux"]["cgroupsPath"] = f"{parent}/c"
     procs = Path(detect().v1["pids"].directory(f"{parent}/c")) / "cgroup.procs"
     cid = runtime.new_id()
-    with create_held_at_pid_file(runtime, bundle, cid, tmp_path):
+    with create_held_before_its_state(runtime, bundle, cid, tmp_path):
         init = int(procs.read_text().split()[0])
         busy = runtime("delete", "--force", cid)  # the create still runs: left alone
         assert busy.returncode == 1

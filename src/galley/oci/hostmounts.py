@@ -28,14 +28,15 @@ import os
 
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import mount as k
+from galley.oci.state import ROOTFS_MOUNT_POINT, ROOTFS_RECORD
 
 TYPE_CHECKING = False  # not `from typing`: it costs milliseconds per command
 
 if TYPE_CHECKING:
     from galley.oci.spec import Spec
 
-RECORD = "rootfs-mount.json"  # in the container's state directory: {"path", "mount_id"}
-MOUNT_POINT = "rootfs"  # in the container's state directory: where the clone is attached
+RECORD = ROOTFS_RECORD  # in the container's state directory: {"path", "mount_id"}
+MOUNT_POINT = ROOTFS_MOUNT_POINT  # in the container's state directory: the clone goes there
 
 
 def make_mount_point(state_dir: str) -> str:

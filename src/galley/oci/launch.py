@@ -291,8 +291,16 @@ def process_start_time(pid: int) -> int:
 
 
 def write_pid_file(path: str, pid: int) -> None:
-    """Write the pid atomically (tmp + rename), as runc does."""
+    """Write the pid atomically (tmp + rename), as runc does. The temporary file is made
+    anew (O_EXCL, O_NOFOLLOW): a symlink or hard link planted at its name is removed, never
+    written through."""
     tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(tmp, flags, 0o644)
+    except FileExistsError:  # left by a create killed here, or planted: never followed
+        os.unlink(tmp)
+        fd = os.open(tmp, flags, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(str(pid))
     os.rename(tmp, path)

@@ -41,6 +41,15 @@ LOCK_FILE = "lock"
 # --force` takes down when the create was killed before state.json was written (with
 # galley.oci.hostmounts' record). Removed once state.json is written.
 INCOMPLETE_FILE = "creating.json"
+# A container without a mount namespace (galley.oci.hostmounts): its rootfs clone's mount
+# point, and the record of the clone's mount id.
+ROOTFS_MOUNT_POINT = "rootfs"
+ROOTFS_RECORD = "rootfs-mount.json"
+# Everything galley puts in a state directory (and the temporary files of the JSON ones):
+# all a delete ever removes there.
+OWN_NAMES = frozenset(
+    {STATE_FILE, EXEC_FIFO, LOCK_FILE, INCOMPLETE_FILE, ROOTFS_MOUNT_POINT, ROOTFS_RECORD}
+) | frozenset(f"{name}.tmp" for name in (STATE_FILE, INCOMPLETE_FILE, ROOTFS_RECORD))
 # Compiled seccomp programs, shared by the containers under a root (galley.oci.seccomp_cache);
 # '@' is not allowed in a container id, so no container's directory can take its name.
 SECCOMP_CACHE = "@seccomp"
@@ -361,27 +370,41 @@ def read_incomplete(state_dir: str) -> dict[str, Any]:
     return noted if isinstance(noted, dict) else {}
 
 
-def remove(state_dir: str) -> None:
-    """Remove a container's state directory and what is in it (symlinks are not followed).
-
-    A directory in it can only be the mount point of a rootfs clone (galley.oci.hostmounts):
-    it goes first, and with rmdir alone, so that a clone still attached (EBUSY) or anything
-    left in it (ENOTEMPTY) stops the removal before the rest goes: its files are the
-    container's and its volumes', and the container stays there to delete again."""
+def is_incomplete(state_dir: str) -> bool:
+    """Whether state_dir is what a create killed before state.json leaves: a directory of
+    ours that no one else may write, holding nothing but our own names (a directory of
+    anything else under --root is no container, and is left alone)."""
     try:
+        st = os.lstat(state_dir)
         names = os.listdir(state_dir)
+    except OSError:
+        return False
+    ours = stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+    return ours and all(name in OWN_NAMES for name in names)
+
+
+def remove(state_dir: str) -> None:
+    """Remove a container's state directory: galley's own names in it only (OWN_NAMES;
+    anything else makes the last rmdir fail), symlinks not followed.
+
+    Its one subdirectory, the mount point of a rootfs clone (galley.oci.hostmounts), goes
+    first and with rmdir alone, so that a clone still attached (EBUSY) stops the removal
+    before the rest goes: its files are the container's and its volumes', and the container
+    stays there to delete again."""
+    try:
+        names = [name for name in os.listdir(state_dir) if name in OWN_NAMES]
     except FileNotFoundError:
         return
-    paths = [os.path.join(state_dir, name) for name in names]
-    for path in paths:
+    if ROOTFS_MOUNT_POINT in names:
         try:
-            if stat.S_ISDIR(os.lstat(path).st_mode):
-                os.rmdir(path)
+            os.rmdir(os.path.join(state_dir, ROOTFS_MOUNT_POINT))
         except FileNotFoundError:
             pass
-    for path in paths:
+        except NotADirectoryError:
+            os.unlink(os.path.join(state_dir, ROOTFS_MOUNT_POINT))
+    for name in names:
         try:
-            os.unlink(path)
+            os.unlink(os.path.join(state_dir, name))
         except (FileNotFoundError, IsADirectoryError):
             pass
     for _ in range(3):

@@ -32,6 +32,7 @@ from galley.oci.state import (
     ContainerState,
     Lock,
     container_dir,
+    is_incomplete,
     now_rfc3339,
     remove,
     reserve,
@@ -309,8 +310,12 @@ def delete(ctx: Context, cid: str, *, force: bool) -> None:
         if not force:
             raise
         # A create killed midway leaves a directory without state.json; one still running
-        # holds the directory's lock.
+        # holds the directory's lock. Any other directory is no container of ours.
         state_dir = container_dir(ctx.root, cid)
+        if not os.path.lexists(state_dir):
+            return
+        if not is_incomplete(state_dir):
+            raise
         try:
             with Lock(state_dir, wait=False):
                 try:
