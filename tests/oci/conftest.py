@@ -87,6 +87,17 @@ class Runtime:
             **kw,
         )
 
+    def popen(self, *args: str) -> subprocess.Popen[bytes]:
+        """Start a command of the runtime without waiting, its stdio on /dev/null."""
+        if len(args) > 1 and args[0] in {"create", "run"}:
+            self.created.append(args[-1])
+        return subprocess.Popen(
+            [self.binary, "--root", str(self.root), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
     def detached(self, bundle: Bundle, command: str = "run", pid_file: Path | None = None) -> str:
         """`create`, or `run -d`, the bundle with stdio on /dev/null; the new container's id."""
         cid = self.new_id()
@@ -291,23 +302,7 @@ def create_held_before_its_state(
         listener.bind(path)
         listener.listen(0)
         filler.connect(path)  # the one connection a backlog of 0 takes: the next one waits
-        rt.created.append(cid)
-        create = subprocess.Popen(
-            [
-                rt.binary,
-                "--root",
-                str(rt.root),
-                "create",
-                "--console-socket",
-                path,
-                "--bundle",
-                str(bundle.write()),
-                cid,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        create = rt.popen("create", "--console-socket", path, "--bundle", str(bundle.write()), cid)
         try:
             deadline = time.monotonic() + 10
             while not _waiting_in(create.pid, "unix_wait_for_peer"):
