@@ -434,7 +434,8 @@ def test_a_delete_from_another_mount_namespace_deletes_no_files(
         assert "not as the create that made it recorded" in elsewhere.stderr
         assert (volume / "data").read_text() == "keep\n"
         assert sorted(p.name for p in (shared_bundle.path / "rootfs").iterdir()) == files
-        assert inside("state", cid).returncode == 0  # still there, to delete from its own
+        status = json.loads(inside("state", cid, check=True).stdout)["status"]
+        assert status == "created"  # untouched, to delete from its own namespace
         inside("delete", "--force", cid, check=True)
         assert mounts_under(holder, inside.root) == []
         assert (volume / "data").read_text() == "keep\n"

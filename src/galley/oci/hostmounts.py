@@ -107,9 +107,19 @@ def record(state_dir: str, path: str, mount: int) -> None:
 
 def release(state_dir: str) -> None:
     """Detach the container's rootfs clone, if it is the topmost mount on its mount point
-    (nothing recorded, or nothing mounted there: nothing to do). FailedPrecondition when
-    something else is mounted there: another mount namespace's copy of the clone (a delete
-    run from elsewhere than the create), which galley must neither detach nor remove."""
+    (nothing recorded, or nothing mounted there: nothing to do). FailedPrecondition, from
+    check(), when something else is mounted there."""
+    recorded = check(state_dir)
+    if recorded is not None:
+        k.umount(recorded, k.MNT_DETACH)
+
+
+def check(state_dir: str) -> str | None:
+    """The mount point of the container's rootfs clone when the clone is attached there as
+    recorded, else None (nothing recorded or mounted). FailedPrecondition when something
+    else is mounted there: another mount namespace's copy of the clone (a delete run from
+    elsewhere than the create), which galley must neither detach nor remove, nor kill the
+    container for."""
     from galley.oci import jsonfast  # noqa: PLC0415
 
     try:
@@ -118,11 +128,12 @@ def release(state_dir: str) -> None:
         path, mount = str(recorded["path"]), int(recorded["mount_id"])
         top = top_mount_id(path)
     except (OSError, ValueError, KeyError, TypeError):
-        return
+        return None
     if top == mount:
-        k.umount(path, k.MNT_DETACH)
-    elif top != top_mount_id(state_dir):
+        return path
+    if top != top_mount_id(state_dir):
         raise FailedPrecondition(
             f"{path}: the container's root is mounted there, but not as the create that made "
             "it recorded (run from another mount namespace?): it was left as it is"
         )
+    return None

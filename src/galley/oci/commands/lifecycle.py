@@ -335,8 +335,12 @@ def delete(ctx: Context, cid: str, *, force: bool) -> None:
 
 def delete_loaded(state: ContainerState, *, force: bool) -> None:
     """delete, for a container whose state is at hand."""
+    from galley.oci import hostmounts  # noqa: PLC0415 - destroy() imports it anyway
+
     with Lock(state.dir):
         status = state.status()
+        if hostmounts.inherits_mount_namespace(state.spec):
+            hostmounts.check(state.dir)  # not deletable from here: say so before any kill
         if status is not Status.STOPPED:
             if not force:
                 require(Operation.DELETE, status, state.id)
