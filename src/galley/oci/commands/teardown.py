@@ -1,7 +1,7 @@
 """Stopping and removing a container: signal, wait for the init to go, destroy, poststop hooks.
 
     clear_incomplete(dir): what a create killed before state.json left (its creating.json)
-    destroy(state):  the rootfs bind in the host's mount namespace (galley.oci.hostmounts)
+    destroy(state):  the rootfs clone in the host's mount namespace (galley.oci.hostmounts)
                      → cgroup destroy (killing what is left in it) → poststop hooks (warn)
                      → remove the state directory
 
@@ -90,8 +90,8 @@ def destroy(state: ContainerState) -> None:
 
 def clear_incomplete(state_dir: str) -> None:
     """What a create killed before it wrote state.json left: its cgroup, killing what runs
-    there (the stage, or the container's init waiting for start), the mounts it stacked on
-    its rootfs in the host's mount namespace, and the state directory."""
+    there (the stage, or the container's init waiting for start), its rootfs clone in the
+    host's mount namespace (galley.oci.hostmounts), and the state directory."""
     made = read_incomplete(state_dir)
     if made.get("cgroup"):
         from galley.oci import cgroups  # noqa: PLC0415
