@@ -3,7 +3,7 @@
 When linux.namespaces lists no "mount", the runtime-spec says the container inherits the
 runtime's mount namespace. Its root filesystem is then built in that namespace, as runc
 builds it, but on a clone: the stage clones the rootfs's mount tree (open_tree), attaches
-the clone on a directory of its own in the container's state directory (MOUNT_POINT: never
+the clone on a directory of its own in the container's state directory (ROOTFS_MOUNT_POINT: never
 on the rootfs path, which containerd's overlay or another container may use too), makes it
 private (so nothing mounted inside it propagates anywhere, and the host's own mounts keep
 their propagation), mounts every mounts[] entry and /dev inside it, and chroot()s into it
@@ -13,10 +13,10 @@ namespaces need a mount namespace (validation).
 
 Unlike runc, galley takes those mounts down again, and only those. Before attaching the
 clone the stage tells P its mount id, and P records it with the path in the state
-directory (RECORD) before the stage goes on: `delete`, a failed create and a `delete
---force` after a killed create detach that mount, and only while it is still the topmost
-one on its mount point; everything the container mounted sits inside it. Mount ids are
-reused once free, but nothing but galley mounts on that private directory.
+directory (ROOTFS_RECORD) before the stage goes on: `delete`, a failed create and a
+`delete --force` after a killed create detach that mount, and only while it is still the
+topmost one on its mount point; everything the container mounted sits inside it. Mount
+ids are reused once free, but nothing but galley mounts on that private directory.
 
 A chroot is all that separates such a container from the host's files: a process with
 CAP_SYS_CHROOT can leave it. That is what asking for no mount namespace means.
@@ -35,13 +35,10 @@ TYPE_CHECKING = False  # not `from typing`: it costs milliseconds per command
 if TYPE_CHECKING:
     from galley.oci.spec import Spec
 
-RECORD = ROOTFS_RECORD  # in the container's state directory: {"path", "mount_id"}
-MOUNT_POINT = ROOTFS_MOUNT_POINT  # in the container's state directory: the clone goes there
-
 
 def make_mount_point(state_dir: str) -> str:
     """In P, before the stage starts: the directory the rootfs clone will be attached on."""
-    path = os.path.join(state_dir, MOUNT_POINT)
+    path = os.path.join(state_dir, ROOTFS_MOUNT_POINT)
     os.mkdir(path, 0o700)
     return path
 
@@ -99,10 +96,10 @@ def record(state_dir: str, path: str, mount: int) -> None:
     """In P, before the stage attaches its clone: note which mount to detach later."""
     from galley.oci import jsonfast  # noqa: PLC0415
 
-    tmp = os.path.join(state_dir, RECORD + ".tmp")
+    tmp = os.path.join(state_dir, ROOTFS_RECORD + ".tmp")
     with open(tmp, "w") as f:
         f.write(jsonfast.dumps({"path": path, "mount_id": mount}))
-    os.rename(tmp, os.path.join(state_dir, RECORD))
+    os.rename(tmp, os.path.join(state_dir, ROOTFS_RECORD))
 
 
 def release(state_dir: str) -> None:
@@ -123,7 +120,7 @@ def check(state_dir: str) -> str | None:
     from galley.oci import jsonfast  # noqa: PLC0415
 
     try:
-        with open(os.path.join(state_dir, RECORD), "rb") as f:
+        with open(os.path.join(state_dir, ROOTFS_RECORD), "rb") as f:
             recorded = jsonfast.loads(f.read())
         path, mount = str(recorded["path"]), int(recorded["mount_id"])
         top = top_mount_id(path)

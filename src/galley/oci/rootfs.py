@@ -105,7 +105,10 @@ class Rootfs:
             tree = hostmounts.clone_root(self.path)
         except OSError as err:
             raise FailedPrecondition(f"root.path {self.path!r}: {err}") from err
-        target = self.attach_at or self.path
+        target = self.attach_at
+        if target is None:  # never the rootfs path: another container may use it too
+            os.close(tree)
+            raise FailedPrecondition("root.path: no mount point for the rootfs clone")
         try:
             if report_clone is not None:
                 report_clone(target, hostmounts.mount_id(tree))

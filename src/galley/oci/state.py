@@ -350,14 +350,11 @@ class Lock:
 
 
 def note_incomplete(state_dir: str, **made: object) -> None:
-    """Add to what the create of this state directory has made so far (INCOMPLETE_FILE)."""
+    """Write what the create of this state directory has made so far (INCOMPLETE_FILE)."""
     path = os.path.join(state_dir, INCOMPLETE_FILE)
-    noted = read_incomplete(state_dir)
-    noted.update(made)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(jsonfast.dumps(noted))
-    os.rename(tmp, path)
+    with open(path + ".tmp", "w") as f:
+        f.write(jsonfast.dumps(made))
+    os.rename(path + ".tmp", path)
 
 
 def read_incomplete(state_dir: str) -> dict[str, Any]:
