@@ -1,6 +1,6 @@
 """galley-runc against runc (and crun where it runs) on one busybox bundle running `true`.
 
-    python -m bench.bench_runtime [-n RUNS] [--compare CHECKOUT]...
+    python -m bench.bench_runtime [-n RUNS] [--idle MS] [--compare CHECKOUT]...
 
 Five measures per runtime, interleaved run by run (the runtimes' order rotated each run) so
 that machine noise hits all alike:
@@ -13,6 +13,11 @@ refuses the hybrid cgroup layout) is reported with its error instead. --compare 
 galley checkout (say a `git worktree` of the previous commit) to the same interleaved run: the
 way to see what a change gains on this noisy machine. Each checkout's code cache
 (galley.codecache) is built first, as scripts/setup.sh builds it.
+
+--idle MS waits that long before every measured command. Back to back (the default), each
+command comes within milliseconds of the previous one's cgroup migrations; after 150 ms of
+quiet, the first migration waits for an RCU grace period again (galley.oci.cgroupwarm), as
+for a container started on a node that has not moved a process for a while, the usual case.
 
 "galley (library)" runs the same commands through galley.oci.cli.main in one warm process
 (bench/library_worker.py): what galleyd's shim will pay per container, with no interpreter
@@ -202,7 +207,7 @@ def probe(name: str, binary: str, root: str, bundle: str) -> str | None:
 
 
 def bench(
-    runtimes: dict[str, str], bundle: str, sleeper: str, runs: int
+    runtimes: dict[str, str], bundle: str, sleeper: str, runs: int, idle: float = 0.0
 ) -> dict[str, dict[str, list[float]]]:
     """Times in ms: measure -> runtime -> samples, interleaved."""
     roots = {name: tempfile.mkdtemp(prefix=f"bench-{_safe(name)}-") for name in runtimes}
@@ -221,6 +226,7 @@ def bench(
             for measure, fn in MEASURES.items():
                 for name in order:
                     binary = runtimes[name]
+                    time.sleep(idle)
                     t0 = time.perf_counter()
                     fn(binary, roots[name], bundle, f"b{i}")
                     times[measure][name].append((time.perf_counter() - t0) * 1000)
@@ -251,6 +257,9 @@ def main() -> int:
     """Build the bundle, probe the runtimes, measure, print."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--runs", type=int, default=20)
+    parser.add_argument(
+        "--idle", type=float, default=0.0, metavar="MS", help="quiet before each command"
+    )
     parser.add_argument(
         "--compare", action="append", default=[], metavar="CHECKOUT", help="another galley tree"
     )
@@ -289,7 +298,7 @@ def main() -> int:
                 print(f"{name}: cannot run here: {error}")
         if "galley-runc" not in runtimes:
             return 1
-        report(bench(runtimes, bundle, sleeper, args.runs))
+        report(bench(runtimes, bundle, sleeper, args.runs, args.idle / 1000))
     finally:
         if _library is not None:
             _library.close()

@@ -13,6 +13,7 @@ packages=(
   docker-registry apache2-utils openssl           # the test registry, htpasswd, test CA
   busybox-static catatonit                        # offline test images, pause binary
   libseccomp2 pigz zstd skopeo umoci              # seccomp, fast decompression, image tools
+  strace                                          # tests watch what galley-runc's launcher does
 )
 missing=()
 for p in "${packages[@]}"; do

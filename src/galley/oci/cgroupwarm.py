@@ -1,26 +1,29 @@
-"""Start the kernel's wait for a cgroup migration early, in a thread, while create goes on.
+"""Keep the kernel's window for cheap cgroup migrations open until create or exec needs it.
 
-Writing a pid to cgroup.procs takes the cgroup threadgroup rwsem for writing, and the first
-writer waits for an RCU grace period (rcu_sync_enter; 10-20 ms on the machines we measured),
-while writers that follow within about one grace period of the last one do not. runc pays that
-wait on its critical path; galley-runc starts it before it imports anything else: a thread
-writes the runtime's own pid into the cgroup it is already in (a no-op migration), and by the
-time P moves the container's process the rwsem is usually ready. The wait is long (a grace
-period took 15-20 ms on this 2-core VM while galley-runc kept both cores busy) and bounds
-`exec`: every millisecond it starts earlier is one off exec. So bin/galley-runc starts it
-first thing for create, run and exec, from a guess at the command (moves_a_process): a wrong
-guess costs a no-op migration.
+Writing a pid to cgroup.procs takes the cgroup threadgroup rwsem for writing. The first writer
+waits for an RCU grace period (rcu_sync_enter: 6-20 ms on the 2-core test VM, longer while
+both cores are busy), holding cgroup_mutex meanwhile; a writer that comes within one to two
+grace periods of the last writer's exit does not wait. runc pays that wait on its critical
+path. galley-runc pays it in the background: bin/galley-runc's shell part makes a no-op
+migration before the interpreter even starts, and a thread started here, before anything
+else is imported, keeps the window open with a no-op migration of this process (into the
+cgroup it is already in) every few milliseconds, until P has moved the container's process
+(stop()) or for at most ~0.1 s. One early write alone is not enough: on a busy machine the
+window it opens closes again before P gets to its own migration, ~25 ms into a create.
 
-Best effort: any failure (an unusual mount layout, a read-only cgroupfs) just leaves the later
-write to wait as before. Only `_thread` and os: this runs before anything else is imported.
-The thread imports nothing and takes no lock another thread could need: create and exec fork
-their stage while it may still be in its write, and the child has only the forking thread.
+Which commands start it is a guess at the command (moves_a_process); a wrong guess costs a
+few no-op migrations. Best effort: any failure (an unusual mount layout, a read-only cgroupfs)
+just leaves the later write to wait as before. Only `_thread`, `time` and os, all loaded
+by the interpreter's start: this runs before anything else is imported. The thread imports
+nothing and takes no lock another thread could need: create and exec fork their stage while
+it may be in a write, and the child has only the forking thread.
 """
 
 from __future__ import annotations
 
 import _thread
 import os
+import time
 
 ROOT = "/sys/fs/cgroup"
 
@@ -60,20 +63,39 @@ def moves_a_process(argv: list[str]) -> bool:
     return i < len(argv) and argv[i] in {"create", "run", "exec"}
 
 
-def _migrate_to_same_cgroup() -> None:
+INTERVAL = 0.003  # seconds between writes: well under the shortest window (~6 ms)
+MAX_WRITES = 30
+_stopped: list[bool] = []
+
+
+def _keep_window_open() -> None:
+    """No-op migrations of this process until stop() (the first may wait a grace period)."""
     try:
         procs = own_procs_file()
         if procs is None:
             return
         fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, str(os.getpid()).encode())
-        finally:
-            os.close(fd)
+    except OSError:
+        return
+    try:
+        pid = str(os.getpid()).encode()
+        for _ in range(MAX_WRITES):
+            os.write(fd, pid)
+            if _stopped:
+                break
+            time.sleep(INTERVAL)
     except OSError:
         pass
+    finally:
+        os.close(fd)
 
 
 def start() -> None:
-    """Begin the wait in a daemon thread (it ends with its write; nothing waits for it)."""
-    _thread.start_new_thread(_migrate_to_same_cgroup, ())
+    """Begin in a daemon thread (it ends by itself; nothing waits for it)."""
+    _thread.start_new_thread(_keep_window_open, ())
+
+
+def stop() -> None:
+    """P has made its migration: the thread ends after its current write or sleep."""
+    if not _stopped:
+        _stopped.append(True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from galley.errors import FailedPrecondition
-from galley.oci import trampoline
+from galley.oci import cgroupwarm, trampoline
 from galley.oci.hostmounts import inherits_mount_namespace
 from galley.oci.init import StageError
 from galley.oci.launch import check_console, write_pid_file
@@ -113,6 +113,7 @@ def _start(
     # in the cgroup: its child is then born there, within the container's pids.max.
     if state.cgroup:
         state.cgroup_manager().apply(stage_pid)
+        cgroupwarm.stop()
     send_quietly(channel, "cgroup")
     oci_state: State = {"id": state.id, "status": "running", "bundle": state.bundle}
     rollback.add(lambda: _close_all(masters))

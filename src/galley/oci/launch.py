@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from galley.errors import FailedPrecondition
-from galley.oci import trampoline
+from galley.oci import cgroupwarm, trampoline
 from galley.oci.init import StageError
 from galley.oci.stage import (
     Rollback,
@@ -168,6 +168,7 @@ def _create(
 
     def join_cgroup(pid: int) -> None:
         cgroup.apply(pid)
+        cgroupwarm.stop()
         resources = spec.get("linux", {}).get("resources")
         if resources:
             cgroup.set(resources)
