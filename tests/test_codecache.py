@@ -212,3 +212,12 @@ def test_code_cache_serves_no_stale_code_after_a_same_size_edit(tmp_path: Path) 
     imported = _python(INSTALL.format(src=SRC), str(cache), str(src))
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout.strip() == "2", "the cache served the module's old code"
+
+
+def test_cached_code_has_no_docstrings_or_asserts(tmp_path: Path) -> None:
+    """Compiled as -OO would: the cache's bytes are code, not documentation."""
+    src = _tree(tmp_path)
+    (src / "pkg" / "mod.py").write_text('"""Documented."""\nassert False\nVALUE = str(__doc__)\n')
+    cache = tmp_path / "cache.bin"
+    codecache.build(str(cache), ["pkg"], str(src))
+    assert _import(src, cache)[1].split()[:3] == ["pkg.mod", "None", "CodeCache"]
