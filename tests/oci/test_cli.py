@@ -19,7 +19,7 @@ import pytest
 from galley.oci import state as st
 from galley.oci.validate import validate
 from tests.conftest import GALLEY_RUNC
-from tests.oci.conftest import RUNC, Runtime
+from tests.oci.conftest import RUNC, Bundle, Runtime
 
 RUNC_STATE_KEYS = ["ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"]
 
@@ -176,6 +176,31 @@ def test_state_command_stays_light(tmp_path: Path) -> None:
         [sys.executable, "-IS", GALLEY_RUNC, "--version"], check=True, capture_output=True
     )
     assert time.monotonic() - t0 < 1.0
+
+
+@pytest.mark.root
+def test_delete_command_stays_light(runtime: Runtime, bundle: Bundle) -> None:
+    """`delete` of a container with its own mount namespace (every ordinary one) loads no
+    ctypes layer and no cgroup statistics code."""
+    pid_file = runtime.root.parent / "init.pid"
+    cid = runtime.detached(bundle, "create", pid_file=pid_file)
+    runtime("start", cid, check=True)
+    pid = int(pid_file.read_text())
+    while st.process_start_time(pid) is not None and not _is_zombie(pid):
+        time.sleep(0.005)
+    cmd = ["/usr/bin/python3", "-IS", "-X", "importtime", GALLEY_RUNC, "--root", str(runtime.root)]
+    result = subprocess.run([*cmd, "delete", cid], capture_output=True, text=True, check=True)
+    assert (
+        " galley.oci.cgroups.v1\n" in result.stderr or " galley.oci.cgroups.v2\n" in result.stderr
+    )
+    for heavy in ("galley.kernel.ffi", "_ctypes", "galley.oci.cgroups.stats", "galley.oci.launch"):
+        assert f" {heavy}\n" not in result.stderr, heavy
+    assert runtime("state", cid).returncode == 1
+
+
+def _is_zombie(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
 
 
 def test_fake_container_state_list_ps(

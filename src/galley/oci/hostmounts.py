@@ -27,10 +27,11 @@ from __future__ import annotations
 import os
 
 from galley.errors import FailedPrecondition, InvalidArgument
-from galley.kernel import mount as k
 from galley.oci.state import ROOTFS_MOUNT_POINT, ROOTFS_RECORD
 
 TYPE_CHECKING = False  # not `from typing`: it costs milliseconds per command
+# galley.kernel.mount is imported where a mount is made or removed: every delete (and every
+# create's P) asks inherits_mount_namespace() and check(), and its ctypes layer costs ~1 ms.
 
 if TYPE_CHECKING:
     from galley.oci.spec import Spec
@@ -75,6 +76,8 @@ def clone_root(path: str) -> int:
             f"root.path: {path!r} is the host's root directory, which a container without "
             "a mount namespace cannot use as its own"
         )
+    from galley.kernel import mount as k  # noqa: PLC0415
+
     flags = k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC | k.AT_RECURSIVE
     tree = k.open_tree(k.AT_FDCWD, path, flags)
     try:
@@ -88,6 +91,8 @@ def clone_root(path: str) -> int:
 def attach(tree: int, path: str) -> None:
     """In the stage, once P has recorded the clone: attach it on path, then make it private
     again (attached under a shared mount, the kernel makes the whole tree shared)."""
+    from galley.kernel import mount as k  # noqa: PLC0415
+
     k.move_mount(tree, "", k.AT_FDCWD, path, k.MOVE_MOUNT_F_EMPTY_PATH)
     k.mount_setattr(tree, "", k.AT_EMPTY_PATH | k.AT_RECURSIVE, propagation=k.MS_PRIVATE)
 
@@ -108,6 +113,8 @@ def release(state_dir: str) -> None:
     check(), when something else is mounted there."""
     recorded = check(state_dir)
     if recorded is not None:
+        from galley.kernel import mount as k  # noqa: PLC0415
+
         k.umount(recorded, k.MNT_DETACH)
 
 

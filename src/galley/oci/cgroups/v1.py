@@ -17,7 +17,6 @@ from galley.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from galley.oci.cgroups import devices, manager
 from galley.oci.cgroups.devices import Rule
 from galley.oci.cgroups.manager import read, read_int, write
-from galley.oci.cgroups.stats import for_events, hugetlb_v2, v1_stats
 from galley.oci.cgroups.v2 import V2Manager
 
 TYPE_CHECKING = False  # typing costs galley-runc ~3 ms a command; mypy knows this name
@@ -247,6 +246,8 @@ class V1Manager:
         """runc's stats shape from the v1 files (hugetlb from cgroup2 on hybrid hosts)."""
         if not self.exists():
             raise FailedPrecondition(f"cgroup {self.paths} does not exist")
+        from galley.oci.cgroups.stats import for_events, hugetlb_v2, v1_stats  # noqa: PLC0415
+
         out = v1_stats(self._paths)
         if "hugetlb" not in self._paths and self.unified is not None:
             out["hugetlb"] = hugetlb_v2(self.unified.directory)

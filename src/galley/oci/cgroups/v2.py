@@ -17,7 +17,6 @@ from galley.oci.cgroups import layout, manager
 from galley.oci.cgroups.conversions import blkio_to_io_weight, shares_to_weight, swap_max
 from galley.oci.cgroups.devices import Rule
 from galley.oci.cgroups.manager import read, write
-from galley.oci.cgroups.stats import for_events, v2_stats
 
 TYPE_CHECKING = False  # typing costs galley-runc ~3 ms a command; mypy knows this name
 if TYPE_CHECKING:
@@ -281,6 +280,8 @@ class V2Manager:
         """runc's stats shape from the v2 files."""
         if not self.exists():
             raise FailedPrecondition(f"cgroup {self.directory} does not exist")
+        from galley.oci.cgroups.stats import for_events, v2_stats  # noqa: PLC0415
+
         return for_events(v2_stats(self.directory))
 
     def destroy(self) -> None:
