@@ -7,8 +7,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -38,10 +41,11 @@ def stopped_after(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cgroupwarm, "_stopped", [])
 
 
-def test_own_procs_file_lists_this_process() -> None:
-    procs = cgroupwarm.own_procs_file()
-    assert procs is not None
-    assert str(os.getpid()) in Path(procs).read_text().split()
+def test_own_threads_file_lists_this_thread() -> None:
+    threads = cgroupwarm.own_threads_file()
+    assert threads is not None
+    assert os.path.basename(threads) in {"tasks", "cgroup.threads"}
+    assert str(threading.get_native_id()) in Path(threads).read_text().split()
 
 
 @pytest.mark.usefixtures("stopped_after")
@@ -62,6 +66,73 @@ def test_stop_ends_the_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     cgroupwarm.stop()
     keeper.join(timeout=5)
     assert not keeper.is_alive()
+
+
+@pytest.mark.usefixtures("stopped_after")
+def test_the_thread_runs_with_every_signal_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signal the main thread blocks (the stage's fork blocks them all) must never be
+    handed to the thread instead: Python would run its handler in the main thread at once."""
+    monkeypatch.setattr(cgroupwarm, "INTERVAL", 0.05)
+    monkeypatch.setattr(cgroupwarm, "MAX_WRITES", 100)
+    before = set(os.listdir("/proc/self/task"))
+    cgroupwarm.start()
+    try:
+        (tid,) = set(os.listdir("/proc/self/task")) - before
+        status = Path(f"/proc/self/task/{tid}/status").read_text()
+        blocked = int(
+            next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16
+        )
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1):
+            assert blocked & 1 << (sig - 1), sig.name
+    finally:
+        cgroupwarm.stop()
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/self/task/{tid}") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not os.path.exists(f"/proc/self/task/{tid}")
+
+
+# A process in a cgroup of its own, then in a new cgroup namespace: /proc/self/cgroup says "/",
+# and /sys/fs/cgroup (the host's) is the hierarchy's root, not the process's cgroup.
+ELSEWHERE = """
+import os, sys, threading
+from galley.kernel import ns
+from galley.oci import cgroupwarm
+with open(sys.argv[1] + "/cgroup.procs", "w") as f:
+    f.write(str(os.getpid()))
+ns.unshare(ns.CLONE_NEWCGROUP)
+print(cgroupwarm.own_threads_file())
+cgroupwarm.MAX_WRITES = 1
+keeper = threading.Thread(target=cgroupwarm._keep_window_open)  # as start() runs it
+keeper.start()
+keeper.join()
+with open("/proc/self/cgroup") as f:
+    print(f.read(), end="")
+"""
+
+
+def test_a_wrong_cgroup_moves_only_the_thread(tmp_path: Path) -> None:
+    """Where /proc/self/cgroup does not lead back to our own cgroup, the no-op migration is
+    not one: it must move the writing thread (which then exits), never the process."""
+    own = cgroupwarm.own_threads_file()
+    assert own is not None and os.path.basename(own) == "tasks"  # a v1 hierarchy here
+    hierarchy = os.path.dirname(own)
+    cgroup = os.path.join(hierarchy, f"galley-test-{os.getpid()}")
+    os.mkdir(cgroup)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", ELSEWHERE, cgroup],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")},
+        ).stdout.splitlines()
+    finally:
+        os.rmdir(cgroup)
+    assert out[0] == os.path.join(hierarchy, "tasks")  # the hierarchy's root: not its own
+    name = os.path.basename(hierarchy)
+    mine = next(line for line in out[1:] if line.split(":")[1].removeprefix("name=") == name)
+    assert mine.split(":")[2] == "/"  # still in its own cgroup
 
 
 @pytest.mark.parametrize(("argv", "moves"), GUESSES)
@@ -94,6 +165,6 @@ def test_the_shell_part_migrates_before_python(
         return
     assert len(kicks) == 1
     # the cgroup the shell (and so this test) is in, on the hierarchy it chose
-    own = cgroupwarm.own_procs_file()
+    own = cgroupwarm.own_threads_file()
     assert own is not None
     assert os.path.normpath(kicks[0]) == os.path.dirname(own)

@@ -6,21 +6,30 @@ both cores are busy), holding cgroup_mutex meanwhile; a writer that comes within
 grace periods of the last writer's exit does not wait. runc pays that wait on its critical
 path. galley-runc pays it in the background: bin/galley-runc's shell part makes a no-op
 migration before the interpreter even starts, and a thread started here, before anything
-else is imported, keeps the window open with a no-op migration of this process (into the
-cgroup it is already in) every few milliseconds, until P has moved the container's process
-(stop()) or for at most ~0.1 s. One early write alone is not enough: on a busy machine the
-window it opens closes again before P gets to its own migration, ~25 ms into a create.
+else is imported, keeps the window open with a no-op migration every few milliseconds until
+P has moved the container's process (stop()), or for at most ~0.1 s. One early write alone
+is not enough: on a busy machine the window it opens closes again before P gets to its own
+migration, ~25 ms into a create.
+
+The thread moves only itself: it writes its own thread id to `tasks` (v1) or `cgroup.threads`
+(v2) of the cgroup /proc/self/cgroup names, which takes the same rwsem (a pid of 0 would
+not). Where that name does not lead back to our own cgroup (a cgroup namespace with the
+host's cgroupfs mounted, say), the thread lands elsewhere, never the process, whose
+children (the stage, hooks) are born where it is. It starts with every signal blocked, so
+that the kernel never hands it a signal the main thread has blocked (the stage's fork
+blocks them all).
 
 Which commands start it is a guess at the command (moves_a_process); a wrong guess costs a
 few no-op migrations. Best effort: any failure (an unusual mount layout, a read-only cgroupfs)
-just leaves the later write to wait as before. Only `_thread`, `time` and os, all loaded
-by the interpreter's start: this runs before anything else is imported. The thread imports
-nothing and takes no lock another thread could need: create and exec fork their stage while
-it may be in a write, and the child has only the forking thread.
+just leaves the later write to wait as before. Only `_thread`, `_signal`, `time` and os, all
+loaded by the interpreter's start: this runs before anything else is imported. The thread
+imports nothing and takes no lock another thread could need: create and exec fork their
+stage while it may be in a write, and the child has only the forking thread.
 """
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # `signal` costs ~4 ms
 import _thread
 import os
 import time
@@ -28,8 +37,9 @@ import time
 ROOT = "/sys/fs/cgroup"
 
 
-def own_procs_file() -> str | None:
-    """cgroup.procs of the cgroup this process is in, on one mounted hierarchy."""
+def own_threads_file() -> str | None:
+    """The file that moves one thread into the cgroup this process is in, on one mounted
+    hierarchy: `tasks` (v1) or `cgroup.threads` (v2)."""
     try:
         with open("/proc/self/cgroup", encoding="utf-8") as f:
             lines = f.read().splitlines()
@@ -39,14 +49,13 @@ def own_procs_file() -> str | None:
         hierarchy, _, rest = line.partition(":")
         controllers, _, path = rest.partition(":")
         if hierarchy == "0" and not controllers:  # the unified hierarchy
-            candidates = [f"{ROOT}{path}", f"{ROOT}/unified{path}"]
+            directories, name = [f"{ROOT}{path}", f"{ROOT}/unified{path}"], "cgroup.threads"
         else:
-            name = controllers.removeprefix("name=")
-            candidates = [f"{ROOT}/{name}{path}"]
-        for directory in candidates:
-            procs = os.path.join(directory, "cgroup.procs")
-            if os.path.exists(procs):
-                return procs
+            directories, name = [f"{ROOT}/{controllers.removeprefix('name=')}{path}"], "tasks"
+        for directory in directories:
+            threads = os.path.join(directory, name)
+            if os.path.exists(threads):
+                return threads
     return None
 
 
@@ -69,20 +78,20 @@ _stopped: list[bool] = []
 
 
 def _keep_window_open() -> None:
-    """No-op migrations of this process until stop() (the first may wait a grace period)."""
+    """No-op migrations of this thread until stop() (the first may wait a grace period)."""
     try:
-        procs = own_procs_file()
-        if procs is None:
+        threads = own_threads_file()
+        if threads is None:
             return
-        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+        fd = os.open(threads, os.O_WRONLY | os.O_CLOEXEC)
     except OSError:
         return
     try:
-        pid = str(os.getpid()).encode()
+        tid = str(_thread.get_native_id()).encode()
         for _ in range(MAX_WRITES):
-            os.write(fd, pid)
             if _stopped:
                 break
+            os.write(fd, tid)
             time.sleep(INTERVAL)
     except OSError:
         pass
@@ -91,11 +100,16 @@ def _keep_window_open() -> None:
 
 
 def start() -> None:
-    """Begin in a daemon thread (it ends by itself; nothing waits for it)."""
-    _thread.start_new_thread(_keep_window_open, ())
+    """Begin in a daemon thread (it ends by itself; nothing waits for it), with every signal
+    blocked: a new thread inherits its creator's mask."""
+    mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
+    try:
+        _thread.start_new_thread(_keep_window_open, ())
+    finally:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
 
 
 def stop() -> None:
-    """P has made its migration: the thread ends after its current write or sleep."""
+    """P has made its migration: the thread ends before its next write."""
     if not _stopped:
         _stopped.append(True)
