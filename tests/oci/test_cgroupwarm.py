@@ -168,3 +168,39 @@ def test_the_shell_part_migrates_before_python(
     own = cgroupwarm.own_threads_file()
     assert own is not None
     assert os.path.normpath(kicks[0]) == os.path.dirname(own)
+
+
+@pytest.mark.parametrize("shell", [["dash"], ["bash"], ["busybox", "sh"]])
+def test_the_launcher_runs_under_every_common_sh(shell: list[str], tmp_path: Path) -> None:
+    """/bin/sh is dash on Debian, bash on Fedora, busybox on Alpine."""
+    if shutil.which(shell[0]) is None:
+        pytest.skip(f"no {shell[0]}")
+    out = subprocess.run(
+        [*shell, GALLEY_RUNC, "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.startswith("galley-runc version ")
+    missing = subprocess.run(
+        [*shell, GALLEY_RUNC, "--root", str(tmp_path), "state", "nothing"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert missing.returncode == 1
+    assert 'container \\"nothing\\" does not exist' in missing.stderr
+
+
+def test_functions_a_bash_imports_do_not_replace_the_launchers_builtins(tmp_path: Path) -> None:
+    """bash as /bin/sh defines the caller's exported functions; the launcher unsets the ones
+    named like the builtins it uses before it uses them."""
+    marker = tmp_path / "ran"
+    hostile = f"() {{ touch {marker}; return 1; }}"
+    env = {"PATH": "/usr/bin:/bin"} | {f"BASH_FUNC_{name}%%": hostile for name in ("read", "echo")}
+    subprocess.run(
+        ["bash", GALLEY_RUNC, "run", "c1"],  # in an empty directory: fails at once
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    time.sleep(0.5)  # the background process, had it run a function, would have by now
+    assert not marker.exists()
