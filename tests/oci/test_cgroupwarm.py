@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -92,18 +93,18 @@ def test_the_thread_runs_with_every_signal_blocked(monkeypatch: pytest.MonkeyPat
     assert not os.path.exists(f"/proc/self/task/{tid}")
 
 
-# A process in a cgroup of its own, then in a new cgroup namespace: /proc/self/cgroup says "/",
-# and /sys/fs/cgroup (the host's) is the hierarchy's root, not the process's cgroup.
+# A process that moves into a cgroup of its own, then runs the keeper as start() does, with
+# own_threads_file() leading elsewhere (the hierarchy's root), as it does in a cgroup namespace
+# over the host's cgroupfs; prints its own cgroups afterwards.
 ELSEWHERE = """
 import os, sys, threading
-from galley.kernel import ns
 from galley.oci import cgroupwarm
-with open(sys.argv[1] + "/cgroup.procs", "w") as f:
+hierarchy, name, cgroup = sys.argv[1:]
+with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
     f.write(str(os.getpid()))
-ns.unshare(ns.CLONE_NEWCGROUP)
-print(cgroupwarm.own_threads_file())
-cgroupwarm.MAX_WRITES = 1
-keeper = threading.Thread(target=cgroupwarm._keep_window_open)  # as start() runs it
+cgroupwarm.own_threads_file = lambda: os.path.join(hierarchy, name)
+cgroupwarm.MAX_WRITES = 2
+keeper = threading.Thread(target=cgroupwarm._keep_window_open)
 keeper.start()
 keeper.join()
 with open("/proc/self/cgroup") as f:
@@ -111,17 +112,34 @@ with open("/proc/self/cgroup") as f:
 """
 
 
-def test_a_wrong_cgroup_moves_only_the_thread(tmp_path: Path) -> None:
+def _hierarchies() -> list[tuple[str, str, str]]:
+    """(hierarchy mount, threads file, its line's key in /proc/self/cgroup) for a v1 hierarchy
+    without controllers (moving into a new cgroup there needs no setup) and the v2 one."""
+    found = []
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        hierarchy, controllers, _ = line.split(":", 2)
+        if controllers.startswith("name="):
+            directory = f"/sys/fs/cgroup/{controllers.removeprefix('name=')}"
+            if os.path.isfile(f"{directory}/tasks"):
+                found.append((directory, "tasks", f"{hierarchy}:{controllers}"))
+        elif hierarchy == "0":
+            for directory in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+                if os.path.isfile(f"{directory}/cgroup.threads"):
+                    found.append((directory, "cgroup.threads", "0:"))
+                    break
+    return found
+
+
+@pytest.mark.parametrize(("hierarchy", "name", "key"), _hierarchies())
+def test_a_wrong_cgroup_moves_only_the_thread(hierarchy: str, name: str, key: str) -> None:
     """Where /proc/self/cgroup does not lead back to our own cgroup, the no-op migration is
-    not one: it must move the writing thread (which then exits), never the process."""
-    own = cgroupwarm.own_threads_file()
-    assert own is not None and os.path.basename(own) == "tasks"  # a v1 hierarchy here
-    hierarchy = os.path.dirname(own)
+    not one: it may move the writing thread (v1; the thread then exits) or be refused (v2:
+    another domain), never move the process."""
     cgroup = os.path.join(hierarchy, f"galley-test-{os.getpid()}")
     os.mkdir(cgroup)
     try:
         out = subprocess.run(
-            [sys.executable, "-c", ELSEWHERE, cgroup],
+            [sys.executable, "-c", ELSEWHERE, hierarchy, name, cgroup],
             capture_output=True,
             text=True,
             check=True,
@@ -129,10 +147,10 @@ def test_a_wrong_cgroup_moves_only_the_thread(tmp_path: Path) -> None:
         ).stdout.splitlines()
     finally:
         os.rmdir(cgroup)
-    assert out[0] == os.path.join(hierarchy, "tasks")  # the hierarchy's root: not its own
-    name = os.path.basename(hierarchy)
-    mine = next(line for line in out[1:] if line.split(":")[1].removeprefix("name=") == name)
-    assert mine.split(":")[2] == "/"  # still in its own cgroup
+    mine = next(line for line in out if line.startswith(f"{key}:"))
+    assert mine == f"{key}:/{os.path.basename(cgroup)}" or mine.endswith(
+        f"/{os.path.basename(cgroup)}"
+    )  # still in the cgroup it moved itself into
 
 
 @pytest.mark.parametrize(("argv", "moves"), GUESSES)
@@ -141,33 +159,63 @@ def test_the_command_guess(argv: list[str], moves: bool) -> None:
     assert cgroupwarm.moves_a_process(argv) is moves
 
 
-@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
-@pytest.mark.parametrize(("argv", "moves"), GUESSES)
-def test_the_shell_part_migrates_before_python(
-    tmp_path: Path, argv: list[str], moves: bool
-) -> None:
-    """For create, run and exec, the launcher's shell writes "0" (itself) into the cgroup.procs
-    of its own cgroup, from a background process: the shell's own open (O_CREAT|O_TRUNC, as a
-    redirection opens), never Python's. Every command here fails fast, in an empty directory."""
+def _trace(tmp_path: Path, argv: list[str]) -> str:
+    """strace -f of galley-runc with argv, in an empty directory (every command there fails
+    fast): its opens and writes, each line led by the pid (or thread id) that made it."""
     trace = tmp_path / "trace"
-    strace = ["strace", "-f", "-qq", "-e", "trace=openat", "-e", "signal=none", "-o", str(trace)]
+    strace = ["strace", "-f", "-qq", "-e", "trace=openat,write", "-e", "signal=none"]
     subprocess.run(
-        [*strace, GALLEY_RUNC, *argv],
+        [*strace, "-o", str(trace), GALLEY_RUNC, *argv],
         cwd=tmp_path,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         check=False,
     )
-    shell_opens = r'"(/sys/fs/cgroup/[^"]*)/cgroup.procs", O_WRONLY\|O_CREAT'
-    kicks = re.findall(shell_opens, trace.read_text())
+    return trace.read_text()
+
+
+# The shell's redirection opens with O_CREAT|O_TRUNC; Python's opens never do.
+SHELL_OPEN = (
+    r'^(\d+) +openat\(AT_FDCWD, "(/sys/fs/cgroup(?:/[^"]*)?)/cgroup\.procs", O_WRONLY\|O_CREAT'
+)
+needs_strace = pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+
+
+@needs_strace
+@pytest.mark.parametrize(("argv", "moves"), GUESSES)
+def test_the_shell_part_migrates_before_python(
+    tmp_path: Path, argv: list[str], moves: bool
+) -> None:
+    """For create, run and exec (and only those), the launcher's shell opens the cgroup.procs
+    of its own cgroup from a background process."""
+    kicks = re.findall(SHELL_OPEN, _trace(tmp_path, argv), re.MULTILINE)
     if not moves:
         assert kicks == []
         return
     assert len(kicks) == 1
-    # the cgroup the shell (and so this test) is in, on the hierarchy it chose
+    own = cgroupwarm.own_threads_file()  # the hierarchy the shell chose too
+    assert own is not None
+    assert os.path.normpath(kicks[0][1]) == os.path.dirname(own)
+
+
+@needs_strace
+def test_what_the_launcher_writes(tmp_path: Path) -> None:
+    """The shell's background process puts /dev/null on its stdio, then writes "0" (itself)
+    into cgroup.procs; the keeper thread writes its own thread id into `tasks` or
+    `cgroup.threads`, so that neither can move galley-runc's process."""
+    text = _trace(tmp_path, ["run", "c1"])
+    kick = re.search(SHELL_OPEN, text, re.MULTILINE)
+    assert kick is not None
+    pid = kick[1]
+    mine = text[: kick.start()]
+    assert re.search(rf'^{pid} +openat\(AT_FDCWD, "/dev/null", O_WRONLY', mine, re.MULTILINE)
+    assert re.search(rf'^{pid} +write\(1, "0\\n", 2', text, re.MULTILINE)
     own = cgroupwarm.own_threads_file()
     assert own is not None
-    assert os.path.normpath(kicks[0]) == os.path.dirname(own)
+    assert re.search(
+        rf'^\d+ +openat\(AT_FDCWD, "{re.escape(own)}", O_WRONLY\|O_CLOEXEC', text, re.M
+    )
+    assert re.search(r'^(\d+) +write\(\d+, "\1", \d+', text, re.MULTILINE)  # its own tid
 
 
 @pytest.mark.parametrize("shell", [["dash"], ["bash"], ["busybox", "sh"]])
@@ -190,17 +238,30 @@ def test_the_launcher_runs_under_every_common_sh(shell: list[str], tmp_path: Pat
 
 
 def test_functions_a_bash_imports_do_not_replace_the_launchers_builtins(tmp_path: Path) -> None:
-    """bash as /bin/sh defines the caller's exported functions; the launcher unsets the ones
-    named like the builtins it uses before it uses them."""
+    """bash as /bin/sh (started as `sh`: POSIX mode) defines the caller's exported functions;
+    the launcher unsets the ones named like the builtins it uses before it uses them."""
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    sh = tmp_path / "sh"
+    sh.symlink_to(shutil.which("bash") or "bash")
     marker = tmp_path / "ran"
     hostile = f"() {{ touch {marker}; return 1; }}"
-    env = {"PATH": "/usr/bin:/bin"} | {f"BASH_FUNC_{name}%%": hostile for name in ("read", "echo")}
-    subprocess.run(
-        ["bash", GALLEY_RUNC, "run", "c1"],  # in an empty directory: fails at once
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        check=False,
-    )
-    time.sleep(0.5)  # the background process, had it run a function, would have by now
+    env = {"PATH": "/usr/bin:/bin"}
+    env |= {f"BASH_FUNC_{name}%%": hostile for name in ("[", "read", "echo")}
+    done_r, done_w = os.pipe()
+    try:
+        subprocess.run(
+            [str(sh), GALLEY_RUNC, "run", "c1"],  # in an empty directory: fails at once
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            check=False,
+            pass_fds=(done_w,),
+        )
+        os.close(done_w)
+        # EOF once every holder of done_w has exited: the background process too
+        assert select.select([done_r], [], [], 30)[0]
+        assert os.read(done_r, 1) == b""
+    finally:
+        os.close(done_r)
     assert not marker.exists()
