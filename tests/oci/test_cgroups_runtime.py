@@ -181,12 +181,19 @@ def test_a_cgroup_in_use_is_refused_and_nothing_is_left(
     runtime("delete", "--force", first, check=True)
 
 
-def test_a_failed_create_leaves_no_cgroup(runtime: Runtime, bundle: Bundle, parent: str) -> None:
+@pytest.mark.parametrize(
+    ("resources", "named"),
+    [
+        ({"hugepageLimits": [{"pageSize": "3MB", "limit": 1}]}, "hugepageLimits"),
+        # a value only the kernel refuses, written while the stage makes its namespaces
+        ({"cpu": {"cpus": "1023"}}, "cpuset.cpus"),
+    ],
+)
+def test_a_failed_create_leaves_no_cgroup(
+    runtime: Runtime, bundle: Bundle, parent: str, resources: dict[str, Any], named: str
+) -> None:
     bundle.config["linux"]["cgroupsPath"] = parent + "/c"
-    bundle.config["linux"]["resources"] = {
-        "pids": {"limit": 5},
-        "hugepageLimits": [{"pageSize": "3MB", "limit": 1}],
-    }
+    bundle.config["linux"]["resources"] = {"pids": {"limit": 5}, **resources}
     bundle.write()
     cid = runtime.new_id()
     runtime.created.append(cid)
@@ -194,7 +201,8 @@ def test_a_failed_create_leaves_no_cgroup(runtime: Runtime, bundle: Bundle, pare
         runtime.binary, str(runtime.root), "create", "--bundle", str(bundle.path), cid
     )
     assert result.returncode == 1
-    assert "hugepageLimits" in result.stdout
+    assert named in result.stdout and len(result.stdout.strip().splitlines()) == 1
+    assert not (runtime.root / cid).exists()
     hierarchies = [*LAYOUT.v1.values(), *([LAYOUT.unified] if LAYOUT.unified else [])]
     assert not any(os.path.exists(h.directory(parent + "/c")) for h in hierarchies)
 

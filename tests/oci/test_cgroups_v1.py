@@ -59,6 +59,24 @@ def test_apply_creates_every_hierarchy_and_moves_the_process(parent: str, kids: 
     assert manager.exists()
 
 
+def test_create_makes_the_cgroup_and_join_only_moves(parent: str, kids: Children) -> None:
+    """create (while the stage makes namespaces) moves nothing; join moves, and makes
+    nothing: a cgroup removed since is an error naming it, not a fresh unlimited one."""
+    manager = _new(parent)
+    manager.create()
+    manager.set({"pids": {"limit": 7}})
+    assert all(os.path.isdir(path) for path in manager.paths.values())
+    assert manager.pids() == [] and _read(manager, "pids", "pids.max") == "7"
+    child = kids.start("sleep", "60")
+    manager.join(child.pid)
+    assert manager.pids() == [child.pid]
+    assert own_cgroups(child.pid)["pids"] == parent + "/c"
+    manager.destroy()  # kills what is left inside
+    with pytest.raises(FailedPrecondition, match=r"cgroup .*/c does not exist"):
+        manager.join(kids.start("sleep", "60").pid)
+    assert not manager.exists()
+
+
 def test_cpuset_is_copied_down_from_the_parent(parent: str, kids: Children) -> None:
     manager = _new(parent)
     _started(manager, kids)

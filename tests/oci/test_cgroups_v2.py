@@ -69,6 +69,21 @@ def test_apply_moves_the_process_and_enables_controllers(parent: str, kids: Chil
 
 @real
 @pytest.mark.root
+def test_create_moves_nothing_and_join_makes_nothing(parent: str, kids: Children) -> None:
+    manager = _manager(parent)
+    manager.create()
+    assert os.path.isdir(manager.directory) and manager.pids() == []
+    child = kids.start("sleep", "60")
+    manager.join(child.pid)
+    assert own_cgroups(child.pid)[""] == parent + "/c"
+    manager.destroy()
+    with pytest.raises(FailedPrecondition, match=r"cgroup .*/c does not exist"):
+        manager.join(kids.start("sleep", "60").pid)
+    assert not manager.exists()
+
+
+@real
+@pytest.mark.root
 def test_freeze_thaw_through_cgroup_freeze(parent: str, kids: Children, tmp_path: Path) -> None:
     manager = _manager(parent)
     ticks = tmp_path / "ticks"

@@ -112,7 +112,7 @@ def _start(
     # The stage joins the namespaces meanwhile, and forks (in a pid namespace) only once it is
     # in the cgroup: its child is then born there, within the container's pids.max.
     if state.cgroup:
-        state.cgroup_manager().apply(stage_pid)
+        state.cgroup_manager().join(stage_pid)
         cgroupwarm.stop()
     send_quietly(channel, "cgroup")
     oci_state: State = {"id": state.id, "status": "running", "bundle": state.bundle}

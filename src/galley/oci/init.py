@@ -8,12 +8,12 @@ interpreter) to the trampoline's execve of the process.
     config allows: C is then pid 1)
     ["reexec" ────────────────────────────► exec python3 -IS from a read-only mount, main()]
     "boot" {spec, ...} ───────────────────► compiles seccomp, idmapped trees (host visible);
-                                            join/create namespaces (a new cgroup namespace
+    cgroup.create(); cgroup.set(resources)  join/create namespaces (a new cgroup namespace
                                             waits) ─ "idmap" ─► P writes maps ◄─ "ok"
                                             fork when a pid/time namespace needs it (not
                                             when P forked C into it); "pid"
     ◄─ "pid" {pid}; oom_score_adj ────────► "ok" {pid}, which the container's pid 1 reads later
-    cgroup.apply(pid); "cgroup" ──┐         setsid, hostname, setup_rootfs: mounts until the
+    cgroup.join(pid); "cgroup" ───┐         setsid, hostname, setup_rootfs: mounts until the
                                   └───────► first cgroup mount reads "ok" and "cgroup", then
                                               unshare(CLONE_NEWCGROUP); before pivot:
                                               process.terminal: a pty from the root's

@@ -1,13 +1,14 @@
 """The parent (P) side of `create` and `run`: start the init stage, serve it, report its pid.
 
-P makes the exec fifo, forks the init stage (galley.oci.stage), builds the cgroup and moves the
-container's process into it once the stage reports its pid, answers the stage until it is
-ready (copying out the pty master the stage opened from the container's /dev/ptmx, with
---console-socket), then sends the pty master, writes the pid file and reports the container's
-pid, start time, cgroup and namespaces (a seccomp notify fd goes to its agent from
-galley.oci.stage, through galley.oci.seccomp_notify). On failure it kills what it started and
-removes what it made. See galley.oci.init for the whole conversation; `start` is one byte into
-the exec fifo (galley.oci.state.signal_start).
+P makes the exec fifo, forks the init stage (galley.oci.stage), makes the cgroup and sets its
+limits while the stage makes namespaces, moves the container's process into it once the stage
+reports its pid, answers the stage until it is ready (copying out the pty master the stage
+opened from the container's /dev/ptmx, with --console-socket), then sends the pty master,
+writes the pid file and reports the container's pid, start time, cgroup and namespaces (a
+seccomp notify fd goes to its agent from galley.oci.stage, through
+galley.oci.seccomp_notify). On failure it kills what it started and removes what it made. See
+galley.oci.init for the whole conversation; `start` is one byte into the exec fifo
+(galley.oci.state.signal_start).
 """
 
 from __future__ import annotations
@@ -158,20 +159,21 @@ def _create(
         pid_namespace=stage.pid_namespace,
         host_root=host_root,
     )
-    # Moving a process into a cgroup waits for an RCU grace period (10-20 ms): the stage makes
-    # the namespaces and the rootfs meanwhile, and waits for "cgroup" only before its first
-    # cgroup mount, hook, fork or exec (galley.oci.init).
+    # The stage makes its namespaces meanwhile, and waits for "cgroup" only before its first
+    # cgroup mount, hook, fork or exec (galley.oci.init): the cgroup is made and its limits
+    # set now, so that once the stage reports the container's pid only the move is left.
     cgroup = _cgroup_manager(spec, container_id, rollback)
-    note_incomplete(state_dir, cgroup=cgroup.save())  # while the stage makes its namespaces
+    note_incomplete(state_dir, cgroup=cgroup.save())  # before there is anything to undo
+    cgroup.create()
+    resources = spec.get("linux", {}).get("resources")
+    if resources:
+        cgroup.set(resources)
 
     launched: list[LaunchResult] = []
 
     def join_cgroup(pid: int) -> None:
-        cgroup.apply(pid)
+        cgroup.join(pid)
         cgroupwarm.stop()
-        resources = spec.get("linux", {}).get("resources")
-        if resources:
-            cgroup.set(resources)
         send_quietly(channel, "cgroup")
         launched.append(_describe(pid, cgroup))  # while the stage builds the rootfs
 

@@ -3,7 +3,7 @@
 A manager owns one container's cgroup: on v1 a directory per hierarchy (`paths` maps each
 controller to it), on v2 one directory (`paths[""]`). Its lifecycle:
 
-    manager_for(spec, id) ──► apply(pid) ──► set(resources) ──► freeze()/thaw()/stats()/pids()
+    manager_for(spec, id) ──► create() ──► set(resources) ──► join(pid) ──► freeze()/thaw()/...
           │                                                          │
           └── save() → state.json ── load(saved) ──► (the same manager, in a later process)
                                                                      ▼
@@ -40,8 +40,14 @@ class CgroupManager(Protocol):
     def paths(self) -> dict[str, str]:
         """Controller name ("" for cgroup2) → the container's cgroup directory."""
 
+    def create(self) -> None:
+        """Make the cgroup where missing (create does it while the stage makes namespaces)."""
+
+    def join(self, pid: int) -> None:
+        """Move pid into the cgroup, which exists (create's init, and every exec)."""
+
     def apply(self, pid: int) -> None:
-        """Create the cgroup where missing and move pid into it (exec joins this way too)."""
+        """create(), then join(pid)."""
 
     def set(self, resources: Resources) -> None:
         """Write the resource limits given (fields absent stay as they are)."""
@@ -164,6 +170,8 @@ def write(directory: str, name: str, value: str | int) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
     except FileNotFoundError:
+        if not os.path.isdir(directory):  # removed behind our back (exec joins, never makes)
+            raise FailedPrecondition(f"cgroup {directory} does not exist") from None
         raise InvalidArgument(
             f"cgroup {directory}: {name} is not supported by this kernel"
         ) from None

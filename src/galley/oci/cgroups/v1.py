@@ -62,17 +62,27 @@ class V1Manager:
         probe = self._paths.get("devices") or next(iter(self._paths.values()), "")
         return bool(probe) and os.path.isdir(probe)
 
-    def apply(self, pid: int) -> None:
-        """Create the directories in every hierarchy and move pid into each."""
+    def create(self) -> None:
+        """Make the directories in every hierarchy (and the hybrid cgroup2 one)."""
         for controller, directory in sorted(self._paths.items()):
             created = manager.make_dirs(directory)
             if controller == "cpuset":
                 for level in created:
                     _inherit_cpuset(level)
+        if self.unified is not None:
+            self.unified.create()
+
+    def join(self, pid: int) -> None:
+        """Move pid into the cgroup in every hierarchy."""
         for directory in sorted(set(self._paths.values())):
             write(directory, "cgroup.procs", pid)
         if self.unified is not None:
-            self.unified.apply(pid)
+            self.unified.join(pid)
+
+    def apply(self, pid: int) -> None:
+        """Make the directories, then move pid into each."""
+        self.create()
+        self.join(pid)
 
     def set(self, resources: Resources) -> None:
         """Write every resource the OCI struct sets."""

@@ -62,14 +62,18 @@ class V2Manager:
                 os.mkdir(current, 0o755)
 
     def apply(self, pid: int) -> None:
-        """Create the cgroup and move pid into it.
+        """Create the cgroup and move pid into it."""
+        self.create()
+        self.join(pid)
+
+    def join(self, pid: int) -> None:
+        """Move pid into the cgroup.
 
         A container may have made sub-cgroups and enabled controllers for them (systemd or
         a runtime inside it); its own directory then takes no processes (EBUSY). Like runc's
         exec, join the cgroup of the container's init instead: the member that is pid 1 of
         its pid namespace.
         """
-        self.create()
         try:
             write(self.directory, "cgroup.procs", pid)
         except InvalidArgument as e:
