@@ -14,6 +14,7 @@ import time
 
 from galley.errors import GalleyError, InvalidArgument
 from galley.oci.commands.options import STR, Args, Option, Syntax, parse, usage
+from galley.oci.jsonfast import dumps
 from galley.oci.state import RUNTIME_OCI_VERSION
 
 TYPE_CHECKING = False  # mypy knows this name; collections.abc costs ~1 ms to import
@@ -55,15 +56,10 @@ class Log:
 
     def line(self, level: str, msg: str) -> str:
         """One formatted log line (with its newline)."""
-        import json  # noqa: PLC0415 - lazy: only errors and --debug log
-
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        if self.fmt == "json":
-            return (
-                json.dumps({"level": level, "msg": msg, "time": stamp}, separators=(",", ":"))
-                + "\n"
-            )
-        return f"time={json.dumps(stamp)} level={level} msg={json.dumps(msg)}\n"
+        if self.fmt == "json":  # containerd's shim asks for this: errors must stay cheap
+            return dumps({"level": level, "msg": msg, "time": stamp}) + "\n"
+        return f"time={dumps(stamp)} level={level} msg={dumps(msg)}\n"
 
     def write(self, level: str, msg: str) -> None:
         """Log msg at level (if at or above the configured level)."""
