@@ -50,7 +50,7 @@ def _import(src: Path, cache: Path) -> list[str]:
 def test_modules_come_from_the_cache_with_their_own_names_and_files(tmp_path: Path) -> None:
     src = _tree(tmp_path)
     cache = tmp_path / "cache.bin"
-    assert codecache.build(str(cache), ["pkg"], str(src)) == 3
+    assert codecache.build(str(cache), ["pkg"], str(src), stdlib=()) == 3
     lines = _import(src, cache)
     assert lines[:3] == [
         f"pkg package CodeCache {src / 'pkg' / '__init__.py'}",
@@ -125,6 +125,54 @@ def test_galley_runc_runs_from_the_cache_setup_builds() -> None:
         ["/usr/bin/python3", "-IS", "-c", probe], capture_output=True, text=True, check=False
     )
     assert out.stdout.split() == ["CodeCache", "CodeCache"], out.stderr
+
+
+def test_standard_library_files_come_from_the_cache_without_a_path_search() -> None:
+    """__future__'s code and the extension modules galley-runc loads are served by the cache:
+    importlib never searches sys.path for them, nor lists lib-dynload."""
+    subprocess.run(
+        ["/usr/bin/python3", "-IS", str(REPO / "src" / "galley" / "codecache.py")], check=True
+    )
+    probe = (
+        f"import sys; sys.path.insert(0, {str(REPO / 'src')!r}); from galley import codecache; "
+        "cache = codecache.install(); "
+        "import __future__, _ctypes, _json, resource, termios; "
+        "print(type(__future__.__loader__).__name__, _json.__file__ == cache._source("
+        "cache.entries['_json'][0]), [p for p in sys.path_importer_cache if "
+        "p.endswith('lib-dynload')])"
+    )
+    out = subprocess.run(
+        ["/usr/bin/python3", "-IS", "-c", probe], capture_output=True, text=True, check=False
+    )
+    assert out.stdout.split() == ["CodeCache", "True", "[]"], out.stderr
+
+
+def test_a_standard_library_entry_serves_only_the_file_it_was_built_from(tmp_path: Path) -> None:
+    """Entries are relative to the running interpreter's standard library and stamped: a
+    cache built by another Python (or before an upgrade) finds other files, and falls back."""
+    src = _tree(tmp_path)
+    cache_file = tmp_path / "cache.bin"
+    assert codecache.build(str(cache_file), ["pkg"], str(src), ("_json", "__future__")) == 5
+    cache = codecache.install(str(cache_file), str(src))
+    assert cache is not None
+    try:
+        relative = cache.entries["_json"][0]
+        assert relative.startswith(codecache.IN_STDLIB) and cache.entries["_json"][3] == -1
+        spec = cache.find_spec("_json")
+        assert spec is not None and spec.origin == os.path.join(
+            os.path.dirname(os.__file__), relative.removeprefix(codecache.IN_STDLIB)
+        )
+        other = tmp_path / "other-python"  # the same names, other files
+        (other / "lib-dynload").mkdir(parents=True)
+        assert spec.origin is not None
+        (other / os.path.relpath(spec.origin, cache.stdlib)).write_bytes(b"not this one")
+        (other / "__future__.py").write_text("raise SystemExit('the wrong __future__')\n")
+        cache.stdlib = str(other)
+        assert cache.find_spec("_json") is None
+        assert cache.find_spec("__future__") is None
+    finally:
+        sys.meta_path.remove(cache)
+        os.close(cache.fd)
 
 
 def test_damaged_code_is_compiled_from_the_source(tmp_path: Path) -> None:
