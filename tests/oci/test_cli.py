@@ -352,3 +352,18 @@ def test_delete_force_clears_a_half_created_container(runtime: Runtime) -> None:
     assert runtime("delete", "half").returncode == 1
     runtime("delete", "--force", "half", check=True)
     assert not (runtime.root / "half").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "message"),
+    [
+        (["kill", "gone", "NOSUCHSIG"], 1, "does not exist"),  # the container before the signal
+        (["nosuchcommand"], 3, "No help topic for 'nosuchcommand'"),  # urfave/cli's status
+        (["exec", "gone", "true"], 255, "does not exist"),
+    ],
+)
+def test_errors_come_in_runcs_order_with_its_status(
+    any_runtime: Runtime, argv: list[str], status: int, message: str
+) -> None:
+    result = any_runtime(*argv)
+    assert (result.returncode, message in result.stderr) == (status, True), result.stderr

@@ -137,13 +137,17 @@ def overview() -> str:
     return "\n".join(lines) + "\n"
 
 
+class UnknownCommand(InvalidArgument):
+    """A command galley-runc does not have: runc (urfave/cli) exits 3 for it, not 1."""
+
+
 def parse_args(argv: list[str]) -> Args:
     """Global options, then the command's own (InvalidArgument on a usage error)."""
     args = parse("galley-runc", GLOBAL, argv, Args(help=False))
     if args.version or args.help or args.command is None:
         return args
     if args.command not in COMMANDS:
-        raise InvalidArgument(f"No help topic for '{args.command}'")
+        raise UnknownCommand(f"No help topic for '{args.command}'")
     module, _ = COMMANDS[args.command]
     return parse(args.command, _commands(module).syntax(args.command), args.command_args, args)
 
@@ -167,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse_args(list(sys.argv[1:] if argv is None else argv))
     except InvalidArgument as e:
         os.write(2, f"{PROG}: {e}\n".encode())
-        return 1
+        return 3 if isinstance(e, UnknownCommand) else 1
     if args.version:
         python = ".".join(map(str, sys.version_info[:3]))
         sys.stdout.write(  # runc's layout, which tools like go-runc parse line by line

@@ -348,14 +348,17 @@ def delete_loaded(state: ContainerState, *, force: bool) -> None:
         destroy(state)
 
 
-def kill(ctx: Context, cid: str, sig: int, *, all_processes: bool) -> None:
-    """Signal the container's init, or all its processes."""
+def kill(ctx: Context, cid: str, signal_name: str, *, all_processes: bool) -> int:
+    """Signal the container's init, or all its processes; the signal's number. As runc, a
+    container that does not exist is reported before a signal that does not."""
     state = ContainerState.load(ctx.root, cid)
+    sig = parse_signal(signal_name)
     if all_processes:
         signal_all(state, sig)
-        return
+        return sig
     require(Operation.KILL, state.status(check_frozen=False), cid)  # paused may be killed too
     signal_init(state, sig)
+    return sig
 
 
 def run(command: str, ctx: Context, args: Args) -> int:
@@ -374,8 +377,7 @@ def run(command: str, ctx: Context, args: Args) -> int:
         delete(ctx, cid, force=args.force)
         ctx.log.debug(f"deleted container_id={cid} force={args.force}")
     elif command == "kill":
-        sig = parse_signal(args.signal or "SIGTERM")
-        kill(ctx, cid, sig, all_processes=args.all)
+        sig = kill(ctx, cid, args.signal or "SIGTERM", all_processes=args.all)
         ctx.log.debug(f"signalled container_id={cid} signal={sig} all={args.all}")
     return 0
 
