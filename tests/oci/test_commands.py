@@ -89,6 +89,18 @@ def test_delete_force_of_paused_container(running: tuple[Runtime, str]) -> None:
     assert rt("state", cid).returncode == 1
 
 
+def test_sigkill_to_a_paused_container_lands(running: tuple[Runtime, str]) -> None:
+    """runc thaws a paused container after SIGKILL to its init (v1's freezer would hold the
+    dying process); another signal leaves it paused."""
+    rt, cid = running
+    rt("pause", cid, check=True)
+    rt("kill", cid, "TERM", check=True)
+    assert status(rt, cid) == "paused"
+    rt("kill", cid, "KILL", check=True)
+    wait_status(rt, cid, "stopped")
+    assert "container not paused" in rt("resume", cid).stderr
+
+
 def test_kill_all(running: tuple[Runtime, str]) -> None:
     rt, cid = running
     deadline = time.monotonic() + 5

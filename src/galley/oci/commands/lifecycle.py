@@ -19,6 +19,7 @@ from galley.errors import FailedPrecondition, InvalidArgument, NotFound
 from galley.oci.commands.args import container_id, parse_signal
 from galley.oci.commands.options import INT, STR, Args, Option, Syntax
 from galley.oci.commands.teardown import (
+    SIGKILL,
     clear_incomplete,
     destroy,
     kill_and_wait,
@@ -356,8 +357,11 @@ def kill(ctx: Context, cid: str, signal_name: str, *, all_processes: bool) -> in
     if all_processes:
         signal_all(state, sig)
         return sig
-    require(Operation.KILL, state.status(check_frozen=False), cid)  # paused may be killed too
+    status = state.status(check_frozen=sig == SIGKILL)
+    require(Operation.KILL, status, cid)  # paused may be killed too
     signal_init(state, sig)
+    if status is Status.PAUSED:  # SIGKILL: v1's freezer holds the dying init until thawed
+        state.cgroup_manager().thaw()  # as runc thaws it
     return sig
 
 
