@@ -359,7 +359,7 @@ def test_delete_force_clears_a_half_created_container(runtime: Runtime) -> None:
     [
         (["kill", "gone", "NOSUCHSIG"], 1, "does not exist"),  # the container before the signal
         (["nosuchcommand"], 3, "No help topic for 'nosuchcommand'"),  # urfave/cli's status
-        (["exec", "gone", "true"], 255, "does not exist"),
+        (["exec", "gone", "true"], 255, 'msg="exec failed: container '),
     ],
 )
 def test_errors_come_in_runcs_order_with_its_status(
@@ -367,3 +367,13 @@ def test_errors_come_in_runcs_order_with_its_status(
 ) -> None:
     result = any_runtime(*argv)
     assert (result.returncode, message in result.stderr) == (status, True), result.stderr
+
+
+def test_exec_errors_read_as_runcs(any_runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = any_runtime.detached(bundle)
+    result = any_runtime("exec", cid, "/nosuch")
+    assert result.returncode == 255
+    assert 'msg="exec failed: unable to start container process: exec: \\"/nosuch\\": ' in (
+        result.stderr
+    )

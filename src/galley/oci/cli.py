@@ -152,6 +152,13 @@ def parse_args(argv: list[str]) -> Args:
     return parse(args.command, _commands(module).syntax(args.command), args.command_args, args)
 
 
+# How runc begins the error of these commands.
+_FAILED = {
+    "create": f"{PROG} create failed: ",
+    "run": f"{PROG} run failed: ",
+    "exec": "exec failed: ",
+}
+
 # The command that runs until stopped: the garbage collector, which bin/galley-runc turns off
 # to start quickly, runs again for it (run and exec in the foreground turn it on when they
 # start waiting: galley.oci.commands.lifecycle.wait_foreground, execution).
@@ -194,8 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _commands(COMMANDS[args.command][0]).run(args.command, ctx, args)
     except GalleyError as e:
-        prefix = f"{PROG} {args.command} failed: " if args.command in {"create", "run"} else ""
-        log.failure(prefix + str(e))
+        log.failure(_FAILED.get(args.command, "") + str(e))
     except NotImplementedError as e:
         log.failure(f"{args.command}: not implemented yet ({e})")
     except OSError as e:

@@ -56,9 +56,8 @@ def exec_process(
         pid = _start(state, process, stage, rollback, masters, foreground=not detach)
     except StageError as err:
         rollback.run()
-        raise FailedPrecondition(
-            f"container {state.id!r}: exec failed: unable to start container process: {err}"
-        ) from None
+        # galley-runc begins it with "exec failed: ", as runc does
+        raise FailedPrecondition(f"unable to start container process: {err}") from None
     except BaseException:
         rollback.run()
         raise
