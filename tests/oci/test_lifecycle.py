@@ -93,6 +93,7 @@ def test_create_start_kill_delete(any_runtime: Runtime, bundle: Bundle) -> None:
     any_runtime("kill", cid, "KILL", check=True)
     wait_status(any_runtime, cid, "stopped")
     assert json.loads(any_runtime("state", cid, check=True).stdout)["pid"] == 0
+    assert any_runtime("ps", "--format", "json", cid, check=True).stdout == "null\n"
     stopped = any_runtime("start", cid)
     assert stopped.returncode == 1
     assert "cannot start a container that has stopped" in stopped.stderr

@@ -83,8 +83,8 @@ def list_containers(ctx: Context, fmt: str, quiet: bool) -> str:
 def ps(state: ContainerState, fmt: str, ps_args: list[str]) -> str:
     """`ps`: the container's pids as JSON, or `ps -ef` lines for those pids."""
     pids = state.cgroup_manager().pids() if state.cgroup else [state.pid]
-    if fmt == "json":
-        return dumps(pids) + "\n"
+    if fmt == "json":  # none: null, as runc's (Go's) empty list
+        return (dumps(pids) if pids else "null") + "\n"
     import subprocess  # noqa: PLC0415 - lazy: only the ps table needs it
 
     args = [a for a in ps_args if a != "--"] or ["-ef"]
