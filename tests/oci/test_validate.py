@@ -72,6 +72,7 @@ CASES = [
     ("linux.namespaces.2", {"type": "pid"}, 'linux.namespaces[2].type: duplicate namespace type "pid"'),
     ("linux.namespaces.0.path", "relative", "linux.namespaces[0].path: 'relative' must be an absolute path"),
     ("linux.uidMappings", [{"containerID": 0, "hostID": 0, "size": 1}], "linux.uidMappings: id mappings need a user namespace"),
+    ("linux.gidMappings", [{"containerID": 0, "hostID": 0, "size": 1}], "linux.gidMappings: id mappings need a user namespace"),
     ("linux.devices", [{"type": "x", "path": "/dev/x"}], 'linux.devices[0].type: unknown device type "x"'),
     ("linux.devices", [{"type": "c", "path": "/dev/x"}], "linux.devices[0].major: is required"),
     ("linux.resources.devices.0.access", "rwx", 'linux.resources.devices[0].access: "rwx" must be a combination'),

@@ -151,9 +151,9 @@ def _cross_checks(spec: dict[str, Any], linux: dict[str, Any], namespaces: set[s
         raise fail("hostname", "unable to set hostname without a private UTS namespace")
     if spec.get("domainname") and "uts" not in namespaces:
         raise fail("domainname", "unable to set domainname without a private UTS namespace")
-    has_maps = linux.get("uidMappings") or linux.get("gidMappings")
-    if has_maps and "user" not in namespaces:
-        raise fail("linux.uidMappings", "id mappings need a user namespace in linux.namespaces")
+    for field in ("uidMappings", "gidMappings"):  # runc 1.1 drops them without a word
+        if linux.get(field) and "user" not in namespaces:
+            raise fail(f"linux.{field}", "id mappings need a user namespace in linux.namespaces")
     if "user" in namespaces:
         joined = any(n.get("type") == "user" and n.get("path") for n in linux["namespaces"])
         if not joined and not (linux.get("uidMappings") and linux.get("gidMappings")):
