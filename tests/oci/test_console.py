@@ -71,7 +71,9 @@ def console_output(rt: Runtime, bundle: Bundle, sock_path: str) -> bytes:
         os.close(master)
 
 
-def test_console_socket_receives_master(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+def test_console_socket_receives_master(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
     bundle.config["process"]["terminal"] = True
     bundle.config["process"]["consoleSize"] = {"height": 33, "width": 101}
     bundle.config["process"]["args"] = [
@@ -79,8 +81,9 @@ def test_console_socket_receives_master(runtime: Runtime, bundle: Bundle, tmp_pa
         "-c",
         "[ -t 0 ] && [ -t 1 ] && echo isatty; stty size; ls -l /dev/console",
     ]
-    out = console_output(runtime, bundle, str(tmp_path / "console.sock"))
-    assert out.startswith(b"isatty\n33 101\n"), out  # no \r: ONLCR cleared as runc does
+    out = console_output(any_runtime, bundle, str(tmp_path / "console.sock"))
+    # ONLCR on, as runc leaves it: a reader in raw mode (kubectl exec -t) needs the \r
+    assert out.startswith(b"isatty\r\n33 101\r\n"), out
     assert b"/dev/console" in out
 
 
@@ -113,3 +116,26 @@ def test_terminal_without_console_socket_fails(runtime: Runtime, bundle: Bundle)
     assert res.returncode == 1
     assert "console socket" in res.stderr
     assert not (runtime.root / cid).exists()
+
+
+def test_line_ends_of_a_foreground_terminal(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """`run` with a terminal, in the foreground on a tty of its own (script(1)): runc and
+    galley-runc leave the container's ONLCR on and put their own tty in raw mode, so the
+    user's terminal gets "\\r\\n" once, and lines do not stair-step."""
+    bundle.config["process"]["terminal"] = True
+    bundle.config["process"]["args"] = ["sh", "-c", "echo a; echo b"]
+    cid = any_runtime.new_id()
+    any_runtime.created.append(cid)
+    command = [any_runtime.binary, "--root", str(any_runtime.root), "run"]
+    command += ["--bundle", str(bundle.write()), cid]
+    typescript = tmp_path / "typescript"
+    subprocess.run(
+        ["script", "-qec", subprocess.list2cmdline(command), str(typescript)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        timeout=60,
+        check=True,
+    )
+    assert b"a\r\nb\r\n" in typescript.read_bytes()

@@ -4,7 +4,8 @@ Both create and exec open the pty from the container's own /dev/ptmx, as runc do
 in the container names a /dev/pts entry it can see: create just before pivot_root (the
 container's devpts is mounted by then; the slave is bound onto /dev/console), exec after
 joining the container's mount namespace. The stage chowns the slave to the container user,
-applies consoleSize, clears ONLCR as runc does, makes the slave its stdio and controlling
+applies consoleSize (and leaves the terminal's modes as the kernel makes them: ONLCR on, as
+runc 1.1 does, so "\n" reaches the reader as "\r\n"), makes the slave its stdio and controlling
 terminal, and reports the master's fd number; P copies it out with pidfd_getfd and sends it
 to --console-socket (so nothing in the init stage needs the socket module).
 """
@@ -78,10 +79,9 @@ def bind_console(root: str, slave: int) -> None:
 
 
 def _configure(master: int, slave: int, size: ConsoleSize | None, owner_uid: int) -> None:
-    """runc's settings: no ONLCR (\n stays \n), consoleSize, the slave owned by the user."""
-    attrs = termios.tcgetattr(slave)
-    attrs[1] &= ~termios.ONLCR
-    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    """runc's settings: consoleSize, the slave owned by the user. The modes stay the kernel's
+    defaults: a reader in raw mode (containerd's shim, `kubectl exec -t`, our own relay) gets
+    "\r\n" line ends, as from runc; without ONLCR, lines would stair-step there."""
     if size:
         set_size(master, size.get("height", 0), size.get("width", 0))
     os.fchown(slave, owner_uid, -1)
