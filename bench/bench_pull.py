@@ -19,7 +19,6 @@ between runs so that every pull is cold). Prints medians and the ratio container
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
 import statistics
@@ -31,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from galley.fixtures import registry as reg
+from galley.fixtures.containerd import Containerd
 from galley.fixtures.images import (
     BuiltImage,
     TarEntry,
@@ -81,66 +81,6 @@ def images(zstd: bool = False) -> dict[str, BuiltImage]:
     if zstd:
         built["big-zstd"] = build_image(big, compression="zstd")
     return built
-
-
-class Containerd:
-    """A private containerd: its own config, root, state and socket under workdir."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.socket = str(workdir / "containerd.sock")
-        config = workdir / "config.toml"
-        config.write_text(
-            "version = 2\n"
-            f'root = "{workdir}/root"\n'
-            f'state = "{workdir}/state"\n'
-            'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
-            f'[grpc]\n  address = "{self.socket}"\n'
-            f'[ttrpc]\n  address = "{self.socket}.ttrpc"\n'
-            '[debug]\n  address = ""\n'
-            '[metrics]\n  address = ""\n'
-            f'[plugins."io.containerd.internal.v1.opt"]\n  path = "{workdir}/opt"\n'
-        )
-        log = open(workdir / "containerd.log", "wb")  # noqa: SIM115 - handed to the child
-        self.process = subprocess.Popen(
-            ["containerd", "--config", str(config)], stdout=log, stderr=log
-        )
-        log.close()
-        deadline = time.monotonic() + 20
-        while not self._ready():
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"containerd did not start; see {workdir}/containerd.log")
-            time.sleep(0.1)
-
-    def ctr(self, *args: str) -> None:
-        """Run ctr against this containerd, in the bench namespace."""
-        subprocess.run(
-            ["ctr", "--address", self.socket, "-n", NAMESPACE, *args],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-
-    def _ready(self) -> bool:
-        if not os.path.exists(self.socket):
-            return False
-        try:
-            self.ctr("version")
-        except subprocess.CalledProcessError:
-            return False
-        return True
-
-    def stop(self) -> None:
-        """Kill the containerd this object started, and unmount what it left mounted."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=20)
-        with open("/proc/self/mountinfo") as f:
-            points = [line.split()[4] for line in f]
-        for point in reversed(points):
-            if point.startswith(f"{self.workdir}/"):
-                subprocess.run(["umount", "-l", point], check=False)
 
 
 def galley_pull(workdir: Path, hosts: Path, ref: str) -> Callable[[], None]:
@@ -215,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, image in built.items():
             push_image(registry.host, f"bench/{name}", "1", image)
         (workdir / "containerd").mkdir()
-        containerd = Containerd(workdir / "containerd")
+        containerd = Containerd(workdir / "containerd", NAMESPACE)
         for name, image in built.items():
             ref = f"{registry.host}/bench/{name}:1"
             size = sum(layer.descriptor.size for layer in image.layers) / 1e6

@@ -113,9 +113,8 @@ def create(
         )
     except StageError as err:
         rollback.run()
-        raise FailedPrecondition(
-            f"container {container_id!r}: unable to start container process: {err}"
-        ) from None
+        # galley-runc begins it with "galley-runc create failed: ", as runc does
+        raise FailedPrecondition(f"unable to start container process: {err}") from None
     except BaseException:
         rollback.run()
         raise
