@@ -150,3 +150,32 @@ def test_a_terminal_task(containerd: Containerd, binary: str, task_id: str, tmp_
     )
     seen = typescript.read_bytes()
     assert b"/dev/pts/0\r\r\ntty-ok\r\r\n" in seen, seen  # the container's ONLCR, then ctr's
+
+
+def test_containerds_spec_gives_the_container_runc_gives(
+    containerd: Containerd, tmp_path: Path
+) -> None:
+    """ctr's spec options (its default seccomp profile, dropped capabilities, a read-only
+    root, a read-only bind mount, env and cwd): the container looks the same from inside on
+    galley-runc and on runc."""
+    probe = (
+        "id; pwd; echo A=$A; grep -E 'Seccomp:|CapEff|NoNewPrivs' /proc/self/status; ulimit -n;"
+        " touch /x 2>&1; ls /host; touch /host/y 2>&1; mount | cut -d' ' -f1-5"
+    )
+    (tmp_path / "marker").write_text("")
+    seen = {}
+    for name, binary in sorted(RUNTIMES.items()):
+        cid = f"spec-{name}-{uuid.uuid4().hex[:8]}"
+        options = ["--rm", "--seccomp", "--runc-binary", binary, "--cwd", "/tmp", "--env", "A=B"]
+        options += ["--cap-drop", "CAP_NET_RAW", "--read-only"]
+        options += ["--mount", f"type=bind,src={tmp_path},dst=/host,options=rbind:ro"]
+        result = containerd.ctr("run", *options, IMAGE, cid, "sh", "-c", probe, check=False)
+        assert result.returncode == 0, result.stderr
+        seen[name] = result.stdout
+    galley = seen["galley"].splitlines()
+    assert "A=B" in galley and "/tmp" in galley and "NoNewPrivs:\t1" in galley
+    assert "Seccomp:\t2" in galley and "marker" in galley
+    assert galley.count("touch: /x: Read-only file system") == 1
+    assert galley.count("touch: /host/y: Read-only file system") == 1
+    if "runc" in seen:
+        assert seen["runc"] == seen["galley"]
