@@ -170,6 +170,8 @@ def test_a_standard_library_entry_serves_only_the_file_it_was_built_from(tmp_pat
         cache.stdlib = str(other)
         assert cache.find_spec("_json") is None
         assert cache.find_spec("__future__") is None
+        cache.stdlib = ""  # an interpreter whose os module has no __file__
+        assert cache.find_spec("_json") is None
     finally:
         sys.meta_path.remove(cache)
         os.close(cache.fd)

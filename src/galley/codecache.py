@@ -80,7 +80,7 @@ class CodeCache:
         relative, built, is_package, offset = entry[:4]
         source = self._source(relative)
         try:
-            if stamp(os.stat(source)) != built:
+            if not source or stamp(os.stat(source)) != built:
                 return None  # edited (or copied) since build(): importlib compiles it
         except OSError:
             return None
@@ -123,14 +123,18 @@ class CodeCache:
             return compile(f.read(), source, "exec", dont_inherit=True, optimize=OPTIMIZE)
 
     def _source(self, relative: str) -> str:
+        """The file an entry names ("" for the standard library's, where it is unknown)."""
         if relative.startswith(IN_STDLIB):
+            if not self.stdlib:
+                return ""
             return os.path.join(self.stdlib, relative[len(IN_STDLIB) :])
         return os.path.join(self.src, relative)
 
 
 def _stdlib_dir() -> str:
-    """The running interpreter's standard library (where its os.py is)."""
-    return os.path.dirname(os.__file__)
+    """The running interpreter's standard library, where its os.py is ("" if unknown)."""
+    location = getattr(os, "__file__", None)
+    return os.path.dirname(location) if location else ""
 
 
 def install(path: str = CACHE, src: str = SRC) -> "CodeCache | None":
@@ -217,7 +221,7 @@ def build(
 
 def _relative(source: str, src: str) -> str:
     stdlib = _stdlib_dir()
-    if source.startswith(stdlib + os.sep):
+    if stdlib and source.startswith(stdlib + os.sep):
         return IN_STDLIB + os.path.relpath(source, stdlib)
     return os.path.relpath(source, src)
 
@@ -230,6 +234,8 @@ def _stdlib(
     and frozen ones are left out."""
     from importlib.machinery import ExtensionFileLoader, PathFinder  # noqa: PLC0415 - build()
 
+    if not _stdlib_dir():
+        return [], []
     stdlib = _stdlib_dir() + os.sep
     extensions, sources = [], []
     for name in names:
