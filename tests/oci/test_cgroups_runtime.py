@@ -231,3 +231,34 @@ def test_events_stats_has_runcs_fields(tmp_path: Path, bundle: Bundle, parent: s
     assert galley["memory"] == runc["memory"]
     assert galley["pids"] == runc["pids"] == {"current": 1, "limit": 33}
     assert galley["limit"] == runc["limit"] == 48 * MiB
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [None, {"pids": {"limit": 100}}],
+    ids=["no-resources", "resources-without-devices"],
+)
+def test_devices_are_denied_without_a_devices_rule(
+    any_runtime: Runtime, bundle: Bundle, resources: dict[str, Any] | None
+) -> None:
+    """linux.resources.devices is optional: without it the default allowlist and linux.devices
+    still apply over "deny all", as runc's do. A container with CAP_MKNOD makes /dev/mem and
+    the host console's memory (vcs): opening either is refused by the device cgroup."""
+    linux = bundle.config["linux"]
+    linux.pop("resources", None)
+    if resources is not None:
+        linux["resources"] = resources
+    for name in ("bounding", "effective", "permitted"):
+        bundle.config["process"]["capabilities"][name].append("CAP_MKNOD")
+    script = (
+        "mknod /tmp/mem c 1 1; mknod /tmp/vcs c 7 0;"
+        " for d in /tmp/mem /tmp/vcs; do head -c1 $d >/dev/null 2>/tmp/err; cat /tmp/err; done;"
+        " head -c1 /dev/zero | wc -c"
+    )
+    bundle.config["process"]["args"] = ["sh", "-c", script]
+    cid = any_runtime.new_id()
+    result = any_runtime("run", "--bundle", str(bundle.write()), cid)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3 and lines[2].strip() == "1", lines  # the allowlist still works
+    assert all("Operation not permitted" in line for line in lines[:2]), lines

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from galley.oci.cgroups import CgroupManager
-    from galley.oci.spec import Process, Spec, State
+    from galley.oci.spec import Process, Resources, Spec, State
 
 
 class LaunchResult:
@@ -164,9 +164,7 @@ def _create(
     cgroup = _cgroup_manager(spec, container_id, rollback)
     note_incomplete(state_dir, cgroup=cgroup.save())  # before there is anything to undo
     cgroup.create()
-    resources = spec.get("linux", {}).get("resources")
-    if resources:
-        cgroup.set(resources)
+    cgroup.set(initial_resources(spec))
 
     launched: list[LaunchResult] = []
 
@@ -251,12 +249,21 @@ def _finish(
 
 
 def _cgroup_manager(spec: Spec, container_id: str, rollback: Rollback) -> CgroupManager:
-    """The container's cgroup, removed on failure (apply() creates it)."""
+    """The container's cgroup, removed on failure (create() makes it)."""
     from galley.oci.cgroups import manager_for  # noqa: PLC0415
 
     manager = manager_for(spec, container_id)
     rollback.add_final(manager.destroy)
     return manager
+
+
+def initial_resources(spec: Spec) -> Resources:
+    """What a new container's cgroup is given: linux.resources, with the device rules always
+    (an absent `devices` is an empty list): the default allowlist and linux.devices then
+    apply over "deny all", as runc's do. Left out, the cgroup would allow every device."""
+    resources: Resources = dict(spec.get("linux", {}).get("resources") or {})  # type: ignore[assignment]
+    resources.setdefault("devices", [])
+    return resources
 
 
 def check_console(process: Process, console_socket: str | None) -> bool:
