@@ -360,6 +360,9 @@ def test_delete_force_clears_a_half_created_container(runtime: Runtime) -> None:
         (["kill", "gone", "NOSUCHSIG"], 1, "does not exist"),  # the container before the signal
         (["nosuchcommand"], 3, "No help topic for 'nosuchcommand'"),  # urfave/cli's status
         (["exec", "gone", "true"], 255, 'msg="exec failed: container '),
+        (["exec"], 1, "requires"),  # a usage error: not "exec failed", not 255
+        (["state"], 1, "requires exactly 1 argument(s)"),
+        (["help", "nosuch"], 3, "No help topic for 'nosuch'"),
     ],
 )
 def test_errors_come_in_runcs_order_with_its_status(
@@ -377,3 +380,12 @@ def test_exec_errors_read_as_runcs(any_runtime: Runtime, bundle: Bundle) -> None
     assert 'msg="exec failed: unable to start container process: exec: \\"/nosuch\\": ' in (
         result.stderr
     )
+
+
+@pytest.mark.parametrize("argv", [["help"], ["help", "create"], ["h", "state"]])
+def test_help_command(any_runtime: Runtime, argv: list[str]) -> None:
+    """urfave/cli's `help [COMMAND]`, which tools and people type to runc."""
+    result = any_runtime(*argv)
+    assert result.returncode == 0 and result.stderr == ""
+    if len(argv) > 1:
+        assert f"{argv[1]} " in result.stdout

@@ -13,7 +13,7 @@ import sys
 import time
 
 from galley.errors import GalleyError, InvalidArgument
-from galley.oci.commands.options import STR, Args, Option, Syntax, parse, usage
+from galley.oci.commands.options import STR, Args, Option, Syntax, UsageError, parse, usage
 from galley.oci.jsonfast import dumps
 from galley.oci.state import RUNTIME_OCI_VERSION
 
@@ -137,13 +137,21 @@ def overview() -> str:
     return "\n".join(lines) + "\n"
 
 
-class UnknownCommand(InvalidArgument):
+class UnknownCommand(UsageError):
     """A command galley-runc does not have: runc (urfave/cli) exits 3 for it, not 1."""
 
 
+HELP = ("help", "h")  # urfave/cli's: `help [COMMAND]`
+
+
 def parse_args(argv: list[str]) -> Args:
-    """Global options, then the command's own (InvalidArgument on a usage error)."""
+    """Global options, then the command's own (UsageError on a usage error)."""
     args = parse("galley-runc", GLOBAL, argv, Args(help=False))
+    if args.command in HELP:
+        topic = next(iter(args.command_args), None)
+        if topic is not None and topic not in COMMANDS:
+            raise UnknownCommand(f"No help topic for '{topic}'")
+        args.command, args.help = topic, True
     if args.version or args.help or args.command is None:
         return args
     if args.command not in COMMANDS:
@@ -176,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse argv, run the command, map errors to runc's exit status and messages."""
     try:
         args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    except InvalidArgument as e:
+    except InvalidArgument as e:  # a UsageError, or a value no option takes
         os.write(2, f"{PROG}: {e}\n".encode())
         return 3 if isinstance(e, UnknownCommand) else 1
     if args.version:
@@ -200,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx = Context(os.path.abspath(args.root), log, args.systemd_cgroup)
     try:
         return _commands(COMMANDS[args.command][0]).run(args.command, ctx, args)
+    except UsageError as e:  # found by the command (a missing container id)
+        log.failure(str(e))
+        return 1
     except GalleyError as e:
         log.failure(_FAILED.get(args.command, "") + str(e))
     except NotImplementedError as e:
@@ -207,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         from galley.oci.init import describe  # noqa: PLC0415 - only on failure
 
-        log.failure(f"{args.command}: {describe(e)}")
+        log.failure(_FAILED.get(args.command, f"{args.command}: ") + describe(e))
     except KeyboardInterrupt:
         return 130
     return 255 if args.command == "exec" else 1  # runc's exit status for a failed exec

@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 FLAG, STR, INT, LIST, INTLIST = "flag", "str", "int", "list", "intlist"
 
 
+class UsageError(InvalidArgument):
+    """The command line itself is wrong (an unknown flag, a missing argument): runc exits 1
+    for it whatever the command, with no "<command> failed" prefix."""
+
+
 class Option:
     """One option: its spellings (e.g. "-b,--bundle"), kind, default and help."""
 
@@ -109,13 +114,13 @@ def parse(command: str, syntax: Syntax, argv: list[str], args: Args) -> Args:
         name, eq, value = arg.partition("=")
         option = by_name.get(name)
         if option is None:
-            raise InvalidArgument(f"flag provided but not defined: {name}")
+            raise UsageError(f"flag provided but not defined: {name}")
         if option.kind == FLAG:
             setattr(args, option.dest, True)
             continue
         if not eq:
             if i >= len(argv):
-                raise InvalidArgument(f"flag needs an argument: {name}")
+                raise UsageError(f"flag needs an argument: {name}")
             value = argv[i]
             i += 1
         converted = _convert(option, name, value)
@@ -129,7 +134,7 @@ def parse(command: str, syntax: Syntax, argv: list[str], args: Args) -> Args:
 def _assign(command: str, syntax: Syntax, positionals: list[str], args: Args) -> Args:
     names = syntax.positionals
     if len(positionals) > len(names) and not syntax.rest:
-        raise InvalidArgument(
+        raise UsageError(
             f'"{command}" takes at most {len(names)} argument(s), got {len(positionals)}'
         )
     for i, name in enumerate(names):
