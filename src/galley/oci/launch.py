@@ -163,8 +163,14 @@ def _create(
     # set now, so that once the stage reports the container's pid only the move is left.
     cgroup = _cgroup_manager(spec, container_id, rollback)
     note_incomplete(state_dir, cgroup=cgroup.save())  # before there is anything to undo
-    cgroup.create()
-    cgroup.set(initial_resources(spec))
+    try:
+        cgroup.create()
+        cgroup.set(initial_resources(spec))
+    except Exception as err:  # the stage may have failed first: then its error is the cause
+        reported = channel.reported_error()
+        if reported is not None:
+            raise StageError(reported) from err
+        raise
 
     launched: list[LaunchResult] = []
 
