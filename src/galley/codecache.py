@@ -232,6 +232,7 @@ def _stdlib(
     """Of names, what this interpreter loads from files in its standard library: the
     extension modules (name, file) and the Python modules (name, source, False). Built-in
     and frozen ones are left out."""
+    import _imp  # noqa: PLC0415 - build() only
     from importlib.machinery import ExtensionFileLoader, PathFinder  # noqa: PLC0415 - build()
 
     if not _stdlib_dir():
@@ -239,6 +240,8 @@ def _stdlib(
     stdlib = _stdlib_dir() + os.sep
     extensions, sources = [], []
     for name in names:
+        if name in sys.builtin_module_names or _imp.is_frozen(name):
+            continue  # importlib's own finders serve these before any file is looked at
         spec = PathFinder.find_spec(name, [stdlib, os.path.join(stdlib, "lib-dynload")])
         if spec is None or spec.origin is None or not spec.origin.startswith(stdlib):
             continue
