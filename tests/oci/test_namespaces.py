@@ -83,6 +83,35 @@ def test_hostname_and_domainname(runtime: Runtime, bundle: Bundle) -> None:
     assert os.uname().nodename != "box"
 
 
+def test_empty_names_without_a_uts_namespace_leave_the_callers(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """ "hostname": "" passes validation without a UTS namespace of the container's own (it
+    sets nothing): the caller's names must stay. Run in a throwaway UTS namespace, so that a
+    runtime getting it wrong renames that namespace, not this machine."""
+    bundle.config["linux"]["namespaces"] = [
+        n for n in bundle.config["linux"]["namespaces"] if n["type"] != "uts"
+    ]
+    bundle.config["hostname"] = bundle.config["domainname"] = ""
+    bundle.config["process"]["args"] = ["true"]
+    cid = any_runtime.new_id()
+    any_runtime.created.append(cid)
+    run = f"{any_runtime.binary} --root {any_runtime.root} run -b {bundle.write()} {cid}"
+    script = f"hostname outer && {run} && hostname && cat /proc/sys/kernel/domainname"
+    result = subprocess.run(
+        ["unshare", "--uts", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "outer"
+    assert result.stdout.splitlines()[1] == (
+        Path("/proc/sys/kernel/domainname").read_text().strip()
+    )
+
+
 def test_cgroup_namespace_hides_host_path(runtime: Runtime, bundle: Bundle) -> None:
     out = _run(runtime, bundle, "cat /proc/self/cgroup")
     paths = {line.split(":", 2)[2] for line in out.splitlines() if line}

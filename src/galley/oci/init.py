@@ -363,11 +363,14 @@ def _open_terminal(channel: Channel, process: Process, root: str | None) -> None
 
 
 def _set_names(spec: Spec) -> None:
+    """hostname and domainname, when given and not empty (as runc: an empty one leaves the
+    name the UTS namespace has; validation lets it through without a UTS namespace of the
+    container's own, where setting it would rename the host)."""
     from galley.kernel import proc  # noqa: PLC0415
 
-    if "hostname" in spec:
+    if spec.get("hostname"):
         proc.sethostname(spec["hostname"])
-    if "domainname" in spec:
+    if spec.get("domainname"):
         proc.setdomainname(spec["domainname"])
 
 
