@@ -111,3 +111,27 @@ def test_exec_process_json(any_runtime: Runtime, running: str, tmp_path: Path) -
     assert result.stdout.split() == ["NoNewPrivs:", "1", "456"]
     assert result.returncode == 1  # the container's seccomp filter applies to exec too
     assert "Function not implemented" in result.stderr
+
+
+def test_exec_as_root_with_no_new_privileges_keeps_narrow_sets(
+    any_runtime: Runtime, running: str, tmp_path: Path
+) -> None:
+    """As for create: no_new_privs goes on before any execve, so root's sets stay narrower
+    than its bounding set."""
+    process = {
+        "args": ["cat", "/proc/self/status"],
+        "cwd": "/",
+        "env": ["PATH=/bin"],
+        "user": {"uid": 0, "gid": 0},
+        "noNewPrivileges": True,
+        "capabilities": {
+            "bounding": ["CAP_KILL", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE"],
+            "permitted": ["CAP_KILL"],
+            "effective": ["CAP_KILL"],
+        },
+    }
+    spec = tmp_path / "process.json"
+    spec.write_text(json.dumps(process))
+    status = status_of(exec_in(any_runtime, "-p", str(spec), running))
+    for field in ("CapPrm", "CapEff"):
+        assert kcaps.names_of(int(status[field], 16)) == ["CAP_KILL"], field

@@ -41,6 +41,26 @@ def test_default_config(any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Pa
     assert status["NoNewPrivs"] == "1"
 
 
+def test_root_with_no_new_privileges_keeps_its_sets_narrower_than_bounding(
+    any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path
+) -> None:
+    """Without no_new_privs, root's execve raises permitted to the bounding set; with it, the
+    process keeps the permitted and effective sets it was given. (galley-runc once let the
+    trampoline's own execve raise them, so CAP_SYS_ADMIN in bounding alone became effective.)"""
+    bundle = shared_root_bundle(tmp_path, busybox_rootfs, STATUS)
+    process = bundle.config["process"]
+    process["noNewPrivileges"] = True
+    process["capabilities"] = {
+        "bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE"],
+        "permitted": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+        "effective": ["CAP_KILL"],
+    }
+    status = run_status(any_runtime, bundle)
+    for field in ("CapPrm", "CapEff"):  # root's execve makes effective its permitted set
+        assert names(status, field) == ["CAP_KILL", "CAP_NET_BIND_SERVICE"], field
+    assert status["NoNewPrivs"] == "1"
+
+
 def test_every_set_as_a_non_root_user(
     any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path
 ) -> None:

@@ -598,6 +598,8 @@ class ProcessStarter:
         if self.trampoline is not None:
             if self.fifo is not None:
                 os.set_inheritable(self.fifo, True)  # the trampoline reads and closes it
+            if self.nnp:  # before this execve too: root's would raise permitted to bounding
+                proc.set_no_new_privs()
             argv = self.trampoline.argv(self.executable, self.process["args"])
             os.execve(self.image, argv, self.env)
         if self.nnp:
