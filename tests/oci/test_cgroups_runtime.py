@@ -262,3 +262,38 @@ def test_devices_are_denied_without_a_devices_rule(
     lines = result.stdout.splitlines()
     assert len(lines) == 3 and lines[2].strip() == "1", lines  # the allowlist still works
     assert all("Operation not permitted" in line for line in lines[:2]), lines
+
+
+@pytest.mark.parametrize(
+    ("rules", "want"),
+    [
+        ([], "read:denied write:denied"),  # linux.devices makes the node, grants nothing
+        (
+            [{"allow": True, "type": "c", "major": 10, "minor": 237, "access": "r"}],
+            "read:ok write:denied",
+        ),
+        (
+            [{"allow": False, "type": "c", "major": 10, "minor": 237, "access": "rwm"}],
+            "read:denied write:denied",
+        ),
+    ],
+)
+def test_a_listed_device_gets_only_the_access_resources_give(
+    any_runtime: Runtime, bundle: Bundle, rules: list[dict[str, Any]], want: str
+) -> None:
+    """/dev/loop-control in linux.devices: the node is made, and opening it is what
+    linux.resources.devices allows after "deny all", as with runc (galley once added an rwm
+    rule for every listed device, over an explicit deny)."""
+    bundle.config["linux"]["devices"] = [
+        {"path": "/dev/loop-control", "type": "c", "major": 10, "minor": 237, "fileMode": 0o600}
+    ]
+    bundle.config["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"}, *rules]}
+    script = (
+        "(: </dev/loop-control) 2>/dev/null && r=ok || r=denied;"
+        " (: >>/dev/loop-control) 2>/dev/null && w=ok || w=denied; echo read:$r write:$w"
+    )
+    bundle.config["process"]["args"] = ["sh", "-c", script]
+    cid = any_runtime.new_id()
+    result = any_runtime("run", "--bundle", str(bundle.write()), cid)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == want

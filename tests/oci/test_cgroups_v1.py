@@ -253,8 +253,10 @@ def test_devices_deny_all_then_allow_list_is_enforced(parent: str, kids: Childre
     manager.apply(probe.pid)
     manager.set({"devices": DEVICE_RULES})
     listed = _read(manager, "devices", "devices.list").splitlines()
-    assert {"c 1:3 rwm", "b 7:99 rwm", "c 136:* rwm", "c 10:237 r"} <= set(listed)
+    assert {"c 1:3 rwm", "c 136:* rwm", "c 10:237 r"} <= set(listed)
     assert not any(line.startswith("c 1:11") for line in listed)
+    # a linux.devices entry makes a node, not a rule (as runc's): no "b 7:99"
+    assert not any(line.startswith("b 7:99") for line in listed)
     assert "a *:* rwm" not in listed
     out, _ = probe.communicate(b"go\n", timeout=10)
     # null is among runc's always-allowed devices; kmsg was allowed, then denied.
@@ -419,3 +421,20 @@ def test_destroy_kills_what_is_left_inside(parent: str, kids: Children) -> None:
     manager.destroy()  # a failed create's rollback may get here before killing its child
     assert child.wait(5) == -9
     assert not any(os.path.exists(d) for d in manager.paths.values())
+
+
+def test_a_listed_default_node_drops_its_default_rule() -> None:
+    """runc: a linux.devices entry at a default node's path (here /dev/null, made 1:5)
+    takes its place, and the default 1:3 rule goes; other listed devices add no rule."""
+    from galley.oci.cgroups.devices import DEFAULT_ALLOWED, implied_rules  # noqa: PLC0415
+
+    spec: Any = {
+        "linux": {
+            "devices": [
+                {"path": "/dev/null", "type": "c", "major": 1, "minor": 5},
+                {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229},
+            ]
+        }
+    }
+    rules = {rule.cgroup_text() for rule in implied_rules(spec)}
+    assert rules == {rule.cgroup_text() for rule in DEFAULT_ALLOWED} - {"c 1:3 rwm"}

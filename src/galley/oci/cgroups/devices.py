@@ -2,9 +2,11 @@
 
 The rules a container gets are, in order: linux.resources.devices as the spec lists them,
 then runc's always-allowed devices (mknod of anything; null, zero, full, random, urandom, tty,
-ptmx, /dev/pts/*, tun), then one allow rule per linux.devices entry. Later rules win. On v1
-they are written one by one to devices.deny/devices.allow; on v2 they compile to an eBPF
-program (galley.oci.cgroups.bpfdevices).
+ptmx, /dev/pts/*, tun). Later rules win. As runc's, a linux.devices entry only makes the node:
+access to it is what linux.resources.devices allows (an orchestrator that exposes a device
+adds the rule), and an entry at the path of a default node (say /dev/null) drops that
+default's rule. On v1 the rules are written one by one to devices.deny/devices.allow; on v2
+they compile to an eBPF program (galley.oci.cgroups.bpfdevices).
 """
 
 from __future__ import annotations
@@ -111,18 +113,28 @@ DEFAULT_ALLOWED = (
 )
 
 
+# The defaults that are device nodes, by path: a linux.devices entry there replaces the node
+# and drops the rule ("the spec one takes priority", runc says).
+_DEFAULT_NODES = {
+    "/dev/null": (1, 3),
+    "/dev/random": (1, 8),
+    "/dev/full": (1, 7),
+    "/dev/tty": (5, 0),
+    "/dev/zero": (1, 5),
+    "/dev/urandom": (1, 9),
+}
+
+
 def implied_rules(spec: Spec) -> list[Rule]:
-    """Rules runc adds after the spec's: the defaults and one per linux.devices entry."""
-    rules = list(DEFAULT_ALLOWED)
-    for i, device in enumerate(spec.get("linux", {}).get("devices") or []):
-        kind = device.get("type", "c")
-        if kind == "u":
-            kind = "c"
-        if kind == "p":
-            continue
-        where = f"linux.devices[{i}]"
-        rules.append(normalise({**device, "type": kind, "allow": True, "access": "rwm"}, where))
-    return rules
+    """Rules runc adds after the spec's: its default allowlist, less the defaults whose node
+    linux.devices replaces. linux.devices adds none of its own."""
+    listed = {device.get("path") for device in spec.get("linux", {}).get("devices") or []}
+    dropped = {number for path, number in _DEFAULT_NODES.items() if path in listed}
+    return [
+        rule
+        for rule in DEFAULT_ALLOWED
+        if not (rule.type == "c" and (rule.major, rule.minor) in dropped)
+    ]
 
 
 def effective_rules(resources: list[DeviceRule], implied: list[Rule]) -> list[Rule]:
