@@ -134,3 +134,23 @@ def test_bidirectional_propagation_end_to_end(bundle: Bundle, tmp_path: Path, ru
             assert str(shared / "in") in mountinfo(mountinfo_file.read())
     finally:
         subprocess.run(["umount", "-R", str(shared)], check=True)
+
+
+def test_sysfs_without_a_network_namespace_is_a_fresh_one(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """Without a network namespace of its own, the container still gets a new sysfs (as
+    runc's): a recursive bind of the host's /sys brought the host's tracefs and cgroup
+    mounts along, writable (a container could switch the host's tracing on)."""
+    linux = bundle.config["linux"]
+    linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "network"]
+    script = (
+        "awk '$5 == \"/sys\" {print $9}' /proc/self/mountinfo;"
+        " awk '$5 == \"/sys/kernel/tracing\"' /proc/self/mountinfo | wc -l;"
+        " (: >>/sys/kernel/tracing/tracing_on) 2>/dev/null && echo tracing:writable"
+        " || echo tracing:refused"
+    )
+    bundle.config["process"]["args"] = ["sh", "-c", script]
+    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["sysfs", "0", "tracing:refused"]

@@ -55,7 +55,6 @@ class Rootfs:
         self.path = os.path.realpath(os.path.join(bundle, spec.get("root", {}).get("path", "")))
         linux = spec.get("linux", {})
         kinds = {ns.get("type") for ns in linux.get("namespaces", [])}
-        self.netns = "network" in kinds
         self.shares_host_mounts = "mount" not in kinds  # galley.oci.hostmounts
         self.cgroupns = "cgroup" in kinds
         self.userns = "user" in kinds or in_user_namespace()
@@ -125,11 +124,6 @@ class Rootfs:
         """Step 2, one mounts[] entry."""
         options = mounts.MountOptions(entry.get("options", []))
         kind, source = entry.get("type", ""), entry.get("source", "")
-        if kind == "sysfs" and not self.netns:
-            # sysfs shows the mounter's network namespace: without one of its own the
-            # container gets the host's /sys, recursively bound (read-only when asked), as runc.
-            kind, source = "bind", "/sys"
-            options.flags |= k.MS_BIND | k.MS_REC
         dest = entry.get("destination", "")
         try:
             if options.flags & k.MS_REMOUNT:
