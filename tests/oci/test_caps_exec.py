@@ -79,6 +79,18 @@ def test_exec_cap_adds_to_every_set(any_runtime: Runtime, running: str) -> None:
     expected = sorted([*DEFAULT_CAPS, "CAP_SYS_ADMIN"], key=kcaps.CAPABILITY_NUMBERS.get)
     for field in ("CapBnd", "CapPrm", "CapEff"):
         assert kcaps.names_of(int(status[field], 16)) == expected
+    for field in ("CapInh", "CapAmb"):  # runc 1.1.2's fix for CVE-2022-29162
+        assert kcaps.names_of(int(status[field], 16)) == [], field
+
+
+def test_exec_cap_gives_a_non_root_user_nothing(any_runtime: Runtime, running: str) -> None:
+    """--cap for uid 1000: without inheritable and ambient, execve drops it (runc 1.1.2)."""
+    out = exec_in(
+        any_runtime, "-u", "1000", "--cap", "CAP_NET_RAW", running, "cat", "/proc/self/status"
+    )
+    status = status_of(out)
+    for field in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+        assert kcaps.names_of(int(status[field], 16)) == [], field
 
 
 def test_exec_user_and_groups(any_runtime: Runtime, running: str) -> None:

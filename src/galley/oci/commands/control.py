@@ -180,9 +180,9 @@ def exec_spec(state: ContainerState, args: Args) -> Process:
         proc["user"] = {**proc.get("user", {}), **_parse_user(args.user)}
     if args.additional_gids:
         proc.setdefault("user", {})["additionalGids"] = list(args.additional_gids)
-    if args.cap:
-        caps = proc.setdefault("capabilities", {})
-        for name in ("bounding", "effective", "permitted", "ambient", "inheritable"):
+    if args.cap:  # not inheritable or ambient (runc 1.1.2, CVE-2022-29162): a non-root
+        caps = proc.setdefault("capabilities", {})  # user would keep them through execve
+        for name in ("bounding", "effective", "permitted"):
             caps[name] = [
                 *caps.get(name, []),
                 *(c for c in args.cap if c not in caps.get(name, [])),
