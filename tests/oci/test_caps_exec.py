@@ -4,6 +4,7 @@ seccomp filter), galley-runc and runc side by side."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,3 +148,13 @@ def test_exec_as_root_with_no_new_privileges_keeps_narrow_sets(
     status = status_of(exec_in(any_runtime, "-p", str(spec), running))
     for field in ("CapPrm", "CapEff"):
         assert kcaps.names_of(int(status[field], 16)) == ["CAP_KILL"], field
+
+
+@pytest.mark.skipif(os.path.exists("/sys/fs/selinux/enforce"), reason="the host has SELinux")
+def test_exec_refuses_a_selinux_label_the_host_cannot_apply(
+    any_runtime: Runtime, running: str
+) -> None:
+    """As runc: an exec'd process is never left unconfined without a word."""
+    result = any_runtime("exec", "--process-label", "system_u:system_r:foo_t:s0", running, "id")
+    assert result.returncode == 255
+    assert "selinux" in result.stderr and "uid=" not in result.stdout

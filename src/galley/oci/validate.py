@@ -224,8 +224,8 @@ def _hooks(path: str, value: object) -> None:
             each(f"{path}.{phase}", d[phase], _hook)
 
 
-def _host_security(spec: dict[str, Any]) -> None:
-    """Labels the host cannot apply are refused, as runc does."""
+def check_host_security(spec: dict[str, Any]) -> None:
+    """Labels the host cannot apply are refused, as runc does (create, and exec's process)."""
     process = spec.get("process") or {}
     linux = spec.get("linux") or {}
     selinux = os.path.exists("/sys/fs/selinux/enforce")
@@ -263,6 +263,6 @@ def validate(doc: object, *, need_process: bool = True) -> Spec:
         },
     )
     check_linux(d)
-    _host_security(d)
+    check_host_security(d)
     spec: Spec = d  # type: ignore[assignment]  # checked above, field by field
     return spec

@@ -157,12 +157,13 @@ def _parse_user(text: str) -> dict[str, int]:
 
 def exec_spec(state: ContainerState, args: Args) -> Process:
     """The process to exec: --process, or the container's process with the flags applied."""
-    from galley.oci.validate import check_process  # noqa: PLC0415 - lazy
+    from galley.oci.validate import check_host_security, check_process  # noqa: PLC0415 - lazy
 
     if args.process:
         with open(args.process, "rb") as f:
             proc: dict[str, Any] = jsonfast.loads(f.read())
         check_process("process", proc)
+        check_host_security({"process": proc})
         return proc  # type: ignore[return-value]
     proc = jsonfast.clone(dict(state.spec.get("process") or {}))
     command = list(args.exec_args or [])
@@ -194,6 +195,7 @@ def exec_spec(state: ContainerState, args: Args) -> Process:
     if args.process_label:
         proc["selinuxLabel"] = args.process_label
     check_process("process", proc)
+    check_host_security({"process": proc})
     return proc  # type: ignore[return-value]
 
 
