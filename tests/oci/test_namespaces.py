@@ -257,3 +257,9 @@ def test_when_the_stage_is_forked_into_the_pid_namespace(namespaces: object, at_
     spec = {"linux": {"namespaces": namespaces}}
     assert namespaces_module.pid_namespace_at_fork(spec) is at_fork
     assert namespaces_module.pid_namespace_at_fork({}) is False
+
+
+def test_a_new_network_namespace_has_loopback_up(any_runtime: Runtime, bundle: Bundle) -> None:
+    """As runc: 127.0.0.1 works in a container's own network namespace (IFF_UP|IFF_LOOPBACK)."""
+    out = _run(any_runtime, bundle, "cat /sys/class/net/lo/flags")
+    assert out.strip() == "0x9"

@@ -147,6 +147,7 @@ def run_stage(
         from galley.oci import capabilities, identity, namespaces, rlimits, trampoline  # noqa: F401, PLC0415
 
         if creates:
+            import galley.kernel.net  # noqa: PLC0415
             import galley.oci.rootfs  # noqa: F401, PLC0415
 
         msg = channel.recv()
@@ -223,6 +224,7 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         import subprocess  # noqa: F401, PLC0415 - run_hook imports it lazily
 
         from galley.oci.hooks import run_hooks  # noqa: PLC0415
+    import galley.kernel.net  # noqa: PLC0415 - a new network namespace's loopback
     import galley.oci.rootfs  # noqa: F401, PLC0415
 
     # P moves the container's process into its cgroup once it knows its pid; until then the
@@ -387,6 +389,7 @@ def _enter_namespaces(
     (made: we were forked into them); before_fork(); then "pid" to P. P's answer is read later
     (_joined): the process goes on while P writes oom_score_adj (create: and moves it into its
     cgroup), and it runs nothing of the container's before "cgroup"."""
+    from galley.kernel.ns import CLONE_NEWNET  # noqa: PLC0415
     from galley.oci import namespaces  # noqa: PLC0415
 
     plan = namespaces.NamespacePlan(spec)
@@ -402,6 +405,10 @@ def _enter_namespaces(
         channel.expect("ok")
 
     namespaces.enter(plan, map_ids, spec.get("linux", {}).get("timeOffsets"), opened)
+    if plan.create & CLONE_NEWNET:  # a network namespace of its own: loopback up, as runc
+        from galley.kernel.net import set_up  # noqa: PLC0415 - imported with the stage's code
+
+        set_up("lo")
     if before_fork is not None:
         before_fork()
     if plan.needs_fork:
