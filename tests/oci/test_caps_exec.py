@@ -158,3 +158,15 @@ def test_exec_refuses_a_selinux_label_the_host_cannot_apply(
     result = any_runtime("exec", "--process-label", "system_u:system_r:foo_t:s0", running, "id")
     assert result.returncode == 255
     assert "selinux" in result.stderr and "uid=" not in result.stdout
+
+
+def test_exec_process_json_without_capabilities_gets_the_containers(
+    any_runtime: Runtime, running: str, tmp_path: Path
+) -> None:
+    """runc: a --process without a "capabilities" key runs with the container's own."""
+    spec = tmp_path / "process.json"
+    spec.write_text(json.dumps({"args": ["/bin/cat", "/proc/self/status"], "cwd": "/"}))
+    status = status_of(exec_in(any_runtime, "-p", str(spec), running))
+    expected = sorted(DEFAULT_CAPS, key=kcaps.CAPABILITY_NUMBERS.get)
+    for field in ("CapBnd", "CapPrm", "CapEff"):
+        assert kcaps.names_of(int(status[field], 16)) == expected, field

@@ -162,6 +162,10 @@ def exec_spec(state: ContainerState, args: Args) -> Process:
     if args.process:
         with open(args.process, "rb") as f:
             proc: dict[str, Any] = jsonfast.loads(f.read())
+        if isinstance(proc, dict) and "capabilities" not in proc:  # runc: the container's
+            container_caps = (state.spec.get("process") or {}).get("capabilities")
+            if container_caps is not None:
+                proc["capabilities"] = jsonfast.clone(container_caps)
         check_process("process", proc)
         check_host_security({"process": proc})
         return proc  # type: ignore[return-value]
