@@ -389,3 +389,20 @@ def test_help_command(any_runtime: Runtime, argv: list[str]) -> None:
     assert result.returncode == 0 and result.stderr == ""
     if len(argv) > 1:
         assert f"{argv[1]} " in result.stdout
+
+
+def test_a_console_socket_for_a_foreground_process_is_refused(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """run and exec without --detach wait for the process and relay its terminal: runc
+    refuses a console socket there, and so does galley-runc (it used to ignore it)."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = any_runtime.detached(bundle)
+    sock = str(tmp_path / "console.sock")
+    result = any_runtime("exec", "-t", "--console-socket", sock, cid, "true")
+    assert result.returncode == 255 and "cannot use console socket" in result.stderr
+    bundle.config["process"]["terminal"] = True
+    other = any_runtime.new_id()
+    result = any_runtime("run", "--console-socket", sock, "-b", str(bundle.write()), other)
+    assert result.returncode == 1 and "cannot use console socket" in result.stderr
+    assert any_runtime("state", other).returncode == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # no stub: the C module under signal
 
-from galley.errors import InvalidArgument
+from galley.errors import FailedPrecondition, InvalidArgument
 from galley.oci.commands.options import Args, UsageError
 from galley.oci.state import validate_id
 
@@ -52,3 +52,12 @@ def parse_size(text: str) -> int:
     if unit not in _SIZE_UNITS or value < 0:
         raise InvalidArgument(f"invalid size: {text!r}")
     return int(value * _SIZE_UNITS[unit])
+
+
+def check_console_socket(console_socket: str | None, *, detach: bool) -> None:
+    """run and exec in the foreground wait for the process (and relay its pty themselves):
+    a console socket is refused there, as runc refuses it."""
+    if console_socket and not detach:
+        raise FailedPrecondition(
+            "cannot use console socket if galley-runc will not detach or allocate tty"
+        )

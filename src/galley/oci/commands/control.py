@@ -6,7 +6,7 @@ import sys
 
 from galley.errors import InvalidArgument
 from galley.oci import jsonfast
-from galley.oci.commands.args import container_id, parse_size
+from galley.oci.commands.args import check_console_socket, container_id, parse_size
 from galley.oci.commands.options import INT, INTLIST, LIST, STR, Args, Option, Syntax
 from galley.oci.state import ContainerState, Lock
 from galley.oci.status import Operation, Status, require
@@ -208,6 +208,7 @@ def exec_command(state: ContainerState, args: Args) -> int:
     the foreground and no --console-socket, the pty is relayed to our stdio, as runc does."""
     from galley.oci.stage import Stage  # noqa: PLC0415 - lazy
 
+    check_console_socket(args.console_socket, detach=args.detach)
     relay_pid, receiver = _start_relay(args)  # before the stage: it must not hold its pipes
     stop_relay = True  # unless the process ran: then the relay ends when the pty closes
     try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 from galley.errors import FailedPrecondition, InvalidArgument, NotFound
-from galley.oci.commands.args import container_id, parse_signal
+from galley.oci.commands.args import check_console_socket, container_id, parse_signal
 from galley.oci.commands.options import INT, STR, Args, Option, Syntax
 from galley.oci.commands.teardown import (
     SIGKILL,
@@ -388,8 +388,9 @@ def run(command: str, ctx: Context, args: Args) -> int:
 
 def run_container(ctx: Context, args: Args, cid: str) -> int:
     """`run`: create and start; in the foreground, wait (relaying a terminal) and clean up."""
+    check_console_socket(args.console_socket, detach=args.detach)
     receiver = None
-    if not args.detach and not args.console_socket and _wants_terminal(args):
+    if not args.detach and _wants_terminal(args):
         from galley.oci.commands.terminal import ConsoleReceiver  # noqa: PLC0415
 
         receiver = ConsoleReceiver()
