@@ -154,6 +154,9 @@ def test_update_limits(running: tuple[Runtime, str]) -> None:
     assert cpu.read_text().strip() == ("50000" if on_v1("cpu") else "50000 100000"), cpu
     rt("update", "--resources", "-", cid, input=json.dumps({"pids": {"limit": 77}}), check=True)
     assert cgroup_file(pid, "pids", "pids.max").read_text().strip() == "77"
+    # with --resources, runc ignores the other flags (its help says so)
+    rt("update", "-r", "-", "--pids-limit", "99", cid, input='{"pids": {"limit": 88}}', check=True)
+    assert cgroup_file(pid, "pids", "pids.max").read_text().strip() == "88"
 
 
 def test_events_stats(running: tuple[Runtime, str]) -> None:

@@ -106,7 +106,8 @@ def _flag_value(flag: str, kind: str, text: str) -> int | str:
 
 
 def update_resources(args: Args) -> Resources:
-    """The resources to apply: --resources JSON, overlaid by the single flags."""
+    """The resources to apply: --resources JSON, or else the single flags (runc ignores the
+    flags when --resources is given, as its help says)."""
     from galley.oci.validate_resources import check_resources  # noqa: PLC0415 - lazy
 
     doc: dict[str, Any] = {}
@@ -122,6 +123,8 @@ def update_resources(args: Args) -> Resources:
     check_resources("resources", doc)
     if args.l3_cache_schema or args.mem_bw_schema:
         raise InvalidArgument("intel RDT is not supported on this host")
+    if args.resources:
+        return doc  # type: ignore[return-value]
     for flag, (section, key, kind) in UPDATE_FLAGS.items():
         text = getattr(args, flag.replace("-", "_"))
         if text is not None:
