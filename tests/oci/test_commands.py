@@ -288,3 +288,10 @@ def test_paused_created_container_reports_paused(any_runtime: Runtime, bundle: B
     assert f"cannot delete container {cid} that is not stopped: paused" in refused.stderr
     any_runtime("resume", cid, check=True)
     assert status(any_runtime, cid) == "created"
+
+
+def test_ps_with_options_ps_refuses_is_one_line(running: tuple[Runtime, str]) -> None:
+    rt, cid = running
+    result = rt("ps", cid, "--bogus-option")
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr

@@ -88,8 +88,11 @@ def ps(state: ContainerState, fmt: str, ps_args: list[str]) -> str:
     import subprocess  # noqa: PLC0415 - lazy: only the ps table needs it
 
     args = [a for a in ps_args if a != "--"] or ["-ef"]
-    out = subprocess.run(["ps", *args], check=True, capture_output=True, text=True).stdout
-    lines = out.splitlines()
+    done = subprocess.run(["ps", *args], check=False, capture_output=True, text=True)
+    if done.returncode != 0:  # bad ps options: one line, as runc's
+        reason = done.stderr.strip().splitlines()[:1] or [f"exit status {done.returncode}"]
+        raise InvalidArgument(f"ps {' '.join(args)}: {reason[0]}")
+    lines = done.stdout.splitlines()
     if not lines:
         return ""
     try:
