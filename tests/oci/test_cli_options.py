@@ -118,3 +118,14 @@ def test_sizes(text: str, size: int) -> None:
 def test_bad_sizes(bad: str) -> None:
     with pytest.raises(InvalidArgument, match="invalid size"):
         parse_size(bad)
+
+
+def test_exec_cgroup_arguments_as_runc_reads_them() -> None:
+    from galley.oci.commands.control import sub_cgroups  # noqa: PLC0415
+
+    assert sub_cgroups([]) is None
+    assert sub_cgroups(["a/b"]) == {"": "a/b"}
+    assert sub_cgroups(["pids,memory:x", "cpu:y"]) == {"pids": "x", "memory": "x", "cpu": "y"}
+    for bad in (["a", "b"], ["pids:x", "pids:y"], [":x"], ["a:b:c"]):
+        with pytest.raises(InvalidArgument):
+            sub_cgroups(bad)

@@ -295,3 +295,23 @@ def test_ps_with_options_ps_refuses_is_one_line(running: tuple[Runtime, str]) ->
     result = rt("ps", cid, "--bogus-option")
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_exec_into_a_sub_cgroup(running: tuple[Runtime, str]) -> None:
+    """exec --cgroup (runc 1.1): the process goes to a sub-cgroup of the container's, which
+    must exist and stay below it; an unknown controller is refused, not ignored."""
+    rt, cid = running
+    pid = init_pid(rt, cid)
+    controller, key = ("pids", "pids") if on_v1("pids") else ("", "")
+    directory = cgroup_file(pid, "pids", "cgroup.procs").parent / "sub"
+    directory.mkdir()
+    try:
+        option = f"{controller}:sub" if controller else "sub"
+        out = rt("exec", "--cgroup", option, cid, "cat", "/proc/self/cgroup", check=True).stdout
+        line = next(entry for entry in out.splitlines() if entry.split(":")[1] == key)
+        assert line.endswith("/sub"), out
+        for bad in (f"{controller or 'pids'}:/../..", "bogus:sub"):
+            refused = rt("exec", "--cgroup", bad, cid, "true")
+            assert refused.returncode == 255, bad
+    finally:
+        directory.rmdir()

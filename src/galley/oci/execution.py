@@ -43,8 +43,10 @@ def exec_process(
     console_socket: str | None,
     pid_file: str | None,
     detach: bool,
+    sub_cgroups: dict[str, str] | None = None,
 ) -> int:
-    """Run process in the container (through stage); its exit status, or 0 when detached."""
+    """Run process in the container (through stage); its exit status, or 0 when detached.
+    sub_cgroups (exec --cgroup) puts it in sub-cgroups of the container's."""
     rollback = Rollback()
     rollback.add(stage.abandon)
     masters: list[int] = []
@@ -53,7 +55,9 @@ def exec_process(
         rollback.add(forwarder.restore)
     try:
         check_console(process, console_socket)
-        pid = _start(state, process, stage, rollback, masters, foreground=not detach)
+        pid = _start(
+            state, process, stage, rollback, masters, foreground=not detach, sub=sub_cgroups
+        )
     except StageError as err:
         rollback.run()
         # galley-runc begins it with "exec failed: ", as runc does
@@ -86,8 +90,10 @@ def _start(
     masters: list[int],
     *,
     foreground: bool,
+    sub: dict[str, str] | None = None,
 ) -> int:
-    """Move the stage into the cgroup, serve it until its execve; the new pid."""
+    """Move the stage into the cgroup (or its sub-cgroups), serve it until its execve; the
+    new pid."""
     channel, stage_pid, preserve_fds = stage.channel, stage.pid, stage.preserve_fds
     if seen_by_tracers(state.spec, execs=True):
         request_interpreter(channel)
@@ -111,7 +117,7 @@ def _start(
     # The stage joins the namespaces meanwhile, and forks (in a pid namespace) only once it is
     # in the cgroup: its child is then born there, within the container's pids.max.
     if state.cgroup:
-        state.cgroup_manager().join(stage_pid)
+        state.cgroup_manager().join(stage_pid, sub)
         cgroupwarm.stop()
     send_quietly(channel, "cgroup")
     oci_state: State = {"id": state.id, "status": "running", "bundle": state.bundle}

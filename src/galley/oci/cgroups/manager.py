@@ -43,8 +43,9 @@ class CgroupManager(Protocol):
     def create(self) -> None:
         """Make the cgroup where missing (create does it while the stage makes namespaces)."""
 
-    def join(self, pid: int) -> None:
-        """Move pid into the cgroup, which exists (create's init, and every exec)."""
+    def join(self, pid: int, sub: dict[str, str] | None = None) -> None:
+        """Move pid into the cgroup, which exists (create's init, and every exec); sub maps
+        controllers ("" for all) to paths below it (exec --cgroup)."""
 
     def apply(self, pid: int) -> None:
         """create(), then join(pid)."""
@@ -162,6 +163,17 @@ def signal_all(cgroup: CgroupManager, sig: int, *, can_freeze: bool = True) -> N
     finally:
         if can_freeze and (sig == SIGKILL or not was_frozen):
             cgroup.thaw()
+
+
+def below(directory: str, sub: str) -> str:
+    """The existing cgroup at sub below directory (exec --cgroup); never above it."""
+    parts = [part for part in sub.split("/") if part not in {"", "."}]
+    if ".." in parts:
+        raise InvalidArgument(f"--cgroup: {sub!r} must stay below the container's cgroup")
+    path = os.path.join(directory, *parts)
+    if not os.path.isdir(path):
+        raise FailedPrecondition(f"cgroup {path} does not exist")
+    return path
 
 
 def write(directory: str, name: str, value: str | int) -> None:

@@ -72,12 +72,21 @@ class V1Manager:
         if self.unified is not None:
             self.unified.create()
 
-    def join(self, pid: int) -> None:
-        """Move pid into the cgroup in every hierarchy."""
-        for directory in sorted(set(self._paths.values())):
+    def join(self, pid: int, sub: dict[str, str] | None = None) -> None:
+        """Move pid into the cgroup in every hierarchy; with sub (exec --cgroup: controller,
+        or "" for all, → a path below the container's cgroup), into those sub-cgroups."""
+        sub = sub or {}
+        unknown = sorted(set(sub) - set(self._paths) - {""})
+        if unknown:
+            raise InvalidArgument(f"--cgroup: unknown controller {unknown[0]}")
+        targets = {
+            manager.below(directory, sub.get(controller) or sub.get("", ""))
+            for controller, directory in self._paths.items()
+        }
+        for directory in sorted(targets):
             write(directory, "cgroup.procs", pid)
         if self.unified is not None:
-            self.unified.join(pid)
+            self.unified.join(pid, {"": sub[""]} if sub.get("") else None)
 
     def apply(self, pid: int) -> None:
         """Make the directories, then move pid into each."""

@@ -66,14 +66,20 @@ class V2Manager:
         self.create()
         self.join(pid)
 
-    def join(self, pid: int) -> None:
-        """Move pid into the cgroup.
+    def join(self, pid: int, sub: dict[str, str] | None = None) -> None:
+        """Move pid into the cgroup (with sub, exec --cgroup's {"": path}: into that path
+        below it).
 
         A container may have made sub-cgroups and enabled controllers for them (systemd or
         a runtime inside it); its own directory then takes no processes (EBUSY). Like runc's
         exec, join the cgroup of the container's init instead: the member that is pid 1 of
         its pid namespace.
         """
+        if sub:
+            if set(sub) != {""}:
+                raise InvalidArgument("--cgroup: cgroup v2 takes a path without controllers")
+            write(manager.below(self.directory, sub[""]), "cgroup.procs", pid)
+            return
         try:
             write(self.directory, "cgroup.procs", pid)
         except InvalidArgument as e:

@@ -54,7 +54,7 @@ _EXEC = [
     Option("--process-label", "selinux label", STR),
     Option("--preserve-fds", "extra fds to pass, from 3 on", INT, 0),
     Option("--ignore-paused", "exec even when the container is paused"),
-    Option("--cgroup", "(accepted, unused)", LIST),
+    Option("--cgroup", "run in a sub-cgroup: [CONTROLLER[,CONTROLLER]:]PATH", LIST),
 ]
 SYNTAX = {
     "pause": Syntax([], ("container_id",)),
@@ -206,6 +206,33 @@ def exec_spec(state: ContainerState, args: Args) -> Process:
     return proc  # type: ignore[return-value]
 
 
+def sub_cgroups(values: list[str]) -> dict[str, str] | None:
+    """exec --cgroup as runc reads it: one PATH for every controller, or any number of
+    CONTROLLER[,CONTROLLER]:PATH, each controller once."""
+    if not values:
+        return None
+    paths: dict[str, str] = {}
+    for value in values:
+        parts = value.split(":")
+        if len(parts) > 2:
+            raise InvalidArgument(f"invalid --cgroup argument: {value}")
+        if len(parts) == 1:
+            if len(values) != 1:
+                raise InvalidArgument(
+                    f"invalid --cgroup argument: {value} (missing <controller>: prefix)"
+                )
+            paths[""] = value
+            continue
+        controllers, path = parts
+        for controller in controllers.split(","):
+            if not controller:
+                raise InvalidArgument(f"invalid --cgroup argument: {value} (empty <controller>)")
+            if controller in paths:
+                raise InvalidArgument(f"--cgroup: controller {controller} given twice")
+            paths[controller] = path
+    return paths
+
+
 def exec_command(state: ContainerState, args: Args) -> int:
     """`exec`: run a process in the container; its exit status (0 when detached). With -t in
     the foreground and no --console-socket, the pty is relayed to our stdio, as runc does."""
@@ -224,6 +251,7 @@ def exec_command(state: ContainerState, args: Args) -> int:
             if not (status is Status.PAUSED and args.ignore_paused):
                 require(Operation.EXEC, status, state.id)
             process = exec_spec(state, args)
+            sub = sub_cgroups(args.cgroup)
         except BaseException:
             stage.abandon()
             raise
@@ -234,6 +262,7 @@ def exec_command(state: ContainerState, args: Args) -> int:
             console_socket=args.console_socket,
             pid_file=args.pid_file,
             detach=args.detach,
+            sub_cgroups=sub,
         )
         stop_relay = False
         return code
