@@ -90,6 +90,8 @@ CASES = [
     ("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["x"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}, "linux.seccomp.syscalls[0].args[0].index: 6 is out of range"),
     ("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NOPE"]}, 'linux.seccomp.flags[0]: unknown seccomp flag "SECCOMP_FILTER_FLAG_NOPE"'),
     ("linux.sysctl", {"kernel.panic": "1"}, "linux.sysctl.kernel.panic: sysctl is not in a separate kernel namespace"),
+    ("linux.sysctl", {"kernel/panic": "1"}, "linux.sysctl.kernel/panic: sysctl is not in a separate kernel namespace"),
+    ("linux.sysctl", {"net/../kernel/core_pattern": "|x"}, "linux.sysctl.net/../kernel/core_pattern: not a sysctl name"),
     ("linux.maskedPaths", ["relative"], "linux.maskedPaths[0]: 'relative' must be an absolute path"),
     ("linux.timeOffsets", {"monotonic": {"secs": 1}}, "linux.timeOffsets: needs a time namespace"),
     ("linux.personality", {"domain": "WINDOWS"}, 'linux.personality.domain: unknown domain "WINDOWS"'),
@@ -143,7 +145,12 @@ def test_namespaced_sysctls_are_accepted() -> None:
     doc = mutate(
         BASE,
         "linux.sysctl",
-        {"net.ipv4.ip_forward": "1", "kernel.shmmax": "1", "fs.mqueue.msg_max": "10"},
+        {
+            "net.ipv4.ip_forward": "1",
+            "kernel.shmmax": "1",
+            "fs.mqueue.msg_max": "10",
+            "net/ipv4/conf/all/forwarding": "1",  # /proc/sys's own form, as runc takes it
+        },
     )
     validate(doc)
     doc["linux"]["namespaces"] = [n for n in doc["linux"]["namespaces"] if n["type"] != "network"]

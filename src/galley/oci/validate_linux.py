@@ -133,6 +133,10 @@ def _seccomp(path: str, value: object) -> None:
 def _sysctl(path: str, value: object, namespaces: set[str]) -> None:
     for key in string_map(path, value):
         p = f"{path}.{key}"
+        if "/" in key:  # runc takes /proc/sys's own form too: net/ipv4/ip_forward
+            if any(part in {"", ".", ".."} for part in key.split("/")):
+                raise fail(p, "not a sysctl name")
+            key = key.replace("/", ".")  # classified by its dotted name from here on
         if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
             if "ipc" not in namespaces:
                 raise fail(p, "sysctl needs a new IPC namespace (linux.namespaces has none)")
