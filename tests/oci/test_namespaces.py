@@ -263,3 +263,29 @@ def test_a_new_network_namespace_has_loopback_up(any_runtime: Runtime, bundle: B
     """As runc: 127.0.0.1 works in a container's own network namespace (IFF_UP|IFF_LOOPBACK)."""
     out = _run(any_runtime, bundle, "cat /sys/class/net/lo/flags")
     assert out.strip() == "0x9"
+
+
+def test_sysfs_in_a_user_namespace_without_its_network_namespace(
+    any_runtime: Runtime, open_bundle: Bundle
+) -> None:
+    """A container's own user namespace may not mount sysfs for the host's network
+    namespace: runc 1.1 refuses; galley-runc binds the host's /sys read-only all the way
+    down (its submounts, tracefs and the cgroup hierarchies, once came along writable)."""
+    bundle = open_bundle
+    _in_user_namespace(bundle)
+    linux = bundle.config["linux"]
+    linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "network"]
+    bundle.config["mounts"].append(
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro"]}
+    )
+    bundle.config["process"]["args"] = [
+        "awk",
+        "$5 ~ /^\\/sys/ {print $5, $6}",
+        "/proc/self/mountinfo",
+    ]
+    result = any_runtime("run", "-b", str(bundle.write()), any_runtime.new_id())
+    if result.returncode != 0:  # runc
+        assert "/sys" in result.stderr
+        return
+    mounts = [line.split() for line in result.stdout.splitlines()]
+    assert len(mounts) > 2 and all(options.split(",")[0] == "ro" for _, options in mounts), mounts

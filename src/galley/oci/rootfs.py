@@ -179,16 +179,18 @@ class Rootfs:
     def _filesystem_or_host_bind(
         self, entry: Mount, kind: str, source: str, options: mounts.MountOptions
     ) -> None:
-        """A fresh filesystem; sysfs and mqueue refused inside a user namespace (their network
-        or IPC namespace belongs to another) become recursive binds of the host's, as runc."""
+        """A fresh filesystem. In a user namespace, sysfs and mqueue are refused when their
+        network or IPC namespace belongs to another (runc 1.1 then fails): they become
+        recursive binds of the host's, read-only all the way down (the host's /sys holds
+        submounts that would otherwise come along writable: tracefs, cgroup hierarchies)."""
         try:
             self._filesystem(entry.get("destination", ""), kind, source, options)
         except PermissionError:
             host = HOST_FALLBACKS.get(kind)
             if host is None or not self.userns:
                 raise
-            options.flags |= k.MS_BIND | k.MS_REC
-            self._bind(entry, host, options)
+            fallback = mounts.MountOptions([*entry.get("options", []), "rbind", "rro"])
+            self._bind(entry, host, fallback)
 
     def _filesystem(self, dest: str, kind: str, source: str, options: mounts.MountOptions) -> None:
         """A fresh filesystem (tmpfs, proc, devpts, mqueue, sysfs, ...) or a remount."""
