@@ -371,3 +371,32 @@ def test_delete_force_clears_what_a_killed_create_left(
     assert not (runtime.root / cid).exists()
     assert dead(init)
     assert not procs.parent.exists()
+
+
+@pytest.mark.parametrize("phase", ["prestart", "createRuntime", "createContainer"])
+def test_a_failing_create_hook_still_runs_poststop(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path, phase: str
+) -> None:
+    """runtime-spec: a failing prestart, createRuntime or createContainer hook stops the
+    container and the lifecycle goes on to the poststop hooks (runc runs them)."""
+    marker = tmp_path / "poststop-ran"
+    # createContainer hooks run in the container's mount namespace: the marker's directory
+    # is bound there at the same path
+    bundle.config["mounts"].append(
+        {
+            "destination": str(tmp_path),
+            "type": "bind",
+            "source": str(tmp_path),
+            "options": ["rbind"],
+        }
+    )
+    bundle.config["hooks"] = {
+        phase: [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}],
+        "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {marker}"]}],
+    }
+    cid = any_runtime.new_id()
+    result = any_runtime("run", "--bundle", str(bundle.write()), cid)
+    assert result.returncode == 1
+    state = json.loads(marker.read_text())
+    assert (state["id"], state["status"]) == (cid, "stopped")
+    assert any_runtime("state", cid).returncode == 1

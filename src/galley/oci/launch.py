@@ -113,11 +113,32 @@ def create(
         )
     except StageError as err:
         rollback.run()
+        _poststop_after_failure(container_id, bundle, spec)
         # galley-runc begins it with "galley-runc create failed: ", as runc does
         raise FailedPrecondition(f"unable to start container process: {err}") from None
     except BaseException:
         rollback.run()
+        _poststop_after_failure(container_id, bundle, spec)
         raise
+
+
+def _poststop_after_failure(container_id: str, bundle: str, spec: Spec) -> None:
+    """A create that failed once its stage ran (a failing prestart, createRuntime or
+    createContainer hook among the causes) goes on to the poststop hooks, as the
+    runtime-spec says and runc does; they only warn."""
+    hooks = spec.get("hooks", {}).get("poststop")
+    if not hooks:
+        return
+    from galley.oci.hooks import run_hooks_warn  # noqa: PLC0415 - only with poststop hooks
+
+    state: State = {
+        "ociVersion": spec.get("ociVersion", ""),
+        "id": container_id,
+        "status": "stopped",
+        "bundle": bundle,
+        "annotations": spec.get("annotations", {}),
+    }
+    run_hooks_warn(hooks, state, "poststop")
 
 
 def _create(
