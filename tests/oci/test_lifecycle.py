@@ -400,3 +400,24 @@ def test_a_failing_create_hook_still_runs_poststop(
     state = json.loads(marker.read_text())
     assert (state["id"], state["status"]) == (cid, "stopped")
     assert any_runtime("state", cid).returncode == 1
+
+
+def test_start_container_hooks_see_created(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """startContainer hooks run before the process does: runc tells them "created"."""
+    seen = tmp_path / "seen"
+    bundle.config["mounts"].append(
+        {
+            "destination": str(tmp_path),
+            "type": "bind",
+            "source": str(tmp_path),
+            "options": ["rbind"],
+        }
+    )
+    bundle.config["hooks"] = {
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {seen}"]}]
+    }
+    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
+    assert result.returncode == 0, result.stderr
+    assert json.loads(seen.read_text())["status"] == "created"

@@ -270,7 +270,7 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
     os.close(fifo)
     _restore_signals(previous)
     if start_hooks:
-        state["status"] = "running"
+        state["status"] = "created"  # as runc: the process has not run yet
         run_hooks(start_hooks, state, "startContainer")
     starter.execute(boot["preserve_fds"])
 
