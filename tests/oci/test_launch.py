@@ -193,7 +193,10 @@ def test_hooks_run_at_their_points(runtime: Runtime, bundle: Bundle, tmp_path: P
     assert (out / "createContainer.pidns").read_text().strip() != host_pidns
     assert (out / "createContainer.mnt").read_text().strip() == container_mnt
     start_state = json.loads((bundle.rootfs / "tmp" / "start.json").read_text())
-    assert (start_state["id"], start_state["status"]) == (cid, "running")
+    assert (start_state["id"], start_state["status"]) == (
+        cid,
+        "created",
+    )  # as runc: the process has not run yet
     assert pids == {start_state["pid"]}  # every hook saw the container's pid, as the host sees it
 
 
