@@ -331,3 +331,16 @@ def _children(pid: int) -> list[int]:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+
+
+def under_a_tty(command: list[str], tmp_path: Path) -> bytes:
+    """Run command on a pty of its own (script(1)); the bytes its terminal received."""
+    typescript = tmp_path / "typescript"
+    subprocess.run(
+        ["script", "-qec", subprocess.list2cmdline(command), str(typescript)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        timeout=60,
+        check=True,
+    )
+    return typescript.read_bytes()

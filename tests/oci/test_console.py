@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.oci.conftest import Bundle, Runtime
+from tests.oci.conftest import Bundle, Runtime, under_a_tty
 
 pytestmark = pytest.mark.root
 
@@ -130,12 +130,4 @@ def test_line_ends_of_a_foreground_terminal(
     any_runtime.created.append(cid)
     command = [any_runtime.binary, "--root", str(any_runtime.root), "run"]
     command += ["--bundle", str(bundle.write()), cid]
-    typescript = tmp_path / "typescript"
-    subprocess.run(
-        ["script", "-qec", subprocess.list2cmdline(command), str(typescript)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        timeout=60,
-        check=True,
-    )
-    assert b"a\r\nb\r\n" in typescript.read_bytes()
+    assert b"a\r\nb\r\n" in under_a_tty(command, tmp_path)

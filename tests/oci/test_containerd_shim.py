@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tarfile
 import time
 import uuid
@@ -23,7 +22,7 @@ import pytest
 
 from galley.fixtures.containerd import TOOLS, Containerd
 from galley.fixtures.images import busybox_image, write_oci_layout
-from tests.oci.conftest import RUNTIMES
+from tests.oci.conftest import RUNTIMES, under_a_tty
 
 pytestmark = [
     pytest.mark.root,
@@ -140,15 +139,7 @@ def test_a_terminal_task(containerd: Containerd, binary: str, task_id: str, tmp_
     ctr = ["ctr", "--address", containerd.socket, "-n", containerd.namespace]
     command = [*ctr, "run", "--rm", "-t", "--runc-binary", binary, IMAGE, task_id]
     command += ["sh", "-c", "tty; echo tty-ok"]
-    typescript = tmp_path / "typescript"
-    subprocess.run(
-        ["script", "-qec", subprocess.list2cmdline(command), str(typescript)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        timeout=60,
-        check=True,
-    )
-    seen = typescript.read_bytes()
+    seen = under_a_tty(command, tmp_path)
     assert b"/dev/pts/0\r\r\ntty-ok\r\r\n" in seen, seen  # the container's ONLCR, then ctr's
 
 

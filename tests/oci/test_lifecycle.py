@@ -373,6 +373,13 @@ def test_delete_force_clears_what_a_killed_create_left(
     assert not procs.parent.exists()
 
 
+def _bind_at_same_path(bundle: Bundle, directory: Path) -> None:
+    """A host directory at its own path in the container: where hooks that run inside it
+    (createContainer, startContainer) leave what the test reads."""
+    bind = {"destination": str(directory), "type": "bind", "source": str(directory)}
+    bundle.config["mounts"].append({**bind, "options": ["rbind"]})
+
+
 @pytest.mark.parametrize("phase", ["prestart", "createRuntime", "createContainer"])
 def test_a_failing_create_hook_still_runs_poststop(
     any_runtime: Runtime, bundle: Bundle, tmp_path: Path, phase: str
@@ -380,16 +387,7 @@ def test_a_failing_create_hook_still_runs_poststop(
     """runtime-spec: a failing prestart, createRuntime or createContainer hook stops the
     container and the lifecycle goes on to the poststop hooks (runc runs them)."""
     marker = tmp_path / "poststop-ran"
-    # createContainer hooks run in the container's mount namespace: the marker's directory
-    # is bound there at the same path
-    bundle.config["mounts"].append(
-        {
-            "destination": str(tmp_path),
-            "type": "bind",
-            "source": str(tmp_path),
-            "options": ["rbind"],
-        }
-    )
+    _bind_at_same_path(bundle, tmp_path)  # createContainer hooks see the container's mounts
     bundle.config["hooks"] = {
         phase: [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}],
         "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {marker}"]}],
@@ -407,14 +405,7 @@ def test_start_container_hooks_see_created(
 ) -> None:
     """startContainer hooks run before the process does: runc tells them "created"."""
     seen = tmp_path / "seen"
-    bundle.config["mounts"].append(
-        {
-            "destination": str(tmp_path),
-            "type": "bind",
-            "source": str(tmp_path),
-            "options": ["rbind"],
-        }
-    )
+    _bind_at_same_path(bundle, tmp_path)  # startContainer hooks see the container's mounts
     bundle.config["hooks"] = {
         "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {seen}"]}]
     }

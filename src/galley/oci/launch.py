@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from galley.oci.cgroups import CgroupManager
     from galley.oci.spec import Process, Resources, Spec, State
+    from galley.oci.spec import Status as StatusName
 
 
 class LaunchResult:
@@ -131,14 +132,18 @@ def _poststop_after_failure(container_id: str, bundle: str, spec: Spec) -> None:
         return
     from galley.oci.hooks import run_hooks_warn  # noqa: PLC0415 - only with poststop hooks
 
-    state: State = {
+    run_hooks_warn(hooks, hook_state(container_id, bundle, spec, "stopped"), "poststop")
+
+
+def hook_state(container_id: str, bundle: str, spec: Spec, status: StatusName) -> State:
+    """The runtime-spec state hooks read on stdin (the pid is added once there is one)."""
+    return {
         "ociVersion": spec.get("ociVersion", ""),
         "id": container_id,
-        "status": "stopped",
+        "status": status,
         "bundle": bundle,
         "annotations": spec.get("annotations", {}),
     }
-    run_hooks_warn(hooks, state, "poststop")
 
 
 def _create(
@@ -201,13 +206,7 @@ def _create(
         send_quietly(channel, "cgroup")
         launched.append(_describe(pid, cgroup))  # while the stage builds the rootfs
 
-    state: State = {
-        "ociVersion": spec.get("ociVersion", ""),
-        "id": container_id,
-        "status": "creating",
-        "bundle": bundle,
-        "annotations": spec.get("annotations", {}),
-    }
+    state = hook_state(container_id, bundle, spec, "creating")
     masters: list[int] = []
     rollback.add(lambda: _close_all(masters))
 
