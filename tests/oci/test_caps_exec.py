@@ -160,12 +160,13 @@ def test_exec_refuses_a_selinux_label_the_host_cannot_apply(
     assert "selinux" in result.stderr and "uid=" not in result.stdout
 
 
+@pytest.mark.parametrize("given", [{}, {"capabilities": None}], ids=["absent", "null"])
 def test_exec_process_json_without_capabilities_gets_the_containers(
-    any_runtime: Runtime, running: str, tmp_path: Path
+    any_runtime: Runtime, running: str, tmp_path: Path, given: dict[str, None]
 ) -> None:
-    """runc: a --process without a "capabilities" key runs with the container's own."""
+    """runc: a --process without capabilities runs with the container's own."""
     spec = tmp_path / "process.json"
-    spec.write_text(json.dumps({"args": ["/bin/cat", "/proc/self/status"], "cwd": "/"}))
+    spec.write_text(json.dumps({"args": ["/bin/cat", "/proc/self/status"], "cwd": "/", **given}))
     status = status_of(exec_in(any_runtime, "-p", str(spec), running))
     expected = sorted(DEFAULT_CAPS, key=kcaps.CAPABILITY_NUMBERS.get)
     for field in ("CapBnd", "CapPrm", "CapEff"):

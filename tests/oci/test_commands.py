@@ -313,5 +313,10 @@ def test_exec_into_a_sub_cgroup(running: tuple[Runtime, str]) -> None:
         for bad in (f"{controller or 'pids'}:/../..", "bogus:sub"):
             refused = rt("exec", "--cgroup", bad, cid, "true")
             assert refused.returncode == 255, bad
+        # delete takes the sub-cgroup down with the container's, a process still in it
+        detached(rt, "exec", "-d", "--cgroup", option, cid, "sleep", "60")
+        rt("delete", "--force", cid, check=True)
+        assert not directory.exists() and not directory.parent.exists()
     finally:
-        directory.rmdir()
+        if directory.exists():
+            directory.rmdir()

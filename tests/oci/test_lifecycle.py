@@ -412,3 +412,18 @@ def test_start_container_hooks_see_created(
     result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
     assert result.returncode == 0, result.stderr
     assert json.loads(seen.read_text())["status"] == "created"
+
+
+def test_poststop_does_not_run_when_nothing_was_made(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """A create refused before the container is being made (a terminal without a console
+    socket) runs no poststop hook: there is nothing to clean up after."""
+    marker = tmp_path / "poststop-ran"
+    bundle.config["process"]["terminal"] = True
+    bundle.config["hooks"] = {
+        "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {marker}"]}]
+    }
+    result = runtime("create", "--bundle", str(bundle.write()), runtime.new_id())
+    assert result.returncode == 1 and "tty" in result.stderr
+    assert not marker.exists()

@@ -114,19 +114,18 @@ def create(
         )
     except StageError as err:
         rollback.run()
-        _poststop_after_failure(container_id, bundle, spec)
         # galley-runc begins it with "galley-runc create failed: ", as runc does
         raise FailedPrecondition(f"unable to start container process: {err}") from None
     except BaseException:
         rollback.run()
-        _poststop_after_failure(container_id, bundle, spec)
         raise
 
 
 def _poststop_after_failure(container_id: str, bundle: str, spec: Spec) -> None:
-    """A create that failed once its stage ran (a failing prestart, createRuntime or
-    createContainer hook among the causes) goes on to the poststop hooks, as the
-    runtime-spec says and runc does; they only warn."""
+    """A create that failed once the container was being made (its cgroup on the way; a
+    failing prestart, createRuntime or createContainer hook among the causes) goes on to
+    the poststop hooks, as the runtime-spec says and runc does; they only warn. A rollback
+    step, after the cgroup's removal."""
     hooks = spec.get("hooks", {}).get("poststop")
     if not hooks:
         return
@@ -188,6 +187,7 @@ def _create(
     # cgroup mount, hook, fork or exec (galley.oci.init): the cgroup is made and its limits
     # set now, so that once the stage reports the container's pid only the move is left.
     cgroup = _cgroup_manager(spec, container_id, rollback)
+    rollback.add_final(lambda: _poststop_after_failure(container_id, bundle, spec))
     note_incomplete(state_dir, cgroup=cgroup.save())  # before there is anything to undo
     try:
         cgroup.create()

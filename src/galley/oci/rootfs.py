@@ -58,6 +58,8 @@ class Rootfs:
         self.shares_host_mounts = "mount" not in kinds  # galley.oci.hostmounts
         self.cgroupns = "cgroup" in kinds
         self.userns = "user" in kinds or in_user_namespace()
+        bounding = (spec.get("process", {}).get("capabilities") or {}).get("bounding") or []
+        self.may_remount = "CAP_SYS_ADMIN" in bounding
         self.propagation = propagation_flags(linux.get("rootfsPropagation", ""))
         self.dev_readonly = False
         self.root_fd = -1
@@ -182,13 +184,14 @@ class Rootfs:
         """A fresh filesystem. In a user namespace, sysfs and mqueue are refused when their
         network or IPC namespace belongs to another (runc 1.1 then fails): they become
         recursive binds of the host's, read-only all the way down (the host's /sys holds
-        submounts that would otherwise come along writable: tracefs, cgroup hierarchies)."""
+        submounts that would otherwise come along writable: tracefs, cgroup hierarchies);
+        not for a process that may hold CAP_SYS_ADMIN, which could remount them writable."""
         try:
             self._filesystem(entry.get("destination", ""), kind, source, options)
         except PermissionError:
             host = HOST_FALLBACKS.get(kind)
-            if host is None or not self.userns:
-                raise
+            if host is None or not self.userns or self.may_remount:
+                raise  # a process with CAP_SYS_ADMIN could remount the host's tree rw
             fallback = mounts.MountOptions([*entry.get("options", []), "rbind", "rro"])
             self._bind(entry, host, fallback)
 

@@ -301,12 +301,20 @@ def _remove_tree(directory: str) -> None:
     except FileNotFoundError:
         return
     except OSError as e:
-        if e.errno != errno.ENOTEMPTY:  # EBUSY: the caller retries
+        # cgroupfs says EBUSY both for processes still leaving and for child cgroups (made
+        # by exec --cgroup, or by systemd or a runtime inside the container): children are
+        # removed first; processes make the caller retry
+        if e.errno not in {errno.ENOTEMPTY, errno.EBUSY} or not _has_children(directory):
             raise
     for top, dirs, _files in os.walk(directory, topdown=False):
         for d in dirs:
             _rmdir(os.path.join(top, d))
     _rmdir(directory)
+
+
+def _has_children(directory: str) -> bool:
+    with os.scandir(directory) as entries:
+        return any(entry.is_dir(follow_symlinks=False) for entry in entries)
 
 
 def _rmdir(path: str) -> None:

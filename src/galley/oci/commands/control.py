@@ -165,10 +165,11 @@ def exec_spec(state: ContainerState, args: Args) -> Process:
     if args.process:
         with open(args.process, "rb") as f:
             proc: dict[str, Any] = jsonfast.loads(f.read())
-        if isinstance(proc, dict) and "capabilities" not in proc:  # runc: the container's
-            container_caps = (state.spec.get("process") or {}).get("capabilities")
-            if container_caps is not None:
-                proc["capabilities"] = jsonfast.clone(container_caps)
+        if isinstance(proc, dict):  # what it leaves out is the container's, as in runc
+            container = state.spec.get("process") or {}
+            for key in ("capabilities", "apparmorProfile", "selinuxLabel"):
+                if not proc.get(key) and container.get(key) is not None:
+                    proc[key] = jsonfast.clone(container[key])
         check_process("process", proc)
         check_host_security({"process": proc})
         return proc  # type: ignore[return-value]
