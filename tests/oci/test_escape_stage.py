@@ -280,11 +280,19 @@ def test_exec_stage_seen_by_a_tracer_is_read_only(
                 try:
                     if os.readlink(link.replace("exe", "ns/pid")) != container_ns:
                         continue
-                    exe = os.stat(link)
-                    if (exe.st_dev, exe.st_ino) == (interpreter.st_dev, interpreter.st_ino):
-                        read_only.append(bool(os.statvfs(link).f_flag & os.ST_RDONLY))
+                    # one open file for both questions: the process may exec meanwhile,
+                    # and a second look at /proc/<pid>/exe would see its next program
+                    exe = os.open(link, os.O_PATH | os.O_CLOEXEC)
+                except OSError:
+                    continue
+                try:
+                    st = os.fstat(exe)
+                    if (st.st_dev, st.st_ino) == (interpreter.st_dev, interpreter.st_ino):
+                        read_only.append(bool(os.fstatvfs(exe).f_flag & os.ST_RDONLY))
                 except OSError:
                     pass
+                finally:
+                    os.close(exe)
 
     watcher = threading.Thread(target=watch)
     watcher.start()
