@@ -233,6 +233,14 @@ def test_events_stats_has_runcs_fields(tmp_path: Path, bundle: Bundle, parent: s
     assert galley["limit"] == runc["limit"] == 48 * MiB
 
 
+def _run_script(rt: Runtime, bundle: Bundle, script: str) -> str:
+    """`run` of a shell script in the bundle; its stdout (it must succeed)."""
+    bundle.config["process"]["args"] = ["sh", "-c", script]
+    result = rt("run", "--bundle", str(bundle.write()), rt.new_id())
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 @pytest.mark.parametrize(
     "resources",
     [None, {"pids": {"limit": 100}}],
@@ -255,11 +263,7 @@ def test_devices_are_denied_without_a_devices_rule(
         " for d in /tmp/mem /tmp/vcs; do head -c1 $d >/dev/null 2>/tmp/err; cat /tmp/err; done;"
         " head -c1 /dev/zero | wc -c"
     )
-    bundle.config["process"]["args"] = ["sh", "-c", script]
-    cid = any_runtime.new_id()
-    result = any_runtime("run", "--bundle", str(bundle.write()), cid)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    lines = _run_script(any_runtime, bundle, script).splitlines()
     assert len(lines) == 3 and lines[2].strip() == "1", lines  # the allowlist still works
     assert all("Operation not permitted" in line for line in lines[:2]), lines
 
@@ -292,8 +296,4 @@ def test_a_listed_device_gets_only_the_access_resources_give(
         "(: </dev/loop-control) 2>/dev/null && r=ok || r=denied;"
         " (: >>/dev/loop-control) 2>/dev/null && w=ok || w=denied; echo read:$r write:$w"
     )
-    bundle.config["process"]["args"] = ["sh", "-c", script]
-    cid = any_runtime.new_id()
-    result = any_runtime("run", "--bundle", str(bundle.write()), cid)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == want
+    assert _run_script(any_runtime, bundle, script).strip() == want

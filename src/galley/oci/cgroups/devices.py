@@ -98,21 +98,6 @@ def _allow(kind: str, major: int, minor: int, access: str = "rwm") -> Rule:
     return Rule(True, kind, major, minor, access)
 
 
-DEFAULT_ALLOWED = (
-    _allow("c", -1, -1, "m"),
-    _allow("b", -1, -1, "m"),
-    _allow("c", 1, 3),  # /dev/null
-    _allow("c", 1, 8),  # /dev/random
-    _allow("c", 1, 7),  # /dev/full
-    _allow("c", 5, 0),  # /dev/tty
-    _allow("c", 1, 5),  # /dev/zero
-    _allow("c", 1, 9),  # /dev/urandom
-    _allow("c", 136, -1),  # /dev/pts/*
-    _allow("c", 5, 2),  # /dev/ptmx
-    _allow("c", 10, 200),  # /dev/net/tun
-)
-
-
 # The defaults that are device nodes, by path: a linux.devices entry there replaces the node
 # and drops the rule ("the spec one takes priority", runc says).
 _DEFAULT_NODES = {
@@ -123,6 +108,14 @@ _DEFAULT_NODES = {
     "/dev/zero": (1, 5),
     "/dev/urandom": (1, 9),
 }
+DEFAULT_ALLOWED = (
+    _allow("c", -1, -1, "m"),
+    _allow("b", -1, -1, "m"),
+    *(_allow("c", major, minor) for major, minor in _DEFAULT_NODES.values()),
+    _allow("c", 136, -1),  # /dev/pts/*
+    _allow("c", 5, 2),  # /dev/ptmx
+    _allow("c", 10, 200),  # /dev/net/tun
+)
 
 
 def implied_rules(spec: Spec) -> list[Rule]:
