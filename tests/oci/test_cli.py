@@ -138,6 +138,9 @@ def test_features(runtime: Runtime) -> None:
         "uts",
     }
     assert "CAP_SYS_ADMIN" in linux["capabilities"]
+    assert linux["mountExtensions"] == {"idmap": {"enabled": True}}
+    assert "MPOL_WEIGHTED_INTERLEAVE" in linux["memoryPolicy"]["modes"]
+    assert "MPOL_F_STATIC_NODES" in linux["memoryPolicy"]["flags"]
     assert "SCMP_ACT_ERRNO" in linux["seccomp"]["actions"]
     assert linux["apparmor"] == {"enabled": os.path.exists("/sys/kernel/security/apparmor")}
 

@@ -98,8 +98,10 @@ CASES = [
     ("linux.intelRdt", {"closID": "x"}, "linux.intelRdt: intel RDT is not supported"),
     ("linux", [], "linux: must be an object, not array"),
     ("linux.netDevices", {"eth0": {"name": 5}}, "linux.netDevices.eth0.name: must be a string"),
-    ("linux.memoryPolicy", {"mode": "MPOL_NOPE"}, 'linux.memoryPolicy.mode: unknown memory policy mode "MPOL_NOPE"'),
-    ("linux.memoryPolicy", {"mode": "MPOL_BIND", "nodes": "0-x"}, 'linux.memoryPolicy.nodes: "0-x" is not a cpu/memory node list'),
+    ("linux.memoryPolicy", {"mode": "MPOL_NOPE"}, 'linux.memoryPolicy.mode: invalid memory policy mode: "MPOL_NOPE"'),
+    ("linux.memoryPolicy", {"mode": "MPOL_BIND", "nodes": "0-x"}, 'linux.memoryPolicy.nodes: "0-x" is not a memory policy node list'),
+    ("process.execCPUAffinity", {"initial": "0-98765432100"}, "process.execCPUAffinity.initial: invalid CPU 98765432100: CPUs are numbered below 8192"),
+    ("process.execCPUAffinity", {"final": "2-1"}, 'process.execCPUAffinity.final: bad CPU range "2-1"'),
 ]  # fmt: skip
 
 

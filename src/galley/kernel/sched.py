@@ -1,5 +1,6 @@
 """Scheduling and execution attributes of a process: sched_setattr(2) (every policy, flags,
-deadline parameters) and ioprio_set(2), which glibc does not wrap, and personality(2)."""
+deadline parameters), ioprio_set(2) and set_mempolicy(2), which glibc does not wrap, and
+personality(2)."""
 
 from __future__ import annotations
 
@@ -30,13 +31,24 @@ IOPRIO_CLASS_IDLE = 3
 IOPRIO_WHO_PROCESS = 1
 IOPRIO_CLASS_SHIFT = 13
 
-# (sched_setattr, ioprio_set, ioprio_get) by machine.
+MPOL_DEFAULT = 0
+MPOL_PREFERRED = 1
+MPOL_BIND = 2
+MPOL_INTERLEAVE = 3
+MPOL_LOCAL = 4
+MPOL_PREFERRED_MANY = 5
+MPOL_WEIGHTED_INTERLEAVE = 6
+MPOL_F_NUMA_BALANCING = 1 << 13
+MPOL_F_RELATIVE_NODES = 1 << 14
+MPOL_F_STATIC_NODES = 1 << 15
+
+# (sched_setattr, ioprio_set, ioprio_get, set_mempolicy) by machine.
 _NR = {
-    "x86_64": (314, 251, 252),
-    "aarch64": (274, 30, 31),
-    "riscv64": (274, 30, 31),
-    "ppc64le": (355, 273, 274),
-    "s390x": (345, 282, 283),
+    "x86_64": (314, 251, 252, 238),
+    "aarch64": (274, 30, 31, 237),
+    "riscv64": (274, 30, 31, 237),
+    "ppc64le": (355, 273, 274, 261),
+    "s390x": (345, 282, 283, 270),
 }
 
 
@@ -57,10 +69,10 @@ class SchedAttr(ffi.Structure):
     )
 
 
-def _numbers() -> tuple[int, int, int]:
+def _numbers() -> tuple[int, int, int, int]:
     machine = os.uname().machine
     if machine not in _NR:
-        raise OSError(38, f"sched_setattr/ioprio_set: unsupported machine {machine}")
+        raise OSError(38, f"sched_setattr/ioprio_set/set_mempolicy: unsupported machine {machine}")
     return _NR[machine]
 
 
@@ -95,6 +107,18 @@ def ioprio_get() -> tuple[int, int]:
     syscall = function("syscall", ffi.c_long, ffi.c_long, ffi.c_int, ffi.c_int)
     value = check(syscall(_numbers()[2], IOPRIO_WHO_PROCESS, 0), "ioprio_get")
     return value >> IOPRIO_CLASS_SHIFT, value & ((1 << IOPRIO_CLASS_SHIFT) - 1)
+
+
+def set_mempolicy(mode: int, nodes: set[int]) -> None:
+    """set_mempolicy(2) on the calling thread: mode with its flags, over the nodes' mask."""
+    words = max(nodes, default=-1) // 64 + 1
+    mask = (ffi.c_ulong * max(words, 1))()
+    for node in nodes:
+        mask[node // 64] |= 1 << (node % 64)
+    syscall = function("syscall", ffi.c_long, ffi.c_long, ffi.c_int, ffi.c_void_p, ffi.c_ulong)
+    maxnode = words * 64 + 1 if nodes else 0  # the kernel reads maxnode - 1 bits
+    what = f"set_mempolicy mode={mode:#x} nodes={sorted(nodes)}"
+    check(syscall(_numbers()[3], mode, mask if nodes else None, maxnode), what)
 
 
 PER_LINUX = 0x0000

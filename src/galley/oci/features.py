@@ -53,6 +53,12 @@ def _pure_v2() -> bool:
     return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
 
+def _memory_policy() -> dict[str, object]:
+    from galley.oci.scheduling import MEMORY_POLICY_FLAGS, MEMORY_POLICY_MODES  # noqa: PLC0415
+
+    return {"modes": list(MEMORY_POLICY_MODES), "flags": list(MEMORY_POLICY_FLAGS)}
+
+
 def features() -> dict[str, object]:
     """The features document."""
     from galley.oci.cli import VERSION  # noqa: PLC0415 - avoids an import cycle
@@ -70,7 +76,8 @@ def features() -> dict[str, object]:
             "apparmor": {"enabled": os.path.exists("/sys/kernel/security/apparmor")},
             "selinux": {"enabled": os.path.exists("/sys/fs/selinux/enforce")},
             "intelRdt": {"enabled": False},
-            "mountExtensions": {"idmap": {"enabled": False}},
+            "mountExtensions": {"idmap": {"enabled": True}},  # mounts' uid/gidMappings
+            "memoryPolicy": _memory_policy(),
         },
         "annotations": {"org.opencontainers.runc.version": "1.1.5", "io.galley.version": VERSION},
     }

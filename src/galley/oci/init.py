@@ -538,8 +538,13 @@ class ProcessStarter:
         self.nnp = bool(process.get("noNewPrivileges"))
         self.executable = ""
         self.personality = spec.get("linux", {}).get("personality")
+        self.memory_policy = spec.get("linux", {}).get("memoryPolicy")
         self.scheduling = None
-        if self.personality or {"scheduler", "ioPriority", "execCPUAffinity"} & process.keys():
+        if (
+            self.personality
+            or self.memory_policy
+            or {"scheduler", "ioPriority", "execCPUAffinity"} & process.keys()
+        ):
             from galley.oci import scheduling  # noqa: PLC0415
 
             self.scheduling = scheduling
@@ -580,7 +585,8 @@ class ProcessStarter:
         return notify_fd
 
     def _schedule(self) -> None:
-        """scheduler, ioPriority, execCPUAffinity.final (now inside the cgroup), personality."""
+        """scheduler, ioPriority, execCPUAffinity.final (now inside the cgroup), personality,
+        memoryPolicy (which the process and its children keep through execve)."""
         process, scheduling = self.process, self.scheduling
         assert scheduling is not None
         if process.get("scheduler"):
@@ -590,6 +596,8 @@ class ProcessStarter:
         scheduling.apply_cpu_affinity(process.get("execCPUAffinity", {}), "final")
         if self.personality:
             scheduling.apply_personality(self.personality)
+        if self.memory_policy:
+            scheduling.apply_memory_policy(self.memory_policy)
 
     def execute(self, preserve_fds: int) -> None:
         """fds, signals, then execve: of the trampoline (which waits for start, sets

@@ -1,5 +1,5 @@
-"""process.scheduler, process.ioPriority, process.execCPUAffinity and linux.personality
-(runtime-spec 1.1-1.2).
+"""process.scheduler, process.ioPriority, process.execCPUAffinity, linux.personality
+(runtime-spec 1.1-1.2) and linux.memoryPolicy (1.3).
 
 The init stage applies them just before the security steps (runc 1.2 order: scheduler and I/O
 priority on the container process; execCPUAffinity "initial" before the process joins the
@@ -8,10 +8,12 @@ container's cgroup and "final" after). Bad values fail with an error naming the 
 
 from __future__ import annotations
 
+import errno
 import os
 
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import sched
+from galley.oci.validate_fields import MAX_CPUS, MAX_NODES, number_list
 
 POLICIES = {
     "SCHED_OTHER": sched.SCHED_OTHER,
@@ -96,17 +98,7 @@ def apply_io_priority(io_priority: dict[str, object]) -> None:
 
 def parse_cpus(text: str, field: str) -> set[int]:
     """A cpuset list ("0-3,7") as a set of CPU numbers."""
-    cpus: set[int] = set()
-    for part in text.strip().split(","):
-        low, dash, high = part.strip().partition("-")
-        try:
-            first, last = int(low), int(high if dash else low)
-        except ValueError:
-            raise InvalidArgument(f"{field}: {text!r} is not a CPU list like 0-3,7") from None
-        if first < 0 or last < first:
-            raise InvalidArgument(f"{field}: bad CPU range {part.strip()!r}")
-        cpus.update(range(first, last + 1))
-    return cpus
+    return number_list(field, text, MAX_CPUS, "CPU")
 
 
 def apply_cpu_affinity(affinity: dict[str, str], stage: str) -> None:
@@ -135,3 +127,67 @@ def apply_personality(personality: dict[str, object]) -> None:
         sched.set_personality(DOMAINS[str(domain)])
     except OSError as e:
         raise FailedPrecondition(f"linux.personality: {e}") from None
+
+
+MEMORY_POLICY_MODES = {
+    "MPOL_DEFAULT": sched.MPOL_DEFAULT,
+    "MPOL_PREFERRED": sched.MPOL_PREFERRED,
+    "MPOL_BIND": sched.MPOL_BIND,
+    "MPOL_INTERLEAVE": sched.MPOL_INTERLEAVE,
+    "MPOL_LOCAL": sched.MPOL_LOCAL,
+    "MPOL_PREFERRED_MANY": sched.MPOL_PREFERRED_MANY,
+    "MPOL_WEIGHTED_INTERLEAVE": sched.MPOL_WEIGHTED_INTERLEAVE,
+}
+MEMORY_POLICY_FLAGS = {
+    "MPOL_F_NUMA_BALANCING": sched.MPOL_F_NUMA_BALANCING,
+    "MPOL_F_RELATIVE_NODES": sched.MPOL_F_RELATIVE_NODES,
+    "MPOL_F_STATIC_NODES": sched.MPOL_F_STATIC_NODES,
+}
+_NO_NODES = frozenset({"MPOL_DEFAULT", "MPOL_LOCAL"})  # the kernel refuses a nodemask with these
+_SOME_NODES = frozenset(
+    {"MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_WEIGHTED_INTERLEAVE", "MPOL_PREFERRED_MANY"}
+)
+_MPOL = "linux.memoryPolicy"
+
+
+def memory_policy_args(policy: dict[str, object]) -> tuple[int, set[int]]:
+    """(mode | flags, nodes) of set_mempolicy(2) for linux.memoryPolicy, checked as far as the
+    kernel's rules do not depend on the host (runc's messages: "invalid memory policy ...")."""
+    name = policy.get("mode")
+    if name not in MEMORY_POLICY_MODES:
+        what = "missing" if name is None else f'"{name}"'
+        raise InvalidArgument(f"{_MPOL}.mode: invalid memory policy mode: {what}")
+    mode = MEMORY_POLICY_MODES[str(name)]
+    flags = policy.get("flags") or []
+    if not isinstance(flags, list):
+        raise InvalidArgument(f"{_MPOL}.flags: must be an array of memory policy flags")
+    for i, flag in enumerate(flags):
+        if flag not in MEMORY_POLICY_FLAGS:
+            raise InvalidArgument(f'{_MPOL}.flags[{i}]: invalid memory policy flag "{flag}"')
+        mode |= MEMORY_POLICY_FLAGS[flag]
+    if {"MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"} <= set(flags):
+        raise InvalidArgument(
+            f"{_MPOL}.flags: MPOL_F_RELATIVE_NODES and MPOL_F_STATIC_NODES exclude each other"
+        )
+    text = policy.get("nodes") or ""
+    if not isinstance(text, str):
+        raise InvalidArgument(f'{_MPOL}.nodes: must be a string such as "0-3,7"')
+    field = f"{_MPOL}.nodes"
+    nodes = number_list(field, text, MAX_NODES, "memory policy node") if text.strip() else set()
+    if name in _NO_NODES and nodes:
+        raise InvalidArgument(f"{field}: {name} mode requires 0 nodes but got {len(nodes)}")
+    if name in _SOME_NODES and not nodes:
+        raise InvalidArgument(f"{field}: {name} mode requires at least one node")
+    return mode, nodes
+
+
+def apply_memory_policy(policy: dict[str, object]) -> None:
+    """Set the calling thread's NUMA memory policy, which its children and execve keep."""
+    mode, nodes = memory_policy_args(policy)
+    try:
+        sched.set_mempolicy(mode, nodes)
+    except OSError as e:
+        hint = ""
+        if e.errno == errno.EINVAL and nodes:
+            hint = " (the nodes must be online and in the container's cpuset.mems)"
+        raise FailedPrecondition(f"{_MPOL}: {e.strerror}{hint}") from None

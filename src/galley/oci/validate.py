@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 
 from galley.oci.validate_fields import (
+    MAX_CPUS,
     UINT32_MAX,
     abspath,
     boolean,
@@ -26,6 +27,7 @@ from galley.oci.validate_fields import (
     integer,
     is_capability_name,
     is_semver,
+    number_list,
     obj,
     one_of,
     required,
@@ -186,9 +188,17 @@ def check_process(path: str, value: object) -> None:
             "selinuxLabel": string,
             "scheduler": _scheduler,
             "ioPriority": _io_priority,
-            "execCPUAffinity": string_map,
+            "execCPUAffinity": _exec_cpu_affinity,
         },
     )
+
+
+def _exec_cpu_affinity(path: str, value: object) -> None:
+    def cpus(p: str, v: object) -> None:
+        if string(p, v).strip():
+            number_list(p, str(v), MAX_CPUS, "CPU")
+
+    fields(path, obj(path, value), {"initial": cpus, "final": cpus})
 
 
 def _mount(path: str, value: object) -> None:

@@ -172,6 +172,29 @@ def cpuset(path: str, value: object) -> None:
         raise fail(path, f'"{s}" is not a cpu/memory node list like "0-3,5"')
 
 
+MAX_CPUS = 8192  # NR_CPUS at its largest (x86_64 MAXSMP): no Linux has a CPU numbered higher
+MAX_NODES = 1024  # MAX_NUMNODES at its largest (NODES_SHIFT 10)
+
+
+def number_list(path: str, text: str, limit: int, what: str) -> set[int]:
+    """A list such as "0-3,7" of CPUs or memory nodes (what), as the set of its numbers; each
+    must be below limit, so that "0-9876543210" is refused rather than built."""
+    numbers: set[int] = set()
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        if not (low.isdigit() and low.isascii()) or (
+            dash and not (high.isdigit() and high.isascii())
+        ):
+            raise fail(path, f'"{text}" is not a {what} list like "0-3,7"')
+        first, last = int(low), int(high if dash else low)
+        if last < first:
+            raise fail(path, f'bad {what} range "{part.strip()}"')
+        if last >= limit:
+            raise fail(path, f"invalid {what} {last}: {what}s are numbered below {limit}")
+        numbers.update(range(first, last + 1))
+    return numbers
+
+
 def typed_entries(
     path: str, value: object, allowed: tuple[str, ...] | frozenset[str], what: str
 ) -> Iterator[tuple[str, dict[str, Any], str]]:

@@ -15,7 +15,6 @@ from galley.oci.validate_fields import (
     U64,
     abspath,
     arr,
-    cpuset,
     each,
     fail,
     fields,
@@ -221,21 +220,6 @@ def _personality(path: str, value: object) -> None:
     fields(path, d, {"flags": strings})
 
 
-_MPOL_MODES = tuple(
-    "MPOL_" + m
-    for m in [
-        "DEFAULT",
-        "BIND",
-        "INTERLEAVE",
-        "WEIGHTED_INTERLEAVE",
-        "PREFERRED",
-        "PREFERRED_MANY",
-        "LOCAL",
-    ]
-)
-_MPOL_FLAGS = frozenset({"MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"})
-
-
 def _net_devices(path: str, value: object) -> None:
     """linux.netDevices (1.3): host interface name -> {name in the container}."""
     for host_name, device in obj(path, value).items():
@@ -247,9 +231,6 @@ def _net_devices(path: str, value: object) -> None:
 
 def _memory_policy(path: str, value: object) -> None:
     """linux.memoryPolicy (1.3): set_mempolicy(2) mode, nodes and flags."""
-    d = obj(path, value)
-    one_of(f"{path}.mode", required(path, d, "mode"), _MPOL_MODES, "memory policy mode")
-    fields(path, d, {"nodes": cpuset})
-    for i, flag in enumerate(strings(f"{path}.flags", d.get("flags") or [])):
-        if flag not in _MPOL_FLAGS:
-            raise fail(f"{path}.flags[{i}]", f'unknown memory policy flag "{flag}"')
+    from galley.oci.scheduling import memory_policy_args  # noqa: PLC0415 - only where set
+
+    memory_policy_args(obj(path, value))
