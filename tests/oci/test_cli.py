@@ -141,6 +141,7 @@ def test_features(runtime: Runtime) -> None:
     assert linux["mountExtensions"] == {"idmap": {"enabled": True}}
     assert "MPOL_WEIGHTED_INTERLEAVE" in linux["memoryPolicy"]["modes"]
     assert "MPOL_F_STATIC_NODES" in linux["memoryPolicy"]["flags"]
+    assert linux["netDevices"] == {"enabled": True}
     assert "SCMP_ACT_ERRNO" in linux["seccomp"]["actions"]
     assert linux["apparmor"] == {"enabled": os.path.exists("/sys/kernel/security/apparmor")}
 

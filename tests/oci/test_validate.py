@@ -98,6 +98,12 @@ CASES = [
     ("linux.intelRdt", {"closID": "x"}, "linux.intelRdt: intel RDT is not supported"),
     ("linux", [], "linux: must be an object, not array"),
     ("linux.netDevices", {"eth0": {"name": 5}}, "linux.netDevices.eth0.name: must be a string"),
+    ("linux.netDevices", {"eth0": {"name": "a/b"}}, 'linux.netDevices.eth0.name: "a/b" is not a valid network interface name'),
+    ("linux.netDevices", {"eth0:1": {}}, 'linux.netDevices.eth0:1: "eth0:1" is not a valid network interface name'),
+    ("linux.netDevices", {"a" * 16: {}}, f'linux.netDevices.{"a" * 16}: "{"a" * 16}" is not a valid network interface name (1-15 bytes'),
+    ("linux.netDevices", {"..": {}}, 'linux.netDevices...: ".." is not a valid network interface name'),
+    ("linux.netDevices", {"eth0": {"name": "net1"}, "eth1": {"name": "net1"}}, 'linux.netDevices.eth1: a second interface called "net1"'),
+    ("linux.netDevices", {"eth0": {}, "eth1": {"name": "eth0"}}, 'linux.netDevices.eth1: a second interface called "eth0"'),
     ("linux.memoryPolicy", {"mode": "MPOL_NOPE"}, 'linux.memoryPolicy.mode: invalid memory policy mode: "MPOL_NOPE"'),
     ("linux.memoryPolicy", {"mode": "MPOL_BIND", "nodes": "0-x"}, 'linux.memoryPolicy.nodes: "0-x" is not a memory policy node list'),
     ("process.execCPUAffinity", {"initial": "0-98765432100"}, "process.execCPUAffinity.initial: invalid CPU 98765432100: CPUs are numbered below 8192"),
@@ -177,6 +183,14 @@ def test_masked_paths_need_mount_namespace() -> None:
     with pytest.raises(
         InvalidArgument, match=r"^linux.maskedPaths: needs a private mount namespace"
     ):
+        validate(doc)
+
+
+def test_net_devices_need_a_network_namespace() -> None:
+    namespaces = [n for n in BASE["linux"]["namespaces"] if n["type"] != "network"]
+    doc = mutate(BASE, "linux.namespaces", namespaces)
+    doc["linux"]["netDevices"] = {"eth1": {}}
+    with pytest.raises(InvalidArgument, match=r"^linux.netDevices: needs a network namespace"):
         validate(doc)
 
 

@@ -78,6 +78,7 @@ def features() -> dict[str, object]:
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": True}},  # mounts' uid/gidMappings
             "memoryPolicy": _memory_policy(),
+            "netDevices": {"enabled": True},
         },
         "annotations": {"org.opencontainers.runc.version": "1.1.5", "io.galley.version": VERSION},
     }

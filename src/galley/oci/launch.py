@@ -200,9 +200,15 @@ def _create(
 
     launched: list[LaunchResult] = []
 
+    net_devices = spec.get("linux", {}).get("netDevices")
+
     def join_cgroup(pid: int) -> None:
         cgroup.join(pid)
         cgroupwarm.stop()
+        if net_devices:  # in its network namespace now; it runs nothing before "cgroup"
+            from galley.oci.netdevices import move_in  # noqa: PLC0415
+
+            move_in(net_devices, pid, rollback)
         send_quietly(channel, "cgroup")
         launched.append(_describe(pid, cgroup))  # while the stage builds the rootfs
 

@@ -243,6 +243,10 @@ class TimeOffset(TypedDict, total=False):
     nanosecs: int
 
 
+class NetDevice(TypedDict, total=False):
+    name: str  # in the container; the host's name when absent
+
+
 class Linux(TypedDict, total=False):
     namespaces: list[Namespace]
     uidMappings: list[IDMapping]
@@ -259,6 +263,8 @@ class Linux(TypedDict, total=False):
     mountLabel: str
     intelRdt: dict[str, object]
     personality: dict[str, object]
+    netDevices: dict[str, NetDevice]
+    memoryPolicy: dict[str, object]
 
 
 class Spec(TypedDict, total=False):

@@ -173,6 +173,8 @@ def _cross_checks(spec: dict[str, Any], linux: dict[str, Any], namespaces: set[s
         raise fail("linux.namespaces", "a user namespace needs a mount namespace with it")
     if linux.get("timeOffsets") and "time" not in namespaces:
         raise fail("linux.timeOffsets", "needs a time namespace in linux.namespaces")
+    if linux.get("netDevices") and "network" not in namespaces:
+        raise fail("linux.netDevices", "needs a network namespace of the container's own")
 
 
 def _time_offsets(path: str, value: object) -> None:
@@ -221,12 +223,30 @@ def _personality(path: str, value: object) -> None:
 
 
 def _net_devices(path: str, value: object) -> None:
-    """linux.netDevices (1.3): host interface name -> {name in the container}."""
+    """linux.netDevices (1.3): host interface name -> {"name": its name in the container}."""
+    names: set[str] = set()
     for host_name, device in obj(path, value).items():
         p = f"{path}.{host_name}"
-        if not host_name or "/" in host_name:
-            raise fail(p, "is not a valid network interface name")
-        fields(p, obj(p, device), {"name": string})
+        _interface_name(p, host_name)
+        fields(p, obj(p, device), {"name": lambda q, v: _interface_name(q, string(q, v), True)})
+        name = device.get("name") or host_name
+        if name in names:
+            raise fail(p, f'a second interface called "{name}" in the container')
+        names.add(name)
+
+
+def _interface_name(path: str, name: str, empty: bool = False) -> None:
+    """The kernel's rule for interface names (dev_valid_name); empty: "" is allowed."""
+    if empty and not name:
+        return
+    if (
+        not name
+        or len(name.encode()) > 15
+        or name in {".", ".."}
+        or any(c in "/:" or c.isspace() for c in name)
+    ):
+        rule = '1-15 bytes, not "." or "..", without "/", ":" or spaces'
+        raise fail(path, f'"{name}" is not a valid network interface name ({rule})')
 
 
 def _memory_policy(path: str, value: object) -> None:
