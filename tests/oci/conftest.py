@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -344,3 +345,28 @@ def under_a_tty(command: list[str], tmp_path: Path) -> bytes:
         check=True,
     )
     return typescript.read_bytes()
+
+
+@pytest.fixture
+def open_bundle(bundle: Bundle) -> Iterator[Bundle]:
+    """The bundle moved where a mapped (unprivileged on the host) root can reach it."""
+    top = tempfile.mkdtemp(prefix="galley-userns-")
+    os.chmod(top, 0o755)
+    moved = Bundle(path=Path(shutil.move(str(bundle.path), top)), config=bundle.config)
+    try:
+        yield moved
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def in_user_namespace(bundle: Bundle) -> None:
+    """Its own user namespace (root is host 100000, group 200000), the mounts a mapped root
+    may make, and no resources."""
+    linux = bundle.config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    linux.pop("resources", None)
+    bundle.config["mounts"] = [
+        m for m in bundle.config["mounts"] if m["type"] in ("proc", "tmpfs", "devpts")
+    ]

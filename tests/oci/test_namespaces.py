@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from galley.fixtures.busybox import default_config
 from galley.oci import namespaces as namespaces_module
 from tests.conftest import GALLEY_RUNC
-from tests.oci.conftest import RUNC, Bundle, Runtime
+from tests.oci.conftest import RUNC, Bundle, Runtime, in_user_namespace
 from tests.oci.test_console import console_output
 
 pytestmark = pytest.mark.root
@@ -29,34 +28,9 @@ def _run(runtime: Runtime, bundle: Bundle, script: str) -> str:
     return res.stdout
 
 
-@pytest.fixture
-def open_bundle(bundle: Bundle) -> Iterator[Bundle]:
-    """The bundle moved where a mapped (unprivileged on the host) root can reach it."""
-    top = tempfile.mkdtemp(prefix="galley-userns-")
-    os.chmod(top, 0o755)
-    moved = Bundle(path=Path(shutil.move(str(bundle.path), top)), config=bundle.config)
-    try:
-        yield moved
-    finally:
-        shutil.rmtree(top, ignore_errors=True)
-
-
-def _in_user_namespace(bundle: Bundle) -> None:
-    """Its own user namespace (root is host 100000, group 200000), the mounts a mapped root
-    may make, and no resources."""
-    linux = bundle.config["linux"]
-    linux["namespaces"].append({"type": "user"})
-    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-    linux["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
-    linux.pop("resources", None)
-    bundle.config["mounts"] = [
-        m for m in bundle.config["mounts"] if m["type"] in ("proc", "tmpfs", "devpts")
-    ]
-
-
 def test_user_namespace_maps_written_by_parent(runtime: Runtime, open_bundle: Bundle) -> None:
     bundle = open_bundle
-    _in_user_namespace(bundle)
+    in_user_namespace(bundle)
     out = _run(runtime, bundle, "cat /proc/self/uid_map /proc/self/gid_map; id -u")
     lines = [line.split() for line in out.splitlines()]
     assert lines == [["0", "100000", "65536"], ["0", "200000", "65536"], ["0"]]
@@ -67,7 +41,7 @@ def test_terminal_in_a_user_namespace(
 ) -> None:
     """The pty opened inside the container's devpts, owned by the mapped user (uid 1000)."""
     bundle = open_bundle
-    _in_user_namespace(bundle)
+    in_user_namespace(bundle)
     process = bundle.config["process"]
     process.update(terminal=True, user={"uid": 1000, "gid": 1000})
     process["args"] = ["sh", "-c", "tty; stat -c '%u' $(tty); id -u"]
@@ -230,7 +204,7 @@ def test_idmapped_mount_in_a_user_namespace(runtime: Runtime, open_bundle: Bundl
     (data / "theirs").write_text("")
     os.chown(data / "theirs", 7, 8)
     (bundle.rootfs / "idm").mkdir()  # the mapped root may not create it in a host-owned root
-    _in_user_namespace(bundle)
+    in_user_namespace(bundle)
     bundle.config["mounts"].append(
         {"destination": "/idm", "type": "bind", "source": str(data), "options": ["rbind", "idmap"]}
     )
@@ -273,7 +247,7 @@ def test_sysfs_in_a_user_namespace_without_its_network_namespace(
     namespace: runc 1.1 refuses; galley-runc binds the host's /sys read-only all the way
     down (its submounts, tracefs and the cgroup hierarchies, once came along writable)."""
     bundle = open_bundle
-    _in_user_namespace(bundle)
+    in_user_namespace(bundle)
     linux = bundle.config["linux"]
     linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "network"]
     bundle.config["mounts"].append(

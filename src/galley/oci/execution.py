@@ -113,6 +113,7 @@ def _start(
         preserve_fds=preserve_fds,
         seccomp_cache=seccomp_cache_dir(state.root),
         trampoline=trampoline.supported(),
+        keyring=state.keyring or None,
     )
     # The stage joins the namespaces meanwhile, and forks (in a pid namespace) only once it is
     # in the cgroup: its child is then born there, within the container's pids.max.

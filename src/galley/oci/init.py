@@ -213,12 +213,16 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
     start_hooks = spec.get("hooks", {}).get("startContainer")
     # Without startContainer hooks the trampoline waits for `start`: a created container's
     # init is then a sealed memfd rather than the host's interpreter.
+    userns = any(n.get("type") == "user" for n in spec.get("linux", {}).get("namespaces", []))
     starter = ProcessStarter(
         spec["process"],
         spec,
         fifo=None if start_hooks else fifo,
         seccomp_cache=boot.get("seccomp_cache"),
         trampoline=boot.get("trampoline", True),
+        keyring=boot.get("keyring"),
+        # exec's processes join it by name: they must be able to search it (runc's bits)
+        keyring_search=0x8 if userns else 0x80000,  # KEY_OTH_SEARCH, KEY_USR_SEARCH
     )
     if start_hooks:  # imported now: after pivot_root the host's modules are out of reach
         import subprocess  # noqa: F401, PLC0415 - run_hook imports it lazily
@@ -306,6 +310,7 @@ def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
         spec,
         seccomp_cache=msg.get("seccomp_cache"),
         trampoline=msg.get("trampoline", True),
+        keyring=msg.get("keyring"),
     )
     if process.get("terminal"):
         import galley.oci.console  # noqa: F401, PLC0415 - imported before joining
@@ -511,11 +516,19 @@ class ProcessStarter:
         fifo: int | None = None,
         seccomp_cache: str | None = None,
         trampoline: bool = True,
+        keyring: str | None = None,
+        keyring_search: int = 0,
     ) -> None:
+        """keyring: the session keyring to join (runc's "_ses.<id>"; None with
+        --no-new-keyring), made searchable by keyring_search's bits when this makes it."""
         # Everything is imported and compiled here, while the host's files are still visible.
+        from galley.kernel import keys  # noqa: PLC0415
         from galley.oci import capabilities, identity, rlimits  # noqa: PLC0415
         from galley.oci import trampoline as program  # noqa: PLC0415
 
+        self.keys = keys
+        self.keyring = keyring
+        self.keyring_search = keyring_search
         self.process = process
         # P decides (a re-executed stage has an empty environment; see trampoline.supported)
         self.trampoline = program if trampoline and program.supported() else None
@@ -558,6 +571,8 @@ class ProcessStarter:
         noNewPrivileges (as runc does); other filters load as late as they can.
         """
         process = self.process
+        if self.keyring:  # before any seccomp filter: Docker's profile refuses keyctl
+            self._join_keyring()
         if self.scheduling is not None:
             self._schedule()
         self.rlimits.apply_rlimits(process.get("rlimits", []))
@@ -583,6 +598,20 @@ class ProcessStarter:
                 fifo=self.fifo, no_new_privs=self.nnp, program=program, flags=flags
             )
         return notify_fd
+
+    def _join_keyring(self) -> None:
+        """A session keyring of the container's own, not the caller's (which would hold the
+        host's keys), as runc does; without keyrings in the kernel, none (runc: the same)."""
+        assert self.keyring is not None
+        try:
+            key = self.keys.join_session_keyring(self.keyring)
+        except OSError as err:
+            if err.errno == 38:  # ENOSYS
+                return
+            raise StageError(f"unable to join session keyring: {describe(err)}") from None
+        if self.keyring_search:
+            perm = int(self.keys.describe(key).split(";")[3], 16)
+            self.keys.set_permissions(key, perm | self.keyring_search)
 
     def _schedule(self) -> None:
         """scheduler, ioPriority, execCPUAffinity.final (now inside the cgroup), personality,

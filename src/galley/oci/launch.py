@@ -95,8 +95,10 @@ def create(
     console_socket: str | None,
     no_pivot: bool,
     foreground: bool,
+    keyring: str | None = None,
 ) -> LaunchResult:
-    """Start the container's init (in stage), stopped at the exec fifo until `start`."""
+    """Start the container's init (in stage), stopped at the exec fifo until `start`;
+    keyring: the session keyring it joins (None: it keeps the caller's)."""
     rollback = Rollback()
     rollback.add(stage.abandon)
     try:
@@ -111,6 +113,7 @@ def create(
             console_socket=console_socket,
             no_pivot=no_pivot,
             foreground=foreground,
+            keyring=keyring,
         )
     except StageError as err:
         rollback.run()
@@ -157,6 +160,7 @@ def _create(
     console_socket: str | None,
     no_pivot: bool,
     foreground: bool,
+    keyring: str | None,
 ) -> LaunchResult:
     channel, stage_pid, preserve_fds = stage.channel, stage.pid, stage.preserve_fds
     terminal = check_console(spec.get("process", {}), console_socket)
@@ -182,6 +186,7 @@ def _create(
         trampoline=trampoline.supported(),
         pid_namespace=stage.pid_namespace,
         host_root=host_root,
+        keyring=keyring,
     )
     # The stage makes its namespaces meanwhile, and waits for "cgroup" only before its first
     # cgroup mount, hook, fork or exec (galley.oci.init): the cgroup is made and its limits

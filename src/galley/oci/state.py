@@ -131,6 +131,7 @@ FIELDS = (
     "config",
     "cgroup",
     "namespaces",
+    "keyring",
 )
 
 
@@ -151,6 +152,7 @@ class ContainerState:
     config: Spec
     cgroup: dict[str, object]
     namespaces: dict[str, str]
+    keyring: str  # the session keyring exec's processes join ("": none, --no-new-keyring)
 
     def __init__(
         self,
@@ -167,6 +169,7 @@ class ContainerState:
         config: Spec | dict[str, Any] | None = None,
         cgroup: dict[str, object] | None = None,
         namespaces: dict[str, str] | None = None,
+        keyring: str = "",
     ) -> None:
         values = {
             "root": root,
@@ -181,6 +184,7 @@ class ContainerState:
             "config": config or {},
             "cgroup": cgroup or {},
             "namespaces": namespaces or {},
+            "keyring": keyring,
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)

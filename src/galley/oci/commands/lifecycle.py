@@ -69,7 +69,7 @@ _CREATE = [
     Option("--console-socket", "unix socket to receive the pty master", STR),
     Option("--pid-file", "file to write the container's init pid to", STR),
     Option("--no-pivot", "use MS_MOVE + chroot instead of pivot_root"),
-    Option("--no-new-keyring", "(accepted, unused)"),
+    Option("--no-new-keyring", "keep the caller's session keyring (not a new one)"),
     Option("--preserve-fds", "extra fds to pass, from 3 on", INT, 0),
 ]
 SYNTAX = {
@@ -164,6 +164,7 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
     except BaseException:
         stage.abandon()
         raise
+    keyring = None if args.no_new_keyring else f"_ses.{cid}"  # runc's name
     try:
         with Lock(state_dir):
             result = launch.create(
@@ -176,8 +177,17 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
                 console_socket=args.console_socket,
                 no_pivot=args.no_pivot,
                 foreground=foreground,
+                keyring=keyring,
             )
-            state = _record(ctx.root, cid, bundle=bundle, rootfs=rootfs, spec=spec, result=result)
+            state = _record(
+                ctx.root,
+                cid,
+                bundle=bundle,
+                rootfs=rootfs,
+                spec=spec,
+                result=result,
+                keyring=keyring,
+            )
             os.unlink(os.path.join(state_dir, INCOMPLETE_FILE))
     except BaseException:
         _undo_create(state_dir)
@@ -213,7 +223,14 @@ def _warn_unknown_capabilities(ctx: Context, spec: Spec) -> None:
 
 
 def _record(
-    root: str, cid: str, *, bundle: str, rootfs: str, spec: Spec, result: LaunchResult
+    root: str,
+    cid: str,
+    *,
+    bundle: str,
+    rootfs: str,
+    spec: Spec,
+    result: LaunchResult,
+    keyring: str | None,
 ) -> ContainerState:
     """Write state.json for a launched container; if that fails, stop what launch started."""
     state = ContainerState(
@@ -228,6 +245,7 @@ def _record(
         config=dict(spec),
         cgroup=result.cgroup.save() if result.cgroup is not None else {},
         namespaces=dict(result.namespaces),
+        keyring=keyring or "",
     )
     try:
         state.save()
