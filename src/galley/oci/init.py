@@ -525,7 +525,11 @@ class ProcessStarter:
         from galley.kernel import keys  # noqa: PLC0415
         from galley.oci import capabilities, identity, rlimits  # noqa: PLC0415
         from galley.oci import trampoline as program  # noqa: PLC0415
+        from galley.oci.lsm import Labels  # noqa: PLC0415
 
+        self.labels = Labels(process)  # the host's /proc, before any of the container's files
+        if self.labels.exec_needs_own_file:
+            trampoline = False  # an SELinux domain's entrypoint is the program, not a memfd
         self.keys = keys
         self.keyring = keyring
         self.keyring_search = keyring_search
@@ -572,7 +576,11 @@ class ProcessStarter:
         """
         process = self.process
         if self.keyring:  # before any seccomp filter: Docker's profile refuses keyctl
+            self.labels.key_label(True)
             self._join_keyring()
+            self.labels.key_label(False)
+        self.labels.apply()  # takes effect at the execve
+        self.labels.close()
         if self.scheduling is not None:
             self._schedule()
         self.rlimits.apply_rlimits(process.get("rlimits", []))

@@ -168,7 +168,7 @@ def _create(
     if listen_fds:
         env = spec.setdefault("process", {}).setdefault("env", [])
         env += [f"LISTEN_FDS={listen_fds}", "LISTEN_PID=1"]
-    if needs_interpreter(spec.get("hooks", {})) or seen_by_tracers(spec, execs=False):
+    if needs_interpreter(spec) or seen_by_tracers(spec, execs=False):
         request_interpreter(channel)
     fifo = _prepare(state_dir, rollback, foreground)  # the stage imports meanwhile
     host_root = _host_root(spec, state_dir)

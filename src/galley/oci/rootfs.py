@@ -23,7 +23,7 @@ import os
 
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import mount as k
-from galley.oci import devices, masks, mounts, paths, pivot
+from galley.oci import devices, lsm, masks, mounts, paths, pivot
 from galley.oci.sysctl import apply_sysctl
 
 __all__ = ["apply_sysctl", "setup_rootfs"]
@@ -211,7 +211,9 @@ class Rootfs:
             self._check_target(target, kind, source, dest)
             if copy_up:  # the directory itself, before the tmpfs hides it
                 under = os.open(k.fd_path(target), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            k.mount(source, k.fd_path(target), kind or None, flags, options.data or None)
+            label = self.spec.get("linux", {}).get("mountLabel", "")
+            data = lsm.mount_data(options.data, kind, label)
+            k.mount(source, k.fd_path(target), kind or None, flags, data or None)
             if copy_up:
                 self._copy_up(under, dest, readonly=readonly_later)
         finally:

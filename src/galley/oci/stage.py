@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from galley.oci.spec import Hooks, Spec, State
+    from galley.oci.spec import Spec, State
 
 SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -78,15 +78,18 @@ class Stage:
         self.channel.close()
 
 
-def needs_interpreter(hooks: Hooks) -> bool:
+def needs_interpreter(spec: Spec) -> bool:
     """Whether a create stage must become a read-only re-executed interpreter (P asks it with
     request_interpreter) rather than stay a fork of P.
 
     A forked stage runs the host's interpreter file until it execs the trampoline
     (galley.oci.trampoline), so it may exec nothing else from inside the container:
-    createContainer and startContainer hooks run there.
+    createContainer and startContainer hooks run there. A process with an SELinux label is
+    exec'd without the trampoline (galley.oci.lsm): the stage itself waits for `start`.
     """
-    return bool(hooks.get("createContainer") or hooks.get("startContainer"))
+    hooks = spec.get("hooks", {})
+    labelled = bool(spec.get("process", {}).get("selinuxLabel"))
+    return bool(hooks.get("createContainer") or hooks.get("startContainer") or labelled)
 
 
 def seen_by_tracers(spec: Spec, *, execs: bool) -> bool:
