@@ -65,13 +65,15 @@ def test_every_type_reaches_the_program(tmp_path: Path) -> None:
         assert limits_row(probe.stdout, TITLES[name]) == shown, name
 
 
-def test_huge_values_mean_unlimited(tmp_path: Path) -> None:
+def test_huge_values_are_kept_and_all_ones_is_unlimited(tmp_path: Path) -> None:
+    """As runc passes them: rlim_t is unsigned, 2^63 is a (huge) limit, 2^64-1 unlimited."""
     rlimits = [{"type": "RLIMIT_CORE", "soft": 1 << 63, "hard": INFINITY}]
     probe = run_child(
         lambda: apply_rlimits(rlimits), [BUSYBOX, "cat", "/proc/self/limits"], tmp_path
     )  # type: ignore[arg-type]
     assert probe.status == 0, probe.stderr
-    assert limits_row(probe.stdout, TITLES["RLIMIT_CORE"]) == ["unlimited", "unlimited"]
+    row = limits_row(probe.stdout, TITLES["RLIMIT_CORE"])
+    assert row == [str(1 << 63), "unlimited"]
 
 
 def test_nofile_through_ulimit(tmp_path: Path) -> None:

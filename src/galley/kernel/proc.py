@@ -1,4 +1,4 @@
-"""Process attributes: prctl(2) flags, host and domain names, close_range(2)."""
+"""Process attributes: prctl(2) flags, host and domain names, close_range(2), prlimit(2)."""
 
 from __future__ import annotations
 
@@ -73,3 +73,20 @@ def cloexec_from(first: int) -> None:
     """Mark every fd >= first close-on-exec (close_range(first, ~0, CLOSE_RANGE_CLOEXEC))."""
     fn = function("syscall", ffi.c_long, ffi.c_long, ffi.c_uint, ffi.c_uint, ffi.c_uint)
     check(fn(_SYS_CLOSE_RANGE, first, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC), "close_range")
+
+
+RLIM_INFINITY = (1 << 64) - 1
+
+
+class _Rlimit(ffi.Structure):
+    _fields_ = (("soft", ffi.c_uint64), ("hard", ffi.c_uint64))
+
+
+def prlimit(pid: int, resource: int, new: tuple[int, int] | None = None) -> tuple[int, int]:
+    """prlimit(2): process pid's (0: the caller's) limit resource, set to new (soft, hard)
+    when given; the (soft, hard) it had. Values are rlim_t (RLIM_INFINITY: unlimited)."""
+    fn = function("prlimit", ffi.c_int, ffi.c_int, ffi.c_int, ffi.c_void_p, ffi.c_void_p)
+    old = _Rlimit()
+    wanted = ffi.byref(_Rlimit(*new)) if new is not None else None
+    check(fn(pid, resource, wanted, ffi.byref(old)), "prlimit")
+    return old.soft, old.hard

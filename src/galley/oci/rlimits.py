@@ -1,16 +1,18 @@
 """process.rlimits → setrlimit for the container process, with errors naming the limit.
 
-Limits are set with prlimit(2) on the calling process (Python's setrlimit hides EPERM behind a
-ValueError). Raising a hard limit above the current one needs CAP_SYS_RESOURCE, which this host's
-root lacks: that fails with an error naming the limit and the current values.
+Limits are set with prlimit(2) on the calling process, through galley.kernel (Python's
+setrlimit hides EPERM behind a ValueError, and its resource module is one more shared library
+for every stage to load). Raising a hard limit above the current one needs CAP_SYS_RESOURCE,
+which this host's root lacks: that fails with an error naming the limit and the current
+values.
 """
 
 from __future__ import annotations
 
 import errno
-import resource
 
 from galley.errors import FailedPrecondition, InvalidArgument
+from galley.kernel.proc import RLIM_INFINITY, prlimit
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
 if TYPE_CHECKING:
@@ -35,15 +37,12 @@ RLIMIT_TYPES: dict[str, int] = {
     "RLIMIT_RTPRIO": 14,
     "RLIMIT_RTTIME": 15,
 }
-_INFINITY = (1 << 64) - 1
 
 
 def _value(value: int, field: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _INFINITY:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= RLIM_INFINITY:
         raise InvalidArgument(f"{field}: {value!r} is not a 64-bit unsigned integer")
-    # Python passes rlim_t as a signed 64-bit value: 2^63 and above (practically unlimited)
-    # become RLIM_INFINITY.
-    return resource.RLIM_INFINITY if value >= 1 << 63 else value
+    return value
 
 
 def parse(rlimits: list[Rlimit]) -> list[tuple[str, int, int, int]]:
@@ -57,18 +56,14 @@ def parse(rlimits: list[Rlimit]) -> list[tuple[str, int, int, int]]:
             raise InvalidArgument(f"{field}.type: unknown rlimit type {name!r}")
         soft = _value(rlimit.get("soft", 0), f"{field}.soft")
         hard = _value(rlimit.get("hard", 0), f"{field}.hard")
-        if _unsigned(soft) > _unsigned(hard):
+        if soft > hard:
             raise InvalidArgument(f"{field}: {name} soft limit {soft} exceeds hard limit {hard}")
         parsed.append((name, number, soft, hard))
     return parsed
 
 
-def _unsigned(value: int) -> int:
-    return _INFINITY if value == resource.RLIM_INFINITY else value
-
-
 def _show(value: int) -> str:
-    return "unlimited" if value == resource.RLIM_INFINITY else str(value)
+    return "unlimited" if value == RLIM_INFINITY else str(value)
 
 
 def apply_rlimits(rlimits: list[Rlimit], pid: int = 0) -> None:
@@ -79,9 +74,9 @@ def apply_rlimits(rlimits: list[Rlimit], pid: int = 0) -> None:
     """
     for name, number, soft, hard in parse(rlimits):
         try:
-            resource.prlimit(pid, number, (soft, hard))
+            prlimit(pid, number, (soft, hard))
         except OSError as e:
-            cur_hard = resource.prlimit(pid, number)[1]
+            cur_hard = prlimit(pid, number)[1]
             detail = f"soft={_show(soft)} hard={_show(hard)}, now hard={_show(cur_hard)}"
             if e.errno == errno.EPERM:
                 raise FailedPrecondition(
