@@ -133,7 +133,7 @@ def test_device_rules_become_an_ebpf_filter(parent: str, kids: Children) -> None
         {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "rw"},
         {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "w"},
         {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
-        {"allow": False, "type": "c", "major": 1, "minor": 5},
+        {"allow": False, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
     ]
     manager.set({"devices": rules[:3]})  # replaced by the next set: only one filter stays
     manager.set({"devices": rules})

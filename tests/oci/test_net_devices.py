@@ -144,3 +144,48 @@ def test_the_hosts_own_namespace_is_refused(runtime: Runtime, bundle: Bundle, ve
     assert res.returncode == 1
     assert "linux.netDevices: the container has the host's network namespace" in res.stderr
     assert on_host(veth.name)
+
+
+def test_only_permanent_addresses_move(runtime: Runtime, bundle: Bundle, veth: Veth) -> None:
+    """A dynamic address's lifetime belongs to whoever gave it (DHCP, SLAAC): runc 1.3 and
+    youki carry only the permanent global ones."""
+    ip("address", "add", "169.254.169.81/32", "dev", veth.name)
+    ip(
+        "address",
+        "add",
+        "169.254.169.82/32",
+        "dev",
+        veth.name,
+        "valid_lft",
+        "300",
+        "preferred_lft",
+        "300",
+    )
+    with_devices(bundle, {veth.name: {}}, "ip", "address", "show", "dev", veth.name)
+    res = runtime("run", "-b", str(bundle.write()), runtime.new_id())
+    assert res.returncode == 0, res.stderr
+    assert "169.254.169.81/32" in res.stdout
+    assert "169.254.169.82" not in res.stdout
+
+
+def test_a_failed_move_touches_nothing_in_a_joined_namespace(
+    runtime: Runtime, bundle: Bundle, netns: str
+) -> None:
+    """A bridge cannot leave its namespace. The joined namespace has an interface of the
+    same name of its own: the rollback once found it by name, set it down and tried to move
+    it to the host."""
+    name = f"gn{uuid.uuid4().hex[:8]}"
+    ip("link", "add", name, "type", "bridge")
+    try:
+        ip("netns", "exec", netns, "ip", "link", "add", name, "type", "veth", "peer", "name", "p0")
+        ip("netns", "exec", netns, "ip", "link", "set", name, "up")
+        join(bundle, f"/run/netns/{netns}")
+        with_devices(bundle, {name: {"name": "ctr0"}})
+        res = runtime("run", "-b", str(bundle.write()), runtime.new_id())
+        assert res.returncode == 1
+        assert f"linux.netDevices.{name}: cannot move it" in res.stderr, res.stderr
+        theirs = ip("netns", "exec", netns, "ip", "link", "show", name)
+        assert "state DOWN" not in theirs and ",UP" in theirs, theirs
+        assert on_host(name)
+    finally:
+        ip("link", "del", name, check=False)

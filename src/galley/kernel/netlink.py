@@ -20,6 +20,7 @@ NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
+NLM_F_DUMP_INTR = 0x10
 NLM_F_EXCL = 0x200
 NLM_F_CREATE = 0x400
 NLM_F_DUMP = 0x300
@@ -27,6 +28,7 @@ RTM_NEWLINK = 16
 RTM_GETLINK = 18
 RTM_NEWADDR = 20
 RTM_GETADDR = 22
+IFLA_ADDRESS = 1
 IFLA_IFNAME = 3
 IFLA_NET_NS_FD = 28
 IFA_ADDRESS = 1
@@ -34,6 +36,7 @@ IFA_LOCAL = 2
 IFA_BROADCAST = 4
 IFA_FLAGS = 8
 IFF_UP = 0x1
+IFA_F_PERMANENT = 0x80
 RT_SCOPE_UNIVERSE = 0
 # The address flags that say how an address was configured, which a copy keeps.
 _KEPT_FLAGS = 0x02 | 0x100 | 0x200 | 0x400  # NODAD, MANAGETEMPADDR, NOPREFIXROUTE, MCAUTOJOIN
@@ -83,6 +86,14 @@ class Address:
         return f"{ipaddress.ip_address(raw)}/{self.prefix_len}" if raw else "?"
 
 
+@dataclass(frozen=True)
+class Link:
+    """An interface: its index and hardware address in its network namespace."""
+
+    index: int
+    mac: bytes
+
+
 class Netlink:
     """A NETLINK_ROUTE socket in the calling thread's network namespace."""
 
@@ -127,34 +138,49 @@ class Netlink:
             data = self._sock.recv(1 << 16)
             offset = 0
             while offset + _HEADER.size <= len(data):
-                length, reply, _, seq, _ = _HEADER.unpack_from(data, offset)
+                length, reply, reply_flags, seq, _ = _HEADER.unpack_from(data, offset)
                 if length < _HEADER.size:
                     raise OSError(71, "rtnetlink: malformed reply")  # EPROTO
                 payload = data[offset + _HEADER.size : offset + length]
                 offset += (length + 3) & ~3
                 if seq != sequence:
                     continue
-                if reply == NLMSG_ERROR:
-                    (error,) = _ERRNO.unpack_from(payload)
+                if reply_flags & NLM_F_DUMP_INTR:  # the table changed during the dump
+                    raise InterruptedError(4, "rtnetlink: dump interrupted")
+                if reply in (NLMSG_ERROR, NLMSG_DONE):
+                    (error,) = _ERRNO.unpack_from(payload) if len(payload) >= 4 else (0,)
                     if error:
                         raise OSError(-error, os.strerror(-error))
-                    return replies
-                if reply == NLMSG_DONE:
                     return replies
                 replies.append((reply, payload))
                 if not flags & (NLM_F_ACK | NLM_F_DUMP):
                     return replies
 
-    def link_index(self, name: str) -> int:
-        """The index of the interface called name (ENODEV when there is none)."""
-        replies = self._exchange(RTM_GETLINK, 0, _IFINFO.pack(0, 0, 0, 0, 0) + _name(name))
+    def link(self, name: str = "", index: int = 0) -> Link:
+        """The interface called name, or with index (ENODEV when there is none)."""
+        request = _IFINFO.pack(0, 0, index, 0, 0) + (_name(name) if name else b"")
+        replies = self._exchange(RTM_GETLINK, 0, request)
         if not replies:
             raise OSError(19, os.strerror(19))
-        _, _, index, _, _ = _IFINFO.unpack_from(replies[0][1])
-        return int(index)
+        payload = replies[0][1]
+        _, _, found, _, _ = _IFINFO.unpack_from(payload)
+        return Link(int(found), _attrs(payload[_IFINFO.size :]).get(IFLA_ADDRESS, b""))
+
+    def link_index(self, name: str) -> int:
+        """The index of the interface called name (ENODEV when there is none)."""
+        return self.link(name).index
 
     def addresses(self, index: int) -> list[Address]:
-        """The addresses of interface index, IPv4 and IPv6."""
+        """The addresses of interface index, IPv4 and IPv6 (the dump is taken again when the
+        kernel says a change interrupted it)."""
+        for _ in range(9):
+            try:
+                return self._addresses(index)
+            except InterruptedError:
+                continue
+        return self._addresses(index)
+
+    def _addresses(self, index: int) -> list[Address]:
         found = []
         request = _IFADDR.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
         for kind, payload in self._exchange(RTM_GETADDR, NLM_F_DUMP, request):

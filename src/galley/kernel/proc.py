@@ -76,6 +76,7 @@ def cloexec_from(first: int) -> None:
 
 
 RLIM_INFINITY = (1 << 64) - 1
+RLIMIT_NOFILE = 7
 
 
 class _Rlimit(ffi.Structure):

@@ -95,7 +95,10 @@ def _start(
     """Move the stage into the cgroup (or its sub-cgroups), serve it until its execve; the
     new pid."""
     channel, stage_pid, preserve_fds = stage.channel, stage.pid, stage.preserve_fds
-    if seen_by_tracers(state.spec, execs=True):
+    # An SELinux label execs the process without the trampoline (galley.oci.lsm): from a
+    # forked stage that would be the host's interpreter file a `#!/proc/self/exe` could reach.
+    labelled = bool(process.get("selinuxLabel"))
+    if seen_by_tracers(state.spec, execs=True) or labelled:
         request_interpreter(channel)
     if foreground:  # before "cgroup": the stage forks the process in a pid namespace after it
         from galley.kernel.proc import set_child_subreaper  # noqa: PLC0415

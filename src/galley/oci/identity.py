@@ -47,7 +47,7 @@ def apply_user(user: User) -> None:
     _call(os.setresuid, uid, uid, uid, field="process.user.uid", value=uid)
     kcaps.set_keepcaps(False)
     umask = user.get("umask")
-    os.umask(DEFAULT_UMASK if umask is None else umask)
+    os.umask(DEFAULT_UMASK if umask is None else umask & 0o777)  # all the kernel keeps
 
 
 def _call(fn: object, *args: object, field: str, value: object) -> None:

@@ -581,6 +581,8 @@ class ProcessStarter:
             self.labels.key_label(False)
         self.labels.apply()  # takes effect at the execve
         self.labels.close()
+        if self.trampoline is not None:  # before the rlimits: RLIMIT_FSIZE binds memfd writes
+            self._load_trampoline()
         if self.scheduling is not None:
             self._schedule()
         self.rlimits.apply_rlimits(process.get("rlimits", []))
@@ -599,13 +601,17 @@ class ProcessStarter:
             proc.set_no_new_privs()
             notify_fd = self.filter.load()
             self.filter = None
-        if self.trampoline is not None:  # no_new_privs and the late filter go with it
-            late = self.filter if self.nnp else None  # without nnp it is loaded above
-            program, flags = late.raw() if late is not None else (b"", 0)
-            self.image = self.trampoline.load(
-                fifo=self.fifo, no_new_privs=self.nnp, program=program, flags=flags
-            )
         return notify_fd
+
+    def _load_trampoline(self) -> None:
+        """The trampoline's sealed memfd, with no_new_privs and the late filter: the filter
+        without noNewPrivileges, or with a listener, is loaded by prepare instead."""
+        assert self.trampoline is not None
+        late = self.filter if self.nnp and not (self.filter and self.filter.notify) else None
+        program, flags = late.raw() if late is not None else (b"", 0)
+        self.image = self.trampoline.load(
+            fifo=self.fifo, no_new_privs=self.nnp, program=program, flags=flags
+        )
 
     def _join_keyring(self) -> None:
         """A session keyring of the container's own, not the caller's (which would hold the

@@ -13,7 +13,7 @@ import marshal
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, BinaryIO
 
 _WHITESPACE = " \t\n\r"
 _CONSTANTS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
@@ -43,9 +43,28 @@ def loads(data: str | bytes) -> Any:
         value, end = _json.make_scanner(_ScannerSettings())(text, start)  # type: ignore[arg-type]
     except StopIteration as stop:
         raise ValueError(f"Expecting value: char {stop.value}") from None
+    except RecursionError:  # [[[[... deeper than the interpreter's stack
+        raise ValueError("exceeded max depth") from None
+    except SystemError:  # _json describes an error only once json.decoder is loaded
+        raise ValueError(_describe_error(text, start)) from None
     if text[end:].strip(_WHITESPACE):
         raise ValueError(f"Extra data: char {end}")
     return value
+
+
+def _describe_error(text: str, start: int) -> str:
+    """What json.loads would say of text (an error path: json.decoder may be imported)."""
+    try:
+        import json.decoder  # noqa: F401, PLC0415 - _json reads JSONDecodeError from it
+    except ImportError:  # imports sealed (the init stage)
+        return "not valid JSON"
+    try:
+        _json.make_scanner(_ScannerSettings())(text, start)  # type: ignore[arg-type]
+    except ValueError as e:
+        return str(e)
+    except (StopIteration, RecursionError, SystemError):
+        pass
+    return "not valid JSON"
 
 
 def dumps(obj: object) -> str:
@@ -77,3 +96,23 @@ def clone(obj: Any) -> Any:
     """A deep copy of JSON data (dicts, lists, strings, numbers, booleans, None): a marshal
     round trip, where copy.deepcopy would cost its ~1.5 ms of imports."""
     return marshal.loads(marshal.dumps(obj))
+
+
+MAX_FILE = 32 << 20  # a config.json or process.json is kilobytes; /dev/zero is endless
+
+
+def load_file(path: str, what: str) -> Any:
+    """The JSON document in the file at path; ValueError (naming it what) when it is not one."""
+    with open(path, "rb") as f:
+        return load_stream(f, what)
+
+
+def load_stream(stream: BinaryIO, what: str, limit: int = MAX_FILE) -> Any:
+    """The JSON document stream holds, read to its end but at most limit bytes."""
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{what}: larger than {limit >> 20} MiB")
+    try:
+        return loads(data)
+    except ValueError as e:
+        raise ValueError(f"{what}: invalid JSON: {e}") from None

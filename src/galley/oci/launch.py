@@ -32,6 +32,7 @@ from galley.oci.state import fifo_path, note_incomplete, seccomp_cache_dir
 TYPE_CHECKING = False  # not `from typing`: every `galley-runc start` imports this module
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from galley.oci.cgroups import CgroupManager
@@ -206,6 +207,7 @@ def _create(
     launched: list[LaunchResult] = []
 
     net_devices = spec.get("linux", {}).get("netDevices")
+    releases: list[Callable[[], None]] = []
 
     def join_cgroup(pid: int) -> None:
         cgroup.join(pid)
@@ -213,7 +215,7 @@ def _create(
         if net_devices:  # in its network namespace now; it runs nothing before "cgroup"
             from galley.oci.netdevices import move_in  # noqa: PLC0415
 
-            move_in(net_devices, pid, rollback)
+            releases.append(move_in(net_devices, pid, rollback))
         send_quietly(channel, "cgroup")
         launched.append(_describe(pid, cgroup))  # while the stage builds the rootfs
 
@@ -238,6 +240,8 @@ def _create(
         on_clone=record_clone,
     )
     channel.close()
+    for release in releases:
+        release()
     return _finish(launched[0], masters, console_socket, pid_file)
 
 

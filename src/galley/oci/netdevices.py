@@ -10,8 +10,8 @@ namespace; its global ones (scope universe, IPv4 and IPv6) are added again insid
 Once the container exists, the interface is the network namespace's: `delete` leaves it
 there, and when that namespace goes the kernel moves physical interfaces back to the host's
 first namespace and destroys virtual ones (veth, macvlan), as with runc. A `create` that fails
-after a move puts the interface back, down, under its host name and with its addresses: a
-failed create leaves nothing changed.
+after a move puts the interface back under its host name, with its addresses, but down (its
+routes and link-local addresses are gone).
 """
 
 from __future__ import annotations
@@ -21,28 +21,34 @@ import os
 from functools import partial
 
 from galley.errors import FailedPrecondition
-from galley.kernel.netlink import RT_SCOPE_UNIVERSE, Address, Netlink
+from galley.kernel.netlink import IFA_F_PERMANENT, RT_SCOPE_UNIVERSE, Address, Link, Netlink
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from galley.oci.spec import NetDevice
     from galley.oci.stage import Rollback
 
 FIELD = "linux.netDevices"
 
 
-def move_in(devices: dict[str, NetDevice], pid: int, rollback: Rollback) -> None:
+def move_in(devices: dict[str, NetDevice], pid: int, rollback: Rollback) -> Callable[[], None]:
     """Move devices (host name -> {"name": name inside}) into process pid's network namespace;
-    rollback puts them back if create fails later."""
+    rollback puts them back if create fails later. Returns what closes the sockets and
+    namespace fds once create has succeeded."""
     target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     sockets: list[Netlink] = []
 
     def release() -> None:
-        for sock in sockets:
-            sock.close()
-        os.close(target)
-        os.close(home)
+        while sockets:
+            sockets.pop().close()
+        for fd in (target, home):
+            try:
+                os.close(fd)
+            except OSError:  # released already
+                pass
 
     rollback.add(release)  # after the moves back (newest first)
     if os.fstat(target).st_ino == os.fstat(home).st_ino:
@@ -54,25 +60,31 @@ def move_in(devices: dict[str, NetDevice], pid: int, rollback: Rollback) -> None
     for host_name, device in devices.items():
         name = device.get("name") or host_name
         field = f"{FIELD}.{host_name}"
-        index, addresses = _find(host, host_name, field)
+        link, addresses = _find(host, host_name, field)
         # The kernel moves first and renames after: a name taken inside would leave the
-        # interface there under its host name. So that is checked first; and the way back
-        # is set before the move, which may fail half done.
+        # interface there under its host name. So that is checked first.
         if _exists(inside, name):
-            why = f"the container's network namespace has an interface called {name!r}"
+            why = f'the container\'s network namespace has an interface called "{name}"'
             raise FailedPrecondition(f"{field}: {why}")
-        rollback.add(partial(_move_back, inside, home, name, host_name, addresses))
         try:
-            host.move_link(index, target, name)
+            host.move_link(link.index, target, name)
         except OSError as e:
+            stranded = _stranded(host, inside, link, host_name)  # moved, the rename refused
+            if stranded is not None:
+                rollback.add(partial(_move_back, inside, home, stranded, host_name, addresses))
             why = f"cannot move it into the container's network namespace: {e.strerror}"
             raise FailedPrecondition(f"{field}: {why}") from None
-        _readdress(inside, name, addresses, field)
+        moved = inside.link(name)
+        if moved.mac != link.mac:  # another interface took the name meanwhile
+            raise FailedPrecondition(f'{field}: "{name}" in the container is not the one moved')
+        rollback.add(partial(_move_back, inside, home, moved.index, host_name, addresses))
+        _readdress(inside, moved.index, addresses, field)
+    return release
 
 
 def _exists(sock: Netlink, name: str) -> bool:
     try:
-        sock.link_index(name)
+        sock.link(name)
     except OSError as e:
         if e.errno == errno.ENODEV:
             return False
@@ -80,21 +92,41 @@ def _exists(sock: Netlink, name: str) -> bool:
     return True
 
 
-def _find(host: Netlink, host_name: str, field: str) -> tuple[int, list[Address]]:
-    """The host interface's index and global addresses (those a move must carry)."""
+def _find(host: Netlink, host_name: str, field: str) -> tuple[Link, list[Address]]:
+    """The host interface, and the addresses a move must carry: the global, permanent ones
+    (a dynamic address's lifetime is not the interface's; runc 1.3 takes the same)."""
     try:
-        index = host.link_index(host_name)
+        link = host.link(host_name)
     except OSError as e:
         if e.errno == errno.ENODEV:
-            why = f"the host has no network interface {host_name!r}"
+            why = f'the host has no network interface "{host_name}"'
             raise FailedPrecondition(f"{field}: {why}") from None
         raise FailedPrecondition(f"{field}: {e.strerror}") from None
-    return index, [a for a in host.addresses(index) if a.scope == RT_SCOPE_UNIVERSE]
+    kept = [
+        a
+        for a in host.addresses(link.index)
+        if a.scope == RT_SCOPE_UNIVERSE and a.flags & IFA_F_PERMANENT
+    ]
+    return link, kept
 
 
-def _readdress(inside: Netlink, name: str, addresses: list[Address], field: str) -> None:
+def _stranded(host: Netlink, inside: Netlink, link: Link, host_name: str) -> int | None:
+    """After a failed move: the interface's index in the container's namespace if the kernel
+    moved it there (it has left the host, and the one inside has its hardware address)."""
+    try:
+        if host.link(index=link.index).mac == link.mac:
+            return None  # never left
+    except OSError:
+        pass
+    try:
+        found = inside.link(host_name)
+    except OSError:
+        return None
+    return found.index if found.mac == link.mac else None
+
+
+def _readdress(inside: Netlink, index: int, addresses: list[Address], field: str) -> None:
     """The moved interface's addresses again, and up."""
-    index = inside.link_index(name)
     for address in addresses:
         try:
             inside.add_address(index, address)
@@ -105,21 +137,13 @@ def _readdress(inside: Netlink, name: str, addresses: list[Address], field: str)
 
 
 def _move_back(
-    inside: Netlink, home: int, name: str, host_name: str, addresses: list[Address]
+    inside: Netlink, home: int, index: int, host_name: str, addresses: list[Address]
 ) -> None:
-    """Undo a move, if the interface is inside (under either name): down, back under its
-    host name, its addresses again."""
-    for candidate in dict.fromkeys((name, host_name)):
-        try:
-            index = inside.link_index(candidate)
-            break
-        except OSError:
-            continue
-    else:
-        return  # never moved
+    """Undo a move: down, back under its host name, its addresses again (routes and
+    link-local addresses are the kernel's to make again)."""
     inside.set_link_up(index, False)
     inside.move_link(index, home, host_name)
     with Netlink() as host:
-        index = host.link_index(host_name)
+        back = host.link(host_name).index
         for address in addresses:
-            host.add_address(index, address)
+            host.add_address(back, address)

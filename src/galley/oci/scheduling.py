@@ -154,22 +154,24 @@ def memory_policy_args(policy: dict[str, object]) -> tuple[int, set[int]]:
     """(mode | flags, nodes) of set_mempolicy(2) for linux.memoryPolicy, checked as far as the
     kernel's rules do not depend on the host (runc's messages: "invalid memory policy ...")."""
     name = policy.get("mode")
-    if name not in MEMORY_POLICY_MODES:
-        what = "missing" if name is None else f'"{name}"'
+    if not isinstance(name, str) or name not in MEMORY_POLICY_MODES:
+        what = "missing" if name is None else f'"{name}"' if isinstance(name, str) else repr(name)
         raise InvalidArgument(f"{_MPOL}.mode: invalid memory policy mode: {what}")
     mode = MEMORY_POLICY_MODES[str(name)]
     flags = policy.get("flags") or []
     if not isinstance(flags, list):
         raise InvalidArgument(f"{_MPOL}.flags: must be an array of memory policy flags")
     for i, flag in enumerate(flags):
-        if flag not in MEMORY_POLICY_FLAGS:
+        if not isinstance(flag, str) or flag not in MEMORY_POLICY_FLAGS:
             raise InvalidArgument(f'{_MPOL}.flags[{i}]: invalid memory policy flag "{flag}"')
         mode |= MEMORY_POLICY_FLAGS[flag]
     if {"MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"} <= set(flags):
         raise InvalidArgument(
             f"{_MPOL}.flags: MPOL_F_RELATIVE_NODES and MPOL_F_STATIC_NODES exclude each other"
         )
-    text = policy.get("nodes") or ""
+    text = policy.get("nodes")
+    if text is None:
+        text = ""
     if not isinstance(text, str):
         raise InvalidArgument(f'{_MPOL}.nodes: must be a string such as "0-3,7"')
     field = f"{_MPOL}.nodes"
@@ -188,6 +190,7 @@ def apply_memory_policy(policy: dict[str, object]) -> None:
         sched.set_mempolicy(mode, nodes)
     except OSError as e:
         hint = ""
-        if e.errno == errno.EINVAL and nodes:
-            hint = " (the nodes must be online and in the container's cpuset.mems)"
+        if e.errno == errno.EINVAL:
+            hint = " (nodes must be online and in the container's cpuset.mems;"
+            hint += " not every mode takes every flag)"
         raise FailedPrecondition(f"{_MPOL}: {e.strerror}{hint}") from None

@@ -184,11 +184,29 @@ def compile_filter(seccomp: Seccomp, cache_dir: str | None = None) -> SeccompFil
         filt = _build(context, seccomp, default)
         if key:
             filt.program = filt.program or context.program()
-            cache.store(cache_dir or "", key, filt.program, filt.kernel_flags, filt.notify)
+        if filt.program is not None:  # else libseccomp loads it, and refuses it there
+            _check_size(filt.program)
+        if key:
+            cache.store(cache_dir or "", key, filt.program or b"", filt.kernel_flags, filt.notify)
         return filt
     except BaseException:
         context.close()
         raise
+
+
+BPF_MAXINSNS = 4096  # the most instructions the kernel takes in one filter
+_INSTRUCTION = 8  # bytes of a struct sock_filter
+
+
+def _check_size(program: bytes) -> None:
+    """Refuse at create a filter the kernel would refuse at start (the late filter is loaded
+    only by the trampoline, after `start`)."""
+    count = len(program) // _INSTRUCTION
+    if count > BPF_MAXINSNS:
+        raise InvalidArgument(
+            f"{_FIELD}: the filter compiles to {count} BPF instructions;"
+            f" the kernel loads at most {BPF_MAXINSNS}"
+        )
 
 
 def _from_cache(seccomp: Seccomp, entry: dict[str, object]) -> SeccompFilter:

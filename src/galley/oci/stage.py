@@ -59,6 +59,7 @@ class Stage:
     def __init__(self, preserve_fds: int, *, creates: bool, pid_namespace: bool = False) -> None:
         """pid_namespace: fork it into a new pid namespace, whose pid 1 it is (False when the
         kernel refuses: the stage then makes the namespace and forks, as without)."""
+        _check_preserved(preserve_fds)
         self.preserve_fds = preserve_fds
         keep = list(range(3, 3 + preserve_fds))
         self.channel, self.pid, self.pid_namespace = spawn_stage(
@@ -76,6 +77,23 @@ class Stage:
         else:
             kill_started(self.pid)
         self.channel.close()
+
+
+def _check_preserved(count: int) -> None:
+    """--preserve-fds: no more fds than this process may have open (a huge count would build
+    a list of that many numbers)."""
+    from galley.errors import InvalidArgument  # noqa: PLC0415
+
+    if count < 0:
+        raise InvalidArgument(f"--preserve-fds {count}: must not be negative")
+    if count:
+        from galley.kernel.proc import RLIMIT_NOFILE, prlimit  # noqa: PLC0415
+
+        most = prlimit(0, RLIMIT_NOFILE)[0]
+        if 3 + count > most:
+            raise InvalidArgument(
+                f"--preserve-fds {count}: more fds than a process may have here ({most})"
+            )
 
 
 def needs_interpreter(spec: Spec) -> bool:

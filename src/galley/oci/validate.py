@@ -107,14 +107,24 @@ def _root(path: str, value: object) -> None:
     fields(path, d, {"readonly": boolean})
 
 
+ID_MAX = 2**31 - 1  # runc's bound; 2^32-1 is (uid_t)-1, "leave unchanged", to setresuid
+
+
+def user_id(path: str, value: object) -> int:
+    """A uid or gid a process may take."""
+    if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= ID_MAX:
+        raise fail(path, f"{value}: uids and gids must be in range 0-{ID_MAX}")
+    return integer(path, value, 0, ID_MAX)
+
+
 def _user(path: str, value: object) -> None:
     d = obj(path, value)
 
     def uint32(p: str, v: Any) -> object:
         return integer(p, v, 0, UINT32_MAX)
 
-    fields(path, d, {"uid": uint32, "gid": uint32, "umask": uint32, "username": string})
-    fields(path, d, {"additionalGids": lambda p, v: each(p, v, uint32)})
+    fields(path, d, {"uid": user_id, "gid": user_id, "umask": uint32, "username": string})
+    fields(path, d, {"additionalGids": lambda p, v: each(p, v, user_id)})
 
 
 def _capabilities(path: str, value: object) -> None:

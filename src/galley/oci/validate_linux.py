@@ -8,7 +8,7 @@ namespace (new or joined) is required: runc chroot()s without one, galley would 
 
 from __future__ import annotations
 
-from galley.oci.validate import id_mapping
+from galley.oci.validate import id_mapping, user_id
 from galley.oci.validate_fields import (
     I64,
     U32,
@@ -91,10 +91,10 @@ def _device(path: str, value: object) -> None:
     d = obj(path, value)
     kind = one_of(f"{path}.type", required(path, d, "type"), DEVICE_TYPES, "device type")
     abspath(f"{path}.path", required(path, d, "path"))
-    if kind != "p":
-        I64(f"{path}.major", required(path, d, "major"))
-        I64(f"{path}.minor", required(path, d, "minor"))
-    fields(path, d, {"fileMode": U32, "uid": U32, "gid": U32})
+    if kind != "p":  # what mknod(2)'s dev_t can say: a 12-bit major, a 20-bit minor
+        integer(f"{path}.major", required(path, d, "major"), 0, (1 << 12) - 1)
+        integer(f"{path}.minor", required(path, d, "minor"), 0, (1 << 20) - 1)
+    fields(path, d, {"fileMode": U32, "uid": user_id, "gid": user_id})
 
 
 def _seccomp_rule(path: str, value: object) -> None:
@@ -174,7 +174,8 @@ def _cross_checks(spec: dict[str, Any], linux: dict[str, Any], namespaces: set[s
     if linux.get("timeOffsets") and "time" not in namespaces:
         raise fail("linux.timeOffsets", "needs a time namespace in linux.namespaces")
     if linux.get("netDevices") and "network" not in namespaces:
-        raise fail("linux.netDevices", "needs a network namespace of the container's own")
+        why = "needs a network namespace in linux.namespaces (new, or joined by path)"
+        raise fail("linux.netDevices", why)
 
 
 def _time_offsets(path: str, value: object) -> None:
@@ -243,7 +244,7 @@ def _interface_name(path: str, name: str, empty: bool = False) -> None:
         not name
         or len(name.encode()) > 15
         or name in {".", ".."}
-        or any(c in "/:" or c.isspace() for c in name)
+        or any(c in b"/: \t\n\v\f\r" for c in name.encode())  # the kernel's bytes
     ):
         rule = '1-15 bytes, not "." or "..", without "/", ":" or spaces'
         raise fail(path, f'"{name}" is not a valid network interface name ({rule})')

@@ -35,8 +35,10 @@ def _device_rule(path: str, value: object) -> None:
     for key in ("major", "minor"):
         if d.get(key) is not None:
             integer(f"{path}.{key}", d[key], -1)
-    access = d.get("access")
-    if access is not None and not set(string(f"{path}.access", access)) <= set("rwm"):
+    access = string(f"{path}.access", d.get("access") or "")
+    if not access:  # runc refuses it; "no access" must not read as "rwm"
+        raise fail(f"{path}.access", "cannot be empty: give r, w and/or m")
+    if not set(access) <= set("rwm"):
         raise fail(f"{path}.access", f'"{access}" must be a combination of r, w and m')
 
 

@@ -82,8 +82,8 @@ def normalise(rule: DeviceRule | dict[str, object], where: str) -> Rule:
     kind = str(rule.get("type") or "a")
     if kind not in {"a", "b", "c"}:
         raise InvalidArgument(f'{where}.type: unknown device type "{kind}"')
-    access = str(rule.get("access") or "rwm")
-    if not access or set(access) - set("rwm"):
+    access = str(rule.get("access") or "")
+    if not access or set(access) - set("rwm"):  # empty is no access, never "rwm"
         raise InvalidArgument(f'{where}.access: invalid device access "{access}"')
     access = "".join(c for c in "rwm" if c in access)
 

@@ -138,9 +138,10 @@ def rdma_lines(rdma: dict[str, dict[str, int]]) -> list[str]:
     return lines
 
 
-def pids_max(limit: int) -> str | None:
-    """pids.limit as pids.max: 0 leaves it unset, negative means "max" (runc's reading)."""
-    if limit == 0:
+def pids_max(limit: int | None) -> str | None:
+    """pids.limit as pids.max: 0 or null leaves it unset, negative means "max" (runc's
+    reading)."""
+    if not limit:
         return None
     return "max" if limit < 0 else str(limit)
 

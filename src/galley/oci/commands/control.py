@@ -114,12 +114,11 @@ def update_resources(args: Args) -> Resources:
     if args.resources:
         try:
             if args.resources == "-":
-                doc = jsonfast.loads(sys.stdin.buffer.read())
+                doc = jsonfast.load_stream(sys.stdin.buffer, "--resources")
             else:
-                with open(args.resources, "rb") as f:
-                    doc = jsonfast.loads(f.read())
+                doc = jsonfast.load_file(args.resources, "--resources")
         except ValueError as e:
-            raise InvalidArgument(f"--resources: invalid JSON: {e}") from None
+            raise InvalidArgument(str(e)) from None
     check_resources("resources", doc)
     if args.l3_cache_schema or args.mem_bw_schema:
         raise InvalidArgument("intel RDT is not supported on this host")
@@ -151,11 +150,16 @@ def update(state: ContainerState, resources: Resources) -> None:
 
 
 def _parse_user(text: str) -> dict[str, int]:
+    from galley.oci.validate import user_id  # noqa: PLC0415 - lazy
+
     uid, _, gid = text.partition(":")
     try:
-        return {"uid": int(uid), **({"gid": int(gid)} if gid else {})}
+        ids = {"uid": int(uid), **({"gid": int(gid)} if gid else {})}
     except ValueError:
         raise InvalidArgument(f"--user: {text!r} is not UID[:GID]") from None
+    for value in ids.values():
+        user_id("--user", value)
+    return ids
 
 
 def exec_spec(state: ContainerState, args: Args) -> Process:
@@ -163,8 +167,10 @@ def exec_spec(state: ContainerState, args: Args) -> Process:
     from galley.oci.validate import check_host_security, check_process  # noqa: PLC0415 - lazy
 
     if args.process:
-        with open(args.process, "rb") as f:
-            proc: dict[str, Any] = jsonfast.loads(f.read())
+        try:
+            proc: dict[str, Any] = jsonfast.load_file(args.process, "--process")
+        except ValueError as e:
+            raise InvalidArgument(str(e)) from None
         if isinstance(proc, dict):  # what it leaves out is the container's, as in runc
             container = state.spec.get("process") or {}
             for key in ("capabilities", "apparmorProfile", "selinuxLabel"):

@@ -27,7 +27,7 @@ from galley.oci.commands.teardown import (
     signal_init,
     wait_gone,
 )
-from galley.oci.jsonfast import loads
+from galley.oci.jsonfast import load_file
 from galley.oci.state import (
     INCOMPLETE_FILE,
     ContainerState,
@@ -99,12 +99,11 @@ def read_config(bundle: str) -> Any:
     galley.oci.launch.fork_stage)."""
     path = os.path.join(bundle, "config.json")
     try:
-        with open(path, "rb") as f:
-            return loads(f.read())
+        return load_file(path, "config.json")
     except FileNotFoundError:
         raise NotFound("JSON specification file config.json not found") from None
     except ValueError as e:
-        raise InvalidArgument(f"config.json: invalid JSON: {e}") from None
+        raise InvalidArgument(str(e)) from None
 
 
 def rootfs_path(bundle: str, spec: Spec) -> str:
@@ -446,7 +445,7 @@ def _nothing() -> None:
 def _wants_terminal(args: Args) -> bool:
     """process.terminal in the bundle's config (read again by create; errors surface there)."""
     try:
-        with open(os.path.join(os.path.abspath(args.bundle), "config.json"), "rb") as f:
-            return bool(loads(f.read()).get("process", {}).get("terminal"))
+        config = load_file(os.path.join(os.path.abspath(args.bundle), "config.json"), "")
+        return bool(config.get("process", {}).get("terminal"))
     except (OSError, ValueError, AttributeError):
         return False

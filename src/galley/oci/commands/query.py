@@ -109,9 +109,12 @@ def _interval(text: str) -> float:
     for unit in ("ms", "s", "m", "h"):
         if text.endswith(unit):
             try:
-                return float(text[: -len(unit)]) * units[unit]
+                seconds = float(text[: -len(unit)]) * units[unit]
             except ValueError:
                 break
+            if not seconds > 0:  # 0, negative or NaN: a stats line as fast as the CPU goes
+                raise InvalidArgument("--interval: duration interval must be greater than 0")
+            return seconds
     raise InvalidArgument(f"--interval: invalid duration {text!r} (e.g. 500ms, 5s)")
 
 
