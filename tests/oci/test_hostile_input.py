@@ -146,3 +146,9 @@ def test_nul_in_a_mount_option_is_refused(runtime: Runtime, bundle: Bundle) -> N
     dev = next(m for m in bundle.config["mounts"] if m["destination"] == "/dev")
     dev["options"] = ["nosuid", "mode=755\0", "size=65536k"]
     refused(runtime, bundle, "must not contain a NUL character")
+
+
+def test_a_memory_limit_too_low_to_start_says_so(runtime: Runtime, bundle: Bundle) -> None:
+    """The kernel OOM-kills the stage, which cannot say why: "the init pipe exited"."""
+    bundle.config["linux"]["resources"] = {"memory": {"limit": 1}}
+    refused(runtime, bundle, "linux.resources.memory.limit 1: too low to start the container")

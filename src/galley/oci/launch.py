@@ -229,20 +229,36 @@ def _create(
         hostmounts.record(state_dir, path, mount_id)
         rollback.add_final(lambda: hostmounts.release(state_dir))  # once the stage is dead
 
-    serve(
-        channel,
-        spec,
-        stage_pid,
-        state,
-        rollback,
-        consoles=masters,
-        after_pid=join_cgroup,
-        on_clone=record_clone,
-    )
+    try:
+        serve(
+            channel,
+            spec,
+            stage_pid,
+            state,
+            rollback,
+            consoles=masters,
+            after_pid=join_cgroup,
+            on_clone=record_clone,
+        )
+    except StageError as err:
+        raise StageError(_explain(err, cgroup, spec)) from None
     channel.close()
     for release in releases:
         release()
     return _finish(launched[0], masters, console_socket, pid_file)
+
+
+def _explain(err: StageError, cgroup: CgroupManager, spec: Spec) -> str:
+    """The stage's error, or what killed it: a memory limit too low to start the container
+    ends the stage with SIGKILL, which it cannot report."""
+    limit = (spec.get("linux", {}).get("resources") or {}).get("memory", {}).get("limit")
+    if limit and limit > 0:
+        from galley.oci.cgroups.stats import oom_kills  # noqa: PLC0415 - failures only
+
+        if oom_kills(cgroup.paths):
+            why = "too low to start the container: the kernel OOM-killed its init"
+            return f"linux.resources.memory.limit {limit}: {why}"
+    return str(err)
 
 
 def _host_root(spec: Spec, state_dir: str) -> str | None:

@@ -134,6 +134,10 @@ def write_time_offsets(offsets: dict[str, TimeOffset]) -> None:
     fd = os.open("/proc/self/timens_offsets", os.O_WRONLY | os.O_CLOEXEC)
     try:
         os.write(fd, "".join(lines).encode())
+    except OSError as e:  # ERANGE: a clock would leave the kernel's range
+        from galley.errors import FailedPrecondition  # noqa: PLC0415
+
+        raise FailedPrecondition(f"linux.timeOffsets: the kernel refused them: {e.strerror}")
     finally:
         os.close(fd)
 

@@ -124,7 +124,15 @@ def _user(path: str, value: object) -> None:
         return integer(p, v, 0, UINT32_MAX)
 
     fields(path, d, {"uid": user_id, "gid": user_id, "umask": uint32, "username": string})
-    fields(path, d, {"additionalGids": lambda p, v: each(p, v, user_id)})
+    fields(path, d, {"additionalGids": _additional_gids})
+
+
+def _additional_gids(path: str, value: object) -> None:
+    if len(each(path, value, user_id)) > NGROUPS_MAX:
+        raise fail(path, f"more than the kernel's {NGROUPS_MAX} supplementary groups")
+
+
+NGROUPS_MAX = 65536
 
 
 def _capabilities(path: str, value: object) -> None:

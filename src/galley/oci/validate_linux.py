@@ -18,6 +18,7 @@ from galley.oci.validate_fields import (
     each,
     fail,
     fields,
+    int_range,
     integer,
     obj,
     one_of,
@@ -183,7 +184,7 @@ def _time_offsets(path: str, value: object) -> None:
         p = f"{path}.{clock}"
         if clock not in {"monotonic", "boottime"}:
             raise fail(p, f'unknown clock "{clock}"')
-        fields(p, obj(p, offset), {"secs": I64, "nanosecs": U32})
+        fields(p, obj(p, offset), {"secs": I64, "nanosecs": int_range(0, 999_999_999)})
 
 
 def check_linux(spec: dict[str, Any]) -> None:

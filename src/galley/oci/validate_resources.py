@@ -85,7 +85,10 @@ def _network(path: str, value: object) -> None:
 def check_resources(path: str, value: object) -> None:
     """linux.resources (also what `update --resources` reads)."""
     d = obj(path, value)
-    memory = dict.fromkeys(("limit", "reservation", "swap", "kernel", "kernelTCP"), I64)
+    # bytes, or -1 for no limit
+    memory = dict.fromkeys(
+        ("limit", "reservation", "swap", "kernel", "kernelTCP"), int_range(-1, 2**63 - 1)
+    )
     memory.update(
         swappiness=int_range(0, 100),
         disableOOMKiller=boolean,

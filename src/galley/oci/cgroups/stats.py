@@ -296,3 +296,23 @@ def v2_stats(d: str) -> dict[str, object]:
         "blkio": _io_v2(d),
         "hugetlb": hugetlb_v2(d),
     }
+
+
+def oom_kills(paths: dict[str, str]) -> int:
+    """OOM kills the container's memory cgroup has seen: `oom_kill` of memory.oom_control (v1)
+    or of memory.events (v2); 0 where the kernel keeps no count."""
+    for directory, name in (
+        (paths.get("memory"), "memory.oom_control"),
+        (paths.get(""), "memory.events"),
+    ):
+        if not directory:
+            continue
+        try:
+            with open(os.path.join(directory, name)) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return 0

@@ -121,26 +121,6 @@ def _interval(text: str) -> float:
 OOM_POLL = 0.1  # seconds between looks at the OOM-kill counter while streaming
 
 
-def oom_kills(paths: dict[str, str]) -> int:
-    """OOM kills the container's memory cgroup has seen: `oom_kill` of memory.oom_control (v1)
-    or of memory.events (v2); 0 where the kernel keeps no count."""
-    for directory, name in (
-        (paths.get("memory"), "memory.oom_control"),
-        (paths.get(""), "memory.events"),
-    ):
-        if not directory:
-            continue
-        try:
-            with open(os.path.join(directory, name)) as f:
-                for line in f:
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill":
-                        return int(value)
-        except (OSError, ValueError):
-            continue
-    return 0
-
-
 def _emit(event: dict[str, object]) -> None:
     _out(dumps(event) + "\n")
 
@@ -150,6 +130,8 @@ def events(state: ContainerState, *, once: bool, interval: float) -> None:
     `{"type":"oom"}` event when the kernel OOM-kills in the container, until it stops."""
     if state.status() is Status.STOPPED:
         raise FailedPrecondition(f"container with id {state.id} is not running")
+    from galley.oci.cgroups.stats import oom_kills  # noqa: PLC0415 - only events needs it
+
     manager = state.cgroup_manager()
     kills = oom_kills(manager.paths)
     next_stats = 0.0 if once else time.monotonic() + interval  # runc's first tick: one interval
