@@ -7,12 +7,16 @@ real child process and observe the result from a real program (busybox, cat) aft
 from __future__ import annotations
 
 import os
+import shutil
 import struct
+import subprocess
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 BUSYBOX = "/bin/busybox"
 SETUP_FAILED = 126
@@ -92,3 +96,14 @@ def set_file_caps(path: str | Path, names: list[str], *, effective: bool) -> Non
     magic = 0x02000000 | (1 if effective else 0)
     value = struct.pack("<5I", magic, permitted & 0xFFFFFFFF, 0, permitted >> 32, 0)
     os.setxattr(path, "security.capability", value)
+
+
+def build_static(factory: pytest.TempPathFactory, name: str, source: str) -> Path:
+    """A static binary compiled from C source with gcc (the test skips without gcc)."""
+    if shutil.which("gcc") is None:
+        pytest.skip("needs gcc")
+    build = factory.mktemp(name)
+    (build / f"{name}.c").write_text(source)
+    out = build / name
+    subprocess.run(["gcc", "-static", "-O1", "-o", str(out), str(build / f"{name}.c")], check=True)
+    return out

@@ -6,13 +6,13 @@ keyring."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from galley.kernel import keys
 from tests.oci.conftest import Bundle, Runtime, in_user_namespace
+from tests.oci.process_probe import build_static
 
 pytestmark = pytest.mark.root
 
@@ -35,13 +35,7 @@ int main(void) {
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A static binary printing "type;uid;gid;perm;description" of its session keyring."""
-    if shutil.which("gcc") is None:
-        pytest.skip("needs gcc")
-    build = tmp_path_factory.mktemp("keyring")
-    (build / "keyring.c").write_text(SOURCE)
-    out = build / "keyring"
-    subprocess.run(["gcc", "-static", "-O1", "-o", str(out), str(build / "keyring.c")], check=True)
-    return out
+    return build_static(tmp_path_factory, "keyring", SOURCE)
 
 
 def with_probe(bundle: Bundle, probe: Path) -> Bundle:

@@ -4,16 +4,14 @@ i386 calls, x32 calls with bit 30 set), whichever architectures the profile list
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from galley.oci import seccomp
-from tests.oci.process_probe import run_child
+from tests.oci.process_probe import build_static, run_child
 
 pytestmark = pytest.mark.root
 
@@ -42,16 +40,9 @@ int main(int argc, char **argv) {
 @pytest.fixture(scope="module")
 def abi_probe(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A static binary calling mkdir(argv[2]) through the ABI named by argv[1]."""
-    if shutil.which("gcc") is None:
-        pytest.skip("needs gcc")
     if os.uname().machine != "x86_64":
         pytest.skip("x86-64 only")
-    build = tmp_path_factory.mktemp("abi")
-    (build / "abi.c").write_text(SOURCE)
-    subprocess.run(
-        ["gcc", "-static", "-O1", "-o", str(build / "abi"), str(build / "abi.c")], check=True
-    )
-    return str(build / "abi")
+    return str(build_static(tmp_path_factory, "abi", SOURCE))
 
 
 def mkdir_via(
