@@ -122,15 +122,29 @@ def test_null_pids_limit_is_unset(runtime: Runtime, bundle: Bundle) -> None:
     assert res.returncode == 0, res.stderr
 
 
-@pytest.mark.parametrize("size", [0, 100, 2**63, 2**64 - 1])
-def test_file_size_limits_run_as_under_runc(
-    any_runtime: Runtime, bundle: Bundle, size: int
+@pytest.mark.parametrize(
+    ("kind", "value", "shown"),
+    [
+        ("RLIMIT_FSIZE", 0, "0"),
+        ("RLIMIT_FSIZE", 100, "0"),  # busybox counts 512-byte blocks
+        ("RLIMIT_FSIZE", 2**63, str(2**63 // 512)),
+        ("RLIMIT_FSIZE", 2**64 - 1, "unlimited"),
+        ("RLIMIT_DATA", 10 << 20, "10240"),
+        ("RLIMIT_AS", 64 << 20, "65536"),
+    ],
+)
+def test_small_and_huge_limits_run_as_under_runc(
+    any_runtime: Runtime, bundle: Bundle, kind: str, value: int, shown: str
 ) -> None:
-    """A small or huge RLIMIT_FSIZE refused the trampoline's memfd write (EFBIG)."""
-    bundle.config["process"]["rlimits"] = [{"type": "RLIMIT_FSIZE", "soft": size, "hard": size}]
-    bundle.config["process"]["args"] = ["sh", "-c", "ulimit -f"]
+    """A small RLIMIT_FSIZE refused the trampoline's memfd write (EFBIG), a small
+    RLIMIT_DATA or AS failed the stage's own Python (MemoryError): the limits now come in
+    two halves, the rest just before execve."""
+    bundle.config["process"]["rlimits"] = [{"type": kind, "soft": value, "hard": value}]
+    flag = {"RLIMIT_FSIZE": "-f", "RLIMIT_DATA": "-d", "RLIMIT_AS": "-v"}[kind]
+    bundle.config["process"]["args"] = ["sh", "-c", f"ulimit {flag}"]
     res = any_runtime("run", "-b", str(bundle.write()), any_runtime.new_id())
     assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == [shown]
 
 
 def test_repeated_cpu_ranges_cost_their_length(runtime: Runtime, bundle: Bundle) -> None:

@@ -585,7 +585,7 @@ class ProcessStarter:
             self._load_trampoline()
         if self.scheduling is not None:
             self._schedule()
-        self.rlimits.apply_rlimits(process.get("rlimits", []))
+        self.rlimits.raise_hard_limits(process.get("rlimits", []))  # the rest just before execve
         notify_fd = None
         if self.filter is not None and not self.nnp:
             notify_fd = self.filter.load()
@@ -653,6 +653,7 @@ class ProcessStarter:
         close_on_exec(3 + preserve_fds)  # before the late filter: it may forbid close_range
         for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):  # Python ignores these; exec keeps that
             _signal.signal(sig, _signal.SIG_DFL)
+        self.rlimits.apply_rlimits(self.process.get("rlimits", []))  # no Python work after
         if self.trampoline is not None:
             if self.fifo is not None:
                 os.set_inheritable(self.fifo, True)  # the trampoline reads and closes it

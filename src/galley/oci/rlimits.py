@@ -66,21 +66,33 @@ def _show(value: int) -> str:
     return "unlimited" if value == RLIM_INFINITY else str(value)
 
 
-def apply_rlimits(rlimits: list[Rlimit], pid: int = 0) -> None:
-    """Set every rlimit in order on process pid (0: the caller).
+def raise_hard_limits(rlimits: list[Rlimit], pid: int = 0) -> None:
+    """The first half of applying rlimits, while the caller still holds CAP_SYS_RESOURCE: the
+    hard limits that go up, with the soft ones left as they are. The rest (apply_rlimits) comes
+    just before execve: a small RLIMIT_DATA, AS or FSIZE in force while the stage still runs
+    Python would fail the stage itself (runc applies them from outside, to its Go init)."""
+    for name, number, _soft, hard in parse(rlimits):
+        current_soft, current_hard = prlimit(pid, number)
+        if hard > current_hard:
+            _set(pid, name, number, min(current_soft, hard), hard)
 
-    runc sets them from the runtime process on the container's pid once init is ready: inside a
-    user namespace the init itself could not raise a hard limit even where the host allows it.
-    """
+
+def apply_rlimits(rlimits: list[Rlimit], pid: int = 0) -> None:
+    """Set every rlimit in order on process pid (0: the caller). After raise_hard_limits,
+    this only lowers hard limits, which needs no privilege."""
     for name, number, soft, hard in parse(rlimits):
-        try:
-            prlimit(pid, number, (soft, hard))
-        except OSError as e:
-            cur_hard = prlimit(pid, number)[1]
-            detail = f"soft={_show(soft)} hard={_show(hard)}, now hard={_show(cur_hard)}"
-            if e.errno == errno.EPERM:
-                raise FailedPrecondition(
-                    f"process.rlimits: {name}: cannot raise the hard limit ({detail}):"
-                    " operation not permitted (CAP_SYS_RESOURCE is missing)"
-                ) from None
-            raise FailedPrecondition(f"process.rlimits: {name}: {detail}: {e.strerror}") from None
+        _set(pid, name, number, soft, hard)
+
+
+def _set(pid: int, name: str, number: int, soft: int, hard: int) -> None:
+    try:
+        prlimit(pid, number, (soft, hard))
+    except OSError as e:
+        cur_hard = prlimit(pid, number)[1]
+        detail = f"soft={_show(soft)} hard={_show(hard)}, now hard={_show(cur_hard)}"
+        if e.errno == errno.EPERM:
+            raise FailedPrecondition(
+                f"process.rlimits: {name}: cannot raise the hard limit ({detail}):"
+                " operation not permitted (CAP_SYS_RESOURCE is missing)"
+            ) from None
+        raise FailedPrecondition(f"process.rlimits: {name}: {detail}: {e.strerror}") from None
