@@ -166,3 +166,11 @@ def test_a_memory_limit_too_low_to_start_says_so(runtime: Runtime, bundle: Bundl
     """The kernel OOM-kills the stage, which cannot say why: "the init pipe exited"."""
     bundle.config["linux"]["resources"] = {"memory": {"limit": 1}}
     refused(runtime, bundle, "linux.resources.memory.limit 1: too low to start the container")
+
+
+def test_an_error_quoting_a_huge_value_keeps_its_ends(runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["process"]["args"] = ["x" * 100_000]
+    res = runtime("run", "-b", str(bundle.write()), runtime.new_id())
+    assert res.returncode == 1
+    assert len(res.stderr) < 5000, len(res.stderr)
+    assert "characters left out" in res.stderr

@@ -54,6 +54,7 @@ CASES = [
     ("process.user.uid", 2**32 - 1, "process.user.uid: 4294967295: uids and gids must be in range"),
     ("process.user.additionalGids", [2**31], "process.user.additionalGids[0]: 2147483648: uids"),
     ("process.user.uid", 1.0, "process.user.uid: must be an integer, not 1.0"),
+    ("hostname", "x" * 65, "hostname: longer than the kernel's 64 bytes"),
     ("process.user.additionalGids", [5] * 65537, "process.user.additionalGids: more than the kernel's 65536"),
     ("linux.resources.memory", {"limit": -2}, "linux.resources.memory.limit: -2 is out of range [-1, "),
     ("linux.devices", [{"type": "c", "path": "/dev/x", "major": 4096, "minor": 0}], "linux.devices[0].major: 4096 is out of range [0, 4095]"),

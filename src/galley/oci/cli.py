@@ -25,6 +25,7 @@ VERSION = "0.1.0"
 PROG = "galley-runc"
 DEFAULT_ROOT = "/run/galley-runc"
 LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
+MAX_ERROR = 4096  # characters of an error line's message
 
 # command name -> (module under galley.oci.commands, help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -76,7 +77,11 @@ class Log:
             os.close(fd)
 
     def failure(self, msg: str) -> None:
-        """Log an error; with --log, the bare message also goes to stderr, as runc does."""
+        """Log an error; with --log, the bare message also goes to stderr, as runc does. A
+        message that quotes a huge value (a 1 MB hostname) keeps its start and its end."""
+        if len(msg) > MAX_ERROR:
+            cut = len(msg) - MAX_ERROR
+            msg = f"{msg[: MAX_ERROR // 2]} [{cut} characters left out] {msg[-MAX_ERROR // 2 :]}"
         self.write("error", msg)
         if self.path is not None:
             os.write(2, (msg + "\n").encode())

@@ -127,6 +127,14 @@ def _user(path: str, value: object) -> None:
     fields(path, d, {"additionalGids": _additional_gids})
 
 
+def _uts_name(path: str, value: object) -> None:
+    if len(string(path, value).encode()) > UTS_NAME_MAX:
+        raise fail(path, f"longer than the kernel's {UTS_NAME_MAX} bytes")
+
+
+UTS_NAME_MAX = 64  # HOST_NAME_MAX: sethostname and setdomainname take no more
+
+
 def _additional_gids(path: str, value: object) -> None:
     if len(each(path, value, user_id)) > NGROUPS_MAX:
         raise fail(path, f"more than the kernel's {NGROUPS_MAX} supplementary groups")
@@ -283,8 +291,8 @@ def validate(doc: object, *, need_process: bool = True) -> Spec:
         "",
         d,
         {
-            "hostname": string,
-            "domainname": string,
+            "hostname": _uts_name,
+            "domainname": _uts_name,
             "mounts": lambda p, v: each(p, v, _mount),
             "hooks": _hooks,
             "annotations": string_map,
