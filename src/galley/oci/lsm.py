@@ -17,8 +17,11 @@ An SELinux transition checks that the file exec'd is an entrypoint of the new do
 trampoline's sealed memfd is not, so a container with an SELinux label execs its program
 from the stage itself (galley.oci.stage: the stage is then the re-executed, read-only
 interpreter). An AppArmor profile is attached at the trampoline's execve instead; the
-trampoline then reads the exec fifo and execs the program under it, which any profile a
-container can run under allows (the default profiles allow all file access).
+trampoline then reads the exec fifo and execs the program under it. The usual container
+profiles (docker-default, containerd's cri-containerd.apparmor.d) allow that: they grant all
+file access. A profile that denies reading the state directory's exec fifo, or exec'ing the
+program, would fail where runc (which attaches it at the program's execve) does not.
+Untested on a host with either LSM (this project's test host has neither).
 """
 
 from __future__ import annotations
