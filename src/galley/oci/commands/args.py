@@ -45,13 +45,10 @@ def parse_size(text: str) -> int:
     s = s.removesuffix("ib").removesuffix("b") if s[-2:] in {"ib", "kb", "mb", "gb"} else s
     digits = s.rstrip("bkmgtp")
     unit = s[len(digits) :]
-    try:
-        value = float(digits)
-    except ValueError:
-        raise InvalidArgument(f"invalid size: {text!r}") from None
-    if unit not in _SIZE_UNITS or value < 0:
+    decimal = all(part.isdigit() and part.isascii() for part in digits.split("."))
+    if not decimal or unit not in _SIZE_UNITS:  # go-units' digits: no 1e9, inf or nan
         raise InvalidArgument(f"invalid size: {text!r}")
-    return int(value * _SIZE_UNITS[unit])
+    return int(float(digits) * _SIZE_UNITS[unit])
 
 
 def check_console_socket(console_socket: str | None, *, detach: bool) -> None:
