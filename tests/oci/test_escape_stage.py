@@ -368,6 +368,25 @@ def test_sigterm_to_create_midway_leaves_nothing(runtime: Runtime, bundle: Bundl
     assert _leftovers(runtime, cid) == []
 
 
+def test_hooks_of_a_signalled_create_can_be_signalled(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """The poststop hooks create runs while it undoes its work after SIGTERM: they once
+    inherited SIGTERM, SIGINT and SIGHUP ignored, and could not be stopped."""
+    seen = tmp_path / "sigign"
+    bundle.config["hooks"] = {
+        "createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "kill -TERM $PPID; sleep 1"]}],
+        "poststop": [
+            {"path": "/bin/sh", "args": ["sh", "-c", f"grep SigIgn /proc/self/status > {seen}"]}
+        ],
+    }
+    res = runtime("create", "-b", str(bundle.write()), runtime.new_id())
+    assert res.returncode != 0
+    ignored = int(seen.read_text().split()[1], 16)
+    for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        assert not ignored & 1 << (signum - 1), f"{signum} ignored: {ignored:#x}"
+
+
 def test_which_stages_are_re_executed_for_tracers() -> None:
     """seen_by_tracers: exec with CAP_SYS_PTRACE in the bounding set, or a create joining a
     pid namespace by path, unless the container has its own user namespace."""

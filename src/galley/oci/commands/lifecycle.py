@@ -131,8 +131,8 @@ def create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Container
     stopping = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
     def stop(signum: int, _frame: object) -> None:
-        for s in stopping:
-            signal.signal(s, signal.SIG_IGN)
+        for s in stopping:  # a handler, not SIG_IGN: hooks run meanwhile must not inherit it
+            signal.signal(s, _ignore)
         raise Stopped(signum)
 
     previous = {s: signal.signal(s, stop) for s in stopping}
@@ -145,6 +145,10 @@ def create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Container
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _ignore(_signum: int, _frame: object) -> None:
+    """A signal that comes while create undoes its work after the first one."""
 
 
 def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> ContainerState:
