@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import REPO
 from tests.oci.conftest import Bundle, Runtime
 
 pytestmark = pytest.mark.root
@@ -364,6 +365,42 @@ def test_sigterm_to_create_midway_leaves_nothing(runtime: Runtime, bundle: Bundl
     cid = runtime.new_id()
     res = runtime("create", "-b", str(bundle.write()), cid)
     assert res.returncode != 0
+    time.sleep(0.3)
+    assert _leftovers(runtime, cid) == []
+
+
+SIGNAL_AFTER_RECORD = """
+import os, signal, sys
+sys.path.insert(0, {src!r})
+from galley.oci.commands import lifecycle
+record = lifecycle._record
+def record_then_signal(*args, **kwargs):
+    state = record(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGTERM)  # the handler runs at the next bytecode
+    return state
+lifecycle._record = record_then_signal
+from galley.oci.cli import main
+sys.exit(main({argv!r}))
+"""
+
+
+def test_sigterm_after_the_launch_leaves_nothing(runtime: Runtime, bundle: Bundle) -> None:
+    """A signal once the container was launched but before create had finished its state
+    (a crash-test harness hit it twice in 150 tries): create removed the state directory and
+    left the container running, beyond `delete`'s reach."""
+    cid = runtime.new_id()
+    bundle.config["process"]["env"].append(f"MARK={cid}")
+    argv = ["--root", str(runtime.root), "create", "-b", str(bundle.write()), cid]
+    script = SIGNAL_AFTER_RECORD.format(src=str(REPO / "src"), argv=argv)
+    res = subprocess.run(
+        ["/usr/bin/python3", "-IS", "-c", script],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=30,
+        check=False,
+    )
+    assert res.returncode == -signal.SIGTERM, res.stderr
     time.sleep(0.3)
     assert _leftovers(runtime, cid) == []
 

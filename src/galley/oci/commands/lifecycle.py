@@ -155,6 +155,7 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
     from galley.oci import launch  # noqa: PLC0415 - lazy: the heavy part of galley-runc
 
     bundle = os.path.abspath(args.bundle)
+    keyring = None if args.no_new_keyring else f"_ses.{cid}"  # runc's name
     config = read_config(bundle)
     stage = launch.fork_stage(args.preserve_fds, config)  # it imports while we validate
     try:
@@ -167,8 +168,7 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
     except BaseException:
         stage.abandon()
         raise
-    keyring = None if args.no_new_keyring else f"_ses.{cid}"  # runc's name
-    try:
+    try:  # nothing between the state directory's mkdir and here that a signal could stop
         with Lock(state_dir):
             result = launch.create(
                 cid,
@@ -182,16 +182,20 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
                 foreground=foreground,
                 keyring=keyring,
             )
-            state = _record(
-                ctx.root,
-                cid,
-                bundle=bundle,
-                rootfs=rootfs,
-                spec=spec,
-                result=result,
-                keyring=keyring,
-            )
-            os.unlink(os.path.join(state_dir, INCOMPLETE_FILE))
+            try:  # a signal may come at any point from here on, too
+                state = _record(
+                    ctx.root,
+                    cid,
+                    bundle=bundle,
+                    rootfs=rootfs,
+                    spec=spec,
+                    result=result,
+                    keyring=keyring,
+                )
+                os.unlink(os.path.join(state_dir, INCOMPLETE_FILE))
+            except BaseException:
+                _abandon(result)
+                raise
     except BaseException:
         _undo_create(state_dir)
         raise
@@ -235,7 +239,7 @@ def _record(
     result: LaunchResult,
     keyring: str | None,
 ) -> ContainerState:
-    """Write state.json for a launched container; if that fails, stop what launch started."""
+    """Write state.json for a launched container."""
     state = ContainerState(
         root=root,
         id=cid,
@@ -250,14 +254,21 @@ def _record(
         namespaces=dict(result.namespaces),
         keyring=keyring or "",
     )
-    try:
-        state.save()
-    except BaseException:
-        kill_and_wait(state)
-        if result.cgroup is not None:
-            result.cgroup.destroy()
-        raise
+    state.save()
     return state
+
+
+def _abandon(result: LaunchResult) -> None:
+    """Undo a launch whose state.json was not completed (it failed, or a signal came): its
+    init, if still the same process, and its cgroup with whatever is left in it. Without
+    this, the state directory would go and the container live on, beyond delete's reach."""
+    from galley.oci.stage import kill_started  # noqa: PLC0415
+    from galley.oci.state import process_start_time  # noqa: PLC0415
+
+    if process_start_time(result.pid) == result.start_time:
+        kill_started(result.pid)
+    if result.cgroup is not None:
+        result.cgroup.destroy()
 
 
 def start(ctx: Context, state: ContainerState) -> None:
