@@ -28,6 +28,7 @@ def dump_mounts():
     if sys.argv[6]:
         with open("/proc/self/mountinfo") as src, open(sys.argv[6], "w") as dst:
             dst.write(src.read())
+exec(sys.argv[8])  # the test's prelude: patches that simulate a racing process
 fds_before = sorted(os.listdir("/proc/self/fd"))
 try:
     setup_rootfs(spec, sys.argv[3], no_pivot=sys.argv[4] == "1",
@@ -55,6 +56,7 @@ def run_in_rootfs(
     mounts_file: str = "",
     console: str = "",
     timeout: float = 30,
+    prelude: str = "",
 ) -> subprocess.CompletedProcess[str]:
     """setup_rootfs(config) for bundle in new namespaces, then `sh -c script` in the root.
 
@@ -80,6 +82,7 @@ def run_in_rootfs(
         script,
         mounts_file,
         console,
+        prelude,
     ]
     if "--fork" not in unshare:
         args.remove("--kill-child")

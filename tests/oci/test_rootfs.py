@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.oci.conftest import Bundle
+from tests.oci.conftest import Bundle, Runtime
 from tests.oci.rootfs_harness import FAILED, host_mounts, mountinfo, run_in_rootfs
 
 pytestmark = pytest.mark.root
@@ -325,6 +325,85 @@ def test_tmpcopyup_copies_the_covered_directory(bundle: Bundle) -> None:
     assert " - tmpfs " in lines[0] and " ro," in lines[0]
     assert lines[1:5] == ["deep", "../passwd", "640 1234 5678", "root:x:0:0:root:/root:/bin/sh"]
     assert "Read-only file system" in lines[5]
+
+
+SWAP_ONCE_MOUNTED = """
+from galley.kernel import mount as k
+from galley.oci import mounts
+shared = os.path.join(sys.argv[3], "rootfs", "shared")
+swapped = []
+def swap(source):
+    if source == "racing" and not swapped:  # what a container sharing /shared could do
+        swapped.append(1)
+        os.rename(os.path.join(shared, "sub"), os.path.join(shared, "sub.moved"))
+        os.symlink("/etc", os.path.join(shared, "sub"))
+real_mount, real_new = k.mount, mounts.new_filesystem
+def mount(source, *args):
+    real_mount(source, *args)
+    swap(source)
+def new_filesystem(kind, source, *args):
+    tree = real_new(kind, source, *args)
+    swap(source)
+    return tree
+k.mount, mounts.new_filesystem = mount, new_filesystem
+"""
+
+
+def test_tmpcopyup_never_looks_its_destination_up_again(bundle: Bundle) -> None:
+    """A tmpfs with tmpcopyup under a directory another container shares: once the tmpfs
+    existed, galley looked its destination up again to copy into it, and a swap to a
+    symlink meanwhile sent the copy elsewhere in the root (found by a review, raced for real)."""
+    sub = bundle.rootfs / "shared" / "sub"
+    sub.mkdir(parents=True)
+    (sub / "marker").write_text("copied\n")
+    bundle.config["mounts"].append(
+        {"destination": "/shared/sub", "type": "tmpfs", "source": "racing",
+         "options": ["tmpcopyup", "rnosuid"]}
+    )  # fmt: skip
+    result = run_in_rootfs(
+        bundle.path, bundle.config, "cat /shared/sub.moved/marker", prelude=SWAP_ONCE_MOUNTED
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "copied\n"  # into the tmpfs, on the directory it was made for
+    assert not (bundle.rootfs / "etc" / "marker").exists()
+
+
+def test_tmpcopyup_copies_a_tree_deeper_than_the_recursion_limit(bundle: Bundle) -> None:
+    fd = os.open(bundle.rootfs, os.O_RDONLY | os.O_DIRECTORY)
+    for name in ["deep", *["d"] * 1100]:  # one level at a time: makedirs recurses too
+        os.mkdir(name, dir_fd=fd)
+        below = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = below
+    bottom = os.open("bottom", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(bottom, b"reached\n")
+    os.close(bottom)
+    os.close(fd)
+    bundle.config["mounts"].append(
+        {"destination": "/deep", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]}
+    )
+    out = run(bundle, "grep -c ' /deep ' /proc/self/mountinfo; cat /deep/" + "d/" * 1100 + "bottom")
+    assert out.split() == ["1", "reached"]
+
+
+@pytest.mark.parametrize(
+    ("covered", "options", "mode"),
+    [(0o700, [], "700"), (0o755, ["mode=1777"], "755"), (None, ["mode=750"], "750")],
+)
+def test_a_tmpfs_takes_the_mode_of_the_directory_it_covers(
+    any_runtime: Runtime, bundle: Bundle, covered: int | None, options: list[str], mode: str
+) -> None:
+    """As runc: an image's 0700 directory did not become a world-writable 1777 tmpfs."""
+    if covered is not None:
+        (bundle.rootfs / "covered").mkdir()
+        os.chmod(bundle.rootfs / "covered", covered)
+    bundle.config["mounts"].append(
+        {"destination": "/covered", "type": "tmpfs", "source": "tmpfs", "options": options}
+    )
+    bundle.config["process"]["args"] = ["stat", "-c", "%a", "/covered"]
+    result = any_runtime("run", "-b", str(bundle.write()), any_runtime.new_id())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == mode
 
 
 def test_dev_readonly_after_devices(bundle: Bundle) -> None:

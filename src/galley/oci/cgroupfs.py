@@ -21,11 +21,18 @@ import posixpath
 
 from galley.kernel import mount as k
 from galley.oci import paths
-from galley.oci.mounts import MountOptions, bind_attrs, propagate, set_attrs
+from galley.oci.mounts import (
+    MountOptions,
+    attach,
+    bind_attrs,
+    new_filesystem,
+    propagate,
+    set_attrs,
+)
 
 TYPE_CHECKING = False  # typing costs galley-runc milliseconds; mypy knows this name
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    pass
 
 _SUPER_OPTIONS = frozenset({"rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode"})
 
@@ -96,29 +103,33 @@ def mount_cgroup(root_fd: int, dest: str, options: MountOptions, *, cgroupns: bo
     hierarchies = host_hierarchies()
     v1 = [h for h in hierarchies if h.version == 1]
     own = own_cgroups()
-    if not v1:
-        unified = [h for h in hierarchies if h.version == 2]
-        target = paths.ensure_dir(root_fd, dest)
-        try:
-            _mount_hierarchy(
-                target,
-                lambda: paths.open_in_root(root_fd, dest),
-                unified[0] if unified else None,
-                own,
-                options,
-                cgroupns=cgroupns,
-            )
-        finally:
-            os.close(target)
-        return
-    flags = options.flags & ~(k.MS_RDONLY | k.MS_BIND | k.MS_REC | k.MS_REMOUNT)
     target = paths.ensure_dir(root_fd, dest)
     try:
-        k.mount("tmpfs", k.fd_path(target), "tmpfs", flags, "mode=755")
+        if v1:
+            _mount_v1_tmpfs(target, v1, own, options, cgroupns=cgroupns)
+        else:
+            unified = [h for h in hierarchies if h.version == 2]
+            hierarchy = unified[0] if unified else None
+            _mount_hierarchy(target, hierarchy, own, options, cgroupns=cgroupns)
     finally:
         os.close(target)
-    tmpfs = paths.open_in_root(root_fd, dest)
+
+
+def _mount_v1_tmpfs(
+    target: int,
+    v1: list[Hierarchy],
+    own: dict[frozenset[str], str],
+    options: MountOptions,
+    *,
+    cgroupns: bool,
+) -> None:
+    """The tmpfs holding each v1 hierarchy, made detached and attached on the target fd: its
+    own fd names it from then on, so dest is never looked up again (a process sharing a
+    parent directory could have put something else there)."""
+    flags = options.flags & ~(k.MS_RDONLY | k.MS_BIND | k.MS_REC | k.MS_REMOUNT)
+    tmpfs = new_filesystem("tmpfs", "tmpfs", flags, "mode=755")
     try:
+        attach(tmpfs, target)
         for hierarchy in v1:
             _mount_in_tmpfs(tmpfs, hierarchy, own, options, cgroupns=cgroupns)
         if options.flags & k.MS_RDONLY:
@@ -141,12 +152,9 @@ def _mount_in_tmpfs(
     name = posixpath.basename(hierarchy.mountpoint)
     os.mkdir(name, 0o755, dir_fd=tmpfs)
 
-    def reopen() -> int:
-        return os.open(name, _SUBDIR, dir_fd=tmpfs)
-
-    target = reopen()
+    target = os.open(name, _SUBDIR, dir_fd=tmpfs)
     try:
-        _mount_hierarchy(target, reopen, hierarchy, own, options, cgroupns=cgroupns)
+        _mount_hierarchy(target, hierarchy, own, options, cgroupns=cgroupns)
     finally:
         os.close(target)
     for controller in sorted(hierarchy.controllers):
@@ -162,7 +170,6 @@ _SUBDIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 def _mount_hierarchy(
     target: int,
-    reopen: Callable[[], int],
     hierarchy: Hierarchy | None,
     own: dict[frozenset[str], str],
     options: MountOptions,
@@ -170,7 +177,7 @@ def _mount_hierarchy(
     cgroupns: bool,
 ) -> None:
     """At target: a fresh cgroup(2) mount with a cgroup namespace (or no host hierarchy), else
-    a bind; reopen() gives the mount point again once mounted (to set a bind's attributes)."""
+    a bind of the host's directory, its attributes set while it is detached."""
     flags = options.flags & ~(k.MS_BIND | k.MS_REC | k.MS_REMOUNT)
     if hierarchy is None or cgroupns:
         # A cgroup2 mount made from the initial cgroup namespace re-applies its options
@@ -187,10 +194,12 @@ def _mount_hierarchy(
         except OSError as err:
             if hierarchy is None or err.errno not in {1, 16}:  # EPERM, EBUSY
                 raise
-    k.mount(host_dir(hierarchy, own), k.fd_path(target), None, k.MS_BIND)
-    mounted = reopen()
+    tree = k.open_tree(
+        k.AT_FDCWD, host_dir(hierarchy, own), k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC
+    )
     try:
-        set_attrs(mounted, *bind_attrs(flags, options.clear))
-        propagate(mounted, options.propagation)
+        set_attrs(tree, *bind_attrs(flags, options.clear))
+        attach(tree, target)
+        propagate(tree, options.propagation)
     finally:
-        os.close(mounted)
+        os.close(tree)

@@ -19,7 +19,6 @@ import os
 
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import mount as k
-from galley.oci import paths
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
 if TYPE_CHECKING:
@@ -246,6 +245,47 @@ def clone_tree(
     return tree
 
 
+# Superblock flags a new mount takes as fsconfig flags (the rest of mount(2)'s are per mount).
+_SB_FLAGS = (
+    (k.MS_RDONLY, "ro"),
+    (k.MS_SYNCHRONOUS, "sync"),
+    (k.MS_DIRSYNC, "dirsync"),
+    (k.MS_LAZYTIME, "lazytime"),
+)
+
+
+def new_filesystem(kind: str, source: str, flags: int, data: str) -> int:
+    """A detached fresh filesystem (fsopen, fsconfig, fsmount), as mount(2) would make it
+    with flags and data: its fd. For what must be done to a new mount before anyone can
+    reach it (tmpcopyup's copy, recursive attributes, propagation), and after it is attached
+    without looking its destination up again: a process sharing a parent directory could
+    have put something else there meanwhile. (mount(2)'s iversion and silent have no
+    equivalent here: a tmpfs keeps i_version anyway, and silent only quiets the log.)"""
+    config: dict[str, str | None] = {"source": source or kind}
+    config.update(data_options(data))
+    config.update((name, None) for flag, name in _SB_FLAGS if flags & flag)
+    attrs, _ = bind_attrs(flags)
+    return k.fsmount(kind, config, attrs)
+
+
+def data_options(data: str) -> dict[str, str | None]:
+    """Mount data ("mode=755,size=64k,context=\"a:b:c0,c1\"") as fsconfig keys and values
+    (None: a flag); a double-quoted value keeps its commas and loses its quotes."""
+    options: dict[str, str | None] = {}
+    part, quoted = "", False
+    for char in data + ",":
+        if char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            if part:
+                key, eq, value = part.partition("=")
+                options[key] = value if eq else None
+            part = ""
+        else:
+            part += char
+    return options
+
+
 def attach_tree(tree: int, target: int, options: MountOptions) -> None:
     """Attach a tree made by clone_tree onto the target fd, with the bind's propagation."""
     attach(tree, target)
@@ -255,18 +295,6 @@ def attach_tree(tree: int, target: int, options: MountOptions) -> None:
 def attach(tree: int, target: int) -> None:
     """move_mount a detached tree (open_tree or fsmount fd) onto the target fd's inode."""
     k.move_mount(tree, "", target, "", k.MOVE_MOUNT_F_EMPTY_PATH | k.MOVE_MOUNT_T_EMPTY_PATH)
-
-
-def finish(root_fd: int, dest: str, options: MountOptions) -> None:
-    """After a mount(2): recursive attributes and propagation on the new mount at dest."""
-    if not (options.rec_set or options.rec_clr or options.propagation):
-        return
-    mounted = paths.open_in_root(root_fd, dest)
-    try:
-        set_attrs(mounted, options.rec_set, options.rec_clr, recursive=True)
-        propagate(mounted, options.propagation)
-    finally:
-        os.close(mounted)
 
 
 def check_proc_target(container_dest: str, kind: str, source: str) -> None:

@@ -20,6 +20,7 @@ Every failure raises a galley error whose one-line message names the config fiel
 from __future__ import annotations
 
 import os
+import stat
 
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import mount as k
@@ -196,43 +197,56 @@ class Rootfs:
             self._bind(entry, host, fallback)
 
     def _filesystem(self, dest: str, kind: str, source: str, options: mounts.MountOptions) -> None:
-        """A fresh filesystem (tmpfs, proc, devpts, mqueue, sysfs, ...) or a remount."""
+        """A fresh filesystem (tmpfs, proc, devpts, mqueue, sysfs, ...). mount(2) lands on the
+        target resolved in the root; one that needs more done to it (a tmpfs takes the mode
+        of the directory it covers, as runc's; tmpcopyup, recursive attributes, propagation)
+        is made detached and attached once done, so that its destination is never looked up
+        again (galley.oci.mounts.new_filesystem)."""
         flags = options.flags
         copy_up = kind == "tmpfs" and "tmpcopyup" in options.extensions
-        readonly_later = bool(flags & k.MS_RDONLY) and copy_up
         if paths.clean(dest) == "/dev" and flags & k.MS_RDONLY:
             self.dev_readonly = True  # made read-only after the devices are created
             flags &= ~k.MS_RDONLY
-        if readonly_later:
-            flags &= ~k.MS_RDONLY
-        target = paths.ensure_dir(self.root_fd, dest)
-        under = -1
+        data = lsm.mount_data(options.data, kind, self.spec.get("linux", {}).get("mountLabel", ""))
+        covered = None  # a tmpfs takes the mode of the directory it covers, as runc's does
+        try:
+            target = paths.open_in_root(self.root_fd, dest, os.O_PATH | os.O_DIRECTORY)
+            covered = stat.S_IMODE(os.fstat(target).st_mode) if kind == "tmpfs" else None
+        except FileNotFoundError:
+            target = paths.ensure_dir(self.root_fd, dest)
         try:
             self._check_target(target, kind, source, dest)
-            if copy_up:  # the directory itself, before the tmpfs hides it
-                under = os.open(k.fd_path(target), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            label = self.spec.get("linux", {}).get("mountLabel", "")
-            data = lsm.mount_data(options.data, kind, label)
-            k.mount(source, k.fd_path(target), kind or None, flags, data or None)
-            if copy_up:
-                self._copy_up(under, dest, readonly=readonly_later)
+            later = covered is not None or options.rec_set or options.rec_clr
+            if not (later or copy_up or options.propagation):
+                k.mount(source, k.fd_path(target), kind or None, flags, data or None)
+                return
+            readonly = bool(flags & k.MS_RDONLY) and copy_up  # once the copy is in
+            fresh = flags & ~k.MS_RDONLY if readonly else flags
+            tree = mounts.new_filesystem(kind, source, fresh, data)
+            try:
+                if covered is not None:
+                    os.chmod(".", covered, dir_fd=tree)
+                if copy_up:
+                    self._copy_up(target, tree)
+                if readonly:
+                    mounts.set_attrs(tree, k.MOUNT_ATTR_RDONLY, 0)
+                mounts.set_attrs(tree, options.rec_set, options.rec_clr, recursive=True)
+                mounts.attach(tree, target)
+                mounts.propagate(tree, options.propagation)
+            finally:
+                os.close(tree)
         finally:
             os.close(target)
-            if under >= 0:
-                os.close(under)
-        mounts.finish(self.root_fd, dest, options)
 
-    def _copy_up(self, under: int, dest: str, *, readonly: bool) -> None:
-        """tmpcopyup: fill the new tmpfs from the directory it covers; then read-only if asked."""
+    def _copy_up(self, target: int, tree: int) -> None:
+        """tmpcopyup: fill the new tmpfs (still detached) from the directory it will cover."""
         from galley.oci.copyup import copy_tree  # noqa: PLC0415 - rarely needed
 
-        top = paths.open_in_root(self.root_fd, dest, os.O_RDONLY | os.O_DIRECTORY)
+        under = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=target)
         try:
-            copy_tree(under, top)
-            if readonly:
-                mounts.set_attrs(top, k.MOUNT_ATTR_RDONLY, 0)
+            copy_tree(under, tree)
         finally:
-            os.close(top)
+            os.close(under)
 
     def _check_target(self, target: int, kind: str, source: str, dest: str) -> None:
         """Refuse the root itself, /proc's insides, and proc or sysfs through a symlink."""
