@@ -388,7 +388,12 @@ def test_tmpcopyup_copies_a_tree_deeper_than_the_recursion_limit(bundle: Bundle)
 
 @pytest.mark.parametrize(
     ("covered", "options", "mode"),
-    [(0o700, [], "700"), (0o755, ["mode=1777"], "755"), (None, ["mode=750"], "750")],
+    [
+        (0o700, [], "700"),
+        (0o755, ["mode=1777"], "755"),
+        (None, ["mode=750"], "750"),
+        (0o750, ["ro"], "750"),  # the mode first, then read-only
+    ],
 )
 def test_a_tmpfs_takes_the_mode_of_the_directory_it_covers(
     any_runtime: Runtime, bundle: Bundle, covered: int | None, options: list[str], mode: str

@@ -220,7 +220,8 @@ class Rootfs:
             if not (later or copy_up or options.propagation):
                 k.mount(source, k.fd_path(target), kind or None, flags, data or None)
                 return
-            readonly = bool(flags & k.MS_RDONLY) and copy_up  # once the copy is in
+            # read-only once the mode and the copy are in: the mount, as runc remounts it
+            readonly = bool(flags & k.MS_RDONLY) and (copy_up or covered is not None)
             fresh = flags & ~k.MS_RDONLY if readonly else flags
             tree = mounts.new_filesystem(kind, source, fresh, data)
             try:
