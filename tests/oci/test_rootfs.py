@@ -369,21 +369,32 @@ def test_tmpcopyup_never_looks_its_destination_up_again(bundle: Bundle) -> None:
 
 
 def test_tmpcopyup_copies_a_tree_deeper_than_the_recursion_limit(bundle: Bundle) -> None:
-    fd = os.open(bundle.rootfs, os.O_RDONLY | os.O_DIRECTORY)
-    for name in ["deep", *["d"] * 1100]:  # one level at a time: makedirs recurses too
-        os.mkdir(name, dir_fd=fd)
-        below = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-        os.close(fd)
-        fd = below
-    bottom = os.open("bottom", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
-    os.write(bottom, b"reached\n")
-    os.close(bottom)
-    os.close(fd)
     bundle.config["mounts"].append(
         {"destination": "/deep", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]}
     )
-    out = run(bundle, "grep -c ' /deep ' /proc/self/mountinfo; cat /deep/" + "d/" * 1100 + "bottom")
-    assert out.split() == ["1", "reached"]
+    try:
+        _deep_tree(bundle.rootfs / "deep", 1100)
+        script = "grep -c ' /deep ' /proc/self/mountinfo; cat /deep/" + "d/" * 1100 + "bottom"
+        assert run(bundle, script).split() == ["1", "reached"]
+    finally:  # rm walks without recursion; pytest's own cleanup (shutil.rmtree) would not
+        subprocess.run(["rm", "-rf", str(bundle.rootfs / "deep")], check=True)
+
+
+def _deep_tree(top: Path, depth: int) -> None:
+    """top/d/d/.../d/bottom, depth levels, made one level at a time (makedirs recurses)."""
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            below = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = below
+        bottom = os.open("bottom", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(bottom, b"reached\n")
+        os.close(bottom)
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.parametrize(
