@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,27 @@ def test_exec_terminal_refuses_a_ptmx_that_is_not_one(
     process = {"terminal": True, "args": ["/bin/true"], "env": ["PATH=/bin"], "cwd": "/"}
     errors = exec_with_console(runtime, cid, process, tmp_path)
     assert "/dev/ptmx is not the ptmx device" in errors
+
+
+def test_a_faked_setgroups_file_does_not_leak_the_callers_groups(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    """A container with CAP_SYS_ADMIN puts a fake /proc over its own, whose self/setgroups
+    says "deny": exec read it there, skipped setgroups, and the process kept the caller's
+    supplementary groups (root's 0, or disk, docker). The kernel is asked now, not /proc."""
+    caps = bundle.config["process"]["capabilities"]
+    for kind in ("bounding", "effective", "permitted"):
+        caps[kind] = sorted({*caps.get(kind, []), "CAP_SYS_ADMIN"})
+    fake = "mkdir -p /fake/self && echo deny > /fake/self/setgroups && mount --bind /fake /proc"
+    bundle.config["process"]["args"] = ["sh", "-c", f"{fake} && touch /faked && sleep 60"]
+    cid = runtime.detached(bundle)
+    deadline = time.monotonic() + 10
+    while runtime("exec", cid, "test", "-e", "/faked").returncode and time.monotonic() < deadline:
+        time.sleep(0.05)
+    res = subprocess.run(
+        ["setpriv", "--groups", "4,27,100", runtime.binary, "--root", str(runtime.root),
+         "exec", "--user", "65534:65534", "--additional-gids", "5", cid, "id", "-G"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["65534", "5"]

@@ -92,15 +92,15 @@ def _start(
     foreground: bool,
     sub: dict[str, str] | None = None,
 ) -> int:
-    """Move the stage into the cgroup (or its sub-cgroups), serve it until its execve; the
-    new pid."""
+    """Serve the stage until its execve, moving the process it reports into the cgroup (or
+    its sub-cgroups); the new pid."""
     channel, stage_pid, preserve_fds = stage.channel, stage.pid, stage.preserve_fds
     # An SELinux label execs the process without the trampoline (galley.oci.lsm): from a
     # forked stage that would be the host's interpreter file a `#!/proc/self/exe` could reach.
     labelled = bool(process.get("selinuxLabel"))
     if seen_by_tracers(state.spec, execs=True) or labelled:
         request_interpreter(channel)
-    if foreground:  # before "cgroup": the stage forks the process in a pid namespace after it
+    if foreground:  # before "exec": the stage forks the process in a pid namespace
         from galley.kernel.proc import set_child_subreaper  # noqa: PLC0415
 
         set_child_subreaper()  # the process is our grandchild when a pid namespace forks
@@ -118,15 +118,20 @@ def _start(
         trampoline=trampoline.supported(),
         keyring=state.keyring or None,
     )
-    # The stage joins the namespaces meanwhile, and forks (in a pid namespace) only once it is
-    # in the cgroup: its child is then born there, within the container's pids.max.
-    if state.cgroup:
-        state.cgroup_manager().join(stage_pid, sub)
-        cgroupwarm.stop()
-    send_quietly(channel, "cgroup")
+
+    # The stage joins the namespaces meanwhile (and forks, for a pid namespace) and reports
+    # the process's pid; P moves that process into the cgroup, as runc does: a move is not
+    # bound by pids.max, so an exec works in a container at its pids limit (a fork inside the
+    # cgroup would fail there). The process runs nothing before "cgroup".
+    def join(pid: int) -> None:
+        if state.cgroup:
+            state.cgroup_manager().join(pid, sub)
+            cgroupwarm.stop()
+        send_quietly(channel, "cgroup")
+
     oci_state: State = {"id": state.id, "status": "running", "bundle": state.bundle}
     rollback.add(lambda: _close_all(masters))
-    pid = serve(channel, spec, stage_pid, oci_state, rollback, consoles=masters)
+    pid = serve(channel, spec, stage_pid, oci_state, rollback, consoles=masters, after_pid=join)
     channel.close()
     return pid
 

@@ -1,6 +1,6 @@
 """process.user → supplementary groups, gid, uid and umask of the container process (runc's order).
 
-    setgroups(additionalGids)      skipped (as runc) when /proc/self/setgroups says "deny"
+    setgroups(additionalGids)      skipped (as runc) where the user namespace denies it
     PR_SET_KEEPCAPS                keeps the permitted set across the uid switch
     setresgid, setresuid           all three ids; an unmapped id fails with a clear error
     clear keepcaps, umask          umask 0022 when unset
@@ -26,22 +26,17 @@ if TYPE_CHECKING:
 DEFAULT_UMASK = 0o022
 
 
-def setgroups_allowed() -> bool:
-    """False inside a user namespace whose /proc/self/setgroups is "deny"."""
-    try:
-        with open("/proc/self/setgroups", "rb") as f:
-            return f.read().strip() != b"deny"
-    except OSError:
-        return True
-
-
 def apply_user(user: User) -> None:
     """Switch to user's groups, gid and uid keeping permitted caps, then set the umask."""
     uid, gid = user.get("uid", 0), user.get("gid", 0)
     groups = list(user.get("additionalGids") or [])
     fix_stdio_ownership(uid)
-    if setgroups_allowed():  # as runc: where it is denied, additionalGids are not applied
-        _call(os.setgroups, groups, field="process.user.additionalGids", value=groups)
+    # Where a user namespace denies setgroups (EPERM with CAP_SETGID), additionalGids are not
+    # applied, as runc does; the kernel is asked, not the container's /proc, which a container
+    # with CAP_SYS_ADMIN could fake for an exec. The stage dropped the caller's groups before
+    # it entered any user namespace (galley.oci.namespaces.enter).
+    field = "process.user.additionalGids"
+    _call(os.setgroups, groups, field=field, value=groups, denied_ok=True)
     kcaps.set_keepcaps(True)
     _call(os.setresgid, gid, gid, gid, field="process.user.gid", value=gid)
     _call(os.setresuid, uid, uid, uid, field="process.user.uid", value=uid)
@@ -50,9 +45,12 @@ def apply_user(user: User) -> None:
     os.umask(DEFAULT_UMASK if umask is None else umask & 0o777)  # all the kernel keeps
 
 
-def _call(fn: object, *args: object, field: str, value: object) -> None:
+def _call(fn: object, *args: object, field: str, value: object, denied_ok: bool = False) -> None:
     try:
         fn(*args)  # type: ignore[operator]
+    except PermissionError as e:
+        if not denied_ok:
+            raise FailedPrecondition(f"{field}: {value}: {e.strerror}") from None
     except OverflowError:
         raise InvalidArgument(f"{field}: {value} is out of range") from None
     except OSError as e:

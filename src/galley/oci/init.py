@@ -27,9 +27,10 @@ interpreter) to the trampoline's execve of the process.
     (with startContainer hooks: "ready", wait on the fifo here, hooks, then the trampoline)
     Any failure: "error" {message}, exit 1; P removes everything it made.
 
-exec uses the same pipes: "exec" {spec with /proc/<init>/ns/* paths, process} and "cgroup" in
-(the stage joins the namespaces while P moves it into the container's cgroup, and forks for a
-pid namespace only once in it: the child is born within pids.max); "pid" out, "ok" in;
+exec uses the same pipes: "exec" {spec with /proc/<init>/ns/* paths, process} in (the stage
+joins the namespaces, and forks for a pid namespace); "pid" out, "ok" and "cgroup" in (P moves
+the process into the container's cgroup, as runc does: a move is not bound by pids.max, so an
+exec works in a container at its pids limit);
 "console" {fd} (a pty from the container's /dev/ptmx, which P copies out with pidfd_getfd)
 and "ready" out; the pipe closing on execve tells P the process started.
 A seccomp filter with a listenerPath sends "ready" {seccomp_fd} the same way.
@@ -326,14 +327,14 @@ def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
     # Without a mount namespace of its own the container's root is a chroot in ours: the
     # init's, opened before its start time is checked again.
     root = _open_init_root(init_pid) if msg.get("chroot") else -1
-    # Joined while P moves us into the cgroup; the pid namespace's fork waits for it.
-    _enter_namespaces(channel, spec, opened=same_init, before_fork=lambda: channel.expect("cgroup"))
+    _enter_namespaces(channel, spec, opened=same_init)
     if root >= 0:
         os.fchdir(root)
         os.chroot(".")
         os.close(root)
     os.setsid()
     _joined(channel)
+    channel.expect("cgroup")  # P has moved this process into the container's cgroup
     if process.get("terminal"):
         _open_terminal(channel, process, None)
     _ready_to_exec(channel, starter.prepare())
@@ -388,12 +389,11 @@ def _enter_namespaces(
     defer: int = 0,
     made: int = 0,
     opened: Callable[[], None] | None = None,
-    before_fork: Callable[[], object] | None = None,
 ) -> int:
     """Namespaces in kernel order, but those to create in defer (returned) and those P made
-    (made: we were forked into them); before_fork(); then "pid" to P. P's answer is read later
-    (_joined): the process goes on while P writes oom_score_adj (create: and moves it into its
-    cgroup), and it runs nothing of the container's before "cgroup"."""
+    (made: we were forked into them); then "pid" to P. P's answer is read later (_joined):
+    the process goes on while P writes oom_score_adj and moves it into its cgroup, and it
+    runs nothing of the container's before "cgroup"."""
     from galley.kernel.ns import CLONE_NEWNET  # noqa: PLC0415
     from galley.oci import namespaces  # noqa: PLC0415
 
@@ -414,8 +414,6 @@ def _enter_namespaces(
         from galley.kernel.net import set_up  # noqa: PLC0415 - imported with the stage's code
 
         set_up("lo")
-    if before_fork is not None:
-        before_fork()
     if plan.needs_fork:
         child = os.fork()
         if child:

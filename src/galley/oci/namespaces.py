@@ -96,6 +96,8 @@ def enter(
     try:
         if opened is not None:
             opened()
+        if plan.new_user or any(kind == "user" for kind, _, _ in fds):
+            os.setgroups([])  # the caller's groups: in there, setgroups may be denied
         for kind, path, fd in fds:
             if kind == "user":
                 ns.setns(fd, ns.CLONE_NEWUSER, path)
