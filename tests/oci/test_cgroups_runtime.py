@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -297,3 +298,58 @@ def test_a_listed_device_gets_only_the_access_resources_give(
         " (: >>/dev/loop-control) 2>/dev/null && w=ok || w=denied; echo read:$r write:$w"
     )
     assert _run_script(any_runtime, bundle, script).strip() == want
+
+
+def _state_cgroup(runtime: Runtime, cid: str) -> dict[str, Any]:
+    saved: dict[str, Any] = json.loads((runtime.root / cid / "state.json").read_text())["cgroup"]
+    return saved
+
+
+@pytest.mark.skipif(detect().mode != "hybrid", reason="a v1 freezer beside a cgroup2 mount")
+def test_a_container_that_freezes_its_own_sub_cgroup_is_deleted(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    """v1 freezer: a process in a sub-cgroup the container froze itself does not die of
+    SIGKILL until thawed, and held the init's exit: delete --force waited, then failed with
+    EBUSY and left every cgroup (runc 1.1 too). The kill now thaws such sub-cgroups."""
+    for mount in bundle.config["mounts"]:
+        if mount["type"] == "cgroup":
+            mount["options"] = [o for o in mount["options"] if o != "ro"]
+    caps = bundle.config["process"]["capabilities"]
+    for kind in ("bounding", "effective", "permitted"):
+        caps[kind] = sorted({*caps.get(kind, []), "CAP_SYS_ADMIN"})
+    sub = "/sys/fs/cgroup/freezer/sub"
+    bundle.config["process"]["args"] = [
+        "sh",
+        "-c",
+        f"mkdir {sub} && (echo $$ > {sub}/cgroup.procs; exec sleep 100) & sleep 0.3;"
+        f" echo FROZEN > {sub}/freezer.state; exec sleep 100",
+    ]
+    cid = runtime.detached(bundle)
+    freezer = Path(_state_cgroup(runtime, cid)["paths"]["freezer"])
+    deadline = time.monotonic() + 10
+    while not (freezer / "sub" / "freezer.state").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    while (freezer / "sub" / "freezer.state").read_text().strip() != "FROZEN":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    started = time.monotonic()
+    result = runtime("delete", "--force", cid)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 5  # it waited 10 s for the init first
+    assert not freezer.exists()
+
+
+@pytest.mark.skipif(detect().mode != "hybrid", reason="a v1 freezer beside a cgroup2 mount")
+def test_a_frozen_unified_cgroup_reads_as_paused(runtime: Runtime, bundle: Bundle) -> None:
+    """On a hybrid host the container's cgroup2 part freezes its processes too: written
+    there (by the container, given the means), it made exec hang while `state` said running."""
+    bundle.config["process"]["args"] = ["sleep", "100"]
+    cid = runtime.detached(bundle)
+    unified = _state_cgroup(runtime, cid)["unified"]["paths"][""]
+    Path(unified, "cgroup.freeze").write_text("1")
+    assert '"paused"' in runtime("state", cid).stdout
+    assert runtime("exec", cid, "true", timeout=10).returncode != 0  # refused, not hung
+    assert runtime("resume", cid).returncode == 0
+    assert '"running"' in runtime("state", cid).stdout
+    assert runtime("exec", cid, "true", timeout=10).returncode == 0

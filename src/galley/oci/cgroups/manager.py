@@ -225,7 +225,8 @@ def saved_frozen(saved: dict[str, Any]) -> bool:
     paths = saved.get("paths") or {}
     if saved.get("mode") == "v2":
         return v2_frozen(paths[""])
-    return v1_frozen(paths.get("freezer"))
+    unified = (saved.get("unified") or {}).get("paths") or {}
+    return v1_frozen(paths.get("freezer")) or ("" in unified and v2_frozen(unified[""]))
 
 
 def read_int(directory: str, name: str, default: int = 0) -> int:

@@ -241,12 +241,16 @@ class V1Manager:
             time.sleep(0.001)
 
     def thaw(self) -> None:
-        """Write THAWED."""
+        """Write THAWED (and clear the unified part's cgroup.freeze if the container set it:
+        on a hybrid host that freezes it as well)."""
         write(self._dir("freezer", "freezer"), "freezer.state", "THAWED")
+        if self.unified is not None and self.unified.frozen():
+            self.unified.thaw()
 
     def frozen(self) -> bool:
-        """Whether the freezer is FROZEN or FREEZING."""
-        return manager.v1_frozen(self._paths.get("freezer"))
+        """Whether the freezer is FROZEN or FREEZING, or the unified part is frozen."""
+        unified = self.unified is not None and self.unified.frozen()
+        return manager.v1_frozen(self._paths.get("freezer")) or unified
 
     def pids(self) -> list[int]:
         """Processes of the cgroup (read from one hierarchy, with sub-cgroups)."""
@@ -257,9 +261,16 @@ class V1Manager:
         return []
 
     def kill(self, sig: int) -> None:
-        """Signal every process (freezing first so none forks away, then thawing)."""
+        """Signal every process (freezing first so none forks away, then thawing). After
+        SIGKILL, sub-cgroups the container froze itself are thawed too: v1's frozen processes
+        die only once thawed, and the container's would outlive delete."""
         freezer = self._paths.get("freezer")
-        manager.signal_all(self, sig, can_freeze=freezer is not None and os.path.isdir(freezer))
+        can_freeze = freezer is not None and os.path.isdir(freezer)
+        manager.signal_all(self, sig, can_freeze=can_freeze)
+        if sig == manager.SIGKILL and can_freeze and freezer is not None:
+            for directory, _, _ in os.walk(freezer):
+                if directory != freezer and manager.v1_frozen(directory):
+                    write(directory, "freezer.state", "THAWED")
 
     def stats(self) -> dict[str, object]:
         """runc's stats shape from the v1 files (hugetlb from cgroup2 on hybrid hosts)."""

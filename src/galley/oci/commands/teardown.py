@@ -62,11 +62,13 @@ def signal_all(state: ContainerState, sig: int) -> None:
 
 
 def kill_and_wait(state: ContainerState) -> None:
-    """SIGKILL the container (thawing it if paused, so the kill lands) and wait for init."""
-    paused = state.status() is Status.PAUSED
-    signal_init(state, SIGKILL)
-    if paused:
-        state.cgroup_manager().thaw()
+    """SIGKILL every process of the container's cgroup and wait for init. The manager thaws
+    what is frozen so that the kill lands: the container paused, and (v1) sub-cgroups the
+    container froze itself, whose processes would hold its init's exit for good."""
+    if state.cgroup:
+        state.cgroup_manager().kill(SIGKILL)
+    else:
+        signal_init(state, SIGKILL)
     wait_gone(state.pid, state.start_time)
 
 
