@@ -166,10 +166,6 @@ class Netlink:
         _, _, found, _, _ = _IFINFO.unpack_from(payload)
         return Link(int(found), _attrs(payload[_IFINFO.size :]).get(IFLA_ADDRESS, b""))
 
-    def link_index(self, name: str) -> int:
-        """The index of the interface called name (ENODEV when there is none)."""
-        return self.link(name).index
-
     def addresses(self, index: int) -> list[Address]:
         """The addresses of interface index, IPv4 and IPv6 (the dump is taken again when the
         kernel says a change interrupted it)."""

@@ -243,9 +243,10 @@ def _create(
     except StageError as err:
         raise StageError(_explain(err, cgroup, spec)) from None
     channel.close()
-    for release in releases:
+    result = _finish(launched[0], masters, console_socket, pid_file)
+    for release in releases:  # created: the moved interfaces stay where they are
         release()
-    return _finish(launched[0], masters, console_socket, pid_file)
+    return result
 
 
 def _explain(err: StageError, cgroup: CgroupManager, spec: Spec) -> str:

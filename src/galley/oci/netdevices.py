@@ -40,15 +40,13 @@ def move_in(devices: dict[str, NetDevice], pid: int, rollback: Rollback) -> Call
     target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     sockets: list[Netlink] = []
+    fds = [target, home]
 
-    def release() -> None:
+    def release() -> None:  # once: by the rollback, or after a create that succeeded
         while sockets:
             sockets.pop().close()
-        for fd in (target, home):
-            try:
-                os.close(fd)
-            except OSError:  # released already
-                pass
+        while fds:
+            os.close(fds.pop())
 
     rollback.add(release)  # after the moves back (newest first)
     if os.fstat(target).st_ino == os.fstat(home).st_ino:
