@@ -94,7 +94,7 @@ CASES = [
     ("linux.resources.devices.0.allow", DELETE, "linux.resources.devices[0].allow: is required"),
     ("linux.resources.memory", {"limit": "1G"}, "linux.resources.memory.limit: must be an integer"),
     ("linux.resources.memory", {"swappiness": 101}, "linux.resources.memory.swappiness: 101 is out of range"),
-    ("linux.resources.cpu", {"cpus": "0-a"}, 'linux.resources.cpu.cpus: "0-a" is not a cpu/memory node list'),
+    ("linux.resources.cpu", {"cpus": "0-a"}, 'linux.resources.cpu.cpus: "0-a" is not a CPU list'),
     ("linux.resources.pids", {"limit": "x"}, "linux.resources.pids.limit: must be an integer"),
     ("linux.resources.blockIO", {"weight": 70000}, "linux.resources.blockIO.weight: 70000 is out of range"),
     ("linux.resources.hugepageLimits", [{"limit": 1}], "linux.resources.hugepageLimits[0].pageSize: is required"),

@@ -21,13 +21,13 @@ from galley.oci.validate_fields import (
     UINT32_MAX,
     abspath,
     boolean,
+    cpuset,
     each,
     fail,
     fields,
     integer,
     is_capability_name,
     is_semver,
-    number_list,
     obj,
     one_of,
     required,
@@ -220,10 +220,7 @@ def check_process(path: str, value: object) -> None:
 
 
 def _exec_cpu_affinity(path: str, value: object) -> None:
-    def cpus(p: str, v: object) -> None:
-        if string(p, v).strip():
-            number_list(p, str(v), MAX_CPUS, "CPU")
-
+    cpus = cpuset(MAX_CPUS, "CPU")
     fields(path, obj(path, value), {"initial": cpus, "final": cpus})
 
 

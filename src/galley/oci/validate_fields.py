@@ -164,23 +164,18 @@ def is_capability_name(text: str) -> bool:
     return text.startswith("CAP_") and len(text) > 4 and set(text[4:]) <= _CAP_CHARS
 
 
-def _is_node_list(text: str) -> bool:
-    for item in text.split(","):
-        lo, _, hi = item.strip().partition("-")
-        if not (lo.isdigit() and lo.isascii()) or (_ and not (hi.isdigit() and hi.isascii())):
-            return False
-    return True
-
-
-def cpuset(path: str, value: object) -> None:
-    """A cpu or memory node list such as "0-3,5" (empty allowed)."""
-    s = string(path, value)
-    if s.strip() and not _is_node_list(s):
-        raise fail(path, f'"{s}" is not a cpu/memory node list like "0-3,5"')
-
-
 MAX_CPUS = 8192  # NR_CPUS at its largest (x86_64 MAXSMP): no Linux has a CPU numbered higher
 MAX_NODES = 1024  # MAX_NUMNODES at its largest (NODES_SHIFT 10)
+
+
+def cpuset(limit: int, what: str) -> Callable[[str, Any], object]:
+    """A checker for a cgroup cpu or memory node list such as "0-3,5" (empty allowed)."""
+
+    def check(path: str, value: object) -> None:
+        if string(path, value).strip():
+            number_list(path, str(value), limit, what)
+
+    return check
 
 
 def number_list(path: str, text: str, limit: int, what: str) -> set[int]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from galley.oci.validate_fields import (
     I64,
+    MAX_CPUS,
+    MAX_NODES,
     U16,
     U32,
     U64,
@@ -102,8 +104,8 @@ def check_resources(path: str, value: object) -> None:
         "period": U64,
         "realtimeRuntime": I64,
         "realtimePeriod": U64,
-        "cpus": cpuset,
-        "mems": cpuset,
+        "cpus": cpuset(MAX_CPUS, "CPU"),
+        "mems": cpuset(MAX_NODES, "memory node"),
         "idle": I64,
     }
     fields(
