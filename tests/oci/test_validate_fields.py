@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from galley.errors import InvalidArgument
-from galley.oci.validate_fields import cpuset, is_capability_name, is_semver
+from galley.oci.validate_fields import MAX_CPUS, cpuset, is_capability_name, is_semver
 
 
 @pytest.mark.parametrize(
@@ -37,10 +37,10 @@ def test_capability_names(text: str, ok: bool) -> None:
 
 @pytest.mark.parametrize("text", ["", "0", "0-3,5", " 0 , 2-4 "])
 def test_node_lists_accepted(text: str) -> None:
-    cpuset("linux.resources.cpu.cpus", text)
+    cpuset(MAX_CPUS, "CPU")("linux.resources.cpu.cpus", text)
 
 
 @pytest.mark.parametrize("text", ["0-", "a", "1,,2", "0-3-4", "-1"])
 def test_node_lists_refused_naming_the_field(text: str) -> None:
     with pytest.raises(InvalidArgument, match=r"^linux\.resources\.cpu\.cpus"):
-        cpuset("linux.resources.cpu.cpus", text)
+        cpuset(MAX_CPUS, "CPU")("linux.resources.cpu.cpus", text)
