@@ -133,3 +133,37 @@ def test_notify_fd_reaches_the_agent(
     assert state["state"]["id"] == cid and state["pid"] == state["state"]["pid"] > 0
     assert proc.returncode == 1
     assert "Function not implemented" in stderr
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_rlimits_are_set_before_a_filter_that_refuses_setting_them(
+    any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path, nnp: bool
+) -> None:
+    """An allowlist profile need not allow prlimit64: the runtime sets the rlimits before any
+    filter is loaded (runc: its parent sets them before the init loads one), for the
+    container's process and for an exec'd one."""
+    seccomp = rules(  # reading a limit stays allowed: prlimit64 with no new value
+        {
+            "names": ["prlimit64"],
+            "action": "SCMP_ACT_ERRNO",
+            "errnoRet": errno.EPERM,
+            "args": [{"index": 2, "value": 0, "op": "SCMP_CMP_NE"}],
+        },
+        {"names": ["setrlimit"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM},
+    )
+    bundle = shared_root_bundle(tmp_path, busybox_rootfs, ["sleep", "60"])
+    bundle.config["linux"]["seccomp"] = seccomp
+    bundle.config["process"]["noNewPrivileges"] = nnp
+    bundle.config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}]
+    cid = any_runtime.detached(bundle)
+    process = dict(bundle.config["process"])
+    process["args"] = ["sh", "-c", "ulimit -n; ulimit -Hn; ulimit -n 100; echo set=$?"]
+    process["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456}]
+    process_json = tmp_path / "process.json"
+    process_json.write_text(json.dumps(process))
+    result = any_runtime("exec", "--process", str(process_json), cid)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["123", "456", "set=1"]  # the filter holds in the process
+    state = json.loads(any_runtime("state", cid).stdout)
+    init_limits = Path(f"/proc/{state['pid']}/limits").read_text()
+    assert "Max open files            321                  654" in init_limits

@@ -541,6 +541,7 @@ class ProcessStarter:
         self.capabilities = capabilities
         self.identity = identity
         self.rlimits = rlimits
+        self.rlimits_set = False
         self.env = environment(process)
         self.filter = None
         seccomp = spec.get("linux", {}).get("seccomp")
@@ -583,9 +584,10 @@ class ProcessStarter:
             self._load_trampoline()
         if self.scheduling is not None:
             self._schedule()
-        self.rlimits.raise_hard_limits(process.get("rlimits", []))  # the rest just before execve
+        self.rlimits.raise_hard_limits(process.get("rlimits", []))  # the rest: _set_rlimits
         notify_fd = None
         if self.filter is not None and not self.nnp:
+            self._set_rlimits()
             notify_fd = self.filter.load()
         self.identity.apply_user(process.get("user") or {"uid": 0, "gid": 0})
         self.capabilities.apply_capabilities(process.get("capabilities", {}))
@@ -597,9 +599,19 @@ class ProcessStarter:
             from galley.kernel import proc  # noqa: PLC0415
 
             proc.set_no_new_privs()
+            self._set_rlimits()
             notify_fd = self.filter.load()
             self.filter = None
         return notify_fd
+
+    def _set_rlimits(self) -> None:
+        """The final rlimits, once: just before execve, or before a filter loaded earlier
+        than that. Never after one: an allowlist profile need not allow prlimit64 (runc's
+        parent sets them before its init loads a filter). Limits as small as RLIMIT_DATA or
+        RLIMIT_AS may allow bind the stage's own Python, so they come as late as they can."""
+        if not self.rlimits_set:
+            self.rlimits.apply_rlimits(self.process.get("rlimits", []))
+            self.rlimits_set = True
 
     def _load_trampoline(self) -> None:
         """The trampoline's sealed memfd, with no_new_privs and the late filter: the filter
@@ -651,7 +663,7 @@ class ProcessStarter:
         close_on_exec(3 + preserve_fds)  # before the late filter: it may forbid close_range
         for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):  # Python ignores these; exec keeps that
             _signal.signal(sig, _signal.SIG_DFL)
-        self.rlimits.apply_rlimits(self.process.get("rlimits", []))  # no Python work after
+        self._set_rlimits()  # no Python work after, unless a filter came first
         if self.trampoline is not None:
             if self.fifo is not None:
                 os.set_inheritable(self.fifo, True)  # the trampoline reads and closes it
