@@ -209,9 +209,25 @@ def test_missing_executable_leaves_nothing(any_runtime: Runtime, bundle: Bundle)
     cid = any_runtime.new_id()
     result = detached(any_runtime, "create", "--bundle", str(bundle.write()), cid, check=False)
     assert result.returncode == 1
-    assert "/no/such/binary" in result.stderr
+    assert r"exec: \"/no/such/binary\": stat /no/such/binary: no such file or directory" in (
+        result.stderr  # the quotes escaped by the log's logfmt
+    )
     assert any_runtime("state", cid).returncode == 1
     assert any_runtime("list", "-q", check=True).stdout == ""
+
+
+def test_a_program_the_kernel_cannot_run_exits_1_saying_why(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """Found at create, refused by execve after start: the container's stderr says why in
+    runc's words, and it exits 1 (what a kubelet shows for an image of another
+    architecture)."""
+    foreign = bundle.rootfs / "foreign"
+    foreign.write_bytes(b"\x7fELF\x02\x01\x01 an executable of no known format")
+    foreign.chmod(0o755)
+    bundle.config["process"]["args"] = ["/foreign"]
+    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
+    assert (result.returncode, result.stderr) == (1, "exec /foreign: exec format error\n")
 
 
 def hook_script(tmp_path: Path, name: str, body: str) -> str:

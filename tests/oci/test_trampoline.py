@@ -78,9 +78,39 @@ def test_refuses_any_other_argv0() -> None:
     assert out == "galley-runc init: not a program to run by hand\n"
 
 
-def test_failed_exec_says_so() -> None:
-    code, out = _run("/nonexistent", ["x"])
-    assert (code, out) == (127, "galley-runc init: exec of the process failed\n")
+def test_failed_exec_says_why_in_runcs_words(tmp_path: Path) -> None:
+    """runc's init writes "exec <path>: <Go's error text>" and exits 1."""
+    assert _run("/nonexistent", ["x"]) == (1, "exec /nonexistent: no such file or directory\n")
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b"\x7fELF\x02\x01\x01not really")
+    garbage.chmod(0o755)
+    assert _run(str(garbage), ["g"]) == (1, f"exec {garbage}: exec format error\n")
+
+
+def test_error_texts_are_the_c_librarys_as_go_words_them() -> None:
+    for number, text in enumerate(trampoline.ERROR_TEXTS[1:], 1):
+        expected = os.strerror(number)
+        assert text == expected[:1].lower() + expected[1:], number
+
+
+@pytest.mark.parametrize(
+    ("errno_ret", "text"),
+    [
+        (38, "function not implemented"),
+        (40, "too many levels of symbolic links"),
+        (41, "errno 41"),
+        (1000, "errno 1000"),
+    ],
+)
+def test_an_errno_from_a_filter_is_reported(errno_ret: int, text: str) -> None:
+    """A seccomp errnoRet past the texts is written as Go writes it: "errno N"."""
+    profile = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["execve"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno_ret}],
+    }
+    program, flags = compile_filter(profile).raw()  # type: ignore[arg-type]
+    code, out = _run("/bin/true", ["true"], no_new_privs=True, program=program, flags=flags)
+    assert (code, out) == (1, f"exec /bin/true: {text}\n")
 
 
 def test_no_new_privs() -> None:

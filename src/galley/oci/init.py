@@ -725,11 +725,13 @@ def find_executable(name: str, env: dict[str, str]) -> str:
     for path in candidates:
         try:
             st = os.stat(path)
-        except OSError:
+        except OSError as err:
+            if "/" in name:  # runc's words (Go's exec.LookPath)
+                text = os.strerror(err.errno or 0)
+                raise StageError(f'exec: "{name}": stat {name}: {text[:1].lower()}{text[1:]}')
             continue
         if st.st_mode & 0o170000 == 0o100000 and os.access(path, os.X_OK):
             return path
         if "/" in name:
             raise StageError(f'exec: "{name}": permission denied')
-    where = "no such file or directory" if "/" in name else "executable file not found in $PATH"
-    raise StageError(f'exec: "{name}": {where}')
+    raise StageError(f'exec: "{name}": executable file not found in $PATH')

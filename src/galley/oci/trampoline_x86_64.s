@@ -5,7 +5,8 @@
 #   as -o t.o trampoline_x86_64.s && objcopy -O binary -j .text t.o t.bin
 #
 # At entry the stack holds argc, argv[], NULL, envp[]: argv is [" ", path, process argv...].
-# Every failure writes one line to fd 2 and exits 127.
+# Every failure writes one line to fd 2 and exits 127, except a failed execve of the process:
+# "exec <path>: <error>" and 1, as runc's init. The error texts follow the seccomp program.
 .intel_syntax noprefix
 .text
 .globl _start
@@ -72,7 +73,69 @@ _start:
     lea rdx, [r12+rax*8+16]         # envp
     mov eax, 59                     # execve
     syscall
-    lea r13, [rip+msg_exec]
+    neg rax                         # it returned: the errno, reported in runc's words,
+    mov rbx, rax                    # "exec <path>: <error>", and exit 1 as runc's init does
+    mov rsi, [r12+16]
+    mov rdi, rsi
+4:
+    cmp byte ptr [rdi], 0           # strlen(path)
+    je 5f
+    inc rdi
+    jmp 4b
+5:
+    sub rdi, rsi
+    sub rsp, 112                    # five iovecs, then room for "errno <number>"
+    lea rax, [rip+word_exec]
+    mov [rsp], rax
+    mov qword ptr [rsp+8], 5
+    mov [rsp+16], rsi
+    mov [rsp+24], rdi
+    lea rax, [rip+word_colon]
+    mov [rsp+32], rax
+    mov qword ptr [rsp+40], 2
+    lea rax, [rip+word_newline]
+    mov [rsp+64], rax
+    mov qword ptr [rsp+72], 1
+    mov ecx, dword ptr [rip+prog_len]
+    lea rsi, [rip+program]
+    lea rsi, [rsi+rcx*8]            # the error texts follow the program: u16 count, u16
+    movzx ecx, word ptr [rsi]       # offsets, each to a u8 length and the text
+    cmp rbx, rcx
+    jae 6f
+    movzx ecx, word ptr [rsi+rbx*2+2]
+    add rsi, rcx
+    movzx ecx, byte ptr [rsi]
+    inc rsi
+    jmp 8f
+6:
+    lea rdi, [rsp+112]              # an errno without a text (a seccomp errnoRet): "errno N"
+    mov rax, rbx
+    mov ecx, 10
+7:
+    xor edx, edx
+    div rcx
+    add dl, 0x30
+    dec rdi
+    mov [rdi], dl
+    test rax, rax
+    jnz 7b
+    sub rdi, 6
+    mov dword ptr [rdi], 0x6e727265 # "errn"
+    mov word ptr [rdi+4], 0x206f    # "o "
+    mov rsi, rdi
+    lea rcx, [rsp+112]
+    sub rcx, rdi
+8:
+    mov [rsp+48], rsi
+    mov [rsp+56], rcx
+    mov edi, 2
+    mov rsi, rsp
+    mov edx, 5
+    mov eax, 20                     # writev(2, iov, 5)
+    syscall
+    mov edi, 1
+    mov eax, 231                    # exit_group(1)
+    syscall
 fail:
     movzx edx, byte ptr [r13]       # write(2, message, length)
     lea rsi, [r13+1]
@@ -143,8 +206,8 @@ msg_nnp: .byte 9f-8f
 msg_seccomp: .byte 9f-8f
 8:  .ascii "galley-runc init: loading the seccomp filter failed\n"
 9:
-msg_exec: .byte 9f-8f
-8:  .ascii "galley-runc init: exec of the process failed\n"
-9:
+word_exec: .ascii "exec "
+word_colon: .ascii ": "
+word_newline: .ascii "\n"
 .balign 8
-program:                            # the BPF program is appended here
+program:                            # the BPF program is appended here, then the error texts
