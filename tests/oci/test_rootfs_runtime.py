@@ -154,3 +154,28 @@ def test_sysfs_without_a_network_namespace_is_a_fresh_one(
     result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["sysfs", "0", "tracing:refused"]
+
+
+def test_a_read_only_tmpfs_takes_mounts_made_inside_it(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """A read-only tmpfs stays writable until every mount is in (runc's finalizeRootfs): a
+    later mount whose destination is missing on it gets its directory made there. galley made
+    it read-only at once, and the create failed with EROFS."""
+    bundle.config["mounts"] += [
+        {"destination": "/run/ro", "type": "tmpfs", "source": "tmpfs", "options": ["ro", "nosuid"]},
+        {"destination": "/run/ro/in/sub", "type": "tmpfs", "source": "tmpfs", "options": []},
+    ]  # fmt: skip
+    bundle.config["process"]["args"] = [
+        "sh", "-c",
+        "awk '$5 ~ \"^/run/ro\" {print $5, $6}' /proc/self/mountinfo;"
+        " touch /run/ro/x 2>/dev/null || echo ro:refused; touch /run/ro/in/sub/y && echo sub:ok",
+    ]  # fmt: skip
+    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "/run/ro ro,nosuid,relatime",
+        "/run/ro/in/sub rw,relatime",
+        "ro:refused",
+        "sub:ok",
+    ]

@@ -10,9 +10,11 @@ setup_rootfs runs in the init stage, inside the container's new mount namespace,
     5. pivot_root(".", ".") and the old root detached, or with no_pivot MS_MOVE + chroot;
        process.cwd created when missing
        (A container without a mount namespace is built in the host's: galley.oci.hostmounts.)
-    6. linux.sysctl, then readonlyPaths (recursive read-only binds), maskedPaths (/dev/null
-       over files, read-only tmpfs over directories), /dev read-only if asked, root.readonly,
-       the final rootfsPropagation on the new "/"
+    6. linux.sysctl, then read-only tmpfs mounts made so (kept writable until here, as
+       runc's, for the mounts and directories made inside them), readonlyPaths (recursive
+       read-only binds), maskedPaths (/dev/null over files, read-only tmpfs over
+       directories), /dev read-only if asked, root.readonly, the final rootfsPropagation on
+       the new "/"
 
 Every failure raises a galley error whose one-line message names the config field.
 """
@@ -63,6 +65,7 @@ class Rootfs:
         self.may_remount = "CAP_SYS_ADMIN" in bounding
         self.propagation = propagation_flags(linux.get("rootfsPropagation", ""))
         self.dev_readonly = False
+        self.readonly_later: list[tuple[int, str]] = []  # read-only tmpfs: (fd, dest), finish()
         self.root_fd = -1
 
     def prepare(self, report_clone: Callable[[str, int], None] | None = None) -> None:
@@ -201,7 +204,8 @@ class Rootfs:
         target resolved in the root; one that needs more done to it (a tmpfs takes the mode
         of the directory it covers, as runc's; tmpcopyup, recursive attributes, propagation)
         is made detached and attached once done, so that its destination is never looked up
-        again (galley.oci.mounts.new_filesystem)."""
+        again (galley.oci.mounts.new_filesystem). A read-only tmpfs stays writable until
+        finish(), as runc's: a later mount may need its destination made inside it."""
         flags = options.flags
         copy_up = kind == "tmpfs" and "tmpcopyup" in options.extensions
         if paths.clean(dest) == "/dev" and flags & k.MS_RDONLY:
@@ -216,12 +220,12 @@ class Rootfs:
             target = paths.ensure_dir(self.root_fd, dest)
         try:
             self._check_target(target, kind, source, dest)
-            later = covered is not None or options.rec_set or options.rec_clr
+            # read-only once every mount is in: the mount, as runc remounts it at the end
+            readonly = kind == "tmpfs" and bool(flags & k.MS_RDONLY)
+            later = covered is not None or options.rec_set or options.rec_clr or readonly
             if not (later or copy_up or options.propagation):
                 k.mount(source, k.fd_path(target), kind or None, flags, data or None)
                 return
-            # read-only once the mode and the copy are in: the mount, as runc remounts it
-            readonly = bool(flags & k.MS_RDONLY) and (copy_up or covered is not None)
             fresh = flags & ~k.MS_RDONLY if readonly else flags
             tree = mounts.new_filesystem(kind, source, fresh, data)
             try:
@@ -229,13 +233,15 @@ class Rootfs:
                     os.chmod(".", covered, dir_fd=tree)
                 if copy_up:
                     self._copy_up(target, tree)
-                if readonly:
-                    mounts.set_attrs(tree, k.MOUNT_ATTR_RDONLY, 0)
                 mounts.set_attrs(tree, options.rec_set, options.rec_clr, recursive=True)
                 mounts.attach(tree, target)
                 mounts.propagate(tree, options.propagation)
+                if readonly:  # its own fd: whatever is mounted over dest later is not it
+                    self.readonly_later.append((tree, dest))
+                    tree = -1
             finally:
-                os.close(tree)
+                if tree >= 0:
+                    os.close(tree)
         finally:
             os.close(target)
 
@@ -288,8 +294,17 @@ class Rootfs:
             pivot.pivot_into(self.path)
 
     def finish(self, null_fd: int) -> None:
-        """Step 6, after sysctl: read-only, masked paths; read-only /dev and root; propagation."""
+        """Step 6, after sysctl: read-only tmpfs mounts (runc's finalizeRootfs), read-only and
+        masked paths; read-only /dev and root; propagation."""
         linux = self.spec.get("linux", {})
+        while self.readonly_later:
+            tree, dest = self.readonly_later.pop(0)
+            try:
+                mounts.set_attrs(tree, k.MOUNT_ATTR_RDONLY, 0)
+            except OSError as err:
+                raise FailedPrecondition(f"read-only tmpfs {dest!r}: {err}") from err
+            finally:
+                os.close(tree)
         for path in linux.get("readonlyPaths", []):
             masks.readonly_path(self.root_fd, path)
         for path in linux.get("maskedPaths", []):
@@ -394,8 +409,8 @@ def setup_rootfs(
         os.close(rootfs.root_fd)
         if null_fd >= 0:
             os.close(null_fd)
-        for tree in rootfs.trees.values():  # left by a failure
-            os.close(tree)
+        for tree in [*rootfs.trees.values(), *(fd for fd, _ in rootfs.readonly_later)]:
+            os.close(tree)  # left by a failure
 
 
 def make_cwd(root_fd: int, cwd: str) -> None:
