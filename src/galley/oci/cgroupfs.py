@@ -3,10 +3,12 @@
     cgroup v2 only (unified)   cgroup2 mounted at the destination; where the kernel refuses a
                                fresh mount (no cgroup namespace inside a user namespace), a bind
                                of the container's own cgroup directory instead
-    v1 or hybrid               a tmpfs at the destination, then per v1 hierarchy a directory
+    v1 or hybrid               a tmpfs at the destination (nosuid, nodev, noexec, as runc's
+                               whatever the options say), then per v1 hierarchy a directory
                                named like the host's (cpu, memory, systemd, cpu,cpuacct...):
-                               with a cgroup namespace a fresh `cgroup` mount of that hierarchy,
-                               without one a bind of the container's own cgroup directory in it;
+                               with a cgroup namespace a fresh `cgroup` mount of that hierarchy
+                               (nosuid, nodev, noexec too), without one a bind of the
+                               container's own cgroup directory in it;
                                symlinks for co-mounted controllers (cpu -> cpu,cpuacct); the tmpfs
                                made read-only last when the mount asks for `ro`
 
@@ -33,6 +35,10 @@ from galley.oci.mounts import (
 TYPE_CHECKING = False  # typing costs galley-runc milliseconds; mypy knows this name
 if TYPE_CHECKING:
     pass
+
+# runc 1.1 mounts the v1 tmpfs, and each fresh v1 hierarchy in a cgroup namespace, with these
+# whatever the mount's options say (only "ro" and propagation come from them).
+_V1_FLAGS = k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC
 
 _SUPER_OPTIONS = frozenset({"rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode"})
 
@@ -126,7 +132,7 @@ def _mount_v1_tmpfs(
     """The tmpfs holding each v1 hierarchy, made detached and attached on the target fd: its
     own fd names it from then on, so dest is never looked up again (a process sharing a
     parent directory could have put something else there)."""
-    flags = options.flags & ~(k.MS_RDONLY | k.MS_BIND | k.MS_REC | k.MS_REMOUNT)
+    flags = options.flags & ~(k.MS_RDONLY | k.MS_BIND | k.MS_REC | k.MS_REMOUNT) | _V1_FLAGS
     tmpfs = new_filesystem("tmpfs", "tmpfs", flags, "mode=755")
     try:
         attach(tmpfs, target)
@@ -185,6 +191,7 @@ def _mount_hierarchy(
         fstype, source = "cgroup2", "cgroup2"
         data = hierarchy.options if hierarchy is not None else None
         if hierarchy is not None and hierarchy.version == 1:
+            flags |= _V1_FLAGS
             fstype, data = "cgroup", ",".join(sorted(hierarchy.controllers))
             named = [c[5:] for c in hierarchy.controllers if c.startswith("name=")]
             source = named[0] if named else "cgroup"  # runc shows "systemd" for name=systemd
