@@ -158,6 +158,21 @@ def test_sysctl_in_the_network_namespace(runtime: Runtime, bundle: Bundle) -> No
     assert out == "1\n"
 
 
+def test_the_hostname_sysctl_is_refused_as_runc_refuses_it(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """kernel.hostname in linux.sysctl, with a UTS namespace and with or without `hostname`:
+    runc 1.1 refuses the config; galley ran it and the sysctl overrode the hostname."""
+    bundle.config["linux"]["sysctl"] = {"kernel.hostname": "from-sysctl"}
+    for hostname in ("h", None):
+        if hostname is None:
+            bundle.config.pop("hostname", None)
+        res = any_runtime("run", "-b", str(bundle.write()), any_runtime.new_id())
+        assert res.returncode == 1, res.stdout
+        assert "kernel.hostname" in res.stderr
+        assert 'conflicts with the OCI \\"hostname\\" field' in res.stderr
+
+
 def test_oom_score_adj_written_by_parent(runtime: Runtime, bundle: Bundle) -> None:
     bundle.config["process"]["oomScoreAdj"] = 523
     assert _run(runtime, bundle, "cat /proc/self/oom_score_adj") == "523\n"

@@ -107,6 +107,8 @@ CASES = [
     ("linux.sysctl", {"kernel.panic": "1"}, "linux.sysctl.kernel.panic: sysctl is not in a separate kernel namespace"),
     ("linux.sysctl", {"kernel/panic": "1"}, "linux.sysctl.kernel/panic: sysctl is not in a separate kernel namespace"),
     ("linux.sysctl", {"net/../kernel/core_pattern": "|x"}, "linux.sysctl.net/../kernel/core_pattern: not a sysctl name"),
+    ("linux.sysctl", {"kernel.hostname": "h"}, 'linux.sysctl.kernel.hostname: sysctl is not allowed as it conflicts with the OCI "hostname" field'),
+    ("linux.sysctl", {"kernel/hostname": "h"}, 'linux.sysctl.kernel/hostname: sysctl is not allowed as it conflicts'),
     ("linux.maskedPaths", ["relative"], "linux.maskedPaths[0]: 'relative' must be an absolute path"),
     ("linux.timeOffsets", {"monotonic": {"secs": 1}}, "linux.timeOffsets: needs a time namespace"),
     ("linux.personality", {"domain": "WINDOWS"}, 'linux.personality.domain: unknown domain "WINDOWS"'),

@@ -146,6 +146,8 @@ def _sysctl(path: str, value: object, namespaces: set[str]) -> None:
         elif key in {"kernel.hostname", "kernel.domainname"}:
             if "uts" not in namespaces:
                 raise fail(p, "sysctl needs a new UTS namespace (linux.namespaces has none)")
+            if key == "kernel.hostname":  # runc 1.1 refuses it, hostname set or not
+                raise fail(p, 'sysctl is not allowed as it conflicts with the OCI "hostname" field')
         else:
             raise fail(p, "sysctl is not in a separate kernel namespace")
 
