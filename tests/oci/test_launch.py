@@ -280,6 +280,28 @@ def test_personality_scheduler_io_priority_affinity(runtime: Runtime, bundle: Bu
     assert any("policy" in line and line.split()[-1] == "3" for line in lines), lines  # BATCH
 
 
+@pytest.mark.parametrize("nnp", [False, True])
+def test_a_32_bit_personality_with_a_seccomp_profile_and_a_memory_policy(
+    runtime: Runtime, bundle: Bundle, nnp: bool
+) -> None:
+    """Under PER_LINUX32 uname(2) says "i686": syscall numbers chosen by it after the stage
+    set the personality were not found (a filter loaded without noNewPrivileges failed create
+    with "'i686'"; set_mempolicy with "unsupported machine i686")."""
+    bundle.config["linux"]["personality"] = {"domain": "LINUX32"}
+    bundle.config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}],
+    }
+    if os.path.exists("/proc/self/numa_maps"):
+        bundle.config["linux"]["memoryPolicy"] = {"mode": "MPOL_BIND", "nodes": "0"}
+    bundle.config["process"]["noNewPrivileges"] = nnp
+    bundle.config["process"]["args"] = ["sh", "-c", "uname -m; mkdir /tmp/d || echo refused"]
+    res = runtime("run", "-b", str(bundle.write()), runtime.new_id())
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[0] == "i686"
+    assert res.stdout.splitlines()[-1] == "refused"
+
+
 def test_failed_create_always_reports_the_stages_error(runtime: Runtime, bundle: Bundle) -> None:
     """The stage goes on after "pid" and may fail before P answers it: P's answer must not
     hide the stage's error behind a broken pipe."""

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 from galley.kernel import ffi
-from galley.kernel.libc import check, function
+from galley.kernel.libc import MACHINE, check, function
 
 KEYCTL_GET_KEYRING_ID = 0
 KEYCTL_JOIN_SESSION_KEYRING = 1
@@ -20,7 +18,7 @@ _NR = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "ppc64le": 271, "s390x": 2
 
 def _keyctl(what: str, operation: int, *args: tuple[object, object]) -> int:
     """keyctl(operation, ...), each further argument a (C type, value) pair."""
-    machine = os.uname().machine
+    machine = MACHINE
     if machine not in _NR:
         raise OSError(38, f"keyctl: unsupported machine {machine}")  # ENOSYS
     fn = function("syscall", ffi.c_long, ffi.c_long, ffi.c_int, *(kind for kind, _ in args))

@@ -11,6 +11,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+# The machine, read once at import: uname(2) says "i686" once the container's init stage has
+# set linux.personality's PER_LINUX32, and syscall numbers are chosen after that (a seccomp
+# filter loaded without noNewPrivileges, set_mempolicy).
+MACHINE = os.uname().machine
+
 _libc: ffi.CDLL | None = None
 
 

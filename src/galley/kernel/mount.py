@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from galley.kernel import ffi
-from galley.kernel.libc import check, encode, function, libc
+from galley.kernel.libc import MACHINE, check, encode, function, libc
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def umount(target: str | bytes, flags: int = 0) -> None:
 
 def pivot_root(new_root: str | bytes, put_old: str | bytes) -> None:
     """pivot_root(2), through syscall(2) since glibc has no wrapper."""
-    number = _SYS_PIVOT_ROOT[os.uname().machine]
+    number = _SYS_PIVOT_ROOT[MACHINE]
     fn = _syscall(ffi.c_char_p, ffi.c_char_p)
     check(fn(number, encode(new_root), encode(put_old)), "pivot_root", new_root)
 

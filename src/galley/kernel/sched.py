@@ -4,10 +4,8 @@ personality(2)."""
 
 from __future__ import annotations
 
-import os
-
 from galley.kernel import ffi
-from galley.kernel.libc import check, function
+from galley.kernel.libc import MACHINE, check, function
 
 SCHED_OTHER = 0
 SCHED_FIFO = 1
@@ -70,7 +68,7 @@ class SchedAttr(ffi.Structure):
 
 
 def _numbers() -> tuple[int, int, int, int]:
-    machine = os.uname().machine
+    machine = MACHINE
     if machine not in _NR:
         raise OSError(38, f"sched_setattr/ioprio_set/set_mempolicy: unsupported machine {machine}")
     return _NR[machine]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from galley.kernel import ffi
-from galley.kernel.libc import check, function
+from galley.kernel.libc import MACHINE, check, function
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
 if TYPE_CHECKING:
@@ -221,7 +221,7 @@ class _Program(ffi.Structure):
 
 def raw_load_supported() -> bool:
     """Whether this module knows the seccomp(2) number of the running architecture."""
-    return os.uname().machine in _NR_SECCOMP
+    return MACHINE in _NR_SECCOMP
 
 
 def load_program(program: bytes, flags: int) -> int:
@@ -231,7 +231,7 @@ def load_program(program: bytes, flags: int) -> int:
     instructions = (Instruction * count).from_buffer_copy(program)
     fprog = _Program(count, instructions)
     syscall = function("syscall", ffi.c_long, ffi.c_long, ffi.c_uint, ffi.c_uint, ffi.c_void_p)
-    nr = _NR_SECCOMP[os.uname().machine]
+    nr = _NR_SECCOMP[MACHINE]
     result = syscall(nr, SECCOMP_SET_MODE_FILTER, flags, ffi.byref(fprog))
     return check(result, f"seccomp SECCOMP_SET_MODE_FILTER flags={flags:#x} ({count} instructions)")
 
