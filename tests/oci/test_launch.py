@@ -98,6 +98,20 @@ def test_unusable_cwd_fails_create(runtime: Runtime, bundle: Bundle) -> None:
     assert not (runtime.root / cid).exists()
 
 
+def test_a_cwd_only_the_runtime_can_open_is_entered_before_the_user_is_taken(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """runc enters process.cwd before it takes the user's ids, and again after only if that
+    failed: a non-root process may start in root's 0700 home (galley failed the create)."""
+    os.chmod(bundle.rootfs / "root", 0o700)
+    bundle.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    bundle.config["process"]["cwd"] = "/root"
+    bundle.config["process"]["args"] = ["sh", "-c", "pwd; ls . 2>/dev/null || echo closed"]
+    res = any_runtime("run", "-b", str(bundle.write()), any_runtime.new_id())
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["/root", "closed"]
+
+
 def test_cwd_through_leaked_fd_is_refused(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
     """CVE-2024-21626: a host directory fd the runtime inherited must not become the cwd."""
     host_dir = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)

@@ -589,9 +589,12 @@ class ProcessStarter:
         if self.filter is not None and not self.nnp:
             self._set_rlimits()
             notify_fd = self.filter.load()
+        cwd = process.get("cwd", "/")
+        entered = enter_cwd(cwd, may_retry=True)  # as runc: first with the runtime's rights
         self.identity.apply_user(process.get("user") or {"uid": 0, "gid": 0})
         self.capabilities.apply_capabilities(process.get("capabilities", {}))
-        enter_cwd(process.get("cwd", "/"))
+        if not entered:
+            enter_cwd(cwd)
         if "HOME" not in self.env:  # the container's /etc/passwd is read only when needed
             self.env["HOME"] = self.identity.home_dir(process.get("user", {}).get("uid", 0))
         self.executable = find_executable(process["args"][0], self.env)
@@ -702,10 +705,17 @@ def environment(process: Process) -> dict[str, str]:
     return env
 
 
-def enter_cwd(cwd: str) -> None:
-    """chdir to process.cwd and make sure it lies inside the container's root."""
+def enter_cwd(cwd: str, *, may_retry: bool = False) -> bool:
+    """chdir to process.cwd and make sure it lies inside the container's root. With may_retry
+    a permission error returns False instead: runc tries before taking the user's ids (so the
+    process may start in a directory its user cannot open, such as root's 0700 home) and
+    again after (a volume chowned to the user may be closed to root without DAC override)."""
     try:
         os.chdir(cwd)
+    except PermissionError as err:
+        if may_retry:
+            return False
+        raise StageError(f'chdir to cwd ("{cwd}") set in config.json failed: {err.strerror}')
     except OSError as err:
         raise StageError(f'chdir to cwd ("{cwd}") set in config.json failed: {err.strerror}')
     try:
@@ -714,6 +724,7 @@ def enter_cwd(cwd: str) -> None:
         raise StageError(f'cwd "{cwd}" is outside the container\'s root') from None
     except OSError:  # a seccomp profile may deny getcwd (runtime-tools' does): as runc, only
         pass  # ENOENT tells an unreachable cwd
+    return True
 
 
 def find_executable(name: str, env: dict[str, str]) -> str:
