@@ -142,6 +142,29 @@ def test_join_namespaces_by_path(runtime: Runtime, bundle: Bundle, sleeper: int)
     assert pid != os.readlink(f"/proc/{sleeper}/ns/pid")
 
 
+def test_a_new_user_namespace_with_namespaces_the_host_owns_joined_by_path(
+    any_runtime: Runtime, open_bundle: Bundle, sleeper: int
+) -> None:
+    """The namespaces given by path are joined before the new user namespace is made, as runc
+    does: from inside it, the kernel refuses setns into a namespace the host's owns (galley
+    made the user namespace first and failed with EPERM)."""
+    bundle = open_bundle
+    in_user_namespace(bundle)
+    linux = bundle.config["linux"]
+    linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] not in {"uts", "ipc"}]
+    linux["namespaces"] += [
+        {"type": "uts", "path": f"/proc/{sleeper}/ns/uts"},
+        {"type": "ipc", "path": f"/proc/{sleeper}/ns/ipc"},
+    ]
+    bundle.config.pop("hostname", None)
+    out = _run(any_runtime, bundle, "for n in uts ipc; do readlink /proc/self/ns/$n; done; id -u")
+    assert out.split() == [
+        os.readlink(f"/proc/{sleeper}/ns/uts"),
+        os.readlink(f"/proc/{sleeper}/ns/ipc"),
+        "0",
+    ]
+
+
 def test_join_pid_namespace_by_path(runtime: Runtime, bundle: Bundle, sleeper: int) -> None:
     namespaces = [n for n in bundle.config["linux"]["namespaces"] if n["type"] != "pid"]
     namespaces.append({"type": "pid", "path": f"/proc/{sleeper}/ns/pid"})

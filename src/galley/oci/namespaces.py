@@ -3,9 +3,11 @@
 Order, as the kernel needs it:
 
     1. setns() into a user namespace given by path          (decides what may be joined next)
-    2. unshare(CLONE_NEWUSER) when a new one is asked for;
+    2. setns() into every other namespace given by path, still with the caller's rights over
+       their owners (as runc: from inside a new user namespace, joining one the host owns
+       is refused)
+    3. unshare(CLONE_NEWUSER) when a new one is asked for;
        P writes uid_map/gid_map; we become root inside it
-    3. setns() into every other namespace given by path
     4. unshare() every other new namespace at once; a new cgroup namespace must come after
        the process was moved into its cgroup, so the create stage defers it (galley.oci.init)
     5. new time namespace: write its offsets before any process lives in it
@@ -98,20 +100,17 @@ def enter(
             opened()
         if plan.new_user or any(kind == "user" for kind, _, _ in fds):
             os.setgroups([])  # the caller's groups: in there, setgroups may be denied
-        for kind, path, fd in fds:
+        for kind, path, fd in fds:  # the user namespace first: plan.join is sorted so
+            ns.setns(fd, ns.NAMESPACES[kind][0], path)
             if kind == "user":
-                ns.setns(fd, ns.CLONE_NEWUSER, path)
                 become_root()
-        if plan.new_user:
-            ns.unshare(ns.CLONE_NEWUSER)
-            map_ids()
-            become_root()
-        for kind, path, fd in fds:
-            if kind != "user":
-                ns.setns(fd, ns.NAMESPACES[kind][0], path)
     finally:
         for _, _, fd in fds:
             os.close(fd)
+    if plan.new_user:
+        ns.unshare(ns.CLONE_NEWUSER)
+        map_ids()
+        become_root()
     if plan.create:
         ns.unshare(plan.create)
     if plan.create & ns.CLONE_NEWTIME and offsets:
