@@ -205,3 +205,24 @@ def test_a_v1_cgroup_mount_is_nosuid_nodev_noexec_whatever_its_options(
         "/sys/fs/cgroup rw,nosuid,nodev,noexec,relatime",
         f"/sys/fs/cgroup/memory {hierarchy}",
     ]
+
+
+def test_several_atime_options_resolve_as_mount_2_resolves_them(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """runc passes every atime flag to mount(2), whatever their order, and the kernel takes
+    strictatime over noatime over relatime; galley let relatime win over both."""
+    data = tmp_path / "data"
+    data.mkdir()
+    bundle.config["mounts"] += [
+        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+         "options": ["strictatime", "relatime"]},
+        {"destination": "/data", "type": "bind", "source": str(data),
+         "options": ["rbind", "noatime", "relatime"]},
+    ]  # fmt: skip
+    bundle.config["process"]["args"] = [
+        "sh", "-c", "awk '$5 == \"/tmp\" || $5 == \"/data\" {print $5, $6}' /proc/self/mountinfo",
+    ]  # fmt: skip
+    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["/tmp rw", "/data rw,noatime"]

@@ -114,10 +114,12 @@ _BIND_ATTRS = (
     (k.MS_NODIRATIME, k.MOUNT_ATTR_NODIRATIME),
     (k.MS_NOSYMFOLLOW, k.MOUNT_ATTR_NOSYMFOLLOW),
 )
+# Lowest precedence first (the last one set wins): mount(2) given several atime flags, as runc
+# passes them whatever their order, takes strictatime over noatime over relatime.
 _ATIME_ATTRS = (
+    (k.MS_RELATIME, k.MOUNT_ATTR_RELATIME),
     (k.MS_NOATIME, k.MOUNT_ATTR_NOATIME),
     (k.MS_STRICTATIME, k.MOUNT_ATTR_STRICTATIME),
-    (k.MS_RELATIME, k.MOUNT_ATTR_RELATIME),
 )
 
 # Entries under /proc that may be bind-mounted over (what LXCFS emulates), as runc allows.
