@@ -300,6 +300,30 @@ def test_a_listed_device_gets_only_the_access_resources_give(
     assert _run_script(any_runtime, bundle, script).strip() == want
 
 
+@pytest.mark.skipif(LAYOUT.mode == "v2", reason="v1 devices cgroup (eBPF on v2 is exact)")
+def test_a_rule_v1_cannot_express_is_refused_not_dropped(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """Deny /dev/loop-control after allowing every character device: v1 keeps exceptions by
+    exact numbers, so the deny removed nothing and the device stayed open. runc refuses the
+    list ("cannot punch hole in existing wildcard rule"); galley ran it, the device open."""
+    bundle.config["linux"]["devices"] = [
+        {"path": "/dev/loop-control", "type": "c", "major": 10, "minor": 237, "fileMode": 0o600}
+    ]
+    bundle.config["linux"]["resources"] = {
+        "devices": [
+            {"allow": False, "access": "rwm"},
+            {"allow": True, "type": "c", "access": "rwm"},
+            {"allow": False, "type": "c", "major": 10, "minor": 237, "access": "rwm"},
+        ]
+    }
+    bundle.config["process"]["args"] = ["sh", "-c", "(: </dev/loop-control) && echo opened"]
+    result = any_runtime("run", "-b", str(bundle.write()), any_runtime.new_id())
+    assert result.returncode == 1, result.stdout
+    assert "opened" not in result.stdout
+    assert "cannot punch hole in existing wildcard rule" in result.stderr
+
+
 def _state_cgroup(runtime: Runtime, cid: str) -> dict[str, Any]:
     saved: dict[str, Any] = json.loads((runtime.root / cid / "state.json").read_text())["cgroup"]
     return saved

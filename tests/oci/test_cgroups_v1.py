@@ -438,3 +438,39 @@ def test_a_listed_default_node_drops_its_default_rule() -> None:
     }
     rules = {rule.cgroup_text() for rule in implied_rules(spec)}
     assert rules == {rule.cgroup_text() for rule in DEFAULT_ALLOWED} - {"c 1:3 rwm"}
+
+
+@pytest.mark.parametrize(
+    ("rules", "hole"),
+    [
+        # default deny: an allow-all-chars exception, then a narrower deny
+        ([("deny", "a", -1, -1, "rwm"), ("allow", "c", -1, -1, "rwm"), ("deny", "c", 10, 229, "r")],
+         "rule [c 10:229 r] (deny) not supported by devices cgroup v1 (cannot punch hole in"
+         " existing wildcard rule [c *:* rwm])"),
+        ([("deny", "a", -1, -1, "rwm"), ("allow", "b", 8, -1, "rw"), ("deny", "b", 8, 1, "w")],
+         "[b 8:1 w] (deny)"),
+        # default allow: a deny-all-of-minor-5 exception, then one of them allowed
+        ([("allow", "a", -1, -1, "rwm"), ("deny", "c", -1, 5, "rw"), ("allow", "c", 1, 5, "r")],
+         "[c *:5 rw]"),
+    ],
+)  # fmt: skip
+def test_rules_v1_cannot_express_are_refused(rules: list[tuple[Any, ...]], hole: str) -> None:
+    """v1 keeps exceptions by exact numbers: a rule agreeing with the default inside a wider
+    opposite exception would change nothing; the list is refused (runc's emulator's rule)."""
+    from galley.oci.cgroups.devices import Rule, check_v1  # noqa: PLC0415
+
+    parsed = [Rule(kind == "allow", *rest) for kind, *rest in rules]
+    with pytest.raises(InvalidArgument, match="cannot punch hole") as err:
+        check_v1(parsed)
+    assert hole in str(err.value)
+
+
+def test_rules_v1_can_express_pass() -> None:
+    from galley.oci.cgroups.devices import DEFAULT_ALLOWED, Rule, check_v1  # noqa: PLC0415
+
+    check_v1([Rule(False, "a", -1, -1, "rwm"), *DEFAULT_ALLOWED])
+    check_v1([  # exact removals, disjoint access, and a reset by "a"
+        Rule(True, "c", 1, 11, "rwm"), Rule(False, "c", 1, 11, "rwm"),
+        Rule(True, "c", -1, -1, "m"), Rule(False, "c", 10, 229, "rw"),
+        Rule(True, "b", 7, -1, "r"), Rule(False, "a", -1, -1, "rwm"), Rule(False, "b", 7, 1, "r"),
+    ])  # fmt: skip

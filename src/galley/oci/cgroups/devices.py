@@ -145,8 +145,50 @@ def write_v1(directory: str, rules: list[Rule]) -> None:
     The kernel keeps a default (allow or deny all) and a list of exceptions; writing "a"
     resets both. Writing a rule that agrees with the default removes an exception; one that
     disagrees adds one. So rules in order give "later rules win" except where an early rule
-    is broader than a later, opposite one — the same approximation runc's emulator writes.
+    is broader than a later, opposite one: check_v1 refuses those lists, as runc does.
     """
+    check_v1(rules)
     write(directory, "devices.deny", "a")
     for rule in rules:
         write(directory, "devices.allow" if rule.allow else "devices.deny", rule.cgroup_text())
+
+
+def check_v1(rules: list[Rule]) -> None:
+    """Refuse a rule list v1 cannot express, with runc's words ("cannot punch hole").
+
+    A rule that agrees with the default removes only the exception with exactly its type and
+    numbers: "deny c 10:229" after "allow c *:* rwm" (default deny) changes nothing, and the
+    device stays open although the spec's later rule denies it. The kernel takes the write
+    without a word, so the rules are played here first, on the kernel's model: a default,
+    and exceptions by exact (type, major, minor) with their access.
+    """
+    default_allow = False
+    exceptions: dict[tuple[str, int, int], set[str]] = {}
+    for rule in rules:
+        if rule.type == "a":  # the kernel reads any "a ..." line as all devices
+            default_allow, exceptions = rule.allow, {}
+            continue
+        key = (rule.type, rule.major, rule.minor)
+        access = set(rule.access)
+        if rule.allow != default_allow:
+            exceptions[key] = exceptions.get(key, set()) | access
+            continue
+        for wider in (
+            (rule.type, -1, rule.minor),
+            (rule.type, rule.major, -1),
+            (rule.type, -1, -1),
+        ):
+            held = exceptions.get(wider, set())
+            if wider != key and held & access:
+                hole = Rule(rule.allow, rule.type, rule.major, rule.minor, rule.access)
+                whole = Rule(not rule.allow, *wider, "".join(c for c in "rwm" if c in held))
+                raise InvalidArgument(
+                    f"linux.resources.devices: rule [{hole.cgroup_text()}] ("
+                    f"{'allow' if rule.allow else 'deny'}) not supported by devices cgroup v1 "
+                    f"(cannot punch hole in existing wildcard rule [{whole.cgroup_text()}])"
+                )
+        left = exceptions.get(key, set()) - access
+        if left:
+            exceptions[key] = left
+        else:
+            exceptions.pop(key, None)
