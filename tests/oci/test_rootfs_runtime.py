@@ -226,3 +226,25 @@ def test_several_atime_options_resolve_as_mount_2_resolves_them(
     result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["/tmp rw", "/data rw,noatime"]
+
+
+def test_the_missing_parents_of_a_file_bind_are_0755(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """A file mounted where its directories are missing (a config file at /etc/app/conf):
+    the parents are made 0755 as runc makes them; galley gave them the file's 0644, and a
+    non-root process could not reach its own config."""
+    conf = tmp_path / "conf"
+    conf.write_text("setting\n")
+    os.chmod(tmp_path, 0o755)
+    bundle.config["mounts"].append(
+        {"destination": "/etc/app/sub/conf", "type": "bind", "source": str(conf),
+         "options": ["bind", "ro"]}
+    )  # fmt: skip
+    bundle.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    bundle.config["process"]["args"] = [
+        "sh", "-c", "stat -c '%n %a' /etc/app /etc/app/sub; cat /etc/app/sub/conf",
+    ]  # fmt: skip
+    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["/etc/app 755", "/etc/app/sub 755", "setting"]

@@ -53,7 +53,8 @@ def ensure_dir(root_fd: int, path: str, mode: int = 0o755) -> int:
 
 
 def ensure_file(root_fd: int, path: str, mode: int = 0o644) -> int:
-    """An O_PATH fd on path inside the root, created as an empty file (with parents) if missing."""
+    """An O_PATH fd on path inside the root, created as an empty file of this mode (its missing
+    parents 0755) if missing."""
     parts = components(path)
     if not parts or parts[-1] == "..":
         raise InvalidArgument(f"path {path!r}: not a file name inside the container root")
@@ -92,7 +93,8 @@ def _walk(root_fd: int, parts: list[str], mode: int, *, leaf_is_dir: bool) -> in
             try:
                 current = openat2(root_fd, "/".join(parts[: index + 1]), flags, RESOLVE)
             except FileNotFoundError:
-                link = _create(parent, parts[index], mode, is_dir=want_dir)
+                leaf = index == len(parts) - 1  # parents are 0755, as runc's MkdirAll
+                link = _create(parent, parts[index], mode if leaf else 0o755, is_dir=want_dir)
                 return parts if link is None else _follow(parts, index, link)
             os.close(parent)
             parent = current
