@@ -112,6 +112,31 @@ def test_a_cwd_only_the_runtime_can_open_is_entered_before_the_user_is_taken(
     assert res.stdout.splitlines() == ["/root", "closed"]
 
 
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("PATH=", "executable file not found in $PATH"),
+        (None, "executable file not found in $PATH"),
+        ("PATH=.", "cannot run executable found relative to current directory"),
+        ("PATH=/nonexistent::/bin", "cannot run executable found relative to current directory"),
+    ],
+)
+def test_path_lookup_is_runcs(
+    any_runtime: Runtime, bundle: Bundle, path: str | None, why: str
+) -> None:
+    """args[0] looked up as runc (Go's exec.LookPath) looks it up: an empty or unset PATH
+    searches nowhere, and a relative entry that finds it is refused. galley searched the cwd
+    for both and ran /bin/sh from cwd /bin."""
+    process = bundle.config["process"]
+    process["env"] = [e for e in process["env"] if not e.startswith("PATH=")]
+    process["env"] += [path] if path else []
+    process["cwd"] = "/bin"
+    process["args"] = ["sh", "-c", "echo ran"]
+    res = any_runtime("run", "-b", str(bundle.write()), any_runtime.new_id())
+    assert res.returncode == 1, res.stdout
+    assert f'exec: \\"sh\\": {why}' in res.stderr
+
+
 def test_cwd_through_leaked_fd_is_refused(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
     """CVE-2024-21626: a host directory fd the runtime inherited must not become the cwd."""
     host_dir = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)

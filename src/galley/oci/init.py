@@ -728,11 +728,14 @@ def enter_cwd(cwd: str, *, may_retry: bool = False) -> bool:
 
 
 def find_executable(name: str, env: dict[str, str]) -> str:
-    """args[0] resolved as execvp would, with the container's PATH; a clear error if absent."""
+    """args[0] resolved as runc resolves it (Go's exec.LookPath), with the container's PATH: an
+    empty or unset PATH searches nowhere, and a name found through a relative entry ("",
+    ".", "bin") is refused, as Go refuses it since 1.19; a clear error if absent."""
     if "/" in name:
         candidates = [name]
     else:
-        candidates = [os.path.join(d or ".", name) for d in env.get("PATH", "").split(":")]
+        search = env.get("PATH", "")
+        candidates = [os.path.join(d or ".", name) for d in search.split(":")] if search else []
     for path in candidates:
         try:
             st = os.stat(path)
@@ -742,6 +745,10 @@ def find_executable(name: str, env: dict[str, str]) -> str:
                 raise StageError(f'exec: "{name}": stat {name}: {text[:1].lower()}{text[1:]}')
             continue
         if st.st_mode & 0o170000 == 0o100000 and os.access(path, os.X_OK):
+            if "/" not in name and not path.startswith("/"):
+                raise StageError(
+                    f'exec: "{name}": cannot run executable found relative to current directory'
+                )
             return path
         if "/" in name:
             raise StageError(f'exec: "{name}": permission denied')
