@@ -248,3 +248,20 @@ def test_the_missing_parents_of_a_file_bind_are_0755(
     result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["/etc/app 755", "/etc/app/sub 755", "setting"]
+
+
+def test_a_missing_directory_climbed_out_of_by_dotdot_is_not_made(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """Destinations through missing directories and back out ("/run/new/../b"): runc makes
+    only what the path ends in; galley made /run/new too (and a tmpfs mounted there later
+    took that directory's 0755 instead of its own 1777)."""
+    bundle.config["mounts"] += [
+        {"destination": "/run/new/../b", "type": "tmpfs", "source": "tmpfs"},
+        {"destination": "/run/x/y/../../z", "type": "tmpfs", "source": "tmpfs"},
+        {"destination": "/run/p/q/../r", "type": "tmpfs", "source": "tmpfs"},
+    ]
+    bundle.config["process"]["args"] = ["sh", "-c", "ls /run /run/p"]
+    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["/run:", "b", "p", "z", "/run/p:", "r"]

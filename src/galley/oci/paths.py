@@ -93,6 +93,9 @@ def _walk(root_fd: int, parts: list[str], mode: int, *, leaf_is_dir: bool) -> in
             try:
                 current = openat2(root_fd, "/".join(parts[: index + 1]), flags, RESOLVE)
             except FileNotFoundError:
+                end = _popped_at(parts, index)
+                if end >= 0 and not _is_link(parent, parts[index]):
+                    return parts[:index] + parts[end + 1 :]  # "new/..": nothing to make there
                 leaf = index == len(parts) - 1  # parents are 0755, as runc's MkdirAll
                 link = _create(parent, parts[index], mode if leaf else 0o755, is_dir=want_dir)
                 return parts if link is None else _follow(parts, index, link)
@@ -103,6 +106,28 @@ def _walk(root_fd: int, parts: list[str], mode: int, *, leaf_is_dir: bool) -> in
     finally:
         if parent >= 0:
             os.close(parent)
+
+
+def _popped_at(parts: list[str], index: int) -> int:
+    """Where a later ".." climbs back out of parts[index], or -1. parts[index] is missing, so
+    everything under it is too and the span cancels lexically, as runc's SecureJoin has it
+    ("/mnt/new/../b" makes /mnt/b and no /mnt/new)."""
+    depth = 0
+    for end in range(index, len(parts)):
+        depth += -1 if parts[end] == ".." else 1
+        if depth == 0:
+            return end
+    return -1
+
+
+def _is_link(parent_fd: int, name: str) -> bool:
+    """Whether name under parent_fd is a symlink (a dangling one resolves, as runc's SecureJoin
+    resolves it; a plain missing name followed by ".." is dropped with it)."""
+    try:
+        os.readlink(name, dir_fd=parent_fd)
+    except OSError:
+        return False
+    return True
 
 
 def _create(parent_fd: int, name: str, mode: int, *, is_dir: bool) -> str | None:
