@@ -276,17 +276,60 @@ def test_failing_prestart_hook_fails_create(
     assert any_runtime("state", cid).returncode == 1
 
 
-def test_failing_poststart_hook_only_warns(
+def _failing_poststart(bundle: Bundle, tmp_path: Path) -> Path:
+    """Two poststart hooks, the first failing; a poststop hook; a sleeping init."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    bundle.config["hooks"] = {
+        "poststart": [
+            {"path": hook_script(tmp_path, "bad", "exit 7\n")},
+            {"path": hook_script(tmp_path, "next", f"touch {marks}/next\n")},
+        ],
+        "poststop": [{"path": hook_script(tmp_path, "stop", f"touch {marks}/poststop\n")}],
+    }
+    bundle.config["process"]["args"] = ["sleep", "30"]
+    return marks
+
+
+def test_failing_poststart_hook_fails_run_and_removes_the_container(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """runtime-spec lifecycle step 9: an error, the container stopped and destroyed (poststop
+    hooks run), the remaining poststart hooks not. runc 1.1 runs them at create, and fails
+    it; galley at start, as runc 1.2 and the spec."""
+    marks = _failing_poststart(bundle, tmp_path)
+    cid = any_runtime.new_id()
+    result = detached(any_runtime, "run", "-d", "--bundle", str(bundle.write()), cid, check=False)
+    assert result.returncode == 1
+    assert "exit status 7" in result.stderr
+    assert any_runtime("state", cid).returncode == 1
+    assert (marks / "poststop").exists()
+    assert not (marks / "next").exists()
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+def test_failing_poststart_hook_fails_start(
     runtime: Runtime, bundle: Bundle, tmp_path: Path
 ) -> None:
-    bundle.config["hooks"] = {"poststart": [{"path": hook_script(tmp_path, "bad", "exit 7\n")}]}
-    bundle.config["process"]["args"] = ["sleep", "30"]
+    marks = _failing_poststart(bundle, tmp_path)
     cid = runtime.new_id()
     detached(runtime, "create", "--bundle", str(bundle.write()), cid)
+    pid = json.loads(runtime("state", cid, check=True).stdout)["pid"]
     result = runtime("start", cid)
-    assert result.returncode == 0
+    assert result.returncode == 1
     assert "poststart hook" in result.stderr
-    assert status(runtime, cid) == "running"
+    assert "exit status 7" in result.stderr
+    assert runtime("state", cid).returncode == 1
+    assert not (runtime.root / cid).exists()
+    assert (marks / "poststop").exists()
+    assert not (marks / "next").exists()
+    assert _proc_state(pid) in {"gone", "Z"}  # killed (a zombie until its reaper looks)
 
 
 def test_run_foreground_with_terminal_relays_stdio(runtime: Runtime, bundle: Bundle) -> None:

@@ -7,7 +7,8 @@ Runtime-spec semantics, by phase:
     createRuntime    runtime ns, after the namespaces exist           fails create
     createContainer  container mount ns, before pivot_root            fails create
     startContainer   container ns, just before the user's execve      fails start
-    poststart        runtime ns, after start                          only warns
+    poststart        runtime ns, after start                          fails start (and
+                                                                      destroys the container)
     poststop         runtime ns, at delete                            only warns
 
 A hook is `path` executed with `args` as its argv (args[0] is argv[0], as execv) and `env` as
@@ -28,9 +29,6 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from galley.oci.spec import Hook, State
-
-# Phases whose failure only warns (the container already ran or is gone).
-WARN_ONLY = frozenset({"poststart", "poststop"})
 
 
 def _argv(hook: Hook) -> list[str]:
@@ -104,7 +102,7 @@ def run_hooks(hooks: Sequence[Hook] | None, state: State, phase: str) -> None:
 
 
 def run_hooks_warn(hooks: Sequence[Hook] | None, state: State, phase: str) -> list[str]:
-    """Run every hook of a warn-only phase (poststart, poststop); return and print the failures."""
+    """Run every hook of a warn-only phase (poststop); return and print the failures."""
     if not hooks:
         return []
     state_json = _stdin(state)

@@ -3,6 +3,8 @@
 create: load + validate config.json → reserve <root>/<id> → launch.create → state.json
         (any failure removes the state directory; launch removes what it made)
 start:  status must be created → state.signal_start (writes the exec fifo) → poststart hooks
+        (the first that fails stops and destroys the container, poststop hooks included,
+        and fails start: runtime-spec 1.2's lifecycle step 9, as runc)
 run:    create + start; in the foreground wait for init, forward signals, relay its pty
         (process.terminal without --console-socket), return its status (128+signal when
         killed) and delete the container
@@ -272,15 +274,21 @@ def _abandon(result: LaunchResult) -> None:
 
 
 def start(ctx: Context, state: ContainerState) -> None:
-    """Let a created container run its process, then run the poststart hooks (warn only)."""
+    """Let a created container run its process, then run the poststart hooks. A failing one
+    stops the container and destroys it before start fails: the runtime-spec's lifecycle
+    (step 9, since 1.2; it once said "warn") and runc, which kills and removes it too."""
     with Lock(state.dir):
         require(Operation.START, state.status(check_frozen=False), state.id)
         signal_start(state.dir)
     hooks = state.spec.get("hooks", {}).get("poststart")
     if hooks:
-        from galley.oci.hooks import run_hooks_warn  # noqa: PLC0415 - lazy: ~1.5 ms
+        from galley.oci.hooks import run_hooks  # noqa: PLC0415 - lazy: ~1.5 ms
 
-        run_hooks_warn(hooks, state.oci_state(Status.RUNNING), "poststart")
+        try:
+            run_hooks(hooks, state.oci_state(Status.RUNNING), "poststart")
+        except FailedPrecondition:
+            delete_loaded(state, force=True)
+            raise
 
 
 def _exit_code(status: int) -> int:
