@@ -212,6 +212,36 @@ def test_bad_namespace_path_fails_cleanly(runtime: Runtime, bundle: Bundle) -> N
     assert not (runtime.root / cid).exists()
 
 
+@pytest.mark.parametrize("through_symlink", [False, True])
+def test_bind_source_only_the_hosts_root_can_reach(
+    any_runtime: Runtime, open_bundle: Bundle, tmp_path: Path, through_symlink: bool
+) -> None:
+    """A bind source below a directory only the host's root may search (0700, as a kubelet's
+    pod directories are 0750), in a container with a user namespace: the mapped root cannot
+    look it up, the runtime clones it first (runc 1.1 opens such sources before the userns).
+    galley said "bind source ... does not exist"."""
+    bundle = open_bundle
+    in_user_namespace(bundle)
+    (bundle.rootfs / "mnt" / "volume").mkdir(parents=True)  # the mapped root may not make it
+    private = tmp_path / "private"  # root's, 0700
+    (private / "volume").mkdir(parents=True, mode=0o755)
+    (private / "volume" / "data").write_text("kept\n")
+    private.chmod(0o700)
+    source = private / "volume"
+    if through_symlink:
+        (private / "link").symlink_to(source)
+        source = private / "link"
+    bundle.config["mounts"].append(
+        {
+            "destination": "/mnt/volume",
+            "type": "bind",
+            "source": str(source),
+            "options": ["bind", "ro"],
+        }
+    )
+    assert _run(any_runtime, bundle, "cat /mnt/volume/data") == "kept\n"
+
+
 def test_exec_joins_a_user_namespace(runtime: Runtime, open_bundle: Bundle) -> None:
     from tests.oci.test_exec import exec_in  # noqa: PLC0415
 

@@ -235,9 +235,9 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
     # P moves the container's process into its cgroup once it knows its pid; until then the
     # process builds its namespaces and rootfs, and only a new cgroup namespace must wait.
     from galley.kernel.ns import CLONE_NEWCGROUP, CLONE_NEWPID  # noqa: PLC0415
-    from galley.oci.rootfs import prebuild_idmapped  # noqa: PLC0415
+    from galley.oci.rootfs import prebuild_binds  # noqa: PLC0415
 
-    trees = prebuild_idmapped(spec, boot["bundle"])  # as the host's root, before the userns
+    trees = prebuild_binds(spec, boot["bundle"])  # as the host's root, before the userns
     if any(
         n.get("type") == "mount" and n.get("path")
         for n in spec.get("linux", {}).get("namespaces", [])

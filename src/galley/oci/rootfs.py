@@ -164,13 +164,22 @@ class Rootfs:
         self, entry: Mount, source: str, options: mounts.MountOptions, index: int = -1
     ) -> None:
         """A bind: the source tree cloned, its attributes set while detached, then attached (a
-        tree prebuilt for this entry by prebuild_idmapped is attached as it is)."""
-        if not os.path.exists(source):
+        tree prebuilt for this entry by prebuild_binds is attached as it is)."""
+        tree = self.trees.pop(index, -1)
+        if tree >= 0:
+            is_dir = stat.S_ISDIR(os.fstat(tree).st_mode)
+        elif os.path.exists(source):
+            is_dir = os.path.isdir(source)
+        else:
             raise InvalidArgument(f"bind source {source!r} does not exist")
         dest = entry.get("destination", "")
         recursive = bool(options.flags & k.MS_REC)
-        tree = self.trees.pop(index, -1)
-        target = paths.ensure_target(self.root_fd, dest, is_dir=os.path.isdir(source))
+        try:
+            target = paths.ensure_target(self.root_fd, dest, is_dir=is_dir)
+        except BaseException:
+            if tree >= 0:
+                os.close(tree)
+            raise
         try:
             self._check_target(target, "bind", source, dest)
             if tree < 0:
@@ -334,9 +343,16 @@ def idmapper(entry: Mount, spec: Spec, *, recursive: bool) -> Callable[[int], No
     return lambda tree: idmap.apply_idmap(tree, uids, gids, recursive=recursive)
 
 
-def prebuild_idmapped(spec: Spec, bundle: str) -> dict[int, int]:
-    """The idmapped binds' trees, made before the stage enters the container's namespaces:
-    only the host's user namespace may idmap a host filesystem. {mounts[] index: tree fd}."""
+def prebuild_binds(spec: Spec, bundle: str) -> dict[int, int]:
+    """Bind trees cloned before the stage enters the container's namespaces, as the host's
+    root: {mounts[] index: tree fd}. Idmapped binds always (only the host's user namespace may
+    idmap a host filesystem); with a user namespace of the container's own, every bind: its
+    root could not reach a source below a directory that only the host's root may search (a
+    kubelet's 0750 pod directories), where runc 1.1 opens the sources before it too. A plain
+    bind whose source cannot be cloned here is left to the stage, which reports it."""
+    linux = spec.get("linux", {})
+    paths_of = {ns.get("type"): ns.get("path") for ns in linux.get("namespaces", [])}
+    every_bind = "user" in paths_of and "mount" in paths_of and not paths_of["mount"]
     trees: dict[int, int] = {}
     try:
         for index, entry in enumerate(spec.get("mounts", [])):
@@ -345,7 +361,7 @@ def prebuild_idmapped(spec: Spec, bundle: str) -> dict[int, int]:
                 continue
             recursive = bool(options.flags & k.MS_REC)
             prepare = idmapper(entry, spec, recursive=recursive)
-            if prepare is None:
+            if prepare is None and not every_bind:
                 continue
             source = mounts.source_path(bundle, entry.get("source", ""))
             try:
@@ -353,6 +369,8 @@ def prebuild_idmapped(spec: Spec, bundle: str) -> dict[int, int]:
                     source, options, recursive=recursive, prepare=prepare
                 )
             except OSError as err:
+                if prepare is None:
+                    continue
                 raise mounts.failure(index, entry, err) from err
     except BaseException:
         for tree in trees.values():
