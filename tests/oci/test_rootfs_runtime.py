@@ -265,3 +265,40 @@ def test_a_missing_directory_climbed_out_of_by_dotdot_is_not_made(
     result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["/run:", "b", "p", "z", "/run/p:", "r"]
+
+
+def test_a_bind_over_the_root_becomes_the_root(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """mounts[] may cover "/" itself (runc builds the rest in what covers it and pivots into
+    it); galley refused it: "cannot mount over the container's root directory"."""
+    other = tmp_path / "other"
+    subprocess.run(["cp", "-a", str(bundle.rootfs), str(other)], check=True)
+    (other / "marker").write_text("other root\n")
+    cover = {"destination": "/", "type": "bind", "source": str(other), "options": ["rbind"]}
+    bundle.config["mounts"].insert(0, cover)
+    bundle.config["process"]["args"] = ["sh", "-c", "cat /marker; ls /proc/self/ns/pid"]
+    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "other root\n/proc/self/ns/pid\n"
+
+
+def test_a_tmpfs_over_the_root_with_tmpcopyup(any_runtime: Runtime, bundle: Bundle) -> None:
+    """A tmpfs over "/" filled from the rootfs: the container writes into the tmpfs only."""
+    bundle.config["root"]["readonly"] = False
+    cover = {"destination": "/", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]}
+    bundle.config["mounts"].insert(0, cover)
+    script = (
+        "echo new > /written && cat /written && awk '$5 == \"/\" {print $9}' /proc/self/mountinfo"
+    )
+    bundle.config["process"]["args"] = ["sh", "-c", script]
+    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["new", "tmpfs"]
+    assert not (bundle.rootfs / "written").exists()
+
+
+def test_proc_over_the_root_is_refused(any_runtime: Runtime, bundle: Bundle) -> None:
+    bundle.config["mounts"].insert(0, {"destination": "/", "type": "proc", "source": "proc"})
+    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
+    assert result.returncode == 1

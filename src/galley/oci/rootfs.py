@@ -4,7 +4,8 @@ setup_rootfs runs in the init stage, inside the container's new mount namespace,
 (runc's, so that hooks and the container see the same tree at the same moments):
 
     1. "/" made rslave (or linux.rootfsPropagation), the rootfs bind-mounted onto itself
-    2. every mounts[] entry in order, each destination resolved inside the root (paths.py)
+    2. every mounts[] entry in order, each destination resolved inside the root (paths.py);
+       one over "/" itself covers the root: the later ones land in it, pivot_root enters it
     3. /dev: device nodes, /dev/ptmx, /dev/fd and std* symlinks, /dev/console (devices.py)
     4. before_pivot(): the createContainer hooks
     5. pivot_root(".", ".") and the old root detached, or with no_pivot MS_MOVE + chroot;
@@ -66,6 +67,7 @@ class Rootfs:
         self.propagation = propagation_flags(linux.get("rootfsPropagation", ""))
         self.dev_readonly = False
         self.readonly_later: list[tuple[int, str]] = []  # read-only tmpfs: (fd, dest), finish()
+        self.root_covered = False  # a mounts[] entry went over "/": reopen the root after it
         self.root_fd = -1
 
     def prepare(self, report_clone: Callable[[str, int], None] | None = None) -> None:
@@ -146,6 +148,16 @@ class Rootfs:
             raise mounts.failure(index, entry, err) from err
         except (InvalidArgument, FailedPrecondition) as err:
             raise type(err)(f"{mounts.describe(index, entry)}: {err}") from err
+        if self.root_covered:
+            self._reopen_root()
+
+    def _reopen_root(self) -> None:
+        """After a mount over the root: the root is what now lies on top of its path (the
+        later mounts land in it and pivot_root enters it, as in runc)."""
+        self.root_covered = False
+        fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        os.close(self.root_fd)
+        self.root_fd = fd
 
     def _remount(self, dest: str, options: mounts.MountOptions) -> None:
         """`remount`: change the flags of the mount already at dest (made by an earlier entry)."""
@@ -265,10 +277,14 @@ class Rootfs:
             os.close(under)
 
     def _check_target(self, target: int, kind: str, source: str, dest: str) -> None:
-        """Refuse the root itself, /proc's insides, and proc or sysfs through a symlink."""
+        """Refuse /proc's insides, proc or sysfs through a symlink or over the root, and any
+        mount over the root of a rootfs built in the host's mount namespace. Another mount
+        over the root covers it, as runc's: what follows is built in it (_reopen_root)."""
         where = paths.container_path(self.root_fd, target)
         if where == "/":
-            raise InvalidArgument("cannot mount over the container's root directory")
+            if self.shares_host_mounts or kind in {"proc", "sysfs"}:
+                raise InvalidArgument("cannot mount over the container's root directory")
+            self.root_covered = True
         if kind in {"proc", "sysfs"}:
             if where != paths.clean(dest):  # runc: "not a directory" for a symlinked /proc
                 raise InvalidArgument(f"{kind} destination resolves through a symlink to {where!r}")
