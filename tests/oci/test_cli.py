@@ -160,6 +160,33 @@ def test_log_file_json_and_text(runtime: Runtime, tmp_path: Path) -> None:
     assert 'level=error msg="container \\"nosuch\\" does not exist"' in plain.stderr
 
 
+@pytest.mark.parametrize("command", [["list"], ["state", "nosuch"]])
+def test_a_log_file_that_cannot_be_opened_fails_first(
+    any_runtime: Runtime, tmp_path: Path, command: list[str]
+) -> None:
+    """runc opens --log before any command; galley opened it at its first line, so `list`
+    succeeded and `run` crashed (traceback) after creating the container."""
+    log = tmp_path / "missing" / "x.log"
+    result = any_runtime("--log", str(log), *command)
+    assert result.returncode == 1
+    assert result.stderr.endswith(f'level=error msg="open {log}: no such file or directory"\n')
+
+
+def test_run_with_a_log_file_that_cannot_be_opened_creates_nothing(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    cid = any_runtime.new_id()
+    log = f"file:{tmp_path}/x.log"  # crun's syntax: a relative path to runc and galley
+    bundle.config["process"]["args"] = ["sleep", "30"]
+    any_runtime.created.append(cid)  # deleted afterwards, should one be left
+    result = any_runtime(
+        "--log", log, "run", "-d", "--bundle", str(bundle.write()), cid, stdin=subprocess.DEVNULL
+    )
+    assert result.returncode == 1
+    assert "no such file or directory" in result.stderr
+    assert any_runtime("state", cid).returncode == 1
+
+
 def test_version_help_and_usage_errors(runtime: Runtime) -> None:
     assert "galley-runc version" in runtime("--version", check=True).stdout
     assert "create" in runtime("--help", check=True).stdout

@@ -76,6 +76,14 @@ class Log:
         finally:
             os.close(fd)
 
+    def check(self) -> None:
+        """Open (and create) the log file once before any command runs, as runc does: a path
+        that cannot be opened fails the command before it does anything (galley found out at
+        its first line, after a `run` had created the container)."""
+        if self.path is not None:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+            os.close(os.open(self.path, flags, 0o644))
+
     def failure(self, msg: str) -> None:
         """Log an error; with --log, the bare message also goes to stderr, as runc does. A
         message that quotes a huge value (a 1 MB hostname) keeps its start and its end."""
@@ -210,6 +218,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in LONG_RUNNING:
         collect_garbage()
     log = Log(args.log, args.log_format, LEVELS["debug" if args.debug else "warning"])
+    try:
+        log.check()
+    except OSError as e:  # runc's words: "open <path>: no such file or directory"
+        reason = (e.strerror or str(e)).lower()
+        Log(None, args.log_format).failure(f"open {args.log}: {reason}")
+        return 1
     ctx = Context(os.path.abspath(args.root), log, args.systemd_cgroup)
     try:
         return _commands(COMMANDS[args.command][0]).run(args.command, ctx, args)
