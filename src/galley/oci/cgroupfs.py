@@ -132,8 +132,7 @@ def _mount_v1_tmpfs(
     """The tmpfs holding each v1 hierarchy, made detached and attached on the target fd: its
     own fd names it from then on, so dest is never looked up again (a process sharing a
     parent directory could have put something else there)."""
-    flags = options.flags & ~(k.MS_RDONLY | k.MS_BIND | k.MS_REC | k.MS_REMOUNT) | _V1_FLAGS
-    tmpfs = new_filesystem("tmpfs", "tmpfs", flags, "mode=755")
+    tmpfs = new_filesystem("tmpfs", "tmpfs", _V1_FLAGS, "mode=755")
     try:
         attach(tmpfs, target)
         for hierarchy in v1:
@@ -191,7 +190,7 @@ def _mount_hierarchy(
         fstype, source = "cgroup2", "cgroup2"
         data = hierarchy.options if hierarchy is not None else None
         if hierarchy is not None and hierarchy.version == 1:
-            flags |= _V1_FLAGS
+            flags = _V1_FLAGS | (flags & k.MS_RDONLY)
             fstype, data = "cgroup", ",".join(sorted(hierarchy.controllers))
             named = [c[5:] for c in hierarchy.controllers if c.startswith("name=")]
             source = named[0] if named else "cgroup"  # runc shows "systemd" for name=systemd
