@@ -131,3 +131,29 @@ def test_line_ends_of_a_foreground_terminal(
     command = [any_runtime.binary, "--root", str(any_runtime.root), "run"]
     command += ["--bundle", str(bundle.write()), cid]
     assert b"a\r\nb\r\n" in under_a_tty(command, tmp_path)
+
+
+def test_foreground_terminal_run_started_as_a_background_job(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """`run` with a terminal started in the background of a job-control shell stops on
+    SIGTTOU when it makes its tty raw; `fg` continues it (SIGCONT, a signal galley forwards):
+    tcsetattr was interrupted and not made again, a traceback and status 1 (runc carries on)."""
+    bundle.config["process"]["terminal"] = True
+    bundle.config["process"]["args"] = ["sh", "-c", "echo from-the-container"]
+    cid = runtime.new_id()
+    runtime.created.append(cid)
+    command = [runtime.binary, "--root", str(runtime.root), "run", "--bundle", str(bundle.write())]
+    job = tmp_path / "job.sh"
+    job.write_text(
+        f"{subprocess.list2cmdline([*command, cid])} &\n"
+        "sleep 1\n"  # time to reach tcsetattr and stop there
+        "jobs\n"
+        "fg\n"
+        'echo "fg-status=$?"\n'
+    )
+    seen = under_a_tty(["bash", "-m", str(job)], tmp_path)
+    assert b"Stopped" in seen  # it did stop on the tty
+    assert b"Traceback" not in seen
+    assert b"from-the-container\r\n" in seen
+    assert b"fg-status=0" in seen

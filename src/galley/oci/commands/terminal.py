@@ -85,6 +85,23 @@ def _copy_window_size(master: int) -> None:
         pass
 
 
+def _uninterrupted(call: Callable[[], object]) -> None:
+    """A terminal attribute call, made again when a signal interrupted it. Python's handlers
+    do not restart system calls and termios does not retry (PEP 475 covers os, not termios):
+    a `run` in a background job stops on SIGTTOU in tcsetattr, and the SIGCONT that wakes it
+    (one of the signals forwarded to the container) made it EINTR and a traceback."""
+    import errno  # noqa: PLC0415
+    import termios  # noqa: PLC0415
+
+    while True:
+        try:
+            call()
+            return
+        except termios.error as err:
+            if err.args[0] != errno.EINTR:
+                raise
+
+
 def relay(master: int, reap: Callable[[], int | None] | None) -> int:
     """Relay stdio and the master until reap() returns the container's exit status; with no
     reap, until the pty has no more users (the master reads EIO), then 0."""
@@ -94,7 +111,7 @@ def relay(master: int, reap: Callable[[], int | None] | None) -> int:
     saved = None
     if os.isatty(0):
         saved = termios.tcgetattr(0)
-        tty.setraw(0)
+        _uninterrupted(lambda: tty.setraw(0))
         _copy_window_size(master)
         signal.signal(signal.SIGWINCH, lambda _n, _f: _copy_window_size(master))
     os.set_blocking(master, False)
@@ -118,7 +135,8 @@ def relay(master: int, reap: Callable[[], int | None] | None) -> int:
                 return status
     finally:
         if saved is not None:
-            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+            attrs = saved
+            _uninterrupted(lambda: termios.tcsetattr(0, termios.TCSADRAIN, attrs))
         os.close(master)
 
 
