@@ -242,6 +242,42 @@ def test_bind_source_only_the_hosts_root_can_reach(
     assert _run(any_runtime, bundle, "cat /mnt/volume/data") == "kept\n"
 
 
+@pytest.mark.parametrize("options", [["rbind"], ["rbind", "ro"]])
+def test_bind_submounts_stay_locked_in_a_user_namespace(
+    any_runtime: Runtime, open_bundle: Bundle, tmp_path: Path, options: list[str]
+) -> None:
+    """A recursive bind's submounts, in a container with a user namespace, are locked as the
+    kernel locks the host's mounts for a less privileged namespace: its root (CAP_SYS_ADMIN
+    there) may not unmount one to read the host's files it covers. runc opens the source in
+    the container's mount namespace; galley cloned it in the host's, unlocked."""
+    bundle = open_bundle
+    in_user_namespace(bundle)
+    caps = ["CAP_SYS_ADMIN"]
+    bundle.config["process"]["capabilities"] = {
+        "bounding": caps,
+        "effective": caps,
+        "permitted": caps,
+    }
+    (bundle.rootfs / "mnt" / "volume").mkdir(parents=True)
+    source = tmp_path / "volume"
+    (source / "sub").mkdir(parents=True)
+    (source / "sub" / "covered").write_text("the host's\n")
+    bundle.config["mounts"].append(
+        {"destination": "/mnt/volume", "type": "bind", "source": str(source), "options": options}
+    )
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(source / "sub")], check=True)
+    try:
+        out = _run(
+            any_runtime,
+            bundle,
+            "umount /mnt/volume/sub 2>/dev/null && echo unmounted;"
+            " cat /mnt/volume/sub/covered 2>/dev/null; echo end",
+        )
+    finally:
+        subprocess.run(["umount", str(source / "sub")], check=True)
+    assert out == "end\n"
+
+
 def test_exec_joins_a_user_namespace(runtime: Runtime, open_bundle: Bundle) -> None:
     from tests.oci.test_exec import exec_in  # noqa: PLC0415
 

@@ -235,9 +235,10 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
     # P moves the container's process into its cgroup once it knows its pid; until then the
     # process builds its namespaces and rootfs, and only a new cgroup namespace must wait.
     from galley.kernel.ns import CLONE_NEWCGROUP, CLONE_NEWPID  # noqa: PLC0415
-    from galley.oci.rootfs import prebuild_binds  # noqa: PLC0415
+    from galley.oci.rootfs import BindCloner, binds_to_clone, prebuild_binds  # noqa: PLC0415
 
     trees = prebuild_binds(spec, boot["bundle"])  # as the host's root, before the userns
+    cloner = BindCloner(spec, boot["bundle"]) if binds_to_clone(spec) else None
     if any(
         n.get("type") == "mount" and n.get("path")
         for n in spec.get("linux", {}).get("namespaces", [])
@@ -245,7 +246,13 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         _import_rootfs_code()  # the rootfs is built in another mount namespace: seal first
         seal_imports()
     made = CLONE_NEWPID if boot.get("pid_namespace") else 0  # P forked us into it: pid 1
-    deferred = _enter_namespaces(channel, spec, defer=CLONE_NEWCGROUP, made=made)
+    entered = None
+    if cloner is not None:  # the host's root clones them in the container's mount namespace
+
+        def entered() -> None:
+            trees.update(cloner.trees())  # before a fork for a pid namespace: ours to reap
+
+    deferred = _enter_namespaces(channel, spec, defer=CLONE_NEWCGROUP, made=made, entered=entered)
     os.setsid()
     _set_names(spec)
     state: State = {
@@ -389,11 +396,12 @@ def _enter_namespaces(
     defer: int = 0,
     made: int = 0,
     opened: Callable[[], None] | None = None,
+    entered: Callable[[], None] | None = None,
 ) -> int:
     """Namespaces in kernel order, but those to create in defer (returned) and those P made
-    (made: we were forked into them); then "pid" to P. P's answer is read later (_joined):
-    the process goes on while P writes oom_score_adj and moves it into its cgroup, and it
-    runs nothing of the container's before "cgroup"."""
+    (made: we were forked into them); entered() once in them, before any fork; then "pid" to
+    P. P's answer is read later (_joined): the process goes on while P writes oom_score_adj
+    and moves it into its cgroup, and it runs nothing of the container's before "cgroup"."""
     from galley.kernel.ns import CLONE_NEWNET  # noqa: PLC0415
     from galley.oci import namespaces  # noqa: PLC0415
 
@@ -410,6 +418,8 @@ def _enter_namespaces(
         channel.expect("ok")
 
     namespaces.enter(plan, map_ids, spec.get("linux", {}).get("timeOffsets"), opened)
+    if entered is not None:
+        entered()
     if plan.create & CLONE_NEWNET:  # a network namespace of its own: loopback up, as runc
         from galley.kernel.net import set_up  # noqa: PLC0415 - imported with the stage's code
 

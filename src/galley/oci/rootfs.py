@@ -34,7 +34,8 @@ __all__ = ["apply_sysctl", "setup_rootfs"]
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    import socket
+    from collections.abc import Callable, Iterator
 
     from galley.oci.spec import Mount, Spec
 
@@ -359,40 +360,158 @@ def idmapper(entry: Mount, spec: Spec, *, recursive: bool) -> Callable[[int], No
     return lambda tree: idmap.apply_idmap(tree, uids, gids, recursive=recursive)
 
 
-def prebuild_binds(spec: Spec, bundle: str) -> dict[int, int]:
-    """Bind trees cloned before the stage enters the container's namespaces, as the host's
-    root: {mounts[] index: tree fd}. Idmapped binds always (only the host's user namespace may
-    idmap a host filesystem); with a user namespace of the container's own, every bind: its
-    root could not reach a source below a directory that only the host's root may search (a
-    kubelet's 0750 pod directories), where runc 1.1 opens the sources before it too. A plain
-    bind whose source cannot be cloned here is left to the stage, which reports it."""
+def binds_to_clone(spec: Spec) -> bool:
+    """Whether every bind is cloned by the host's root: the container has a user namespace
+    of its own and a new mount namespace (else only the idmapped binds are)."""
     linux = spec.get("linux", {})
     paths_of = {ns.get("type"): ns.get("path") for ns in linux.get("namespaces", [])}
-    every_bind = "user" in paths_of and "mount" in paths_of and not paths_of["mount"]
+    return "user" in paths_of and "mount" in paths_of and not paths_of["mount"]
+
+
+def _bind_trees(spec: Spec, bundle: str, *, every_bind: bool) -> Iterator[tuple[int, int]]:
+    """(mounts[] index, tree fd) of each bind cloned here; an idmapped bind that cannot be
+    cloned raises (a plain one is left to the stage, which reports it). The caller owns
+    each fd as soon as it is yielded."""
+    for index, entry in enumerate(spec.get("mounts", [])):
+        options = mounts.MountOptions(entry.get("options", []))
+        if entry.get("type") != "bind" and not options.is_bind:
+            continue
+        recursive = bool(options.flags & k.MS_REC)
+        prepare = idmapper(entry, spec, recursive=recursive)
+        if prepare is None and not every_bind:
+            continue
+        source = mounts.source_path(bundle, entry.get("source", ""))
+        try:
+            tree = mounts.clone_tree(source, options, recursive=recursive, prepare=prepare)
+        except OSError as err:
+            if prepare is None:
+                continue
+            raise mounts.failure(index, entry, err) from err
+        yield index, tree
+
+
+def prebuild_binds(spec: Spec, bundle: str) -> dict[int, int]:
+    """Idmapped bind trees cloned before the stage enters the container's namespaces, as
+    the host's root (only the host's user namespace may idmap a host filesystem): {mounts[]
+    index: tree fd}. With a user namespace of the container's own, none: BindCloner clones
+    every bind then, from inside the container's mount namespace."""
     trees: dict[int, int] = {}
+    if binds_to_clone(spec):
+        return trees
     try:
-        for index, entry in enumerate(spec.get("mounts", [])):
-            options = mounts.MountOptions(entry.get("options", []))
-            if entry.get("type") != "bind" and not options.is_bind:
-                continue
-            recursive = bool(options.flags & k.MS_REC)
-            prepare = idmapper(entry, spec, recursive=recursive)
-            if prepare is None and not every_bind:
-                continue
-            source = mounts.source_path(bundle, entry.get("source", ""))
-            try:
-                trees[index] = mounts.clone_tree(
-                    source, options, recursive=recursive, prepare=prepare
-                )
-            except OSError as err:
-                if prepare is None:
-                    continue
-                raise mounts.failure(index, entry, err) from err
+        for index, tree in _bind_trees(spec, bundle, every_bind=False):
+            trees[index] = tree
     except BaseException:
         for tree in trees.values():
             os.close(tree)
         raise
     return trees
+
+
+class BindCloner:
+    """In a container with a user namespace of its own, every bind is cloned by the host's
+    root (runc 1.1 opens the sources first): its root could not reach a source below a
+    directory that only the host's root may search (a kubelet's 0750 pod directories).
+
+    Cloned from inside the container's mount namespace, as runc's parent opens them there:
+    that namespace is a copy made for a less privileged user namespace, so the kernel has
+    locked its mounts, and a recursive bind keeps its submounts locked (MNT_LOCKED) — the
+    container's root can neither unmount one to see the host's files under it nor reveal
+    them with a non-recursive bind. A clone made in the host's namespace would carry no such
+    lock. So a helper is forked before the stage enters the namespaces (it keeps the host's
+    credentials), joins the new mount namespace when trees() sends it, and sends back the
+    trees (SCM_RIGHTS)."""
+
+    def __init__(self, spec: Spec, bundle: str) -> None:
+        import socket  # noqa: PLC0415 - only for a user namespace's binds
+
+        self.spec = spec
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock = ours
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - the helper: ends in _exit
+            status = 1
+            try:
+                ours.close()
+                keep = theirs.fileno()
+                os.closerange(3, keep)  # P's pipes: the helper must not hold them open
+                os.closerange(keep + 1, 1 << 16)
+                _serve_binds(theirs, spec, bundle)
+                status = 0
+            finally:
+                os._exit(status)
+        theirs.close()
+
+    def trees(self) -> dict[int, int]:
+        """The trees, once the stage is in the container's mount namespace."""
+        trees: dict[int, int] = {}
+        try:
+            self._receive(trees)
+        except BaseException:
+            for tree in trees.values():
+                os.close(tree)
+            raise
+        finally:
+            self.close()
+        return trees
+
+    def _receive(self, trees: dict[int, int]) -> None:
+        import socket  # noqa: PLC0415
+
+        mntns = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            socket.send_fds(self.sock, [b"mnt"], [mntns])
+        finally:
+            os.close(mntns)
+        while True:
+            data, fds, _, _ = socket.recv_fds(self.sock, 4096, 1)
+            if data and fds:
+                trees[int(data)] = fds[0]
+                continue
+            for fd in fds:
+                os.close(fd)
+            if data == b".":
+                return
+            if data.startswith(b"!"):  # the helper's error, in its words
+                raise FailedPrecondition(data[1:].decode(errors="replace"))
+            raise FailedPrecondition("binds: the host's helper exited")
+
+    def close(self) -> None:
+        """Let the helper go (it exits on end of file) and reap it."""
+        if self.sock.fileno() >= 0:
+            self.sock.close()
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:  # the stage forked for a pid namespace: not ours to reap
+            pass
+
+
+def _serve_binds(sock: socket.socket, spec: Spec, bundle: str) -> None:  # pragma: no cover
+    """The helper: join the mount namespace it is sent, clone every bind there, send them."""
+    import socket  # noqa: PLC0415
+
+    from galley.kernel import ns  # noqa: PLC0415
+
+    _, fds, _, _ = socket.recv_fds(sock, 16, 1)
+    if not fds:
+        return  # the stage gave up before its namespaces
+    try:
+        ns.setns(fds[0], ns.CLONE_NEWNS, "the container's mount namespace")
+    except OSError as err:
+        sock.send(f"!binds: joining the container's mount namespace: {err}".encode())
+        return
+    finally:
+        os.close(fds[0])
+    try:
+        for index, tree in _bind_trees(spec, bundle, every_bind=True):
+            try:
+                socket.send_fds(sock, [str(index).encode()], [tree])
+            finally:
+                os.close(tree)
+    except FailedPrecondition as err:
+        sock.send(f"!{err}".encode())
+        return
+    sock.send(b".")
 
 
 def setup_rootfs(
