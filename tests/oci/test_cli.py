@@ -172,6 +172,17 @@ def test_a_log_file_that_cannot_be_opened_fails_first(
     assert result.stderr.endswith(f'level=error msg="open {log}: no such file or directory"\n')
 
 
+def test_a_log_line_that_cannot_be_written_is_said_on_stderr(any_runtime: Runtime) -> None:
+    """A log that opens but takes no line (a full disk): runc says so on stderr and goes on;
+    galley ended in a traceback."""
+    result = any_runtime("--log", "/dev/full", "state", "nosuch")
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == "Failed to write to log, write /dev/full: no space left on device"
+    assert "does not exist" in lines[-1]
+    assert "Traceback" not in result.stderr
+
+
 def test_run_with_a_log_file_that_cannot_be_opened_creates_nothing(
     any_runtime: Runtime, bundle: Bundle, tmp_path: Path
 ) -> None:

@@ -70,11 +70,16 @@ class Log:
         if self.path is None:
             os.write(2, data)
             return
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        except OSError as err:  # a full disk, /dev/full: said on stderr as runc's logrus says it
+            text = os.strerror(err.errno or 0)
+            line = f"Failed to write to log, write {self.path}: {text[:1].lower()}{text[1:]}\n"
+            os.write(2, line.encode())
 
     def check(self) -> None:
         """Open (and create) the log file once before any command runs, as runc does: a path
