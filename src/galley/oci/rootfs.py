@@ -361,11 +361,16 @@ def idmapper(entry: Mount, spec: Spec, *, recursive: bool) -> Callable[[int], No
 
 
 def binds_to_clone(spec: Spec) -> bool:
-    """Whether every bind is cloned by the host's root: the container has a user namespace
-    of its own and a new mount namespace (else only the idmapped binds are)."""
+    """Whether every bind is cloned by the host's root (BindCloner): the container has binds,
+    a user namespace of its own and a new mount namespace (else only idmapped binds are)."""
     linux = spec.get("linux", {})
     paths_of = {ns.get("type"): ns.get("path") for ns in linux.get("namespaces", [])}
-    return "user" in paths_of and "mount" in paths_of and not paths_of["mount"]
+    if not ("user" in paths_of and "mount" in paths_of and not paths_of["mount"]):
+        return False
+    return any(
+        m.get("type") == "bind" or mounts.MountOptions(m.get("options", [])).is_bind
+        for m in spec.get("mounts", [])
+    )
 
 
 def _bind_trees(spec: Spec, bundle: str, *, every_bind: bool) -> Iterator[tuple[int, int]]:
