@@ -513,7 +513,7 @@ def _serve_binds(sock: socket.socket, spec: Spec, bundle: str) -> None:  # pragm
                 socket.send_fds(sock, [str(index).encode()], [tree])
             finally:
                 os.close(tree)
-    except FailedPrecondition as err:
+    except Exception as err:  # the stage reports it (an idmap's mappings too)
         sock.send(f"!{err}".encode())
         return
     sock.send(b".")
