@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -118,6 +119,55 @@ def test_cwd_cannot_be_a_leaked_fd(runtime: Runtime, bundle: Bundle, mode: str) 
             res = runtime("exec", "--cwd", cwd, cid, "pwd")
         assert res.returncode != 0, (n, res.stdout, res.stderr)
         assert res.stdout == "", (n, res.stdout)
+
+
+_CWD_CHECK = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from galley.oci.init import StageError, enter_cwd
+outside = os.open(sys.argv[3], os.O_RDONLY | os.O_DIRECTORY)
+os.chroot(sys.argv[2])
+os.chdir("/")
+def denied():
+    raise PermissionError(1, "Operation not permitted")
+os.getcwd = denied  # a seccomp profile that denies getcwd (runtime-tools' linux_seccomp)
+real_chdir = os.chdir
+for name, chdir in (("inside", lambda path: real_chdir("/sub")),
+                    ("leaked", lambda path: os.fchdir(outside))):
+    os.chdir = chdir  # /proc/self/fd/N: the leaked fd's directory, outside the root
+    try:
+        print(name, enter_cwd("/proc/self/fd/N"))
+    except StageError as err:
+        print(name, "refused:", err)
+"""
+
+
+def test_a_leaked_cwd_is_refused_when_getcwd_is_denied(tmp_path: Path) -> None:
+    """CVE-2024-21626 with a seccomp profile that makes getcwd fail (loaded before the cwd is
+    entered when noNewPrivileges is false): getcwd cannot say "unreachable", so the cwd is
+    checked by climbing "..". galley let such a cwd through unchecked."""
+    (tmp_path / "root" / "sub").mkdir(parents=True)
+    (tmp_path / "host" / "deep").mkdir(parents=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            _CWD_CHECK,
+            str(REPO / "src"),
+            str(tmp_path / "root"),
+            str(tmp_path / "host" / "deep"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    lines = res.stdout.splitlines()
+    assert lines[0] == "inside True"
+    assert lines[1].startswith("leaked refused: "), lines
+    assert "outside the container's root" in lines[1]
 
 
 def _as_nobody(path: str) -> list[str]:

@@ -42,6 +42,7 @@ are all avoided here for the same reason).
 
 from __future__ import annotations
 
+import errno
 import marshal
 import os
 import sys
@@ -732,8 +733,28 @@ def enter_cwd(cwd: str, *, may_retry: bool = False) -> bool:
         os.getcwd()  # glibc: ENOENT when the kernel says "(unreachable)/..."
     except FileNotFoundError:
         raise StageError(f'cwd "{cwd}" is outside the container\'s root') from None
-    except OSError:  # a seccomp profile may deny getcwd (runtime-tools' does): as runc, only
-        pass  # ENOENT tells an unreachable cwd
+    except OSError:  # a seccomp profile may deny getcwd (runtime-tools' does): the process
+        if not _below_root():  # runs, as runc 1.1.5's, but the cwd is still checked
+            raise StageError(f'cwd "{cwd}" is outside the container\'s root') from None
+    return True
+
+
+def _below_root() -> bool:
+    """Whether "/" is reached from the cwd by "..", for when getcwd is denied: a cwd outside
+    the root (a leaked fd's directory, CVE-2024-21626) climbs to a top of its own. Without
+    stat either, nothing can tell: True."""
+    try:
+        root = os.stat("/")
+        up = "."
+        here = os.stat(up)
+        while (here.st_dev, here.st_ino) != (root.st_dev, root.st_ino):
+            up += "/.."
+            parent = os.stat(up)
+            if (parent.st_dev, parent.st_ino) == (here.st_dev, here.st_ino):
+                return False  # a top that is not the root
+            here = parent
+    except OSError as err:
+        return err.errno != errno.ENAMETOOLONG  # deeper than PATH_MAX: not verified
     return True
 
 
