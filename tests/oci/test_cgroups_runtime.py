@@ -324,6 +324,35 @@ def test_a_rule_v1_cannot_express_is_refused_not_dropped(
     assert "cannot punch hole in existing wildcard rule" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "later",
+    [
+        {"allow": False, "type": "c", "access": "rwm"},  # every character device
+        {"allow": False, "type": "c", "major": 10, "access": "rw"},  # every misc device
+    ],
+    ids=["deny-c-all", "deny-c-10-all"],
+)
+def test_a_wider_deny_takes_back_an_earlier_allow(
+    runtime: Runtime, bundle: Bundle, later: dict[str, Any]
+) -> None:
+    """Later rules win: a deny over every character (or misc) device after an allow of
+    /dev/loop-control leaves it closed (then the default allowlist is added, as runc adds
+    it). Fed to v1 rule by rule the deny would remove only an exception of exactly its own
+    numbers, and the device stayed open (runc 1.1 leaves it open too); eBPF on v2 is exact."""
+    bundle.config["linux"]["devices"] = [
+        {"path": "/dev/loop-control", "type": "c", "major": 10, "minor": 237, "fileMode": 0o600}
+    ]
+    bundle.config["linux"]["resources"] = {
+        "devices": [
+            {"allow": False, "access": "rwm"},
+            {"allow": True, "type": "c", "major": 10, "minor": 237, "access": "rwm"},
+            later,
+        ]
+    }
+    script = "(: </dev/loop-control) 2>/dev/null && echo opened; : </dev/null && echo null:ok"
+    assert _run_script(runtime, bundle, script).split() == ["null:ok"]
+
+
 def _state_cgroup(runtime: Runtime, cid: str) -> dict[str, Any]:
     saved: dict[str, Any] = json.loads((runtime.root / cid / "state.json").read_text())["cgroup"]
     return saved

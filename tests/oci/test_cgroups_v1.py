@@ -452,25 +452,52 @@ def test_a_listed_default_node_drops_its_default_rule() -> None:
         # default allow: a deny-all-of-minor-5 exception, then one of them allowed
         ([("allow", "a", -1, -1, "rwm"), ("deny", "c", -1, 5, "rw"), ("allow", "c", 1, 5, "r")],
          "[c *:5 rw]"),
+        # partly overlapping: neither holds the other (runc lets this one through, 1:3 open)
+        ([("deny", "a", -1, -1, "rwm"), ("allow", "c", -1, 3, "rwm"), ("deny", "c", 1, -1, "rwm")],
+         "rule [c 1:* rwm] (deny) not supported by devices cgroup v1 (cannot punch hole in"
+         " existing wildcard rule [c *:3 rwm])"),
     ],
 )  # fmt: skip
 def test_rules_v1_cannot_express_are_refused(rules: list[tuple[Any, ...]], hole: str) -> None:
     """v1 keeps exceptions by exact numbers: a rule agreeing with the default inside a wider
     opposite exception would change nothing; the list is refused (runc's emulator's rule)."""
-    from galley.oci.cgroups.devices import Rule, check_v1  # noqa: PLC0415
+    from galley.oci.cgroups.devices import Rule, plan_v1  # noqa: PLC0415
 
     parsed = [Rule(kind == "allow", *rest) for kind, *rest in rules]
     with pytest.raises(InvalidArgument, match="cannot punch hole") as err:
-        check_v1(parsed)
+        plan_v1(parsed)
     assert hole in str(err.value)
 
 
 def test_rules_v1_can_express_pass() -> None:
-    from galley.oci.cgroups.devices import DEFAULT_ALLOWED, Rule, check_v1  # noqa: PLC0415
+    from galley.oci.cgroups.devices import DEFAULT_ALLOWED, Rule, plan_v1  # noqa: PLC0415
 
-    check_v1([Rule(False, "a", -1, -1, "rwm"), *DEFAULT_ALLOWED])
-    check_v1([  # exact removals, disjoint access, and a reset by "a"
+    plan_v1([Rule(False, "a", -1, -1, "rwm"), *DEFAULT_ALLOWED])
+    plan_v1([  # exact removals, disjoint access, and a reset by "a"
         Rule(True, "c", 1, 11, "rwm"), Rule(False, "c", 1, 11, "rwm"),
         Rule(True, "c", -1, -1, "m"), Rule(False, "c", 10, 229, "rw"),
         Rule(True, "b", 7, -1, "r"), Rule(False, "a", -1, -1, "rwm"), Rule(False, "b", 7, 1, "r"),
     ])  # fmt: skip
+
+
+def test_rules_v1_are_written_as_what_they_leave() -> None:
+    """A rule agreeing with the default takes its access from every exception it covers."""
+    from galley.oci.cgroups.devices import Rule, plan_v1  # noqa: PLC0415
+
+    def texts(rules: list[tuple[Any, ...]]) -> tuple[bool, list[str]]:
+        default, left = plan_v1([Rule(kind == "allow", *rest) for kind, *rest in rules])
+        return default, [rule.cgroup_text() for rule in left]
+
+    deny_all = ("deny", "a", -1, -1, "rwm")
+    assert texts([deny_all, ("allow", "c", 10, 229, "rwm"), ("allow", "c", 10, -1, "r"),
+                  ("deny", "c", -1, -1, "rwm")]) == (False, [])  # fmt: skip
+    assert texts([deny_all, ("allow", "c", 1, 3, "rwm"), ("deny", "c", -1, -1, "w")]) == (
+        False,
+        ["c 1:3 rm"],
+    )
+    assert texts([("allow", "a", -1, -1, "rwm"), ("deny", "b", 8, 1, "w"),
+                  ("allow", "b", 8, -1, "rwm")]) == (True, [])  # fmt: skip
+    assert texts([deny_all, ("allow", "c", -1, -1, "m"), ("allow", "c", -1, -1, "r")]) == (
+        False,
+        ["c *:* rm"],
+    )

@@ -137,58 +137,65 @@ def effective_rules(resources: list[DeviceRule], implied: list[Rule]) -> list[Ru
 
 
 def write_v1(directory: str, rules: list[Rule]) -> None:
-    """Program a v1 devices cgroup: deny all, then rules in order to devices.allow/deny.
+    """Program a v1 devices cgroup with what the rules leave in the end (plan_v1): its default
+    ("a" to devices.allow or devices.deny, which also clears the exceptions), then each
+    exception.
 
     runc starts every container from "deny all" (its rule list always ends in allow rules),
     so a spec without a leading deny-all rule still gets only what the rules allow.
-
-    The kernel keeps a default (allow or deny all) and a list of exceptions; writing "a"
-    resets both. Writing a rule that agrees with the default removes an exception; one that
-    disagrees adds one. So rules in order give "later rules win" except where an early rule
-    is broader than a later, opposite one: check_v1 refuses those lists, as runc does.
     """
-    check_v1(rules)
-    write(directory, "devices.deny", "a")
-    for rule in rules:
+    default_allow, exceptions = plan_v1(rules)
+    write(directory, "devices.allow" if default_allow else "devices.deny", "a")
+    for rule in exceptions:
         write(directory, "devices.allow" if rule.allow else "devices.deny", rule.cgroup_text())
 
 
-def check_v1(rules: list[Rule]) -> None:
-    """Refuse a rule list v1 cannot express, with runc's words ("cannot punch hole").
+def plan_v1(rules: list[Rule]) -> tuple[bool, list[Rule]]:
+    """The rules played in order ("later rules win") on v1's model: (whether the default is
+    allow, the exceptions to it). A list v1 cannot express is refused, in runc's words.
 
-    A rule that agrees with the default removes only the exception with exactly its type and
-    numbers: "deny c 10:229" after "allow c *:* rwm" (default deny) changes nothing, and the
-    device stays open although the spec's later rule denies it. The kernel takes the write
-    without a word, so the rules are played here first, on the kernel's model: a default,
-    and exceptions by exact (type, major, minor) with their access.
+    The kernel keeps a default and exceptions by exact (type, major, minor) with their
+    access. A rule against the default adds an exception. A rule agreeing with it takes its
+    access from the exceptions it covers ("deny c *:*" after "allow c 10:229": the kernel,
+    fed the rules one by one, would remove only an exception of exactly c *:*, and leave
+    10:229 open). One that only cuts into an exception ("deny c 10:229" after "allow c *:*",
+    "deny c 1:*" after "allow c *:3") would need a hole in it: refused ("cannot punch hole"),
+    where runc refuses the first kind and lets the second through.
     """
     default_allow = False
-    exceptions: dict[tuple[str, int, int], set[str]] = {}
+    exceptions: dict[tuple[str, int, int], str] = {}
     for rule in rules:
         if rule.type == "a":  # the kernel reads any "a ..." line as all devices
             default_allow, exceptions = rule.allow, {}
             continue
         key = (rule.type, rule.major, rule.minor)
-        access = set(rule.access)
         if rule.allow != default_allow:
-            exceptions[key] = exceptions.get(key, set()) | access
+            held = exceptions.get(key, "")
+            exceptions[key] = "".join(c for c in "rwm" if c in held or c in rule.access)
             continue
-        for wider in (
-            (rule.type, -1, rule.minor),
-            (rule.type, rule.major, -1),
-            (rule.type, -1, -1),
-        ):
-            held = exceptions.get(wider, set())
-            if wider != key and held & access:
-                hole = Rule(rule.allow, rule.type, rule.major, rule.minor, rule.access)
-                whole = Rule(not rule.allow, *wider, "".join(c for c in "rwm" if c in held))
-                raise InvalidArgument(
-                    f"linux.resources.devices: rule [{hole.cgroup_text()}] ("
-                    f"{'allow' if rule.allow else 'deny'}) not supported by devices cgroup v1 "
-                    f"(cannot punch hole in existing wildcard rule [{whole.cgroup_text()}])"
-                )
-        left = exceptions.get(key, set()) - access
-        if left:
-            exceptions[key] = left
-        else:
-            exceptions.pop(key, None)
+        for (kind, major, minor), held in list(exceptions.items()):
+            if kind != rule.type or not set(held) & set(rule.access):
+                continue
+            if not (_overlaps(rule.major, major) and _overlaps(rule.minor, minor)):
+                continue
+            if rule.major in (-1, major) and rule.minor in (-1, minor):  # covers it
+                left = "".join(c for c in held if c not in rule.access)
+                if left:
+                    exceptions[(kind, major, minor)] = left
+                else:
+                    del exceptions[(kind, major, minor)]
+                continue
+            hole = Rule(rule.allow, rule.type, rule.major, rule.minor, rule.access)
+            whole = Rule(not rule.allow, kind, major, minor, held)
+            raise InvalidArgument(
+                f"linux.resources.devices: rule [{hole.cgroup_text()}] ("
+                f"{'allow' if rule.allow else 'deny'}) not supported by devices cgroup v1 "
+                f"(cannot punch hole in existing wildcard rule [{whole.cgroup_text()}])"
+            )
+    listed = [Rule(not default_allow, *key, access) for key, access in exceptions.items()]
+    return default_allow, listed
+
+
+def _overlaps(number: int, other: int) -> bool:
+    """Whether two major (or minor) numbers, -1 for any, can name the same device."""
+    return number == other or -1 in (number, other)
