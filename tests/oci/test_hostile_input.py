@@ -147,6 +147,26 @@ def test_small_and_huge_limits_run_as_under_runc(
     assert res.stdout.split() == [shown]
 
 
+@pytest.mark.parametrize(("value", "shown"), [(1 << 20, "1024"), (10 << 20, "10240")])
+def test_a_small_data_limit_with_a_filter_loaded_early_runs_as_under_runc(
+    any_runtime: Runtime, bundle: Bundle, value: int, shown: str
+) -> None:
+    """A filter loaded without noNewPrivileges comes before the user's ids are taken, and the
+    rlimits before it (prlimit64 may be refused after): the stage's Python after them is a
+    few syscalls, the program found and HOME read before (1 MiB failed with MemoryError)."""
+    bundle.config["process"]["rlimits"] = [{"type": "RLIMIT_DATA", "soft": value, "hard": value}]
+    bundle.config["process"]["noNewPrivileges"] = False
+    bundle.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    bundle.config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}],
+    }
+    bundle.config["process"]["args"] = ["sh", "-c", "ulimit -d; id -u"]
+    res = any_runtime("run", "-b", str(bundle.write()), any_runtime.new_id())
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == [shown, "1000"]
+
+
 def test_repeated_cpu_ranges_cost_their_length(runtime: Runtime, bundle: Bundle) -> None:
     """ "0-8191" ten thousand times was 82 million set insertions (5 s)."""
     cpu = min(os.sched_getaffinity(0))

@@ -596,19 +596,19 @@ class ProcessStarter:
         if self.scheduling is not None:
             self._schedule()
         self.rlimits.raise_hard_limits(process.get("rlimits", []))  # the rest: _set_rlimits
-        notify_fd = None
-        if self.filter is not None and not self.nnp:
-            self._set_rlimits()
-            notify_fd = self.filter.load()
         cwd = process.get("cwd", "/")
         entered = enter_cwd(cwd, may_retry=True)  # as runc: first with the runtime's rights
+        if entered:
+            self._find_program()
+        notify_fd = None
+        if self.filter is not None and not self.nnp:
+            self._set_rlimits()  # little Python after this: RLIMIT_DATA or AS may bind it
+            notify_fd = self.filter.load()
         self.identity.apply_user(process.get("user") or {"uid": 0, "gid": 0})
         self.capabilities.apply_capabilities(process.get("capabilities", {}))
         if not entered:
             enter_cwd(cwd)
-        if "HOME" not in self.env:  # the container's /etc/passwd is read only when needed
-            self.env["HOME"] = self.identity.home_dir(process.get("user", {}).get("uid", 0))
-        self.executable = find_executable(process["args"][0], self.env)
+            self._find_program()
         if self.filter is not None and self.nnp and self.filter.notify:
             from galley.kernel import proc  # noqa: PLC0415
 
@@ -617,6 +617,15 @@ class ProcessStarter:
             notify_fd = self.filter.load()
             self.filter = None
         return notify_fd
+
+    def _find_program(self) -> None:
+        """HOME (from the container's /etc/passwd, read only when needed) and the program's
+        path, found with the runtime's rights as runc's LookPath and user lookup are: a
+        program the user may not execute fails at its execve, in runc's words."""
+        process = self.process
+        if "HOME" not in self.env:
+            self.env["HOME"] = self.identity.home_dir(process.get("user", {}).get("uid", 0))
+        self.executable = find_executable(process["args"][0], self.env)
 
     def _set_rlimits(self) -> None:
         """The final rlimits, once: just before execve, or before a filter loaded earlier
