@@ -104,6 +104,21 @@ def test_time_namespace_offsets(runtime: Runtime, bundle: Bundle) -> None:
         assert float(f.read().split()[0]) < 1000 * day
 
 
+def test_time_namespace_offsets_in_a_user_namespace(runtime: Runtime, open_bundle: Bundle) -> None:
+    """The offsets are written by the stage, non-dumpable, once it is the root of a user
+    namespace of the container's own: its /proc/self/timens_offsets belongs to the host's
+    root, and opening it there was refused (EACCES). Opened before, as the host's root."""
+    if not os.path.exists("/proc/self/ns/time"):
+        pytest.skip("kernel without time namespaces")
+    bundle = open_bundle
+    in_user_namespace(bundle)
+    day = 86400
+    bundle.config["linux"]["namespaces"].append({"type": "time"})
+    bundle.config["linux"]["timeOffsets"] = {"boottime": {"secs": 1000 * day, "nanosecs": 0}}
+    out = _run(runtime, bundle, "cat /proc/uptime")
+    assert float(out.split()[0]) > 1000 * day
+
+
 @pytest.fixture
 def sleeper(tmp_path: Path, busybox_rootfs: Path) -> Iterator[int]:
     """A running container (sleep) with its own namespaces; yields its init pid."""

@@ -94,6 +94,24 @@ def enter(
     paths would resolve in the container's /proc. opened() runs once they are (exec checks
     that they were its container's init's, not a new process's under a reused pid).
     """
+    # Opened while we are the host's root: the kernel checks CAP_SYS_TIME with the opener's
+    # credentials, and a non-dumpable process's /proc/self files belong to the host's root,
+    # which the root of a user namespace of the container's own may not open for writing.
+    offsets_fd = -1
+    if plan.create & ns.CLONE_NEWTIME and offsets:
+        offsets_fd = os.open("/proc/self/timens_offsets", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        _enter(plan, map_ids, opened)
+        if offsets_fd >= 0:
+            write_time_offsets(offsets_fd, offsets or {})
+    finally:
+        if offsets_fd >= 0:
+            os.close(offsets_fd)
+
+
+def _enter(
+    plan: NamespacePlan, map_ids: Callable[[], None], opened: Callable[[], None] | None
+) -> None:
     fds = [(kind, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in plan.join]
     try:
         if opened is not None:
@@ -113,8 +131,6 @@ def enter(
         become_root()
     if plan.create:
         ns.unshare(plan.create)
-    if plan.create & ns.CLONE_NEWTIME and offsets:
-        write_time_offsets(offsets)
 
 
 def become_root() -> None:
@@ -127,20 +143,18 @@ def become_root() -> None:
         pass
 
 
-def write_time_offsets(offsets: dict[str, TimeOffset]) -> None:
-    """Offsets of a new time namespace, written before any process lives in it."""
+def write_time_offsets(fd: int, offsets: dict[str, TimeOffset]) -> None:
+    """Offsets of a new time namespace, written to our timens_offsets (fd) before any process
+    lives in it."""
     lines = []
     for clock, offset in offsets.items():
         lines.append(f"{clock} {offset.get('secs', 0)} {offset.get('nanosecs', 0)}\n")
-    fd = os.open("/proc/self/timens_offsets", os.O_WRONLY | os.O_CLOEXEC)
     try:
         os.write(fd, "".join(lines).encode())
     except OSError as e:  # ERANGE: a clock would leave the kernel's range
         from galley.errors import FailedPrecondition  # noqa: PLC0415
 
         raise FailedPrecondition(f"linux.timeOffsets: the kernel refused them: {e.strerror}")
-    finally:
-        os.close(fd)
 
 
 def write_id_maps(pid: int, uid_mappings: list[IDMapping], gid_mappings: list[IDMapping]) -> None:
