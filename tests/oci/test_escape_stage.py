@@ -170,6 +170,57 @@ def test_a_leaked_cwd_is_refused_when_getcwd_is_denied(tmp_path: Path) -> None:
     assert "outside the container's root" in lines[1]
 
 
+_ALIASED_CWD_CHECK = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from galley.oci.init import StageError, enter_cwd
+top = sys.argv[2]
+os.chdir(top + "/root")
+for _ in range(1500):  # 3,000 characters: a cwd chdir takes, but "./.." * 1500 is too long
+    os.mkdir("a")
+    os.chdir("a")
+outside = os.open(top + "/root/sub", os.O_RDONLY | os.O_DIRECTORY)  # the host's mount
+os.chroot(top + "/alias")  # a bind of root: the same directory through another mount
+os.chdir("/")
+def denied():
+    raise PermissionError(1, "Operation not permitted")
+os.getcwd = denied
+real_chdir = os.chdir
+for name, chdir in (("inside", lambda path: real_chdir("/sub")),
+                    ("deep", lambda path: real_chdir("/" + "a/" * 1500)),
+                    ("aliased", lambda path: os.fchdir(outside))):
+    os.chdir = chdir
+    try:
+        print(name, enter_cwd("/proc/self/fd/N"))
+    except StageError as err:
+        print(name, "refused:", err)
+"""
+
+
+def test_a_cwd_climbed_to_is_the_root_itself_not_its_directory(tmp_path: Path) -> None:
+    """Where getcwd is denied, the climb by ".." stopped at the first directory with the
+    root's device and inode: a leaked fd's directory in the rootfs as the host's mount holds
+    it passed, though its ".." leads out of the root. And the climb by ever longer paths
+    ("./../..") refused a legitimate cwd deeper than PATH_MAX / 3 (ENAMETOOLONG)."""
+    (tmp_path / "root" / "sub").mkdir(parents=True)
+    (tmp_path / "alias").mkdir()
+    script = 'mount --bind "$2/root" "$2/alias" && exec "$3" -I -S -c "$4" "$1" "$2"'
+    res = subprocess.run(
+        [
+            *("unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh"),
+            *(str(REPO / "src"), str(tmp_path), sys.executable, _ALIASED_CWD_CHECK),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = res.stdout.splitlines()
+    assert lines[:2] == ["inside True", "deep True"], lines
+    assert lines[2].startswith("aliased refused: "), lines
+    assert "outside the container's root" in lines[2]
+
+
 def _as_nobody(path: str) -> list[str]:
     """What a non-root host process can read of path (a /proc entry): the successes."""
     got = []

@@ -42,7 +42,6 @@ are all avoided here for the same reason).
 
 from __future__ import annotations
 
-import errno
 import marshal
 import os
 import sys
@@ -750,21 +749,30 @@ def enter_cwd(cwd: str, *, may_retry: bool = False) -> bool:
 
 def _below_root() -> bool:
     """Whether "/" is reached from the cwd by "..", for when getcwd is denied: a cwd outside
-    the root (a leaked fd's directory, CVE-2024-21626) climbs to a top of its own. Without
-    stat either, nothing can tell: True."""
+    the root (a leaked fd's directory, CVE-2024-21626) climbs to a top of its own. A top is
+    where ".." stays put: the root is one, but a directory that only looks like the root (the
+    rootfs reached through another mount, whose ".." leads out) is not. Climbed by fds, so
+    that no depth is too deep. Without open or stat, nothing can tell: True."""
+    flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
     try:
         root = os.stat("/")
-        up = "."
-        here = os.stat(up)
-        while (here.st_dev, here.st_ino) != (root.st_dev, root.st_ino):
-            up += "/.."
-            parent = os.stat(up)
+        fd = os.open(".", flags)
+    except OSError:
+        return True
+    try:
+        here = os.stat(fd)
+        while True:
+            parent_fd = os.open("..", flags, dir_fd=fd)
+            os.close(fd)
+            fd = parent_fd
+            parent = os.stat(fd)
             if (parent.st_dev, parent.st_ino) == (here.st_dev, here.st_ino):
-                return False  # a top that is not the root
+                return (here.st_dev, here.st_ino) == (root.st_dev, root.st_ino)
             here = parent
-    except OSError as err:
-        return err.errno != errno.ENAMETOOLONG  # deeper than PATH_MAX: not verified
-    return True
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def find_executable(name: str, env: dict[str, str]) -> str:
