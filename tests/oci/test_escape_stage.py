@@ -205,16 +205,19 @@ def test_a_cwd_climbed_to_is_the_root_itself_not_its_directory(tmp_path: Path) -
     (tmp_path / "root" / "sub").mkdir(parents=True)
     (tmp_path / "alias").mkdir()
     script = 'mount --bind "$2/root" "$2/alias" && exec "$3" -I -S -c "$4" "$1" "$2"'
-    res = subprocess.run(
-        [
-            *("unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh"),
-            *(str(REPO / "src"), str(tmp_path), sys.executable, _ALIASED_CWD_CHECK),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    try:
+        res = subprocess.run(
+            [
+                *("unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh"),
+                *(str(REPO / "src"), str(tmp_path), sys.executable, _ALIASED_CWD_CHECK),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    finally:  # rm: too deep for pytest's recursive clean-up
+        subprocess.run(["rm", "-rf", str(tmp_path / "root")], check=True)
     lines = res.stdout.splitlines()
     assert lines[:2] == ["inside True", "deep True"], lines
     assert lines[2].startswith("aliased refused: "), lines
