@@ -183,6 +183,56 @@ def test_a_log_line_that_cannot_be_written_is_said_on_stderr(any_runtime: Runtim
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.root
+def test_a_log_line_that_cannot_be_said_on_stderr_fails_nothing(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """Without --log, on a stderr that takes nothing (a full disk, a pipe nobody reads): runc
+    goes on. galley's debug line after create raised, so `run` ended in a traceback (exit
+    120) and left its container created, never started."""
+    cid = any_runtime.new_id()
+    any_runtime.created.append(cid)
+    argv = [any_runtime.binary, "--root", str(any_runtime.root), "--debug", "run"]
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [*argv, "-b", str(bundle.write()), cid],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=full,
+            timeout=30,
+            check=False,
+        )
+    assert result.returncode == 0
+    assert any_runtime("state", cid).returncode == 1  # run ran it and deleted it
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("reader", [["head", "-c", "1"], ["cat"]])
+def test_a_log_fifo_stays_open_for_the_command(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path, reader: list[str]
+) -> None:
+    """--log a FIFO: runc holds it open for the whole command. galley opened it for each
+    line: a reader saw its end once the first open closed, and the next open, with no reader
+    left, blocked `run` forever (its container created). A reader gone is said on stderr."""
+    fifo = tmp_path / "log"
+    os.mkfifo(fifo)
+    out = tmp_path / "read"
+    with open(out, "wb") as sink:
+        reading = subprocess.Popen([*reader, str(fifo)], stdout=sink)
+    try:
+        cid = any_runtime.new_id()
+        result = any_runtime("--debug", "--log", str(fifo), "run", "-b", str(bundle.write()), cid)
+        reading.wait(timeout=10)
+    finally:
+        if reading.poll() is None:
+            reading.kill()
+            reading.wait()
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    if reader == ["cat"]:
+        assert "level=debug" in out.read_text()
+
+
 def test_run_with_a_log_file_that_cannot_be_opened_creates_nothing(
     any_runtime: Runtime, bundle: Bundle, tmp_path: Path
 ) -> None:

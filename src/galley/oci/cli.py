@@ -47,6 +47,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+_LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+
+
+def to_stderr(data: bytes) -> None:
+    """Write data to stderr, if it can be written: a log line that cannot be said (stderr a
+    full disk, a pipe nobody reads) must not fail a command that did its work, as logrus's
+    failed writes fail nothing in runc (galley's debug line after `create` made `run` leave
+    the container created, never started)."""
+    try:
+        os.write(2, data)
+    except OSError:
+        pass
+
+
 class Log:
     """runc-style log lines: text (logrus key=value) or json, to a file or stderr."""
 
@@ -54,6 +68,7 @@ class Log:
         self.path = path
         self.fmt = fmt
         self.level = level
+        self.fd = -1  # the log file, held open by P (check)
 
     def line(self, level: str, msg: str) -> str:
         """One formatted log line (with its newline)."""
@@ -68,26 +83,39 @@ class Log:
             return
         data = self.line(level, msg).encode()
         if self.path is None:
-            os.write(2, data)
+            to_stderr(data)
             return
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            if self.fd >= 0:
+                os.write(self.fd, data)
+                return
+            fd = os.open(self.path, _LOG_FLAGS | os.O_NONBLOCK, 0o644)  # a forked child's
             try:
+                os.set_blocking(fd, True)  # a FIFO's slow reader is waited for, as by runc
                 os.write(fd, data)
             finally:
                 os.close(fd)
         except OSError as err:  # a full disk, /dev/full: said on stderr as runc's logrus says it
             text = os.strerror(err.errno or 0)
             line = f"Failed to write to log, write {self.path}: {text[:1].lower()}{text[1:]}\n"
-            os.write(2, line.encode())
+            to_stderr(line.encode())
 
     def check(self) -> None:
         """Open (and create) the log file once before any command runs, as runc does: a path
         that cannot be opened fails the command before it does anything (galley found out at
-        its first line, after a `run` had created the container)."""
-        if self.path is not None:
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-            os.close(os.open(self.path, flags, 0o644))
+        its first line, after a `run` had created the container). It stays open, as runc's:
+        opened again for each line, a FIFO's reader saw its end at once, and an open once the
+        reader had gone blocked the command forever (a `run` hung, its container created)."""
+        if self.path is not None and self.fd < 0:
+            self.fd = os.open(self.path, _LOG_FLAGS, 0o644)
+            os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        """A forked child (the stage) lets the log go: a FIFO's reader would otherwise wait
+        for its end until the container's process starts."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     def failure(self, msg: str) -> None:
         """Log an error; with --log, the bare message also goes to stderr, as runc does. A
@@ -97,7 +125,7 @@ class Log:
             msg = f"{msg[: MAX_ERROR // 2]} [{cut} characters left out] {msg[-MAX_ERROR // 2 :]}"
         self.write("error", msg)
         if self.path is not None:
-            os.write(2, (msg + "\n").encode())
+            to_stderr((msg + "\n").encode())
 
     def warning(self, msg: str) -> None:
         """Log a warning."""
@@ -203,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse_args(list(sys.argv[1:] if argv is None else argv))
     except InvalidArgument as e:  # a UsageError, or a value no option takes
-        os.write(2, f"{PROG}: {e}\n".encode())
+        to_stderr(f"{PROG}: {e}\n".encode())
         return 3 if isinstance(e, UnknownCommand) else 1
     if args.version:
         python = ".".join(map(str, sys.version_info[:3]))
