@@ -16,6 +16,8 @@ name the kind of object and its id, e.g. "container 'abc' is running; stop it fi
 
 from __future__ import annotations
 
+import os
+
 
 class GalleyError(Exception):
     """Base of every error galley raises on purpose."""
@@ -51,3 +53,10 @@ class PermissionDenied(GalleyError, PermissionError):
 
 class Internal(GalleyError):
     """A bug, or an answer from the kernel or a peer that galley cannot explain."""
+
+
+def go_error_text(number: int) -> str:
+    """The C library's text for an errno as Go, and so runc, words it: a lower-case first
+    letter ("no such file or directory"), for messages that tools match against runc's."""
+    text = os.strerror(number)
+    return text[:1].lower() + text[1:]

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from galley.errors import GalleyError, InvalidArgument
+from galley.errors import GalleyError, InvalidArgument, go_error_text
 from galley.oci.commands.options import STR, Args, Option, Syntax, UsageError, parse, usage
 from galley.oci.jsonfast import dumps
 from galley.oci.state import RUNTIME_OCI_VERSION
@@ -96,8 +96,8 @@ class Log:
             finally:
                 os.close(fd)
         except OSError as err:  # a full disk, /dev/full: said on stderr as runc's logrus says it
-            text = os.strerror(err.errno or 0)
-            line = f"Failed to write to log, write {self.path}: {text[:1].lower()}{text[1:]}\n"
+            text = go_error_text(err.errno or 0)
+            line = f"Failed to write to log, write {self.path}: {text}\n"
             to_stderr(line.encode())
 
     def check(self) -> None:
@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         log.check()
     except OSError as e:  # runc's words: "open <path>: no such file or directory"
-        reason = (e.strerror or str(e)).lower()
+        reason = go_error_text(e.errno) if e.errno else str(e)
         Log(None, args.log_format).failure(f"open {args.log}: {reason}")
         return 1
     ctx = Context(os.path.abspath(args.root), log, args.systemd_cgroup)

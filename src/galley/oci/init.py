@@ -789,8 +789,10 @@ def find_executable(name: str, env: dict[str, str]) -> str:
             st = os.stat(path)
         except OSError as err:
             if "/" in name:  # runc's words (Go's exec.LookPath)
-                text = os.strerror(err.errno or 0)
-                raise StageError(f'exec: "{name}": stat {name}: {text[:1].lower()}{text[1:]}')
+                from galley.errors import go_error_text  # noqa: PLC0415
+
+                text = go_error_text(err.errno or 0)
+                raise StageError(f'exec: "{name}": stat {name}: {text}')
             continue
         if st.st_mode & 0o170000 == 0o100000 and os.access(path, os.X_OK):
             if "/" not in name and not path.startswith("/"):
