@@ -498,3 +498,18 @@ def test_a_console_socket_for_a_foreground_process_is_refused(
     result = any_runtime("run", "--console-socket", sock, "-b", str(bundle.write()), other)
     assert result.returncode == 1 and "cannot use console socket" in result.stderr
     assert any_runtime("state", other).returncode == 1
+
+
+def test_the_log_is_let_go_when_a_command_is_done_in_process(tmp_path: Path) -> None:
+    """galley.oci.cli.main in one process (bench/library_worker.py runs every command so)
+    holds --log open for a command only: no fd is left behind per command."""
+    from galley.oci.cli import main  # noqa: PLC0415
+
+    log = tmp_path / "log.json"
+    argv = ["--root", str(tmp_path / "state"), "--log", str(log), "--log-format", "json"]
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        assert main([*argv, "list", "-q"]) == 0
+        assert main([*argv, "state", "nothing-here"]) == 1
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert log.read_text().count('"container \\"nothing-here\\" does not exist"') == 3

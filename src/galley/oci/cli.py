@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 _LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+_held: list[Log] = []  # logs held open by this process (Log.check), once per command
 
 
 def to_stderr(data: bytes) -> None:
@@ -59,6 +60,16 @@ def to_stderr(data: bytes) -> None:
         os.write(2, data)
     except OSError:
         pass
+
+
+def _let_go() -> None:
+    """In a forked child (the stage): let every held log go, or a FIFO's reader would wait
+    for its end until the container's process starts."""
+    while _held:
+        _held[-1].release()
+
+
+os.register_at_fork(after_in_child=_let_go)
 
 
 class Log:
@@ -108,14 +119,15 @@ class Log:
         reader had gone blocked the command forever (a `run` hung, its container created)."""
         if self.path is not None and self.fd < 0:
             self.fd = os.open(self.path, _LOG_FLAGS, 0o644)
-            os.register_at_fork(after_in_child=self._forked)
+            _held.append(self)
 
-    def _forked(self) -> None:
-        """A forked child (the stage) lets the log go: a FIFO's reader would otherwise wait
-        for its end until the container's process starts."""
+    def release(self) -> None:
+        """Close the log file held open (the command is done, or this is a forked child)."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        if self in _held:
+            _held.remove(self)
 
     def failure(self, msg: str) -> None:
         """Log an error; with --log, the bare message also goes to stderr, as runc does. A
@@ -257,6 +269,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = go_error_text(e.errno) if e.errno else str(e)
         Log(None, args.log_format).failure(f"open {args.log}: {reason}")
         return 1
+    try:
+        return _run(args, log)
+    finally:
+        log.release()  # in-process callers (bench/library_worker.py) run many commands
+
+
+def _run(args: Args, log: Log) -> int:
+    """The command, its failures logged in runc's words; its exit status."""
     ctx = Context(os.path.abspath(args.root), log, args.systemd_cgroup)
     try:
         return _commands(COMMANDS[args.command][0]).run(args.command, ctx, args)
