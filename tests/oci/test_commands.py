@@ -64,6 +64,23 @@ def test_ps_lists_every_process(running: tuple[Runtime, str]) -> None:
     assert sorted(int(line.split()[1]) for line in table[1:]) == sorted(pids)
 
 
+def test_ps_finds_the_pid_column_after_a_command_column(runtime: Runtime, bundle: Bundle) -> None:
+    """`ps -o args,pid`: the pid is found where ps aligns it, not by counting words (the
+    command's spaces moved it: galley printed the header alone; runc 1.1 fails there)."""
+    bundle.config["process"]["args"] = ["sh", "-c", "sleep 60 & sleep 60 & wait"]
+    cid = runtime.new_id()
+    detached(runtime, "run", "--detach", "--bundle", str(bundle.write()), cid)
+    deadline = time.monotonic() + 5
+    while len(pids := pids_of(runtime, cid)) < 3:
+        assert time.monotonic() < deadline, pids
+        time.sleep(0.02)
+    table = runtime("ps", cid, "-o", "args,pid", check=True).stdout.splitlines()
+    runtime("delete", "--force", cid)
+    assert table[0].split() == ["COMMAND", "PID"]
+    assert sorted(int(line.split()[-1]) for line in table[1:]) == sorted(pids)
+    assert all(len(line.split()) > 2 for line in table[1:])  # "sleep 60" kept whole
+
+
 def test_pause_and_resume(running: tuple[Runtime, str]) -> None:
     rt, cid = running
     rt("pause", cid, check=True)

@@ -95,13 +95,24 @@ def ps(state: ContainerState, fmt: str, ps_args: list[str]) -> str:
     lines = done.stdout.splitlines()
     if not lines:
         return ""
-    try:
-        column = lines[0].split().index("PID")
-    except ValueError:
-        raise InvalidArgument("couldn't find PID field in ps output") from None
+    end = _pid_column_end(lines[0])
+    if end < 0:
+        raise InvalidArgument("couldn't find PID field in ps output")
     wanted = {str(p) for p in pids}
-    kept = [ln for ln in lines[1:] if len(ln.split()) > column and ln.split()[column] in wanted]
+    kept = [line for line in lines[1:] if " ".join(line[:end].split()[-1:]) in wanted]
     return "\n".join([lines[0], *kept]) + "\n"
+
+
+def _pid_column_end(header: str) -> int:
+    """Where the PID column ends in ps's header (-1: none). ps right-aligns a pid under its
+    header, so a row's pid is the word ending there, wherever a column of words with spaces
+    (args, before it in `-o args,pid`) puts the others; runc counts fields and fails there."""
+    at = 0
+    for word in header.split():
+        at = header.index(word, at) + len(word)
+        if word == "PID":
+            return at
+    return -1
 
 
 def _interval(text: str) -> float:
