@@ -18,11 +18,10 @@ _NR = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "ppc64le": 271, "s390x": 2
 
 def _keyctl(what: str, operation: int, *args: tuple[object, object]) -> int:
     """keyctl(operation, ...), each further argument a (C type, value) pair."""
-    machine = MACHINE
-    if machine not in _NR:
-        raise OSError(38, f"keyctl: unsupported machine {machine}")  # ENOSYS
+    if MACHINE not in _NR:
+        raise OSError(38, f"keyctl: unsupported machine {MACHINE}")  # ENOSYS
     fn = function("syscall", ffi.c_long, ffi.c_long, ffi.c_int, *(kind for kind, _ in args))
-    return check(fn(_NR[machine], operation, *(value for _, value in args)), what)
+    return check(fn(_NR[MACHINE], operation, *(value for _, value in args)), what)
 
 
 def join_session_keyring(name: str) -> int:

@@ -68,10 +68,9 @@ class SchedAttr(ffi.Structure):
 
 
 def _numbers() -> tuple[int, int, int, int]:
-    machine = MACHINE
-    if machine not in _NR:
-        raise OSError(38, f"sched_setattr/ioprio_set/set_mempolicy: unsupported machine {machine}")
-    return _NR[machine]
+    if MACHINE not in _NR:
+        raise OSError(38, f"sched_setattr/ioprio_set/set_mempolicy: unsupported machine {MACHINE}")
+    return _NR[MACHINE]
 
 
 def sched_setattr(

@@ -430,7 +430,6 @@ class BindCloner:
     def __init__(self, spec: Spec, bundle: str) -> None:
         import socket  # noqa: PLC0415 - only for a user namespace's binds
 
-        self.spec = spec
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock = ours
         self.pid = os.fork()
@@ -487,7 +486,7 @@ class BindCloner:
             self.sock.close()
         try:
             os.waitpid(self.pid, 0)
-        except ChildProcessError:  # the stage forked for a pid namespace: not ours to reap
+        except ChildProcessError:  # already reaped
             pass
 
 
