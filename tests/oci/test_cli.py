@@ -513,3 +513,26 @@ def test_the_log_is_let_go_when_a_command_is_done_in_process(tmp_path: Path) -> 
         assert main([*argv, "state", "nothing-here"]) == 1
     assert len(os.listdir("/proc/self/fd")) == before
     assert log.read_text().count('"container \\"nothing-here\\" does not exist"') == 3
+
+
+def test_the_collector_comes_back_without_a_full_traversal() -> None:
+    """A foreground wait turns the collector on again. In galley-runc (collector off since
+    the start) what is alive by then is frozen first, so the first collection does not walk
+    every object the imports made; a caller that never turned it off keeps its objects
+    collectable."""
+    script = (
+        "import gc, sys\n"
+        f"sys.path.insert(0, {str(Path(GALLEY_RUNC).parent.parent / 'src')!r})\n"
+        "from galley.oci.cli import collect_garbage\n"
+        "gc.disable()\n"
+        "keep = [[] for _ in range(5000)]\n"
+        "collect_garbage()\n"
+        "print(gc.isenabled(), gc.get_freeze_count() >= 5000)\n"
+        "gc.unfreeze()\n"
+        "collect_garbage()\n"
+        "print(gc.isenabled(), gc.get_freeze_count())\n"
+    )
+    result = subprocess.run(
+        ["/usr/bin/python3", "-IS", "-c", script], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split("\n") == ["True True", "True 0", ""]
