@@ -244,7 +244,7 @@ def test_failing_create_runtime_hook_fails_create(runtime: Runtime, bundle: Bund
     cid = runtime.new_id()
     code, out = create(runtime, bundle, cid)
     assert code == 1
-    assert "createRuntime" in out
+    assert "error during container init: error running hook #0: error running hook: exit" in out
     assert not (runtime.root / cid).exists()
 
 

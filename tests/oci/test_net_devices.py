@@ -112,7 +112,7 @@ def test_failed_create_puts_the_device_back(runtime: Runtime, bundle: Bundle, ve
     bundle.config["hooks"] = {"createRuntime": [{"path": "/bin/false"}]}  # after the move
     res = runtime("run", "-b", str(bundle.write()), runtime.new_id())
     assert res.returncode == 1
-    assert "createRuntime hook /bin/false" in res.stderr, res.stderr
+    assert "error running hook #0: error running hook: exit status 1" in res.stderr, res.stderr
     back = ip("address", "show", "dev", veth.name)
     assert "169.254.169.79/32 scope global" in back, back
     assert "state DOWN" in back, back

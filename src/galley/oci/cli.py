@@ -139,6 +139,10 @@ class Log:
         if self.path is not None:
             to_stderr((msg + "\n").encode())
 
+    def error(self, msg: str) -> None:
+        """Log an error that does not fail the command (a poststop hook's, as runc logs it)."""
+        self.write("error", msg)
+
     def warning(self, msg: str) -> None:
         """Log a warning."""
         self.write("warning", msg)

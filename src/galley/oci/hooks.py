@@ -9,24 +9,25 @@ Runtime-spec semantics, by phase:
     startContainer   container ns, just before the user's execve      fails start
     poststart        runtime ns, after start                          fails start (and
                                                                       destroys the container)
-    poststop         runtime ns, at delete                            only warns
+    poststop         runtime ns, at delete                            is logged (level
+                                                                      error), as by runc
 
 A hook is `path` executed with `args` as its argv (args[0] is argv[0], as execv) and `env` as
 its whole environment (without `env`, ours is passed on, as runc does); `timeout` seconds
-(optional, > 0) bounds it: on expiry the hook is killed.
+(optional, > 0) bounds it: on expiry the hook is killed. A failure is worded as runc words
+it, down to the hook's index in its phase and what it printed.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 
-from galley.errors import DeadlineExceeded, FailedPrecondition
+from galley.errors import DeadlineExceeded, FailedPrecondition, go_error_text
 from galley.oci.jsonfast import dumps
 
 TYPE_CHECKING = False  # typing (via galley.oci.spec) costs ~8 ms to import; mypy knows this
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from galley.oci.spec import Hook, State
 
@@ -43,12 +44,15 @@ def _environment(hook: Hook) -> dict[str, str] | None:
     return dict(e.split("=", 1) for e in hook["env"] if "=" in e)
 
 
-def run_hook(hook: Hook, state_json: bytes, phase: str) -> None:
-    """Run one hook; FailedPrecondition naming the phase and the path if it fails or times out."""
+def run_hook(hook: Hook, state_json: bytes, index: int) -> None:
+    """Run one hook, the index-th of its phase; FailedPrecondition (DeadlineExceeded when it
+    runs past its timeout) in runc's words, which tools match: "error running hook #1:
+    error running hook: exit status 3, stdout: ..., stderr: ...", with what it printed."""
     import subprocess  # noqa: PLC0415 - lazy: most commands run no hook
 
     path = hook["path"]
     timeout = hook.get("timeout")
+    failed = f"error running hook #{index}"
     try:
         proc = subprocess.Popen(
             _argv(hook),
@@ -61,23 +65,41 @@ def run_hook(hook: Hook, state_json: bytes, phase: str) -> None:
             start_new_session=True,  # its own process group: a timeout kills its children too
         )
     except OSError as e:
-        raise FailedPrecondition(f"{phase} hook {path}: {e.strerror or e}") from None
+        reason = go_error_text(e.errno) if e.errno else str(e)
+        raise FailedPrecondition(f"{failed}: fork/exec {path}: {reason}") from None
     try:
         out, err = proc.communicate(state_json, timeout=timeout or None)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)  # SIGKILL (subprocess has imported signal; we need not)
         proc.wait()
-        raise DeadlineExceeded(f"{phase} hook {path}: timed out after {timeout}s") from None
+        raise DeadlineExceeded(
+            f"{failed}: hook ran past specified timeout of {timeout:.1f}s"
+        ) from None
     if proc.returncode != 0:
-        detail = (err or out).decode(errors="replace").strip().replace("\n", " ")
-        how = (
-            f"killed by signal {-proc.returncode}"
-            if proc.returncode < 0
-            else f"exit status {proc.returncode}"
-        )
         raise FailedPrecondition(
-            f"{phase} hook {path}: {how}" + (f", stdout/stderr: {detail}" if detail else "")
+            f"{failed}: error running hook: {exit_text(proc.returncode)}, "
+            f"stdout: {out.decode(errors='replace')}, stderr: {err.decode(errors='replace')}"
         )
+
+
+def exit_text(returncode: int) -> str:
+    """How Go words a child's end ("exit status 3", "signal: killed"): runc's hook errors
+    quote it."""
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    return f"signal: {go_signal_text(-returncode)}"
+
+
+def go_signal_text(number: int) -> str:
+    """The C library's name for a signal as Go words it: "killed", "segmentation fault",
+    "I/O possible" (a leading acronym keeps its case); "signal 34" past the classic ones."""
+    import _signal  # type: ignore[import-not-found]  # noqa: PLC0415 - `signal` costs ~4 ms
+
+    text: str | None = _signal.strsignal(number) if 0 < number < 32 else None
+    if not text:
+        return f"signal {number}"
+    first = text.split()[0]
+    return text if first.isupper() else text[:1].lower() + text[1:]
 
 
 def _stdin(state: State) -> bytes:
@@ -89,28 +111,40 @@ def _stdin(state: State) -> bytes:
 OMIT_EMPTY = frozenset({"pid", "annotations"})
 
 
-def run_hooks(hooks: Sequence[Hook] | None, state: State, phase: str) -> None:
+def run_hooks(hooks: Sequence[Hook] | None, state: State) -> None:
     """Run the hooks of one phase in order; the first failure raises (FailedPrecondition)."""
     if not hooks:
         return
     state_json = _stdin(state)
-    for hook in hooks:
+    for index, hook in enumerate(hooks):
         try:
-            run_hook(hook, state_json, phase)
+            run_hook(hook, state_json, index)
         except DeadlineExceeded as e:
             raise FailedPrecondition(str(e)) from None
 
 
-def run_hooks_warn(hooks: Sequence[Hook] | None, state: State, phase: str) -> list[str]:
-    """Run every hook of a warn-only phase (poststop); return and print the failures."""
+def run_create_hooks(hooks: Sequence[Hook] | None, state: State) -> None:
+    """prestart, createRuntime and createContainer: run_hooks, a failure worded as runc words
+    its container init's ("error during container init: error running hook #0: ...")."""
+    try:
+        run_hooks(hooks, state)
+    except FailedPrecondition as e:
+        raise FailedPrecondition(f"error during container init: {e}") from None
+
+
+def run_hooks_warn(
+    hooks: Sequence[Hook] | None, state: State, report: Callable[[str], None]
+) -> list[str]:
+    """Run every hook of a warn-only phase (poststop); each failure goes to report (the
+    command's log, at level error, as runc logs it) and they are returned."""
     if not hooks:
         return []
     state_json = _stdin(state)
     failures = []
-    for hook in hooks:
+    for index, hook in enumerate(hooks):
         try:
-            run_hook(hook, state_json, phase)
+            run_hook(hook, state_json, index)
         except (FailedPrecondition, DeadlineExceeded) as e:
             failures.append(str(e))
-            os.write(sys.stderr.fileno(), f"warning: {e}\n".encode())
+            report(str(e))
     return failures

@@ -121,13 +121,14 @@ class Channel:
 
 
 def describe(err: BaseException) -> str:
-    """One line for P: the error's own words, without Python's [Errno N] prefix."""
+    """The error for P, in its own words, without Python's [Errno N] prefix. A newline in
+    it stays (a failing hook's output, as runc quotes it): the log line quotes the
+    message whole."""
     if isinstance(err, OSError) and err.strerror:
         names = [str(n) for n in (err.filename, err.filename2) if n]
         where = "".join(f": {n}" for n in names if n not in err.strerror)
         return f"{err.strerror}{where}"
-    text = str(err) or type(err).__name__
-    return text.replace("\n", " ")
+    return str(err) or type(err).__name__
 
 
 def main() -> None:
@@ -283,7 +284,7 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
     _restore_signals(previous)
     if start_hooks:
         state["status"] = "created"  # as runc: the process has not run yet
-        run_hooks(start_hooks, state, "startContainer")
+        run_hooks(start_hooks, state)
     starter.execute(boot["preserve_fds"])
 
 
@@ -471,9 +472,9 @@ def _before_pivot(
         channel.send("hooks")
         channel.expect("ok")
     if hooks.get("createContainer"):
-        from galley.oci.hooks import run_hooks  # noqa: PLC0415
+        from galley.oci.hooks import run_create_hooks  # noqa: PLC0415
 
-        run_hooks(hooks["createContainer"], state, "createContainer")
+        run_create_hooks(hooks["createContainer"], state)
     seal_imports()  # pivot_root is next
 
 

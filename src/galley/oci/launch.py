@@ -96,10 +96,12 @@ def create(
     console_socket: str | None,
     no_pivot: bool,
     foreground: bool,
+    report: Callable[[str], None],
     keyring: str | None = None,
 ) -> LaunchResult:
     """Start the container's init (in stage), stopped at the exec fifo until `start`;
-    keyring: the session keyring it joins (None: it keeps the caller's)."""
+    report: where poststop hooks that fail after a failed create say so (the command's
+    log); keyring: the session keyring it joins (None: it keeps the caller's)."""
     rollback = Rollback()
     rollback.add(stage.abandon)
     try:
@@ -114,6 +116,7 @@ def create(
             console_socket=console_socket,
             no_pivot=no_pivot,
             foreground=foreground,
+            report=report,
             keyring=keyring,
         )
     except StageError as err:
@@ -125,7 +128,9 @@ def create(
         raise
 
 
-def _poststop_after_failure(container_id: str, bundle: str, spec: Spec) -> None:
+def _poststop_after_failure(
+    container_id: str, bundle: str, spec: Spec, report: Callable[[str], None]
+) -> None:
     """A create that failed once the container was being made (its cgroup on the way; a
     failing prestart, createRuntime or createContainer hook among the causes) goes on to
     the poststop hooks, as the runtime-spec says and runc does; they only warn. A rollback
@@ -135,7 +140,7 @@ def _poststop_after_failure(container_id: str, bundle: str, spec: Spec) -> None:
         return
     from galley.oci.hooks import run_hooks_warn  # noqa: PLC0415 - only with poststop hooks
 
-    run_hooks_warn(hooks, hook_state(container_id, bundle, spec, "stopped"), "poststop")
+    run_hooks_warn(hooks, hook_state(container_id, bundle, spec, "stopped"), report)
 
 
 def hook_state(container_id: str, bundle: str, spec: Spec, status: StatusName) -> State:
@@ -161,6 +166,7 @@ def _create(
     console_socket: str | None,
     no_pivot: bool,
     foreground: bool,
+    report: Callable[[str], None],
     keyring: str | None,
 ) -> LaunchResult:
     channel, stage_pid, preserve_fds = stage.channel, stage.pid, stage.preserve_fds
@@ -193,7 +199,7 @@ def _create(
     # cgroup mount, hook, fork or exec (galley.oci.init): the cgroup is made and its limits
     # set now, so that once the stage reports the container's pid only the move is left.
     cgroup = _cgroup_manager(spec, container_id, rollback)
-    rollback.add_final(lambda: _poststop_after_failure(container_id, bundle, spec))
+    rollback.add_final(lambda: _poststop_after_failure(container_id, bundle, spec, report))
     note_incomplete(state_dir, cgroup=cgroup.save())  # before there is anything to undo
     try:
         cgroup.create()

@@ -376,11 +376,15 @@ class StageServer:
 
     def on_hooks(self, _msg: dict[str, Any]) -> bool:
         """prestart and createRuntime, in the runtime's namespaces, before pivot_root."""
-        from galley.oci.hooks import run_hooks  # noqa: PLC0415
+        from galley.errors import FailedPrecondition  # noqa: PLC0415
+        from galley.oci.hooks import run_create_hooks  # noqa: PLC0415
 
         hooks = self.spec.get("hooks", {})
-        run_hooks(hooks.get("prestart", []), self.state, "prestart")
-        run_hooks(hooks.get("createRuntime", []), self.state, "createRuntime")
+        try:
+            run_create_hooks(hooks.get("prestart", []), self.state)
+            run_create_hooks(hooks.get("createRuntime", []), self.state)
+        except FailedPrecondition as e:  # "unable to start container process: ...", as runc
+            raise StageError(str(e)) from None
         self.channel.send("ok")
         return False
 

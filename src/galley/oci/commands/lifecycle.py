@@ -182,6 +182,7 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
                 console_socket=args.console_socket,
                 no_pivot=args.no_pivot,
                 foreground=foreground,
+                report=ctx.log.error,
                 keyring=keyring,
             )
             try:  # a signal may come at any point from here on, too
@@ -285,9 +286,9 @@ def start(ctx: Context, state: ContainerState) -> None:
         from galley.oci.hooks import run_hooks  # noqa: PLC0415 - lazy: ~1.5 ms
 
         try:
-            run_hooks(hooks, state.oci_state(Status.RUNNING), "poststart")
+            run_hooks(hooks, state.oci_state(Status.RUNNING))
         except FailedPrecondition:
-            delete_loaded(state, force=True)
+            delete_loaded(state, force=True, report=ctx.log.error)
             raise
 
 
@@ -371,11 +372,12 @@ def delete(ctx: Context, cid: str, *, force: bool) -> None:
                 f"container {cid!r} is busy: another command holds its lock"
                 " (a create still running?)"
             ) from None
-    delete_loaded(state, force=force)
+    delete_loaded(state, force=force, report=ctx.log.error)
 
 
-def delete_loaded(state: ContainerState, *, force: bool) -> None:
-    """delete, for a container whose state is at hand."""
+def delete_loaded(state: ContainerState, *, force: bool, report: Callable[[str], None]) -> None:
+    """delete, for a container whose state is at hand; report takes what poststop hooks
+    say (the command's log)."""
     from galley.oci import hostmounts  # noqa: PLC0415 - destroy() imports it anyway
 
     with Lock(state.dir):
@@ -386,7 +388,7 @@ def delete_loaded(state: ContainerState, *, force: bool) -> None:
             if not force:
                 require(Operation.DELETE, status, state.id)
             kill_and_wait(state)
-        destroy(state)
+        destroy(state, report)
 
 
 def kill(ctx: Context, cid: str, signal_name: str, *, all_processes: bool) -> int:
@@ -457,7 +459,7 @@ def run_container(ctx: Context, args: Args, cid: str) -> int:
     finally:
         restore()
         if not args.keep:
-            delete_loaded(state, force=True)
+            delete_loaded(state, force=True, report=ctx.log.error)
     return code
 
 
