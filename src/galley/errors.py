@@ -60,3 +60,18 @@ def go_error_text(number: int) -> str:
     letter ("no such file or directory"), for messages that tools match against runc's."""
     text = os.strerror(number)
     return text[:1].lower() + text[1:]
+
+
+def os_error_text(err: OSError) -> str:
+    """An OSError in plain words, for a message that names its own context: the call and
+    the path as galley's kernel layer records them, then the reason as Go words it
+    ("openat2 etc/passwd: not a directory"), never Python's "[Errno 20] ..." form."""
+    words = err.strerror
+    if not words:
+        return str(err)
+    if err.errno and words.endswith(os.strerror(err.errno)):
+        words = words[: -len(os.strerror(err.errno))] + go_error_text(err.errno)
+    call, _, reason = words.rpartition(": ")
+    paths = [str(p) for p in (err.filename, err.filename2) if p is not None and str(p) not in call]
+    head = " ".join([call, *paths] if call else paths)
+    return f"{head}: {reason}" if head else reason

@@ -194,3 +194,29 @@ def test_an_error_quoting_a_huge_value_keeps_its_ends(runtime: Runtime, bundle: 
     assert res.returncode == 1
     assert len(res.stderr) < 5000, len(res.stderr)
     assert "characters left out" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"cwd": "/etc/passwd"}, "process.cwd '/etc/passwd': openat2 etc/passwd: not a directory"),
+        ({"mount": {"destination": "/x", "type": "tmpfs", "source": "t", "options": ["size=x"]}},
+         "mounts[7] '/x': mount tmpfs t on "),
+        ({"sysctl": {"net.ipv4.ip_forward": "x"}}, "linux.sysctl 'net.ipv4.ip_forward': "),
+    ],
+)  # fmt: skip
+def test_a_kernel_refusal_reads_in_plain_words(
+    runtime: Runtime, bundle: Bundle, change: dict[str, object], message: str
+) -> None:
+    """What the kernel refused, named with the field and in words, never Python's
+    "[Errno 20] ..." form of the error."""
+    if "cwd" in change:
+        bundle.config["process"]["cwd"] = change["cwd"]
+    if "mount" in change:
+        bundle.config["mounts"].append(change["mount"])
+    if "sysctl" in change:
+        bundle.config.setdefault("linux", {})["sysctl"] = change["sysctl"]
+    res = runtime("run", "-b", str(bundle.write()), runtime.new_id())
+    assert res.returncode == 1, res.stdout
+    assert message in res.stderr, res.stderr
+    assert "Errno" not in res.stderr, res.stderr

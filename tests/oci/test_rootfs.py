@@ -281,7 +281,7 @@ def test_mounts_file_shows_tree_before_pivot(bundle: Bundle, tmp_path: Path) -> 
     ("mount", "message"),
     [
         ({"destination": "/x", "type": "tmpfs", "source": "t", "options": ["bogus=1"]},
-         "mounts[7] '/x': [Errno 22] mount tmpfs"),
+         "mounts[7] '/x': mount tmpfs t on "),
         ({"destination": "/x", "type": "bind", "source": "/nonexistent/src"},
          "mounts[7] '/x': bind source '/nonexistent/src' does not exist"),
         ({"destination": "/proc/self/attr", "type": "tmpfs", "source": "t"},

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from galley.errors import FailedPrecondition
+from galley.errors import FailedPrecondition, os_error_text
 from galley.kernel import caps as kcaps
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
@@ -88,7 +88,7 @@ def drop_bounding(keep: int) -> None:
         try:
             kcaps.bounding_drop(cap)  # dropping one already dropped is fine
         except OSError as e:
-            raise FailedPrecondition(f"process.capabilities.bounding: {e}") from None
+            raise FailedPrecondition(f"process.capabilities.bounding: {os_error_text(e)}") from None
 
 
 def _capset(sets: kcaps.CapSets, step: str) -> None:

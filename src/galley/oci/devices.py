@@ -18,7 +18,7 @@ import os
 import posixpath
 import stat
 
-from galley.errors import FailedPrecondition, InvalidArgument
+from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
 from galley.kernel import mount as k
 from galley.oci import paths
 
@@ -71,7 +71,9 @@ def create_devices(root_fd: int, devices: list[Device], *, bind: bool) -> None:
             try:
                 create_device(root_fd, index, device, bind=bind)
             except OSError as err:
-                raise FailedPrecondition(f"device {device.get('path', '')!r}: {err}") from err
+                raise FailedPrecondition(
+                    f"device {device.get('path', '')!r}: {os_error_text(err)}"
+                ) from err
     finally:
         os.umask(old_umask)
 

@@ -15,7 +15,7 @@ import errno
 import os
 import stat
 
-from galley.errors import FailedPrecondition, InvalidArgument
+from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
 from galley.kernel import caps as kcaps
 from galley.oci.paths import open_in_root
 
@@ -81,7 +81,9 @@ def fix_stdio_ownership(uid: int) -> None:
             os.fchown(fd, uid, -1)
         except OSError as e:
             if e.errno not in (errno.EINVAL, errno.EPERM, errno.EROFS, errno.EBADF):
-                raise FailedPrecondition(f"process.user: chown of stdio fd {fd}: {e}") from None
+                raise FailedPrecondition(
+                    f"process.user: chown of stdio fd {fd}: {os_error_text(e)}"
+                ) from None
 
 
 PASSWD_LIMIT = 1 << 20  # bytes of the container's /etc/passwd read at most

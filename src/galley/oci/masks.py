@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from galley.errors import FailedPrecondition
+from galley.errors import FailedPrecondition, os_error_text
 from galley.kernel import mount as k
 from galley.oci import mounts, paths
 
@@ -23,7 +23,9 @@ def open_dev_null(root_fd: int) -> int:
     try:
         fd = paths.open_in_root(root_fd, "/dev/null")
     except OSError as err:
-        raise FailedPrecondition(f"linux.maskedPaths: the container has no /dev/null: {err}")
+        raise FailedPrecondition(
+            f"linux.maskedPaths: the container has no /dev/null: {os_error_text(err)}"
+        )
     if os.fstat(fd).st_rdev != os.makedev(1, 3):
         os.close(fd)
         raise FailedPrecondition("linux.maskedPaths: the container's /dev/null is not 1:3")
@@ -46,7 +48,7 @@ def mask_path(root_fd: int, path: str, null_fd: int) -> None:
         else:
             mounts.bind(null_fd, target, mounts.MountOptions([]), recursive=False)
     except OSError as err:
-        raise FailedPrecondition(f"linux.maskedPaths {path!r}: {err}") from err
+        raise FailedPrecondition(f"linux.maskedPaths {path!r}: {os_error_text(err)}") from err
     finally:
         os.close(target)
 
@@ -60,7 +62,7 @@ def readonly_path(root_fd: int, path: str) -> None:
     try:
         mounts.bind(target, target, mounts.MountOptions(["rbind", "rro"]), recursive=True)
     except OSError as err:
-        raise FailedPrecondition(f"linux.readonlyPaths {path!r}: {err}") from err
+        raise FailedPrecondition(f"linux.readonlyPaths {path!r}: {os_error_text(err)}") from err
     finally:
         os.close(target)
 

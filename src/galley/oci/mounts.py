@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from galley.errors import FailedPrecondition, InvalidArgument
+from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
 from galley.kernel import mount as k
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
@@ -331,4 +331,4 @@ def describe(index: int, mount: Mount) -> str:
 
 def failure(index: int, mount: Mount, err: OSError) -> FailedPrecondition:
     """A mount failure as a one-line error naming the mount and the kernel's answer."""
-    return FailedPrecondition(f"{describe(index, mount)}: {err}")
+    return FailedPrecondition(f"{describe(index, mount)}: {os_error_text(err)}")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import stat
 
-from galley.errors import FailedPrecondition, InvalidArgument
+from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
 from galley.kernel import mount as k
 from galley.oci import devices, lsm, masks, mounts, paths, pivot
 from galley.oci.sysctl import apply_sysctl
@@ -101,7 +101,7 @@ class Rootfs:
             if shared or unbindable:
                 k.mount(None, self.path, None, k.MS_PRIVATE)
         except OSError as err:
-            raise FailedPrecondition(f"root.path {self.path!r}: {err}") from err
+            raise FailedPrecondition(f"root.path {self.path!r}: {os_error_text(err)}") from err
         self.root_fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def _prepare_in_host_namespace(self, report_clone: Callable[[str, int], None] | None) -> None:
@@ -112,7 +112,7 @@ class Rootfs:
         try:
             tree = hostmounts.clone_root(self.path)
         except OSError as err:
-            raise FailedPrecondition(f"root.path {self.path!r}: {err}") from err
+            raise FailedPrecondition(f"root.path {self.path!r}: {os_error_text(err)}") from err
         target = self.attach_at
         if target is None:  # never the rootfs path: another container may use it too
             os.close(tree)
@@ -123,7 +123,7 @@ class Rootfs:
             hostmounts.attach(tree, target)
         except OSError as err:
             os.close(tree)
-            raise FailedPrecondition(f"root.path {self.path!r}: {err}") from err
+            raise FailedPrecondition(f"root.path {self.path!r}: {os_error_text(err)}") from err
         except BaseException:
             os.close(tree)
             raise
@@ -302,12 +302,14 @@ class Rootfs:
                 devices.setup_ptmx(self.root_fd)
                 devices.create_symlinks(self.root_fd)
             except OSError as err:
-                raise FailedPrecondition(f"/dev links: {err}") from err
+                raise FailedPrecondition(f"/dev links: {os_error_text(err)}") from err
         if console_path is not None:
             try:
                 devices.bind_console(self.root_fd, console_path)
             except OSError as err:
-                raise FailedPrecondition(f"process.terminal: /dev/console: {err}") from err
+                raise FailedPrecondition(
+                    f"process.terminal: /dev/console: {os_error_text(err)}"
+                ) from err
 
     def enter(self, no_pivot: bool) -> None:
         """Step 5: make the root "/" (pivot_root, or MS_MOVE + chroot with no_pivot; only a
@@ -328,7 +330,7 @@ class Rootfs:
             try:
                 mounts.set_attrs(tree, k.MOUNT_ATTR_RDONLY, 0)
             except OSError as err:
-                raise FailedPrecondition(f"read-only tmpfs {dest!r}: {err}") from err
+                raise FailedPrecondition(f"read-only tmpfs {dest!r}: {os_error_text(err)}") from err
             finally:
                 os.close(tree)
         for path in linux.get("readonlyPaths", []):
@@ -555,7 +557,7 @@ def setup_rootfs(
         try:
             rootfs.enter(no_pivot)
         except OSError as err:
-            raise FailedPrecondition(f"root.path {rootfs.path!r}: {err}") from err
+            raise FailedPrecondition(f"root.path {rootfs.path!r}: {os_error_text(err)}") from err
         pivot.reopen_dev_null()
         make_cwd(rootfs.root_fd, spec.get("process", {}).get("cwd", ""))
         apply_sysctl(spec)
@@ -576,7 +578,7 @@ def make_cwd(root_fd: int, cwd: str) -> None:
         try:
             os.close(paths.ensure_dir(root_fd, cwd))
         except OSError as err:
-            raise FailedPrecondition(f"process.cwd {cwd!r}: {err}") from err
+            raise FailedPrecondition(f"process.cwd {cwd!r}: {os_error_text(err)}") from err
 
 
 def _mountpoint_of(path: str) -> str:

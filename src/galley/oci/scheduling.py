@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 
-from galley.errors import FailedPrecondition, InvalidArgument
+from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
 from galley.kernel import sched
 from galley.oci.validate_fields import MAX_CPUS, MAX_NODES, number_list
 
@@ -81,7 +81,7 @@ def apply_scheduler(scheduler: dict[str, object]) -> None:
     try:
         sched.sched_setattr(policy, **kwargs)
     except OSError as e:
-        raise FailedPrecondition(f"{_FIELD}: {e}") from None
+        raise FailedPrecondition(f"{_FIELD}: {os_error_text(e)}") from None
 
 
 def apply_io_priority(io_priority: dict[str, object]) -> None:
@@ -93,7 +93,7 @@ def apply_io_priority(io_priority: dict[str, object]) -> None:
     try:
         sched.ioprio_set(IO_CLASSES[str(name)], level)
     except OSError as e:
-        raise FailedPrecondition(f"process.ioPriority: {e}") from None
+        raise FailedPrecondition(f"process.ioPriority: {os_error_text(e)}") from None
 
 
 def parse_cpus(text: str, field: str) -> set[int]:
@@ -126,7 +126,7 @@ def apply_personality(personality: dict[str, object]) -> None:
     try:
         sched.set_personality(DOMAINS[str(domain)])
     except OSError as e:
-        raise FailedPrecondition(f"linux.personality: {e}") from None
+        raise FailedPrecondition(f"linux.personality: {os_error_text(e)}") from None
 
 
 MEMORY_POLICY_MODES = {

@@ -21,7 +21,7 @@ import errno
 import os
 import sys
 
-from galley.errors import FailedPrecondition, InvalidArgument
+from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
 from galley.kernel import seccomp as scmp
 from galley.oci import seccomp_cache as cache
 from galley.oci import seccomp_enosys as enosys
@@ -137,7 +137,9 @@ class SeccompFilter:
             assert self.context is not None  # a filter without a program has a context
             self.context.load()
         except OSError as e:
-            raise FailedPrecondition(f"seccomp: loading the filter failed: {e}") from None
+            raise FailedPrecondition(
+                f"seccomp: loading the filter failed: {os_error_text(e)}"
+            ) from None
         return self.context.notify_fd() if self.notify else None
 
     def export_bpf(self, fd: int) -> None:
@@ -270,7 +272,9 @@ def _add_arches(context: scmp.Filter, arches: list[str]) -> list[int]:
         try:
             context.add_arch(token, name)
         except OSError as e:
-            raise InvalidArgument(f"{_FIELD}.architectures[{i}]: {name}: {e}") from None
+            raise InvalidArgument(
+                f"{_FIELD}.architectures[{i}]: {name}: {os_error_text(e)}"
+            ) from None
         tokens.append(token)
     return tokens
 
@@ -295,7 +299,7 @@ def _set_flags(context: scmp.Filter, flags: list[str]) -> int:
         try:
             context.set_attr(attr, 1, flag)
         except OSError as e:
-            raise InvalidArgument(f"{field}: {e}") from None
+            raise InvalidArgument(f"{field}: {os_error_text(e)}") from None
         bits |= _KERNEL_FLAGS[flag]
     return bits
 
@@ -320,7 +324,7 @@ def _add_syscall_rule(context: scmp.Filter, rule: SeccompSyscall, default: int, 
             try:
                 context.add_rule(action, number, conditions, syscall)
             except OSError as e:
-                raise InvalidArgument(f"{field}: syscall {syscall!r}: {e}") from None
+                raise InvalidArgument(f"{field}: syscall {syscall!r}: {os_error_text(e)}") from None
     return name == "SCMP_ACT_NOTIFY"
 
 

@@ -13,7 +13,7 @@ import json
 import os
 import socket
 
-from galley.errors import FailedPrecondition, InvalidArgument
+from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
 from galley.kernel import seccomp as scmp
 from galley.oci.seccomp import SeccompFilter
 
@@ -28,7 +28,9 @@ def forward_listener(
     try:
         fd = scmp.take_fd(pid, child_fd)
     except OSError as e:
-        raise FailedPrecondition(f"{_FIELD}: fetching the notify fd of pid {pid}: {e}") from None
+        raise FailedPrecondition(
+            f"{_FIELD}: fetching the notify fd of pid {pid}: {os_error_text(e)}"
+        ) from None
     try:
         send_listener(filt, fd, state)
     finally:

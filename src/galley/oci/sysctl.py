@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from galley.errors import FailedPrecondition
+from galley.errors import FailedPrecondition, os_error_text
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
 if TYPE_CHECKING:
@@ -30,4 +30,4 @@ def apply_sysctl(spec: Spec) -> None:
             finally:
                 os.close(fd)
         except OSError as err:
-            raise FailedPrecondition(f"linux.sysctl {key!r}: {err}") from err
+            raise FailedPrecondition(f"linux.sysctl {key!r}: {os_error_text(err)}") from err
