@@ -122,10 +122,13 @@ def _start(
     # The stage joins the namespaces meanwhile (and forks, for a pid namespace) and reports
     # the process's pid; P moves that process into the cgroup, as runc does: a move is not
     # bound by pids.max, so an exec works in a container at its pids limit (a fork inside the
-    # cgroup would fail there). The process runs nothing before "cgroup".
+    # cgroup would fail there). The process runs nothing before "cgroup". The manager's code
+    # is loaded now, while P would only wait for the pid (~1.5 ms off an exec's path).
+    manager = state.cgroup_manager() if state.cgroup else None
+
     def join(pid: int) -> None:
-        if state.cgroup:
-            state.cgroup_manager().join(pid, sub)
+        if manager is not None:
+            manager.join(pid, sub)
             cgroupwarm.stop()
         send_quietly(channel, "cgroup")
 
