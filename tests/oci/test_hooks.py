@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -115,6 +117,23 @@ def test_a_hook_killed_by_a_signal_is_worded_as_go_words_it(tmp_path: Path) -> N
     with pytest.raises(FailedPrecondition) as err:
         run_hooks([hook], STATE)
     assert "error running hook: signal: segmentation fault, stdout: " in str(err.value)
+
+
+def test_a_hook_that_dumps_core_says_so_as_go_does(tmp_path: Path) -> None:
+    """runc quotes Go's ProcessState: "signal: segmentation fault (core dumped)" when the
+    kernel reports a core (Python's returncode alone drops that)."""
+    body = f"ulimit -c unlimited; cd {tmp_path}; kill -SEGV $$\n"
+    path = script(tmp_path, "segv-with-core", body)
+    proc = subprocess.Popen([path])
+    _, status = os.waitpid(proc.pid, 0)
+    proc.returncode = 0  # reaped above
+    if not os.WCOREDUMP(status):
+        pytest.skip("this kernel's core_pattern dumps no core here")
+    with pytest.raises(FailedPrecondition) as err:
+        run_hooks([{"path": path}], STATE)
+    assert "error running hook: signal: segmentation fault (core dumped), stdout: " in str(
+        err.value
+    )
 
 
 @pytest.mark.parametrize(

@@ -53,8 +53,19 @@ def run_hook(hook: Hook, state_json: bytes, index: int) -> None:
     path = hook["path"]
     timeout = hook.get("timeout")
     failed = f"error running hook #{index}"
+
+    class HookProcess(subprocess.Popen[bytes]):
+        """Popen that keeps the raw wait status: returncode drops the core-dump flag,
+        which Go's wording ("signal: aborted (core dumped)") shows."""
+
+        wait_status = 0
+
+        def _handle_exitstatus(self, sts: int, *args: object) -> None:
+            self.wait_status = sts
+            super()._handle_exitstatus(sts, *args)  # type: ignore[misc]
+
     try:
-        proc = subprocess.Popen(
+        proc = HookProcess(
             _argv(hook),
             executable=path,
             stdin=subprocess.PIPE,
@@ -77,17 +88,18 @@ def run_hook(hook: Hook, state_json: bytes, index: int) -> None:
         ) from None
     if proc.returncode != 0:
         raise FailedPrecondition(
-            f"{failed}: error running hook: {exit_text(proc.returncode)}, "
+            f"{failed}: error running hook: "
+            f"{exit_text(proc.returncode, core_dumped=os.WCOREDUMP(proc.wait_status))}, "
             f"stdout: {out.decode(errors='replace')}, stderr: {err.decode(errors='replace')}"
         )
 
 
-def exit_text(returncode: int) -> str:
-    """How Go words a child's end ("exit status 3", "signal: killed"): runc's hook errors
-    quote it."""
+def exit_text(returncode: int, *, core_dumped: bool = False) -> str:
+    """How Go words a child's end ("exit status 3", "signal: killed", "signal: segmentation
+    fault (core dumped)"): runc's hook errors quote it."""
     if returncode >= 0:
         return f"exit status {returncode}"
-    return f"signal: {go_signal_text(-returncode)}"
+    return f"signal: {go_signal_text(-returncode)}" + (" (core dumped)" if core_dumped else "")
 
 
 def go_signal_text(number: int) -> str:
