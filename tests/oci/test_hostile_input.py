@@ -203,6 +203,8 @@ def test_an_error_quoting_a_huge_value_keeps_its_ends(runtime: Runtime, bundle: 
         ({"mount": {"destination": "/x", "type": "tmpfs", "source": "t", "options": ["size=x"]}},
          "mounts[7] '/x': mount tmpfs t on "),
         ({"sysctl": {"net.ipv4.ip_forward": "x"}}, "linux.sysctl 'net.ipv4.ip_forward': "),
+        ({"listener": "/nonexistent/agent.sock"},
+         "sending the notify fd to /nonexistent/agent.sock: no such file or directory"),
     ],
 )  # fmt: skip
 def test_a_kernel_refusal_reads_in_plain_words(
@@ -216,6 +218,12 @@ def test_a_kernel_refusal_reads_in_plain_words(
         bundle.config["mounts"].append(change["mount"])
     if "sysctl" in change:
         bundle.config.setdefault("linux", {})["sysctl"] = change["sysctl"]
+    if "listener" in change:
+        bundle.config["linux"]["seccomp"] = {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": change["listener"],
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}],
+        }
     res = runtime("run", "-b", str(bundle.write()), runtime.new_id())
     assert res.returncode == 1, res.stdout
     assert message in res.stderr, res.stderr

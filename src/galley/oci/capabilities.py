@@ -97,7 +97,9 @@ def _capset(sets: kcaps.CapSets, step: str) -> None:
     except OSError as e:
         missing = kcaps.names_of(sets.effective & ~sets.permitted)
         hint = f" (effective {missing} not in permitted)" if missing else ""
-        raise FailedPrecondition(f"process.capabilities ({step}): {e}{hint}") from None
+        raise FailedPrecondition(
+            f"process.capabilities ({step}): {os_error_text(e)}{hint}"
+        ) from None
 
 
 def _raise_ambient(mask: int, allowed: int) -> None:

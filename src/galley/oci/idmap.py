@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from galley.errors import FailedPrecondition, InvalidArgument
+from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
 from galley.kernel import mount as k
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
@@ -93,7 +93,7 @@ def apply_idmap(
         # Only the host's user namespace may idmap a host filesystem: an init stage already in
         # the container's user namespace would need the mount prepared by the runtime outside.
         raise FailedPrecondition(
-            f"idmapped mount: not permitted in this user namespace: {err}"
+            f"idmapped mount: not permitted in this user namespace: {os_error_text(err)}"
         ) from err
     finally:
         os.close(userns)

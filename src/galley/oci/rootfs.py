@@ -504,7 +504,7 @@ def _serve_binds(sock: socket.socket, spec: Spec, bundle: str) -> None:  # pragm
     try:
         ns.setns(fds[0], ns.CLONE_NEWNS, "the container's mount namespace")
     except OSError as err:
-        sock.send(f"!binds: joining the container's mount namespace: {err}".encode())
+        sock.send(f"!binds: joining the container's mount namespace: {os_error_text(err)}".encode())
         return
     finally:
         os.close(fds[0])

@@ -55,5 +55,6 @@ def send_listener(filt: SeccompFilter, notify_fd: int, state: dict[str, object])
             socket.send_fds(sock, [json.dumps(message).encode()], [notify_fd])
         except OSError as e:
             raise FailedPrecondition(
-                f"{_FIELD}.listenerPath: sending the notify fd to {filt.listener_path}: {e}"
+                f"{_FIELD}.listenerPath: sending the notify fd to {filt.listener_path}: "
+                f"{os_error_text(e)}"
             ) from None
