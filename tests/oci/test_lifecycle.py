@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from galley.oci.cgroups.layout import detect
+from tests.oci.cgroup_fixtures import hierarchy_mounts, proc_state
 from tests.oci.conftest import (
     TRAP_TERM,
     Bundle,
@@ -526,3 +527,52 @@ def test_a_failing_poststop_hook_is_logged_as_an_error(
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     expected = _HOOK_ERROR.replace("#1", "#0").replace(r"\n", "\n")
     assert [(e["level"], e["msg"]) for e in lines] == [("error", expected)]
+
+
+def _move_out_of_its_cgroups(pid: int) -> None:
+    """Move pid into the parent of each of its cgroups, as a hostile or confused manager on
+    the host might: the container's cgroup no longer holds its init."""
+    paths = {line.split(":", 2)[2] for line in Path(f"/proc/{pid}/cgroup").read_text().split()}
+    for mount in hierarchy_mounts(detect()):
+        for path in paths:
+            directory = os.path.join(mount, path.lstrip("/"))
+            procs = os.path.join(directory, "cgroup.procs")
+            if (
+                path != "/"
+                and os.path.exists(procs)
+                and str(pid) in Path(procs).read_text().split()
+            ):
+                Path(os.path.dirname(directory), "cgroup.procs").write_text(str(pid))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return proc_state(pid) != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_delete_force_kills_an_init_that_left_its_cgroup(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """runc's delete --force signals the init itself: an init moved out of its cgroup dies
+    too, and delete does not wait for it (galley killed only the cgroup's members, waited
+    10 s, removed the state and left the container's process running)."""
+    bundle.config["process"]["args"] = ["sleep", "100"]
+    cid = any_runtime.detached(bundle)
+    pid = json.loads(any_runtime("state", cid, check=True).stdout)["pid"]
+    try:
+        _move_out_of_its_cgroups(pid)
+        t0 = time.monotonic()
+        res = any_runtime("delete", "--force", cid)
+        assert res.returncode == 0, res.stderr
+        assert time.monotonic() - t0 < 5
+        deadline = time.monotonic() + 5
+        while _alive(pid):
+            assert time.monotonic() < deadline, "the container's init outlived delete --force"
+            time.sleep(0.05)
+    finally:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass

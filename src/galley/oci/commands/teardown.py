@@ -68,11 +68,12 @@ def signal_all(state: ContainerState, sig: int) -> None:
 def kill_and_wait(state: ContainerState) -> None:
     """SIGKILL every process of the container's cgroup and wait for init. The manager thaws
     what is frozen so that the kill lands: the container paused, and (v1) sub-cgroups the
-    container froze itself, whose processes would hold its init's exit for good."""
+    container froze itself, whose processes would hold its init's exit for good. The init is
+    signalled itself too, as runc signals it: one moved out of the cgroup behind our back
+    would outlive the delete (which waited 10 s for it, then removed its state)."""
     if state.cgroup:
         state.cgroup_manager().kill(SIGKILL)
-    else:
-        signal_init(state, SIGKILL)
+    signal_init(state, SIGKILL)
     wait_gone(state.pid, state.start_time)
 
 
