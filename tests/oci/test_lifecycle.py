@@ -513,6 +513,19 @@ def test_a_failing_hook_is_worded_as_runc_words_it(
     assert f'run failed: {message}"\n' in result.stderr, result.stderr
 
 
+def test_a_failing_start_container_hook_is_printed_as_runc_prints_it(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """It fails in the container's init once start has returned: runc's init prints the
+    error bare on the container's stderr (galley's said "galley-runc init: " first)."""
+    bundle.config["hooks"] = {
+        "startContainer": [{"path": "/bin/true"}, {"path": "/bin/sh", "args": _FAILING_HOOK}]
+    }
+    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
+    assert result.returncode == 1
+    assert result.stderr == _HOOK_ERROR.replace(r"\n", "\n") + "\n"
+
+
 def test_a_failing_poststop_hook_is_logged_as_an_error(
     any_runtime: Runtime, bundle: Bundle, tmp_path: Path
 ) -> None:

@@ -199,12 +199,13 @@ def _unexpected(_channel: Channel, msg: dict[str, Any]) -> None:
 
 
 def fail(channel: Channel, err: BaseException) -> None:
-    """Report err to P (or, once P has gone, to the container's stderr) and exit 1."""
+    """Report err to P (or, once P has gone, to the container's stderr, bare as runc's init
+    prints it: a failing startContainer hook's error reads as runc's) and exit 1."""
     message = describe(err)
     try:
         channel.send("error", message=message)
     except OSError:
-        os.write(2, f"galley-runc init: {message}\n".encode())
+        os.write(2, f"{message}\n".encode())
     os._exit(1)
 
 
