@@ -228,6 +228,22 @@ def test_exec_refused_in_stopped_container(running: tuple[Runtime, str]) -> None
     assert "cannot exec in a stopped container" in result.stderr
 
 
+def test_exec_checks_the_console_socket_after_the_status_and_process(
+    running: tuple[Runtime, str],
+) -> None:
+    """runc refuses a --console-socket without -d only once the container's status and the
+    process were checked (its runner does it): a stopped container says so first."""
+    rt, cid = running
+    bad_cwd = rt("exec", "--console-socket", "/nonexistent", "--cwd", "rel", cid, "true")
+    assert bad_cwd.returncode == 255
+    assert "must be an absolute path" in bad_cwd.stderr, bad_cwd.stderr
+    rt("kill", cid, "KILL", check=True)
+    wait_status(rt, cid, "stopped")
+    result = rt("exec", "--console-socket", "/nonexistent", cid, "true")
+    assert result.returncode == 255
+    assert "cannot exec in a stopped container" in result.stderr, result.stderr
+
+
 def test_exec_process_file(running: tuple[Runtime, str], tmp_path: Path) -> None:
     rt, cid = running
     process = {"args": ["/bin/sh", "-c", "echo $A"], "env": ["A=from-file"], "cwd": "/"}

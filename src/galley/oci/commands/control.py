@@ -245,7 +245,7 @@ def exec_command(state: ContainerState, args: Args) -> int:
     the foreground and no --console-socket, the pty is relayed to our stdio, as runc does."""
     from galley.oci.stage import Stage  # noqa: PLC0415 - lazy
 
-    check_console_socket(args.console_socket, detach=args.detach)
+    console_socket = args.console_socket  # as given: the relay sets its own
     relay_pid, receiver = _start_relay(args)  # before the stage: it must not hold its pipes
     stop_relay = True  # unless the process ran: then the relay ends when the pty closes
     try:
@@ -259,6 +259,7 @@ def exec_command(state: ContainerState, args: Args) -> int:
                 require(Operation.EXEC, status, state.id)
             process = exec_spec(state, args)
             sub = sub_cgroups(args.cgroup)
+            check_console_socket(console_socket, detach=args.detach)  # last, as runc
         except BaseException:
             stage.abandon()
             raise
