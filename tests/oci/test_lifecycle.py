@@ -11,7 +11,9 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -589,3 +591,40 @@ def test_delete_force_kills_an_init_that_left_its_cgroup(
             os.kill(pid, 9)
         except ProcessLookupError:
             pass
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda c: c["unified"].pop("paths"), lambda c: c.pop("paths"), lambda c: c.update(mode=7)],
+)
+def test_a_damaged_cgroup_record_fails_exec_clearly_and_delete_goes_on(
+    runtime: Runtime, bundle: Bundle, damage: Callable[[dict[str, Any]], object]
+) -> None:
+    """state.json edited by hand (or by something else): exec says what is wrong, without a
+    traceback; delete --force still kills the init and removes the container, and says that
+    the cgroup directories it could not name are left."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = runtime.detached(bundle)
+    state_file = runtime.root / cid / "state.json"
+    saved = json.loads(state_file.read_text())
+    record = saved["cgroup"]
+    if record.get("mode") != "v1" or not record.get("unified"):
+        pytest.skip("a hybrid v1 host's record")
+    directories = [*record["paths"].values(), *record["unified"]["paths"].values()]
+    pid = saved["pid"]
+    damage(record)
+    state_file.write_text(json.dumps(saved))
+    try:
+        result = runtime("exec", cid, "true")
+        assert result.returncode == 255
+        assert "the record of the container's cgroup is damaged" in result.stderr
+        assert "Traceback" not in result.stderr
+        result = runtime("delete", "--force", cid)
+        assert result.returncode == 0, result.stderr
+        assert "its cgroup directories are left where they are" in result.stderr
+        assert _proc_state(pid) in {"gone", "Z"}
+        assert runtime("state", cid).returncode == 1
+    finally:
+        for directory in directories:
+            if os.path.isdir(directory):
+                os.rmdir(directory)

@@ -64,15 +64,41 @@ def manager_for(spec: Spec, container_id: str) -> CgroupManager:
     return manager
 
 
+class DamagedRecord(FailedPrecondition):
+    """state.json's record of the cgroup cannot be read back (edited, or written by something
+    else): commands that need the cgroup fail with this; delete goes on without it."""
+
+
 def load(saved: dict[str, Any]) -> CgroupManager:
-    """The manager a `save()` described."""
+    """The manager a `save()` described; DamagedRecord if the record is not one."""
+    try:
+        return _load(saved)
+    except KeyError as e:
+        problem = f"{e.args[0]!r} is missing"
+    except (InvalidArgument, AttributeError, TypeError) as e:
+        problem = str(e)
+    raise DamagedRecord(f"state.json: the record of the container's cgroup is damaged: {problem}")
+
+
+def _load(saved: dict[str, Any]) -> CgroupManager:
     rules = [normalise(r, "device_rules") for r in saved.get("device_rules") or []]
-    paths = dict(saved.get("paths") or {})
     mode = saved.get("mode")
     if mode == "v2":
-        return V2Manager(paths[""], str(saved["mount"]), rules)
+        return V2Manager(_path(saved), _text(saved["mount"]), rules)
     if mode == "v1":
         unified = saved.get("unified")
-        part = V2Manager(unified["paths"][""], unified["mount"]) if unified else None
+        part = V2Manager(_path(unified), _text(unified["mount"])) if unified else None
+        paths = {_text(name): _text(path) for name, path in saved["paths"].items()}
         return V1Manager(paths, part, rules)
-    raise InvalidArgument(f"saved cgroup state: unknown mode {mode!r}")
+    raise InvalidArgument(f"unknown mode {mode!r}")
+
+
+def _path(saved: dict[str, Any]) -> str:
+    """The one directory of a saved cgroup v2 record."""
+    return _text(saved["paths"][""])
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r} is not a path")
+    return value

@@ -21,6 +21,8 @@ TYPE_CHECKING = False  # typing costs milliseconds per command; mypy knows this 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from galley.oci.cgroups import CgroupManager
+
 WAIT_STEP = 0.005
 SIGKILL = 9  # the same on every Linux architecture; the signal module costs ~2 ms (enum)
 
@@ -65,14 +67,33 @@ def signal_all(state: ContainerState, sig: int) -> None:
     state.cgroup_manager().kill(sig)
 
 
+def _manager(
+    state: ContainerState, report: Callable[[str], None] | None = None
+) -> CgroupManager | None:
+    """The container's cgroup manager; None without a cgroup, or when state.json's record of
+    it is damaged (said to report, if given): delete goes on without it, as runc's would
+    with the zero values such a record reads as."""
+    if not state.cgroup:
+        return None
+    from galley.oci.cgroups.factory import DamagedRecord  # noqa: PLC0415 - with the managers
+
+    try:
+        return state.cgroup_manager()
+    except DamagedRecord as e:
+        if report is not None:
+            report(f"{e}: its cgroup directories are left where they are")
+        return None
+
+
 def kill_and_wait(state: ContainerState) -> None:
     """SIGKILL every process of the container's cgroup and wait for init. The manager thaws
     what is frozen so that the kill lands: the container paused, and (v1) sub-cgroups the
     container froze itself, whose processes would hold its init's exit for good. The init is
     signalled itself too, as runc signals it: one moved out of the cgroup behind our back
     would outlive the delete (which waited 10 s for it, then removed its state)."""
-    if state.cgroup:
-        state.cgroup_manager().kill(SIGKILL)
+    manager = _manager(state)
+    if manager is not None:
+        manager.kill(SIGKILL)
     signal_init(state, SIGKILL)
     wait_gone(state.pid, state.start_time)
 
@@ -86,8 +107,9 @@ def destroy(state: ContainerState, report: Callable[[str], None]) -> None:
 
     if hostmounts.inherits_mount_namespace(state.spec):
         hostmounts.release(state.dir)
-    if state.cgroup:
-        state.cgroup_manager().destroy()
+    manager = _manager(state, report)
+    if manager is not None:
+        manager.destroy()
     hooks = state.spec.get("hooks", {}).get("poststop")
     if hooks:
         from galley.oci.hooks import run_hooks_warn  # noqa: PLC0415 - lazy: ~1.5 ms
