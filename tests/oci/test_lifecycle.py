@@ -628,3 +628,24 @@ def test_a_damaged_cgroup_record_fails_exec_clearly_and_delete_goes_on(
         for directory in directories:
             if os.path.isdir(directory):
                 os.rmdir(directory)
+
+
+def test_start_container_hooks_run_under_the_process_rlimits(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """runc's parent sets the rlimits on its init before `start`: the startContainer hooks
+    the init runs inherit them (galley's ran with the runtime's own)."""
+    seen = tmp_path / "limits"
+    _bind_at_same_path(bundle, tmp_path)
+    bundle.config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 64, "hard": 64}]
+    bundle.config["hooks"] = {
+        "startContainer": [
+            {
+                "path": "/bin/sh",
+                "args": ["sh", "-c", f"grep 'open files' /proc/self/limits > {seen}"],
+            }
+        ]
+    }
+    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
+    assert result.returncode == 0, result.stderr
+    assert seen.read_text().split()[3:5] == ["64", "64"]

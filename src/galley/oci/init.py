@@ -285,6 +285,7 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
     _restore_signals(previous)
     if start_hooks:
         state["status"] = "created"  # as runc: the process has not run yet
+        starter.set_rlimits()
         run_hooks(start_hooks, state)
     starter.execute(boot["preserve_fds"])
 
@@ -596,14 +597,14 @@ class ProcessStarter:
             self._load_trampoline()
         if self.scheduling is not None:
             self._schedule()
-        self.rlimits.raise_hard_limits(process.get("rlimits", []))  # the rest: _set_rlimits
+        self.rlimits.raise_hard_limits(process.get("rlimits", []))  # the rest: set_rlimits
         cwd = process.get("cwd", "/")
         entered = enter_cwd(cwd, may_retry=True)  # as runc: first with the runtime's rights
         if entered:
             self._find_program()
         notify_fd = None
         if self.filter is not None and not self.nnp:
-            self._set_rlimits()  # little Python after this: RLIMIT_DATA or AS may bind it
+            self.set_rlimits()  # little Python after this: RLIMIT_DATA or AS may bind it
             notify_fd = self.filter.load()
         self.identity.apply_user(process.get("user") or {"uid": 0, "gid": 0})
         self.capabilities.apply_capabilities(process.get("capabilities", {}))
@@ -614,7 +615,7 @@ class ProcessStarter:
             from galley.kernel import proc  # noqa: PLC0415
 
             proc.set_no_new_privs()
-            self._set_rlimits()
+            self.set_rlimits()
             notify_fd = self.filter.load()
             self.filter = None
         return notify_fd
@@ -628,11 +629,13 @@ class ProcessStarter:
             self.env["HOME"] = self.identity.home_dir(process.get("user", {}).get("uid", 0))
         self.executable = find_executable(process["args"][0], self.env)
 
-    def _set_rlimits(self) -> None:
-        """The final rlimits, once: just before execve, or before a filter loaded earlier
-        than that. Never after one: an allowlist profile need not allow prlimit64 (runc's
-        parent sets them before its init loads a filter). Limits as small as RLIMIT_DATA or
-        RLIMIT_AS may allow bind the stage's own Python, so they come as late as they can."""
+    def set_rlimits(self) -> None:
+        """The final rlimits, once: just before execve, before startContainer hooks (they run
+        under the process's limits, as runc's parent has set them on its init by then), or
+        before a filter loaded earlier than that. Never after one: an allowlist profile need
+        not allow prlimit64 (runc's parent sets them before its init loads a filter). Limits
+        as small as RLIMIT_DATA or RLIMIT_AS may allow bind the stage's own Python, so they
+        come as late as they can."""
         if not self.rlimits_set:
             self.rlimits.apply_rlimits(self.process.get("rlimits", []))
             self.rlimits_set = True
@@ -687,7 +690,7 @@ class ProcessStarter:
         close_on_exec(3 + preserve_fds)  # before the late filter: it may forbid close_range
         for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):  # Python ignores these; exec keeps that
             _signal.signal(sig, _signal.SIG_DFL)
-        self._set_rlimits()  # no Python work after, unless a filter came first
+        self.set_rlimits()  # no Python work after, unless a filter came first
         if self.trampoline is not None:
             if self.fifo is not None:
                 os.set_inheritable(self.fifo, True)  # the trampoline reads and closes it
