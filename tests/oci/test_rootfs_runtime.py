@@ -61,6 +61,26 @@ def test_same_mount_table_as_runc(bundle: Bundle, tmp_path: Path) -> None:
     assert galley == runc
 
 
+@pytest.mark.parametrize("made_read_only", ["/dev read-only", "/dev/null in readonlyPaths"])
+def test_masked_files_carry_the_flags_of_dev_null_as_under_runc(
+    bundle: Bundle, tmp_path: Path, made_read_only: str
+) -> None:
+    """A masked file is a bind of /dev/null as it is once /dev and the read-only paths are
+    done (runc's order): read-only when either made it so."""
+    if made_read_only.startswith("/dev read-only"):
+        dev = next(m for m in bundle.config["mounts"] if m["destination"] == "/dev")
+        dev["options"] = [*dev["options"], "ro"]
+    else:
+        bundle.config["linux"]["readonlyPaths"].append("/dev/null")
+    bundle.config["linux"]["maskedPaths"] += ["/etc/group", "/proc/keys"]
+    script = "cat /proc/self/mountinfo"
+    galley = normalised(seen("galley", bundle, tmp_path, script))
+    runc = normalised(seen("runc", bundle, tmp_path, script))
+    assert galley == runc
+    masked = [entry for entry in galley if entry[0] == "/etc/group"]
+    assert masked and masked[0][1].startswith("ro"), masked
+
+
 def test_same_dev_as_runc(bundle: Bundle, tmp_path: Path) -> None:
     bundle.config["linux"]["devices"] = [
         {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o600,

@@ -321,9 +321,11 @@ class Rootfs:
         else:
             pivot.pivot_into(self.path)
 
-    def finish(self, null_fd: int) -> None:
-        """Step 6, after sysctl: read-only tmpfs mounts (runc's finalizeRootfs), read-only and
-        masked paths; read-only /dev and root; propagation."""
+    def finish(self) -> None:
+        """Step 6, after sysctl, in runc's order: read-only tmpfs mounts, /dev and root
+        (its finalizeRootfs), then read-only paths, then masked paths; propagation. A masked
+        file gets a bind of /dev/null as it is by then, so it carries that mount's flags
+        (read-only when /dev or a read-only path made it so), as under runc."""
         linux = self.spec.get("linux", {})
         while self.readonly_later:
             tree, dest = self.readonly_later.pop(0)
@@ -333,14 +335,19 @@ class Rootfs:
                 raise FailedPrecondition(f"read-only tmpfs {dest!r}: {os_error_text(err)}") from err
             finally:
                 os.close(tree)
-        for path in linux.get("readonlyPaths", []):
-            masks.readonly_path(self.root_fd, path)
-        for path in linux.get("maskedPaths", []):
-            masks.mask_path(self.root_fd, path, null_fd)
         if self.dev_readonly:
             masks.make_readonly(self.root_fd, "/dev")
         if self.spec.get("root", {}).get("readonly"):
             mounts.set_attrs(self.root_fd, k.MOUNT_ATTR_RDONLY, 0)
+        for path in linux.get("readonlyPaths", []):
+            masks.readonly_path(self.root_fd, path)
+        if linux.get("maskedPaths"):
+            null_fd = masks.open_dev_null(self.root_fd)
+            try:
+                for path in linux["maskedPaths"]:
+                    masks.mask_path(self.root_fd, path, null_fd)
+            finally:
+                os.close(null_fd)
         if self.propagation & (k.MS_SHARED | k.MS_UNBINDABLE):
             mounts.propagate(self.root_fd, [self.propagation])
 
@@ -543,7 +550,6 @@ def setup_rootfs(
         join_cgroup()  # P's pending answers first: report_clone waits for one
         join_cgroup = None
     rootfs.prepare(report_clone)
-    null_fd = -1
     try:
         for index, entry in enumerate(spec.get("mounts", [])):
             if join_cgroup is not None and entry.get("type") in CGROUP_TYPES:
@@ -561,13 +567,9 @@ def setup_rootfs(
         pivot.reopen_dev_null()
         make_cwd(rootfs.root_fd, spec.get("process", {}).get("cwd", ""))
         apply_sysctl(spec)
-        if spec.get("linux", {}).get("maskedPaths"):
-            null_fd = masks.open_dev_null(rootfs.root_fd)
-        rootfs.finish(null_fd)
+        rootfs.finish()
     finally:
         os.close(rootfs.root_fd)
-        if null_fd >= 0:
-            os.close(null_fd)
         for tree in [*rootfs.trees.values(), *(fd for fd, _ in rootfs.readonly_later)]:
             os.close(tree)  # left by a failure
 
