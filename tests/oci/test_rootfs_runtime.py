@@ -81,6 +81,35 @@ def test_masked_files_carry_the_flags_of_dev_null_as_under_runc(
     assert masked and masked[0][1].startswith("ro"), masked
 
 
+def _propagation(mountinfo_text: str, point: str) -> list[str]:
+    """The optional fields (shared:N, master:N, unbindable) of the mount at point."""
+    for line in mountinfo_text.splitlines():
+        fields = line.split()
+        if fields[4] == point:
+            return fields[6 : fields.index("-")]
+    raise AssertionError(f"no mount at {point}")
+
+
+def test_a_mount_keeps_its_own_propagation_under_a_recursive_root_one(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    """rootfsPropagation "rshared" goes to the new root at the end; a mount that asked for
+    its own propagation ("unbindable") keeps it, as under runc (galley's recursive root
+    change overrode it)."""
+    source = tmp_path / "source"
+    source.mkdir()
+    bundle.config["linux"]["rootfsPropagation"] = "rshared"
+    bundle.config["mounts"].append(
+        {"destination": "/tmp", "type": "bind", "source": str(source),
+         "options": ["rbind", "unbindable"]}
+    )  # fmt: skip
+    script = "cat /proc/self/mountinfo"
+    assert _propagation(seen("runc", bundle, tmp_path, script), "/tmp") == ["unbindable"]
+    galley = seen("galley", bundle, tmp_path, script)
+    assert _propagation(galley, "/tmp") == ["unbindable"]
+    assert _propagation(galley, "/")[0].startswith("shared:")  # the spec's rootfsPropagation
+
+
 def test_same_dev_as_runc(bundle: Bundle, tmp_path: Path) -> None:
     bundle.config["linux"]["devices"] = [
         {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o600,

@@ -68,6 +68,8 @@ class Rootfs:
         self.propagation = propagation_flags(linux.get("rootfsPropagation", ""))
         self.dev_readonly = False
         self.readonly_later: list[tuple[int, str]] = []  # read-only tmpfs: (fd, dest), finish()
+        # A mount's own propagation, set again after a recursive rootfsPropagation (finish())
+        self.propagation_later: list[tuple[int, list[int]]] = []
         self.root_covered = False  # a mounts[] entry went over "/": reopen the root after it
         self.root_fd = -1
 
@@ -149,8 +151,15 @@ class Rootfs:
             raise mounts.failure(index, entry, err) from err
         except (InvalidArgument, FailedPrecondition) as err:
             raise type(err)(f"{mounts.describe(index, entry)}: {err}") from err
+        if options.propagation and self.propagation & k.MS_REC and self._propagates_root():
+            fd = paths.open_in_root(self.root_fd, dest, os.O_PATH)  # the mount just made
+            self.propagation_later.append((fd, options.propagation))
         if self.root_covered:
             self._reopen_root()
+
+    def _propagates_root(self) -> bool:
+        """Whether finish() gives the new root the rootfsPropagation (shared, unbindable)."""
+        return bool(self.propagation & (k.MS_SHARED | k.MS_UNBINDABLE))
 
     def _reopen_root(self) -> None:
         """After a mount over the root: the root is what now lies on top of its path (the
@@ -348,8 +357,14 @@ class Rootfs:
                     masks.mask_path(self.root_fd, path, null_fd)
             finally:
                 os.close(null_fd)
-        if self.propagation & (k.MS_SHARED | k.MS_UNBINDABLE):
+        if self._propagates_root():  # the mounts' own come after it, as they did under runc's
             mounts.propagate(self.root_fd, [self.propagation])
+        while self.propagation_later:
+            fd, changes = self.propagation_later.pop(0)
+            try:
+                mounts.propagate(fd, changes)
+            finally:
+                os.close(fd)
 
 
 CGROUP_TYPES = ("cgroup", "cgroup2")  # mounts that show the cgroup namespace
@@ -570,7 +585,8 @@ def setup_rootfs(
         rootfs.finish()
     finally:
         os.close(rootfs.root_fd)
-        for tree in [*rootfs.trees.values(), *(fd for fd, _ in rootfs.readonly_later)]:
+        later = [fd for fd, _ in (*rootfs.readonly_later, *rootfs.propagation_later)]
+        for tree in [*rootfs.trees.values(), *later]:
             os.close(tree)  # left by a failure
 
 
