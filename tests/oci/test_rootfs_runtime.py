@@ -110,6 +110,22 @@ def test_a_mount_keeps_its_own_propagation_under_a_recursive_root_one(
     assert _propagation(galley, "/")[0].startswith("shared:")  # the spec's rootfsPropagation
 
 
+def test_mand_reaches_the_superblock_of_every_fresh_filesystem(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    """ "mand" on /dev (a tmpfs made detached, for its mode) and /sys shows in their
+    superblock options, as under runc; it was dropped on the fsopen path."""
+    for mount in bundle.config["mounts"]:
+        if mount["destination"] in {"/dev", "/sys"}:
+            mount["options"] = [*mount.get("options", []), "mand"]
+    script = "cat /proc/self/mountinfo"
+    galley = normalised(seen("galley", bundle, tmp_path, script))
+    runc = normalised(seen("runc", bundle, tmp_path, script))
+    assert galley == runc
+    supers = {entry[0]: entry[4] for entry in galley}
+    assert "mand" in supers["/dev"].split(",") and "mand" in supers["/sys"].split(",")
+
+
 def test_same_dev_as_runc(bundle: Bundle, tmp_path: Path) -> None:
     bundle.config["linux"]["devices"] = [
         {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o600,

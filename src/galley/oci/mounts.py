@@ -253,6 +253,7 @@ _SB_FLAGS = (
     (k.MS_SYNCHRONOUS, "sync"),
     (k.MS_DIRSYNC, "dirsync"),
     (k.MS_LAZYTIME, "lazytime"),
+    (k.MS_MANDLOCK, "mand"),
 )
 
 
