@@ -536,3 +536,16 @@ def test_the_collector_comes_back_without_a_full_traversal() -> None:
         ["/usr/bin/python3", "-IS", "-c", script], capture_output=True, text=True, check=True
     )
     assert result.stdout.split("\n") == ["True True", "True 0", ""]
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [("plain", "plain"), ("a b", '"a b"'), ("", ""), ("x\x1by\x7f", r'"x\x1by\x7f"'),
+     ('é\n"q"\\', r'"é\n\"q\"\\"'), ("\x85\u2028", r'"\u0085\u2028"'),
+     ("\U0001f600", '"\U0001f600"'), ("\U000e0001", r'"\U000e0001"')],
+)  # fmt: skip
+def test_a_text_log_value_is_written_as_logrus_writes_it(value: str, written: str) -> None:
+    """Bare when logrus leaves it bare, else Go's %q (strconv.Quote)."""
+    from galley.oci.cli import logfmt_value  # noqa: PLC0415
+
+    assert logfmt_value(value) == written

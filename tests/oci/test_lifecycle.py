@@ -649,3 +649,16 @@ def test_start_container_hooks_run_under_the_process_rlimits(
     result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
     assert result.returncode == 0, result.stderr
     assert seen.read_text().split()[3:5] == ["64", "64"]
+
+
+def test_a_hook_s_odd_output_is_quoted_as_logrus_quotes_it(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """The text log quotes a message as Go's %q: control bytes as \\x1b, non-ASCII letters as
+    they are (JSON's escapes read \\u001b and \\u00e9)."""
+    printed = r'printf "esc\033[1m é \t tab \\ bs \"q\"\n"; exit 2'
+    bundle.config["hooks"] = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", printed]}]}
+    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
+    assert result.returncode == 1
+    quoted = r'stdout: esc\x1b[1m é \t tab \\ bs \"q\"\n, stderr: "' + "\n"
+    assert result.stderr.endswith(quoted), result.stderr

@@ -48,6 +48,43 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 _LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+
+# What logrus's text format leaves unquoted; any other character makes it quote the value.
+_BARE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._/@^+")
+_GO_ESCAPES = {
+    "\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
+    '"': '\\"', "\\": "\\\\",
+}  # fmt: skip
+
+
+def logfmt_value(text: str) -> str:
+    """A value in a text log line as runc's logrus writes it: bare when it has only the
+    characters above, else quoted as Go's %q quotes it."""
+    return text if all(char in _BARE for char in text) else go_quote(text)
+
+
+def go_quote(text: str) -> str:
+    """text as Go's strconv.Quote writes it: printable characters as they are (non-ASCII
+    ones too), the C escapes, \\xHH for the other ASCII controls, \\uHHHH or \\UHHHHHHHH
+    beyond. (JSON's escapes differ: a hook's ESC byte read \\u001b where logrus has \\x1b.)"""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    out = []
+    for char in text:
+        code = ord(char)
+        if char in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[char])
+        elif char.isprintable():
+            out.append(char)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
+
+
 _held: list[Log] = []  # logs held open by this process (Log.check), once per command
 
 
@@ -86,7 +123,7 @@ class Log:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if self.fmt == "json":  # containerd's shim asks for this: errors must stay cheap
             return dumps({"level": level, "msg": msg, "time": stamp}) + "\n"
-        return f"time={dumps(stamp)} level={level} msg={dumps(msg)}\n"
+        return f"time={logfmt_value(stamp)} level={level} msg={logfmt_value(msg)}\n"
 
     def write(self, level: str, msg: str) -> None:
         """Log msg at level (if at or above the configured level)."""
