@@ -19,7 +19,7 @@ import pytest
 
 from galley.oci import state as st
 from galley.oci.validate import validate
-from tests.conftest import GALLEY_RUNC
+from tests.conftest import GALLEY_RUNC, fresh_python
 from tests.oci.conftest import RUNC, Bundle, Runtime
 
 RUNC_STATE_KEYS = ["ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"]
@@ -521,8 +521,7 @@ def test_the_collector_comes_back_without_a_full_traversal() -> None:
     every object the imports made; a caller that never turned it off keeps its objects
     collectable."""
     script = (
-        "import gc, sys\n"
-        f"sys.path.insert(0, {str(Path(GALLEY_RUNC).parent.parent / 'src')!r})\n"
+        "import gc\n"
         "from galley.oci.cli import collect_garbage\n"
         "gc.disable()\n"
         "keep = [[] for _ in range(5000)]\n"
@@ -532,10 +531,7 @@ def test_the_collector_comes_back_without_a_full_traversal() -> None:
         "collect_garbage()\n"
         "print(gc.isenabled(), gc.get_freeze_count())\n"
     )
-    result = subprocess.run(
-        ["/usr/bin/python3", "-IS", "-c", script], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.split("\n") == ["True True", "True 0", ""]
+    assert fresh_python(script).split("\n") == ["True True", "True 0", ""]
 
 
 @pytest.mark.parametrize(
