@@ -117,7 +117,6 @@ def _start(
         seccomp_cache=seccomp_cache_dir(state.root),
         trampoline=trampoline.supported(),
         keyring=state.keyring or None,
-        pid_namespace=stage.pid_namespace,  # forked into the init's: no second fork
     )
 
     # The stage joins the namespaces meanwhile (and forks, for a pid namespace) and reports

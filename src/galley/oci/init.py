@@ -325,7 +325,6 @@ def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
     )
     if process.get("terminal"):
         import galley.oci.console  # noqa: F401, PLC0415 - imported before joining
-    from galley.kernel.ns import CLONE_NEWPID  # noqa: PLC0415
     from galley.oci.state import process_start_time  # noqa: PLC0415
 
     init_pid, init_start = msg["init"]
@@ -338,8 +337,7 @@ def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
     # Without a mount namespace of its own the container's root is a chroot in ours: the
     # init's, opened before its start time is checked again.
     root = _open_init_root(init_pid) if msg.get("chroot") else -1
-    joined = CLONE_NEWPID if msg.get("pid_namespace") else 0  # P forked us into the init's
-    _enter_namespaces(channel, spec, joined=joined, opened=same_init)
+    _enter_namespaces(channel, spec, opened=same_init)
     if root >= 0:
         os.fchdir(root)
         os.chroot(".")
@@ -400,15 +398,13 @@ def _enter_namespaces(
     *,
     defer: int = 0,
     made: int = 0,
-    joined: int = 0,
     opened: Callable[[], None] | None = None,
     entered: Callable[[], None] | None = None,
 ) -> int:
     """Namespaces in kernel order, but those to create in defer (returned) and those P made
-    or joined for us (made, joined: we were forked into them); entered() once in them,
-    before any fork; then "pid" to P. P's answer is read later (_joined): the process goes
-    on while P writes oom_score_adj and moves it into its cgroup, and it runs nothing of
-    the container's before "cgroup"."""
+    (made: we were forked into them); entered() once in them, before any fork; then "pid" to
+    P. P's answer is read later (_joined): the process goes on while P writes oom_score_adj
+    and moves it into its cgroup, and it runs nothing of the container's before "cgroup"."""
     from galley.kernel.ns import CLONE_NEWNET  # noqa: PLC0415
     from galley.oci import namespaces  # noqa: PLC0415
 
@@ -419,7 +415,6 @@ def _enter_namespaces(
         if os.getpid() != 1:
             raise StageError("init protocol: not the first process of the new pid namespace")
         plan.made_already(made)
-    plan.joined_already(joined)
 
     def map_ids() -> None:
         channel.send("idmap")
@@ -438,7 +433,7 @@ def _enter_namespaces(
             channel.send("pid", pid=child)
             os._exit(0)
     else:  # this is the container's process; forked into its pid namespace, it reads 1 as
-        channel.send("pid", pid=None if made or joined else os.getpid())  # P knows the real one
+        channel.send("pid", pid=None if made else os.getpid())  # its pid: P knows the real one
     return deferred
 
 

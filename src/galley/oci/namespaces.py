@@ -62,13 +62,6 @@ class NamespacePlan:
         self.joined = joined
         self.needs_fork = bool((self.create | joined) & CHILD_ONLY)
 
-    def joined_already(self, flags: int) -> None:
-        """Namespaces the stage was forked into by P (exec's pid namespace): not joined
-        again, and no fork for them."""
-        self.join = [(kind, path) for kind, path in self.join if not ns.NAMESPACES[kind][0] & flags]
-        self.joined &= ~flags
-        self.needs_fork = bool((self.create | self.joined) & CHILD_ONLY)
-
     def made_already(self, flags: int) -> None:
         """Namespaces the stage was forked into (P made them): nothing to create, and no fork
         for them."""

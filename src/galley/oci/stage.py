@@ -56,18 +56,14 @@ class Stage:
 
     __slots__ = ("channel", "pid", "pid_namespace", "preserve_fds")
 
-    def __init__(
-        self, preserve_fds: int, *, creates: bool, pid_namespace: bool = False, join_pid: int = -1
-    ) -> None:
+    def __init__(self, preserve_fds: int, *, creates: bool, pid_namespace: bool = False) -> None:
         """pid_namespace: fork it into a new pid namespace, whose pid 1 it is (False when the
-        kernel refuses: the stage then makes the namespace and forks, as without). join_pid:
-        an fd of a running container's pid namespace (exec), to fork it into, as the process
-        it becomes; pid_namespace then says whether it was."""
+        kernel refuses: the stage then makes the namespace and forks, as without)."""
         _check_preserved(preserve_fds)
         self.preserve_fds = preserve_fds
         keep = list(range(3, 3 + preserve_fds))
         self.channel, self.pid, self.pid_namespace = spawn_stage(
-            keep, creates=creates, pid_namespace=pid_namespace, join_pid=join_pid
+            keep, creates=creates, pid_namespace=pid_namespace
         )
 
     def abandon(self) -> None:
@@ -141,7 +137,7 @@ def request_interpreter(channel: Channel) -> None:
 
 
 def spawn_stage(
-    keep: list[int], *, creates: bool = False, pid_namespace: bool = False, join_pid: int = -1
+    keep: list[int], *, creates: bool = False, pid_namespace: bool = False
 ) -> tuple[Channel, int, bool]:
     """Fork C, the init stage; (channel, C's pid, whether C is in a new pid namespace). C is
     the stage itself (no second interpreter start-up) and imports what a create (or an exec)
@@ -156,7 +152,7 @@ def spawn_stage(
     forked = trampoline.supported()
     if forked:
         from galley.oci.init import run_stage  # noqa: PLC0415 - before the fork: only once
-    pid, pid_namespace = _fork(pid_namespace, join_pid)
+    pid, pid_namespace = _fork(pid_namespace)
     if pid == 0:  # C
         try:
             os.close(to_stage)
@@ -175,37 +171,23 @@ def spawn_stage(
     return Channel(from_stage, to_stage), pid, pid_namespace
 
 
-def _fork(pid_namespace: bool, join_pid: int = -1) -> tuple[int, bool]:
-    """os.fork(), into a new pid namespace if asked, or into the one join_pid names, if the
-    kernel agrees; (pid, whether it did). unshare(CLONE_NEWPID) and setns change where this
-    thread's children go, not this process: setns puts ours back at once, so that hooks and
-    everything else P forks stay here. Signals wait meanwhile: a handler that raised between
-    the fork and the setns would leave P's children going to the new namespace (and a stage
-    that create's rollback never saw).
-
-    A stage forked into a running container's pid namespace is seen by the container's
-    processes from its first instruction: P becomes non-dumpable first, so that the stage is
-    born so (its /proc/<pid>/exe, the host's interpreter, and its fds and memory are refused
-    to them; CVE-2019-5736). Callers leave out containers whose processes may hold
-    CAP_SYS_PTRACE (seen_by_tracers), which that does not stop."""
-    if not pid_namespace and join_pid < 0:
+def _fork(pid_namespace: bool) -> tuple[int, bool]:
+    """os.fork(), into a new pid namespace if asked and the kernel agrees; (pid, whether it
+    did). unshare(CLONE_NEWPID) changes where this thread's children go, not this process:
+    setns puts ours back at once, so that hooks and everything else P forks stay here. Signals
+    wait meanwhile: a handler that raised between the fork and the setns would leave P's
+    children going to the new namespace (and a stage that create's rollback never saw)."""
+    if not pid_namespace:
         return os.fork(), False
     import _signal  # type: ignore[import-not-found]  # noqa: PLC0415 - `signal` costs ~4 ms
 
     from galley.kernel import ns  # noqa: PLC0415
 
-    if join_pid >= 0:
-        from galley.kernel.proc import set_dumpable  # noqa: PLC0415
-
-        set_dumpable(False)  # P stays so: it is root's, and nothing of ours reads its /proc
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
     try:
         try:
-            if join_pid >= 0:
-                ns.setns(join_pid, ns.CLONE_NEWPID, "the container's pid namespace")
-            else:
-                ns.unshare(ns.CLONE_NEWPID)
+            ns.unshare(ns.CLONE_NEWPID)
         except OSError:  # a nesting limit, a seccomp filter: the stage forks as without
             return os.fork(), False
         try:

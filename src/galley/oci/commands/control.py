@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from galley.errors import InvalidArgument
@@ -251,12 +250,7 @@ def exec_command(state: ContainerState, args: Args) -> int:
     stop_relay = True  # unless the process ran: then the relay ends when the pty closes
     try:
         # Forked first: the stage imports while we import the rest, check and read the process.
-        join_pid = _init_pid_namespace(state, args)
-        try:
-            stage = Stage(args.preserve_fds, creates=False, join_pid=join_pid)
-        finally:
-            if join_pid >= 0:
-                os.close(join_pid)
+        stage = Stage(args.preserve_fds, creates=False)
         from galley.oci.execution import exec_process  # noqa: PLC0415 - lazy
 
         try:
@@ -286,31 +280,6 @@ def exec_command(state: ContainerState, args: Args) -> int:
             _wait_relay(relay_pid, stop=stop_relay)
 
 
-def _init_pid_namespace(state: ContainerState, args: Args) -> int:
-    """An fd of the container's pid namespace for the exec stage to be forked into, so that
-    it is the process itself and needs no second fork (-1: it forks as before). Not with a
-    time namespace (that one takes a fork too), nor where the stage must re-execute a
-    read-only interpreter before it may be seen: container processes that may hold
-    CAP_SYS_PTRACE, or an SELinux label (--process may bring one). The fd is checked to be
-    the init's we know (its pid could be someone else's by now)."""
-    kinds = {n.get("type") for n in state.spec.get("linux", {}).get("namespaces", [])}
-    labelled = (state.spec.get("process") or {}).get("selinuxLabel")
-    if "pid" not in kinds or "time" in kinds or labelled or args.process or args.process_label:
-        return -1
-    from galley.oci.stage import seen_by_tracers  # noqa: PLC0415
-
-    if seen_by_tracers(state.spec, execs=True):
-        return -1
-    try:
-        fd = os.open(f"/proc/{state.pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:  # gone: the status check says so
-        return -1
-    if not state.alive():
-        os.close(fd)
-        return -1
-    return fd
-
-
 def _start_relay(args: Args) -> tuple[int, ConsoleReceiver | None]:
     if not args.tty or args.detach or args.console_socket:
         return 0, None
@@ -322,6 +291,7 @@ def _start_relay(args: Args) -> tuple[int, ConsoleReceiver | None]:
 
 
 def _wait_relay(pid: int, *, stop: bool) -> None:
+    import os  # noqa: PLC0415
     import signal  # noqa: PLC0415
 
     try:
