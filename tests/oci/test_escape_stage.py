@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -359,27 +360,15 @@ def test_exec_stage_hidden_from_container_with_default_caps(
 SLOW_PATH = ":".join(["/x"] * 25000) + ":/bin"
 
 
-def test_exec_stage_seen_by_a_tracer_is_read_only(
-    runtime: Runtime, bundle: Bundle, tmp_path: Path
-) -> None:
-    """With CAP_SYS_PTRACE in the container's bounding set, its processes could open
-    /proc/<stage>/exe while an exec stage sets up in their pid namespace: such a stage is the
-    interpreter re-executed from a read-only mount, never the writable host file. Watched from
-    the host: every python process in the container's pid namespace is on a read-only mount."""
-    bundle.config["process"]["args"] = ["sleep", "60"]
-    for kind in ("bounding", "effective", "permitted"):
-        bundle.config["process"]["capabilities"][kind].append("CAP_SYS_PTRACE")
-    pid_file = tmp_path / "init.pid"
-    cid = runtime.detached(bundle, pid_file=pid_file)
-    container_ns = os.readlink(f"/proc/{int(pid_file.read_text())}/ns/pid")
-    process = tmp_path / "process.json"
-    process.write_text(json.dumps({"args": ["true"], "cwd": "/", "env": [f"PATH={SLOW_PATH}"]}))
+def _stages_seen_read_only(container_ns: str, run_execs: Callable[[], None]) -> list[bool]:
+    """Watched from the host while run_execs() runs: for each python process seen in the
+    container's pid namespace, whether its exe is on a read-only mount (a re-executed stage's
+    is on a detached one: readlink fails, stat works)."""
     stop = threading.Event()
     read_only: list[bool] = []
     interpreter = os.stat(INTERPRETER)
 
     def watch() -> None:
-        # The re-executed stage's exe is on a detached mount: readlink fails, stat works.
         while not stop.is_set():
             for link in glob.glob("/proc/[0-9]*/exe"):
                 try:
@@ -402,14 +391,89 @@ def test_exec_stage_seen_by_a_tracer_is_read_only(
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        for _ in range(3):
-            res = runtime("exec", "-p", str(process), cid)
-            assert res.returncode == 0, res.stderr
+        run_execs()
     finally:
         stop.set()
         watcher.join()
+    return read_only
+
+
+def test_exec_stage_seen_by_a_tracer_is_read_only(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """With CAP_SYS_PTRACE in the container's bounding set, its processes could open
+    /proc/<stage>/exe while an exec stage sets up in their pid namespace: such a stage is the
+    interpreter re-executed from a read-only mount, never the writable host file. Watched from
+    the host: every python process in the container's pid namespace is on a read-only mount."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    for kind in ("bounding", "effective", "permitted"):
+        bundle.config["process"]["capabilities"][kind].append("CAP_SYS_PTRACE")
+    pid_file = tmp_path / "init.pid"
+    cid = runtime.detached(bundle, pid_file=pid_file)
+    container_ns = os.readlink(f"/proc/{int(pid_file.read_text())}/ns/pid")
+    process = tmp_path / "process.json"
+    process.write_text(json.dumps({"args": ["true"], "cwd": "/", "env": [f"PATH={SLOW_PATH}"]}))
+
+    def execs() -> None:
+        for _ in range(3):
+            res = runtime("exec", "-p", str(process), cid)
+            assert res.returncode == 0, res.stderr
+
+    read_only = _stages_seen_read_only(container_ns, execs)
     assert read_only, "no exec stage was seen in the container's pid namespace"
     assert all(read_only)
+
+
+def test_exec_stage_seen_by_a_tracer_an_earlier_exec_cap_left_is_read_only(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """`exec --cap CAP_SYS_PTRACE` (strace or gdb run in the container) leaves a tracer in the
+    container's pid namespace though the config's bounding set has no CAP_SYS_PTRACE: later
+    exec stages must be the read-only re-executed interpreter too (they were the forked host
+    interpreter, whose /proc/<pid>/exe such a tracer may open)."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    pid_file = tmp_path / "init.pid"
+    cid = runtime.detached(bundle, pid_file=pid_file)
+    container_ns = os.readlink(f"/proc/{int(pid_file.read_text())}/ns/pid")
+    tracer = ["exec", "-d", "--cap", "CAP_SYS_PTRACE", cid, "sleep", "60"]
+    subprocess.run(
+        [runtime.binary, "--root", str(runtime.root), *tracer],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        timeout=30,
+    )
+
+    def execs() -> None:
+        for _ in range(3):
+            res = runtime("exec", "--env", f"PATH={SLOW_PATH}", cid, "true")
+            assert res.returncode == 0, res.stderr
+
+    read_only = _stages_seen_read_only(container_ns, execs)
+    assert read_only, "no exec stage was seen in the container's pid namespace"
+    assert all(read_only)
+
+
+def test_an_exec_that_brings_a_tracer_is_noted_for_later_execs(tmp_path: Path) -> None:
+    """note_tracer: a process whose bounding set holds CAP_SYS_PTRACE where the config's does
+    not, without a user namespace of the container's own, marks the container (tracers_in)."""
+    from galley.oci.stage import note_tracer, tracers_in  # noqa: PLC0415
+
+    def spec(namespaces: list[str], bounding: list[str]) -> Any:
+        return {
+            "process": {"capabilities": {"bounding": bounding}},
+            "linux": {"namespaces": [{"type": kind} for kind in namespaces]},
+        }
+
+    tracer = spec(["pid"], ["CAP_SYS_PTRACE"])["process"]
+    plain = spec(["pid"], ["CAP_KILL"])
+    note_tracer(str(tmp_path), plain, plain["process"])
+    assert not tracers_in(str(tmp_path), plain)
+    note_tracer(str(tmp_path), spec(["pid", "user"], []), tracer)
+    assert not tracers_in(str(tmp_path), plain)
+    note_tracer(str(tmp_path), plain, tracer)
+    assert tracers_in(str(tmp_path), plain)
 
 
 def _leftovers(runtime: Runtime, cid: str) -> list[str]:
@@ -566,3 +630,35 @@ def test_abandoning_a_reaped_stage_signals_nobody(monkeypatch: pytest.MonkeyPatc
     os.waitpid(gone.pid, 0)
     gone.abandon()
     assert killed == [alive.pid]
+
+
+def test_exec_stage_shows_no_host_mounts_to_the_container(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """/proc/<pid>/mountinfo (and mountstats, net/*) take no ptrace check: any process reads
+    them for every pid it sees. An exec stage must never be seen in the container's pid
+    namespace before it has joined the mount namespace (a stage forked straight into the pid
+    namespace showed the host's whole mount table to the container's root; runc's init, too,
+    enters the pid namespace after the others)."""
+    host_only = tmp_path / "host-only-mount"
+    host_only.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "galley-test", str(host_only)], check=True)
+    try:
+        probe = (
+            f"x={host_only.parent}; x=$x/host-only-mount;"  # not in the probe's own cmdline
+            " while [ ! -e /stop ]; do grep -l $x /proc/[0-9]*/mountinfo >> /seen 2>/dev/null;"
+            " done"
+        )
+        bundle.config["process"]["args"] = ["sh", "-c", probe]
+        cid = runtime.detached(bundle)
+        try:
+            for _ in range(6):
+                res = runtime("exec", "--env", f"PATH={SLOW_PATH}", cid, "true")
+                assert res.returncode == 0, res.stderr
+        finally:
+            (bundle.rootfs / "stop").touch()
+        seen = bundle.rootfs / "seen"
+        assert not seen.exists() or not seen.read_text(), seen.read_text()
+    finally:
+        runtime.cleanup()
+        subprocess.run(["umount", str(host_only)], check=True)

@@ -21,10 +21,11 @@ from galley.oci.launch import check_console, write_pid_file
 from galley.oci.stage import (
     Rollback,
     Stage,
+    note_tracer,
     request_interpreter,
-    seen_by_tracers,
     send_quietly,
     serve,
+    tracers_in,
 )
 from galley.oci.state import seccomp_cache_dir
 
@@ -98,8 +99,9 @@ def _start(
     # An SELinux label execs the process without the trampoline (galley.oci.lsm): from a
     # forked stage that would be the host's interpreter file a `#!/proc/self/exe` could reach.
     labelled = bool(process.get("selinuxLabel"))
-    if seen_by_tracers(state.spec, execs=True) or labelled:
+    if tracers_in(state.dir, state.spec) or labelled:
         request_interpreter(channel)
+    note_tracer(state.dir, state.spec, process)  # before it may run: for later execs
     if foreground:  # before "exec": the stage forks the process in a pid namespace
         from galley.kernel.proc import set_child_subreaper  # noqa: PLC0415
 

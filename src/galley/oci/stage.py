@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from galley.oci.spec import Spec, State
+    from galley.oci.spec import Process, Spec, State
 
 SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -128,6 +128,34 @@ def seen_by_tracers(spec: Spec, *, execs: bool) -> bool:
         bounding = spec.get("process", {}).get("capabilities", {}).get("bounding", [])
         return "CAP_SYS_PTRACE" in bounding
     return bool(kinds.get("pid"))
+
+
+def tracers_in(state_dir: str, spec: Spec) -> bool:
+    """Whether an exec into this container meets processes that may hold CAP_SYS_PTRACE: its
+    config's (seen_by_tracers), or those an earlier exec gave it (note_tracer)."""
+    from galley.oci.state import TRACERS_FILE  # noqa: PLC0415
+
+    if seen_by_tracers(spec, execs=True):
+        return True
+    return os.path.exists(os.path.join(state_dir, TRACERS_FILE))
+
+
+def note_tracer(state_dir: str, spec: Spec, process: Process) -> None:
+    """Before an exec's process may run: a process whose bounding set holds CAP_SYS_PTRACE
+    (exec --cap, --process) where the container's config does not stays a tracer in the
+    container's pid namespace, for every later exec stage to meet; record it (tracers_in)."""
+    from galley.oci.state import TRACERS_FILE  # noqa: PLC0415
+
+    bounding = (process.get("capabilities") or {}).get("bounding") or []
+    if "CAP_SYS_PTRACE" not in bounding or seen_by_tracers(spec, execs=True):
+        return
+    if seen_by_tracers({**spec, "process": process}, execs=True):  # no user namespace
+        fd = os.open(
+            os.path.join(state_dir, TRACERS_FILE),
+            os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+            0o600,
+        )
+        os.close(fd)
 
 
 def request_interpreter(channel: Channel) -> None:

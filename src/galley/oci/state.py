@@ -37,6 +37,9 @@ DEFAULT_ROOT = "/run/galley-runc"
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
 LOCK_FILE = "lock"
+# Made by an exec whose process may hold CAP_SYS_PTRACE where the config's may not (exec
+# --cap, --process): later execs then treat the container as one with tracers (seen_by_tracers).
+TRACERS_FILE = "tracers"
 # What a create has made outside the state directory so far (its cgroup): what `delete
 # --force` takes down when the create was killed before state.json was written (with
 # galley.oci.hostmounts' record). Removed once state.json is written.
@@ -48,7 +51,15 @@ ROOTFS_RECORD = "rootfs-mount.json"
 # Everything galley puts in a state directory (and the temporary files of the JSON ones):
 # all a delete ever removes there.
 OWN_NAMES = frozenset(
-    {STATE_FILE, EXEC_FIFO, LOCK_FILE, INCOMPLETE_FILE, ROOTFS_MOUNT_POINT, ROOTFS_RECORD}
+    {
+        STATE_FILE,
+        EXEC_FIFO,
+        LOCK_FILE,
+        INCOMPLETE_FILE,
+        ROOTFS_MOUNT_POINT,
+        ROOTFS_RECORD,
+        TRACERS_FILE,
+    }
 ) | frozenset(f"{name}.tmp" for name in (STATE_FILE, INCOMPLETE_FILE, ROOTFS_RECORD))
 # Compiled seccomp programs, shared by the containers under a root (galley.oci.seccomp_cache);
 # '@' is not allowed in a container id, so no container's directory can take its name.
