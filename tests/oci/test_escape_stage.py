@@ -662,3 +662,29 @@ def test_exec_stage_shows_no_host_mounts_to_the_container(
     finally:
         runtime.cleanup()
         subprocess.run(["umount", str(host_only)], check=True)
+
+
+def test_exec_stage_shows_not_our_command_line_to_the_container(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    """/proc/<pid>/cmdline takes no ptrace check either: while an exec's process is still the
+    stage (Python, in the container's pid namespace), it showed galley-runc's whole command
+    line, --env values included. The stage reads "galley-runc init" (runc's: "runc init")."""
+    probe = (  # the patterns go to a file through the shell's own echo: no process's
+        # command line (the probe's, grep's) ever holds the secret's name
+        'g=galley-runc s=SECRET; echo "$g init" > /patterns; echo "${s}_VALUE" >> /patterns;'
+        " while [ ! -e /stop ]; do cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' |"
+        " grep -o -f /patterns >> /seen; done"
+    )
+    bundle.config["process"]["args"] = ["sh", "-c", probe]
+    cid = runtime.detached(bundle)
+    try:
+        for _ in range(4):
+            env = ["--env", "SECRET_" + "VALUE=x", "--env", f"PATH={SLOW_PATH}"]
+            res = runtime("exec", *env, cid, "true")
+            assert res.returncode == 0, res.stderr
+    finally:
+        (bundle.rootfs / "stop").touch()
+    seen = set((bundle.rootfs / "seen").read_text().split("\n")) - {""}
+    assert "galley-runc init" in seen, "no exec stage was seen"
+    assert "SECRET_VALUE" not in seen, seen

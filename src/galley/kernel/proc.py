@@ -45,6 +45,21 @@ def set_dumpable(on: bool) -> None:
     prctl(PR_SET_DUMPABLE, int(on))
 
 
+def set_title(title: bytes) -> None:
+    """What /proc/<pid>/cmdline (ps, and any process that sees this pid) shows: title, written
+    over the argv the kernel reads it from (this process's own stack, as setproctitle does),
+    the rest of that area zeroed; cut to fit. A forked stage's argv is galley-runc's whole
+    command line, --env values included."""
+    with open("/proc/self/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end: fields 48 and 49
+    if end - start < 2:
+        return
+    text = title[: end - start - 1]
+    area = (ffi.c_char * (end - start)).from_address(start)
+    area.raw = text + b"\0" * (end - start - len(text))
+
+
 def set_keepcaps(on: bool) -> None:
     """Keep permitted capabilities across a switch away from uid 0."""
     prctl(PR_SET_KEEPCAPS, int(on))

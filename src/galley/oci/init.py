@@ -142,9 +142,12 @@ def run_stage(
     """The stage, in the re-executed interpreter or in a child forked from P (which knows
     whether it creates a container, and how to re-execute it if P asks): never returns."""
     try:
-        from galley.kernel.proc import set_dumpable  # noqa: PLC0415
+        from galley.kernel.proc import set_dumpable, set_title  # noqa: PLC0415
 
         set_dumpable(False)  # no /proc/<pid>/{exe,fd,mem} for the container's processes
+        # Nor galley-runc's command line (--env values, host paths) in /proc/<pid>/cmdline,
+        # which takes no ptrace check: an exec's process is seen there before its execve.
+        set_title(b"galley-runc init")
         # What the stage needs, imported while P still makes the state and the cgroup.
         from galley.oci import capabilities, identity, namespaces, rlimits, trampoline  # noqa: F401, PLC0415
 
