@@ -456,9 +456,10 @@ def test_exec_stage_seen_by_a_tracer_an_earlier_exec_cap_left_is_read_only(
 
 
 def test_an_exec_that_brings_a_tracer_is_noted_for_later_execs(tmp_path: Path) -> None:
-    """note_tracer: a process whose bounding set holds CAP_SYS_PTRACE where the config's does
-    not, without a user namespace of the container's own, marks the container (tracers_in)."""
-    from galley.oci.stage import note_tracer, tracers_in  # noqa: PLC0415
+    """brings_tracer: a process whose bounding set holds CAP_SYS_PTRACE where the config's
+    does not, without a user namespace of the container's own; note_tracer marks the
+    container for tracers_in."""
+    from galley.oci.stage import brings_tracer, note_tracer, tracers_in  # noqa: PLC0415
 
     def spec(namespaces: list[str], bounding: list[str]) -> Any:
         return {
@@ -468,12 +469,41 @@ def test_an_exec_that_brings_a_tracer_is_noted_for_later_execs(tmp_path: Path) -
 
     tracer = spec(["pid"], ["CAP_SYS_PTRACE"])["process"]
     plain = spec(["pid"], ["CAP_KILL"])
-    note_tracer(str(tmp_path), plain, plain["process"])
+    assert not brings_tracer(plain, plain["process"])
+    assert not brings_tracer(spec(["pid", "user"], []), tracer)
+    assert not brings_tracer(spec(["pid"], ["CAP_SYS_PTRACE"]), tracer)  # the config's own
+    assert brings_tracer(plain, tracer)
     assert not tracers_in(str(tmp_path), plain)
-    note_tracer(str(tmp_path), spec(["pid", "user"], []), tracer)
-    assert not tracers_in(str(tmp_path), plain)
-    note_tracer(str(tmp_path), plain, tracer)
+    note_tracer(str(tmp_path))
     assert tracers_in(str(tmp_path), plain)
+
+
+def test_an_exec_that_brings_a_tracer_waits_for_the_stages_in_flight(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    """Execs hold execs.lock shared while their stage may be seen; one that brings a tracer
+    takes it exclusively before it records the tracer and lets its process run, so no stage
+    that read "no tracers" is still in the container when the tracer starts. Here the test
+    holds the lock shared, as an exec in flight would."""
+    import fcntl  # noqa: PLC0415
+
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = runtime.detached(bundle)
+    state_dir = runtime.root / cid
+    holder = os.open(state_dir / "execs.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(holder, fcntl.LOCK_SH)
+    argv = [runtime.binary, "--root", str(runtime.root), "exec", "-d", "--cap", "CAP_SYS_PTRACE"]
+    tracer = subprocess.Popen([*argv, cid, "sleep", "60"], stdin=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        assert tracer.poll() is None, "the tracer's exec did not wait"
+        assert not (state_dir / "tracers").exists()
+        plain = runtime("exec", cid, "true")  # a shared holder too: not kept waiting
+        assert plain.returncode == 0, plain.stderr
+    finally:
+        os.close(holder)
+    assert tracer.wait(timeout=30) == 0
+    assert (state_dir / "tracers").exists()
 
 
 def _leftovers(runtime: Runtime, cid: str) -> list[str]:

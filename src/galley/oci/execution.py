@@ -21,13 +21,14 @@ from galley.oci.launch import check_console, write_pid_file
 from galley.oci.stage import (
     Rollback,
     Stage,
+    brings_tracer,
     note_tracer,
     request_interpreter,
     send_quietly,
     serve,
     tracers_in,
 )
-from galley.oci.state import seccomp_cache_dir
+from galley.oci.state import EXECS_LOCK_FILE, Lock, seccomp_cache_dir
 
 TYPE_CHECKING = False  # not `from typing`: it costs milliseconds per command
 
@@ -95,50 +96,57 @@ def _start(
 ) -> int:
     """Serve the stage until its execve, moving the process it reports into the cgroup (or
     its sub-cgroups); the new pid."""
-    channel, stage_pid, preserve_fds = stage.channel, stage.pid, stage.preserve_fds
     # An SELinux label execs the process without the trampoline (galley.oci.lsm): from a
     # forked stage that would be the host's interpreter file a `#!/proc/self/exe` could reach.
     labelled = bool(process.get("selinuxLabel"))
-    if tracers_in(state.dir, state.spec) or labelled:
-        request_interpreter(channel)
-    note_tracer(state.dir, state.spec, process)  # before it may run: for later execs
-    if foreground:  # before "exec": the stage forks the process in a pid namespace
-        from galley.kernel.proc import set_child_subreaper  # noqa: PLC0415
+    # Every exec holds execs.lock shared until its stage has exec'd (it may be seen in the
+    # container until then); one that brings a tracer holds it exclusively, so that it waits
+    # for the stages in flight, records the tracer before its process runs, and every stage
+    # after it reads the record.
+    brings = brings_tracer(state.spec, process)
+    with Lock(state.dir, name=EXECS_LOCK_FILE, shared=not brings):
+        if brings:
+            note_tracer(state.dir)
+        if tracers_in(state.dir, state.spec) or labelled:
+            request_interpreter(stage.channel)
+        channel, stage_pid, preserve_fds = stage.channel, stage.pid, stage.preserve_fds
+        if foreground:  # before "exec": the stage forks the process in a pid namespace
+            from galley.kernel.proc import set_child_subreaper  # noqa: PLC0415
 
-        set_child_subreaper()  # the process is our grandchild when a pid namespace forks
-    spec = joining_spec(state.spec, state.pid)
-    spec["process"] = process
-    send_quietly(
-        channel,
-        "exec",
-        spec=spec,
-        process=process,
-        init=(state.pid, state.start_time),
-        chroot=inherits_mount_namespace(spec),
-        preserve_fds=preserve_fds,
-        seccomp_cache=seccomp_cache_dir(state.root),
-        trampoline=trampoline.supported(),
-        keyring=state.keyring or None,
-    )
+            set_child_subreaper()  # the process is our grandchild when a pid namespace forks
+        spec = joining_spec(state.spec, state.pid)
+        spec["process"] = process
+        send_quietly(
+            channel,
+            "exec",
+            spec=spec,
+            process=process,
+            init=(state.pid, state.start_time),
+            chroot=inherits_mount_namespace(spec),
+            preserve_fds=preserve_fds,
+            seccomp_cache=seccomp_cache_dir(state.root),
+            trampoline=trampoline.supported(),
+            keyring=state.keyring or None,
+        )
 
-    # The stage joins the namespaces meanwhile (and forks, for a pid namespace) and reports
-    # the process's pid; P moves that process into the cgroup, as runc does: a move is not
-    # bound by pids.max, so an exec works in a container at its pids limit (a fork inside the
-    # cgroup would fail there). The process runs nothing before "cgroup". The manager's code
-    # is loaded now, while P would only wait for the pid (~1.5 ms off an exec's path).
-    manager = state.cgroup_manager() if state.cgroup else None
+        # The stage joins the namespaces meanwhile (and forks, for a pid namespace) and reports
+        # the process's pid; P moves that process into the cgroup, as runc does: a move is not
+        # bound by pids.max, so an exec works in a container at its pids limit (a fork inside the
+        # cgroup would fail there). The process runs nothing before "cgroup". The manager's code
+        # is loaded now, while P would only wait for the pid (~1.5 ms off an exec's path).
+        manager = state.cgroup_manager() if state.cgroup else None
 
-    def join(pid: int) -> None:
-        if manager is not None:
-            manager.join(pid, sub)
-            cgroupwarm.stop()
-        send_quietly(channel, "cgroup")
+        def join(pid: int) -> None:
+            if manager is not None:
+                manager.join(pid, sub)
+                cgroupwarm.stop()
+            send_quietly(channel, "cgroup")
 
-    oci_state: State = {"id": state.id, "status": "running", "bundle": state.bundle}
-    rollback.add(lambda: _close_all(masters))
-    pid = serve(channel, spec, stage_pid, oci_state, rollback, consoles=masters, after_pid=join)
-    channel.close()
-    return pid
+        oci_state: State = {"id": state.id, "status": "running", "bundle": state.bundle}
+        rollback.add(lambda: _close_all(masters))
+        pid = serve(channel, spec, stage_pid, oci_state, rollback, consoles=masters, after_pid=join)
+        channel.close()
+        return pid
 
 
 def joining_spec(config: Spec, init_pid: int) -> Spec:

@@ -140,22 +140,26 @@ def tracers_in(state_dir: str, spec: Spec) -> bool:
     return os.path.exists(os.path.join(state_dir, TRACERS_FILE))
 
 
-def note_tracer(state_dir: str, spec: Spec, process: Process) -> None:
-    """Before an exec's process may run: a process whose bounding set holds CAP_SYS_PTRACE
-    (exec --cap, --process) where the container's config does not stays a tracer in the
-    container's pid namespace, for every later exec stage to meet; record it (tracers_in)."""
-    from galley.oci.state import TRACERS_FILE  # noqa: PLC0415
-
+def brings_tracer(spec: Spec, process: Process) -> bool:
+    """Whether an exec's process may hold CAP_SYS_PTRACE over our user namespace (exec --cap,
+    --process) where the container's config gives none: it stays a tracer in the container's
+    pid namespace, for every later exec stage to meet (note_tracer)."""
     bounding = (process.get("capabilities") or {}).get("bounding") or []
     if "CAP_SYS_PTRACE" not in bounding or seen_by_tracers(spec, execs=True):
-        return
-    if seen_by_tracers({**spec, "process": process}, execs=True):  # no user namespace
-        fd = os.open(
-            os.path.join(state_dir, TRACERS_FILE),
-            os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
-            0o600,
-        )
-        os.close(fd)
+        return False
+    return seen_by_tracers({**spec, "process": process}, execs=True)  # no user namespace
+
+
+def note_tracer(state_dir: str) -> None:
+    """Record, before its process may run, that an exec brought a tracer (tracers_in)."""
+    from galley.oci.state import TRACERS_FILE  # noqa: PLC0415
+
+    fd = os.open(
+        os.path.join(state_dir, TRACERS_FILE),
+        os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+        0o600,
+    )
+    os.close(fd)
 
 
 def request_interpreter(channel: Channel) -> None:

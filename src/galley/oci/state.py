@@ -40,6 +40,9 @@ LOCK_FILE = "lock"
 # Made by an exec whose process may hold CAP_SYS_PTRACE where the config's may not (exec
 # --cap, --process): later execs then treat the container as one with tracers (seen_by_tracers).
 TRACERS_FILE = "tracers"
+# Held shared by every exec while its stage may be seen in the container (until its execve),
+# exclusively by one that brings a tracer while it records it (galley.oci.execution).
+EXECS_LOCK_FILE = "execs.lock"
 # What a create has made outside the state directory so far (its cgroup): what `delete
 # --force` takes down when the create was killed before state.json was written (with
 # galley.oci.hostmounts' record). Removed once state.json is written.
@@ -59,6 +62,7 @@ OWN_NAMES = frozenset(
         ROOTFS_MOUNT_POINT,
         ROOTFS_RECORD,
         TRACERS_FILE,
+        EXECS_LOCK_FILE,
     }
 ) | frozenset(f"{name}.tmp" for name in (STATE_FILE, INCOMPLETE_FILE, ROOTFS_RECORD))
 # Compiled seccomp programs, shared by the containers under a root (galley.oci.seccomp_cache);
@@ -337,12 +341,15 @@ def list_states(root: str) -> Iterator[ContainerState]:
 
 class Lock:
     """An exclusive flock on a container's state directory, held for one command (without
-    wait, BlockingIOError when another command holds it)."""
+    wait, BlockingIOError when another command holds it); or on another of its lock files,
+    shared if asked."""
 
-    def __init__(self, state_dir: str, *, wait: bool = True) -> None:
-        self._path = os.path.join(state_dir, LOCK_FILE)
+    def __init__(
+        self, state_dir: str, *, wait: bool = True, name: str = LOCK_FILE, shared: bool = False
+    ) -> None:
+        self._path = os.path.join(state_dir, name)
         self._fd = -1
-        self._mode = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
+        self._mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB)
 
     def __enter__(self) -> Lock:
         while True:
