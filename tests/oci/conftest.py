@@ -164,6 +164,16 @@ def kids() -> Iterator[Children]:
 TRAP_TERM = "trap 'exit 7' TERM; echo ready; sleep 30 & wait"
 
 
+def run_bundle(
+    runtime: Runtime, bundle: Bundle, *, status: int = 0
+) -> subprocess.CompletedProcess[str]:
+    """`run` of the bundle under a new id, which must end with status (its stderr shown when
+    it does not); what it printed."""
+    result = runtime("run", "--bundle", str(bundle.write()), runtime.new_id())
+    assert result.returncode == status, result.stderr
+    return result
+
+
 def status_after_term(argv: list[str], out: Path) -> int:
     """Run argv (a runtime running TRAP_TERM in the foreground) with its output in out; once
     "ready" shows, send it SIGTERM; its exit status (7 when the signal reached the shell)."""

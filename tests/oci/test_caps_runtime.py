@@ -12,7 +12,7 @@ import pytest
 
 from galley.kernel import caps as kcaps
 from galley.oci.defaults import DEFAULT_CAPS
-from tests.oci.conftest import Runtime
+from tests.oci.conftest import Runtime, run_bundle
 from tests.oci.process_probe import set_file_caps, shared_root_bundle
 
 pytestmark = pytest.mark.root
@@ -22,8 +22,7 @@ SETS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 
 
 def run_status(rt: Runtime, bundle: object) -> dict[str, str]:
-    result = rt("run", "--bundle", str(bundle.write()), rt.new_id())  # type: ignore[attr-defined]
-    assert result.returncode == 0, result.stderr
+    result = run_bundle(rt, bundle)
     fields = dict(line.split(":\t", 1) for line in result.stdout.splitlines() if ":\t" in line)
     return {k: v.strip() for k, v in fields.items()}
 

@@ -15,7 +15,7 @@ import pytest
 
 from galley.oci.cgroups.layout import detect, own_cgroups
 from tests.oci.cgroup_fixtures import remove_everywhere, run_detached
-from tests.oci.conftest import RUNC, RUNTIMES, Bundle, Runtime
+from tests.oci.conftest import RUNC, RUNTIMES, Bundle, Runtime, run_bundle
 
 LAYOUT = detect()
 pytestmark = pytest.mark.root
@@ -237,8 +237,7 @@ def test_events_stats_has_runcs_fields(tmp_path: Path, bundle: Bundle, parent: s
 def _run_script(rt: Runtime, bundle: Bundle, script: str) -> str:
     """`run` of a shell script in the bundle; its stdout (it must succeed)."""
     bundle.config["process"]["args"] = ["sh", "-c", script]
-    result = rt("run", "--bundle", str(bundle.write()), rt.new_id())
-    assert result.returncode == 0, result.stderr
+    result = run_bundle(rt, bundle)
     return result.stdout
 
 

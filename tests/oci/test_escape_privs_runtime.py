@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from galley.oci.defaults import DEFAULT_CAPS
-from tests.oci.conftest import Runtime
+from tests.oci.conftest import Runtime, run_bundle
 from tests.oci.process_probe import shared_root_bundle
 
 pytestmark = pytest.mark.root
@@ -32,8 +32,7 @@ def attempt(rt: Runtime, tmp_path: Path, rootfs: Path, command: str, caps: list[
     bundle.config["process"]["capabilities"] = {
         k: list(caps) for k in ("bounding", "effective", "permitted")
     }
-    result = rt("run", "--bundle", str(bundle.write()), rt.new_id())
-    assert result.returncode == 0, result.stderr
+    result = run_bundle(rt, bundle)
     return result.stdout.strip()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from galley.fixtures.busybox import make_rootfs
-from tests.oci.conftest import Runtime
+from tests.oci.conftest import Runtime, run_bundle
 from tests.oci.process_probe import shared_root_bundle
 
 pytestmark = pytest.mark.root
@@ -99,8 +99,7 @@ def userns_bundle(tmp_path: Path, rootfs: Path, user: dict[str, object]) -> obje
 def test_user_namespace_ids(any_runtime: Runtime, tmp_path: Path, open_rootfs: Path) -> None:
     user = {"uid": 1000, "gid": 1000, "additionalGids": [5, 6]}
     bundle = userns_bundle(tmp_path, open_rootfs, user)
-    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())  # type: ignore[attr-defined]
-    assert result.returncode == 0, result.stderr
+    result = run_bundle(any_runtime, bundle)
     lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
     assert lines[1:4] == ["Uid: 1000 1000 1000 1000", "Gid: 1000 1000 1000 1000", "Groups: 5 6"]
 
@@ -109,6 +108,5 @@ def test_user_namespace_unmapped_uid_fails(
     any_runtime: Runtime, tmp_path: Path, open_rootfs: Path
 ) -> None:
     bundle = userns_bundle(tmp_path, open_rootfs, {"uid": 70000, "gid": 0})
-    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())  # type: ignore[attr-defined]
-    assert result.returncode == 1
+    result = run_bundle(any_runtime, bundle, status=1)
     assert "unmapped" in result.stderr or "not mapped" in result.stderr

@@ -24,6 +24,7 @@ from tests.oci.conftest import (
     Bundle,
     Runtime,
     create_held_before_its_state,
+    run_bundle,
     status_after_term,
 )
 
@@ -470,8 +471,7 @@ def test_start_container_hooks_see_created(
     bundle.config["hooks"] = {
         "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {seen}"]}]
     }
-    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
-    assert result.returncode == 0, result.stderr
+    run_bundle(any_runtime, bundle)
     assert json.loads(seen.read_text())["status"] == "created"
 
 
@@ -510,8 +510,7 @@ def test_a_failing_hook_is_worded_as_runc_words_it(
     bundle.config["hooks"] = {
         phase: [{"path": "/bin/true"}, {"path": "/bin/sh", "args": _FAILING_HOOK}]
     }
-    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
-    assert result.returncode == 1
+    result = run_bundle(any_runtime, bundle, status=1)
     assert f'run failed: {message}"\n' in result.stderr, result.stderr
 
 
@@ -523,8 +522,7 @@ def test_a_failing_start_container_hook_is_printed_as_runc_prints_it(
     bundle.config["hooks"] = {
         "startContainer": [{"path": "/bin/true"}, {"path": "/bin/sh", "args": _FAILING_HOOK}]
     }
-    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
-    assert result.returncode == 1
+    result = run_bundle(any_runtime, bundle, status=1)
     assert result.stderr == _HOOK_ERROR.replace(r"\n", "\n") + "\n"
 
 
@@ -646,8 +644,7 @@ def test_start_container_hooks_run_under_the_process_rlimits(
             }
         ]
     }
-    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
-    assert result.returncode == 0, result.stderr
+    run_bundle(any_runtime, bundle)
     assert seen.read_text().split()[3:5] == ["64", "64"]
 
 
@@ -658,7 +655,6 @@ def test_a_hook_s_odd_output_is_quoted_as_logrus_quotes_it(
     they are (JSON's escapes read \\u001b and \\u00e9)."""
     printed = r'printf "esc\033[1m é \t tab \\ bs \"q\"\n"; exit 2'
     bundle.config["hooks"] = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", printed]}]}
-    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
-    assert result.returncode == 1
+    result = run_bundle(any_runtime, bundle, status=1)
     quoted = r'stdout: esc\x1b[1m é \t tab \\ bs \"q\"\n, stderr: "' + "\n"
     assert result.stderr.endswith(quoted), result.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.oci.conftest import RUNTIMES, Bundle, Runtime
+from tests.oci.conftest import RUNTIMES, Bundle, Runtime, run_bundle
 from tests.oci.rootfs_harness import mountinfo
 
 pytestmark = [
@@ -216,8 +216,7 @@ def test_sysfs_without_a_network_namespace_is_a_fresh_one(
         " || echo tracing:refused"
     )
     bundle.config["process"]["args"] = ["sh", "-c", script]
-    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
-    assert result.returncode == 0, result.stderr
+    result = run_bundle(any_runtime, bundle)
     assert result.stdout.split() == ["sysfs", "0", "tracing:refused"]
 
 
@@ -236,8 +235,7 @@ def test_a_read_only_tmpfs_takes_mounts_made_inside_it(
         "awk '$5 ~ \"^/run/ro\" {print $5, $6}' /proc/self/mountinfo;"
         " touch /run/ro/x 2>/dev/null || echo ro:refused; touch /run/ro/in/sub/y && echo sub:ok",
     ]  # fmt: skip
-    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
-    assert result.returncode == 0, result.stderr
+    result = run_bundle(any_runtime, bundle)
     assert result.stdout.splitlines() == [
         "/run/ro ro,nosuid,relatime",
         "/run/ro/in/sub rw,relatime",
@@ -264,8 +262,7 @@ def test_a_v1_cgroup_mount_is_nosuid_nodev_noexec_whatever_its_options(
     bundle.config["process"]["args"] = [
         "sh", "-c", "awk '$5 ~ \"^/sys/fs/cgroup(/memory)?$\" {print $5, $6}' /proc/self/mountinfo",
     ]  # fmt: skip
-    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
-    assert result.returncode == 0, result.stderr
+    result = run_bundle(any_runtime, bundle)
     hierarchy = "rw,nosuid,nodev,noexec,relatime" if cgroupns else "rw,noatime"
     assert result.stdout.splitlines() == [
         "/sys/fs/cgroup rw,nosuid,nodev,noexec,relatime",
@@ -289,8 +286,7 @@ def test_several_atime_options_resolve_as_mount_2_resolves_them(
     bundle.config["process"]["args"] = [
         "sh", "-c", "awk '$5 == \"/tmp\" || $5 == \"/data\" {print $5, $6}' /proc/self/mountinfo",
     ]  # fmt: skip
-    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
-    assert result.returncode == 0, result.stderr
+    result = run_bundle(any_runtime, bundle)
     assert result.stdout.splitlines() == ["/tmp rw", "/data rw,noatime"]
 
 
@@ -311,8 +307,7 @@ def test_the_missing_parents_of_a_file_bind_are_0755(
     bundle.config["process"]["args"] = [
         "sh", "-c", "stat -c '%n %a' /etc/app /etc/app/sub; cat /etc/app/sub/conf",
     ]  # fmt: skip
-    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
-    assert result.returncode == 0, result.stderr
+    result = run_bundle(any_runtime, bundle)
     assert result.stdout.splitlines() == ["/etc/app 755", "/etc/app/sub 755", "setting"]
 
 
@@ -328,8 +323,7 @@ def test_a_missing_directory_climbed_out_of_by_dotdot_is_not_made(
         {"destination": "/run/p/q/../r", "type": "tmpfs", "source": "tmpfs"},
     ]
     bundle.config["process"]["args"] = ["sh", "-c", "ls /run /run/p"]
-    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
-    assert result.returncode == 0, result.stderr
+    result = run_bundle(any_runtime, bundle)
     assert result.stdout.split() == ["/run:", "b", "p", "z", "/run/p:", "r"]
 
 
@@ -344,8 +338,7 @@ def test_a_bind_over_the_root_becomes_the_root(
     cover = {"destination": "/", "type": "bind", "source": str(other), "options": ["rbind"]}
     bundle.config["mounts"].insert(0, cover)
     bundle.config["process"]["args"] = ["sh", "-c", "cat /marker; ls /proc/self/ns/pid"]
-    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
-    assert result.returncode == 0, result.stderr
+    result = run_bundle(any_runtime, bundle)
     assert result.stdout == "other root\n/proc/self/ns/pid\n"
 
 
@@ -358,13 +351,11 @@ def test_a_tmpfs_over_the_root_with_tmpcopyup(any_runtime: Runtime, bundle: Bund
         "echo new > /written && cat /written && awk '$5 == \"/\" {print $9}' /proc/self/mountinfo"
     )
     bundle.config["process"]["args"] = ["sh", "-c", script]
-    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
-    assert result.returncode == 0, result.stderr
+    result = run_bundle(any_runtime, bundle)
     assert result.stdout.split() == ["new", "tmpfs"]
     assert not (bundle.rootfs / "written").exists()
 
 
 def test_proc_over_the_root_is_refused(any_runtime: Runtime, bundle: Bundle) -> None:
     bundle.config["mounts"].insert(0, {"destination": "/", "type": "proc", "source": "proc"})
-    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
-    assert result.returncode == 1
+    run_bundle(any_runtime, bundle, status=1)
