@@ -96,6 +96,7 @@ def _start(
 ) -> int:
     """Serve the stage until its execve, moving the process it reports into the cgroup (or
     its sub-cgroups); the new pid."""
+    channel, stage_pid, preserve_fds = stage.channel, stage.pid, stage.preserve_fds
     # An SELinux label execs the process without the trampoline (galley.oci.lsm): from a
     # forked stage that would be the host's interpreter file a `#!/proc/self/exe` could reach.
     labelled = bool(process.get("selinuxLabel"))
@@ -108,8 +109,7 @@ def _start(
         if brings:
             note_tracer(state.dir)
         if tracers_in(state.dir, state.spec) or labelled:
-            request_interpreter(stage.channel)
-        channel, stage_pid, preserve_fds = stage.channel, stage.pid, stage.preserve_fds
+            request_interpreter(channel)
         if foreground:  # before "exec": the stage forks the process in a pid namespace
             from galley.kernel.proc import set_child_subreaper  # noqa: PLC0415
 

@@ -38,7 +38,7 @@ STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
 LOCK_FILE = "lock"
 # Made by an exec whose process may hold CAP_SYS_PTRACE where the config's may not (exec
-# --cap, --process): later execs then treat the container as one with tracers (seen_by_tracers).
+# --cap, --process): later execs then treat the container as one with tracers (stage.tracers_in).
 TRACERS_FILE = "tracers"
 # Held shared by every exec while its stage may be seen in the container (until its execve),
 # exclusively by one that brings a tracer while it records it (galley.oci.execution).
