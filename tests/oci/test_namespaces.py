@@ -180,6 +180,44 @@ def test_a_new_user_namespace_with_namespaces_the_host_owns_joined_by_path(
     ]
 
 
+def test_sysfs_and_mqueue_of_namespaces_joined_by_path_in_a_user_namespace(
+    runtime: Runtime, open_bundle: Bundle, sleeper: int, tmp_path: Path
+) -> None:
+    """With a user namespace of its own, a container that joins a network and an IPC
+    namespace the host owns gets a sysfs and an mqueue of those: the stage makes them before
+    it enters the user namespace, whose root the kernel refuses them. runc 1.1 fails; galley
+    used to bind the host's /sys (the host's network devices) and /dev/mqueue."""
+    exec_in_sleeper = [GALLEY_RUNC, "--root", str(tmp_path / "sleeper-state"), "exec", "sleeper"]
+    subprocess.run([*exec_in_sleeper, "touch", "/dev/mqueue/galley-queue"], check=True, timeout=30)
+    bundle = open_bundle
+    in_user_namespace(bundle)
+    bundle.config["mounts"] += [
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+    ]  # fmt: skip
+    linux = bundle.config["linux"]
+    linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] not in {"network", "ipc"}]
+    linux["namespaces"] += [
+        {"type": "network", "path": f"/proc/{sleeper}/ns/net"},
+        {"type": "ipc", "path": f"/proc/{sleeper}/ns/ipc"},
+    ]
+    out = _run(
+        runtime,
+        bundle,
+        "ls /sys/class/net; ls /dev/mqueue;"
+        ' awk \'$5 == "/sys" || $5 == "/dev/mqueue" {print $5, substr($6, 1, 2), $9}\''
+        " /proc/self/mountinfo",
+    )
+    assert out.split() == [
+        "lo",  # the sleeper's network namespace holds nothing else
+        "galley-queue",
+        "/sys", "ro", "sysfs",
+        "/dev/mqueue", "rw", "mqueue",
+    ]  # fmt: skip
+
+
 def test_join_pid_namespace_by_path(runtime: Runtime, bundle: Bundle, sleeper: int) -> None:
     namespaces = [n for n in bundle.config["linux"]["namespaces"] if n["type"] != "pid"]
     namespaces.append({"type": "pid", "path": f"/proc/{sleeper}/ns/pid"})
@@ -352,6 +390,30 @@ def test_when_the_stage_is_forked_into_the_pid_namespace(namespaces: object, at_
     assert namespaces_module.pid_namespace_at_fork({}) is False
 
 
+def test_sysfs_in_a_user_namespace_joined_by_path_sharing_our_network_namespace(
+    runtime: Runtime, open_bundle: Bundle, tmp_path: Path
+) -> None:
+    """Joined by path, a user namespace gets no premade sysfs (its root may mount what its
+    namespaces allow), and the kernel refuses it one of the network namespace it shares with
+    galley-runc: the container gets a bind of our /sys, read-only all the way down (the
+    host's tracefs and cgroup hierarchies come along, and stay read-only)."""
+    bundle = open_bundle
+    in_user_namespace(bundle)
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    pid_file = tmp_path / "holder.pid"
+    runtime.detached(bundle, pid_file=pid_file)
+    linux = bundle.config["linux"]
+    linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] not in {"user", "network"}]
+    linux["namespaces"].append({"type": "user", "path": f"/proc/{pid_file.read_text()}/ns/user"})
+    del linux["uidMappings"], linux["gidMappings"]
+    bundle.config["mounts"].append(
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro"]}
+    )
+    out = _run(runtime, bundle, "awk '$5 ~ /^\\/sys/ {print $5, $6}' /proc/self/mountinfo")
+    mounts = [line.split() for line in out.splitlines()]
+    assert len(mounts) > 2 and all(options.split(",")[0] == "ro" for _, options in mounts), mounts
+
+
 def test_a_new_network_namespace_has_loopback_up(any_runtime: Runtime, bundle: Bundle) -> None:
     """As runc: 127.0.0.1 works in a container's own network namespace (IFF_UP|IFF_LOOPBACK)."""
     out = _run(any_runtime, bundle, "cat /sys/class/net/lo/flags")
@@ -363,26 +425,30 @@ def test_sysfs_in_a_user_namespace_without_its_network_namespace(
     any_runtime: Runtime, open_bundle: Bundle, sys_admin: bool
 ) -> None:
     """A container's own user namespace may not mount sysfs for the host's network
-    namespace: runc 1.1 refuses; galley-runc binds the host's /sys read-only all the way
-    down (its submounts, tracefs and the cgroup hierarchies, once came along writable)."""
+    namespace: runc 1.1 refuses; galley-runc's stage makes it before it enters the user
+    namespace. A fresh sysfs, with the host's network devices (the container shares their
+    namespace) and none of the host's submounts (tracefs, the cgroup hierarchies: galley
+    once bound the host's /sys, and they came along)."""
     bundle = open_bundle
     in_user_namespace(bundle)
     linux = bundle.config["linux"]
     linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "network"]
+    linux["maskedPaths"] = []  # /sys/firmware: a mount of its own
     bundle.config["mounts"].append(
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro"]}
     )
     bundle.config["process"]["args"] = [
-        "awk",
-        "$5 ~ /^\\/sys/ {print $5, $6}",
-        "/proc/self/mountinfo",
+        "sh",
+        "-c",
+        "awk '$5 ~ /^\\/sys/ {print $5, substr($6, 1, 3), $9}' /proc/self/mountinfo;"
+        " ls /sys/class/net",
     ]
-    if sys_admin:  # it could remount the host's tree writable: refused, as by runc
+    if sys_admin:
         for name in ("bounding", "effective", "permitted"):
             bundle.config["process"]["capabilities"][name].append("CAP_SYS_ADMIN")
     result = any_runtime("run", "-b", str(bundle.write()), any_runtime.new_id())
-    if sys_admin or any_runtime.binary == RUNC:
+    if any_runtime.binary == RUNC:
         assert result.returncode == 1 and "/sys" in result.stderr
         return
-    mounts = [line.split() for line in result.stdout.splitlines()]
-    assert len(mounts) > 2 and all(options.split(",")[0] == "ro" for _, options in mounts), mounts
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["/sys", "ro,", "sysfs", *sorted(os.listdir("/sys/class/net"))]

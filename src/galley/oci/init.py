@@ -240,7 +240,12 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
     # P moves the container's process into its cgroup once it knows its pid; until then the
     # process builds its namespaces and rootfs, and only a new cgroup namespace must wait.
     from galley.kernel.ns import CLONE_NEWCGROUP, CLONE_NEWPID  # noqa: PLC0415
-    from galley.oci.rootfs import BindCloner, binds_to_clone, prebuild_binds  # noqa: PLC0415
+    from galley.oci.rootfs import (  # noqa: PLC0415
+        BindCloner,
+        binds_to_clone,
+        prebuild_binds,
+        premade_filesystems,
+    )
 
     trees = prebuild_binds(spec, boot["bundle"])  # as the host's root, before the userns
     cloner = BindCloner(spec, boot["bundle"]) if binds_to_clone(spec) else None
@@ -257,7 +262,14 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         def entered() -> None:
             trees.update(cloner.trees())  # before a fork for a pid namespace: ours to reap
 
-    deferred = _enter_namespaces(channel, spec, defer=CLONE_NEWCGROUP, made=made, entered=entered)
+    deferred = _enter_namespaces(
+        channel,
+        spec,
+        defer=CLONE_NEWCGROUP,
+        made=made,
+        entered=entered,
+        before_user=lambda: trees.update(premade_filesystems(spec)),
+    )
     os.setsid()
     _set_names(spec)
     state: State = {
@@ -403,6 +415,7 @@ def _enter_namespaces(
     made: int = 0,
     opened: Callable[[], None] | None = None,
     entered: Callable[[], None] | None = None,
+    before_user: Callable[[], None] | None = None,
 ) -> int:
     """Namespaces in kernel order, but those to create in defer (returned) and those P made
     (made: we were forked into them); entered() once in them, before any fork; then "pid" to
@@ -423,7 +436,8 @@ def _enter_namespaces(
         channel.send("idmap")
         channel.expect("ok")
 
-    namespaces.enter(plan, map_ids, spec.get("linux", {}).get("timeOffsets"), opened)
+    offsets = spec.get("linux", {}).get("timeOffsets")
+    namespaces.enter(plan, map_ids, offsets, opened, before_user)
     if entered is not None:
         entered()
     if plan.create & CLONE_NEWNET:  # a network namespace of its own: loopback up, as runc

@@ -6,8 +6,9 @@ Order, as the kernel needs it:
     2. setns() into every other namespace given by path, still with the caller's rights over
        their owners (as runc: from inside a new user namespace, joining one the host owns
        is refused)
-    3. unshare(CLONE_NEWUSER) when a new one is asked for;
-       P writes uid_map/gid_map; we become root inside it
+    3. unshare(CLONE_NEWUSER) when a new one is asked for (just before, still the host's
+       root, the stage makes what the root of that namespace may not: premade_filesystems
+       in galley.oci.rootfs); P writes uid_map/gid_map; we become root inside it
     4. unshare() every other new namespace at once; a new cgroup namespace must come after
        the process was moved into its cgroup, so the create stage defers it (galley.oci.init)
     5. new time namespace: write its offsets before any process lives in it
@@ -87,8 +88,10 @@ def enter(
     map_ids: Callable[[], None],
     offsets: dict[str, TimeOffset] | None,
     opened: Callable[[], None] | None = None,
+    before_user: Callable[[], None] | None = None,
 ) -> None:
-    """Steps 1-5 above; map_ids() asks P to write the id maps of a new user namespace.
+    """Steps 1-5 above; map_ids() asks P to write the id maps of a new user namespace, and
+    before_user() runs just before it is made.
 
     Every path is opened before the first setns: after joining a mount namespace, /proc/<pid>
     paths would resolve in the container's /proc. opened() runs once they are (exec checks
@@ -101,7 +104,7 @@ def enter(
     if plan.create & ns.CLONE_NEWTIME and offsets:
         offsets_fd = os.open("/proc/self/timens_offsets", os.O_WRONLY | os.O_CLOEXEC)
     try:
-        _enter(plan, map_ids, opened)
+        _enter(plan, map_ids, opened, before_user)
         if offsets_fd >= 0:
             write_time_offsets(offsets_fd, offsets or {})
     finally:
@@ -110,7 +113,10 @@ def enter(
 
 
 def _enter(
-    plan: NamespacePlan, map_ids: Callable[[], None], opened: Callable[[], None] | None
+    plan: NamespacePlan,
+    map_ids: Callable[[], None],
+    opened: Callable[[], None] | None,
+    before_user: Callable[[], None] | None,
 ) -> None:
     fds = [(kind, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in plan.join]
     try:
@@ -126,6 +132,8 @@ def _enter(
         for _, _, fd in fds:
             os.close(fd)
     if plan.new_user:
+        if before_user is not None:
+            before_user()
         ns.unshare(ns.CLONE_NEWUSER)
         map_ids()
         become_root()

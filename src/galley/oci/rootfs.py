@@ -40,6 +40,9 @@ if TYPE_CHECKING:
     from galley.oci.spec import Mount, Spec
 
 
+# A fresh sysfs (mqueue) shows the network (IPC) namespace of the process that makes it, and
+# the kernel lets only a process with CAP_SYS_ADMIN over that namespace's owner make one.
+FOLLOWS_NAMESPACE = {"sysfs": "network", "mqueue": "ipc"}
 HOST_FALLBACKS = {"sysfs": "/sys", "mqueue": "/dev/mqueue"}
 
 
@@ -56,12 +59,14 @@ class Rootfs:
         self.spec = spec
         self.bundle = bundle
         self.attach_at = attach_at  # without a mount namespace: where the clone goes
-        self.trees = trees if trees is not None else {}  # prebuilt binds, by mounts[] index
+        # by mounts[] index: prebuilt binds, and premade sysfs and mqueue filesystems
+        self.trees = trees if trees is not None else {}
         self.path = os.path.realpath(os.path.join(bundle, spec.get("root", {}).get("path", "")))
         linux = spec.get("linux", {})
         kinds = {ns.get("type") for ns in linux.get("namespaces", [])}
         self.shares_host_mounts = "mount" not in kinds  # galley.oci.hostmounts
         self.cgroupns = "cgroup" in kinds
+        self.namespace_kinds = kinds
         self.userns = "user" in kinds or in_user_namespace()
         bounding = (spec.get("process", {}).get("capabilities") or {}).get("bounding") or []
         self.may_remount = "CAP_SYS_ADMIN" in bounding
@@ -146,7 +151,7 @@ class Rootfs:
             elif options.is_bind or kind == "bind":
                 self._bind(entry, mounts.source_path(self.bundle, source), options, index)
             else:
-                self._filesystem_or_host_bind(entry, kind, source, options)
+                self._filesystem_or_host_bind(entry, kind, source, options, index)
         except OSError as err:
             raise mounts.failure(index, entry, err) from err
         except (InvalidArgument, FailedPrecondition) as err:
@@ -214,29 +219,39 @@ class Rootfs:
                 os.close(tree)
 
     def _filesystem_or_host_bind(
-        self, entry: Mount, kind: str, source: str, options: mounts.MountOptions
+        self, entry: Mount, kind: str, source: str, options: mounts.MountOptions, index: int
     ) -> None:
-        """A fresh filesystem. In a user namespace, sysfs and mqueue are refused when their
-        network or IPC namespace belongs to another (runc 1.1 then fails): they become
-        recursive binds of the host's, read-only all the way down (the host's /sys holds
-        submounts that would otherwise come along writable: tracefs, cgroup hierarchies);
-        not for a process that may hold CAP_SYS_ADMIN, which could remount them writable."""
+        """A fresh filesystem (premade_filesystems may have made it already). When galley-runc
+        itself runs in a user namespace, a sysfs or mqueue of the network or IPC namespace
+        the container shares with it may be refused: it becomes a recursive bind of ours,
+        read-only all the way down (our /sys holds submounts that would otherwise come along
+        writable: tracefs, cgroup hierarchies); not for a process that may hold
+        CAP_SYS_ADMIN, which could remount them writable. A namespace of the config's own is
+        never shown through ours."""
         try:
-            self._filesystem(entry.get("destination", ""), kind, source, options)
+            self._filesystem(entry.get("destination", ""), kind, source, options, index)
         except PermissionError:
             host = HOST_FALLBACKS.get(kind)
-            if host is None or not self.userns or self.may_remount:
+            if (
+                host is None
+                or not self.userns
+                or self.may_remount
+                or FOLLOWS_NAMESPACE[kind] in self.namespace_kinds
+            ):
                 raise  # a process with CAP_SYS_ADMIN could remount the host's tree rw
             fallback = mounts.MountOptions([*entry.get("options", []), "rbind", "rro"])
             self._bind(entry, host, fallback)
 
-    def _filesystem(self, dest: str, kind: str, source: str, options: mounts.MountOptions) -> None:
+    def _filesystem(
+        self, dest: str, kind: str, source: str, options: mounts.MountOptions, index: int = -1
+    ) -> None:
         """A fresh filesystem (tmpfs, proc, devpts, mqueue, sysfs, ...). mount(2) lands on the
         target resolved in the root; one that needs more done to it (a tmpfs takes the mode
         of the directory it covers, as runc's; tmpcopyup, recursive attributes, propagation)
         is made detached and attached once done, so that its destination is never looked up
         again (galley.oci.mounts.new_filesystem). A read-only tmpfs stays writable until
-        finish(), as runc's: a later mount may need its destination made inside it."""
+        finish(), as runc's: a later mount may need its destination made inside it. One made
+        already for mounts[index] (premade_filesystems) is attached the same way."""
         flags = options.flags
         copy_up = kind == "tmpfs" and "tmpcopyup" in options.extensions
         if paths.clean(dest) == "/dev" and flags & k.MS_RDONLY:
@@ -254,11 +269,13 @@ class Rootfs:
             # read-only once every mount is in: the mount, as runc remounts it at the end
             readonly = kind == "tmpfs" and bool(flags & k.MS_RDONLY)
             later = covered is not None or options.rec_set or options.rec_clr or readonly
-            if not (later or copy_up or options.propagation):
+            if not (later or copy_up or options.propagation or index in self.trees):
                 k.mount(source, k.fd_path(target), kind or None, flags, data or None)
                 return
-            fresh = flags & ~k.MS_RDONLY if readonly else flags
-            tree = mounts.new_filesystem(kind, source, fresh, data)
+            tree = self.trees.pop(index, -1)
+            if tree < 0:
+                fresh = flags & ~k.MS_RDONLY if readonly else flags
+                tree = mounts.new_filesystem(kind, source, fresh, data)
             try:
                 if covered is not None:
                     os.chmod(".", covered, dir_fd=tree)
@@ -430,6 +447,42 @@ def prebuild_binds(spec: Spec, bundle: str) -> dict[int, int]:
     try:
         for index, tree in _bind_trees(spec, bundle, every_bind=False):
             trees[index] = tree
+    except BaseException:
+        for tree in trees.values():
+            os.close(tree)
+        raise
+    return trees
+
+
+def premade_filesystems(spec: Spec) -> dict[int, int]:
+    """The sysfs and mqueue mounts of a container with a user namespace of its own and a
+    network (IPC) namespace it does not create: {mounts[] index: tree fd}. The stage makes
+    them as the host's root once it is in the container's other namespaces and before it
+    enters the new user namespace, whose root the kernel would refuse them: a namespace the
+    container joins or shares is owned by another user namespace (runc 1.1 fails there; a
+    bind of the host's /sys would show the host's network devices). One that cannot be made
+    here is left to the mount itself, which reports the failure."""
+    created = {
+        entry.get("type"): not entry.get("path")
+        for entry in spec.get("linux", {}).get("namespaces", [])
+    }
+    trees: dict[int, int] = {}
+    if created.get("user") is not True:
+        return trees
+    try:
+        for index, entry in enumerate(spec.get("mounts", [])):
+            kind = entry.get("type", "")
+            if kind not in FOLLOWS_NAMESPACE or created.get(FOLLOWS_NAMESPACE[kind]):
+                continue
+            options = mounts.MountOptions(entry.get("options", []))
+            if options.is_bind or options.flags & k.MS_REMOUNT:
+                continue
+            try:
+                trees[index] = mounts.new_filesystem(
+                    kind, entry.get("source", ""), options.flags, options.data
+                )
+            except OSError:
+                continue
     except BaseException:
         for tree in trees.values():
             os.close(tree)
