@@ -729,6 +729,11 @@ def probe_script(config: Config) -> str:
         "echo '== cgroup'",
         *[f"echo {f}=$(cat /sys/fs/cgroup/{f} 2>/dev/null | tr '\\n' ' ')" for f in CGROUP_FILES],
         "echo '== net'; cat /proc/net/dev | tail -n +3 | awk '{print $1}' | sort",
+        # A sysfs shows the network namespace it was made for: it must be the process's own.
+        "echo '== sysfs-net'; s=$(ls /sys/class/net 2>/dev/null | sort | tr '\\n' ' ');"
+        " p=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' ');"
+        ' if [ -z "$s" ]; then echo none; elif [ "$s" = "$p" ]; then echo own-netns;'
+        " else echo OTHER-NETNS; fi",
         "echo '== hook'; cat /tmp/.sc.log 2>/dev/null",
         "echo '== ops'",
         "mkdir /tmp/.probe-d 2>/dev/null && echo mkdir-ok && rmdir /tmp/.probe-d",
