@@ -33,7 +33,7 @@ cache, or one that another user or group could have written, is no cache.
 import _frozen_importlib  # importlib.machinery costs ~1 ms; this one is loaded already
 import _frozen_importlib_external
 import marshal
-import os
+import posix  # not os: galley.kernel.pathnames says why
 import sys
 
 TYPE_CHECKING = False  # typing costs galley-runc milliseconds; mypy knows this name
@@ -42,8 +42,14 @@ if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
     from types import CodeType, ModuleType
 
-SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CACHE = os.path.join(SRC, "galley", "__pycache__", f"runtime.{sys.implementation.cache_tag}.bin")
+
+def _parent(path: str) -> str:
+    return path[: path.rfind("/")] or "/"
+
+
+_HERE = __file__ if __file__.startswith("/") else f"{posix.getcwd()}/{__file__}"
+SRC = _parent(_parent(_HERE))
+CACHE = f"{SRC}/galley/__pycache__/runtime.{sys.implementation.cache_tag}.bin"
 PACKAGES = ("galley.oci", "galley.kernel")  # what galley-runc imports, and only that
 # What galley-runc imports of the standard library that is neither built in nor frozen.
 STDLIB = ("__future__", "_ctypes", "_json", "resource", "termios")
@@ -80,7 +86,7 @@ class CodeCache:
         relative, built, is_package, offset = entry[:4]
         source = self._source(relative)
         try:
-            if not source or stamp(os.stat(source)) != built:
+            if not source or stamp(posix.stat(source)) != built:
                 return None  # edited (or copied) since build(): importlib compiles it
         except OSError:
             return None
@@ -98,7 +104,7 @@ class CodeCache:
         spec.has_location = True  # __file__ is the source file, for tracebacks
         spec.cached = self.path  # __cached__; importlib would derive a .pyc path (~10 us)
         if is_package:
-            spec.submodule_search_locations = [os.path.dirname(source)]
+            spec.submodule_search_locations = [_parent(source)]
         return spec
 
     def create_module(self, spec: "ModuleSpec") -> None:
@@ -113,7 +119,7 @@ class CodeCache:
         relative, _, _, offset, length = self.entries[name]
         source = self._source(relative)
         try:
-            data = os.pread(self.fd, length, offset)
+            data = posix.pread(self.fd, length, offset)
             if len(data) == length:
                 code: CodeType = marshal.loads(data)
                 return code
@@ -127,48 +133,48 @@ class CodeCache:
         if relative.startswith(IN_STDLIB):
             if not self.stdlib:
                 return ""
-            return os.path.join(self.stdlib, relative[len(IN_STDLIB) :])
-        return os.path.join(self.src, relative)
+            return f"{self.stdlib}/{relative[len(IN_STDLIB) :]}"
+        return f"{self.src}/{relative}"
 
 
 def _stdlib_dir() -> str:
     """The running interpreter's standard library, where its os.py is ("" if unknown)."""
-    location = getattr(os, "__file__", None)
-    return os.path.dirname(location) if location else ""
+    stdlib: str = getattr(sys, "_stdlib_dir", None) or ""
+    return stdlib
 
 
 def install(path: str = CACHE, src: str = SRC) -> "CodeCache | None":
     """Serve imports from the cache at path (None, and nothing changes, without a usable one)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
     except OSError:
         return None
     try:
-        head = os.pread(fd, _INDEX_GUESS, 0)
+        head = posix.pread(fd, _INDEX_GUESS, 0)
         size = int.from_bytes(head[:4], "little")
         if size + 4 > len(head):
-            head = os.pread(fd, size + 4, 0)
+            head = posix.pread(fd, size + 4, 0)
         magic, entries = marshal.loads(head[4 : 4 + size])
-        usable = magic == MAGIC and _trusted(os.fstat(fd)) and _well_formed(entries)
+        usable = magic == MAGIC and _trusted(posix.fstat(fd)) and _well_formed(entries)
     except (OSError, ValueError, EOFError, TypeError):
         usable = False
     if not usable:  # unreadable, another Python's, or a file others could have written
-        os.close(fd)
+        posix.close(fd)
         return None
     cache = CodeCache(fd, entries, src, path)
     sys.meta_path.insert(0, cache)
     return cache
 
 
-def stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+def stamp(st: "posix.stat_result") -> tuple[int, int, int, int]:
     """What an entry records of its source: mtime, ctime (which no utime() can set back),
     inode and size. An edit changes the ctime, and a copy of the tree has other inodes."""
     return st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_size
 
 
-def _trusted(st: os.stat_result) -> bool:
+def _trusted(st: "posix.stat_result") -> bool:
     """Root runs this code: only a file of our own user that no one else can write is used."""
-    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+    return st.st_uid == posix.geteuid() and not st.st_mode & 0o022
 
 
 def _well_formed(entries: object) -> bool:
@@ -185,6 +191,8 @@ def build(
 ) -> int:
     """Compile every module of packages (found under src) and of stdlib into the cache at
     path; how many modules it serves."""
+    import os  # noqa: PLC0415 - setup time only; galley-runc never builds
+
     index: dict[str, Entry] = {}
     codes: list[bytes] = []
     offset = 0
@@ -220,6 +228,8 @@ def build(
 
 
 def _relative(source: str, src: str) -> str:
+    import os  # noqa: PLC0415 - build() only
+
     stdlib = _stdlib_dir()
     if stdlib and source.startswith(stdlib + os.sep):
         return IN_STDLIB + os.path.relpath(source, stdlib)
@@ -233,6 +243,7 @@ def _stdlib(
     extension modules (name, file) and the Python modules (name, source, False). Built-in
     and frozen ones are left out."""
     import _imp  # noqa: PLC0415 - build() only
+    import os  # noqa: PLC0415 - build() only
     from importlib.machinery import ExtensionFileLoader, PathFinder  # noqa: PLC0415 - build()
 
     if not _stdlib_dir():
@@ -254,6 +265,8 @@ def _stdlib(
 
 def _modules(packages: "Sequence[str]", src: str) -> list[tuple[str, str, bool]]:
     """(module name, source file, is a package) for every module of packages."""
+    import os  # noqa: PLC0415 - build() only
+
     found = []
     for package in packages:
         top = os.path.join(src, *package.split("."))

@@ -16,7 +16,7 @@ name the kind of object and its id, e.g. "container 'abc' is running; stop it fi
 
 from __future__ import annotations
 
-import os
+import posix
 
 
 class GalleyError(Exception):
@@ -58,7 +58,7 @@ class Internal(GalleyError):
 def go_error_text(number: int) -> str:
     """The C library's text for an errno as Go, and so runc, words it: a lower-case first
     letter ("no such file or directory"), for messages that tools match against runc's."""
-    text = os.strerror(number)
+    text = posix.strerror(number)
     return text[:1].lower() + text[1:]
 
 
@@ -69,8 +69,8 @@ def os_error_text(err: OSError) -> str:
     words = err.strerror
     if not words:
         return str(err)
-    if err.errno and words.endswith(os.strerror(err.errno)):
-        words = words[: -len(os.strerror(err.errno))] + go_error_text(err.errno)
+    if err.errno and words.endswith(posix.strerror(err.errno)):
+        words = words[: -len(posix.strerror(err.errno))] + go_error_text(err.errno)
     call, _, reason = words.rpartition(": ")
     paths = [str(p) for p in (err.filename, err.filename2) if p is not None and str(p) not in call]
     head = " ".join([call, *paths] if call else paths)

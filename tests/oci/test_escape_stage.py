@@ -123,19 +123,19 @@ def test_cwd_cannot_be_a_leaked_fd(runtime: Runtime, bundle: Bundle, mode: str) 
 
 
 _CWD_CHECK = """
-import os, sys
+import posix, sys
 sys.path.insert(0, sys.argv[1])
 from galley.oci.init import StageError, enter_cwd
-outside = os.open(sys.argv[3], os.O_RDONLY | os.O_DIRECTORY)
-os.chroot(sys.argv[2])
-os.chdir("/")
+outside = posix.open(sys.argv[3], posix.O_RDONLY | posix.O_DIRECTORY)
+posix.chroot(sys.argv[2])
+posix.chdir("/")
 def denied():
     raise PermissionError(1, "Operation not permitted")
-os.getcwd = denied  # a seccomp profile that denies getcwd (runtime-tools' linux_seccomp)
-real_chdir = os.chdir
+posix.getcwd = denied  # a seccomp profile that denies getcwd (runtime-tools' linux_seccomp)
+real_chdir = posix.chdir
 for name, chdir in (("inside", lambda path: real_chdir("/sub")),
-                    ("leaked", lambda path: os.fchdir(outside))):
-    os.chdir = chdir  # /proc/self/fd/N: the leaked fd's directory, outside the root
+                    ("leaked", lambda path: posix.fchdir(outside))):
+    posix.chdir = chdir  # /proc/self/fd/N: the leaked fd's directory, outside the root
     try:
         print(name, enter_cwd("/proc/self/fd/N"))
     except StageError as err:
@@ -172,7 +172,7 @@ def test_a_leaked_cwd_is_refused_when_getcwd_is_denied(tmp_path: Path) -> None:
 
 
 _ALIASED_CWD_CHECK = """
-import os, sys
+import os, posix, sys
 sys.path.insert(0, sys.argv[1])
 from galley.oci.init import StageError, enter_cwd
 top = sys.argv[2]
@@ -185,12 +185,12 @@ os.chroot(top + "/alias")  # a bind of root: the same directory through another 
 os.chdir("/")
 def denied():
     raise PermissionError(1, "Operation not permitted")
-os.getcwd = denied
-real_chdir = os.chdir
+posix.getcwd = denied
+real_chdir = posix.chdir
 for name, chdir in (("inside", lambda path: real_chdir("/sub")),
                     ("deep", lambda path: real_chdir("/" + "a/" * 1500)),
-                    ("aliased", lambda path: os.fchdir(outside))):
-    os.chdir = chdir
+                    ("aliased", lambda path: posix.fchdir(outside))):
+    posix.chdir = chdir
     try:
         print(name, enter_cwd("/proc/self/fd/N"))
     except StageError as err:

@@ -9,8 +9,8 @@ while its rules are replaced.
 
 from __future__ import annotations
 
-import os
 import platform
+import posix
 import struct
 
 from galley.kernel import ffi
@@ -116,4 +116,4 @@ def replace_device_program(cgroup_fd: int, prog_fd: int) -> None:
         try:
             detach_device_program(cgroup_fd, old)
         finally:
-            os.close(old)
+            posix.close(old)

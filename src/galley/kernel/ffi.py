@@ -9,7 +9,7 @@ checker sees ctypes' own declarations.
 
 from __future__ import annotations
 
-import os
+import posix
 from _ctypes import POINTER, Array, Structure, addressof, byref, get_errno, sizeof
 
 TYPE_CHECKING = False  # not `from typing`: the init stage imports this module
@@ -74,7 +74,7 @@ else:
 
             self._name = name
             self._function = Function
-            self._handle = _dlopen(name, os.RTLD_NOW | os.RTLD_LOCAL)
+            self._handle = _dlopen(name, posix.RTLD_NOW | posix.RTLD_LOCAL)
 
         def __getitem__(self, name):
             """A new function object each time (for one symbol declared several ways)."""

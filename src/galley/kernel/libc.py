@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import posix
 
-from galley.kernel import ffi
+from galley.kernel import ffi, pathnames
 
 TYPE_CHECKING = False  # not `from typing`: the container's init stage imports this (~10 ms)
 if TYPE_CHECKING:
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 # The machine, read once at import: uname(2) says "i686" once the container's init stage has
 # set linux.personality's PER_LINUX32, and syscall numbers are chosen after that (a seccomp
 # filter loaded without noNewPrivileges, set_mempolicy).
-MACHINE = os.uname().machine
+MACHINE = posix.uname().machine
 
 _libc: ffi.CDLL | None = None
 
@@ -44,8 +44,8 @@ def check(result: int, what: str, *paths: str | bytes | None) -> int:
     """Raise OSError(errno, 'what: strerror', path) when a libc call returned -1."""
     if result == -1:
         err = ffi.get_errno()
-        named = [os.fsdecode(p) for p in paths if p is not None]
-        raise OSError(err, f"{what}: {os.strerror(err)}", *named[:2])
+        named = [pathnames.fsdecode(p) for p in paths if p is not None]
+        raise OSError(err, f"{what}: {posix.strerror(err)}", *named[:2])
     return result
 
 
@@ -53,4 +53,4 @@ def encode(path: str | bytes | None) -> bytes | None:
     """A path as the bytes C expects (None stays NULL)."""
     if path is None:
         return None
-    return os.fsencode(path)
+    return pathnames.fsencode(path)

@@ -6,9 +6,9 @@ functions performs them.
 
 from __future__ import annotations
 
-import os
+import posix
 
-from galley.kernel import ffi
+from galley.kernel import ffi, pathnames
 from galley.kernel.libc import MACHINE, check, encode, function, libc
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
@@ -72,7 +72,7 @@ def mount(
 
 
 def _text(value: str | bytes | None) -> str:
-    return "" if value is None else os.fsdecode(value)
+    return "" if value is None else pathnames.fsdecode(value)
 
 
 def umount(target: str | bytes, flags: int = 0) -> None:
@@ -109,7 +109,7 @@ AT_RECURSIVE = 0x8000
 AT_FDCWD = -100
 
 OPEN_TREE_CLONE = 1
-OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+OPEN_TREE_CLOEXEC = posix.O_CLOEXEC
 
 MOVE_MOUNT_F_EMPTY_PATH = 0x04
 MOVE_MOUNT_T_EMPTY_PATH = 0x40
@@ -166,7 +166,7 @@ def _syscall(*argtypes: Any) -> Any:
 
 def openat2(dirfd: int, path: str | bytes, flags: int, resolve: int, mode: int = 0) -> int:
     """openat2(2): open path relative to dirfd under the RESOLVE_* restrictions; returns the fd."""
-    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    how = _OpenHow(flags | posix.O_CLOEXEC, mode, resolve)
     fn = _syscall(ffi.c_int, ffi.c_char_p, ffi.c_void_p, ffi.c_size_t)
     result = fn(_SYS_OPENAT2, dirfd, encode(path), ffi.byref(how), ffi.sizeof(how))
     return check(result, "openat2", path)
@@ -235,4 +235,4 @@ def fsmount(fstype: str, config: dict[str, str | None], attr_flags: int = 0) -> 
         make = _syscall(ffi.c_int, ffi.c_uint, ffi.c_uint)
         return check(make(_SYS_FSMOUNT, fs_fd, FSMOUNT_CLOEXEC, attr_flags), "fsmount", fstype)
     finally:
-        os.close(fs_fd)
+        posix.close(fs_fd)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fcntl
-import os
+import posix
 
 from galley.kernel import ffi
 from galley.kernel.libc import check, function
@@ -32,4 +32,4 @@ def set_up(name: str) -> None:
         request[IFNAMSIZ : IFNAMSIZ + 2] = flags.to_bytes(2, "little")
         fcntl.ioctl(sock, SIOCSIFFLAGS, request)
     finally:
-        os.close(sock)
+        posix.close(sock)

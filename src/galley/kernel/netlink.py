@@ -9,7 +9,7 @@ namespace it was made in (`Netlink.inside` makes one in another namespace).
 from __future__ import annotations
 
 import ipaddress
-import os
+import posix
 import socket
 import struct
 from dataclasses import dataclass
@@ -108,7 +108,7 @@ class Netlink:
     def inside(cls, netns_fd: int) -> Netlink:
         """A socket in the network namespace netns_fd refers to: the calling thread joins it
         for the socket() call and goes back to its own."""
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        own = posix.open("/proc/thread-self/ns/net", posix.O_RDONLY | posix.O_CLOEXEC)
         try:
             ns.setns(netns_fd, ns.CLONE_NEWNET)
             try:
@@ -116,7 +116,7 @@ class Netlink:
             finally:
                 ns.setns(own, ns.CLONE_NEWNET)
         finally:
-            os.close(own)
+            posix.close(own)
 
     def close(self) -> None:
         self._sock.close()
@@ -150,7 +150,7 @@ class Netlink:
                 if reply in (NLMSG_ERROR, NLMSG_DONE):
                     (error,) = _ERRNO.unpack_from(payload) if len(payload) >= 4 else (0,)
                     if error:
-                        raise OSError(-error, os.strerror(-error))
+                        raise OSError(-error, posix.strerror(-error))
                     return replies
                 replies.append((reply, payload))
                 if not flags & (NLM_F_ACK | NLM_F_DUMP):
@@ -161,7 +161,7 @@ class Netlink:
         request = _IFINFO.pack(0, 0, index, 0, 0) + (_name(name) if name else b"")
         replies = self._exchange(RTM_GETLINK, 0, request)
         if not replies:
-            raise OSError(19, os.strerror(19))
+            raise OSError(19, posix.strerror(19))
         payload = replies[0][1]
         _, _, found, _, _ = _IFINFO.unpack_from(payload)
         return Link(int(found), _attrs(payload[_IFINFO.size :]).get(IFLA_ADDRESS, b""))

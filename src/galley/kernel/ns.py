@@ -8,7 +8,7 @@ join next.
 
 from __future__ import annotations
 
-import os
+import posix
 
 from galley.kernel import ffi
 
@@ -52,8 +52,8 @@ def setns(fd: int, nstype: int = 0, path: str | None = None) -> None:
 
 def join(path: str, nstype: int = 0) -> None:
     """Join the namespace at path (a /proc/<pid>/ns/* file or a bind mount of one)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
     try:
         setns(fd, nstype, path)
     finally:
-        os.close(fd)
+        posix.close(fd)

@@ -8,7 +8,8 @@ architecture added to the filter.
 
 from __future__ import annotations
 
-import os
+import io
+import posix
 
 from galley.kernel import ffi
 from galley.kernel.libc import MACHINE, check, function
@@ -129,7 +130,7 @@ def _declare(lib: ffi.CDLL) -> None:
 
 def _check(result: int, what: str) -> int:
     if result < 0:
-        raise OSError(-result, f"{what}: {os.strerror(-result)}")
+        raise OSError(-result, f"{what}: {posix.strerror(-result)}")
     return result
 
 
@@ -242,12 +243,12 @@ _NR_PIDFD_GETFD = 438  # one number on every architecture (the unified syscall t
 def take_fd(pid: int, fd: int) -> int:
     """A copy of process pid's fd (pidfd_getfd(2)): how the runtime process fetches the seccomp
     notify fd from the container's init, which can only talk to it over pipes."""
-    pidfd = os.pidfd_open(pid)
+    pidfd = posix.pidfd_open(pid)
     try:
         syscall = function("syscall", ffi.c_long, ffi.c_long, ffi.c_int, ffi.c_int, ffi.c_uint)
         return check(syscall(_NR_PIDFD_GETFD, pidfd, fd, 0), f"pidfd_getfd pid {pid} fd {fd}")
     finally:
-        os.close(pidfd)
+        posix.close(pidfd)
 
 
 class Filter:
@@ -298,13 +299,13 @@ class Filter:
 
     def program(self) -> bytes:
         """The filter's BPF program as bytes (exported through a memfd)."""
-        fd = os.memfd_create("galley-seccomp", os.MFD_CLOEXEC)
+        fd = posix.memfd_create("galley-seccomp", posix.MFD_CLOEXEC)
         try:
             self.export_bpf(fd)
-            size = os.lseek(fd, 0, os.SEEK_CUR)
-            return os.pread(fd, size, 0)
+            size = posix.lseek(fd, 0, io.SEEK_CUR)
+            return posix.pread(fd, size, 0)
         finally:
-            os.close(fd)
+            posix.close(fd)
 
     def close(self) -> None:
         """Release the context (a loaded filter stays in the kernel)."""

@@ -18,10 +18,10 @@ The init stage runs this after it has been moved into the container's cgroups, s
 
 from __future__ import annotations
 
-import os
-import posixpath
+import posix
 
 from galley.kernel import mount as k
+from galley.kernel import pathnames
 from galley.oci import paths
 from galley.oci.mounts import (
     MountOptions,
@@ -100,8 +100,8 @@ def host_dir(hierarchy: Hierarchy, own: dict[frozenset[str], str]) -> str:
     """The host directory of this process's cgroup in a hierarchy."""
     key = frozenset() if hierarchy.version == 2 else hierarchy.controllers
     path = own.get(key, hierarchy.root)
-    relative = posixpath.relpath(path, hierarchy.root) if path.startswith(hierarchy.root) else "."
-    return posixpath.normpath(posixpath.join(hierarchy.mountpoint, relative))
+    relative = pathnames.relpath(path, hierarchy.root) if path.startswith(hierarchy.root) else "."
+    return pathnames.normpath(pathnames.join(hierarchy.mountpoint, relative))
 
 
 def mount_cgroup(root_fd: int, dest: str, options: MountOptions, *, cgroupns: bool) -> None:
@@ -118,7 +118,7 @@ def mount_cgroup(root_fd: int, dest: str, options: MountOptions, *, cgroupns: bo
             hierarchy = unified[0] if unified else None
             _mount_hierarchy(target, hierarchy, own, options, cgroupns=cgroupns)
     finally:
-        os.close(target)
+        posix.close(target)
 
 
 def _mount_v1_tmpfs(
@@ -141,7 +141,7 @@ def _mount_v1_tmpfs(
             set_attrs(tmpfs, k.MOUNT_ATTR_RDONLY, 0)
         propagate(tmpfs, options.propagation)
     finally:
-        os.close(tmpfs)
+        posix.close(tmpfs)
 
 
 def _mount_in_tmpfs(
@@ -154,23 +154,23 @@ def _mount_in_tmpfs(
 ) -> None:
     """One v1 hierarchy in the tmpfs just mounted: empty, and no process of the container
     exists yet, so its directories are made and opened directly, not resolved in the root."""
-    name = posixpath.basename(hierarchy.mountpoint)
-    os.mkdir(name, 0o755, dir_fd=tmpfs)
+    name = pathnames.basename(hierarchy.mountpoint)
+    posix.mkdir(name, 0o755, dir_fd=tmpfs)
 
-    target = os.open(name, _SUBDIR, dir_fd=tmpfs)
+    target = posix.open(name, _SUBDIR, dir_fd=tmpfs)
     try:
         _mount_hierarchy(target, hierarchy, own, options, cgroupns=cgroupns)
     finally:
-        os.close(target)
+        posix.close(target)
     for controller in sorted(hierarchy.controllers):
         if controller != name and "," in name and not controller.startswith("name="):
             try:
-                os.symlink(name, controller, dir_fd=tmpfs)  # cpu -> cpu,cpuacct
+                posix.symlink(name, controller, dir_fd=tmpfs)  # cpu -> cpu,cpuacct
             except FileExistsError:
                 pass
 
 
-_SUBDIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_SUBDIR = posix.O_PATH | posix.O_DIRECTORY | posix.O_NOFOLLOW | posix.O_CLOEXEC
 
 
 def _mount_hierarchy(
@@ -208,4 +208,4 @@ def _mount_hierarchy(
         attach(tree, target)
         propagate(tree, options.propagation)
     finally:
-        os.close(tree)
+        posix.close(tree)

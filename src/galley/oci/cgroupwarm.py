@@ -21,7 +21,7 @@ blocks them all).
 
 Which commands start it is a guess at the command (moves_a_process); a wrong guess costs a
 few no-op migrations. Best effort: any failure (an unusual mount layout, a read-only cgroupfs)
-just leaves the later write to wait as before. Only `_thread`, `_signal`, `time` and os, all
+just leaves the later write to wait as before. Only `_thread`, `_signal`, `time` and posix, all
 loaded by the interpreter's start: this runs before anything else is imported. The thread
 imports nothing and takes no lock another thread could need: create and exec fork their
 stage while it may be in a write, and the child has only the forking thread.
@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # `signal` costs ~4 ms
 import _thread
-import os
+import posix
 import time
+
+from galley.kernel import pathnames
 
 ROOT = "/sys/fs/cgroup"
 
@@ -53,8 +55,8 @@ def own_threads_file() -> str | None:
         else:
             directories, name = [f"{ROOT}/{controllers.removeprefix('name=')}{path}"], "tasks"
         for directory in directories:
-            threads = os.path.join(directory, name)
-            if os.path.exists(threads):
+            threads = pathnames.join(directory, name)
+            if pathnames.exists(threads):
                 return threads
     return None
 
@@ -83,7 +85,7 @@ def _keep_window_open() -> None:
         threads = own_threads_file()
         if threads is None:
             return
-        fd = os.open(threads, os.O_WRONLY | os.O_CLOEXEC)
+        fd = posix.open(threads, posix.O_WRONLY | posix.O_CLOEXEC)
     except OSError:
         return
     try:
@@ -92,12 +94,12 @@ def _keep_window_open() -> None:
             if _stopped:
                 break
             try:
-                os.write(fd, tid)
+                posix.write(fd, tid)
             except OSError:
                 pass  # refused (another domain on v2, say): it took the rwsem all the same
             time.sleep(INTERVAL)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def start() -> None:

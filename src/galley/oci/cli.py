@@ -8,11 +8,12 @@ line goes to the file (text or json) and the bare message to stderr. Exit status
 
 from __future__ import annotations
 
-import os
+import posix
 import sys
 import time
 
 from galley.errors import GalleyError, InvalidArgument, go_error_text
+from galley.kernel import pathnames
 from galley.oci.commands.options import STR, Args, Option, Syntax, UsageError, parse, usage
 from galley.oci.jsonfast import dumps
 from galley.oci.state import RUNTIME_OCI_VERSION
@@ -47,7 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-_LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+_LOG_FLAGS = posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT | posix.O_CLOEXEC
 
 # What logrus's text format leaves unquoted; any other character makes it quote the value.
 _BARE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._/@^+")
@@ -94,7 +95,7 @@ def to_stderr(data: bytes) -> None:
     failed writes fail nothing in runc (galley's debug line after `create` made `run` leave
     the container created, never started)."""
     try:
-        os.write(2, data)
+        posix.write(2, data)
     except OSError:
         pass
 
@@ -106,7 +107,7 @@ def _let_go() -> None:
         _held[-1].release()
 
 
-os.register_at_fork(after_in_child=_let_go)
+posix.register_at_fork(after_in_child=_let_go)
 
 
 class Log:
@@ -135,14 +136,14 @@ class Log:
             return
         try:
             if self.fd >= 0:
-                os.write(self.fd, data)
+                posix.write(self.fd, data)
                 return
-            fd = os.open(self.path, _LOG_FLAGS | os.O_NONBLOCK, 0o644)  # a forked child's
+            fd = posix.open(self.path, _LOG_FLAGS | posix.O_NONBLOCK, 0o644)  # a forked child's
             try:
-                os.set_blocking(fd, True)  # a FIFO's slow reader is waited for, as by runc
-                os.write(fd, data)
+                posix.set_blocking(fd, True)  # a FIFO's slow reader is waited for, as by runc
+                posix.write(fd, data)
             finally:
-                os.close(fd)
+                posix.close(fd)
         except OSError as err:  # a full disk, /dev/full: said on stderr as runc's logrus says it
             text = go_error_text(err.errno or 0)
             line = f"Failed to write to log, write {self.path}: {text}\n"
@@ -155,13 +156,13 @@ class Log:
         opened again for each line, a FIFO's reader saw its end at once, and an open once the
         reader had gone blocked the command forever (a `run` hung, its container created)."""
         if self.path is not None and self.fd < 0:
-            self.fd = os.open(self.path, _LOG_FLAGS, 0o644)
+            self.fd = posix.open(self.path, _LOG_FLAGS, 0o644)
             _held.append(self)
 
     def release(self) -> None:
         """Close the log file held open (the command is done, or this is a forked child)."""
         if self.fd >= 0:
-            os.close(self.fd)
+            posix.close(self.fd)
             self.fd = -1
         if self in _held:
             _held.remove(self)
@@ -327,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: Args, log: Log) -> int:
     """The command, its failures logged in runc's words; its exit status."""
-    ctx = Context(os.path.abspath(args.root), log, args.systemd_cgroup)
+    ctx = Context(pathnames.abspath(args.root), log, args.systemd_cgroup)
     try:
         return _commands(COMMANDS[args.command][0]).run(args.command, ctx, args)
     except UsageError as e:  # found by the command (a missing container id)

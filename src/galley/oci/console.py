@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import os
+import posix
 import stat
 import struct  # here, not in set_size: exec's stage sizes the pty inside the container
 import termios
@@ -37,29 +37,29 @@ def open_pty_here(
     container root at `root` (resolved inside it: create, before pivot_root)."""
     master = _open_ptmx(root)
     fcntl.ioctl(master, TIOCSPTLCK, b"\0\0\0\0")  # unlockpt
-    slave: int = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    slave: int = fcntl.ioctl(master, TIOCGPTPEER, posix.O_RDWR | posix.O_NOCTTY | posix.O_CLOEXEC)
     _configure(master, slave, size, owner_uid)
     return master, slave
 
 
-PTMX = os.makedev(5, 2)  # /dev/ptmx, and devpts' own ptmx
+PTMX = posix.makedev(5, 2)  # /dev/ptmx, and devpts' own ptmx
 
 
 def _open_ptmx(root: str | None) -> int:
     """The root's /dev/ptmx (root None: this mount namespace's, as exec sees the container),
     resolved inside it without magic links, and refused unless it is the ptmx device: the
     container owns that path."""
-    flags = os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC
-    root_fd = os.open(root or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    flags = posix.O_RDWR | posix.O_NOCTTY | posix.O_CLOEXEC
+    root_fd = posix.open(root or "/", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
     try:
         master = open_in_root(root_fd, "/dev/ptmx", flags)
     except OSError as err:
         raise OSError(err.errno, f"process.terminal: open /dev/ptmx: {err.strerror}") from None
     finally:
-        os.close(root_fd)
-    st = os.fstat(master)
+        posix.close(root_fd)
+    st = posix.fstat(master)
     if not stat.S_ISCHR(st.st_mode) or st.st_rdev != PTMX:
-        os.close(master)
+        posix.close(master)
         raise OSError(errno.ENOTTY, "process.terminal: /dev/ptmx is not the ptmx device")
     return master
 
@@ -69,13 +69,13 @@ def bind_console(root: str, slave: int) -> None:
     from galley.kernel.mount import fd_path  # noqa: PLC0415
     from galley.oci.devices import bind_console as bind  # noqa: PLC0415
 
-    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    root_fd = posix.open(root, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
     try:
         bind(root_fd, fd_path(slave))
     except OSError as err:
         raise OSError(err.errno, f"process.terminal: /dev/console: {err.strerror}") from None
     finally:
-        os.close(root_fd)
+        posix.close(root_fd)
 
 
 def _configure(master: int, slave: int, size: ConsoleSize | None, owner_uid: int) -> None:
@@ -84,7 +84,7 @@ def _configure(master: int, slave: int, size: ConsoleSize | None, owner_uid: int
     "\r\n" line ends, as from runc; without ONLCR, lines would stair-step there."""
     if size:
         set_size(master, size.get("height", 0), size.get("width", 0))
-    os.fchown(slave, owner_uid, -1)
+    posix.fchown(slave, owner_uid, -1)
 
 
 def set_size(fd: int, height: int, width: int) -> None:
@@ -107,7 +107,7 @@ def send_master(console_socket: str, master: int) -> None:
 def take_console(slave: int) -> None:
     """Init stage: the slave becomes stdin/stdout/stderr and the controlling terminal."""
     for target in (0, 1, 2):
-        os.dup2(slave, target)
+        posix.dup2(slave, target)
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     if slave > 2:
-        os.close(slave)
+        posix.close(slave)

@@ -11,10 +11,10 @@ not hang the create).
 
 from __future__ import annotations
 
-import os
+import posix
 import stat
 
-_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_DIRECTORY = posix.O_RDONLY | posix.O_DIRECTORY | posix.O_NOFOLLOW | posix.O_CLOEXEC
 
 
 def copy_tree(src_fd: int, dst_fd: int) -> None:
@@ -27,62 +27,62 @@ def copy_tree(src_fd: int, dst_fd: int) -> None:
                 pending.extend(_copy_entries(src, dst))
             finally:
                 if own:
-                    os.close(src)
-                    os.close(dst)
+                    posix.close(src)
+                    posix.close(dst)
     finally:
         for src, dst, own in pending:
             if own:
-                os.close(src)
-                os.close(dst)
+                posix.close(src)
+                posix.close(dst)
 
 
 def _copy_entries(src_fd: int, dst_fd: int) -> list[tuple[int, int, bool]]:
     """Copy one directory's entries; the subdirectories made, opened, for their contents."""
     subdirectories: list[tuple[int, int, bool]] = []
     try:
-        for entry in os.scandir(src_fd):
+        for entry in posix.scandir(src_fd):
             st = entry.stat(follow_symlinks=False)
             name, mode = entry.name, stat.S_IMODE(st.st_mode)
             if stat.S_ISDIR(st.st_mode):
-                os.mkdir(name, 0o700, dir_fd=dst_fd)
-                src = os.open(name, _DIRECTORY, dir_fd=src_fd)
+                posix.mkdir(name, 0o700, dir_fd=dst_fd)
+                src = posix.open(name, _DIRECTORY, dir_fd=src_fd)
                 try:
-                    dst = os.open(name, _DIRECTORY, dir_fd=dst_fd)
+                    dst = posix.open(name, _DIRECTORY, dir_fd=dst_fd)
                 except BaseException:
-                    os.close(src)
+                    posix.close(src)
                     raise
                 subdirectories.append((src, dst, True))
             elif stat.S_ISREG(st.st_mode):
                 _copy_file(src_fd, dst_fd, name)
             elif stat.S_ISLNK(st.st_mode):
-                os.symlink(os.readlink(name, dir_fd=src_fd), name, dir_fd=dst_fd)
+                posix.symlink(posix.readlink(name, dir_fd=src_fd), name, dir_fd=dst_fd)
             elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
-                os.mknod(name, st.st_mode, st.st_rdev, dir_fd=dst_fd)
+                posix.mknod(name, st.st_mode, st.st_rdev, dir_fd=dst_fd)
             else:
                 continue
-            os.chown(name, st.st_uid, st.st_gid, dir_fd=dst_fd, follow_symlinks=False)
+            posix.chown(name, st.st_uid, st.st_gid, dir_fd=dst_fd, follow_symlinks=False)
             if not stat.S_ISLNK(st.st_mode):
-                os.chmod(name, mode, dir_fd=dst_fd)
+                posix.chmod(name, mode, dir_fd=dst_fd)
     except BaseException:
         for src, dst, _ in subdirectories:
-            os.close(src)
-            os.close(dst)
+            posix.close(src)
+            posix.close(dst)
         raise
     return subdirectories
 
 
 def _copy_file(src_fd: int, dst_fd: int, name: str) -> None:
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    src = os.open(name, flags, dir_fd=src_fd)
+    flags = posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_NONBLOCK | posix.O_CLOEXEC
+    src = posix.open(name, flags, dir_fd=src_fd)
     try:
-        if not stat.S_ISREG(os.fstat(src).st_mode):
+        if not stat.S_ISREG(posix.fstat(src).st_mode):
             raise OSError(22, f"tmpcopyup: {name!r} changed while it was copied")  # EINVAL
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        dst = os.open(name, flags, 0o600, dir_fd=dst_fd)
+        flags = posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW | posix.O_CLOEXEC
+        dst = posix.open(name, flags, 0o600, dir_fd=dst_fd)
         try:
-            while os.sendfile(dst, src, None, 1 << 20):
+            while posix.sendfile(dst, src, None, 1 << 20):
                 pass
         finally:
-            os.close(dst)
+            posix.close(dst)
     finally:
-        os.close(src)
+        posix.close(src)

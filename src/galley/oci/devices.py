@@ -14,12 +14,12 @@ Nothing here runs when /dev is itself a bind mount (the container then sees that
 
 from __future__ import annotations
 
-import os
-import posixpath
+import posix
 import stat
 
 from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
 from galley.kernel import mount as k
+from galley.kernel import pathnames
 from galley.oci import paths
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
@@ -65,7 +65,7 @@ def all_devices(configured: list[Device]) -> list[Device]:
 
 def create_devices(root_fd: int, devices: list[Device], *, bind: bool) -> None:
     """Create each device node inside the root (umask 0, so fileMode is exact)."""
-    old_umask = os.umask(0)
+    old_umask = posix.umask(0)
     try:
         for index, device in enumerate(devices):
             try:
@@ -75,7 +75,7 @@ def create_devices(root_fd: int, devices: list[Device], *, bind: bool) -> None:
                     f"device {device.get('path', '')!r}: {os_error_text(err)}"
                 ) from err
     finally:
-        os.umask(old_umask)
+        posix.umask(old_umask)
 
 
 def create_device(root_fd: int, index: int, device: Device, *, bind: bool) -> None:
@@ -91,20 +91,22 @@ def create_device(root_fd: int, index: int, device: Device, *, bind: bool) -> No
         raise InvalidArgument(
             f"linux.devices[{index}].type: unknown device type {device.get('type')!r}"
         )
-    parent = paths.ensure_dir(root_fd, posixpath.dirname(path))
-    name = posixpath.basename(path)
+    parent = paths.ensure_dir(root_fd, pathnames.dirname(path))
+    name = pathnames.basename(path)
     mode = (device.get("fileMode", 0o666) & 0o7777) | kind
-    rdev = 0 if kind == stat.S_IFIFO else os.makedev(device.get("major", 0), device.get("minor", 0))
+    rdev = (
+        0 if kind == stat.S_IFIFO else posix.makedev(device.get("major", 0), device.get("minor", 0))
+    )
     try:
-        os.mknod(name, mode, rdev, dir_fd=parent)
-        os.chown(name, device.get("uid", 0), device.get("gid", 0), dir_fd=parent,
+        posix.mknod(name, mode, rdev, dir_fd=parent)
+        posix.chown(name, device.get("uid", 0), device.get("gid", 0), dir_fd=parent,
                  follow_symlinks=False)  # fmt: skip
     except FileExistsError:
         pass
     except PermissionError:
         bind_host_device(root_fd, path)
     finally:
-        os.close(parent)
+        posix.close(parent)
 
 
 def bind_host_device(root_fd: int, path: str) -> None:
@@ -113,7 +115,7 @@ def bind_host_device(root_fd: int, path: str) -> None:
     try:
         k.mount(path, k.fd_path(target), None, k.MS_BIND)
     finally:
-        os.close(target)
+        posix.close(target)
 
 
 def setup_ptmx(root_fd: int) -> None:
@@ -125,7 +127,7 @@ def setup_ptmx(root_fd: int) -> None:
 def create_symlinks(root_fd: int) -> None:
     """/dev/fd, /dev/stdin, /dev/stdout, /dev/stderr (and /dev/core when /proc/kcore exists)."""
     links = list(DEV_SYMLINKS)
-    if os.path.exists("/proc/kcore"):
+    if pathnames.exists("/proc/kcore"):
         links.append(("/proc/kcore", "/dev/core"))
     for target, link in links:
         paths.symlink_in_root(root_fd, target, link)
@@ -133,12 +135,12 @@ def create_symlinks(root_fd: int) -> None:
 
 def bind_console(root_fd: int, console_path: str) -> None:
     """Bind the console pty's slave onto /dev/console (a 0666 file made for it)."""
-    old_umask = os.umask(0)
+    old_umask = posix.umask(0)
     try:
         target = paths.ensure_file(root_fd, "/dev/console", 0o666)
     finally:
-        os.umask(old_umask)
+        posix.umask(old_umask)
     try:
         k.mount(console_path, k.fd_path(target), None, k.MS_BIND)
     finally:
-        os.close(target)
+        posix.close(target)

@@ -11,7 +11,7 @@ detached.
 
 from __future__ import annotations
 
-import os
+import posix
 
 from galley.errors import FailedPrecondition
 from galley.oci import cgroupwarm, trampoline
@@ -72,7 +72,7 @@ def exec_process(
             from galley.oci.console import send_master  # noqa: PLC0415
 
             send_master(console_socket or "", master)
-            os.close(master)
+            posix.close(master)
         if pid_file:
             write_pid_file(pid_file, pid)
         if forwarder is None:
@@ -165,7 +165,7 @@ def joining_spec(config: Spec, init_pid: int) -> Spec:
 
 def _close_all(fds: list[int]) -> None:
     for fd in fds:
-        os.close(fd)
+        posix.close(fd)
 
 
 class Forwarder:
@@ -218,16 +218,16 @@ def wait_for(pid: int) -> int:
     collect_garbage()  # this may wait for days
     while True:
         try:
-            done, status = os.waitpid(-1, 0)
+            done, status = posix.waitpid(-1, 0)
         except ChildProcessError:
             return 0
         if done == pid:
-            code = os.waitstatus_to_exitcode(status)
+            code = posix.waitstatus_to_exitcode(status)
             return 128 - code if code < 0 else code
 
 
 def _forward(pid: int, sig: int) -> None:
     try:
-        os.kill(pid, sig)
+        posix.kill(pid, sig)
     except ProcessLookupError:
         pass

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
+from galley.kernel import pathnames
 from galley.oci.vocabulary import NAMESPACE_TYPES
 
 OCI_VERSION_MIN = "1.0.0"
@@ -41,7 +40,7 @@ def _seccomp() -> dict[str, object]:
 
 def _cgroup() -> dict[str, object]:
     return {
-        "v1": os.path.isdir("/sys/fs/cgroup/freezer") or not _pure_v2(),
+        "v1": pathnames.isdir("/sys/fs/cgroup/freezer") or not _pure_v2(),
         "v2": True,
         "systemd": False,
         "systemdUser": False,
@@ -50,7 +49,7 @@ def _cgroup() -> dict[str, object]:
 
 
 def _pure_v2() -> bool:
-    return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    return pathnames.exists("/sys/fs/cgroup/cgroup.controllers")
 
 
 def _memory_policy() -> dict[str, object]:
@@ -73,8 +72,8 @@ def features() -> dict[str, object]:
             "capabilities": _capabilities(),
             "cgroup": _cgroup(),
             "seccomp": _seccomp(),
-            "apparmor": {"enabled": os.path.exists("/sys/kernel/security/apparmor")},
-            "selinux": {"enabled": os.path.exists("/sys/fs/selinux/enforce")},
+            "apparmor": {"enabled": pathnames.exists("/sys/kernel/security/apparmor")},
+            "selinux": {"enabled": pathnames.exists("/sys/fs/selinux/enforce")},
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": True}},  # mounts' uid/gidMappings
             "memoryPolicy": _memory_policy(),

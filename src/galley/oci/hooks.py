@@ -20,7 +20,7 @@ it, down to the hook's index in its phase and what it printed.
 
 from __future__ import annotations
 
-import os
+import posix
 
 from galley.errors import DeadlineExceeded, FailedPrecondition, go_error_text
 from galley.oci.jsonfast import dumps
@@ -81,7 +81,7 @@ def run_hook(hook: Hook, state_json: bytes, index: int) -> None:
     try:
         out, err = proc.communicate(state_json, timeout=timeout or None)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)  # SIGKILL (subprocess has imported signal; we need not)
+        posix.killpg(proc.pid, 9)  # SIGKILL (subprocess has imported signal; we need not)
         proc.wait()
         raise DeadlineExceeded(
             f"{failed}: hook ran past specified timeout of {timeout:.1f}s"
@@ -89,7 +89,7 @@ def run_hook(hook: Hook, state_json: bytes, index: int) -> None:
     if proc.returncode != 0:
         raise FailedPrecondition(
             f"{failed}: error running hook: "
-            f"{exit_text(proc.returncode, core_dumped=os.WCOREDUMP(proc.wait_status))}, "
+            f"{exit_text(proc.returncode, core_dumped=posix.WCOREDUMP(proc.wait_status))}, "
             f"stdout: {out.decode(errors='replace')}, stderr: {err.decode(errors='replace')}"
         )
 

@@ -24,9 +24,10 @@ CAP_SYS_CHROOT can leave it. That is what asking for no mount namespace means.
 
 from __future__ import annotations
 
-import os
+import posix
 
 from galley.errors import FailedPrecondition, InvalidArgument
+from galley.kernel import pathnames
 from galley.oci.state import ROOTFS_MOUNT_POINT, ROOTFS_RECORD
 
 TYPE_CHECKING = False  # not `from typing`: it costs milliseconds per command
@@ -39,8 +40,8 @@ if TYPE_CHECKING:
 
 def make_mount_point(state_dir: str) -> str:
     """In P, before the stage starts: the directory the rootfs clone will be attached on."""
-    path = os.path.join(state_dir, ROOTFS_MOUNT_POINT)
-    os.mkdir(path, 0o700)
+    path = pathnames.join(state_dir, ROOTFS_MOUNT_POINT)
+    posix.mkdir(path, 0o700)
     return path
 
 
@@ -61,16 +62,16 @@ def mount_id(fd: int) -> int:
 
 def top_mount_id(path: str) -> int:
     """The id of the topmost mount on path (what a lookup of path reaches)."""
-    fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    fd = posix.open(path, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
     try:
         return mount_id(fd)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def clone_root(path: str) -> int:
     """In the stage: a private, detached clone of the mount tree at path; its fd."""
-    st, host_root = os.stat(path), os.stat("/")
+    st, host_root = posix.stat(path), posix.stat("/")
     if (st.st_dev, st.st_ino) == (host_root.st_dev, host_root.st_ino):
         raise InvalidArgument(
             f"root.path: {path!r} is the host's root directory, which a container without "
@@ -83,7 +84,7 @@ def clone_root(path: str) -> int:
     try:
         k.mount_setattr(tree, "", k.AT_EMPTY_PATH | k.AT_RECURSIVE, propagation=k.MS_PRIVATE)
     except BaseException:
-        os.close(tree)
+        posix.close(tree)
         raise
     return tree
 
@@ -101,10 +102,10 @@ def record(state_dir: str, path: str, mount: int) -> None:
     """In P, before the stage attaches its clone: note which mount to detach later."""
     from galley.oci import jsonfast  # noqa: PLC0415
 
-    tmp = os.path.join(state_dir, ROOTFS_RECORD + ".tmp")
+    tmp = pathnames.join(state_dir, ROOTFS_RECORD + ".tmp")
     with open(tmp, "w") as f:
         f.write(jsonfast.dumps({"path": path, "mount_id": mount}))
-    os.rename(tmp, os.path.join(state_dir, ROOTFS_RECORD))
+    posix.rename(tmp, pathnames.join(state_dir, ROOTFS_RECORD))
 
 
 def release(state_dir: str) -> None:
@@ -127,7 +128,7 @@ def check(state_dir: str) -> str | None:
     from galley.oci import jsonfast  # noqa: PLC0415
 
     try:
-        with open(os.path.join(state_dir, ROOTFS_RECORD), "rb") as f:
+        with open(pathnames.join(state_dir, ROOTFS_RECORD), "rb") as f:
             recorded = jsonfast.loads(f.read())
         path, mount = str(recorded["path"]), int(recorded["mount_id"])
         top = top_mount_id(path)

@@ -12,7 +12,7 @@ init stage calls apply_user and then apply_capabilities, always both.
 from __future__ import annotations
 
 import errno
-import os
+import posix
 import stat
 
 from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
@@ -36,13 +36,13 @@ def apply_user(user: User) -> None:
     # with CAP_SYS_ADMIN could fake for an exec. The stage dropped the caller's groups before
     # it entered any user namespace (galley.oci.namespaces.enter).
     field = "process.user.additionalGids"
-    _call(os.setgroups, groups, field=field, value=groups, denied_ok=True)
+    _call(posix.setgroups, groups, field=field, value=groups, denied_ok=True)
     kcaps.set_keepcaps(True)
-    _call(os.setresgid, gid, gid, gid, field="process.user.gid", value=gid)
-    _call(os.setresuid, uid, uid, uid, field="process.user.uid", value=uid)
+    _call(posix.setresgid, gid, gid, gid, field="process.user.gid", value=gid)
+    _call(posix.setresuid, uid, uid, uid, field="process.user.uid", value=uid)
     kcaps.set_keepcaps(False)
     umask = user.get("umask")
-    os.umask(DEFAULT_UMASK if umask is None else umask & 0o777)  # all the kernel keeps
+    posix.umask(DEFAULT_UMASK if umask is None else umask & 0o777)  # all the kernel keeps
 
 
 def _call(fn: object, *args: object, field: str, value: object, denied_ok: bool = False) -> None:
@@ -61,7 +61,7 @@ def _call(fn: object, *args: object, field: str, value: object, denied_ok: bool 
         raise FailedPrecondition(f"{field}: {value}: {e.strerror}") from None
 
 
-NULL_DEVICE = os.makedev(1, 3)  # /dev/null on every Linux
+NULL_DEVICE = posix.makedev(1, 3)  # /dev/null on every Linux
 
 
 def fix_stdio_ownership(uid: int) -> None:
@@ -72,13 +72,13 @@ def fix_stdio_ownership(uid: int) -> None:
     remove or replace that, and the host's /dev/null, given as stdio, would go to the user."""
     for fd in (0, 1, 2):
         try:
-            st = os.fstat(fd)
+            st = posix.fstat(fd)
         except OSError:
             continue
         if st.st_uid == uid or (stat.S_ISCHR(st.st_mode) and st.st_rdev == NULL_DEVICE):
             continue
         try:
-            os.fchown(fd, uid, -1)
+            posix.fchown(fd, uid, -1)
         except OSError as e:
             if e.errno not in (errno.EINVAL, errno.EPERM, errno.EROFS, errno.EBADF):
                 raise FailedPrecondition(
@@ -97,17 +97,17 @@ def home_dir(uid: int, passwd: str = "/etc/passwd") -> str:
     only a regular file, never blocking on a FIFO, at most PASSWD_LIMIT bytes.
     """
     try:
-        root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        root = posix.open("/", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
         try:
-            fd = open_in_root(root, passwd, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+            fd = open_in_root(root, passwd, posix.O_RDONLY | posix.O_NONBLOCK | posix.O_NOCTTY)
         finally:
-            os.close(root)
+            posix.close(root)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            if not stat.S_ISREG(posix.fstat(fd).st_mode):
                 return "/"
-            data = os.read(fd, PASSWD_LIMIT)
+            data = posix.read(fd, PASSWD_LIMIT)
         finally:
-            os.close(fd)
+            posix.close(fd)
     except OSError:
         return "/"
     for line in data.decode("utf-8", "replace").splitlines():

@@ -16,7 +16,7 @@ create stage idmaps these trees before it enters the container's user namespace
 
 from __future__ import annotations
 
-import os
+import posix
 
 from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
 from galley.kernel import mount as k
@@ -47,32 +47,32 @@ def userns_fd(uids: list[IDMapping], gids: list[IDMapping]) -> int:
     """An fd on a new user namespace with these mappings (the process behind it has exited)."""
     from galley.kernel import ns  # noqa: PLC0415 - only idmapped mounts need it
 
-    ready_r, ready_w = os.pipe()
-    done_r, done_w = os.pipe()
-    pid = os.fork()
+    ready_r, ready_w = posix.pipe()
+    done_r, done_w = posix.pipe()
+    pid = posix.fork()
     if pid == 0:  # pragma: no cover - child
-        os.close(ready_r)
-        os.close(done_w)
+        posix.close(ready_r)
+        posix.close(done_w)
         try:
             ns.unshare(ns.CLONE_NEWUSER)
             # Our pid as the mounted /proc numbers it (it may belong to an outer pid namespace).
-            os.write(ready_w, os.readlink("/proc/self").encode())
-            os.read(done_r, 1)
+            posix.write(ready_w, posix.readlink("/proc/self").encode())
+            posix.read(done_r, 1)
         finally:
-            os._exit(0)
-    os.close(ready_w)
-    os.close(done_r)
+            posix._exit(0)
+    posix.close(ready_w)
+    posix.close(done_r)
     try:
-        proc_pid = os.read(ready_r, 32).decode()
+        proc_pid = posix.read(ready_r, 32).decode()
         if not proc_pid.isdigit():
             raise FailedPrecondition("idmapped mount: could not create a user namespace")
         _write_map(proc_pid, "uid_map", uids)
         _write_map(proc_pid, "gid_map", gids)
-        return os.open(f"/proc/{proc_pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        return posix.open(f"/proc/{proc_pid}/ns/user", posix.O_RDONLY | posix.O_CLOEXEC)
     finally:
-        os.close(ready_r)
-        os.close(done_w)
-        os.waitpid(pid, 0)
+        posix.close(ready_r)
+        posix.close(done_w)
+        posix.waitpid(pid, 0)
 
 
 def _write_map(pid: str, name: str, mappings: list[IDMapping]) -> None:
@@ -96,4 +96,4 @@ def apply_idmap(
             f"idmapped mount: not permitted in this user namespace: {os_error_text(err)}"
         ) from err
     finally:
-        os.close(userns)
+        posix.close(userns)

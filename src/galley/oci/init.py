@@ -43,8 +43,10 @@ are all avoided here for the same reason).
 from __future__ import annotations
 
 import marshal
-import os
+import posix
 import sys
+
+from galley.kernel import pathnames
 
 TYPE_CHECKING = False  # not `from typing`: importing typing costs ~10 ms in the init stage
 
@@ -75,7 +77,7 @@ class Channel:
         data = marshal.dumps(fields)
         buf = len(data).to_bytes(4, "little") + data
         while buf:
-            buf = buf[os.write(self.wfd, buf) :]
+            buf = buf[posix.write(self.wfd, buf) :]
 
     def recv(self) -> dict[str, Any]:
         size = int.from_bytes(self._read(4), "little")
@@ -93,7 +95,7 @@ class Channel:
     def _read(self, size: int) -> bytes:
         chunks = []
         while size:
-            chunk = os.read(self.rfd, size)
+            chunk = posix.read(self.rfd, size)
             if not chunk:
                 raise StageError("the other side of the init pipe exited")
             chunks.append(chunk)
@@ -103,20 +105,20 @@ class Channel:
     def reported_error(self) -> str | None:
         """The "error" the other side has already written, if any, without waiting: why an
         answer to it just failed (it exited meanwhile)."""
-        os.set_blocking(self.rfd, False)
+        posix.set_blocking(self.rfd, False)
         try:
             msg = self.recv()
         except (OSError, StageError, ValueError, EOFError):
             return None
         finally:
-            os.set_blocking(self.rfd, True)
+            posix.set_blocking(self.rfd, True)
         return str(msg.get("message")) if msg.get("type") == "error" else None
 
     def close(self) -> None:
         """Close both ends (once: a second call does nothing)."""
         for fd in (self.rfd, self.wfd):
             if fd >= 0:
-                os.close(fd)
+                posix.close(fd)
         self.rfd = self.wfd = -1
 
 
@@ -208,14 +210,14 @@ def fail(channel: Channel, err: BaseException) -> None:
     try:
         channel.send("error", message=message)
     except OSError:
-        os.write(2, f"{message}\n".encode())
-    os._exit(1)
+        posix.write(2, f"{message}\n".encode())
+    posix._exit(1)
 
 
 def _run(channel: Channel, boot: dict[str, Any]) -> None:
     """`create`: namespaces, session, names, rootfs, process checks; wait for start; execve."""
     spec: Spec = boot["spec"]
-    fifo = os.open(boot["fifo"], os.O_RDWR | os.O_CLOEXEC)
+    fifo = posix.open(boot["fifo"], posix.O_RDWR | posix.O_CLOEXEC)
     start_hooks = spec.get("hooks", {}).get("startContainer")
     # Without startContainer hooks the trampoline waits for `start`: a created container's
     # init is then a sealed memfd rather than the host's interpreter.
@@ -270,7 +272,7 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         entered=entered,
         before_user=lambda: trees.update(premade_filesystems(spec)),
     )
-    os.setsid()
+    posix.setsid()
     _set_names(spec)
     state: State = {
         "ociVersion": spec.get("ociVersion", ""),
@@ -295,8 +297,8 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         starter.execute(boot["preserve_fds"])
     channel.send("ready", seccomp_fd=seccomp_fd)
     previous = _exit_on_signals()  # as the trampoline does while it waits
-    os.read(fifo, 1)  # `start` writes one byte; until then we are "created"
-    os.close(fifo)
+    posix.read(fifo, 1)  # `start` writes one byte; until then we are "created"
+    posix.close(fifo)
     _restore_signals(previous)
     if start_hooks:
         state["status"] = "created"  # as runc: the process has not run yet
@@ -314,7 +316,7 @@ def _exit_on_signals() -> dict[int, object]:
     from galley.oci.trampoline import CAUGHT_SIGNALS  # noqa: PLC0415
 
     def exit_on(signum: int, _frame: object) -> None:
-        os._exit(128 + signum)
+        posix._exit(128 + signum)
 
     return {sig: _signal.signal(sig, exit_on) for sig in CAUGHT_SIGNALS}
 
@@ -354,10 +356,10 @@ def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
     root = _open_init_root(init_pid) if msg.get("chroot") else -1
     _enter_namespaces(channel, spec, opened=same_init)
     if root >= 0:
-        os.fchdir(root)
-        os.chroot(".")
-        os.close(root)
-    os.setsid()
+        posix.fchdir(root)
+        posix.chroot(".")
+        posix.close(root)
+    posix.setsid()
     _joined(channel)
     channel.expect("cgroup")  # P has moved this process into the container's cgroup
     if process.get("terminal"):
@@ -369,7 +371,7 @@ def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
 def _open_init_root(pid: int) -> int:
     """The root directory of the container's init, as an fd to chroot into."""
     try:
-        return os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        return posix.open(f"/proc/{pid}/root", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
     except OSError as err:
         raise StageError(f"the container's root: {describe(err)}") from None
 
@@ -391,7 +393,7 @@ def _open_terminal(channel: Channel, process: Process, root: str | None) -> None
     master, slave = open_pty_here(process.get("consoleSize"), uid, root)
     channel.send("console", fd=master)
     channel.expect("ok")
-    os.close(master)
+    posix.close(master)
     take_console(slave)
 
 
@@ -428,7 +430,7 @@ def _enter_namespaces(
     deferred = plan.create & defer
     plan.create &= ~defer
     if made:
-        if os.getpid() != 1:
+        if posix.getpid() != 1:
             raise StageError("init protocol: not the first process of the new pid namespace")
         plan.made_already(made)
 
@@ -445,12 +447,12 @@ def _enter_namespaces(
 
         set_up("lo")
     if plan.needs_fork:
-        child = os.fork()
+        child = posix.fork()
         if child:
             channel.send("pid", pid=child)
-            os._exit(0)
+            posix._exit(0)
     else:  # this is the container's process; forked into its pid namespace, it reads 1 as
-        channel.send("pid", pid=None if made else os.getpid())  # its pid: P knows the real one
+        channel.send("pid", pid=None if made else posix.getpid())  # its pid: P knows the real one
     return deferred
 
 
@@ -481,8 +483,8 @@ def _before_pivot(
     if terminal:
         from galley.oci.console import bind_console  # noqa: PLC0415
 
-        root = boot.get("host_root") or os.path.realpath(
-            os.path.join(boot["bundle"], spec.get("root", {}).get("path", ""))
+        root = boot.get("host_root") or pathnames.realpath(
+            pathnames.join(boot["bundle"], spec.get("root", {}).get("path", ""))
         )
         _open_terminal(channel, spec["process"], root)
         bind_console(root, 0)  # the slave, now stdin
@@ -566,7 +568,7 @@ class ProcessStarter:
         self.trampoline = program if trampoline and program.supported() else None
         self.fifo = fifo if self.trampoline is not None else None  # the trampoline waits on it
         self.image = -1
-        if process.get("apparmorProfile") and not os.path.isdir("/sys/kernel/security/apparmor"):
+        if process.get("apparmorProfile") and not pathnames.isdir("/sys/kernel/security/apparmor"):
             raise StageError("apparmor profile set in config.json but AppArmor is not enabled")
         self.capabilities = capabilities
         self.identity = identity
@@ -710,16 +712,16 @@ class ProcessStarter:
         self.set_rlimits()  # no Python work after, unless a filter came first
         if self.trampoline is not None:
             if self.fifo is not None:
-                os.set_inheritable(self.fifo, True)  # the trampoline reads and closes it
+                posix.set_inheritable(self.fifo, True)  # the trampoline reads and closes it
             if self.nnp:  # before this execve too: root's would raise permitted to bounding
                 proc.set_no_new_privs()
             argv = self.trampoline.argv(self.executable, self.process["args"])
-            os.execve(self.image, argv, self.env)
+            posix.execve(self.image, argv, self.env)
         if self.nnp:
             proc.set_no_new_privs()
             if self.filter is not None:
                 self.filter.load()
-        os.execve(self.executable, self.process["args"], self.env)
+        posix.execve(self.executable, self.process["args"], self.env)
 
 
 def close_on_exec(first: int) -> None:
@@ -729,10 +731,10 @@ def close_on_exec(first: int) -> None:
     try:
         proc.cloexec_from(first)
     except OSError:
-        for name in os.listdir("/proc/self/fd"):
+        for name in posix.listdir("/proc/self/fd"):
             if int(name) >= first:
                 try:
-                    os.set_inheritable(int(name), False)
+                    posix.set_inheritable(int(name), False)
                 except OSError:  # the directory's own fd, closed already
                     pass
 
@@ -752,7 +754,7 @@ def enter_cwd(cwd: str, *, may_retry: bool = False) -> bool:
     process may start in a directory its user cannot open, such as root's 0700 home) and
     again after (a volume chowned to the user may be closed to root without DAC override)."""
     try:
-        os.chdir(cwd)
+        posix.chdir(cwd)
     except PermissionError as err:
         if may_retry:
             return False
@@ -760,7 +762,7 @@ def enter_cwd(cwd: str, *, may_retry: bool = False) -> bool:
     except OSError as err:
         raise StageError(f'chdir to cwd ("{cwd}") set in config.json failed: {err.strerror}')
     try:
-        os.getcwd()  # glibc: ENOENT when the kernel says "(unreachable)/..."
+        posix.getcwd()  # glibc: ENOENT when the kernel says "(unreachable)/..."
     except FileNotFoundError:
         raise StageError(f'cwd "{cwd}" is outside the container\'s root') from None
     except OSError:  # a seccomp profile may deny getcwd (runtime-tools' does): the process
@@ -775,26 +777,26 @@ def _below_root() -> bool:
     where ".." stays put: the root is one, but a directory that only looks like the root (the
     rootfs reached through another mount, whose ".." leads out) is not. Climbed by fds, so
     that no depth is too deep. Without open or stat, nothing can tell: True."""
-    flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+    flags = posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC
     try:
-        root = os.stat("/")
-        fd = os.open(".", flags)
+        root = posix.stat("/")
+        fd = posix.open(".", flags)
     except OSError:
         return True
     try:
-        here = os.stat(fd)
+        here = posix.stat(fd)
         while True:
-            parent_fd = os.open("..", flags, dir_fd=fd)
-            os.close(fd)
+            parent_fd = posix.open("..", flags, dir_fd=fd)
+            posix.close(fd)
             fd = parent_fd
-            parent = os.stat(fd)
+            parent = posix.stat(fd)
             if (parent.st_dev, parent.st_ino) == (here.st_dev, here.st_ino):
                 return (here.st_dev, here.st_ino) == (root.st_dev, root.st_ino)
             here = parent
     except OSError:
         return True
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def find_executable(name: str, env: dict[str, str]) -> str:
@@ -805,10 +807,10 @@ def find_executable(name: str, env: dict[str, str]) -> str:
         candidates = [name]
     else:
         search = env.get("PATH", "")
-        candidates = [os.path.join(d or ".", name) for d in search.split(":")] if search else []
+        candidates = [pathnames.join(d or ".", name) for d in search.split(":")] if search else []
     for path in candidates:
         try:
-            st = os.stat(path)
+            st = posix.stat(path)
         except OSError as err:
             if "/" in name:  # runc's words (Go's exec.LookPath)
                 from galley.errors import go_error_text  # noqa: PLC0415
@@ -816,7 +818,7 @@ def find_executable(name: str, env: dict[str, str]) -> str:
                 text = go_error_text(err.errno or 0)
                 raise StageError(f'exec: "{name}": stat {name}: {text}')
             continue
-        if st.st_mode & 0o170000 == 0o100000 and os.access(path, os.X_OK):
+        if st.st_mode & 0o170000 == 0o100000 and posix.access(path, posix.X_OK):
             if "/" not in name and not path.startswith("/"):
                 raise StageError(
                     f'exec: "{name}": cannot run executable found relative to current directory'

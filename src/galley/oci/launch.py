@@ -13,9 +13,10 @@ galley.oci.init for the whole conversation; `start` is one byte into the exec fi
 
 from __future__ import annotations
 
-import os
+import posix
 
 from galley.errors import FailedPrecondition
+from galley.kernel import pathnames
 from galley.oci import cgroupwarm, trampoline
 from galley.oci.init import StageError
 from galley.oci.stage import (
@@ -189,7 +190,7 @@ def _create(
         no_pivot=no_pivot,
         terminal=terminal,
         preserve_fds=preserve_fds,
-        seccomp_cache=seccomp_cache_dir(os.path.dirname(state_dir)),
+        seccomp_cache=seccomp_cache_dir(pathnames.dirname(state_dir)),
         trampoline=trampoline.supported(),
         pid_namespace=stage.pid_namespace,
         host_root=host_root,
@@ -281,8 +282,8 @@ def _prepare(state_dir: str, rollback: Rollback, foreground: bool) -> str:
     """The exec fifo; `run` in the foreground: subreaper (before "boot": the stage forks the
     container's init only after it)."""
     fifo = fifo_path(state_dir)
-    os.mkfifo(fifo, 0o622)
-    rollback.add(lambda: os.unlink(fifo))
+    posix.mkfifo(fifo, 0o622)
+    rollback.add(lambda: posix.unlink(fifo))
     if foreground:
         from galley.kernel.proc import set_child_subreaper  # noqa: PLC0415
 
@@ -345,15 +346,15 @@ def check_console(process: Process, console_socket: str | None) -> bool:
 
 def _listen_fds() -> int:
     """systemd socket activation: LISTEN_FDS passes through as runc does (they come first)."""
-    count = os.environ.get("LISTEN_FDS", "")
-    if not count.isdigit() or os.environ.get("LISTEN_PID") != str(os.getpid()):
+    count = pathnames.environ("LISTEN_FDS") or ""
+    if not count.isdigit() or pathnames.environ("LISTEN_PID") != str(posix.getpid()):
         return 0
     return int(count)
 
 
 def _close_all(fds: list[int]) -> None:
     while fds:
-        os.close(fds.pop())
+        posix.close(fds.pop())
 
 
 def process_start_time(pid: int) -> int:
@@ -367,13 +368,13 @@ def write_pid_file(path: str, pid: int) -> None:
     """Write the pid atomically (tmp + rename), as runc does. The temporary file is made
     anew (O_EXCL, O_NOFOLLOW): a symlink or hard link planted at its name is removed, never
     written through."""
-    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    tmp = pathnames.join(pathnames.dirname(path) or ".", f".{pathnames.basename(path)}.tmp")
+    flags = posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW | posix.O_CLOEXEC
     try:
-        fd = os.open(tmp, flags, 0o644)
+        fd = posix.open(tmp, flags, 0o644)
     except FileExistsError:  # left by a create killed here, or planted: never followed
-        os.unlink(tmp)
-        fd = os.open(tmp, flags, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        posix.unlink(tmp)
+        fd = posix.open(tmp, flags, 0o644)
+    with open(fd, "w", encoding="utf-8") as f:
         f.write(str(pid))
-    os.rename(tmp, path)
+    posix.rename(tmp, path)

@@ -26,7 +26,7 @@ Untested on a host with either LSM (this project's test host has neither).
 
 from __future__ import annotations
 
-import os
+import posix
 
 from galley.errors import FailedPrecondition
 from galley.kernel import mount as k
@@ -49,7 +49,7 @@ class Labels:
         self.selinux = process.get("selinuxLabel") or ""
         self._proc = -1
         if self.apparmor or self.selinux:
-            self._proc = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._proc = posix.open("/proc", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
 
     @property
     def exec_needs_own_file(self) -> bool:
@@ -74,22 +74,22 @@ class Labels:
         for i, name in enumerate(names):
             path = f"thread-self/attr/{name}"
             try:
-                fd = k.openat2(self._proc, path, os.O_WRONLY, _RESOLVE)
+                fd = k.openat2(self._proc, path, posix.O_WRONLY, _RESOLVE)
             except FileNotFoundError:
                 if i + 1 < len(names):
                     continue
                 raise FailedPrecondition(f"{field}: /proc/{path} does not exist") from None
             try:
-                os.write(fd, value.encode())
+                posix.write(fd, value.encode())
             except OSError as e:
                 raise FailedPrecondition(f"{field}: writing /proc/{path}: {e.strerror}") from None
             finally:
-                os.close(fd)
+                posix.close(fd)
             return
 
     def close(self) -> None:
         if self._proc >= 0:
-            os.close(self._proc)
+            posix.close(self._proc)
             self._proc = -1
 
 

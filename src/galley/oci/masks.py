@@ -11,7 +11,7 @@ works even when the container has no /proc of its own.
 
 from __future__ import annotations
 
-import os
+import posix
 
 from galley.errors import FailedPrecondition, os_error_text
 from galley.kernel import mount as k
@@ -26,8 +26,8 @@ def open_dev_null(root_fd: int) -> int:
         raise FailedPrecondition(
             f"linux.maskedPaths: the container has no /dev/null: {os_error_text(err)}"
         )
-    if os.fstat(fd).st_rdev != os.makedev(1, 3):
-        os.close(fd)
+    if posix.fstat(fd).st_rdev != posix.makedev(1, 3):
+        posix.close(fd)
         raise FailedPrecondition("linux.maskedPaths: the container's /dev/null is not 1:3")
     return fd
 
@@ -44,13 +44,13 @@ def mask_path(root_fd: int, path: str, null_fd: int) -> None:
             try:
                 mounts.attach(tree, target)
             finally:
-                os.close(tree)
+                posix.close(tree)
         else:
             mounts.bind(null_fd, target, mounts.MountOptions([]), recursive=False)
     except OSError as err:
         raise FailedPrecondition(f"linux.maskedPaths {path!r}: {os_error_text(err)}") from err
     finally:
-        os.close(target)
+        posix.close(target)
 
 
 def readonly_path(root_fd: int, path: str) -> None:
@@ -64,7 +64,7 @@ def readonly_path(root_fd: int, path: str) -> None:
     except OSError as err:
         raise FailedPrecondition(f"linux.readonlyPaths {path!r}: {os_error_text(err)}") from err
     finally:
-        os.close(target)
+        posix.close(target)
 
 
 def make_readonly(root_fd: int, path: str) -> None:
@@ -73,4 +73,4 @@ def make_readonly(root_fd: int, path: str) -> None:
     try:
         mounts.set_attrs(target, k.MOUNT_ATTR_RDONLY, 0)
     finally:
-        os.close(target)
+        posix.close(target)

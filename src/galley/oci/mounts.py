@@ -15,10 +15,11 @@ Performing a mount (MountContext.mount):
 
 from __future__ import annotations
 
-import os
+import posix
 
 from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
 from galley.kernel import mount as k
+from galley.kernel import pathnames
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
 if TYPE_CHECKING:
@@ -188,7 +189,7 @@ def bind_attrs(flags: int, clear: int = 0) -> tuple[int, int]:
 
 def source_path(bundle: str, source: str) -> str:
     """A bind source: absolute, or relative to the bundle directory."""
-    return source if source.startswith("/") else os.path.join(bundle, source)
+    return source if source.startswith("/") else pathnames.join(bundle, source)
 
 
 def set_attrs(fd: int, attr_set: int, attr_clr: int, *, recursive: bool = False) -> None:
@@ -219,7 +220,7 @@ def bind(
     try:
         attach_tree(tree, target, options)
     finally:
-        os.close(tree)
+        posix.close(tree)
 
 
 def clone_tree(
@@ -242,7 +243,7 @@ def clone_tree(
         if prepare is not None:
             prepare(tree)
     except BaseException:
-        os.close(tree)
+        posix.close(tree)
         raise
     return tree
 
@@ -314,15 +315,16 @@ def check_proc_target(container_dest: str, kind: str, source: str) -> None:
 
 def _is_procfs(source: str) -> bool:
     try:
-        fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
+        fd = posix.open(source, posix.O_PATH | posix.O_CLOEXEC)
     except OSError:
         return False
     try:
         return (
-            os.readlink(k.fd_path(fd)) == "/proc" and os.stat("/proc").st_dev == os.fstat(fd).st_dev
+            posix.readlink(k.fd_path(fd)) == "/proc"
+            and posix.stat("/proc").st_dev == posix.fstat(fd).st_dev
         )
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def describe(index: int, mount: Mount) -> str:

@@ -17,15 +17,15 @@ Order, as the kernel needs it:
        stage straight into the container's new pid namespace (pid_namespace_at_fork): then
        the stage is pid 1 itself
 
-This module is imported by the init stage, so it imports nothing beyond os and galley.kernel
+This module is imported by the init stage, so it imports nothing beyond posix and galley.kernel
 (typing alone would cost ~12 ms of start-up there).
 """
 
 from __future__ import annotations
 
-import os
+import posix
 
-from galley.kernel import ns
+from galley.kernel import ns, pathnames
 
 TYPE_CHECKING = False  # not `from typing`: importing typing costs ~10 ms in the init stage
 
@@ -102,14 +102,14 @@ def enter(
     # which the root of a user namespace of the container's own may not open for writing.
     offsets_fd = -1
     if plan.create & ns.CLONE_NEWTIME and offsets:
-        offsets_fd = os.open("/proc/self/timens_offsets", os.O_WRONLY | os.O_CLOEXEC)
+        offsets_fd = posix.open("/proc/self/timens_offsets", posix.O_WRONLY | posix.O_CLOEXEC)
     try:
         _enter(plan, map_ids, opened, before_user)
         if offsets_fd >= 0:
             write_time_offsets(offsets_fd, offsets or {})
     finally:
         if offsets_fd >= 0:
-            os.close(offsets_fd)
+            posix.close(offsets_fd)
 
 
 def _enter(
@@ -118,19 +118,21 @@ def _enter(
     opened: Callable[[], None] | None,
     before_user: Callable[[], None] | None,
 ) -> None:
-    fds = [(kind, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in plan.join]
+    fds = [
+        (kind, path, posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)) for kind, path in plan.join
+    ]
     try:
         if opened is not None:
             opened()
         if plan.new_user or any(kind == "user" for kind, _, _ in fds):
-            os.setgroups([])  # the caller's groups: in there, setgroups may be denied
+            posix.setgroups([])  # the caller's groups: in there, setgroups may be denied
         for kind, path, fd in fds:  # the user namespace first: plan.join is sorted so
             ns.setns(fd, ns.NAMESPACES[kind][0], path)
             if kind == "user":
                 become_root()
     finally:
         for _, _, fd in fds:
-            os.close(fd)
+            posix.close(fd)
     if plan.new_user:
         if before_user is not None:
             before_user()
@@ -143,10 +145,10 @@ def _enter(
 
 def become_root() -> None:
     """Take uid/gid 0 in a user namespace just entered (the mapped root), no extra groups."""
-    os.setresgid(0, 0, 0)
-    os.setresuid(0, 0, 0)
+    posix.setresgid(0, 0, 0)
+    posix.setresuid(0, 0, 0)
     try:
-        os.setgroups([])
+        posix.setgroups([])
     except PermissionError:  # setgroups is "deny" in this user namespace: nothing to drop
         pass
 
@@ -158,7 +160,7 @@ def write_time_offsets(fd: int, offsets: dict[str, TimeOffset]) -> None:
     for clock, offset in offsets.items():
         lines.append(f"{clock} {offset.get('secs', 0)} {offset.get('nanosecs', 0)}\n")
     try:
-        os.write(fd, "".join(lines).encode())
+        posix.write(fd, "".join(lines).encode())
     except OSError as e:  # ERANGE: a clock would leave the kernel's range
         from galley.errors import FailedPrecondition  # noqa: PLC0415
 
@@ -172,13 +174,13 @@ def write_id_maps(pid: int, uid_mappings: list[IDMapping], gid_mappings: list[ID
         if not text:
             continue
         path = f"/proc/{pid}/{name}"
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        fd = posix.open(path, posix.O_WRONLY | posix.O_CLOEXEC)
         try:
-            os.write(fd, text.encode())
+            posix.write(fd, text.encode())
         except OSError as err:
             raise OSError(err.errno, f"write {name} {text.strip()!r}: {err.strerror}", path)
         finally:
-            os.close(fd)
+            posix.close(fd)
 
 
 def paths(pid: int) -> dict[str, str]:
@@ -186,6 +188,6 @@ def paths(pid: int) -> dict[str, str]:
     found = {}
     for kind, (_, name) in ns.NAMESPACES.items():
         path = f"/proc/{pid}/ns/{name}"
-        if os.path.lexists(path):
+        if pathnames.lexists(path):
             found[kind] = path
     return found

@@ -17,7 +17,7 @@ routes and link-local addresses are gone).
 from __future__ import annotations
 
 import errno
-import os
+import posix
 from functools import partial
 
 from galley.errors import FailedPrecondition
@@ -37,8 +37,8 @@ def move_in(devices: dict[str, NetDevice], pid: int, rollback: Rollback) -> Call
     """Move devices (host name -> {"name": name inside}) into process pid's network namespace;
     rollback puts them back if create fails later. Returns what closes the sockets and
     namespace fds once create has succeeded."""
-    target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    target = posix.open(f"/proc/{pid}/ns/net", posix.O_RDONLY | posix.O_CLOEXEC)
+    home = posix.open("/proc/thread-self/ns/net", posix.O_RDONLY | posix.O_CLOEXEC)
     sockets: list[Netlink] = []
     fds = [target, home]
 
@@ -46,10 +46,10 @@ def move_in(devices: dict[str, NetDevice], pid: int, rollback: Rollback) -> Call
         while sockets:
             sockets.pop().close()
         while fds:
-            os.close(fds.pop())
+            posix.close(fds.pop())
 
     rollback.add(release)  # after the moves back (newest first)
-    if os.fstat(target).st_ino == os.fstat(home).st_ino:
+    if posix.fstat(target).st_ino == posix.fstat(home).st_ino:
         raise FailedPrecondition(f"{FIELD}: the container has the host's network namespace")
     host = Netlink()
     sockets.append(host)

@@ -13,11 +13,11 @@ the way is followed (inside the root) rather than trusted, up to the kernel's 40
 
 from __future__ import annotations
 
-import os
-import posixpath
+import posix
 import stat
 
 from galley.errors import InvalidArgument
+from galley.kernel import pathnames
 from galley.kernel.mount import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, fd_path, openat2
 
 RESOLVE = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
@@ -41,10 +41,10 @@ def clean(path: str) -> str:
     return "/" + "/".join(kept)
 
 
-def open_in_root(root_fd: int, path: str, flags: int = os.O_PATH) -> int:
+def open_in_root(root_fd: int, path: str, flags: int = posix.O_PATH) -> int:
     """Open path inside the root (symlinks followed within it); raises OSError when missing."""
     relative = "/".join(components(path)) or "."
-    return openat2(root_fd, relative, flags | os.O_CLOEXEC, RESOLVE)
+    return openat2(root_fd, relative, flags | posix.O_CLOEXEC, RESOLVE)
 
 
 def ensure_dir(root_fd: int, path: str, mode: int = 0o755) -> int:
@@ -67,7 +67,7 @@ def ensure_target(root_fd: int, path: str, *, is_dir: bool) -> int:
 
 
 def _ensure(root_fd: int, parts: list[str], mode: int, *, leaf_is_dir: bool) -> int:
-    flags = os.O_PATH | (os.O_DIRECTORY if leaf_is_dir else 0)
+    flags = posix.O_PATH | (posix.O_DIRECTORY if leaf_is_dir else 0)
     try:  # most targets exist: one lookup instead of one per prefix
         return openat2(root_fd, "/".join(parts) or ".", flags, RESOLVE)
     except FileNotFoundError:
@@ -85,11 +85,11 @@ def _ensure(root_fd: int, parts: list[str], mode: int, *, leaf_is_dir: bool) -> 
 def _walk(root_fd: int, parts: list[str], mode: int, *, leaf_is_dir: bool) -> int | list[str]:
     """An fd on the whole path, or, after creating one missing component (or meeting a
     dangling symlink), the path to walk again."""
-    parent = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root_fd)
+    parent = posix.open(".", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC, dir_fd=root_fd)
     try:
         for index in range(len(parts)):
             want_dir = leaf_is_dir or index < len(parts) - 1
-            flags = os.O_PATH | (os.O_DIRECTORY if want_dir else 0)
+            flags = posix.O_PATH | (posix.O_DIRECTORY if want_dir else 0)
             try:
                 current = openat2(root_fd, "/".join(parts[: index + 1]), flags, RESOLVE)
             except FileNotFoundError:
@@ -99,13 +99,13 @@ def _walk(root_fd: int, parts: list[str], mode: int, *, leaf_is_dir: bool) -> in
                 leaf = index == len(parts) - 1  # parents are 0755, as runc's MkdirAll
                 link = _create(parent, parts[index], mode if leaf else 0o755, is_dir=want_dir)
                 return parts if link is None else _follow(parts, index, link)
-            os.close(parent)
+            posix.close(parent)
             parent = current
         found, parent = parent, -1
         return found
     finally:
         if parent >= 0:
-            os.close(parent)
+            posix.close(parent)
 
 
 def _popped_at(parts: list[str], index: int) -> int:
@@ -124,7 +124,7 @@ def _is_link(parent_fd: int, name: str) -> bool:
     """Whether name under parent_fd is a symlink (a dangling one resolves, as runc's SecureJoin
     resolves it; a plain missing name followed by ".." is dropped with it)."""
     try:
-        os.readlink(name, dir_fd=parent_fd)
+        posix.readlink(name, dir_fd=parent_fd)
     except OSError:
         return False
     return True
@@ -134,13 +134,15 @@ def _create(parent_fd: int, name: str, mode: int, *, is_dir: bool) -> str | None
     """Make name under parent_fd; when a dangling symlink is in the way, return its target."""
     try:
         if is_dir:
-            os.mkdir(name, mode, dir_fd=parent_fd)
+            posix.mkdir(name, mode, dir_fd=parent_fd)
         else:
-            flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-            os.close(os.open(name, flags, mode, dir_fd=parent_fd))
+            flags = (
+                posix.O_CREAT | posix.O_EXCL | posix.O_WRONLY | posix.O_NOFOLLOW | posix.O_CLOEXEC
+            )
+            posix.close(posix.open(name, flags, mode, dir_fd=parent_fd))
     except FileExistsError:
         try:
-            return os.readlink(name, dir_fd=parent_fd)
+            return posix.readlink(name, dir_fd=parent_fd)
         except OSError:
             return None  # made concurrently by someone else: just look again
     return None
@@ -154,8 +156,8 @@ def _follow(parts: list[str], index: int, target: str) -> list[str]:
 
 def container_path(root_fd: int, fd: int) -> str:
     """The absolute path inside the root of what fd names (for checks and error messages)."""
-    root = os.readlink(fd_path(root_fd))
-    here = os.readlink(fd_path(fd))
+    root = posix.readlink(fd_path(root_fd))
+    here = posix.readlink(fd_path(fd))
     if here == root:
         return "/"
     prefix = root.rstrip("/") + "/"
@@ -166,31 +168,31 @@ def container_path(root_fd: int, fd: int) -> str:
 
 def is_directory(fd: int) -> bool:
     """Whether the fd names a directory."""
-    return stat.S_ISDIR(os.fstat(fd).st_mode)
+    return stat.S_ISDIR(posix.fstat(fd).st_mode)
 
 
 def is_directory_path(path: str) -> bool:
     """Whether a host path is a directory; raises OSError when it cannot be looked at."""
-    return stat.S_ISDIR(os.stat(path).st_mode)
+    return stat.S_ISDIR(posix.stat(path).st_mode)
 
 
 def remove_in_root(root_fd: int, path: str) -> None:
     """Unlink path (not a directory) inside the root; a missing path is fine."""
-    parent = open_in_root(root_fd, posixpath.dirname(path.rstrip("/")) or "/")
+    parent = open_in_root(root_fd, pathnames.dirname(path.rstrip("/")) or "/")
     try:
-        os.unlink(posixpath.basename(path.rstrip("/")), dir_fd=parent)
+        posix.unlink(pathnames.basename(path.rstrip("/")), dir_fd=parent)
     except FileNotFoundError:
         pass
     finally:
-        os.close(parent)
+        posix.close(parent)
 
 
 def symlink_in_root(root_fd: int, target: str, path: str) -> None:
     """Create the symlink path -> target inside the root (an existing entry is left alone)."""
-    parent = ensure_dir(root_fd, posixpath.dirname(path.rstrip("/")) or "/")
+    parent = ensure_dir(root_fd, pathnames.dirname(path.rstrip("/")) or "/")
     try:
-        os.symlink(target, posixpath.basename(path.rstrip("/")), dir_fd=parent)
+        posix.symlink(target, pathnames.basename(path.rstrip("/")), dir_fd=parent)
     except FileExistsError:
         pass
     finally:
-        os.close(parent)
+        posix.close(parent)

@@ -8,26 +8,26 @@ tmpfs) the proc and sysfs mounts a chroot would leave reachable, then moves the 
 
 from __future__ import annotations
 
-import os
+import posix
 
 from galley.kernel import mount as k
 
 
 def pivot_into(path: str) -> None:
     """pivot_root(".", ".") inside path, then detach the old root stacked underneath."""
-    old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
-    new_root = os.open(path, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    old_root = posix.open("/", posix.O_DIRECTORY | posix.O_RDONLY | posix.O_CLOEXEC)
+    new_root = posix.open(path, posix.O_DIRECTORY | posix.O_RDONLY | posix.O_CLOEXEC)
     try:
-        os.fchdir(new_root)
+        posix.fchdir(new_root)
         k.pivot_root(".", ".")
-        os.fchdir(old_root)
+        posix.fchdir(old_root)
         # Keep the unmount below from propagating to the host's mounts.
         k.mount(None, ".", None, k.MS_SLAVE | k.MS_REC)
         k.umount(".", k.MNT_DETACH)
-        os.chdir("/")
+        posix.chdir("/")
     finally:
-        os.close(old_root)
-        os.close(new_root)
+        posix.close(old_root)
+        posix.close(new_root)
 
 
 def move_root(path: str) -> None:
@@ -37,18 +37,18 @@ def move_root(path: str) -> None:
             k.umount(mountpoint, k.MNT_DETACH)
         except OSError:
             k.mount("tmpfs", mountpoint, "tmpfs", k.MS_RDONLY)
-    os.chdir(path)
+    posix.chdir(path)
     k.mount(path, "/", None, k.MS_MOVE)
-    os.chroot(".")
-    os.chdir("/")
+    posix.chroot(".")
+    posix.chdir("/")
 
 
 def chroot_into(root_fd: int) -> None:
     """A container in the host's mount namespace: chroot only, into the directory root_fd is
     (its rootfs clone, whatever its path shows now; see galley.oci.hostmounts)."""
-    os.fchdir(root_fd)
-    os.chroot(".")
-    os.chdir("/")
+    posix.fchdir(root_fd)
+    posix.chroot(".")
+    posix.chdir("/")
 
 
 def _host_kernel_mounts(root: str) -> list[str]:
@@ -66,15 +66,15 @@ def _host_kernel_mounts(root: str) -> list[str]:
 def reopen_dev_null() -> None:
     """stdio pointing at the host's /dev/null is moved to the container's, as runc does."""
     try:
-        fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+        fd = posix.open("/dev/null", posix.O_RDWR | posix.O_CLOEXEC)
     except OSError:
         return
-    null = os.fstat(fd)
+    null = posix.fstat(fd)
     for stdio in (0, 1, 2):
         try:
-            st = os.fstat(stdio)
+            st = posix.fstat(stdio)
         except OSError:
             continue
         if st.st_rdev == null.st_rdev and (st.st_dev, st.st_ino) != (null.st_dev, null.st_ino):
-            os.dup2(fd, stdio)
-    os.close(fd)
+            posix.dup2(fd, stdio)
+    posix.close(fd)

@@ -22,11 +22,12 @@ Every failure raises a galley error whose one-line message names the config fiel
 
 from __future__ import annotations
 
-import os
+import posix
 import stat
 
 from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
 from galley.kernel import mount as k
+from galley.kernel import pathnames
 from galley.oci import devices, lsm, masks, mounts, paths, pivot
 from galley.oci.sysctl import apply_sysctl
 
@@ -61,7 +62,7 @@ class Rootfs:
         self.attach_at = attach_at  # without a mount namespace: where the clone goes
         # by mounts[] index: prebuilt binds, and premade sysfs and mqueue filesystems
         self.trees = trees if trees is not None else {}
-        self.path = os.path.realpath(os.path.join(bundle, spec.get("root", {}).get("path", "")))
+        self.path = pathnames.realpath(pathnames.join(bundle, spec.get("root", {}).get("path", "")))
         linux = spec.get("linux", {})
         kinds = {ns.get("type") for ns in linux.get("namespaces", [])}
         self.shares_host_mounts = "mount" not in kinds  # galley.oci.hostmounts
@@ -102,14 +103,14 @@ class Rootfs:
         try:
             k.mount(None, "/", None, k.MS_SLAVE | k.MS_REC if unbindable else initial)
             if shared:
-                for mountpoint in {"/", _mountpoint_of(os.path.dirname(self.path))}:
+                for mountpoint in {"/", _mountpoint_of(pathnames.dirname(self.path))}:
                     k.mount(None, mountpoint, None, k.MS_PRIVATE)
             k.mount(self.path, self.path, None, k.MS_BIND | k.MS_REC)
             if shared or unbindable:
                 k.mount(None, self.path, None, k.MS_PRIVATE)
         except OSError as err:
             raise FailedPrecondition(f"root.path {self.path!r}: {os_error_text(err)}") from err
-        self.root_fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.root_fd = posix.open(self.path, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
 
     def _prepare_in_host_namespace(self, report_clone: Callable[[str, int], None] | None) -> None:
         """Step 1 without a mount namespace of the container's own: a private clone of the
@@ -122,17 +123,17 @@ class Rootfs:
             raise FailedPrecondition(f"root.path {self.path!r}: {os_error_text(err)}") from err
         target = self.attach_at
         if target is None:  # never the rootfs path: another container may use it too
-            os.close(tree)
+            posix.close(tree)
             raise FailedPrecondition("root.path: no mount point for the rootfs clone")
         try:
             if report_clone is not None:
                 report_clone(target, hostmounts.mount_id(tree))
             hostmounts.attach(tree, target)
         except OSError as err:
-            os.close(tree)
+            posix.close(tree)
             raise FailedPrecondition(f"root.path {self.path!r}: {os_error_text(err)}") from err
         except BaseException:
-            os.close(tree)
+            posix.close(tree)
             raise
         self.root_fd = tree  # the clone's root, whatever is mounted on its path later
 
@@ -157,7 +158,7 @@ class Rootfs:
         except (InvalidArgument, FailedPrecondition) as err:
             raise type(err)(f"{mounts.describe(index, entry)}: {err}") from err
         if options.propagation and self.propagation & k.MS_REC and self._propagates_root():
-            fd = paths.open_in_root(self.root_fd, dest, os.O_PATH)  # the mount just made
+            fd = paths.open_in_root(self.root_fd, dest, posix.O_PATH)  # the mount just made
             self.propagation_later.append((fd, options.propagation))
         if self.root_covered:
             self._reopen_root()
@@ -170,8 +171,8 @@ class Rootfs:
         """After a mount over the root: the root is what now lies on top of its path (the
         later mounts land in it and pivot_root enters it, as in runc)."""
         self.root_covered = False
-        fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        os.close(self.root_fd)
+        fd = posix.open(self.path, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
+        posix.close(self.root_fd)
         self.root_fd = fd
 
     def _remount(self, dest: str, options: mounts.MountOptions) -> None:
@@ -185,7 +186,7 @@ class Rootfs:
             mounts.set_attrs(target, options.rec_set, options.rec_clr, recursive=True)
             mounts.propagate(target, options.propagation)
         finally:
-            os.close(target)
+            posix.close(target)
 
     def _bind(
         self, entry: Mount, source: str, options: mounts.MountOptions, index: int = -1
@@ -194,9 +195,9 @@ class Rootfs:
         tree prebuilt for this entry by prebuild_binds is attached as it is)."""
         tree = self.trees.pop(index, -1)
         if tree >= 0:
-            is_dir = stat.S_ISDIR(os.fstat(tree).st_mode)
-        elif os.path.exists(source):
-            is_dir = os.path.isdir(source)
+            is_dir = stat.S_ISDIR(posix.fstat(tree).st_mode)
+        elif pathnames.exists(source):
+            is_dir = pathnames.isdir(source)
         else:
             raise InvalidArgument(f"bind source {source!r} does not exist")
         dest = entry.get("destination", "")
@@ -205,7 +206,7 @@ class Rootfs:
             target = paths.ensure_target(self.root_fd, dest, is_dir=is_dir)
         except BaseException:
             if tree >= 0:
-                os.close(tree)
+                posix.close(tree)
             raise
         try:
             self._check_target(target, "bind", source, dest)
@@ -214,9 +215,9 @@ class Rootfs:
                 tree = mounts.clone_tree(source, options, recursive=recursive, prepare=prepare)
             mounts.attach_tree(tree, target, options)
         finally:
-            os.close(target)
+            posix.close(target)
             if tree >= 0:
-                os.close(tree)
+                posix.close(tree)
 
     def _filesystem_or_host_bind(
         self, entry: Mount, kind: str, source: str, options: mounts.MountOptions, index: int
@@ -260,8 +261,8 @@ class Rootfs:
         data = lsm.mount_data(options.data, kind, self.spec.get("linux", {}).get("mountLabel", ""))
         covered = None  # a tmpfs takes the mode of the directory it covers, as runc's does
         try:
-            target = paths.open_in_root(self.root_fd, dest, os.O_PATH | os.O_DIRECTORY)
-            covered = stat.S_IMODE(os.fstat(target).st_mode) if kind == "tmpfs" else None
+            target = paths.open_in_root(self.root_fd, dest, posix.O_PATH | posix.O_DIRECTORY)
+            covered = stat.S_IMODE(posix.fstat(target).st_mode) if kind == "tmpfs" else None
         except FileNotFoundError:
             target = paths.ensure_dir(self.root_fd, dest)
         try:
@@ -278,7 +279,7 @@ class Rootfs:
                 tree = mounts.new_filesystem(kind, source, fresh, data)
             try:
                 if covered is not None:
-                    os.chmod(".", covered, dir_fd=tree)
+                    posix.chmod(".", covered, dir_fd=tree)
                 if copy_up:
                     self._copy_up(target, tree)
                 mounts.set_attrs(tree, options.rec_set, options.rec_clr, recursive=True)
@@ -289,19 +290,19 @@ class Rootfs:
                     tree = -1
             finally:
                 if tree >= 0:
-                    os.close(tree)
+                    posix.close(tree)
         finally:
-            os.close(target)
+            posix.close(target)
 
     def _copy_up(self, target: int, tree: int) -> None:
         """tmpcopyup: fill the new tmpfs (still detached) from the directory it will cover."""
         from galley.oci.copyup import copy_tree  # noqa: PLC0415 - rarely needed
 
-        under = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=target)
+        under = posix.open(".", posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC, dir_fd=target)
         try:
             copy_tree(under, tree)
         finally:
-            os.close(under)
+            posix.close(under)
 
     def _check_target(self, target: int, kind: str, source: str, dest: str) -> None:
         """Refuse /proc's insides, proc or sysfs through a symlink or over the root, and any
@@ -360,7 +361,7 @@ class Rootfs:
             except OSError as err:
                 raise FailedPrecondition(f"read-only tmpfs {dest!r}: {os_error_text(err)}") from err
             finally:
-                os.close(tree)
+                posix.close(tree)
         if self.dev_readonly:
             masks.make_readonly(self.root_fd, "/dev")
         if self.spec.get("root", {}).get("readonly"):
@@ -373,7 +374,7 @@ class Rootfs:
                 for path in linux["maskedPaths"]:
                     masks.mask_path(self.root_fd, path, null_fd)
             finally:
-                os.close(null_fd)
+                posix.close(null_fd)
         if self._propagates_root():  # the mounts' own come after it, as they did under runc's
             mounts.propagate(self.root_fd, [self.propagation])
         while self.propagation_later:
@@ -381,7 +382,7 @@ class Rootfs:
             try:
                 mounts.propagate(fd, changes)
             finally:
-                os.close(fd)
+                posix.close(fd)
 
 
 CGROUP_TYPES = ("cgroup", "cgroup2")  # mounts that show the cgroup namespace
@@ -449,7 +450,7 @@ def prebuild_binds(spec: Spec, bundle: str) -> dict[int, int]:
             trees[index] = tree
     except BaseException:
         for tree in trees.values():
-            os.close(tree)
+            posix.close(tree)
         raise
     return trees
 
@@ -485,7 +486,7 @@ def premade_filesystems(spec: Spec) -> dict[int, int]:
                 continue
     except BaseException:
         for tree in trees.values():
-            os.close(tree)
+            posix.close(tree)
         raise
     return trees
 
@@ -509,18 +510,18 @@ class BindCloner:
 
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock = ours
-        self.pid = os.fork()
+        self.pid = posix.fork()
         if self.pid == 0:  # pragma: no cover - the helper: ends in _exit
             status = 1
             try:
                 ours.close()
                 keep = theirs.fileno()
-                os.closerange(3, keep)  # P's pipes: the helper must not hold them open
-                os.closerange(keep + 1, 1 << 16)
+                posix.closerange(3, keep)  # P's pipes: the helper must not hold them open
+                posix.closerange(keep + 1, 1 << 16)
                 _serve_binds(theirs, spec, bundle)
                 status = 0
             finally:
-                os._exit(status)
+                posix._exit(status)
         theirs.close()
 
     def trees(self) -> dict[int, int]:
@@ -530,7 +531,7 @@ class BindCloner:
             self._receive(trees)
         except BaseException:
             for tree in trees.values():
-                os.close(tree)
+                posix.close(tree)
             raise
         finally:
             self.close()
@@ -539,18 +540,18 @@ class BindCloner:
     def _receive(self, trees: dict[int, int]) -> None:
         import socket  # noqa: PLC0415
 
-        mntns = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        mntns = posix.open("/proc/thread-self/ns/mnt", posix.O_RDONLY | posix.O_CLOEXEC)
         try:
             socket.send_fds(self.sock, [b"mnt"], [mntns])
         finally:
-            os.close(mntns)
+            posix.close(mntns)
         while True:
             data, fds, _, _ = socket.recv_fds(self.sock, 4096, 1)
             if data and fds:
                 trees[int(data)] = fds[0]
                 continue
             for fd in fds:
-                os.close(fd)
+                posix.close(fd)
             if data == b".":
                 return
             if data.startswith(b"!"):  # the helper's error, in its words
@@ -562,7 +563,7 @@ class BindCloner:
         if self.sock.fileno() >= 0:
             self.sock.close()
         try:
-            os.waitpid(self.pid, 0)
+            posix.waitpid(self.pid, 0)
         except ChildProcessError:  # already reaped
             pass
 
@@ -582,13 +583,13 @@ def _serve_binds(sock: socket.socket, spec: Spec, bundle: str) -> None:  # pragm
         sock.send(f"!binds: joining the container's mount namespace: {os_error_text(err)}".encode())
         return
     finally:
-        os.close(fds[0])
+        posix.close(fds[0])
     try:
         for index, tree in _bind_trees(spec, bundle, every_bind=True):
             try:
                 socket.send_fds(sock, [str(index).encode()], [tree])
             finally:
-                os.close(tree)
+                posix.close(tree)
     except Exception as err:  # the stage reports it (an idmap's mappings too)
         sock.send(f"!{err}".encode())
         return
@@ -637,25 +638,25 @@ def setup_rootfs(
         apply_sysctl(spec)
         rootfs.finish()
     finally:
-        os.close(rootfs.root_fd)
+        posix.close(rootfs.root_fd)
         later = [fd for fd, _ in (*rootfs.readonly_later, *rootfs.propagation_later)]
         for tree in [*rootfs.trees.values(), *later]:
-            os.close(tree)  # left by a failure
+            posix.close(tree)  # left by a failure
 
 
 def make_cwd(root_fd: int, cwd: str) -> None:
     """process.cwd is created inside the root when missing, as runc does (before read-only)."""
     if cwd:
         try:
-            os.close(paths.ensure_dir(root_fd, cwd))
+            posix.close(paths.ensure_dir(root_fd, cwd))
         except OSError as err:
             raise FailedPrecondition(f"process.cwd {cwd!r}: {os_error_text(err)}") from err
 
 
 def _mountpoint_of(path: str) -> str:
     """The mount point of the mount holding path."""
-    while not os.path.ismount(path):
-        path = os.path.dirname(path)
+    while not pathnames.ismount(path):
+        path = pathnames.dirname(path)
     return path
 
 

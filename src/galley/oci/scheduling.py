@@ -9,7 +9,7 @@ container's cgroup and "final" after). Bad values fail with an error naming the 
 from __future__ import annotations
 
 import errno
-import os
+import posix
 
 from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
 from galley.kernel import sched
@@ -108,7 +108,7 @@ def apply_cpu_affinity(affinity: dict[str, str], stage: str) -> None:
         return
     field = f"process.execCPUAffinity.{stage}"
     try:
-        os.sched_setaffinity(0, parse_cpus(text, field))
+        posix.sched_setaffinity(0, parse_cpus(text, field))
     except OSError as e:
         raise FailedPrecondition(f"{field}: {text}: {e.strerror}") from None
 

@@ -18,7 +18,7 @@ than any the profile names get ENOSYS (galley.oci.seccomp_enosys).
 from __future__ import annotations
 
 import errno
-import os
+import posix
 import sys
 
 from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
@@ -145,7 +145,7 @@ class SeccompFilter:
     def export_bpf(self, fd: int) -> None:
         """Write libseccomp's BPF program (or the cached whole program) to fd."""
         if self.context is None:
-            os.write(fd, self.program or b"")
+            posix.write(fd, self.program or b"")
         else:
             self.context.export_bpf(fd)
 

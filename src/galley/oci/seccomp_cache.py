@@ -17,9 +17,10 @@ root lacking access) only costs the compile time. The directory must be writable
 from __future__ import annotations
 
 import marshal
-import os
+import posix
 import zlib
 
+from galley.kernel import pathnames
 from galley.kernel import seccomp as scmp
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
@@ -31,19 +32,19 @@ _FORMAT = 1
 
 def key_of(seccomp: Seccomp) -> bytes:
     """The exact cache key: the profile and every host fact libseccomp's output depends on."""
-    uname = os.uname()
+    uname = posix.uname()
     facts = (_FORMAT, scmp.version(), scmp.api_level(), uname.machine, uname.release)
     return marshal.dumps((dict(seccomp), facts))
 
 
 def _path(cache_dir: str, key: bytes) -> str:
-    return os.path.join(cache_dir, f"{zlib.crc32(key):08x}-{len(key)}.bpf")
+    return pathnames.join(cache_dir, f"{zlib.crc32(key):08x}-{len(key)}.bpf")
 
 
 def _trusted(cache_dir: str) -> bool:
     """Only a directory that no one but its owner, our own uid, can write is trusted."""
-    st = os.stat(cache_dir)
-    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+    st = posix.stat(cache_dir)
+    return st.st_uid == posix.geteuid() and not st.st_mode & 0o022
 
 
 def lookup(cache_dir: str, key: bytes) -> dict[str, object] | None:
@@ -65,21 +66,23 @@ def store(cache_dir: str, key: bytes, program: bytes, flags: int, notify: bool) 
     path = _path(cache_dir, key)
     # Not named by pid alone: the create stage is pid 1 of its container's pid namespace, as
     # every other stage storing at the same moment may be.
-    temporary = f"{path}.{os.getpid()}-{os.urandom(6).hex()}.tmp"
+    temporary = f"{path}.{posix.getpid()}-{posix.urandom(6).hex()}.tmp"
     data = marshal.dumps({"key": key, "program": program, "flags": flags, "notify": notify})
     try:
-        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        pathnames.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        fd = posix.open(
+            temporary, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_CLOEXEC, 0o600
+        )
     except OSError:
         return
     try:
         try:
-            os.write(fd, data)
+            posix.write(fd, data)
         finally:
-            os.close(fd)
-        os.replace(temporary, path)
+            posix.close(fd)
+        posix.replace(temporary, path)
     except OSError:
         try:
-            os.unlink(temporary)  # ours: O_EXCL made it
+            posix.unlink(temporary)  # ours: O_EXCL made it
         except OSError:
             pass

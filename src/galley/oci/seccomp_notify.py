@@ -10,7 +10,7 @@ runtime process (create): forward_listener(filt, init_pid, number, state)  â—„â”
 from __future__ import annotations
 
 import json
-import os
+import posix
 import socket
 
 from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
@@ -34,7 +34,7 @@ def forward_listener(
     try:
         send_listener(filt, fd, state)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def send_listener(filt: SeccompFilter, notify_fd: int, state: dict[str, object]) -> None:

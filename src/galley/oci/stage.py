@@ -13,9 +13,10 @@ exec started.
 
 from __future__ import annotations
 
-import os
+import posix
 import sys
 
+from galley.kernel import pathnames
 from galley.oci.init import BOOTSTRAP, Channel, StageError, describe
 
 TYPE_CHECKING = False  # not `from typing`: it costs milliseconds per command
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
     from galley.oci.spec import Process, Spec, State
 
-SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SRC = pathnames.dirname(pathnames.dirname(pathnames.dirname(pathnames.abspath(__file__))))
 
 
 class Rollback:
@@ -71,7 +72,7 @@ class Stage:
         Killed before its pipe closes: on that EOF it would write its own error to the
         caller's stderr, a second line after ours."""
         try:  # still our child, exited or not? Once reaped, its pid may be someone else's.
-            os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            posix.waitid(posix.P_PID, self.pid, posix.WEXITED | posix.WNOHANG | posix.WNOWAIT)
         except ChildProcessError:
             pass
         else:
@@ -137,7 +138,7 @@ def tracers_in(state_dir: str, spec: Spec) -> bool:
 
     if seen_by_tracers(spec, execs=True):
         return True
-    return os.path.exists(os.path.join(state_dir, TRACERS_FILE))
+    return pathnames.exists(pathnames.join(state_dir, TRACERS_FILE))
 
 
 def brings_tracer(spec: Spec, process: Process) -> bool:
@@ -154,12 +155,12 @@ def note_tracer(state_dir: str) -> None:
     """Record, before its process may run, that an exec brought a tracer (tracers_in)."""
     from galley.oci.state import TRACERS_FILE  # noqa: PLC0415
 
-    fd = os.open(
-        os.path.join(state_dir, TRACERS_FILE),
-        os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+    fd = posix.open(
+        pathnames.join(state_dir, TRACERS_FILE),
+        posix.O_WRONLY | posix.O_CREAT | posix.O_CLOEXEC | posix.O_NOFOLLOW,
         0o600,
     )
-    os.close(fd)
+    posix.close(fd)
 
 
 def request_interpreter(channel: Channel) -> None:
@@ -187,8 +188,8 @@ def spawn_stage(
     pid, pid_namespace = _fork(pid_namespace)
     if pid == 0:  # C
         try:
-            os.close(to_stage)
-            os.close(from_stage)
+            posix.close(to_stage)
+            posix.close(from_stage)
             if forked:
                 channel = Channel(from_p, to_p)
                 run_stage(channel, creates=creates, reexec=lambda: _reexec(from_p, to_p))
@@ -197,33 +198,33 @@ def spawn_stage(
             try:
                 Channel(-1, to_p).send("error", message=describe(err))
             finally:
-                os._exit(1)
-    os.close(from_p)
-    os.close(to_p)
+                posix._exit(1)
+    posix.close(from_p)
+    posix.close(to_p)
     return Channel(from_stage, to_stage), pid, pid_namespace
 
 
 def _fork(pid_namespace: bool) -> tuple[int, bool]:
-    """os.fork(), into a new pid namespace if asked and the kernel agrees; (pid, whether it
+    """posix.fork(), into a new pid namespace if asked and the kernel agrees; (pid, whether it
     did). unshare(CLONE_NEWPID) changes where this thread's children go, not this process:
     setns puts ours back at once, so that hooks and everything else P forks stay here. Signals
     wait meanwhile: a handler that raised between the fork and the setns would leave P's
     children going to the new namespace (and a stage that create's rollback never saw)."""
     if not pid_namespace:
-        return os.fork(), False
+        return posix.fork(), False
     import _signal  # type: ignore[import-not-found]  # noqa: PLC0415 - `signal` costs ~4 ms
 
     from galley.kernel import ns  # noqa: PLC0415
 
-    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    own = posix.open("/proc/self/ns/pid", posix.O_RDONLY | posix.O_CLOEXEC)
     mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
     try:
         try:
             ns.unshare(ns.CLONE_NEWPID)
         except OSError:  # a nesting limit, a seccomp filter: the stage forks as without
-            return os.fork(), False
+            return posix.fork(), False
         try:
-            pid = os.fork()
+            pid = posix.fork()
         except BaseException:
             ns.setns(own, ns.CLONE_NEWPID, "/proc/self/ns/pid")
             raise
@@ -232,7 +233,7 @@ def _fork(pid_namespace: bool) -> tuple[int, bool]:
         return pid, True
     finally:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
-        os.close(own)
+        posix.close(own)
 
 
 def _reexec(from_p: int, to_p: int) -> None:
@@ -241,8 +242,8 @@ def _reexec(from_p: int, to_p: int) -> None:
     The preserved fds are inheritable already (they came through our own execve); an fd P
     opened there itself (a free number: a lock, a log) is close-on-exec.
     """
-    os.set_inheritable(from_p, True)
-    os.set_inheritable(to_p, True)
+    posix.set_inheritable(from_p, True)
+    posix.set_inheritable(to_p, True)
     exec_readonly_interpreter([str(from_p), str(to_p)])
 
 
@@ -252,10 +253,10 @@ def _pipe_above(floor: int) -> tuple[int, int]:
     import fcntl  # noqa: PLC0415
 
     ends = []
-    for fd in os.pipe2(os.O_CLOEXEC):
+    for fd in posix.pipe2(posix.O_CLOEXEC):
         if fd < floor:
             moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
-            os.close(fd)
+            posix.close(fd)
             fd = moved
         ends.append(fd)
     return ends[0], ends[1]
@@ -280,15 +281,15 @@ def exec_readonly_interpreter(args: list[str]) -> None:
     """
     from galley.kernel import mount as m  # noqa: PLC0415
 
-    exe = os.path.realpath(sys.executable)
+    exe = pathnames.realpath(sys.executable)
     argv = [exe, "-IS", "-c", BOOTSTRAP.format(src=SRC), *args]
     try:
         tree = m.open_tree(m.AT_FDCWD, exe, m.OPEN_TREE_CLONE | m.OPEN_TREE_CLOEXEC)
         m.mount_setattr(tree, "", m.AT_EMPTY_PATH, attr_set=m.MOUNT_ATTR_RDONLY)
     except OSError:
         _bind_interpreter_read_only(exe)
-        os.execve(exe, argv, {})
-    os.execve(tree, argv, {})
+        posix.execve(exe, argv, {})
+    posix.execve(tree, argv, {})
 
 
 def _bind_interpreter_read_only(exe: str) -> None:
@@ -298,7 +299,7 @@ def _bind_interpreter_read_only(exe: str) -> None:
     ns.unshare(ns.CLONE_NEWNS)
     m.mount(None, "/", None, m.MS_REC | m.MS_SLAVE)
     m.mount(exe, exe, None, m.MS_BIND)
-    locked = os.statvfs(exe).f_flag & (m.MS_NOSUID | m.MS_NODEV | m.MS_NOEXEC)
+    locked = posix.statvfs(exe).f_flag & (m.MS_NOSUID | m.MS_NODEV | m.MS_NOEXEC)
     m.mount(None, exe, None, m.MS_BIND | m.MS_REMOUNT | m.MS_RDONLY | locked)
 
 
@@ -394,7 +395,7 @@ class StageServer:
         if self.after_pid is not None:
             self.after_pid(pid)
         if pid != self.stage_pid:
-            os.waitpid(self.stage_pid, 0)  # the stage forked the container's pid 1 and exits
+            posix.waitpid(self.stage_pid, 0)  # the stage forked the container's pid 1 and exits
         return False
 
     def on_rootfs(self, msg: dict[str, Any]) -> bool:
@@ -468,10 +469,10 @@ def _killer(pid: int) -> Callable[[], None]:
 def kill_started(pid: int) -> None:
     """SIGKILL a process we started and reap it if it is our child."""
     try:
-        os.kill(pid, 9)
+        posix.kill(pid, 9)
     except ProcessLookupError:
         return
     try:
-        os.waitpid(pid, 0)
+        posix.waitpid(pid, 0)
     except ChildProcessError:
         pass

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import os
+import posix
 import stat
 import time
 
 from galley.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from galley.kernel import pathnames
 from galley.oci import jsonfast
 from galley.oci.status import Status
 
@@ -86,17 +87,17 @@ def validate_id(container_id: str) -> str:
 
 def container_dir(root: str, container_id: str) -> str:
     """The state directory of container_id under root."""
-    return os.path.join(root, validate_id(container_id))
+    return pathnames.join(root, validate_id(container_id))
 
 
 def seccomp_cache_dir(root: str) -> str:
     """Where the stages of the containers under root cache compiled seccomp filters."""
-    return os.path.join(root, SECCOMP_CACHE)
+    return pathnames.join(root, SECCOMP_CACHE)
 
 
 def fifo_path(state_dir: str) -> str:
     """The exec fifo inside a container's state directory."""
-    return os.path.join(state_dir, EXEC_FIFO)
+    return pathnames.join(state_dir, EXEC_FIFO)
 
 
 def now_rfc3339() -> str:
@@ -124,10 +125,10 @@ def process_start_time(pid: int) -> int | None:
 
 def reserve(root: str, container_id: str) -> str:
     """Create the state directory for a new container; AlreadyExists if the id is taken."""
-    os.makedirs(root, mode=0o700, exist_ok=True)
+    pathnames.makedirs(root, mode=0o700, exist_ok=True)
     path = container_dir(root, container_id)
     try:
-        os.mkdir(path, 0o711)
+        posix.mkdir(path, 0o711)
     except FileExistsError:
         raise AlreadyExists("container with given ID already exists") from None
     return path
@@ -225,7 +226,7 @@ class ContainerState:
     @property
     def dir(self) -> str:
         """This container's state directory."""
-        return os.path.join(self.root, self.id)
+        return pathnames.join(self.root, self.id)
 
     @property
     def spec(self) -> Spec:
@@ -235,7 +236,7 @@ class ContainerState:
     @classmethod
     def load(cls, root: str, container_id: str) -> ContainerState:
         """Read state.json; NotFound (runc's wording) when the container does not exist."""
-        path = os.path.join(container_dir(root, container_id), STATE_FILE)
+        path = pathnames.join(container_dir(root, container_id), STATE_FILE)
         try:
             with open(path, "rb") as f:
                 data = jsonfast.loads(f.read())
@@ -247,11 +248,11 @@ class ContainerState:
 
     def save(self) -> None:
         """Write state.json atomically."""
-        path = os.path.join(self.dir, STATE_FILE)
+        path = pathnames.join(self.dir, STATE_FILE)
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
             f.write(jsonfast.dumps(self.as_dict()))
-        os.rename(tmp, path)
+        posix.rename(tmp, path)
 
     def replace(self, **changes: Any) -> ContainerState:
         """A copy with some fields changed (the value is frozen)."""
@@ -277,7 +278,7 @@ class ContainerState:
             return Status.STOPPED
         if check_frozen and self.cgroup and self._frozen():
             return Status.PAUSED
-        if os.path.exists(fifo_path(self.dir)):
+        if pathnames.exists(fifo_path(self.dir)):
             return Status.CREATED
         return Status.RUNNING
 
@@ -324,10 +325,10 @@ class ContainerState:
 def list_ids(root: str) -> list[str]:
     """The ids of the containers under root, sorted (an absent root holds none)."""
     try:
-        names = os.listdir(root)
+        names = posix.listdir(root)
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if os.path.isfile(os.path.join(root, n, STATE_FILE)))
+    return sorted(n for n in names if pathnames.isfile(pathnames.join(root, n, STATE_FILE)))
 
 
 def list_states(root: str) -> Iterator[ContainerState]:
@@ -347,42 +348,42 @@ class Lock:
     def __init__(
         self, state_dir: str, *, wait: bool = True, name: str = LOCK_FILE, shared: bool = False
     ) -> None:
-        self._path = os.path.join(state_dir, name)
+        self._path = pathnames.join(state_dir, name)
         self._fd = -1
         self._mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB)
 
     def __enter__(self) -> Lock:
         while True:
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = posix.open(self._path, posix.O_RDWR | posix.O_CREAT | posix.O_CLOEXEC, 0o600)
             try:
                 fcntl.flock(fd, self._mode)
-                held = os.fstat(fd)
-                now = os.stat(self._path)  # FileNotFoundError: the directory was removed
+                held = posix.fstat(fd)
+                now = posix.stat(self._path)  # FileNotFoundError: the directory was removed
             except BaseException:
-                os.close(fd)
+                posix.close(fd)
                 raise
             if (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino):
                 self._fd = fd
                 return self
-            os.close(fd)  # removed and made again while we waited: lock the new one
+            posix.close(fd)  # removed and made again while we waited: lock the new one
 
     def __exit__(self, *exc: object) -> None:
-        os.close(self._fd)
+        posix.close(self._fd)
         self._fd = -1
 
 
 def note_incomplete(state_dir: str, **made: object) -> None:
     """Write what the create of this state directory has made so far (INCOMPLETE_FILE)."""
-    path = os.path.join(state_dir, INCOMPLETE_FILE)
+    path = pathnames.join(state_dir, INCOMPLETE_FILE)
     with open(path + ".tmp", "w") as f:
         f.write(jsonfast.dumps(made))
-    os.rename(path + ".tmp", path)
+    posix.rename(path + ".tmp", path)
 
 
 def read_incomplete(state_dir: str) -> dict[str, Any]:
     """What an unfinished (or killed) create noted it had made; {} when nothing."""
     try:
-        with open(os.path.join(state_dir, INCOMPLETE_FILE), "rb") as f:
+        with open(pathnames.join(state_dir, INCOMPLETE_FILE), "rb") as f:
             noted = jsonfast.loads(f.read())
     except (FileNotFoundError, ValueError):
         return {}
@@ -394,11 +395,11 @@ def is_incomplete(state_dir: str) -> bool:
     ours that no one else may write, holding nothing but our own names (a directory of
     anything else under --root is no container, and is left alone)."""
     try:
-        st = os.lstat(state_dir)
-        names = os.listdir(state_dir)
+        st = posix.lstat(state_dir)
+        names = posix.listdir(state_dir)
     except OSError:
         return False
-    ours = stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+    ours = stat.S_ISDIR(st.st_mode) and st.st_uid == posix.geteuid() and not st.st_mode & 0o022
     return ours and all(name in OWN_NAMES for name in names)
 
 
@@ -411,47 +412,47 @@ def remove(state_dir: str) -> None:
     before the rest goes: its files are the container's and its volumes', and the container
     stays there to delete again."""
     try:
-        names = [name for name in os.listdir(state_dir) if name in OWN_NAMES]
+        names = [name for name in posix.listdir(state_dir) if name in OWN_NAMES]
     except FileNotFoundError:
         return
     if ROOTFS_MOUNT_POINT in names:
         try:
-            os.rmdir(os.path.join(state_dir, ROOTFS_MOUNT_POINT))
+            posix.rmdir(pathnames.join(state_dir, ROOTFS_MOUNT_POINT))
         except FileNotFoundError:
             pass
         except NotADirectoryError:
-            os.unlink(os.path.join(state_dir, ROOTFS_MOUNT_POINT))
+            posix.unlink(pathnames.join(state_dir, ROOTFS_MOUNT_POINT))
     for name in names:
         try:
-            os.unlink(os.path.join(state_dir, name))
+            posix.unlink(pathnames.join(state_dir, name))
         except (FileNotFoundError, IsADirectoryError):
             pass
     for _ in range(3):
         try:
-            os.rmdir(state_dir)
+            posix.rmdir(state_dir)
             return
         except OSError as err:  # a Lock opened meanwhile made its file again: that one goes
             if err.errno != errno.ENOTEMPTY:
                 raise
             try:
-                os.unlink(os.path.join(state_dir, LOCK_FILE))
+                posix.unlink(pathnames.join(state_dir, LOCK_FILE))
             except FileNotFoundError:
                 pass
-    os.rmdir(state_dir)
+    posix.rmdir(state_dir)
 
 
 def signal_start(state_dir: str) -> None:
     """Let a created container's init run its process: one byte into the exec fifo."""
     path = fifo_path(state_dir)
-    name = os.path.basename(state_dir)
+    name = pathnames.basename(state_dir)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = posix.open(path, posix.O_WRONLY | posix.O_NONBLOCK | posix.O_CLOEXEC)
     except FileNotFoundError:
         raise FailedPrecondition(f"container {name!r} cannot start: it is not created") from None
     except OSError as err:  # ENXIO: no reader, the init has gone
         raise FailedPrecondition(f"container {name!r} cannot start: {err.strerror}") from None
     try:
-        os.write(fd, b"0")
+        posix.write(fd, b"0")
     finally:
-        os.close(fd)
-    os.unlink(path)
+        posix.close(fd)
+    posix.unlink(path)

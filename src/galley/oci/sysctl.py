@@ -7,7 +7,7 @@ is already in place is not written again, so a second call (the init stage's) is
 
 from __future__ import annotations
 
-import os
+import posix
 
 from galley.errors import FailedPrecondition, os_error_text
 
@@ -24,10 +24,10 @@ def apply_sysctl(spec: Spec) -> None:
             with open(path, "rb") as current:
                 if current.read().split() == value.encode().split():
                     continue
-            fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = posix.open(path, posix.O_WRONLY | posix.O_NOFOLLOW | posix.O_CLOEXEC)
             try:
-                os.write(fd, value.encode())
+                posix.write(fd, value.encode())
             finally:
-                os.close(fd)
+                posix.close(fd)
         except OSError as err:
             raise FailedPrecondition(f"linux.sysctl {key!r}: {os_error_text(err)}") from err

@@ -23,8 +23,9 @@ the interpreter from a read-only mount (galley.oci.stage).
 
 from __future__ import annotations
 
-import os
+import posix
 
+from galley.kernel import pathnames
 from galley.kernel.memfd import sealed
 
 # .text of trampoline_x86_64.s: code, then the parameters at PARAMS, the messages, and the
@@ -130,7 +131,7 @@ def supported() -> bool:
     """Whether this machine has a trampoline (else the stage re-executes the interpreter and
     execs the process itself). GALLEY_RUNC_TRAMPOLINE=0 takes the other way on x86_64 too: the
     tests run it there, as other machines would."""
-    return os.uname().machine == "x86_64" and os.environ.get("GALLEY_RUNC_TRAMPOLINE") != "0"
+    return posix.uname().machine == "x86_64" and pathnames.environ("GALLEY_RUNC_TRAMPOLINE") != "0"
 
 
 def image(*, fifo: int | None, no_new_privs: bool, program: bytes = b"", flags: int = 0) -> bytes:
@@ -159,7 +160,7 @@ def _u(value: int, size: int) -> bytes:
 
 
 def load(*, fifo: int | None, no_new_privs: bool, program: bytes = b"", flags: int = 0) -> int:
-    """The trampoline in a sealed, close-on-exec memfd, ready for os.execve(fd, ...)."""
+    """The trampoline in a sealed, close-on-exec memfd, ready for posix.execve(fd, ...)."""
     data = image(fifo=fifo, no_new_privs=no_new_privs, program=program, flags=flags)
     return sealed("galley-init", data, executable=True)
 

@@ -14,8 +14,7 @@ checks on whether the host has what is asked for (user namespaces, SELinux, AppA
 
 from __future__ import annotations
 
-import os
-
+from galley.kernel import pathnames
 from galley.oci.validate_fields import (
     MAX_CPUS,
     UINT32_MAX,
@@ -261,14 +260,14 @@ def check_host_security(spec: dict[str, Any]) -> None:
     """Labels the host cannot apply are refused, as runc does (create, and exec's process)."""
     process = spec.get("process") or {}
     linux = spec.get("linux") or {}
-    selinux = os.path.exists("/sys/fs/selinux/enforce")
+    selinux = pathnames.exists("/sys/fs/selinux/enforce")
     for path, label in (
         ("process.selinuxLabel", process.get("selinuxLabel")),
         ("linux.mountLabel", linux.get("mountLabel")),
     ):
         if label and not selinux:
             raise fail(path, "selinux label is specified, but selinux is disabled or unsupported")
-    if process.get("apparmorProfile") and not os.path.exists("/sys/kernel/security/apparmor"):
+    if process.get("apparmorProfile") and not pathnames.exists("/sys/kernel/security/apparmor"):
         raise fail("process.apparmorProfile", "apparmor is not enabled on this host")
 
 

@@ -18,7 +18,7 @@ An allow rule matches when the requested access is a subset of the rule's ("rw" 
 
 from __future__ import annotations
 
-import os
+import posix
 from typing import Any
 
 from galley.errors import InvalidArgument
@@ -83,7 +83,7 @@ def attach(directory: str, rules: list[Any], implied: list[Rule]) -> None:
         prog_fd = bpf.load_device_program(program)
     except OSError as e:
         raise InvalidArgument(f"cgroup {directory}: loading the device filter: {e.strerror}") from e
-    cgroup_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    cgroup_fd = posix.open(directory, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
     try:
         bpf.replace_device_program(cgroup_fd, prog_fd)
     except OSError as e:
@@ -91,5 +91,5 @@ def attach(directory: str, rules: list[Any], implied: list[Rule]) -> None:
             f"cgroup {directory}: attaching the device filter: {e.strerror}"
         ) from e
     finally:
-        os.close(cgroup_fd)
-        os.close(prog_fd)
+        posix.close(cgroup_fd)
+        posix.close(prog_fd)

@@ -3,9 +3,8 @@ in state.json (load), or one for a path in a given layout (build)."""
 
 from __future__ import annotations
 
-import os
-
 from galley.errors import FailedPrecondition, InvalidArgument
+from galley.kernel import pathnames
 from galley.oci.cgroups.devices import Rule, implied_rules, normalise
 from galley.oci.cgroups.layout import CgroupLayout, detect, own_cgroups
 from galley.oci.cgroups.manager import CgroupManager, cgroup_path
@@ -24,9 +23,9 @@ def _v2_directory(mount: str, path: str) -> str:
     cgroup holds a process (us), and cgroup v2's no-internal-processes rule would keep it from
     enabling controllers for a child (no memory, pids or cpu for the container)."""
     if path.startswith("/"):
-        return os.path.normpath(os.path.join(mount, path.lstrip("/")))
-    own = os.path.dirname(own_cgroups().get("", "/"))
-    return os.path.normpath(os.path.join(mount, own.lstrip("/"), path))
+        return pathnames.normpath(pathnames.join(mount, path.lstrip("/")))
+    own = pathnames.dirname(own_cgroups().get("", "/"))
+    return pathnames.normpath(pathnames.join(mount, own.lstrip("/"), path))
 
 
 def build(layout: CgroupLayout, path: str, rules: list[Rule] | None = None) -> CgroupManager:
@@ -39,10 +38,12 @@ def build(layout: CgroupLayout, path: str, rules: list[Rule] | None = None) -> C
     paths: dict[str, str] = {}
     for controller, hierarchy in layout.v1.items():
         if path.startswith("/"):
-            paths[controller] = os.path.normpath(os.path.join(hierarchy.mount, path.lstrip("/")))
+            paths[controller] = pathnames.normpath(
+                pathnames.join(hierarchy.mount, path.lstrip("/"))
+            )
         else:
             base = hierarchy.directory(own.get(controller, "/"))
-            paths[controller] = os.path.normpath(os.path.join(base, path))
+            paths[controller] = pathnames.normpath(pathnames.join(base, path))
     unified = None
     if layout.unified is not None:
         unified = V2Manager(_v2_directory(layout.unified.mount, path), layout.unified.mount)

@@ -15,7 +15,7 @@ another mountinfo text to exercise a pure-v2 layout on a hybrid machine.
 
 from __future__ import annotations
 
-import os
+from galley.kernel import pathnames
 
 TYPE_CHECKING = False  # typing costs galley-runc ~3 ms a command; mypy knows this name
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class Hierarchy:
         root = self.root.rstrip("/")
         if root and (path == root or path.startswith(root + "/")):
             path = path[len(root) :] or "/"
-        return os.path.normpath(self.mount + "/" + path.lstrip("/"))
+        return pathnames.normpath(self.mount + "/" + path.lstrip("/"))
 
 
 class CgroupLayout:
@@ -105,7 +105,7 @@ def _unescape(text: str) -> str:
 
 def _v2_controllers(mount: str) -> frozenset[str]:
     try:
-        with open(os.path.join(mount, "cgroup.controllers"), encoding="utf-8") as f:
+        with open(pathnames.join(mount, "cgroup.controllers"), encoding="utf-8") as f:
             return frozenset(f.read().split())
     except OSError:
         return frozenset()

@@ -17,10 +17,11 @@ one (and the default, the container id) goes under the runtime's own cgroup; sys
 from __future__ import annotations
 
 import errno
-import os
+import posix
 import time
 
 from galley.errors import FailedPrecondition, InvalidArgument
+from galley.kernel import pathnames
 
 SIGKILL = 9  # the same on every Linux architecture; the signal module costs ~2 ms (enum)
 
@@ -87,7 +88,7 @@ def cgroup_path(spec_path: str, container_id: str) -> str:
         return container_id
     if ":" in spec_path and not spec_path.startswith("/"):
         return _systemd_path(spec_path, container_id)
-    cleaned = os.path.normpath("/" + spec_path.strip("/"))  # ".." cannot climb above the root
+    cleaned = pathnames.normpath("/" + spec_path.strip("/"))  # ".." cannot climb above the root
     if cleaned == "/":
         raise InvalidArgument(f'linux.cgroupsPath: "{spec_path}" names no cgroup of its own')
     return cleaned if spec_path.startswith("/") else cleaned.lstrip("/")
@@ -158,7 +159,7 @@ def signal_all(cgroup: CgroupManager, sig: int, *, can_freeze: bool = True) -> N
     try:
         for pid in cgroup.pids():
             try:
-                os.kill(pid, sig)
+                posix.kill(pid, sig)
             except ProcessLookupError:
                 pass
     finally:
@@ -171,36 +172,36 @@ def below(directory: str, sub: str) -> str:
     parts = [part for part in sub.split("/") if part not in {"", "."}]
     if ".." in parts:
         raise InvalidArgument(f"--cgroup: {sub!r} must stay below the container's cgroup")
-    path = os.path.join(directory, *parts)
-    if not os.path.isdir(path):
+    path = pathnames.join(directory, *parts)
+    if not pathnames.isdir(path):
         raise FailedPrecondition(f"cgroup {path} does not exist")
     return path
 
 
 def write(directory: str, name: str, value: str | int) -> None:
     """Write one value to a cgroup control file; the error names the file and the value."""
-    path = os.path.join(directory, name)
+    path = pathnames.join(directory, name)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        fd = posix.open(path, posix.O_WRONLY | posix.O_TRUNC | posix.O_CLOEXEC)
     except FileNotFoundError:
-        if not os.path.isdir(directory):  # removed behind our back (exec joins, never makes)
+        if not pathnames.isdir(directory):  # removed behind our back (exec joins, never makes)
             raise FailedPrecondition(f"cgroup {directory} does not exist") from None
         raise InvalidArgument(
             f"cgroup {directory}: {name} is not supported by this kernel"
         ) from None
     try:
-        os.write(fd, str(value).encode())
+        posix.write(fd, str(value).encode())
     except OSError as e:
         raise InvalidArgument(
-            f"cgroup {directory}: writing {str(value)!r} to {name}: {os.strerror(e.errno or 0)}"
+            f"cgroup {directory}: writing {str(value)!r} to {name}: {posix.strerror(e.errno or 0)}"
         ) from e
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def read(directory: str, name: str) -> str:
     """The stripped text of one cgroup file."""
-    with open(os.path.join(directory, name), encoding="utf-8") as f:
+    with open(pathnames.join(directory, name), encoding="utf-8") as f:
         return f.read().strip()
 
 
@@ -254,7 +255,7 @@ def read_keyed(directory: str, name: str) -> dict[str, int]:
 
 def procs(directory: str, *, recursive: bool = True) -> list[int]:
     """The pids in cgroup.procs of directory (and of every cgroup below it)."""
-    tops = [top for top, _dirs, _files in os.walk(directory)] if recursive else [directory]
+    tops = pathnames.directories(directory) if recursive else [directory]
     found: set[int] = set()
     for top in tops:
         try:
@@ -268,13 +269,13 @@ def make_dirs(directory: str) -> list[str]:
     """mkdir -p, returning the directories it created (outermost first)."""
     missing: list[str] = []
     current = directory
-    while not os.path.isdir(current):
+    while not pathnames.isdir(current):
         missing.append(current)
-        current = os.path.dirname(current)
+        current = pathnames.dirname(current)
     created = []
     for path in reversed(missing):
         try:
-            os.mkdir(path, 0o755)
+            posix.mkdir(path, 0o755)
         except FileExistsError:
             continue
         created.append(path)
@@ -291,14 +292,14 @@ def remove(directory: str, timeout: float = 2.0) -> None:
         except OSError as e:
             if e.errno not in {errno.EBUSY, errno.EAGAIN} or time.monotonic() > deadline:
                 raise FailedPrecondition(
-                    f"cgroup {directory}: cannot remove: {os.strerror(e.errno or 0)}"
+                    f"cgroup {directory}: cannot remove: {posix.strerror(e.errno or 0)}"
                 ) from e
             time.sleep(0.01)
 
 
 def _remove_tree(directory: str) -> None:
     try:  # a container's cgroup seldom has children: one rmdir, no listing of control files
-        os.rmdir(directory)
+        posix.rmdir(directory)
         return
     except FileNotFoundError:
         return
@@ -308,19 +309,17 @@ def _remove_tree(directory: str) -> None:
         # removed first; processes make the caller retry
         if e.errno not in {errno.ENOTEMPTY, errno.EBUSY} or not _has_children(directory):
             raise
-    for top, dirs, _files in os.walk(directory, topdown=False):
-        for d in dirs:
-            _rmdir(os.path.join(top, d))
-    _rmdir(directory)
+    for below in pathnames.directories(directory, bottom_up=True):  # children first
+        _rmdir(below)
 
 
 def _has_children(directory: str) -> bool:
-    with os.scandir(directory) as entries:
+    with posix.scandir(directory) as entries:
         return any(entry.is_dir(follow_symlinks=False) for entry in entries)
 
 
 def _rmdir(path: str) -> None:
     try:
-        os.rmdir(path)
+        posix.rmdir(path)
     except FileNotFoundError:
         pass

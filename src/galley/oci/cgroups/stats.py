@@ -15,8 +15,9 @@ Times are nanoseconds (v2's microsecond counters are converted); a limit of "max
 
 from __future__ import annotations
 
-import os
+import posix
 
+from galley.kernel import pathnames
 from galley.oci.cgroups.manager import procs, read, read_int, read_keyed
 
 UNLIMITED = 2**64 - 1
@@ -26,7 +27,7 @@ _HUGEPAGES = "/sys/kernel/mm/hugepages"
 def hugepage_sizes() -> list[str]:
     """The host's huge page sizes as cgroup files name them ("2MB", "1GB")."""
     try:
-        names = os.listdir(_HUGEPAGES)
+        names = posix.listdir(_HUGEPAGES)
     except FileNotFoundError:
         return []
     sizes = []
@@ -73,7 +74,7 @@ def _percpu(d: str, name: str) -> list[int]:
 def _cpu_v1(cpu: str | None, cpuacct: str | None) -> dict[str, object]:
     usage: dict[str, object] = {}
     if cpuacct is not None:
-        ticks = os.sysconf("SC_CLK_TCK")
+        ticks = posix.sysconf("SC_CLK_TCK")
         times = read_keyed(cpuacct, "cpuacct.stat")
         usage = {
             "total": read_int(cpuacct, "cpuacct.usage"),
@@ -121,7 +122,7 @@ def _blkio_v1(d: str) -> dict[str, object]:
 
 def _pids(d: str) -> dict[str, int]:
     """pids.current and pids.max; without the pids controller, the processes counted (as runc)."""
-    if not os.path.exists(os.path.join(d, "pids.current")):
+    if not pathnames.exists(pathnames.join(d, "pids.current")):
         return {"current": len(procs(d)), "limit": 0}
     return {"current": read_int(d, "pids.current"), "limit": read_int(d, "pids.max")}
 
@@ -147,7 +148,7 @@ def hugetlb_v2(d: str) -> dict[str, object]:
             "failcnt": read_keyed(d, f"hugetlb.{size}.events").get("max", 0),
         }
         for size in hugepage_sizes()
-        if os.path.exists(os.path.join(d, f"hugetlb.{size}.current"))
+        if pathnames.exists(pathnames.join(d, f"hugetlb.{size}.current"))
     }
 
 
@@ -308,7 +309,7 @@ def oom_kills(paths: dict[str, str]) -> int:
         if not directory:
             continue
         try:
-            with open(os.path.join(directory, name)) as f:
+            with open(pathnames.join(directory, name)) as f:
                 for line in f:
                     key, _, value = line.partition(" ")
                     if key == "oom_kill":

@@ -10,10 +10,10 @@ created gets its parent's values first, as runc does.
 
 from __future__ import annotations
 
-import os
 import time
 
 from galley.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
+from galley.kernel import pathnames
 from galley.oci.cgroups import devices, manager
 from galley.oci.cgroups.devices import Rule
 from galley.oci.cgroups.manager import read, read_int, write
@@ -60,7 +60,7 @@ class V1Manager:
     def exists(self) -> bool:
         """Whether the cgroup exists (judged, as runc does, by one hierarchy)."""
         probe = self._paths.get("devices") or next(iter(self._paths.values()), "")
-        return bool(probe) and os.path.isdir(probe)
+        return bool(probe) and pathnames.isdir(probe)
 
     def create(self) -> None:
         """Make the directories in every hierarchy (and the hybrid cgroup2 one)."""
@@ -166,8 +166,8 @@ class V1Manager:
         _memory_and_swap(directory, memory.get("limit", 0), memory.get("swap", 0))
         if memory.get("reservation"):
             write(directory, "memory.soft_limit_in_bytes", _limit(memory["reservation"]))
-        if memory.get("kernel") and os.path.exists(
-            os.path.join(directory, "memory.kmem.limit_in_bytes")
+        if memory.get("kernel") and pathnames.exists(
+            pathnames.join(directory, "memory.kmem.limit_in_bytes")
         ):
             # Deprecated: recent kernels accept and ignore it; runc 1.1 ignores it outright, so
             # a kernel that refuses it does not fail the container either.
@@ -257,7 +257,7 @@ class V1Manager:
         for controller in ("pids", "freezer", "devices", *self._paths):
             directory = self._paths.get(controller)
             if directory is not None:
-                return manager.procs(directory) if os.path.isdir(directory) else []
+                return manager.procs(directory) if pathnames.isdir(directory) else []
         return []
 
     def kill(self, sig: int) -> None:
@@ -265,11 +265,11 @@ class V1Manager:
         SIGKILL, sub-cgroups the container froze itself are thawed too: v1's frozen processes
         die only once thawed, and the container's would outlive delete."""
         freezer = self._paths.get("freezer")
-        can_freeze = freezer is not None and os.path.isdir(freezer)
+        can_freeze = freezer is not None and pathnames.isdir(freezer)
         manager.signal_all(self, sig, can_freeze=can_freeze)
         if sig == manager.SIGKILL and can_freeze and freezer is not None:
-            for directory, _, _ in os.walk(freezer):
-                if directory != freezer and manager.v1_frozen(directory):
+            for directory in pathnames.directories(freezer)[1:]:
+                if manager.v1_frozen(directory):
                     write(directory, "freezer.state", "THAWED")
 
     def stats(self) -> dict[str, object]:
@@ -315,7 +315,7 @@ def _controllers(directory: str) -> set[str]:
 
 def _inherit_cpuset(directory: str) -> None:
     """Give a new cpuset cgroup its parent's cpus and mems (both start empty on v1)."""
-    parent = os.path.dirname(directory)
+    parent = pathnames.dirname(directory)
     for name in ("cpuset.cpus", "cpuset.mems"):
         if not read(directory, name):
             write(directory, name, read(parent, name))
@@ -324,7 +324,7 @@ def _inherit_cpuset(directory: str) -> None:
 def _weight_file(directory: str, name: str, value: str, field: str) -> None:
     """blkio.<name>, or blkio.bfq.<name> where only BFQ provides weights; error if neither."""
     for candidate in (f"blkio.{name}", f"blkio.bfq.{name}"):
-        if os.path.exists(os.path.join(directory, candidate)):
+        if pathnames.exists(pathnames.join(directory, candidate)):
             write(directory, candidate, value)
             return
     raise InvalidArgument(f"{field}: blkio {name} is not supported by this kernel (no CFQ/BFQ)")
@@ -339,7 +339,7 @@ def _memory_and_swap(directory: str, limit: int, swap: int) -> None:
     if limit == -1 and swap == 0:
         swap = -1
     memsw = "memory.memsw.limit_in_bytes"
-    if swap and not os.path.exists(os.path.join(directory, memsw)):
+    if swap and not pathnames.exists(pathnames.join(directory, memsw)):
         raise InvalidArgument("linux.resources.memory.swap: this kernel has no swap accounting")
     if limit and swap:
         current = read_int(directory, "memory.limit_in_bytes")

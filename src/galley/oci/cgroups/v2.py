@@ -9,10 +9,11 @@ memory+swap → memory.swap.max (swap alone), v1 names like hugepage sizes kept 
 from __future__ import annotations
 
 import errno
-import os
+import posix
 import time
 
 from galley.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
+from galley.kernel import pathnames
 from galley.oci.cgroups import layout, manager
 from galley.oci.cgroups.conversions import blkio_to_io_weight, shares_to_weight, swap_max
 from galley.oci.cgroups.devices import Rule
@@ -45,11 +46,11 @@ class V2Manager:
 
     def exists(self) -> bool:
         """Whether the cgroup directory exists."""
-        return os.path.isdir(self.directory)
+        return pathnames.isdir(self.directory)
 
     def create(self) -> None:
         """Make the directory, enabling every available controller on the way down."""
-        relative = os.path.relpath(self.directory, self.mount)
+        relative = pathnames.relpath(self.directory, self.mount)
         if relative.startswith(".."):
             raise InvalidArgument(
                 f"cgroup {self.directory} is outside the cgroup2 mount {self.mount}"
@@ -57,9 +58,9 @@ class V2Manager:
         current = self.mount
         for part in [] if relative == "." else relative.split("/"):
             _enable_controllers(current, is_root=current == self.mount)
-            current = os.path.join(current, part)
-            if not os.path.isdir(current):
-                os.mkdir(current, 0o755)
+            current = pathnames.join(current, part)
+            if not pathnames.isdir(current):
+                posix.mkdir(current, 0o755)
 
     def apply(self, pid: int) -> None:
         """Create the cgroup and move pid into it."""
@@ -100,7 +101,7 @@ class V2Manager:
             except OSError:
                 continue
             if nspid.split()[-1:] == ["1"] and nspid.split()[1:2] != ["1"] and cgroup:
-                directory = os.path.join(self.mount, cgroup.lstrip("/"))
+                directory = pathnames.join(self.mount, cgroup.lstrip("/"))
                 if directory.startswith(self.directory + "/"):
                     return directory
         return None
@@ -141,10 +142,10 @@ class V2Manager:
 
     def _why_missing(self, controller: str) -> str:
         """Which ancestor keeps controller from this cgroup, and why (for the error)."""
-        relative = os.path.relpath(os.path.dirname(self.directory), self.mount)
+        relative = pathnames.relpath(pathnames.dirname(self.directory), self.mount)
         current = self.mount
         for part in ["", *([] if relative == "." else relative.split("/"))]:
-            current = os.path.join(current, part) if part else current
+            current = pathnames.join(current, part) if part else current
             if controller in _read_set(current, "cgroup.subtree_control"):
                 continue
             where = (
@@ -206,7 +207,7 @@ class V2Manager:
     def _io(self, blkio: BlockIO) -> None:
         weight = blkio.get("weight")
         if weight:
-            if os.path.exists(os.path.join(self.directory, "io.bfq.weight")):
+            if pathnames.exists(pathnames.join(self.directory, "io.bfq.weight")):
                 self._write("io.bfq.weight", weight)
             else:
                 self._write("io.weight", blkio_to_io_weight(weight))
@@ -230,7 +231,7 @@ class V2Manager:
             self._write(name, line)
 
     def _has(self, name: str) -> bool:
-        return os.path.exists(os.path.join(self.directory, name))
+        return pathnames.exists(pathnames.join(self.directory, name))
 
     def _hugetlb(self, limits: list[dict[str, Any]]) -> None:
         for i, entry in enumerate(limits):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
+import posix
 import sys
 
 from galley.errors import AlreadyExists
+from galley.kernel import pathnames
 from galley.oci.commands.options import STR, Args, Option, Syntax
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
@@ -34,8 +35,8 @@ def write_spec(bundle: str, rootless: bool) -> str:
     """Write a default config.json into bundle (refusing to overwrite); its path."""
     from galley.oci.defaults import default_spec  # noqa: PLC0415 - lazy
 
-    path = os.path.join(bundle, "config.json")
-    if os.path.exists(path):
+    path = pathnames.join(bundle, "config.json")
+    if pathnames.exists(path):
         raise AlreadyExists("File config.json exists. Remove it first")
     with open(path, "x") as f:
         json.dump(default_spec(rootless=rootless), f, indent="\t")
@@ -45,7 +46,7 @@ def write_spec(bundle: str, rootless: bool) -> str:
 def run(command: str, ctx: Context, args: Args) -> int:
     """Run spec or features."""
     if command == "spec":
-        write_spec(args.bundle or os.getcwd(), args.rootless)
+        write_spec(args.bundle or posix.getcwd(), args.rootless)
     else:
         from galley.oci.features import features  # noqa: PLC0415 - lazy
 

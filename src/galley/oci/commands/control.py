@@ -291,13 +291,13 @@ def _start_relay(args: Args) -> tuple[int, ConsoleReceiver | None]:
 
 
 def _wait_relay(pid: int, *, stop: bool) -> None:
-    import os  # noqa: PLC0415
+    import posix  # noqa: PLC0415
     import signal  # noqa: PLC0415
 
     try:
         if stop:  # no master will come: the relay is still waiting for one
-            os.kill(pid, signal.SIGTERM)
-        os.waitpid(pid, 0)
+            posix.kill(pid, signal.SIGTERM)
+        posix.waitpid(pid, 0)
     except (ChildProcessError, ProcessLookupError):  # exec_process reaps orphans too
         pass
 

@@ -15,9 +15,10 @@ kill:   signal init (or, with --all, every process of the cgroup)
 
 from __future__ import annotations
 
-import os
+import posix
 
 from galley.errors import FailedPrecondition, InvalidArgument, NotFound
+from galley.kernel import pathnames
 from galley.oci.commands.args import check_console_socket, container_id, parse_signal
 from galley.oci.commands.options import INT, STR, Args, Option, Syntax
 from galley.oci.commands.teardown import (
@@ -99,7 +100,7 @@ def syntax(command: str) -> Syntax:
 def read_config(bundle: str) -> Any:
     """<bundle>/config.json's JSON, not validated yet (create forks its stage from it first:
     galley.oci.launch.fork_stage)."""
-    path = os.path.join(bundle, "config.json")
+    path = pathnames.join(bundle, "config.json")
     try:
         return load_file(path, "config.json")
     except FileNotFoundError:
@@ -110,10 +111,10 @@ def read_config(bundle: str) -> Any:
 
 def rootfs_path(bundle: str, spec: Spec) -> str:
     """root.path made absolute against the bundle; it must be a directory."""
-    path = os.path.join(bundle, spec["root"]["path"])
-    if not os.path.isdir(path):
+    path = pathnames.join(bundle, spec["root"]["path"])
+    if not pathnames.isdir(path):
         raise InvalidArgument(f'root.path: rootfs "{path}" does not exist or is not a directory')
-    return os.path.normpath(path)
+    return pathnames.normpath(path)
 
 
 class Stopped(BaseException):
@@ -142,7 +143,7 @@ def create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Container
         return _create(ctx, args, cid, foreground=foreground)
     except Stopped as stopped:
         signal.signal(stopped.signum, signal.SIG_DFL)
-        os.kill(os.getpid(), stopped.signum)
+        posix.kill(posix.getpid(), stopped.signum)
         raise
     finally:
         for s, handler in previous.items():
@@ -156,7 +157,7 @@ def _ignore(_signum: int, _frame: object) -> None:
 def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> ContainerState:
     from galley.oci import launch  # noqa: PLC0415 - lazy: the heavy part of galley-runc
 
-    bundle = os.path.abspath(args.bundle)
+    bundle = pathnames.abspath(args.bundle)
     keyring = None if args.no_new_keyring else f"_ses.{cid}"  # runc's name
     config = read_config(bundle)
     stage = launch.fork_stage(args.preserve_fds, config)  # it imports while we validate
@@ -178,7 +179,7 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
                 spec,
                 state_dir,
                 stage,
-                pid_file=args.pid_file and os.path.abspath(args.pid_file),
+                pid_file=args.pid_file and pathnames.abspath(args.pid_file),
                 console_socket=args.console_socket,
                 no_pivot=args.no_pivot,
                 foreground=foreground,
@@ -195,7 +196,7 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
                     result=result,
                     keyring=keyring,
                 )
-                os.unlink(os.path.join(state_dir, INCOMPLETE_FILE))
+                posix.unlink(pathnames.join(state_dir, INCOMPLETE_FILE))
             except BaseException:
                 _abandon(result)
                 raise
@@ -293,7 +294,7 @@ def start(ctx: Context, state: ContainerState) -> None:
 
 
 def _exit_code(status: int) -> int:
-    code = os.waitstatus_to_exitcode(status)
+    code = posix.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
 
 
@@ -301,7 +302,7 @@ def reap(state: ContainerState, *, block: bool) -> int | None:
     """Collect exited children (we are a subreaper); init's exit code once it has exited."""
     while True:
         try:
-            pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
+            pid, status = posix.waitpid(-1, 0 if block else posix.WNOHANG)
         except ChildProcessError:  # init is not ours to wait for: poll it
             if block:
                 wait_gone(state.pid, state.start_time, timeout=float("inf"))
@@ -354,7 +355,7 @@ def delete(ctx: Context, cid: str, *, force: bool) -> None:
         # A create killed midway leaves a directory without state.json; one still running
         # holds the directory's lock. Any other directory is no container of ours.
         state_dir = container_dir(ctx.root, cid)
-        if not os.path.lexists(state_dir):
+        if not pathnames.lexists(state_dir):
             return
         if not is_incomplete(state_dir):
             raise
@@ -449,7 +450,7 @@ def run_container(ctx: Context, args: Args, cid: str) -> int:
     except BaseException:
         restore()
         if master is not None:
-            os.close(master)
+            posix.close(master)
         delete(ctx, cid, force=True)
         raise
     if args.detach:
@@ -470,7 +471,7 @@ def _nothing() -> None:
 def _wants_terminal(args: Args) -> bool:
     """process.terminal in the bundle's config (read again by create; errors surface there)."""
     try:
-        config = load_file(os.path.join(os.path.abspath(args.bundle), "config.json"), "")
+        config = load_file(pathnames.join(pathnames.abspath(args.bundle), "config.json"), "")
         return bool(config.get("process", {}).get("terminal"))
     except (OSError, ValueError, AttributeError):
         return False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import posix
 import sys
 import time
 
@@ -50,7 +50,7 @@ def _owner(state: ContainerState) -> str:
     import pwd  # noqa: PLC0415 - lazy: only list needs it
 
     try:
-        uid = os.stat(state.dir).st_uid
+        uid = posix.stat(state.dir).st_uid
     except OSError:
         return ""
     try:

@@ -11,7 +11,7 @@ The init process is usually not our child (its creator exited), so "wait" means 
 
 from __future__ import annotations
 
-import os
+import posix
 import time
 
 from galley.oci.state import ContainerState, process_start_time, read_incomplete, remove
@@ -44,7 +44,7 @@ def wait_gone(pid: int, start_time: int, timeout: float = 10.0) -> bool:
 def _reap(pid: int) -> None:
     """Collect pid if it happens to be our child (run, or a subreaper)."""
     try:
-        os.waitpid(pid, os.WNOHANG)
+        posix.waitpid(pid, posix.WNOHANG)
     except ChildProcessError:
         pass
 
@@ -53,7 +53,7 @@ def signal_init(state: ContainerState, sig: int) -> None:
     """Send sig to the container's init, if it is still the same process."""
     if state.alive():
         try:
-            os.kill(state.pid, sig)
+            posix.kill(state.pid, sig)
         except ProcessLookupError:
             pass
 

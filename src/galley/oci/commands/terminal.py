@@ -11,9 +11,11 @@ the master to a console socket, so `run` listens on a private socket of its own,
 
 from __future__ import annotations
 
-import os
+import posix
 import select
 import signal
+
+from galley.kernel import pathnames
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
 if TYPE_CHECKING:
@@ -30,7 +32,7 @@ class ConsoleReceiver:
         import tempfile  # noqa: PLC0415
 
         self._dir = tempfile.mkdtemp(prefix="galley-console-")
-        self.path = os.path.join(self._dir, "console.sock")
+        self.path = pathnames.join(self._dir, "console.sock")
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.bind(self.path)
         self._sock.listen(1)
@@ -50,16 +52,16 @@ class ConsoleReceiver:
         """Remove the socket and its directory."""
         self._sock.close()
         try:
-            os.unlink(self.path)
+            posix.unlink(self.path)
         except FileNotFoundError:
             pass
-        os.rmdir(self._dir)
+        posix.rmdir(self._dir)
 
 
 def _copy(src: int, dst: int) -> bool:
     """Copy what is readable now from src to dst; False at end of input (EOF or EIO)."""
     try:
-        data = os.read(src, CHUNK)
+        data = posix.read(src, CHUNK)
     except (BlockingIOError, InterruptedError):
         return True
     except OSError:  # EIO: the pty slave has no more users
@@ -68,7 +70,7 @@ def _copy(src: int, dst: int) -> bool:
         return False
     while data:
         try:
-            data = data[os.write(dst, data) :]
+            data = data[posix.write(dst, data) :]
         except BlockingIOError:
             select.select([], [dst], [])
     return True
@@ -109,12 +111,12 @@ def relay(master: int, reap: Callable[[], int | None] | None) -> int:
     import tty  # noqa: PLC0415
 
     saved = None
-    if os.isatty(0):
+    if posix.isatty(0):
         saved = termios.tcgetattr(0)
         _uninterrupted(lambda: tty.setraw(0))
         _copy_window_size(master)
         signal.signal(signal.SIGWINCH, lambda _n, _f: _copy_window_size(master))
-    os.set_blocking(master, False)
+    posix.set_blocking(master, False)
     inputs = [master, 0]
     try:
         while True:
@@ -137,13 +139,13 @@ def relay(master: int, reap: Callable[[], int | None] | None) -> int:
         if saved is not None:
             attrs = saved
             _uninterrupted(lambda: termios.tcsetattr(0, termios.TCSADRAIN, attrs))
-        os.close(master)
+        posix.close(master)
 
 
 def fork_relay(receiver: ConsoleReceiver) -> int:
     """A child process that takes the master from receiver and relays it until the pty closes
     (for `exec -t`, whose exec_process blocks until the process exits); the child's pid."""
-    pid = os.fork()
+    pid = posix.fork()
     if pid:
         return pid
     code = 0
@@ -153,7 +155,7 @@ def fork_relay(receiver: ConsoleReceiver) -> int:
     except BaseException:  # the exec failed before sending a master, or we were interrupted
         code = 1
     finally:
-        os._exit(code)
+        posix._exit(code)
 
 
 def _exit_on_term(_signum: int, _frame: object) -> None:
