@@ -182,6 +182,32 @@ def test_a_cgroup_in_use_is_refused_and_nothing_is_left(
     runtime("delete", "--force", first, check=True)
 
 
+def test_a_frozen_cgroup_is_refused_and_nothing_is_left(
+    any_runtime: Runtime, bundle: Bundle, parent: str
+) -> None:
+    """As runc 1.1 refuses it: the process moved into a cgroup that something froze before
+    the create would stop there (galley-runc waited for it forever, deaf to SIGTERM)."""
+    path = parent + "/c"
+    if "freezer" in LAYOUT.v1:
+        directory, name, value = LAYOUT.v1["freezer"].directory(path), "freezer.state", "FROZEN"
+    else:
+        assert LAYOUT.unified is not None
+        directory, name, value = LAYOUT.unified.directory(path), "cgroup.freeze", "1"
+    os.makedirs(directory)
+    Path(directory, name).write_text(value)
+    bundle.config["linux"]["cgroupsPath"] = path
+    bundle.write()
+    cid = any_runtime.new_id()
+    any_runtime.created.append(cid)
+    result = run_detached(
+        any_runtime.binary, str(any_runtime.root), "run", "-d", "--bundle", str(bundle.path), cid
+    )
+    assert result.returncode == 1
+    assert "container's cgroup unexpectedly frozen" in result.stdout
+    assert any_runtime("state", cid).returncode != 0
+    assert Path(directory, "cgroup.procs").read_text() == ""
+
+
 @pytest.mark.parametrize(
     ("resources", "named"),
     [

@@ -51,7 +51,9 @@ def build(layout: CgroupLayout, path: str, rules: list[Rule] | None = None) -> C
 
 
 def manager_for(spec: Spec, container_id: str) -> CgroupManager:
-    """The cgroup of a new container: linux.cgroupsPath resolved as runc does; must be unused."""
+    """The cgroup of a new container: linux.cgroupsPath resolved as runc does; must be unused
+    and not frozen (runc 1.1 refuses that one too: the container's process would stop in it
+    before it could report anything)."""
     linux = spec.get("linux", {})
     path = cgroup_path(linux.get("cgroupsPath", ""), container_id)
     manager = build(detect(), path, implied_rules(spec))
@@ -62,6 +64,8 @@ def manager_for(spec: Spec, container_id: str) -> CgroupManager:
                 f"container '{container_id}': cgroup {path} is not empty: "
                 f"{count} process(es) found (in use by another container?)"
             )
+    if manager.frozen():
+        raise FailedPrecondition(f"container's cgroup unexpectedly frozen: {path}")
     return manager
 
 
