@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import json
 import os
+import select
 import signal
 import socket
+import struct
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +138,63 @@ def test_notify_fd_reaches_the_agent(
     assert state["state"]["id"] == cid and state["pid"] == state["state"]["pid"] > 0
     assert proc.returncode == 1
     assert "Function not implemented" in stderr
+
+
+# seccomp(2)'s user-notification ioctls (_IOWR('!', n, size)) and the CONTINUE answer
+NOTIF_RECV, NOTIF_SEND, NOTIF_CONTINUE = 0xC0502100, 0xC0182101, 1
+
+
+def _continuing_agent(server: socket.socket, handled: list[int]) -> None:
+    """A seccomp agent that lets every notified syscall go on, counting them in handled."""
+    conn, _ = server.accept()
+    _, fds, _, _ = socket.recv_fds(conn, 65536, 4)
+    conn.close()
+    listener = fds[0]
+    try:
+        while select.select([listener], [], [], 10)[0]:
+            notification = bytearray(80)  # struct seccomp_notif
+            try:
+                fcntl.ioctl(listener, NOTIF_RECV, notification)
+            except OSError:  # the filter's last user is gone
+                return
+            answer = notification[:8] + struct.pack("=qiI", 0, 0, NOTIF_CONTINUE)
+            with contextlib.suppress(OSError):  # ENOENT: the caller died meanwhile
+                fcntl.ioctl(listener, NOTIF_SEND, bytearray(answer))
+            handled.append(struct.unpack_from("=i", notification, 16)[0])  # data.nr
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_a_listener_loaded_early_reaches_the_agent_before_it_is_needed(
+    any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path, nnp: bool
+) -> None:
+    """Without noNewPrivileges the filter is loaded before the process's user and
+    capabilities are set: what the runtime does after that (open, read, close) is sent to the
+    agent, which must have the fd by then. galley-runc handed it over only at the end of
+    its preparations, and hung on its first notified syscall; runc hands it over at once."""
+    agent_path = tmp_path / "agent.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(agent_path))
+    server.listen(1)
+    server.settimeout(20)
+    handled: list[int] = []
+    agent = threading.Thread(target=_continuing_agent, args=(server, handled), daemon=True)
+    agent.start()
+    notified = ["read", "close", "openat", "open"]
+    seccomp = rules({"names": notified, "action": "SCMP_ACT_NOTIFY"})
+    seccomp["listenerPath"] = str(agent_path)
+    try:
+        result = run_script(
+            any_runtime, tmp_path, busybox_rootfs, seccomp, nnp, ("cat", "/etc/hostname")
+        )
+    finally:
+        agent.join(timeout=20)
+        server.close()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    assert handled  # the container's own open, read and close at least
 
 
 @pytest.mark.parametrize("nnp", [True, False])

@@ -33,7 +33,9 @@ the process into the container's cgroup, as runc does: a move is not bound by pi
 exec works in a container at its pids limit);
 "console" {fd} (a pty from the container's /dev/ptmx, which P copies out with pidfd_getfd)
 and "ready" out; the pipe closing on execve tells P the process started.
-A seccomp filter with a listenerPath sends "ready" {seccomp_fd} the same way.
+A seccomp filter with a listenerPath sends "ready" {seccomp_fd} the same way; one loaded without
+noNewPrivileges (before the user and capabilities are set) sends "seccomp" {fd} at once and
+waits for "ok": P has given it to the agent.
 
 Messages are marshal-encoded dicts with a 4-byte length, over two pipes: json would cost ~7 ms
 of imports in a stage that must start in ~10 ms (typing, dataclasses, json, signal and socket
@@ -291,7 +293,7 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         join_cgroup=lambda: _join_cgroup(channel, deferred, state),
         trees=trees,
     )
-    seccomp_fd = starter.prepare()
+    seccomp_fd = starter.prepare(lambda fd: _hand_over_listener(channel, fd))
     if starter.fifo is not None:
         _ready_to_exec(channel, seccomp_fd)
         starter.execute(boot["preserve_fds"])
@@ -364,7 +366,7 @@ def _run_exec(channel: Channel, msg: dict[str, Any]) -> None:
     channel.expect("cgroup")  # P has moved this process into the container's cgroup
     if process.get("terminal"):
         _open_terminal(channel, process, None)
-    _ready_to_exec(channel, starter.prepare())
+    _ready_to_exec(channel, starter.prepare(lambda fd: _hand_over_listener(channel, fd)))
     starter.execute(msg["preserve_fds"])
 
 
@@ -374,6 +376,14 @@ def _open_init_root(pid: int) -> int:
         return posix.open(f"/proc/{pid}/root", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
     except OSError as err:
         raise StageError(f"the container's root: {describe(err)}") from None
+
+
+def _hand_over_listener(channel: Channel, fd: int) -> None:
+    """A seccomp listener loaded early: P copies it to the agent before we go on, and it is
+    closed here (the agent's copy is the one that answers)."""
+    channel.send("seccomp", fd=fd)
+    channel.expect("ok")
+    posix.close(fd)
 
 
 def _ready_to_exec(channel: Channel, seccomp_fd: int | None) -> None:
@@ -598,12 +608,15 @@ class ProcessStarter:
             self.scheduling = scheduling
             scheduling.apply_cpu_affinity(process.get("execCPUAffinity", {}), "initial")
 
-    def prepare(self) -> int | None:
+    def prepare(self, hand_over: Callable[[int], None]) -> int | None:
         """Everything that can fail before `start`: create reports these errors.
 
         Returns the seccomp notify fd when the filter has a listener: P copies it out of this
         process and sends it to the agent, so such a filter is loaded now even with
-        noNewPrivileges (as runc does); other filters load as late as they can.
+        noNewPrivileges (as runc does); other filters load as late as they can. One loaded
+        before the user and capabilities are set (without noNewPrivileges) goes to
+        hand_over(fd) at once, as runc's: what this process does after it may be what the
+        filter sends the agent, and it would wait for an agent that has no fd yet.
         """
         process = self.process
         if self.keyring:  # before any seccomp filter: Docker's profile refuses keyctl
@@ -624,7 +637,9 @@ class ProcessStarter:
         notify_fd = None
         if self.filter is not None and not self.nnp:
             self.set_rlimits()  # little Python after this: RLIMIT_DATA or AS may bind it
-            notify_fd = self.filter.load()
+            early = self.filter.load()
+            if early is not None:
+                hand_over(early)
         self.identity.apply_user(process.get("user") or {"uid": 0, "gid": 0})
         self.capabilities.apply_capabilities(process.get("capabilities", {}))
         if not entered:

@@ -431,6 +431,12 @@ class StageServer:
         self.channel.send("ok")
         return False
 
+    def on_seccomp(self, msg: dict[str, Any]) -> bool:
+        """A listener the process loaded before its last steps: to the agent now."""
+        _forward_seccomp_listener(self.spec, self.pid, msg["fd"], self.state)
+        self.channel.send("ok")
+        return False
+
     def on_ready(self, msg: dict[str, Any]) -> bool:
         if msg.get("seccomp_fd") is not None:
             _forward_seccomp_listener(self.spec, self.pid, msg["seccomp_fd"], self.state)
