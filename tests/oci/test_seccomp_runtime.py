@@ -140,6 +140,25 @@ def test_notify_fd_reaches_the_agent(
     assert "Function not implemented" in stderr
 
 
+@pytest.mark.parametrize("nnp", [True, False])
+def test_start_container_hooks_run_under_the_filter(
+    any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path, nnp: bool
+) -> None:
+    """runc 1.1 loads the filter before the startContainer hooks either way (with
+    noNewPrivileges, once `start` came); galley-runc loaded that one after them."""
+    bundle = shared_root_bundle(tmp_path, busybox_rootfs, ["true"])
+    bundle.config["linux"]["seccomp"] = rules(
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL"}
+    )
+    bundle.config["process"]["noNewPrivileges"] = nnp
+    bundle.config["hooks"] = {
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "mkdir /dev/shm/hooked"]}]
+    }
+    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
+    assert result.returncode == 1
+    assert "error running hook #0: error running hook: signal: bad system call" in result.stderr
+
+
 # seccomp(2)'s user-notification ioctls (_IOWR('!', n, size)) and the CONTINUE answer
 NOTIF_RECV, NOTIF_SEND, NOTIF_CONTINUE = 0xC0502100, 0xC0182101, 1
 

@@ -233,6 +233,7 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         keyring=boot.get("keyring"),
         # exec's processes join it by name: they must be able to search it (runc's bits)
         keyring_search=0x8 if userns else 0x80000,  # KEY_OTH_SEARCH, KEY_USR_SEARCH
+        start_hooks=bool(start_hooks),
     )
     if start_hooks:  # imported now: after pivot_root the host's modules are out of reach
         import subprocess  # noqa: F401, PLC0415 - run_hook imports it lazily
@@ -305,6 +306,7 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
     if start_hooks:
         state["status"] = "created"  # as runc: the process has not run yet
         starter.set_rlimits()
+        starter.secure_for_hooks()
         run_hooks(start_hooks, state)
     starter.execute(boot["preserve_fds"])
 
@@ -543,9 +545,9 @@ class ProcessStarter:
     [execCPUAffinity.initial at the stage's start] → scheduler, ioPriority,
     execCPUAffinity.final, personality →
     rlimits → seccomp (without noNewPrivileges) → user (keeping caps) → capabilities → cwd
-    (checked inside the root: CVE-2024-21626) → [wait for start, startContainer hooks] →
-    no_new_privs + seccomp (with noNewPrivileges) → every fd past the preserved ones closed on
-    exec → signals back to default → execve.
+    (checked inside the root: CVE-2024-21626) → [wait for start] → no_new_privs + seccomp
+    (with noNewPrivileges) → [startContainer hooks, under both, as in runc 1.1] → every fd
+    past the preserved ones closed on exec → signals back to default → execve.
     """
 
     def __init__(
@@ -558,9 +560,11 @@ class ProcessStarter:
         trampoline: bool = True,
         keyring: str | None = None,
         keyring_search: int = 0,
+        start_hooks: bool = False,
     ) -> None:
         """keyring: the session keyring to join (runc's "_ses.<id>"; None with
-        --no-new-keyring), made searchable by keyring_search's bits when this makes it."""
+        --no-new-keyring), made searchable by keyring_search's bits when this makes it.
+        start_hooks: startContainer hooks run before the execve (secure_for_hooks)."""
         # Everything is imported and compiled here, while the host's files are still visible.
         from galley.kernel import keys  # noqa: PLC0415
         from galley.oci import capabilities, identity, rlimits  # noqa: PLC0415
@@ -594,6 +598,7 @@ class ProcessStarter:
             # over a Docker-style profile, and a node starts most containers with one profile.
             self.filter = compile_filter(seccomp, seccomp_cache)
         self.nnp = bool(process.get("noNewPrivileges"))
+        self.start_hooks = start_hooks
         self.executable = ""
         self.personality = spec.get("linux", {}).get("personality")
         self.memory_policy = spec.get("linux", {}).get("memoryPolicy")
@@ -676,13 +681,27 @@ class ProcessStarter:
 
     def _load_trampoline(self) -> None:
         """The trampoline's sealed memfd, with no_new_privs and the late filter: the filter
-        without noNewPrivileges, or with a listener, is loaded by prepare instead."""
+        without noNewPrivileges, or with a listener, is loaded by prepare instead, and the one
+        the startContainer hooks run under by secure_for_hooks."""
         assert self.trampoline is not None
-        late = self.filter if self.nnp and not (self.filter and self.filter.notify) else None
+        loaded_here = self.start_hooks or (self.filter is not None and self.filter.notify)
+        late = self.filter if self.nnp and not loaded_here else None
         program, flags = late.raw() if late is not None else (b"", 0)
         self.image = self.trampoline.load(
             fifo=self.fifo, no_new_privs=self.nnp, program=program, flags=flags
         )
+
+    def secure_for_hooks(self) -> None:
+        """Before the startContainer hooks: with noNewPrivileges, no_new_privs and the filter,
+        which the hooks run under as in runc 1.1 (the filter is not loaded again later)."""
+        if not self.nnp:
+            return  # the filter, if any, is loaded already
+        from galley.kernel import proc  # noqa: PLC0415
+
+        proc.set_no_new_privs()
+        if self.filter is not None:
+            self.filter.load()
+            self.filter = None
 
     def _join_keyring(self) -> None:
         """A session keyring of the container's own, not the caller's (which would hold the
