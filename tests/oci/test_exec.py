@@ -196,3 +196,16 @@ def test_the_stage_joins_only_the_init_p_checked(running: tuple[Runtime, str, in
     assert result.returncode != 0
     assert "init exited" in result.stderr
     assert exec_in(running, ["true"]).returncode == 0
+
+
+def test_tty_flag_is_ignored_with_a_process_file(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """As runc: with --process, the file's process.terminal decides, and -t counts for
+    nothing (galley-runc relayed a pty the process never asked for, and refused the pair)."""
+    bundle.config["process"]["args"] = ["sleep", "100"]
+    cid = any_runtime.detached(bundle)
+    process = tmp_path / "process.json"
+    process.write_text(json.dumps({"args": ["/bin/echo", "hi"], "cwd": "/"}))
+    result = any_runtime("exec", "-t", "-p", str(process), cid)
+    assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr

@@ -281,13 +281,25 @@ def exec_command(state: ContainerState, args: Args) -> int:
 
 
 def _start_relay(args: Args) -> tuple[int, ConsoleReceiver | None]:
-    if not args.tty or args.detach or args.console_socket:
+    if not _wants_terminal(args) or args.detach or args.console_socket:
         return 0, None
     from galley.oci.commands.terminal import ConsoleReceiver, fork_relay  # noqa: PLC0415
 
     receiver = ConsoleReceiver()
     args.console_socket = receiver.path
     return fork_relay(receiver), receiver
+
+
+def _wants_terminal(args: Args) -> bool:
+    """-t, or with --process the file's process.terminal: runc ignores -t there. A file that
+    cannot be read asks for none; exec_spec reports what is wrong with it."""
+    if not args.process:
+        return bool(args.tty)
+    try:
+        process = jsonfast.load_file(args.process, "--process")
+    except (OSError, ValueError):
+        return False
+    return isinstance(process, dict) and process.get("terminal") is True
 
 
 def _wait_relay(pid: int, *, stop: bool) -> None:
