@@ -514,6 +514,17 @@ def test_a_failing_hook_is_worded_as_runc_words_it(
     assert f'run failed: {message}"\n' in result.stderr, result.stderr
 
 
+def test_create_container_hooks_start_in_the_root(any_runtime: Runtime, bundle: Bundle) -> None:
+    """runc has changed directory to the rootfs by then: a hook that works on relative paths
+    (runc's hooks.bats copies libraries into ./lib) works in the root (galley's started in
+    the caller's directory)."""
+    bundle.config["hooks"] = {
+        "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "pwd >&2; exit 1"]}]
+    }
+    result = run_bundle(any_runtime, bundle, status=1)
+    assert f"stderr: {os.path.realpath(bundle.rootfs)}\\n" in result.stderr, result.stderr
+
+
 def test_a_failing_start_container_hook_is_printed_as_runc_prints_it(
     any_runtime: Runtime, bundle: Bundle
 ) -> None:

@@ -7,7 +7,7 @@ setup_rootfs runs in the init stage, inside the container's new mount namespace,
     2. every mounts[] entry in order, each destination resolved inside the root (paths.py);
        one over "/" itself covers the root: the later ones land in it, pivot_root enters it
     3. /dev: device nodes, /dev/ptmx, /dev/fd and std* symlinks, /dev/console (devices.py)
-    4. before_pivot(): the createContainer hooks
+    4. before_pivot(): the createContainer hooks, in the root as their working directory
     5. pivot_root(".", ".") and the old root detached, or with no_pivot MS_MOVE + chroot;
        process.cwd created when missing
        (A container without a mount namespace is built in the host's: galley.oci.hostmounts.)
@@ -628,6 +628,7 @@ def setup_rootfs(
         rootfs.make_dev(console_path)
         if join_cgroup is not None:
             join_cgroup()
+        posix.fchdir(rootfs.root_fd)  # the createContainer hooks start there, as runc's
         before_pivot()
         try:
             rootfs.enter(no_pivot)
