@@ -208,6 +208,22 @@ def test_a_frozen_cgroup_is_refused_and_nothing_is_left(
     assert Path(directory, "cgroup.procs").read_text() == ""
 
 
+@pytest.mark.skipif("cpuset" not in LAYOUT.v1, reason="v1 cpusets start empty")
+def test_an_empty_cpuset_parent_made_by_someone_else_is_filled(
+    any_runtime: Runtime, bundle: Bundle, parent: str
+) -> None:
+    """A pod's cpuset cgroup made (and left empty) by another tool: no process may join a
+    cgroup below it until its cpus and mems are filled, which runc does."""
+    top = LAYOUT.v1["cpuset"].directory(parent)
+    os.makedirs(top)
+    assert Path(top, "cpuset.cpus").read_text().strip() == ""
+    bundle.config["linux"]["cgroupsPath"] = parent + "/c"
+    bundle.config["process"]["args"] = ["true"]
+    run_bundle(any_runtime, bundle)
+    parent_cpus = Path(top).parent / "cpuset.cpus"
+    assert Path(top, "cpuset.cpus").read_text() == parent_cpus.read_text() != "\n"
+
+
 @pytest.mark.parametrize(
     ("resources", "named"),
     [

@@ -65,10 +65,9 @@ class V1Manager:
     def create(self) -> None:
         """Make the directories in every hierarchy (and the hybrid cgroup2 one)."""
         for controller, directory in sorted(self._paths.items()):
-            created = manager.make_dirs(directory)
+            manager.make_dirs(directory)
             if controller == "cpuset":
-                for level in created:
-                    _inherit_cpuset(level)
+                _fill_cpusets(directory)
         if self.unified is not None:
             self.unified.create()
 
@@ -313,8 +312,24 @@ def _controllers(directory: str) -> set[str]:
         return set()
 
 
+def _fill_cpusets(directory: str) -> None:
+    """Give the cgroup, and every ancestor whose cpus or mems are empty (both start so on v1,
+    and no process may join such a cpuset), its parent's, from the first full one down: an
+    ancestor someone else made and left empty too, as runc does."""
+    empty = []
+    current = directory
+    while not (read(current, "cpuset.cpus") and read(current, "cpuset.mems")):
+        empty.append(current)
+        parent = pathnames.dirname(current)
+        if parent == current or not pathnames.exists(pathnames.join(parent, "cpuset.cpus")):
+            break
+        current = parent
+    for level in reversed(empty):
+        _inherit_cpuset(level)
+
+
 def _inherit_cpuset(directory: str) -> None:
-    """Give a new cpuset cgroup its parent's cpus and mems (both start empty on v1)."""
+    """Give a cpuset cgroup its parent's cpus and mems where they are empty."""
     parent = pathnames.dirname(directory)
     for name in ("cpuset.cpus", "cpuset.mems"):
         if not read(directory, name):
