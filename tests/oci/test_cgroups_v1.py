@@ -272,7 +272,7 @@ def test_network_controllers_not_mounted_is_a_clear_error(parent: str, kids: Chi
         InvalidArgument, match=r"classID: the net_cls cgroup controller is not mounted"
     ):
         manager.set({"network": {"classID": 0x100001}})
-    with pytest.raises(InvalidArgument, match="unified"):
+    with pytest.raises(InvalidArgument, match=r"invalid configuration: linux\.resources\.unified"):
         manager.set({"unified": {"memory.high": "1"}})
 
 

@@ -209,3 +209,11 @@ def test_tty_flag_is_ignored_with_a_process_file(
     process.write_text(json.dumps({"args": ["/bin/echo", "hi"], "cwd": "/"}))
     result = any_runtime("exec", "-t", "-p", str(process), cid)
     assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr
+
+
+def test_debug_exec_logs_at_level_debug(any_runtime: Runtime, bundle: Bundle) -> None:
+    """runc's exec.bats: `--debug exec` writes debug lines to stderr (galley's wrote none)."""
+    bundle.config["process"]["args"] = ["sleep", "100"]
+    cid = any_runtime.detached(bundle)
+    result = any_runtime("--debug", "exec", cid, "true")
+    assert result.returncode == 0 and "level=debug" in result.stderr, result.stderr

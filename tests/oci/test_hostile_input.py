@@ -204,7 +204,8 @@ def test_an_error_quoting_a_huge_value_keeps_its_ends(runtime: Runtime, bundle: 
          "mounts[7] '/x': mount tmpfs t on "),
         ({"sysctl": {"net.ipv4.ip_forward": "x"}}, "linux.sysctl 'net.ipv4.ip_forward': "),
         ({"listener": "/nonexistent/agent.sock"},
-         "sending the notify fd to /nonexistent/agent.sock: no such file or directory"),
+         "failed to connect with seccomp agent at /nonexistent/agent.sock: "
+         "no such file or directory"),
     ],
 )  # fmt: skip
 def test_a_kernel_refusal_reads_in_plain_words(

@@ -359,3 +359,11 @@ def test_a_tmpfs_over_the_root_with_tmpcopyup(any_runtime: Runtime, bundle: Bund
 def test_proc_over_the_root_is_refused(any_runtime: Runtime, bundle: Bundle) -> None:
     bundle.config["mounts"].insert(0, {"destination": "/", "type": "proc", "source": "proc"})
     run_bundle(any_runtime, bundle, status=1)
+
+
+def test_a_symlinked_proc_is_refused_in_runcs_words(any_runtime: Runtime, bundle: Bundle) -> None:
+    """runc's mask.bats matches "must be mounted on ordinary directory"."""
+    (bundle.rootfs / "proc").rmdir()
+    os.symlink("/symlink", bundle.rootfs / "proc")
+    result = run_bundle(any_runtime, bundle, status=1)
+    assert "must be mounted on ordinary directory" in result.stderr, result.stderr

@@ -315,7 +315,10 @@ class Rootfs:
             self.root_covered = True
         if kind in {"proc", "sysfs"}:
             if where != paths.clean(dest):  # runc: "not a directory" for a symlinked /proc
-                raise InvalidArgument(f"{kind} destination resolves through a symlink to {where!r}")
+                raise InvalidArgument(  # the end in runc's words
+                    f"{kind} destination resolves through a symlink to {where!r}: "
+                    "must be mounted on ordinary directory"
+                )
             return
         mounts.check_proc_target(where, kind, source)
 

@@ -52,6 +52,12 @@ def send_listener(filt: SeccompFilter, notify_fd: int, state: dict[str, object])
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         try:
             sock.connect(filt.listener_path)
+        except OSError as e:  # runc's words
+            raise FailedPrecondition(
+                f"{_FIELD}.listenerPath: failed to connect with seccomp agent at "
+                f"{filt.listener_path}: {os_error_text(e)}"
+            ) from None
+        try:
             socket.send_fds(sock, [json.dumps(message).encode()], [notify_fd])
         except OSError as e:
             raise FailedPrecondition(

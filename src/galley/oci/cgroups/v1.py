@@ -115,7 +115,9 @@ class V1Manager:
             for line in manager.rdma_lines(resources["rdma"]):
                 write(directory, "rdma.max", line)
         if resources.get("unified"):
-            raise InvalidArgument("linux.resources.unified: requires cgroup v2 (this host uses v1)")
+            raise InvalidArgument(  # runc's words first: tools match "invalid configuration"
+                "invalid configuration: linux.resources.unified: cannot use unified on cgroup v1"
+            )
 
     def _cpu(self, cpu: CPU) -> None:
         field = "linux.resources.cpu"

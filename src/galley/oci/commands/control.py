@@ -324,5 +324,7 @@ def run(command: str, ctx: Context, args: Args) -> int:
     elif command == "update":
         update(state, update_resources(args))
     elif command == "exec":
-        return exec_command(state, args)
+        code = exec_command(state, args)
+        ctx.log.debug(f"exec'd container_id={state.id} exit_status={code} detach={args.detach}")
+        return code
     return 0
