@@ -346,6 +346,10 @@ def test_exec_into_a_sub_cgroup(running: tuple[Runtime, str]) -> None:
         for bad in (f"{controller or 'pids'}:/../..", "bogus:sub"):
             refused = rt("exec", "--cgroup", bad, cid, "true")
             assert refused.returncode == 255, bad
+        # in runc's words, as its exec.bats matches them
+        assert " .. is not a sub cgroup path" in rt("exec", "--cgroup", "..", cid, "true").stderr
+        missing = rt("exec", "--cgroup", "nonexistent", cid, "true").stderr
+        assert " adding pid " in missing and "/nonexistent/cgroup.procs: no such file " in missing
         # delete takes the sub-cgroup down with the container's, a process still in it
         detached(rt, "exec", "-d", "--cgroup", option, cid, "sleep", "60")
         rt("delete", "--force", cid, check=True)

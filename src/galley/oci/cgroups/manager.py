@@ -167,14 +167,19 @@ def signal_all(cgroup: CgroupManager, sig: int, *, can_freeze: bool = True) -> N
             cgroup.thaw()
 
 
-def below(directory: str, sub: str) -> str:
-    """The existing cgroup at sub below directory (exec --cgroup); never above it."""
+def below(directory: str, sub: str, pid: int) -> str:
+    """The existing cgroup at sub below directory (exec --cgroup), to move pid into; never
+    above it. The errors end in runc's words (its tests match them)."""
     parts = [part for part in sub.split("/") if part not in {"", "."}]
     if ".." in parts:
-        raise InvalidArgument(f"--cgroup: {sub!r} must stay below the container's cgroup")
+        raise InvalidArgument(f"--cgroup: {sub} is not a sub cgroup path (it leaves the cgroup)")
     path = pathnames.join(directory, *parts)
     if not pathnames.isdir(path):
-        raise FailedPrecondition(f"cgroup {path} does not exist")
+        if not parts:
+            raise FailedPrecondition(f"cgroup {path} does not exist")
+        raise FailedPrecondition(
+            f"--cgroup {sub}: adding pid {pid} to {path}/cgroup.procs: no such file or directory"
+        )
     return path
 
 

@@ -79,7 +79,7 @@ class V1Manager:
         if unknown:
             raise InvalidArgument(f"--cgroup: unknown controller {unknown[0]}")
         targets = {
-            manager.below(directory, sub.get(controller) or sub.get("", ""))
+            manager.below(directory, sub.get(controller) or sub.get("", ""), pid)
             for controller, directory in self._paths.items()
         }
         for directory in sorted(targets):

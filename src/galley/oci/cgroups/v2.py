@@ -79,7 +79,7 @@ class V2Manager:
         if sub:
             if set(sub) != {""}:
                 raise InvalidArgument("--cgroup: cgroup v2 takes a path without controllers")
-            write(manager.below(self.directory, sub[""]), "cgroup.procs", pid)
+            write(manager.below(self.directory, sub[""], pid), "cgroup.procs", pid)
             return
         try:
             write(self.directory, "cgroup.procs", pid)
