@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 
 from galley.errors import InvalidArgument
@@ -162,15 +163,44 @@ def _parse_user(text: str) -> dict[str, int]:
     return ids
 
 
-def exec_spec(state: ContainerState, args: Args) -> Process:
+class ProcessFile:
+    """exec --process: the file, read once (it may be a pipe: runc's tests pass -p /dev/fd/N)
+    and parsed when asked, so that what is wrong with it is reported where runc reports it,
+    after the container's checks."""
+
+    def __init__(self, path: str) -> None:
+        self.data = b""
+        self.error: OSError | None = None
+        try:
+            with open(path, "rb") as f:
+                self.data = f.read(jsonfast.MAX_FILE + 1)
+        except OSError as e:
+            self.error = e
+
+    def load(self) -> Any:
+        """The document; the read's OSError, or InvalidArgument for what is not JSON."""
+        if self.error is not None:
+            raise self.error
+        try:
+            return jsonfast.load_stream(io.BytesIO(self.data), "--process")
+        except ValueError as e:
+            raise InvalidArgument(str(e)) from None
+
+    def terminal(self) -> bool:
+        """process.terminal (false for a file that cannot be read: load() says why)."""
+        try:
+            document = self.load()
+        except (OSError, InvalidArgument):
+            return False
+        return isinstance(document, dict) and document.get("terminal") is True
+
+
+def exec_spec(state: ContainerState, args: Args, process_file: ProcessFile | None) -> Process:
     """The process to exec: --process, or the container's process with the flags applied."""
     from galley.oci.validate import check_host_security, check_process  # noqa: PLC0415 - lazy
 
-    if args.process:
-        try:
-            proc: dict[str, Any] = jsonfast.load_file(args.process, "--process")
-        except ValueError as e:
-            raise InvalidArgument(str(e)) from None
+    if process_file is not None:
+        proc: dict[str, Any] = process_file.load()
         if isinstance(proc, dict):  # what it leaves out is the container's, as in runc
             container = state.spec.get("process") or {}
             for key in ("capabilities", "apparmorProfile", "selinuxLabel"):
@@ -246,7 +276,9 @@ def exec_command(state: ContainerState, args: Args) -> int:
     from galley.oci.stage import Stage  # noqa: PLC0415 - lazy
 
     console_socket = args.console_socket  # as given: the relay sets its own
-    relay_pid, receiver = _start_relay(args)  # before the stage: it must not hold its pipes
+    process_file = ProcessFile(args.process) if args.process else None
+    # the relay first: the stage must not hold its pipes
+    relay_pid, receiver = _start_relay(args, process_file)
     stop_relay = True  # unless the process ran: then the relay ends when the pty closes
     try:
         # Forked first: the stage imports while we import the rest, check and read the process.
@@ -257,7 +289,7 @@ def exec_command(state: ContainerState, args: Args) -> int:
             status = state.status()
             if not (status is Status.PAUSED and args.ignore_paused):
                 require(Operation.EXEC, status, state.id)
-            process = exec_spec(state, args)
+            process = exec_spec(state, args, process_file)
             sub = sub_cgroups(args.cgroup)
             check_console_socket(console_socket, detach=args.detach)  # last, as runc
         except BaseException:
@@ -280,26 +312,18 @@ def exec_command(state: ContainerState, args: Args) -> int:
             _wait_relay(relay_pid, stop=stop_relay)
 
 
-def _start_relay(args: Args) -> tuple[int, ConsoleReceiver | None]:
-    if not _wants_terminal(args) or args.detach or args.console_socket:
+def _start_relay(
+    args: Args, process_file: ProcessFile | None
+) -> tuple[int, ConsoleReceiver | None]:
+    """-t, or with --process the file's process.terminal (runc ignores -t there)."""
+    terminal = process_file.terminal() if process_file is not None else args.tty
+    if not terminal or args.detach or args.console_socket:
         return 0, None
     from galley.oci.commands.terminal import ConsoleReceiver, fork_relay  # noqa: PLC0415
 
     receiver = ConsoleReceiver()
     args.console_socket = receiver.path
     return fork_relay(receiver), receiver
-
-
-def _wants_terminal(args: Args) -> bool:
-    """-t, or with --process the file's process.terminal: runc ignores -t there. A file that
-    cannot be read asks for none; exec_spec reports what is wrong with it."""
-    if not args.process:
-        return bool(args.tty)
-    try:
-        process = jsonfast.load_file(args.process, "--process")
-    except (OSError, ValueError):
-        return False
-    return isinstance(process, dict) and process.get("terminal") is True
 
 
 def _wait_relay(pid: int, *, stop: bool) -> None:
