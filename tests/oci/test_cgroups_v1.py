@@ -156,6 +156,24 @@ def test_cpu_limits_read_back(parent: str, kids: Children) -> None:
         manager.set({"cpu": {"shares": 1}})  # the kernel clamps to 2: runc reports it
 
 
+def test_a_shorter_period_refused_against_the_old_quota_is_set_after_the_quota(
+    parent: str, kids: Children
+) -> None:
+    """The parent allows half a CPU; the cgroup has 500 ms per 1 s. A 10 ms period would
+    give the old quota 50 CPUs, so the kernel refuses it until the quota is 3 ms: as runc
+    does, the period is written again after the quota (galley's stayed at 1 s)."""
+    top = LAYOUT.v1["cpu"].directory(parent)
+    os.makedirs(top)
+    with open(os.path.join(top, "cpu.cfs_quota_us"), "w") as f:
+        f.write("50000")
+    manager = _new(parent, {"cpu": {"quota": 500000, "period": 1000000}})
+    _started(manager, kids)
+    manager.set({"cpu": {"quota": 500000, "period": 1000000}})
+    manager.set({"cpu": {"quota": 3000, "period": 10000}})
+    assert _read(manager, "cpu", "cpu.cfs_quota_us") == "3000"
+    assert _read(manager, "cpu", "cpu.cfs_period_us") == "10000"
+
+
 def test_pids_limit(parent: str, kids: Children) -> None:
     manager = _new(parent)
     _started(manager, kids)

@@ -142,20 +142,24 @@ class V1Manager:
                 write(self._dir("cpuset", f"{field}.{key}"), name, str(value))
 
     def _cfs(self, cpu: CPU) -> None:
-        """period then quota; if the kernel refuses the period against the old quota, swap."""
+        """period then quota. The kernel may refuse a shorter period against the old quota
+        (their ratio would pass a parent's limit): then quota first, and the period again."""
         quota, period = cpu.get("quota", 0), cpu.get("period", 0)
         if not (quota or period or cpu.get("burst") is not None):
             return
         directory = self._dir("cpu", "linux.resources.cpu")
+        period_later = False
         if period:
             try:
                 write(directory, "cpu.cfs_period_us", period)
             except InvalidArgument:
                 if not quota:
                     raise
-                write(directory, "cpu.cfs_quota_us", quota)
+                period_later = True
         if quota:
             write(directory, "cpu.cfs_quota_us", quota)
+        if period_later:
+            write(directory, "cpu.cfs_period_us", period)
         if cpu.get("burst") is not None:
             write(directory, "cpu.cfs_burst_us", cpu["burst"])
 
