@@ -30,8 +30,9 @@ DEFAULT_READONLY = [
 ]
 
 
-def default_spec(rootless: bool = False) -> Spec:
-    """A fresh default spec: sh with a terminal in ./rootfs, five namespaces, runc's mounts."""
+def default_spec(rootless: bool = False, *, cgroup_namespace: bool = True) -> Spec:
+    """A fresh default spec: sh with a terminal in ./rootfs, five namespaces (six with
+    cgroup_namespace), runc's mounts."""
     spec: Spec = {
         "ociVersion": OCI_VERSION,
         "process": {
@@ -108,12 +109,13 @@ def default_spec(rootless: bool = False) -> Spec:
                 {"type": "ipc"},
                 {"type": "uts"},
                 {"type": "mount"},
-                {"type": "cgroup"},
             ],
             "maskedPaths": list(DEFAULT_MASKED),
             "readonlyPaths": list(DEFAULT_READONLY),
         },
     }
+    if cgroup_namespace:
+        spec["linux"]["namespaces"].append({"type": "cgroup"})
     if rootless:
         spec["linux"]["namespaces"].append({"type": "user"})
         spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 0, "size": 1}]

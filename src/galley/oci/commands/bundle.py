@@ -32,14 +32,17 @@ def syntax(command: str) -> Syntax:
 
 
 def write_spec(bundle: str, rootless: bool) -> str:
-    """Write a default config.json into bundle (refusing to overwrite); its path."""
+    """Write a default config.json into bundle (refusing to overwrite); its path. As runc's,
+    it has a cgroup namespace on a pure cgroup v2 host only."""
+    from galley.oci.cgroups.layout import detect  # noqa: PLC0415 - lazy
     from galley.oci.defaults import default_spec  # noqa: PLC0415 - lazy
 
     path = pathnames.join(bundle, "config.json")
     if pathnames.exists(path):
         raise AlreadyExists("File config.json exists. Remove it first")
     with open(path, "x") as f:
-        json.dump(default_spec(rootless=rootless), f, indent="\t")
+        spec = default_spec(rootless=rootless, cgroup_namespace=detect().mode == "v2")
+        json.dump(spec, f, indent="\t")
     return path
 
 
