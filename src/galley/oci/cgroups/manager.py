@@ -270,23 +270,6 @@ def procs(directory: str, *, recursive: bool = True) -> list[int]:
     return sorted(found)
 
 
-def make_dirs(directory: str) -> list[str]:
-    """mkdir -p, returning the directories it created (outermost first)."""
-    missing: list[str] = []
-    current = directory
-    while not pathnames.isdir(current):
-        missing.append(current)
-        current = pathnames.dirname(current)
-    created = []
-    for path in reversed(missing):
-        try:
-            posix.mkdir(path, 0o755)
-        except FileExistsError:
-            continue
-        created.append(path)
-    return created
-
-
 def remove(directory: str, timeout: float = 2.0) -> None:
     """rmdir the cgroup and its children, retrying while exiting processes still hold them."""
     deadline = time.monotonic() + timeout

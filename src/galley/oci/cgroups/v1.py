@@ -65,7 +65,7 @@ class V1Manager:
     def create(self) -> None:
         """Make the directories in every hierarchy (and the hybrid cgroup2 one)."""
         for controller, directory in sorted(self._paths.items()):
-            manager.make_dirs(directory)
+            pathnames.makedirs(directory, 0o755, exist_ok=True)
             if controller == "cpuset":
                 _fill_cpusets(directory)
         if self.unified is not None:
