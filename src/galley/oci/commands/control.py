@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import sys
 
 from galley.errors import InvalidArgument
@@ -164,35 +163,29 @@ def _parse_user(text: str) -> dict[str, int]:
 
 
 class ProcessFile:
-    """exec --process: the file, read once (it may be a pipe: runc's tests pass -p /dev/fd/N)
-    and parsed when asked, so that what is wrong with it is reported where runc reports it,
-    after the container's checks."""
+    """exec --process: the file, read and parsed once (it may be a pipe: runc's tests pass
+    -p /dev/fd/N); what is wrong with it is raised by load(), where runc reports it, after
+    the container's checks."""
 
     def __init__(self, path: str) -> None:
-        self.data = b""
-        self.error: OSError | None = None
+        self.document: Any = None
+        self.error: OSError | InvalidArgument | None = None
         try:
-            with open(path, "rb") as f:
-                self.data = f.read(jsonfast.MAX_FILE + 1)
+            self.document = jsonfast.load_file(path, "--process")
         except OSError as e:
             self.error = e
+        except ValueError as e:
+            self.error = InvalidArgument(str(e))
 
     def load(self) -> Any:
         """The document; the read's OSError, or InvalidArgument for what is not JSON."""
         if self.error is not None:
             raise self.error
-        try:
-            return jsonfast.load_stream(io.BytesIO(self.data), "--process")
-        except ValueError as e:
-            raise InvalidArgument(str(e)) from None
+        return self.document
 
     def terminal(self) -> bool:
         """process.terminal (false for a file that cannot be read: load() says why)."""
-        try:
-            document = self.load()
-        except (OSError, InvalidArgument):
-            return False
-        return isinstance(document, dict) and document.get("terminal") is True
+        return isinstance(self.document, dict) and self.document.get("terminal") is True
 
 
 def exec_spec(state: ContainerState, args: Args, process_file: ProcessFile | None) -> Process:
