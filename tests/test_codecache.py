@@ -106,6 +106,19 @@ def test_a_cache_for_another_bytecode_version_is_ignored(
     assert codecache.install(str(tmp_path / "missing.bin")) is None
 
 
+def test_a_plain_module_is_served_alone(tmp_path: Path) -> None:
+    """A name in packages that is a module, not a package: that module and nothing else."""
+    src = _tree(tmp_path)
+    cache = tmp_path / "cache.bin"
+    assert codecache.build(str(cache), ["pkg.mod"], str(src), stdlib=()) == 1
+    lines = _import(src, cache)
+    assert lines[:3] == [
+        f"pkg package SourceFileLoader {src / 'pkg' / '__init__.py'}",
+        f"pkg.mod module CodeCache {src / 'pkg' / 'mod.py'}",
+        f"pkg.sub module+sub SourceFileLoader {src / 'pkg' / 'sub.py'}",
+    ]
+
+
 def test_galley_runc_runs_from_the_cache_setup_builds() -> None:
     """What scripts/setup.sh and scripts/test.sh build: every module of galley.oci and
     galley.kernel, and galley-runc's own imports served from it."""
@@ -118,13 +131,13 @@ def test_galley_runc_runs_from_the_cache_setup_builds() -> None:
     assert built.stdout.split()[0].isdigit() and int(built.stdout.split()[0]) > 50
     probe = (
         f"import sys; sys.path.insert(0, {str(REPO / 'src')!r}); from galley import codecache; "
-        "codecache.install(); from galley.oci import cli, launch; "
-        "print(type(cli.__loader__).__name__, type(launch.__loader__).__name__)"
+        "codecache.install(); from galley import errors; from galley.oci import cli, launch; "
+        "print(*(type(m.__loader__).__name__ for m in (cli, launch, errors)))"
     )
     out = subprocess.run(
         ["/usr/bin/python3", "-IS", "-c", probe], capture_output=True, text=True, check=False
     )
-    assert out.stdout.split() == ["CodeCache", "CodeCache"], out.stderr
+    assert out.stdout.split() == ["CodeCache", "CodeCache", "CodeCache"], out.stderr
 
 
 def test_standard_library_files_come_from_the_cache_without_a_path_search(

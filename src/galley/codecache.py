@@ -4,8 +4,9 @@ A command of galley-runc imports about 40 of our modules, and the stage it forks
 importlib spends ~80 us on each before the module's code even runs (the path search, stats,
 opening and checking the .pyc); here an import is a dict lookup, one stat and an unmarshal.
 
-    build()          compile galley.oci and galley.kernel into CACHE (scripts/setup.sh and
-                     bench/ run it); written to a temporary file and renamed into place
+    build()          compile galley.oci, galley.kernel and galley.errors into CACHE
+                     (scripts/setup.sh and bench/ run it); written to a temporary file
+                     and renamed into place
     install()        bin/galley-runc, before its first import: a finder, first on
                      sys.meta_path, that serves the modules the cache holds
 
@@ -50,7 +51,9 @@ def _parent(path: str) -> str:
 _HERE = __file__ if __file__.startswith("/") else f"{posix.getcwd()}/{__file__}"
 SRC = _parent(_parent(_HERE))
 CACHE = f"{SRC}/galley/__pycache__/runtime.{sys.implementation.cache_tag}.bin"
-PACKAGES = ("galley.oci", "galley.kernel")  # what galley-runc imports, and only that
+# What galley-runc imports of ours, and only that: packages (every module under them) or modules.
+# Only galley and galley.codecache itself are imported before the cache is there.
+PACKAGES = ("galley.oci", "galley.kernel", "galley.errors")
 # What galley-runc imports of the standard library that is neither built in nor frozen.
 STDLIB = ("__future__", "_ctypes", "_json", "resource", "termios")
 MAGIC = _frozen_importlib_external.MAGIC_NUMBER  # the .pyc format's version
@@ -189,8 +192,8 @@ def build(
     src: str = SRC,
     stdlib: "Sequence[str]" = STDLIB,
 ) -> int:
-    """Compile every module of packages (found under src) and of stdlib into the cache at
-    path; how many modules it serves."""
+    """Compile every module of packages (found under src; a name may be a plain module
+    too) and of stdlib into the cache at path; how many modules it serves."""
     import os  # noqa: PLC0415 - setup time only; galley-runc never builds
 
     index: dict[str, Entry] = {}
@@ -264,12 +267,16 @@ def _stdlib(
 
 
 def _modules(packages: "Sequence[str]", src: str) -> list[tuple[str, str, bool]]:
-    """(module name, source file, is a package) for every module of packages."""
+    """(module name, source file, is a package) for every module of packages (and for each
+    name that is a plain module, itself)."""
     import os  # noqa: PLC0415 - build() only
 
     found = []
     for package in packages:
         top = os.path.join(src, *package.split("."))
+        if os.path.isfile(f"{top}.py"):
+            found.append((package, f"{top}.py", False))
+            continue
         for directory, subdirectories, files in os.walk(top):
             subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
             for file in sorted(f for f in files if f.endswith(".py")):
