@@ -220,6 +220,27 @@ def test_missing_executable_leaves_nothing(any_runtime: Runtime, bundle: Bundle)
     assert any_runtime("list", "-q", check=True).stdout == ""
 
 
+def test_an_init_whose_execve_fails_after_ready_leaves_nothing(
+    runtime: Runtime, bundle: Bundle, parent: str
+) -> None:
+    """Arguments over the kernel's limit for one string (128 KiB): the init's execve (of the
+    trampoline, which carries them) fails once it has told P it is ready, while P writes
+    state.json. create fails naming the program in runc's words (not Python's "Argument
+    list too long: 7"), and no state, cgroup or process is left. (runc fails there only at
+    `start`: its init is its own binary until then.)"""
+    bundle.config["process"]["args"] = ["true", "x" * (128 << 10)]
+    bundle.config["linux"]["cgroupsPath"] = f"{parent}/c"
+    layout = detect()
+    hierarchies = [*layout.v1.values(), *([layout.unified] if layout.unified else [])]
+    cid = runtime.new_id()
+    result = detached(runtime, "create", "--bundle", str(bundle.write()), cid, check=False)
+    assert result.returncode == 1
+    assert "exec /bin/true: argument list too long" in result.stderr
+    assert not (runtime.root / cid).exists()
+    assert not [h for h in hierarchies if os.path.exists(h.directory(f"{parent}/c"))]
+    assert not _processes_naming(cid)
+
+
 def test_a_program_the_kernel_cannot_run_exits_1_saying_why(
     any_runtime: Runtime, bundle: Bundle
 ) -> None:

@@ -750,12 +750,23 @@ class ProcessStarter:
             if self.nnp:  # before this execve too: root's would raise permitted to bounding
                 proc.set_no_new_privs()
             argv = self.trampoline.argv(self.executable, self.process["args"])
-            posix.execve(self.image, argv, self.env)
+            self._execve(self.image, argv)
         if self.nnp:
             proc.set_no_new_privs()
             if self.filter is not None:
                 self.filter.load()
-        posix.execve(self.executable, self.process["args"], self.env)
+        self._execve(self.executable, self.process["args"])
+
+    def _execve(self, image: str | int, argv: list[str]) -> None:
+        """execve, failing in runc's words ("exec /bin/sh: argument list too long"), not
+        Python's (the trampoline's image is an fd: "Argument list too long: 7")."""
+        try:
+            posix.execve(image, argv, self.env)
+        except OSError as err:
+            from galley.errors import go_error_text  # noqa: PLC0415 - loaded by P already
+
+            words = go_error_text(err.errno) if err.errno else str(err)
+            raise OSError(err.errno, f"exec {self.executable}: {words}") from None
 
 
 def close_on_exec(first: int) -> None:

@@ -99,10 +99,13 @@ def create(
     foreground: bool,
     report: Callable[[str], None],
     keyring: str | None = None,
+    on_ready: Callable[[LaunchResult], None] | None = None,
 ) -> LaunchResult:
     """Start the container's init (in stage), stopped at the exec fifo until `start`;
     report: where poststop hooks that fail after a failed create say so (the command's
-    log); keyring: the session keyring it joins (None: it keeps the caller's)."""
+    log); keyring: the session keyring it joins (None: it keeps the caller's); on_ready:
+    called with the result once the init is ready, while it execs the trampoline (an
+    error there, or a failed execve, fails the create and undoes it)."""
     rollback = Rollback()
     rollback.add(stage.abandon)
     try:
@@ -119,6 +122,7 @@ def create(
             foreground=foreground,
             report=report,
             keyring=keyring,
+            on_ready=on_ready,
         )
     except StageError as err:
         rollback.run()
@@ -169,6 +173,7 @@ def _create(
     foreground: bool,
     report: Callable[[str], None],
     keyring: str | None,
+    on_ready: Callable[[LaunchResult], None] | None,
 ) -> LaunchResult:
     channel, stage_pid, preserve_fds = stage.channel, stage.pid, stage.preserve_fds
     terminal = check_console(spec.get("process", {}), console_socket)
@@ -246,6 +251,7 @@ def _create(
             consoles=masters,
             after_pid=join_cgroup,
             on_clone=record_clone,
+            on_ready=None if on_ready is None else lambda: on_ready(launched[0]),
         )
     except StageError as err:
         raise StageError(_explain(err, cgroup, spec)) from None

@@ -313,13 +313,15 @@ def serve(
     consoles: list[int] | None = None,
     after_pid: Callable[[int], None] | None = None,
     on_clone: Callable[[str, int], None] | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> int:
     """Answer the init stage until it is ready (and, when it execs next, until its execve has
     succeeded); the container's pid (exec: the pty masters the stage reports are copied into
     consoles). on_clone(path, mount id) records a rootfs clone before the stage attaches it
     (create without a mount namespace). after_pid(pid) runs once the stage goes on with the
-    container's pid (create:
-    P moves it into its cgroup meanwhile)."""
+    container's pid (create: P moves it into its cgroup meanwhile). on_ready() runs once it
+    is ready, while its execve (a millisecond or two) is under way (create: P writes
+    state.json meanwhile); an execve that then fails fails serve all the same."""
     server = StageServer(channel, spec, stage_pid, state, rollback, consoles=consoles)
     server.after_pid = after_pid
     server.on_clone = on_clone
@@ -337,6 +339,8 @@ def serve(
             raise
         if done:
             break
+    if on_ready is not None:
+        on_ready()
     if msg.get("execs"):
         _wait_for_execve(channel)
     return server.pid

@@ -171,6 +171,21 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
     except BaseException:
         stage.abandon()
         raise
+    recorded: list[ContainerState] = []
+
+    def record(result: LaunchResult) -> None:  # while the init execs the trampoline
+        recorded.append(
+            _record(
+                ctx.root,
+                cid,
+                bundle=bundle,
+                rootfs=rootfs,
+                spec=spec,
+                result=result,
+                keyring=keyring,
+            )
+        )
+
     try:  # nothing between the state directory's mkdir and here that a signal could stop
         with Lock(state_dir):
             result = launch.create(
@@ -185,17 +200,10 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
                 foreground=foreground,
                 report=ctx.log.error,
                 keyring=keyring,
+                on_ready=record,
             )
             try:  # a signal may come at any point from here on, too
-                state = _record(
-                    ctx.root,
-                    cid,
-                    bundle=bundle,
-                    rootfs=rootfs,
-                    spec=spec,
-                    result=result,
-                    keyring=keyring,
-                )
+                state = recorded[0]
                 posix.unlink(pathnames.join(state_dir, INCOMPLETE_FILE))
             except BaseException:
                 _abandon(result)
