@@ -319,6 +319,29 @@ def test_personality_scheduler_io_priority_affinity(runtime: Runtime, bundle: Bu
     assert any("policy" in line and line.split()[-1] == "3" for line in lines), lines  # BATCH
 
 
+def test_a_realtime_policy_runs_with_a_realtime_budget_and_says_what_it_needs_without(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    """SCHED_FIFO in a container of its own cpu cgroup: with RT group scheduling (this host's
+    v1 cpu hierarchy) the kernel refuses it until the cgroup has realtime runtime. The
+    refusal names the field that gives it; with the budget the program runs under FIFO."""
+    if not os.path.exists("/sys/fs/cgroup/cpu/cpu.rt_runtime_us"):
+        pytest.skip("no RT group scheduling in a v1 cpu hierarchy here")
+    process = bundle.config["process"]
+    process["scheduler"] = {"policy": "SCHED_FIFO", "priority": 10}
+    process["args"] = ["sh", "-c", "grep ^policy /proc/self/sched"]
+    refused = runtime("run", "-b", str(bundle.write()), runtime.new_id())
+    assert refused.returncode == 1
+    assert "operation not permitted (a realtime policy needs a realtime budget" in refused.stderr
+    assert "linux.resources.cpu.realtimeRuntime" in refused.stderr
+    bundle.config["linux"]["resources"] = {
+        "cpu": {"realtimeRuntime": 10000, "realtimePeriod": 1000000}
+    }
+    res = runtime("run", "-b", str(bundle.write()), runtime.new_id())
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split()[-1] == "1"  # SCHED_FIFO
+
+
 @pytest.mark.parametrize("nnp", [False, True])
 def test_a_32_bit_personality_with_a_seccomp_profile_and_a_memory_policy(
     runtime: Runtime, bundle: Bundle, nnp: bool

@@ -81,7 +81,13 @@ def apply_scheduler(scheduler: dict[str, object]) -> None:
     try:
         sched.sched_setattr(policy, **kwargs)
     except OSError as e:
-        raise FailedPrecondition(f"{_FIELD}: {os_error_text(e)}") from None
+        hint = ""
+        if e.errno == errno.EPERM and policy in (sched.SCHED_FIFO, sched.SCHED_RR):
+            # RT group scheduling (a v1 cpu hierarchy; v2's cpu controller): a new cgroup
+            # has no realtime runtime until it is given some
+            hint = " (a realtime policy needs a realtime budget in the container's cpu cgroup:"
+            hint += " linux.resources.cpu.realtimeRuntime)"
+        raise FailedPrecondition(f"{_FIELD}: {os_error_text(e)}{hint}") from None
 
 
 def apply_io_priority(io_priority: dict[str, object]) -> None:
