@@ -104,8 +104,9 @@ def create(
     """Start the container's init (in stage), stopped at the exec fifo until `start`;
     report: where poststop hooks that fail after a failed create say so (the command's
     log); keyring: the session keyring it joins (None: it keeps the caller's); on_ready:
-    called with the result once the init is ready, while it execs the trampoline (an
-    error there, or a failed execve, fails the create and undoes it)."""
+    called with the result once the init is ready and its terminal handed over, while it
+    execs the trampoline (an error there, or a failed execve, fails the create and undoes
+    it); the pid file is written last."""
     rollback = Rollback()
     rollback.add(stage.abandon)
     try:
@@ -241,6 +242,11 @@ def _create(
         hostmounts.record(state_dir, path, mount_id)
         rollback.add_final(lambda: hostmounts.release(state_dir))  # once the stage is dead
 
+    def ready() -> None:  # the init execs the trampoline meanwhile
+        _hand_over_console(masters, console_socket)
+        if on_ready is not None:
+            on_ready(launched[0])
+
     try:
         serve(
             channel,
@@ -251,15 +257,16 @@ def _create(
             consoles=masters,
             after_pid=join_cgroup,
             on_clone=record_clone,
-            on_ready=None if on_ready is None else lambda: on_ready(launched[0]),
+            on_ready=ready,
         )
     except StageError as err:
         raise StageError(_explain(err, cgroup, spec)) from None
     channel.close()
-    result = _finish(launched[0], masters, console_socket, pid_file)
+    if pid_file:
+        write_pid_file(pid_file, launched[0].pid)
     for release in releases:  # created: the moved interfaces stay where they are
         release()
-    return result
+    return launched[0]
 
 
 def _explain(err: StageError, cgroup: CgroupManager, spec: Spec) -> str:
@@ -305,18 +312,13 @@ def _describe(pid: int, cgroup: CgroupManager) -> LaunchResult:
     return LaunchResult(pid=pid, start_time=start_time, cgroup=cgroup, namespaces=paths(pid))
 
 
-def _finish(
-    result: LaunchResult, masters: list[int], console_socket: str | None, pid_file: str | None
-) -> LaunchResult:
-    """After "ready": the pty master to the console socket, the pid file, the result."""
+def _hand_over_console(masters: list[int], console_socket: str | None) -> None:
+    """At "ready", before state.json: the pty master to the console socket."""
     if masters and console_socket is not None:
         from galley.oci.console import send_master  # noqa: PLC0415
 
         send_master(console_socket, masters[0])
         _close_all(masters)
-    if pid_file:
-        write_pid_file(pid_file, result.pid)
-    return result
 
 
 def _cgroup_manager(spec: Spec, container_id: str, rollback: Rollback) -> CgroupManager:
