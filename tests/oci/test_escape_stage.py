@@ -125,6 +125,7 @@ def test_cwd_cannot_be_a_leaked_fd(runtime: Runtime, bundle: Bundle, mode: str) 
 _CWD_CHECK = """
 import posix, sys
 sys.path.insert(0, sys.argv[1])
+import galley.kernel.mount  # the stage has it loaded (run_stage)
 from galley.oci.init import StageError, enter_cwd
 outside = posix.open(sys.argv[3], posix.O_RDONLY | posix.O_DIRECTORY)
 posix.chroot(sys.argv[2])
@@ -174,6 +175,7 @@ def test_a_leaked_cwd_is_refused_when_getcwd_is_denied(tmp_path: Path) -> None:
 _ALIASED_CWD_CHECK = """
 import os, posix, sys
 sys.path.insert(0, sys.argv[1])
+import galley.kernel.mount  # the stage has it loaded (run_stage)
 from galley.oci.init import StageError, enter_cwd
 top = sys.argv[2]
 os.chdir(top + "/root")
@@ -223,6 +225,59 @@ def test_a_cwd_climbed_to_is_the_root_itself_not_its_directory(tmp_path: Path) -
     assert lines[:2] == ["inside True", "deep True"], lines
     assert lines[2].startswith("aliased refused: "), lines
     assert "outside the container's root" in lines[2]
+
+
+_DETACHED_CWD_CHECK = """
+import posix, sys
+sys.path.insert(0, sys.argv[1])
+from galley.kernel import mount as k  # the stage has it loaded (run_stage)
+from galley.oci.init import StageError, enter_cwd
+root = sys.argv[2]
+clone = k.open_tree(k.AT_FDCWD, root, k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC)
+posix.chroot(root)
+posix.chdir("/")
+def denied():
+    raise PermissionError(1, "Operation not permitted")
+posix.getcwd = denied
+real_chdir = posix.chdir
+def into_clone(path):
+    posix.fchdir(clone)
+    real_chdir("sub")
+for name, chdir in (("inside", lambda path: real_chdir("/sub")),
+                    ("clone", lambda path: posix.fchdir(clone)),
+                    ("clone/sub", into_clone)):
+    posix.chdir = chdir
+    try:
+        print(name, enter_cwd("/proc/self/fd/N"))
+    except StageError as err:
+        print(name, "refused:", err)
+"""
+
+
+def test_a_cwd_in_a_detached_copy_of_the_root_is_refused_when_getcwd_is_denied(
+    tmp_path: Path,
+) -> None:
+    """A leaked fd on a detached clone of the rootfs (open_tree, as galley's own clone for a
+    container without a mount namespace is until attached): its root has the root's device
+    and inode, and its ".." stays put as the root's does. Only the mount id tells them
+    apart; the climb passed it before."""
+    (tmp_path / "root" / "sub").mkdir(parents=True)
+    res = subprocess.run(
+        [
+            *("unshare", "-m", "--propagation", "private"),
+            *(sys.executable, "-I", "-S", "-c", _DETACHED_CWD_CHECK),
+            *(str(REPO / "src"), str(tmp_path / "root")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    lines = res.stdout.splitlines()
+    assert lines[0] == "inside True", lines
+    for line, name in zip(lines[1:], ("clone", "clone/sub"), strict=True):
+        assert line.startswith(f"{name} refused: "), lines
+        assert "outside the container's root" in line
 
 
 def _as_nobody(path: str) -> list[str]:

@@ -51,17 +51,10 @@ def inherits_mount_namespace(spec: Spec) -> bool:
     return not any(entry.get("type") == "mount" for entry in namespaces)
 
 
-def mount_id(fd: int) -> int:
-    """The id of the mount fd is on."""
-    with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
-        for line in info:
-            if line.startswith(b"mnt_id:"):
-                return int(line.split()[1])
-    raise OSError(f"no mnt_id in the fdinfo of fd {fd}")
-
-
 def top_mount_id(path: str) -> int:
     """The id of the topmost mount on path (what a lookup of path reaches)."""
+    from galley.kernel.mount import mount_id  # noqa: PLC0415
+
     fd = posix.open(path, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
     try:
         return mount_id(fd)

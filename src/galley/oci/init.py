@@ -153,6 +153,7 @@ def run_stage(
         # which takes no ptrace check: an exec's process is seen there before its execve.
         set_title(b"galley-runc init")
         # What the stage needs, imported while P still makes the state and the cgroup.
+        import galley.kernel.mount  # noqa: PLC0415 - the cwd check's mount ids
         from galley.oci import capabilities, identity, namespaces, rlimits, trampoline  # noqa: F401, PLC0415
 
         if creates:
@@ -820,8 +821,10 @@ def _below_root() -> bool:
     """Whether "/" is reached from the cwd by "..", for when getcwd is denied: a cwd outside
     the root (a leaked fd's directory, CVE-2024-21626) climbs to a top of its own. A top is
     where ".." stays put: the root is one, but a directory that only looks like the root (the
-    rootfs reached through another mount, whose ".." leads out) is not. Climbed by fds, so
-    that no depth is too deep. Without open or stat, nothing can tell: True."""
+    rootfs reached through another mount, whose ".." leads out) is not, nor the root of a
+    detached copy of the rootfs (whose ".." stays put too: told by its mount id, where statx
+    gives one). Climbed by fds, so that no depth is too deep. Without open or stat, nothing
+    can tell: True."""
     flags = posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC
     try:
         root = posix.stat("/")
@@ -836,12 +839,24 @@ def _below_root() -> bool:
             fd = parent_fd
             parent = posix.stat(fd)
             if (parent.st_dev, parent.st_ino) == (here.st_dev, here.st_ino):
-                return (here.st_dev, here.st_ino) == (root.st_dev, root.st_ino)
+                if (here.st_dev, here.st_ino) != (root.st_dev, root.st_ino):
+                    return False
+                return _same_mount(fd, "/")
             here = parent
     except OSError:
         return True
     finally:
         posix.close(fd)
+
+
+def _same_mount(fd: int, path: str) -> bool:
+    """Whether fd and path are on one mount (True where the kernel cannot say)."""
+    from galley.kernel.mount import AT_FDCWD, mount_id  # noqa: PLC0415 - run_stage loaded it
+
+    try:
+        return mount_id(fd) == mount_id(AT_FDCWD, path)
+    except OSError:
+        return True
 
 
 def find_executable(name: str, env: dict[str, str]) -> str:

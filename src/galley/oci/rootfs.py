@@ -127,7 +127,7 @@ class Rootfs:
             raise FailedPrecondition("root.path: no mount point for the rootfs clone")
         try:
             if report_clone is not None:
-                report_clone(target, hostmounts.mount_id(tree))
+                report_clone(target, k.mount_id(tree))
             hostmounts.attach(tree, target)
         except OSError as err:
             posix.close(tree)
