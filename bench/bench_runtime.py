@@ -1,6 +1,6 @@
 """galley-runc against runc (and crun where it runs) on one busybox bundle running `true`.
 
-    python -m bench.bench_runtime [-n RUNS] [--idle MS] [--compare CHECKOUT]...
+    python -m bench.bench_runtime [-n RUNS] [--idle MS] [--compare CHECKOUT]... [--measure M]...
 
 Five measures per runtime, interleaved run by run (the runtimes' order rotated each run) so
 that machine noise hits all alike:
@@ -12,7 +12,9 @@ p90s and the ratio of each runtime to galley-runc. A runtime that cannot run her
 refuses the hybrid cgroup layout) is reported with its error instead. --compare adds another
 galley checkout (say a `git worktree` of the previous commit) to the same interleaved run: the
 way to see what a change gains on this noisy machine. Each checkout's code cache
-(galley.codecache) is built first, as scripts/setup.sh builds it.
+(galley.codecache) is built first, as scripts/setup.sh builds it. --measure keeps only the
+measures whose names contain M ("run", "exec", "seccomp", ...): a 1 ms change needs a few
+hundred runs here, which all five measures would take long to give.
 
 --idle MS waits that long before every measured command. Back to back (the default), each
 command comes within milliseconds of the previous one's cgroup migrations; after 150 ms of
@@ -35,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from galley.fixtures.busybox import make_bundle
@@ -207,11 +209,16 @@ def probe(name: str, binary: str, root: str, bundle: str) -> str | None:
 
 
 def bench(
-    runtimes: dict[str, str], bundle: str, sleeper: str, runs: int, idle: float = 0.0
+    runtimes: dict[str, str],
+    bundle: str,
+    sleeper: str,
+    runs: int,
+    idle: float = 0.0,
+    measures: Sequence[str] = tuple(MEASURES),
 ) -> dict[str, dict[str, list[float]]]:
     """Times in ms: measure -> runtime -> samples, interleaved."""
     roots = {name: tempfile.mkdtemp(prefix=f"bench-{_safe(name)}-") for name in runtimes}
-    times: dict[str, dict[str, list[float]]] = {m: {n: [] for n in runtimes} for m in MEASURES}
+    times: dict[str, dict[str, list[float]]] = {m: {n: [] for n in runtimes} for m in measures}
     try:
         for name, binary in runtimes.items():
             _call(
@@ -223,7 +230,8 @@ def bench(
             # cgroups, its namespaces) while the next command runs, which costs whoever
             # comes first after another measure's last delete.
             order = names[i % len(names) :] + names[: i % len(names)]
-            for measure, fn in MEASURES.items():
+            for measure in measures:
+                fn = MEASURES[measure]
                 for name in order:
                     binary = runtimes[name]
                     time.sleep(idle)
@@ -263,7 +271,13 @@ def main() -> int:
     parser.add_argument(
         "--compare", action="append", default=[], metavar="CHECKOUT", help="another galley tree"
     )
+    parser.add_argument(
+        "--measure", action="append", default=[], metavar="M", help="only measures naming M"
+    )
     args = parser.parse_args()
+    measures = [m for m in MEASURES if not args.measure or any(w in m for w in args.measure)]
+    if not measures:
+        parser.error(f"--measure: none of {', '.join(MEASURES)} matches")
     work = Path(tempfile.mkdtemp(prefix="bench-runtime-"))
     try:
         bundle = str(make_bundle(work / "bundle", ["true"]))
@@ -298,7 +312,7 @@ def main() -> int:
                 print(f"{name}: cannot run here: {error}")
         if "galley-runc" not in runtimes:
             return 1
-        report(bench(runtimes, bundle, sleeper, args.runs, args.idle / 1000))
+        report(bench(runtimes, bundle, sleeper, args.runs, args.idle / 1000, measures))
     finally:
         if _library is not None:
             _library.close()
