@@ -121,7 +121,7 @@ def test_a_plain_module_is_served_alone(tmp_path: Path) -> None:
 
 def test_galley_runc_runs_from_the_cache_setup_builds() -> None:
     """What scripts/setup.sh and scripts/test.sh build: every module of galley.oci and
-    galley.kernel, and galley-runc's own imports served from it."""
+    galley.kernel, and galley.errors, and galley-runc's own imports served from it."""
     built = subprocess.run(
         ["/usr/bin/python3", "-IS", str(REPO / "src" / "galley" / "codecache.py")],
         capture_output=True,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import GALLEY_RUNC
-from tests.oci.conftest import Bundle, Runtime, create_in_files
+from tests.oci.conftest import Bundle, Runtime, create_in_files, run_bundle
 
 pytestmark = pytest.mark.root
 
@@ -330,16 +330,13 @@ def test_a_realtime_policy_runs_with_a_realtime_budget_and_says_what_it_needs_wi
     process = bundle.config["process"]
     process["scheduler"] = {"policy": "SCHED_FIFO", "priority": 10}
     process["args"] = ["sh", "-c", "grep ^policy /proc/self/sched"]
-    refused = runtime("run", "-b", str(bundle.write()), runtime.new_id())
-    assert refused.returncode == 1
+    refused = run_bundle(runtime, bundle, status=1)
     assert "operation not permitted (a realtime policy needs a realtime budget" in refused.stderr
     assert "linux.resources.cpu.realtimeRuntime" in refused.stderr
     bundle.config["linux"]["resources"] = {
         "cpu": {"realtimeRuntime": 10000, "realtimePeriod": 1000000}
     }
-    res = runtime("run", "-b", str(bundle.write()), runtime.new_id())
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.split()[-1] == "1"  # SCHED_FIFO
+    assert run_bundle(runtime, bundle).stdout.split()[-1] == "1"  # SCHED_FIFO
 
 
 @pytest.mark.parametrize("nnp", [False, True])
