@@ -26,6 +26,10 @@ if pid == 0:
     posix.close(r)
     from galley.kernel import quickexit
     quickexit.HELPER_SLEEP_US = 1_000_000
+    if NO_CLOSE_RANGE:
+        def denied(first):
+            raise OSError(38, "close_range: Function not implemented")
+        proc.close_from = denied
     posix.write(w, b"written before the exit")
     quickexit.exit_now(7)
 posix.close(w)
@@ -66,7 +70,7 @@ print(json.dumps({
 
 
 def test_exit_now_passes_the_status_and_leaves_a_helper_that_holds_only_the_memory() -> None:
-    seen = json.loads(fresh_python(SCRIPT))
+    seen = json.loads(fresh_python("NO_CLOSE_RANGE = False\n" + SCRIPT))
     assert seen["data"] == "written before the exit"
     assert seen["exit"] == 7
     # EOF came and the process was reaped while its helper still slept: the helper holds none
@@ -98,3 +102,10 @@ def test_the_helper_shares_the_address_space() -> None:
     if platform.machine() != "x86_64":
         pytest.skip("the kcmp syscall number here is x86_64's")
     assert fresh_python(SHARED).split() == ["True", "0"]
+
+
+def test_without_close_range_the_exit_is_a_plain_one() -> None:
+    """Where close_range is missing or denied, no helper is started (it would hold the
+    descriptors that could not be closed), and the exit is as before."""
+    seen = json.loads(fresh_python("NO_CLOSE_RANGE = True\n" + SCRIPT))
+    assert (seen["data"], seen["exit"], seen["helpers"]) == ("written before the exit", 7, 0)

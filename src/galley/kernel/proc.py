@@ -86,8 +86,18 @@ def setdomainname(name: str) -> None:
 
 def cloexec_from(first: int) -> None:
     """Mark every fd >= first close-on-exec (close_range(first, ~0, CLOSE_RANGE_CLOEXEC))."""
+    _close_range(first, CLOSE_RANGE_CLOEXEC)
+
+
+def close_from(first: int) -> None:
+    """Close every fd >= first (close_range(first, ~0, 0)), or raise OSError: unlike
+    posix.closerange, never a close() per number where the syscall is missing or denied."""
+    _close_range(first, 0)
+
+
+def _close_range(first: int, flags: int) -> None:
     fn = function("syscall", ffi.c_long, ffi.c_long, ffi.c_uint, ffi.c_uint, ffi.c_uint)
-    check(fn(_SYS_CLOSE_RANGE, first, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC), "close_range")
+    check(fn(_SYS_CLOSE_RANGE, first, 0xFFFFFFFF, flags), "close_range")
 
 
 RLIM_INFINITY = (1 << 64) - 1

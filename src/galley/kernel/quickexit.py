@@ -10,7 +10,7 @@ helper frees the memory when its sleep ends, on its own time.
 
 The helper runs no Python: glibc's clone() calls libc's usleep on a stack of its own, then
 exits. It gets no file descriptors (all are closed first, so that a caller reading to EOF is
-not kept waiting), has every signal blocked (so no Python handler runs in it) and sends no
+not kept waiting; without close_range there is no helper), has every signal blocked (so no Python handler runs in it) and sends no
 exit signal. Once this process is gone it is an orphan, which init or the caller's
 subreaper reaps as any other. It costs ~0.1 ms, so only a process that has loaded the
 ctypes layer for other reasons uses it (see bin/galley-runc).
@@ -21,7 +21,7 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]
 import posix
 
-from galley.kernel import ffi, libc
+from galley.kernel import ffi, libc, proc
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,7 +37,10 @@ def exit_now(status: int) -> NoReturn:
     """_exit(status), leaving the freeing of the address space to a short-lived helper.
     Everything the process writes must be flushed by now: its descriptors are closed."""
     _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
-    posix.closerange(0, 0x7FFFFFFF)
+    try:
+        proc.close_from(0)
+    except OSError:  # no close_range (Linux < 5.9, a seccomp filter): no helper either
+        posix._exit(status)
     start_helper(HELPER_SLEEP_US)
     posix._exit(status)
 
