@@ -1,7 +1,7 @@
 """Ending a process without making its parent wait while the kernel frees its memory.
 
 An exiting process frees its address space before its parent hears of the exit. For a
-galley-runc create, run or exec, a Python process with ~25 MB mapped, that takes 1-2 ms of
+galley-runc create, run or exec, a Python process with ~10 MB resident, that takes 1-2 ms of
 the caller's time: containerd's shim waits for `create`, a kubelet's probe for `exec`. The
 kernel frees an address space when the last process using it lets go of it. So exit_now
 first starts a helper that shares it (clone with CLONE_VM) and does nothing but sleep for a
@@ -9,11 +9,12 @@ few milliseconds: the parent's wait returns as soon as the rest of the exit is d
 helper frees the memory when its sleep ends, on its own time.
 
 The helper runs no Python: glibc's clone() calls libc's usleep on a stack of its own, then
-exits. It gets no file descriptors (all are closed first, so that a caller reading to EOF is
-not kept waiting; without close_range there is no helper), has every signal blocked (so no Python handler runs in it) and sends no
-exit signal. Once this process is gone it is an orphan, which init or the caller's
-subreaper reaps as any other. It costs ~0.1 ms, so only a process that has loaded the
-ctypes layer for other reasons uses it (see bin/galley-runc).
+exits. It gets no file descriptors: all are closed first, so that a caller reading to EOF is
+not kept waiting (where close_range fails, no helper is started). It has every signal
+blocked, so no Python handler runs in it, and sends no exit signal. Once this process is
+gone it is an orphan, which init or the caller's subreaper reaps as any other. Starting it
+costs ~0.1 ms, so only a process that has loaded the ctypes layer for other reasons uses it
+(see bin/galley-runc).
 """
 
 from __future__ import annotations
