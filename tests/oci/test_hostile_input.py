@@ -229,3 +229,32 @@ def test_a_kernel_refusal_reads_in_plain_words(
     assert res.returncode == 1, res.stdout
     assert message in res.stderr, res.stderr
     assert "Errno" not in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("damage", ["{trunc", "", '{"id": "other", "pid": 1}', "[]"])
+def test_a_damaged_state_file_makes_nothing_removed_on_a_guess(
+    any_runtime: Runtime, bundle: Bundle, damage: str
+) -> None:
+    """A running container whose state.json is damaged (a full disk, a hand edit): delete
+    --force fails, as runc's, and leaves the directory and the process for a person to look
+    at. galley-runc treated it as a create killed before its state and removed the directory,
+    leaving the container running, unseen. list says it on stderr and lists the others."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = any_runtime.detached(bundle)
+    pid = json.loads(any_runtime("state", cid, check=True).stdout)["pid"]
+    state_file = any_runtime.root / cid / "state.json"
+    saved = state_file.read_bytes()
+    state_file.write_text(damage)
+    try:
+        res = any_runtime("delete", "--force", cid)
+        assert res.returncode == 1, res.stderr
+        assert "Traceback" not in res.stderr
+        assert state_file.exists()
+        os.kill(pid, 0)  # still running
+        listed = any_runtime("list", "-q")
+        assert (listed.returncode, listed.stdout) == (0, "")
+        assert f"load container {cid}" in listed.stderr
+        if "galley" in any_runtime.binary:
+            assert "corrupt state.json" in res.stderr and "by hand" in res.stderr, res.stderr
+    finally:
+        state_file.write_bytes(saved)  # for the fixture's delete

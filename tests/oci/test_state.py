@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -113,12 +114,44 @@ def test_valid_ids(good: str) -> None:
     assert st.validate_id(good) == good
 
 
-def test_corrupt_state_is_reported(tmp_path: Path) -> None:
+GOOD_STATE = {
+    "id": "bad", "bundle": "/b", "rootfs": "/b/rootfs", "pid": 7, "start_time": 1,
+    "created": "2026-01-01T00:00:00Z",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("{not json", "Expecting property name"),
+        ("[]", "not an object but list"),
+        ("{}", "no id, bundle, rootfs, pid, start_time, created"),
+        (json.dumps({**GOOD_STATE, "pid": "7"}), "pid is not an int"),
+        (json.dumps({**GOOD_STATE, "pid": True}), "pid is not an int"),
+        (json.dumps({**GOOD_STATE, "pid": 0}), "pid 0"),
+        (json.dumps({**GOOD_STATE, "pid": -1}), "pid -1"),
+        (json.dumps({**GOOD_STATE, "id": "other"}), "it names container 'other'"),
+        (json.dumps({**GOOD_STATE, "config": []}), "config is not a dict"),
+    ],
+)
+def test_corrupt_state_is_reported(tmp_path: Path, content: str, reason: str) -> None:
+    """Never a wrong pid to signal (-1 is every process) or another container's directory
+    to remove: a damaged state.json is CorruptState, which delete --force does not clear."""
     (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / st.STATE_FILE).write_text("{not json")
-    with pytest.raises(NotFound, match="corrupt"):
+    (tmp_path / "bad" / st.STATE_FILE).write_text(content)
+    with pytest.raises(st.CorruptState, match=r"corrupt state\.json") as caught:
         st.ContainerState.load(str(tmp_path), "bad")
-    assert list(st.list_states(str(tmp_path))) == []
+    assert reason in str(caught.value)
+    assert not isinstance(caught.value, NotFound)
+    damaged: list[str] = []
+    assert list(st.list_states(str(tmp_path), lambda cid, _e: damaged.append(cid))) == []
+    assert damaged == ["bad"]
+
+
+def test_a_well_formed_state_loads(tmp_path: Path) -> None:
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / st.STATE_FILE).write_text(json.dumps(GOOD_STATE))
+    assert st.ContainerState.load(str(tmp_path), "bad").pid == 7
 
 
 def test_remove_and_lock(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:

@@ -28,7 +28,7 @@ from galley.oci.status import Status
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from typing import Any
 
     from galley.oci.cgroups import CgroupManager
@@ -151,6 +151,57 @@ FIELDS = (
 )
 
 
+# What load() requires of state.json's fields (the first six must be there): anything else
+# is a damaged file, which must not become a wrong pid to signal or another container's
+# directory to remove.
+FIELD_TYPES: dict[str, type] = {
+    "id": str,
+    "bundle": str,
+    "rootfs": str,
+    "pid": int,
+    "start_time": int,
+    "created": str,
+    "owner": str,
+    "annotations": dict,
+    "config": dict,
+    "cgroup": dict,
+    "namespaces": dict,
+    "keyring": str,
+}
+REQUIRED_FIELDS = FIELDS[:6]
+
+
+class CorruptState(FailedPrecondition):
+    """A container's state.json is there but cannot be read. Its process and cgroup are not
+    known, so no command may kill or remove on a guess (delete --force included, as runc):
+    a person must look."""
+
+    def __init__(self, root: str, container_id: str, reason: str) -> None:
+        super().__init__(
+            f'container "{container_id}": corrupt {STATE_FILE} ({reason}): galley-runc cannot'
+            " tell its process or cgroup; stop those and remove"
+            f" {container_dir(root, container_id)} by hand"
+        )
+
+
+def _shape_problem(data: object, container_id: str) -> str:
+    """What is wrong with state.json's decoded content ("" when nothing)."""
+    if not isinstance(data, dict):
+        return f"not an object but {type(data).__name__}"
+    missing = [name for name in REQUIRED_FIELDS if name not in data]
+    if missing:
+        return f"no {', '.join(missing)}"
+    for name, kind in FIELD_TYPES.items():
+        value = data.get(name, kind())
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return f"{name} is not a{'n' if kind is int else ''} {kind.__name__}"
+    if data["id"] != container_id:
+        return f"it names container {data['id']!r}"
+    if data["pid"] < 1:
+        return f"pid {data['pid']}"
+    return ""
+
+
 class ContainerState:
     """What state.json records about one container: a frozen value (dataclass-like, without
     importing dataclasses, which costs galley-runc ~7 ms a start)."""
@@ -243,7 +294,10 @@ class ContainerState:
         except FileNotFoundError:
             raise NotFound(f'container "{container_id}" does not exist') from None
         except ValueError as e:
-            raise NotFound(f'container "{container_id}": corrupt {STATE_FILE}: {e}') from None
+            raise CorruptState(root, container_id, str(e)) from None
+        problem = _shape_problem(data, container_id)
+        if problem:
+            raise CorruptState(root, container_id, problem)
         return cls(root=root, **{k: v for k, v in data.items() if k in FIELDS})
 
     def save(self) -> None:
@@ -331,13 +385,20 @@ def list_ids(root: str) -> list[str]:
     return sorted(n for n in names if pathnames.isfile(pathnames.join(root, n, STATE_FILE)))
 
 
-def list_states(root: str) -> Iterator[ContainerState]:
-    """Every container under root whose state.json can be read."""
+def list_states(
+    root: str, damaged: Callable[[str, CorruptState], None] | None = None
+) -> Iterator[ContainerState]:
+    """Every container under root whose state.json can be read; damaged(id, error) hears of
+    those whose state.json is corrupt (a directory without one is a create still running,
+    or one killed midway: skipped)."""
     for cid in list_ids(root):
         try:
             yield ContainerState.load(root, cid)
         except (NotFound, InvalidArgument):
             continue
+        except CorruptState as e:
+            if damaged is not None:
+                damaged(cid, e)
 
 
 class Lock:

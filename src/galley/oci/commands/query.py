@@ -10,7 +10,7 @@ from galley.errors import FailedPrecondition, InvalidArgument
 from galley.oci.commands.args import container_id
 from galley.oci.commands.options import STR, Args, Option, Syntax
 from galley.oci.jsonfast import dumps, dumps_indented
-from galley.oci.state import ContainerState, list_states
+from galley.oci.state import ContainerState, CorruptState, list_states
 from galley.oci.status import Status
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
@@ -70,7 +70,7 @@ def table(rows: list[tuple[str, ...]], minwidth: int = 12, padding: int = 3) -> 
 
 def list_containers(ctx: Context, fmt: str, quiet: bool) -> str:
     """`list` output: a table, ids only, or a JSON array (null when empty, as runc)."""
-    states = [s.to_runc_json(owner=_owner(s)) for s in list_states(ctx.root)]
+    states = [s.to_runc_json(owner=_owner(s)) for s in list_states(ctx.root, _damaged)]
     if quiet:
         return "".join(f"{s['id']}\n" for s in states)
     if fmt == "json":
@@ -78,6 +78,12 @@ def list_containers(ctx: Context, fmt: str, quiet: bool) -> str:
     keys = ("id", "pid", "status", "bundle", "created", "owner")
     rows = [LIST_COLUMNS, *(tuple(str(s[k]) for k in keys) for s in states)]
     return table(rows)
+
+
+def _damaged(cid: str, error: CorruptState) -> None:
+    """A container whose state.json cannot be read is said on stderr, as runc's list says
+    it, and left out of the list."""
+    sys.stderr.write(f"load container {cid}: {error}\n")
 
 
 def ps(state: ContainerState, fmt: str, ps_args: list[str]) -> str:
