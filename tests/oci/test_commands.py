@@ -319,8 +319,21 @@ def test_paused_created_container_reports_paused(any_runtime: Runtime, bundle: B
     refused = any_runtime("delete", cid)  # only a created (not paused) one is killed by delete
     assert refused.returncode == 1
     assert f"cannot delete container {cid} that is not stopped: paused" in refused.stderr
+    not_started = any_runtime("start", cid)  # galley-runc started it, unseen, till resumed
+    assert not_started.returncode == 1
+    assert "cannot start a container in the paused state" in not_started.stderr
     any_runtime("resume", cid, check=True)
     assert status(any_runtime, cid) == "created"
+    any_runtime("start", cid, check=True)
+    assert status(any_runtime, cid) == "running"
+
+
+def test_start_of_a_paused_running_container_says_paused(running: tuple[Runtime, str]) -> None:
+    rt, cid = running
+    rt("pause", cid, check=True)
+    refused = rt("start", cid)
+    assert refused.returncode == 1
+    assert "cannot start a container in the paused state" in refused.stderr
 
 
 def test_ps_with_options_ps_refuses_is_one_line(running: tuple[Runtime, str]) -> None:

@@ -326,8 +326,8 @@ class ContainerState:
     def status(self, *, check_frozen: bool = True) -> Status:
         """The derived status: stopped unless init lives; then paused (frozen, even before
         start, as runc reports it), created (the exec fifo is still there) or running.
-        check_frozen=False skips reading the freezer: `start` uses it, since a frozen init
-        simply runs once resumed."""
+        check_frozen=False skips reading the freezer, for a caller to whom paused and
+        running are alike (`kill` of any signal but SIGKILL)."""
         if not self.alive():
             return Status.STOPPED
         if check_frozen and self.cgroup and self._frozen():

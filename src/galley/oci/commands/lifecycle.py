@@ -287,8 +287,8 @@ def start(ctx: Context, state: ContainerState) -> None:
     """Let a created container run its process, then run the poststart hooks. A failing one
     stops the container and destroys it before start fails: the runtime-spec's lifecycle
     (step 9, since 1.2; it once said "warn") and runc, which kills and removes it too."""
-    with Lock(state.dir):
-        require(Operation.START, state.status(check_frozen=False), state.id)
+    with Lock(state.dir):  # a frozen one is "paused", and refused as runc refuses it
+        require(Operation.START, state.status(), state.id)
         signal_start(state.dir)
     hooks = state.spec.get("hooks", {}).get("poststart")
     if hooks:
