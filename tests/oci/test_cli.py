@@ -105,13 +105,23 @@ def test_spec_writes_a_valid_config(any_runtime: Runtime, tmp_path: Path) -> Non
     assert "config.json exists" in again.stderr
 
 
-def test_an_os_error_is_one_line_in_plain_words(runtime: Runtime, tmp_path: Path) -> None:
+def test_an_os_error_is_one_line_in_plain_words(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """The path, then the reason in Go's (runc's) words; never Python's "[Errno 2] ..."."""
     missing = tmp_path / "missing"
-    result = runtime("spec", "--bundle", str(missing))
-    assert result.returncode == 1
-    assert f"No such file or directory: {missing}/config.json" in result.stderr
-    assert "Errno" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = runtime.detached(bundle)
+    for args, words in [
+        (["spec", "--bundle", str(missing)], f"spec: {missing}/config.json"),
+        (["exec", "--process", str(missing), cid], f"exec failed: {missing}"),
+        (["update", "-r", str(missing), cid], f"update: {missing}"),
+    ]:
+        result = runtime(*args)
+        assert result.returncode == (255 if args[0] == "exec" else 1)
+        assert f"{words}: no such file or directory" in result.stderr, result.stderr
+        assert "Errno" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_spec_rootless_and_cwd(runtime: Runtime, tmp_path: Path) -> None:

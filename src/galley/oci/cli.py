@@ -12,7 +12,7 @@ import posix
 import sys
 import time
 
-from galley.errors import GalleyError, InvalidArgument, go_error_text
+from galley.errors import GalleyError, InvalidArgument, go_error_text, os_error_text
 from galley.kernel import pathnames
 from galley.oci.commands.options import STR, Args, Option, Syntax, UsageError, parse, usage
 from galley.oci.jsonfast import dumps
@@ -338,10 +338,8 @@ def _run(args: Args, log: Log) -> int:
         log.failure(_FAILED.get(args.command, "") + str(e))
     except NotImplementedError as e:
         log.failure(f"{args.command}: not implemented yet ({e})")
-    except OSError as e:
-        from galley.oci.init import describe  # noqa: PLC0415 - only on failure
-
-        log.failure(_FAILED.get(args.command, f"{args.command}: ") + describe(e))
+    except OSError as e:  # "open /x: no such file or directory" as runc words it, or "/x: ..."
+        log.failure(_FAILED.get(args.command, f"{args.command}: ") + os_error_text(e))
     except KeyboardInterrupt:
         return 130
     return 255 if args.command == "exec" else 1  # runc's exit status for a failed exec
