@@ -20,7 +20,7 @@ import traceback
 
 from galley.cli import archive, check, du, images, transfer
 from galley.cli.context import Context
-from galley.errors import GalleyError
+from galley.errors import GalleyError, os_error_text
 from galley.images.store import DEFAULT_ROOT
 
 DEFAULT_HOSTS_DIR = "/etc/galley/certs.d"
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except OSError as exc:
-        return _fail(ctx, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        return _fail(ctx, os_error_text(exc))  # "/var/lib/galley: not a directory"
     except KeyboardInterrupt:
         return _fail(ctx, "interrupted", 130)
     except Exception as exc:  # the one place that turns bugs into one line

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from galley.errors import InvalidArgument, PermissionDenied, Unavailable
+from galley.errors import InvalidArgument, PermissionDenied, Unavailable, os_error_text
 from galley.images.auth import (
     Authorizer,
     Challenge,
@@ -262,7 +262,8 @@ class Transport:
                 conn.close()
                 if isinstance(exc, socket.timeout):
                     raise Unavailable(f"registry {parts.netloc!r} timed out") from exc
-                raise Unavailable(f"registry {parts.netloc!r} cannot be reached: {exc}") from exc
+                reason = os_error_text(exc) if isinstance(exc, OSError) else str(exc)
+                raise Unavailable(f"registry {parts.netloc!r} cannot be reached: {reason}") from exc
             resp = Response(raw.status, raw.msg, raw, url)
             if method == "HEAD" or raw.isclosed():
                 raw.close()
