@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from galley.errors import go_error_text, os_error_text
+from galley.errors import go_error_text, os_error_text, reason_text
 
 
 def test_go_error_text() -> None:
@@ -33,3 +33,17 @@ def test_go_error_text() -> None:
 def test_os_error_text(error: OSError, text: str) -> None:
     assert os_error_text(error) == text
     assert "Errno" not in os_error_text(error)
+
+
+@pytest.mark.parametrize(
+    ("error", "text"),
+    [
+        (FileNotFoundError(errno.ENOENT, "No such file", "/x.tar"), "no such file or directory"),
+        (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), "connection refused"),
+        (ValueError("Expecting value: char 0"), "Expecting value: char 0"),
+        (OSError("no errno here"), "no errno here"),
+    ],
+)
+def test_reason_text(error: BaseException, text: str) -> None:
+    """The reason alone, for a message that names the file or peer itself."""
+    assert reason_text(error) == text

@@ -75,3 +75,12 @@ def os_error_text(err: OSError) -> str:
     paths = [str(p) for p in (err.filename, err.filename2) if p is not None and str(p) not in call]
     head = " ".join([call, *paths] if call else paths)
     return f"{head}: {reason}" if head else reason
+
+
+def reason_text(exc: BaseException) -> str:
+    """Why exc happened, for a message that names the file or peer itself: an OSError's
+    reason as Go words it ("no such file or directory"), without its path or Python's
+    "[Errno 2]"; any other exception's own text."""
+    if isinstance(exc, OSError) and exc.errno:
+        return go_error_text(exc.errno)
+    return str(exc)

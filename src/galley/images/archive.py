@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from typing import IO, TYPE_CHECKING, Any
 
 from galley.content.digest import Digest
-from galley.errors import InvalidArgument, NotFound, go_error_text
+from galley.errors import InvalidArgument, NotFound, reason_text
 from galley.images import mediatypes as mt
 from galley.images import platforms, tree
 from galley.images.mediatypes import Descriptor
@@ -179,8 +179,7 @@ def import_archive(
     try:
         tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by the with below
     except OSError as exc:
-        reason = go_error_text(exc.errno) if exc.errno else str(exc)
-        raise InvalidArgument(f"archive {path!r} cannot be read: {reason}") from exc
+        raise InvalidArgument(f"archive {path!r} cannot be read: {reason_text(exc)}") from exc
     except tarfile.TarError as exc:  # its text lists every decompressor tried, on lines
         raise InvalidArgument(f"archive {path!r} is not a tar (plain, gzip, bzip2 or xz)") from exc
     with tar, store.meta.lease(namespace) as lease:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from galley.errors import InvalidArgument, PermissionDenied
+from galley.errors import InvalidArgument, PermissionDenied, reason_text
 
 TOKEN_MIN_TTL = 60
 _PARAM = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))\s*,?')
@@ -103,7 +103,7 @@ def _read_docker_config(path: str) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise InvalidArgument(f"docker config {path!r} cannot be read: {exc}") from exc
+        raise InvalidArgument(f"docker config {path!r} cannot be read: {reason_text(exc)}") from exc
     return doc if isinstance(doc, dict) else {}
 
 
@@ -144,7 +144,9 @@ def credential_helper(helper: str, host: str) -> Credentials | None:
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise PermissionDenied(f"credential helper {helper!r} for {host!r} failed: {exc}") from exc
+        raise PermissionDenied(
+            f"credential helper {helper!r} for {host!r} failed: {reason_text(exc)}"
+        ) from exc
     if out.returncode != 0:
         if b"not found" in out.stdout + out.stderr:
             return None

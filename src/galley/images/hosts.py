@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from galley.errors import InvalidArgument
+from galley.errors import InvalidArgument, reason_text
 
 PULL, RESOLVE, PUSH = "pull", "resolve", "push"
 ALL_CAPABILITIES = frozenset({PULL, RESOLVE, PUSH})
@@ -94,7 +94,7 @@ def parse_hosts_toml(path: str, host: str) -> list[RegistryHost]:
         with open(path, "rb") as fh:
             doc = tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidArgument(f"hosts file {path!r} cannot be read: {exc}") from exc
+        raise InvalidArgument(f"hosts file {path!r} cannot be read: {reason_text(exc)}") from exc
     base = os.path.dirname(path)
     hosts: list[RegistryHost] = []
     table = doc.get("host", {})

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from galley.errors import InvalidArgument, PermissionDenied, Unavailable, os_error_text
+from galley.errors import InvalidArgument, PermissionDenied, Unavailable, reason_text
 from galley.images.auth import (
     Authorizer,
     Challenge,
@@ -145,7 +145,7 @@ def ssl_context(host: RegistryHost) -> ssl.SSLContext:
         for cert, key in host.client:
             ctx.load_cert_chain(cert, key or None)
     except (OSError, ssl.SSLError) as exc:
-        raise InvalidArgument(f"TLS files for registry {host.host!r}: {exc}") from exc
+        raise InvalidArgument(f"TLS files for registry {host.host!r}: {reason_text(exc)}") from exc
     if host.skip_verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -262,8 +262,9 @@ class Transport:
                 conn.close()
                 if isinstance(exc, socket.timeout):
                     raise Unavailable(f"registry {parts.netloc!r} timed out") from exc
-                reason = os_error_text(exc) if isinstance(exc, OSError) else str(exc)
-                raise Unavailable(f"registry {parts.netloc!r} cannot be reached: {reason}") from exc
+                raise Unavailable(
+                    f"registry {parts.netloc!r} cannot be reached: {reason_text(exc)}"
+                ) from exc
             resp = Response(raw.status, raw.msg, raw, url)
             if method == "HEAD" or raw.isclosed():
                 raw.close()
