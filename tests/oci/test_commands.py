@@ -187,6 +187,12 @@ def test_events_stats(running: tuple[Runtime, str]) -> None:
     assert data["pids"]["current"] >= 3
     assert data["memory"]["usage"]["usage"] > 0
     assert data["cpu"]["usage"]["total"] > 0
+    # runc's shape: memory.raw is memory.stat whole, zeros included (galley dropped
+    # "cache": 0 from it); blkio's lists are left out when empty (galley printed []).
+    memory_stat = cgroup_file(init_pid(rt, cid), "memory", "memory.stat", "memory.stat")
+    stat_keys = {line.split()[0] for line in memory_stat.read_text().splitlines()}
+    assert set(data["memory"]["raw"]) == stat_keys
+    assert all(entries for entries in data.get("blkio", {}).values()), data["blkio"]
 
 
 def test_events_interval_streams(runtime: Runtime, bundle: Bundle) -> None:

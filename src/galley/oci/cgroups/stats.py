@@ -201,12 +201,15 @@ def v1_stats(paths: dict[str, str]) -> dict[str, object]:
     return out
 
 
-# Fields runc leaves out when zero (Go's omitempty), by their key in any nested object.
+# Fields runc leaves out when zero or empty (Go's omitempty), by their key in any nested
+# object but the maps of raw counters (memory.raw), whose entries runc prints all.
 _OMIT_WHEN_ZERO = frozenset(
     {"usage", "max", "total", "percpu", "percpu_kernel", "percpu_user", "current", "limit"}
     | {"periods", "throttled_periods", "throttled_time", "cache"}
+    | {"ioServiceBytesRecursive", "ioServicedRecursive"}
 )
 _ALWAYS = frozenset({("usage", "limit"), ("swap", "limit"), ("kernel", "limit")})
+_MAPS = frozenset({"raw"})
 
 
 def for_events(stats: dict[str, object]) -> dict[str, object]:
@@ -218,7 +221,7 @@ def runc_shape(stats: dict[str, object], parent: str = "") -> dict[str, object]:
     """Drop zero and empty values where runc's JSON omits them; keep memory limits."""
     out: dict[str, object] = {}
     for key, value in stats.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key not in _MAPS:
             value = runc_shape(value, key)
         keep = (parent, key) in _ALWAYS or key not in _OMIT_WHEN_ZERO
         if value in (0, [], {}) and not keep and key != "failcnt":
