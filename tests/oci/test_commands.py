@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -174,6 +175,17 @@ def test_update_limits(running: tuple[Runtime, str]) -> None:
     # with --resources, runc ignores the other flags (its help says so)
     rt("update", "-r", "-", "--pids-limit", "99", cid, input='{"pids": {"limit": 88}}', check=True)
     assert cgroup_file(pid, "pids", "pids.max").read_text().strip() == "88"
+
+
+def test_an_update_the_kernel_refuses_says_why_in_go_words(running: tuple[Runtime, str]) -> None:
+    """A CPU the host lacks: the kernel refuses the write (ERANGE on v1, EINVAL on v2); the
+    error names the file and the reason as runc words it, lower case."""
+    rt, cid = running
+    result = rt("update", "--cpuset-cpus", str(os.cpu_count() or 1), cid)
+    assert result.returncode == 1
+    assert "cpuset.cpus" in result.stderr, result.stderr
+    reasons = ("numerical result out of range", "invalid argument")
+    assert any(reason in result.stderr for reason in reasons), result.stderr
 
 
 def test_events_stats(running: tuple[Runtime, str]) -> None:

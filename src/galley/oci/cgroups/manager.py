@@ -20,7 +20,7 @@ import errno
 import posix
 import time
 
-from galley.errors import FailedPrecondition, InvalidArgument
+from galley.errors import FailedPrecondition, InvalidArgument, reason_text
 from galley.kernel import pathnames
 
 SIGKILL = 9  # the same on every Linux architecture; the signal module costs ~2 ms (enum)
@@ -198,7 +198,7 @@ def write(directory: str, name: str, value: str | int) -> None:
         posix.write(fd, str(value).encode())
     except OSError as e:
         raise InvalidArgument(
-            f"cgroup {directory}: writing {str(value)!r} to {name}: {posix.strerror(e.errno or 0)}"
+            f"cgroup {directory}: writing {str(value)!r} to {name}: {reason_text(e)}"
         ) from e
     finally:
         posix.close(fd)
