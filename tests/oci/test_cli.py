@@ -124,11 +124,23 @@ def test_an_os_error_is_one_line_in_plain_words(
         assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_spec_rootless_and_cwd(runtime: Runtime, tmp_path: Path) -> None:
-    runtime("spec", "--rootless", check=True, cwd=tmp_path)
+def test_spec_rootless_and_cwd(any_runtime: Runtime, tmp_path: Path) -> None:
+    """runc's rootless spec: the caller's own ids mapped, the host's network (so /sys is a
+    bind of the host's), no uid=/gid= mount options, no resources. galley kept a network
+    namespace, sysfs and devpts' gid=5 (unmapped for a user who is not root)."""
+    any_runtime("spec", "--rootless", check=True, cwd=tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    assert {"type": "user"} in config["linux"]["namespaces"]
-    assert config["linux"]["uidMappings"]
+    linux = config["linux"]
+    kinds = [ns["type"] for ns in linux["namespaces"]]
+    assert kinds[-1] == "user" and "network" not in kinds
+    assert linux["uidMappings"] == [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
+    assert linux["gidMappings"] == [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
+    sys_mount = next(m for m in config["mounts"] if m["destination"] == "/sys")
+    assert (sys_mount["type"], sys_mount["source"]) == ("none", "/sys")
+    assert sys_mount["options"] == ["rbind", "nosuid", "noexec", "nodev", "ro"]
+    options = [o for m in config["mounts"] for o in m.get("options", [])]
+    assert not [o for o in options if o.startswith(("uid=", "gid="))]
+    assert "resources" not in linux
 
 
 def test_features(runtime: Runtime) -> None:

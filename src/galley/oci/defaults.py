@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import posix
+
 from galley.oci.spec import Spec
 
 OCI_VERSION = "1.2.0"
@@ -117,8 +119,28 @@ def default_spec(rootless: bool = False, *, cgroup_namespace: bool = True) -> Sp
     if cgroup_namespace:
         spec["linux"]["namespaces"].append({"type": "cgroup"})
     if rootless:
-        spec["linux"]["namespaces"].append({"type": "user"})
-        spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 0, "size": 1}]
-        spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 1}]
-        del spec["linux"]["resources"]
+        _make_rootless(spec)
     return spec
+
+
+def _make_rootless(spec: Spec) -> None:
+    """What `runc spec --rootless` writes, for a user who is not root on the host: a user
+    namespace mapping root to the caller's own ids alone; the host's network (an unprivileged
+    user gets no other that reaches anywhere), so /sys is a read-only bind of the host's
+    (sysfs is only for who owns the network namespace); no uid=/gid= mount options (no other
+    id is mapped); no cgroup resources (the user may not own a cgroup)."""
+    linux = spec["linux"]
+    linux["namespaces"] = [
+        ns for ns in linux["namespaces"] if ns["type"] not in ("network", "user")
+    ] + [{"type": "user"}]
+    linux["uidMappings"] = [{"containerID": 0, "hostID": posix.geteuid(), "size": 1}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": posix.getegid(), "size": 1}]
+    for mount in spec["mounts"]:
+        if mount["destination"] == "/sys":
+            mount["source"], mount["type"] = "/sys", "none"
+            mount["options"] = ["rbind", "nosuid", "noexec", "nodev", "ro"]
+            continue
+        if "options" in mount:
+            kept = [o for o in mount["options"] if not o.startswith(("uid=", "gid="))]
+            mount["options"] = kept
+    del linux["resources"]
