@@ -12,7 +12,7 @@ import posix
 import sys
 import time
 
-from galley.errors import GalleyError, InvalidArgument, go_error_text, os_error_text
+from galley.errors import GalleyError, InvalidArgument, go_error_text, os_error_text, reason_text
 from galley.kernel import pathnames
 from galley.oci.commands.options import STR, Args, Option, Syntax, UsageError, parse, usage
 from galley.oci.jsonfast import dumps
@@ -317,8 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         log.check()
     except OSError as e:  # runc's words: "open <path>: no such file or directory"
-        reason = go_error_text(e.errno) if e.errno else str(e)
-        Log(None, args.log_format).failure(f"open {args.log}: {reason}")
+        Log(None, args.log_format).failure(f"open {args.log}: {reason_text(e)}")
         return 1
     try:
         return _run(args, log)

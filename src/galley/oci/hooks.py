@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import posix
 
-from galley.errors import DeadlineExceeded, FailedPrecondition, go_error_text
+from galley.errors import DeadlineExceeded, FailedPrecondition, reason_text
 from galley.oci.jsonfast import dumps
 
 TYPE_CHECKING = False  # typing (via galley.oci.spec) costs ~8 ms to import; mypy knows this
@@ -76,8 +76,7 @@ def run_hook(hook: Hook, state_json: bytes, index: int) -> None:
             start_new_session=True,  # its own process group: a timeout kills its children too
         )
     except OSError as e:
-        reason = go_error_text(e.errno) if e.errno else str(e)
-        raise FailedPrecondition(f"{failed}: fork/exec {path}: {reason}") from None
+        raise FailedPrecondition(f"{failed}: fork/exec {path}: {reason_text(e)}") from None
     try:
         out, err = proc.communicate(state_json, timeout=timeout or None)
     except subprocess.TimeoutExpired:

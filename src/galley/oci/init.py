@@ -764,10 +764,9 @@ class ProcessStarter:
         try:
             posix.execve(image, argv, self.env)
         except OSError as err:
-            from galley.errors import go_error_text  # noqa: PLC0415 - loaded by P already
+            from galley.errors import reason_text  # noqa: PLC0415 - loaded by P already
 
-            words = go_error_text(err.errno) if err.errno else str(err)
-            raise OSError(err.errno, f"exec {self.executable}: {words}") from None
+            raise OSError(err.errno, f"exec {self.executable}: {reason_text(err)}") from None
 
 
 def close_on_exec(first: int) -> None:
