@@ -453,6 +453,31 @@ def test_idmapped_bind(bundle: Bundle, tmp_path: Path, option: str) -> None:
     assert (data / "mine").stat().st_uid == 0  # the files themselves are untouched
 
 
+@pytest.mark.parametrize(("option", "below"), [("idmap", "0 0"), ("ridmap", "1000 2000")])
+def test_only_ridmap_idmaps_the_submounts_of_an_rbind(
+    bundle: Bundle, tmp_path: Path, option: str, below: str
+) -> None:
+    """The runtime-spec's `idmap` maps the bind's own mount and `ridmap` its submounts too;
+    an rbind copies the submounts either way (runc's idmap.bats: "child mounts were not
+    remapped")."""
+    data = tmp_path / "tree"
+    (data / "sub").mkdir(parents=True)
+    (data / "top").write_text("")
+    subprocess.run(["mount", "-t", "tmpfs", "galley-test", str(data / "sub")], check=True)
+    try:
+        (data / "sub" / "file").write_text("")
+        bundle.config["mounts"].append(
+            {"destination": "/idm", "type": "bind", "source": str(data),
+             "options": ["rbind", option],
+             "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 10}],
+             "gidMappings": [{"containerID": 0, "hostID": 2000, "size": 10}]}
+        )  # fmt: skip
+        out = run(bundle, "stat -c '%u %g' /idm/top /idm/sub/file")
+        assert out.splitlines() == ["1000 2000", below]
+    finally:
+        subprocess.run(["umount", str(data / "sub")], check=True)
+
+
 def test_cgroup_mount_without_cgroup_namespace_binds_own_cgroup(bundle: Bundle) -> None:
     bundle.config["linux"]["namespaces"] = [
         ns for ns in bundle.config["linux"]["namespaces"] if ns["type"] != "cgroup"

@@ -211,7 +211,7 @@ class Rootfs:
         try:
             self._check_target(target, "bind", source, dest)
             if tree < 0:
-                prepare = idmapper(entry, self.spec, recursive=recursive)
+                prepare = idmapper(entry, self.spec)
                 tree = mounts.clone_tree(source, options, recursive=recursive, prepare=prepare)
             mounts.attach_tree(tree, target, options)
         finally:
@@ -391,7 +391,7 @@ class Rootfs:
 CGROUP_TYPES = ("cgroup", "cgroup2")  # mounts that show the cgroup namespace
 
 
-def idmapper(entry: Mount, spec: Spec, *, recursive: bool) -> Callable[[int], None] | None:
+def idmapper(entry: Mount, spec: Spec) -> Callable[[int], None] | None:
     """For an idmapped bind, what idmaps the detached tree; None for a plain bind."""
     if not {"idmap", "ridmap", "uidMappings", "gidMappings"} & {*entry, *entry.get("options", [])}:
         return None
@@ -401,7 +401,9 @@ def idmapper(entry: Mount, spec: Spec, *, recursive: bool) -> Callable[[int], No
     if mappings is None:
         return None
     uids, gids = mappings
-    recursive = recursive or "ridmap" in entry.get("options", [])
+    # `idmap` maps the bind's own mount, `ridmap` its submounts too; an rbind of the tree
+    # copies its submounts either way (runtime-spec; runc: "child mounts are not remapped")
+    recursive = "ridmap" in entry.get("options", [])
     return lambda tree: idmap.apply_idmap(tree, uids, gids, recursive=recursive)
 
 
@@ -427,7 +429,7 @@ def _bind_trees(spec: Spec, bundle: str, *, every_bind: bool) -> Iterator[tuple[
         if entry.get("type") != "bind" and not options.is_bind:
             continue
         recursive = bool(options.flags & k.MS_REC)
-        prepare = idmapper(entry, spec, recursive=recursive)
+        prepare = idmapper(entry, spec)
         if prepare is None and not every_bind:
             continue
         source = mounts.source_path(bundle, entry.get("source", ""))
