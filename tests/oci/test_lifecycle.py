@@ -496,6 +496,69 @@ def test_start_container_hooks_see_created(
     assert json.loads(seen.read_text())["status"] == "created"
 
 
+def _env_file(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines())
+
+
+def test_hooks_without_env_inherit_as_runc_s_do(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """A hook without `env`: in the runtime's namespaces, the runtime's environment (and not
+    the LC_CTYPE that Python's start adds in a C locale); in the container's, the process's
+    env, with the HOME the process gets for startContainer (runc's init has made it its own)."""
+    out = tmp_path / "env"
+    out.mkdir()
+    _bind_at_same_path(bundle, out)
+    bundle.config["process"]["env"] = ["PATH=/bin:/sbin", "ONE=two"]
+    bundle.config["hooks"] = {
+        phase: [{"path": "/bin/sh", "args": ["sh", "-c", f"env > {out}/{phase}"]}]
+        for phase in ("createRuntime", "createContainer", "startContainer")
+    }
+    cid = any_runtime.new_id()
+    result = any_runtime(
+        "run", "-b", str(bundle.write()), cid, env={"PATH": "/usr/bin:/bin", "FOO": "bar"}
+    )
+    assert result.returncode == 0, result.stderr
+    runtime_side = _env_file(out / "createRuntime")
+    assert runtime_side.pop("PWD") == str(bundle.path)  # sh's own, from its cwd
+    assert runtime_side == {"PATH": "/usr/bin:/bin", "FOO": "bar"}
+    container_side = _env_file(out / "createContainer")
+    assert container_side.pop("PWD") == str(bundle.rootfs)
+    assert container_side == {"PATH": "/bin:/sbin", "ONE": "two"}
+    start = _env_file(out / "startContainer")
+    assert {k: start[k] for k in ("PATH", "ONE", "HOME")} == {
+        "PATH": "/bin:/sbin", "ONE": "two", "HOME": "/root"
+    }  # fmt: skip
+    assert "FOO" not in start
+
+
+def test_runtime_hooks_run_in_the_bundle_and_poststop_at_delete_in_ours(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """runc's create, run and start work in the bundle, where their hooks run; its delete
+    runs the poststop hooks in the caller's directory."""
+    out = tmp_path / "pwd"
+    out.mkdir()
+    bundle.config["process"]["args"] = ["sleep", "10"]
+    bundle.config["hooks"] = {
+        phase: [{"path": "/bin/sh", "args": ["sh", "-c", f"pwd -P > {out}/{phase}"]}]
+        for phase in ("prestart", "createRuntime", "poststart", "poststop")
+    }
+    cid = any_runtime.new_id()
+    bundle.write()
+    any_runtime.created.append(cid)
+    create = [any_runtime.binary, "--root", str(any_runtime.root), "create", "-b", str(bundle.path)]
+    subprocess.run(
+        [*create, cid], cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True
+    )
+    any_runtime("start", cid, cwd="/", check=True)
+    any_runtime("delete", "--force", cid, cwd=str(out), check=True)
+    seen = {phase: (out / phase).read_text().strip() for phase in bundle.config["hooks"]}
+    real = str(bundle.path.resolve())
+    assert seen == {"prestart": real, "createRuntime": real, "poststart": real,
+                    "poststop": str(out.resolve())}  # fmt: skip
+
+
 def test_poststop_does_not_run_when_nothing_was_made(
     runtime: Runtime, bundle: Bundle, tmp_path: Path
 ) -> None:

@@ -13,7 +13,11 @@ Runtime-spec semantics, by phase:
                                                                       error), as by runc
 
 A hook is `path` executed with `args` as its argv (args[0] is argv[0], as execv) and `env` as
-its whole environment (without `env`, ours is passed on, as runc does); `timeout` seconds
+its whole environment. Without `env`, a hook inherits what runc's would: in the runtime's
+namespaces, the runtime's environment; in the container's (createContainer, startContainer),
+the process's `env` (runc's init has taken it as its own by then; startContainer's also has the
+HOME the process gets). The runtime's hooks run in the bundle directory, where runc's create,
+run and start work, but poststop at a `delete`, in the caller's; `timeout` seconds
 (optional, > 0) bounds it: on expiry the hook is killed. A failure is worded as runc words
 it, down to the hook's index in its phase and what it printed.
 """
@@ -37,17 +41,26 @@ def _argv(hook: Hook) -> list[str]:
     return args if args else [hook["path"]]
 
 
-def _environment(hook: Hook) -> dict[str, str] | None:
-    """hook.env as the whole environment; without the key, ours is inherited (as runc)."""
+def _environment(hook: Hook, inherit: dict[str, str] | None) -> dict[str, str] | None:
+    """hook.env as the whole environment; without the key, inherit (None: ours)."""
     if "env" not in hook or hook["env"] is None:
-        return None
+        return inherit
     return dict(e.split("=", 1) for e in hook["env"] if "=" in e)
 
 
-def run_hook(hook: Hook, state_json: bytes, index: int) -> None:
-    """Run one hook, the index-th of its phase; FailedPrecondition (DeadlineExceeded when it
-    runs past its timeout) in runc's words, which tools match: "error running hook #1:
-    error running hook: exit status 3, stdout: ..., stderr: ...", with what it printed."""
+def run_hook(
+    hook: Hook,
+    state_json: bytes,
+    index: int,
+    *,
+    cwd: str | None = None,
+    inherit: dict[str, str] | None = None,
+) -> None:
+    """Run one hook, the index-th of its phase, in cwd (None: ours), with inherit as its
+    environment when it has no `env` (None: ours); FailedPrecondition (DeadlineExceeded
+    when it runs past its timeout) in runc's words, which tools match: "error running hook
+    #1: error running hook: exit status 3, stdout: ..., stderr: ...", with what it
+    printed."""
     import subprocess  # noqa: PLC0415 - lazy: most commands run no hook
 
     path = hook["path"]
@@ -71,7 +84,8 @@ def run_hook(hook: Hook, state_json: bytes, index: int) -> None:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=_environment(hook),
+            env=_environment(hook, inherit),
+            cwd=cwd,
             close_fds=True,
             start_new_session=True,  # its own process group: a timeout kills its children too
         )
@@ -122,39 +136,56 @@ def _stdin(state: State) -> bytes:
 OMIT_EMPTY = frozenset({"pid", "annotations"})
 
 
-def run_hooks(hooks: Sequence[Hook] | None, state: State) -> None:
-    """Run the hooks of one phase in order; the first failure raises (FailedPrecondition)."""
+def run_hooks(
+    hooks: Sequence[Hook] | None,
+    state: State,
+    *,
+    cwd: str | None = None,
+    inherit: dict[str, str] | None = None,
+) -> None:
+    """Run the hooks of one phase in order (cwd, inherit: as run_hook's); the first failure
+    raises (FailedPrecondition)."""
     if not hooks:
         return
     state_json = _stdin(state)
     for index, hook in enumerate(hooks):
         try:
-            run_hook(hook, state_json, index)
+            run_hook(hook, state_json, index, cwd=cwd, inherit=inherit)
         except DeadlineExceeded as e:
             raise FailedPrecondition(str(e)) from None
 
 
-def run_create_hooks(hooks: Sequence[Hook] | None, state: State) -> None:
+def run_create_hooks(
+    hooks: Sequence[Hook] | None,
+    state: State,
+    *,
+    cwd: str | None = None,
+    inherit: dict[str, str] | None = None,
+) -> None:
     """prestart, createRuntime and createContainer: run_hooks, a failure worded as runc words
     its container init's ("error during container init: error running hook #0: ...")."""
     try:
-        run_hooks(hooks, state)
+        run_hooks(hooks, state, cwd=cwd, inherit=inherit)
     except FailedPrecondition as e:
         raise FailedPrecondition(f"error during container init: {e}") from None
 
 
 def run_hooks_warn(
-    hooks: Sequence[Hook] | None, state: State, report: Callable[[str], None]
+    hooks: Sequence[Hook] | None,
+    state: State,
+    report: Callable[[str], None],
+    *,
+    cwd: str | None = None,
 ) -> list[str]:
-    """Run every hook of a warn-only phase (poststop); each failure goes to report (the
-    command's log, at level error, as runc logs it) and they are returned."""
+    """Run every hook of a warn-only phase (poststop) in cwd (None: ours); each failure goes
+    to report (the command's log, at level error, as runc logs it) and they are returned."""
     if not hooks:
         return []
     state_json = _stdin(state)
     failures = []
     for index, hook in enumerate(hooks):
         try:
-            run_hook(hook, state_json, index)
+            run_hook(hook, state_json, index, cwd=cwd)
         except (FailedPrecondition, DeadlineExceeded) as e:
             failures.append(str(e))
             report(str(e))

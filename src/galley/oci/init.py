@@ -308,7 +308,7 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         state["status"] = "created"  # as runc: the process has not run yet
         starter.set_rlimits()
         starter.secure_for_hooks()
-        run_hooks(start_hooks, state)
+        run_hooks(start_hooks, state, inherit=starter.env)  # with the HOME it may have got
     starter.execute(boot["preserve_fds"])
 
 
@@ -508,7 +508,7 @@ def _before_pivot(
     if hooks.get("createContainer"):
         from galley.oci.hooks import run_create_hooks  # noqa: PLC0415
 
-        run_create_hooks(hooks["createContainer"], state)
+        run_create_hooks(hooks["createContainer"], state, inherit=environment(spec["process"]))
     seal_imports()  # pivot_root is next
 
 

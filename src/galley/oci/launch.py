@@ -146,7 +146,7 @@ def _poststop_after_failure(
         return
     from galley.oci.hooks import run_hooks_warn  # noqa: PLC0415 - only with poststop hooks
 
-    run_hooks_warn(hooks, hook_state(container_id, bundle, spec, "stopped"), report)
+    run_hooks_warn(hooks, hook_state(container_id, bundle, spec, "stopped"), report, cwd=bundle)
 
 
 def hook_state(container_id: str, bundle: str, spec: Spec, status: StatusName) -> State:

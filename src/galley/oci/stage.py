@@ -418,8 +418,9 @@ class StageServer:
 
         hooks = self.spec.get("hooks", {})
         try:
-            run_create_hooks(hooks.get("prestart", []), self.state)
-            run_create_hooks(hooks.get("createRuntime", []), self.state)
+            bundle = self.state["bundle"]
+            run_create_hooks(hooks.get("prestart", []), self.state, cwd=bundle)
+            run_create_hooks(hooks.get("createRuntime", []), self.state, cwd=bundle)
         except FailedPrecondition as e:  # "unable to start container process: ...", as runc
             raise StageError(str(e)) from None
         self.channel.send("ok")

@@ -295,9 +295,9 @@ def start(ctx: Context, state: ContainerState) -> None:
         from galley.oci.hooks import run_hooks  # noqa: PLC0415 - lazy: ~1.5 ms
 
         try:
-            run_hooks(hooks, state.oci_state(Status.RUNNING))
+            run_hooks(hooks, state.oci_state(Status.RUNNING), cwd=state.bundle)
         except FailedPrecondition:
-            delete_loaded(state, force=True, report=ctx.log.error)
+            delete_loaded(state, force=True, report=ctx.log.error, in_bundle=True)
             raise
 
 
@@ -384,9 +384,12 @@ def delete(ctx: Context, cid: str, *, force: bool) -> None:
     delete_loaded(state, force=force, report=ctx.log.error)
 
 
-def delete_loaded(state: ContainerState, *, force: bool, report: Callable[[str], None]) -> None:
+def delete_loaded(
+    state: ContainerState, *, force: bool, report: Callable[[str], None], in_bundle: bool = False
+) -> None:
     """delete, for a container whose state is at hand; report takes what poststop hooks
-    say (the command's log)."""
+    say (the command's log); they run in the bundle for run and start (in_bundle), as
+    runc's do there, else in our directory, as runc's delete runs them."""
     from galley.oci import hostmounts  # noqa: PLC0415 - destroy() imports it anyway
 
     with Lock(state.dir):
@@ -397,7 +400,7 @@ def delete_loaded(state: ContainerState, *, force: bool, report: Callable[[str],
             if not force:
                 require(Operation.DELETE, status, state.id)
             kill_and_wait(state)
-        destroy(state, report)
+        destroy(state, report, hooks_cwd=state.bundle if in_bundle else None)
 
 
 def kill(ctx: Context, cid: str, signal_name: str, *, all_processes: bool) -> int:
@@ -468,7 +471,7 @@ def run_container(ctx: Context, args: Args, cid: str) -> int:
     finally:
         restore()
         if not args.keep:
-            delete_loaded(state, force=True, report=ctx.log.error)
+            delete_loaded(state, force=True, report=ctx.log.error, in_bundle=True)
     return code
 
 

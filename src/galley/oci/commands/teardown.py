@@ -98,11 +98,13 @@ def kill_and_wait(state: ContainerState) -> None:
     wait_gone(state.pid, state.start_time)
 
 
-def destroy(state: ContainerState, report: Callable[[str], None]) -> None:
+def destroy(
+    state: ContainerState, report: Callable[[str], None], *, hooks_cwd: str | None = None
+) -> None:
     """Remove a stopped container: its mounts in the host's namespace when it had no mount
     namespace of its own, cgroup (the manager kills what is left in it first: possible
-    without a pid namespace), poststop hooks (their failures go to report), state
-    directory."""
+    without a pid namespace), poststop hooks (in hooks_cwd, None: ours; their failures go
+    to report), state directory."""
     from galley.oci import hostmounts  # noqa: PLC0415
 
     if hostmounts.inherits_mount_namespace(state.spec):
@@ -114,7 +116,7 @@ def destroy(state: ContainerState, report: Callable[[str], None]) -> None:
     if hooks:
         from galley.oci.hooks import run_hooks_warn  # noqa: PLC0415 - lazy: ~1.5 ms
 
-        run_hooks_warn(hooks, state.oci_state(Status.STOPPED), report)
+        run_hooks_warn(hooks, state.oci_state(Status.STOPPED), report, cwd=hooks_cwd)
     remove(state.dir)
 
 
