@@ -221,3 +221,42 @@ def test_debug_exec_logs_at_level_debug(any_runtime: Runtime, bundle: Bundle) ->
     cid = any_runtime.detached(bundle)
     result = any_runtime("--debug", "exec", cid, "true")
     assert result.returncode == 0 and "level=debug" in result.stderr, result.stderr
+
+
+def _cpus_allowed(text: str) -> list[str]:
+    return [line.split("\t")[1] for line in text.splitlines() if "Cpus_allowed_list" in line]
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two CPUs")
+def test_exec_cpu_affinity_is_the_exec_s_not_the_init_s(runtime: Runtime, bundle: Bundle) -> None:
+    """runtime-spec: execCPUAffinity "is not applicable to the container's init process"; an
+    exec takes it from config.json's process (runc's cpu_affinity.bats), the initial CPUs as
+    the mask runc's --debug logs."""
+    every = Path("/sys/devices/system/cpu/online").read_text().strip()  # "0-1", as /proc shows
+    bundle.config["process"]["args"] = ["sleep", "100"]
+    bundle.config["process"]["execCPUAffinity"] = {"initial": "0", "final": "1"}
+    cid = runtime.detached(bundle)
+    result = runtime("--debug", "exec", cid, "grep", "Cpus_allowed_list", "/proc/1/status",
+                     "/proc/self/status")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert _cpus_allowed(result.stdout) == [every, "1"]
+    assert "affinity: 0x1" in result.stderr
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two CPUs")
+def test_the_caller_s_cpu_affinity_is_not_the_container_s(runtime: Runtime, bundle: Bundle) -> None:
+    """galley-runc under `taskset -c 0` (a pinned shim): the container's init and an exec
+    without execCPUAffinity run on every CPU, as runc's since 1.2 (runc 1.1 kept CPU 0)."""
+    every = Path("/sys/devices/system/cpu/online").read_text().strip()  # "0-1", as /proc shows
+    bundle.config["process"]["args"] = ["sleep", "100"]
+    pinned = {"preexec_fn": lambda: os.sched_setaffinity(0, {0})}
+    cid = runtime.new_id()
+    runtime.created.append(cid)
+    subprocess.run(
+        [runtime.binary, "--root", str(runtime.root), "run", "-d", "-b", str(bundle.write()), cid],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True, **pinned,
+    )  # fmt: skip
+    result = runtime("exec", cid, "grep", "Cpus_allowed_list", "/proc/1/status",
+                     "/proc/self/status", **pinned)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert _cpus_allowed(result.stdout) == [every, every]

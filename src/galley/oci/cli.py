@@ -126,9 +126,13 @@ class Log:
             return dumps({"level": level, "msg": msg, "time": stamp}) + "\n"
         return f"time={logfmt_value(stamp)} level={level} msg={logfmt_value(msg)}\n"
 
+    def enabled(self, level: str) -> bool:
+        """Whether lines at level are written (at or above the configured level)."""
+        return LEVELS[level] >= self.level
+
     def write(self, level: str, msg: str) -> None:
         """Log msg at level (if at or above the configured level)."""
-        if LEVELS[level] < self.level:
+        if not self.enabled(level):
             return
         data = self.line(level, msg).encode()
         if self.path is None:

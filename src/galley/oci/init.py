@@ -235,6 +235,7 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         # exec's processes join it by name: they must be able to search it (runc's bits)
         keyring_search=0x8 if userns else 0x80000,  # KEY_OTH_SEARCH, KEY_USR_SEARCH
         start_hooks=bool(start_hooks),
+        init=True,
     )
     if start_hooks:  # imported now: after pivot_root the host's modules are out of reach
         import subprocess  # noqa: F401, PLC0415 - run_hook imports it lazily
@@ -544,7 +545,7 @@ class ProcessStarter:
     """The last steps of create and exec: security in runc's order, cwd, then execve.
 
     [execCPUAffinity.initial at the stage's start] → scheduler, ioPriority,
-    execCPUAffinity.final, personality →
+    execCPUAffinity.final (or, without execCPUAffinity, every CPU), personality →
     rlimits → seccomp (without noNewPrivileges) → user (keeping caps) → capabilities → cwd
     (checked inside the root: CVE-2024-21626) → [wait for start] → no_new_privs + seccomp
     (with noNewPrivileges) → [startContainer hooks, under both, as in runc 1.1] → every fd
@@ -562,10 +563,12 @@ class ProcessStarter:
         keyring: str | None = None,
         keyring_search: int = 0,
         start_hooks: bool = False,
+        init: bool = False,
     ) -> None:
         """keyring: the session keyring to join (runc's "_ses.<id>"; None with
         --no-new-keyring), made searchable by keyring_search's bits when this makes it.
-        start_hooks: startContainer hooks run before the execve (secure_for_hooks)."""
+        start_hooks: startContainer hooks run before the execve (secure_for_hooks).
+        init: the container's init, to which execCPUAffinity does not apply (runtime-spec)."""
         # Everything is imported and compiled here, while the host's files are still visible.
         from galley.kernel import keys  # noqa: PLC0415
         from galley.oci import capabilities, identity, rlimits  # noqa: PLC0415
@@ -603,16 +606,18 @@ class ProcessStarter:
         self.executable = ""
         self.personality = spec.get("linux", {}).get("personality")
         self.memory_policy = spec.get("linux", {}).get("memoryPolicy")
+        self.affinity = {} if init else process.get("execCPUAffinity") or {}
         self.scheduling = None
         if (
-            self.personality
+            self.affinity
+            or self.personality
             or self.memory_policy
-            or {"scheduler", "ioPriority", "execCPUAffinity"} & process.keys()
+            or {"scheduler", "ioPriority"} & process.keys()
         ):
             from galley.oci import scheduling  # noqa: PLC0415
 
             self.scheduling = scheduling
-            scheduling.apply_cpu_affinity(process.get("execCPUAffinity", {}), "initial")
+            scheduling.apply_cpu_affinity(self.affinity, "initial")
 
     def prepare(self, hand_over: Callable[[int], None]) -> int | None:
         """Everything that can fail before `start`: create reports these errors.
@@ -635,6 +640,8 @@ class ProcessStarter:
             self._load_trampoline()
         if self.scheduling is not None:
             self._schedule()
+        if not (self.affinity.get("initial") or self.affinity.get("final")):
+            every_cpu()
         self.rlimits.raise_hard_limits(process.get("rlimits", []))  # the rest: set_rlimits
         cwd = process.get("cwd", "/")
         entered = enter_cwd(cwd, may_retry=True)  # as runc: first with the runtime's rights
@@ -727,7 +734,7 @@ class ProcessStarter:
             scheduling.apply_scheduler(process["scheduler"])
         if process.get("ioPriority"):
             scheduling.apply_io_priority(process["ioPriority"])
-        scheduling.apply_cpu_affinity(process.get("execCPUAffinity", {}), "final")
+        scheduling.apply_cpu_affinity(self.affinity, "final")
         if self.personality:
             scheduling.apply_personality(self.personality)
         if self.memory_policy:
@@ -782,6 +789,15 @@ def close_on_exec(first: int) -> None:
                     posix.set_inheritable(int(name), False)
                 except OSError:  # the directory's own fd, closed already
                     pass
+
+
+def every_cpu() -> None:
+    """Let the process run on every CPU, which the kernel narrows to its cgroup's cpuset: the
+    CPUs its caller was bound to (taskset, a pinned shim) are no business of the container's
+    (runc since 1.2 resets them too). Nothing to do, and no set to build, in the usual case."""
+    configured = posix.sysconf("SC_NPROCESSORS_CONF")
+    if len(posix.sched_getaffinity(0)) < configured:
+        posix.sched_setaffinity(0, range(configured))
 
 
 def environment(process: Process) -> dict[str, str]:

@@ -15,7 +15,7 @@ TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
 if TYPE_CHECKING:
     from typing import Any
 
-    from galley.oci.cli import Context
+    from galley.oci.cli import Context, Log
     from galley.oci.commands.terminal import ConsoleReceiver
     from galley.oci.spec import Process, Resources
 
@@ -263,7 +263,7 @@ def sub_cgroups(values: list[str]) -> dict[str, str] | None:
     return paths
 
 
-def exec_command(state: ContainerState, args: Args) -> int:
+def exec_command(state: ContainerState, args: Args, log: Log) -> int:
     """`exec`: run a process in the container; its exit status (0 when detached). With -t in
     the foreground and no --console-socket, the pty is relayed to our stdio, as runc does."""
     from galley.oci.stage import Stage  # noqa: PLC0415 - lazy
@@ -283,6 +283,7 @@ def exec_command(state: ContainerState, args: Args) -> int:
             if not (status is Status.PAUSED and args.ignore_paused):
                 require(Operation.EXEC, status, state.id)
             process = exec_spec(state, args, process_file)
+            _log_affinity(log, process)
             sub = sub_cgroups(args.cgroup)
             check_console_socket(console_socket, detach=args.detach)  # last, as runc
         except BaseException:
@@ -303,6 +304,17 @@ def exec_command(state: ContainerState, args: Args) -> int:
         if receiver is not None:
             receiver.close()
             _wait_relay(relay_pid, stop=stop_relay)
+
+
+def _log_affinity(log: Log, process: Process) -> None:
+    """With --debug, the CPUs the process starts on, as the mask runc's debug log shows
+    ("affinity: 0x3"), which tools written for it look for."""
+    initial = process.get("execCPUAffinity", {}).get("initial")
+    if initial and log.enabled("debug"):
+        from galley.oci.scheduling import parse_cpus  # noqa: PLC0415
+
+        mask = sum(1 << cpu for cpu in parse_cpus(initial, "process.execCPUAffinity.initial"))
+        log.debug(f"exec: affinity: {mask:#x}")
 
 
 def _start_relay(
@@ -341,7 +353,7 @@ def run(command: str, ctx: Context, args: Args) -> int:
     elif command == "update":
         update(state, update_resources(args))
     elif command == "exec":
-        code = exec_command(state, args)
+        code = exec_command(state, args, ctx.log)
         ctx.log.debug(f"exec'd container_id={state.id} exit_status={code} detach={args.detach}")
         return code
     return 0
