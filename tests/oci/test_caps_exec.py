@@ -84,6 +84,15 @@ def test_exec_cap_adds_to_every_set(any_runtime: Runtime, running: str) -> None:
         assert kcaps.names_of(int(status[field], 16)) == [], field
 
 
+def test_exec_unknown_cap_is_warned_about_and_ignored(any_runtime: Runtime, running: str) -> None:
+    """As in config.json: runc warns about a name it cannot map ("kill" is no CAP_KILL)."""
+    result = any_runtime("exec", "--cap", "kill", running, "cat", "/proc/self/status")
+    assert result.returncode == 0, result.stderr
+    expected = sorted(DEFAULT_CAPS, key=kcaps.CAPABILITY_NUMBERS.get)
+    assert kcaps.names_of(int(status_of(result.stdout)["CapBnd"], 16)) == expected
+    assert "ignoring unknown or unavailable capabilities: [kill]" in result.stderr
+
+
 def test_exec_cap_gives_a_non_root_user_nothing(any_runtime: Runtime, running: str) -> None:
     """--cap for uid 1000: without inheritable and ambient, execve drops it (runc 1.1.2)."""
     out = exec_in(

@@ -67,7 +67,7 @@ CASES = [
     ("linux.memoryPolicy", {"mode": "MPOL_BIND", "flags": [[1]]}, "linux.memoryPolicy.flags[0]: invalid memory policy flag"),
     ("process.execCPUAffinity", {"initial": "1" * 5000}, 'process.execCPUAffinity.initial: invalid CPU "111111111111111111111111": CPUs'),
     ("process.user.additionalGids", [1, "x"], "process.user.additionalGids[1]: must be an integer"),
-    ("process.capabilities.bounding", ["CAP_FOO", "bad"], 'process.capabilities.bounding[1]: unknown capability "bad"'),
+    ("process.capabilities.bounding", ["CAP_KILL", 7], "process.capabilities.bounding[1]: must be a string"),
     ("process.rlimits.0.type", "RLIMIT_FOO", 'process.rlimits[0].type: unknown rlimit type "RLIMIT_FOO"'),
     ("process.rlimits.0.soft", 2048, "process.rlimits[0].soft: 2048 is greater than hard limit 1024"),
     ("process.oomScoreAdj", 1001, "process.oomScoreAdj: 1001 is out of range"),

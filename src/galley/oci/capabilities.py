@@ -20,6 +20,8 @@ from galley.kernel import caps as kcaps
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from galley.oci.spec import Capabilities
 
 ALL_CAPABILITIES: tuple[str, ...] = kcaps.CAPABILITY_NAMES
@@ -48,11 +50,18 @@ def available_capabilities() -> list[str]:
 
 
 def unknown_capabilities(caps: Capabilities) -> list[str]:
-    """The names in any set that this kernel does not know, sorted: for the runtime process (P)
-    to log runc's warning "ignoring unknown or unavailable capabilities: [...]" before forking."""
+    """The names in any set that this kernel does not know, sorted."""
     known = set(available_capabilities())
     names = {name for set_name in SET_NAMES for name in caps.get(set_name) or []}  # type: ignore[attr-defined]
     return sorted(names - known)
+
+
+def warn_unknown(caps: Capabilities, warning: Callable[[str], None]) -> None:
+    """runc's warning for the names unknown_capabilities finds, which the stage drops: from
+    the runtime process (P), for create and exec, which cannot hear the stage's."""
+    unknown = unknown_capabilities(caps)
+    if unknown:
+        warning(f"ignoring unknown or unavailable capabilities: [{' '.join(unknown)}]")
 
 
 def resolve(caps: Capabilities) -> dict[str, int]:

@@ -144,7 +144,6 @@ I64 = int_range(-(2**63), 2**63 - 1)
 
 
 _SEMVER_SUFFIX = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.+-")
-_CAP_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 
 # Plain string checks rather than `re`: importing re (with enum) costs ~6 ms on every create.
 
@@ -157,11 +156,6 @@ def is_semver(text: str) -> bool:
     if len(parts) != 3 or not all(p.isdigit() and p.isascii() for p in parts):
         return False
     return cut == len(text) or (bool(suffix) and set(suffix) <= _SEMVER_SUFFIX)
-
-
-def is_capability_name(text: str) -> bool:
-    """CAP_ followed by upper-case letters and underscores."""
-    return text.startswith("CAP_") and len(text) > 4 and set(text[4:]) <= _CAP_CHARS
 
 
 MAX_CPUS = 8192  # NR_CPUS at its largest (x86_64 MAXSMP): no Linux has a CPU numbered higher

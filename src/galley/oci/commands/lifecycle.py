@@ -165,7 +165,10 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
         from galley.oci.validate import validate  # noqa: PLC0415 - lazy: only create/run validate
 
         spec = validate(config)
-        _warn_unknown_capabilities(ctx, spec)
+        if spec.get("process", {}).get("capabilities"):
+            from galley.oci.capabilities import warn_unknown  # noqa: PLC0415
+
+            warn_unknown(spec["process"]["capabilities"], ctx.log.warning)
         rootfs = rootfs_path(bundle, spec)
         state_dir = reserve(ctx.root, cid)
     except BaseException:
@@ -227,18 +230,6 @@ def _undo_create(state_dir: str) -> None:
         remove(state_dir)
     except (OSError, GalleyError):
         pass
-
-
-def _warn_unknown_capabilities(ctx: Context, spec: Spec) -> None:
-    """runc 1.1's warning for capability names this kernel does not know (they are dropped)."""
-    caps = spec.get("process", {}).get("capabilities")
-    if not caps:
-        return
-    from galley.oci.capabilities import unknown_capabilities  # noqa: PLC0415
-
-    unknown = unknown_capabilities(caps)
-    if unknown:
-        ctx.log.warning(f"ignoring unknown or unavailable capabilities: [{' '.join(unknown)}]")
 
 
 def _record(
