@@ -209,9 +209,13 @@ def test_linux_devices(bundle: Bundle) -> None:
         {"path": "/dev/sub/loop9", "type": "b", "major": 7, "minor": 9},
         {"path": "/dev/pipe", "type": "p"},
         {"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o640},
+        {"path": "/dev/slash/", "type": "b", "major": 7, "minor": 8},  # as runc: cleaned
     ]  # fmt: skip
-    out = run(bundle, "ls -ln /dev/fuse /dev/sub/loop9 /dev/pipe /dev/null | sed 's/  */ /g'")
+    out = run(
+        bundle, "ls -ln /dev/fuse /dev/sub/loop9 /dev/pipe /dev/null /dev/slash | sed 's/  */ /g'"
+    )
     lines = {line.split()[-1]: line for line in out.splitlines()}
+    assert lines["/dev/slash"].startswith("brw-rw-rw- 1 0 0 7, 8")
     assert lines["/dev/fuse"].startswith("crw------- 1 1000 1001 10, 229")
     assert lines["/dev/sub/loop9"].startswith("brw-rw-rw- 1 0 0 7, 9")
     assert lines["/dev/pipe"].startswith("prw-rw-rw-")

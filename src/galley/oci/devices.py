@@ -79,10 +79,13 @@ def create_devices(root_fd: int, devices: list[Device], *, bind: bool) -> None:
 
 
 def create_device(root_fd: int, index: int, device: Device, *, bind: bool) -> None:
-    """One node: mknod (an existing node is kept), or a bind of the host's node."""
-    path = device.get("path", "")
-    if paths.clean(path) == "/":
-        raise InvalidArgument(f"linux.devices[{index}].path: {path!r} is not a device path")
+    """One node: mknod (an existing node is kept), or a bind of the host's node; at the path
+    cleaned, as runc's ("/dev/x/" is /dev/x)."""
+    path = paths.clean(device.get("path", ""))
+    if path == "/":
+        raise InvalidArgument(
+            f"linux.devices[{index}].path: {device.get('path')!r} is not a device path"
+        )
     if bind:
         bind_host_device(root_fd, path)
         return
