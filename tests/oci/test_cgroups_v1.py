@@ -247,8 +247,10 @@ def test_hugetlb_limit_lands_where_the_controller_is(parent: str, kids: Children
     manager.set({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MiB}]})
     if "hugetlb" in LAYOUT.v1:
         assert _read(manager, "hugetlb", "hugetlb.2MB.limit_in_bytes") == str(4 * MiB)
+        assert _read(manager, "hugetlb", "hugetlb.2MB.rsvd.limit_in_bytes") == str(4 * MiB)
     else:
         assert _read(manager, "", "hugetlb.2MB.max") == str(4 * MiB)
+        assert _read(manager, "", "hugetlb.2MB.rsvd.max") == str(4 * MiB)  # runc sets both
     with pytest.raises(InvalidArgument, match="hugepageLimits"):
         manager.set({"hugepageLimits": [{"pageSize": "3MB", "limit": 1}]})
 

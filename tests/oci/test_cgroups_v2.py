@@ -218,8 +218,9 @@ def test_hugetlb_max(parent: str, kids: Children) -> None:
     manager.apply(kids.start("sleep", "60").pid)
     manager.set({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MiB}]})
     assert _read(manager, "hugetlb.2MB.max") == str(4 * MiB)
+    assert _read(manager, "hugetlb.2MB.rsvd.max") == str(4 * MiB)  # runc sets both
     manager.set({"hugepageLimits": [{"pageSize": "2MB", "limit": -1}]})
-    assert _read(manager, "hugetlb.2MB.max") == "max"
+    assert _read(manager, "hugetlb.2MB.max") == _read(manager, "hugetlb.2MB.rsvd.max") == "max"
     assert "2MB" in manager.stats()["hugetlb"]  # type: ignore[operator]
 
 

@@ -215,10 +215,16 @@ class V1Manager:
                 )
 
     def _hugetlb(self, limits: list[Any]) -> None:
+        """The limit, and the same limit on reservations where the kernel has them (5.7+),
+        as runc sets both: pages reserved by mmap but not yet faulted count too."""
         if "hugetlb" in self._paths:
+            directory = self._paths["hugetlb"]
             for entry in limits:
-                name = f"hugetlb.{entry['pageSize']}.limit_in_bytes"
-                write(self._paths["hugetlb"], name, _limit(entry["limit"]))
+                size, limit = entry["pageSize"], _limit(entry["limit"])
+                write(directory, f"hugetlb.{size}.limit_in_bytes", limit)
+                reserved = f"hugetlb.{size}.rsvd.limit_in_bytes"
+                if pathnames.exists(pathnames.join(directory, reserved)):
+                    write(directory, reserved, limit)
         elif self.unified is not None and "hugetlb" in _controllers(self.unified.directory):
             self.unified.set({"hugepageLimits": limits})
         else:

@@ -234,6 +234,8 @@ class V2Manager:
         return pathnames.exists(pathnames.join(self.directory, name))
 
     def _hugetlb(self, limits: list[dict[str, Any]]) -> None:
+        """The limit, and the same limit on reservations where the kernel has them (5.7+),
+        as runc sets both: pages reserved by mmap but not yet faulted count too."""
         for i, entry in enumerate(limits):
             name = f"hugetlb.{entry['pageSize']}.max"
             if not self._has(name):
@@ -242,6 +244,8 @@ class V2Manager:
                     f"{entry['pageSize']!r} is not a huge page size of this host"
                 )
             self._write(name, _limit(entry["limit"]))
+            if self._has(f"hugetlb.{entry['pageSize']}.rsvd.max"):
+                self._write(f"hugetlb.{entry['pageSize']}.rsvd.max", _limit(entry["limit"]))
 
     def _devices(self, rules: list[Any]) -> None:
         from galley.oci.cgroups import bpfdevices  # noqa: PLC0415 - only when rules are given
