@@ -50,6 +50,17 @@ def test_bind_attrs_from_flags() -> None:
     assert bind_attrs(0) == (0, 0)
 
 
+@pytest.mark.parametrize(
+    ("fstype", "said"),
+    [(None, "mount /nonexistent/src on /nonexistent/dst"),
+     ("tmpfs", "mount tmpfs /nonexistent/src on /nonexistent/dst")],
+)  # fmt: skip
+def test_a_failed_mount_says_what_it_mounted(fstype: str | None, said: str) -> None:
+    with pytest.raises(OSError) as failure:
+        k.mount("/nonexistent/src", "/nonexistent/dst", fstype, k.MS_BIND if not fstype else 0)
+    assert said in str(failure.value)
+
+
 def test_every_option_is_known() -> None:
     for name in ("strictatime", "nosymfollow", "lazytime", "runbindable", "rro", "ridmap"):
         assert name in MOUNT_OPTIONS

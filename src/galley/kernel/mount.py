@@ -69,7 +69,8 @@ def mount(
             ffi.c_char_p,
         )
     result = _mount(encode(source), encode(target), encode(fstype), flags, encode(data))
-    what = f"mount {_text(fstype)} {_text(source)} on {_text(target)}"
+    kind = f"{_text(fstype)} " if fstype else ""  # none for a bind or a flags change
+    what = f"mount {kind}{_text(source)} on {_text(target)}"
     check(result, what, target)
 
 
