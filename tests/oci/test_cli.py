@@ -486,6 +486,31 @@ def test_errors_come_in_runcs_order_with_its_status(
     assert (result.returncode, message in result.stderr) == (status, True), result.stderr
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["state"], '"state" requires exactly 1 argument(s)'),
+        (["kill", "a", "b", "c"], '"kill" requires a maximum of 2 argument(s)'),
+        (["ps"], '"ps" requires a minimum of 1 argument(s)'),
+        (["state", "--bogus", "x"], "flag provided but not defined: -bogus"),
+        (["create", "--preserve-fds", "x", "c"], 'invalid value "x" for flag -preserve-fds'),
+    ],
+)
+def test_usage_errors_go_to_the_log_with_the_help_on_stdout(
+    any_runtime: Runtime, tmp_path: Path, argv: list[str], message: str
+) -> None:
+    """As runc's: exit 1, "Incorrect Usage" and the command's help on stdout, the error in
+    the --log file, where containerd's shim reads a runtime's errors (galley wrote it to
+    stderr only)."""
+    log = tmp_path / "log.json"
+    result = any_runtime("--log", str(log), "--log-format", "json", *argv)
+    assert result.returncode == 1
+    assert result.stdout.startswith("Incorrect Usage")
+    assert argv[0] in result.stdout  # the command's own help
+    entry = json.loads(log.read_text().splitlines()[-1])
+    assert entry["level"] == "error" and message in entry["msg"], entry
+
+
 def test_exec_errors_read_as_runcs(any_runtime: Runtime, bundle: Bundle) -> None:
     bundle.config["process"]["args"] = ["sleep", "60"]
     cid = any_runtime.detached(bundle)

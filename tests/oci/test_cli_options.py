@@ -53,11 +53,16 @@ def test_ps_passes_its_options_to_ps() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["create", "--bogus", "c"], "flag provided but not defined: --bogus"),
-        (["create", "c", "--bundle"], "flag needs an argument: --bundle"),
+        (["create", "--bogus", "c"], "flag provided but not defined: -bogus"),
+        (["create", "c", "--bundle"], "flag needs an argument: -bundle"),
         (["list", "--format", "yaml"], "invalid value 'yaml'"),
-        (["state", "a", "b"], "takes at most 1 argument(s)"),
-        (["create", "--preserve-fds", "x", "c"], "invalid integer 'x'"),
+        (["state", "a", "b"], 'galley-runc: "state" requires exactly 1 argument(s)'),
+        (["state"], 'galley-runc: "state" requires exactly 1 argument(s)'),
+        (["list", "a"], 'galley-runc: "list" requires exactly 0 argument(s)'),
+        (["kill"], 'galley-runc: "kill" requires a minimum of 1 argument(s)'),
+        (["kill", "a", "b", "c"], 'galley-runc: "kill" requires a maximum of 2 argument(s)'),
+        (["exec"], 'galley-runc: "exec" requires a minimum of 1 argument(s)'),
+        (["create", "--preserve-fds", "x", "c"], 'invalid value "x" for flag -preserve-fds'),
         (["nosuchcommand"], "No help topic for 'nosuchcommand'"),
     ],
 )

@@ -14,7 +14,17 @@ import time
 
 from galley.errors import GalleyError, InvalidArgument, go_error_text, os_error_text, reason_text
 from galley.kernel import pathnames
-from galley.oci.commands.options import STR, Args, Option, Syntax, UsageError, parse, usage
+from galley.oci.commands.options import (
+    PROG,
+    STR,
+    Args,
+    ArgumentCount,
+    Option,
+    Syntax,
+    UsageError,
+    parse,
+    usage,
+)
 from galley.oci.jsonfast import dumps
 from galley.oci.state import RUNTIME_OCI_VERSION
 
@@ -23,7 +33,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
 VERSION = "0.1.0"
-PROG = "galley-runc"
 DEFAULT_ROOT = "/run/galley-runc"
 LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
 MAX_ERROR = 4096  # characters of an error line's message
@@ -216,6 +225,7 @@ GLOBAL = Syntax(
     ],
     positionals=("command",),
     rest="command_args",
+    required=0,
 )
 
 
@@ -250,7 +260,16 @@ HELP = ("help", "h")  # urfave/cli's: `help [COMMAND]`
 
 def parse_args(argv: list[str]) -> Args:
     """Global options, then the command's own (UsageError on a usage error)."""
-    args = parse("galley-runc", GLOBAL, argv, Args(help=False))
+    return parse_command(parse_global(argv))
+
+
+def parse_global(argv: list[str]) -> Args:
+    """The global options; the command and its arguments are left in args.command_args."""
+    return parse(PROG, GLOBAL, argv, Args(help=False))
+
+
+def parse_command(args: Args) -> Args:
+    """The command's own options and arguments, into args (from parse_global); `help` read."""
     if args.command in HELP:
         topic = next(iter(args.command_args), None)
         if topic is not None and topic not in COMMANDS:
@@ -296,17 +315,49 @@ def collect_garbage() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse argv, run the command, map errors to runc's exit status and messages."""
     try:
-        args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    except InvalidArgument as e:  # a UsageError, or a value no option takes
-        to_stderr(f"{PROG}: {e}\n".encode())
-        return 3 if isinstance(e, UnknownCommand) else 1
+        args = parse_global(list(sys.argv[1:] if argv is None else argv))
+    except InvalidArgument as e:  # runc: the help on stdout, the error logged
+        sys.stdout.write(f"Incorrect Usage. {e}\n\n{overview()}")
+        Log().failure(str(e))
+        return 1
     if args.version:
-        python = ".".join(map(str, sys.version_info[:3]))
-        sys.stdout.write(  # runc's layout, which tools like go-runc parse line by line
-            f"{PROG} version {VERSION}\ncommit: none\n"
-            f"spec: {RUNTIME_OCI_VERSION}\npython: {python}\n"
-        )
-        return 0
+        return _version()
+    log = Log(args.log, args.log_format, LEVELS["debug" if args.debug else "warning"])
+    try:
+        log.check()
+    except OSError as e:  # runc's words: "open <path>: no such file or directory"
+        Log(None, args.log_format).failure(f"open {args.log}: {reason_text(e)}")
+        return 1
+    try:
+        return _parse_and_run(args, log)
+    finally:
+        log.release()  # in-process callers (bench/library_worker.py) run many commands
+
+
+def _version() -> int:
+    python = ".".join(map(str, sys.version_info[:3]))
+    sys.stdout.write(  # runc's layout, which tools like go-runc parse line by line
+        f"{PROG} version {VERSION}\ncommit: none\nspec: {RUNTIME_OCI_VERSION}\npython: {python}\n"
+    )
+    return 0
+
+
+def _parse_and_run(args: Args, log: Log) -> int:
+    """The command's own arguments, then the command; a usage error as runc reports it: the
+    command's help on stdout after "Incorrect Usage", the error in the log (with --log, the
+    file: containerd's shim reads runc's errors there). An unknown command exits 3."""
+    try:
+        args = parse_command(args)
+    except UnknownCommand as e:
+        log.failure(f"{e}\n")  # urfave/cli's message ends with a newline
+        return 3
+    except InvalidArgument as e:  # a UsageError, or a value no option takes
+        head = "Incorrect Usage." if isinstance(e, ArgumentCount) else f"Incorrect Usage: {e}"
+        module, help_text = COMMANDS[args.command]
+        syntax = _commands(module).syntax(args.command)
+        sys.stdout.write(f"{head}\n\n{usage(args.command, syntax, help_text)}")
+        log.failure(str(e))
+        return 1
     if args.command is None or args.help:
         if args.command in COMMANDS:
             module, help_text = COMMANDS[args.command]
@@ -317,16 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command in LONG_RUNNING:
         collect_garbage()
-    log = Log(args.log, args.log_format, LEVELS["debug" if args.debug else "warning"])
-    try:
-        log.check()
-    except OSError as e:  # runc's words: "open <path>: no such file or directory"
-        Log(None, args.log_format).failure(f"open {args.log}: {reason_text(e)}")
-        return 1
-    try:
-        return _run(args, log)
-    finally:
-        log.release()  # in-process callers (bench/library_worker.py) run many commands
+    return _run(args, log)
 
 
 def _run(args: Args, log: Log) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # no stub: the C module under signal
 
 from galley.errors import FailedPrecondition, InvalidArgument
-from galley.oci.commands.options import Args, UsageError
+from galley.oci.commands.options import PROG, Args, ArgumentCount
 from galley.oci.state import validate_id
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
@@ -15,7 +15,7 @@ def container_id(command: str, args: Args) -> str:
     """The validated container id, or runc's error when it is missing or malformed."""
     cid = args.container_id
     if not isinstance(cid, str) or not cid:
-        raise UsageError(f'"{command}" requires exactly 1 argument(s)')
+        raise ArgumentCount(f'{PROG}: "{command}" requires exactly 1 argument(s)')
     return validate_id(cid)
 
 

@@ -88,7 +88,9 @@ SYNTAX = {
     ),
     "start": Syntax([], ("container_id",)),
     "delete": Syntax([Option("-f,--force", "kill it first if it runs")], ("container_id",)),
-    "kill": Syntax([Option("-a,--all", "signal every process")], ("container_id", "signal")),
+    "kill": Syntax(
+        [Option("-a,--all", "signal every process")], ("container_id", "signal"), required=1
+    ),
 }
 
 

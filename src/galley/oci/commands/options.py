@@ -17,11 +17,17 @@ if TYPE_CHECKING:
     from typing import Any
 
 FLAG, STR, INT, LIST, INTLIST = "flag", "str", "int", "list", "intlist"
+PROG = "galley-runc"
 
 
 class UsageError(InvalidArgument):
     """The command line itself is wrong (an unknown flag, a missing argument): runc exits 1
     for it whatever the command, with no "<command> failed" prefix."""
+
+
+class ArgumentCount(UsageError):
+    """Too few or too many arguments: runc's words, `galley-runc: "kill" requires a minimum
+    of 1 argument(s)`."""
 
 
 class Option:
@@ -51,16 +57,22 @@ class Option:
 
 
 class Syntax:
-    """What a command takes: options, named positionals (optional ones get None), a rest."""
+    """What a command takes: options, named positionals (the first `required` of them must
+    be given, the others get None), a rest."""
 
-    __slots__ = ("options", "positionals", "rest")
+    __slots__ = ("options", "positionals", "required", "rest")
 
     def __init__(
-        self, options: list[Option], positionals: tuple[str, ...] = (), rest: str | None = None
+        self,
+        options: list[Option],
+        positionals: tuple[str, ...] = (),
+        rest: str | None = None,
+        required: int | None = None,
     ) -> None:
         self.options = options
         self.positionals = positionals
         self.rest = rest
+        self.required = len(positionals) if required is None else required
 
 
 class Args:
@@ -83,8 +95,9 @@ def _convert(option: Option, name: str, text: str) -> object:
     if option.kind in {INT, INTLIST}:
         try:
             return int(text)
-        except ValueError:
-            raise InvalidArgument(f"{name}: invalid integer {text!r}") from None
+        except ValueError:  # Go's flag package's words
+            flag = "-" + name.lstrip("-")
+            raise UsageError(f'invalid value "{text}" for flag {flag}: parse error') from None
     return text
 
 
@@ -113,14 +126,14 @@ def parse(command: str, syntax: Syntax, argv: list[str], args: Args) -> Args:
             continue
         name, eq, value = arg.partition("=")
         option = by_name.get(name)
-        if option is None:
-            raise UsageError(f"flag provided but not defined: {name}")
+        if option is None:  # Go's flag package names it with one dash
+            raise UsageError(f"flag provided but not defined: -{name.lstrip('-')}")
         if option.kind == FLAG:
             setattr(args, option.dest, True)
             continue
         if not eq:
             if i >= len(argv):
-                raise UsageError(f"flag needs an argument: {name}")
+                raise UsageError(f"flag needs an argument: -{name.lstrip('-')}")
             value = argv[i]
             i += 1
         converted = _convert(option, name, value)
@@ -133,15 +146,27 @@ def parse(command: str, syntax: Syntax, argv: list[str], args: Args) -> Args:
 
 def _assign(command: str, syntax: Syntax, positionals: list[str], args: Args) -> Args:
     names = syntax.positionals
-    if len(positionals) > len(names) and not syntax.rest:
-        raise UsageError(
-            f'"{command}" takes at most {len(names)} argument(s), got {len(positionals)}'
-        )
+    if not getattr(args, "help", False):
+        _check_count(command, syntax, len(positionals))
     for i, name in enumerate(names):
         setattr(args, name, positionals[i] if i < len(positionals) else None)
     if syntax.rest:
         setattr(args, syntax.rest, positionals[len(names) :])
     return args
+
+
+def _check_count(command: str, syntax: Syntax, given: int) -> None:
+    """ArgumentCount in runc's words: "exactly N" where the count is fixed, else "a minimum
+    of N" or "a maximum of N"."""
+    most = None if syntax.rest else len(syntax.positionals)
+    fixed = most == syntax.required
+    if given < syntax.required:
+        wanted = f"exactly {syntax.required}" if fixed else f"a minimum of {syntax.required}"
+    elif most is not None and given > most:
+        wanted = f"exactly {most}" if fixed else f"a maximum of {most}"
+    else:
+        return
+    raise ArgumentCount(f'{PROG}: "{command}" requires {wanted} argument(s)')
 
 
 def usage(command: str, syntax: Syntax, help_text: str) -> str:
