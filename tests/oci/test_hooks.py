@@ -96,6 +96,20 @@ def test_missing_hook_binary(tmp_path: Path) -> None:
     )
 
 
+def test_hooks_run_in_the_directory_given(tmp_path: Path) -> None:
+    seen = tmp_path / "pwd"
+    run_hooks([{"path": "/bin/sh", "args": ["sh", "-c", f"pwd -P > {seen}"]}], STATE, cwd="/usr")
+    assert seen.read_text().strip() == "/usr"
+
+
+def test_a_missing_directory_is_named_not_the_hook(tmp_path: Path) -> None:
+    """A bundle removed before `start`: the error is the directory's, not /bin/true's."""
+    gone = tmp_path / "gone"
+    with pytest.raises(FailedPrecondition) as err:
+        run_hooks([{"path": "/bin/true"}], STATE, cwd=str(gone))
+    assert str(err.value) == f"error running hook #0: chdir {gone}: no such file or directory"
+
+
 def test_warn_only_phases_run_every_hook(tmp_path: Path) -> None:
     log = tmp_path / "log"
     hooks: list[Hook] = [

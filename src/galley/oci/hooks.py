@@ -27,6 +27,7 @@ from __future__ import annotations
 import posix
 
 from galley.errors import DeadlineExceeded, FailedPrecondition, reason_text
+from galley.kernel import pathnames
 from galley.oci.jsonfast import dumps
 
 TYPE_CHECKING = False  # typing (via galley.oci.spec) costs ~8 ms to import; mypy knows this
@@ -90,6 +91,8 @@ def run_hook(
             start_new_session=True,  # its own process group: a timeout kills its children too
         )
     except OSError as e:
+        if cwd is not None and not pathnames.isdir(cwd):  # not the hook's program: its directory
+            raise FailedPrecondition(f"{failed}: chdir {cwd}: {reason_text(e)}") from None
         raise FailedPrecondition(f"{failed}: fork/exec {path}: {reason_text(e)}") from None
     try:
         out, err = proc.communicate(state_json, timeout=timeout or None)

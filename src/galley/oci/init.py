@@ -794,10 +794,14 @@ def close_on_exec(first: int) -> None:
 def every_cpu() -> None:
     """Let the process run on every CPU, which the kernel narrows to its cgroup's cpuset: the
     CPUs its caller was bound to (taskset, a pinned shim) are no business of the container's
-    (runc since 1.2 resets them too). Nothing to do, and no set to build, in the usual case."""
+    (runc since 1.2 resets them too). Nothing to do, and no set to build, in the usual case.
+    Best effort, as runc's: a kernel that refuses leaves the process where it was."""
     configured = posix.sysconf("SC_NPROCESSORS_CONF")
-    if len(posix.sched_getaffinity(0)) < configured:
-        posix.sched_setaffinity(0, range(configured))
+    try:
+        if len(posix.sched_getaffinity(0)) < configured:
+            posix.sched_setaffinity(0, range(configured))
+    except OSError:
+        pass
 
 
 def environment(process: Process) -> dict[str, str]:
