@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import posix
 
-from galley.errors import FailedPrecondition
 from galley.oci import cgroupwarm, trampoline
 from galley.oci.hostmounts import inherits_mount_namespace
-from galley.oci.init import StageError
 from galley.oci.launch import check_console, write_pid_file
 from galley.oci.stage import (
     Rollback,
@@ -55,18 +53,11 @@ def exec_process(
     forwarder = None if detach else Forwarder()  # from before the process runs
     if forwarder is not None:
         rollback.add(forwarder.restore)
-    try:
+    with rollback:  # galley-runc begins its error with "exec failed: ", as runc does
         check_console(process, console_socket)
         pid = _start(
             state, process, stage, rollback, masters, foreground=not detach, sub=sub_cgroups
         )
-    except StageError as err:
-        rollback.run()
-        # galley-runc begins it with "exec failed: ", as runc does
-        raise FailedPrecondition(f"unable to start container process: {err}") from None
-    except BaseException:
-        rollback.run()
-        raise
     try:
         for master in masters:
             from galley.oci.console import send_master  # noqa: PLC0415

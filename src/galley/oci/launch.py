@@ -109,7 +109,7 @@ def create(
     it); the pid file is written last."""
     rollback = Rollback()
     rollback.add(stage.abandon)
-    try:
+    with rollback:  # galley-runc begins its error with "galley-runc create failed: ", as runc
         return _create(
             container_id,
             bundle,
@@ -125,13 +125,6 @@ def create(
             keyring=keyring,
             on_ready=on_ready,
         )
-    except StageError as err:
-        rollback.run()
-        # galley-runc begins it with "galley-runc create failed: ", as runc does
-        raise FailedPrecondition(f"unable to start container process: {err}") from None
-    except BaseException:
-        rollback.run()
-        raise
 
 
 def _poststop_after_failure(
