@@ -31,6 +31,8 @@ from galley.oci.state import EXECS_LOCK_FILE, Lock, seccomp_cache_dir
 TYPE_CHECKING = False  # not `from typing`: it costs milliseconds per command
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from galley.oci.spec import Process, Spec, State
     from galley.oci.state import ContainerState
 
@@ -44,9 +46,11 @@ def exec_process(
     pid_file: str | None,
     detach: bool,
     sub_cgroups: dict[str, str] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> int:
     """Run process in the container (through stage); its exit status, or 0 when detached.
-    sub_cgroups (exec --cgroup) puts it in sub-cgroups of the container's."""
+    sub_cgroups (exec --cgroup) puts it in sub-cgroups of the container's; warn takes runc's
+    warning about capability names this kernel does not know."""
     rollback = Rollback()
     rollback.add(stage.abandon)
     masters: list[int] = []
@@ -56,7 +60,14 @@ def exec_process(
     with rollback:  # galley-runc begins its error with "exec failed: ", as runc does
         check_console(process, console_socket)
         pid = _start(
-            state, process, stage, rollback, masters, foreground=not detach, sub=sub_cgroups
+            state,
+            process,
+            stage,
+            rollback,
+            masters,
+            foreground=not detach,
+            sub=sub_cgroups,
+            warn=warn,
         )
     try:
         for master in masters:
@@ -84,6 +95,7 @@ def _start(
     *,
     foreground: bool,
     sub: dict[str, str] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> int:
     """Serve the stage until its execve, moving the process it reports into the cgroup (or
     its sub-cgroups); the new pid."""
@@ -119,6 +131,10 @@ def _start(
             trampoline=trampoline.supported(),
             keyring=state.keyring or None,
         )
+        if warn is not None and process.get("capabilities"):  # while the stage joins
+            from galley.oci.capabilities import warn_unknown  # noqa: PLC0415
+
+            warn_unknown(process["capabilities"], warn)
 
         # The stage joins the namespaces meanwhile (and forks, for a pid namespace) and reports
         # the process's pid; P moves that process into the cgroup, as runc does: a move is not

@@ -284,10 +284,6 @@ def exec_command(state: ContainerState, args: Args, log: Log) -> int:
                 require(Operation.EXEC, status, state.id)
             process = exec_spec(state, args, process_file)
             _log_affinity(log, process)
-            if process.get("capabilities"):
-                from galley.oci.capabilities import warn_unknown  # noqa: PLC0415
-
-                warn_unknown(process["capabilities"], log.warning)
             sub = sub_cgroups(args.cgroup)
             check_console_socket(console_socket, detach=args.detach)  # last, as runc
         except BaseException:
@@ -301,6 +297,7 @@ def exec_command(state: ContainerState, args: Args, log: Log) -> int:
             pid_file=args.pid_file,
             detach=args.detach,
             sub_cgroups=sub,
+            warn=log.warning,
         )
         stop_relay = False
         return code
