@@ -16,7 +16,7 @@ from galley.kernel import caps as kcaps
 from galley.oci.capabilities import (
     ALL_CAPABILITIES,
     apply_capabilities,
-    available_capabilities,
+    unavailable,
     unknown_capabilities,
 )
 from galley.oci.defaults import DEFAULT_CAPS
@@ -39,9 +39,25 @@ def test_names_match_libcap() -> None:
         assert out.strip().endswith(f"={name.lower()}"), (number, out)
 
 
-def test_available_follows_cap_last_cap() -> None:
+def test_unavailable_is_unknown_past_cap_last_cap_or_outside_our_bounding_set() -> None:
+    """Checked in a child that dropped CAP_SYS_TIME from its own bounding set: a runtime in a
+    restricted environment cannot grant what it lacks."""
     last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
-    assert len(available_capabilities()) == min(last, 40) + 1
+    past = set(ALL_CAPABILITIES[last + 1 :])
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            kcaps.bounding_drop(kcaps.CAPABILITY_NUMBERS["CAP_SYS_TIME"])
+            found = unavailable({"CAP_KILL", "CAP_SYS_TIME", "CAP_NOPE", *past})
+            os.write(write, " ".join(sorted(found)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as reply:
+        found = set(reply.read().split())
+    os.waitpid(pid, 0)
+    assert found == {"CAP_SYS_TIME", "CAP_NOPE", *past}
 
 
 def mask(names: list[str]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,6 +102,31 @@ def test_unknown_capability_is_warned_about_and_ignored(
     assert names(status_fields(result.stdout), "CapBnd") == ["CAP_KILL"]
     warning = f"ignoring unknown or unavailable capabilities: [{' '.join(sorted(unknown))}]"
     assert warning in result.stderr
+
+
+def test_a_capability_the_runtime_lacks_is_warned_about_and_dropped(
+    runtime: Runtime, tmp_path: Path, busybox_rootfs: Path
+) -> None:
+    """galley-runc without CAP_SYS_TIME in its own bounding set (a restricted environment;
+    this test VM lacks CAP_SYS_RESOURCE so): the runtime-spec says SHOULD NOT fail, so the
+    container runs without it, with runc's warning (runc 1.1 fails the capset)."""
+    bundle = shared_root_bundle(tmp_path, busybox_rootfs, STATUS)
+    bundle.config["process"]["capabilities"] = {
+        k: ["CAP_KILL", "CAP_SYS_TIME"] for k in ("bounding", "effective", "permitted")
+    }
+    cid = runtime.new_id()
+    runtime.created.append(cid)
+    time_cap = kcaps.CAPABILITY_NUMBERS["CAP_SYS_TIME"]
+    result = subprocess.run(
+        [runtime.binary, "--root", str(runtime.root), "run", "-b", str(bundle.write()), cid],
+        check=False, capture_output=True, text=True, timeout=30,
+        preexec_fn=lambda: kcaps.bounding_drop(time_cap),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    status = status_fields(result.stdout)
+    for field in ("CapBnd", "CapPrm", "CapEff"):
+        assert names(status, field) == ["CAP_KILL"], field
+    assert "ignoring unknown or unavailable capabilities: [CAP_SYS_TIME]" in result.stderr
 
 
 @pytest.fixture
