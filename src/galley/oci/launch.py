@@ -100,13 +100,15 @@ def create(
     report: Callable[[str], None],
     keyring: str | None = None,
     on_ready: Callable[[LaunchResult], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> LaunchResult:
     """Start the container's init (in stage), stopped at the exec fifo until `start`;
     report: where poststop hooks that fail after a failed create say so (the command's
     log); keyring: the session keyring it joins (None: it keeps the caller's); on_ready:
     called with the result once the init is ready and its terminal handed over, while it
     execs the trampoline (an error there, or a failed execve, fails the create and undoes
-    it); the pid file is written last."""
+    it); the pid file is written last. warn takes runc's warning about capability names
+    this kernel does not know, given while the stage builds the rootfs."""
     rollback = Rollback()
     rollback.add(stage.abandon)
     with rollback:  # galley-runc begins its error with "galley-runc create failed: ", as runc
@@ -124,6 +126,7 @@ def create(
             report=report,
             keyring=keyring,
             on_ready=on_ready,
+            warn=warn,
         )
 
 
@@ -168,6 +171,7 @@ def _create(
     report: Callable[[str], None],
     keyring: str | None,
     on_ready: Callable[[LaunchResult], None] | None,
+    warn: Callable[[str], None] | None,
 ) -> LaunchResult:
     channel, stage_pid, preserve_fds = stage.channel, stage.pid, stage.preserve_fds
     terminal = check_console(spec.get("process", {}), console_socket)
@@ -224,6 +228,11 @@ def _create(
             releases.append(move_in(net_devices, pid, rollback))
         send_quietly(channel, "cgroup")
         launched.append(_describe(pid, cgroup))  # while the stage builds the rootfs
+        capabilities = spec.get("process", {}).get("capabilities")
+        if warn is not None and capabilities:
+            from galley.oci.capabilities import warn_unknown  # noqa: PLC0415
+
+            warn_unknown(capabilities, warn)
 
     state = hook_state(container_id, bundle, spec, "creating")
     masters: list[int] = []

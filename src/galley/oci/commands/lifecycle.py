@@ -167,10 +167,6 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
         from galley.oci.validate import validate  # noqa: PLC0415 - lazy: only create/run validate
 
         spec = validate(config)
-        if spec.get("process", {}).get("capabilities"):
-            from galley.oci.capabilities import warn_unknown  # noqa: PLC0415
-
-            warn_unknown(spec["process"]["capabilities"], ctx.log.warning)
         rootfs = rootfs_path(bundle, spec)
         state_dir = reserve(ctx.root, cid)
     except BaseException:
@@ -206,6 +202,7 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Containe
                 report=ctx.log.error,
                 keyring=keyring,
                 on_ready=record,
+                warn=ctx.log.warning,
             )
             try:  # a signal may come at any point from here on, too
                 state = recorded[0]
