@@ -15,7 +15,7 @@ import posix
 
 from galley.oci import cgroupwarm, trampoline
 from galley.oci.hostmounts import inherits_mount_namespace
-from galley.oci.launch import check_console, write_pid_file
+from galley.oci.launch import check_console, warn_capabilities, write_pid_file
 from galley.oci.stage import (
     Rollback,
     Stage,
@@ -131,10 +131,7 @@ def _start(
             trampoline=trampoline.supported(),
             keyring=state.keyring or None,
         )
-        if warn is not None and process.get("capabilities"):  # while the stage joins
-            from galley.oci.capabilities import warn_unknown  # noqa: PLC0415
-
-            warn_unknown(process["capabilities"], warn)
+        warn_capabilities(process, warn)  # while the stage joins
 
         # The stage joins the namespaces meanwhile (and forks, for a pid namespace) and reports
         # the process's pid; P moves that process into the cgroup, as runc does: a move is not

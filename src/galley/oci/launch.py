@@ -130,6 +130,16 @@ def create(
         )
 
 
+def warn_capabilities(process: Process, warn: Callable[[str], None] | None) -> None:
+    """runc's warning about the capability names process asks for that cannot be granted
+    (the stage drops them), to warn; P gives it while the stage is busy (it imports the
+    capability code, which P's own path does not need)."""
+    if warn is not None and process.get("capabilities"):
+        from galley.oci.capabilities import warn_unknown  # noqa: PLC0415
+
+        warn_unknown(process["capabilities"], warn)
+
+
 def _poststop_after_failure(
     container_id: str, bundle: str, spec: Spec, report: Callable[[str], None]
 ) -> None:
@@ -228,11 +238,7 @@ def _create(
             releases.append(move_in(net_devices, pid, rollback))
         send_quietly(channel, "cgroup")
         launched.append(_describe(pid, cgroup))  # while the stage builds the rootfs
-        capabilities = spec.get("process", {}).get("capabilities")
-        if warn is not None and capabilities:
-            from galley.oci.capabilities import warn_unknown  # noqa: PLC0415
-
-            warn_unknown(capabilities, warn)
+        warn_capabilities(spec.get("process", {}), warn)
 
     state = hook_state(container_id, bundle, spec, "creating")
     masters: list[int] = []
