@@ -367,3 +367,21 @@ def test_a_symlinked_proc_is_refused_in_runcs_words(any_runtime: Runtime, bundle
     os.symlink("/symlink", bundle.rootfs / "proc")
     result = run_bundle(any_runtime, bundle, status=1)
     assert "must be mounted on ordinary directory" in result.stderr, result.stderr
+
+
+@pytest.mark.skipif(
+    not any(" - cgroup " in line for line in open("/proc/self/mountinfo")),  # noqa: SIM115
+    reason="no v1 cgroup hierarchy: /sys/fs/cgroup is no tmpfs of the runtime's",
+)
+def test_the_v1_cgroup_tmpfs_takes_the_mode_of_sysfs_s_directory(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """As runc's tmpfs mounts do (difffuzz seed 21): a writable cgroup mount's tmpfs is
+    sysfs's 555, so the container's root, without CAP_DAC_OVERRIDE, cannot write to it."""
+    mounts = bundle.config["mounts"]
+    cgroup = next(m for m in mounts if m["destination"] == "/sys/fs/cgroup")
+    cgroup["options"] = ["rw", "nosuid", "noexec", "nodev"]
+    bundle.config["process"]["args"] = [
+        "sh", "-c", "stat -c %a /sys/fs/cgroup; touch /sys/fs/cgroup/x 2>/dev/null || echo denied"
+    ]  # fmt: skip
+    assert run_bundle(any_runtime, bundle).stdout.split() == ["555", "denied"]

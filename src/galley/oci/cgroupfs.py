@@ -19,6 +19,7 @@ The init stage runs this after it has been moved into the container's cgroups, s
 from __future__ import annotations
 
 import posix
+import stat
 
 from galley.kernel import mount as k
 from galley.kernel import pathnames
@@ -131,12 +132,16 @@ def _mount_v1_tmpfs(
 ) -> None:
     """The tmpfs holding each v1 hierarchy, made detached and attached on the target fd: its
     own fd names it from then on, so dest is never looked up again (a process sharing a
-    parent directory could have put something else there)."""
+    parent directory could have put something else there). It takes the mode of the
+    directory it covers, as runc's tmpfs mounts do: sysfs's 555 for /sys/fs/cgroup, which a
+    root without CAP_DAC_OVERRIDE cannot write to."""
+    covered = stat.S_IMODE(posix.fstat(target).st_mode)
     tmpfs = new_filesystem("tmpfs", "tmpfs", _V1_FLAGS, "mode=755")
     try:
         attach(tmpfs, target)
         for hierarchy in v1:
             _mount_in_tmpfs(tmpfs, hierarchy, own, options, cgroupns=cgroupns)
+        posix.chmod(".", covered, dir_fd=tmpfs)
         if options.flags & k.MS_RDONLY:
             set_attrs(tmpfs, k.MOUNT_ATTR_RDONLY, 0)
         propagate(tmpfs, options.propagation)
