@@ -244,10 +244,19 @@ def test_exec_cpu_affinity_is_the_exec_s_not_the_init_s(runtime: Runtime, bundle
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two CPUs")
-def test_the_caller_s_cpu_affinity_is_not_the_container_s(runtime: Runtime, bundle: Bundle) -> None:
+@pytest.mark.parametrize("sysfs", [True, False])
+def test_the_caller_s_cpu_affinity_is_not_the_container_s(
+    runtime: Runtime, bundle: Bundle, sysfs: bool
+) -> None:
     """galley-runc under `taskset -c 0` (a pinned shim): the container's init and an exec
-    without execCPUAffinity run on every CPU, as runc's since 1.2 (runc 1.1 kept CPU 0)."""
+    without execCPUAffinity run on every CPU, as runc's since 1.2 (runc 1.1 kept CPU 0); in
+    a container without /sys and /proc/stat too, where glibc would count only the CPUs this
+    process may use (the CPUs are counted in the host's /sys, before pivot_root)."""
     every = Path("/sys/devices/system/cpu/online").read_text().strip()  # "0-1", as /proc shows
+    if not sysfs:
+        mounts = bundle.config["mounts"]
+        mounts[:] = [m for m in mounts if not m["destination"].startswith("/sys")]
+        bundle.config["linux"].setdefault("maskedPaths", []).append("/proc/stat")
     bundle.config["process"]["args"] = ["sleep", "100"]
     pinned = {"preexec_fn": lambda: os.sched_setaffinity(0, {0})}
     cid = runtime.new_id()

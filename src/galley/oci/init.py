@@ -607,6 +607,8 @@ class ProcessStarter:
         self.personality = spec.get("linux", {}).get("personality")
         self.memory_policy = spec.get("linux", {}).get("memoryPolicy")
         self.affinity = {} if init else process.get("execCPUAffinity") or {}
+        # glibc counts them in the host's /sys/devices/system/cpu: read before pivot_root
+        self.cpus = posix.sysconf("SC_NPROCESSORS_CONF")
         self.scheduling = None
         if (
             self.affinity
@@ -641,7 +643,7 @@ class ProcessStarter:
         if self.scheduling is not None:
             self._schedule()
         if not (self.affinity.get("initial") or self.affinity.get("final")):
-            every_cpu()
+            every_cpu(self.cpus)
         self.rlimits.raise_hard_limits(process.get("rlimits", []))  # the rest: set_rlimits
         cwd = process.get("cwd", "/")
         entered = enter_cwd(cwd, may_retry=True)  # as runc: first with the runtime's rights
@@ -791,12 +793,12 @@ def close_on_exec(first: int) -> None:
                     pass
 
 
-def every_cpu() -> None:
-    """Let the process run on every CPU, which the kernel narrows to its cgroup's cpuset: the
-    CPUs its caller was bound to (taskset, a pinned shim) are no business of the container's
-    (runc since 1.2 resets them too). Nothing to do, and no set to build, in the usual case.
-    Best effort, as runc's: a kernel that refuses leaves the process where it was."""
-    configured = posix.sysconf("SC_NPROCESSORS_CONF")
+def every_cpu(configured: int) -> None:
+    """Let the process run on every one of the configured CPUs, which the kernel narrows to
+    its cgroup's cpuset: the CPUs its caller was bound to (taskset, a pinned shim) are no
+    business of the container's (runc since 1.2 resets them too). Nothing to do, and no set
+    to build, in the usual case. Best effort, as runc's: a kernel that refuses leaves the
+    process where it was."""
     try:
         if len(posix.sched_getaffinity(0)) < configured:
             posix.sched_setaffinity(0, range(configured))
