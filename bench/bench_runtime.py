@@ -8,8 +8,10 @@ that machine noise hits all alike:
 `create` → `start` → `delete` that containerd's shim drives, `exec` of `true` in a running
 container (what a kubelet's exec probes cost), `run` under a Docker-style seccomp profile
 (what most Kubernetes containers get), and `state` of a running container. Prints medians,
-p90s and the ratio of each runtime to galley-runc. A runtime that cannot run here (crun
-refuses the hybrid cgroup layout) is reported with its error instead. --compare adds another
+p90s, the ratio of each runtime's median to galley-runc's, and the median of their per-round
+differences with its ~95% interval (bench.stats: the column to read for an A/B). A runtime
+that cannot run here (crun refuses the hybrid cgroup layout) is reported with its error
+instead. --compare adds another
 galley checkout (say a `git worktree` of the previous commit) to the same interleaved run: the
 way to see what a change gains on this noisy machine. Each checkout's code cache
 (galley.codecache) is built first, as scripts/setup.sh builds it. --measure keeps only the
@@ -40,6 +42,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from bench.stats import paired_difference
 from galley.fixtures.busybox import make_bundle
 
 REPO = Path(__file__).resolve().parent.parent
@@ -250,15 +253,19 @@ def bench(
 
 
 def report(times: dict[str, dict[str, list[float]]]) -> None:
-    """Print median / p90 per runtime and measure, with ratios to galley-runc."""
+    """Print median / p90 per runtime and measure, the ratio of medians to galley-runc's,
+    and the median per-round difference from galley-runc with its ~95% interval (bench.stats:
+    what an A/B can claim; an interval that spans 0 shows no difference)."""
     for measure, per_runtime in times.items():
-        base = statistics.median(per_runtime["galley-runc"])
-        print(f"\n{measure} (ms, {len(per_runtime['galley-runc'])} runs each)")
-        print(f"{'runtime':<20}{'median':>9}{'p90':>9}{'vs galley':>11}")
+        base_samples = per_runtime["galley-runc"]
+        base = statistics.median(base_samples)
+        print(f"\n{measure} (ms, {len(base_samples)} runs each)")
+        print(f"{'runtime':<20}{'median':>9}{'p90':>9}{'vs galley':>11}   per-round diff [95%]")
         for name, samples in per_runtime.items():
             med = statistics.median(samples)
             p90 = sorted(samples)[int(0.9 * (len(samples) - 1))]
-            print(f"{name:<20}{med:>9.1f}{p90:>9.1f}{med / base:>11.2f}")
+            diff = "" if samples is base_samples else str(paired_difference(base_samples, samples))
+            print(f"{name:<20}{med:>9.1f}{p90:>9.1f}{med / base:>11.2f}   {diff}".rstrip())
 
 
 def main() -> int:
