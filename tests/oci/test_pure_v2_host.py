@@ -107,3 +107,25 @@ def test_pause_exec_kill_and_delete_on_a_pure_v2_host(
     wait_status(on_v2, cid, "stopped")
     on_v2("delete", cid, check=True)
     assert not cgroup.exists()
+
+
+@pytest.mark.parametrize("cgroupns", [True, False], ids=["cgroupns", "host-cgroupns"])
+def test_a_shared_cgroup2_mount_is_shared(
+    runtime: Runtime, v2_host: int, bundle: Bundle, cgroup_path: str, cgroupns: bool, tmp_path: Path
+) -> None:
+    """The mount's propagation on the fresh cgroup2 mount (a cgroup namespace) as on the bind
+    of the host's directory (none): the fresh one was left private. galley only: runc 1.1's
+    cgroup2 mount returns before it applies a mount's propagation, and stays private."""
+    linux = bundle.config["linux"]
+    if not cgroupns:
+        linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "cgroup"]
+    for entry in bundle.config["mounts"]:
+        if entry["type"] == "cgroup":
+            entry["options"] = ["nosuid", "noexec", "nodev", "shared"]
+    bundle.config["process"]["args"] = ["grep", " /sys/fs/cgroup ", "/proc/self/mountinfo"]
+    linux["cgroupsPath"] = cgroup_path
+    with in_namespace(runtime, v2_host, tmp_path / "wrap") as rt:
+        ran = rt("run", "--bundle", str(bundle.write()), rt.new_id(), stdin=subprocess.DEVNULL)
+    assert ran.returncode == 0, ran.stderr
+    optional = ran.stdout.split(" - ")[0].split()[6:]  # the fields before the separator
+    assert any(field.startswith("shared:") for field in optional), ran.stdout

@@ -35,7 +35,7 @@ from galley.oci.mounts import (
 
 TYPE_CHECKING = False  # typing costs galley-runc milliseconds; mypy knows this name
 if TYPE_CHECKING:
-    pass
+    from collections.abc import Callable
 
 # runc 1.1 mounts the v1 tmpfs, and each fresh v1 hierarchy in a cgroup namespace, with these
 # whatever the mount's options say (only "ro" and propagation come from them).
@@ -117,7 +117,14 @@ def mount_cgroup(root_fd: int, dest: str, options: MountOptions, *, cgroupns: bo
         else:
             unified = [h for h in hierarchies if h.version == 2]
             hierarchy = unified[0] if unified else None
-            _mount_hierarchy(target, hierarchy, own, options, cgroupns=cgroupns)
+            _mount_hierarchy(
+                target,
+                hierarchy,
+                own,
+                options,
+                cgroupns=cgroupns,
+                mounted=lambda: paths.open_in_root(root_fd, dest, posix.O_PATH),
+            )
     finally:
         posix.close(target)
 
@@ -164,7 +171,14 @@ def _mount_in_tmpfs(
 
     target = posix.open(name, _SUBDIR, dir_fd=tmpfs)
     try:
-        _mount_hierarchy(target, hierarchy, own, options, cgroupns=cgroupns)
+        _mount_hierarchy(
+            target,
+            hierarchy,
+            own,
+            options,
+            cgroupns=cgroupns,
+            mounted=lambda: posix.open(name, _SUBDIR, dir_fd=tmpfs),
+        )
     finally:
         posix.close(target)
     for controller in sorted(hierarchy.controllers):
@@ -185,9 +199,12 @@ def _mount_hierarchy(
     options: MountOptions,
     *,
     cgroupns: bool,
+    mounted: Callable[[], int],
 ) -> None:
     """At target: a fresh cgroup(2) mount with a cgroup namespace (or no host hierarchy), else
-    a bind of the host's directory, its attributes set while it is detached."""
+    a bind of the host's directory, its attributes set while it is detached. Either gets the
+    mount's propagation, as runc's do; mounted() opens the fresh mount (target names the
+    directory it covers)."""
     flags = options.flags & ~(k.MS_BIND | k.MS_REC | k.MS_REMOUNT)
     if hierarchy is None or cgroupns:
         # A cgroup2 mount made from the initial cgroup namespace re-applies its options
@@ -201,10 +218,17 @@ def _mount_hierarchy(
             source = named[0] if named else "cgroup"  # runc shows "systemd" for name=systemd
         try:
             k.mount(source, k.fd_path(target), fstype, flags, data)
-            return
         except OSError as err:
             if hierarchy is None or err.errno not in {1, 16}:  # EPERM, EBUSY
                 raise
+        else:
+            if options.propagation:
+                fresh = mounted()
+                try:
+                    propagate(fresh, options.propagation)
+                finally:
+                    posix.close(fresh)
+            return
     tree = k.open_tree(
         k.AT_FDCWD, host_dir(hierarchy, own), k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC
     )
