@@ -74,6 +74,35 @@ def test_an_endless_config_is_refused(runtime: Runtime, bundle: Bundle) -> None:
     assert "config.json: larger than 32 MiB" in res.stderr
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "JSON specification file config.json not found"),  # runc's words
+        ("[]", "config: must be an object, not array"),
+        ("process-array", "process: must be an object, not array"),
+    ],
+    ids=["missing", "array", "process-array"],
+)
+def test_run_reads_a_bad_config_once_and_refuses_it(
+    runtime: Runtime, bundle: Bundle, content: str | None, message: str
+) -> None:
+    """`run` reads config.json before create (for process.terminal) and hands it over: what
+    it does not understand there is create's to refuse, in one line, leaving nothing."""
+    if content == "process-array":
+        bundle.config["process"] = []
+    config = bundle.write() / "config.json"
+    if content is None:
+        config.unlink()
+    elif content == "[]":
+        config.write_text(content)
+    cid = runtime.new_id()
+    res = runtime("run", "-b", str(bundle.path), cid)
+    assert res.returncode == 1
+    assert message in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not (runtime.root / cid).exists()
+
+
 def test_deeply_nested_json_is_refused(runtime: Runtime, bundle: Bundle) -> None:
     (bundle.write() / "config.json").write_text("[" * 100_000 + "]" * 100_000)
     res = runtime("run", "-b", str(bundle.path), runtime.new_id())

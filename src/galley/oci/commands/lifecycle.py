@@ -127,10 +127,13 @@ class Stopped(BaseException):
         self.signum = signum
 
 
-def create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> ContainerState:
+def create(
+    ctx: Context, args: Args, cid: str, *, foreground: bool, config: Any = None
+) -> ContainerState:
     """Create the container: everything or nothing, even when SIGTERM, SIGINT or SIGHUP comes
     midway (the first one is remembered and the others ignored while create cleans up; then
-    galley-runc dies of it, as it would have at once)."""
+    galley-runc dies of it, as it would have at once). config: config.json's JSON, if the
+    caller has read it (read_config) already."""
     import _signal as signal  # type: ignore[import-not-found]  # noqa: PLC0415 - `signal` costs ~4 ms
 
     stopping = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -142,7 +145,7 @@ def create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> Container
 
     previous = {s: signal.signal(s, stop) for s in stopping}
     try:
-        return _create(ctx, args, cid, foreground=foreground)
+        return _create(ctx, args, cid, foreground=foreground, config=config)
     except Stopped as stopped:
         signal.signal(stopped.signum, signal.SIG_DFL)
         posix.kill(posix.getpid(), stopped.signum)
@@ -156,12 +159,13 @@ def _ignore(_signum: int, _frame: object) -> None:
     """A signal that comes while create undoes its work after the first one."""
 
 
-def _create(ctx: Context, args: Args, cid: str, *, foreground: bool) -> ContainerState:
+def _create(ctx: Context, args: Args, cid: str, *, foreground: bool, config: Any) -> ContainerState:
     from galley.oci import launch  # noqa: PLC0415 - lazy: the heavy part of galley-runc
 
     bundle = pathnames.abspath(args.bundle)
     keyring = None if args.no_new_keyring else f"_ses.{cid}"  # runc's name
-    config = read_config(bundle)
+    if config is None:
+        config = read_config(bundle)
     stage = launch.fork_stage(args.preserve_fds, config)  # it imports while we validate
     try:
         from galley.oci.validate import validate  # noqa: PLC0415 - lazy: only create/run validate
@@ -433,14 +437,15 @@ def run(command: str, ctx: Context, args: Args) -> int:
 def run_container(ctx: Context, args: Args, cid: str) -> int:
     """`run`: create and start; in the foreground, wait (relaying a terminal) and clean up."""
     check_console_socket(args.console_socket, detach=args.detach)
+    config = read_config(pathnames.abspath(args.bundle))  # once: create takes it from here
     receiver = None
-    if not args.detach and _wants_terminal(args):
+    if not args.detach and _wants_terminal(config):
         from galley.oci.commands.terminal import ConsoleReceiver  # noqa: PLC0415
 
         receiver = ConsoleReceiver()
         args.console_socket = receiver.path
     try:
-        state = create(ctx, args, cid, foreground=not args.detach)
+        state = create(ctx, args, cid, foreground=not args.detach, config=config)
         master = receiver.receive() if receiver is not None else None
     finally:
         if receiver is not None:
@@ -469,10 +474,8 @@ def _nothing() -> None:
     pass
 
 
-def _wants_terminal(args: Args) -> bool:
-    """process.terminal in the bundle's config (read again by create; errors surface there)."""
-    try:
-        config = load_file(pathnames.join(pathnames.abspath(args.bundle), "config.json"), "")
-        return bool(config.get("process", {}).get("terminal"))
-    except (OSError, ValueError, AttributeError):
-        return False
+def _wants_terminal(config: Any) -> bool:
+    """process.terminal in config.json, not validated yet (a malformed config is create's to
+    report)."""
+    process = config.get("process") if isinstance(config, dict) else None
+    return isinstance(process, dict) and bool(process.get("terminal"))
