@@ -107,3 +107,38 @@ def test_galley_runcs_modules_never_import_os() -> None:
         "print(sorted({'os', 'posixpath', '_collections_abc', 'typing'} & set(sys.modules)))\n"
     )
     assert fresh_python(script).strip() == "[]"
+
+
+def test_read_bytes_reads_the_whole_file(tmp_path: Path) -> None:
+    big = os.urandom(200_000)  # more than one read's worth
+    (tmp_path / "big").write_bytes(big)
+    assert pathnames.read_bytes(str(tmp_path / "big")) == big
+    (tmp_path / "empty").write_bytes(b"")
+    assert pathnames.read_bytes(str(tmp_path / "empty")) == b""
+
+
+def test_read_bytes_reads_a_proc_file_longer_than_a_page_to_the_end() -> None:
+    with open("/proc/zoneinfo", "rb") as f:
+        expected = f.read()
+    assert len(expected) > 4096
+    got = pathnames.read_bytes("/proc/zoneinfo")
+    assert got.splitlines()[0] == expected.splitlines()[0]
+    assert len(got.splitlines()) == len(expected.splitlines())
+
+
+def test_read_text_keeps_carriage_returns_and_decodes_as_asked(tmp_path: Path) -> None:
+    """A name in a /proc or cgroup file may hold a "\\r": open()'s text mode would end the
+    line there."""
+    path = tmp_path / "f"
+    path.write_bytes(b"a\rb\nc\xff\n")
+    assert pathnames.read_text(str(path), "surrogateescape") == "a\rb\nc\udcff\n"
+    with pytest.raises(UnicodeDecodeError):
+        pathnames.read_text(str(path))
+
+
+def test_read_bytes_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as missing:
+        pathnames.read_bytes(str(tmp_path / "nope"))
+    assert missing.value.filename == str(tmp_path / "nope")
+    with pytest.raises(IsADirectoryError):
+        pathnames.read_bytes(str(tmp_path))

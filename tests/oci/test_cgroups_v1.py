@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.oci import cgroups
 from galley.oci.cgroups.layout import detect, own_cgroups
-from galley.oci.cgroups.v1 import V1Manager
+from galley.oci.cgroups.v1 import V1Manager, _fill_cpusets
 from tests.oci.cgroup_fixtures import (
     Children,
     proc_state,
@@ -522,3 +523,30 @@ def test_rules_v1_are_written_as_what_they_leave() -> None:
         False,
         ["c *:* rm"],
     )
+
+
+def _cpuset(directory: Path, cpus: str, mems: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "cpuset.cpus").write_text(cpus)
+    (directory / "cpuset.mems").write_text(mems)
+    return directory
+
+
+def test_each_empty_cpuset_file_is_filled_from_the_nearest_ancestor_that_has_it(
+    tmp_path: Path,
+) -> None:
+    """Plain files stand in for the cpuset cgroups: a grandparent with both, a parent
+    someone left with cpus only, and the new cgroup with neither."""
+    _cpuset(tmp_path / "a", "0-1\n", "0\n")
+    _cpuset(tmp_path / "a" / "b", "1\n", "")
+    new = _cpuset(tmp_path / "a" / "b" / "c", "", "")
+    _fill_cpusets(str(new))
+    assert (tmp_path / "a" / "b" / "cpuset.cpus").read_text() == "1\n"  # its own, untouched
+    assert (tmp_path / "a" / "b" / "cpuset.mems").read_text() == "0"
+    assert ((new / "cpuset.cpus").read_text(), (new / "cpuset.mems").read_text()) == ("1", "0")
+
+
+def test_a_cpuset_without_a_full_ancestor_is_named(tmp_path: Path) -> None:
+    new = _cpuset(tmp_path / "x", "", "")
+    with pytest.raises(FailedPrecondition, match=f"no ancestor of {new} has cpus and mems"):
+        _fill_cpusets(str(new))

@@ -12,7 +12,7 @@ then effective is cleared, so the caller re-raises effective from permitted with
 
 from __future__ import annotations
 
-from galley.kernel import ffi
+from galley.kernel import ffi, pathnames
 from galley.kernel.libc import check, function
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
@@ -130,8 +130,8 @@ def last_cap() -> int:
     global _last_cap  # noqa: PLW0603 - read once per process
     if _last_cap is None:
         try:
-            with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
-                _last_cap = min(int(f.read()), len(CAPABILITY_NAMES) - 1)
+            text = pathnames.read_bytes("/proc/sys/kernel/cap_last_cap")
+            _last_cap = min(int(text), len(CAPABILITY_NAMES) - 1)
         except (OSError, ValueError):
             _last_cap = len(CAPABILITY_NAMES) - 1
     return _last_cap

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from galley.kernel import ffi
+from galley.kernel import ffi, pathnames
 from galley.kernel.libc import check, encode, function
 
 PR_SET_PDEATHSIG = 1
@@ -50,8 +50,7 @@ def set_title(title: bytes) -> None:
     over the argv the kernel reads it from (this process's own stack, as setproctitle does),
     the rest of that area zeroed; cut to fit. A forked stage's argv is galley-runc's whole
     command line, --env values included."""
-    with open("/proc/self/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
+    fields = pathnames.read_bytes("/proc/self/stat").rsplit(b")", 1)[1].split()
     start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end: fields 48 and 49
     if end - start < 2:
         return

@@ -65,21 +65,20 @@ def host_hierarchies() -> list[Hierarchy]:
     namespace already has the host's /sys, cgroups and all, bound into its root)."""
     found: list[Hierarchy] = []
     seen: set[tuple[int, frozenset[str]]] = set()
-    with open("/proc/self/mountinfo") as mountinfo:
-        for line in mountinfo:
-            fields, _, rest = line.partition(" - ")
-            parts, tail = fields.split(), rest.split()
-            if len(tail) < 3 or tail[0] not in {"cgroup", "cgroup2"}:
-                continue
-            options = {o for o in tail[2].split(",") if o.split("=")[0] not in _SUPER_OPTIONS}
-            options = {o for o in options if "=" not in o or o.startswith("name=")}
-            version = 2 if tail[0] == "cgroup2" else 1
-            if (version, frozenset(options)) in seen:
-                continue
-            seen.add((version, frozenset(options)))
-            sb_options = ",".join(o for o in tail[2].split(",") if o not in {"rw", "ro"})
-            found.append(Hierarchy(_unescape(parts[4]), _unescape(parts[3]), version,
-                                   frozenset(options), sb_options))  # fmt: skip
+    for line in pathnames.read_text("/proc/self/mountinfo", "surrogateescape").split("\n"):
+        fields, _, rest = line.partition(" - ")
+        parts, tail = fields.split(), rest.split()
+        if len(tail) < 3 or tail[0] not in {"cgroup", "cgroup2"}:
+            continue
+        options = {o for o in tail[2].split(",") if o.split("=")[0] not in _SUPER_OPTIONS}
+        options = {o for o in options if "=" not in o or o.startswith("name=")}
+        version = 2 if tail[0] == "cgroup2" else 1
+        if (version, frozenset(options)) in seen:
+            continue
+        seen.add((version, frozenset(options)))
+        sb_options = ",".join(o for o in tail[2].split(",") if o not in {"rw", "ro"})
+        found.append(Hierarchy(_unescape(parts[4]), _unescape(parts[3]), version,
+                               frozenset(options), sb_options))  # fmt: skip
     return found
 
 
@@ -90,9 +89,9 @@ def _unescape(field: str) -> str:
 def own_cgroups() -> dict[frozenset[str], str]:
     """This process's cgroup per hierarchy (keyed by controller set; v2 is the empty set)."""
     own: dict[frozenset[str], str] = {}
-    with open("/proc/self/cgroup") as cgroup:
-        for line in cgroup:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
+    for line in pathnames.read_text("/proc/self/cgroup", "surrogateescape").split("\n"):
+        if line:
+            _, controllers, path = line.split(":", 2)
             own[frozenset(c for c in controllers.split(",") if c)] = path
     return own
 

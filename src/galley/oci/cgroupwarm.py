@@ -43,8 +43,7 @@ def own_threads_file() -> str | None:
     """The file that moves one thread into the cgroup this process is in, on one mounted
     hierarchy: `tasks` (v1) or `cgroup.threads` (v2)."""
     try:
-        with open("/proc/self/cgroup", encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        lines = pathnames.read_text("/proc/self/cgroup").splitlines()
     except OSError:
         return None
     for line in lines:

@@ -375,8 +375,7 @@ def _close_all(fds: list[int]) -> None:
 
 def process_start_time(pid: int) -> int:
     """Field 22 of /proc/<pid>/stat (clock ticks after boot): tells a recycled pid apart."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        stat = f.read()
+    stat = pathnames.read_bytes(f"/proc/{pid}/stat")
     return int(stat[stat.rindex(b")") + 2 :].split()[19])
 
 

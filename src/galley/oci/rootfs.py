@@ -677,5 +677,4 @@ def propagation_flags(name: str) -> int:
 
 def in_user_namespace() -> bool:
     """Whether this process runs in a user namespace other than the initial one."""
-    with open("/proc/self/uid_map") as uid_map:
-        return uid_map.read().split() != ["0", "0", "4294967295"]
+    return pathnames.read_text("/proc/self/uid_map").split() != ["0", "0", "4294967295"]

@@ -112,8 +112,7 @@ def now_rfc3339() -> str:
 def process_start_time(pid: int) -> int | None:
     """Field 22 (starttime, clock ticks since boot) of /proc/<pid>/stat; None if gone or zombie."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        data = pathnames.read_bytes(f"/proc/{pid}/stat")
     except OSError:
         return None
     # comm (field 2) may hold spaces and parentheses: split after the last ')'.
@@ -289,8 +288,7 @@ class ContainerState:
         """Read state.json; NotFound (runc's wording) when the container does not exist."""
         path = pathnames.join(container_dir(root, container_id), STATE_FILE)
         try:
-            with open(path, "rb") as f:
-                data = jsonfast.loads(f.read())
+            data = jsonfast.loads(pathnames.read_bytes(path))
         except FileNotFoundError:
             raise NotFound(f'container "{container_id}" does not exist') from None
         except ValueError as e:
@@ -444,8 +442,7 @@ def note_incomplete(state_dir: str, **made: object) -> None:
 def read_incomplete(state_dir: str) -> dict[str, Any]:
     """What an unfinished (or killed) create noted it had made; {} when nothing."""
     try:
-        with open(pathnames.join(state_dir, INCOMPLETE_FILE), "rb") as f:
-            noted = jsonfast.loads(f.read())
+        noted = jsonfast.loads(pathnames.read_bytes(pathnames.join(state_dir, INCOMPLETE_FILE)))
     except (FileNotFoundError, ValueError):
         return {}
     return noted if isinstance(noted, dict) else {}

@@ -105,8 +105,7 @@ def _unescape(text: str) -> str:
 
 def _v2_controllers(mount: str) -> frozenset[str]:
     try:
-        with open(pathnames.join(mount, "cgroup.controllers"), encoding="utf-8") as f:
-            return frozenset(f.read().split())
+        return frozenset(pathnames.read_text(pathnames.join(mount, "cgroup.controllers")).split())
     except OSError:
         return frozenset()
 
@@ -203,8 +202,7 @@ def detect(mountinfo: str = "/proc/self/mountinfo") -> CgroupLayout:
     global _cached  # noqa: PLW0603 - mountinfo is read once per process on the hot path
     if mountinfo == "/proc/self/mountinfo" and _cached is not None:
         return _cached
-    with open(mountinfo, encoding="utf-8", errors="surrogateescape") as f:
-        layout = parse_mountinfo(f.read())
+    layout = parse_mountinfo(pathnames.read_text(mountinfo, "surrogateescape"))
     if mountinfo == "/proc/self/mountinfo":
         _cached = layout
     return layout
@@ -213,12 +211,11 @@ def detect(mountinfo: str = "/proc/self/mountinfo") -> CgroupLayout:
 def own_cgroups(pid: int | str = "self") -> dict[str, str]:
     """The cgroup paths of a process: v1 controller name → path, and "" → the cgroup2 path."""
     paths: dict[str, str] = {}
-    with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="surrogateescape") as f:
-        for line in f.read().splitlines():
-            _, controllers, path = line.split(":", 2)
-            if not controllers:
-                paths[""] = path
-            for name in controllers.split(","):
-                if name:
-                    paths[name] = path
+    for line in pathnames.read_text(f"/proc/{pid}/cgroup", "surrogateescape").splitlines():
+        _, controllers, path = line.split(":", 2)
+        if not controllers:
+            paths[""] = path
+        for name in controllers.split(","):
+            if name:
+                paths[name] = path
     return paths

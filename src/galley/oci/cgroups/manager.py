@@ -206,8 +206,7 @@ def write(directory: str, name: str, value: str | int) -> None:
 
 def read(directory: str, name: str) -> str:
     """The stripped text of one cgroup file."""
-    with open(pathnames.join(directory, name), encoding="utf-8") as f:
-        return f.read().strip()
+    return pathnames.read_text(pathnames.join(directory, name)).strip()
 
 
 def v1_frozen(freezer: str | None) -> bool:

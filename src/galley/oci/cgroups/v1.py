@@ -327,25 +327,27 @@ def _controllers(directory: str) -> set[str]:
 def _fill_cpusets(directory: str) -> None:
     """Give the cgroup, and every ancestor whose cpus or mems are empty (both start so on v1,
     and no process may join such a cpuset), its parent's, from the first full one down: an
-    ancestor someone else made and left empty too, as runc does."""
-    empty = []
+    ancestor someone else made and left empty too, as runc does. Each file is read once."""
+    empty: list[tuple[str, str, str]] = []  # (cgroup, its cpus, its mems), ours first
     current = directory
-    while not (read(current, "cpuset.cpus") and read(current, "cpuset.mems")):
-        empty.append(current)
+    while True:
+        cpus, mems = read(current, "cpuset.cpus"), read(current, "cpuset.mems")
+        if cpus and mems:
+            break
+        empty.append((current, cpus, mems))
         parent = pathnames.dirname(current)
         if parent == current or not pathnames.exists(pathnames.join(parent, "cpuset.cpus")):
-            break
+            raise FailedPrecondition(f"cpuset: no ancestor of {directory} has cpus and mems")
         current = parent
-    for level in reversed(empty):
-        _inherit_cpuset(level)
-
-
-def _inherit_cpuset(directory: str) -> None:
-    """Give a cpuset cgroup its parent's cpus and mems where they are empty."""
-    parent = pathnames.dirname(directory)
-    for name in ("cpuset.cpus", "cpuset.mems"):
-        if not read(directory, name):
-            write(directory, name, read(parent, name))
+    for level, own_cpus, own_mems in reversed(empty):  # from the top: each gets its parent's
+        if own_cpus:
+            cpus = own_cpus
+        else:
+            write(level, "cpuset.cpus", cpus)
+        if own_mems:
+            mems = own_mems
+        else:
+            write(level, "cpuset.mems", mems)
 
 
 def _weight_file(directory: str, name: str, value: str, field: str) -> None:
