@@ -151,6 +151,38 @@ def test_a_wrong_cgroup_moves_only_the_thread(hierarchy: str, name: str, key: st
     assert mine.endswith(f"/{os.path.basename(cgroup)}")  # still where it moved itself
 
 
+# A process that moves into the cgroup given (as bytes) and prints what own_threads_file finds.
+FIND = """
+import os, sys
+from galley.oci import cgroupwarm
+cgroup = os.fsencode(sys.argv[1])
+with open(os.path.join(cgroup, b"cgroup.procs"), "w") as f:
+    f.write(str(os.getpid()))
+found = cgroupwarm.own_threads_file()
+print(os.fsencode(found).hex() if found else "")
+"""
+
+
+@pytest.mark.parametrize(("hierarchy", "name"), [found[:2] for found in _hierarchies()[:1]])
+def test_a_cgroup_name_that_is_not_utf_8_is_found(hierarchy: str, name: str) -> None:
+    """cgroup names are bytes: one that is not UTF-8 must not kill the thread with a traceback
+    on galley-runc's stderr. Its path comes back as the bytes it is."""
+    cgroup = os.path.join(os.fsencode(hierarchy), b"galley-test-\xff-%d" % os.getpid())
+    os.mkdir(cgroup)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", FIND, os.fsdecode(cgroup)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")},
+        )
+    finally:
+        os.rmdir(cgroup)
+    assert result.stderr == ""
+    assert bytes.fromhex(result.stdout.strip()) == os.path.join(cgroup, name.encode())
+
+
 @pytest.mark.parametrize(("argv", "moves"), GUESSES)
 def test_the_command_guess(argv: list[str], moves: bool) -> None:
     """bin/galley-runc starts the thread before it parses anything: for create, run, exec."""

@@ -43,7 +43,7 @@ def own_threads_file() -> str | None:
     """The file that moves one thread into the cgroup this process is in, on one mounted
     hierarchy: `tasks` (v1) or `cgroup.threads` (v2)."""
     try:
-        lines = pathnames.read_text("/proc/self/cgroup").splitlines()
+        lines = pathnames.read_text("/proc/self/cgroup", "surrogateescape").splitlines()
     except OSError:
         return None
     for line in lines:
