@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -399,19 +400,32 @@ def _children_of(pid: int) -> list[int]:
     raise AssertionError(f"process {pid} started no child")
 
 
+# A member that names itself in bytes that are not UTF-8, as any container process may.
+ODD_NAME = "import time; open('/proc/self/comm', 'wb').write(b'\\xff\\xfe'); time.sleep(60)"
+
+
 @real
 @pytest.mark.root
 @needs("hugetlb")
+@pytest.mark.parametrize("odd_member", [False, True], ids=["plain", "odd-comm"])
 def test_exec_joins_inits_cgroup_when_the_container_made_sub_cgroups(
-    parent: str, kids: Children
+    parent: str, kids: Children, odd_member: bool
 ) -> None:
+    """odd-comm: a member whose /proc status is not UTF-8, read before the init is found, is
+    passed over (the lookup died of a UnicodeDecodeError)."""
     manager = _manager(parent)
     manager.create()
     inner = os.path.join(manager.directory, "inner")
     os.mkdir(inner)
+    members = []
+    if odd_member:
+        odd = kids.start(sys.executable, "-c", ODD_NAME)
+        while Path(f"/proc/{odd.pid}/comm").read_bytes() != b"\xff\xfe\n":
+            time.sleep(0.01)
+        members.append(odd.pid)
     unshare = kids.start("unshare", "--pid", "--fork", "--kill-child", "sleep", "60")
     (init,) = _children_of(unshare.pid)  # pid 1 of the new pid namespace
-    for pid in (unshare.pid, init):
+    for pid in (*members, unshare.pid, init):
         Path(inner, "cgroup.procs").write_text(str(pid))
     Path(manager.directory, "cgroup.subtree_control").write_text("+hugetlb")
     joiner = kids.start("sleep", "60")

@@ -94,12 +94,12 @@ class V2Manager:
     def _init_directory(self) -> str | None:
         """The cgroup directory of the container's init, if it lives below ours."""
         for member in self.pids():
-            try:
-                with open(f"/proc/{member}/status", encoding="utf-8") as f:
-                    nspid = next((line for line in f if line.startswith("NSpid:")), "")
+            try:  # its Name is the process's own to choose: any bytes
+                status = pathnames.read_text(f"/proc/{member}/status", "surrogateescape")
                 cgroup = layout.own_cgroups(member).get("")
             except OSError:
                 continue
+            nspid = next((line for line in status.split("\n") if line.startswith("NSpid:")), "")
             if nspid.split()[-1:] == ["1"] and nspid.split()[1:2] != ["1"] and cgroup:
                 directory = pathnames.join(self.mount, cgroup.lstrip("/"))
                 if directory.startswith(self.directory + "/"):
