@@ -270,29 +270,49 @@ def test_a_v1_cgroup_mount_is_nosuid_nodev_noexec_whatever_its_options(
     ]
 
 
-@pytest.mark.parametrize("cgroupns", [True, False], ids=["cgroupns", "host-cgroupns"])
-def test_a_cgroup_mounts_propagation_reaches_every_mount_it_makes(
-    any_runtime: Runtime, bundle: Bundle, cgroupns: bool
+# What a v1 cgroup mount's propagation gives (tmpfs, hierarchies): with a cgroup namespace
+# the hierarchies are fresh mounts and take what the kernel gives a new mount under the tmpfs;
+# without one they are binds of the host's directories and are given it.
+V1_PROPAGATION = [
+    ("shared", True, "shared", "shared"),
+    ("shared", False, "shared", "shared"),
+    ("unbindable", True, "unbindable", "private"),
+    ("unbindable", False, "unbindable", "unbindable"),
+    ("private", True, "private", "private"),
+]
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/fs/cgroup/memory"), reason="no cgroup v1 tmpfs")
+@pytest.mark.parametrize(("propagation", "cgroupns", "tmpfs", "hierarchies"), V1_PROPAGATION)
+def test_a_v1_cgroup_mounts_propagation_as_runc_gives_it(
+    any_runtime: Runtime,
+    bundle: Bundle,
+    propagation: str,
+    cgroupns: bool,
+    tmpfs: str,
+    hierarchies: str,
 ) -> None:
-    """A "shared" cgroup mount is shared all through, as under runc: the v1 tmpfs and each
-    hierarchy in it, fresh (in a cgroup namespace) or bound from the host; on v2, the one
-    mount. Fresh hierarchies were left private (difffuzz seed 26)."""
+    """runc gives the propagation to the tmpfs before it mounts the hierarchies in it, and to
+    each bind. galley gave it to the tmpfs after, so fresh hierarchies under a "shared" one
+    were private (difffuzz seed 26), and then to each fresh one too, so under an "unbindable"
+    one they were unbindable (seed 32)."""
     linux = bundle.config["linux"]
     if not cgroupns:
         linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "cgroup"]
     for entry in bundle.config["mounts"]:
         if entry["type"] == "cgroup":
-            entry["options"] = ["nosuid", "noexec", "nodev", "shared"]
+            entry["options"] = ["nosuid", "noexec", "nodev", propagation]
     bundle.config["process"]["args"] = [
         "sh", "-c",
-        "awk '$5 ~ \"^/sys/fs/cgroup\" {s = \"private\"; for (i = 7; $i != \"-\"; i++) "
-        "if ($i ~ /^shared:/) s = \"shared\"; print $5, s}' /proc/self/mountinfo",
+        "awk '$5 ~ \"^/sys/fs/cgroup\" {s = \"private\"; for (i = 7; $i != \"-\"; i++) {"
+        " if ($i ~ /^shared:/) s = \"shared\"; if ($i == \"unbindable\") s = \"unbindable\" }"
+        " print $5, s}' /proc/self/mountinfo",
     ]  # fmt: skip
     result = run_bundle(any_runtime, bundle)
-    lines = result.stdout.splitlines()
-    assert lines, result.stderr
-    assert "/sys/fs/cgroup shared" in lines
-    assert all(line.endswith(" shared") for line in lines), lines
+    found = dict(line.split() for line in result.stdout.splitlines())
+    assert found.pop("/sys/fs/cgroup", None) == tmpfs, result.stdout + result.stderr
+    assert found, result.stdout
+    assert set(found.values()) == {hierarchies}, found
 
 
 def test_several_atime_options_resolve_as_mount_2_resolves_them(

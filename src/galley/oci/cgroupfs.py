@@ -140,17 +140,23 @@ def _mount_v1_tmpfs(
     own fd names it from then on, so dest is never looked up again (a process sharing a
     parent directory could have put something else there). It takes the mode of the
     directory it covers, as runc's tmpfs mounts do: sysfs's 555 for /sys/fs/cgroup, which a
-    root without CAP_DAC_OVERRIDE cannot write to."""
+    root without CAP_DAC_OVERRIDE cannot write to.
+
+    The mount's propagation is the tmpfs's, given before the hierarchies are mounted in it, as
+    runc gives it: a fresh hierarchy (a cgroup namespace) takes what the kernel gives a new
+    mount there (shared under a shared tmpfs, else private); a bind of the host's directory
+    gets it too (_mount_hierarchy). A recursive one is applied last, over all of them."""
     covered = stat.S_IMODE(posix.fstat(target).st_mode)
     tmpfs = new_filesystem("tmpfs", "tmpfs", _V1_FLAGS, "mode=755")
     try:
         attach(tmpfs, target)
+        propagate(tmpfs, [change for change in options.propagation if not change & k.MS_REC])
         for hierarchy in v1:
             _mount_in_tmpfs(tmpfs, hierarchy, own, options, cgroupns=cgroupns)
         posix.chmod(".", covered, dir_fd=tmpfs)
         if options.flags & k.MS_RDONLY:
             set_attrs(tmpfs, k.MOUNT_ATTR_RDONLY, 0)
-        propagate(tmpfs, options.propagation)
+        propagate(tmpfs, [change for change in options.propagation if change & k.MS_REC])
     finally:
         posix.close(tmpfs)
 
@@ -170,14 +176,7 @@ def _mount_in_tmpfs(
 
     target = posix.open(name, _SUBDIR, dir_fd=tmpfs)
     try:
-        _mount_hierarchy(
-            target,
-            hierarchy,
-            own,
-            options,
-            cgroupns=cgroupns,
-            mounted=lambda: posix.open(name, _SUBDIR, dir_fd=tmpfs),
-        )
+        _mount_hierarchy(target, hierarchy, own, options, cgroupns=cgroupns, mounted=None)
     finally:
         posix.close(target)
     for controller in sorted(hierarchy.controllers):
@@ -198,12 +197,13 @@ def _mount_hierarchy(
     options: MountOptions,
     *,
     cgroupns: bool,
-    mounted: Callable[[], int],
+    mounted: Callable[[], int] | None,
 ) -> None:
     """At target: a fresh cgroup(2) mount with a cgroup namespace (or no host hierarchy), else
-    a bind of the host's directory, its attributes set while it is detached. Either gets the
-    mount's propagation, as runc's do; mounted() opens the fresh mount (target names the
-    directory it covers)."""
+    a bind of the host's directory, its attributes set while it is detached. The bind gets
+    the mount's propagation, as runc's do; the fresh one too where mounted opens it (target
+    names the directory it covers): the cgroup2 mount, which the propagation is for (runc
+    1.1's cgroup2 mount skips it). A fresh v1 hierarchy (mounted None) takes the tmpfs's."""
     flags = options.flags & ~(k.MS_BIND | k.MS_REC | k.MS_REMOUNT)
     if hierarchy is None or cgroupns:
         # A cgroup2 mount made from the initial cgroup namespace re-applies its options
@@ -221,7 +221,7 @@ def _mount_hierarchy(
             if hierarchy is None or err.errno not in {1, 16}:  # EPERM, EBUSY
                 raise
         else:
-            if options.propagation:
+            if options.propagation and mounted is not None:
                 fresh = mounted()
                 try:
                     propagate(fresh, options.propagation)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import posix
 
 from galley.kernel import mount as k
+from galley.kernel import pathnames
 
 
 def pivot_into(path: str) -> None:
@@ -54,12 +55,14 @@ def chroot_into(root_fd: int) -> None:
 def _host_kernel_mounts(root: str) -> list[str]:
     """proc and sysfs mounts outside root: what a chroot would still leave reachable."""
     found = []
-    with open("/proc/self/mountinfo") as mountinfo:
-        for line in mountinfo:
-            fields, _, rest = line.partition(" - ")
-            where = fields.split()[4]
-            if rest.split()[0] in {"proc", "sysfs"} and not (where + "/").startswith(root + "/"):
-                found.append(where)
+    # A mount namespace joined by path is a container's: its mount points are any bytes.
+    for line in pathnames.read_text("/proc/self/mountinfo", "surrogateescape").split("\n"):
+        fields, _, rest = line.partition(" - ")
+        if not rest:  # the end
+            continue
+        where = fields.split()[4]
+        if rest.split()[0] in {"proc", "sysfs"} and not (where + "/").startswith(root + "/"):
+            found.append(where)
     return found
 
 
