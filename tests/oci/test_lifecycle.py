@@ -532,6 +532,28 @@ def test_hooks_without_env_inherit_as_runc_s_do(
     assert "FOO" not in start
 
 
+@pytest.mark.parametrize(
+    "caller",
+    [
+        {"PATH": "/usr/bin:/bin", "odd-name.x": "1", "LC_CTYPE": "C"},
+        {"PATH": "/usr/bin:/bin", "IFS": ":", "LANG": ""},
+    ],
+)
+def test_a_runtime_hook_gets_the_callers_environment_as_it_was(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path, caller: dict[str, str]
+) -> None:
+    """Every entry, names no shell takes and a C locale's LC_CTYPE (which Python's start
+    changes) included, nothing added: cp copies the hook's own /proc/self/environ."""
+    out = tmp_path / "environ"
+    bundle.config["hooks"] = {
+        "createRuntime": [{"path": "/bin/cp", "args": ["cp", "/proc/self/environ", str(out)]}]
+    }
+    result = any_runtime("run", "-b", str(bundle.write()), any_runtime.new_id(), env=caller)
+    assert result.returncode == 0, result.stderr
+    seen = sorted(out.read_bytes().split(b"\0")[:-1])
+    assert seen == sorted(f"{k}={v}".encode() for k, v in caller.items())
+
+
 def test_runtime_hooks_run_in_the_bundle_and_poststop_at_delete_in_ours(
     any_runtime: Runtime, bundle: Bundle, tmp_path: Path
 ) -> None:

@@ -4,12 +4,14 @@ Writing a pid to cgroup.procs takes the cgroup threadgroup rwsem for writing. Th
 waits for an RCU grace period (rcu_sync_enter: 6-20 ms on the 2-core test VM, longer while
 both cores are busy), holding cgroup_mutex meanwhile; a writer that comes within one to two
 grace periods of the last writer's exit does not wait. runc pays that wait on its critical
-path. galley-runc pays it in the background: bin/galley-runc's shell part makes a no-op
-migration before the interpreter even starts, and a thread started here, before anything
-else is imported, keeps the window open with a no-op migration every few milliseconds until
-P has moved the container's process (stop()), or for at most ~0.1 s. One early write alone
-is not enough: on a busy machine the window it opens closes again before P gets to its own
-migration, ~25 ms into a create.
+path. galley-runc pays it in the background: a thread started here, first thing in
+galley.oci.entry, before anything else is imported, makes a no-op migration at once and one
+every few milliseconds after it, which keeps the window open until P has moved the
+container's process (stop()), or for at most ~0.1 s. P's own migration comes ~25 ms after
+the thread's first, which has waited out the grace period by then. (Until session 15 a
+/bin/sh part of bin/galley-runc made the first migration before the interpreter started,
+~14 ms earlier: beside the thread it gained nothing after a quiet spell, and it cost every
+command ~1 ms.)
 
 The thread moves only itself: it writes its own thread id to `tasks` (v1) or `cgroup.threads`
 (v2) of the cgroup /proc/self/cgroup names, which takes the same rwsem (a pid of 0 would

@@ -8,6 +8,8 @@ import _signal  # type: ignore[import-not-found]  # `signal` costs ~4 ms
 import posix  # not os: galley.kernel.pathnames says why
 import sys
 
+from galley.kernel import pathnames
+
 
 def run() -> None:
     """Run the command line galley-runc was given and exit with its status (never returns)."""
@@ -15,11 +17,11 @@ def run() -> None:
     # commands that must outlive it (create's cleanup, run's and exec's forwarding) set their
     # own handlers.
     _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
-    restore_lc_ctype(sys._xoptions.get("galley.lc_ctype"))
     from galley.oci import cgroupwarm  # noqa: PLC0415
 
     if cgroupwarm.moves_a_process(sys.argv[1:]):  # create, run, exec: keep the window open
         cgroupwarm.start()
+    restore_lc_ctype()
     from galley.oci.cli import main  # noqa: PLC0415
 
     status = main()
@@ -35,13 +37,29 @@ def run() -> None:
     posix._exit(code)
 
 
-def restore_lc_ctype(value: str | bool | None) -> None:
-    """Put back the caller's LC_CTYPE, which bin/galley-runc's shell part passed as `-X
-    galley.lc_ctype[=value]` (True: it had none): in a C locale Python's start sets
-    LC_CTYPE=C.UTF-8 in its environment (PEP 538), which hooks would inherit."""
-    if value is True:
-        posix.unsetenv("LC_CTYPE")
+def restore_lc_ctype(environ: str = "/proc/self/environ") -> None:
+    """Put back the caller's LC_CTYPE: in a C locale Python's start sets LC_CTYPE=C.UTF-8 in
+    its environment (PEP 538), which hooks would inherit. What the caller passed is still in
+    the environment block execve gave this process (environ, the file that shows it): Python
+    changes the process's environment, not that block. Without /proc it stays as it is."""
+    try:
+        original = caller_lc_ctype(pathnames.read_bytes(environ))
+    except OSError:
+        return
+    if posix.environ.get(b"LC_CTYPE") == original:
+        return
+    if original is None:
+        posix.unsetenv(b"LC_CTYPE")
         posix.environ.pop(b"LC_CTYPE", None)
-    elif isinstance(value, str):
-        posix.putenv("LC_CTYPE", value)
-        posix.environ[b"LC_CTYPE"] = value.encode(errors="surrogateescape")
+    else:
+        posix.putenv(b"LC_CTYPE", original)
+        posix.environ[b"LC_CTYPE"] = original
+
+
+def caller_lc_ctype(block: bytes) -> bytes | None:
+    """LC_CTYPE's value in an environment block (NUL-separated NAME=value entries) as getenv
+    finds it, the first entry of that name; None without one."""
+    for entry in block.split(b"\0"):
+        if entry.startswith(b"LC_CTYPE="):
+            return entry[len(b"LC_CTYPE=") :]
+    return None
