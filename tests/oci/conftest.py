@@ -51,7 +51,10 @@ class Bundle:
         return self.path / "rootfs"
 
     def write(self) -> Path:
-        (self.path / "config.json").write_text(json.dumps(self.config, indent=2))
+        """config.json, replaced whole (a create reading it meanwhile sees one or the other)."""
+        tmp = self.path / f".config.json.{uuid.uuid4().hex[:8]}"
+        tmp.write_text(json.dumps(self.config, indent=2))
+        tmp.rename(self.path / "config.json")
         return self.path
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.oci.conftest import Bundle, Runtime
+from tests.oci.conftest import Bundle, Runtime, create_in_files
 
 KILL_AFTER_MS = (0, 4, 8, 12, 16, 20, 25, 30, 40, 55)
 
@@ -150,38 +149,13 @@ def test_an_exec_killed_at_any_moment_leaves_no_stage(runtime: Runtime, bundle: 
     _assert_nothing_left(runtime, cid, marker, stages)
 
 
-def test_creates_of_one_id_at_once_make_one_container(
-    runtime: Runtime, bundle: Bundle, tmp_path: Path
-) -> None:
+def test_creates_of_one_id_at_once_make_one_container(runtime: Runtime, bundle: Bundle) -> None:
     """runc 1.1.5 fails this now and then: all four creates refused, or the winner's state
     unreadable (2 runs of 9 here)."""
     marker = _marked(bundle)
     cid = runtime.new_id()
-    runtime.created.append(cid)
-
-    def create(n: int) -> subprocess.CompletedProcess[str]:
-        with (tmp_path / f"err-{n}").open("w+") as err:  # files: the container keeps stdio
-            proc = subprocess.run(
-                [
-                    runtime.binary,
-                    "--root",
-                    str(runtime.root),
-                    "create",
-                    "-b",
-                    str(bundle.path),
-                    cid,
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                timeout=30,
-                check=False,
-            )
-            err.seek(0)
-            return subprocess.CompletedProcess(proc.args, proc.returncode, "", err.read())
-
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(create, range(4)))
+        results = list(pool.map(lambda _: create_in_files(runtime, bundle, cid), range(4)))
     assert sorted(r.returncode for r in results) == [0, 1, 1, 1]
     for result in results:
         assert result.returncode == 0 or "already exists" in result.stderr, result.stderr
