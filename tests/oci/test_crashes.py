@@ -34,31 +34,29 @@ def _marked(bundle: Bundle) -> str:
     return marker
 
 
-def _stages() -> set[int]:
-    """The pids of galley-runc stages (their title, galley.oci.init.run_stage)."""
-    found = set()
+def _command_lines() -> dict[int, str]:
+    """pid -> command line (NULs as spaces) of every live process (zombies have none)."""
+    found = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if Path(f"/proc/{entry}/cmdline").read_bytes().startswith(b"galley-runc init"):
-                    found.add(int(entry))
+                raw = Path(f"/proc/{entry}/cmdline").read_bytes()
             except OSError:
                 continue
+            found[int(entry)] = raw.replace(b"\0", b" ").decode(errors="replace")
     return found
+
+
+def _stages() -> set[int]:
+    """The pids of galley-runc stages (their title, galley.oci.init.run_stage)."""
+    return {pid for pid, line in _command_lines().items() if line.startswith("galley-runc init")}
 
 
 def _naming(*words: str) -> list[str]:
-    """Command lines of live processes (zombies have none) that contain one of words."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                line = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except (OSError, UnicodeDecodeError):
-                continue
-            if any(word in line for word in words):
-                found.append(f"{entry}: {line}")
-    return found
+    """Command lines of live processes that contain one of words."""
+    return [
+        f"{pid}: {line}" for pid, line in _command_lines().items() if any(w in line for w in words)
+    ]
 
 
 def _cgroups(cid: str) -> list[str]:
