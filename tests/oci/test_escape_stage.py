@@ -126,7 +126,8 @@ _CWD_CHECK = """
 import posix, sys
 sys.path.insert(0, sys.argv[1])
 import galley.kernel.mount  # the stage has it loaded (run_stage)
-from galley.oci.init import StageError, enter_cwd
+from galley.oci.channel import StageError
+from galley.oci.starter import enter_cwd
 outside = posix.open(sys.argv[3], posix.O_RDONLY | posix.O_DIRECTORY)
 posix.chroot(sys.argv[2])
 posix.chdir("/")
@@ -176,7 +177,8 @@ _ALIASED_CWD_CHECK = """
 import os, posix, sys
 sys.path.insert(0, sys.argv[1])
 import galley.kernel.mount  # the stage has it loaded (run_stage)
-from galley.oci.init import StageError, enter_cwd
+from galley.oci.channel import StageError
+from galley.oci.starter import enter_cwd
 top = sys.argv[2]
 os.chdir(top + "/root")
 for _ in range(1500):  # 3,000 characters: a cwd chdir takes, but "./.." * 1500 is too long
@@ -231,7 +233,8 @@ _DETACHED_CWD_CHECK = """
 import posix, sys
 sys.path.insert(0, sys.argv[1])
 from galley.kernel import mount as k  # the stage has it loaded (run_stage)
-from galley.oci.init import StageError, enter_cwd
+from galley.oci.channel import StageError
+from galley.oci.starter import enter_cwd
 root = sys.argv[2]
 clone = k.open_tree(k.AT_FDCWD, root, k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC)
 posix.chroot(root)

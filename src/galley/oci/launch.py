@@ -18,7 +18,7 @@ import posix
 from galley.errors import FailedPrecondition
 from galley.kernel import pathnames
 from galley.oci import cgroupwarm, trampoline
-from galley.oci.init import StageError
+from galley.oci.channel import StageError
 from galley.oci.stage import (
     Rollback,
     Stage,

@@ -17,7 +17,7 @@ import posix
 import sys
 
 from galley.kernel import pathnames
-from galley.oci.init import BOOTSTRAP, Channel, StageError, describe
+from galley.oci.channel import Channel, StageError, describe
 
 TYPE_CHECKING = False  # not `from typing`: it costs milliseconds per command
 
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from galley.oci.spec import Process, Spec, State
 
 SRC = pathnames.dirname(pathnames.dirname(pathnames.dirname(pathnames.abspath(__file__))))
+# What a re-executed stage runs (argv: read fd, write fd): galley.oci.init.main.
+BOOTSTRAP = "import sys;sys.path[:0]=[{src!r}];from galley.oci.init import main;main()"
 
 
 class Rollback:
@@ -199,8 +201,8 @@ def spawn_stage(
     to_stage, from_p = _pipe_above(floor)[::-1]
     from_stage, to_p = _pipe_above(floor)
     forked = trampoline.supported()
-    if forked:
-        from galley.oci.init import run_stage  # noqa: PLC0415 - before the fork: only once
+    if forked:  # the stage's code, imported by P before the fork (docs/status.md, session 9)
+        from galley.oci.init import run_stage  # noqa: PLC0415
     pid, pid_namespace = _fork(pid_namespace)
     if pid == 0:  # C
         try:
