@@ -11,7 +11,7 @@ h..h+s, which a container whose own user namespace maps c to h sees as c again.
 
 Setting MOUNT_ATTR_IDMAP needs CAP_SYS_ADMIN over the filesystem's owner (the host), so the
 create stage idmaps these trees before it enters the container's user namespace
-(galley.oci.rootfs.prebuild_binds) and attaches them later, inside it.
+(galley.oci.hosttrees.prebuild_binds) and attaches them later, inside it.
 """
 
 from __future__ import annotations

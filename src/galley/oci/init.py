@@ -172,7 +172,7 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
     # P moves the container's process into its cgroup once it knows its pid; until then the
     # process builds its namespaces and rootfs, and only a new cgroup namespace must wait.
     from galley.kernel.ns import CLONE_NEWCGROUP, CLONE_NEWPID  # noqa: PLC0415
-    from galley.oci.rootfs import (  # noqa: PLC0415
+    from galley.oci.hosttrees import (  # noqa: PLC0415
         BindCloner,
         binds_to_clone,
         prebuild_binds,
