@@ -185,6 +185,22 @@ def test_namespaced_sysctls_are_accepted() -> None:
         validate(doc)
 
 
+def test_a_domainname_sysctl_must_agree_with_the_domainname_field() -> None:
+    doc = mutate(BASE, "linux.sysctl", {"kernel.domainname": "example.org"})
+    doc["domainname"] = "example.org"
+    validate(doc)  # the same name twice: Docker's --domainname arrives as this sysctl
+    del doc["domainname"]
+    validate(doc)
+    for key in ("kernel.domainname", "kernel/domainname"):
+        doc = mutate(BASE, "linux.sysctl", {key: "foo"})
+        doc["domainname"] = "foomachine"
+        with pytest.raises(InvalidArgument) as err:
+            validate(doc)
+        assert str(err.value) == (
+            f"linux.sysctl.{key}: 'foo' conflicts with the OCI \"domainname\" field ('foomachine')"
+        )
+
+
 def test_user_namespace_needs_mappings() -> None:
     doc = copy.deepcopy(BASE)
     doc["linux"]["namespaces"].append({"type": "user"})

@@ -152,11 +152,27 @@ def _sysctl(path: str, value: object, namespaces: set[str]) -> None:
             raise fail(p, "sysctl is not in a separate kernel namespace")
 
 
+def _one_domainname(domainname: object, sysctl: dict[str, Any]) -> None:
+    """The domainname field and a kernel.domainname sysctl may both be set (Docker writes its
+    --domainname as the sysctl), but not to two names: which one would the container get?
+    (crun refuses the two together; runc 1.1 ignores the field.)"""
+    if not domainname:
+        return
+    for key in ("kernel.domainname", "kernel/domainname"):
+        value = sysctl.get(key)
+        if isinstance(value, str) and value.strip() != domainname:
+            raise fail(
+                f"linux.sysctl.{key}",
+                f'{value!r} conflicts with the OCI "domainname" field ({domainname!r})',
+            )
+
+
 def _cross_checks(spec: dict[str, Any], linux: dict[str, Any], namespaces: set[str]) -> None:
     if spec.get("hostname") and "uts" not in namespaces:
         raise fail("hostname", "unable to set hostname without a private UTS namespace")
     if spec.get("domainname") and "uts" not in namespaces:
         raise fail("domainname", "unable to set domainname without a private UTS namespace")
+    _one_domainname(spec.get("domainname"), linux.get("sysctl") or {})
     for field in ("uidMappings", "gidMappings"):  # runc 1.1 drops them without a word
         if linux.get(field) and "user" not in namespaces:
             raise fail(f"linux.{field}", "id mappings need a user namespace in linux.namespaces")
