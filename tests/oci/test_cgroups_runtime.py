@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -447,3 +448,41 @@ def test_a_frozen_unified_cgroup_reads_as_paused(runtime: Runtime, bundle: Bundl
     assert runtime("resume", cid).returncode == 0
     assert '"running"' in runtime("state", cid).stdout
     assert runtime("exec", cid, "true", timeout=10).returncode == 0
+
+
+def test_systemd_cgroup_paths_as_containerd_passes_them(runtime: Runtime, bundle: Bundle) -> None:
+    """containerd with SystemdCgroup = true runs `--systemd-cgroup` and a cgroupsPath of
+    "slice:prefix:name". Without systemd, galley-runc makes the cgroup where systemd puts
+    the scope: the slice nested by its dashes, then "prefix-name.scope". Its limits land
+    there, and delete removes the scope and leaves the slices (the kubelet's) in place."""
+    top = f"galleytest{uuid.uuid4().hex[:8]}"
+    pod = f"{top}-pod1.slice"
+    cid = runtime.new_id()
+    scope = f"/{top}.slice/{pod}/cri-containerd-{cid}.scope"
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    bundle.config["linux"]["cgroupsPath"] = f"{pod}:cri-containerd:{cid}"
+    bundle.config["linux"]["resources"] = {"pids": {"limit": 33}}
+    bundle.write()
+    runtime.created.append(cid)
+    try:
+        result = run_detached(
+            runtime.binary,
+            str(runtime.root),
+            "--systemd-cgroup",
+            "create",
+            "-b",
+            str(bundle.path),
+            cid,
+        )
+        assert result.returncode == 0, result.stdout
+        pid = json.loads(runtime("state", cid, check=True).stdout)["pid"]
+        cgroups = own_cgroups(pid)
+        assert {path for path in cgroups.values() if path != "/"} == {scope}, cgroups
+        pids = LAYOUT.unified if LAYOUT.mode == "v2" else LAYOUT.v1["pids"]
+        assert pids is not None
+        assert Path(pids.directory(scope), "pids.max").read_text().strip() == "33"
+        runtime("--systemd-cgroup", "delete", "--force", cid, check=True)
+        assert not os.path.exists(pids.directory(scope))
+        assert os.path.isdir(pids.directory(f"/{top}.slice/{pod}"))
+    finally:
+        remove_everywhere(f"/{top}.slice")
