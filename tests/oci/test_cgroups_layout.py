@@ -130,3 +130,17 @@ def test_cgroups_path_semantics(spec_path: str, expected: str) -> None:
 def test_bad_systemd_paths_name_the_field(bad: str) -> None:
     with pytest.raises(InvalidArgument, match=r"linux\.cgroupsPath"):
         cgroup_path(bad, "c1")
+
+
+def test_the_systemd_driver_takes_only_its_own_form() -> None:
+    """--systemd-cgroup, as runc's systemd driver: no path is the runtime's own scope in
+    system.slice; a slice path is read as without the flag; a cgroupfs path is refused."""
+    assert cgroup_path("", "c1", systemd=True) == "/system.slice/galley-runc-c1.scope"
+    assert cgroup_path("a.slice:p:n", "c1", systemd=True) == "/a.slice/p-n.scope"
+    for bad in ("/a/b", "a/b", "c1"):
+        with pytest.raises(InvalidArgument) as err:
+            cgroup_path(bad, "c1", systemd=True)
+        assert str(err.value) == (
+            f'linux.cgroupsPath: "{bad}": with --systemd-cgroup it must be systemd\'s'
+            ' "slice:prefix:name"'
+        )

@@ -5,6 +5,7 @@ The same bundle runs under both; the host-side cgroup files must end up the same
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from galley.oci.cgroups.layout import detect, own_cgroups
+from galley.oci.cgroups.layout import Hierarchy, detect, own_cgroups
 from tests.oci.cgroup_fixtures import remove_everywhere, run_detached
 from tests.oci.conftest import RUNC, RUNTIMES, Bundle, Runtime, run_bundle
 
@@ -450,6 +451,38 @@ def test_a_frozen_unified_cgroup_reads_as_paused(runtime: Runtime, bundle: Bundl
     assert runtime("exec", cid, "true", timeout=10).returncode == 0
 
 
+def _create_systemd(runtime: Runtime, bundle: Bundle, cgroups_path: str | None) -> str:
+    """`--systemd-cgroup create` of a sleeping container with pids.limit 33; its id."""
+    cid = runtime.new_id()
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    if cgroups_path is None:
+        bundle.config["linux"].pop("cgroupsPath", None)
+    else:
+        bundle.config["linux"]["cgroupsPath"] = cgroups_path.replace("{cid}", cid)
+    bundle.config["linux"]["resources"] = {"pids": {"limit": 33}}
+    bundle.write()
+    runtime.created.append(cid)
+    result = run_detached(
+        runtime.binary, str(runtime.root), "--systemd-cgroup", "create", "-b", str(bundle.path), cid
+    )
+    assert result.returncode == 0, result.stdout
+    return cid
+
+
+def _in_scope_then_deleted(runtime: Runtime, cid: str, scope: str) -> Hierarchy:
+    """The container runs in scope in every hierarchy, with its limit; delete removes the
+    scope. The pids hierarchy, to look at what is left."""
+    pid = json.loads(runtime("state", cid, check=True).stdout)["pid"]
+    cgroups = own_cgroups(pid)
+    assert {path for path in cgroups.values() if path != "/"} == {scope}, cgroups
+    pids = LAYOUT.unified if LAYOUT.mode == "v2" else LAYOUT.v1["pids"]
+    assert pids is not None
+    assert Path(pids.directory(scope), "pids.max").read_text().strip() == "33"
+    runtime("--systemd-cgroup", "delete", "--force", cid, check=True)
+    assert not os.path.exists(pids.directory(scope))
+    return pids
+
+
 def test_systemd_cgroup_paths_as_containerd_passes_them(runtime: Runtime, bundle: Bundle) -> None:
     """containerd with SystemdCgroup = true runs `--systemd-cgroup` and a cgroupsPath of
     "slice:prefix:name". Without systemd, galley-runc makes the cgroup where systemd puts
@@ -457,32 +490,46 @@ def test_systemd_cgroup_paths_as_containerd_passes_them(runtime: Runtime, bundle
     there, and delete removes the scope and leaves the slices (the kubelet's) in place."""
     top = f"galleytest{uuid.uuid4().hex[:8]}"
     pod = f"{top}-pod1.slice"
-    cid = runtime.new_id()
-    scope = f"/{top}.slice/{pod}/cri-containerd-{cid}.scope"
-    bundle.config["process"]["args"] = ["sleep", "60"]
-    bundle.config["linux"]["cgroupsPath"] = f"{pod}:cri-containerd:{cid}"
-    bundle.config["linux"]["resources"] = {"pids": {"limit": 33}}
-    bundle.write()
-    runtime.created.append(cid)
     try:
-        result = run_detached(
-            runtime.binary,
-            str(runtime.root),
-            "--systemd-cgroup",
-            "create",
-            "-b",
-            str(bundle.path),
-            cid,
+        cid = _create_systemd(runtime, bundle, pod + ":cri-containerd:{cid}")
+        pids = _in_scope_then_deleted(
+            runtime, cid, f"/{top}.slice/{pod}/cri-containerd-{cid}.scope"
         )
-        assert result.returncode == 0, result.stdout
-        pid = json.loads(runtime("state", cid, check=True).stdout)["pid"]
-        cgroups = own_cgroups(pid)
-        assert {path for path in cgroups.values() if path != "/"} == {scope}, cgroups
-        pids = LAYOUT.unified if LAYOUT.mode == "v2" else LAYOUT.v1["pids"]
-        assert pids is not None
-        assert Path(pids.directory(scope), "pids.max").read_text().strip() == "33"
-        runtime("--systemd-cgroup", "delete", "--force", cid, check=True)
-        assert not os.path.exists(pids.directory(scope))
         assert os.path.isdir(pids.directory(f"/{top}.slice/{pod}"))
     finally:
         remove_everywhere(f"/{top}.slice")
+
+
+def test_systemd_cgroup_without_a_path_and_with_a_cgroupfs_one(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    """As runc's systemd driver: no cgroupsPath is the runtime's own scope in system.slice
+    (runc's "runc-<id>.scope"); a cgroupfs path is refused, leaving no container."""
+    hierarchies = [*LAYOUT.v1.values(), *([LAYOUT.unified] if LAYOUT.unified else [])]
+    had_slice = {h.mount for h in hierarchies if os.path.isdir(h.directory("/system.slice"))}
+    cid = _create_systemd(runtime, bundle, None)
+    scope = f"/system.slice/galley-runc-{cid}.scope"
+    try:
+        _in_scope_then_deleted(runtime, cid, scope)
+    finally:
+        remove_everywhere(scope)
+        for h in hierarchies:  # only the system.slice this test made: rmdir never kills
+            if h.mount not in had_slice:
+                with contextlib.suppress(OSError):
+                    os.rmdir(h.directory("/system.slice"))
+    bundle.config["linux"]["cgroupsPath"] = "/galley-test-cgroupfs"
+    cid = runtime.new_id()
+    result = run_detached(
+        runtime.binary,
+        str(runtime.root),
+        "--systemd-cgroup",
+        "create",
+        "-b",
+        str(bundle.write()),
+        cid,
+    )
+    assert result.returncode == 1
+    assert "/galley-test-cgroupfs" in result.stdout, result.stdout
+    assert "with --systemd-cgroup it must be systemd's" in result.stdout, result.stdout
+    assert runtime("state", cid).returncode == 1
+    assert not any(os.path.exists(h.directory("/galley-test-cgroupfs")) for h in hierarchies)

@@ -101,6 +101,7 @@ def create(
     keyring: str | None = None,
     on_ready: Callable[[LaunchResult], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    systemd_cgroup: bool = False,
 ) -> LaunchResult:
     """Start the container's init (in stage), stopped at the exec fifo until `start`;
     report: where poststop hooks that fail after a failed create say so (the command's
@@ -108,7 +109,8 @@ def create(
     called with the result once the init is ready and its terminal handed over, while it
     execs the trampoline (an error there, or a failed execve, fails the create and undoes
     it); the pid file is written last. warn takes runc's warning about capability names
-    this kernel does not know, given while the stage builds the rootfs."""
+    this kernel does not know, given while the stage builds the rootfs. systemd_cgroup:
+    linux.cgroupsPath as runc's systemd driver reads it (--systemd-cgroup)."""
     rollback = Rollback()
     rollback.add(stage.abandon)
     with rollback:  # galley-runc begins its error with "galley-runc create failed: ", as runc
@@ -127,6 +129,7 @@ def create(
             keyring=keyring,
             on_ready=on_ready,
             warn=warn,
+            systemd_cgroup=systemd_cgroup,
         )
 
 
@@ -182,6 +185,7 @@ def _create(
     keyring: str | None,
     on_ready: Callable[[LaunchResult], None] | None,
     warn: Callable[[str], None] | None,
+    systemd_cgroup: bool,
 ) -> LaunchResult:
     channel, stage_pid, preserve_fds = stage.channel, stage.pid, stage.preserve_fds
     terminal = check_console(spec.get("process", {}), console_socket)
@@ -212,7 +216,7 @@ def _create(
     # The stage makes its namespaces meanwhile, and waits for "cgroup" only before its first
     # cgroup mount, hook, fork or exec (galley.oci.init): the cgroup is made and its limits
     # set now, so that once the stage reports the container's pid only the move is left.
-    cgroup = _cgroup_manager(spec, container_id, rollback)
+    cgroup = _cgroup_manager(spec, container_id, rollback, systemd=systemd_cgroup)
     rollback.add_final(lambda: _poststop_after_failure(container_id, bundle, spec, report))
     note_incomplete(state_dir, cgroup=cgroup.save())  # before there is anything to undo
     try:
@@ -329,11 +333,13 @@ def _hand_over_console(masters: list[int], console_socket: str | None) -> None:
         _close_all(masters)
 
 
-def _cgroup_manager(spec: Spec, container_id: str, rollback: Rollback) -> CgroupManager:
+def _cgroup_manager(
+    spec: Spec, container_id: str, rollback: Rollback, *, systemd: bool
+) -> CgroupManager:
     """The container's cgroup, removed on failure (create() makes it)."""
     from galley.oci.cgroups import manager_for  # noqa: PLC0415
 
-    manager = manager_for(spec, container_id)
+    manager = manager_for(spec, container_id, systemd=systemd)
     rollback.add_final(manager.destroy)
     return manager
 

@@ -50,12 +50,12 @@ def build(layout: CgroupLayout, path: str, rules: list[Rule] | None = None) -> C
     return V1Manager(paths, unified, rules)
 
 
-def manager_for(spec: Spec, container_id: str) -> CgroupManager:
-    """The cgroup of a new container: linux.cgroupsPath resolved as runc does; must be unused
-    and not frozen (runc 1.1 refuses that one too: the container's process would stop in it
-    before it could report anything)."""
+def manager_for(spec: Spec, container_id: str, *, systemd: bool = False) -> CgroupManager:
+    """The cgroup of a new container: linux.cgroupsPath resolved as runc does (systemd: as
+    its systemd driver names it); must be unused and not frozen (runc 1.1 refuses that one
+    too: the container's process would stop in it before it could report anything)."""
     linux = spec.get("linux", {})
-    path = cgroup_path(linux.get("cgroupsPath", ""), container_id)
+    path = cgroup_path(linux.get("cgroupsPath", ""), container_id, systemd=systemd)
     manager = build(detect(), path, implied_rules(spec))
     if manager.exists():
         count = len(manager.pids())

@@ -82,8 +82,21 @@ class CgroupManager(Protocol):
         """A JSON-able form that `load` turns back into an equal manager."""
 
 
-def cgroup_path(spec_path: str, container_id: str) -> str:
-    """linux.cgroupsPath as a cgroup path; relative results are under the runtime's cgroup."""
+SCOPE_PREFIX = "galley-runc"  # the scope of a container without a path, as runc's "runc-<id>"
+
+
+def cgroup_path(spec_path: str, container_id: str, *, systemd: bool = False) -> str:
+    """linux.cgroupsPath as a cgroup path; relative results are under the runtime's cgroup.
+    systemd's "slice:prefix:name" is told by its form; with systemd (--systemd-cgroup, as
+    runc's driver) it is the only form taken, and none means ":galley-runc:<id>"."""
+    if systemd:
+        if not spec_path:
+            spec_path = f":{SCOPE_PREFIX}:{container_id}"
+        elif ":" not in spec_path or spec_path.startswith("/"):
+            raise InvalidArgument(
+                f'linux.cgroupsPath: "{spec_path}": with --systemd-cgroup it must be'
+                ' systemd\'s "slice:prefix:name"'
+            )
     if not spec_path:
         return container_id
     if ":" in spec_path and not spec_path.startswith("/"):

@@ -207,6 +207,7 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool, config: Any
                 keyring=keyring,
                 on_ready=record,
                 warn=ctx.log.warning,
+                systemd_cgroup=ctx.systemd_cgroup,
             )
             try:  # a signal may come at any point from here on, too
                 state = recorded[0]
