@@ -22,6 +22,8 @@ import pytest
 
 from galley.fixtures.containerd import TOOLS, Containerd
 from galley.fixtures.images import busybox_image, write_oci_layout
+from galley.oci.cgroups.layout import detect
+from tests.oci.cgroup_fixtures import remove_everywhere
 from tests.oci.conftest import RUNTIMES, under_a_tty
 
 pytestmark = [
@@ -170,3 +172,28 @@ def test_containerds_spec_gives_the_container_runc_gives(
     assert galley.count("touch: /host/y: Read-only file system") == 1
     if "runc" in seen:
         assert seen["runc"] == seen["galley"]
+
+
+def test_systemd_cgroups_as_the_cri_plugin_asks_for_them(
+    containerd: Containerd, task_id: str
+) -> None:
+    """containerd with SystemdCgroup = true: its shim adds --systemd-cgroup to every call,
+    and the CRI plugin's cgroupsPath is "kubepods-…-pod<uid>.slice:cri-containerd:<id>".
+    The task runs in that scope and leaves none behind. galley-runc only: runc's systemd
+    driver needs a running systemd, which this machine has not."""
+    top = f"galleytest{uuid.uuid4().hex[:8]}"
+    pod = f"{top}-pod1.slice"
+    scope = f"/{top}.slice/{pod}/cri-containerd-{task_id}.scope"
+    options = ["--rm", "--runc-binary", RUNTIMES["galley"], "--runc-systemd-cgroup"]
+    options += ["--cgroup", f"{pod}:cri-containerd:{task_id}"]
+    pids = detect().v1.get("pids") or detect().unified
+    assert pids is not None
+    try:
+        result = containerd.ctr(
+            "run", *options, IMAGE, task_id, "cat", "/proc/self/cgroup", check=False
+        )
+        assert result.returncode == 0, result.stderr
+        assert any(line.endswith(f":{scope}") for line in result.stdout.splitlines()), result
+        assert not os.path.exists(pids.directory(scope))
+    finally:
+        remove_everywhere(f"/{top}.slice")
