@@ -519,6 +519,7 @@ def test_systemd_cgroup_without_a_path_and_with_a_cgroupfs_one(
                     os.rmdir(h.directory("/system.slice"))
     bundle.config["linux"]["cgroupsPath"] = "/galley-test-cgroupfs"
     cid = runtime.new_id()
+    runtime.created.append(cid)  # deleted afterwards should the create succeed
     result = run_detached(
         runtime.binary,
         str(runtime.root),

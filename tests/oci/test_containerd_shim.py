@@ -186,7 +186,8 @@ def test_systemd_cgroups_as_the_cri_plugin_asks_for_them(
     scope = f"/{top}.slice/{pod}/cri-containerd-{task_id}.scope"
     options = ["--rm", "--runc-binary", RUNTIMES["galley"], "--runc-systemd-cgroup"]
     options += ["--cgroup", f"{pod}:cri-containerd:{task_id}"]
-    pids = detect().v1.get("pids") or detect().unified
+    layout = detect()
+    pids = layout.v1.get("pids") or layout.unified
     assert pids is not None
     try:
         result = containerd.ctr(
