@@ -427,7 +427,10 @@ class Generator:
                 or (k in ("kernel.domainname", "kernel.hostname") and "uts" in kinds)
             ] or pool
         keys = self.r.sample(pool, min(len(pool), self.r.randint(1, 3)))
-        case.config["linux"]["sysctl"] = {k: self.r.choice(SYSCTLS[k]) for k in keys}
+        sysctl = {k: self.r.choice(SYSCTLS[k]) for k in keys}
+        if case.config.get("domainname") and "kernel.domainname" in sysctl:
+            sysctl["kernel.domainname"] = case.config["domainname"]  # galley refuses two names
+        case.config["linux"]["sysctl"] = sysctl
 
     # --- mounts -----------------------------------------------------------------------------
 
