@@ -120,6 +120,38 @@ def test_delete_of_created_container(any_runtime: Runtime, bundle: Bundle) -> No
         time.sleep(0.01)
 
 
+@pytest.mark.parametrize("pid_namespace", [True, False], ids=["own-pidns", "host-pidns"])
+def test_a_created_container_dies_of_term_and_ignores_usr1_as_runc_s(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path, pid_namespace: bool
+) -> None:
+    """Until start, runc's init (Go's runtime) ignores USR1, USR2, PIPE, ALRM and the like and
+    dies of TERM, HUP, INT and the like: in a pid namespace of its own or not. A signal it
+    ignored is not seen by the process start runs."""
+    if not pid_namespace:
+        namespaces = bundle.config["linux"]["namespaces"]
+        namespaces[:] = [ns for ns in namespaces if ns["type"] != "pid"]
+    bundle.config["process"]["args"] = ["sh", "-c", "echo started > /tmp/started"]
+    cid = any_runtime.new_id()
+    detached(any_runtime, "create", "--bundle", str(bundle.write()), cid)
+    for sig in ("USR1", "USR2", "PIPE", "ALRM", "VTALRM", "PROF", "IO", "PWR"):
+        any_runtime("kill", cid, sig, check=True)
+    time.sleep(0.1)
+    assert status(any_runtime, cid) == "created"
+    any_runtime("start", cid, check=True)
+    wait_status(any_runtime, cid, "stopped")
+    assert (bundle.rootfs / "tmp" / "started").read_text() == "started\n"
+    any_runtime("delete", cid, check=True)
+
+    (bundle.rootfs / "tmp" / "started").unlink()
+    for sig in ("TERM", "HUP", "INT", "QUIT"):
+        cid = any_runtime.new_id()
+        detached(any_runtime, "create", "--bundle", str(bundle.write()), cid)
+        any_runtime("kill", cid, sig, check=True)
+        wait_status(any_runtime, cid, "stopped")
+        any_runtime("delete", cid, check=True)
+    assert not (bundle.rootfs / "tmp" / "started").exists()
+
+
 def process_gone(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

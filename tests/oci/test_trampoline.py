@@ -7,11 +7,12 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from galley.kernel import ns
 from galley.oci import trampoline
 from galley.oci.seccomp import compile_filter
 
@@ -180,20 +181,54 @@ def test_the_image_is_sealed() -> None:
         os.close(fd)
 
 
-def test_a_signal_ends_the_wait_as_an_exit(tmp_path: Path) -> None:
-    """While it waits for start it catches SIGTERM and friends (pid 1 of a new pid namespace
-    would drop them) and exits 128 + the signal's number."""
-    fifo_path = tmp_path / "exec.fifo"
-    os.mkfifo(fifo_path)
-    fifo = os.open(fifo_path, os.O_RDWR)
-    try:
-        os.set_inheritable(fifo, True)
-        pid, rfd = _spawn("/bin/true", ["true"], fifo=fifo, no_new_privs=False)
-        time.sleep(0.2)
-        os.kill(pid, signal.SIGTERM)
-        assert _finish(pid, rfd) == (128 + signal.SIGTERM, "")
-    finally:
-        os.close(fifo)
+@pytest.fixture
+def fifo(tmp_path: Path) -> Iterator[int]:
+    """An exec fifo the trampoline inherits and waits on."""
+    os.mkfifo(tmp_path / "exec.fifo")
+    fd = os.open(tmp_path / "exec.fifo", os.O_RDWR)
+    os.set_inheritable(fd, True)
+    yield fd
+    os.close(fd)
+
+
+def test_a_fatal_signal_ends_the_wait_by_that_signal(fifo: int) -> None:
+    """While it waits for start it dies of SIGTERM and the others runc's init dies of."""
+    pid, rfd = _spawn("/bin/true", ["true"], fifo=fifo, no_new_privs=False)
+    time.sleep(0.2)
+    os.kill(pid, signal.SIGTERM)
+    assert _finish(pid, rfd) == (-signal.SIGTERM, "")
+
+
+def test_as_pid_1_of_a_pid_namespace_a_fatal_signal_ends_the_wait_as_an_exit(fifo: int) -> None:
+    """Pid 1 of a new pid namespace cannot die of a signal it sends itself (the kernel drops
+    it): it exits 128 + the signal, as a shell reports one."""
+    middle = os.fork()
+    if middle == 0:  # unshare in a child: the test process's own later forks stay in our ns
+        try:
+            ns.unshare(ns.CLONE_NEWPID)
+            pid, rfd = _spawn("/bin/true", ["true"], fifo=fifo, no_new_privs=False)
+            time.sleep(0.2)
+            os.kill(pid, signal.SIGHUP)
+            code, out = _finish(pid, rfd)
+            os._exit(code if code >= 0 and out == "" else 1)
+        finally:
+            os._exit(2)
+    assert os.waitstatus_to_exitcode(os.waitpid(middle, 0)[1]) == 128 + signal.SIGHUP
+
+
+def test_an_ignored_signal_leaves_it_waiting_and_the_program_gets_the_default(fifo: int) -> None:
+    """SIGUSR1 and the others runc's init ignores do not end the wait (the read goes on); the
+    program starts with their default actions (execve resets a caught signal)."""
+    pid, rfd = _spawn(
+        "/bin/sh", ["sh", "-c", "kill -USR1 $$; echo survived"], fifo=fifo, no_new_privs=False
+    )
+    time.sleep(0.2)
+    for sig in trampoline.IGNORED_SIGNALS:
+        os.kill(pid, sig)
+    time.sleep(0.1)
+    assert os.waitpid(pid, os.WNOHANG) == (0, 0)
+    os.write(fifo, b"0")
+    assert _finish(pid, rfd) == (-signal.SIGUSR1, "")
 
 
 def test_the_image_is_execute_only() -> None:
@@ -205,10 +240,12 @@ def test_the_image_is_execute_only() -> None:
         os.close(fd)
 
 
-def test_the_python_stage_catches_the_signals_the_trampoline_catches() -> None:
-    """With startContainer hooks the stage itself waits for start as pid 1 (in Python): it
-    catches the same list as the assembly's `signals`."""
-    source = (Path(trampoline.__file__).parent / "trampoline_x86_64.s").read_text()
-    listed = source.split("\nsignals:", 1)[1].split(".byte", 1)[1].split("\n", 1)[0]
-    numbers = tuple(int(n) for n in listed.split(",") if int(n))
-    assert numbers == trampoline.CAUGHT_SIGNALS
+def test_the_python_stage_treats_signals_as_the_trampoline_does() -> None:
+    """With startContainer hooks the stage itself waits for start as pid 1 (in Python): it dies
+    of and ignores the same signals as the assembly's `signals` (0x80 + n: ignore n)."""
+    table = SOURCE.read_text().split("\nsignals:", 1)[1].split("\nmsg_usage:", 1)[0]
+    lines = [line.split("#")[0] for line in table.splitlines()]
+    listed = [n for line in lines if ".byte" in line for n in line.split(".byte")[1].split(",")]
+    numbers = [int(n, 0) for n in listed if int(n, 0)]
+    assert tuple(n for n in numbers if n < 0x80) == trampoline.FATAL_SIGNALS
+    assert tuple(n - 0x80 for n in numbers if n >= 0x80) == trampoline.IGNORED_SIGNALS

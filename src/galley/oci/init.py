@@ -226,7 +226,7 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         _ready_to_exec(channel, seccomp_fd)
         starter.execute(boot["preserve_fds"])
     channel.send("ready", seccomp_fd=seccomp_fd)
-    previous = _exit_on_signals()  # as the trampoline does while it waits
+    previous = _signals_while_waiting()  # as the trampoline does while it waits
     posix.read(fifo, 1)  # `start` writes one byte; until then we are "created"
     posix.close(fifo)
     _restore_signals(previous)
@@ -238,18 +238,26 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
     starter.execute(boot["preserve_fds"])
 
 
-def _exit_on_signals() -> dict[int, object]:
-    """Die of the signals that end a process by default, which pid 1 of a new pid namespace
-    would drop without a handler (the host's SIGTERM too): exit 128 + the signal, as the
-    trampoline does. The previous handlers, for _restore_signals."""
+def _signals_while_waiting() -> dict[int, object]:
+    """Treat signals as the trampoline does while it waits (runc's init as well): die of the
+    fatal ones (pid 1 of a new pid namespace would drop them without a handler, the host's
+    SIGTERM too; as such a pid 1 cannot die of its own signal, it exits 128 + the signal), and
+    ignore the others that end a process by default. The previous handlers, for
+    _restore_signals."""
     import _signal  # type: ignore[import-not-found]  # noqa: PLC0415 - `signal` imports enum
 
-    from galley.oci.trampoline import CAUGHT_SIGNALS  # noqa: PLC0415
+    from galley.oci.trampoline import FATAL_SIGNALS, IGNORED_SIGNALS  # noqa: PLC0415
 
-    def exit_on(signum: int, _frame: object) -> None:
+    def die_of(signum: int, _frame: object) -> None:
+        _signal.signal(signum, _signal.SIG_DFL)
+        posix.kill(posix.getpid(), signum)
         posix._exit(128 + signum)
 
-    return {sig: _signal.signal(sig, exit_on) for sig in CAUGHT_SIGNALS}
+    def ignore(_signum: int, _frame: object) -> None:
+        pass  # the read of the exec fifo goes on (PEP 475)
+
+    previous = {sig: _signal.signal(sig, die_of) for sig in FATAL_SIGNALS}
+    return previous | {sig: _signal.signal(sig, ignore) for sig in IGNORED_SIGNALS}
 
 
 def _restore_signals(previous: dict[int, object]) -> None:

@@ -13,9 +13,11 @@ The trampoline also does what must happen after `start` and as late as possible,
 does: it waits on the exec fifo (so a created container's init is the trampoline, not Python),
 sets no_new_privs and loads the late seccomp filter, then execve(argv[1], argv + 2, envp). It
 makes itself non-dumpable before anything else, so no process can attach to it meanwhile.
-While it waits it catches the signals that end a process by default (and exits 128 + the
-signal): pid 1 of a new pid namespace drops signals it has no handler for, even the host's,
-and `kill <created container> TERM` must stop it, as it stops runc's init.
+While it waits it treats signals as runc's init does: it dies of HUP, INT, TERM and the others
+Go's runtime dies of (by the signal, or, as pid 1 of a new pid namespace, which cannot die of a
+signal it sends itself, with exit status 128 + the signal), and ignores USR1, USR2, PIPE and the
+others Go's runtime ignores. Pid 1 of a new pid namespace drops signals it has no handler for,
+even the host's, and `kill <created container> TERM` must stop it, as it stops runc's init.
 
 Source: trampoline_x86_64.s beside this module. Other architectures fall back to re-executing
 the interpreter from a read-only mount (galley.oci.stage).
@@ -31,29 +33,30 @@ from galley.kernel.memfd import sealed
 # .text of trampoline_x86_64.s: code, then the parameters at PARAMS, the messages, and the
 # seccomp program and the error texts (ERROR_TEXTS) appended at the end.
 X86_64 = bytes.fromhex(
-    "4989e4bf0400000031f6e871020000bf0f000000488d3585020000e860020000498b04244883f8024c8d2d94"
-    "0200000f82bd010000498b4424088038200f85af0100008b3d4702000085ff7837e8c10100008b3d38020000"
-    "504889e6ba0100000031c00f05594883f8014c8d2d820200000f857b0100008b3d13020000b8030000000f05"
-    "833d0902000000741fbf26000000be01000000e8e40100004c8d2d7c0200004885c00f85460100008b05ea01"
-    "000085c0742e488d0dd30200005150bf010000008b35ce0100004889e2b83d0100000f054c8d2d7302000048"
+    "4989e4bf0400000031f6e899020000bf0f000000488d35ad020000e888020000498b04244883f8024c8d2dbc"
+    "0200000f82bd010000498b4424088038200f85af0100008b3d6f02000085ff7837e8c10100008b3d60020000"
+    "504889e6ba0100000031c00f05594883f8014c8d2daa0200000f857b0100008b3d3b020000b8030000000f05"
+    "833d3102000000741fbf26000000be01000000e80c0200004c8d2da40200004885c00f85460100008b051202"
+    "000085c0742e488d0dfb0200005150bf010000008b35f60100004889e2b83d0100000f054c8d2d9b02000048"
     "85c00f850e010000498b0424498b7c2410498d742418498d54c410b83b0000000f0548f7d84889c3498b7424"
-    "104889f7803f00740548ffc7ebf64829f74883ec70488d055f0200004889042448c744240805000000488974"
-    "241048897c2418488d0546020000488944242048c744242802000000488d0533020000488944244048c74424"
-    "48010000008b0d31010000488d351e020000488d34ce0fb70e4839cb73100fb74c5e024801ce0fb60e48ffc6"
+    "104889f7803f00740548ffc7ebf64829f74883ec70488d05870200004889042448c744240805000000488974"
+    "241048897c2418488d056e020000488944242048c744242802000000488d055b020000488944244048c74424"
+    "48010000008b0d59010000488d3546020000488d34ce0fb70e4839cb73100fb74c5e024801ce0fb60e48ffc6"
     "eb3a488d7c24704889d8b90a00000031d248f7f180c23048ffcf88174885c075ee4883ef06c7076572726e66"
     "c747046f204889fe488d4c24704829f9488974243048894c2438bf020000004889e6ba05000000b814000000"
     "0f05bf01000000b8e70000000f05410fb65500498d7501bf02000000b8010000000f05bf7f000000b8e70000"
-    "000f0553488d0551000000488d0d570000004883ec204889042448c74424080000000448894c241048c74424"
-    "1800000000488d1d640000000fb63b85ff74174889e631d241ba08000000b80d0000000f0548ffc3ebe24883"
-    "c4205bc381c780000000b8e70000000f05b80f0000000f0531d24531d24531c0b89d0000000f05c3ffffffff"
-    "00000000000000000000000067616c6c65792d696e69740001020304050607080a0b0c0d0e0f1018191a1b1d"
-    "1e1f002f67616c6c65792d72756e6320696e69743a206e6f7420612070726f6772616d20746f2072756e2062"
-    "792068616e640a2b67616c6c65792d72756e6320696e69743a2077616974696e6720666f7220737461727420"
-    "6661696c65640a2e67616c6c65792d72756e6320696e69743a2073657474696e67206e6f5f6e65775f707269"
-    "7673206661696c65640a3467616c6c65792d72756e6320696e69743a206c6f6164696e672074686520736563"
-    "636f6d702066696c746572206661696c65640a65786563203a200a0f1f440000"
+    "000f0553488d0d860000004883ec2048894c241048c744241800000000488d1da00000000fb63b85ff743e48"
+    "8d053d000000b9000000c40fbaf707730c488d054c000000b9000000144889042448894c24084889e631d241"
+    "ba08000000b80d0000000f0548ffc3ebbb4883c4205bc389fbb8270000000f0589c789deb83e0000000f058d"
+    "bb80000000b8e70000000f05c3b80f0000000f0531d24531d24531c0b89d0000000f05c3ffffffff00000000"
+    "000000000000000067616c6c65792d696e69740001020304050607080b0f101f8a8c8d8e98999a9b9d9e002f"
+    "67616c6c65792d72756e6320696e69743a206e6f7420612070726f6772616d20746f2072756e206279206861"
+    "6e640a2b67616c6c65792d72756e6320696e69743a2077616974696e6720666f72207374617274206661696c"
+    "65640a2e67616c6c65792d72756e6320696e69743a2073657474696e67206e6f5f6e65775f70726976732066"
+    "61696c65640a3467616c6c65792d72756e6320696e69743a206c6f6164696e672074686520736563636f6d70"
+    "2066696c746572206661696c65640a65786563203a200a0f1f440000"
 )
-PARAMS = 0x290  # fifo fd, no_new_privs, seccomp flags, instruction count: four int32
+PARAMS = 0x2B8  # fifo fd, no_new_privs, seccomp flags, instruction count: four int32
 BASE = 0x400000  # load address (ET_EXEC): the code addresses its data relative to rip
 _HEADERS = 64 + 2 * 56  # ELF header, PT_LOAD and PT_GNU_STACK program headers
 
@@ -122,9 +125,15 @@ def _error_table(texts: tuple[str, ...] = ERROR_TEXTS) -> bytes:
 _ERRORS = _error_table()
 
 
-# The signals the trampoline catches while it waits for start (its `signals` list): those that
-# end a process by default, which pid 1 of a new pid namespace would otherwise drop.
-CAUGHT_SIGNALS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 24, 25, 26, 27, 29, 30, 31)
+# What the trampoline does with a signal while it waits for start (its `signals` list), as
+# runc's init (Go's runtime) does. It dies of these: HUP INT QUIT ILL TRAP ABRT BUS FPE SEGV TERM
+# STKFLT SYS. Pid 1 of a new pid namespace would drop them without a handler, even the host's.
+FATAL_SIGNALS = (1, 2, 3, 4, 5, 6, 7, 8, 11, 15, 16, 31)
+# It ignores these, which would end a process by default: USR1 USR2 PIPE ALRM XCPU XFSZ VTALRM
+# PROF IO PWR. A created container outside a pid namespace of its own would otherwise die of
+# them, and inside one the handler changes nothing. The container's process gets the
+# defaults back at its execve.
+IGNORED_SIGNALS = (10, 12, 13, 14, 24, 25, 26, 27, 29, 30)
 
 
 def supported() -> bool:

@@ -145,20 +145,26 @@ fail:
     mov edi, 127
     mov eax, 231                    # exit_group(127)
     syscall
-catch_signals:                      # while it waits for start, as pid 1 of a new pid namespace
-    push rbx                        # it would drop every signal it has no handler for, even the
-    lea rax, [rip+on_signal]        # host's SIGTERM: catch those that end a process by default
-    lea rcx, [rip+restorer]
-    sub rsp, 32
-    mov [rsp], rax                  # struct sigaction: handler, flags, restorer, mask
-    mov qword ptr [rsp+8], 0x04000000   # SA_RESTORER (x86_64 needs one to deliver a signal)
-    mov [rsp+16], rcx
+catch_signals:                      # while it waits for start, as runc's init does: die of the
+    push rbx                        # signals it dies of, ignore the ones it ignores (pid 1 of a
+    lea rcx, [rip+restorer]         # new pid namespace would drop every signal it has no handler
+    sub rsp, 32                     # for, even the host's SIGTERM)
+    mov [rsp+16], rcx               # struct sigaction: handler, flags, restorer, mask
     mov qword ptr [rsp+24], 0
     lea rbx, [rip+signals]
 3:
     movzx edi, byte ptr [rbx]
     test edi, edi
     jz 4f
+    lea rax, [rip+on_signal]        # SA_RESTORER (x86_64 needs one), SA_RESETHAND, SA_NODEFER:
+    mov ecx, 0xc4000000             # the handler can die of the signal itself
+    btr edi, 7                      # the high bit marks a signal to ignore
+    jnc 5f
+    lea rax, [rip+ignore]           # SA_RESTORER, SA_RESTART: the read goes on
+    mov ecx, 0x14000000
+5:
+    mov [rsp], rax
+    mov [rsp+8], rcx
     mov rsi, rsp
     xor edx, edx
     mov r10d, 8
@@ -170,12 +176,21 @@ catch_signals:                      # while it waits for start, as pid 1 of a ne
     add rsp, 32
     pop rbx
     ret                             # execve resets caught signals to their defaults
-on_signal:                          # exit as a shell reports a signal: 128 + its number
-    add edi, 128
+on_signal:                          # die of it: back at its default action it ends us, except
+    mov ebx, edi                    # as pid 1 of a pid namespace, which drops it; then exit as
+    mov eax, 39                     # a shell reports a signal: 128 + its number
+    syscall                         # getpid
+    mov edi, eax
+    mov esi, ebx
+    mov eax, 62                     # kill(getpid(), sig)
+    syscall
+    lea edi, [rbx+128]
     mov eax, 231                    # exit_group
     syscall
+ignore:                             # the handler of an ignored signal
+    ret
 restorer:
-    mov eax, 15                     # rt_sigreturn (never reached: the handler exits)
+    mov eax, 15                     # rt_sigreturn
     syscall
 prctl2:                             # prctl(edi, rsi, 0, 0, 0)
     xor edx, edx
@@ -191,9 +206,10 @@ nnp: .long 0                        # 1: set no_new_privs
 sc_flags: .long 0                   # seccomp(2) flags for the program
 prog_len: .long 0                   # instructions in the program, 0: none
 name: .asciz "galley-init"
-signals:                            # HUP INT QUIT ILL TRAP ABRT BUS FPE USR1 SEGV USR2 PIPE ALRM
-    .byte 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 24, 25, 26, 27, 29, 30, 31, 0
-                                    # TERM STKFLT XCPU XFSZ VTALRM PROF IO PWR SYS
+signals:                            # HUP INT QUIT ILL TRAP ABRT BUS FPE SEGV TERM STKFLT SYS; then,
+    .byte 1, 2, 3, 4, 5, 6, 7, 8, 11, 15, 16, 31       # ignored (0x80 +): USR1 USR2 PIPE ALRM
+    .byte 0x8a, 0x8c, 0x8d, 0x8e, 0x98, 0x99, 0x9a, 0x9b, 0x9d, 0x9e, 0
+                                    # XCPU XFSZ VTALRM PROF IO PWR
 msg_usage: .byte 9f-8f
 8:  .ascii "galley-runc init: not a program to run by hand\n"
 9:
