@@ -354,6 +354,12 @@ def test_kill_other_signals_with_the_cgroup_frozen(parent: str, kids: Children) 
     manager.kill(signal.SIGTERM)
     assert child.wait(5) == -signal.SIGTERM
     assert not manager.frozen()
+    paused = kids.start("sleep", "60")
+    manager.apply(paused.pid)
+    manager.freeze()
+    manager.kill(signal.SIGTERM)  # thawed after, as runc's kill --all: else it never lands
+    assert not manager.frozen()
+    assert paused.wait(5) == -signal.SIGTERM
 
 
 def test_missing_controller_is_explained(fake: V2Manager) -> None:

@@ -119,6 +119,16 @@ def test_sigkill_to_a_paused_container_lands(running: tuple[Runtime, str]) -> No
     assert "container not paused" in rt("resume", cid).stderr
 
 
+def test_kill_all_resumes_a_paused_container_as_runc_s_does(running: tuple[Runtime, str]) -> None:
+    """`kill --all` thaws the cgroup it froze to signal, whatever it was before: a paused
+    container given TERM this way resumes and acts on it (its two sleeps die, then its
+    shell)."""
+    rt, cid = running
+    rt("pause", cid, check=True)
+    rt("kill", "--all", cid, "TERM", check=True)
+    wait_status(rt, cid, "stopped")
+
+
 def test_kill_all(running: tuple[Runtime, str]) -> None:
     rt, cid = running
     deadline = time.monotonic() + 5

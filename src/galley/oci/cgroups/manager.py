@@ -163,10 +163,11 @@ def pids_max(limit: int | None) -> str | None:
 def signal_all(cgroup: CgroupManager, sig: int, *, can_freeze: bool = True) -> None:
     """Signal every process with the cgroup frozen, so none forks away between read and kill.
 
-    Frozen processes take SIGKILL only once thawed, so after SIGKILL the cgroup is always
-    thawed; after another signal a paused container stays paused.
+    The cgroup is thawed afterwards whatever it was before, as runc's `kill --all` thaws it:
+    frozen processes act on no signal, not even SIGKILL on v1, so a paused container given
+    `kill --all TERM` resumes and handles it (a caller that then waits for it to stop would
+    otherwise wait for good).
     """
-    was_frozen = can_freeze and cgroup.frozen()
     if can_freeze:
         cgroup.freeze()
     try:
@@ -176,7 +177,7 @@ def signal_all(cgroup: CgroupManager, sig: int, *, can_freeze: bool = True) -> N
             except ProcessLookupError:
                 pass
     finally:
-        if can_freeze and (sig == SIGKILL or not was_frozen):
+        if can_freeze:
             cgroup.thaw()
 
 
