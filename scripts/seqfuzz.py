@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+"""Sequence fuzzer: random command sequences on one container under runc and galley-runc.
+
+difffuzz.py varies the config; this varies what is done to a container once it exists. Each
+case draws an init program, in a pid namespace of its own or (a quarter of the cases) the
+host's, and a sequence of commands (create or run -d first, then start, kill with names,
+numbers, bad names and --all, pause, resume, exec in its forms, ps, update, events, state,
+list, delete with and without -f) from `random.Random(f"seqfuzz-{seed}-{case}")`, and runs
+the same sequence under both runtimes (each with its own bundle, --root and cgroupsPath).
+After each command it records the exit status and the container's status once it settles; a
+case differs when, at some step, one runtime succeeded and the other did not, or the
+statuses differ. Error wording is printed, not compared.
+
+    python scripts/seqfuzz.py --seed 1 -n 40 --galley bin/galley-runc --runc /usr/sbin/runc
+    python scripts/seqfuzz.py --seed 1 --case 17 ...          # replay one case, every step
+
+Needs root. The script makes itself a child subreaper and reaps what the runtimes leave to
+it (as containerd's shim does): this machine's pid 1 reaps orphans only every second or so,
+and an unreaped exec'd process holds a dying pid-namespace init in "created" or "running".
+Each case's containers are deleted with -f, and its bundles removed, before the next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from galley.fixtures.busybox import make_bundle
+
+INITS = [
+    ["sleep", "1000"],
+    ["sh", "-c", "sleep 1000 & sleep 1000"],
+    ["sh", "-c", "trap '' TERM; sleep 1000 & wait; sleep 1000"],
+]
+
+Command = Callable[[str, Path], list[str]]
+COMMANDS: dict[str, Command] = {
+    "create": lambda c, b: ["create", "--bundle", str(b), c],
+    "run-d": lambda c, b: ["run", "-d", "--bundle", str(b), c],
+    "start": lambda c, b: ["start", c],
+    "kill": lambda c, b: ["kill", c],
+    "kill-KILL": lambda c, b: ["kill", c, "KILL"],
+    "kill-9": lambda c, b: ["kill", c, "9"],
+    "kill-0": lambda c, b: ["kill", c, "0"],
+    "kill-USR1": lambda c, b: ["kill", c, "SIGUSR1"],
+    "kill-STOP": lambda c, b: ["kill", c, "STOP"],
+    "kill-CONT": lambda c, b: ["kill", c, "CONT"],
+    "kill-bad": lambda c, b: ["kill", c, "FOO"],
+    "kill-num-bad": lambda c, b: ["kill", c, "99"],
+    "kill-all": lambda c, b: ["kill", "--all", c, "KILL"],
+    "kill-all-TERM": lambda c, b: ["kill", "-a", c, "SIGTERM"],
+    "pause": lambda c, b: ["pause", c],
+    "resume": lambda c, b: ["resume", c],
+    "delete": lambda c, b: ["delete", c],
+    "delete-f": lambda c, b: ["delete", "-f", c],
+    "delete-other": lambda c, b: ["delete", c + "-none"],
+    "exec": lambda c, b: ["exec", c, "true"],
+    "exec-d": lambda c, b: ["exec", "-d", c, "sleep", "100"],
+    "exec-fail": lambda c, b: ["exec", c, "false"],
+    "exec-env": lambda c, b: ["exec", "-e", "A=1", c, "sh", "-c", "exit 3"],
+    "exec-user": lambda c, b: ["exec", "-u", "1000:1000", c, "id"],
+    "exec-cwd-bad": lambda c, b: ["exec", "--cwd", "/nonexistent", c, "true"],
+    "exec-no-program": lambda c, b: ["exec", c, "/nonexistent-binary"],
+    "exec-p": lambda c, b: ["exec", "-p", str(b / "process.json"), c],
+    "exec-p-bad": lambda c, b: ["exec", "-p", str(b / "bad-process.json"), c],
+    "ps": lambda c, b: ["ps", c],
+    "ps-json": lambda c, b: ["ps", "--format", "json", c],
+    "ps-bad": lambda c, b: ["ps", "--format", "xml", c],
+    "update": lambda c, b: ["update", "--pids-limit", "100", c],
+    "update-mem": lambda c, b: ["update", "--memory", "100M", c],
+    "update-bad": lambda c, b: ["update", "--memory", "abc", c],
+    "update-r": lambda c, b: ["update", "-r", str(b / "resources.json"), c],
+    "update-r-bad": lambda c, b: ["update", "-r", str(b / "bad-resources.json"), c],
+    "events": lambda c, b: ["events", "--stats", c],
+    "events-bad": lambda c, b: ["events", "--stats", "--interval", "x", c],
+    "state": lambda c, b: ["state", c],
+    "list": lambda c, b: ["list", "-q"],
+}
+# Drawn three times as often as the rest: the commands that change the container's status.
+STATE_CHANGING = {"create", "run", "start", "kill", "pause", "resume", "delete"}
+# Left out: `exec --ignore-paused` into a paused container waits for the thaw in both.
+
+
+@dataclass
+class Step:
+    command: str
+    status: int | str  # the exit status, or "timeout"
+    after: str  # the container's status once settled, or "absent"
+    error: str  # stderr's last line
+
+
+class Runner:
+    """Starts the runtimes' processes; a reaper thread reaps every other child of ours."""
+
+    def __init__(self) -> None:
+        self.ours: set[int] = set()
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
+            raise OSError(ctypes.get_errno(), "PR_SET_CHILD_SUBREAPER")
+        threading.Thread(target=self._reap, daemon=True).start()
+
+    def _reap(self) -> None:
+        me = os.getpid()
+        while True:
+            time.sleep(0.01)
+            try:
+                children = Path(f"/proc/{me}/task/{me}/children").read_text().split()
+            except OSError:
+                continue
+            for pid in map(int, children):
+                if pid not in self.ours and _zombie(pid):
+                    try:
+                        os.waitpid(pid, os.WNOHANG)
+                    except ChildProcessError:
+                        pass
+
+    def call(self, argv: list[str], timeout: float = 15) -> tuple[int | str, str, str]:
+        """(exit status or "timeout", stdout, stderr). Files, not pipes: a detached container
+        keeps the stdio it inherits."""
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+            self.ours.add(proc.pid)
+            try:
+                status: int | str = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                status = "timeout"
+            finally:
+                self.ours.discard(proc.pid)
+            out.seek(0)
+            err.seek(0)
+            return status, out.read(), err.read()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+@dataclass
+class Case:
+    init: list[str]
+    pid_namespace: bool  # False: the host's (the init's death ends no other process)
+    commands: list[str]
+
+
+def draw(seed: int, number: int) -> Case:
+    rnd = random.Random(f"seqfuzz-{seed}-{number}")
+    init = rnd.choice(INITS)
+    pid_namespace = rnd.random() < 0.75
+    first = rnd.choice(["create", "run-d"])
+    names = sorted(COMMANDS)
+    weights = [3 if name.split("-")[0] in STATE_CHANGING else 1 for name in names]
+    return Case(init, pid_namespace, [first, *rnd.choices(names, weights, k=rnd.randint(3, 9))])
+
+
+def write_bundle(path: Path, case: Case, cgroup: str) -> None:
+    make_bundle(path, case.init)
+    config = json.loads((path / "config.json").read_text())
+    if not case.pid_namespace:
+        namespaces = config["linux"]["namespaces"]
+        namespaces[:] = [ns for ns in namespaces if ns["type"] != "pid"]
+    config["process"]["terminal"] = False
+    config["linux"]["cgroupsPath"] = cgroup
+    (path / "config.json").write_text(json.dumps(config))
+    process = dict(config["process"], args=["sh", "-c", "exit 5"])
+    (path / "process.json").write_text(json.dumps(process))
+    (path / "bad-process.json").write_text(json.dumps({"args": ["true"]}))  # no cwd
+    resources = {"memory": {"limit": 200_000_000}, "pids": {"limit": 50}, "cpu": {"shares": 512}}
+    (path / "resources.json").write_text(json.dumps(resources))
+    (path / "bad-resources.json").write_text('{"memory": {"limit": "lots"}}')
+
+
+class Container:
+    def __init__(self, runner: Runner, runtime: str, root: Path, cid: str) -> None:
+        self.runner, self.runtime, self.root, self.cid = runner, runtime, root, cid
+
+    def __call__(self, *args: str) -> tuple[int | str, str, str]:
+        return self.runner.call([self.runtime, "--root", str(self.root), *args])
+
+    def status(self) -> str:
+        code, out, _ = self("state", self.cid)
+        return str(json.loads(out)["status"]) if code == 0 else "absent"
+
+    def settled(self) -> str:
+        """The status once two reads 50 ms apart agree (at most ~1 s)."""
+        last = self.status()
+        for _ in range(20):
+            time.sleep(0.05)
+            now = self.status()
+            if now == last:
+                return now
+            last = now
+        return last
+
+
+def run_case(runner: Runner, runtime: str, case: Case, work: Path, tag: str) -> list[Step]:
+    name = Path(runtime).name
+    bundle = work / f"bundle-{name}"
+    write_bundle(bundle, case, f"/seqfuzz-{tag}-{name}")
+    container = Container(runner, runtime, work / f"root-{name}", f"sf-{tag}")
+    steps = []
+    try:
+        for command in case.commands:
+            code, _, err = container(*COMMANDS[command](container.cid, bundle))
+            lines = err.strip().splitlines()
+            steps.append(Step(command, code, container.settled(), lines[-1] if lines else ""))
+    finally:
+        container("resume", container.cid)
+        container("delete", "-f", container.cid)
+    return steps
+
+
+def differing(runc: list[Step], galley: list[Step]) -> list[int]:
+    return [
+        i
+        for i, (a, b) in enumerate(zip(runc, galley, strict=True))
+        if (a.status == 0) != (b.status == 0)
+        or a.after != b.after
+        or "timeout" in (a.status, b.status)
+    ]
+
+
+def report(number: int, case: Case, runc: list[Step], galley: list[Step], every: bool) -> None:
+    pidns = "own pid namespace" if case.pid_namespace else "host's pid namespace"
+    print(f"== case {number} init={case.init} ({pidns}) commands={case.commands}")
+    steps = range(len(runc)) if every else differing(runc, galley)
+    for i in steps:
+        for who, step in (("runc", runc[i]), ("galley", galley[i])):
+            print(
+                f"  {i} {step.command:<15} {who:<6} {step.status!s:>7} -> {step.after:<8}", end=""
+            )
+            print(f" {step.error[:150]}")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("-n", type=int, default=40, help="cases")
+    parser.add_argument("--case", type=int, help="replay this case only, printing every step")
+    parser.add_argument("--galley", default="bin/galley-runc")
+    parser.add_argument("--runc", default="/usr/sbin/runc")
+    args = parser.parse_args(argv)
+    runner = Runner()
+    numbers = [args.case] if args.case is not None else list(range(args.n))
+    differ = 0
+    for number in numbers:
+        case = draw(args.seed, number)
+        work = Path(tempfile.mkdtemp(prefix=f"seqfuzz-{args.seed}-{number}-"))
+        tag = f"{args.seed}-{number}"
+        try:
+            runc = run_case(runner, args.runc, case, work, tag)
+            galley = run_case(runner, os.path.abspath(args.galley), case, work, tag)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if differing(runc, galley) or args.case is not None:
+            differ += bool(differing(runc, galley))
+            report(number, case, runc, galley, every=args.case is not None)
+    print(f"{differ}/{len(numbers)} cases differ")
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
