@@ -486,6 +486,16 @@ def test_errors_come_in_runcs_order_with_its_status(
     assert (result.returncode, message in result.stderr) == (status, True), result.stderr
 
 
+@pytest.mark.parametrize("command", ["checkpoint", "restore"])
+def test_checkpoint_and_restore_are_refused_plainly(runtime: Runtime, command: str) -> None:
+    """runc's commands through CRIU (which cannot run on this kernel): a line saying galley
+    lacks them and status 1, as a failed runc checkpoint, not an unknown command's 3."""
+    result = runtime(command, "--image-path", "/nonexistent", "c1")
+    assert result.returncode == 1
+    assert f"{command}: galley-runc does not {command} containers" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -257,6 +257,13 @@ class UnknownCommand(UsageError):
 
 HELP = ("help", "h")  # urfave/cli's: `help [COMMAND]`
 
+# runc's commands galley-runc does not have: said plainly, exit status 1 (as runc's own
+# checkpoint fails where CRIU cannot run), not urfave/cli's "No help topic" and 3.
+UNSUPPORTED = {
+    "checkpoint": "galley-runc does not checkpoint containers (runc does it through CRIU)",
+    "restore": "galley-runc does not restore containers (runc does it through CRIU)",
+}
+
 
 def parse_args(argv: list[str]) -> Args:
     """Global options, then the command's own (UsageError on a usage error)."""
@@ -346,6 +353,9 @@ def _parse_and_run(args: Args, log: Log) -> int:
     """The command's own arguments, then the command; a usage error as runc reports it: the
     command's help on stdout after "Incorrect Usage", the error in the log (with --log, the
     file: containerd's shim reads runc's errors there). An unknown command exits 3."""
+    if args.command in UNSUPPORTED and not args.help:
+        log.failure(f"{args.command}: {UNSUPPORTED[args.command]}")
+        return 1
     try:
         args = parse_command(args)
     except UnknownCommand as e:
