@@ -13,6 +13,13 @@ statuses differ. Error wording is printed, not compared.
 
     python scripts/seqfuzz.py --seed 1 -n 40 --galley bin/galley-runc --runc /usr/sbin/runc
     python scripts/seqfuzz.py --seed 1 --case 17 ...          # replay one case, every step
+    python scripts/seqfuzz.py --race --seed 1 -n 100 ...      # galley-runc alone, at once
+
+--race runs the first command, then all the others of the case at once, on galley-runc alone
+(runc's own races would drown the comparison: docs/status.md, session 15). It checks that no
+command fails with a traceback or a corrupt state, or waits for good (but an exec that a
+concurrent pause froze, which waits for the thaw as runc's does), and that afterwards `state`
+works and `delete -f` leaves no state directory, cgroup or process.
 
 Needs root. The script makes itself a child subreaper and reaps what the runtimes leave to
 it (as containerd's shim does): this machine's pid 1 reaps orphans only every second or so,
@@ -108,6 +115,7 @@ class Runner:
 
     def __init__(self) -> None:
         self.ours: set[int] = set()
+        self.lock = threading.Lock()  # a child is ours before the reaper can see it exit
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
             raise OSError(ctypes.get_errno(), "PR_SET_CHILD_SUBREAPER")
@@ -117,34 +125,55 @@ class Runner:
         me = os.getpid()
         while True:
             time.sleep(0.01)
-            try:
-                children = Path(f"/proc/{me}/task/{me}/children").read_text().split()
-            except OSError:
-                continue
-            for pid in map(int, children):
-                if pid not in self.ours and _zombie(pid):
-                    try:
-                        os.waitpid(pid, os.WNOHANG)
-                    except ChildProcessError:
-                        pass
+            with self.lock:
+                try:
+                    children = Path(f"/proc/{me}/task/{me}/children").read_text().split()
+                except OSError:
+                    continue
+                for pid in map(int, children):
+                    if pid not in self.ours and _zombie(pid):
+                        try:
+                            os.waitpid(pid, os.WNOHANG)
+                        except ChildProcessError:
+                            pass
 
     def call(self, argv: list[str], timeout: float = 15) -> tuple[int | str, str, str]:
-        """(exit status or "timeout", stdout, stderr). Files, not pipes: a detached container
-        keeps the stdio it inherits."""
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-            self.ours.add(proc.pid)
-            try:
-                status: int | str = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                status = "timeout"
-            finally:
-                self.ours.discard(proc.pid)
-            out.seek(0)
-            err.seek(0)
-            return status, out.read(), err.read()
+        """(exit status or "timeout", stdout, stderr)."""
+        return self.spawn(argv).result(timeout)
+
+    def spawn(self, argv: list[str]) -> Running:
+        with self.lock:
+            running = Running(self, argv)
+            self.ours.add(running.proc.pid)
+        return running
+
+
+class Running:
+    """One runtime command; its output in files, not pipes: a detached container keeps the
+    stdio it inherits."""
+
+    def __init__(self, runner: Runner, argv: list[str]) -> None:
+        self.runner = runner
+        self.out = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by result()
+        self.err = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err
+        )
+
+    def result(self, timeout: float) -> tuple[int | str, str, str]:
+        """(exit status or "timeout": killed after timeout seconds, stdout, stderr)."""
+        try:
+            status: int | str = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            status = "timeout"
+        finally:
+            self.runner.ours.discard(self.proc.pid)
+        with self.out, self.err:
+            self.out.seek(0)
+            self.err.seek(0)
+            return status, self.out.read(), self.err.read()
 
 
 def _zombie(pid: int) -> bool:
@@ -228,6 +257,41 @@ def run_case(runner: Runner, runtime: str, case: Case, work: Path, tag: str) -> 
     return steps
 
 
+def race_case(runner: Runner, runtime: str, case: Case, work: Path, tag: str) -> list[str]:
+    """--race: the first command, then all the others at once; what went wrong. An exec that
+    a concurrent pause froze waits for the thaw (as runc's): killed after 20 s, not counted."""
+    bundle = work / "bundle"
+    cgroup = f"/seqfuzz-{tag}"
+    write_bundle(bundle, case, cgroup)
+    container = Container(runner, runtime, work / "root", f"sf-{tag}")
+    first, *rest = case.commands
+    container(*COMMANDS[first](container.cid, bundle))
+    prefix = [runtime, "--root", str(container.root)]
+    started = [(c, runner.spawn([*prefix, *COMMANDS[c](container.cid, bundle)])) for c in rest]
+    problems = []
+    for command, running in started:
+        code, _, err = running.result(20)
+        if code == "timeout" and not (command.startswith("exec") and "pause" in rest):
+            problems.append(f"{command} did not finish in 20 s")
+        if "Traceback" in err or "corrupt" in err:
+            problems.append(f"{command}: {err.strip()[-300:]}")
+    code, _, err = container("state", container.cid)
+    if code != 0 and "does not exist" not in err:
+        problems.append(f"state afterwards: {err.strip()}")
+    container("resume", container.cid)
+    code, _, err = container("delete", "-f", container.cid)
+    if code != 0 and "does not exist" not in err:
+        problems.append(f"delete -f afterwards: {err.strip()}")
+    if (container.root / container.cid).exists():
+        problems.append("its state directory is left")
+    left = [*Path("/sys/fs/cgroup").glob(f"*{cgroup}"), Path(f"/sys/fs/cgroup{cgroup}")]
+    for directory in (d for d in left if d.is_dir()):
+        problems.append(f"{directory} is left")
+        for pid in (directory / "cgroup.procs").read_text().split():
+            os.kill(int(pid), 9)  # a process of this case's container: ours to end
+    return problems
+
+
 def differing(runc: list[Step], galley: list[Step]) -> list[int]:
     return [
         i
@@ -258,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", type=int, help="replay this case only, printing every step")
     parser.add_argument("--galley", default="bin/galley-runc")
     parser.add_argument("--runc", default="/usr/sbin/runc")
+    parser.add_argument("--race", action="store_true", help="galley only: commands at once")
     args = parser.parse_args(argv)
     runner = Runner()
     numbers = [args.case] if args.case is not None else list(range(args.n))
@@ -266,6 +331,15 @@ def main(argv: list[str] | None = None) -> int:
         case = draw(args.seed, number)
         work = Path(tempfile.mkdtemp(prefix=f"seqfuzz-{args.seed}-{number}-"))
         tag = f"{args.seed}-{number}"
+        if args.race:
+            try:
+                problems = race_case(runner, os.path.abspath(args.galley), case, work, tag)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            if problems:
+                differ += 1
+                print(f"== case {number} {case}: {problems}", flush=True)
+            continue
         try:
             runc = run_case(runner, args.runc, case, work, tag)
             galley = run_case(runner, os.path.abspath(args.galley), case, work, tag)
@@ -274,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         if differing(runc, galley) or args.case is not None:
             differ += bool(differing(runc, galley))
             report(number, case, runc, galley, every=args.case is not None)
-    print(f"{differ}/{len(numbers)} cases differ")
+    print(f"{differ}/{len(numbers)} cases {'went wrong' if args.race else 'differ'}")
     return 1 if differ else 0
 
 
