@@ -120,13 +120,17 @@ def test_delete_of_created_container(any_runtime: Runtime, bundle: Bundle) -> No
         time.sleep(0.01)
 
 
+@pytest.mark.parametrize("hooks", [False, True], ids=["", "startContainer-hook"])
 @pytest.mark.parametrize("pid_namespace", [True, False], ids=["own-pidns", "host-pidns"])
 def test_a_created_container_dies_of_term_and_ignores_usr1_as_runc_s(
-    any_runtime: Runtime, bundle: Bundle, tmp_path: Path, pid_namespace: bool
+    any_runtime: Runtime, bundle: Bundle, pid_namespace: bool, hooks: bool
 ) -> None:
     """Until start, runc's init (Go's runtime) ignores USR1, USR2, PIPE, ALRM and the like and
     dies of TERM, HUP, INT and the like: in a pid namespace of its own or not. A signal it
-    ignored is not seen by the process start runs."""
+    ignored is not seen by the process start runs. (With a startContainer hook, galley's
+    Python stage waits for start instead of the trampoline.)"""
+    if hooks:
+        bundle.config["hooks"] = {"startContainer": [{"path": "/bin/true"}]}
     if not pid_namespace:
         namespaces = bundle.config["linux"]["namespaces"]
         namespaces[:] = [ns for ns in namespaces if ns["type"] != "pid"]
