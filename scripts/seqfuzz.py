@@ -137,10 +137,6 @@ class Runner:
                         except ChildProcessError:
                             pass
 
-    def call(self, argv: list[str], timeout: float = 15) -> tuple[int | str, str, str]:
-        """(exit status or "timeout", stdout, stderr)."""
-        return self.spawn(argv).result(timeout)
-
     def spawn(self, argv: list[str]) -> Running:
         with self.lock:
             running = Running(self, argv)
@@ -222,7 +218,10 @@ class Container:
         self.runner, self.runtime, self.root, self.cid = runner, runtime, root, cid
 
     def __call__(self, *args: str) -> tuple[int | str, str, str]:
-        return self.runner.call([self.runtime, "--root", str(self.root), *args])
+        return self.spawn(*args).result(15)
+
+    def spawn(self, *args: str) -> Running:
+        return self.runner.spawn([self.runtime, "--root", str(self.root), *args])
 
     def status(self) -> str:
         code, out, _ = self("state", self.cid)
@@ -266,8 +265,7 @@ def race_case(runner: Runner, runtime: str, case: Case, work: Path, tag: str) ->
     container = Container(runner, runtime, work / "root", f"sf-{tag}")
     first, *rest = case.commands
     container(*COMMANDS[first](container.cid, bundle))
-    prefix = [runtime, "--root", str(container.root)]
-    started = [(c, runner.spawn([*prefix, *COMMANDS[c](container.cid, bundle)])) for c in rest]
+    started = [(c, container.spawn(*COMMANDS[c](container.cid, bundle))) for c in rest]
     problems = []
     for command, running in started:
         code, _, err = running.result(20)
