@@ -550,3 +550,34 @@ def test_a_cpuset_without_a_full_ancestor_is_named(tmp_path: Path) -> None:
     new = _cpuset(tmp_path / "x", "", "")
     with pytest.raises(FailedPrecondition, match=f"no ancestor of {new} has cpus and mems"):
         _fill_cpusets(str(new))
+
+
+def test_an_update_of_the_device_rules_never_takes_a_kept_device_away(
+    parent: str, kids: Children, tmp_path: Path
+) -> None:
+    """containerd passes the whole linux.resources to `update`, device rules included: a
+    running container must keep /dev/null throughout (starting over from "deny all" shut it
+    out for a moment), and end with the same list as a fresh cgroup given the rules."""
+    stop = tmp_path / "stop"
+    loop = f"n=0; until [ -e {stop} ]; do echo 2>/dev/null >/dev/null || n=$((n+1)); done; echo $n"
+    manager = _new(parent)
+    manager.create()
+    manager.set({"devices": DEVICE_RULES})  # from the parent's "allow all": starts over
+    probe = kids.start("sh", "-c", loop, stdout=subprocess.PIPE)
+    manager.join(probe.pid)
+    kmsg = {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "rw"}
+    for round in range(1, 151):  # the last without kmsg
+        manager.set({"devices": DEVICE_RULES + [kmsg] * (round % 2)})
+    stop.touch()
+    out, _ = probe.communicate(timeout=10)
+    assert out.decode().split() == ["0"]  # not one failed open of /dev/null
+    fresh = _new(parent + "/fresh")
+    fresh.apply(kids.start("sleep", "60").pid)
+    fresh.set({"devices": DEVICE_RULES})
+    listed = _read(manager, "devices", "devices.list").splitlines()
+    assert sorted(listed) == sorted(_read(fresh, "devices", "devices.list").splitlines())
+    assert "c 1:11 rw" not in listed
+    manager.set({"devices": [*DEVICE_RULES, kmsg]})  # access added, then taken away again
+    assert "c 1:11 rw" in _read(manager, "devices", "devices.list").splitlines()
+    manager.set({"devices": [*DEVICE_RULES, dict(kmsg, access="r")]})
+    assert "c 1:11 r" in _read(manager, "devices", "devices.list").splitlines()

@@ -187,6 +187,37 @@ def test_update_limits(running: tuple[Runtime, str]) -> None:
     assert cgroup_file(pid, "pids", "pids.max").read_text().strip() == "88"
 
 
+def test_an_update_with_the_device_rules_keeps_dev_null_open(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """containerd sends `update` the container's whole linux.resources, device rules and
+    all (a kubelet's in-place resize): a container opening /dev/null all the while never
+    finds it shut (galley's v1 update started over from "deny all" and did)."""
+    loop = "n=0; until [ -e /tmp/stop ]; do echo 2>/dev/null >/dev/null || n=$((n+1)); done"
+    bundle.config["process"]["args"] = ["sh", "-c", f"{loop}; echo $n > /tmp/failures; sleep 60"]
+    bundle.config["root"]["readonly"] = False
+    bundle.config["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"})
+    resources = {
+        "devices": [{"allow": False, "access": "rwm"}],
+        "memory": {"limit": 256 << 20},
+        "cpu": {"shares": 512},
+    }
+    bundle.config["linux"]["resources"] = resources
+    cid = any_runtime.new_id()
+    detached(any_runtime, "run", "--detach", "--bundle", str(bundle.write()), cid)
+    try:
+        for _ in range(10):
+            any_runtime("update", "-r", "-", cid, input=json.dumps(resources), check=True)
+        any_runtime("exec", cid, "touch", "/tmp/stop", check=True)
+        deadline = time.monotonic() + 10
+        while (failures := any_runtime("exec", cid, "cat", "/tmp/failures")).returncode:
+            assert time.monotonic() < deadline, failures.stderr
+            time.sleep(0.05)
+        assert failures.stdout.split() == ["0"]
+    finally:
+        any_runtime("delete", "--force", cid)
+
+
 def test_an_update_the_kernel_refuses_says_why_in_go_words(running: tuple[Runtime, str]) -> None:
     """A CPU the host lacks: the kernel refuses the write (ERANGE on v1, EINVAL on v2); the
     error names the file and the reason as runc words it, lower case."""

@@ -12,7 +12,7 @@ they compile to an eBPF program (galley.oci.cgroups.bpfdevices).
 from __future__ import annotations
 
 from galley.errors import InvalidArgument
-from galley.oci.cgroups.manager import write
+from galley.oci.cgroups.manager import read, write
 
 TYPE_CHECKING = False  # typing and dataclasses cost galley-runc ms per command; mypy knows this
 if TYPE_CHECKING:
@@ -137,17 +137,54 @@ def effective_rules(resources: list[DeviceRule], implied: list[Rule]) -> list[Ru
 
 
 def write_v1(directory: str, rules: list[Rule]) -> None:
-    """Program a v1 devices cgroup with what the rules leave in the end (plan_v1): its default
-    ("a" to devices.allow or devices.deny, which also clears the exceptions), then each
-    exception.
+    """Program a v1 devices cgroup with what the rules leave in the end (plan_v1).
+
+    A cgroup that already denies by default and is to go on doing so (an `update` of a
+    running container: containerd passes the whole linux.resources, its device rules
+    included) gets only the differences: the exceptions to add, then the access to take
+    away. Starting over ("a" to devices.deny clears every exception) would leave the
+    container without /dev/null for a moment, and a process opening it then fails. Otherwise
+    the default is written ("a" to devices.allow or devices.deny, which also clears the
+    exceptions), then each exception.
 
     runc starts every container from "deny all" (its rule list always ends in allow rules),
     so a spec without a leading deny-all rule still gets only what the rules allow.
     """
     default_allow, exceptions = plan_v1(rules)
-    write(directory, "devices.allow" if default_allow else "devices.deny", "a")
-    for rule in exceptions:
-        write(directory, "devices.allow" if rule.allow else "devices.deny", rule.cgroup_text())
+    listed = None if default_allow else listed_v1(directory)
+    if listed is None:
+        write(directory, "devices.allow" if default_allow else "devices.deny", "a")
+        for rule in exceptions:
+            write(directory, "devices.allow" if rule.allow else "devices.deny", rule.cgroup_text())
+        return
+    wanted = {(r.type, r.major, r.minor): r.access for r in exceptions}
+    for key, access in wanted.items():
+        added = "".join(c for c in access if c not in listed.get(key, ""))
+        if added:
+            write(directory, "devices.allow", Rule(True, *key, added).cgroup_text())
+    for key, held in listed.items():
+        taken = "".join(c for c in held if c not in wanted.get(key, ""))
+        if taken:
+            write(directory, "devices.deny", Rule(False, *key, taken).cgroup_text())
+
+
+def listed_v1(directory: str) -> dict[tuple[str, int, int], str] | None:
+    """The exceptions a v1 devices cgroup that denies by default allows, from devices.list
+    ("c 1:3 rwm", "c 136:* rwm" lines): {(type, major, minor): access}, -1 for "*". None when
+    it allows by default (the kernel then lists "a *:* rwm" and not the exceptions it
+    denies) or there is no list to read."""
+    try:
+        text = read(directory, "devices.list")
+    except OSError:
+        return None
+    listed: dict[tuple[str, int, int], str] = {}
+    for line in text.splitlines():
+        kind, numbers, access = line.split()
+        if kind == "a":
+            return None
+        major, minor = (-1 if n == "*" else int(n) for n in numbers.split(":"))
+        listed[(kind, major, minor)] = access
+    return listed
 
 
 def plan_v1(rules: list[Rule]) -> tuple[bool, list[Rule]]:
