@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
@@ -313,31 +314,35 @@ def report(number: int, case: Case, runc: list[Step], galley: list[Step], every:
     sys.stdout.flush()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def fuzz_parser(description: str) -> argparse.ArgumentParser:
+    """The options every fuzzer here takes."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("-n", type=int, default=40, help="cases")
     parser.add_argument("--case", type=int, help="replay this case only, printing every step")
     parser.add_argument("--galley", default="bin/galley-runc")
     parser.add_argument("--runc", default="/usr/sbin/runc")
-    parser.add_argument("--race", action="store_true", help="galley only: commands at once")
-    args = parser.parse_args(argv)
-    runner = Runner()
+    return parser
+
+
+def compare_runtimes(
+    args: argparse.Namespace,
+    runner: Runner,
+    *,
+    draw: Callable[[int, int], Any],
+    run_case: Callable[[Runner, str, Any, Path, str], list[Any]],
+    differing: Callable[[list[Any], list[Any]], list[Any]],
+    report: Callable[[int, Any, list[Any], list[Any], bool], None],
+) -> int:
+    """Each case (args.case, or args.n of them) under runc, then under galley-runc, in a work
+    directory of its own; the cases that differ are reported (with --case, every step).
+    The exit status: 1 when a case differs."""
     numbers = [args.case] if args.case is not None else list(range(args.n))
     differ = 0
     for number in numbers:
         case = draw(args.seed, number)
-        work = Path(tempfile.mkdtemp(prefix=f"seqfuzz-{args.seed}-{number}-"))
+        work = Path(tempfile.mkdtemp(prefix=f"fuzz-{args.seed}-{number}-"))
         tag = f"{args.seed}-{number}"
-        if args.race:
-            try:
-                problems = race_case(runner, os.path.abspath(args.galley), case, work, tag)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
-            if problems:
-                differ += 1
-                print(f"== case {number} {case}: {problems}", flush=True)
-            continue
         try:
             runc = run_case(runner, args.runc, case, work, tag)
             galley = run_case(runner, os.path.abspath(args.galley), case, work, tag)
@@ -345,9 +350,36 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
         if differing(runc, galley) or args.case is not None:
             differ += bool(differing(runc, galley))
-            report(number, case, runc, galley, every=args.case is not None)
-    print(f"{differ}/{len(numbers)} cases {'went wrong' if args.race else 'differ'}")
+            report(number, case, runc, galley, args.case is not None)
+    print(f"{differ}/{len(numbers)} cases differ")
     return 1 if differ else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = fuzz_parser(__doc__.split("\n")[0])
+    parser.add_argument("--race", action="store_true", help="galley only: commands at once")
+    args = parser.parse_args(argv)
+    runner = Runner()
+    if not args.race:
+        return compare_runtimes(
+            args, runner, draw=draw, run_case=run_case, differing=differing, report=report
+        )
+    numbers = [args.case] if args.case is not None else list(range(args.n))
+    wrong = 0
+    for number in numbers:
+        case = draw(args.seed, number)
+        work = Path(tempfile.mkdtemp(prefix=f"seqfuzz-{args.seed}-{number}-"))
+        try:
+            problems = race_case(
+                runner, os.path.abspath(args.galley), case, work, f"{args.seed}-{number}"
+            )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if problems:
+            wrong += 1
+            print(f"== case {number} {case}: {problems}", flush=True)
+    print(f"{wrong}/{len(numbers)} cases went wrong")
+    return 1 if wrong else 0
 
 
 if __name__ == "__main__":

@@ -581,3 +581,88 @@ def test_an_update_of_the_device_rules_never_takes_a_kept_device_away(
     assert "c 1:11 rw" in _read(manager, "devices", "devices.list").splitlines()
     manager.set({"devices": [*DEVICE_RULES, dict(kmsg, access="r")]})
     assert "c 1:11 r" in _read(manager, "devices", "devices.list").splitlines()
+
+
+def _snapshot(manager: V1Manager) -> dict[str, str]:
+    files = {
+        "memory": [
+            "memory.limit_in_bytes",
+            "memory.memsw.limit_in_bytes",
+            "memory.soft_limit_in_bytes",
+            "memory.swappiness",
+            "memory.oom_control",
+        ],
+        "cpu": ["cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.idle"],
+        "cpuset": ["cpuset.cpus"],
+        "pids": ["pids.max"],
+        "blkio": ["blkio.throttle.read_bps_device", "blkio.throttle.write_iops_device"],
+        "devices": ["devices.list"],
+    }
+    return {
+        name: _read(manager, controller, name)
+        for controller, names in files.items()
+        if controller in manager.paths
+        for name in names
+        if os.path.exists(os.path.join(manager.paths[controller], name))
+    }
+
+
+def test_a_failed_update_puts_back_every_file_it_wrote(parent: str, kids: Children) -> None:
+    """update is all or nothing: v1 rejects `unified` only after writing everything else,
+    and each file written gets its old text back (runc sets its saved resources again,
+    which cannot undo what they never set)."""
+    from galley.oci.cgroups.undo import set_all_or_nothing  # noqa: PLC0415
+
+    manager = _new(parent)
+    manager.create()
+    manager.set({"memory": {"limit": 64 * MiB}, "cpu": {"shares": 512}, "devices": DEVICE_RULES})
+    _started(manager, kids)
+    before = _snapshot(manager)
+    kmsg = {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "rw"}
+    everything: Any = {
+        "memory": {"limit": 128 * MiB, "swap": 256 * MiB, "reservation": 32 * MiB},
+        "cpu": {"shares": 256, "quota": 20000, "period": 50000, "idle": 1, "cpus": "0"},
+        "pids": {"limit": 70},
+        "blockIO": {
+            "throttleReadBpsDevice": [{"major": 7, "minor": 0, "rate": 1 << 20}],
+            "throttleWriteIOPSDevice": [{"major": 7, "minor": 1, "rate": 100}],
+        },
+        "devices": [*DEVICE_RULES, kmsg],
+    }
+    if "memory.memsw.limit_in_bytes" not in before:
+        del everything["memory"]["swap"]
+    with pytest.raises(InvalidArgument, match="cannot use unified on cgroup v1"):
+        set_all_or_nothing(manager, {**everything, "unified": {"memory.high": "1"}})
+    assert _snapshot(manager) == before
+    set_all_or_nothing(manager, everything)  # the same without the bad part: all of it lands
+    after = _snapshot(manager)
+    assert after["pids.max"] == "70" and "c 1:11 rw" in after["devices.list"].splitlines()
+    assert after["blkio.throttle.read_bps_device"] == f"7:0 {1 << 20}"
+    assert after["cpu.idle"] == "1" and after["memory.limit_in_bytes"] == str(128 * MiB)
+
+
+def test_a_failed_update_puts_back_the_weight_cpu_idle_resets(parent: str, kids: Children) -> None:
+    """Writing cpu.idle sets the weight (1 makes it the lowest, 0 the default 1024): the
+    shares are put back after idle."""
+    from galley.oci.cgroups.undo import set_all_or_nothing  # noqa: PLC0415
+
+    manager = _new(parent)
+    _started(manager, kids)
+    manager.set({"cpu": {"shares": 512}})
+    if not os.path.exists(os.path.join(manager.paths["cpu"], "cpu.idle")):
+        pytest.skip("this kernel has no cpu.idle")
+    with pytest.raises(InvalidArgument, match=r"cpuset\.mems"):
+        set_all_or_nothing(manager, {"cpu": {"idle": 1, "mems": "7"}})
+    assert (_read(manager, "cpu", "cpu.idle"), _read(manager, "cpu", "cpu.shares")) == ("0", "512")
+
+
+def test_a_memory_limit_below_usage_is_refused_with_the_usage(parent: str, kids: Children) -> None:
+    """The kernel says only EBUSY; the error says what the cgroup uses, in runc's words."""
+    manager = _new(parent)
+    _started(manager, kids, "sh", "-c", "x=$(head -c 2000000 /dev/zero | tr '\\0' a); sleep 60")
+    time.sleep(0.2)
+    with pytest.raises(
+        FailedPrecondition,
+        match=r"unable to set memory limit to 4096 \(current usage: [1-9]\d*, peak usage: \d+\)",
+    ):
+        manager.set({"memory": {"limit": 4096}})

@@ -347,6 +347,56 @@ def test_fake_tree_rdma_and_check_before_update(fake: V2Manager) -> None:
 
 @real
 @pytest.mark.root
+def test_a_failed_update_leaves_the_files_and_the_device_filter(
+    parent: str, kids: Children
+) -> None:
+    """All or nothing on v2: the unified file written before the bad one gets its old text
+    back, and the device filter, attached last, is still the old one."""
+    from galley.oci.cgroups.undo import set_all_or_nothing  # noqa: PLC0415
+
+    made = _manager(parent)
+    manager = V2Manager(made.directory, made.mount, [])  # no implied rules: null alone
+    probe = kids.start("sh", "-c", DEVICE_PROBE, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    manager.apply(probe.pid)
+    null = {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}
+    manager.set({"devices": [null], "unified": {"cgroup.max.descendants": "5"}})
+    bad: Any = {
+        "unified": {"cgroup.max.descendants": "3", "nosuch.file": "1"},
+        "devices": [{"allow": True, "access": "rwm"}],
+    }
+    with pytest.raises(InvalidArgument, match=r'"nosuch\.file" does not exist'):
+        set_all_or_nothing(manager, bad)
+    assert _read(manager, "cgroup.max.descendants") == "5"
+    out, _ = probe.communicate(b"go\n", timeout=10)
+    assert out.decode().split()[:2] == ["null:ok", "kmsg:denied"]
+
+
+def test_what_cannot_be_put_back_is_named_in_the_error(tmp_path: Path) -> None:
+    """A put back the kernel refuses twice is named after the update's own error. (A plain
+    directory stands in for the cgroup: a write there cannot be made to fail otherwise.)"""
+    from galley.oci.cgroups import manager as files  # noqa: PLC0415
+    from galley.oci.cgroups.undo import set_all_or_nothing  # noqa: PLC0415
+
+    (tmp_path / "pids.max").write_text("10\n")
+
+    class Failing:
+        def set(self, resources: Any) -> None:
+            files.write(str(tmp_path), "pids.max", 20)
+            (tmp_path / "pids.max").unlink()
+            (tmp_path / "pids.max").mkdir()  # the old text cannot be written back now
+            raise InvalidArgument("the update's own error")
+
+    with pytest.raises(
+        InvalidArgument,
+        match=r"^the update's own error \(and putting back the values it replaced failed: "
+        r"pids\.max: .*\)$",
+    ):
+        set_all_or_nothing(Failing(), {})  # type: ignore[arg-type]
+    assert files.before_write == []
+
+
+@real
+@pytest.mark.root
 def test_kill_other_signals_with_the_cgroup_frozen(parent: str, kids: Children) -> None:
     manager = _manager(parent)
     child = kids.start("sleep", "60")

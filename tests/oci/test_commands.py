@@ -218,6 +218,30 @@ def test_an_update_with_the_device_rules_keeps_dev_null_open(
         any_runtime("delete", "--force", cid)
 
 
+def test_a_failed_update_changes_nothing(runtime: Runtime, bundle: Bundle) -> None:
+    """galley's update is all or nothing: the memory limit written before the CPU the host
+    lacks gets its old value back, and state.json keeps the old resources. (runc's update
+    sets its saved resources again, which leaves the new limit: it had none before.)"""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = runtime.new_id()
+    detached(runtime, "run", "--detach", "--bundle", str(bundle.write()), cid)
+    try:
+        memory = cgroup_file(
+            init_pid(runtime, cid), "memory", "memory.limit_in_bytes", "memory.max"
+        )
+        before = memory.read_text()
+        cpus = str(os.cpu_count() or 1)
+        result = runtime("update", "--memory", "100M", "--cpuset-cpus", cpus, cid)
+        assert result.returncode == 1 and "cpuset.cpus" in result.stderr, result.stderr
+        assert memory.read_text() == before
+        saved = json.loads((runtime.root / cid / "state.json").read_text())
+        assert "memory" not in saved["config"]["linux"].get("resources", {})
+        runtime("update", "--memory", "100M", cid, check=True)
+        assert memory.read_text().strip() == str(100 << 20)
+    finally:
+        runtime("delete", "--force", cid)
+
+
 def test_an_update_the_kernel_refuses_says_why_in_go_words(running: tuple[Runtime, str]) -> None:
     """A CPU the host lacks: the kernel refuses the write (ERANGE on v1, EINVAL on v2); the
     error names the file and the reason as runc words it, lower case."""

@@ -18,6 +18,8 @@ TYPE_CHECKING = False  # typing and dataclasses cost galley-runc ms per command;
 if TYPE_CHECKING:
     from galley.oci.spec import DeviceRule, Spec
 
+    _Exceptions = dict[tuple[str, int, int], str]  # (type, major, minor) -> access; -1: "*"
+
 
 class Rule:
     """One normalised rule: type a|c|b, major/minor (-1 = any), access from r, w, m.
@@ -151,13 +153,24 @@ def write_v1(directory: str, rules: list[Rule]) -> None:
     so a spec without a leading deny-all rule still gets only what the rules allow.
     """
     default_allow, exceptions = plan_v1(rules)
+    wanted = {(r.type, r.major, r.minor): r.access for r in exceptions}
+    _program_v1(directory, default_allow, wanted)
+
+
+def restore_v1(directory: str, listing: str) -> None:
+    """Put back what devices.list said before (galley.oci.cgroups.undo)."""
+    default_allow, listed = _parse_list(listing)
+    _program_v1(directory, default_allow, listed or {})
+
+
+def _program_v1(directory: str, default_allow: bool, wanted: _Exceptions) -> None:
     listed = None if default_allow else listed_v1(directory)
     if listed is None:
         write(directory, "devices.allow" if default_allow else "devices.deny", "a")
-        for rule in exceptions:
+        for key, access in wanted.items():
+            rule = Rule(not default_allow, *key, access)
             write(directory, "devices.allow" if rule.allow else "devices.deny", rule.cgroup_text())
         return
-    wanted = {(r.type, r.major, r.minor): r.access for r in exceptions}
     for key, access in wanted.items():
         added = "".join(c for c in access if c not in listed.get(key, ""))
         if added:
@@ -168,23 +181,26 @@ def write_v1(directory: str, rules: list[Rule]) -> None:
             write(directory, "devices.deny", Rule(False, *key, taken).cgroup_text())
 
 
-def listed_v1(directory: str) -> dict[tuple[str, int, int], str] | None:
+def listed_v1(directory: str) -> _Exceptions | None:
     """The exceptions a v1 devices cgroup that denies by default allows, from devices.list
-    ("c 1:3 rwm", "c 136:* rwm" lines): {(type, major, minor): access}, -1 for "*". None when
-    it allows by default (the kernel then lists "a *:* rwm" and not the exceptions it
-    denies) or there is no list to read."""
+    ("c 1:3 rwm", "c 136:* rwm" lines). None when it allows by default (the kernel then
+    lists "a *:* rwm" and not the exceptions it denies) or there is no list to read."""
     try:
-        text = read(directory, "devices.list")
+        return _parse_list(read(directory, "devices.list"))[1]
     except OSError:
         return None
-    listed: dict[tuple[str, int, int], str] = {}
-    for line in text.splitlines():
+
+
+def _parse_list(listing: str) -> tuple[bool, _Exceptions | None]:
+    """devices.list's text as (whether the default is allow, the exceptions it lists)."""
+    listed: _Exceptions = {}
+    for line in listing.splitlines():
         kind, numbers, access = line.split()
         if kind == "a":
-            return None
+            return True, None
         major, minor = (-1 if n == "*" else int(n) for n in numbers.split(":"))
         listed[(kind, major, minor)] = access
-    return listed
+    return False, listed
 
 
 def plan_v1(rules: list[Rule]) -> tuple[bool, list[Rule]]:

@@ -27,6 +27,7 @@ SIGKILL = 9  # the same on every Linux architecture; the signal module costs ~2 
 
 TYPE_CHECKING = False  # typing costs galley-runc ~3 ms a command; mypy knows this name
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, Protocol
 
     from galley.oci.spec import Resources
@@ -197,8 +198,15 @@ def below(directory: str, sub: str, pid: int) -> str:
     return path
 
 
+# Called with (directory, name) before each write: galley.oci.cgroups.undo records there the
+# values an update is about to change.
+before_write: list[Callable[[str, str], None]] = []
+
+
 def write(directory: str, name: str, value: str | int) -> None:
     """Write one value to a cgroup control file; the error names the file and the value."""
+    for hook in before_write:
+        hook(directory, name)
     path = pathnames.join(directory, name)
     try:
         fd = posix.open(path, posix.O_WRONLY | posix.O_TRUNC | posix.O_CLOEXEC)

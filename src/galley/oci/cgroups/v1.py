@@ -10,6 +10,7 @@ created gets its parent's values first, as runc does.
 
 from __future__ import annotations
 
+import errno
 import time
 
 from galley.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
@@ -373,12 +374,29 @@ def _memory_and_swap(directory: str, limit: int, swap: int) -> None:
     if limit and swap:
         current = read_int(directory, "memory.limit_in_bytes")
         if swap == -1 or current < swap:
-            write(directory, memsw, _limit(swap))
-            write(directory, "memory.limit_in_bytes", _limit(limit))
+            _write_limit(directory, "memsw.", swap)
+            _write_limit(directory, "", limit)
         else:
-            write(directory, "memory.limit_in_bytes", _limit(limit))
-            write(directory, memsw, _limit(swap))
+            _write_limit(directory, "", limit)
+            _write_limit(directory, "memsw.", swap)
     elif limit:
-        write(directory, "memory.limit_in_bytes", _limit(limit))
+        _write_limit(directory, "", limit)
     elif swap:
-        write(directory, memsw, _limit(swap))
+        _write_limit(directory, "memsw.", swap)
+
+
+def _write_limit(directory: str, kind: str, limit: int) -> None:
+    """memory.<kind>limit_in_bytes; a limit below what the cgroup uses is refused in runc's
+    words, with the usage (the kernel only says "device or resource busy")."""
+    try:
+        write(directory, f"memory.{kind}limit_in_bytes", _limit(limit))
+    except InvalidArgument as e:
+        if not (isinstance(e.__cause__, OSError) and e.__cause__.errno == errno.EBUSY):
+            raise
+        usage = read_int(directory, f"memory.{kind}usage_in_bytes")
+        peak = read_int(directory, f"memory.{kind}max_usage_in_bytes")
+        what = "memory+swap limit" if kind else "memory limit"
+        raise FailedPrecondition(
+            f"cgroup {directory}: unable to set {what} to {limit} "
+            f"(current usage: {usage}, peak usage: {peak})"
+        ) from e

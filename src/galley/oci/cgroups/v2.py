@@ -107,16 +107,17 @@ class V2Manager:
         return None
 
     def set(self, resources: Resources) -> None:
-        """Write every resource the OCI struct sets, in runc's order."""
+        """Write every resource the OCI struct sets; the device filter last, so that an
+        update that fails leaves the old one (galley.oci.cgroups.undo puts the files back)."""
         writers: list[tuple[str, Callable[[Any], None]]] = [
             ("cpu", self._cpu),
             ("memory", self._memory),
             ("pids", self._pids),
             ("blockIO", self._io),
             ("hugepageLimits", self._hugetlb),
-            ("devices", self._devices),
             ("rdma", lambda rdma: self._lines("rdma.max", manager.rdma_lines(rdma))),
             ("unified", self._unified),
+            ("devices", self._devices),
         ]
         if resources.get("network"):
             raise InvalidArgument(

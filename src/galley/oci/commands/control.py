@@ -139,10 +139,12 @@ def _merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 
 def update(state: ContainerState, resources: Resources) -> None:
-    """Apply new limits and record them in state.json's config."""
+    """Apply new limits, all or nothing, and record them in state.json's config."""
+    from galley.oci.cgroups.undo import set_all_or_nothing  # noqa: PLC0415 - update only
+
     with Lock(state.dir):
         require(Operation.UPDATE, state.status(check_frozen=False), state.id)
-        state.cgroup_manager().set(resources)
+        set_all_or_nothing(state.cgroup_manager(), resources)
         config: dict[str, Any] = jsonfast.clone(dict(state.config))
         linux = config.setdefault("linux", {})
         linux["resources"] = _merge(linux.get("resources") or {}, dict(resources))
