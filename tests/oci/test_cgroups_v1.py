@@ -656,6 +656,21 @@ def test_a_failed_update_puts_back_the_weight_cpu_idle_resets(parent: str, kids:
     assert (_read(manager, "cpu", "cpu.idle"), _read(manager, "cpu", "cpu.shares")) == ("0", "512")
 
 
+def test_idle_is_left_before_the_shares_and_entered_after_them(parent: str, kids: Children) -> None:
+    """An idle cgroup refuses a weight: idle 0 is written before the shares, idle 1 after
+    them; shares alone on an idle cgroup get an error that says so (the kernel: EINVAL)."""
+    manager = _new(parent)
+    _started(manager, kids)
+    if not os.path.exists(os.path.join(manager.paths["cpu"], "cpu.idle")):
+        pytest.skip("this kernel has no cpu.idle")
+    manager.set({"cpu": {"shares": 512, "idle": 1}})
+    assert _read(manager, "cpu", "cpu.idle") == "1"
+    with pytest.raises(InvalidArgument, match=r"is idle \(cpu\.idle 1\).*give idle 0"):
+        manager.set({"cpu": {"shares": 256}})
+    manager.set({"cpu": {"shares": 256, "idle": 0}})
+    assert (_read(manager, "cpu", "cpu.idle"), _read(manager, "cpu", "cpu.shares")) == ("0", "256")
+
+
 def test_a_memory_limit_below_usage_is_refused_with_the_usage(parent: str, kids: Children) -> None:
     """The kernel says only EBUSY; the error says what the cgroup uses, in runc's words."""
     manager = _new(parent)

@@ -226,6 +226,20 @@ def write(directory: str, name: str, value: str | int) -> None:
         posix.close(fd)
 
 
+def write_weight(directory: str, name: str, weight: int) -> None:
+    """cpu.shares (v1) or cpu.weight (v2); the kernel's refusal in an idle cgroup explained
+    (it only says "invalid argument")."""
+    try:
+        write(directory, name, weight)
+    except InvalidArgument as e:
+        if read_int(directory, "cpu.idle") != 1:
+            raise
+        raise InvalidArgument(
+            f"linux.resources.cpu.shares: cgroup {directory} is idle (cpu.idle 1), and the "
+            "kernel keeps an idle cgroup's weight at the lowest: give idle 0 with the shares"
+        ) from e
+
+
 def read(directory: str, name: str) -> str:
     """The stripped text of one cgroup file."""
     return pathnames.read_text(pathnames.join(directory, name)).strip()

@@ -122,9 +122,12 @@ class V1Manager:
 
     def _cpu(self, cpu: CPU) -> None:
         field = "linux.resources.cpu"
+        idle = cpu.get("idle")
+        if idle == 0:  # before the shares: an idle cgroup refuses a weight
+            write(self._dir("cpu", field), "cpu.idle", 0)
         if cpu.get("shares"):
             directory = self._dir("cpu", field)
-            write(directory, "cpu.shares", cpu["shares"])
+            manager.write_weight(directory, "cpu.shares", cpu["shares"])
             actual = read_int(directory, "cpu.shares")
             if actual != cpu["shares"]:
                 raise InvalidArgument(
@@ -135,8 +138,8 @@ class V1Manager:
             write(self._dir("cpu", field), "cpu.rt_period_us", cpu["realtimePeriod"])
         if cpu.get("realtimeRuntime"):
             write(self._dir("cpu", field), "cpu.rt_runtime_us", cpu["realtimeRuntime"])
-        if cpu.get("idle") is not None:
-            write(self._dir("cpu", field), "cpu.idle", cpu["idle"])
+        if idle:  # after the shares, which it makes the lowest weight
+            write(self._dir("cpu", field), "cpu.idle", idle)
         for key, name in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):
             value = cpu.get(key)
             if value:

@@ -134,12 +134,15 @@ class V2Manager:
             self._write("pids.max", value)
 
     def _write(self, name: str, value: str | int) -> None:
+        self._check_writable(name)
+        write(self.directory, name, value)
+
+    def _check_writable(self, name: str) -> None:
         controller = name.split(".", 1)[0]
         if not self._has(name) and controller not in {"cgroup", *self._enabled()}:
             raise InvalidArgument(
                 f"cgroup {self.directory}: cannot write {name}: {self._why_missing(controller)}"
             )
-        write(self.directory, name, value)
 
     def _why_missing(self, controller: str) -> str:
         """Which ancestor keeps controller from this cgroup, and why (for the error)."""
@@ -174,10 +177,15 @@ class V2Manager:
             raise InvalidArgument(
                 "linux.resources.cpu.realtimeRuntime: cgroup v2 has no realtime scheduling"
             )
+        idle = cpu.get("idle")
+        if idle == 0:  # before the weight: an idle cgroup refuses one
+            self._write("cpu.idle", 0)
         if cpu.get("shares"):
-            self._write("cpu.weight", shares_to_weight(cpu["shares"]))
-        if cpu.get("idle") is not None:
-            self._write("cpu.idle", cpu["idle"])
+            weight = shares_to_weight(cpu["shares"])
+            self._check_writable("cpu.weight")
+            manager.write_weight(self.directory, "cpu.weight", weight)
+        if idle:  # after the weight, which it makes the lowest
+            self._write("cpu.idle", idle)
         quota, period = cpu.get("quota", 0), cpu.get("period", 0)
         if quota or period:
             text = str(quota) if quota > 0 else "max"
