@@ -382,6 +382,10 @@ def test_exec_flags_match_runc(running: tuple[Runtime, str]) -> None:
     rt, cid = running
     ident = rt("exec", "--user", "1000:1000", "--additional-gids", "5", cid, "id", check=True)
     assert ident.stdout.split() == ["uid=1000", "gid=1000", "groups=5"]
+    twice = rt("exec", "-g", "5", "-g", "7", "-g", "5", cid, "grep", "Groups", "/proc/self/status")
+    assert twice.stdout.split() == ["Groups:", "5", "7"], twice  # each once
+    empty_gid = rt("exec", "--user", "1000:", cid, "true")
+    assert empty_gid.returncode != 0 and "gid" in empty_gid.stderr.lower(), empty_gid.stderr
     status_cmd = ["sh", "-c", "grep -E 'CapEff|NoNewPrivs' /proc/self/status"]
     base = dict(
         line.split(":\t") for line in rt("exec", cid, *status_cmd, check=True).stdout.splitlines()

@@ -18,12 +18,12 @@ STATUS = [BUSYBOX, "cat", "/proc/self/status"]
 
 
 def test_uid_gid_groups_and_umask(tmp_path: Path) -> None:
-    user = {"uid": 1000, "gid": 1001, "additionalGids": [10, 20, 1001], "umask": 0o027}
+    user = {"uid": 1000, "gid": 1001, "additionalGids": [10, 20, 10, 1001, 20], "umask": 0o027}
     probe = run_child(lambda: apply_user(user), STATUS, tmp_path)  # type: ignore[arg-type]
     assert probe.status == 0, probe.stderr
     assert probe.field("Uid").split() == ["1000"] * 4
     assert probe.field("Gid").split() == ["1001"] * 4
-    assert probe.field("Groups").split() == ["10", "20", "1001"]
+    assert probe.field("Groups").split() == ["10", "20", "1001"]  # each once, as runc
     assert probe.field("Umask") == "0027"
 
 

@@ -1,6 +1,6 @@
 """process.user → supplementary groups, gid, uid and umask of the container process (runc's order).
 
-    setgroups(additionalGids)      skipped (as runc) where the user namespace denies it
+    setgroups(additionalGids)      each once; skipped (as runc) where the user namespace denies it
     PR_SET_KEEPCAPS                keeps the permitted set across the uid switch
     setresgid, setresuid           all three ids; an unmapped id fails with a clear error
     clear keepcaps, umask          umask 0022 when unset
@@ -29,7 +29,7 @@ DEFAULT_UMASK = 0o022
 def apply_user(user: User) -> None:
     """Switch to user's groups, gid and uid keeping permitted caps, then set the umask."""
     uid, gid = user.get("uid", 0), user.get("gid", 0)
-    groups = list(user.get("additionalGids") or [])
+    groups = list(dict.fromkeys(user.get("additionalGids") or []))  # once each, as runc
     fix_stdio_ownership(uid)
     # Where a user namespace denies setgroups (EPERM with CAP_SETGID), additionalGids are not
     # applied, as runc does; the kernel is asked, not the container's /proc, which a container

@@ -154,9 +154,9 @@ def update(state: ContainerState, resources: Resources) -> None:
 def _parse_user(text: str) -> dict[str, int]:
     from galley.oci.validate import user_id  # noqa: PLC0415 - lazy
 
-    uid, _, gid = text.partition(":")
+    uid, colon, gid = text.partition(":")
     try:
-        ids = {"uid": int(uid), **({"gid": int(gid)} if gid else {})}
+        ids = {"uid": int(uid), **({"gid": int(gid)} if colon else {})}  # "1000:": no gid
     except ValueError:
         raise InvalidArgument(f"--user: {text!r} is not UID[:GID]") from None
     for value in ids.values():
