@@ -384,6 +384,8 @@ def test_exec_flags_match_runc(running: tuple[Runtime, str]) -> None:
     assert ident.stdout.split() == ["uid=1000", "gid=1000", "groups=5"]
     twice = rt("exec", "-g", "5", "-g", "7", "-g", "5", cid, "grep", "Groups", "/proc/self/status")
     assert twice.stdout.split() == ["Groups:", "5", "7"], twice  # each once
+    negative = rt("exec", "-g", "-5", cid, "true")
+    assert negative.returncode != 0 and "positive" in negative.stderr, negative.stderr
     empty_gid = rt("exec", "--user", "1000:", cid, "true")
     assert empty_gid.returncode != 0 and "gid" in empty_gid.stderr.lower(), empty_gid.stderr
     status_cmd = ["sh", "-c", "grep -E 'CapEff|NoNewPrivs' /proc/self/status"]
@@ -395,6 +397,25 @@ def test_exec_flags_match_runc(running: tuple[Runtime, str]) -> None:
     sys_admin = 1 << 21
     assert int(with_cap["CapEff"], 16) == int(base["CapEff"], 16) | sys_admin
     assert not int(base["CapEff"], 16) & sys_admin
+
+
+def test_exec_additional_gids_are_added_to_the_containers(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """exec -g adds to process.user.additionalGids of the container, with or without -u, as
+    runc appends them (galley replaced them)."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    bundle.config["process"]["user"] = {"uid": 0, "gid": 0, "additionalGids": [10]}
+    cid = any_runtime.new_id()
+    detached(any_runtime, "run", "--detach", "--bundle", str(bundle.write()), cid)
+    try:
+        for user in ([], ["-u", "1000:1000"]):
+            groups = any_runtime(
+                "exec", *user, "-g", "7", cid, "grep", "Groups", "/proc/self/status"
+            )
+            assert groups.stdout.split() == ["Groups:", "7", "10"], groups
+    finally:
+        any_runtime("delete", "--force", cid)
 
 
 def test_paused_created_container_reports_paused(any_runtime: Runtime, bundle: Bundle) -> None:

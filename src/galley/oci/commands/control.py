@@ -218,8 +218,12 @@ def exec_spec(state: ContainerState, args: Args, process_file: ProcessFile | Non
         proc["cwd"] = args.cwd
     if args.user:
         proc["user"] = {**proc.get("user", {}), **_parse_user(args.user)}
-    if args.additional_gids:
-        proc.setdefault("user", {})["additionalGids"] = list(args.additional_gids)
+    if args.additional_gids:  # added to the container's, as runc's
+        user = proc.setdefault("user", {})
+        for gid in args.additional_gids:
+            if gid < 0:  # runc's words
+                raise InvalidArgument(f"additional-gids must be a positive number {gid}")
+        user["additionalGids"] = [*user.get("additionalGids", []), *args.additional_gids]
     if args.cap:  # not inheritable or ambient (runc 1.1.2, CVE-2022-29162): a non-root
         caps = proc.setdefault("capabilities", {})  # user would keep them through execve
         for name in ("bounding", "effective", "permitted"):
