@@ -80,8 +80,39 @@ def test_exec_cap_adds_to_every_set(any_runtime: Runtime, running: str) -> None:
     expected = sorted([*DEFAULT_CAPS, "CAP_SYS_ADMIN"], key=kcaps.CAPABILITY_NUMBERS.get)
     for field in ("CapBnd", "CapPrm", "CapEff"):
         assert kcaps.names_of(int(status[field], 16)) == expected
-    for field in ("CapInh", "CapAmb"):  # runc 1.1.2's fix for CVE-2022-29162
-        assert kcaps.names_of(int(status[field], 16)) == [], field
+    for field in ("CapInh", "CapAmb"):  # runc 1.1.2's fix for CVE-2022-29162; ambient
+        assert kcaps.names_of(int(status[field], 16)) == [], field  # needs inheritable
+
+
+def test_exec_cap_is_ambient_where_the_container_has_it_inheritable(
+    any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path
+) -> None:
+    """runc adds --cap to the ambient set too; it takes only where the container's process
+    has the capability inheritable (so a non-root exec keeps it through execve only where
+    the container's own processes could)."""
+    from tests.oci.test_lifecycle import detached  # noqa: PLC0415
+
+    bundle = shared_root_bundle(tmp_path, busybox_rootfs, ["sleep", "30"])
+    caps = bundle.config["process"]["capabilities"]
+    caps["bounding"] = [*caps["bounding"], "CAP_SYS_ADMIN"]  # not permitted: --cap adds that
+    caps["inheritable"] = ["CAP_SYS_ADMIN"]
+    cid = any_runtime.new_id()
+    detached(any_runtime, "run", "--detach", "--bundle", str(bundle.write()), cid)
+    try:
+        out = exec_in(
+            any_runtime,
+            "--cap",
+            "CAP_SYS_ADMIN",
+            "--cap",
+            "CAP_NET_ADMIN",
+            cid,
+            "cat",
+            "/proc/self/status",
+        )
+        assert kcaps.names_of(int(status_of(out)["CapAmb"], 16)) == ["CAP_SYS_ADMIN"]
+        assert kcaps.names_of(int(status_of(out)["CapInh"], 16)) == ["CAP_SYS_ADMIN"]
+    finally:
+        any_runtime("delete", "--force", cid)
 
 
 def test_exec_unknown_cap_is_warned_about_and_ignored(any_runtime: Runtime, running: str) -> None:

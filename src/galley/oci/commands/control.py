@@ -224,9 +224,11 @@ def exec_spec(state: ContainerState, args: Args, process_file: ProcessFile | Non
             if gid < 0:  # runc's words
                 raise InvalidArgument(f"additional-gids must be a positive number {gid}")
         user["additionalGids"] = [*user.get("additionalGids", []), *args.additional_gids]
-    if args.cap:  # not inheritable or ambient (runc 1.1.2, CVE-2022-29162): a non-root
-        caps = proc.setdefault("capabilities", {})  # user would keep them through execve
-        for name in ("bounding", "effective", "permitted"):
+    if args.cap:  # not inheritable (runc 1.1.2, CVE-2022-29162: a non-root user would keep
+        # them through execve); ambient as runc, which takes only where the container's
+        # inheritable set has the capability (galley.oci.capabilities skips the rest)
+        caps = proc.setdefault("capabilities", {})
+        for name in ("bounding", "effective", "permitted", "ambient"):
             caps[name] = [
                 *caps.get(name, []),
                 *(c for c in args.cap if c not in caps.get(name, [])),
