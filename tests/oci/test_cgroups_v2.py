@@ -371,6 +371,31 @@ def test_a_failed_update_leaves_the_files_and_the_device_filter(
     assert out.decode().split()[:2] == ["null:ok", "kmsg:denied"]
 
 
+def test_a_failed_update_puts_back_only_its_own_threads_writes(tmp_path: Path) -> None:
+    """Another thread's write while an update runs (galleyd may run several containers'
+    commands at once) is not the update's to undo. (Plain files stand in for a cgroup.)"""
+    import threading  # noqa: PLC0415
+
+    from galley.oci.cgroups import manager as files  # noqa: PLC0415
+    from galley.oci.cgroups.undo import set_all_or_nothing  # noqa: PLC0415
+
+    (tmp_path / "pids.max").write_text("10\n")
+    (tmp_path / "memory.max").write_text("max\n")
+
+    class Failing:
+        def set(self, resources: Any) -> None:
+            files.write(str(tmp_path), "pids.max", 20)
+            other = threading.Thread(target=files.write, args=(str(tmp_path), "memory.max", 5))
+            other.start()
+            other.join()
+            raise InvalidArgument("the update's own error")
+
+    with pytest.raises(InvalidArgument, match=r"^the update's own error$"):
+        set_all_or_nothing(Failing(), {})  # type: ignore[arg-type]
+    assert (tmp_path / "pids.max").read_text() == "10"
+    assert (tmp_path / "memory.max").read_text() == "5"
+
+
 def test_what_cannot_be_put_back_is_named_in_the_error(tmp_path: Path) -> None:
     """A put back the kernel refuses twice is named after the update's own error. (A plain
     directory stands in for the cgroup: a write there cannot be made to fail otherwise.)"""

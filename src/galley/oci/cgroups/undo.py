@@ -23,6 +23,8 @@ failure before it leaves the old one, and a failure to attach leaves the old one
 
 from __future__ import annotations
 
+import _thread
+
 from galley.errors import GalleyError
 from galley.oci.cgroups import manager
 from galley.oci.cgroups.manager import read, write
@@ -71,13 +73,18 @@ def set_all_or_nothing(cgroup: CgroupManager, resources: Resources) -> None:
 
 
 class Record:
-    """The text of each cgroup file before its first write, in the order written."""
+    """The text of each cgroup file before its first write, in the order written, by the
+    thread that made it (a process running several containers' commands at once, as galleyd
+    may, must not put back another's writes)."""
 
     def __init__(self) -> None:
         self.entries: list[tuple[str, str, str]] = []
         self._seen: set[tuple[str, str]] = set()
+        self._thread = _thread.get_ident()
 
     def note(self, directory: str, name: str) -> None:
+        if _thread.get_ident() != self._thread:
+            return
         for other in _CHANGED_BY.get(name, ()):
             self.note(directory, other)
         if name in _DEVICE_FILES:
