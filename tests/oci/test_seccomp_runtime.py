@@ -163,13 +163,17 @@ def _continuing_agent(server: socket.socket, handled: list[int]) -> None:
     _, fds, _, _ = socket.recv_fds(conn, 65536, 4)
     conn.close()
     listener = fds[0]
+    poller = select.poll()
+    poller.register(listener, select.POLLIN)
     try:
-        while select.select([listener], [], [], 10)[0]:
+        while events := poller.poll(10_000):
+            if events[0][1] & select.POLLHUP:  # the filter's last user is gone
+                return
             notification = bytearray(80)  # struct seccomp_notif
             try:
                 fcntl.ioctl(listener, NOTIF_RECV, notification)
-            except OSError:  # the filter's last user is gone
-                return
+            except OSError:  # withdrawn: a signal interrupted the syscall (runc's Go
+                continue  # runtime sends SIGURG); the caller will make it again
             answer = notification[:8] + struct.pack("=qiI", 0, 0, NOTIF_CONTINUE)
             with contextlib.suppress(OSError):  # ENOENT: the caller died meanwhile
                 fcntl.ioctl(listener, NOTIF_SEND, bytearray(answer))
