@@ -270,6 +270,26 @@ def _fake_read(manager: V2Manager, name: str) -> str:
     return Path(manager.directory, name).read_text()
 
 
+def test_blkio_entries_leave_out_their_zero_fields_as_runcs() -> None:
+    """runc's blkio entries are Go structs with omitempty: {"major": 254, "op": "Write"}
+    for a device 254:0 that wrote nothing; empty lists go altogether."""
+    from galley.oci.cgroups.stats import for_events  # noqa: PLC0415
+
+    entries = [
+        {"major": 254, "minor": 0, "op": "Read", "value": 4096},
+        {"major": 254, "minor": 0, "op": "Write", "value": 0},
+        {"major": 8, "minor": 16, "op": "Total", "value": 4096},
+    ]
+    blkio = {"ioServiceBytesRecursive": entries, "ioServicedRecursive": []}
+    assert for_events({"blkio": blkio})["blkio"] == {
+        "ioServiceBytesRecursive": [
+            {"major": 254, "op": "Read", "value": 4096},
+            {"major": 254, "op": "Write"},
+            {"major": 8, "minor": 16, "op": "Total", "value": 4096},
+        ]
+    }
+
+
 def test_conversions_match_runc() -> None:
     assert shares_to_weight(2) == 1
     assert shares_to_weight(1) == 1  # Go truncates (-9999 / 262142) to 0, not -1

@@ -210,6 +210,8 @@ _OMIT_WHEN_ZERO = frozenset(
 )
 _ALWAYS = frozenset({("usage", "limit"), ("swap", "limit"), ("kernel", "limit")})
 _MAPS = frozenset({"raw"})
+# blkio's entries ({major, minor, op, value}) leave out each field that is zero, as runc's.
+_ENTRY_LISTS = frozenset({"ioServiceBytesRecursive", "ioServicedRecursive"})
 
 
 def for_events(stats: dict[str, object]) -> dict[str, object]:
@@ -223,6 +225,8 @@ def runc_shape(stats: dict[str, object], parent: str = "") -> dict[str, object]:
     for key, value in stats.items():
         if isinstance(value, dict) and key not in _MAPS:
             value = runc_shape(value, key)
+        if key in _ENTRY_LISTS and isinstance(value, list):
+            value = [{k: v for k, v in entry.items() if v not in (0, "")} for entry in value]
         keep = (parent, key) in _ALWAYS or key not in _OMIT_WHEN_ZERO
         if value in (0, [], {}) and not keep and key != "failcnt":
             continue
