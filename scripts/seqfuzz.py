@@ -3,8 +3,9 @@
 
 difffuzz.py varies the config; this varies what is done to a container once it exists. Each
 case draws an init program, in a pid namespace of its own or (a quarter of the cases) the
-host's, and a sequence of commands (create or run -d first, then start, kill with names,
-numbers, bad names and --all, pause, resume, exec in its forms, ps, update, events, state,
+host's (with a pid namespace, a quarter also get a user namespace), and a sequence of
+commands (create or run -d first, then start, kill with names, numbers, bad names and
+--all, pause, resume, exec in its forms, ps, update, events, state,
 list, delete with and without -f) from `random.Random(f"seqfuzz-{seed}-{case}")`, and runs
 the same sequence under both runtimes (each with its own bundle, --root and cgroupsPath).
 After each command it records the exit status and the container's status once it settles; a
@@ -185,6 +186,7 @@ class Case:
     init: list[str]
     pid_namespace: bool  # False: the host's (the init's death ends no other process)
     commands: list[str]
+    user_namespace: bool = False  # root is host 100000; proc, tmpfs and devpts only
 
 
 def draw(seed: int, number: int) -> Case:
@@ -194,7 +196,12 @@ def draw(seed: int, number: int) -> Case:
     first = rnd.choice(["create", "run-d"])
     names = sorted(COMMANDS)
     weights = [3 if name.split("-")[0] in STATE_CHANGING else 1 for name in names]
-    return Case(init, pid_namespace, [first, *rnd.choices(names, weights, k=rnd.randint(3, 9))])
+    commands = [first, *rnd.choices(names, weights, k=rnd.randint(3, 9))]
+    # Drawn apart, so that the cases of a seed stay what they were before user namespaces.
+    user_namespace = (
+        pid_namespace and random.Random(f"seqfuzz-userns-{seed}-{number}").random() < 0.25
+    )
+    return Case(init, pid_namespace, commands, user_namespace)
 
 
 def write_bundle(path: Path, case: Case, cgroup: str) -> None:
@@ -205,6 +212,13 @@ def write_bundle(path: Path, case: Case, cgroup: str) -> None:
         namespaces[:] = [ns for ns in namespaces if ns["type"] != "pid"]
     config["process"]["terminal"] = False
     config["linux"]["cgroupsPath"] = cgroup
+    if case.user_namespace:
+        linux = config["linux"]
+        linux["namespaces"].append({"type": "user"})
+        linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        linux["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+        kept = ("proc", "tmpfs", "devpts")  # what a mapped root may mount
+        config["mounts"] = [m for m in config["mounts"] if m["type"] in kept]
     (path / "config.json").write_text(json.dumps(config))
     process = dict(config["process"], args=["sh", "-c", "exit 5"])
     (path / "process.json").write_text(json.dumps(process))
@@ -303,6 +317,7 @@ def differing(runc: list[Step], galley: list[Step]) -> list[int]:
 
 def report(number: int, case: Case, runc: list[Step], galley: list[Step], every: bool) -> None:
     pidns = "own pid namespace" if case.pid_namespace else "host's pid namespace"
+    pidns += " and user namespace" if case.user_namespace else ""
     print(f"== case {number} init={case.init} ({pidns}) commands={case.commands}")
     steps = range(len(runc)) if every else differing(runc, galley)
     for i in steps:

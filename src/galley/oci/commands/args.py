@@ -28,13 +28,19 @@ def parse_signal(text: str) -> int:
     if text.isdigit():  # 0 too: `runc kill ID 0` checks that the container's init is alive
         if int(text) < _signal.NSIG:
             return int(text)
-        raise InvalidArgument(f"unknown signal {text!r}")
+        raise _unknown_signal(text)
     name = text.upper()
     name = name if name.startswith("SIG") else "SIG" + name
     number = getattr(_signal, name, None) if not name.startswith("SIG_") else None
     if not isinstance(number, int):
-        raise InvalidArgument(f"unknown signal {text!r}")
+        raise _unknown_signal(text)
     return number
+
+
+def _unknown_signal(text: str) -> InvalidArgument:
+    from galley.oci.cli import go_quote  # noqa: PLC0415 - loaded already, on this error only
+
+    return InvalidArgument(f"unknown signal {go_quote(text)}")  # runc's %q
 
 
 def parse_size(text: str) -> int:
