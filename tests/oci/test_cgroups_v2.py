@@ -415,6 +415,16 @@ def test_a_failed_update_puts_back_only_its_own_threads_writes(tmp_path: Path) -
     assert (tmp_path / "pids.max").read_text() == "10"
     assert (tmp_path / "memory.max").read_text() == "5"
 
+    class Broken:  # any failure, not only galley's own errors, is undone
+        def set(self, resources: Any) -> None:
+            files.write(str(tmp_path), "pids.max", 30)
+            raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        set_all_or_nothing(Broken(), {})  # type: ignore[arg-type]
+    assert (tmp_path / "pids.max").read_text() == "10"
+    assert files.before_write == []
+
 
 def test_what_cannot_be_put_back_is_named_in_the_error(tmp_path: Path) -> None:
     """A put back the kernel refuses twice is named after the update's own error. (A plain

@@ -62,14 +62,13 @@ def set_all_or_nothing(cgroup: CgroupManager, resources: Resources) -> None:
     manager.before_write.append(record.note)
     try:
         cgroup.set(resources)
-    except GalleyError as e:
+    except Exception as e:
         manager.before_write.remove(record.note)
         left = record.put_back()
-        if left:
+        if left and isinstance(e, GalleyError):
             raise type(e)(f"{e} (and putting back the values it replaced failed: {left})") from e
         raise
-    else:
-        manager.before_write.remove(record.note)
+    manager.before_write.remove(record.note)
 
 
 class Record:
