@@ -35,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from difffuzz import ALL_CAPS  # scripts/ is not a package
-from seqfuzz import Container, Runner, compare_runtimes, fuzz_parser
+from seqfuzz import Container, Runner, compare_runtimes, fuzz_parser, in_user_namespace
 
 from galley.fixtures.busybox import make_bundle  # difffuzz put src/ on the path
 
@@ -167,12 +167,7 @@ def run_case(runner: Runner, runtime: str, case: Case, work: Path, tag: str) -> 
     config["process"].update(case.process, terminal=False)
     config["linux"]["cgroupsPath"] = f"/execfuzz-{tag}-{name}"
     if case.user_namespace:
-        linux = config["linux"]
-        linux["namespaces"].append({"type": "user"})
-        linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-        linux["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
-        kept = ("proc", "tmpfs", "devpts")  # what a mapped root may mount
-        config["mounts"] = [m for m in config["mounts"] if m["type"] in kept]
+        in_user_namespace(config)
     (bundle / "config.json").write_text(json.dumps(config))
     container = Container(runner, runtime, work / f"root-{name}", f"ef-{tag}")
     steps = []

@@ -204,6 +204,16 @@ def draw(seed: int, number: int) -> Case:
     return Case(init, pid_namespace, commands, user_namespace)
 
 
+def in_user_namespace(config: dict[str, Any]) -> None:
+    """A user namespace of its own for the config: root is host 100000 (group 200000), and
+    only the mounts a mapped root may make (proc, tmpfs, devpts)."""
+    linux = config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    config["mounts"] = [m for m in config["mounts"] if m["type"] in ("proc", "tmpfs", "devpts")]
+
+
 def write_bundle(path: Path, case: Case, cgroup: str) -> None:
     make_bundle(path, case.init)
     config = json.loads((path / "config.json").read_text())
@@ -213,12 +223,7 @@ def write_bundle(path: Path, case: Case, cgroup: str) -> None:
     config["process"]["terminal"] = False
     config["linux"]["cgroupsPath"] = cgroup
     if case.user_namespace:
-        linux = config["linux"]
-        linux["namespaces"].append({"type": "user"})
-        linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-        linux["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
-        kept = ("proc", "tmpfs", "devpts")  # what a mapped root may mount
-        config["mounts"] = [m for m in config["mounts"] if m["type"] in kept]
+        in_user_namespace(config)
     (path / "config.json").write_text(json.dumps(config))
     process = dict(config["process"], args=["sh", "-c", "exit 5"])
     (path / "process.json").write_text(json.dumps(process))
