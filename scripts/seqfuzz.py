@@ -362,6 +362,7 @@ def compare_runtimes(
     for number in numbers:
         case = draw(args.seed, number)
         work = Path(tempfile.mkdtemp(prefix=f"fuzz-{args.seed}-{number}-"))
+        work.chmod(0o755)  # a user namespace's root (host 100000) must reach the rootfs
         tag = f"{args.seed}-{number}"
         try:
             runc = run_case(runner, args.runc, case, work, tag)
@@ -389,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     for number in numbers:
         case = draw(args.seed, number)
         work = Path(tempfile.mkdtemp(prefix=f"seqfuzz-{args.seed}-{number}-"))
+        work.chmod(0o755)
         try:
             problems = race_case(
                 runner, os.path.abspath(args.galley), case, work, f"{args.seed}-{number}"
