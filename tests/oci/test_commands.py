@@ -242,6 +242,15 @@ def test_a_failed_update_changes_nothing(runtime: Runtime, bundle: Bundle) -> No
         runtime("delete", "--force", cid)
 
 
+def test_a_malformed_update_flag_is_named(running: tuple[Runtime, str]) -> None:
+    """The error names the flag, in runc's words ("invalid value for memory-swap: ...")."""
+    rt, cid = running
+    for flag, prefix in (("--memory-swap", "invalid size"), ("--cpu-quota", "")):
+        result = rt("update", flag, "x", cid)
+        assert result.returncode == 1
+        assert f"invalid value for {flag[2:]}: {prefix}" in result.stderr, result.stderr
+
+
 def test_an_update_the_kernel_refuses_says_why_in_go_words(running: tuple[Runtime, str]) -> None:
     """A CPU the host lacks: the kernel refuses the write (ERANGE on v1, EINVAL on v2); the
     error names the file and the reason as runc words it, lower case."""

@@ -95,14 +95,18 @@ def resume(state: ContainerState) -> None:
 
 
 def _flag_value(flag: str, kind: str, text: str) -> int | str:
+    """An update flag's value; the error begins as runc's: "invalid value for <flag>: "."""
     if kind == "str":
         return text
     if kind == "size":
-        return parse_size(text)
+        try:
+            return parse_size(text)
+        except InvalidArgument as e:
+            raise InvalidArgument(f"invalid value for {flag}: {e}") from None
     try:
         return int(text)
     except ValueError:
-        raise InvalidArgument(f"--{flag}: invalid value {text!r}") from None
+        raise InvalidArgument(f"invalid value for {flag}: {text!r} is not an integer") from None
 
 
 def update_resources(args: Args) -> Resources:
