@@ -147,6 +147,38 @@ def test_an_exec_killed_at_any_moment_leaves_no_stage(runtime: Runtime, bundle: 
     _assert_nothing_left(runtime, cid, marker, stages)
 
 
+def test_an_update_killed_at_any_moment_leaves_a_container_the_next_update_sets(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    """A killed update may leave some of its values written (its record of the old ones
+    dies with it, as runc's would), but no lock, and state.json readable: the container runs
+    on, and the next update lands whole."""
+    marker = _marked(bundle)
+    stages = _stages()
+    cid = runtime.detached(bundle)
+    resources = {
+        "devices": [{"allow": False, "access": "rwm"}],
+        "memory": {"limit": 200 << 20},
+        "cpu": {"shares": 512, "quota": 50000, "period": 100000},
+        "pids": {"limit": 100},
+    }
+    v1, v2 = Path(f"/sys/fs/cgroup/pids/{cid}/pids.max"), Path(f"/sys/fs/cgroup/{cid}/pids.max")
+    pids_max = v1 if v1.exists() else v2
+    for number, delay in enumerate(KILL_AFTER_MS[:8]):
+        resources["pids"]["limit"] = 100 + number
+        path = bundle.path / "resources.json"
+        path.write_text(json.dumps(resources))
+        _killed_after(runtime, delay, "update", "-r", str(path), cid)
+        state = runtime("state", cid)
+        assert json.loads(state.stdout)["status"] == "running", state.stderr
+        again = runtime("update", "--pids-limit", str(500 + number), cid)
+        assert again.returncode == 0, again.stderr
+        assert pids_max.read_text().strip() == str(500 + number)
+    assert runtime("exec", cid, "true").returncode == 0
+    assert runtime("delete", "--force", cid).returncode == 0
+    _assert_nothing_left(runtime, cid, marker, stages)
+
+
 def test_creates_of_one_id_at_once_make_one_container(runtime: Runtime, bundle: Bundle) -> None:
     """runc 1.1.5 fails this now and then: all four creates refused, or the winner's state
     unreadable (2 runs of 9 here)."""
