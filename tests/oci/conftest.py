@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -347,12 +348,13 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def under_a_tty(command: list[str], tmp_path: Path) -> bytes:
-    """Run command on a pty of its own (script(1)); the bytes its terminal received."""
+def under_a_tty(command: list[str], tmp_path: Path, typed: bytes = b"") -> bytes:
+    """Run command on a pty of its own (script(1)), with typed already typed at its terminal;
+    the bytes its terminal received."""
     typescript = tmp_path / "typescript"
     subprocess.run(
-        ["script", "-qec", subprocess.list2cmdline(command), str(typescript)],
-        stdin=subprocess.DEVNULL,
+        ["script", "-qec", shlex.join(command), str(typescript)],
+        input=typed,
         stdout=subprocess.DEVNULL,
         timeout=60,
         check=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -28,26 +29,15 @@ def _read_until_eof(fd: int, deadline: float) -> bytes:
     return data
 
 
-def _create_with_console(rt: Runtime, bundle: Bundle, sock_path: str) -> tuple[str, int]:
-    """`create --console-socket` with rt; (container id, the pty master it sent)."""
-    cid = rt.new_id()
-    rt.created.append(cid)
+def _with_console(rt: Runtime, command: list[str], sock_path: str) -> int:
+    """rt's command (create, exec -d) with --console-socket sock_path; the pty master it sent."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
         server.bind(sock_path)
         server.listen(1)
         server.settimeout(30)
+        first, *rest = command
         proc = subprocess.Popen(
-            [
-                rt.binary,
-                "--root",
-                str(rt.root),
-                "create",
-                "--console-socket",
-                sock_path,
-                "-b",
-                str(bundle.write()),
-                cid,
-            ],
+            [rt.binary, "--root", str(rt.root), first, "--console-socket", sock_path, *rest],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -58,7 +48,14 @@ def _create_with_console(rt: Runtime, bundle: Bundle, sock_path: str) -> tuple[s
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert len(fds) == 1
-    return cid, fds[0]
+    return fds[0]
+
+
+def _create_with_console(rt: Runtime, bundle: Bundle, sock_path: str) -> tuple[str, int]:
+    """`create --console-socket` with rt; (container id, the pty master it sent)."""
+    cid = rt.new_id()
+    rt.created.append(cid)
+    return cid, _with_console(rt, ["create", "-b", str(bundle.write()), cid], sock_path)
 
 
 def console_output(rt: Runtime, bundle: Bundle, sock_path: str) -> bytes:
@@ -107,6 +104,77 @@ def test_pty_comes_from_the_containers_devpts(
     fds = {line.split()[-3]: line.split()[-1] for line in lines[5:] if "->" in line}
     assert fds.pop("0") == fds.pop("1") == fds.pop("2") == "/dev/pts/0", out
     assert all(target.startswith("/proc/") for target in fds.values()), out  # ls's own dir
+
+
+def test_a_console_size_needs_both_sides(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """As runc: a consoleSize with a zero height or width is not applied (the pty stays 0x0,
+    which busybox's stty cannot show); one with both is."""
+    bundle.config["process"]["terminal"] = True
+    bundle.config["process"]["args"] = ["sh", "-c", "stty -a | head -n 1"]
+    seen = []
+    for number, size in enumerate([{"height": 1, "width": 0}, {"height": 7, "width": 9}]):
+        bundle.config["process"]["consoleSize"] = size
+        seen.append(console_output(any_runtime, bundle, str(tmp_path / f"c{number}.sock")))
+    assert b"rows" not in seen[0], seen
+    assert b"rows 7; columns 9;" in seen[1], seen
+
+
+def test_exec_takes_the_containers_console_size(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """`exec -t` without --process starts from the container's process, consoleSize included
+    (runc's exec reads the whole process from the config); --process brings its own."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    bundle.config["process"]["consoleSize"] = {"height": 30, "width": 100}
+    cid = any_runtime.detached(bundle)
+    command = ["exec", "-t", "-d", cid, "stty", "size"]
+    master = _with_console(any_runtime, command, str(tmp_path / "flags.sock"))
+    try:
+        assert _read_until_eof(master, time.monotonic() + 10) == b"30 100\r\n"
+    finally:
+        os.close(master)
+    process = {"args": ["stty", "size"], "cwd": "/", "env": ["PATH=/bin"], "terminal": True}
+    process["consoleSize"] = {"height": 12, "width": 34}
+    (tmp_path / "process.json").write_text(json.dumps(process))
+    command = ["exec", "-d", "-p", str(tmp_path / "process.json"), cid]
+    master = _with_console(any_runtime, command, str(tmp_path / "file.sock"))
+    try:
+        assert _read_until_eof(master, time.monotonic() + 10) == b"12 34\r\n"
+    finally:
+        os.close(master)
+
+
+# What a relayed process prints about its terminal, after runc's relay has had time to size
+# it (runc does so once the process runs; galley-runc before), then a line it reads.
+RELAY_PROBE = "sleep 0.3; stty size; stty -a | grep -o -- '-*onlcr '; read line; echo got-$line"
+
+
+@pytest.mark.parametrize("command", ["run", "exec"])
+def test_a_foreground_terminal_is_relayed_as_runc_relays_it(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path, command: str
+) -> None:
+    """`run` or `exec -t` in the foreground, on a terminal of its own (40x100, with a line
+    typed before the container reads it), as runc's relay: the container's pty has ONLCR off
+    and the terminal's size (over consoleSize); the line typed ahead reaches it (no flush on
+    going raw); the terminal still shows "\r\n", its own output processing kept in raw mode."""
+    bundle.config["process"]["terminal"] = command == "run"
+    bundle.config["process"]["consoleSize"] = {"height": 24, "width": 80}
+    bundle.config["process"]["args"] = ["sh", "-c", RELAY_PROBE]
+    argv = [any_runtime.binary, "--root", str(any_runtime.root)]
+    if command == "run":
+        cid = any_runtime.new_id()
+        any_runtime.created.append(cid)
+        argv += ["run", "--bundle", str(bundle.write()), cid]
+    else:
+        bundle.config["process"]["args"] = ["sleep", "60"]
+        argv += ["exec", "-t", any_runtime.detached(bundle), "sh", "-c", RELAY_PROBE]
+    sized = ["sh", "-c", 'stty rows 40 cols 100 && exec "$@"', "sh", *argv]
+    seen = under_a_tty(sized, tmp_path, typed=b"typed-ahead\n")
+    assert b"40 100\r\n" in seen, seen
+    assert b"-onlcr \r\n" in seen, seen
+    assert b"got-typed-ahead\r\n" in seen, seen
 
 
 def test_terminal_without_console_socket_fails(runtime: Runtime, bundle: Bundle) -> None:

@@ -7,7 +7,9 @@ joining the container's mount namespace. The stage chowns the slave to the conta
 applies consoleSize (and leaves the terminal's modes as the kernel makes them: ONLCR on, as
 runc 1.1 does, so "\n" reaches the reader as "\r\n"), makes the slave its stdio and controlling
 terminal, and reports the master's fd number; P copies it out with pidfd_getfd and sends it
-to --console-socket (so nothing in the init stage needs the socket module).
+to --console-socket (so nothing in the init stage needs the socket module). A foreground `run`
+or `exec -t` relays the master itself and, before the process runs, clears ONLCR and sizes
+it after its own terminal, as runc's relay does (galley.oci.commands.terminal).
 """
 
 from __future__ import annotations
@@ -80,10 +82,10 @@ def bind_console(root: str, slave: int) -> None:
 
 def _configure(master: int, slave: int, size: ConsoleSize | None, owner_uid: int) -> None:
     """runc's settings: consoleSize, the slave owned by the user. The modes stay the kernel's
-    defaults: a reader in raw mode (containerd's shim, `kubectl exec -t`, our own relay) gets
-    "\r\n" line ends, as from runc; without ONLCR, lines would stair-step there."""
-    if size:
-        set_size(master, size.get("height", 0), size.get("width", 0))
+    defaults: a reader in raw mode (containerd's shim, `kubectl exec -t`) gets "\r\n" line
+    ends, as from runc; without ONLCR, lines would stair-step there."""
+    if size and size.get("height") and size.get("width"):  # as runc: both, or neither
+        set_size(master, size["height"], size["width"])
     posix.fchown(slave, owner_uid, -1)
 
 

@@ -47,10 +47,12 @@ def exec_process(
     detach: bool,
     sub_cgroups: dict[str, str] | None = None,
     warn: Callable[[str], None] | None = None,
+    prepare_console: Callable[[int], None] | None = None,
 ) -> int:
     """Run process in the container (through stage); its exit status, or 0 when detached.
     sub_cgroups (exec --cgroup) puts it in sub-cgroups of the container's; warn takes runc's
-    warning about capability names this kernel does not know."""
+    warning about capability names this kernel does not know; prepare_console(master) sets
+    up the pty before the process runs (the CLI's own relay: galley.oci.commands.terminal)."""
     rollback = Rollback()
     rollback.add(stage.abandon)
     masters: list[int] = []
@@ -68,6 +70,7 @@ def exec_process(
             foreground=not detach,
             sub=sub_cgroups,
             warn=warn,
+            prepare_console=prepare_console,
         )
     try:
         for master in masters:
@@ -96,6 +99,7 @@ def _start(
     foreground: bool,
     sub: dict[str, str] | None = None,
     warn: Callable[[str], None] | None = None,
+    prepare_console: Callable[[int], None] | None = None,
 ) -> int:
     """Serve the stage until its execve, moving the process it reports into the cgroup (or
     its sub-cgroups); the new pid."""
@@ -148,7 +152,16 @@ def _start(
 
         oci_state: State = {"id": state.id, "status": "running", "bundle": state.bundle}
         rollback.add(lambda: _close_all(masters))
-        pid = serve(channel, spec, stage_pid, oci_state, rollback, consoles=masters, after_pid=join)
+        pid = serve(
+            channel,
+            spec,
+            stage_pid,
+            oci_state,
+            rollback,
+            consoles=masters,
+            prepare_console=prepare_console,
+            after_pid=join,
+        )
         channel.close()
         return pid
 

@@ -329,18 +329,21 @@ def serve(
     rollback: Rollback,
     *,
     consoles: list[int] | None = None,
+    prepare_console: Callable[[int], None] | None = None,
     after_pid: Callable[[int], None] | None = None,
     on_clone: Callable[[str, int], None] | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> int:
     """Answer the init stage until it is ready (and, when it execs next, until its execve has
     succeeded); the container's pid (exec: the pty masters the stage reports are copied into
-    consoles). on_clone(path, mount id) records a rootfs clone before the stage attaches it
-    (create without a mount namespace). after_pid(pid) runs once the stage goes on with the
-    container's pid (create: P moves it into its cgroup meanwhile). on_ready() runs once it
-    is ready, while its execve (a millisecond or two) is under way (create: P writes
-    state.json meanwhile); an execve that then fails fails serve all the same."""
+    consoles, and prepare_console(master) runs on each before the stage goes on). on_clone(
+    path, mount id) records a rootfs clone before the stage attaches it (create without a
+    mount namespace). after_pid(pid) runs once the stage goes on with the container's pid
+    (create: P moves it into its cgroup meanwhile). on_ready() runs once it is ready, while
+    its execve (a millisecond or two) is under way (create: P writes state.json meanwhile);
+    an execve that then fails fails serve all the same."""
     server = StageServer(channel, spec, stage_pid, state, rollback, consoles=consoles)
+    server.prepare_console = prepare_console
     server.after_pid = after_pid
     server.on_clone = on_clone
     while True:
@@ -392,6 +395,7 @@ class StageServer:
         self.state = state
         self.rollback = rollback
         self.consoles = consoles
+        self.prepare_console: Callable[[int], None] | None = None
         self.pid = 0
         self.after_pid: Callable[[int], None] | None = None
         self.on_clone: Callable[[str, int], None] | None = None
@@ -451,6 +455,8 @@ class StageServer:
         if self.consoles is None:
             raise StageError("init protocol: a console from a create stage")
         self.consoles.append(take_fd(self.pid, msg["fd"]))
+        if self.prepare_console is not None:
+            self.prepare_console(self.consoles[-1])
         self.channel.send("ok")
         return False
 

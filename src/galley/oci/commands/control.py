@@ -216,8 +216,7 @@ def exec_spec(state: ContainerState, args: Args, process_file: ProcessFile | Non
         raise InvalidArgument("exec: no command given (args or --process)")
     proc["args"] = command
     proc["terminal"] = bool(args.tty)
-    proc["env"] = [*proc.get("env", []), *args.env]
-    proc.pop("consoleSize", None)
+    proc["env"] = [*proc.get("env", []), *args.env]  # consoleSize too is the container's, as runc
     if args.cwd:
         proc["cwd"] = args.cwd
     if args.user:
@@ -310,6 +309,7 @@ def exec_command(state: ContainerState, args: Args, log: Log) -> int:
             detach=args.detach,
             sub_cgroups=sub,
             warn=log.warning,
+            prepare_console=_prepare_master if receiver is not None else None,
         )
         stop_relay = False
         return code
@@ -328,6 +328,12 @@ def _log_affinity(log: Log, process: Process) -> None:
 
         mask = sum(1 << cpu for cpu in parse_cpus(initial, "process.execCPUAffinity.initial"))
         log.debug(f"exec: affinity: {mask:#x}")
+
+
+def _prepare_master(master: int) -> None:
+    from galley.oci.commands.terminal import prepare_master  # noqa: PLC0415
+
+    prepare_master(master)
 
 
 def _start_relay(

@@ -447,7 +447,12 @@ def run_container(ctx: Context, args: Args, cid: str) -> int:
         args.console_socket = receiver.path
     try:
         state = create(ctx, args, cid, foreground=not args.detach, config=config)
-        master = receiver.receive() if receiver is not None else None
+        master = None
+        if receiver is not None:
+            from galley.oci.commands.terminal import prepare_master  # noqa: PLC0415
+
+            master = receiver.receive()
+            prepare_master(master)  # before start
     finally:
         if receiver is not None:
             receiver.close()

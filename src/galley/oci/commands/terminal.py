@@ -7,6 +7,10 @@ the master to a console socket, so `run` listens on a private socket of its own,
 --console-socket, takes the master (SCM_RIGHTS) and relays:
 
     stdin ──► master ──► container's /dev/console (the pty slave) ──► master ──► stdout
+
+The terminal modes are runc's: the container's pty without ONLCR (its "\n" reaches us as it
+is), our own terminal raw but for its output processing (OPOST, so its ONLCR turns that "\n"
+into "\r\n" on the user's screen), set at once, so keys typed ahead reach the container.
 """
 
 from __future__ import annotations
@@ -76,15 +80,59 @@ def _copy(src: int, dst: int) -> bool:
     return True
 
 
-def _copy_window_size(master: int) -> None:
+def _host_terminal() -> int | None:
+    """Our own terminal, as runc finds it: stderr, stdout or stdin, the first that is one, or
+    else /dev/tty (opened: a number above 2, which the caller closes); None without one
+    (runc refuses to relay then, galley-runc relays to plain pipes)."""
+    for fd in (2, 1, 0):
+        if posix.isatty(fd):
+            return fd
+    try:
+        return posix.open("/dev/tty", posix.O_RDWR | posix.O_NOCTTY | posix.O_CLOEXEC)
+    except OSError:  # no controlling terminal
+        return None
+
+
+def _copy_window_size(host: int, master: int) -> None:
     import fcntl  # noqa: PLC0415
     import termios  # noqa: PLC0415
 
     try:
-        size = fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8)
+        size = fcntl.ioctl(host, termios.TIOCGWINSZ, b"\0" * 8)
         fcntl.ioctl(master, termios.TIOCSWINSZ, size)
     except OSError:
         pass
+
+
+def prepare_master(master: int) -> None:
+    """Before the process runs: the pty as runc's relay leaves it, ONLCR off (our own terminal
+    turns "\n" into "\r\n", see _make_raw) and our terminal's size (over consoleSize)."""
+    import termios  # noqa: PLC0415
+
+    attrs = termios.tcgetattr(master)
+    attrs[1] &= ~termios.ONLCR
+    termios.tcsetattr(master, termios.TCSANOW, attrs)
+    host = _host_terminal()
+    if host is not None:
+        _copy_window_size(host, master)
+        if host > 2:
+            posix.close(host)
+
+
+def _make_raw(fd: int) -> None:
+    """cfmakeraw(3) on the terminal at fd, but with output processing kept (as runc's relay);
+    at once (TCSANOW), not after discarding what was typed ahead (tty.setraw's TCSAFLUSH)."""
+    import termios  # noqa: PLC0415
+
+    t = termios
+    attrs = t.tcgetattr(fd)
+    attrs[0] &= ~(t.IGNBRK | t.BRKINT | t.PARMRK | t.ISTRIP | t.INLCR | t.IGNCR | t.ICRNL | t.IXON)
+    attrs[1] |= t.OPOST
+    attrs[2] = (attrs[2] & ~(t.CSIZE | t.PARENB)) | t.CS8
+    attrs[3] &= ~(t.ECHO | t.ECHONL | t.ICANON | t.ISIG | t.IEXTEN)
+    attrs[6][t.VMIN] = 1
+    attrs[6][t.VTIME] = 0
+    t.tcsetattr(fd, t.TCSANOW, attrs)
 
 
 def _uninterrupted(call: Callable[[], object]) -> None:
@@ -108,14 +156,14 @@ def relay(master: int, reap: Callable[[], int | None] | None) -> int:
     """Relay stdio and the master until reap() returns the container's exit status; with no
     reap, until the pty has no more users (the master reads EIO), then 0."""
     import termios  # noqa: PLC0415
-    import tty  # noqa: PLC0415
 
     saved = None
-    if posix.isatty(0):
-        saved = termios.tcgetattr(0)
-        _uninterrupted(lambda: tty.setraw(0))
-        _copy_window_size(master)
-        signal.signal(signal.SIGWINCH, lambda _n, _f: _copy_window_size(master))
+    host = _host_terminal()
+    if host is not None:
+        saved = termios.tcgetattr(host)
+        _uninterrupted(lambda: _make_raw(host))
+        _copy_window_size(host, master)
+        signal.signal(signal.SIGWINCH, lambda _n, _f: _copy_window_size(host, master))
     posix.set_blocking(master, False)
     inputs = [master, 0]
     try:
@@ -136,9 +184,11 @@ def relay(master: int, reap: Callable[[], int | None] | None) -> int:
                         break
                 return status
     finally:
-        if saved is not None:
-            attrs = saved
-            _uninterrupted(lambda: termios.tcsetattr(0, termios.TCSADRAIN, attrs))
+        if host is not None and saved is not None:
+            attrs, fd = saved, host
+            _uninterrupted(lambda: termios.tcsetattr(fd, termios.TCSADRAIN, attrs))
+        if host is not None and host > 2:
+            posix.close(host)
         posix.close(master)
 
 
