@@ -173,7 +173,7 @@ def run_case(runner: Runner, runtime: str, case: Case, work: Path, tag: str) -> 
     steps = []
     try:
         code, _, err = container("run", "-d", "--bundle", str(bundle), container.cid)
-        steps.append(Step("run -d", code, "", _last_line(err)))
+        steps.append(Step("run -d", code, "", last_line(err)))
         if code != 0:
             return steps
         for number, chosen in enumerate(case.execs):
@@ -186,13 +186,13 @@ def run_case(runner: Runner, runtime: str, case: Case, work: Path, tag: str) -> 
             else:
                 args, shown = [*chosen, container.cid, "sh", "-c", PROBE], " ".join(chosen)
             code, out, err = container("exec", *args)
-            steps.append(Step(shown, code, out, _last_line(err)))
+            steps.append(Step(shown, code, out, last_line(err)))
     finally:
         container("delete", "-f", container.cid)
     return steps
 
 
-def _last_line(err: str) -> str:
+def last_line(err: str) -> str:
     lines = err.strip().splitlines()
     return lines[-1] if lines else ""
 
@@ -208,6 +208,12 @@ def differing(runc: list[Step], galley: list[Step]) -> list[int]:
 def report(number: int, case: Case, runc: list[Step], galley: list[Step], every: bool) -> None:
     userns = " (own user namespace)" if case.user_namespace else ""
     print(f"== case {number}{userns} process={json.dumps(case.process)}")
+    print_steps(runc, galley, every)
+
+
+def print_steps(runc: list[Step], galley: list[Step], every: bool) -> None:
+    """Each step (every) or the differing ones: what each runtime ran and said, and how the
+    outputs differ where both ran it."""
     for i in range(max(len(runc), len(galley))) if every else differing(runc, galley):
         for who, run in (("runc", runc), ("galley", galley)):
             if i < len(run):

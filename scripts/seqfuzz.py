@@ -139,9 +139,9 @@ class Runner:
                         except ChildProcessError:
                             pass
 
-    def spawn(self, argv: list[str]) -> Running:
+    def spawn(self, argv: list[str], stdin: int = subprocess.DEVNULL) -> Running:
         with self.lock:
-            running = Running(self, argv)
+            running = Running(self, argv, stdin)
             self.ours.add(running.proc.pid)
         return running
 
@@ -150,13 +150,11 @@ class Running:
     """One runtime command; its output in files, not pipes: a detached container keeps the
     stdio it inherits."""
 
-    def __init__(self, runner: Runner, argv: list[str]) -> None:
+    def __init__(self, runner: Runner, argv: list[str], stdin: int) -> None:
         self.runner = runner
         self.out = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by result()
         self.err = tempfile.TemporaryFile("w+")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err
-        )
+        self.proc = subprocess.Popen(argv, stdin=stdin, stdout=self.out, stderr=self.err)
 
     def result(self, timeout: float) -> tuple[int | str, str, str]:
         """(exit status or "timeout": killed after timeout seconds, stdout, stderr)."""
@@ -168,6 +166,8 @@ class Running:
             status = "timeout"
         finally:
             self.runner.ours.discard(self.proc.pid)
+            if self.proc.stdin is not None:  # a pipe held open while it ran
+                self.proc.stdin.close()
         with self.out, self.err:
             self.out.seek(0)
             self.err.seek(0)
