@@ -35,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from difffuzz import ALL_CAPS  # scripts/ is not a package
-from seqfuzz import Container, Runner, compare_runtimes, fuzz_parser, in_user_namespace
+from seqfuzz import Container, Runner, fuzz_main, in_user_namespace
 
 from galley.fixtures.busybox import make_bundle  # difffuzz put src/ on the path
 
@@ -230,10 +230,8 @@ def print_steps(runc: list[Step], galley: list[Step], every: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = fuzz_parser(__doc__.split("\n")[0]).parse_args(argv)
-    return compare_runtimes(
-        args, Runner(), draw=draw, run_case=run_case, differing=differing, report=report
-    )
+    functions = {"draw": draw, "run_case": run_case, "differing": differing, "report": report}
+    return fuzz_main(argv, __doc__, **functions)
 
 
 if __name__ == "__main__":

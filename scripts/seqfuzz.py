@@ -345,6 +345,13 @@ def fuzz_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def fuzz_main(argv: list[str] | None, doc: str, **functions: Any) -> int:
+    """A fuzzer's main: its options parsed (fuzz_parser, described by doc's first line), then
+    compare_runtimes with its functions (draw, run_case, differing, report)."""
+    args = fuzz_parser(doc.split("\n", maxsplit=1)[0]).parse_args(argv)
+    return compare_runtimes(args, Runner(), **functions)
+
+
 def compare_runtimes(
     args: argparse.Namespace,
     runner: Runner,

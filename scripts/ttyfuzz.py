@@ -42,7 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from execfuzz import Step, differing, last_line, print_steps  # scripts/ is not a package
-from seqfuzz import Container, Runner, compare_runtimes, fuzz_parser, in_user_namespace
+from seqfuzz import Container, Runner, fuzz_main, in_user_namespace
 
 from galley.fixtures.busybox import make_bundle  # seqfuzz put src/ on the path
 
@@ -305,10 +305,8 @@ def report(number: int, case: Case, runc: list[Step], galley: list[Step], every:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = fuzz_parser(__doc__.split("\n")[0]).parse_args(argv)
-    return compare_runtimes(
-        args, Runner(), draw=draw, run_case=run_case, differing=differing, report=report
-    )
+    functions = {"draw": draw, "run_case": run_case, "differing": differing, "report": report}
+    return fuzz_main(argv, __doc__, **functions)
 
 
 if __name__ == "__main__":
