@@ -121,6 +121,20 @@ def test_a_console_size_needs_both_sides(
     assert b"rows 7; columns 9;" in seen[1], seen
 
 
+def test_a_read_only_devpts_still_gives_a_terminal(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """devpts mounted "ro": the pty opens, and the user it cannot be given to (EROFS) keeps
+    root's, as runc leaves it (it used to fail the create with "Read-only file system")."""
+    devpts = next(m for m in bundle.config["mounts"] if m["type"] == "devpts")
+    devpts["options"] = [*devpts["options"], "ro"]
+    bundle.config["process"]["terminal"] = True
+    bundle.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    bundle.config["process"]["args"] = ["sh", "-c", "stat -c '%n %u' $(tty); id -u"]
+    out = console_output(any_runtime, bundle, str(tmp_path / "console.sock"))
+    assert out == b"/dev/pts/0 0\r\n1000\r\n", out
+
+
 def test_exec_takes_the_containers_console_size(
     any_runtime: Runtime, bundle: Bundle, tmp_path: Path
 ) -> None:

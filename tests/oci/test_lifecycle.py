@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import tempfile
 import time
@@ -20,6 +21,7 @@ import pytest
 from galley.oci.cgroups.layout import detect
 from tests.oci.cgroup_fixtures import hierarchy_mounts, proc_state
 from tests.oci.conftest import (
+    GALLEY_RUNC,
     TRAP_TERM,
     Bundle,
     Runtime,
@@ -402,6 +404,38 @@ def test_run_foreground_with_terminal_relays_stdio(runtime: Runtime, bundle: Bun
     assert "/dev/pts/0\n" in result.stdout  # the pty is also bound onto /dev/console, as runc
     assert "got-hello" in result.stdout
     assert runtime("state", cid).returncode == 1
+
+
+@pytest.mark.parametrize("closed", ["<&-", ">&-", "2>&-", "<&- >&- 2>&-"])
+def test_run_with_stdio_closed(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path, closed: str
+) -> None:
+    """`run` by a caller that closed its stdin, stdout or stderr: the container runs, reads
+    EOF from a closed stdin and writes to a closed stdout without harm, and `run` exits with
+    its status. galley-runc gives it /dev/null there; it used to give it its own code cache's
+    file or an internal pipe at the free number, and to end in a traceback (sys.stdout None)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    bundle.config["mounts"].append(
+        {"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind"]}
+    )
+    probe = (
+        "exec 9>/out/log; read line; echo read=$? >&9; echo x; echo y >&2;"
+        " for fd in 0 1 2; do echo fd$fd=$(readlink /proc/$$/fd/$fd) >&9; done; exit 3"
+    )
+    bundle.config["process"]["args"] = ["sh", "-c", probe]
+    cid = any_runtime.new_id()
+    any_runtime.created.append(cid)
+    argv = [any_runtime.binary, "--root", str(any_runtime.root), "run", "-b", str(bundle.write())]
+    shell = f"{shlex.join([*argv, cid])} {closed}"
+    result = subprocess.run(["sh", "-c", shell], capture_output=True, timeout=60, check=False)
+    assert result.returncode == 3, result
+    log = (out / "log").read_text()
+    assert "read=1\n" in log, log  # EOF
+    if any_runtime.binary == GALLEY_RUNC:  # runc: pipes it copies from and to
+        streams = {"<&-": ["fd0"], ">&-": ["fd1"], "2>&-": ["fd2"]}
+        for name in streams.get(closed, ["fd0", "fd1", "fd2"]):
+            assert f"{name}=/dev/null\n" in log, log
 
 
 def test_run_forwards_signals(any_runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:

@@ -3,13 +3,13 @@
 Both create and exec open the pty from the container's own /dev/ptmx, as runc does, so `tty`
 in the container names a /dev/pts entry it can see: create just before pivot_root (the
 container's devpts is mounted by then; the slave is bound onto /dev/console), exec after
-joining the container's mount namespace. The stage chowns the slave to the container user,
-applies consoleSize (and leaves the terminal's modes as the kernel makes them: ONLCR on, as
-runc 1.1 does, so "\n" reaches the reader as "\r\n"), makes the slave its stdio and controlling
-terminal, and reports the master's fd number; P copies it out with pidfd_getfd and sends it
-to --console-socket (so nothing in the init stage needs the socket module). A foreground `run`
-or `exec -t` relays the master itself and, before the process runs, clears ONLCR and sizes
-it after its own terminal, as runc's relay does (galley.oci.commands.terminal).
+joining the container's mount namespace. The stage applies consoleSize (and leaves the
+terminal's modes as the kernel makes them: ONLCR on, as runc 1.1 does, so "\n" reaches the
+reader as "\r\n"), makes the slave its stdio and controlling terminal, and reports the
+master's fd number; P copies it out with pidfd_getfd and sends it to --console-socket (so
+nothing in the init stage needs the socket module). A foreground `run` or `exec -t` relays
+the master itself and, before the process runs, clears ONLCR and sizes it after its own
+terminal, as runc's relay does (galley.oci.commands.terminal).
 """
 
 from __future__ import annotations
@@ -32,15 +32,18 @@ TIOCSPTLCK = 0x40045431  # lock/unlock the slave (unlockpt)
 TIOCGPTPEER = 0x5441  # open the slave from the master, without a path lookup
 
 
-def open_pty_here(
-    size: ConsoleSize | None, owner_uid: int, root: str | None = None
-) -> tuple[int, int]:
+def open_pty_here(size: ConsoleSize | None, root: str | None = None) -> tuple[int, int]:
     """A new pty pair (master, slave) from /dev/ptmx of the current mount namespace, or of the
-    container root at `root` (resolved inside it: create, before pivot_root)."""
+    container root at `root` (resolved inside it: create, before pivot_root), sized as runc
+    sizes it: consoleSize when it has both sides. Its modes stay the kernel's defaults: a
+    reader in raw mode (containerd's shim, `kubectl exec -t`) gets "\r\n" line ends, as from
+    runc; without ONLCR, lines would stair-step there. The slave goes to the container user
+    with the rest of its stdio (galley.oci.identity.fix_stdio_ownership)."""
     master = _open_ptmx(root)
     fcntl.ioctl(master, TIOCSPTLCK, b"\0\0\0\0")  # unlockpt
     slave: int = fcntl.ioctl(master, TIOCGPTPEER, posix.O_RDWR | posix.O_NOCTTY | posix.O_CLOEXEC)
-    _configure(master, slave, size, owner_uid)
+    if size and size.get("height") and size.get("width"):
+        set_size(master, size["height"], size["width"])
     return master, slave
 
 
@@ -78,15 +81,6 @@ def bind_console(root: str, slave: int) -> None:
         raise OSError(err.errno, f"process.terminal: /dev/console: {err.strerror}") from None
     finally:
         posix.close(root_fd)
-
-
-def _configure(master: int, slave: int, size: ConsoleSize | None, owner_uid: int) -> None:
-    """runc's settings: consoleSize, the slave owned by the user. The modes stay the kernel's
-    defaults: a reader in raw mode (containerd's shim, `kubectl exec -t`) gets "\r\n" line
-    ends, as from runc; without ONLCR, lines would stair-step there."""
-    if size and size.get("height") and size.get("width"):  # as runc: both, or neither
-        set_size(master, size["height"], size["width"])
-    posix.fchown(slave, owner_uid, -1)
 
 
 def set_size(fd: int, height: int, width: int) -> None:

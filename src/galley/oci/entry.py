@@ -13,6 +13,7 @@ from galley.kernel import pathnames
 
 def run() -> None:
     """Run the command line galley-runc was given and exit with its status (never returns)."""
+    standard_streams()
     # SIGINT ends galley-runc as it ends runc, without a KeyboardInterrupt traceback; the
     # commands that must outlive it (create's cleanup, run's and exec's forwarding) set their
     # own handlers.
@@ -35,6 +36,15 @@ def run() -> None:
 
         quickexit.exit_now(code)  # the caller's wait does not include freeing our memory
     posix._exit(code)
+
+
+def standard_streams() -> None:
+    """sys.stdout and sys.stderr for fds the caller left closed (None at the interpreter's
+    start; bin/galley-runc has put /dev/null there since)."""
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
 
 
 def restore_lc_ctype(environ: str = "/proc/self/environ") -> None:

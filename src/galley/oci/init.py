@@ -336,8 +336,7 @@ def _open_terminal(channel: Channel, process: Process, root: str | None) -> None
     master out; the slave becomes stdio (fd 0 from now on) and controlling terminal."""
     from galley.oci.console import open_pty_here, take_console  # noqa: PLC0415
 
-    uid = process.get("user", {}).get("uid", 0)
-    master, slave = open_pty_here(process.get("consoleSize"), uid, root)
+    master, slave = open_pty_here(process.get("consoleSize"), root)
     channel.send("console", fd=master)
     channel.expect("ok")
     posix.close(master)
