@@ -9,7 +9,9 @@ devpts at all), the console size, TERM, and how the container starts: `create
 --console-socket` then `start`, `run -d --console-socket`, or `run` in the foreground relaying
 the terminal to its own stdout. Then one to three execs with `-t`: detached with a console
 socket (flags or a `-p` process.json with its own user and consoleSize), in the foreground
-(the runtime relays), or detached without a console socket (refused by both).
+(the runtime relays), or detached without a console socket (refused by both). Drawn apart
+(so that older seeds keep their cases): in 30% of the detached cases a container without a
+terminal of its own, and in 15% no tmpfs on /dev (the rootfs's empty directory).
 
 Each terminal process is a busybox shell that prints what its terminal is: tty's name, `stty
 -a`, the owner, group, mode and device of the pty, /dev/console, /dev/ptmx and /dev/tty, the
@@ -120,6 +122,7 @@ class Case:
     devpts: str | None  # a key of DEVPTS; None: no devpts mount
     user_namespace: bool  # root is host 100000 (group 200000); proc, tmpfs, devpts only
     execs: list[dict[str, Any]] = field(default_factory=list)
+    dev_tmpfs: bool = True  # False: the rootfs's own /dev (a directory with nothing in it)
 
 
 def draw(seed: int, number: int) -> Case:
@@ -139,6 +142,13 @@ def draw(seed: int, number: int) -> Case:
     case = Case(process, start, devpts, user_namespace)
     if start != "run":
         case.execs = [draw_exec(rnd) for _ in range(rnd.randint(1, 3))]
+    # Drawn apart, so that the cases of a seed stay what they were before these two: a
+    # container without a terminal of its own (`kubectl exec -it` into most pods), and /dev
+    # left to the rootfs.
+    other = random.Random(f"ttyfuzz-more-{seed}-{number}")
+    if start != "run" and other.random() < 0.3:
+        process["terminal"] = False
+    case.dev_tmpfs = other.random() >= 0.15
     return case
 
 
@@ -200,7 +210,11 @@ def write_bundle(path: Path, case: Case, cgroup: str) -> None:
     config["process"].update(case.process)
     if case.start == "run":
         config["process"]["args"] = ["sh", "-c", PROBE]
+    elif not case.process["terminal"]:
+        config["process"]["args"] = ["sleep", "1000"]
     mounts = config["mounts"]
+    if not case.dev_tmpfs:
+        mounts.remove(next(m for m in mounts if m["destination"] == "/dev"))
     devpts = next(m for m in mounts if m["type"] == "devpts")
     if case.devpts is None:
         mounts.remove(devpts)
@@ -230,13 +244,13 @@ def start(container: Container, case: Case, bundle: Path, work: Path) -> tuple[S
     if case.start == "run":
         code, out, err = on_a_tty(container, "run", "--bundle", str(bundle), container.cid)
         return Step("run", code, out, last_line(err)), None
-    console = Console(work / f"console-{Path(container.runtime).name}.sock")
-    if case.start == "create":
-        args = ["create", "--console-socket", console.path, "--bundle", str(bundle)]
-    else:
-        args = ["run", "-d", "--console-socket", console.path, "--bundle", str(bundle)]
-    code, _, err = container(*args, container.cid)
-    master = console.master()
+    args = ["create"] if case.start == "create" else ["run", "-d"]
+    console = None
+    if case.process["terminal"]:
+        console = Console(work / f"console-{Path(container.runtime).name}.sock")
+        args += ["--console-socket", console.path]
+    code, _, err = container(*args, "--bundle", str(bundle), container.cid)
+    master = console.master() if console is not None else None
     if code == 0 and case.start == "create":
         code, _, err = container("start", container.cid)
     output = read_terminal(master, END.encode()) if master is not None and code == 0 else ""
@@ -299,7 +313,8 @@ def run_case(runner: Runner, runtime: str, case: Case, work: Path, tag: str) -> 
 
 def report(number: int, case: Case, runc: list[Step], galley: list[Step], every: bool) -> None:
     userns = " (own user namespace)" if case.user_namespace else ""
-    print(f"== case {number}{userns} {case.start}, devpts {case.devpts}")
+    dev = "" if case.dev_tmpfs else ", the rootfs's /dev"
+    print(f"== case {number}{userns} {case.start}, devpts {case.devpts}{dev}")
     print(f"   process={json.dumps(case.process)}")
     print_steps(runc, galley, every)
 
