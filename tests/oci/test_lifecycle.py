@@ -438,6 +438,39 @@ def test_run_with_stdio_closed(
             assert f"{name}=/dev/null\n" in log, log
 
 
+@pytest.mark.parametrize("detach", [True, False])
+def test_exec_with_stdio_closed(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path, detach: bool
+) -> None:
+    """`exec` (detached or not) by a caller that closed stdin, stdout and stderr: the process
+    runs and reads EOF; galley-runc gives it /dev/null on all three (they were opened
+    close-on-exec at first, and an exec'd process went without any stdio at all)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    bundle.config["mounts"].append(
+        {"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind"]}
+    )
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = any_runtime.detached(bundle)
+    probe = (
+        "exec 9>/out/log.tmp; read line; echo read=$? >&9;"
+        " for fd in 0 1 2; do echo fd$fd=$(readlink /proc/$$/fd/$fd) >&9; done;"
+        " mv /out/log.tmp /out/log"
+    )
+    argv = [any_runtime.binary, "--root", str(any_runtime.root), "exec"]
+    argv += [*(["-d"] if detach else []), cid, "sh", "-c", probe]
+    shell = f"{shlex.join(argv)} <&- >&- 2>&-"
+    result = subprocess.run(["sh", "-c", shell], capture_output=True, timeout=60, check=False)
+    assert result.returncode == 0, result
+    deadline = time.monotonic() + 10
+    while not (out / "log").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = (out / "log").read_text()
+    assert "read=1\n" in log, log
+    if any_runtime.binary == GALLEY_RUNC:  # runc: its own fds there (docs/status.md)
+        assert log.count("=/dev/null\n") == 3, log
+
+
 def test_run_forwards_signals(any_runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
     bundle.config["process"]["args"] = ["sh", "-c", TRAP_TERM]
     cid = any_runtime.new_id()
