@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -469,6 +471,69 @@ def test_exec_with_stdio_closed(
     assert "read=1\n" in log, log
     if any_runtime.binary == GALLEY_RUNC:  # runc: its own fds there (docs/status.md)
         assert log.count("=/dev/null\n") == 3, log
+
+
+def _caller_with_odd_signals() -> None:
+    """A caller's signal setup that execve keeps: SIGTERM and SIGUSR1 blocked, SIGCHLD
+    ignored (its children reaped by the kernel)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGUSR1})
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("command", ["run", "exec"])
+def test_a_callers_signal_setup_does_not_reach_the_container(
+    any_runtime: Runtime, bundle: Bundle, command: str
+) -> None:
+    """`run` or `exec` from a caller that blocks SIGTERM and ignores SIGCHLD: the exit status
+    still comes back (galley-runc lost it: its waitpid found no child, and it said 0), and
+    the process can be stopped by SIGTERM. galley-runc starts it with nothing blocked; runc
+    with what Go's runtime leaves blocked (SIGUSR1 here)."""
+    probe = ["sh", "-c", "grep ^SigBlk /proc/$$/status; exit 7"]
+    if command == "run":
+        bundle.config["process"]["args"] = probe
+        cid = any_runtime.new_id()
+        any_runtime.created.append(cid)
+        args = ["run", "-b", str(bundle.write()), cid]
+    else:
+        bundle.config["process"]["args"] = ["sleep", "60"]
+        args = ["exec", any_runtime.detached(bundle), *probe]
+    result = subprocess.run(
+        [any_runtime.binary, "--root", str(any_runtime.root), *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_caller_with_odd_signals,
+        check=False,
+    )
+    assert result.returncode == 7, result
+    blocked = int(result.stdout.split()[-1], 16)
+    assert not blocked & (1 << (signal.SIGTERM - 1)), result.stdout
+    if any_runtime.binary == GALLEY_RUNC:
+        assert blocked == 0, result.stdout
+
+
+def test_the_library_starts_a_container_with_no_signal_blocked(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    """galley.oci.cli.main in a process of a library user (galleyd) whose thread blocks
+    signals: the container's process starts with none blocked all the same (the stage clears
+    the mask before its execve; galley-runc's own entry is not in this path)."""
+    bundle.config["process"]["args"] = ["sh", "-c", "grep ^SigBlk /proc/$$/status"]
+    cid = runtime.new_id()
+    runtime.created.append(cid)
+    argv = ["--root", str(runtime.root), "run", "-b", str(bundle.write()), cid]
+    code = (
+        "import signal, sys\n"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGUSR1})\n"
+        "from galley.oci.cli import main\n"
+        f"sys.exit(main({argv!r}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result
+    assert result.stdout.split() == ["SigBlk:", "0" * 16], result.stdout
 
 
 def test_run_forwards_signals(any_runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:

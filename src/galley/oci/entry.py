@@ -16,8 +16,12 @@ def run() -> None:
     standard_streams()
     # SIGINT ends galley-runc as it ends runc, without a KeyboardInterrupt traceback; the
     # commands that must outlive it (create's cleanup, run's and exec's forwarding) set their
-    # own handlers.
+    # own handlers. What a caller set up that would break us, as Go's runtime undoes it for
+    # runc: SIGCHLD ignored (children reaped by the kernel: `run` and `exec` would lose the
+    # process's exit status) and blocked signals (they could not be forwarded).
     _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
     from galley.oci import cgroupwarm  # noqa: PLC0415
 
     if cgroupwarm.moves_a_process(sys.argv[1:]):  # create, run, exec: keep the window open

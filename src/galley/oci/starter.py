@@ -233,6 +233,9 @@ class ProcessStarter:
         close_on_exec(3 + preserve_fds)  # before the late filter: it may forbid close_range
         for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):  # Python ignores these; exec keeps that
             _signal.signal(sig, _signal.SIG_DFL)
+        # and no signal blocked: the mask survives execve, and a SIGTERM that a caller (or a
+        # library user's thread) had blocked would never stop the container
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
         self.set_rlimits()  # no Python work after, unless a filter came first
         if self.trampoline is not None:
             if self.fifo is not None:
