@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -602,3 +603,27 @@ def test_a_text_log_value_is_written_as_logrus_writes_it(value: str, written: st
     from galley.oci.cli import logfmt_value  # noqa: PLC0415
 
     assert logfmt_value(value) == written
+
+
+@pytest.mark.parametrize("command", [["features"], ["list"], ["--help"]])
+def test_output_without_a_reader_ends_as_runc_ends(
+    any_runtime: Runtime, command: list[str]
+) -> None:
+    """What a command prints goes to a pipe whose reader is gone (`galley-runc list | true`):
+    killed by SIGPIPE as runc is (a Go program), not a BrokenPipeError traceback and status 1."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [any_runtime.binary, "--root", str(any_runtime.root), *command],
+            stdin=subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == -signal.SIGPIPE, result
+    assert "Traceback" not in result.stderr, result.stderr

@@ -341,6 +341,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.release()  # in-process callers (bench/library_worker.py) run many commands
 
 
+def no_reader(fd: int) -> bool:
+    """Whether fd is a pipe or socket whose other end is closed (a write fails with EPIPE)."""
+    import select  # noqa: PLC0415
+
+    poll = select.poll()
+    poll.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0))
+
+
 def _version() -> int:
     python = ".".join(map(str, sys.version_info[:3]))
     sys.stdout.write(  # runc's layout, which tools like go-runc parse line by line
@@ -394,6 +403,8 @@ def _run(args: Args, log: Log) -> int:
     except NotImplementedError as e:
         log.failure(f"{args.command}: not implemented yet ({e})")
     except OSError as e:  # "open /x: no such file or directory" as runc words it, or "/x: ..."
+        if isinstance(e, BrokenPipeError) and no_reader(1):
+            raise  # what we print has no reader: galley.oci.entry ends us as runc ends
         log.failure(_FAILED.get(args.command, f"{args.command}: ") + os_error_text(e))
     except KeyboardInterrupt:
         return 130

@@ -10,6 +10,10 @@ import sys
 
 from galley.kernel import pathnames
 
+TYPE_CHECKING = False  # typing costs milliseconds; mypy knows this name
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 
 def run() -> None:
     """Run the command line galley-runc was given and exit with its status (never returns)."""
@@ -29,17 +33,29 @@ def run() -> None:
     restore_lc_ctype()
     from galley.oci.cli import main  # noqa: PLC0415
 
-    status = main()
-    # Skip the interpreter's teardown (~6-10 ms): everything the runtime writes is closed or
-    # flushed by now, except the standard streams.
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        status = main()
+        # Skip the interpreter's teardown (~6-10 ms): everything the runtime writes is closed
+        # or flushed by now, except the standard streams.
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:  # what we wrote to stdout or stderr has no reader any more
+        die_of_sigpipe()
     code = status if isinstance(status, int) else 1
     if "galley.kernel.ffi" in sys.modules:  # create, run, exec: ctypes is loaded anyway
         from galley.kernel import quickexit  # noqa: PLC0415
 
         quickexit.exit_now(code)  # the caller's wait does not include freeing our memory
     posix._exit(code)
+
+
+def die_of_sigpipe() -> NoReturn:
+    """End as runc (a Go program) ends when its stdout or stderr has no reader: killed by
+    SIGPIPE, status 141 in a shell (`galley-runc events | head -1`). Python ignores SIGPIPE
+    and raises BrokenPipeError instead, which ended in a traceback and status 1."""
+    _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+    posix.kill(posix.getpid(), _signal.SIGPIPE)
+    posix._exit(128 + _signal.SIGPIPE)  # not reached
 
 
 def standard_streams() -> None:
