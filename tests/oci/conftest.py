@@ -196,7 +196,7 @@ def status_after_term(argv: list[str], out: Path) -> int:
 
 
 def create_in_files(
-    rt: Runtime, bundle: Bundle, cid: str, *extra: str
+    rt: Runtime, bundle: Bundle, cid: str, *extra: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """`create` as the suite runs it: stdio into fresh files in the bundle, stdin /dev/null.
 
@@ -223,6 +223,7 @@ def create_in_files(
             stderr=err,
             timeout=30,
             check=False,
+            env=env,
         )
     return subprocess.CompletedProcess(
         proc.args, proc.returncode, out_path.read_text(), err_path.read_text()

@@ -52,6 +52,8 @@ INCOMPLETE_FILE = "creating.json"
 # point, and the record of the clone's mount id.
 ROOTFS_MOUNT_POINT = "rootfs"
 ROOTFS_RECORD = "rootfs-mount.json"
+NOTIFY_DIR = "notify"  # with NOTIFY_SOCKET: bound into the container (galley.oci.commands.notify)
+NOTIFY_SOCKET = "notify.sock"  # in NOTIFY_DIR
 # Everything galley puts in a state directory (and the temporary files of the JSON ones):
 # all a delete ever removes there.
 OWN_NAMES = frozenset(
@@ -62,6 +64,7 @@ OWN_NAMES = frozenset(
         INCOMPLETE_FILE,
         ROOTFS_MOUNT_POINT,
         ROOTFS_RECORD,
+        NOTIFY_DIR,
         TRACERS_FILE,
         EXECS_LOCK_FILE,
     }
@@ -465,7 +468,8 @@ def remove(state_dir: str) -> None:
     """Remove a container's state directory: galley's own names in it only (OWN_NAMES;
     anything else makes the last rmdir fail), symlinks not followed.
 
-    Its one subdirectory, the mount point of a rootfs clone (galley.oci.hostmounts), goes
+    The notify directory goes with its socket (NOTIFY_SOCKET). Its other subdirectory, the
+    mount point of a rootfs clone (galley.oci.hostmounts), goes
     first and with rmdir alone, so that a clone still attached (EBUSY) stops the removal
     before the rest goes: its files are the container's and its volumes', and the container
     stays there to delete again."""
@@ -480,6 +484,13 @@ def remove(state_dir: str) -> None:
             pass
         except NotADirectoryError:
             posix.unlink(pathnames.join(state_dir, ROOTFS_MOUNT_POINT))
+    if NOTIFY_DIR in names:
+        notify_dir = pathnames.join(state_dir, NOTIFY_DIR)
+        try:
+            posix.unlink(pathnames.join(notify_dir, NOTIFY_SOCKET))
+        except FileNotFoundError:
+            pass
+        posix.rmdir(notify_dir)
     for name in names:
         try:
             posix.unlink(pathnames.join(state_dir, name))

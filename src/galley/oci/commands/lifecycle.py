@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from galley.oci.cli import Context
+    from galley.oci.commands.notify import NotifySocket
     from galley.oci.launch import LaunchResult
     from galley.oci.spec import Spec
 
@@ -193,6 +194,10 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool, config: Any
 
     try:  # nothing between the state directory's mkdir and here that a signal could stop
         with Lock(state_dir):
+            if pathnames.environ("NOTIFY_SOCKET"):
+                from galley.oci.commands import notify  # noqa: PLC0415
+
+                notify.add_to_spec(spec, state_dir)
             result = launch.create(
                 cid,
                 bundle,
@@ -420,7 +425,11 @@ def run(command: str, ctx: Context, args: Args) -> int:
     if command == "create":
         create(ctx, args, cid, foreground=False)
     elif command == "start":
-        start(ctx, ContainerState.load(ctx.root, cid))
+        state = ContainerState.load(ctx.root, cid)
+        notifier = _notifier(state)
+        start(ctx, state)
+        if notifier is not None:  # after the poststart hooks, as runc
+            notifier.relay(state.alive, state.pid)
         ctx.log.debug(f"started container_id={cid}")
     elif command == "run":
         code = run_container(ctx, args, cid)
@@ -458,6 +467,7 @@ def run_container(ctx: Context, args: Args, cid: str) -> int:
             receiver.close()
     restore = _nothing if args.detach else forward_signals(state)
     try:
+        notifier = _notifier(state)
         start(ctx, state)
     except BaseException:
         restore()
@@ -466,7 +476,11 @@ def run_container(ctx: Context, args: Args, cid: str) -> int:
         delete(ctx, cid, force=True)
         raise
     if args.detach:
+        if notifier is not None:
+            notifier.relay(state.alive, state.pid)
         return 0
+    if notifier is not None:  # galley-runc is the process the service manager watches
+        notifier.relay_in_background(state.alive, posix.getpid())
     try:
         code = wait_foreground(state, master)
     finally:
@@ -478,6 +492,17 @@ def run_container(ctx: Context, args: Args, cid: str) -> int:
 
 def _nothing() -> None:
     pass
+
+
+def _notifier(state: ContainerState) -> NotifySocket | None:
+    """With NOTIFY_SOCKET set, the socket the container's "READY=1" will come to (bound
+    before it starts, so that none is lost)."""
+    host = pathnames.environ("NOTIFY_SOCKET")
+    if not host:
+        return None
+    from galley.oci.commands.notify import NotifySocket  # noqa: PLC0415
+
+    return NotifySocket(state.dir, host)
 
 
 def _wants_terminal(config: Any) -> bool:
