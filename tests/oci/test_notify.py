@@ -46,8 +46,24 @@ def _send_ready(rt: Runtime, cid: str, message: bytes) -> None:
         os.close(directory)
 
 
-def _pid(rt: Runtime, cid: str) -> int:
-    return int(json.loads(rt("state", cid).stdout)["pid"])
+def _ready_and_heard(
+    rt: Runtime,
+    cid: str,
+    waiting: subprocess.Popen[bytes],
+    manager: socket.socket,
+    message: bytes,
+) -> None:
+    """Send message (a READY) while waiting (start, or run -d) waits for it: it ends with 0,
+    and the manager hears the first line, then MAINPID, the container's init."""
+    try:
+        _send_ready(rt, cid, message)
+        assert waiting.wait(timeout=10) == 0
+    finally:
+        waiting.kill()
+        waiting.wait()
+    assert manager.recv(4096) == message.split(b"\n")[0] + b"\n"
+    pid = int(json.loads(rt("state", cid).stdout)["pid"])
+    assert manager.recv(4096) == f"MAINPID={pid}\n".encode()
 
 
 def test_the_container_gets_the_socket(
@@ -94,17 +110,10 @@ def test_ready_goes_to_the_manager_with_the_inits_pid(
         stdout=subprocess.DEVNULL,
         env=env,
     )
-    try:
-        _send_ready(any_runtime, cid, b"STATUS=starting")  # not READY: it waits on
-        time.sleep(0.3)
-        assert waiting.poll() is None
-        _send_ready(any_runtime, cid, b"READY=1\nSTATUS=up")
-        assert waiting.wait(timeout=10) == 0
-    finally:
-        waiting.kill()
-        waiting.wait()
-    assert manager.recv(4096) == b"READY=1\n"
-    assert manager.recv(4096) == f"MAINPID={_pid(any_runtime, cid)}\n".encode()
+    _send_ready(any_runtime, cid, b"STATUS=starting")  # not READY: it waits on
+    time.sleep(0.3)
+    assert waiting.poll() is None
+    _ready_and_heard(any_runtime, cid, waiting, manager, b"READY=1\nSTATUS=up")
 
 
 def test_a_manager_in_the_abstract_namespace(any_runtime: Runtime, bundle: Bundle) -> None:
@@ -124,14 +133,7 @@ def test_a_manager_in_the_abstract_namespace(any_runtime: Runtime, bundle: Bundl
             stdout=subprocess.DEVNULL,
             env={**os.environ, "NOTIFY_SOCKET": f"@{name}"},
         )
-        try:
-            _send_ready(any_runtime, cid, b"READY=1")
-            assert waiting.wait(timeout=10) == 0
-        finally:
-            waiting.kill()
-            waiting.wait()
-        assert manager.recv(4096) == b"READY=1\n"
-        assert manager.recv(4096) == f"MAINPID={_pid(any_runtime, cid)}\n".encode()
+        _ready_and_heard(any_runtime, cid, waiting, manager, b"READY=1")
 
 
 def test_a_foreground_run_names_itself_as_the_main_pid(
