@@ -536,6 +536,25 @@ def test_the_library_starts_a_container_with_no_signal_blocked(
     assert result.stdout.split() == ["SigBlk:", "0" * 16], result.stdout
 
 
+def test_the_state_is_for_root_alone(any_runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+    """As runc: a --root and its missing parents made 0700, the container's directory 0711,
+    state.json 0600 (it holds the config, whose environment may carry secrets; galley wrote
+    it 0644, and the parents 0755)."""
+    bundle.config["process"]["args"] = ["sleep", "30"]
+    rt = Runtime(any_runtime.binary, tmp_path / "made" / "for" / "state")
+    cid = rt.detached(bundle)
+    try:
+        modes = {
+            path: (tmp_path / path).stat().st_mode & 0o7777
+            for path in ["made", "made/for", "made/for/state", f"made/for/state/{cid}"]
+        }
+        state_json = (rt.root / cid / "state.json").stat().st_mode & 0o7777
+    finally:
+        rt.cleanup()
+    assert list(modes.values()) == [0o700, 0o700, 0o700, 0o711], modes
+    assert state_json == 0o600
+
+
 def test_run_forwards_signals(any_runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
     bundle.config["process"]["args"] = ["sh", "-c", TRAP_TERM]
     cid = any_runtime.new_id()

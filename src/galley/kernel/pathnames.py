@@ -137,8 +137,10 @@ def ismount(path: str) -> bool:
     return here.st_dev != parent.st_dev or here.st_ino == parent.st_ino
 
 
-def makedirs(path: str, mode: int = 0o777, *, exist_ok: bool = False) -> None:
-    """os.makedirs: path and its missing parents (those with the default mode)."""
+def makedirs(
+    path: str, mode: int = 0o777, *, exist_ok: bool = False, parents_mode: int = 0o777
+) -> None:
+    """os.makedirs: path and its missing parents (those with parents_mode)."""
     try:
         posix.mkdir(path, mode)
         return
@@ -146,7 +148,7 @@ def makedirs(path: str, mode: int = 0o777, *, exist_ok: bool = False) -> None:
         parent = dirname(path.rstrip("/"))
         if parent in {"", path}:
             raise
-        makedirs(parent, exist_ok=True)
+        makedirs(parent, parents_mode, exist_ok=True, parents_mode=parents_mode)
     except FileExistsError:
         if not (exist_ok and isdir(path)):
             raise

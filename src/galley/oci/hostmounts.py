@@ -28,7 +28,7 @@ import posix
 
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import pathnames
-from galley.oci.state import ROOTFS_MOUNT_POINT, ROOTFS_RECORD
+from galley.oci.state import ROOTFS_MOUNT_POINT, ROOTFS_RECORD, write_private
 
 TYPE_CHECKING = False  # not `from typing`: it costs milliseconds per command
 # galley.kernel.mount is imported where a mount is made or removed: every delete (and every
@@ -95,10 +95,8 @@ def record(state_dir: str, path: str, mount: int) -> None:
     """In P, before the stage attaches its clone: note which mount to detach later."""
     from galley.oci import jsonfast  # noqa: PLC0415
 
-    tmp = pathnames.join(state_dir, ROOTFS_RECORD + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(jsonfast.dumps({"path": path, "mount_id": mount}))
-    posix.rename(tmp, pathnames.join(state_dir, ROOTFS_RECORD))
+    record = jsonfast.dumps({"path": path, "mount_id": mount})
+    write_private(pathnames.join(state_dir, ROOTFS_RECORD), record)
 
 
 def release(state_dir: str) -> None:

@@ -127,7 +127,7 @@ def process_start_time(pid: int) -> int | None:
 
 def reserve(root: str, container_id: str) -> str:
     """Create the state directory for a new container; AlreadyExists if the id is taken."""
-    pathnames.makedirs(root, mode=0o700, exist_ok=True)
+    pathnames.makedirs(root, mode=0o700, exist_ok=True, parents_mode=0o700)  # as runc
     path = container_dir(root, container_id)
     try:
         posix.mkdir(path, 0o711)
@@ -303,11 +303,7 @@ class ContainerState:
 
     def save(self) -> None:
         """Write state.json atomically."""
-        path = pathnames.join(self.dir, STATE_FILE)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(jsonfast.dumps(self.as_dict()))
-        posix.rename(tmp, path)
+        write_private(pathnames.join(self.dir, STATE_FILE), jsonfast.dumps(self.as_dict()))
 
     def replace(self, **changes: Any) -> ContainerState:
         """A copy with some fields changed (the value is frozen)."""
@@ -434,12 +430,25 @@ class Lock:
         self._fd = -1
 
 
+def write_private(path: str, text: str) -> None:
+    """Write path whole or not at all (a temporary file renamed over it), readable by its
+    owner alone, as runc writes state.json (0600): the config it holds may carry secrets in
+    the process's environment."""
+    tmp = path + ".tmp"
+    fd = posix.open(tmp, posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | posix.O_CLOEXEC, 0o600)
+    try:
+        posix.fchmod(fd, 0o600)  # a temporary file a killed writer left keeps its own mode
+        data = text.encode()
+        while data:
+            data = data[posix.write(fd, data) :]
+    finally:
+        posix.close(fd)
+    posix.rename(tmp, path)
+
+
 def note_incomplete(state_dir: str, **made: object) -> None:
     """Write what the create of this state directory has made so far (INCOMPLETE_FILE)."""
-    path = pathnames.join(state_dir, INCOMPLETE_FILE)
-    with open(path + ".tmp", "w") as f:
-        f.write(jsonfast.dumps(made))
-    posix.rename(path + ".tmp", path)
+    write_private(pathnames.join(state_dir, INCOMPLETE_FILE), jsonfast.dumps(made))
 
 
 def read_incomplete(state_dir: str) -> dict[str, Any]:
