@@ -217,6 +217,29 @@ def test_a_memory_limit_too_low_to_start_says_so(runtime: Runtime, bundle: Bundl
     refused(runtime, bundle, "linux.resources.memory.limit 1: too low to start the container")
 
 
+def test_a_memory_limit_too_low_without_an_oom_killer_says_so_too(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    """disableOOMKiller with it: the stage, over the limit, waited for memory for ever and
+    `run` with it (runc fails to write the limit). The OOM killer is turned off only once
+    the stage has exec'd, so the limit is reported as above."""
+    bundle.config["linux"]["resources"] = {"memory": {"limit": 4096, "disableOOMKiller": True}}
+    refused(runtime, bundle, "linux.resources.memory.limit 4096: too low to start the container")
+
+
+V1_OOM_CONTROL = Path("/sys/fs/cgroup/memory/memory.oom_control")
+
+
+@pytest.mark.skipif(not V1_OOM_CONTROL.exists(), reason="no v1 memory hierarchy")
+def test_a_container_that_starts_has_its_oom_killer_off(runtime: Runtime, bundle: Bundle) -> None:
+    """...and turned off it is, once the stage has exec'd (v1 only: v2 has no such switch)."""
+    bundle.config["linux"]["resources"] = {"memory": {"limit": 64 << 20, "disableOOMKiller": True}}
+    bundle.config["process"]["args"] = ["grep", "oom_kill_disable", str(V1_OOM_CONTROL)]
+    result = runtime("run", "-b", str(bundle.write()), runtime.new_id(), timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "oom_kill_disable 1\n"
+
+
 def test_an_error_quoting_a_huge_value_keeps_its_ends(runtime: Runtime, bundle: Bundle) -> None:
     bundle.config["process"]["args"] = ["x" * 100_000]
     res = runtime("run", "-b", str(bundle.write()), runtime.new_id())

@@ -274,6 +274,8 @@ def _create(
     except StageError as err:
         raise StageError(_explain(err, cgroup, spec)) from None
     channel.close()
+    if _oom_killer_disabled(spec):  # the init waits for start in its trampoline now
+        cgroup.set({"memory": {"disableOOMKiller": True}})
     if pid_file:
         write_pid_file(pid_file, launched[0].pid)
     for release in releases:  # created: the moved interfaces stay where they are
@@ -350,7 +352,20 @@ def initial_resources(spec: Spec) -> Resources:
     apply over "deny all", as runc's do. Left out, the cgroup would allow every device."""
     resources: Resources = dict(spec.get("linux", {}).get("resources") or {})  # type: ignore[assignment]
     resources.setdefault("devices", [])
+    memory = resources.get("memory")
+    if memory and memory.get("disableOOMKiller"):  # not while the stage runs: see below
+        resources["memory"] = {**memory, "disableOOMKiller": False}
     return resources
+
+
+def _oom_killer_disabled(spec: Spec) -> bool:
+    """memory.disableOOMKiller, set once the stage has exec'd, not with the other limits: a
+    stage over a memory limit too low for it would wait for memory for ever (what a cgroup
+    without an OOM killer does), and create with it, where the OOM killer ends it and create
+    says why (_explain). runc sets it after the init joins, when a limit below the init's
+    usage fails to be written."""
+    resources = spec.get("linux", {}).get("resources") or {}
+    return bool((resources.get("memory") or {}).get("disableOOMKiller"))
 
 
 def check_console(process: Process, console_socket: str | None) -> bool:
