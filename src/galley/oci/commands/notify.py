@@ -33,15 +33,6 @@ IN_CONTAINER = "/run/notify/notify.sock"
 POLL_SECONDS = 0.1  # how often the init's life is looked at while no datagram comes
 
 
-def host_socket() -> str | None:
-    """NOTIFY_SOCKET as galley-runc was given it; None when unset or empty."""
-    return pathnames.environ("NOTIFY_SOCKET") or None
-
-
-def socket_path(state_dir: str) -> str:
-    return pathnames.join(state_dir, NOTIFY_DIR, NOTIFY_SOCKET)
-
-
 def add_to_spec(spec: Any, state_dir: str) -> None:
     """create: the notify directory, and its bind mount and variable in the container (after
     validation: what is added here is well formed)."""
@@ -66,8 +57,8 @@ class NotifySocket:
     def __init__(self, state_dir: str, host: str) -> None:
         import socket  # noqa: PLC0415 - ~7 ms: only NOTIFY_SOCKET's users pay for it
 
-        self.host = host
-        path = socket_path(state_dir)
+        self.host = host  # NOTIFY_SOCKET's value
+        path = pathnames.join(state_dir, NOTIFY_DIR, NOTIFY_SOCKET)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         directory = posix.open(pathnames.dirname(path), posix.O_PATH | posix.O_CLOEXEC)
         try:
