@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -100,6 +101,51 @@ def test_only_stdio_and_preserved_fds_reach_the_process(
     assert table[3].endswith("passed-fd"), table
     for target in table.values():
         assert not re.search(r"memfd|fifo|galley|cgroup|pipe:|socket:|/log$", target), table
+
+
+@pytest.mark.parametrize("command", ["run -d", "create", "exec -d"])
+def test_a_callers_closed_stdio_gives_the_container_no_way_out(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path, command: str
+) -> None:
+    """The caller closed stdin, stdout and stderr: whatever fd galley-runc opened there first
+    would be the container's stdio. runc 1.1.5 hands its container an O_PATH fd of the host's
+    /sys/fs/cgroup that way, and /proc/self/fd/0/../../.. is then the host's / (seen by hand,
+    docs/status.md, session 19). galley-runc's are /dev/null: no host path through them."""
+    secret = tmp_path / "host-secret"
+    secret.write_text("the host's\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    bundle.config["mounts"].append(
+        {"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind"]}
+    )
+    up = "/".join([".."] * len(secret.parts))
+    probe = (
+        "exec 9>/out/log.tmp; for fd in 0 1 2; do"
+        f" cat /proc/$$/fd/$fd/{up}{secret} >&9 2>/dev/null; ls /proc/$$/fd/$fd/{up} >&9 2>&1;"
+        " done; mv /out/log.tmp /out/log"
+    )
+    argv = [runtime.binary, "--root", str(runtime.root)]
+    if command == "exec -d":
+        bundle.config["process"]["args"] = ["sleep", "60"]
+        argv += ["exec", "-d", runtime.detached(bundle), "sh", "-c", probe]
+    else:
+        bundle.config["process"]["args"] = ["sh", "-c", probe]
+        cid = runtime.new_id()
+        runtime.created.append(cid)
+        argv += [*command.split(), "-b", str(bundle.write()), cid]
+    closed = subprocess.run(
+        ["sh", "-c", f"{shlex.join(argv)} <&- >&- 2>&-"], timeout=60, check=False
+    )
+    assert closed.returncode == 0
+    if command == "create":
+        assert runtime("start", argv[-1]).returncode == 0
+    deadline = time.monotonic() + 10
+    while not (out / "log").exists():
+        assert time.monotonic() < deadline, "the probe never finished"
+        time.sleep(0.05)
+    log = (out / "log").read_text()
+    assert "the host's" not in log, log
+    assert log.count("Not a directory") == 3, log  # /dev/null has no parent to walk to
 
 
 @pytest.mark.parametrize("mode", ["run", "exec"])
