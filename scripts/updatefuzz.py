@@ -30,7 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from seqfuzz import Container, Runner, compare_runtimes, fuzz_parser  # scripts/ is not a package
+from execfuzz import last_line  # scripts/ is not a package
+from seqfuzz import Container, Runner, compare_runtimes, fuzz_parser
 
 from galley.fixtures.busybox import make_bundle  # seqfuzz put src/ on the path
 
@@ -174,7 +175,7 @@ def run_case(runner: Runner, runtime: str, case: Case, work: Path, tag: str) -> 
     steps = []
     try:
         code, _, err = container("run", "-d", "--bundle", str(bundle), container.cid)
-        steps.append(Step("run -d", code, cgroup_values(cgroup), _last_line(err)))
+        steps.append(Step("run -d", code, cgroup_values(cgroup), last_line(err)))
         if code != 0:
             return steps
         for number, update in enumerate(case.updates):
@@ -185,7 +186,7 @@ def run_case(runner: Runner, runtime: str, case: Case, work: Path, tag: str) -> 
             else:
                 args, shown = update, " ".join(a or repr(a) for a in update)
             code, _, err = container("update", *args, container.cid)
-            steps.append(Step(shown, code, cgroup_values(cgroup), _last_line(err)))
+            steps.append(Step(shown, code, cgroup_values(cgroup), last_line(err)))
     finally:
         container("delete", "-f", container.cid)
         for controller in FILES:
@@ -194,11 +195,6 @@ def run_case(runner: Runner, runtime: str, case: Case, work: Path, tag: str) -> 
             except OSError:
                 pass
     return steps
-
-
-def _last_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    return lines[-1] if lines else ""
 
 
 # What runc 1.1 leaves alone (`update` takes none of it; create ignores kernel memory): galley
