@@ -452,3 +452,24 @@ def test_sysfs_in_a_user_namespace_without_its_network_namespace(
         return
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["/sys", "ro,", "sysfs", *sorted(os.listdir("/sys/class/net"))]
+
+
+def test_a_caller_without_cap_sys_admin_is_told_which_namespaces_failed(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    """Without CAP_SYS_ADMIN (a caller under setpriv) no namespace can be made: the error names
+    them as the config does, not as a mask of clone flags, and nothing is left behind."""
+    cid = runtime.new_id()
+    argv = [runtime.binary, "--root", str(runtime.root), "run", "-b", str(bundle.write()), cid]
+    result = subprocess.run(
+        ["setpriv", "--inh-caps=-sys_admin", "--bounding-set=-sys_admin", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "unshare mount, pid, network, ipc, uts namespaces: Operation not permitted" in (
+        result.stderr
+    ), result.stderr
+    assert runtime("state", cid).returncode == 1

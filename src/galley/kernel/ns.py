@@ -39,7 +39,16 @@ def unshare(flags: int) -> None:
     from galley.kernel.libc import check, function  # noqa: PLC0415
 
     fn = function("unshare", ffi.c_int, ffi.c_int)
-    check(fn(flags), f"unshare {flags:#x}")
+    check(fn(flags), f"unshare {describe(flags)}")
+
+
+def describe(flags: int) -> str:
+    """CLONE_NEW* flags as a person reads them: "mount, pid namespaces"."""
+    names = [kind for kind, (flag, _) in NAMESPACES.items() if flags & flag]
+    rest = flags & ~sum(flag for flag, _ in NAMESPACES.values())
+    if rest:
+        names.append(f"{rest:#x}")
+    return ", ".join(names) + (" namespace" if len(names) == 1 else " namespaces")
 
 
 def setns(fd: int, nstype: int = 0, path: str | None = None) -> None:
