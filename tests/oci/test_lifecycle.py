@@ -248,6 +248,37 @@ def test_missing_rootfs_and_config(runtime: Runtime, bundle: Bundle, tmp_path: P
     assert not (runtime.root / cid).exists()
 
 
+def test_a_full_root_fails_create_saying_which_file_and_leaves_nothing(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """--root on a file system with no space left: the create fails naming the state file it
+    could not write (runc 1.1.5 says "unable to store init state: %!w(<nil>)"), and leaves
+    no state, cgroup or process; once there is space, the same id creates."""
+    root = tmp_path / "small"
+    root.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "small", str(root)], check=True)
+    try:
+        full = Runtime(runtime.binary, root / "state")
+        cid = full.new_id()
+        bundle.config["linux"]["cgroupsPath"] = f"/{cid}"
+        filler = root / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k"], capture_output=True)
+        result = detached(full, "create", "--bundle", str(bundle.write()), cid, check=False)
+        assert result.returncode == 1
+        assert f"{root}/state/{cid}/" in result.stderr
+        assert "no space left on device" in result.stderr
+        assert list((root / "state").iterdir()) == []
+        assert _processes_naming(cid) == []
+        assert not any(os.path.exists(f"{m}/{cid}") for m in hierarchy_mounts(detect()))
+        filler.unlink()
+        detached(full, "create", "--bundle", str(bundle.write()), cid)
+        assert status(full, cid) == "created"
+        full("delete", "--force", cid, check=True)
+    finally:
+        full.cleanup()
+        subprocess.run(["umount", str(root)], check=True)
+
+
 def test_missing_executable_leaves_nothing(any_runtime: Runtime, bundle: Bundle) -> None:
     bundle.config["process"]["args"] = ["/no/such/binary"]
     cid = any_runtime.new_id()

@@ -212,3 +212,21 @@ def test_the_freezer_is_read_from_the_saved_paths(
     assert saved_frozen({"mode": mode, "paths": {key: str(tmp_path)}}) is frozen
     assert saved_frozen({"mode": mode, "paths": {key: str(tmp_path / "gone")}}) is False
     assert saved_frozen({"mode": "v1", "paths": {"memory": str(tmp_path)}}) is False
+
+
+@pytest.mark.root
+def test_a_write_without_space_keeps_the_old_file(tmp_path: Path) -> None:
+    """write_private on a full file system: the error names the file, the old content stays
+    and no temporary file is left."""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "small", str(tmp_path)], check=True)
+    try:
+        path = str(tmp_path / "state.json")
+        st.write_private(path, "old")
+        (tmp_path / "filler").write_bytes(b"x" * 12288)
+        with pytest.raises(OSError, match="No space left on device") as raised:
+            st.write_private(path, "new" * 4096)
+        assert raised.value.filename == path
+        assert sorted(os.listdir(tmp_path)) == ["filler", "state.json"]
+        assert (tmp_path / "state.json").read_text() == "old"
+    finally:
+        subprocess.run(["umount", str(tmp_path)], check=True)

@@ -441,6 +441,9 @@ def write_private(path: str, text: str) -> None:
         data = text.encode()
         while data:
             data = data[posix.write(fd, data) :]
+    except OSError as e:  # ENOSPC, EDQUOT: the old file stays; name the one not written
+        posix.unlink(tmp)
+        raise OSError(e.errno, e.strerror, path) from None
     finally:
         posix.close(fd)
     posix.rename(tmp, path)
