@@ -85,6 +85,17 @@ def test_makedirs(tmp_path: Path) -> None:
         pathnames.makedirs(str(tmp_path / "file" / "below"))
 
 
+def test_private_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tempfile.mkdtemp's job: new directories in $TMPDIR, each its own, 0700."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    made = {pathnames.private_directory("galley-x-") for _ in range(5)}
+    assert len(made) == 5
+    for path in made:
+        assert os.path.dirname(path) == str(tmp_path)
+        assert os.path.basename(path).startswith("galley-x-")
+        assert os.stat(path).st_mode & 0o777 == 0o700
+
+
 def test_directories_list_what_os_walk_lists(tree: Path) -> None:
     (tree / "d" / "e" / "g" / "h").mkdir(parents=True)
     walked = [top for top, _, _ in os.walk(tree)]
@@ -104,6 +115,8 @@ def test_galley_runcs_modules_never_import_os() -> None:
         "import galley.oci.commands.lifecycle, galley.oci.commands.query\n"
         "import galley.oci.cgroups.factory, galley.oci.cgroups.v1, galley.oci.cgroups.v2\n"
         "import galley.oci.seccomp, galley.oci.execution, galley.oci.hooks\n"
+        "import galley.oci.console, galley.oci.commands.terminal, galley.oci.commands.notify\n"
+        "import galley.oci.hosttrees, galley.kernel.unixsock\n"
         "print(sorted({'os', 'posixpath', '_collections_abc', 'typing'} & set(sys.modules)))\n"
     )
     assert fresh_python(script).strip() == "[]"

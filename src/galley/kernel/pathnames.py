@@ -160,6 +160,19 @@ def makedirs(
             raise
 
 
+def private_directory(prefix: str) -> str:
+    """tempfile.mkdtemp(prefix=prefix): a new directory only its owner may enter, in $TMPDIR
+    or /tmp (tempfile itself imports random and shutil: ~10 ms)."""
+    top = environ("TMPDIR") or "/tmp"
+    while True:
+        path = join(top, prefix + posix.urandom(8).hex())
+        try:
+            posix.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        return path
+
+
 def directories(top: str, *, bottom_up: bool = False) -> list[str]:
     """top and every directory below it, parents first (children first with bottom_up);
     symlinks are not followed, and one that vanishes on the way is left out (os.walk)."""

@@ -12,11 +12,11 @@ import posix
 
 from galley.errors import FailedPrecondition, os_error_text
 from galley.kernel import mount as k
+from galley.kernel import unixsock
 from galley.oci import mounts
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
 if TYPE_CHECKING:
-    import socket
     from collections.abc import Callable, Iterator
 
     from galley.oci.spec import Mount, Spec
@@ -147,9 +147,7 @@ class BindCloner:
     trees (SCM_RIGHTS)."""
 
     def __init__(self, spec: Spec, bundle: str) -> None:
-        import socket  # noqa: PLC0415 - only for a user namespace's binds
-
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours, theirs = unixsock.pair(unixsock.SOCK_SEQPACKET)
         self.sock = ours
         self.pid = posix.fork()
         if self.pid == 0:  # pragma: no cover - the helper: ends in _exit
@@ -179,15 +177,13 @@ class BindCloner:
         return trees
 
     def _receive(self, trees: dict[int, int]) -> None:
-        import socket  # noqa: PLC0415
-
         mntns = posix.open("/proc/thread-self/ns/mnt", posix.O_RDONLY | posix.O_CLOEXEC)
         try:
-            socket.send_fds(self.sock, [b"mnt"], [mntns])
+            unixsock.send_fds(self.sock, b"mnt", [mntns])
         finally:
             posix.close(mntns)
         while True:
-            data, fds, _, _ = socket.recv_fds(self.sock, 4096, 1)
+            data, fds = unixsock.recv_fds(self.sock, 4096, 1)
             if data and fds:
                 trees[int(data)] = fds[0]
                 continue
@@ -209,13 +205,11 @@ class BindCloner:
             pass
 
 
-def _serve_binds(sock: socket.socket, spec: Spec, bundle: str) -> None:  # pragma: no cover
+def _serve_binds(sock: unixsock.Socket, spec: Spec, bundle: str) -> None:  # pragma: no cover
     """The helper: join the mount namespace it is sent, clone every bind there, send them."""
-    import socket  # noqa: PLC0415
-
     from galley.kernel import ns  # noqa: PLC0415
 
-    _, fds, _, _ = socket.recv_fds(sock, 16, 1)
+    _, fds = unixsock.recv_fds(sock, 16, 1)
     if not fds:
         return  # the stage gave up before its namespaces
     try:
@@ -228,7 +222,7 @@ def _serve_binds(sock: socket.socket, spec: Spec, bundle: str) -> None:  # pragm
     try:
         for index, tree in _bind_trees(spec, bundle, every_bind=True):
             try:
-                socket.send_fds(sock, [str(index).encode()], [tree])
+                unixsock.send_fds(sock, str(index).encode(), [tree])
             finally:
                 posix.close(tree)
     except Exception as err:  # the stage reports it (an idmap's mappings too)

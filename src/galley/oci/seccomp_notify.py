@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import posix
-import socket
 
 from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
 from galley.kernel import seccomp as scmp
+from galley.kernel import unixsock
 from galley.oci.seccomp import SeccompFilter
 
 _FIELD = "linux.seccomp"
@@ -49,7 +49,8 @@ def send_listener(filt: SeccompFilter, notify_fd: int, state: dict[str, object])
         "metadata": filt.listener_metadata,
         "state": state,
     }
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+    sock = unixsock.unix()
+    try:
         try:
             sock.connect(filt.listener_path)
         except OSError as e:  # runc's words
@@ -58,9 +59,11 @@ def send_listener(filt: SeccompFilter, notify_fd: int, state: dict[str, object])
                 f"{filt.listener_path}: {os_error_text(e)}"
             ) from None
         try:
-            socket.send_fds(sock, [json.dumps(message).encode()], [notify_fd])
+            unixsock.send_fds(sock, json.dumps(message).encode(), [notify_fd])
         except OSError as e:
             raise FailedPrecondition(
                 f"{_FIELD}.listenerPath: sending the notify fd to {filt.listener_path}: "
                 f"{os_error_text(e)}"
             ) from None
+    finally:
+        sock.close()

@@ -15,11 +15,11 @@ into "\r\n" on the user's screen), set at once, so keys typed ahead reach the co
 
 from __future__ import annotations
 
+import _signal as signal  # type: ignore[import-not-found]  # `signal` costs ~4 ms (enum)
 import posix
 import select
-import signal
 
-from galley.kernel import pathnames
+from galley.kernel import pathnames, unixsock
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
 if TYPE_CHECKING:
@@ -32,22 +32,17 @@ class ConsoleReceiver:
     """A listening unix socket in a private directory that takes one pty master."""
 
     def __init__(self) -> None:
-        import socket  # noqa: PLC0415 - lazy: only terminal containers pay for it
-        import tempfile  # noqa: PLC0415
-
-        self._dir = tempfile.mkdtemp(prefix="galley-console-")
+        self._dir = pathnames.private_directory("galley-console-")
         self.path = pathnames.join(self._dir, "console.sock")
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.bind(self.path)
-        self._sock.listen(1)
+        self._sock = unixsock.listening(self.path)
 
     def receive(self) -> int:
         """The master fd sent by launch (already queued on the socket)."""
-        import socket  # noqa: PLC0415
-
-        conn, _ = self._sock.accept()
-        with conn:
-            _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+        conn = unixsock.accept(self._sock)
+        try:
+            _, fds = unixsock.recv_fds(conn, 1024, 1)
+        finally:
+            conn.close()
         if not fds:
             raise OSError("console socket: no pty master received")
         return fds[0]
