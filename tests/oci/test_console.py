@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from galley.oci.console import set_size
 from tests.oci.conftest import Bundle, Runtime, under_a_tty
 
 pytestmark = pytest.mark.root
@@ -29,8 +32,14 @@ def _read_until_eof(fd: int, deadline: float) -> bytes:
     return data
 
 
-def _with_console(rt: Runtime, command: list[str], sock_path: str) -> int:
-    """rt's command (create, exec -d) with --console-socket sock_path; the pty master it sent."""
+def _with_console(
+    rt: Runtime,
+    command: list[str],
+    sock_path: str,
+    on_master: Callable[[int], None] | None = None,
+) -> int:
+    """rt's command (create, exec -d) with --console-socket sock_path; the pty master it sent
+    (on_master(master) runs before the connection is closed, as conmon sets the pty up)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
         server.bind(sock_path)
         server.listen(1)
@@ -45,6 +54,8 @@ def _with_console(rt: Runtime, command: list[str], sock_path: str) -> int:
         conn, _ = server.accept()
         with conn:
             _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+            if on_master is not None and fds:
+                on_master(fds[0])
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert len(fds) == 1
@@ -158,6 +169,26 @@ def test_exec_takes_the_containers_console_size(
         assert _read_until_eof(master, time.monotonic() + 10) == b"12 34\r\n"
     finally:
         os.close(master)
+
+
+def test_exec_hands_the_master_over_before_the_process_runs(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """A console socket's reader that sizes the pty when the master comes, then closes the
+    connection (conmon, with the size `podman exec -t` sent it): the exec'd process sees
+    that size. galley-runc sent the master once the process ran (it saw 0 0), and now waits
+    a moment for the reader to close its end. runc sends it first but does not wait, so
+    whether its process sees the size is a race it mostly wins; galley-runc only."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = runtime.detached(bundle)
+    for attempt in range(3):
+        command = ["exec", "-t", "-d", cid, "stty", "size"]
+        sized = functools.partial(set_size, height=40, width=120)
+        master = _with_console(runtime, command, str(tmp_path / f"{attempt}.sock"), sized)
+        try:
+            assert _read_until_eof(master, time.monotonic() + 10) == b"40 120\r\n"
+        finally:
+            os.close(master)
 
 
 # What a relayed process prints about its terminal, after runc's relay has had time to size

@@ -88,16 +88,31 @@ def set_size(fd: int, height: int, width: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
 
-def send_master(console_socket: str, master: int) -> None:
-    """Send the pty master over the unix socket at console_socket (SCM_RIGHTS), as runc does."""
-    import socket  # noqa: PLC0415 - costs ~7 ms; only --console-socket users pay
+# How long an exec waits for the console socket's reader to close its end once it has the
+# master. conmon closes it only after it has set the pty up to take its resize messages, which
+# `podman exec -t` has sent already: a process that ran sooner saw a 0x0 terminal (runc's own
+# slowness hid the race). The containerd shim closes at once; runc's recvtty keeps the
+# connection for the whole session, and so costs an exec this long.
+READER_SETTLES = 0.05
 
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        try:
-            sock.connect(console_socket)
-            socket.send_fds(sock, [b"/dev/ptmx"], [master])
-        except OSError as err:
-            raise OSError(err.errno, f"console socket {console_socket}: {err.strerror}") from err
+
+def send_master(console_socket: str, master: int, *, settle: float = 0.0) -> None:
+    """Send the pty master over the unix socket at console_socket (SCM_RIGHTS), as runc does;
+    then wait up to settle seconds for the reader to close its end (READER_SETTLES)."""
+    import select  # noqa: PLC0415
+
+    from galley.kernel import unixsock  # noqa: PLC0415
+
+    sock = unixsock.unix()
+    try:
+        sock.connect(console_socket)
+        unixsock.send_fds(sock, b"/dev/ptmx", [master])
+        if settle:
+            select.select([sock], [], [], settle)  # readable: the reader's end of file
+    except OSError as err:
+        raise OSError(err.errno, f"console socket {console_socket}: {err.strerror}") from err
+    finally:
+        sock.close()
 
 
 def take_console(slave: int) -> None:

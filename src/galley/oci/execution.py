@@ -52,7 +52,21 @@ def exec_process(
     """Run process in the container (through stage); its exit status, or 0 when detached.
     sub_cgroups (exec --cgroup) puts it in sub-cgroups of the container's; warn takes runc's
     warning about capability names this kernel does not know; prepare_console(master) sets
-    up the pty before the process runs (the CLI's own relay: galley.oci.commands.terminal)."""
+    up the pty before the process runs (the CLI's own relay: galley.oci.commands.terminal).
+
+    The pty master goes to the console socket before the process runs, as runc sends it: a
+    caller that sizes the pty once it has the master (conmon, for `podman exec -t`) does so
+    before the process can look."""
+
+    def hand_over(master: int) -> None:
+        from galley.oci.console import READER_SETTLES, send_master  # noqa: PLC0415
+
+        if prepare_console is not None:  # our own relay: it needs no time to settle
+            prepare_console(master)
+            send_master(console_socket or "", master)
+        else:
+            send_master(console_socket or "", master, settle=READER_SETTLES)
+
     rollback = Rollback()
     rollback.add(stage.abandon)
     masters: list[int] = []
@@ -70,14 +84,10 @@ def exec_process(
             foreground=not detach,
             sub=sub_cgroups,
             warn=warn,
-            prepare_console=prepare_console,
+            prepare_console=hand_over,
         )
     try:
-        for master in masters:
-            from galley.oci.console import send_master  # noqa: PLC0415
-
-            send_master(console_socket or "", master)
-            posix.close(master)
+        _close_all(masters)
         if pid_file:
             write_pid_file(pid_file, pid)
         if forwarder is None:
