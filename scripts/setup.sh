@@ -8,7 +8,7 @@ cd "$repo"
 
 packages=(
   python3 python3-venv python3-dev gcc            # the interpreter galley runs on, and builds
-  runc crun containerd                            # peer runtimes: handlers, baselines, benchmarks
+  runc crun containerd podman                     # peer runtimes and tools written for runc
   containernetworking-plugins iproute2            # CNI plugins and netns tools
   docker-registry apache2-utils openssl           # the test registry, htpasswd, test CA
   busybox-static catatonit                        # offline test images, pause binary
