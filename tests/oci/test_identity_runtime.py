@@ -59,6 +59,27 @@ def test_defaults_root_umask_0022(
     assert lines[:5] == ["Umask: 0022", "Uid: 0 0 0 0", "Gid: 0 0 0 0", "Groups:", "HOME=/root"]
 
 
+@pytest.mark.parametrize("command", ["run", "exec"])
+def test_an_empty_home_is_filled_in_as_a_missing_one(
+    any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path, command: str
+) -> None:
+    """ "HOME=" (podman passes it to an exec whose user has no home) counts as no HOME: the
+    user's home from /etc/passwd, or "/" without an entry, as runc sets it."""
+    bundle = shared_root_bundle(tmp_path, busybox_rootfs, ["sh", "-c", "echo $HOME"])
+    process = bundle.config["process"]
+    process["env"] = [*process["env"], "HOME="]
+    if command == "run":
+        result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
+        assert (result.returncode, result.stdout) == (0, "/root\n"), result.stderr
+        return
+    process["args"] = ["sleep", "60"]
+    cid = any_runtime.detached(bundle)
+    for user, home in (("0", "/root"), ("1234", "/")):
+        exec_ = ["exec", "-u", user, "--env", "HOME=", cid, "sh", "-c", "echo $HOME"]
+        result = any_runtime(*exec_)
+        assert (result.returncode, result.stdout) == (0, f"{home}\n"), result.stderr
+
+
 def test_raising_the_hard_rlimit_fails_create(
     any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path
 ) -> None:

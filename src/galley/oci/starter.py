@@ -154,7 +154,7 @@ class ProcessStarter:
         path, found with the runtime's rights as runc's LookPath and user lookup are: a
         program the user may not execute fails at its execve, in runc's words."""
         process = self.process
-        if "HOME" not in self.env:
+        if not self.env.get("HOME"):  # an empty one too, as runc (podman exec -u passes one)
             self.env["HOME"] = self.identity.home_dir(process.get("user", {}).get("uid", 0))
         self.executable = find_executable(process["args"][0], self.env)
 
