@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.oci.conftest import RUNTIMES, Bundle, Runtime, run_bundle
+from tests.oci.conftest import RUNTIMES, Bundle, Runtime, in_user_namespace, run_bundle
 from tests.oci.rootfs_harness import mountinfo
 
 pytestmark = [
@@ -430,3 +430,24 @@ def test_the_v1_cgroup_tmpfs_takes_the_mode_of_sysfs_s_directory(
         "sh", "-c", "stat -c %a /sys/fs/cgroup; touch /sys/fs/cgroup/x 2>/dev/null || echo denied"
     ]  # fmt: skip
     assert run_bundle(any_runtime, bundle).stdout.split() == ["555", "denied"]
+
+
+@pytest.mark.parametrize("user_namespace", [False, True])
+def test_a_listed_ptmx_is_still_the_devpts_link(
+    any_runtime: Runtime, open_bundle: Bundle, user_namespace: bool
+) -> None:
+    """podman --privileged lists every host device, /dev/ptmx (5:2) too: it is left to the
+    link to the container's devpts, as runc leaves it. In a user namespace galley bound the
+    host's ptmx there, and the link could not replace that mount point ("device or resource
+    busy")."""
+    bundle = open_bundle
+    bundle.config["linux"]["devices"] = [
+        {"path": "/dev/ptmx", "type": "c", "major": 5, "minor": 2, "fileMode": 0o666},
+        {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o666},
+    ]
+    if user_namespace:
+        in_user_namespace(bundle)
+    script = "readlink /dev/ptmx; grep -c ' /dev/ptmx ' /proc/self/mountinfo; test -c /dev/fuse"
+    bundle.config["process"]["args"] = ["sh", "-c", script]
+    result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
+    assert (result.returncode, result.stdout) == (0, "pts/ptmx\n0\n"), result.stderr

@@ -4,7 +4,8 @@
                                              linux.devices names the same path
     linux.devices                            mknod with fileMode/uid/gid; inside a user namespace
                                              (or when mknod is refused) a bind of the host node
-    /dev/ptmx -> pts/ptmx                    the container's own devpts instance
+    /dev/ptmx -> pts/ptmx                    the container's own devpts instance (even when
+                                             linux.devices names /dev/ptmx, as runc)
     /dev/fd -> /proc/self/fd, stdin stdout stderr -> /proc/self/fd/{0,1,2}
     /dev/core -> /proc/kcore                 when the host has /proc/kcore, as runc does
     /dev/console                             a bind of the console pty's slave, when there is one
@@ -64,10 +65,14 @@ def all_devices(configured: list[Device]) -> list[Device]:
 
 
 def create_devices(root_fd: int, devices: list[Device], *, bind: bool) -> None:
-    """Create each device node inside the root (umask 0, so fileMode is exact)."""
+    """Create each device node inside the root (umask 0, so fileMode is exact); /dev/ptmx is
+    left to setup_ptmx, as runc leaves it (podman --privileged lists the host's: in a user
+    namespace its bind would be a mount point that the symlink cannot replace)."""
     old_umask = posix.umask(0)
     try:
         for index, device in enumerate(devices):
+            if paths.clean(device.get("path", "")) == "/dev/ptmx":
+                continue
             try:
                 create_device(root_fd, index, device, bind=bind)
             except OSError as err:
