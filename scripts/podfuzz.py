@@ -157,7 +157,7 @@ def draw(seed: int, number: int) -> Case:
     if rnd.random() < 0.4:
         options += _user(rnd)
     if rnd.random() < 0.3:
-        options += _one(rnd, ["--workdir", "/tmp"], ["--workdir", "/made/by/podman"])
+        options += _one(rnd, ["--workdir", "/tmp"], ["--workdir", "/var"])
     if rnd.random() < 0.1:
         options += ["--privileged"]
     options += _caps(rnd) + _security(rnd) + _resources(rnd)
