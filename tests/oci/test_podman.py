@@ -13,6 +13,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -20,9 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from galley.fixtures.images import busybox_image, write_oci_layout
 from galley.fixtures.podman import TOOLS, Podman
 from tests.oci.conftest import RUNTIMES
 
+IMAGE = "localhost/galley/busybox:podman"
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(
@@ -282,3 +285,38 @@ def test_init_preserved_fds_healthcheck_and_update(
     limit = podman(binary, "exec", name, "sh", "-c", MEMORY_LIMIT)
     assert limit.stdout.strip() == str(32 << 20)
     podman(binary, "rm", "--force", "--time", "0", name)
+
+
+@pytest.fixture(scope="module")
+def busybox_archive(podman: Podman) -> Path:
+    """The busybox image as an OCI archive, built here, for `podman load`."""
+    layout = write_oci_layout(podman.workdir / "layout", busybox_image(extra_layers=0), IMAGE)
+    archive = podman.workdir / "busybox.tar"
+    with tarfile.open(archive, "w") as tar:
+        for entry in sorted(layout.iterdir()):
+            tar.add(entry, arcname=entry.name)
+    return archive
+
+
+def test_a_pod_shares_its_infra_containers_namespaces(
+    podman: Podman, binary: str, busybox_archive: Path
+) -> None:
+    """A pod as podman makes one: an infra container (catatonit, from the pause image podman
+    builds) holding the namespaces, and containers from an image joining them by path, in
+    the pod's cgroup."""
+    podman(binary, "load", "-i", str(busybox_archive))
+    pod = _name()
+    podman(binary, "pod", "create", "--name", pod, "--share", "net,ipc,uts,pid",
+           "--cgroup-parent", podman.cgroup_parent)  # fmt: skip
+    try:
+        podman(binary, "run", "-d", "--pod", pod, IMAGE, "sleep", "600")
+        script = "hostname; ps -o args | grep -E '^(/catatonit|sleep)' | sort"
+        script += "; cat /proc/self/cgroup"
+        run = ["run", "--rm", "--pod", pod, "--cgroupns", "host", IMAGE, "sh", "-c", script]
+        seen = podman(binary, *run).stdout
+        lines = seen.splitlines()
+        assert lines[:3] == [pod, "/catatonit -P", "sleep 600"], lines
+        pod_id = podman(binary, "pod", "inspect", "--format", "{{.ID}}", pod).stdout.strip()
+        assert all(f"{podman.cgroup_parent}/{pod_id}/libpod-" in line for line in lines[3:])
+    finally:
+        podman(binary, "pod", "rm", "--force", pod)
