@@ -351,12 +351,12 @@ def _start_relay(
 
 
 def _wait_relay(pid: int, *, stop: bool) -> None:
+    import _signal  # type: ignore[import-not-found]  # noqa: PLC0415 - `signal` costs ~4 ms
     import posix  # noqa: PLC0415
-    import signal  # noqa: PLC0415
 
     try:
         if stop:  # no master will come: the relay is still waiting for one
-            posix.kill(pid, signal.SIGTERM)
+            posix.kill(pid, _signal.SIGTERM)
         posix.waitpid(pid, 0)
     except (ChildProcessError, ProcessLookupError):  # exec_process reaps orphans too
         pass
