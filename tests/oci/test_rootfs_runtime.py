@@ -451,3 +451,23 @@ def test_a_listed_ptmx_is_still_the_devpts_link(
     bundle.config["process"]["args"] = ["sh", "-c", script]
     result = any_runtime("run", "--bundle", str(bundle.write()), any_runtime.new_id())
     assert (result.returncode, result.stdout) == (0, "pts/ptmx\n0\n"), result.stderr
+
+
+def test_a_device_the_host_lacks_in_a_user_namespace_is_refused_saying_why(
+    any_runtime: Runtime, open_bundle: Bundle
+) -> None:
+    """A user namespace cannot make device nodes, so the host's node at the same path is bound
+    (as runc does): a device renamed in the container (podman --device /dev/zero:/dev/z)
+    has none. Both runtimes refuse it; galley-runc says why."""
+    bundle = open_bundle
+    bundle.config["linux"]["devices"] = [
+        {"path": "/dev/galley-renamed-zero", "type": "c", "major": 1, "minor": 5},
+    ]
+    in_user_namespace(bundle)
+    cid = any_runtime.new_id()
+    result = any_runtime("run", "--bundle", str(bundle.write()), cid)
+    assert result.returncode == 1
+    assert "/dev/galley-renamed-zero" in result.stderr
+    if any_runtime.binary != RUNTIMES.get("runc"):
+        assert "the host has no node there to bind" in result.stderr, result.stderr
+    assert any_runtime("state", cid).returncode == 1

@@ -15,6 +15,7 @@ Nothing here runs when /dev is itself a bind mount (the container then sees that
 
 from __future__ import annotations
 
+import errno
 import posix
 import stat
 
@@ -119,6 +120,11 @@ def create_device(root_fd: int, index: int, device: Device, *, bind: bool) -> No
 
 def bind_host_device(root_fd: int, path: str) -> None:
     """Bind the host's node at path onto an empty file at the same path inside the root."""
+    if not pathnames.lexists(path):  # podman's --device /dev/zero:/dev/z in a user namespace
+        raise FileNotFoundError(
+            errno.ENOENT,
+            "the host has no node there to bind (a user namespace cannot make device nodes)",
+        )
     target = paths.ensure_file(root_fd, path, 0o666)
     try:
         k.mount(path, k.fd_path(target), None, k.MS_BIND)
