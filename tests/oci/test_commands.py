@@ -366,6 +366,32 @@ def test_exec_tty_relays_stdio(runtime: Runtime, bundle: Bundle) -> None:
     assert "got-hello" in result.stdout
 
 
+def test_events_streams_until_the_container_is_deleted(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """A container that stopped keeps its cgroup and its stats until it is deleted: events
+    goes on with them, and ends (0) with the delete, as runc's does."""
+    bundle.config["process"]["args"] = ["sleep", "0.3"]
+    cid = any_runtime.new_id()
+    detached(any_runtime, "run", "--detach", "--bundle", str(bundle.write()), cid)
+    argv = [any_runtime.binary, "--root", str(any_runtime.root), "events", "--interval", "100ms"]
+    proc = subprocess.Popen([*argv, cid], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 10
+        while any_runtime("state", cid, check=True).stdout.count('"stopped"') == 0:
+            assert time.monotonic() < deadline
+            json.loads(proc.stdout.readline())
+        after = [json.loads(proc.stdout.readline()) for _ in range(3)]  # stopped, still going
+        assert {event["type"] for event in after} == {"stats"}
+        assert proc.poll() is None
+        any_runtime("delete", cid, check=True)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_events_reports_oom(any_runtime: Runtime, bundle: Bundle) -> None:
     """dd's 64 MiB buffer in a 16 MiB cgroup: the kernel OOM-kills it; events says so."""
     script = "sleep 0.5; dd if=/dev/zero of=/dev/null bs=64M count=1; sleep 30"

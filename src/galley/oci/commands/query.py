@@ -144,27 +144,35 @@ def _emit(event: dict[str, object]) -> None:
 
 def events(state: ContainerState, *, once: bool, interval: float) -> None:
     """`events`: with --stats one stats event; else a stats event every interval and an
-    `{"type":"oom"}` event when the kernel OOM-kills in the container, until it stops."""
+    `{"type":"oom"}` event when the kernel OOM-kills in the container, until the container
+    is deleted, as runc's: a container that stopped still has its cgroup and its stats."""
     if state.status() is Status.STOPPED:
         raise FailedPrecondition(f"container with id {state.id} is not running")
+    from galley.kernel import pathnames  # noqa: PLC0415
     from galley.oci.cgroups.stats import oom_kills  # noqa: PLC0415 - only events needs it
+    from galley.oci.state import STATE_FILE  # noqa: PLC0415
 
     manager = state.cgroup_manager()
     kills = oom_kills(manager.paths)
+    state_file = pathnames.join(state.dir, STATE_FILE)
     next_stats = 0.0 if once else time.monotonic() + interval  # runc's first tick: one interval
     while True:
         if time.monotonic() >= next_stats:
-            _emit({"type": "stats", "id": state.id, "data": manager.stats()})
+            try:
+                stats = manager.stats()
+            except OSError:  # the cgroup went with a delete
+                return
+            _emit({"type": "stats", "id": state.id, "data": stats})
             if once:
                 return
             next_stats = time.monotonic() + interval
         time.sleep(max(0.0, min(OOM_POLL, next_stats - time.monotonic())))
+        if not pathnames.exists(state_file):  # deleted: runc's events ends there too
+            return
         seen = oom_kills(manager.paths)
         if seen > kills:
             _emit({"type": "oom", "id": state.id})
             kills = seen
-        if state.status() is Status.STOPPED:
-            return
 
 
 def run(command: str, ctx: Context, args: Args) -> int:
