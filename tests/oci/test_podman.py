@@ -10,6 +10,7 @@ compare what a container sees run both and compare the two.
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import subprocess
@@ -320,3 +321,86 @@ def test_a_pod_shares_its_infra_containers_namespaces(
         assert all(f"{podman.cgroup_parent}/{pod_id}/libpod-" in line for line in lines[3:])
     finally:
         podman(binary, "pod", "rm", "--force", pod)
+
+
+KUBE_POD = """apiVersion: v1
+kind: Pod
+metadata:
+  name: {pod}
+spec:
+  restartPolicy: Never
+  hostname: kubehost
+  securityContext:
+    runAsUser: 1000
+    runAsGroup: 100
+    supplementalGroups: [10]
+    sysctls: [{{name: net.ipv4.ip_forward, value: "1"}}]
+  volumes:
+  - {{name: scratch, emptyDir: {{}}}}
+  - {{name: host, hostPath: {{path: {host}, type: Directory}}}}
+  containers:
+  - name: main
+    image: {image}
+    command: [sh, -c, {script}]
+    env: [{{name: FOO, value: bar}}]
+    resources: {{limits: {{memory: 64Mi, cpu: 500m}}}}
+    securityContext:
+      readOnlyRootFilesystem: true
+      allowPrivilegeEscalation: false
+      capabilities: {{drop: [ALL], add: [NET_BIND_SERVICE]}}
+    volumeMounts:
+    - {{name: scratch, mountPath: /scratch}}
+    - {{name: host, mountPath: /host, readOnly: true}}
+  - name: side
+    image: {image}
+    command: [sleep, "600"]
+"""
+
+
+def test_kube_play_runs_a_pod_as_the_kubelet_would_ask(
+    podman: Podman, busybox_archive: Path
+) -> None:
+    """`podman kube play` of a Pod: podman turns its securityContext (user, groups, sysctls,
+    read-only root, no privilege escalation, capabilities), limits, emptyDir and hostPath
+    volumes and env into each container's config, in a pod with an infra container. What
+    the main container prints is the same on both runtimes (and what the YAML asks)."""
+    host = _reachable_directory()
+    (host / "f").write_text("hostfile\n")
+    script = (
+        "id; hostname; cat /proc/sys/net/ipv4/ip_forward; touch /scratch/x && echo scratch;"
+        " cat /host/f; grep -E '^Cap(Eff|Bnd)|NoNewPrivs|Seccomp:' /proc/self/status;"
+        f" {MEMORY_LIMIT}; touch /rootfile 2>&1; echo $FOO"
+    )
+    seen = {}
+    try:
+        for name, binary in sorted(RUNTIMES.items()):
+            podman(binary, "load", "-i", str(busybox_archive))
+            pod = f"kube-{name}"
+            yaml = host / f"{pod}.yaml"
+            yaml.write_text(
+                KUBE_POD.format(pod=pod, host=host, image=IMAGE, script=json.dumps(script))
+            )
+            podman(binary, "kube", "play", str(yaml))
+            try:
+                assert podman(binary, "wait", f"{pod}-main").stdout.strip() == "0"
+                seen[name] = podman(binary, "logs", f"{pod}-main").stdout
+            finally:
+                podman(binary, "kube", "down", str(yaml))
+    finally:
+        shutil.rmtree(host)
+    assert seen["galley"].splitlines() == [
+        "uid=1000(1000) gid=100(100) groups=10,100(100)",
+        "kubehost",
+        "1",
+        "scratch",
+        "hostfile",
+        "CapEff:\t0000000000000400",
+        "CapBnd:\t0000000000000400",
+        "NoNewPrivs:\t1",
+        "Seccomp:\t2",
+        str(64 << 20),
+        "touch: /rootfile: Read-only file system",
+        "bar",
+    ]
+    if "runc" in seen:
+        assert seen["runc"] == seen["galley"]
