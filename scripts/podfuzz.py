@@ -7,8 +7,8 @@ binds, capabilities, privileged, seccomp and no-new-privileges, masked paths, re
 sysctls, ulimits, namespaces, a user namespace, devices, --init, /dev/shm's size), so that
 the configs are the ones a podman user gets. Each case, from `random.Random(
 f"podfuzz-{seed}-{case}")`, starts the container detached (`sleep`), then runs one to three
-`podman exec`s (drawn -u, -w, -e, --privileged) of a probe that prints what the process
-sees: its ids and groups, umask, cwd, hostname, capabilities, no-new-privileges and seccomp
+`podman exec`s (drawn -u, -w, -e, --privileged, and apart from those -t) of a probe that
+prints what the process sees: its ids and groups, umask, cwd, hostname, terminal, capabilities, no-new-privileges and seccomp
 mode, uid map, rlimits, oom_score_adj, sysctls, cgroups and their limits, its mounts, /dev
 and its environment. A case differs when a step ran under one runtime and not the other, or
 printed something else (container ids and work paths made alike first).
@@ -40,7 +40,7 @@ from galley.fixtures.busybox import make_rootfs  # seqfuzz put src/ on the path
 from galley.fixtures.podman import Podman
 
 PROBE = (
-    "id; umask; pwd; hostname; grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status;"
+    "id; umask; pwd; hostname; tty; grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status;"
     " cat /proc/self/uid_map /proc/self/oom_score_adj; ulimit -a | sort; ulimit -Hn;"
     " for k in net/ipv4/ip_forward kernel/shm_rmid_forced kernel/msgmax; do"
     " echo $k $(cat /proc/sys/$k 2>&1); done;"
@@ -164,6 +164,10 @@ def draw(seed: int, number: int) -> Case:
     options += _mounts(rnd, VOLUME) + _namespaces(rnd)
     userns = rnd.random() < 0.2
     execs = [_exec(rnd) for _ in range(rnd.randint(1, 3))]
+    # Drawn apart, so that a seed's cases stay what they were before it: a terminal (`podman
+    # exec -t`: conmon's console socket, the pty inside the container) for some execs.
+    other = random.Random(f"podfuzz-tty-{seed}-{number}")
+    execs = [["-t", *chosen] if other.random() < 0.25 else chosen for chosen in execs]
     return Case(options, userns, execs)
 
 
