@@ -8,10 +8,11 @@ sysctls, ulimits, namespaces, a user namespace, devices, --init, /dev/shm's size
 the configs are the ones a podman user gets. Each case, from `random.Random(
 f"podfuzz-{seed}-{case}")`, starts the container detached (`sleep`), then runs one to three
 `podman exec`s (drawn -u, -w, -e, --privileged, and apart from those -t) of a probe that
-prints what the process sees: its ids and groups, umask, cwd, hostname, terminal, capabilities, no-new-privileges and seccomp
-mode, uid map, rlimits, oom_score_adj, sysctls, cgroups and their limits, its mounts, /dev
-and its environment. A case differs when a step ran under one runtime and not the other, or
-printed something else (container ids and work paths made alike first).
+prints what the process sees: its ids and groups, umask, cwd, hostname, terminal,
+capabilities, no-new-privileges and seccomp mode, uid map, rlimits, oom_score_adj, sysctls,
+cgroups and their limits, its mounts, /dev and its environment. A case differs when a step
+ran under one runtime and not the other, or printed something else (container ids and work
+paths made alike first).
 
     python scripts/podfuzz.py --seed 1 -n 30 --galley bin/galley-runc --runc /usr/sbin/runc
     python scripts/podfuzz.py --seed 1 --case 7 ...          # replay one case, every step
