@@ -231,6 +231,20 @@ def test_terminal_without_console_socket_fails(runtime: Runtime, bundle: Bundle)
     assert not (runtime.root / cid).exists()
 
 
+def test_an_exec_whose_console_socket_is_gone_runs_nothing(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """The master goes to the console socket before the process runs: when nothing listens
+    there, the exec fails (255, runc's status for exec) and no process was started."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = any_runtime.detached(bundle)
+    gone = str(tmp_path / "gone.sock")
+    result = any_runtime("exec", "-t", "-d", "--console-socket", gone, cid, "sleep", "77")
+    assert result.returncode == 255
+    assert "gone.sock" in result.stderr
+    assert "sleep 77" not in any_runtime("ps", cid, check=True).stdout
+
+
 def test_line_ends_of_a_foreground_terminal(
     any_runtime: Runtime, bundle: Bundle, tmp_path: Path
 ) -> None:
