@@ -320,7 +320,7 @@ def test_a_pod_shares_its_infra_containers_namespaces(
         pod_id = podman(binary, "pod", "inspect", "--format", "{{.ID}}", pod).stdout.strip()
         assert all(f"{podman.cgroup_parent}/{pod_id}/libpod-" in line for line in lines[3:])
     finally:
-        podman(binary, "pod", "rm", "--force", pod)
+        podman.remove_pod(binary, "pod", "rm", "--force", pod)
 
 
 KUBE_POD = """apiVersion: v1
@@ -385,7 +385,7 @@ def test_kube_play_runs_a_pod_as_the_kubelet_would_ask(
                 assert podman(binary, "wait", f"{pod}-main").stdout.strip() == "0"
                 seen[name] = podman(binary, "logs", f"{pod}-main").stdout
             finally:
-                podman(binary, "kube", "down", str(yaml))
+                podman.remove_pod(binary, "kube", "down", str(yaml))
     finally:
         shutil.rmtree(host)
     assert seen["galley"].splitlines() == [
