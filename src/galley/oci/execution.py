@@ -61,11 +61,10 @@ def exec_process(
     def hand_over(master: int) -> None:
         from galley.oci.console import READER_SETTLES, send_master  # noqa: PLC0415
 
-        if prepare_console is not None:  # our own relay: it needs no time to settle
+        if prepare_console is not None:
             prepare_console(master)
-            send_master(console_socket or "", master)
-        else:
-            send_master(console_socket or "", master, settle=READER_SETTLES)
+        settle = 0.0 if prepare_console is not None else READER_SETTLES  # our relay needs none
+        send_master(console_socket or "", master, settle=settle)
 
     rollback = Rollback()
     rollback.add(stage.abandon)

@@ -7,10 +7,11 @@ import sys
 import time
 
 from galley.errors import FailedPrecondition, InvalidArgument
+from galley.kernel import pathnames
 from galley.oci.commands.args import container_id
 from galley.oci.commands.options import STR, Args, Option, Syntax
 from galley.oci.jsonfast import dumps, dumps_indented
-from galley.oci.state import ContainerState, CorruptState, list_states
+from galley.oci.state import STATE_FILE, ContainerState, CorruptState, list_states
 from galley.oci.status import Status
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
@@ -148,9 +149,7 @@ def events(state: ContainerState, *, once: bool, interval: float) -> None:
     is deleted, as runc's: a container that stopped still has its cgroup and its stats."""
     if state.status() is Status.STOPPED:
         raise FailedPrecondition(f"container with id {state.id} is not running")
-    from galley.kernel import pathnames  # noqa: PLC0415
     from galley.oci.cgroups.stats import oom_kills  # noqa: PLC0415 - only events needs it
-    from galley.oci.state import STATE_FILE  # noqa: PLC0415
 
     manager = state.cgroup_manager()
     kills = oom_kills(manager.paths)
