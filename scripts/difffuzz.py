@@ -39,6 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from galley.fixtures.busybox import make_bundle
+from galley.fixtures.processes import cgroup_members, kill
 from galley.kernel.caps import CAPABILITY_NAMES
 
 Config = dict[str, Any]
@@ -851,16 +852,7 @@ def leftovers(state_root: Path, container_id: str, bundle: Path) -> list[str]:
 def kill_cgroup(container_id: str) -> None:
     """SIGKILL the processes left in the container's own (pids) cgroup: ones we started."""
     for base in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified"):
-        try:
-            with open(f"{base}/{container_id}/cgroup.procs") as procs:
-                pids = [int(line) for line in procs if line.strip()]
-        except OSError:
-            continue
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        kill(cgroup_members(f"{base}/{container_id}"))
 
 
 def cleanup_cgroups(tag: str) -> list[str]:

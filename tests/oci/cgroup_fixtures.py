@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from galley.fixtures.processes import cgroup_members, kill
 from galley.oci.cgroups.layout import CgroupLayout, detect
 
 
@@ -51,16 +52,7 @@ def _rmdir_retry(directory: str) -> None:
 
 def _kill_members(directory: str) -> None:
     """SIGKILL what a test left in its own cgroup (only the tests' descendants live there)."""
-    try:
-        with open(os.path.join(directory, "cgroup.procs")) as f:
-            members = [int(p) for p in f.read().split()]
-    except FileNotFoundError:
-        return
-    for pid in members:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill(cgroup_members(directory))
 
 
 @dataclass
