@@ -349,17 +349,36 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def under_a_tty(command: list[str], tmp_path: Path, typed: bytes = b"") -> bytes:
+def under_a_tty(
+    command: list[str],
+    tmp_path: Path,
+    typed: bytes = b"",
+    *,
+    held: bool = False,
+    env: dict[str, str] | None = None,
+) -> bytes:
     """Run command on a pty of its own (script(1)), with typed already typed at its terminal;
-    the bytes its terminal received."""
+    the bytes its terminal received. At the end of its input script types EOF at the
+    terminal: held keeps that input open until command ends (podman takes the EOF for the
+    user leaving, maybe before the container's output came)."""
     typescript = tmp_path / "typescript"
-    subprocess.run(
-        ["script", "-qec", shlex.join(command), str(typescript)],
-        input=typed,
-        stdout=subprocess.DEVNULL,
-        timeout=60,
-        check=True,
-    )
+    argv = ["script", "-qec", shlex.join(command), str(typescript)]
+    if not held:
+        subprocess.run(
+            argv, input=typed, stdout=subprocess.DEVNULL, timeout=60, check=True, env=env
+        )
+        return typescript.read_bytes()
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env) as proc:
+        assert proc.stdin is not None
+        proc.stdin.write(typed)
+        proc.stdin.flush()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, argv)
     return typescript.read_bytes()
 
 

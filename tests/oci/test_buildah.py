@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from galley.fixtures.podman import Buildah
-from tests.oci.conftest import RUNTIMES
+from tests.oci.conftest import RUNTIMES, under_a_tty
 
 pytestmark = [
     pytest.mark.root,
@@ -93,14 +93,5 @@ def test_a_build_step_as_a_user_sees_what_runc_shows(
 def test_a_terminal_step(buildah: Buildah, binary: str, working: str, tmp_path: Path) -> None:
     """-t: buildah's console socket takes the master; the step's output comes through it."""
     run = buildah.argv(binary, "run", "-t", working, "sh", "-c", "tty; echo on-a-tty")
-    typescript = tmp_path / "typescript"
-    command = ["script", "-qec", subprocess.list2cmdline(run), str(typescript)]
-    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                          env=buildah.env) as proc:  # fmt: skip
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-    seen = typescript.read_bytes()
+    seen = under_a_tty(run, tmp_path, held=True, env=buildah.env)
     assert b"/dev/pts/0\r\non-a-tty\r\n" in seen, seen

@@ -24,7 +24,7 @@ import pytest
 
 from galley.fixtures.images import busybox_image, write_oci_layout
 from galley.fixtures.podman import TOOLS, Podman
-from tests.oci.conftest import RUNTIMES
+from tests.oci.conftest import RUNTIMES, under_a_tty
 
 IMAGE = "localhost/galley/busybox:podman"
 pytestmark = [
@@ -90,20 +90,10 @@ def _detached(podman: Podman, binary: str, rootfs: Path, *options: str) -> str:
 
 
 def _on_a_tty(podman: Podman, size: str, argv: list[str], tmp_path: Path) -> bytes:
-    """podman's argv on a pty of its own (script(1)) sized "rows cols": what it showed. The
-    stdin script reads is held open: at its end script types EOF at the terminal, which
-    podman may read as the user leaving before the container's output came."""
-    conf = shlex.quote(podman.env["CONTAINERS_CONF"])
-    command = f"stty rows {size.replace(' ', ' cols ')}; CONTAINERS_CONF={conf} {shlex.join(argv)}"
-    typescript = tmp_path / "typescript"
-    script = ["script", "-qec", command, str(typescript)]
-    with subprocess.Popen(script, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as proc:
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-    return typescript.read_bytes()
+    """podman's argv on a pty of its own sized "rows cols": what it showed."""
+    rows, cols = size.split()
+    command = ["sh", "-c", f"stty rows {rows} cols {cols}; exec {shlex.join(argv)}"]
+    return under_a_tty(command, tmp_path, held=True, env=podman.env)
 
 
 def _status(podman: Podman, binary: str, name: str) -> str:
