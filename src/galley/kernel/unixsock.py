@@ -25,7 +25,7 @@ def unix(kind: int = SOCK_STREAM) -> Socket:
     return _socket.socket(AF_UNIX, kind)
 
 
-def pair(kind: int = SOCK_SEQPACKET) -> tuple[Socket, Socket]:
+def pair(kind: int = SOCK_STREAM) -> tuple[Socket, Socket]:
     """socketpair(2): two connected unix sockets."""
     return _socket.socketpair(AF_UNIX, kind)
 
