@@ -71,6 +71,24 @@ class Channel:
             posix.set_blocking(self.rfd, True)
         return str(msg.get("message")) if msg.get("type") == "error" else None
 
+    def next_error(self, timeout: float) -> str | None:
+        """The "error" the other side sends next, waiting up to timeout seconds for its next
+        message: None when that is anything else, or nothing came. P asks this when a step of
+        its own failed while the stage was at its namespaces, so that of two failures (a caller
+        without CAP_SYS_ADMIN can neither unshare nor write devices.deny) the stage's, earlier
+        in the container's making, is the one reported, whichever finished first."""
+        import select  # noqa: PLC0415 - failures only
+
+        poll = select.poll()
+        poll.register(self.rfd, select.POLLIN)
+        if not poll.poll(int(timeout * 1000)):
+            return None
+        try:
+            msg = self.recv()
+        except (OSError, StageError, ValueError, EOFError):
+            return None
+        return str(msg.get("message")) if msg.get("type") == "error" else None
+
     def close(self) -> None:
         """Close both ends (once: a second call does nothing)."""
         for fd in (self.rfd, self.wfd):

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from galley.oci.spec import Process, Resources, Spec, State
     from galley.oci.spec import Status as StatusName
 
+# How long P waits, after a cgroup step of its own failed, for the stage's next message: the
+# stage sends one ("idmap", "pid" or "error") once its namespaces are made, in milliseconds.
+STAGE_REPORTS_WITHIN = 2.0
+
 
 class LaunchResult:
     """What `create` leaves running: the container process and where its pieces live.
@@ -222,8 +226,8 @@ def _create(
     try:
         cgroup.create()
         cgroup.set(initial_resources(spec))
-    except Exception as err:  # the stage may have failed first: then its error is the cause
-        reported = channel.reported_error()
+    except Exception as err:  # the stage may fail too: then its error is the cause
+        reported = channel.next_error(timeout=STAGE_REPORTS_WITHIN)
         if reported is not None:
             raise StageError(reported) from err
         raise
