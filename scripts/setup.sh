@@ -8,7 +8,7 @@ cd "$repo"
 
 packages=(
   python3 python3-venv python3-dev gcc            # the interpreter galley runs on, and builds
-  runc crun containerd podman                     # peer runtimes and tools written for runc
+  runc crun containerd podman docker.io           # peer runtimes and tools written for runc
   containernetworking-plugins iproute2            # CNI plugins and netns tools
   docker-registry apache2-utils openssl           # the test registry, htpasswd, test CA
   busybox-static catatonit                        # offline test images, pause binary
@@ -20,8 +20,17 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
+  # The daemons these packages bring (containerd, dockerd) are not started: the tests start
+  # private ones. Without an init system's policy, invoke-rc.d would start them.
+  made_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 # Debian's python3 (what a node has), in a virtualenv for the CLI's and the daemon's packages.

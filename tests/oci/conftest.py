@@ -32,6 +32,10 @@ from tests.oci.cgroup_fixtures import Children, children, remove_everywhere, uni
 
 RUNC = shutil.which("runc")
 RUNTIMES = {"galley": GALLEY_RUNC, **({"runc": RUNC} if RUNC else {})}
+# A shell command printing the container's memory limit, on a v1 host (this one) or a v2 one.
+MEMORY_LIMIT = (
+    "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"
+)
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ import pytest
 
 from galley.fixtures.images import busybox_image, write_oci_layout
 from galley.fixtures.podman import TOOLS, Podman
-from tests.oci.conftest import RUNTIMES, under_a_tty
+from tests.oci.conftest import MEMORY_LIMIT, RUNTIMES, under_a_tty
 
 IMAGE = "localhost/galley/busybox:podman"
 pytestmark = [
@@ -33,12 +33,6 @@ pytestmark = [
         not all(shutil.which(tool) for tool in TOOLS), reason="podman is not installed"
     ),
 ]
-
-
-# the container's memory limit, on a v1 host (this one) and on a plain v2 host
-MEMORY_LIMIT = (
-    "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"
-)
 
 
 @pytest.fixture(scope="module")
