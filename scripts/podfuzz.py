@@ -152,8 +152,8 @@ class Case:
 VOLUME = Path("<volume>")  # replaced by the case's own directory when it runs
 
 
-def draw(seed: int, number: int) -> Case:
-    rnd = random.Random(f"podfuzz-{seed}-{number}")
+def draw(seed: int, number: int, prefix: str = "podfuzz") -> Case:
+    rnd = random.Random(f"{prefix}-{seed}-{number}")
     options = ["--hostname", "box", "--env", "A=1"]
     if rnd.random() < 0.4:
         options += _user(rnd)
@@ -167,7 +167,7 @@ def draw(seed: int, number: int) -> Case:
     execs = [_exec(rnd) for _ in range(rnd.randint(1, 3))]
     # Drawn apart, so that a seed's cases stay what they were before it: a terminal (`podman
     # exec -t`: conmon's console socket, the pty inside the container) for some execs.
-    other = random.Random(f"podfuzz-tty-{seed}-{number}")
+    other = random.Random(f"{prefix}-tty-{seed}-{number}")
     execs = [["-t", *chosen] if other.random() < 0.25 else chosen for chosen in execs]
     return Case(options, userns, execs)
 
@@ -201,7 +201,7 @@ def run_case(runner: Runner, runtime: str, case: Case, work: Path, tag: str) -> 
         cid = result.stdout.strip()
         for chosen in case.execs:
             result = podman(runtime, "exec", *chosen, container, "sh", "-c", PROBE, check=False)
-            output = _alike(result.stdout, cid, top)
+            output = alike(result.stdout, cid, top)
             steps.append(
                 Step(shlex.join(chosen), result.returncode, output, last_line(result.stderr))
             )
@@ -221,13 +221,13 @@ KNOWN = [
 ]
 
 
-def _alike(output: str, cid: str, top: Path) -> str:
+def alike(output: str, cid: str, top: Path) -> str:
     """The output with what differs between the runs of a case by name only made alike, and
     the known differences (KNOWN)."""
     output = output.replace(str(top), "<work>")
     if cid:
         output = output.replace(cid, "<id>").replace(cid[:12], "<id>")
-    output = re.sub(r"galley-podman-[0-9a-f]{8}", "<parent>", output)
+    output = re.sub(r"galley-(podman|docker)-[0-9a-f]{8}", "<parent>", output)
     for pattern, replacement in KNOWN:
         output = pattern.sub(replacement, output)
     return output
