@@ -275,3 +275,48 @@ def test_runs_at_once(docker: Docker, runtime: str) -> None:
     with ThreadPoolExecutor(8) as pool:
         assert sorted(pool.map(one, range(8))) == [f"c{n}" for n in range(8)]
     assert docker("ps", "--all", "--quiet").stdout == before
+
+
+BUILD = """FROM {image}
+RUN echo built > /x && id -u > /root-uid
+USER 1000:100
+RUN id > /tmp/id && (touch /y 2>/dev/null || echo not root > /tmp/denied)
+"""
+
+
+def test_a_build_runs_its_steps_on_the_default_runtime(
+    busybox_rootfs: Path, runtime: str, tmp_path: Path
+) -> None:
+    """`docker build` (the classic builder) runs each RUN step as a container on the daemon's
+    default runtime, as root and as the Dockerfile's USER; a failing step fails the build
+    with its exit status. The runtime is called through a wrapper that logs its commands:
+    the proof that the steps ran on it."""
+    calls = tmp_path / "calls"
+    wrapper = tmp_path / "runtime"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {RUNTIMES[runtime]} "$@"\n')
+    wrapper.chmod(0o755)
+    top = Path(tempfile.mkdtemp(prefix="galley-docker-"))
+    daemon = Docker(top, {runtime: str(wrapper)}, default=runtime)
+    try:
+        daemon.import_rootfs(busybox_rootfs, IMAGE)
+        context = tmp_path / "context"
+        context.mkdir()
+        (context / "Dockerfile").write_text(BUILD.format(image=IMAGE))
+        daemon("build", "--tag", "built", str(context), env={"DOCKER_BUILDKIT": "0"})
+        creates = [line for line in calls.read_text().splitlines() if " create " in line]
+        assert len(creates) == 2, creates  # the two RUN steps
+        files = ["/x", "/root-uid", "/tmp/id", "/tmp/denied"]
+        seen = daemon("run", "--rm", *daemon.run_options(runtime), "built", "cat", *files)
+        assert seen.stdout.splitlines() == [
+            "built",
+            "0",
+            "uid=1000 gid=100 groups=100",
+            "not root",
+        ]
+        (context / "Dockerfile").write_text(f"FROM {IMAGE}\nRUN exit 3\n")
+        failed = daemon("build", str(context), env={"DOCKER_BUILDKIT": "0"}, check=False)
+        assert failed.returncode != 0
+        assert "returned a non-zero code: 3" in failed.stdout + failed.stderr
+    finally:
+        daemon.stop()
+        shutil.rmtree(top)
