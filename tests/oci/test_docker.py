@@ -130,6 +130,34 @@ def test_kill_reaches_the_container_and_logs_show_it(docker: Docker, runtime: st
     docker("rm", name)
 
 
+def test_stdin_reaches_run_and_exec_and_stop_sends_the_stop_signal(
+    docker: Docker, runtime: str
+) -> None:
+    """-i: the shim's stdin pipe is the process's stdin, in `run` and in `exec`. `stop` sends
+    --stop-signal (a trap exits 9), and docker-init (--init) passes SIGTERM on to its child,
+    which a bare pid 1 would ignore."""
+
+    def fed(args: list[str], data: bytes) -> subprocess.CompletedProcess[bytes]:
+        argv = [docker.client, *args]
+        return subprocess.run(
+            argv, input=data, capture_output=True, env=docker.env, timeout=60, check=False
+        )
+
+    run = ["run", "-i", "--rm", *docker.run_options(runtime), IMAGE, "wc", "-c"]
+    assert fed(run, b"x" * 100000).stdout == b"100000\n"
+    name = _detached(docker, runtime)
+    exec_i = fed(["exec", "-i", name, "sh", "-c", "wc -c; exit 4"], b"y" * 5000)
+    assert (exec_i.returncode, exec_i.stdout) == (4, b"5000\n")
+    docker("rm", "--force", name)
+    script = "trap 'exit 9' USR1; while :; do sleep 0.1; done"
+    trapped = _run(docker, runtime, "-d", "--stop-signal", "USR1", IMAGE, "sh", "-c", script)
+    with_init = _run(docker, runtime, "-d", "--init", IMAGE, "sleep", "600")
+    for name, status in ((trapped.stdout.strip(), "9"), (with_init.stdout.strip(), "143")):
+        docker("stop", "--time", "30", name)  # KILL after 30 s would say 137
+        assert _inspect(docker, "{{.State.ExitCode}}", name) == status
+        docker("rm", name)
+
+
 def test_run_and_exec_with_a_terminal_get_the_callers_size(
     docker: Docker, runtime: str, tmp_path: Path
 ) -> None:
