@@ -270,6 +270,33 @@ def test_healthcheck_and_restart_policy(docker: Docker, runtime: str) -> None:
     docker("rm", "--force", failing)
 
 
+def test_containers_outlive_a_daemon_restart_with_live_restore(busybox_rootfs: Path) -> None:
+    """live-restore: dockerd stops (its containerd with it) and the containers and their
+    shims go on. The daemon started again finds them running, and exec, pause and stop
+    reach them through each runtime, with the state it left under its --root."""
+    top = Path(tempfile.mkdtemp(prefix="galley-docker-"))
+    daemon = Docker(top, RUNTIMES, settings={"live-restore": True})
+    try:
+        daemon.import_rootfs(busybox_rootfs, IMAGE)
+        script = "trap 'exit 7' TERM; while :; do sleep 0.1; done"
+        started = {
+            runtime: _run(daemon, runtime, "-d", IMAGE, "sh", "-c", script).stdout.strip()
+            for runtime in RUNTIMES
+        }
+        daemon.restart()
+        for container in started.values():
+            assert _inspect(daemon, "{{.State.Status}}", container) == "running"
+            assert daemon("exec", container, "echo", "alive").stdout == "alive\n"
+            daemon("pause", container)
+            assert _inspect(daemon, "{{.State.Status}}", container) == "paused"
+            daemon("unpause", container)
+            daemon("stop", "--time", "30", container)
+            assert _inspect(daemon, "{{.State.ExitCode}}", container) == "7"
+    finally:
+        daemon.stop()
+        shutil.rmtree(top)
+
+
 def _bounding_set() -> int:
     with open("/proc/self/status") as f:
         line = next(line for line in f if line.startswith("CapBnd:"))
