@@ -34,7 +34,9 @@ def test_run_reports_signal_as_128_plus(runtime: Runtime, bundle: Bundle) -> Non
 
 
 def test_create_waits_for_start(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
-    bundle.config["process"]["args"] = ["sh", "-c", "echo started > /tmp/mark"]
+    # written whole, then renamed: the test polls for the name and reads it at once
+    script = "echo started > /tmp/.mark && mv /tmp/.mark /tmp/mark"
+    bundle.config["process"]["args"] = ["sh", "-c", script]
     cid = runtime.new_id()
     pid_file = tmp_path / "pid"
     code, out = create(runtime, bundle, cid, "--pid-file", str(pid_file))
