@@ -21,10 +21,16 @@ LAYOUT = detect()
 
 @pytest.fixture
 def running(any_runtime: Runtime, bundle: Bundle) -> Iterator[tuple[Runtime, str]]:
-    """A detached container running `sleep 60` (pid namespace, default cgroup)."""
-    bundle.config["process"]["args"] = ["sh", "-c", "sleep 60 & sleep 60 & wait"]
+    """A detached container running a shell and two `sleep 60`s (pid namespace, default
+    cgroup), once all three are there: `run -d` returns before the shell has forked."""
+    script = "sleep 60 & sleep 60 & touch /tmp/ready; wait"
+    bundle.config["process"]["args"] = ["sh", "-c", script]
     cid = any_runtime.new_id()
     detached(any_runtime, "run", "--detach", "--bundle", str(bundle.write()), cid)
+    deadline = time.monotonic() + 10
+    while not (bundle.rootfs / "tmp" / "ready").exists():
+        assert time.monotonic() < deadline, "the container's shell never forked its sleeps"
+        time.sleep(0.02)
     yield any_runtime, cid
     any_runtime("delete", "--force", cid)
 

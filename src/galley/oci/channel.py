@@ -59,24 +59,13 @@ class Channel:
             size -= len(chunk)
         return b"".join(chunks)
 
-    def reported_error(self) -> str | None:
-        """The "error" the other side has already written, if any, without waiting: why an
-        answer to it just failed (it exited meanwhile)."""
-        posix.set_blocking(self.rfd, False)
-        try:
-            msg = self.recv()
-        except (OSError, StageError, ValueError, EOFError):
-            return None
-        finally:
-            posix.set_blocking(self.rfd, True)
-        return str(msg.get("message")) if msg.get("type") == "error" else None
-
     def next_error(self, timeout: float) -> str | None:
-        """The "error" the other side sends next, waiting up to timeout seconds for its next
-        message: None when that is anything else, or nothing came. P asks this when a step of
-        its own failed while the stage was at its namespaces, so that of two failures (a caller
-        without CAP_SYS_ADMIN can neither unshare nor write devices.deny) the stage's, earlier
-        in the container's making, is the one reported, whichever finished first."""
+        """The "error" the other side sends next, waiting up to timeout seconds (0: only what
+        it has already written) for its next message: None when that is anything else, or
+        nothing came. P asks this when a step of its own failed while the stage went on:
+        the stage's failure, if it failed too, is the cause (say a caller without
+        CAP_SYS_ADMIN, who can neither unshare nor write devices.deny: the unshare comes
+        first in the container's making, whichever of the two finished first)."""
         import select  # noqa: PLC0415 - failures only
 
         poll = select.poll()

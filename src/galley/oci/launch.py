@@ -40,8 +40,9 @@ if TYPE_CHECKING:
     from galley.oci.spec import Process, Resources, Spec, State
     from galley.oci.spec import Status as StatusName
 
-# How long P waits, after a cgroup step of its own failed, for the stage's next message: the
-# stage sends one ("idmap", "pid" or "error") once its namespaces are made, in milliseconds.
+# How long P waits, after a cgroup step of its own failed, for the stage's next message (in
+# seconds): the stage sends one ("idmap", "pid" or "error") once its namespaces are made,
+# milliseconds after "boot" on a quiet machine.
 STAGE_REPORTS_WITHIN = 2.0
 
 

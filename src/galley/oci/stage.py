@@ -354,7 +354,7 @@ def serve(
         try:
             done = handler(msg)
         except Exception as err:  # the stage goes on after "pid": it may have failed meanwhile
-            reported = channel.reported_error()
+            reported = channel.next_error(timeout=0)
             if reported is not None:
                 raise StageError(reported) from err
             raise
