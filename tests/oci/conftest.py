@@ -136,6 +136,19 @@ class Runtime:
             )
 
 
+def status(rt: Runtime, cid: str) -> str:
+    """The container's status as `state` prints it."""
+    return str(json.loads(rt("state", cid, check=True).stdout)["status"])
+
+
+def wait_status(rt: Runtime, cid: str, want: str, timeout: float = 10) -> None:
+    """Poll `state` until the container's status is want; fail the test after timeout."""
+    deadline = time.monotonic() + timeout
+    while (got := status(rt, cid)) != want:
+        assert time.monotonic() < deadline, f"{cid} stayed {got}, wanted {want}"
+        time.sleep(0.02)
+
+
 @pytest.fixture(params=sorted(RUNTIMES))
 def any_runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
     """galley-runc and, where installed, runc: the same test runs against both."""

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from galley.oci.cgroups.layout import detect, own_cgroups
-from tests.oci.conftest import Bundle, Runtime
-from tests.oci.test_lifecycle import detached, status, wait_status
+from tests.oci.conftest import Bundle, Runtime, status, wait_status
+from tests.oci.test_lifecycle import detached
 
 pytestmark = pytest.mark.root
 LAYOUT = detect()

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from galley.kernel import caps as kcaps
-from tests.oci.conftest import Bundle, Runtime
+from tests.oci.conftest import Bundle, Runtime, wait_status
 from tests.oci.conftest import create_in_files as create
 
 pytestmark = pytest.mark.root
@@ -73,13 +73,6 @@ def state(rt: Runtime, cid: str) -> dict[str, Any]:
     result = rt("state", cid, check=True)
     parsed: dict[str, Any] = json.loads(result.stdout)
     return parsed
-
-
-def wait_status(rt: Runtime, cid: str, want: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while (got := state(rt, cid)["status"]) != want:
-        assert time.monotonic() < deadline, f"{cid} stayed {got}, wanted {want}"
-        time.sleep(0.02)
 
 
 def started(rt: Runtime, bundle: Bundle, cid: str) -> None:

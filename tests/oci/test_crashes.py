@@ -13,6 +13,8 @@ from __future__ import annotations
 import glob
 import json
 import os
+import signal
+import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.oci.conftest import Bundle, Runtime, create_in_files
+from tests.oci.conftest import Bundle, Runtime, create_in_files, wait_status
 
 KILL_AFTER_MS = (0, 4, 8, 12, 16, 20, 25, 30, 40, 55)
 
@@ -215,3 +217,69 @@ def test_a_delete_during_execs_leaves_nothing(runtime: Runtime, bundle: Bundle) 
                 proc.kill()
                 proc.wait()
         _assert_nothing_left(runtime, cid, marker, stages)
+
+
+def _foreground_run(rt: Runtime, bundle: Bundle, cid: str) -> subprocess.Popen[bytes]:
+    """`run` in the foreground, its stderr piped; returns once the container runs."""
+    rt.created.append(cid)
+    proc = subprocess.Popen(
+        [rt.binary, "--root", str(rt.root), "run", "--bundle", str(bundle.write()), cid],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 10
+    while rt("state", cid).returncode != 0:  # not made yet
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+        time.sleep(0.02)
+    wait_status(rt, cid, "running")
+    return proc
+
+
+def test_a_foreground_run_whose_container_another_command_deleted_exits_quietly(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """`delete --force` from elsewhere while `run` waits: run ends with the container's status
+    (137, killed) and says nothing, as runc (galley's cleanup once failed on the lock file
+    the delete had removed)."""
+    bundle.config["process"]["args"] = ["sleep", "1000"]
+    cid = any_runtime.new_id()
+    run = _foreground_run(any_runtime, bundle, cid)
+    try:
+        deleted = any_runtime("delete", "--force", cid)
+        assert deleted.returncode == 0, deleted.stderr
+        _, err = run.communicate(timeout=10)
+    finally:
+        run.kill()
+        run.wait()
+    assert (run.returncode, err.decode()) == (137, "")
+    assert not (any_runtime.root / cid).exists()
+
+
+def test_a_foreground_run_leaves_alone_a_container_made_under_its_id_meanwhile(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    """While `run` is held (SIGSTOP) another command deletes its container and creates a new
+    one of the same id. Once run goes on, it finds its container gone and leaves the new
+    one as it is. runc 1.1.5 removes the new container's state there, and its init and
+    cgroups are left with nothing to find them by: so galley-runc only."""
+    marker = _marked(bundle)
+    cid = runtime.new_id()
+    run = _foreground_run(runtime, bundle, cid)
+    try:
+        run.send_signal(signal.SIGSTOP)
+        deleted = runtime("delete", "--force", cid)
+        assert deleted.returncode == 0, deleted.stderr
+        made = create_in_files(runtime, bundle, cid)
+        assert made.returncode == 0, made.stderr
+        new_pid = json.loads(runtime("state", cid, check=True).stdout)["pid"]
+        run.send_signal(signal.SIGCONT)
+        _, err = run.communicate(timeout=10)
+    finally:
+        run.kill()
+        run.wait()
+    assert (run.returncode, err.decode()) == (137, "")
+    now = json.loads(runtime("state", cid, check=True).stdout)
+    assert (now["status"], now["pid"]) == ("created", new_pid)
+    assert runtime("delete", "--force", cid).returncode == 0
+    _assert_nothing_left(runtime, cid, marker, _stages())

@@ -27,8 +27,9 @@ from tests.oci.conftest import (
     create_in_files,
     in_namespace,
     mount_namespace,
+    wait_status,
 )
-from tests.oci.test_conformance import is_galley, output_of, wait_status
+from tests.oci.test_conformance import is_galley, output_of
 
 pytestmark = pytest.mark.root
 

@@ -29,7 +29,9 @@ from tests.oci.conftest import (
     Runtime,
     create_held_before_its_state,
     run_bundle,
+    status,
     status_after_term,
+    wait_status,
 )
 
 pytestmark = pytest.mark.root
@@ -54,17 +56,6 @@ def detached(rt: Runtime, *args: str, check: bool = True) -> subprocess.Complete
     if check:
         assert result.returncode == 0, result.stderr
     return result
-
-
-def status(rt: Runtime, cid: str) -> str:
-    return str(json.loads(rt("state", cid, check=True).stdout)["status"])
-
-
-def wait_status(rt: Runtime, cid: str, want: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while (got := status(rt, cid)) != want:
-        assert time.monotonic() < deadline, f"{cid} stayed {got}, wanted {want}"
-        time.sleep(0.02)
 
 
 def test_create_start_kill_delete(any_runtime: Runtime, bundle: Bundle) -> None:

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.oci.conftest import Bundle, Runtime, in_namespace, mount_namespace
-from tests.oci.test_conformance import wait_status
+from tests.oci.conftest import Bundle, Runtime, in_namespace, mount_namespace, wait_status
 from tests.oci.test_lifecycle import detached
 
 pytestmark = pytest.mark.root

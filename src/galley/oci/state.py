@@ -310,6 +310,20 @@ class ContainerState:
         values = {"root": self.root, **self.as_dict(), **changes}
         return ContainerState(**values)
 
+    def reread(self) -> ContainerState:
+        """state.json as it is now. Read it again holding the container's lock (Locked):
+        since this one was read, another command may have changed it (`update`), or deleted
+        the container and made another under its id."""
+        return ContainerState.load(self.root, self.id)
+
+    def same_container(self, other: ContainerState) -> bool:
+        """Whether other is a reading of this container, not of one made later under its id."""
+        return (self.pid, self.start_time, self.created) == (
+            other.pid,
+            other.start_time,
+            other.created,
+        )
+
     def alive(self) -> bool:
         """Whether the init process still runs (same pid and same start time)."""
         return self.pid > 0 and process_start_time(self.pid) == self.start_time
@@ -398,10 +412,15 @@ def list_states(
                 damaged(cid, e)
 
 
+class ContainerGone(NotFound):
+    """The container's state directory went away before a command held its lock: another
+    command deleted the container."""
+
+
 class Lock:
     """An exclusive flock on a container's state directory, held for one command (without
     wait, BlockingIOError when another command holds it); or on another of its lock files,
-    shared if asked."""
+    shared if asked. ContainerGone when the directory is no more."""
 
     def __init__(
         self, state_dir: str, *, wait: bool = True, name: str = LOCK_FILE, shared: bool = False
@@ -412,11 +431,17 @@ class Lock:
 
     def __enter__(self) -> Lock:
         while True:
-            fd = posix.open(self._path, posix.O_RDWR | posix.O_CREAT | posix.O_CLOEXEC, 0o600)
+            try:
+                fd = posix.open(self._path, posix.O_RDWR | posix.O_CREAT | posix.O_CLOEXEC, 0o600)
+            except FileNotFoundError:
+                raise self._gone() from None
             try:
                 fcntl.flock(fd, self._mode)
                 held = posix.fstat(fd)
-                now = posix.stat(self._path)  # FileNotFoundError: the directory was removed
+                now = posix.stat(self._path)  # removed while we waited for the lock
+            except FileNotFoundError:
+                posix.close(fd)
+                raise self._gone() from None
             except BaseException:
                 posix.close(fd)
                 raise
@@ -428,6 +453,34 @@ class Lock:
     def __exit__(self, *exc: object) -> None:
         posix.close(self._fd)
         self._fd = -1
+
+    def _gone(self) -> ContainerGone:
+        container_id = self._path.rsplit("/", 2)[-2]
+        return ContainerGone(f'container "{container_id}" does not exist')
+
+
+class Locked:
+    """`with Locked(state) as current`: the container's lock held, and current its state.json
+    as read under the lock, not state's older reading (ContainerState.reread says why).
+    ContainerGone when the container is no more."""
+
+    def __init__(self, state: ContainerState) -> None:
+        self._state = state
+        self._lock = Lock(state.dir)
+
+    def __enter__(self) -> ContainerState:
+        self._lock.__enter__()
+        try:
+            return self._state.reread()
+        except NotFound as e:  # the directory a create killed midway left, say
+            self._lock.__exit__()
+            raise ContainerGone(str(e)) from None
+        except BaseException:
+            self._lock.__exit__()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.__exit__()
 
 
 def write_private(path: str, text: str) -> None:

@@ -8,7 +8,7 @@ from galley.errors import InvalidArgument
 from galley.oci import jsonfast
 from galley.oci.commands.args import check_console_socket, container_id, parse_size
 from galley.oci.commands.options import INT, INTLIST, LIST, STR, Args, Option, Syntax
-from galley.oci.state import ContainerState, Lock
+from galley.oci.state import ContainerState, Locked
 from galley.oci.status import Operation, Status, require
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
@@ -82,16 +82,16 @@ def syntax(command: str) -> Syntax:
 
 def pause(state: ContainerState) -> None:
     """Freeze the container's cgroup."""
-    with Lock(state.dir):
-        require(Operation.PAUSE, state.status(), state.id)
-        state.cgroup_manager().freeze()
+    with Locked(state) as current:
+        require(Operation.PAUSE, current.status(), current.id)
+        current.cgroup_manager().freeze()
 
 
 def resume(state: ContainerState) -> None:
     """Thaw the container's cgroup."""
-    with Lock(state.dir):
-        require(Operation.RESUME, state.status(), state.id)
-        state.cgroup_manager().thaw()
+    with Locked(state) as current:
+        require(Operation.RESUME, current.status(), current.id)
+        current.cgroup_manager().thaw()
 
 
 def _flag_value(flag: str, kind: str, text: str) -> int | str:
@@ -146,13 +146,13 @@ def update(state: ContainerState, resources: Resources) -> None:
     """Apply new limits, all or nothing, and record them in state.json's config."""
     from galley.oci.cgroups.undo import set_all_or_nothing  # noqa: PLC0415 - update only
 
-    with Lock(state.dir):
-        require(Operation.UPDATE, state.status(check_frozen=False), state.id)
-        set_all_or_nothing(state.cgroup_manager(), resources)
-        config: dict[str, Any] = jsonfast.clone(dict(state.config))
+    with Locked(state) as current:
+        require(Operation.UPDATE, current.status(check_frozen=False), current.id)
+        set_all_or_nothing(current.cgroup_manager(), resources)
+        config: dict[str, Any] = jsonfast.clone(dict(current.config))
         linux = config.setdefault("linux", {})
         linux["resources"] = _merge(linux.get("resources") or {}, dict(resources))
-        state.replace(config=config).save()
+        current.replace(config=config).save()
 
 
 def _parse_user(text: str) -> dict[str, int]:

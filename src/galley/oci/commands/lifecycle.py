@@ -33,8 +33,10 @@ from galley.oci.commands.teardown import (
 from galley.oci.jsonfast import load_file
 from galley.oci.state import (
     INCOMPLETE_FILE,
+    ContainerGone,
     ContainerState,
     Lock,
+    Locked,
     container_dir,
     is_incomplete,
     now_rfc3339,
@@ -287,17 +289,17 @@ def start(ctx: Context, state: ContainerState) -> None:
     """Let a created container run its process, then run the poststart hooks. A failing one
     stops the container and destroys it before start fails: the runtime-spec's lifecycle
     (step 9, since 1.2; it once said "warn") and runc, which kills and removes it too."""
-    with Lock(state.dir):  # a frozen one is "paused", and refused as runc refuses it
-        require(Operation.START, state.status(), state.id)
-        signal_start(state.dir)
-    hooks = state.spec.get("hooks", {}).get("poststart")
+    with Locked(state) as current:  # a frozen one is "paused", and refused as runc refuses it
+        require(Operation.START, current.status(), current.id)
+        signal_start(current.dir)
+    hooks = current.spec.get("hooks", {}).get("poststart")
     if hooks:
         from galley.oci.hooks import run_hooks  # noqa: PLC0415 - lazy: ~1.5 ms
 
         try:
-            run_hooks(hooks, state.oci_state(Status.RUNNING), cwd=state.bundle)
+            run_hooks(hooks, current.oci_state(Status.RUNNING), cwd=current.bundle)
         except FailedPrecondition:
-            delete_loaded(state, force=True, report=ctx.log.error, in_bundle=True)
+            delete_loaded(current, force=True, report=ctx.log.error, in_bundle=True, own=True)
             raise
 
 
@@ -374,7 +376,7 @@ def delete(ctx: Context, cid: str, *, force: bool) -> None:
                 except NotFound:
                     clear_incomplete(state_dir)
                     return
-        except FileNotFoundError:  # no such directory (any more)
+        except ContainerGone:  # no such directory (any more)
             return
         except BlockingIOError:
             raise FailedPrecondition(
@@ -385,22 +387,36 @@ def delete(ctx: Context, cid: str, *, force: bool) -> None:
 
 
 def delete_loaded(
-    state: ContainerState, *, force: bool, report: Callable[[str], None], in_bundle: bool = False
+    state: ContainerState,
+    *,
+    force: bool,
+    report: Callable[[str], None],
+    in_bundle: bool = False,
+    own: bool = False,
 ) -> None:
     """delete, for a container whose state is at hand; report takes what poststop hooks
     say (the command's log); they run in the bundle for run and start (in_bundle), as
-    runc's do there, else in our directory, as runc's delete runs them."""
+    runc's do there, else in our directory, as runc's delete runs them. own: the caller
+    made or started this container (run, start's failed hook), and since then another
+    command may have deleted it, even made another under its id: then nothing is left to
+    do, and the other container is not ours to touch."""
     from galley.oci import hostmounts  # noqa: PLC0415 - destroy() imports it anyway
 
-    with Lock(state.dir):
-        status = state.status()
-        if hostmounts.inherits_mount_namespace(state.spec):
-            hostmounts.check(state.dir)  # not deletable from here: say so before any kill
-        if status is not Status.STOPPED:
-            if not force:
-                require(Operation.DELETE, status, state.id)
-            kill_and_wait(state)
-        destroy(state, report, hooks_cwd=state.bundle if in_bundle else None)
+    try:
+        with Locked(state) as current:
+            if own and not current.same_container(state):
+                return
+            status = current.status()
+            if hostmounts.inherits_mount_namespace(current.spec):
+                hostmounts.check(current.dir)  # not deletable from here: say so before any kill
+            if status is not Status.STOPPED:
+                if not force:
+                    require(Operation.DELETE, status, current.id)
+                kill_and_wait(current)
+            destroy(current, report, hooks_cwd=current.bundle if in_bundle else None)
+    except ContainerGone:  # deleted by another command since we read its state
+        if not (own or force):
+            raise
 
 
 def kill(ctx: Context, cid: str, signal_name: str, *, all_processes: bool) -> int:
@@ -485,8 +501,8 @@ def run_container(ctx: Context, args: Args, cid: str) -> int:
         code = wait_foreground(state, master)
     finally:
         restore()
-        if not args.keep:
-            delete_loaded(state, force=True, report=ctx.log.error, in_bundle=True)
+        if not args.keep:  # as runc, quietly when another command deleted it meanwhile
+            delete_loaded(state, force=True, report=ctx.log.error, in_bundle=True, own=True)
     return code
 
 
