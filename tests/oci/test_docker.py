@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from galley.fixtures.docker import TOOLS, Docker
-from tests.oci.conftest import MEMORY_LIMIT, RUNTIMES, under_a_tty
+from tests.oci.conftest import MEMORY_LIMIT, RUNC_CGROUP_TMPFS, RUNTIMES, under_a_tty
 
 IMAGE = "galley/busybox:docker"
 pytestmark = [
@@ -181,11 +181,6 @@ def _on_a_tty(docker: Docker, size: str, args: list[str], tmp_path: Path) -> byt
     client = shlex.join([docker.client, *args])
     command = ["sh", "-c", f"stty rows {rows} cols {cols}; exec {client}"]
     return under_a_tty(command, tmp_path, held=True, env=docker.env)
-
-
-# runc 1.1.5 leaves the tmpfs it mounts at /sys/fs/cgroup on a v1 host read-write, where
-# docker asks for "ro"; galley-runc mounts it as asked (docs/status.md).
-RUNC_CGROUP_TMPFS = ("/sys/fs/cgroup rw,", "/sys/fs/cgroup ro,")
 
 
 def test_dockers_spec_gives_the_container_runc_gives(docker: Docker, tmp_path: Path) -> None:
