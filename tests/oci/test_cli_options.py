@@ -6,7 +6,7 @@ import pytest
 
 from galley.errors import InvalidArgument
 from galley.oci.cli import parse_args
-from galley.oci.commands.args import parse_signal, parse_size
+from galley.oci.commands.args import is_signal, parse_signal, parse_size
 
 
 def test_global_and_command_options() -> None:
@@ -90,16 +90,34 @@ def test_help_and_version() -> None:
         ("RTMAX", 64),
         ("40", 40),
         ("0", 0),
+        ("+9", 9),  # numbers as Go's strconv.Atoi reads them; kill(2) judges them (is_signal)
+        ("65", 65),
+        ("-9", -9),
     ],
 )
 def test_signals(text: str, number: int) -> None:
     assert parse_signal(text) == number
 
 
-@pytest.mark.parametrize("bad", ["NOPE", "999", "65", "SIG", "SIG_IGN", "_IGN", "NSIG", "-9"])
+def test_what_kill_2_takes_as_a_signal() -> None:
+    assert [n for n in (-9, -1, 0, 1, 64, 65, 999) if is_signal(n)] == [0, 1, 64]
+
+
+@pytest.mark.parametrize(
+    "bad", ["NOPE", "SIG", "SIG_IGN", "_IGN", "NSIG", "0x9", "9 ", "+", "\u0663", "9" * 20]
+)
 def test_bad_signals(bad: str) -> None:
     with pytest.raises(InvalidArgument, match="unknown signal"):
         parse_signal(bad)
+
+
+def test_a_dash_word_after_a_positional_is_a_positional_as_in_runc() -> None:
+    assert parse_args(["kill", "c1", "-9"]).signal == "-9"
+    assert parse_args(["kill", "c1", "-a", "KILL"]).all is True  # an option still
+    with pytest.raises(InvalidArgument, match="flag provided but not defined: -9"):
+        parse_args(["kill", "-9", "c1"])
+    with pytest.raises(InvalidArgument, match='"state" requires exactly 1 argument'):
+        parse_args(["state", "c1", "-x"])
 
 
 @pytest.mark.parametrize(

@@ -155,6 +155,23 @@ def test_kill_with_signal_zero_only_checks_the_container(running: tuple[Runtime,
     assert rt("kill", cid, "0").returncode == 1
 
 
+def test_a_number_that_is_no_signal_is_refused_by_kill_2_as_under_runc(
+    running: tuple[Runtime, str],
+) -> None:
+    """runc passes any number on to kill(2), which refuses 65 or -9 (EINVAL): an error for the
+    init, a warning with --all; "-9" after the id is that number, not an unknown flag."""
+    rt, cid = running
+    for argv in ([cid, "65"], [cid, "-9"], [cid, "--", "-1"]):
+        refused = rt("kill", *argv)
+        assert refused.returncode == 1, argv
+        assert refused.stderr.endswith('msg="unable to signal init: invalid argument"\n'), argv
+    warned = rt("kill", "--all", cid, "65")
+    assert warned.returncode == 0
+    assert 'level=warning msg="invalid argument"' in warned.stderr
+    rt("kill", cid, "+0", check=True)
+    assert status(rt, cid) == "running"
+
+
 def test_kill_all_leaves_no_forking_process(any_runtime: Runtime, bundle: Bundle) -> None:
     """Orphans forked while kill --all runs are caught too (the cgroup is frozen meanwhile)."""
     bundle.config["process"]["args"] = ["sh", "-c", "while :; do (sleep 60 &); sleep 0.005; done"]

@@ -21,20 +21,27 @@ def container_id(command: str, args: Args) -> str:
 
 def parse_signal(text: str) -> int:
     """A signal number from a name (KILL, SIGKILL, sigkill) or a number, as `runc kill` takes it.
+    Any number Go's strconv.Atoi reads (a sign, ASCII digits) is taken as it is, 0 too (`runc
+    kill ID 0` checks that the container's init is alive): one that is no signal is for
+    kill(2) to refuse (is_signal).
 
     The names come from `_signal`, the C module under `signal` that the interpreter loads at
     start: the signal module itself would cost `kill` ~2 ms (it builds enums).
     """
-    if text.isdigit():  # 0 too: `runc kill ID 0` checks that the container's init is alive
-        if int(text) < _signal.NSIG:
-            return int(text)
-        raise _unknown_signal(text)
+    digits = text[1:] if text[:1] in {"+", "-"} else text
+    if digits.isascii() and digits.isdigit() and -(2**63) <= int(text) < 2**63:
+        return int(text)
     name = text.upper()
     name = name if name.startswith("SIG") else "SIG" + name
     number = getattr(_signal, name, None) if not name.startswith("SIG_") else None
     if not isinstance(number, int):
         raise _unknown_signal(text)
     return number
+
+
+def is_signal(number: int) -> bool:
+    """Whether kill(2) takes number as a signal (0 included), rather than refuse it (EINVAL)."""
+    return 0 <= number < int(_signal.NSIG)
 
 
 def _unknown_signal(text: str) -> InvalidArgument:

@@ -19,7 +19,12 @@ import posix
 
 from galley.errors import FailedPrecondition, InvalidArgument, NotFound
 from galley.kernel import pathnames
-from galley.oci.commands.args import check_console_socket, container_id, parse_signal
+from galley.oci.commands.args import (
+    check_console_socket,
+    container_id,
+    is_signal,
+    parse_signal,
+)
 from galley.oci.commands.options import INT, STR, Args, Option, Syntax
 from galley.oci.commands.teardown import (
     SIGKILL,
@@ -425,10 +430,15 @@ def kill(ctx: Context, cid: str, signal_name: str, *, all_processes: bool) -> in
     state = ContainerState.load(ctx.root, cid)
     sig = parse_signal(signal_name)
     if all_processes:
+        if not is_signal(sig):  # runc warns of each process kill(2) refused it for
+            ctx.log.warning("invalid argument")
+            return sig
         signal_all(state, sig)
         return sig
     status = state.status(check_frozen=sig == SIGKILL)
     require(Operation.KILL, status, cid)  # paused may be killed too
+    if not is_signal(sig):
+        raise InvalidArgument("unable to signal init: invalid argument")  # runc's, from kill(2)
     signal_init(state, sig)
     if status is Status.PAUSED:  # SIGKILL: v1's freezer holds the dying init until thawed
         state.cgroup_manager().thaw()  # as runc thaws it

@@ -5,7 +5,10 @@
 Options take their value as `--name value`, `--name=value` or `-n value`; flags take none.
 Options may come anywhere among the positionals, except for commands with a trailing
 command line (`exec`, `ps`): there, parsing stops at the first positional after the container id
-is seen and everything after it belongs to that command line (`--` ends options too).
+is seen and everything after it belongs to that command line (`--` ends options too). After
+a positional, a word that begins with "-" but names no option of the command is a positional
+too, as runc's parser has it (`runc kill ID -9` sends signal -9, which kill(2) refuses);
+before any, it is an unknown flag.
 """
 
 from __future__ import annotations
@@ -126,6 +129,9 @@ def parse(command: str, syntax: Syntax, argv: list[str], args: Args) -> Args:
             continue
         name, eq, value = arg.partition("=")
         option = by_name.get(name)
+        if option is None and positionals:
+            positionals.append(arg)
+            continue
         if option is None:  # Go's flag package names it with one dash
             raise UsageError(f"flag provided but not defined: -{name.lstrip('-')}")
         if option.kind == FLAG:
