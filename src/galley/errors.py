@@ -55,6 +55,34 @@ class Internal(GalleyError):
     """A bug, or an answer from the kernel or a peer that galley cannot explain."""
 
 
+_GO_ESCAPES = {
+    "\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
+    '"': '\\"', "\\": "\\\\",
+}  # fmt: skip
+
+
+def go_quote(text: str) -> str:
+    """text as Go's strconv.Quote writes it: printable characters as they are (non-ASCII
+    ones too), the C escapes, \\xHH for the other ASCII controls, \\uHHHH or \\UHHHHHHHH
+    beyond. (JSON's escapes differ: a hook's ESC byte read \\u001b where logrus has \\x1b.)"""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    out = []
+    for char in text:
+        code = ord(char)
+        if char in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[char])
+        elif char.isprintable():
+            out.append(char)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
+
+
 def go_error_text(number: int) -> str:
     """The C library's text for an errno as Go, and so runc, words it: a lower-case first
     letter ("no such file or directory"), for messages that tools match against runc's."""

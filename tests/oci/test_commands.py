@@ -359,6 +359,29 @@ def test_exec_checks_the_console_socket_after_the_status_and_process(
     assert "cannot exec in a stopped container" in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize(
+    ("options", "argv", "message"),
+    [
+        ([], ['a"b'], 'exec: "a\\"b": executable file not found in $PATH'),
+        ([], ['/x"y'], 'exec: "/x\\"y": stat /x"y: no such file or directory'),
+        (
+            ["--cwd", '/no"pe'],
+            ["true"],
+            'chdir to cwd ("/no\\"pe") set in config.json failed: no such file or directory',
+        ),
+    ],
+)
+def test_exec_errors_quote_names_as_runc_does(
+    running: tuple[Runtime, str], options: list[str], argv: list[str], message: str
+) -> None:
+    """runc quotes a program or cwd it cannot use with Go's %q: a quote inside is escaped."""
+    rt, cid = running
+    failed = rt("--log-format", "json", "exec", *options, cid, *argv)
+    assert failed.returncode == 255
+    logged = json.loads(failed.stderr.splitlines()[-1])["msg"]
+    assert logged == f"exec failed: unable to start container process: {message}"
+
+
 def test_exec_process_file(running: tuple[Runtime, str], tmp_path: Path) -> None:
     rt, cid = running
     process = {"args": ["/bin/sh", "-c", "echo $A"], "env": ["A=from-file"], "cwd": "/"}

@@ -12,7 +12,14 @@ import posix
 import sys
 import time
 
-from galley.errors import GalleyError, InvalidArgument, go_error_text, os_error_text, reason_text
+from galley.errors import (
+    GalleyError,
+    InvalidArgument,
+    go_error_text,
+    go_quote,
+    os_error_text,
+    reason_text,
+)
 from galley.kernel import pathnames
 from galley.oci.commands.options import (
     PROG,
@@ -61,38 +68,12 @@ _LOG_FLAGS = posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT | posix.O_CLOEXEC
 
 # What logrus's text format leaves unquoted; any other character makes it quote the value.
 _BARE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._/@^+")
-_GO_ESCAPES = {
-    "\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
-    '"': '\\"', "\\": "\\\\",
-}  # fmt: skip
 
 
 def logfmt_value(text: str) -> str:
     """A value in a text log line as runc's logrus writes it: bare when it has only the
     characters above, else quoted as Go's %q quotes it."""
     return text if all(char in _BARE for char in text) else go_quote(text)
-
-
-def go_quote(text: str) -> str:
-    """text as Go's strconv.Quote writes it: printable characters as they are (non-ASCII
-    ones too), the C escapes, \\xHH for the other ASCII controls, \\uHHHH or \\UHHHHHHHH
-    beyond. (JSON's escapes differ: a hook's ESC byte read \\u001b where logrus has \\x1b.)"""
-    if text.isprintable() and '"' not in text and "\\" not in text:
-        return f'"{text}"'
-    out = []
-    for char in text:
-        code = ord(char)
-        if char in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[char])
-        elif char.isprintable():
-            out.append(char)
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    return '"' + "".join(out) + '"'
 
 
 _held: list[Log] = []  # logs held open by this process (Log.check), once per command

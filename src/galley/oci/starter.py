@@ -308,9 +308,9 @@ def enter_cwd(cwd: str, *, may_retry: bool = False) -> bool:
     except PermissionError as err:
         if may_retry:
             return False
-        raise StageError(f'chdir to cwd ("{cwd}") set in config.json failed: {err.strerror}')
+        raise _chdir_error(cwd, err) from None
     except OSError as err:
-        raise StageError(f'chdir to cwd ("{cwd}") set in config.json failed: {err.strerror}')
+        raise _chdir_error(cwd, err) from None
     try:
         posix.getcwd()  # glibc: ENOENT when the kernel says "(unreachable)/..."
     except FileNotFoundError:
@@ -379,15 +379,27 @@ def find_executable(name: str, env: dict[str, str]) -> str:
             if "/" in name:  # runc's words (Go's exec.LookPath)
                 from galley.errors import go_error_text  # noqa: PLC0415
 
-                text = go_error_text(err.errno or 0)
-                raise StageError(f'exec: "{name}": stat {name}: {text}')
+                raise _exec_error(name, f"stat {name}: {go_error_text(err.errno or 0)}")
             continue
         if st.st_mode & 0o170000 == 0o100000 and posix.access(path, posix.X_OK):
             if "/" not in name and not path.startswith("/"):
-                raise StageError(
-                    f'exec: "{name}": cannot run executable found relative to current directory'
-                )
+                raise _exec_error(name, "cannot run executable found relative to current directory")
             return path
         if "/" in name:
-            raise StageError(f'exec: "{name}": permission denied')
-    raise StageError(f'exec: "{name}": executable file not found in $PATH')
+            raise _exec_error(name, "permission denied")
+    raise _exec_error(name, "executable file not found in $PATH")
+
+
+def _exec_error(name: str, what: str) -> StageError:
+    """runc's words for an args[0] it cannot run: Go's exec.Error, the name as %q quotes it."""
+    from galley.errors import go_quote  # noqa: PLC0415 - on this error only
+
+    return StageError(f"exec: {go_quote(name)}: {what}")
+
+
+def _chdir_error(cwd: str, err: OSError) -> StageError:
+    """runc's words for a process.cwd it cannot enter (the path as %q quotes it)."""
+    from galley.errors import go_error_text, go_quote  # noqa: PLC0415 - on this error only
+
+    why = go_error_text(err.errno or 0)
+    return StageError(f"chdir to cwd ({go_quote(cwd)}) set in config.json failed: {why}")

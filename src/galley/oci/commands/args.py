@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # no stub: the C module under signal
 
-from galley.errors import FailedPrecondition, InvalidArgument
+from galley.errors import FailedPrecondition, InvalidArgument, go_quote
 from galley.oci.commands.options import PROG, Args, ArgumentCount
 from galley.oci.state import validate_id
 
@@ -45,8 +45,6 @@ def is_signal(number: int) -> bool:
 
 
 def _unknown_signal(text: str) -> InvalidArgument:
-    from galley.oci.cli import go_quote  # noqa: PLC0415 - loaded already, on this error only
-
     return InvalidArgument(f"unknown signal {go_quote(text)}")  # runc's %q
 
 
