@@ -114,7 +114,7 @@ def test_an_os_error_is_one_line_in_plain_words(
     bundle.config["process"]["args"] = ["sleep", "60"]
     cid = runtime.detached(bundle)
     for args, words in [
-        (["spec", "--bundle", str(missing)], f"spec: {missing}/config.json"),
+        (["spec", "--bundle", str(missing)], f"chdir {missing}"),
         (["exec", "--process", str(missing), cid], f"exec failed: {missing}"),
         (["update", "-r", str(missing), cid], f"update: {missing}"),
     ]:

@@ -239,6 +239,23 @@ def test_missing_rootfs_and_config(runtime: Runtime, bundle: Bundle, tmp_path: P
     assert not (runtime.root / cid).exists()
 
 
+@pytest.mark.parametrize("command", ["create", "run", "spec"])
+def test_a_bundle_that_cannot_be_entered_is_named_as_runc_names_it(
+    any_runtime: Runtime, tmp_path: Path, command: str
+) -> None:
+    """runc changes into the bundle first: a missing one, or a file, fails with chdir's error
+    (galley once said that config.json was not found)."""
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    cases = ((tmp_path / "missing", "no such file or directory"), (a_file, "not a directory"))
+    for bundle, why in cases:
+        args = ["--bundle", str(bundle)] + ([] if command == "spec" else [any_runtime.new_id()])
+        result = any_runtime(command, *args)
+        assert result.returncode == 1
+        assert result.stderr.rstrip().endswith(f'chdir {bundle}: {why}"'), result.stderr
+    assert not list(any_runtime.root.glob("*/state.json"))
+
+
 def test_a_full_root_fails_create_saying_which_file_and_leaves_nothing(
     runtime: Runtime, bundle: Bundle, tmp_path: Path
 ) -> None:

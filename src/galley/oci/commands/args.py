@@ -1,10 +1,11 @@
-"""Argument parsing shared by the commands: container ids, signals, byte sizes."""
+"""Argument parsing shared by the commands: container ids, bundles, signals, byte sizes."""
 
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # no stub: the C module under signal
+import posix
 
-from galley.errors import FailedPrecondition, InvalidArgument, go_quote
+from galley.errors import FailedPrecondition, InvalidArgument, go_quote, reason_text
 from galley.oci.commands.options import PROG, Args, ArgumentCount
 from galley.oci.state import validate_id
 
@@ -17,6 +18,18 @@ def container_id(command: str, args: Args) -> str:
     if not isinstance(cid, str) or not cid:
         raise ArgumentCount(f'{PROG}: "{command}" requires exactly 1 argument(s)')
     return validate_id(cid)
+
+
+def check_bundle(bundle: str) -> None:
+    """A bundle that cannot be entered fails in runc's words, which changes into it before it
+    reads or writes config.json ("chdir /x: no such file or directory"). Called once that
+    failed: it costs a stat."""
+    try:
+        mode = posix.stat(bundle).st_mode
+    except OSError as err:
+        raise InvalidArgument(f"chdir {bundle}: {reason_text(err)}") from None
+    if mode & 0o170000 != 0o040000:
+        raise InvalidArgument(f"chdir {bundle}: not a directory")
 
 
 def parse_signal(text: str) -> int:

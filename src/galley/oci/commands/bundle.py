@@ -8,6 +8,7 @@ import sys
 
 from galley.errors import AlreadyExists
 from galley.kernel import pathnames
+from galley.oci.commands.args import check_bundle
 from galley.oci.commands.options import STR, Args, Option, Syntax
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
@@ -40,8 +41,13 @@ def write_spec(bundle: str, rootless: bool) -> str:
     path = pathnames.join(bundle, "config.json")
     if pathnames.exists(path):
         raise AlreadyExists("File config.json exists. Remove it first")
-    with open(path, "x") as f:
-        spec = default_spec(rootless=rootless, cgroup_namespace=detect().mode == "v2")
+    spec = default_spec(rootless=rootless, cgroup_namespace=detect().mode == "v2")
+    try:
+        f = open(path, "x")  # noqa: SIM115 - closed below; the open's own failure is checked
+    except (FileNotFoundError, NotADirectoryError):
+        check_bundle(bundle)
+        raise
+    with f:
         json.dump(spec, f, indent="\t")
     return path
 

@@ -20,6 +20,7 @@ import posix
 from galley.errors import FailedPrecondition, InvalidArgument, NotFound
 from galley.kernel import pathnames
 from galley.oci.commands.args import (
+    check_bundle,
     check_console_socket,
     container_id,
     is_signal,
@@ -113,7 +114,8 @@ def read_config(bundle: str) -> Any:
     path = pathnames.join(bundle, "config.json")
     try:
         return load_file(path, "config.json")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
+        check_bundle(bundle)
         raise NotFound("JSON specification file config.json not found") from None
     except ValueError as e:
         raise InvalidArgument(str(e)) from None
