@@ -120,6 +120,14 @@ def test_a_dash_word_after_a_positional_is_a_positional_as_in_runc() -> None:
         parse_args(["state", "c1", "-x"])
 
 
+def test_a_double_dash_reaches_the_command() -> None:
+    """`--` after the command ends its options, not the global ones' (once it was lost there,
+    and `state -- -a` read -a as an unknown flag)."""
+    assert parse_args(["state", "--", "-a"]).container_id == "-a"
+    assert parse_args(["--debug", "kill", "--", "c1", "-9"]).signal == "-9"
+    assert parse_args(["--root", "/r", "exec", "c1", "--", "ls", "--"]).exec_args == ["ls", "--"]
+
+
 @pytest.mark.parametrize(
     ("text", "size"),
     [

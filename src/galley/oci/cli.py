@@ -206,6 +206,7 @@ GLOBAL = Syntax(
     ],
     positionals=("command",),
     rest="command_args",
+    raw=True,
     required=0,
 )
 

@@ -61,9 +61,11 @@ class Option:
 
 class Syntax:
     """What a command takes: options, named positionals (the first `required` of them must
-    be given, the others get None), a rest."""
+    be given, the others get None), a rest. The rest begins after the positionals, without
+    a `--` that ends them (`exec ID -- ls`), unless raw: the global options pass the command
+    its arguments as given (`state -- -a` names a container "-a")."""
 
-    __slots__ = ("options", "positionals", "required", "rest")
+    __slots__ = ("options", "positionals", "raw", "required", "rest")
 
     def __init__(
         self,
@@ -71,11 +73,14 @@ class Syntax:
         positionals: tuple[str, ...] = (),
         rest: str | None = None,
         required: int | None = None,
+        *,
+        raw: bool = False,
     ) -> None:
         self.options = options
         self.positionals = positionals
         self.rest = rest
         self.required = len(positionals) if required is None else required
+        self.raw = raw
 
 
 class Args:
@@ -116,7 +121,7 @@ def parse(command: str, syntax: Syntax, argv: list[str], args: Args) -> Args:
         arg = argv[i]
         i += 1
         if syntax.rest is not None and len(positionals) >= len(syntax.positionals):
-            positionals.extend(argv[i:] if arg == "--" else argv[i - 1 :])
+            positionals.extend(argv[i:] if arg == "--" and not syntax.raw else argv[i - 1 :])
             break
         if arg == "--":
             positionals.extend(argv[i:])
