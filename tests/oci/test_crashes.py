@@ -10,6 +10,7 @@ container's cgroups behind in about half of such trials, so these tests run gall
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import json
 import os
@@ -281,5 +282,39 @@ def test_a_foreground_run_leaves_alone_a_container_made_under_its_id_meanwhile(
     assert (run.returncode, err.decode()) == (137, "")
     now = json.loads(runtime("state", cid, check=True).stdout)
     assert (now["status"], now["pid"]) == ("created", new_pid)
+    assert runtime("delete", "--force", cid).returncode == 0
+    _assert_nothing_left(runtime, cid, marker, _stages())
+
+
+def _waiting_for_lock(path: Path) -> int:
+    """How many processes wait for a lock on path's file (/proc/locks' "->" lines)."""
+    st = path.stat()
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino} "
+    lines = Path("/proc/locks").read_text().splitlines()
+    return sum(1 for line in lines if " -> " in line and inode in line)
+
+
+def test_updates_at_once_keep_both_records(runtime: Runtime, bundle: Bundle) -> None:
+    """Two updates that read state.json before either held the container's lock: the one
+    that gets the lock second reads state.json again, so its record keeps the first one's
+    change (it used to save what it read before the lock, and the first record was lost)."""
+    marker = _marked(bundle)
+    cid = runtime.detached(bundle)
+    lock = runtime.root / cid / "lock"
+    with lock.open() as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        updates = [
+            runtime.popen("update", "--memory", str(300 << 20), cid),
+            runtime.popen("update", "--pids-limit", "77", cid),
+        ]
+        deadline = time.monotonic() + 10
+        while _waiting_for_lock(lock) < 2:
+            assert time.monotonic() < deadline, "the updates never waited for the lock"
+            time.sleep(0.01)
+    for proc in updates:
+        assert proc.wait(timeout=10) == 0
+    state = json.loads((runtime.root / cid / "state.json").read_text())
+    recorded = state["config"]["linux"]["resources"]
+    assert (recorded["memory"]["limit"], recorded["pids"]["limit"]) == (300 << 20, 77)
     assert runtime("delete", "--force", cid).returncode == 0
     _assert_nothing_left(runtime, cid, marker, _stages())
