@@ -382,6 +382,13 @@ def test_exec_errors_quote_names_as_runc_does(
     assert logged == f"exec failed: unable to start container process: {message}"
 
 
+def test_a_negative_preserve_fds_keeps_none_as_in_runc(running: tuple[Runtime, str]) -> None:
+    """runc's --preserve-fds is a signed int: -1 keeps no fds and the command runs."""
+    rt, cid = running
+    ran = rt("exec", "--preserve-fds", "-1", cid, "sh", "-c", "ls /proc/self/fd | wc -l")
+    assert (ran.returncode, ran.stdout.strip()) == (0, "4"), ran.stderr  # 0-2 and ls's own
+
+
 def test_exec_process_file(running: tuple[Runtime, str], tmp_path: Path) -> None:
     rt, cid = running
     process = {"args": ["/bin/sh", "-c", "echo $A"], "env": ["A=from-file"], "cwd": "/"}

@@ -101,11 +101,8 @@ class Stage:
 def _check_preserved(count: int) -> None:
     """--preserve-fds: no more fds than this process may have open (a huge count would build
     a list of that many numbers)."""
-    from galley.errors import InvalidArgument  # noqa: PLC0415
-
-    if count < 0:
-        raise InvalidArgument(f"--preserve-fds {count}: must not be negative")
     if count:
+        from galley.errors import InvalidArgument  # noqa: PLC0415
         from galley.kernel.proc import RLIMIT_NOFILE, prlimit  # noqa: PLC0415
 
         most = prlimit(0, RLIMIT_NOFILE)[0]

@@ -32,6 +32,11 @@ def check_bundle(bundle: str) -> None:
         raise InvalidArgument(f"chdir {bundle}: not a directory")
 
 
+def preserved_fds(args: Args) -> int:
+    """--preserve-fds: runc's is a signed int, and a negative count keeps no fds."""
+    return max(int(args.preserve_fds or 0), 0)
+
+
 def parse_signal(text: str) -> int:
     """A signal number from a name (KILL, SIGKILL, sigkill) or a number, as `runc kill` takes it.
     Any number Go's strconv.Atoi reads (a sign, ASCII digits) is taken as it is, 0 too (`runc

@@ -6,7 +6,12 @@ import sys
 
 from galley.errors import InvalidArgument
 from galley.oci import jsonfast
-from galley.oci.commands.args import check_console_socket, container_id, parse_size
+from galley.oci.commands.args import (
+    check_console_socket,
+    container_id,
+    parse_size,
+    preserved_fds,
+)
 from galley.oci.commands.options import INT, INTLIST, LIST, STR, Args, Option, Syntax
 from galley.oci.state import ContainerState, Locked
 from galley.oci.status import Operation, Status, require
@@ -286,7 +291,7 @@ def exec_command(state: ContainerState, args: Args, log: Log) -> int:
     stop_relay = True  # unless the process ran: then the relay ends when the pty closes
     try:
         # Forked first: the stage imports while we import the rest, check and read the process.
-        stage = Stage(args.preserve_fds, creates=False)
+        stage = Stage(preserved_fds(args), creates=False)
         from galley.oci.execution import exec_process  # noqa: PLC0415 - lazy
 
         try:

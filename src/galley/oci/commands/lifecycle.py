@@ -25,6 +25,7 @@ from galley.oci.commands.args import (
     container_id,
     is_signal,
     parse_signal,
+    preserved_fds,
 )
 from galley.oci.commands.options import INT, STR, Args, Option, Syntax
 from galley.oci.commands.teardown import (
@@ -176,7 +177,7 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool, config: Any
     keyring = None if args.no_new_keyring else f"_ses.{cid}"  # runc's name
     if config is None:
         config = read_config(bundle)
-    stage = launch.fork_stage(args.preserve_fds, config)  # it imports while we validate
+    stage = launch.fork_stage(preserved_fds(args), config)  # it imports while we validate
     try:
         from galley.oci.validate import validate  # noqa: PLC0415 - lazy: only create/run validate
 
