@@ -98,6 +98,20 @@ COMMANDS: dict[str, Command] = {
     "events-bad": lambda c, b: ["events", "--stats", "--interval", "x", c],
     "state": lambda c, b: ["state", c],
     "list": lambda c, b: ["list", "-q"],
+    # Command-line forms as runc's parser reads them (since session 22): options after the
+    # id, `--`, a dash word after the id (a positional), numbers kill(2) refuses, global
+    # options before the command.
+    "kill-neg": lambda c, b: ["kill", c, "-9"],
+    "kill-65": lambda c, b: ["kill", c, "65"],
+    "kill-plus": lambda c, b: ["kill", c, "+9"],
+    "kill-all-after": lambda c, b: ["kill", c, "KILL", "--all"],
+    "kill-all-neg": lambda c, b: ["kill", "--all", c, "-1"],
+    "state-extra": lambda c, b: ["state", c, "-x"],
+    "state-dashdash": lambda c, b: ["state", "--", c],
+    "delete-f-after": lambda c, b: ["delete", c, "--force"],
+    "pause-debug": lambda c, b: ["--debug", "--log-format", "json", "pause", c],
+    "exec-preserve-neg": lambda c, b: ["exec", "--preserve-fds", "-1", c, "true"],
+    "exec-dashdash": lambda c, b: ["exec", c, "--", "sh", "-c", "exit 4"],
 }
 # Drawn three times as often as the rest: the commands that change the container's status.
 STATE_CHANGING = {"create", "run", "start", "kill", "pause", "resume", "delete"}
