@@ -265,6 +265,15 @@ def test_a_failed_update_changes_nothing(runtime: Runtime, bundle: Bundle) -> No
         runtime("delete", "--force", cid)
 
 
+def test_kernel_memory_is_ignored_with_runc_s_warning(running: tuple[Runtime, str]) -> None:
+    rt, cid = running
+    for flags in (["--kernel-memory", "10M"], ["--kernel-memory-tcp", "10M"]):
+        updated = rt("update", *flags, cid)
+        assert updated.returncode == 0, updated.stderr
+        assert "Kernel memory settings are ignored and will be removed" in updated.stderr
+    assert "Kernel memory" not in rt("update", "--pids-limit", "50", cid).stderr
+
+
 def test_a_malformed_update_flag_is_named(running: tuple[Runtime, str]) -> None:
     """The error names the flag, in runc's words ("invalid value for memory-swap: ...")."""
     rt, cid = running

@@ -375,7 +375,11 @@ def run(command: str, ctx: Context, args: Args) -> int:
     elif command == "resume":
         resume(state)
     elif command == "update":
-        update(state, update_resources(args))
+        resources = update_resources(args)
+        memory = resources.get("memory") or {}
+        if memory.get("kernel") is not None or memory.get("kernelTCP") is not None:
+            ctx.log.warning("Kernel memory settings are ignored and will be removed")  # runc's
+        update(state, resources)
     elif command == "exec":
         code = exec_command(state, args, ctx.log)
         ctx.log.debug(f"exec'd container_id={state.id} exit_status={code} detach={args.detach}")
