@@ -194,7 +194,8 @@ def test_podmans_spec_gives_the_container_runc_gives(
     options += ["--sysctl", "net.ipv4.ip_forward=1", "--shm-size", "8m", "--hostname", "hh"]
     options += ["--env", "A=1", "--workdir", "/tmp"]
     probe = (
-        "touch /x 2>&1; touch /scratch/y && echo scratch; cat /vol/f; ls -l /dev/myzero;"
+        "touch /x 2>&1; touch /scratch/y && echo scratch; cat /vol/f;"
+        " stat -c '%A %u:%g %t,%T %n' /dev/myzero;"  # not ls -l: its mtime differs by run
         " grep -E '^Cap|Seccomp:|NoNewPrivs' /proc/self/status; cat /proc/sys/net/ipv4/ip_forward;"
         f" {MEMORY_LIMIT}; cat /sys/fs/cgroup/pids/pids.max || cat /sys/fs/cgroup/pids.max;"
         " df -k /dev/shm | tail -1; hostname; echo $A; pwd; mount | cut -d' ' -f1-5 | sort"
