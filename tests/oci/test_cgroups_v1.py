@@ -14,7 +14,7 @@ import pytest
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.oci import cgroups
 from galley.oci.cgroups.layout import detect, own_cgroups
-from galley.oci.cgroups.v1 import V1Manager, _fill_cpusets
+from galley.oci.cgroups.v1 import V1Manager, fill_cpusets
 from tests.oci.cgroup_fixtures import (
     Children,
     proc_state,
@@ -540,7 +540,7 @@ def test_each_empty_cpuset_file_is_filled_from_the_nearest_ancestor_that_has_it(
     _cpuset(tmp_path / "a", "0-1\n", "0\n")
     _cpuset(tmp_path / "a" / "b", "1\n", "")
     new = _cpuset(tmp_path / "a" / "b" / "c", "", "")
-    _fill_cpusets(str(new))
+    fill_cpusets(str(new))
     assert (tmp_path / "a" / "b" / "cpuset.cpus").read_text() == "1\n"  # its own, untouched
     assert (tmp_path / "a" / "b" / "cpuset.mems").read_text() == "0"
     assert ((new / "cpuset.cpus").read_text(), (new / "cpuset.mems").read_text()) == ("1", "0")
@@ -549,7 +549,7 @@ def test_each_empty_cpuset_file_is_filled_from_the_nearest_ancestor_that_has_it(
 def test_a_cpuset_without_a_full_ancestor_is_named(tmp_path: Path) -> None:
     new = _cpuset(tmp_path / "x", "", "")
     with pytest.raises(FailedPrecondition, match=f"no ancestor of {new} has cpus and mems"):
-        _fill_cpusets(str(new))
+        fill_cpusets(str(new))
 
 
 def test_an_update_of_the_device_rules_never_takes_a_kept_device_away(

@@ -14,6 +14,7 @@ import pytest
 
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import caps as kcaps
+from galley.kernel.seccomp import take_fd
 from galley.oci import seccomp, seccomp_notify
 from galley.oci.capabilities import apply_capabilities
 from tests.oci.process_probe import BUSYBOX, run_child, sh
@@ -355,9 +356,10 @@ def test_runtime_process_forwards_the_notify_fd_of_its_child(tmp_path: Path) -> 
         # the grandchild (run_child's fork) is the process holding the fd: find it
         child_fd = int(os.read(from_child, 16))
         init_pid = int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
-        seccomp_notify.forward_listener(
-            filt, init_pid, child_fd, {"ociVersion": "1.2.0", "pid": init_pid}
-        )
+        fd = take_fd(init_pid, child_fd)  # what P's Channel.take does as root
+        seccomp_notify.forward_listener(filt, fd, {"ociVersion": "1.2.0", "pid": init_pid})
+        with pytest.raises(OSError):  # forward_listener closed its copy
+            os.fstat(fd)
         conn, _ = agent.accept()
         msg, fds, _, _ = socket.recv_fds(conn, 4096, 1)
         conn.close()

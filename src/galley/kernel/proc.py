@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import posix
+
 from galley.kernel import ffi, pathnames
 from galley.kernel.libc import check, encode, function
 
@@ -115,3 +117,24 @@ def prlimit(pid: int, resource: int, new: tuple[int, int] | None = None) -> tupl
     wanted = ffi.byref(_Rlimit(*new)) if new is not None else None
     check(fn(pid, resource, wanted, ffi.byref(old)), "prlimit")
     return old.soft, old.hard
+
+
+def descendants(pid: int) -> list[int]:
+    """pid and every living descendant, from each thread's /proc/<pid>/task/<tid>/children
+    (a process gone meanwhile is skipped)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            threads = posix.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        found.append(current)
+        for tid in threads:
+            try:
+                text = pathnames.read_text(f"/proc/{current}/task/{tid}/children")
+            except OSError:
+                continue
+            todo.extend(int(child) for child in text.split())
+    return sorted(found)

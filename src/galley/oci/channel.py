@@ -3,6 +3,13 @@
 Messages are marshal-encoded dicts with a 4-byte length, over two pipes: json would cost ~7 ms
 of imports in a stage that must start in ~10 ms. Both sides import this module; only the
 stage runs galley.oci.init and galley.oci.starter (P imports them just before it forks one).
+
+An fd the stage hands P (a pty master, a seccomp listener) goes by number in the message, and
+P copies it out of the stage with pidfd_getfd: that takes ptrace rights over the stage, which
+root has. A P that is not root (rootless) has none over a stage that is not dumpable, and makes
+the stage dumpable never while the container's processes could reach it: for it, the two
+sides also share a unix socket pair (`fds`), and the stage sends the fd there (SCM_RIGHTS)
+just before its message.
 """
 
 from __future__ import annotations
@@ -21,13 +28,45 @@ class StageError(Exception):
 
 
 class Channel:
-    """Length-prefixed marshal messages over a pair of pipe fds."""
+    """Length-prefixed marshal messages over a pair of pipe fds (and fds over a socket)."""
 
-    __slots__ = ("rfd", "wfd")
+    __slots__ = ("fds", "rfd", "wfd")
 
-    def __init__(self, rfd: int, wfd: int) -> None:
+    def __init__(self, rfd: int, wfd: int, fds: int = -1) -> None:
         self.rfd = rfd
         self.wfd = wfd
+        self.fds = fds  # this side's end of the socket pair for fds, or -1: none
+
+    def lend(self, fd: int) -> None:
+        """The stage: send fd over the fd socket, before the message that names it (without
+        one, P copies it out by number)."""
+        if self.fds < 0:
+            return
+        from galley.kernel import unixsock  # noqa: PLC0415 - rootless only
+
+        sock = unixsock.Socket(fileno=self.fds)
+        try:
+            unixsock.send_fds(sock, b"\0", [fd])
+        finally:
+            sock.detach()
+
+    def take(self, pid: int, number: int) -> int:
+        """P: the fd the stage named by number in its message: from the fd socket where there
+        is one, else copied out of process pid (pidfd_getfd)."""
+        if self.fds < 0:
+            from galley.kernel.seccomp import take_fd  # noqa: PLC0415
+
+            return take_fd(pid, number)
+        from galley.kernel import unixsock  # noqa: PLC0415 - rootless only
+
+        sock = unixsock.Socket(fileno=self.fds)
+        try:
+            _, fds = unixsock.recv_fds(sock, 1, 1)
+        finally:
+            sock.detach()
+        if len(fds) != 1:
+            raise StageError(f"init protocol: fd {number} did not come over the fd socket")
+        return fds[0]
 
     def send(self, kind: str, **fields: object) -> None:
         fields["type"] = kind
@@ -80,10 +119,10 @@ class Channel:
 
     def close(self) -> None:
         """Close both ends (once: a second call does nothing)."""
-        for fd in (self.rfd, self.wfd):
+        for fd in (self.rfd, self.wfd, self.fds):
             if fd >= 0:
                 posix.close(fd)
-        self.rfd = self.wfd = -1
+        self.rfd = self.wfd = self.fds = -1
 
 
 def describe(err: BaseException) -> str:

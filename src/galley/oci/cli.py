@@ -184,24 +184,57 @@ class Log:
         self.write("debug", msg)
 
 
+def default_root() -> str:
+    """Where containers' state goes without --root, by runc's rule: root's under /run, a
+    user's who is not root under $XDG_RUNTIME_DIR (where /run is root's alone)."""
+    if posix.geteuid() != 0:
+        runtime_dir = pathnames.environ("XDG_RUNTIME_DIR")
+        if runtime_dir:
+            return f"{runtime_dir}/galley-runc"
+    return DEFAULT_ROOT
+
+
 class Context:
     """What every command gets: the state root and the log."""
 
-    def __init__(self, root: str, log: Log, systemd_cgroup: bool = False) -> None:
+    def __init__(
+        self, root: str, log: Log, systemd_cgroup: bool = False, rootless: str = "auto"
+    ) -> None:
         self.root = root
         self.log = log
         self.systemd_cgroup = systemd_cgroup
+        self._rootless = rootless
+
+    @property
+    def rootless_cgroup(self) -> bool:
+        """--rootless as runc reads it: true, false (Go's ParseBool words) or auto, which is
+        true for a caller that is not root or is root in a user namespace. True: a cgroup
+        that may not be made is done without (galley.oci.cgroups.rootless)."""
+        word = self._rootless
+        if word.lower() in {"", "auto"}:
+            from galley.kernel.ns import in_user_namespace  # noqa: PLC0415
+
+            return posix.geteuid() != 0 or in_user_namespace()
+        if word in _GO_BOOLS:
+            return _GO_BOOLS[word]
+        raise InvalidArgument(f'--rootless: parsing "{word}": invalid syntax (true, false or auto)')
+
+
+_GO_BOOLS = {
+    **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
+    **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False),
+}
 
 
 GLOBAL = Syntax(
     [
-        Option("--root", "root directory for storage of container state", STR, DEFAULT_ROOT),
+        Option("--root", "root directory for storage of container state", STR, default_root()),
         Option("--log", "log file (default: stderr)", STR),
         Option("--log-format", "log format: text or json", STR, "text", ("text", "json")),
         Option("--debug", "enable debug logging"),
         Option("--systemd-cgroup", "cgroupsPath is slice:prefix:name"),
         Option("--criu", "(accepted for compatibility; unused)", STR, "criu"),
-        Option("--rootless", "(accepted for compatibility)", STR, "auto"),
+        Option("--rootless", "ignore cgroup permission errors: true, false or auto", STR, "auto"),
         Option("-v,--version", "print the version"),
     ],
     positionals=("command",),
@@ -374,7 +407,7 @@ def _parse_and_run(args: Args, log: Log) -> int:
 
 def _run(args: Args, log: Log) -> int:
     """The command, its failures logged in runc's words; its exit status."""
-    ctx = Context(pathnames.abspath(args.root), log, args.systemd_cgroup)
+    ctx = Context(pathnames.abspath(args.root), log, args.systemd_cgroup, args.rootless)
     try:
         return _commands(COMMANDS[args.command][0]).run(args.command, ctx, args)
     except UsageError as e:  # found by the command (a missing container id)

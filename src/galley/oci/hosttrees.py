@@ -45,7 +45,12 @@ def idmapper(entry: Mount, spec: Spec) -> Callable[[int], None] | None:
 
 def binds_to_clone(spec: Spec) -> bool:
     """Whether every bind is cloned by the host's root (BindCloner): the container has binds,
-    a user namespace of its own and a new mount namespace (else only idmapped binds are)."""
+    a user namespace of its own and a new mount namespace (else only idmapped binds are),
+    and we are root. A caller that is not root could not enter the container's mount
+    namespace from outside its user namespace, and needs no help: the container's root is
+    that caller, and reaches what it reaches."""
+    if posix.geteuid() != 0:
+        return False
     linux = spec.get("linux", {})
     paths_of = {ns.get("type"): ns.get("path") for ns in linux.get("namespaces", [])}
     if not ("user" in paths_of and "mount" in paths_of and not paths_of["mount"]):

@@ -61,8 +61,9 @@ if TYPE_CHECKING:
 
 
 def main() -> None:
-    """Entry point of the re-executed interpreter: argv is [-c, read fd, write fd]."""
-    run_stage(Channel(int(sys.argv[1]), int(sys.argv[2])))
+    """Entry point of the re-executed interpreter: argv is [-c, read fd, write fd, fd socket]
+    (galley.oci.channel; -1: none)."""
+    run_stage(Channel(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))
 
 
 def run_stage(
@@ -225,7 +226,7 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
     if starter.fifo is not None:
         _ready_to_exec(channel, seccomp_fd)
         starter.execute(boot["preserve_fds"])
-    channel.send("ready", seccomp_fd=seccomp_fd)
+    _send_ready(channel, seccomp_fd)
     previous = _signals_while_waiting()  # as the trampoline does while it waits
     posix.read(fifo, 1)  # `start` writes one byte; until then we are "created"
     posix.close(fifo)
@@ -318,6 +319,7 @@ def _open_init_root(pid: int) -> int:
 def _hand_over_listener(channel: Channel, fd: int) -> None:
     """A seccomp listener loaded early: P copies it to the agent before we go on, and it is
     closed here (the agent's copy is the one that answers)."""
+    channel.lend(fd)
     channel.send("seccomp", fd=fd)
     channel.expect("ok")
     posix.close(fd)
@@ -326,9 +328,15 @@ def _hand_over_listener(channel: Channel, fd: int) -> None:
 def _ready_to_exec(channel: Channel, seccomp_fd: int | None) -> None:
     """Tell P that execve comes next (the pipe closes when it succeeds); a seccomp listener fd
     must stay open until P has copied it."""
-    channel.send("ready", seccomp_fd=seccomp_fd, execs=True)
+    _send_ready(channel, seccomp_fd, execs=True)
     if seccomp_fd is not None:
         channel.expect("ok")
+
+
+def _send_ready(channel: Channel, seccomp_fd: int | None, **fields: object) -> None:
+    if seccomp_fd is not None:
+        channel.lend(seccomp_fd)
+    channel.send("ready", seccomp_fd=seccomp_fd, **fields)
 
 
 def _open_terminal(channel: Channel, process: Process, root: str | None) -> None:
@@ -337,6 +345,7 @@ def _open_terminal(channel: Channel, process: Process, root: str | None) -> None
     from galley.oci.console import open_pty_here, take_console  # noqa: PLC0415
 
     master, slave = open_pty_here(process.get("consoleSize"), root)
+    channel.lend(master)
     channel.send("console", fd=master)
     channel.expect("ok")
     posix.close(master)

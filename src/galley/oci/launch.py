@@ -107,6 +107,7 @@ def create(
     on_ready: Callable[[LaunchResult], None] | None = None,
     warn: Callable[[str], None] | None = None,
     systemd_cgroup: bool = False,
+    rootless_cgroup: bool = False,
 ) -> LaunchResult:
     """Start the container's init (in stage), stopped at the exec fifo until `start`;
     report: where poststop hooks that fail after a failed create say so (the command's
@@ -115,7 +116,8 @@ def create(
     execs the trampoline (an error there, or a failed execve, fails the create and undoes
     it); the pid file is written last. warn takes runc's warning about capability names
     this kernel does not know, given while the stage builds the rootfs. systemd_cgroup:
-    linux.cgroupsPath as runc's systemd driver reads it (--systemd-cgroup)."""
+    linux.cgroupsPath as runc's systemd driver reads it (--systemd-cgroup); rootless_cgroup:
+    a cgroup that may not be made is done without (galley.oci.cgroups.rootless)."""
     rollback = Rollback()
     rollback.add(stage.abandon)
     with rollback:  # galley-runc begins its error with "galley-runc create failed: ", as runc
@@ -135,6 +137,7 @@ def create(
             on_ready=on_ready,
             warn=warn,
             systemd_cgroup=systemd_cgroup,
+            rootless_cgroup=rootless_cgroup,
         )
 
 
@@ -191,6 +194,7 @@ def _create(
     on_ready: Callable[[LaunchResult], None] | None,
     warn: Callable[[str], None] | None,
     systemd_cgroup: bool,
+    rootless_cgroup: bool,
 ) -> LaunchResult:
     channel, stage_pid, preserve_fds = stage.channel, stage.pid, stage.preserve_fds
     terminal = check_console(spec.get("process", {}), console_socket)
@@ -225,8 +229,11 @@ def _create(
     rollback.add_final(lambda: _poststop_after_failure(container_id, bundle, spec, report))
     note_incomplete(state_dir, cgroup=cgroup.save())  # before there is anything to undo
     try:
-        cgroup.create()
-        cgroup.set(initial_resources(spec))
+        if rootless_cgroup:
+            cgroup = _rootless_cgroup(cgroup, spec)
+        else:
+            cgroup.create()
+            cgroup.set(initial_resources(spec))
     except Exception as err:  # the stage may fail too: then its error is the cause
         reported = channel.next_error(timeout=STAGE_REPORTS_WITHIN)
         if reported is not None:
@@ -348,6 +355,16 @@ def _cgroup_manager(
 
     manager = manager_for(spec, container_id, systemd=systemd)
     rollback.add_final(manager.destroy)
+    return manager
+
+
+def _rootless_cgroup(manager: CgroupManager, spec: Spec) -> CgroupManager:
+    """The cgroup of a caller that is not root: what it may make of it, given its limits."""
+    from galley.oci.cgroups import rootless  # noqa: PLC0415 - not root's path
+
+    path_given = bool(spec.get("linux", {}).get("cgroupsPath"))
+    manager = rootless.create(manager, path_given=path_given)
+    rootless.set_resources(manager, initial_resources(spec))
     return manager
 
 

@@ -8,7 +8,8 @@ Order, as the kernel needs it:
        is refused)
     3. unshare(CLONE_NEWUSER) when a new one is asked for (just before, still the host's
        root, the stage makes what the root of that namespace may not: premade_filesystems
-       in galley.oci.rootfs); P writes uid_map/gid_map; we become root inside it
+       in galley.oci.rootfs); P writes uid_map/gid_map (galley.oci.usermaps); we become root
+       inside it
     4. unshare() every other new namespace at once; a new cgroup namespace must come after
        the process was moved into its cgroup, so the create stage defers it (galley.oci.init)
     5. new time namespace: write its offsets before any process lives in it
@@ -32,7 +33,7 @@ TYPE_CHECKING = False  # not `from typing`: importing typing costs ~10 ms in the
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from galley.oci.spec import IDMapping, Spec, TimeOffset
+    from galley.oci.spec import Spec, TimeOffset
 
 CHILD_ONLY = ns.CLONE_NEWPID | ns.CLONE_NEWTIME
 
@@ -125,7 +126,7 @@ def _enter(
         if opened is not None:
             opened()
         if plan.new_user or any(kind == "user" for kind, _, _ in fds):
-            posix.setgroups([])  # the caller's groups: in there, setgroups may be denied
+            drop_groups()  # the caller's groups: in there, setgroups may be denied
         for kind, path, fd in fds:  # the user namespace first: plan.join is sorted so
             ns.setns(fd, ns.NAMESPACES[kind][0], path)
             if kind == "user":
@@ -137,19 +138,42 @@ def _enter(
         if before_user is not None:
             before_user()
         ns.unshare(ns.CLONE_NEWUSER)
-        map_ids()
+        if posix.geteuid() == 0:
+            map_ids()
+        else:
+            _map_ids_rootless(map_ids)
         become_root()
     if plan.create:
         ns.unshare(plan.create)
+
+
+def _map_ids_rootless(map_ids: Callable[[], None]) -> None:
+    """map_ids() for a caller that is not root: P, which is not root either, may write our
+    /proc files only as their owner, and a process that is not dumpable has root own them.
+    Dumpable meanwhile, as runc's stage is: P is the same user, which owns all of it anyway."""
+    from galley.kernel.proc import set_dumpable  # noqa: PLC0415 - imported by the stage
+
+    set_dumpable(True)
+    try:
+        map_ids()
+    finally:
+        set_dumpable(False)
 
 
 def become_root() -> None:
     """Take uid/gid 0 in a user namespace just entered (the mapped root), no extra groups."""
     posix.setresgid(0, 0, 0)
     posix.setresuid(0, 0, 0)
+    drop_groups()
+
+
+def drop_groups() -> None:
+    """No supplementary groups. Left as they are where that is not ours to change: a user
+    namespace whose setgroups is "deny", or a caller that is not root (rootless, as runc:
+    its groups are its own, and show as the overflow gid inside)."""
     try:
         posix.setgroups([])
-    except PermissionError:  # setgroups is "deny" in this user namespace: nothing to drop
+    except PermissionError:
         pass
 
 
@@ -165,22 +189,6 @@ def write_time_offsets(fd: int, offsets: dict[str, TimeOffset]) -> None:
         from galley.errors import FailedPrecondition  # noqa: PLC0415
 
         raise FailedPrecondition(f"linux.timeOffsets: the kernel refused them: {e.strerror}")
-
-
-def write_id_maps(pid: int, uid_mappings: list[IDMapping], gid_mappings: list[IDMapping]) -> None:
-    """P's half of step 2: write /proc/<pid>/uid_map and gid_map of the new user namespace."""
-    for name, mappings in (("uid_map", uid_mappings), ("gid_map", gid_mappings)):
-        text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
-        if not text:
-            continue
-        path = f"/proc/{pid}/{name}"
-        fd = posix.open(path, posix.O_WRONLY | posix.O_CLOEXEC)
-        try:
-            posix.write(fd, text.encode())
-        except OSError as err:
-            raise OSError(err.errno, f"write {name} {text.strip()!r}: {err.strerror}", path)
-        finally:
-            posix.close(fd)
 
 
 def paths(pid: int) -> dict[str, str]:

@@ -28,7 +28,7 @@ import stat
 
 from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
 from galley.kernel import mount as k
-from galley.kernel import pathnames
+from galley.kernel import ns, pathnames
 from galley.oci import devices, lsm, masks, mounts, paths, pivot
 from galley.oci.hosttrees import FOLLOWS_NAMESPACE, idmapper
 from galley.oci.sysctl import apply_sysctl
@@ -62,11 +62,11 @@ class Rootfs:
         self.trees = trees if trees is not None else {}
         self.path = pathnames.realpath(pathnames.join(bundle, spec.get("root", {}).get("path", "")))
         linux = spec.get("linux", {})
-        kinds = {ns.get("type") for ns in linux.get("namespaces", [])}
+        kinds = {entry.get("type") for entry in linux.get("namespaces", [])}
         self.shares_host_mounts = "mount" not in kinds  # galley.oci.hostmounts
         self.cgroupns = "cgroup" in kinds
         self.namespace_kinds = kinds
-        self.userns = "user" in kinds or in_user_namespace()
+        self.userns = "user" in kinds or ns.in_user_namespace()
         bounding = (spec.get("process", {}).get("capabilities") or {}).get("bounding") or []
         self.may_remount = "CAP_SYS_ADMIN" in bounding
         self.propagation = propagation_flags(linux.get("rootfsPropagation", ""))
@@ -461,8 +461,3 @@ def propagation_flags(name: str) -> int:
     if name not in mounts.PROPAGATION_OPTIONS:
         raise InvalidArgument(f"linux.rootfsPropagation: unknown propagation {name!r}")
     return mounts.PROPAGATION_OPTIONS[name]
-
-
-def in_user_namespace() -> bool:
-    """Whether this process runs in a user namespace other than the initial one."""
-    return pathnames.read_text("/proc/self/uid_map").split() != ["0", "0", "4294967295"]

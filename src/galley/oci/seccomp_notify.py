@@ -1,8 +1,8 @@
 """SCMP_ACT_NOTIFY: hand the filter's listener fd to the seccomp agent at listenerPath.
 
 init stage: fd = SeccompFilter.load()  ── reports fd's number over the sync pipe ──┐
-runtime process (create): forward_listener(filt, init_pid, number, state)  ◄───────┘
-    pidfd_getfd copies the fd out of the init (pipes cannot carry fds), then one message
+runtime process (create): forward_listener(filt, Channel.take(...), state)  ◄──────┘
+    Channel.take copies the fd out of the init (galley.oci.channel), then one message
     on a unix stream socket: containerProcessState JSON + the fd as SCM_RIGHTS
     (runtime-spec "seccomp" / listenerPath).
 """
@@ -13,24 +13,16 @@ import json
 import posix
 
 from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
-from galley.kernel import seccomp as scmp
 from galley.kernel import unixsock
 from galley.oci.seccomp import SeccompFilter
 
 _FIELD = "linux.seccomp"
 
 
-def forward_listener(
-    filt: SeccompFilter, pid: int, child_fd: int, state: dict[str, object]
-) -> None:
-    """From the runtime process: copy fd child_fd (the notify fd `load()` returned in the
-    container's init, pid) and send it to the agent at listenerPath, as runc does during create."""
-    try:
-        fd = scmp.take_fd(pid, child_fd)
-    except OSError as e:
-        raise FailedPrecondition(
-            f"{_FIELD}: fetching the notify fd of pid {pid}: {os_error_text(e)}"
-        ) from None
+def forward_listener(filt: SeccompFilter, fd: int, state: dict[str, object]) -> None:
+    """From the runtime process: send fd, its copy of the notify fd `load()` returned in the
+    container's init (galley.oci.channel.Channel.take), to the agent at listenerPath, as runc
+    does during create; close it."""
     try:
         send_listener(filt, fd, state)
     finally:

@@ -197,26 +197,38 @@ def spawn_stage(
     floor = max(keep, default=2) + 1
     to_stage, from_p = _pipe_above(floor)[::-1]
     from_stage, to_p = _pipe_above(floor)
+    p_fds, c_fds = _fd_sockets(floor) if posix.geteuid() != 0 else (-1, -1)
     forked = trampoline.supported()
     if forked:  # the stage's code, imported by P before the fork (docs/status.md, session 9)
         from galley.oci.init import run_stage  # noqa: PLC0415
     pid, pid_namespace = _fork(pid_namespace)
     if pid == 0:  # C
         try:
-            posix.close(to_stage)
-            posix.close(from_stage)
+            for fd in (to_stage, from_stage, p_fds):
+                if fd >= 0:
+                    posix.close(fd)
             if forked:
-                channel = Channel(from_p, to_p)
-                run_stage(channel, creates=creates, reexec=lambda: _reexec(from_p, to_p))
-            _reexec(from_p, to_p)
+                channel = Channel(from_p, to_p, c_fds)
+                run_stage(channel, creates=creates, reexec=lambda: _reexec(from_p, to_p, c_fds))
+            _reexec(from_p, to_p, c_fds)
         except BaseException as err:  # C must never return into P's code
             try:
                 Channel(-1, to_p).send("error", message=describe(err))
             finally:
                 posix._exit(1)
-    posix.close(from_p)
-    posix.close(to_p)
-    return Channel(from_stage, to_stage), pid, pid_namespace
+    for fd in (from_p, to_p, c_fds):
+        if fd >= 0:
+            posix.close(fd)
+    return Channel(from_stage, to_stage, p_fds), pid, pid_namespace
+
+
+def _fd_sockets(floor: int) -> tuple[int, int]:
+    """The socket pair a P that is not root takes the stage's fds over (galley.oci.channel),
+    close-on-exec, both ends >= floor (as _pipe_above's)."""
+    from galley.kernel import unixsock  # noqa: PLC0415
+
+    p_end, c_end = unixsock.pair()
+    return _above(p_end.detach(), floor), _above(c_end.detach(), floor)
 
 
 def _fork(pid_namespace: bool) -> tuple[int, bool]:
@@ -235,8 +247,11 @@ def _fork(pid_namespace: bool) -> tuple[int, bool]:
     mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
     try:
         try:
+            # The way back first, a no-op: it is refused where our pid namespace belongs to
+            # a user namespace above ours (galley-runc as root of a rootless user namespace).
+            ns.setns(own, ns.CLONE_NEWPID, "/proc/self/ns/pid")
             ns.unshare(ns.CLONE_NEWPID)
-        except OSError:  # a nesting limit, a seccomp filter: the stage forks as without
+        except OSError:  # that, a nesting limit, a seccomp filter: the stage forks as without
             return posix.fork(), False
         try:
             pid = posix.fork()
@@ -251,30 +266,35 @@ def _fork(pid_namespace: bool) -> tuple[int, bool]:
         posix.close(own)
 
 
-def _reexec(from_p: int, to_p: int) -> None:
-    """In C: become the stage in a read-only re-executed interpreter, on the same pipes.
+def _reexec(from_p: int, to_p: int, fds: int) -> None:
+    """In C: become the stage in a read-only re-executed interpreter, on the same pipes (and
+    fd socket, -1: none; galley.oci.init.main makes them close-on-exec again).
 
     The preserved fds are inheritable already (they came through our own execve); an fd P
     opened there itself (a free number: a lock, a log) is close-on-exec.
     """
-    posix.set_inheritable(from_p, True)
-    posix.set_inheritable(to_p, True)
-    exec_readonly_interpreter([str(from_p), str(to_p)])
+    for fd in (from_p, to_p, fds):
+        if fd >= 0:
+            posix.set_inheritable(fd, True)
+    exec_readonly_interpreter([str(from_p), str(to_p), str(fds)])
 
 
 def _pipe_above(floor: int) -> tuple[int, int]:
     """A close-on-exec pipe whose fds are >= floor: a pipe on a free fd number inside the
     preserved range (--preserve-fds, LISTEN_FDS) would otherwise reach the container."""
+    read_end, write_end = posix.pipe2(posix.O_CLOEXEC)
+    return _above(read_end, floor), _above(write_end, floor)
+
+
+def _above(fd: int, floor: int) -> int:
+    """fd, or a close-on-exec copy of it >= floor (fd closed) where it is below."""
+    if fd >= floor:
+        return fd
     import fcntl  # noqa: PLC0415
 
-    ends = []
-    for fd in posix.pipe2(posix.O_CLOEXEC):
-        if fd < floor:
-            moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
-            posix.close(fd)
-            fd = moved
-        ends.append(fd)
-    return ends[0], ends[1]
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+    posix.close(fd)
+    return moved
 
 
 def send_quietly(channel: Channel, kind: str, **fields: object) -> None:
@@ -292,12 +312,16 @@ def exec_readonly_interpreter(args: list[str]) -> None:
     mount_setattr makes read-only; fexecve runs it. Being detached, the mount propagates
     nowhere and C keeps the host's mount namespace (and its peer groups, for rshared roots).
     Kernels without the new mount API (< 5.12) get the old way: a private mount namespace,
-    / rslave, and a read-only bind of the interpreter onto itself.
+    / rslave, and a read-only bind of the interpreter onto itself. A caller that is not root
+    (rootless) may mount neither way, and needs neither: the interpreter is not its to write,
+    and a container it runs has no more rights on the host than it has.
     """
     from galley.kernel import mount as m  # noqa: PLC0415
 
     exe = pathnames.realpath(sys.executable)
     argv = [exe, "-IS", "-c", BOOTSTRAP.format(src=SRC), *args]
+    if posix.geteuid() != 0:
+        posix.execve(exe, argv, {})
     try:
         tree = m.open_tree(m.AT_FDCWD, exe, m.OPEN_TREE_CLONE | m.OPEN_TREE_CLOEXEC)
         m.mount_setattr(tree, "", m.AT_EMPTY_PATH, attr_set=m.MOUNT_ATTR_RDONLY)
@@ -401,7 +425,7 @@ class StageServer:
         raise StageError(msg["message"])
 
     def on_idmap(self, _msg: dict[str, Any]) -> bool:
-        from galley.oci.namespaces import write_id_maps  # noqa: PLC0415
+        from galley.oci.usermaps import write_id_maps  # noqa: PLC0415
 
         linux = self.spec.get("linux", {})
         write_id_maps(self.stage_pid, linux.get("uidMappings", []), linux.get("gidMappings", []))
@@ -447,11 +471,9 @@ class StageServer:
 
     def on_console(self, msg: dict[str, Any]) -> bool:
         """exec: the stage's pty master, by number; copied out with pidfd_getfd."""
-        from galley.kernel.seccomp import take_fd  # noqa: PLC0415
-
         if self.consoles is None:
             raise StageError("init protocol: a console from a create stage")
-        self.consoles.append(take_fd(self.pid, msg["fd"]))
+        self.consoles.append(self.channel.take(self.pid, msg["fd"]))
         if self.prepare_console is not None:
             self.prepare_console(self.consoles[-1])
         self.channel.send("ok")
@@ -459,20 +481,22 @@ class StageServer:
 
     def on_seccomp(self, msg: dict[str, Any]) -> bool:
         """A listener the process loaded before its last steps: to the agent now."""
-        _forward_seccomp_listener(self.spec, self.pid, msg["fd"], self.state)
+        _forward_seccomp_listener(self.spec, self.channel.take(self.pid, msg["fd"]), self.state)
         self.channel.send("ok")
         return False
 
     def on_ready(self, msg: dict[str, Any]) -> bool:
         if msg.get("seccomp_fd") is not None:
-            _forward_seccomp_listener(self.spec, self.pid, msg["seccomp_fd"], self.state)
+            fd = self.channel.take(self.pid, msg["seccomp_fd"])
+            _forward_seccomp_listener(self.spec, fd, self.state)
             if msg.get("execs"):
                 self.channel.send("ok")  # copied: the stage may close it by exec now
         return True
 
 
-def _forward_seccomp_listener(spec: Spec, pid: int, fd: int, state: State) -> None:
-    """Send the init's seccomp notify fd (by number) to the agent at listenerPath."""
+def _forward_seccomp_listener(spec: Spec, fd: int, state: State) -> None:
+    """Send our copy of the init's seccomp notify fd to the agent at listenerPath (and close
+    it)."""
     from galley.oci.seccomp import SeccompFilter  # noqa: PLC0415
     from galley.oci.seccomp_notify import forward_listener  # noqa: PLC0415
 
@@ -480,7 +504,7 @@ def _forward_seccomp_listener(spec: Spec, pid: int, fd: int, state: State) -> No
     listener = SeccompFilter(
         None, True, seccomp.get("listenerPath"), seccomp.get("listenerMetadata", "")
     )
-    forward_listener(listener, pid, fd, dict(state))
+    forward_listener(listener, fd, dict(state))
 
 
 def _write_oom_score_adj(pid: int, score: int | None) -> None:

@@ -328,6 +328,19 @@ class ContainerState:
         """Whether the init process still runs (same pid and same start time)."""
         return self.pid > 0 and process_start_time(self.pid) == self.start_time
 
+    def processes(self) -> list[int]:
+        """The container's processes: those in its cgroup; without a cgroup (rootless: one
+        may not have been made), its living init and the init's descendants."""
+        if self.cgroup:
+            manager = self.cgroup_manager()
+            if manager.paths:
+                return manager.pids()
+        if not self.alive():
+            return []
+        from galley.kernel.proc import descendants  # noqa: PLC0415
+
+        return descendants(self.pid)
+
     def cgroup_manager(self) -> CgroupManager:
         """The cgroup manager, restored from its saved form."""
         from galley.oci import cgroups  # noqa: PLC0415 - lazy: not every command needs cgroups

@@ -8,6 +8,8 @@ namespace (new or joined) is required: runc chroot()s without one, galley would 
 
 from __future__ import annotations
 
+import posix
+
 from galley.oci.validate import id_mapping, user_id
 from galley.oci.validate_fields import (
     I64,
@@ -234,6 +236,35 @@ def check_linux(spec: dict[str, Any]) -> None:
     if linux.get("intelRdt"):
         raise fail("linux.intelRdt", "intel RDT is not supported on this host")
     _cross_checks(spec, linux, namespaces)
+    if posix.geteuid() != 0:
+        _rootless(spec, linux, namespaces)
+
+
+def _rootless(spec: dict[str, Any], linux: dict[str, Any], namespaces: set[str]) -> None:
+    """What a caller that is not root needs (runc's rootless checks): a user namespace, whose
+    root the container's is (only there may it mount, or make namespaces), and mount options
+    that name only ids mapped there (the kernel's EINVAL would not say which)."""
+    if "user" not in namespaces:
+        raise fail(
+            "linux.namespaces",
+            "rootless container requires user namespaces (galley-runc is not root: only the"
+            " container's own user namespace gives it the rights to build the container)",
+        )
+    ranges = {
+        key: [(m["containerID"], m["size"]) for m in linux.get(field) or []]
+        for key, field in (("uid", "uidMappings"), ("gid", "gidMappings"))
+    }
+    for index, mount in enumerate(spec.get("mounts") or []):
+        for option in mount.get("options") or []:
+            key, _, value = option.partition("=")
+            if key not in ranges or not value.isdigit() or not ranges[key]:
+                continue
+            if not any(first <= int(value) < first + size for first, size in ranges[key]):
+                raise fail(
+                    f"mounts[{index}].options",
+                    f"{option}: cannot specify {key}= mount options for unmapped {key} in"
+                    " rootless containers",
+                )
 
 
 def _personality(path: str, value: object) -> None:

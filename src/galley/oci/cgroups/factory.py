@@ -94,7 +94,7 @@ def _load(saved: dict[str, Any]) -> CgroupManager:
         unified = saved.get("unified")
         part = V2Manager(_path(unified), _text(unified["mount"])) if unified else None
         paths = {_text(name): _text(path) for name, path in saved["paths"].items()}
-        return V1Manager(paths, part, rules)
+        return V1Manager(paths, part, rules, [_text(name) for name in saved.get("denied") or []])
     raise InvalidArgument(f"unknown mode {mode!r}")
 
 

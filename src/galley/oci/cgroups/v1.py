@@ -4,8 +4,10 @@
     unified: a V2Manager for the cgroup2 mount of a hybrid host (here it carries hugetlb)
 
 Controllers not mounted are absent from `paths`; asking for their resources is an error, while
-an unset resource is skipped. A new cpuset cgroup starts with empty cpus/mems, so every level
-created gets its parent's values first, as runc does.
+an unset resource is skipped. So are those a caller that is not root may not make a cgroup in
+(`denied`, galley.oci.cgroups.rootless); with none left at all, the container has no cgroup.
+A new cpuset cgroup starts with empty cpus/mems, so every level created gets its parent's
+values first, as runc does.
 """
 
 from __future__ import annotations
@@ -39,10 +41,12 @@ class V1Manager:
         paths: dict[str, str],
         unified: V2Manager | None = None,
         device_rules: list[Rule] | None = None,
+        denied: list[str] | None = None,
     ) -> None:
         self._paths = dict(paths)
         self.unified = unified
         self.device_rules = list(device_rules or [])
+        self.denied = sorted(denied or [])
 
     @property
     def paths(self) -> dict[str, str]:
@@ -54,6 +58,11 @@ class V1Manager:
         try:
             return self._paths[controller]
         except KeyError:
+            if controller in self.denied or "*" in self.denied:
+                raise FailedPrecondition(
+                    f"{field}: cannot set {controller} limit: container could not join or"
+                    f" create cgroup (galley-runc is not root, and may not make one there)"
+                ) from None
             raise InvalidArgument(
                 f"{field}: the {controller} cgroup controller is not mounted on this host"
             ) from None
@@ -68,7 +77,7 @@ class V1Manager:
         for controller, directory in sorted(self._paths.items()):
             pathnames.makedirs(directory, 0o755, exist_ok=True)
             if controller == "cpuset":
-                _fill_cpusets(directory)
+                fill_cpusets(directory)
         if self.unified is not None:
             self.unified.create()
 
@@ -244,7 +253,7 @@ class V1Manager:
 
     def freeze(self) -> None:
         """Write FROZEN and wait until the freezer reports it (re-asking while FREEZING)."""
-        directory = self._dir("freezer", "freezer")
+        directory = self._freezer()
         deadline = time.monotonic() + 5
         while True:
             write(directory, "freezer.state", "FROZEN")
@@ -258,9 +267,17 @@ class V1Manager:
     def thaw(self) -> None:
         """Write THAWED (and clear the unified part's cgroup.freeze if the container set it:
         on a hybrid host that freezes it as well)."""
-        write(self._dir("freezer", "freezer"), "freezer.state", "THAWED")
+        write(self._freezer(), "freezer.state", "THAWED")
         if self.unified is not None and self.unified.frozen():
             self.unified.thaw()
+
+    def _freezer(self) -> str:
+        if "freezer" not in self._paths and self.denied:
+            raise FailedPrecondition(
+                "cannot pause or resume a container without a freezer cgroup (galley-runc is"
+                " not root, and may not make one here)"
+            )
+        return self._dir("freezer", "freezer")
 
     def frozen(self) -> bool:
         """Whether the freezer is FROZEN or FREEZING, or the unified part is frozen."""
@@ -289,7 +306,7 @@ class V1Manager:
 
     def stats(self) -> dict[str, object]:
         """runc's stats shape from the v1 files (hugetlb from cgroup2 on hybrid hosts)."""
-        if not self.exists():
+        if not self.exists() and not (self.denied and not self.paths):
             raise FailedPrecondition(f"cgroup {self.paths} does not exist")
         from galley.oci.cgroups.stats import for_events, hugetlb_v2, v1_stats  # noqa: PLC0415
 
@@ -318,6 +335,7 @@ class V1Manager:
             "paths": self._paths,
             "unified": self.unified.save() if self.unified is not None else None,
             "device_rules": [r.to_json() for r in self.device_rules],
+            **({"denied": self.denied} if self.denied else {}),
         }
 
 
@@ -328,7 +346,7 @@ def _controllers(directory: str) -> set[str]:
         return set()
 
 
-def _fill_cpusets(directory: str) -> None:
+def fill_cpusets(directory: str) -> None:
     """Give the cgroup, and every ancestor whose cpus or mems are empty (both start so on v1,
     and no process may join such a cpuset), its parent's, from the first full one down: an
     ancestor someone else made and left empty too, as runc does. Each file is read once."""

@@ -182,6 +182,7 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool, config: Any
         from galley.oci.validate import validate  # noqa: PLC0415 - lazy: only create/run validate
 
         spec = validate(config)
+        rootless_cgroup = ctx.rootless_cgroup  # a bad --rootless fails here, as a bad config
         rootfs = rootfs_path(bundle, spec)
         state_dir = reserve(ctx.root, cid)
     except BaseException:
@@ -223,6 +224,7 @@ def _create(ctx: Context, args: Args, cid: str, *, foreground: bool, config: Any
                 on_ready=record,
                 warn=ctx.log.warning,
                 systemd_cgroup=ctx.systemd_cgroup,
+                rootless_cgroup=rootless_cgroup,
             )
             try:  # a signal may come at any point from here on, too
                 state = recorded[0]

@@ -89,7 +89,7 @@ def _damaged(cid: str, error: CorruptState) -> None:
 
 def ps(state: ContainerState, fmt: str, ps_args: list[str]) -> str:
     """`ps`: the container's pids as JSON, or `ps -ef` lines for those pids."""
-    pids = state.cgroup_manager().pids() if state.cgroup else [state.pid]
+    pids = state.processes()
     if fmt == "json":  # none: null, as runc's (Go's) empty list
         return (dumps(pids) if pids else "null") + "\n"
     import subprocess  # noqa: PLC0415 - lazy: only the ps table needs it

@@ -62,11 +62,18 @@ def signal_init(state: ContainerState, sig: int) -> None:
 
 def signal_all(state: ContainerState, sig: int) -> None:
     """Send sig to every process in the container's cgroup (`kill --all`): the manager freezes
-    the cgroup while it signals (or uses cgroup.kill), so no process forks away in between."""
-    if not state.cgroup:
-        signal_init(state, sig)
+    the cgroup while it signals (or uses cgroup.kill), so no process forks away in between.
+    A container without a cgroup (rootless) has its init and the init's descendants
+    signalled."""
+    manager = state.cgroup_manager() if state.cgroup else None
+    if manager is not None and manager.paths:
+        manager.kill(sig)
         return
-    state.cgroup_manager().kill(sig)
+    for pid in state.processes():
+        try:
+            posix.kill(pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 def _manager(

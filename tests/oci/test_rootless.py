@@ -1,0 +1,433 @@
+"""Rootless containers: the runtime run by a user who is not root, as podman's and docker's
+rootless modes run runc, on both runtimes where runc is installed.
+
+The user is a uid with no passwd entry (USER below); the bundle lies where it may read it, and
+its state under an $XDG_RUNTIME_DIR of its own. The container's user namespace maps root to that
+uid alone (what `spec --rootless` writes), or wider ranges through newuidmap/newgidmap and a
+line of /etc/subuid and /etc/subgid this module adds for the test and takes back.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from galley.oci.defaults import default_spec
+from tests.oci.conftest import RUNC_CGROUP_TMPFS, RUNTIMES, Bundle, Runtime
+
+USER = 62117  # uid and gid of the unprivileged caller; no passwd entry needed
+SUBIDS = 300000  # the first of the 65536 ids /etc/subuid and /etc/subgid grant USER here
+
+PROBE = (
+    "id; cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; hostname;"
+    " grep -E '^(Cap|NoNewPrivs|Groups)' /proc/self/status;"
+    " ls -ln /dev | sed 1d | sort;"
+    " cut -d' ' -f5- /proc/self/mountinfo | sort"
+)
+
+
+@dataclass
+class AsUser(Runtime):
+    """A Runtime whose commands run as USER, with $XDG_RUNTIME_DIR set to runtime_dir."""
+
+    runtime_dir: Path = Path()
+
+    def env(self) -> dict[str, str]:
+        return {"PATH": os.environ["PATH"], "XDG_RUNTIME_DIR": str(self.runtime_dir)}
+
+    def __call__(
+        self, *args: str, check: bool = False, timeout: float = 30, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
+        if len(args) > 1 and args[0] in {"create", "run"}:
+            self.created.append(args[-1])
+        argv = [self.binary, "--root", str(self.root), *args]
+        done = self._run(argv, timeout, **kw)
+        if check and done.returncode != 0:
+            raise subprocess.CalledProcessError(done.returncode, argv, done.stdout, done.stderr)
+        return done
+
+    def bare(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The runtime without --root: the state goes where the runtime puts it."""
+        return self._run([self.binary, *args], 30)
+
+    def _run(self, argv: list[str], timeout: float, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """argv as USER, its output through files, not pipes: a container that create (or
+        run -d) leaves behind holds its stdio open."""
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            done = subprocess.run(
+                argv,
+                user=USER,
+                group=USER,
+                extra_groups=[],
+                env=self.env(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                timeout=timeout,
+                check=False,
+                **kw,
+            )
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(
+                argv, done.returncode, out.read().decode(), err.read().decode()
+            )
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    """A directory USER may enter (0755, owned by root) for its bundle and runtime dirs."""
+    top = Path(tempfile.mkdtemp(prefix="galley-rootless-"))
+    top.chmod(0o755)
+    try:
+        yield top
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _as_user(binary: str, home: Path, name: str) -> AsUser:
+    runtime_dir = home / f"xdg-{name}"
+    runtime_dir.mkdir(mode=0o700)
+    os.chown(runtime_dir, USER, USER)
+    return AsUser(binary, runtime_dir / "state", runtime_dir=runtime_dir)
+
+
+@pytest.fixture(params=sorted(RUNTIMES))
+def rootless(request: pytest.FixtureRequest, home: Path) -> Iterator[AsUser]:
+    """galley-runc and, where installed, runc, called by USER."""
+    rt = _as_user(RUNTIMES[request.param], home, request.param)
+    yield rt
+    rt.cleanup()
+
+
+@pytest.fixture
+def galley(home: Path) -> Iterator[AsUser]:
+    """galley-runc called by USER."""
+    rt = _as_user(RUNTIMES["galley"], home, "galley")
+    yield rt
+    rt.cleanup()
+
+
+def rootless_config(args: list[str]) -> dict[str, Any]:
+    """`spec --rootless` as USER would get it, running args."""
+    spec: dict[str, Any] = copy.deepcopy(dict(default_spec(rootless=True)))
+    spec["root"] = {"path": "rootfs", "readonly": True}
+    spec["process"].update(args=args, terminal=False)
+    spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": USER, "size": 1}]
+    spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": USER, "size": 1}]
+    return spec
+
+
+@pytest.fixture
+def user_bundle(bundle: Bundle, home: Path) -> Bundle:
+    """The busybox bundle where USER reads it, with a rootless config running the probe."""
+    moved = Bundle(path=Path(shutil.move(str(bundle.path), home)), config=bundle.config)
+    moved.config = rootless_config(["sh", "-c", PROBE])
+    return moved
+
+
+def run(rt: AsUser, bundle: Bundle) -> subprocess.CompletedProcess[str]:
+    return rt("run", "-b", str(bundle.write()), rt.new_id())
+
+
+def normalised(text: str) -> str:
+    return text.replace(*RUNC_CGROUP_TMPFS)
+
+
+def test_a_rootless_container_looks_the_same_on_both_runtimes(
+    user_bundle: Bundle, home: Path
+) -> None:
+    outputs = {}
+    for name, binary in RUNTIMES.items():
+        rt = _as_user(binary, home, f"cmp-{name}")
+        try:
+            done = run(rt, user_bundle)
+        finally:
+            rt.cleanup()
+        assert done.returncode == 0, done.stderr
+        outputs[name] = normalised(done.stdout)
+    lines = [" ".join(line.split()) for line in outputs["galley"].splitlines()]
+    # no supplementary groups: the caller has none (they would stay, setgroups being "deny")
+    assert lines[:4] == ["uid=0(root) gid=0(root)", f"0 {USER} 1", f"0 {USER} 1", "deny"]
+    assert "/sys ro," in outputs["galley"]
+    if "runc" in outputs:
+        assert outputs["galley"] == outputs["runc"]
+
+
+def test_state_goes_under_xdg_runtime_dir_without_root(galley: AsUser, user_bundle: Bundle) -> None:
+    user_bundle.config["process"]["args"] = ["sleep", "30"]
+    cid = galley.new_id()
+    created = galley.bare("run", "-d", "-b", str(user_bundle.write()), cid)
+    try:
+        assert created.returncode == 0, created.stderr
+        state_dir = galley.runtime_dir / "galley-runc" / cid
+        assert (state_dir / "state.json").is_file()
+        assert os.stat(state_dir).st_uid == USER
+        listed = galley.bare("list", "--format", "json")
+        assert [c["id"] for c in json.loads(listed.stdout)] == [cid]
+    finally:
+        deleted = galley.bare("delete", "--force", cid)
+    assert deleted.returncode == 0, deleted.stderr
+    assert not state_dir.exists()
+
+
+def test_lifecycle_without_a_cgroup(galley: AsUser, user_bundle: Bundle) -> None:
+    """No cgroup could be made: ps and kill --all find the init and its descendants, pause
+    says why it cannot, exec and delete work."""
+    user_bundle.config["process"]["args"] = ["sh", "-c", "sleep 30 & sleep 30 & wait"]
+    cid = galley.new_id()
+    assert galley("create", "-b", str(user_bundle.write()), cid).returncode == 0
+    state = json.loads(galley("state", cid, check=True).stdout)
+    saved = json.loads((galley.root / cid / "state.json").read_text())
+    assert saved["cgroup"]["paths"] == {}, "this host delegates no cgroup to USER"
+    assert galley("start", cid).returncode == 0
+    deadline = time.monotonic() + 10
+    while len(json.loads(galley("ps", "--format", "json", cid).stdout or "null") or []) < 3:
+        assert time.monotonic() < deadline, galley("ps", cid).stdout
+        time.sleep(0.05)
+    pids = json.loads(galley("ps", "--format", "json", cid, check=True).stdout)
+    assert state["pid"] in pids
+    for pid in pids:
+        assert Path(f"/proc/{pid}/status").read_text().count(f"\t{USER}\t") >= 1
+    done = galley("exec", cid, "id", "-u")
+    assert (done.returncode, done.stdout) == (0, "0\n"), done.stderr
+    paused = galley("pause", cid)
+    assert paused.returncode == 1
+    assert "cannot pause or resume a container without a freezer cgroup" in paused.stderr
+    resumed = galley("resume", cid)
+    assert resumed.returncode == 1 and "not paused" in resumed.stderr
+    updated = galley("update", "--memory", "100000000", cid)
+    assert updated.returncode == 1
+    assert "cannot set memory limit: container could not join or create cgroup" in updated.stderr
+    assert galley("kill", "--all", cid, "KILL").returncode == 0
+    deadline = time.monotonic() + 10
+    while json.loads(galley("state", cid, check=True).stdout)["status"] != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for pid in pids:
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "State:\tZ" in Path(f"/proc/{pid}/status").read_text()
+        )
+    assert galley("delete", cid).returncode == 0
+    assert not (galley.root / cid).exists()
+
+
+def test_limits_without_a_cgroup_fail_and_leave_nothing(
+    rootless: AsUser, user_bundle: Bundle
+) -> None:
+    user_bundle.config["linux"]["resources"] = {"pids": {"limit": 100}}
+    done = run(rootless, user_bundle)
+    assert done.returncode == 1
+    assert "cannot set pids limit: container could not join or create cgroup" in done.stderr
+    assert not any(rootless.root.glob("*/state.json"))
+
+
+def test_a_cgroups_path_it_may_not_make_is_an_error(rootless: AsUser, user_bundle: Bundle) -> None:
+    user_bundle.config["linux"]["cgroupsPath"] = f"/galley-rootless-{os.getpid()}"
+    done = run(rootless, user_bundle)
+    assert done.returncode == 1
+    assert "unable to apply cgroup configuration" in done.stderr
+    assert "permission denied" in done.stderr.lower()
+    assert not any(rootless.root.glob("*/state.json"))
+
+
+def test_rootless_needs_a_user_namespace(rootless: AsUser, user_bundle: Bundle) -> None:
+    linux = user_bundle.config["linux"]
+    linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "user"]
+    del linux["uidMappings"], linux["gidMappings"]
+    done = run(rootless, user_bundle)
+    assert done.returncode == 1
+    assert "rootless container requires user namespaces" in done.stderr
+    assert not any(rootless.root.glob("*/state.json"))
+
+
+def test_mount_options_must_name_mapped_ids(rootless: AsUser, user_bundle: Bundle) -> None:
+    user_bundle.config["mounts"].append(
+        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["gid=5"]}
+    )
+    done = run(rootless, user_bundle)
+    assert done.returncode == 1
+    assert "cannot specify gid= mount options for unmapped gid in rootless containers" in (
+        done.stderr
+    )
+
+
+def test_rootless_flag_false_keeps_cgroup_errors(galley: AsUser, user_bundle: Bundle) -> None:
+    done = galley("--rootless", "false", "run", "-b", str(user_bundle.write()), galley.new_id())
+    assert done.returncode == 1
+    assert "permission denied" in done.stderr.lower()
+    bad = galley("--rootless", "maybe", "run", "-b", str(user_bundle.write()), galley.new_id())
+    assert bad.returncode == 1
+    assert r"--rootless: parsing \"maybe\": invalid syntax" in bad.stderr
+    assert len(bad.stderr.splitlines()) == 1
+
+
+def test_a_terminal_through_the_console_socket(galley: AsUser, user_bundle: Bundle) -> None:
+    user_bundle.config["process"].update(terminal=True, args=["sh", "-c", "tty; id -u"])
+    sock_path = galley.runtime_dir / "console.sock"
+    cid = galley.new_id()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(sock_path))
+        os.chown(sock_path, USER, USER)
+        server.listen(1)
+        server.settimeout(30)
+        created = galley(
+            "create", "--console-socket", str(sock_path), "-b", str(user_bundle.write()), cid
+        )
+        assert created.returncode == 0, created.stderr
+        conn, _ = server.accept()
+        with conn:
+            _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+    assert len(fds) == 1
+    try:
+        assert galley("start", cid).returncode == 0
+        out = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(fds[0], 4096)
+            except OSError:  # EIO: the container's side closed
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(fds[0])
+    assert out.replace(b"\r\n", b"\n") == b"/dev/pts/0\n0\n"
+
+
+@pytest.fixture
+def subids() -> Iterator[None]:
+    """/etc/subuid and /etc/subgid grant USER 65536 ids from SUBIDS, for the test alone; USER
+    gets a passwd entry meanwhile (newuidmap looks its caller up by name)."""
+    if shutil.which("newuidmap") is None or shutil.which("newgidmap") is None:
+        pytest.skip("newuidmap/newgidmap (Debian's uidmap) are not installed")
+    files = [Path(name) for name in ("/etc/subuid", "/etc/subgid", "/etc/passwd", "/etc/group")]
+    files += [Path(name) for name in ("/etc/shadow", "/etc/gshadow")]
+    saved = {path: path.read_bytes() if path.exists() else None for path in files}
+    try:
+        name = "galley-rootless"
+        subprocess.run(["groupadd", "-g", str(USER), name], check=True, capture_output=True)
+        subprocess.run(
+            ["useradd", "-r", "-M", "-u", str(USER), "-g", str(USER), "-d", "/nonexistent", name],
+            check=True,
+            capture_output=True,
+        )
+        for path in files[:2]:
+            with path.open("a") as f:
+                f.write(f"{USER}:{SUBIDS}:65536\n")
+        yield
+    finally:
+        for path, content in saved.items():
+            if content is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_bytes(content)
+
+
+def _wide(bundle: Bundle) -> None:
+    for key in ("uidMappings", "gidMappings"):
+        bundle.config["linux"][key] = [
+            {"containerID": 0, "hostID": USER, "size": 1},
+            {"containerID": 1, "hostID": SUBIDS, "size": 65536},
+        ]
+    bundle.config["process"]["args"] = [
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups;"
+        " su nobody -s /bin/sh -c 'id -u; id -g' 2>&1 || true",
+    ]
+
+
+def test_wider_maps_through_newuidmap(rootless: AsUser, user_bundle: Bundle, subids: None) -> None:
+    _wide(user_bundle)
+    done = run(rootless, user_bundle)
+    assert done.returncode == 0, done.stderr
+    lines = [" ".join(line.split()) for line in done.stdout.splitlines()]
+    assert lines[:5] == [
+        f"0 {USER} 1",
+        f"1 {SUBIDS} 65536",
+        f"0 {USER} 1",
+        f"1 {SUBIDS} 65536",
+        "allow",
+    ]
+
+
+def test_wider_maps_not_granted_say_so(galley: AsUser, user_bundle: Bundle) -> None:
+    """Without the subids fixture USER has no passwd entry and no ranges: newuidmap refuses,
+    and its words reach the caller."""
+    if shutil.which("newuidmap") is None:
+        pytest.skip("newuidmap (Debian's uidmap) is not installed")
+    _wide(user_bundle)
+    done = run(galley, user_bundle)
+    assert done.returncode == 1
+    assert f" 0 {USER} 1 1 {SUBIDS} 65536: newuidmap: " in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+    assert not any(galley.root.glob("*/state.json"))
+
+
+def test_root_of_a_user_namespace_runs_a_plain_bundle(
+    rootless: AsUser, user_bundle: Bundle
+) -> None:
+    """podman's rootless mode: the runtime runs as root of a user namespace the user made
+    (`unshare -r`), on a config with no user namespace of its own."""
+    config = user_bundle.config
+    config["linux"]["namespaces"] = [
+        ns for ns in config["linux"]["namespaces"] if ns["type"] != "user"
+    ]
+    del config["linux"]["uidMappings"], config["linux"]["gidMappings"]
+    config["process"]["args"] = ["sh", "-c", "id; cat /proc/self/uid_map; ls -n /dev/null"]
+    path = user_bundle.write()
+    cid = rootless.new_id()
+    argv = ["unshare", "-r", rootless.binary, "--root", str(rootless.root), "run", "-b"]
+    done = subprocess.run(
+        [*argv, str(path), cid],
+        user=USER,
+        group=USER,
+        extra_groups=[],
+        env=rootless.env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [" ".join(line.split()) for line in done.stdout.splitlines()]
+    assert lines[0] == "uid=0(root) gid=0(root)"
+    assert lines[1] == f"0 {USER} 1"
+    assert lines[2].startswith("crw-rw-rw- 1 65534 65534 1, 3")  # the host's, bound
+
+
+def test_hooks_that_make_the_stage_an_interpreter_of_its_own(
+    rootless: AsUser, user_bundle: Bundle
+) -> None:
+    """createContainer and startContainer hooks run in the container: galley's stage then
+    re-executes the interpreter, which a caller that is not root does without the read-only
+    mount root's stage gets (it may not mount)."""
+    made = rootless.runtime_dir / "hook-out"
+    user_bundle.config["hooks"] = {
+        "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", f"echo cc > {made}"]}],
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "echo sc > /tmp/sc"]}],
+    }
+    user_bundle.config["mounts"].append(
+        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": []}
+    )
+    user_bundle.config["process"]["args"] = ["cat", "/tmp/sc"]
+    done = run(rootless, user_bundle)
+    assert (done.returncode, done.stdout) == (0, "sc\n"), done.stderr
+    assert made.read_text() == "cc\n"
+    assert made.stat().st_uid == USER
