@@ -53,16 +53,18 @@ class AsUser(Runtime):
         if len(args) > 1 and args[0] in {"create", "run"}:
             self.created.append(args[-1])
         argv = [self.binary, "--root", str(self.root), *args]
-        done = self._run(argv, timeout, **kw)
+        done = self.as_user(argv, timeout, **kw)
         if check and done.returncode != 0:
             raise subprocess.CalledProcessError(done.returncode, argv, done.stdout, done.stderr)
         return done
 
     def bare(self, *args: str) -> subprocess.CompletedProcess[str]:
         """The runtime without --root: the state goes where the runtime puts it."""
-        return self._run([self.binary, *args], 30)
+        return self.as_user([self.binary, *args], 30)
 
-    def _run(self, argv: list[str], timeout: float, **kw: Any) -> subprocess.CompletedProcess[str]:
+    def as_user(
+        self, argv: list[str], timeout: float, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
         """argv as USER, its output through files, not pipes: a container that create (or
         run -d) leaves behind holds its stdio open."""
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -393,18 +395,7 @@ def test_root_of_a_user_namespace_runs_a_plain_bundle(
     path = user_bundle.write()
     cid = rootless.new_id()
     argv = ["unshare", "-r", rootless.binary, "--root", str(rootless.root), "run", "-b"]
-    done = subprocess.run(
-        [*argv, str(path), cid],
-        user=USER,
-        group=USER,
-        extra_groups=[],
-        env=rootless.env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = rootless.as_user([*argv, str(path), cid], 30)
     assert done.returncode == 0, done.stderr
     lines = [" ".join(line.split()) for line in done.stdout.splitlines()]
     assert lines[0] == "uid=0(root) gid=0(root)"
