@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -422,3 +423,53 @@ def test_hooks_that_make_the_stage_an_interpreter_of_its_own(
     assert (done.returncode, done.stdout) == (0, "sc\n"), done.stderr
     assert made.read_text() == "cc\n"
     assert made.stat().st_uid == USER
+
+
+PODMAN_PROBE = "id; cat /proc/self/uid_map; ls -n /dev/null; grep CapEff /proc/self/status"
+
+
+@pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
+def test_rootless_podman_drives_it(
+    rootless: AsUser, home: Path, user_bundle: Bundle, subids: None
+) -> None:
+    """podman run by USER: it makes the user namespace (newuidmap, the ranges granted) and
+    runs conmon and the runtime as its root; run, exec with and without a terminal, stop,
+    rm. The pause process it leaves to hold the namespace is killed by its pid file."""
+    rootfs = home / "rootfs"
+    subprocess.run(["cp", "-a", str(user_bundle.rootfs), str(rootfs)], check=True)
+    (home / "podman-home").mkdir()
+    conf = home / "containers.conf"
+    conf.write_text('[containers]\nnetns = "none"\n[engine]\ncgroup_manager = "cgroupfs"\n')
+    for path in (rootfs, home / "podman-home"):
+        subprocess.run(["chown", "-R", f"{USER}:{USER}", str(path)], check=True)
+    work = rootless.runtime_dir
+    argv = ["podman", "--root", f"{work}/storage", "--runroot", f"{work}/run"]
+    argv += ["--storage-driver", "vfs", "--events-backend", "file", "--runtime", rootless.binary]
+    env = f"HOME={home}/podman-home CONTAINERS_CONF={conf} USER=galley-rootless"
+
+    def podman(*args: str) -> subprocess.CompletedProcess[str]:
+        return rootless.as_user(["env", *env.split(), *argv, *args], 60)
+
+    try:
+        ran = podman("run", "--rm", "--rootfs", str(rootfs), "sh", "-c", PODMAN_PROBE)
+        assert ran.returncode == 0, ran.stderr
+        lines = [" ".join(line.split()) for line in ran.stdout.splitlines()]
+        assert lines[:3] == ["uid=0(root) gid=0(root)", f"0 {USER} 1", f"1 {SUBIDS} 65536"]
+        assert lines[3].startswith("crw-rw-rw- 1 65534 65534 1, 3")  # the host's, bound
+        started = podman("run", "-d", "--rootfs", str(rootfs), "sleep", "60")
+        assert started.returncode == 0, started.stderr
+        cid = started.stdout.strip()
+        done = podman("exec", cid, "id", "-u")
+        assert (done.returncode, done.stdout) == (0, "0\n"), done.stderr
+        tty = podman("exec", "-t", cid, "tty")
+        assert (tty.returncode, tty.stdout.strip()) == (0, "/dev/pts/0"), tty.stderr
+        assert podman("stop", "-t", "0", cid).returncode == 0
+        status = podman("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", cid)
+        assert status.stdout.strip() == "exited 137"
+        assert podman("rm", cid).returncode == 0
+        assert podman("ps", "-aq").stdout == ""
+    finally:
+        pause = work / "libpod" / "tmp" / "pause.pid"
+        if pause.exists():
+            os.kill(int(pause.read_text()), signal.SIGKILL)
+        subprocess.run(["rm", "-rf", f"{work}/storage", f"{work}/run"], check=False)

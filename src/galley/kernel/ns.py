@@ -34,12 +34,6 @@ NAMESPACES: dict[str, tuple[int, str]] = {
 }
 
 
-def in_user_namespace() -> bool:
-    """Whether this process runs in a user namespace other than the initial one."""
-    with open("/proc/self/uid_map", "rb") as f:
-        return f.read().split() != [b"0", b"0", b"4294967295"]
-
-
 def unshare(flags: int) -> None:
     """unshare(2) with CLONE_NEW* flags."""
     from galley.kernel.libc import check, function  # noqa: PLC0415

@@ -21,6 +21,7 @@ from galley.errors import (
     reason_text,
 )
 from galley.kernel import pathnames
+from galley.kernel.userns import in_user_namespace
 from galley.oci.commands.options import (
     PROG,
     STR,
@@ -185,12 +186,16 @@ class Log:
 
 
 def default_root() -> str:
-    """Where containers' state goes without --root, by runc's rule: root's under /run, a
-    user's who is not root under $XDG_RUNTIME_DIR (where /run is root's alone)."""
-    if posix.geteuid() != 0:
-        runtime_dir = pathnames.environ("XDG_RUNTIME_DIR")
-        if runtime_dir:
-            return f"{runtime_dir}/galley-runc"
+    """Where containers' state goes without --root, by runc's rule: under $XDG_RUNTIME_DIR
+    (where set) for a user who is not root, or for the root of a user namespace who is not
+    $USER root (podman's rootless mode runs the runtime so: /run is the host root's);
+    under /run otherwise."""
+    runtime_dir = pathnames.environ("XDG_RUNTIME_DIR")
+    if runtime_dir and (
+        posix.geteuid() != 0
+        or (in_user_namespace() and pathnames.environ("USER") != "root")
+    ):
+        return f"{runtime_dir}/galley-runc"
     return DEFAULT_ROOT
 
 
@@ -212,8 +217,6 @@ class Context:
         that may not be made is done without (galley.oci.cgroups.rootless)."""
         word = self._rootless
         if word.lower() in {"", "auto"}:
-            from galley.kernel.ns import in_user_namespace  # noqa: PLC0415
-
             return posix.geteuid() != 0 or in_user_namespace()
         if word in _GO_BOOLS:
             return _GO_BOOLS[word]

@@ -28,7 +28,8 @@ import stat
 
 from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
 from galley.kernel import mount as k
-from galley.kernel import ns, pathnames
+from galley.kernel import pathnames
+from galley.kernel.userns import in_user_namespace
 from galley.oci import devices, lsm, masks, mounts, paths, pivot
 from galley.oci.hosttrees import FOLLOWS_NAMESPACE, idmapper
 from galley.oci.sysctl import apply_sysctl
@@ -66,7 +67,7 @@ class Rootfs:
         self.shares_host_mounts = "mount" not in kinds  # galley.oci.hostmounts
         self.cgroupns = "cgroup" in kinds
         self.namespace_kinds = kinds
-        self.userns = "user" in kinds or ns.in_user_namespace()
+        self.userns = "user" in kinds or in_user_namespace()
         bounding = (spec.get("process", {}).get("capabilities") or {}).get("bounding") or []
         self.may_remount = "CAP_SYS_ADMIN" in bounding
         self.propagation = propagation_flags(linux.get("rootfsPropagation", ""))
