@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -473,3 +474,44 @@ def test_rootless_podman_drives_it(
         if pause.exists():
             os.kill(int(pause.read_text()), signal.SIGKILL)
         subprocess.run(["rm", "-rf", f"{work}/storage", f"{work}/run"], check=False)
+
+
+def test_a_seccomp_agent_gets_the_notify_fd(rootless: AsUser, user_bundle: Bundle) -> None:
+    """listenerPath: the runtime sends the agent the notify fd (galley's P takes it from its
+    stage over the socket pair, not pidfd_getfd); the agent closes it, so the notified mkdir
+    fails with ENOSYS."""
+    agent_path = rootless.runtime_dir / "agent.sock"
+    received: list[tuple[bytes, list[int]]] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as agent:
+        agent.bind(str(agent_path))
+        os.chown(agent_path, USER, USER)
+        agent.listen(1)
+        agent.settimeout(20)
+
+        def accept() -> None:
+            conn, _ = agent.accept()
+            with conn:
+                message, fds, _, _ = socket.recv_fds(conn, 65536, 4)
+            received.append((message, fds))
+            for fd in fds:
+                os.close(fd)
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        user_bundle.config["linux"]["seccomp"] = {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": str(agent_path),
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}],
+        }
+        user_bundle.config["mounts"].append(
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": []}
+        )
+        user_bundle.config["process"]["args"] = ["mkdir", "/tmp/x"]
+        done = run(rootless, user_bundle)
+        thread.join(20)
+    assert done.returncode == 1
+    assert "Function not implemented" in done.stderr
+    [(message, fds)] = received
+    state = json.loads(message)
+    assert state["fds"] == ["seccompFd"] and len(fds) == 1
+    assert state["pid"] == state["state"]["pid"] > 0
