@@ -13,6 +13,12 @@ mount behind when it returned. Cases that differ are written to the report direc
         --runc /usr/sbin/runc --out /tmp/fuzz-report
     python scripts/difffuzz.py --seed 1 --case 17 --galley bin/galley-runc --out /tmp/r
 
+    python scripts/difffuzz.py --seed 1 -n 100 --rootless 62117 --out /tmp/r   # rootless
+
+--rootless UID runs both runtimes as that uid (no passwd entry needed), each case's config
+made rootless first (rootless_variant: a user namespace mapping root to UID alone, mostly
+root as the process's user, mostly no resources or uid=/gid= mount options, no cgroupsPath).
+
 Needs root. Everything a case creates (temp dir, network namespace, cgroups, containers) is
 removed after it. Only the processes this script starts are ever killed, by pid.
 """
@@ -764,6 +770,46 @@ class Result:
     left: list[str]  # galley-runc only: what its `run` left behind when it returned
 
 
+def rootless_variant(case: Case, uid: int) -> None:
+    """Make case's config one a user who is uid can run (see the module's docstring); drawn
+    from the case's own generator, so that a case replays alike."""
+    r = random.Random(f"difffuzz-rootless-{case.number}")
+    config = case.config
+    linux = config["linux"]
+    namespaces = [ns for ns in linux["namespaces"] if ns["type"] != "user"]
+    for ns in namespaces:
+        ns.pop("path", None)  # a namespace the host's root owns: refused to both alike
+    case.netns = False
+    linux["namespaces"] = [*namespaces, {"type": "user"}]
+    if not any(ns["type"] == "mount" for ns in namespaces):
+        linux["namespaces"].append({"type": "mount"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
+    user = config["process"]["user"]
+    if r.random() < 0.9:
+        user.update(uid=0, gid=0)
+        user["additionalGids"] = [0] if r.random() < 0.2 else []
+    if r.random() < 0.9:
+        linux.pop("resources", None)
+    if r.random() < 0.9:
+        for mount in config.get("mounts", []):
+            options = mount.get("options") or []
+            mount["options"] = [o for o in options if not o.startswith(("uid=", "gid="))]
+    case.notes.append("rootless")
+
+
+def _as_uid(uid: int | None, env_dir: Path) -> dict[str, Any]:
+    """Popen's arguments that run a command as uid (none: as we are)."""
+    if uid is None:
+        return {}
+    return {
+        "user": uid,
+        "group": uid,
+        "extra_groups": [],
+        "env": {"PATH": os.environ["PATH"], "XDG_RUNTIME_DIR": str(env_dir)},
+    }
+
+
 def run_one(
     *,
     runtime: str,
@@ -773,6 +819,7 @@ def run_one(
     netns_path: str,
     timeout: float,
     tag: str,
+    uid: int | None = None,
 ) -> tuple[Result, Config]:
     hostdir = workdir / f"host-{which}"
     hostdir.mkdir()
@@ -785,10 +832,16 @@ def run_one(
     text = json.dumps(case.config).replace(HOSTDIR, str(hostdir)).replace("@NETNS@", netns_path)
     config: Config = json.loads(text)
     container_id = f"{tag}-{which}"
-    config["linux"]["cgroupsPath"] = f"/{container_id}"
+    if uid is None:
+        config["linux"]["cgroupsPath"] = f"/{container_id}"
     bundle = make_bundle(workdir / f"bundle-{which}", config["process"]["args"])
     (bundle / "config.json").write_text(json.dumps(config, indent=2))
     state_root = workdir / f"root-{which}"
+    if uid is not None:  # its bundle (a user's own files), its hooks' log, its state
+        state_root.mkdir()
+        owned = [str(bundle), str(hostdir), str(state_root)]
+        subprocess.run(["chown", "-R", f"{uid}:{uid}", *owned], check=True)
+    as_uid = _as_uid(uid, state_root)
     cmd = [runtime, "--root", str(state_root), "run", "--bundle", str(bundle), container_id]
     timed_out = False
     with subprocess.Popen(
@@ -798,6 +851,7 @@ def run_one(
         stderr=subprocess.PIPE,
         cwd=str(bundle),
         start_new_session=True,
+        **as_uid,
     ) as proc:
         try:
             out, err = proc.communicate(timeout=timeout)
@@ -819,6 +873,7 @@ def run_one(
         capture_output=True,
         timeout=30,
         check=False,
+        **as_uid,
     )
     hooks = (hostdir / "hooks.log").read_text() if (hostdir / "hooks.log").exists() else ""
     hooks = hooks.replace(str(hostdir), HOSTDIR).replace(str(bundle), "@BUNDLE@")
@@ -965,9 +1020,17 @@ def base_config() -> Config:
     return config
 
 
-def run_case(args: argparse.Namespace, number: int, out: Path) -> tuple[bool, str]:
+def make_case(args: argparse.Namespace, number: int) -> Case:
+    """Case number of args.seed, made rootless with --rootless, its probe in place."""
     case = Generator(args.seed, number).generate(base_config())
+    if args.rootless is not None:
+        rootless_variant(case, args.rootless)
     case.config["process"]["args"][-1] = probe_script(case.config)
+    return case
+
+
+def run_case(args: argparse.Namespace, number: int, out: Path) -> tuple[bool, str]:
+    case = make_case(args, number)
     tag = f"dfz{os.getpid()}-{args.seed}-{number}"
     workdir = Path(tempfile.mkdtemp(prefix=f"difffuzz-{args.seed}-{number}-"))
     os.chmod(workdir, 0o755)  # a user namespace's root must reach the rootfs
@@ -980,6 +1043,7 @@ def run_case(args: argparse.Namespace, number: int, out: Path) -> tuple[bool, st
             "netns_path": netns_path,
             "timeout": args.timeout,
             "tag": tag,
+            "uid": args.rootless,
         }
         runc, _ = run_one(runtime=args.runc, which="runc", **common)
         galley, _ = run_one(runtime=args.galley, which="galley", **common)
@@ -1006,7 +1070,9 @@ def run_case(args: argparse.Namespace, number: int, out: Path) -> tuple[bool, st
         (dest / "diff.txt").write_text("\n".join(problems) + "\n")
         (dest / "replay.txt").write_text(
             f"python scripts/difffuzz.py --seed {args.seed} --case {number}"
-            f" --galley {args.galley} --runc {args.runc} --out {out}\n"
+            f" --galley {args.galley} --runc {args.runc} --out {out}"
+            + (f" --rootless {args.rootless}" if args.rootless is not None else "")
+            + "\n"
         )
     return bool(problems), summary
 
@@ -1023,6 +1089,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=20.0)
     parser.add_argument("--keep-all", action="store_true", help="record every case")
     parser.add_argument("--print-config", action="store_true", help="print the config and exit")
+    parser.add_argument("--rootless", type=int, metavar="UID", help="run both as this uid")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     args.galley = os.path.abspath(args.galley)
@@ -1032,9 +1099,7 @@ def main(argv: list[str] | None = None) -> int:
     numbers = [args.case] if args.case is not None else range(args.start, args.start + args.n)
     if args.print_config:
         for number in numbers:
-            case = Generator(args.seed, number).generate(base_config())
-            case.config["process"]["args"][-1] = probe_script(case.config)
-            print(json.dumps(case.config, indent=2))
+            print(json.dumps(make_case(args, number).config, indent=2))
         return 0
     differing = 0
     total = 0

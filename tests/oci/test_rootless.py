@@ -515,3 +515,35 @@ def test_a_seccomp_agent_gets_the_notify_fd(rootless: AsUser, user_bundle: Bundl
     state = json.loads(message)
     assert state["fds"] == ["seccompFd"] and len(fds) == 1
     assert state["pid"] == state["state"]["pid"] > 0
+
+
+def test_additional_groups_are_refused(rootless: AsUser, user_bundle: Bundle) -> None:
+    user_bundle.config["process"]["user"]["additionalGids"] = [0]
+    done = run(rootless, user_bundle)
+    assert done.returncode == 1
+    assert "cannot set any additional groups in a rootless container" in done.stderr
+    assert not any(rootless.root.glob("*/state.json"))
+
+
+def test_an_exec_with_additional_groups_is_refused(galley: AsUser, user_bundle: Bundle) -> None:
+    user_bundle.config["process"]["args"] = ["sleep", "30"]
+    cid = galley.new_id()
+    assert galley("run", "-d", "-b", str(user_bundle.write()), cid).returncode == 0
+    done = galley("exec", "--additional-gids", "0", cid, "id")
+    assert done.returncode == 255
+    assert "cannot set any additional groups in a rootless container" in done.stderr
+    assert galley("exec", cid, "true").returncode == 0
+
+
+def test_oom_score_adj(rootless: AsUser, user_bundle: Bundle) -> None:
+    """A user may raise its processes' oom_score_adj: the container's and an exec's get it
+    (galley's stage writes its own: its P may not open the /proc files of a non-dumpable
+    process)."""
+    user_bundle.config["process"]["oomScoreAdj"] = 500
+    user_bundle.config["process"]["args"] = ["sh", "-c", "cat /proc/self/oom_score_adj; sleep 30"]
+    cid = rootless.new_id()
+    assert rootless("run", "-d", "-b", str(user_bundle.write()), cid).returncode == 0
+    done = rootless("exec", cid, "cat", "/proc/self/oom_score_adj")
+    assert (done.returncode, done.stdout) == (0, "500\n"), done.stderr
+    pid = json.loads(rootless("state", cid, check=True).stdout)["pid"]
+    assert Path(f"/proc/{pid}/oom_score_adj").read_text() == "500\n"

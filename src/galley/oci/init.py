@@ -74,6 +74,8 @@ def run_stage(
     try:
         from galley.kernel.proc import set_dumpable, set_title  # noqa: PLC0415
 
+        if posix.geteuid() != 0:
+            _open_oom_score()
         set_dumpable(False)  # no /proc/<pid>/{exe,fd,mem} for the container's processes
         # Nor galley-runc's command line (--env values, host paths) in /proc/<pid>/cmdline,
         # which takes no ptrace check: an exec's process is seen there before its execve.
@@ -401,6 +403,7 @@ def _enter_namespaces(
         from galley.kernel.net import set_up  # noqa: PLC0415 - imported with the stage's code
 
         set_up("lo")
+    _set_own_oom_score(spec.get("process", {}).get("oomScoreAdj"))
     if plan.needs_fork:
         child = posix.fork()
         if child:
@@ -409,6 +412,31 @@ def _enter_namespaces(
     else:  # this is the container's process; forked into its pid namespace, it reads 1 as
         channel.send("pid", pid=None if made else posix.getpid())  # its pid: P knows the real one
     return deferred
+
+
+# A P that is not root (rootless) may not open a non-dumpable process's /proc files, so it
+# cannot write our oom_score_adj as root's P does ("pid"): we write our own (the container's
+# pid 1, if we fork it, inherits it), on a file opened while we were still dumpable.
+_oom_score_fd = -1
+
+
+def _open_oom_score() -> None:
+    global _oom_score_fd  # noqa: PLW0603 - one file for the stage's life
+    _oom_score_fd = posix.open("/proc/self/oom_score_adj", posix.O_WRONLY | posix.O_CLOEXEC)
+
+
+def _set_own_oom_score(score: int | None) -> None:
+    global _oom_score_fd  # noqa: PLW0603
+    if _oom_score_fd < 0:
+        return
+    try:
+        if score is not None:
+            posix.write(_oom_score_fd, str(score).encode())
+    except OSError as err:
+        raise StageError(f"process.oomScoreAdj {score}: {err.strerror}") from None
+    finally:
+        posix.close(_oom_score_fd)
+        _oom_score_fd = -1
 
 
 def _joined(channel: Channel) -> int:

@@ -437,7 +437,8 @@ class StageServer:
         if pid != self.stage_pid:
             self.rollback.add(_killer(pid))
         self.state["pid"] = pid
-        _write_oom_score_adj(pid, self.spec.get("process", {}).get("oomScoreAdj"))
+        if posix.geteuid() == 0:  # else the stage writes its own (galley.oci.init)
+            _write_oom_score_adj(pid, self.spec.get("process", {}).get("oomScoreAdj"))
         send_quietly(self.channel, "ok", pid=pid)  # read later: the stage may have failed
         if self.after_pid is not None:
             self.after_pid(pid)

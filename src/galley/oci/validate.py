@@ -14,6 +14,8 @@ checks on whether the host has what is asked for (user namespaces, SELinux, AppA
 
 from __future__ import annotations
 
+import posix
+
 from galley.kernel import pathnames
 from galley.oci.validate_fields import (
     MAX_CPUS,
@@ -257,8 +259,15 @@ def _hooks(path: str, value: object) -> None:
 
 
 def check_host_security(spec: dict[str, Any]) -> None:
-    """Labels the host cannot apply are refused, as runc does (create, and exec's process)."""
+    """Labels the host cannot apply are refused, as runc does (create, and exec's process);
+    so are additional groups from a caller that is not root (runc refuses them in a rootless
+    container, whose user namespace may deny setgroups, rather than drop them unsaid)."""
     process = spec.get("process") or {}
+    if (process.get("user") or {}).get("additionalGids") and posix.geteuid() != 0:
+        raise fail(
+            "process.user.additionalGids",
+            "cannot set any additional groups in a rootless container",
+        )
     linux = spec.get("linux") or {}
     selinux = pathnames.exists("/sys/fs/selinux/enforce")
     for path, label in (
