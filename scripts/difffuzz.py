@@ -788,10 +788,11 @@ def rootless_variant(case: Case, uid: int) -> None:
     user = config["process"]["user"]
     if r.random() < 0.9:
         user.update(uid=0, gid=0)
-        user["additionalGids"] = [0] if r.random() < 0.2 else []
+    if r.random() < 0.95:  # refused to a rootless container, by both
+        user.pop("additionalGids", None)
     if r.random() < 0.9:
         linux.pop("resources", None)
-    if r.random() < 0.9:
+    if r.random() < 0.95:
         for mount in config.get("mounts", []):
             options = mount.get("options") or []
             mount["options"] = [o for o in options if not o.startswith(("uid=", "gid="))]
