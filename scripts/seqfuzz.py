@@ -16,6 +16,12 @@ statuses differ. Error wording is printed, not compared.
     python scripts/seqfuzz.py --seed 1 --case 17 ...          # replay one case, every step
     python scripts/seqfuzz.py --race --seed 1 -n 100 ...      # galley-runc alone, at once
 
+--rootless UID runs both runtimes as that uid (through setpriv; no passwd entry needed) on a
+rootless variant of the bundle (a user namespace mapping root to UID alone, the mounts its
+root may make, no cgroupsPath, owned by UID), without `kill --all` and `ps`: runc 1.1.5
+fails both on a container it could make no cgroup for, where galley-runc finds the init's
+descendants (docs/status.md, session 24).
+
 --race runs the first command, then all the others of the case at once, on galley-runc alone
 (runc's own races would drown the comparison: docs/status.md, session 15). It checks that no
 command fails with a traceback or a corrupt state, or waits for good (but an exec that a
@@ -203,6 +209,11 @@ class Case:
     user_namespace: bool = False  # root is host 100000; proc, tmpfs and devpts only
 
 
+# --rootless's uid (set by main; None: the runtimes run as we do, as root).
+ROOTLESS: list[int] = []
+ROOTLESS_SKIPPED = ("kill-all", "ps")  # the commands --rootless leaves out (see above)
+
+
 def draw(seed: int, number: int) -> Case:
     rnd = random.Random(f"seqfuzz-{seed}-{number}")
     init = rnd.choice(INITS)
@@ -211,6 +222,8 @@ def draw(seed: int, number: int) -> Case:
     names = sorted(COMMANDS)
     weights = [3 if name.split("-")[0] in STATE_CHANGING else 1 for name in names]
     commands = [first, *rnd.choices(names, weights, k=rnd.randint(3, 9))]
+    if ROOTLESS:
+        commands = [c for c in commands if not c.startswith(ROOTLESS_SKIPPED)]
     # Drawn apart, so that the cases of a seed stay what they were before user namespaces.
     user_namespace = (
         pid_namespace and random.Random(f"seqfuzz-userns-{seed}-{number}").random() < 0.25
@@ -228,6 +241,20 @@ def in_user_namespace(config: dict[str, Any]) -> None:
     config["mounts"] = [m for m in config["mounts"] if m["type"] in ("proc", "tmpfs", "devpts")]
 
 
+def rootless(config: dict[str, Any], uid: int) -> None:
+    """The config for a caller whose uid is uid (--rootless): root mapped to it alone, the
+    mounts that root may make, without ids it does not map, and no cgroup of its own."""
+    in_user_namespace(config)
+    linux = config["linux"]
+    linux["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
+    for mount in config["mounts"]:
+        options = mount.get("options") or []
+        mount["options"] = [o for o in options if not o.startswith(("uid=", "gid="))]
+    del linux["cgroupsPath"]
+    linux.pop("resources", None)
+
+
 def write_bundle(path: Path, case: Case, cgroup: str) -> None:
     make_bundle(path, case.init)
     config = json.loads((path / "config.json").read_text())
@@ -236,7 +263,9 @@ def write_bundle(path: Path, case: Case, cgroup: str) -> None:
         namespaces[:] = [ns for ns in namespaces if ns["type"] != "pid"]
     config["process"]["terminal"] = False
     config["linux"]["cgroupsPath"] = cgroup
-    if case.user_namespace:
+    if ROOTLESS:
+        rootless(config, ROOTLESS[0])
+    elif case.user_namespace:
         in_user_namespace(config)
     (path / "config.json").write_text(json.dumps(config))
     process = dict(config["process"], args=["sh", "-c", "exit 5"])
@@ -245,6 +274,8 @@ def write_bundle(path: Path, case: Case, cgroup: str) -> None:
     resources = {"memory": {"limit": 200_000_000}, "pids": {"limit": 50}, "cpu": {"shares": 512}}
     (path / "resources.json").write_text(json.dumps(resources))
     (path / "bad-resources.json").write_text('{"memory": {"limit": "lots"}}')
+    if ROOTLESS:  # a user's own bundle
+        subprocess.run(["chown", "-R", str(ROOTLESS[0]), str(path)], check=True)
 
 
 class Container:
@@ -255,7 +286,14 @@ class Container:
         return self.spawn(*args).result(15)
 
     def spawn(self, *args: str) -> Running:
-        return self.runner.spawn([self.runtime, "--root", str(self.root), *args])
+        prefix: list[str] = []
+        if ROOTLESS:  # as the user, with a state directory of its own
+            uid = ROOTLESS[0]
+            prefix = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+            if not self.root.exists():
+                self.root.mkdir()
+                os.chown(self.root, uid, -1)
+        return self.runner.spawn([*prefix, self.runtime, "--root", str(self.root), *args])
 
     def status(self) -> str:
         code, out, _ = self("state", self.cid)
@@ -400,7 +438,10 @@ def compare_runtimes(
 def main(argv: list[str] | None = None) -> int:
     parser = fuzz_parser(__doc__.split("\n")[0])
     parser.add_argument("--race", action="store_true", help="galley only: commands at once")
+    parser.add_argument("--rootless", type=int, metavar="UID", help="both runtimes as this uid")
     args = parser.parse_args(argv)
+    if args.rootless is not None:
+        ROOTLESS.append(args.rootless)
     runner = Runner()
     if not args.race:
         return compare_runtimes(
