@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -26,12 +27,15 @@ from typing import Any
 
 import pytest
 
+from galley.oci.cgroups.layout import detect
 from galley.oci.defaults import default_spec
-from tests.oci.conftest import RUNC_CGROUP_TMPFS, RUNTIMES, Bundle, Runtime
+from tests.oci.cgroup_fixtures import hierarchy_mounts
+from tests.oci.conftest import MEMORY_LIMIT, RUNC_CGROUP_TMPFS, RUNTIMES, Bundle, Runtime
 
 USER = 62117  # uid and gid of the unprivileged caller; no passwd entry needed
 SUBIDS = 300000  # the first of the 65536 ids /etc/subuid and /etc/subgid grant USER here
 
+PIDS_MAX = "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"
 PROBE = (
     "id; cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; hostname;"
     " grep -E '^(Cap|NoNewPrivs|Groups)' /proc/self/status;"
@@ -547,3 +551,51 @@ def test_oom_score_adj(rootless: AsUser, user_bundle: Bundle) -> None:
     assert (done.returncode, done.stdout) == (0, "500\n"), done.stderr
     pid = json.loads(rootless("state", cid, check=True).stdout)["pid"]
     assert Path(f"/proc/{pid}/oom_score_adj").read_text() == "500\n"
+
+
+@pytest.fixture
+def delegated(parent: str) -> str:
+    """parent in every hierarchy, given to USER as systemd's Delegate= gives a user's service
+    its subtree (a v1 cpuset gets the root's cpus and mems first)."""
+    for mount in hierarchy_mounts(detect()):
+        top = Path(mount) / parent.lstrip("/")
+        top.mkdir()
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            if (top / name).exists():
+                (top / name).write_text((Path(mount) / name).read_text())
+        for path in (top, *top.iterdir()):
+            os.chown(path, USER, USER)
+    return parent
+
+
+def test_a_delegated_cgroup_takes_its_limits(
+    rootless: AsUser, user_bundle: Bundle, delegated: str
+) -> None:
+    """A cgroupsPath in a subtree the user was given: the container's cgroup is made there
+    and takes its limits. The runtime starts in the subtree (root moves it there first, as
+    systemd starts a delegated service in its own): cgroup v2 lets a process move another
+    only below a cgroup whose cgroup.procs it may write, common to both."""
+    config = user_bundle.config
+    config["linux"]["cgroupsPath"] = f"{delegated}/c1"
+    config["linux"]["resources"] = {"memory": {"limit": 104857600}, "pids": {"limit": 50}}
+    config["mounts"].append(
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro"]}
+    )
+    config["process"]["args"] = ["sh", "-c", f"{MEMORY_LIMIT}; {PIDS_MAX}"]
+    procs = [f"{mount}{delegated}/cgroup.procs" for mount in hierarchy_mounts(detect())]
+    move = "".join(f"echo $$ > {path}; " for path in procs)
+    runtime = shlex.join([rootless.binary, "--root", str(rootless.root)])
+    cid = rootless.new_id()
+    run_it = f"run -b {user_bundle.write()} {cid}"
+    as_user = f"setpriv --reuid={USER} --regid={USER} --clear-groups"
+    done = subprocess.run(
+        ["sh", "-c", f"{move}exec {as_user} {runtime} {run_it}"],
+        env=rootless.env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["104857600", "50"]  # what its own cgroup says
