@@ -599,3 +599,15 @@ def test_a_delegated_cgroup_takes_its_limits(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["104857600", "50"]  # what its own cgroup says
+
+
+def test_an_idmapped_mount_needs_root(galley: AsUser, user_bundle: Bundle, home: Path) -> None:
+    """The kernel lets only the host's root idmap a host filesystem; runc 1.1.5 knows no
+    idmapped mounts (it drops the option), so galley alone is asked."""
+    user_bundle.config["mounts"].append(
+        {"destination": "/mnt", "type": "bind", "source": str(home), "options": ["rbind", "idmap"]}
+    )
+    done = run(galley, user_bundle)
+    assert done.returncode == 1
+    assert "an idmapped mount needs root" in done.stderr
+    assert len(done.stderr.splitlines()) == 1

@@ -74,6 +74,12 @@ def _bind_trees(spec: Spec, bundle: str, *, every_bind: bool) -> Iterator[tuple[
         if prepare is None and not every_bind:
             continue
         source = mounts.source_path(bundle, entry.get("source", ""))
+        if prepare is not None and posix.geteuid() != 0:
+            raise FailedPrecondition(
+                f"mounts[{index}] {entry.get('destination', '')!r}: an idmapped mount needs"
+                " root: only the host's root may idmap a host filesystem (galley-runc is"
+                " not root)"
+            )
         try:
             tree = mounts.clone_tree(source, options, recursive=recursive, prepare=prepare)
         except OSError as err:
