@@ -6,10 +6,10 @@ stage runs galley.oci.init and galley.oci.starter (P imports them just before it
 
 An fd the stage hands P (a pty master, a seccomp listener) goes by number in the message, and
 P copies it out of the stage with pidfd_getfd: that takes ptrace rights over the stage, which
-root has. A P that is not root (rootless) has none over a stage that is not dumpable, and makes
-the stage dumpable never while the container's processes could reach it: for it, the two
-sides also share a unix socket pair (`fds`), and the stage sends the fd there (SCM_RIGHTS)
-just before its message.
+root has. A P that is not root (rootless) has none over a stage that is not dumpable, and a
+stage made dumpable for the copy would be open to the container's processes during an exec:
+for such a P the two sides also share a unix socket pair (`fds`), and the stage sends the fd
+there (SCM_RIGHTS) just before its message.
 """
 
 from __future__ import annotations

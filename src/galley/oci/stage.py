@@ -268,7 +268,8 @@ def _fork(pid_namespace: bool) -> tuple[int, bool]:
 
 def _reexec(from_p: int, to_p: int, fds: int) -> None:
     """In C: become the stage in a read-only re-executed interpreter, on the same pipes (and
-    fd socket, -1: none; galley.oci.init.main makes them close-on-exec again).
+    fd socket, -1: none; the starter makes every fd past the preserved ones close-on-exec
+    before the container's process runs).
 
     The preserved fds are inheritable already (they came through our own execve); an fd P
     opened there itself (a free number: a lock, a log) is close-on-exec.
