@@ -192,8 +192,7 @@ def default_root() -> str:
     under /run otherwise."""
     runtime_dir = pathnames.environ("XDG_RUNTIME_DIR")
     if runtime_dir and (
-        posix.geteuid() != 0
-        or (in_user_namespace() and pathnames.environ("USER") != "root")
+        posix.geteuid() != 0 or (in_user_namespace() and pathnames.environ("USER") != "root")
     ):
         return f"{runtime_dir}/galley-runc"
     return DEFAULT_ROOT
