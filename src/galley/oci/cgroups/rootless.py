@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import errno
 
-from galley.errors import FailedPrecondition
+from galley.errors import FailedPrecondition, os_error_text
 from galley.kernel import pathnames
 from galley.oci.cgroups.v1 import V1Manager, fill_cpusets
 from galley.oci.cgroups.v2 import V2Manager
@@ -38,8 +38,9 @@ def create(manager: CgroupManager, *, path_given: bool) -> CgroupManager:
         except Exception as err:
             if not denied(err):
                 raise
+            reason = os_error_text(err) if isinstance(err, OSError) else str(err)
             raise FailedPrecondition(
-                f"unable to apply cgroup configuration: {err} (galley-runc is not root: a"
+                f"unable to apply cgroup configuration: {reason} (galley-runc is not root: a"
                 " linux.cgroupsPath must be one this user may create)"
             ) from err
         return manager
