@@ -31,21 +31,11 @@ _DENIED = {errno.EPERM, errno.EACCES, errno.EROFS}
 
 
 def create(manager: CgroupManager, *, path_given: bool) -> CgroupManager:
-    """manager.create() for a caller that is not root: the manager of what could be made."""
-    if path_given:
-        try:
-            manager.create()
-        except Exception as err:
-            if not denied(err):
-                raise
-            reason = os_error_text(err) if isinstance(err, OSError) else str(err)
-            raise FailedPrecondition(
-                f"unable to apply cgroup configuration: {reason} (galley-runc is not root: a"
-                " linux.cgroupsPath must be one this user may create)"
-            ) from err
-        return manager
+    """manager.create() for a caller that is not root: the manager of what could be made.
+    With a cgroupsPath, a hierarchy that refuses is an error; the cgroup2 part of a hybrid
+    host is let go even then (runc's is: a user given v1 hierarchies seldom has it)."""
     if isinstance(manager, V2Manager):
-        unified = _made(manager)
+        unified = _made(manager, path_given=path_given)
         return unified or V1Manager({}, None, manager.device_rules, ["*"])
     if not isinstance(manager, V1Manager):  # pragma: no cover - the two kinds there are
         raise TypeError(f"unknown cgroup manager {manager!r}")
@@ -61,11 +51,22 @@ def create(manager: CgroupManager, *, path_given: bool) -> CgroupManager:
         except Exception as err:
             if not denied(err):
                 raise
+            if path_given:
+                raise _refusal(err) from err
             refused.append(controller)
         else:
             made[controller] = directory
-    unified = _made(manager.unified) if manager.unified is not None else None
+    part = manager.unified
+    unified = _made(part, path_given=False) if part is not None else None
     return V1Manager(made, unified, manager.device_rules, refused)
+
+
+def _refusal(err: BaseException) -> FailedPrecondition:
+    reason = os_error_text(err) if isinstance(err, OSError) else str(err)
+    return FailedPrecondition(
+        f"unable to apply cgroup configuration: {reason} (galley-runc is not root: a"
+        " linux.cgroupsPath must be one this user may create)"
+    )
 
 
 def set_resources(manager: CgroupManager, resources: Resources) -> None:
@@ -83,12 +84,14 @@ def set_resources(manager: CgroupManager, resources: Resources) -> None:
             raise
 
 
-def _made(manager: V2Manager) -> V2Manager | None:
+def _made(manager: V2Manager, *, path_given: bool) -> V2Manager | None:
     try:
         manager.create()
     except Exception as err:
         if not denied(err):
             raise
+        if path_given:
+            raise _refusal(err) from err
         return None
     return manager
 
