@@ -32,8 +32,9 @@ _DENIED = {errno.EPERM, errno.EACCES, errno.EROFS}
 
 def create(manager: CgroupManager, *, path_given: bool) -> CgroupManager:
     """manager.create() for a caller that is not root: the manager of what could be made.
-    With a cgroupsPath, a hierarchy that refuses is an error; the cgroup2 part of a hybrid
-    host is let go even then (runc's is: a user given v1 hierarchies seldom has it)."""
+    With a cgroupsPath, a controller's hierarchy that refuses is an error; a named one
+    (name=systemd) and the cgroup2 part of a hybrid host are let go even then, as runc lets
+    them go (a user given the controllers' hierarchies seldom has those)."""
     if isinstance(manager, V2Manager):
         unified = _made(manager, path_given=path_given)
         return unified or V1Manager({}, None, manager.device_rules, ["*"])
@@ -51,7 +52,7 @@ def create(manager: CgroupManager, *, path_given: bool) -> CgroupManager:
         except Exception as err:
             if not denied(err):
                 raise
-            if path_given:
+            if path_given and not controller.startswith("name="):
                 raise _refusal(err) from err
             refused.append(controller)
         else:
