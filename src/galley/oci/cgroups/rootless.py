@@ -5,7 +5,8 @@ does then, a container that names no linux.cgroupsPath runs without a cgroup whe
 is denied: on v1 the hierarchies that refuse it are left out (`V1Manager.denied` names them, so
 that a limit or a pause asked of them says why); on cgroup v2, a refused directory leaves the
 container with no cgroup at all (a V1Manager with no hierarchies). With a cgroupsPath, a
-refusal is an error, as it is for root.
+refusal is an error, as it is for root, but for a named hierarchy's or a hybrid host's
+cgroup2 part (create).
 
 Limits go where the cgroup was made, and a limit for a hierarchy left out is an error; device
 rules alone are tried and let go when refused, as runc's rootless manager lets them go: device

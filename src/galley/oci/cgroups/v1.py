@@ -272,7 +272,7 @@ class V1Manager:
             self.unified.thaw()
 
     def _freezer(self) -> str:
-        if "freezer" not in self._paths and self.denied:
+        if "freezer" in self.denied or "*" in self.denied:
             raise FailedPrecondition(
                 "cannot pause or resume a container without a freezer cgroup (galley-runc is"
                 " not root, and may not make one here)"
