@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 
+from galley.kernel import userns
 from galley.snapshots.api import Kind, Mount
 from galley.snapshots.directory import DirectorySnapshotter
 from galley.snapshots.storage import Record
@@ -23,10 +24,10 @@ from galley.snapshots.storage import Record
 
 @functools.cache
 def in_user_namespace() -> bool:
-    """True when this process is not in the initial user namespace (its uid_map is partial)."""
+    """True when this process is not in the initial user namespace (its uid_map is partial);
+    asked once (False where /proc cannot say)."""
     try:
-        with open("/proc/self/uid_map") as f:
-            return f.read().split() != ["0", "0", "4294967295"]
+        return userns.in_user_namespace()
     except OSError:
         return False
 
