@@ -231,6 +231,36 @@ def probe(name: str, binary: str, root: str, bundle: str) -> str | None:
     return None
 
 
+def make_bench_bundle(path: Path, args: list[str], seccomp: dict[str, object] | None = None) -> str:
+    """A busybox bundle running args, in a form every runtime here takes."""
+    made = make_bundle(path, args)
+    config = json.loads((made / "config.json").read_text())
+    config["ociVersion"] = "1.0.2"  # crun 1.8 refuses versions above 1.1.x
+    if seccomp is not None:
+        config["linux"]["seccomp"] = seccomp
+    (made / "config.json").write_text(json.dumps(config))
+    return str(made)
+
+
+def other_runtimes() -> dict[str, str]:
+    """runc and crun, those installed."""
+    return {name: path for name in ("runc", "crun") if (path := shutil.which(name))}
+
+
+def runnable(candidates: dict[str, str], bundle: str) -> dict[str, str]:
+    """The candidates that run the bundle here; the others are named with their error."""
+    runtimes = {}
+    for name, binary in candidates.items():
+        root = tempfile.mkdtemp(prefix=f"probe-{_safe(name)}-")
+        error = probe(name, binary, root, bundle)
+        shutil.rmtree(root, ignore_errors=True)
+        if error is None:
+            runtimes[name] = binary
+        else:
+            print(f"{name}: cannot run here: {error}")
+    return runtimes
+
+
 def bench(
     runtimes: dict[str, str],
     bundle: str,
@@ -310,15 +340,9 @@ def main() -> int:
         parser.error(f"--measure: none of {', '.join(MEASURES)} matches")
     work = Path(tempfile.mkdtemp(prefix="bench-runtime-"))
     try:
-        bundle = str(make_bundle(work / "bundle", ["true"]))
-        sleeper = str(make_bundle(work / "sleeper", ["sleep", "100000"]))
-        filtered = str(make_bundle(work / SECCOMP, ["true"]))
-        for made in (bundle, sleeper, filtered):
-            config = json.loads((Path(made) / "config.json").read_text())
-            config["ociVersion"] = "1.0.2"  # crun 1.8 refuses versions above 1.1.x
-            if made == filtered:
-                config["linux"]["seccomp"] = allow_list_profile()
-            (Path(made) / "config.json").write_text(json.dumps(config))
+        bundle = make_bench_bundle(work / "bundle", ["true"])
+        sleeper = make_bench_bundle(work / "sleeper", ["sleep", "100000"])
+        make_bench_bundle(work / SECCOMP, ["true"], allow_list_profile())
         candidates = {"galley-runc": GALLEY, LIBRARY: LIBRARY}
         for checkout in args.compare:
             candidates[f"galley@{Path(checkout).name}"] = str(
@@ -328,18 +352,7 @@ def main() -> int:
             build_code_cache(Path(_cli(binary)).resolve().parent.parent)
         global _library  # noqa: PLW0603 - one worker for the whole run
         _library = LibraryWorker()
-        for name in ("runc", "crun"):
-            if path := shutil.which(name):
-                candidates[name] = path
-        runtimes = {}
-        for name, binary in candidates.items():
-            root = tempfile.mkdtemp(prefix=f"probe-{_safe(name)}-")
-            error = probe(name, binary, root, bundle)
-            shutil.rmtree(root, ignore_errors=True)
-            if error is None:
-                runtimes[name] = binary
-            else:
-                print(f"{name}: cannot run here: {error}")
+        runtimes = runnable({**candidates, **other_runtimes()}, bundle)
         if "galley-runc" not in runtimes:
             return 1
         report(bench(runtimes, bundle, sleeper, args.runs, args.idle / 1000, measures))

@@ -14,6 +14,7 @@ packages=(
   busybox-static catatonit                        # offline test images, pause binary
   libseccomp2 pigz zstd skopeo umoci              # seccomp, fast decompression, image tools
   strace                                          # tests watch what galley-runc's launcher does
+  time                                            # bench_memory: a command's peak memory
   uidmap                                          # newuidmap/newgidmap: rootless id maps
 )
 missing=()
