@@ -52,13 +52,14 @@ START_TIMEOUT = 10.0
 
 @dataclass(frozen=True)
 class Footprint:
-    """Resident memory of some processes, in KiB."""
+    """Resident memory of some processes, in KiB (uss None: not known)."""
 
     rss: int
-    uss: int
+    uss: int | None
 
     def __add__(self, other: Footprint) -> Footprint:
-        return Footprint(self.rss + other.rss, self.uss + other.uss)
+        uss = None if self.uss is None or other.uss is None else self.uss + other.uss
+        return Footprint(self.rss + other.rss, uss)
 
 
 NOTHING = Footprint(0, 0)
@@ -191,14 +192,14 @@ def each_of_two(start: Callable[[Setup, str], Waiting]) -> Callable[[Setup], Foo
         finally:
             for w in waiting:
                 w.end()
-        return Footprint(total.rss // 2, total.uss // 2)
+        return Footprint(total.rss // 2, None if total.uss is None else total.uss // 2)
 
     return measure
 
 
 def run_peak(s: Setup) -> Footprint:
     """The largest resident set of a `run` of true's processes, as GNU time reports wait4's
-    ru_maxrss (the USS column repeats it). Through time(1), a small process: a child's
+    ru_maxrss (no USS: the kernel keeps no peak of it). Through time(1), a small process: a child's
     ru_maxrss starts at its parent's when spawned by vfork, so this Python's own would
     show."""
     with tempfile.NamedTemporaryFile("r") as out:
@@ -210,7 +211,7 @@ def run_peak(s: Setup) -> Footprint:
             stdout=subprocess.DEVNULL,
         )
         peak = int(out.read().split()[-1])
-    return Footprint(peak, peak)
+    return Footprint(peak, None)
 
 
 MEASURES: dict[str, Callable[[Setup], Footprint]] = {
@@ -249,17 +250,30 @@ def bench(
     return found
 
 
+def _median(values: list[int | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) / 1024 if known and len(known) == len(values) else None
+
+
+def _shown(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def report(found: dict[str, dict[str, list[Footprint]]]) -> None:
-    """Medians in MiB per runtime and measure, and USS medians over galley-runc's."""
+    """Medians in MiB per runtime and measure, and each median over galley-runc's: of USS
+    where it is known, else of RSS (the peak)."""
     for measure, per_runtime in found.items():
-        base = statistics.median(f.uss for f in per_runtime["galley-runc"])
-        print(f"\n{measure} (MiB, {len(per_runtime['galley-runc'])} runs each)")
-        print(f"{'runtime':<20}{'RSS':>9}{'USS':>9}{'USS vs galley':>15}")
+        base_samples = per_runtime["galley-runc"]
+        by = "USS" if _median([f.uss for f in base_samples]) is not None else "RSS"
+        print(f"\n{measure} (MiB, {len(base_samples)} runs each)")
+        print(f"{'runtime':<20}{'RSS':>9}{'USS':>9}{by + ' vs galley':>15}")
+        base = _median([f.uss if by == "USS" else f.rss for f in base_samples])
         for name, samples in per_runtime.items():
-            rss = statistics.median(f.rss for f in samples) / 1024
-            uss = statistics.median(f.uss for f in samples) / 1024
-            ratio = f"{uss * 1024 / base:.2f}" if base else "-"
-            print(f"{name:<20}{rss:>9.2f}{uss:>9.2f}{ratio:>15}")
+            rss = _median([f.rss for f in samples])
+            uss = _median([f.uss for f in samples])
+            value = uss if by == "USS" else rss
+            ratio = _shown(value / base if value is not None and base else None)
+            print(f"{name:<20}{_shown(rss):>9}{_shown(uss):>9}{ratio:>15}")
 
 
 def main() -> int:
