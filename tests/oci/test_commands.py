@@ -172,6 +172,21 @@ def test_a_number_that_is_no_signal_is_refused_by_kill_2_as_under_runc(
     assert status(rt, cid) == "running"
 
 
+def test_kill_all_with_no_signal_warns_of_each_process_and_thaws(
+    running: tuple[Runtime, str],
+) -> None:
+    """runc's `kill --all` tries kill(2) on every process of a frozen cgroup, warns of each
+    refusal, and thaws the cgroup afterwards even when all were refused: a paused container
+    given `kill --all ID -1` runs again."""
+    rt, cid = running
+    processes = len(pids_of(rt, cid))
+    rt("pause", cid, check=True)
+    warned = rt("kill", "--all", cid, "-1")
+    assert warned.returncode == 0
+    assert warned.stderr.count('level=warning msg="invalid argument"') == processes == 3
+    assert status(rt, cid) == "running"
+
+
 def test_kill_all_leaves_no_forking_process(any_runtime: Runtime, bundle: Bundle) -> None:
     """Orphans forked while kill --all runs are caught too (the cgroup is frozen meanwhile)."""
     bundle.config["process"]["args"] = ["sh", "-c", "while :; do (sleep 60 &); sleep 0.005; done"]

@@ -67,8 +67,9 @@ class CgroupManager(Protocol):
     def pids(self) -> list[int]:
         """Every process in the cgroup and its descendants."""
 
-    def kill(self, sig: int) -> None:
-        """Signal every process in the cgroup (cgroup.kill on v2 for SIGKILL where present)."""
+    def kill(self, sig: int) -> list[OSError]:
+        """Signal every process in the cgroup (cgroup.kill on v2 for SIGKILL where present);
+        kill(2)'s refusals, one per process it refused (an invalid signal: EINVAL)."""
 
     def stats(self) -> dict[str, object]:
         """Usage counters in the shape of runc's `events --stats` "data"."""
@@ -161,25 +162,36 @@ def pids_max(limit: int | None) -> str | None:
     return "max" if limit < 0 else str(limit)
 
 
-def signal_all(cgroup: CgroupManager, sig: int, *, can_freeze: bool = True) -> None:
-    """Signal every process with the cgroup frozen, so none forks away between read and kill.
+def signal_all(cgroup: CgroupManager, sig: int, *, can_freeze: bool = True) -> list[OSError]:
+    """Signal every process with the cgroup frozen, so none forks away between read and kill;
+    kill(2)'s refusals, one per process, as runc warns of each (a process gone meanwhile is
+    none).
 
-    The cgroup is thawed afterwards whatever it was before, as runc's `kill --all` thaws it:
-    frozen processes act on no signal, not even SIGKILL on v1, so a paused container given
-    `kill --all TERM` resumes and handles it (a caller that then waits for it to stop would
-    otherwise wait for good).
+    The cgroup is thawed afterwards whatever it was before, as runc's `kill --all` thaws it,
+    even when every kill was refused: frozen processes act on no signal, not even SIGKILL on
+    v1, so a paused container given `kill --all TERM` resumes and handles it (a caller that
+    then waits for it to stop would otherwise wait for good).
     """
     if can_freeze:
         cgroup.freeze()
     try:
-        for pid in cgroup.pids():
-            try:
-                posix.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        return signal_each(cgroup.pids(), sig)
     finally:
         if can_freeze:
             cgroup.thaw()
+
+
+def signal_each(pids: list[int], sig: int) -> list[OSError]:
+    """kill(2) each pid; the refusals (a process gone meanwhile is none)."""
+    refused = []
+    for pid in pids:
+        try:
+            posix.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+        except OSError as err:
+            refused.append(err)
+    return refused
 
 
 def below(directory: str, sub: str, pid: int) -> str:

@@ -292,17 +292,18 @@ class V1Manager:
                 return manager.procs(directory) if pathnames.isdir(directory) else []
         return []
 
-    def kill(self, sig: int) -> None:
-        """Signal every process (freezing first so none forks away, then thawing). After
-        SIGKILL, sub-cgroups the container froze itself are thawed too: v1's frozen processes
-        die only once thawed, and the container's would outlive delete."""
+    def kill(self, sig: int) -> list[OSError]:
+        """Signal every process (freezing first so none forks away, then thawing); kill(2)'s
+        refusals. After SIGKILL, sub-cgroups the container froze itself are thawed too: v1's
+        frozen processes die only once thawed, and the container's would outlive delete."""
         freezer = self._paths.get("freezer")
         can_freeze = freezer is not None and pathnames.isdir(freezer)
-        manager.signal_all(self, sig, can_freeze=can_freeze)
+        refused = manager.signal_all(self, sig, can_freeze=can_freeze)
         if sig == manager.SIGKILL and can_freeze and freezer is not None:
             for directory in pathnames.directories(freezer)[1:]:
                 if manager.v1_frozen(directory):
                     write(directory, "freezer.state", "THAWED")
+        return refused
 
     def stats(self) -> dict[str, object]:
         """runc's stats shape from the v1 files (hugetlb from cgroup2 on hybrid hosts)."""

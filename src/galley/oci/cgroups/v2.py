@@ -293,12 +293,13 @@ class V2Manager:
         """Processes of the cgroup and its sub-cgroups."""
         return manager.procs(self.directory) if self.exists() else []
 
-    def kill(self, sig: int) -> None:
-        """SIGKILL through cgroup.kill where the kernel has it, else signal each process frozen."""
+    def kill(self, sig: int) -> list[OSError]:
+        """SIGKILL through cgroup.kill where the kernel has it, else signal each process frozen;
+        kill(2)'s refusals."""
         if sig == manager.SIGKILL and self._has("cgroup.kill"):
             self._write("cgroup.kill", "1")
-            return
-        manager.signal_all(self, sig, can_freeze=self._has("cgroup.freeze"))
+            return []
+        return manager.signal_all(self, sig, can_freeze=self._has("cgroup.freeze"))
 
     def stats(self) -> dict[str, object]:
         """runc's stats shape from the v2 files."""

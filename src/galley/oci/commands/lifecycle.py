@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import posix
 
-from galley.errors import FailedPrecondition, InvalidArgument, NotFound
+from galley.errors import FailedPrecondition, InvalidArgument, NotFound, reason_text
 from galley.kernel import pathnames
 from galley.oci.commands.args import (
     check_bundle,
@@ -434,11 +434,9 @@ def kill(ctx: Context, cid: str, signal_name: str, *, all_processes: bool) -> in
     container that does not exist is reported before a signal that does not."""
     state = ContainerState.load(ctx.root, cid)
     sig = parse_signal(signal_name)
-    if all_processes:
-        if not is_signal(sig):  # runc warns of each process kill(2) refused it for
-            ctx.log.warning("invalid argument")
-            return sig
-        signal_all(state, sig)
+    if all_processes:  # runc warns of each process kill(2) refused, and thaws all the same
+        for refusal in signal_all(state, sig):
+            ctx.log.warning(reason_text(refusal))
         return sig
     status = state.status(check_frozen=sig == SIGKILL)
     require(Operation.KILL, status, cid)  # paused may be killed too

@@ -60,20 +60,17 @@ def signal_init(state: ContainerState, sig: int) -> None:
             pass
 
 
-def signal_all(state: ContainerState, sig: int) -> None:
+def signal_all(state: ContainerState, sig: int) -> list[OSError]:
     """Send sig to every process in the container's cgroup (`kill --all`): the manager freezes
     the cgroup while it signals (or uses cgroup.kill), so no process forks away in between.
     A container without a cgroup (rootless) has its init and the init's descendants
-    signalled."""
+    signalled. kill(2)'s refusals, one per process."""
     manager = state.cgroup_manager() if state.cgroup else None
     if manager is not None and manager.paths:
-        manager.kill(sig)
-        return
-    for pid in state.processes():
-        try:
-            posix.kill(pid, sig)
-        except ProcessLookupError:
-            pass
+        return manager.kill(sig)
+    from galley.oci.cgroups.manager import signal_each  # noqa: PLC0415 - with the managers
+
+    return signal_each(state.processes(), sig)
 
 
 def _manager(
