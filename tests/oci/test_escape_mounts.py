@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.oci.conftest import Bundle
+from tests.oci.conftest import Bundle, Runtime, run_bundle
 from tests.oci.rootfs_harness import FAILED, host_mounts, mountinfo, run_in_rootfs
 
 pytestmark = pytest.mark.root
@@ -173,6 +173,28 @@ def test_masked_paths_unreadable(bundle: Bundle) -> None:
         assert counts[2 * index] == "0", path
         exists = os.path.exists(path)
         assert counts[2 * index + 1] == ("1" if exists and os.path.isfile(path) else "0"), path
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        {"type": "c", "major": 1, "minor": 5},  # /dev/zero
+        {"type": "b", "major": 1, "minor": 3},  # a block device of the null device's numbers
+        {"type": "p"},
+    ],
+    ids=["zero", "block-1-3", "fifo"],
+)
+def test_masking_with_another_node_at_dev_null_is_refused(
+    runtime: Runtime, bundle: Bundle, node: dict[str, object]
+) -> None:
+    """maskedPaths bind the container's /dev/null over each path: linux.devices giving
+    /dev/null another node would show that node there instead (CVE-2025-31133). runc 1.1.5
+    binds whatever is there; galley refuses, leaving no container."""
+    bundle.config["linux"]["devices"] = [{"path": "/dev/null", "fileMode": 0o666, **node}]
+    bundle.config["linux"]["maskedPaths"] = ["/proc/kcore"]
+    result = run_bundle(runtime, bundle, status=1)
+    assert "the container's /dev/null is not the null device" in result.stderr
+    assert runtime("list", "-q", check=True).stdout == ""
 
 
 @pytest.mark.parametrize(("link", "target"), [("proc", "/"), ("proc", "/etc"), ("sys", "..")])

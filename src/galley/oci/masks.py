@@ -17,18 +17,26 @@ from galley.errors import FailedPrecondition, os_error_text
 from galley.kernel import mount as k
 from galley.oci import mounts, paths
 
+_S_IFMT, _S_IFCHR = 0o170000, 0o020000  # the `stat` module's, without importing it
+
 
 def open_dev_null(root_fd: int) -> int:
-    """The container's /dev/null (what masks files), checked to be the null device."""
+    """The container's /dev/null (what masks files), checked to be the null device: bound over
+    the masked files, another node (block device 1:3, a RAM disk; a FIFO; /dev/zero) would be
+    what they show (CVE-2025-31133)."""
     try:
         fd = paths.open_in_root(root_fd, "/dev/null")
     except OSError as err:
         raise FailedPrecondition(
             f"linux.maskedPaths: the container has no /dev/null: {os_error_text(err)}"
         )
-    if posix.fstat(fd).st_rdev != posix.makedev(1, 3):
+    st = posix.fstat(fd)
+    if st.st_mode & _S_IFMT != _S_IFCHR or st.st_rdev != posix.makedev(1, 3):
         posix.close(fd)
-        raise FailedPrecondition("linux.maskedPaths: the container's /dev/null is not 1:3")
+        raise FailedPrecondition(
+            "linux.maskedPaths: the container's /dev/null is not the null device (character"
+            " device 1:3), which masks files: linux.devices may not give /dev/null another"
+        )
     return fd
 
 
