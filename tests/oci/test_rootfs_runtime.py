@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.oci.conftest import RUNTIMES, Bundle, Runtime, in_user_namespace, run_bundle
+from tests.oci.conftest import (
+    RUNTIMES,
+    Bundle,
+    Runtime,
+    in_user_namespace,
+    run_bundle,
+    wait_status,
+)
 from tests.oci.rootfs_harness import mountinfo
 
 pytestmark = [
@@ -471,3 +478,20 @@ def test_a_device_the_host_lacks_in_a_user_namespace_is_refused_saying_why(
     if any_runtime.binary != RUNTIMES.get("runc"):
         assert "the host has no node there to bind" in result.stderr, result.stderr
     assert any_runtime("state", cid).returncode == 1
+
+
+def test_stdio_on_the_hosts_dev_null_is_the_containers_own(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """A detached container's stdio on the host's /dev/null is moved to the container's
+    /dev/null, as runc moves it: the same node, where the host's would be a file of the
+    host's /dev. (A foreground runc gives the container pipes instead.)"""
+    script = "stat -L -c %F:%t,%T:%d:%i /proc/self/fd/0 /dev/null > /stdio"
+    bundle.config["process"]["args"] = ["sh", "-c", script]
+    bundle.config["linux"]["maskedPaths"] = []
+    cid = any_runtime.detached(bundle)
+    wait_status(any_runtime, cid, "stopped")
+    stdin, null = (bundle.rootfs / "stdio").read_text().splitlines()
+    assert stdin == null and null.startswith("character special file:1,3:")
+    host = os.stat("/dev/null")
+    assert not null.endswith(f":{host.st_dev}:{host.st_ino}")

@@ -78,6 +78,12 @@ def reopen_dev_null() -> None:
             st = posix.fstat(stdio)
         except OSError:
             continue
-        if st.st_rdev == null.st_rdev and (st.st_dev, st.st_ino) != (null.st_dev, null.st_ino):
+        same_device = _node(st) == _node(null)  # a block device of its numbers is another
+        if same_device and (st.st_dev, st.st_ino) != (null.st_dev, null.st_ino):
             posix.dup2(fd, stdio)
     posix.close(fd)
+
+
+def _node(st: posix.stat_result) -> tuple[int, int]:
+    """What a device node opens: its type (character or block) and its numbers."""
+    return st.st_mode & 0o170000, st.st_rdev
