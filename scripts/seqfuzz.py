@@ -339,9 +339,10 @@ def race_case(runner: Runner, runtime: str, case: Case, work: Path, tag: str) ->
     container(*COMMANDS[first](container.cid, bundle))
     started = [(c, container.spawn(*COMMANDS[c](container.cid, bundle))) for c in rest]
     problems = []
+    pausing = any(c.startswith("pause") for c in rest)  # "pause", "pause-debug"
     for command, running in started:
         code, _, err = running.result(20)
-        if code == "timeout" and not (command.startswith("exec") and "pause" in rest):
+        if code == "timeout" and not (command.startswith("exec") and pausing):
             problems.append(f"{command} did not finish in 20 s")
         if "Traceback" in err or "corrupt" in err:
             problems.append(f"{command}: {err.strip()[-300:]}")
