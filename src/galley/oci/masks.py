@@ -12,12 +12,11 @@ works even when the container has no /proc of its own.
 from __future__ import annotations
 
 import posix
+import stat
 
 from galley.errors import FailedPrecondition, os_error_text
 from galley.kernel import mount as k
 from galley.oci import mounts, paths
-
-_S_IFMT, _S_IFCHR = 0o170000, 0o020000  # the `stat` module's, without importing it
 
 
 def open_dev_null(root_fd: int) -> int:
@@ -31,7 +30,7 @@ def open_dev_null(root_fd: int) -> int:
             f"linux.maskedPaths: the container has no /dev/null: {os_error_text(err)}"
         )
     st = posix.fstat(fd)
-    if st.st_mode & _S_IFMT != _S_IFCHR or st.st_rdev != posix.makedev(1, 3):
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != posix.makedev(1, 3):
         posix.close(fd)
         raise FailedPrecondition(
             "linux.maskedPaths: the container's /dev/null is not the null device (character"

@@ -9,6 +9,7 @@ tmpfs) the proc and sysfs mounts a chroot would leave reachable, then moves the 
 from __future__ import annotations
 
 import posix
+import stat
 
 from galley.kernel import mount as k
 from galley.kernel import pathnames
@@ -86,4 +87,4 @@ def reopen_dev_null() -> None:
 
 def _node(st: posix.stat_result) -> tuple[int, int]:
     """What a device node opens: its type (character or block) and its numbers."""
-    return st.st_mode & 0o170000, st.st_rdev
+    return stat.S_IFMT(st.st_mode), st.st_rdev
