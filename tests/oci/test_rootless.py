@@ -29,7 +29,7 @@ import pytest
 
 from galley.oci.cgroups.layout import detect
 from galley.oci.defaults import default_spec
-from tests.oci.cgroup_fixtures import hierarchy_mounts
+from tests.oci.cgroup_fixtures import hierarchy_mounts, remove_everywhere
 from tests.oci.conftest import MEMORY_LIMIT, RUNC_CGROUP_TMPFS, RUNTIMES, Bundle, Runtime
 
 USER = 62117  # uid and gid of the unprivileged caller; no passwd entry needed
@@ -555,25 +555,40 @@ def test_oom_score_adj(rootless: AsUser, user_bundle: Bundle) -> None:
 
 
 @pytest.fixture(params=["every hierarchy", "v1 hierarchies only"])
-def delegated(request: pytest.FixtureRequest, parent: str) -> str:
+def delegated(request: pytest.FixtureRequest, parent: str) -> Iterator[str]:
     """parent in every hierarchy, given to USER as systemd's Delegate= gives a user's service
     its subtree (a v1 cpuset gets the root's cpus and mems first); or, as runc's own
-    rootless tests give it, in the v1 hierarchies alone, not a hybrid host's cgroup2 one."""
+    rootless tests give it, in the v1 hierarchies alone, not a hybrid host's cgroup2 one.
+    The runtime is to start in its leaf `runtime` (cgroup v2 lets a cgroup with processes
+    of its own enable no controllers for its children), and the cgroup2 root passes memory
+    and pids down, as systemd's does."""
     layout = detect()
     mounts = hierarchy_mounts(layout)
     if request.param != "every hierarchy":
         if layout.unified is None or not layout.v1:
             pytest.skip("not a hybrid host")
         mounts.remove(layout.unified.mount)
+    enabled = []
+    if layout.unified is not None and layout.unified.mount in mounts:
+        root = Path(layout.unified.mount)
+        available = set((root / "cgroup.controllers").read_text().split())
+        passed = set((root / "cgroup.subtree_control").read_text().split())
+        enabled = sorted({"memory", "pids"} & available - passed)
+        if enabled:
+            (root / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in enabled))
     for mount in mounts:
         top = Path(mount) / parent.lstrip("/")
-        top.mkdir()
-        for name in ("cpuset.cpus", "cpuset.mems"):
-            if (top / name).exists():
-                (top / name).write_text((Path(mount) / name).read_text())
-        for path in (top, *top.iterdir()):
-            os.chown(path, USER, USER)
-    return parent
+        for directory in (top, top / "runtime"):
+            directory.mkdir()
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                if (directory / name).exists():
+                    (directory / name).write_text((Path(mount) / name).read_text())
+            for path in (directory, *directory.iterdir()):
+                os.chown(path, USER, USER)
+    yield parent
+    if enabled:
+        remove_everywhere(parent, layout)
+        (root / "cgroup.subtree_control").write_text(" ".join(f"-{c}" for c in enabled))
 
 
 def test_a_delegated_cgroup_takes_its_limits(
@@ -590,7 +605,8 @@ def test_a_delegated_cgroup_takes_its_limits(
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro"]}
     )
     config["process"]["args"] = ["sh", "-c", f"{MEMORY_LIMIT}; {PIDS_MAX}"]
-    procs = [f"{mount}{delegated}/cgroup.procs" for mount in hierarchy_mounts(detect())]
+    leaf = f"{delegated}/runtime/cgroup.procs"
+    procs = [f"{mount}{leaf}" for mount in hierarchy_mounts(detect())]
     procs = [path for path in procs if os.path.exists(path)]
     move = "".join(f"echo $$ > {path}; " for path in procs)
     runtime = shlex.join([rootless.binary, "--root", str(rootless.root)])
