@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.oci.conftest import Bundle, Runtime
+from tests.oci.conftest import Bundle, Runtime, run_bundle
 
 pytestmark = pytest.mark.root
 
@@ -310,3 +310,63 @@ def test_a_damaged_state_file_makes_nothing_removed_on_a_guess(
             assert "corrupt state.json" in res.stderr and "by hand" in res.stderr, res.stderr
     finally:
         state_file.write_bytes(saved)  # for the fixture's delete
+
+
+SH_PATH = "/sbin:/usr/sbin:/bin:/usr/bin"  # busybox sh's PATH when it has none
+NULL_PROBE = "id -u; id -G; echo ${HOME-nohome} ${PATH-nopath}; grep CapEff /proc/self/status"
+
+
+def test_null_members_read_as_absent(any_runtime: Runtime, bundle: Bundle) -> None:
+    """Go's encoding/json leaves a member that reads null at its zero value, so runc takes
+    `"env": null` (what Go writes for a nil slice) as no env; galley-runc ended in "'NoneType'
+    object is not iterable" (found by mutating configs, session 26)."""
+    config = bundle.config
+    config["process"].update(args=["/bin/sh", "-c", NULL_PROBE], env=None, rlimits=None)
+    config["process"]["user"] = {"uid": None, "gid": None, "additionalGids": None}
+    config["process"]["capabilities"] = {"bounding": None, "effective": None}
+    for mount in config["mounts"]:
+        mount["options"] = None
+    config["linux"].update(resources=None, seccomp=None, maskedPaths=None, sysctl=None)
+    config.update(hooks=None, annotations=None, hostname=None)
+    res = run_bundle(any_runtime, bundle)
+    no_caps = "CapEff:\t0000000000000000"
+    assert res.stdout.splitlines() == ["0", "0", f"/root {SH_PATH}", no_caps]
+
+
+def test_null_members_of_a_process_file_read_as_absent(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    bundle.config["process"]["args"] = ["sleep", "30"]
+    cid = any_runtime.detached(bundle)
+    process = {
+        "args": ["/bin/sh", "-c", NULL_PROBE],
+        "cwd": "/",
+        "env": None,
+        "user": {"uid": 0, "gid": None, "additionalGids": None},
+        "capabilities": None,
+        "rlimits": None,
+        "terminal": None,
+    }
+    (tmp_path / "process.json").write_text(json.dumps(process))
+    res = any_runtime("exec", "-p", str(tmp_path / "process.json"), cid)
+    assert res.returncode == 0, res.stderr
+    # Without capabilities of its own an exec gets the container's (the default config's).
+    caps = "CapEff:\t0000000020000420"
+    assert res.stdout.splitlines() == ["0", "0", f"/root {SH_PATH}", caps]
+
+
+def test_null_members_of_a_resources_file_change_nothing(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """runc 1.1.5's update panics (a nil pointer) on `"pids": null`; it reads an absent
+    member as no change, and so does galley-runc a null one."""
+    any_runtime = runtime
+    bundle.config["process"]["args"] = ["sleep", "30"]
+    bundle.config["linux"]["resources"] = {"pids": {"limit": 50}}
+    cid = any_runtime.detached(bundle)
+    resources = {"pids": None, "memory": {"limit": None, "swap": None}, "cpu": None}
+    (tmp_path / "resources.json").write_text(json.dumps(resources))
+    res = any_runtime("update", "-r", str(tmp_path / "resources.json"), cid)
+    assert res.returncode == 0, res.stderr
+    pids = any_runtime("exec", cid, "cat", "/sys/fs/cgroup/pids/pids.max")
+    assert pids.stdout.strip() == "50", pids.stderr

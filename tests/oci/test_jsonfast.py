@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +55,14 @@ def test_clone_is_a_deep_copy() -> None:
     copy["user"]["additionalGids"].append(3)
     assert doc["args"] == ["sh"]
     assert doc["user"]["additionalGids"] == [1, 2]
+
+
+def test_a_loaded_document_has_no_null_members(tmp_path: Path) -> None:
+    """As Go reads it into runc's structs: a null member is the member's absence. A null
+    element of an array stays, for validation to name."""
+    text = '{"a": null, "b": {"c": null, "d": [null, {"e": null, "f": 1}]}, "g": "null"}'
+    (tmp_path / "doc.json").write_text(text)
+    expected = {"b": {"d": [None, {"f": 1}]}, "g": "null"}
+    assert jsonfast.load_file(str(tmp_path / "doc.json"), "doc") == expected
+    with (tmp_path / "doc.json").open("rb") as f:
+        assert jsonfast.load_stream(f, "doc") == expected

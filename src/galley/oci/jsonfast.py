@@ -102,17 +102,41 @@ MAX_FILE = 32 << 20  # a config.json or process.json is kilobytes; /dev/zero is 
 
 
 def load_file(path: str, what: str) -> Any:
-    """The JSON document in the file at path; ValueError (naming it what) when it is not one."""
+    """The JSON document in the file at path, as load_stream reads it; ValueError (naming it
+    what) when it is not one."""
     with open(path, "rb") as f:
         return load_stream(f, what)
 
 
 def load_stream(stream: BinaryIO, what: str, limit: int = MAX_FILE) -> Any:
-    """The JSON document stream holds, read to its end but at most limit bytes."""
+    """The JSON document stream holds, read to its end but at most limit bytes, as runc reads
+    a config.json, process.json or resources file: an object's member whose value is null is
+    left out. Go's encoding/json leaves a field that reads null at its zero value, which is
+    what the field's absence means to runc, so a tool that writes `"env": null` (Go writes a
+    nil slice so) gets what it gets from runc."""
     data = stream.read(limit + 1)
     if len(data) > limit:
         raise ValueError(f"{what}: larger than {limit >> 20} MiB")
     try:
-        return loads(data)
+        doc = loads(data)
     except ValueError as e:
         raise ValueError(f"{what}: invalid JSON: {e}") from None
+    if b"null" in data:
+        _drop_null_members(doc)
+    return doc
+
+
+def _drop_null_members(value: object) -> None:
+    """Remove, in place and at every depth, the members of objects whose value is null. A null
+    in an array stays: there it stands for an element, which validation names."""
+    if isinstance(value, dict):
+        for key in [k for k, v in value.items() if v is None]:
+            del value[key]
+        values: Any = value.values()
+    elif isinstance(value, list):
+        values = value
+    else:
+        return
+    for item in values:
+        if isinstance(item, dict | list):
+            _drop_null_members(item)
