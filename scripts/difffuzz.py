@@ -833,9 +833,9 @@ def run_one(
     text = json.dumps(case.config).replace(HOSTDIR, str(hostdir)).replace("@NETNS@", netns_path)
     config: Config = json.loads(text)
     container_id = f"{tag}-{which}"
-    if uid is None:
+    if uid is None and isinstance(config.get("linux"), dict):  # mutfuzz's may be anything
         config["linux"]["cgroupsPath"] = f"/{container_id}"
-    bundle = make_bundle(workdir / f"bundle-{which}", config["process"]["args"])
+    bundle = make_bundle(workdir / f"bundle-{which}", ["true"])  # its config replaced below
     (bundle / "config.json").write_text(json.dumps(config, indent=2))
     state_root = workdir / f"root-{which}"
     if uid is not None:  # its bundle (a user's own files), its hooks' log, its state

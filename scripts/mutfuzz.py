@@ -1,0 +1,373 @@
+#!/usr/bin/env python3
+"""Mutation fuzzer: difffuzz's configs with one or two fields broken, under runc and galley-runc.
+
+difffuzz.py draws configs that are valid; the issue also asks that a malformed or
+contradictory config gets one line naming the field, exit status 1, and leaves nothing
+behind. Each case here takes difffuzz's case of the same seed and number and, from
+`random.Random(f"mutfuzz-{seed}-{case}")`, changes one or two of its fields: a value of
+another type (null, a boolean, a number, a string, an array, an object), a number at or past
+a limit (-1, 2^31, 2^32, 2^63, 2^64, a fraction, NaN), a string made empty, relative,
+climbing (`../`), long, or holding a NUL, an array emptied, shortened, doubled or given a
+stray element, an object given an unknown member or losing one. Then it runs the config
+under both runtimes, as difffuzz runs one, and reports a case when:
+
+- galley-runc refused it and its stderr is not one error line (a traceback, Python's words
+  such as "NoneType"), or its status is not 1;
+- galley-runc's error is about the config (not about running the container: a mount, a
+  hook, the kernel) and does not start with a field's path;
+- galley-runc's `run` left a state directory, cgroup or mount behind, or made a file in the
+  bundle outside the root filesystem;
+- one runtime ran the container and the other refused it, or both ran it and the probe saw
+  something else (difffuzz's comparison).
+
+    python scripts/mutfuzz.py --seed 1 -n 100 --galley bin/galley-runc --runc /usr/sbin/runc
+    python scripts/mutfuzz.py --seed 1 --case 17 ...        # replay one case
+    python scripts/mutfuzz.py --seed 1 --case 17 --print-config
+
+Not broken, so that no case can reach the host: linux.namespaces (a config without a mount
+or network namespace acts on the host's), process.args (the probe) and linux.cgroupsPath (set
+per runtime). The script re-runs itself in a private mount namespace, so that a mount either
+runtime makes outside the container's own namespace goes when it ends.
+
+Needs root. Everything a case creates is removed after it, as in difffuzz.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import difffuzz
+
+Config = dict[str, Any]
+JsonPath = tuple[str | int, ...]
+
+# Subtrees never broken (see the docstring).
+PROTECTED: list[JsonPath] = [("linux", "namespaces"), ("process", "args"), ("linux", "cgroupsPath")]
+
+NUMBERS: list[object] = [
+    -1,
+    0,
+    1,
+    2**31,
+    2**32,
+    2**32 - 1,
+    2**63,
+    2**64,
+    -(2**63) - 1,
+    1.5,
+    float("nan"),
+]
+STRINGS = ["", " ", "x", "../../mutfuzz-escape", "/nonexistent/mutfuzz", "a\0b", "é☃", "x" * 5000]
+OTHER_TYPES: list[object] = [None, True, False, 0, "", "x", [], {}]
+
+# Python's words in an error: a message that shows them was never meant for a person.
+PYTHONISMS = re.compile(
+    r"Traceback|NoneType|object is not|has no attribute|unhashable|KeyError|TypeError|"
+    r"IndexError|AttributeError|ValueError|list index|not subscriptable|invalid literal"
+)
+
+
+# An error from running the container (a mount, a hook, the kernel), not from reading the
+# config: it says what failed, which need not be a field.
+RUNTIME_PHASE = re.compile(r"unable to start container process|error running hook|.*hook |cgroup /")
+# A config error starts with the field's path: "process.user.uid: ...", "mounts[2].type: ...".
+FIELD_FIRST = re.compile(r"^[A-Za-z][\w.\[\]-]*: ")
+
+
+@dataclass
+class Mutation:
+    path: JsonPath
+    what: str
+
+    def field(self) -> str:
+        """The path as galley-runc names fields: process.user.uid, mounts[2].options[0]."""
+        text = ""
+        for part in self.path:
+            text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+        return text
+
+
+def nodes(value: object, path: JsonPath = ()) -> list[JsonPath]:
+    """Every path in the document under value, containers before their members."""
+    found = [path] if path else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += nodes(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += nodes(item, (*path, i))
+    return found
+
+
+def protected(path: JsonPath) -> bool:
+    for prefix in PROTECTED:
+        if path[: len(prefix)] == prefix:
+            # A namespace's path may be broken: a bad one is refused, never the host's.
+            return not (prefix == ("linux", "namespaces") and path[-1:] == ("path",))
+        if prefix[: len(path)] == path and len(path) < len(prefix):
+            # A container of a protected member (linux, process) may lose other members
+            # or get new ones, but is not replaced whole.
+            return True
+    return False
+
+
+def get(doc: object, path: JsonPath) -> Any:
+    for part in path:
+        doc = doc[part]  # type: ignore[index]
+    return doc
+
+
+def mutate(r: random.Random, config: Config) -> Mutation | None:
+    """Break one field of config in place; what was done, or None when nothing was left."""
+    candidates = [p for p in nodes(config) if not protected(p)]
+    containers = [p for p in nodes(config) if isinstance(get(config, p), dict | list)]
+    containers = [p for p in containers if not protected(p) or p in {("linux",), ("process",)}]
+    if not candidates:
+        return None
+    if containers and r.random() < 0.3:
+        path = r.choice(containers)
+        return _mutate_container(r, config, path)
+    path = r.choice(candidates)
+    parent, key = get(config, path[:-1]), path[-1]
+    old = parent[key]
+    choice = r.random()
+    if choice < 0.35:
+        new: object = r.choice([v for v in OTHER_TYPES if type(v) is not type(old)])
+    elif isinstance(old, bool):
+        new = r.choice([0, 1, "true", None])
+    elif isinstance(old, int | float):
+        new = r.choice(NUMBERS)
+    elif isinstance(old, str):
+        new = r.choice([*STRINGS, old.upper(), old[1:], old + "x"])
+    else:
+        new = r.choice(OTHER_TYPES)
+    parent[key] = new
+    return Mutation(path, f"{_short(old)} -> {_short(new)}")
+
+
+def _mutate_container(r: random.Random, config: Config, path: JsonPath) -> Mutation:
+    value = get(config, path)
+    if isinstance(value, dict):
+        keys = [k for k in value if not protected((*path, k))]
+        if keys and r.random() < 0.5:
+            key = r.choice(keys)
+            del value[key]
+            return Mutation((*path, key), "removed")
+        value["mutfuzzUnknown"] = r.choice([1, "x", None, {}])
+        return Mutation(path, "an unknown member added")
+    roll = r.random()
+    if value and roll < 0.25:
+        del value[r.randrange(len(value))]
+        return Mutation(path, "an element removed")
+    if value and roll < 0.5:
+        value.append(json.loads(json.dumps(r.choice(value))))
+        return Mutation(path, "an element repeated")
+    if roll < 0.75:
+        stray: object = r.choice([None, "", 0, {}, [], "x"])
+        value.insert(r.randint(0, len(value)), stray)
+        return Mutation(path, f"{_short(stray)} inserted")
+    value.clear()
+    return Mutation(path, "emptied")
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def make_case(seed: int, number: int) -> tuple[difffuzz.Case, list[Mutation]]:
+    """difffuzz's case number of seed, broken in one or two fields."""
+    case = difffuzz.make_case(argparse.Namespace(seed=seed, rootless=None), number)
+    r = random.Random(f"mutfuzz-{seed}-{number}")
+    mutations = []
+    for _ in range(1 if r.random() < 0.7 else 2):
+        mutation = mutate(r, case.config)
+        if mutation is not None:
+            mutations.append(mutation)
+    return case, mutations
+
+
+def refusal_problems(result: difffuzz.Result, runc: difffuzz.Result) -> list[str]:
+    """What is wrong with galley-runc's refusal (when it refused): runc's result shows what
+    its words may look like."""
+    if difffuzz.started(result) or result.timed_out or result.status == 0:
+        return []
+    problems = []
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if "level=error" in line]
+    if result.status != 1:
+        problems.append(f"refused with status {result.status}, not 1")
+    runc_lines = [line for line in runc.stderr.splitlines() if line.strip()]
+    # One error line, a warning or two before it; or as many lines as runc's refusal (a hook's
+    # error before it, a startContainer hook's words alone).
+    if (len(errors) != 1 or len(lines) - len(errors) > 2) and len(lines) != len(runc_lines):
+        problems.append(f"refused in {len(lines)} lines, {len(errors)} errors")
+    if PYTHONISMS.search(result.stderr):
+        problems.append("the error shows Python's words: " + _last(result.stderr))
+    message = _message(errors[-1]) if errors else ""
+    if message and not RUNTIME_PHASE.match(message) and not FIELD_FIRST.match(message):
+        problems.append("a config error that names no field: " + message[:300])
+    return problems
+
+
+def _message(line: str) -> str:
+    """The error's own words: the msg of a logfmt line, after "<command> failed: "."""
+    found = re.search(r'msg="((?:[^"\\]|\\.)*)"', line)
+    return re.sub(r"^\S+ \S+ failed: ", "", found.group(1)) if found else line
+
+
+def _last(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1][:300] if lines else ""
+
+
+def strays(bundle: Path) -> list[str]:
+    """What a runtime made in its bundle outside the root filesystem."""
+    if not bundle.is_dir():
+        return []
+    return [
+        str(bundle / n) for n in sorted(os.listdir(bundle)) if n not in {"rootfs", "config.json"}
+    ]
+
+
+def run_both(
+    args: argparse.Namespace, case: difffuzz.Case, tag: str
+) -> tuple[difffuzz.Result, difffuzz.Result, list[str]]:
+    """case under runc and galley-runc, as difffuzz runs it; and what galley-runc made in its
+    bundle outside the root filesystem."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"mutfuzz-{tag}-"))
+    os.chmod(workdir, 0o755)
+    netns_name = f"{tag}-ns"
+    netns_path = difffuzz.make_netns(netns_name) if case.netns else "/nonexistent-netns"
+    try:
+        common: dict[str, Any] = {
+            "case": case,
+            "workdir": workdir,
+            "netns_path": netns_path,
+            "timeout": args.timeout,
+            "tag": tag,
+        }
+        runc, _ = difffuzz.run_one(runtime=args.runc, which="runc", **common)
+        galley, _ = difffuzz.run_one(runtime=args.galley, which="galley", **common)
+        return runc, galley, strays(workdir / "bundle-galley")
+    finally:
+        if case.netns:
+            difffuzz.remove_netns(netns_name)
+        difffuzz.cleanup_cgroups(tag)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def differences(
+    args: argparse.Namespace, number: int, runc: difffuzz.Result, galley: difffuzz.Result
+) -> list[str]:
+    """difffuzz's comparison of the two, less what the case shows unbroken too (difffuzz's
+    known differences: the base case is run only when the broken one differs)."""
+    found = difffuzz.compare(runc, galley)
+    if not found or _poststart_race(runc, galley) or _null_element(galley):
+        return []
+    base = difffuzz.make_case(argparse.Namespace(seed=args.seed, rootless=None), number)
+    base_runc, base_galley, _ = run_both(args, base, f"mfz{os.getpid()}-{number}-base")
+    return [] if difffuzz.compare(base_runc, base_galley) == found else found
+
+
+def _poststart_race(runc: difffuzz.Result, galley: difffuzz.Result) -> bool:
+    """runc 1.1 runs poststart hooks before the process: when one fails the probe never ran,
+    where under galley-runc (as the spec orders it) it may have printed already."""
+    same_error = _last(runc.stderr) and _message(_last(runc.stderr)) == _message(
+        _last(galley.stderr)
+    )
+    return bool(same_error) and "error running hook" in runc.stderr and not difffuzz.started(runc)
+
+
+def _null_element(galley: difffuzz.Result) -> bool:
+    """Accepted: a null element of an array is refused, naming it. Go reads one as the
+    element type's zero value (runc takes `"bounding": [null]` as an unknown capability ""),
+    but no Go program writes one: runtime-spec's arrays hold no pointers."""
+    return bool(re.search(r"\[\d+\]: must be an? \w+, not null", _message(_last(galley.stderr))))
+
+
+def run_case(args: argparse.Namespace, number: int, out: Path) -> tuple[bool, str]:
+    case, mutations = make_case(args.seed, number)
+    runc, galley, galley_strays = run_both(args, case, f"mfz{os.getpid()}-{number}")
+    problems = refusal_problems(galley, runc)
+    if galley_strays:
+        problems.append("galley-runc made files outside the root: " + ", ".join(galley_strays))
+    problems += differences(args, number, runc, galley)
+    broken = "; ".join(f"{m.field()}: {m.what}" for m in mutations)
+    summary = f"case {number} (--seed {args.seed} --case {number}) [{broken}]: " + (
+        "DIFF " + problems[0]
+        if problems
+        else f"same ({difffuzz.outcome(runc)}: {_message(_last(galley.stderr))[-120:]})"
+    )
+    if problems:
+        dest = out / f"seed{args.seed}-case{number}"
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "config.json").write_text(json.dumps(case.config, indent=2) + "\n")
+        (dest / "mutations.txt").write_text(broken + "\n")
+        for name, res in (("runc", runc), ("galley", galley)):
+            (dest / f"{name}.stdout").write_text(res.stdout)
+            (dest / f"{name}.stderr").write_text(res.stderr)
+            (dest / f"{name}.status").write_text(f"{res.status} {difffuzz.outcome(res)}\n")
+        (dest / "diff.txt").write_text("\n".join(problems) + "\n")
+    return bool(problems), summary
+
+
+def in_private_mount_namespace(argv: list[str]) -> None:
+    """Re-run this script in a mount namespace of its own (see the docstring)."""
+    if os.environ.get("MUTFUZZ_PRIVATE_MOUNTS") == "1":
+        return
+    os.environ["MUTFUZZ_PRIVATE_MOUNTS"] = "1"
+    command = ["unshare", "--mount", "--propagation", "private", sys.executable, __file__, *argv]
+    os.execvp("unshare", command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("-n", type=int, default=100, help="number of cases")
+    parser.add_argument("--start", type=int, default=0, help="first case number")
+    parser.add_argument("--case", type=int, help="run only this case (replay)")
+    parser.add_argument("--galley", default="bin/galley-runc")
+    parser.add_argument("--runc", default="/usr/sbin/runc")
+    parser.add_argument("--out", default="/tmp/mutfuzz-report")
+    parser.add_argument("--timeout", type=float, default=20.0)
+    parser.add_argument("--print-config", action="store_true", help="print the config and exit")
+    args = parser.parse_args(argv)
+    args.galley = os.path.abspath(args.galley)
+    args.runc = os.path.abspath(args.runc)
+    numbers = [args.case] if args.case is not None else range(args.start, args.start + args.n)
+    if args.print_config:
+        for number in numbers:
+            case, mutations = make_case(args.seed, number)
+            print("; ".join(f"{m.field()}: {m.what}" for m in mutations))
+            print(json.dumps(case.config, indent=2))
+        return 0
+    in_private_mount_namespace(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    differing = 0
+    with (out / "summary.txt").open("a") as log:
+        for number in numbers:
+            differs, summary = run_case(args, number, out)
+            differing += differs
+            print(summary, flush=True)
+            log.write(summary + "\n")
+    print(f"{len(numbers)} cases, {differing} reported; report in {out}")
+    return 1 if differing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
