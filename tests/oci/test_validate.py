@@ -294,3 +294,46 @@ def test_full_featured_config_is_valid() -> None:
     doc["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_IDLE", "priority": 0}
     doc["process"]["user"] = {"uid": 1000, "gid": 1000, "umask": 0o22, "additionalGids": [5]}
     validate(doc)
+
+
+def _mapping(container: int, host: int, size: int) -> dict[str, int]:
+    return {"containerID": container, "hostID": host, "size": size}
+
+
+@pytest.mark.parametrize(
+    ("mappings", "error"),
+    [
+        ([_mapping(0, 1000, 10), _mapping(0, 2000, 10)], "linux.uidMappings[1]: container IDs 0-9 overlap linux.uidMappings[0]'s"),
+        ([_mapping(0, 1000, 10), _mapping(10, 1005, 1)], "linux.uidMappings[1]: host IDs 1005-1005 overlap linux.uidMappings[0]'s"),
+        ([_mapping(5, 1000, 1), _mapping(0, 2000, 10)], "linux.uidMappings[1]: container IDs 0-9 overlap linux.uidMappings[0]'s"),
+        ([_mapping(2**32 - 1, 1000, 1)], "linux.uidMappings[0]: container IDs 4294967295+1 run past 4294967294"),
+        ([_mapping(0, 2**32 - 10, 10)], "linux.uidMappings[0]: host IDs 4294967286+10 run past 4294967294"),
+        ([_mapping(i, 1000 + i, 1) for i in range(341)], "linux.uidMappings: 341 mappings, more than the kernel's 340"),
+        ([_mapping(i * 2, 100000 + i * 3, 2) for i in range(340)], "linux.uidMappings: the map is 4365 bytes, more than the kernel's 4095"),
+    ],
+)  # fmt: skip
+def test_id_mappings_the_kernel_would_refuse_name_the_entry(
+    mappings: list[dict[str, int]], error: str
+) -> None:
+    """A uid_map the kernel refuses fails its write with EINVAL, which names nothing (and runc
+    1.1 says "failed to update /proc/<pid>/uid_map: Invalid argument"); mutfuzz seed 2."""
+    doc = copy.deepcopy(BASE)
+    doc["linux"]["namespaces"].append({"type": "user"})
+    doc["linux"]["gidMappings"] = [_mapping(0, 1000, 10)]
+    doc["linux"]["uidMappings"] = mappings
+    with pytest.raises(InvalidArgument) as err:
+        validate(doc)
+    assert str(err.value) == error
+    doc["mounts"][0]["uidMappings"] = doc["linux"].pop("uidMappings")
+    doc["linux"]["uidMappings"] = [_mapping(0, 1000, 10)]
+    with pytest.raises(InvalidArgument) as err:
+        validate(doc)
+    assert str(err.value) == error.replace("linux.uidMappings", "mounts[0].uidMappings")
+
+
+def test_the_most_id_mappings_the_kernel_takes_pass() -> None:
+    doc = copy.deepcopy(BASE)
+    doc["linux"]["namespaces"].append({"type": "user"})
+    doc["linux"]["gidMappings"] = [_mapping(2**32 - 2, 0, 1)]
+    doc["linux"]["uidMappings"] = [_mapping(i, i, 1) for i in range(340)]  # 3-9 bytes a line
+    validate(doc)

@@ -38,8 +38,14 @@ def _own_gid_only(mappings: list[IDMapping]) -> bool:
     return [(m["hostID"], m["size"]) for m in mappings] == [(posix.getegid(), 1)]
 
 
+def map_text(mappings: list[IDMapping]) -> str:
+    """What is written to a uid_map or gid_map: a line "<container> <host> <size>" each (the
+    kernel takes it in one write shorter than a page)."""
+    return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
+
+
 def _write_map(pid: int, name: str, mappings: list[IDMapping], *, rootless: bool) -> None:
-    text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
+    text = map_text(mappings)
     if not text:
         return
     try:

@@ -231,7 +231,35 @@ def _mount(path: str, value: object) -> None:
     fields(path, d, {"type": string, "source": string, "options": strings})
     for key in ("uidMappings", "gidMappings"):
         if key in d:
-            each(f"{path}.{key}", d[key], id_mapping)
+            id_mappings(f"{path}.{key}", d[key])
+
+
+MAX_ID_MAPPINGS = 340  # lines of a uid_map or gid_map (the kernel's UID_GID_MAP_MAX_EXTENTS)
+
+
+def id_mappings(path: str, value: object) -> None:
+    """uidMappings or gidMappings: each entry, and the rules the kernel's uid_map holds the set
+    to (a write that breaks one fails with EINVAL, which names nothing): each range ends below
+    2^32 - 1 on both sides, no two share an ID on either side, at most 340 of them, written in
+    fewer bytes than a page."""
+    items = each(path, value, id_mapping)
+    if len(items) > MAX_ID_MAPPINGS:
+        raise fail(path, f"{len(items)} mappings, more than the kernel's {MAX_ID_MAPPINGS}")
+    if len(items) > 1:
+        from galley.oci.usermaps import map_text  # noqa: PLC0415 - a long list only
+
+        size, page = len(map_text(items)), posix.sysconf("SC_PAGESIZE")
+        if size >= page:
+            raise fail(path, f"the map is {size} bytes, more than the kernel's {page - 1}")
+    for i, entry in enumerate(items):
+        for key, what in (("containerID", "container"), ("hostID", "host")):
+            first, size = entry[key], entry["size"]
+            if first + size > UINT32_MAX:
+                raise fail(f"{path}[{i}]", f"{what} IDs {first}+{size} run past {UINT32_MAX - 1}")
+            for j, other in enumerate(items[:i]):
+                if first < other[key] + other["size"] and other[key] < first + size:
+                    last = first + size - 1
+                    raise fail(f"{path}[{i}]", f"{what} IDs {first}-{last} overlap {path}[{j}]'s")
 
 
 def id_mapping(path: str, value: object) -> None:

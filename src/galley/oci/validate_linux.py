@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import posix
 
-from galley.oci.validate import id_mapping, user_id
+from galley.oci.validate import id_mappings, user_id
 from galley.oci.validate_fields import (
     I64,
     U32,
@@ -215,8 +215,8 @@ def check_linux(spec: dict[str, Any]) -> None:
         "linux",
         linux,
         {
-            "uidMappings": lambda p, v: each(p, v, id_mapping),
-            "gidMappings": lambda p, v: each(p, v, id_mapping),
+            "uidMappings": id_mappings,
+            "gidMappings": id_mappings,
             "timeOffsets": _time_offsets,
             "devices": lambda p, v: each(p, v, _device),
             "cgroupsPath": string,
