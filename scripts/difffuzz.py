@@ -31,6 +31,7 @@ import difflib
 import json
 import os
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -944,6 +945,8 @@ def normalise(result: Result) -> str:
             line = " ".join(parts[:3])
         if line.startswith("/proc dir "):  # the count of /proc entries is the count of pids
             line = "/proc dir"
+        # A cwd of /proc/self in the host's pid namespace is the probe's pid, run by run.
+        line = re.sub(r"^(PWD=)?/proc/\d+$", r"\1/proc/PID", line)
         if line.startswith("devices/devices.list="):
             key, _, value = line.partition("=")
             words = value.split()
