@@ -104,6 +104,7 @@ CASES = [
     ("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [], "action": "SCMP_ACT_ERRNO"}]}, "linux.seccomp.syscalls[0].names: must not be empty"),
     ("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["x"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}, "linux.seccomp.syscalls[0].args[0].index: 6 is out of range"),
     ("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NOPE"]}, 'linux.seccomp.flags[0]: unknown seccomp flag "SECCOMP_FILTER_FLAG_NOPE"'),
+    ("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "CMP_ARCH_X86"]}, "linux.seccomp.architectures[1]: unknown architecture 'CMP_ARCH_X86'"),
     ("linux.sysctl", {"kernel.panic": "1"}, "linux.sysctl.kernel.panic: sysctl is not in a separate kernel namespace"),
     ("linux.sysctl", {"kernel/panic": "1"}, "linux.sysctl.kernel/panic: sysctl is not in a separate kernel namespace"),
     ("linux.sysctl", {"net/../kernel/core_pattern": "|x"}, "linux.sysctl.net/../kernel/core_pattern: not a sysctl name"),

@@ -25,6 +25,7 @@ from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
 from galley.kernel import seccomp as scmp
 from galley.oci import seccomp_cache as cache
 from galley.oci import seccomp_enosys as enosys
+from galley.oci.vocabulary import SECCOMP_ARCHES
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
 if TYPE_CHECKING:
@@ -50,15 +51,7 @@ OPERATORS: dict[str, int] = {
     "SCMP_CMP_GT": scmp.CMP_GT,
     "SCMP_CMP_MASKED_EQ": scmp.CMP_MASKED_EQ,
 }
-# OCI name → libseccomp name (the spec's list; libseccomp 2.5 lacks the last four).
-ARCHES: dict[str, str] = {
-    f"SCMP_ARCH_{name.upper()}": name
-    for name in (
-        "x86", "x86_64", "x32", "arm", "aarch64", "mips", "mips64", "mips64n32", "mipsel",
-        "mipsel64", "mipsel64n32", "ppc", "ppc64", "ppc64le", "s390", "s390x", "parisc",
-        "parisc64", "riscv64", "loongarch64", "m68k", "sh", "sheb",
-    )
-}  # fmt: skip
+ARCHES = SECCOMP_ARCHES  # OCI name → libseccomp name
 FLAG_TSYNC = "SECCOMP_FILTER_FLAG_TSYNC"
 FLAG_LOG = "SECCOMP_FILTER_FLAG_LOG"
 FLAG_SPEC_ALLOW = "SECCOMP_FILTER_FLAG_SPEC_ALLOW"

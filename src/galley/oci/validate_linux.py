@@ -31,7 +31,7 @@ from galley.oci.validate_fields import (
     typed_entries,
 )
 from galley.oci.validate_resources import check_resources
-from galley.oci.vocabulary import NAMESPACE_TYPES
+from galley.oci.vocabulary import NAMESPACE_TYPES, SECCOMP_ARCHES
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import on every create
 if TYPE_CHECKING:
@@ -125,7 +125,10 @@ def _seccomp(path: str, value: object) -> None:
         "seccomp action",
     )
     fields(path, d, {"defaultErrnoRet": U32, "listenerPath": abspath})
-    fields(path, d, {"listenerMetadata": string, "architectures": strings})
+    fields(path, d, {"listenerMetadata": string})
+    for i, arch in enumerate(strings(f"{path}.architectures", d.get("architectures") or [])):
+        if arch not in SECCOMP_ARCHES:
+            raise fail(f"{path}.architectures[{i}]", f"unknown architecture {arch!r}")
     for i, flag in enumerate(strings(f"{path}.flags", d.get("flags") or [])):
         if flag not in _SECCOMP_FLAGS:
             raise fail(f"{path}.flags[{i}]", f'unknown seccomp flag "{flag}"')
