@@ -370,3 +370,26 @@ def test_null_members_of_a_resources_file_change_nothing(
     assert res.returncode == 0, res.stderr
     pids = any_runtime("exec", cid, "cat", "/sys/fs/cgroup/pids/pids.max")
     assert pids.stdout.strip() == "50", pids.stderr
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["X"]}, "architectures"),
+        ("seccomp", {"defaultAction": "SCMP_ACT_NOTIFY"}, "seccomp.defaultAction: SCMP_ACT_NOTIFY"),
+        ("scheduler", {"policy": "SCHED_OTHER", "priority": 5}, "process.scheduler.priority: "),
+        ("personality", {"domain": "LINUX", "flags": ["x"]}, "linux.personality.flags: no"),
+    ],
+)  # fmt: skip
+def test_config_errors_found_by_the_stage_before_are_refused_before_any_hook(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path, field: str, value: object, message: str
+) -> None:
+    """These were found only by the create stage, after the createRuntime hooks had run
+    (mutfuzz seed 6): a config that cannot run now runs no hook."""
+    section = bundle.config["process"] if field == "scheduler" else bundle.config["linux"]
+    section[field] = value
+    mark = tmp_path / "hook-ran"
+    hook = {"path": "/bin/sh", "args": ["sh", "-c", f"echo ran >> {mark}"]}
+    bundle.config["hooks"] = {"createRuntime": [hook], "poststop": [hook]}
+    refused(runtime, bundle, message)
+    assert not mark.exists()

@@ -177,6 +177,9 @@ def _scheduler(path: str, value: object) -> None:
     for key in ("runtime", "deadline", "period"):
         if key in d:
             integer(f"{path}.{key}", d[key], 0)
+    from galley.oci.scheduling import scheduler_args  # noqa: PLC0415 - only where set
+
+    scheduler_args(d)  # the rules between the fields (a priority for FIFO and RR only ...)
 
 
 def _io_priority(path: str, value: object) -> None:

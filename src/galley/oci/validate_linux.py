@@ -133,6 +133,17 @@ def _seccomp(path: str, value: object) -> None:
         if flag not in _SECCOMP_FLAGS:
             raise fail(f"{path}.flags[{i}]", f'unknown seccomp flag "{flag}"')
     fields(path, d, {"syscalls": lambda p, v: each(p, v, _seccomp_rule)})
+    # What the filter's compiler refuses (galley.oci.seccomp), before any hook runs.
+    if d["defaultAction"] == "SCMP_ACT_NOTIFY":
+        raise fail(f"{path}.defaultAction", "SCMP_ACT_NOTIFY cannot be the default")
+    for i, rule in enumerate(d.get("syscalls") or []):
+        if rule["action"] == "SCMP_ACT_NOTIFY":
+            if "write" in rule["names"]:
+                raise fail(
+                    f"{path}.syscalls[{i}]", "SCMP_ACT_NOTIFY cannot be used for the write syscall"
+                )
+            if not d.get("listenerPath"):
+                raise fail(f"{path}.listenerPath", "SCMP_ACT_NOTIFY needs a listenerPath")
 
 
 def _sysctl(path: str, value: object, namespaces: set[str]) -> None:
@@ -274,6 +285,8 @@ def _personality(path: str, value: object) -> None:
     d = obj(path, value)
     one_of(f"{path}.domain", required(path, d, "domain"), ("LINUX", "LINUX32"), "domain")
     fields(path, d, {"flags": strings})
+    if d.get("flags"):
+        raise fail(f"{path}.flags", "no personality flags are supported")
 
 
 def _net_devices(path: str, value: object) -> None:
