@@ -66,3 +66,17 @@ def test_a_loaded_document_has_no_null_members(tmp_path: Path) -> None:
     assert jsonfast.load_file(str(tmp_path / "doc.json"), "doc") == expected
     with (tmp_path / "doc.json").open("rb") as f:
         assert jsonfast.load_stream(f, "doc") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "walked"),
+    [
+        ('{"a": null}', True),
+        ('{"a":\n\t null}', True),
+        ('{"path": "/dev/null", "l": [null]}', False),
+        ('{"s": "x: null"}', True),  # words in a string: only the walk, which finds nothing
+        ('{"a": 1}', False),
+    ],
+)
+def test_only_a_null_after_a_colon_costs_the_walk(text: str, walked: bool) -> None:
+    assert jsonfast._may_have_null_members(text.encode()) is walked
