@@ -495,3 +495,18 @@ def test_stdio_on_the_hosts_dev_null_is_the_containers_own(
     assert stdin == null and null.startswith("character special file:1,3:")
     host = os.stat("/dev/null")
     assert not null.endswith(f":{host.st_dev}:{host.st_ino}")
+
+
+@pytest.mark.parametrize(
+    ("kind", "options"), [("tmpfs", []), ("tmpfs", ["mode=700", "ro"]), ("proc", ["nosuid"])]
+)
+def test_a_mount_without_a_source_has_an_empty_one(
+    any_runtime: Runtime, bundle: Bundle, kind: str, options: list[str]
+) -> None:
+    """mount(2) with source "" as runc makes it; galley-runc named the type instead where it
+    makes the filesystem with fsopen (a read-only tmpfs, which mounts inside it need; mutfuzz
+    seed 7). /proc/mounts shows the source, and tools that read it see what runc gives."""
+    bundle.config["mounts"].append({"destination": "/mnt", "type": kind, "options": options})
+    bundle.config["process"]["args"] = ["sh", "-c", "grep ' /mnt ' /proc/self/mountinfo"]
+    line = run_bundle(any_runtime, bundle).stdout
+    assert line.split(" - ")[1].startswith(f"{kind}  "), line  # the type, then "" as source

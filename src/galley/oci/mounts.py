@@ -265,7 +265,7 @@ def new_filesystem(kind: str, source: str, flags: int, data: str) -> int:
     without looking its destination up again: a process sharing a parent directory could
     have put something else there meanwhile. (mount(2)'s iversion and silent have no
     equivalent here: a tmpfs keeps i_version anyway, and silent only quiets the log.)"""
-    config: dict[str, str | None] = {"source": source or kind}
+    config: dict[str, str | None] = {"source": source}
     config.update(data_options(data))
     config.update((name, None) for flag, name in _SB_FLAGS if flags & flag)
     attrs, _ = bind_attrs(flags)
