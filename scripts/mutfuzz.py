@@ -208,6 +208,8 @@ def refusal_problems(result: difffuzz.Result, runc: difffuzz.Result) -> list[str
     its words may look like."""
     if difffuzz.started(result) or result.timed_out or result.status == 0:
         return []
+    if result.status > 128 and result.status == runc.status:  # the probe killed, in both
+        return []
     problems = []
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     errors = [line for line in lines if "level=error" in line]
@@ -217,7 +219,8 @@ def refusal_problems(result: difffuzz.Result, runc: difffuzz.Result) -> list[str
     runc_errors = [line for line in runc_lines if "level=error" in line]
     # One error line, a warning or two before it; or no more lines and errors than runc's
     # refusal (a hook's error before it, a startContainer hook's words alone).
-    alike = len(errors) == len(runc_errors) and len(lines) <= len(runc_lines)
+    warnings = sum("level=warning" in line for line in lines)
+    alike = len(errors) == len(runc_errors) and len(lines) - warnings <= len(runc_lines)
     if (len(errors) != 1 or len(lines) - len(errors) > 2) and not alike:
         problems.append(f"refused in {len(lines)} lines, {len(errors)} errors")
     if PYTHONISMS.search(result.stderr):
