@@ -18,6 +18,11 @@ printed something else. Error wording (and runc's usage text) is printed, not co
 
     python scripts/execfuzz.py --seed 1 -n 60 --galley bin/galley-runc --runc /usr/sbin/runc
     python scripts/execfuzz.py --seed 1 --case 17 ...         # replay one case, every step
+    python scripts/execfuzz.py --mutate --seed 1 -n 60 ...    # process.json fields broken
+
+--mutate breaks one or two fields of each `-p` process.json as scripts/mutfuzz.py breaks a
+config's (another type, null, a number past a limit, a string made odd, an array or object
+changed), and also reports an exec whose galley-runc error shows Python's words.
 
 Needs root. Containers and bundles of a case are removed before the next.
 """
@@ -35,7 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from difffuzz import ALL_CAPS  # scripts/ is not a package
-from seqfuzz import Container, Runner, fuzz_main, in_user_namespace
+from seqfuzz import Container, Runner, compare_runtimes, fuzz_parser, in_user_namespace
 
 from galley.fixtures.busybox import make_bundle  # difffuzz put src/ on the path
 
@@ -229,9 +234,37 @@ def print_steps(runc: list[Step], galley: list[Step], every: bool) -> None:
     sys.stdout.flush()
 
 
+def draw_mutated(seed: int, number: int) -> Case:
+    """The case, each -p process.json with one or two fields broken as mutfuzz breaks a
+    config's, from a Random of their own (so a case's execs are those --mutate-less)."""
+    import mutfuzz  # noqa: PLC0415 - --mutate only
+
+    case = draw(seed, number)
+    rnd = random.Random(f"execfuzz-mutate-{seed}-{number}")
+    for chosen in case.execs:
+        if isinstance(chosen, dict):
+            chosen.setdefault("user", {"uid": 0, "gid": 0})
+            for _ in range(1 if rnd.random() < 0.7 else 2):
+                mutfuzz.mutate(rnd, chosen)
+    return case
+
+
+def differing_or_pythonic(runc: list[Step], galley: list[Step]) -> list[int]:
+    """differing's steps, and those where galley-runc's error shows Python's words."""
+    import mutfuzz  # noqa: PLC0415 - --mutate only
+
+    worded = [i for i, step in enumerate(galley) if mutfuzz.PYTHONISMS.search(step.error)]
+    return sorted(set(differing(runc, galley)) | set(worded))
+
+
 def main(argv: list[str] | None = None) -> int:
+    parser = fuzz_parser(__doc__.split("\n", maxsplit=1)[0])
+    parser.add_argument("--mutate", action="store_true", help="break fields of the -p execs")
+    args = parser.parse_args(argv)
     functions = {"draw": draw, "run_case": run_case, "differing": differing, "report": report}
-    return fuzz_main(argv, __doc__, **functions)
+    if args.mutate:
+        functions.update(draw=draw_mutated, differing=differing_or_pythonic)
+    return compare_runtimes(args, Runner(), **functions)
 
 
 if __name__ == "__main__":
