@@ -329,7 +329,7 @@ def run_case(args: argparse.Namespace, number: int, out: Path) -> tuple[bool, st
     if not stricter:
         problems += differences(args, number, runc, galley)
     broken = "; ".join(f"{m.field()}: {m.what}" for m in mutations)
-    message = _message(_last(galley.stderr))[-120:]
+    message = _message(_last(galley.stderr))[:160]
     summary = f"case {number} (--seed {args.seed} --case {number}) [{broken}]: " + (
         "DIFF " + problems[0]
         if problems
