@@ -215,6 +215,29 @@ def test_tty_flag_is_ignored_with_a_process_file(
     assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr
 
 
+KILL_ONLY = {key: ["CAP_KILL"] for key in ("bounding", "effective", "permitted")}
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "effective"),
+    [(None, 0x20000420), ({}, 0), (KILL_ONLY, 0x20)],  # the bundle's: the default three
+)
+def test_a_process_file_without_capabilities_takes_the_containers(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path, capabilities: object, effective: int
+) -> None:
+    """No capabilities object: the container's; an empty one: none, as runc reads a pointer
+    that is not nil (galley-runc gave the container's for both; execfuzz --mutate seed 2)."""
+    bundle.config["process"]["args"] = ["sleep", "100"]
+    cid = any_runtime.detached(bundle)
+    process: dict[str, Any] = {"args": ["/bin/grep", "CapEff", "/proc/self/status"], "cwd": "/"}
+    if capabilities is not None:
+        process["capabilities"] = capabilities
+    (tmp_path / "process.json").write_text(json.dumps(process))
+    result = any_runtime("exec", "-p", str(tmp_path / "process.json"), cid)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.split()[1], 16) == effective
+
+
 def test_debug_exec_logs_at_level_debug(any_runtime: Runtime, bundle: Bundle) -> None:
     """runc's exec.bats: `--debug exec` writes debug lines to stderr (galley's wrote none)."""
     bundle.config["process"]["args"] = ["sleep", "100"]

@@ -208,7 +208,10 @@ def exec_spec(state: ContainerState, args: Args, process_file: ProcessFile | Non
         if isinstance(proc, dict):  # what it leaves out is the container's, as in runc
             container = state.spec.get("process") or {}
             for key in ("capabilities", "apparmorProfile", "selinuxLabel"):
-                if not proc.get(key) and container.get(key) is not None:
+                # An empty profile or label is none given; an empty capabilities object is
+                # no capabilities (runc: a pointer that is not nil).
+                left_out = key not in proc if key == "capabilities" else not proc.get(key)
+                if left_out and container.get(key) is not None:
                     proc[key] = jsonfast.clone(container[key])
         check_process("process", proc)
         check_host_security({"process": proc})
