@@ -238,6 +238,27 @@ def test_a_process_file_without_capabilities_takes_the_containers(
     assert int(result.stdout.split()[1], 16) == effective
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("capabilities", 0, "process.capabilities: must be an object, not number"),
+        ("capabilities", False, "process.capabilities: must be an object, not boolean"),
+        ("apparmorProfile", 5, "process.apparmorProfile: must be a string, not number"),
+    ],
+)
+def test_a_process_file_field_of_another_type_is_refused(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path, field: str, value: object, message: str
+) -> None:
+    """A false or zero capabilities passed as none given, and the exec ran with the
+    container's (runc: "cannot unmarshal number into Go struct field"; execfuzz --mutate)."""
+    bundle.config["process"]["args"] = ["sleep", "100"]
+    cid = runtime.detached(bundle)
+    process = {"args": ["/bin/true"], "cwd": "/", field: value}
+    (tmp_path / "process.json").write_text(json.dumps(process))
+    result = runtime("exec", "-p", str(tmp_path / "process.json"), cid)
+    assert result.returncode == 255 and message in result.stderr, result.stderr
+
+
 def test_debug_exec_logs_at_level_debug(any_runtime: Runtime, bundle: Bundle) -> None:
     """runc's exec.bats: `--debug exec` writes debug lines to stderr (galley's wrote none)."""
     bundle.config["process"]["args"] = ["sleep", "100"]

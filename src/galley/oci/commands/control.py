@@ -209,8 +209,9 @@ def exec_spec(state: ContainerState, args: Args, process_file: ProcessFile | Non
             container = state.spec.get("process") or {}
             for key in ("capabilities", "apparmorProfile", "selinuxLabel"):
                 # An empty profile or label is none given; an empty capabilities object is
-                # no capabilities (runc: a pointer that is not nil).
-                left_out = key not in proc if key == "capabilities" else not proc.get(key)
+                # no capabilities (runc: a pointer that is not nil), and a value of another
+                # type is validation's to refuse.
+                left_out = key not in proc or (key != "capabilities" and proc[key] == "")
                 if left_out and container.get(key) is not None:
                     proc[key] = jsonfast.clone(container[key])
         check_process("process", proc)
