@@ -27,6 +27,7 @@ empty read-only one) where galley-runc holds it to the runtime spec.
     python scripts/mutfuzz.py --seed 1 -n 100 --galley bin/galley-runc --runc /usr/sbin/runc
     python scripts/mutfuzz.py --seed 1 --case 17 ...        # replay one case
     python scripts/mutfuzz.py --seed 1 --case 17 --print-config
+    python scripts/mutfuzz.py --seed 1 -n 100 --rootless 62117 ...   # difffuzz's rootless cases
 
 Not broken, so that no case can reach the host: linux.namespaces (a config without a mount
 or network namespace acts on the host's), process.args (the probe) and linux.cgroupsPath (set
@@ -191,9 +192,12 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def make_case(seed: int, number: int) -> tuple[difffuzz.Case, list[Mutation]]:
-    """difffuzz's case number of seed, broken in one or two fields."""
-    case = difffuzz.make_case(argparse.Namespace(seed=seed, rootless=None), number)
+def make_case(
+    seed: int, number: int, rootless: int | None = None
+) -> tuple[difffuzz.Case, list[Mutation]]:
+    """difffuzz's case number of seed (its rootless variant for a uid), broken in one or two
+    fields."""
+    case = difffuzz.make_case(argparse.Namespace(seed=seed, rootless=rootless), number)
     r = random.Random(f"mutfuzz-{seed}-{number}")
     mutations = []
     for _ in range(1 if r.random() < 0.7 else 2):
@@ -208,7 +212,7 @@ def refusal_problems(result: difffuzz.Result, runc: difffuzz.Result) -> list[str
     its words may look like."""
     if difffuzz.started(result) or result.timed_out or result.status == 0:
         return []
-    if result.status > 128 and result.status == runc.status:  # the probe killed, in both
+    if result.status > 128 and "level=error" not in result.stderr:  # the probe killed
         return []
     problems = []
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -267,6 +271,7 @@ def run_both(
             "netns_path": netns_path,
             "timeout": args.timeout,
             "tag": tag,
+            "uid": args.rootless,
         }
         runc, _ = difffuzz.run_one(runtime=args.runc, which="runc", **common)
         galley, _ = difffuzz.run_one(runtime=args.galley, which="galley", **common)
@@ -286,7 +291,7 @@ def differences(
     found = difffuzz.compare(runc, galley)
     if not found or _poststart_race(runc, galley) or _null_element(galley):
         return []
-    base = difffuzz.make_case(argparse.Namespace(seed=args.seed, rootless=None), number)
+    base = difffuzz.make_case(argparse.Namespace(seed=args.seed, rootless=args.rootless), number)
     base_runc, base_galley, _ = run_both(args, base, f"mfz{os.getpid()}-{number}-base")
     return [] if difffuzz.compare(base_runc, base_galley) == found else found
 
@@ -320,7 +325,7 @@ def _null_element(galley: difffuzz.Result) -> bool:
 
 
 def run_case(args: argparse.Namespace, number: int, out: Path) -> tuple[bool, str]:
-    case, mutations = make_case(args.seed, number)
+    case, mutations = make_case(args.seed, number, args.rootless)
     runc, galley, galley_strays = run_both(args, case, f"mfz{os.getpid()}-{number}")
     problems = refusal_problems(galley, runc)
     if galley_strays:
@@ -371,13 +376,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="/tmp/mutfuzz-report")
     parser.add_argument("--timeout", type=float, default=20.0)
     parser.add_argument("--print-config", action="store_true", help="print the config and exit")
+    parser.add_argument("--rootless", type=int, metavar="UID", help="run both as this uid")
     args = parser.parse_args(argv)
     args.galley = os.path.abspath(args.galley)
     args.runc = os.path.abspath(args.runc)
     numbers = [args.case] if args.case is not None else range(args.start, args.start + args.n)
     if args.print_config:
         for number in numbers:
-            case, mutations = make_case(args.seed, number)
+            case, mutations = make_case(args.seed, number, args.rootless)
             print("; ".join(f"{m.field()}: {m.what}" for m in mutations))
             print(json.dumps(case.config, indent=2))
         return 0
