@@ -28,6 +28,12 @@ empty read-only one) where galley-runc holds it to the runtime spec.
     python scripts/mutfuzz.py --seed 1 --case 17 ...        # replay one case
     python scripts/mutfuzz.py --seed 1 --case 17 --print-config
     python scripts/mutfuzz.py --seed 1 -n 100 --rootless 62117 ...   # difffuzz's rootless cases
+    python scripts/mutfuzz.py --seed 1 -n 100 --spec-fields ...       # the spec's rarer fields
+
+--spec-fields sets, in each case, one of the spec's fields difffuzz never draws (ioPriority,
+scheduler, memoryPolicy, timeOffsets, cgroup v2's unified, rdma, blockIO devices, umask ...),
+with a value that is valid or one that is not (SPEC_FIELDS), and breaks another field in a
+third of the cases.
 
 Not broken, so that no case can reach the host: linux.namespaces (a config without a mount
 or network namespace acts on the host's), process.args (the probe) and linux.cgroupsPath (set
@@ -134,6 +140,127 @@ def get(doc: object, path: JsonPath) -> Any:
     return doc
 
 
+# --spec-fields: the spec's rarer fields (difffuzz draws none of them), each with values that
+# are valid and values that are not. Never linux.netDevices (it moves host interfaces) nor
+# sysctls (a case without a network namespace would set the host's).
+SPEC_FIELDS: list[tuple[JsonPath, list[object]]] = [
+    (
+        ("process", "ioPriority"),
+        [
+            {"class": "IOPRIO_CLASS_BE", "priority": 4},
+            {"class": "IOPRIO_CLASS_RT", "priority": 9},
+            {"class": "X"},
+            {"priority": 1},
+        ],
+    ),
+    (
+        ("process", "scheduler"),
+        [
+            {"policy": "SCHED_BATCH", "nice": 5},
+            {"policy": "SCHED_IDLE"},
+            {"policy": "SCHED_OTHER", "priority": 3},
+            {
+                "policy": "SCHED_DEADLINE",
+                "runtime": 10**6,
+                "deadline": 2 * 10**6,
+                "period": 2 * 10**6,
+            },
+            {"policy": "SCHED_FIFO"},
+            {"policy": "X"},
+        ],
+    ),
+    (("process", "oomScoreAdj"), [0, 500, -1000, 1001, "5"]),
+    (("process", "consoleSize"), [{"height": 10, "width": 20}, {"height": -1, "width": 1}]),
+    (
+        ("process", "execCPUAffinity"),
+        [{"initial": "0"}, {"final": "0-1"}, {"initial": "99999"}, {"final": "x"}],
+    ),
+    (("process", "apparmorProfile"), ["", "unconfined", "x"]),
+    (("process", "selinuxLabel"), ["", "system_u:system_r:container_t:s0"]),
+    (("process", "user", "umask"), [0, 0o777, 0o1000, -1, 2**32]),
+    (("process", "user", "username"), ["root", ""]),
+    (
+        ("process", "rlimits"),
+        [
+            [{"type": "RLIMIT_NOFILE", "soft": 2**64 - 1, "hard": 2**64 - 1}],
+            [{"type": "RLIMIT_NOFILE", "soft": 2**64, "hard": 2**64}],
+            [{"type": "RLIMIT_CPU", "soft": 5}],
+        ],
+    ),
+    (
+        ("linux", "memoryPolicy"),
+        [
+            {"mode": "MPOL_DEFAULT"},
+            {"mode": "MPOL_BIND", "nodes": "0"},
+            {"mode": "MPOL_INTERLEAVE", "nodes": "5"},
+            {"mode": "MPOL_LOCAL", "flags": ["MPOL_F_STATIC_NODES"]},
+            {"mode": "X"},
+        ],
+    ),
+    (
+        ("linux", "timeOffsets"),
+        [
+            {"monotonic": {"secs": 10}},
+            {"boottime": {"secs": 1, "nanosecs": 10**9}},
+            {"realtime": {}},
+        ],
+    ),
+    (("linux", "intelRdt"), [{"closID": "x"}, {}]),
+    (("linux", "mountLabel"), ["", "system_u:object_r:container_file_t:s0"]),
+    (
+        ("linux", "resources", "unified"),
+        [{"memory.max": "100000000"}, {"x": "1"}, {"../cpu.max": "1"}, {"memory.high": "x"}],
+    ),
+    (("linux", "resources", "rdma"), [{"mlx4_0": {"hcaHandles": 1}}]),
+    (
+        ("linux", "resources", "hugepageLimits"),
+        [[{"pageSize": "2MB", "limit": 0}], [{"pageSize": "3MB", "limit": 1}]],
+    ),
+    (
+        ("linux", "resources", "network"),
+        [
+            {"classID": 5, "priorities": [{"name": "lo", "priority": 1}]},
+            {"priorities": [{"name": "a/b", "priority": 1}]},
+        ],
+    ),
+    (
+        ("linux", "resources", "blockIO"),
+        [
+            {"weightDevice": [{"major": 8, "minor": 0, "weight": 100}]},
+            {"throttleReadBpsDevice": [{"major": 7, "minor": 0, "rate": 1000}]},
+            {"weight": 5},
+        ],
+    ),
+    (("linux", "resources", "memory", "checkBeforeUpdate"), [True, "yes"]),
+    (("linux", "resources", "cpu", "idle"), [1, 0, 2]),
+    (("linux", "resources", "cpu", "burst"), [1000, -1]),
+    (("linux", "resources", "pids"), [{"limit": 0}, {"limit": -1}, {}]),
+    (
+        ("linux", "resources", "devices"),
+        [[{"allow": True, "type": "z"}], [{"allow": False, "access": "rwm"}]],
+    ),
+    (("domainname",), ["x.example", "a" * 65]),
+    (("annotations",), [{"a": "b"}, {"org.opencontainers.x": 5}, {"": "x"}]),
+    (("hooks", "createContainer"), [[{"path": "/bin/true"}], [{"path": "/nonexistent"}]]),
+    (("hooks", "prestart"), [[{"path": "/bin/true", "timeout": 0}], [{"path": "bin/true"}]]),
+    (("root", "readonly"), [True, "true"]),
+    (("vm",), [{"hypervisor": {"path": "/x"}}]),
+]
+
+
+def add_spec_field(r: random.Random, config: Config) -> Mutation | None:
+    """Set one of SPEC_FIELDS (its parents made where missing); None where a parent is not an
+    object."""
+    path, values = r.choice(SPEC_FIELDS)
+    node: Any = config
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            return None
+    node[path[-1]] = value = json.loads(json.dumps(r.choice(values)))
+    return Mutation(path, f"set to {_short(value)}")
+
+
 def mutate(r: random.Random, config: Config) -> Mutation | None:
     """Break one field of config in place; what was done, or None when nothing was left."""
     candidates = [p for p in nodes(config) if not protected(p)]
@@ -193,15 +320,19 @@ def _short(value: object) -> str:
 
 
 def make_case(
-    seed: int, number: int, rootless: int | None = None
+    seed: int, number: int, rootless: int | None = None, spec_fields: bool = False
 ) -> tuple[difffuzz.Case, list[Mutation]]:
     """difffuzz's case number of seed (its rootless variant for a uid), broken in one or two
-    fields."""
+    fields; with spec_fields, one of the spec's rarer fields set first instead of the first
+    break, from a Random of its own."""
     case = difffuzz.make_case(argparse.Namespace(seed=seed, rootless=rootless), number)
     r = random.Random(f"mutfuzz-{seed}-{number}")
     mutations = []
-    for _ in range(1 if r.random() < 0.7 else 2):
-        mutation = mutate(r, case.config)
+    if spec_fields:
+        added = add_spec_field(random.Random(f"mutfuzz-spec-{seed}-{number}"), case.config)
+        mutations += [added] if added is not None else []
+    for _ in range(1 if r.random() < 0.7 or spec_fields else 2):
+        mutation = mutate(r, case.config) if not spec_fields or r.random() < 0.3 else None
         if mutation is not None:
             mutations.append(mutation)
     return case, mutations
@@ -325,7 +456,7 @@ def _null_element(galley: difffuzz.Result) -> bool:
 
 
 def run_case(args: argparse.Namespace, number: int, out: Path) -> tuple[bool, str]:
-    case, mutations = make_case(args.seed, number, args.rootless)
+    case, mutations = make_case(args.seed, number, args.rootless, args.spec_fields)
     runc, galley, galley_strays = run_both(args, case, f"mfz{os.getpid()}-{number}")
     problems = refusal_problems(galley, runc)
     if galley_strays:
@@ -377,13 +508,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=20.0)
     parser.add_argument("--print-config", action="store_true", help="print the config and exit")
     parser.add_argument("--rootless", type=int, metavar="UID", help="run both as this uid")
+    parser.add_argument("--spec-fields", action="store_true", help="set the spec's rarer fields")
     args = parser.parse_args(argv)
     args.galley = os.path.abspath(args.galley)
     args.runc = os.path.abspath(args.runc)
     numbers = [args.case] if args.case is not None else range(args.start, args.start + args.n)
     if args.print_config:
         for number in numbers:
-            case, mutations = make_case(args.seed, number, args.rootless)
+            case, mutations = make_case(args.seed, number, args.rootless, args.spec_fields)
             print("; ".join(f"{m.field()}: {m.what}" for m in mutations))
             print(json.dumps(case.config, indent=2))
         return 0

@@ -130,6 +130,8 @@ CASES = [
     ("linux.netDevices", {"eth0": {}, "eth1": {"name": "eth0"}}, 'linux.netDevices.eth1: a second interface called "eth0"'),
     ("linux.memoryPolicy", {"mode": "MPOL_NOPE"}, 'linux.memoryPolicy.mode: invalid memory policy mode: "MPOL_NOPE"'),
     ("linux.memoryPolicy", {"mode": "MPOL_BIND", "nodes": "0-x"}, 'linux.memoryPolicy.nodes: "0-x" is not a memory policy node list'),
+    ("linux.memoryPolicy", {"mode": "MPOL_LOCAL", "flags": ["MPOL_F_STATIC_NODES"]}, "linux.memoryPolicy.flags: MPOL_F_STATIC_NODES needs nodes, which MPOL_LOCAL has none of"),
+    ("linux.memoryPolicy", {"mode": "MPOL_PREFERRED", "flags": ["MPOL_F_RELATIVE_NODES"]}, "linux.memoryPolicy.flags: MPOL_F_RELATIVE_NODES needs nodes, which MPOL_PREFERRED has none of"),
     ("process.execCPUAffinity", {"initial": "0-98765432100"}, 'process.execCPUAffinity.initial: invalid CPU "0-98765432100": CPUs are numbered below 8192'),
     ("process.execCPUAffinity", {"final": "2-1"}, 'process.execCPUAffinity.final: bad CPU range "2-1"'),
 ]  # fmt: skip

@@ -186,6 +186,9 @@ def memory_policy_args(policy: dict[str, object]) -> tuple[int, set[int]]:
         raise InvalidArgument(f"{field}: {name} mode requires 0 nodes but got {len(nodes)}")
     if name in _SOME_NODES and not nodes:
         raise InvalidArgument(f"{field}: {name} mode requires at least one node")
+    placed = sorted({"MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"} & set(flags))
+    if placed and not nodes and name in ("MPOL_LOCAL", "MPOL_PREFERRED"):  # the kernel's EINVAL
+        raise InvalidArgument(f"{_MPOL}.flags: {placed[0]} needs nodes, which {name} has none of")
     return mode, nodes
 
 
