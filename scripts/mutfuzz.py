@@ -232,7 +232,8 @@ SPEC_FIELDS: list[tuple[JsonPath, list[object]]] = [
         ],
     ),
     (("linux", "resources", "memory", "checkBeforeUpdate"), [True, "yes"]),
-    (("linux", "resources", "cpu", "idle"), [1, 0, 2]),
+    # Not idle 1: runc 1.1 ignores it, and an idle group reads cpu.shares 3 (known).
+    (("linux", "resources", "cpu", "idle"), [0, 2]),
     (("linux", "resources", "cpu", "burst"), [1000, -1]),
     (("linux", "resources", "pids"), [{"limit": 0}, {"limit": -1}, {}]),
     (
@@ -361,6 +362,7 @@ def refusal_problems(result: difffuzz.Result, runc: difffuzz.Result) -> list[str
     if PYTHONISMS.search(result.stderr):
         problems.append("the error shows Python's words: " + _last(result.stderr))
     message = _message(errors[-1]) if errors else ""
+    message = message.removeprefix("invalid configuration: ")  # runc's words, then the field
     if message and not RUNTIME_PHASE.match(message) and not FIELD_FIRST.match(message):
         problems.append("a config error that names no field: " + message[:300])
     return problems
