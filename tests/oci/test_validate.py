@@ -97,6 +97,7 @@ CASES = [
     ("linux.resources.cpu", {"cpus": "0-a"}, 'linux.resources.cpu.cpus: "0-a" is not a CPU list'),
     ("linux.resources.pids", {"limit": "x"}, "linux.resources.pids.limit: must be an integer"),
     ("linux.resources.blockIO", {"weight": 70000}, "linux.resources.blockIO.weight: 70000 is out of range"),
+    ("linux.resources.cpu", {"idle": 2}, "linux.resources.cpu.idle: 2 is out of range [0, 1]"),
     ("linux.resources.hugepageLimits", [{"limit": 1}], "linux.resources.hugepageLimits[0].pageSize: is required"),
     ("linux.resources.unified", {"memory.max": 5}, "linux.resources.unified.memory.max: must be a string"),
     ("linux.rootfsPropagation", "sideways", 'linux.rootfsPropagation: unknown propagation "sideways"'),

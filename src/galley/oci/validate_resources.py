@@ -106,7 +106,7 @@ def check_resources(path: str, value: object) -> None:
         "realtimePeriod": U64,
         "cpus": cpuset(MAX_CPUS, "CPU"),
         "mems": cpuset(MAX_NODES, "memory node"),
-        "idle": I64,
+        "idle": int_range(0, 1),  # the kernel takes 0 or 1 (SCHED_IDLE for the group)
     }
     fields(
         path,
