@@ -94,6 +94,21 @@ def test_list_empty(any_runtime: Runtime) -> None:
     assert any_runtime("list", "-q", check=True).stdout == ""
 
 
+def test_an_unknown_format_is_refused_in_runcs_words(any_runtime: Runtime, bundle: Bundle) -> None:
+    """runc checks list's and ps's --format once it has the containers, says "invalid format
+    option" and prints no usage; `list -q` never looks at it. galley-runc refused it while
+    parsing, in argparse's words, with the usage on stdout."""
+    result = any_runtime("list", "--format", "yaml")
+    assert (result.returncode, result.stdout) == (1, ""), result.stderr
+    assert 'msg="invalid format option"' in result.stderr
+    assert any_runtime("list", "-q", "--format", "yaml").returncode == 0
+    bundle.config["process"]["args"] = ["sleep", "100"]
+    cid = any_runtime.detached(bundle)
+    result = any_runtime("ps", "--format", "yaml", cid)
+    assert (result.returncode, result.stdout) == (1, ""), result.stderr
+    assert 'msg="invalid format option"' in result.stderr
+
+
 def test_spec_writes_a_valid_config(any_runtime: Runtime, tmp_path: Path) -> None:
     bundle = tmp_path / "b"
     bundle.mkdir()
