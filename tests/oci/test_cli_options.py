@@ -55,7 +55,7 @@ def test_ps_passes_its_options_to_ps() -> None:
     [
         (["create", "--bogus", "c"], "flag provided but not defined: -bogus"),
         (["create", "c", "--bundle"], "flag needs an argument: -bundle"),
-        (["list", "--format", "yaml"], "invalid value 'yaml'"),
+        (["--log-format", "yaml", "state", "c"], "invalid value 'yaml'"),
         (["state", "a", "b"], 'galley-runc: "state" requires exactly 1 argument(s)'),
         (["state"], 'galley-runc: "state" requires exactly 1 argument(s)'),
         (["list", "a"], 'galley-runc: "list" requires exactly 0 argument(s)'),
