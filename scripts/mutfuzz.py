@@ -46,6 +46,7 @@ Needs root. Everything a case creates is removed after it, as in difffuzz.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import random
@@ -286,7 +287,7 @@ def mutate(r: random.Random, config: Config) -> Mutation | None:
         new = r.choice([*STRINGS, old.upper(), old[1:], old + "x"])
     else:
         new = r.choice(OTHER_TYPES)
-    parent[key] = new
+    parent[key] = new = copy.deepcopy(new)  # OTHER_TYPES' [] and {} are shared: never in place
     return Mutation(path, f"{_short(old)} -> {_short(new)}")
 
 
