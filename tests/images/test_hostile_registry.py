@@ -189,14 +189,25 @@ def test_dropped_connection_is_resumed(store: Store, fake: FakeRegistry, hosts: 
 
 @pytest.mark.parametrize(
     ("field", "value", "fragment"),
-    [("layers", 5, "must be a list"), ("config", "x", "descriptor must be an object")],
+    [
+        ("layers", 5, "must be a list"),
+        ("config", "x", "descriptor must be an object"),
+        # found by mutating manifests (session 26): these ended in "TypeError: 'int' object
+        # is not iterable" where a hostile registry's answer must be refused by name
+        ("layers.0.urls", 5, "urls must be a list of strings"),
+        ("config.urls", [1], "urls must be a list of strings"),
+    ],
 )
 def test_malformed_manifest_fields(
     store: Store, fake: FakeRegistry, hosts: str, field: str, value: object, fragment: str
 ) -> None:
     image = fi.build_image([fi.random_layer(100, seed=10)])
     manifest = json.loads(image.manifest)
-    manifest[field] = value
+    *parents, last = field.split(".")
+    node = manifest
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    node[last] = value
     body = json.dumps(manifest).encode()
     fake.routes["/v2/a/b/manifests/t"] = (200, {"Content-Type": mt.OCI_MANIFEST}, body)
     with pytest.raises(InvalidArgument, match=fragment):

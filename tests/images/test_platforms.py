@@ -44,3 +44,12 @@ def test_select_names_what_the_index_has() -> None:
     entries = [_desc(1, Platform("linux", "amd64")), _desc(2, Platform("windows", "amd64"))]
     with pytest.raises(NotFound, match=r"linux/s390x.*linux/amd64, windows/amd64"):
         platforms.select(entries, platforms.parse("linux/s390x"))
+
+
+@pytest.mark.parametrize("features", [5, True, ["x", 1], "x"])
+def test_an_index_platforms_features_must_be_strings(features: object) -> None:
+    """A registry's index with "os.features": 5 ended in a TypeError (session 26)."""
+    with pytest.raises(InvalidArgument, match=r"os\.features must be a list of strings"):
+        Platform.from_json({"os": "linux", "architecture": "amd64", "os.features": features})
+    platform = Platform.from_json({"os": "linux", "architecture": "amd64", "os.features": None})
+    assert platform.os_features == ()

@@ -103,7 +103,7 @@ class Platform:
             architecture=arch,
             variant=str(obj.get("variant", "")),
             os_version=str(obj.get("os.version", "")),
-            os_features=tuple(obj.get("os.features", ()) or ()),
+            os_features=_strings(obj.get("os.features"), f"platform {obj!r}: os.features"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -157,7 +157,7 @@ class Descriptor:
             size=size,
             annotations={str(k): str(v) for k, v in annotations.items()},
             platform=Platform.from_json(platform) if platform is not None else None,
-            urls=tuple(obj.get("urls") or ()),
+            urls=_strings(obj.get("urls"), f"descriptor {digest!r}: urls"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -174,6 +174,15 @@ class Descriptor:
         if self.urls:
             out["urls"] = list(self.urls)
         return out
+
+
+def _strings(value: object, what: str) -> tuple[str, ...]:
+    """An optional list of strings (absent or null: none); InvalidArgument naming what."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidArgument(f"{what} must be a list of strings")
+    return tuple(value)
 
 
 def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
