@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import re
 import subprocess
@@ -293,4 +294,6 @@ def parse_token_response(body: bytes, realm: str) -> tuple[str, int]:
     if not isinstance(token, str) or not token:
         raise PermissionDenied(f"token endpoint {realm!r} answered without a token")
     expires = doc.get("expires_in", 60)
-    return token, int(expires) if isinstance(expires, int | float) else 60
+    if isinstance(expires, float) and math.isfinite(expires):  # not NaN or Infinity
+        expires = int(expires)
+    return token, expires if isinstance(expires, int) and not isinstance(expires, bool) else 60
