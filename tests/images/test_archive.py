@@ -116,3 +116,29 @@ def test_import_refuses_bad_archives(stores: tuple[Store, Store], tmp_path: Path
         _add(tar, "hello", b"hi")
     with pytest.raises(InvalidArgument, match="neither"):
         import_archive(second, str(tmp_path / "empty.tar"), NS)
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        ([5], r"manifest\.json\[0\] is not a JSON object"),
+        ([{"Config": 5}], r"manifest\.json\[0\]\.Config must be the config file's name"),
+        ([{"Config": "abc.json", "Layers": 5}], r"\[0\]\.Layers must be a list of strings"),
+        ([{"Config": "abc.json", "Layers": [7]}], r"\[0\]\.Layers must be a list of strings"),
+        ([{"Config": "abc.json", "RepoTags": "me/app:3"}], r"\[0\]\.RepoTags must be a list"),
+    ],
+)
+def test_import_refuses_a_malformed_docker_manifest_by_name(
+    stores: tuple[Store, Store], tmp_path: Path, manifest: object, message: str
+) -> None:
+    """An untrusted `docker save` tar whose manifest.json had an entry, a Config, Layers or
+    RepoTags of another kind ended in an AttributeError or TypeError, or (a string of
+    RepoTags) tagged the image with each of its letters (session 26)."""
+    _, second = stores
+    path = tmp_path / "save.tar"
+    with tarfile.open(path, "w") as tar:
+        _add(tar, "abc.json", b"{}")
+        _add(tar, "manifest.json", json.dumps(manifest).encode())
+    with pytest.raises(InvalidArgument, match=message):
+        import_archive(second, str(path), NS)
+    assert second.meta.list_images(NS) == []

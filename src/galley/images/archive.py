@@ -255,18 +255,23 @@ class _Importer:
         if not isinstance(entries, list):
             raise InvalidArgument("archive manifest.json is not a list")
         named = []
-        for entry in entries:
-            desc = self._docker_image(entry)
-            for tag in entry.get("RepoTags") or []:
+        for i, entry in enumerate(entries):
+            what = f"archive manifest.json[{i}]"
+            if not isinstance(entry, dict):
+                raise InvalidArgument(f"{what} is not a JSON object")
+            desc = self._docker_image(entry, what)
+            for tag in _names(entry.get("RepoTags"), f"{what}.RepoTags"):
                 named.append((str(Reference.parse(tag)), desc))
         return named
 
-    def _docker_image(self, entry: dict[str, Any]) -> Descriptor:
-        config_name = str(entry.get("Config", ""))
+    def _docker_image(self, entry: dict[str, Any], what: str) -> Descriptor:
+        config_name = entry.get("Config")
+        if not isinstance(config_name, str):
+            raise InvalidArgument(f"{what}.Config must be the config file's name")
         config = self.blob(config_name, None, None)
         config_desc = Descriptor(mt.DOCKER_CONFIG, config, self.archive.size(config_name))
         layers = []
-        for name in entry.get("Layers") or []:
+        for name in _names(entry.get("Layers"), f"{what}.Layers"):
             digest = self.blob(name, None, None)
             with self.archive.open(name) as fh:
                 magic = fh.read(4)
@@ -287,6 +292,15 @@ class _Importer:
         self.store.meta.add_lease_resource(self.namespace, self.lease, CONTENT, str(info.digest))
         self.record(manifest, tree.gc_labels(tree.children(self.store.content, manifest)))
         return manifest
+
+
+def _names(value: object, what: str) -> list[str]:
+    """A docker manifest.json list of names (RepoTags, Layers; absent or null: none)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise InvalidArgument(f"{what} must be a list of strings")
+    return value
 
 
 def _image_name(annotations: dict[str, str], base_name: str) -> str:
