@@ -80,6 +80,11 @@ def test_plain_http_server_and_default_dir(tmp_path: Path) -> None:
         '[host."http://x"]\ncapabilities = ["fly"]\n',
         '[host."http://x"]\nca = 3\n',
         '[host."http://x"]\nclient = [["a"]]\n',
+        # a TypeError or ValueError before session 26
+        '[host."http://x"]\ncapabilities = 5\n',
+        '[host."http://x"]\ncapabilities = [["pull"]]\n',
+        '[host."http://[::1"]\n',
+        '[host."http://x:99999"]\n',
     ],
 )
 def test_bad_files_are_refused_with_their_path(tmp_path: Path, text: str) -> None:

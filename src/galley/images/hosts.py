@@ -127,7 +127,11 @@ def _host_entry(
 ) -> RegistryHost:
     if "://" not in url:
         url = "https://" + url
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - read only to have a port out of range refused here
+    except ValueError as exc:  # an unclosed "[" of an IPv6 address, a port out of range
+        raise InvalidArgument(f"hosts file {path!r}: {url!r} is not a URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidArgument(f"hosts file {path!r}: {url!r} is not an http(s) URL")
     override = bool(cfg.get("override_path", False))
@@ -135,7 +139,8 @@ def _host_entry(
     if not override and not api_path.endswith("/v2"):
         api_path += "/v2"
     caps = cfg.get("capabilities")
-    capabilities = ALL_CAPABILITIES if caps is None or server else frozenset(caps)
+    listed = frozenset(_strings(caps, "capabilities", path))
+    capabilities = ALL_CAPABILITIES if caps is None or server else listed
     if not capabilities <= ALL_CAPABILITIES:
         raise InvalidArgument(f"hosts file {path!r}: unknown capability in {sorted(capabilities)}")
     return RegistryHost(
