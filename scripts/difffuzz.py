@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1081,41 +1082,61 @@ def run_case(args: argparse.Namespace, number: int, out: Path) -> tuple[bool, st
     return bool(problems), summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+def case_parser(doc: str | None, out: str) -> argparse.ArgumentParser:
+    """The options of a fuzzer that runs configs case by case (this one, mutfuzz)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("-n", type=int, default=100, help="number of cases")
     parser.add_argument("--start", type=int, default=0, help="first case number")
     parser.add_argument("--case", type=int, help="run only this case (replay)")
     parser.add_argument("--galley", default="bin/galley-runc")
     parser.add_argument("--runc", default="/usr/sbin/runc")
-    parser.add_argument("--out", default="/tmp/fuzz-report")
+    parser.add_argument("--out", default=out)
     parser.add_argument("--timeout", type=float, default=20.0)
-    parser.add_argument("--keep-all", action="store_true", help="record every case")
     parser.add_argument("--print-config", action="store_true", help="print the config and exit")
     parser.add_argument("--rootless", type=int, metavar="UID", help="run both as this uid")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def parse_case_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The options, the runtimes made absolute and `numbers` the cases to run."""
     args = parser.parse_args(argv)
     args.galley = os.path.abspath(args.galley)
     args.runc = os.path.abspath(args.runc)
+    args.numbers = [args.case] if args.case is not None else range(args.start, args.start + args.n)
+    return args
+
+
+def run_cases(
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace, int, Path], tuple[bool, str]],
+    counted: str,
+) -> int:
+    """Each case through run (differs, summary line), printed and added to OUT/summary.txt;
+    the exit status: 1 when one was counted (differing, reported)."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    numbers = [args.case] if args.case is not None else range(args.start, args.start + args.n)
-    if args.print_config:
-        for number in numbers:
-            print(json.dumps(make_case(args, number).config, indent=2))
-        return 0
     differing = 0
-    total = 0
     with (out / "summary.txt").open("a") as log:
-        for number in numbers:
-            total += 1
-            differs, summary = run_case(args, number, out)
+        for number in args.numbers:
+            differs, summary = run(args, number, out)
             differing += differs
             print(summary, flush=True)
             log.write(summary + "\n")
-    print(f"{total} cases, {differing} differing; report in {out}")
+    print(f"{len(args.numbers)} cases, {differing} {counted}; report in {out}")
     return 1 if differing else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = case_parser(__doc__, "/tmp/fuzz-report")
+    parser.add_argument("--keep-all", action="store_true", help="record every case")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parse_case_args(parser, argv)
+    if args.print_config:
+        for number in args.numbers:
+            print(json.dumps(make_case(args, number).config, indent=2))
+        return 0
+    return run_cases(args, run_case, "differing")
 
 
 if __name__ == "__main__":

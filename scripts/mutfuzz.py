@@ -503,40 +503,17 @@ def in_private_mount_namespace(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("-n", type=int, default=100, help="number of cases")
-    parser.add_argument("--start", type=int, default=0, help="first case number")
-    parser.add_argument("--case", type=int, help="run only this case (replay)")
-    parser.add_argument("--galley", default="bin/galley-runc")
-    parser.add_argument("--runc", default="/usr/sbin/runc")
-    parser.add_argument("--out", default="/tmp/mutfuzz-report")
-    parser.add_argument("--timeout", type=float, default=20.0)
-    parser.add_argument("--print-config", action="store_true", help="print the config and exit")
-    parser.add_argument("--rootless", type=int, metavar="UID", help="run both as this uid")
+    parser = difffuzz.case_parser(__doc__, "/tmp/mutfuzz-report")
     parser.add_argument("--spec-fields", action="store_true", help="set the spec's rarer fields")
-    args = parser.parse_args(argv)
-    args.galley = os.path.abspath(args.galley)
-    args.runc = os.path.abspath(args.runc)
-    numbers = [args.case] if args.case is not None else range(args.start, args.start + args.n)
+    args = difffuzz.parse_case_args(parser, argv)
     if args.print_config:
-        for number in numbers:
+        for number in args.numbers:
             case, mutations = make_case(args.seed, number, args.rootless, args.spec_fields)
             print("; ".join(f"{m.field()}: {m.what}" for m in mutations))
             print(json.dumps(case.config, indent=2))
         return 0
     in_private_mount_namespace(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    differing = 0
-    with (out / "summary.txt").open("a") as log:
-        for number in numbers:
-            differs, summary = run_case(args, number, out)
-            differing += differs
-            print(summary, flush=True)
-            log.write(summary + "\n")
-    print(f"{len(numbers)} cases, {differing} reported; report in {out}")
-    return 1 if differing else 0
+    return difffuzz.run_cases(args, run_case, "reported")
 
 
 if __name__ == "__main__":
