@@ -6,8 +6,8 @@ once under galley-runc (each in its own bundle, state root, container id and cgr
 compares what the container observes (a busybox sh probe prints ids, caps, limits, mounts,
 /dev, sysctls, cgroup values, write tests ...), the hooks' traces and the exit status; and
 checks that galley-runc's `run`, started or refused, left no state directory, cgroup or host
-mount behind when it returned. Cases that differ are written to the report directory
-(config, both outputs, a unified diff).
+mount behind when it returned, nor a file in its bundle beside rootfs/. Cases that differ are
+written to the report directory (config, both outputs, a unified diff).
 
     python scripts/difffuzz.py --seed 1 -n 200 --galley bin/galley-runc \\
         --runc /usr/sbin/runc --out /tmp/fuzz-report
@@ -1034,10 +1034,19 @@ def make_case(args: argparse.Namespace, number: int) -> Case:
     return case
 
 
-def run_case(args: argparse.Namespace, number: int, out: Path) -> tuple[bool, str]:
-    case = make_case(args, number)
-    tag = f"dfz{os.getpid()}-{args.seed}-{number}"
-    workdir = Path(tempfile.mkdtemp(prefix=f"difffuzz-{args.seed}-{number}-"))
+@dataclass
+class Pair:
+    """One case run under both runtimes."""
+
+    runc: Result
+    galley: Result
+    leftovers: list[str]  # cgroups the case's containers left, removed
+    strays: list[str]  # what galley-runc made in its bundle outside the root filesystem
+
+
+def run_both(args: argparse.Namespace, case: Case, tag: str) -> Pair:
+    """case under runc, then galley-runc, in a work directory removed after it."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"fuzz-{tag}-"))
     os.chmod(workdir, 0o755)  # a user namespace's root must reach the rootfs
     netns_name = f"{tag}-ns"
     netns_path = make_netns(netns_name) if case.netns else "/nonexistent-netns"
@@ -1052,12 +1061,26 @@ def run_case(args: argparse.Namespace, number: int, out: Path) -> tuple[bool, st
         }
         runc, _ = run_one(runtime=args.runc, which="runc", **common)
         galley, _ = run_one(runtime=args.galley, which="galley", **common)
+        bundle = workdir / "bundle-galley"
+        strays = [str(bundle / n) for n in sorted(os.listdir(bundle)) if n not in BUNDLE_FILES]
     finally:
         if case.netns:
             remove_netns(netns_name)
         leftovers = cleanup_cgroups(tag)
         shutil.rmtree(workdir, ignore_errors=True)
+    return Pair(runc, galley, leftovers, strays)
+
+
+BUNDLE_FILES = {"rootfs", "config.json"}
+
+
+def run_case(args: argparse.Namespace, number: int, out: Path) -> tuple[bool, str]:
+    case = make_case(args, number)
+    pair = run_both(args, case, f"dfz{os.getpid()}-{args.seed}-{number}")
+    runc, galley, leftovers = pair.runc, pair.galley, pair.leftovers
     problems = compare(runc, galley)
+    if pair.strays:
+        problems.append("galley-runc made files outside the root: " + ", ".join(pair.strays))
     summary = f"case {number} (--seed {args.seed} --case {number}): " + (
         "DIFF " + problems[0] if problems else f"same ({outcome(runc)})"
     )

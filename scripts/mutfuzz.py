@@ -51,9 +51,7 @@ import json
 import os
 import random
 import re
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -383,43 +381,6 @@ def _last(text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def strays(bundle: Path) -> list[str]:
-    """What a runtime made in its bundle outside the root filesystem."""
-    if not bundle.is_dir():
-        return []
-    return [
-        str(bundle / n) for n in sorted(os.listdir(bundle)) if n not in {"rootfs", "config.json"}
-    ]
-
-
-def run_both(
-    args: argparse.Namespace, case: difffuzz.Case, tag: str
-) -> tuple[difffuzz.Result, difffuzz.Result, list[str]]:
-    """case under runc and galley-runc, as difffuzz runs it; and what galley-runc made in its
-    bundle outside the root filesystem."""
-    workdir = Path(tempfile.mkdtemp(prefix=f"mutfuzz-{tag}-"))
-    os.chmod(workdir, 0o755)
-    netns_name = f"{tag}-ns"
-    netns_path = difffuzz.make_netns(netns_name) if case.netns else "/nonexistent-netns"
-    try:
-        common: dict[str, Any] = {
-            "case": case,
-            "workdir": workdir,
-            "netns_path": netns_path,
-            "timeout": args.timeout,
-            "tag": tag,
-            "uid": args.rootless,
-        }
-        runc, _ = difffuzz.run_one(runtime=args.runc, which="runc", **common)
-        galley, _ = difffuzz.run_one(runtime=args.galley, which="galley", **common)
-        return runc, galley, strays(workdir / "bundle-galley")
-    finally:
-        if case.netns:
-            difffuzz.remove_netns(netns_name)
-        difffuzz.cleanup_cgroups(tag)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
 def differences(
     args: argparse.Namespace, number: int, runc: difffuzz.Result, galley: difffuzz.Result
 ) -> list[str]:
@@ -429,8 +390,8 @@ def differences(
     if not found or _poststart_race(runc, galley) or _null_element(galley):
         return []
     base = difffuzz.make_case(argparse.Namespace(seed=args.seed, rootless=args.rootless), number)
-    base_runc, base_galley, _ = run_both(args, base, f"mfz{os.getpid()}-{number}-base")
-    return [] if difffuzz.compare(base_runc, base_galley) == found else found
+    unbroken = difffuzz.run_both(args, base, f"mfz{os.getpid()}-{number}-base")
+    return [] if difffuzz.compare(unbroken.runc, unbroken.galley) == found else found
 
 
 def _poststart_race(runc: difffuzz.Result, galley: difffuzz.Result) -> bool:
@@ -463,10 +424,11 @@ def _null_element(galley: difffuzz.Result) -> bool:
 
 def run_case(args: argparse.Namespace, number: int, out: Path) -> tuple[bool, str]:
     case, mutations = make_case(args.seed, number, args.rootless, args.spec_fields)
-    runc, galley, galley_strays = run_both(args, case, f"mfz{os.getpid()}-{number}")
+    pair = difffuzz.run_both(args, case, f"mfz{os.getpid()}-{number}")
+    runc, galley = pair.runc, pair.galley
     problems = refusal_problems(galley, runc)
-    if galley_strays:
-        problems.append("galley-runc made files outside the root: " + ", ".join(galley_strays))
+    if pair.strays:
+        problems.append("galley-runc made files outside the root: " + ", ".join(pair.strays))
     stricter = _stricter(runc, galley, mutations)
     if not stricter:
         problems += differences(args, number, runc, galley)
