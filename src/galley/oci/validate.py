@@ -251,9 +251,9 @@ def id_mappings(path: str, value: object) -> None:
     if len(items) > 1:
         from galley.oci.usermaps import map_text  # noqa: PLC0415 - a long list only
 
-        size, page = len(map_text(items)), posix.sysconf("SC_PAGESIZE")
-        if size >= page:
-            raise fail(path, f"the map is {size} bytes, more than the kernel's {page - 1}")
+        written, page = len(map_text(items)), posix.sysconf("SC_PAGESIZE")
+        if written >= page:
+            raise fail(path, f"the map is {written} bytes, more than the kernel's {page - 1}")
     for i, entry in enumerate(items):
         for key, what in (("containerID", "container"), ("hostID", "host")):
             first, size = entry[key], entry["size"]
