@@ -642,3 +642,15 @@ def test_output_without_a_reader_ends_as_runc_ends(
         os.close(write_end)
     assert result.returncode == -signal.SIGPIPE, result
     assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_usage_error_shows_the_help_before_the_error(any_runtime: Runtime) -> None:
+    """On one terminal (or one pipe for both streams) runc's help comes first and its error
+    last; galley-runc's help sat in stdout's buffer until exit, after the error."""
+    argv = [any_runtime.binary, "--root", str(any_runtime.root), "state"]
+    result = subprocess.run(
+        argv, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert result.returncode == 1
+    assert result.stdout.startswith("Incorrect Usage.")
+    assert result.stdout.rstrip().splitlines()[-1].endswith('requires exactly 1 argument(s)"')

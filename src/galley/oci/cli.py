@@ -392,6 +392,7 @@ def _parse_and_run(args: Args, log: Log) -> int:
         module, help_text = COMMANDS[args.command]
         syntax = _commands(module).syntax(args.command)
         sys.stdout.write(f"{head}\n\n{usage(args.command, syntax, help_text)}")
+        sys.stdout.flush()  # before the error, as runc's reach a terminal (or one pipe for both)
         log.failure(str(e))
         return 1
     if args.command is None or args.help:
