@@ -430,7 +430,10 @@ def test_fake_container_delete_force(
 def test_fake_container_events_needs_cgroup(runtime: Runtime, fake: st.ContainerState) -> None:
     result = runtime("events", "--stats", "--interval", "bogus", fake.id)
     assert result.returncode == 1
-    assert "--interval" in result.stderr
+    assert 'invalid value \\"bogus\\" for flag -interval: parse error' in result.stderr
+    result = runtime("events", "--stats", "--interval", "-1s", fake.id)
+    assert result.returncode == 1
+    assert 'msg="duration interval must be greater than 0"' in result.stderr
 
 
 @pytest.mark.skipif(RUNC is None, reason="runc is not installed")
@@ -500,6 +503,69 @@ def test_errors_come_in_runcs_order_with_its_status(
 ) -> None:
     result = any_runtime(*argv)
     assert (result.returncode, message in result.stderr) == (status, True), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "message"),
+    [
+        (["-debug", "list", "-quiet"], 0, ""),  # Go's flag package: one dash for a long name
+        (["--log=", "--log-format=", "list", "--q"], 0, ""),  # "": the defaults
+        (["--debug=false", "-v=0", "--help=f", "list"], 0, ""),
+        (["--log-format", "JSON", "list"], 1, 'msg="invalid log-format: JSON"'),  # no usage
+        (["--debug=yes", "list"], 1, "for -debug: parse error"),
+        (["kill", "gone", "--all", "-9"], 1, "flag provided but not defined: -9"),
+        (["kill", "gone", "--", "-9"], 1, "does not exist"),
+        (["events", "--stats", "--interval=1", "gone"], 1, "for flag -interval: parse error"),
+        (["events", "--stats", "--interval=1m", "gone"], 1, "does not exist"),
+        (["exec", "-g", "0x10", "gone", "true"], 1, 'ParseInt: parsing \\"0x10\\": invalid'),
+        (["exec", "--preserve-fds", "0x1", "gone", "true"], 255, "does not exist"),
+        (["update", "--pids-limit", "1" * 20, "gone"], 1, "value out of range"),
+    ],
+)
+def test_go_flag_syntax_as_runc_reads_it(
+    any_runtime: Runtime, argv: list[str], status: int, message: str
+) -> None:
+    """runc's parser is Go's flag package under urfave/cli: a long option after one dash, a
+    boolean's value after "=", Go's integer literals and durations; an empty --log or
+    --log-format is the default, an unknown format an error without the usage."""
+    result = any_runtime(*argv)
+    assert (result.returncode, message in result.stderr) == (status, True), result.stderr
+    if status == 1 and "log-format" in message:
+        assert result.stdout == ""
+
+
+def test_options_and_a_double_dash_around_a_live_container(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """`delete --force=false` of a running container is refused as without --force; after
+    exec's id every word is the program's, a "--" too (runc 1.1 execs it); before the id a
+    "--" ends the options."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = any_runtime.detached(bundle)
+    assert any_runtime("delete", "--force=false", cid).returncode == 1
+    assert any_runtime("exec", cid, "--", "true").returncode == 255
+    assert 'exec: \\"--\\": executable file not found' in any_runtime("exec", cid, "--").stderr
+    assert any_runtime("exec", "--", cid, "true").returncode == 0
+    assert any_runtime("kill", cid, "--", "0").returncode == 0
+    assert any_runtime("delete", "-force=t", cid).returncode == 0
+    assert any_runtime("state", cid).returncode == 1
+
+
+def test_preserved_fds_the_caller_did_not_pass_are_refused(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """--preserve-fds 10 with only stdio open: runc cannot stat the fds it was to pass, and
+    neither exec nor create goes on (galley-runc passed what it found, nothing)."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = any_runtime.detached(bundle)
+    result = any_runtime("exec", "--preserve-fds", "10", cid, "true")
+    assert result.returncode == 255
+    assert "exec failed: unable to stat preserved-fd " in result.stderr, result.stderr
+    other = any_runtime.new_id()
+    result = any_runtime("create", "--preserve-fds", "10", "--bundle", str(bundle.path), other)
+    assert result.returncode == 1
+    assert "unable to stat preserved-fd " in result.stderr, result.stderr
+    assert any_runtime("state", other).returncode == 1
 
 
 @pytest.mark.parametrize("command", ["checkpoint", "restore"])

@@ -41,7 +41,9 @@ def test_exec_keeps_the_command_line() -> None:
     assert args.container_id == "c1"
     assert args.exec_args == ["sh", "-c", "ls -l", "--cwd", "x"]
     assert args.cwd is None
-    assert parse_args(["exec", "c1", "--", "ls", "--", "x"]).exec_args == ["ls", "--", "x"]
+    # After the id every word is the program's, a "--" too: runc 1.1 execs "--" (and fails).
+    assert parse_args(["exec", "c1", "--", "ls"]).exec_args == ["--", "ls"]
+    assert parse_args(["exec", "--", "c1", "ls", "--", "x"]).exec_args == ["ls", "--", "x"]
     assert parse_args(["exec", "-g", "5", "-g", "6", "c1", "id"]).additional_gids == [5, 6]
 
 
@@ -54,8 +56,14 @@ def test_ps_passes_its_options_to_ps() -> None:
     ("argv", "message"),
     [
         (["create", "--bogus", "c"], "flag provided but not defined: -bogus"),
-        (["create", "c", "--bundle"], "flag needs an argument: -bundle"),
-        (["--log-format", "yaml", "state", "c"], "invalid value 'yaml'"),
+        (["create", "--bundle"], "flag needs an argument: -bundle"),
+        # Moved before c, --bundle takes it for its value: no id is left (as in runc).
+        (["create", "c", "--bundle"], 'galley-runc: "create" requires exactly 1 argument(s)'),
+        (["kill", "-all=x", "c"], 'invalid boolean value "x" for -all: parse error'),
+        (["kill", "---all", "c"], "bad flag syntax: ---all"),
+        (["kill", "-=1", "c"], "bad flag syntax: -=1"),
+        (["events", "--interval", "5", "c"], 'invalid value "5" for flag -interval: parse error'),
+        (["update", "--pids-limit", "1" * 20, "c"], "for flag -pids-limit: value out of range"),
         (["state", "a", "b"], 'galley-runc: "state" requires exactly 1 argument(s)'),
         (["state"], 'galley-runc: "state" requires exactly 1 argument(s)'),
         (["list", "a"], 'galley-runc: "list" requires exactly 0 argument(s)'),
@@ -77,6 +85,22 @@ def test_help_and_version() -> None:
     args = parse_args(["create", "--help"])
     assert (args.command, args.help) == ("create", True)
     assert parse_args(["-v"]).version is True
+    assert parse_args(["-v=false", "-help=0", "list"]).version is False
+    assert parse_args(["state", "-h", "c1"]).help is True
+
+
+def test_go_flag_spellings() -> None:
+    """Go's flag package takes a long name after one dash and a short one after two, a
+    boolean's value after "=", and Go's integer literals for an integer flag."""
+    args = parse_args(["-debug", "create", "-bundle", "/b", "--b=/c", "-no-pivot", "c1"])
+    assert (args.debug, args.bundle, args.no_pivot) == (True, "/c", True)
+    args = parse_args(["delete", "--force=false", "c1"])
+    assert args.force is False
+    assert parse_args(["delete", "-f=T", "c1"]).force is True
+    args = parse_args(["exec", "--preserve-fds", "0x10", "-tty=0", "c1", "true"])
+    assert (args.preserve_fds, args.tty) == (16, False)
+    assert parse_args(["events", "--interval=1m30s", "c1"]).interval == 90.0
+    assert parse_args(["update", "--pids-limit", "1_000", "c1"]).pids_limit == 1000
 
 
 @pytest.mark.parametrize(
@@ -113,7 +137,12 @@ def test_bad_signals(bad: str) -> None:
 
 def test_a_dash_word_after_a_positional_is_a_positional_as_in_runc() -> None:
     assert parse_args(["kill", "c1", "-9"]).signal == "-9"
-    assert parse_args(["kill", "c1", "-a", "KILL"]).all is True  # an option still
+    # An option after the id is still one, and takes the word after it along (urfave/cli's
+    # reordering, even after a boolean): `runc kill c1 -a KILL` signals a container "KILL".
+    moved = parse_args(["kill", "c1", "-a", "KILL"])
+    assert (moved.all, moved.container_id, moved.signal) == (True, "KILL", "c1")
+    with pytest.raises(InvalidArgument, match="flag provided but not defined: -9"):
+        parse_args(["kill", "c1", "--all", "-9"])  # moved along with --all
     with pytest.raises(InvalidArgument, match="flag provided but not defined: -9"):
         parse_args(["kill", "-9", "c1"])
     with pytest.raises(InvalidArgument, match='"state" requires exactly 1 argument'):
@@ -125,7 +154,9 @@ def test_a_double_dash_reaches_the_command() -> None:
     and `state -- -a` read -a as an unknown flag)."""
     assert parse_args(["state", "--", "-a"]).container_id == "-a"
     assert parse_args(["--debug", "kill", "--", "c1", "-9"]).signal == "-9"
-    assert parse_args(["--root", "/r", "exec", "c1", "--", "ls", "--"]).exec_args == ["ls", "--"]
+    assert parse_args(["kill", "c1", "--", "-9"]).signal == "-9"  # `--` goes before c1
+    exec_args = parse_args(["--root", "/r", "exec", "c1", "--", "ls", "--"]).exec_args
+    assert exec_args == ["--", "ls", "--"]  # not reordered: all of it the program's
 
 
 @pytest.mark.parametrize(

@@ -217,22 +217,18 @@ class Context:
         word = self._rootless
         if word.lower() in {"", "auto"}:
             return posix.geteuid() != 0 or in_user_namespace()
-        if word in _GO_BOOLS:
-            return _GO_BOOLS[word]
+        from galley.oci.commands.gosyntax import FALSE, TRUE  # noqa: PLC0415 - seldom
+
+        if word in TRUE or word in FALSE:
+            return word in TRUE
         raise InvalidArgument(f'--rootless: parsing "{word}": invalid syntax (true, false or auto)')
-
-
-_GO_BOOLS = {
-    **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
-    **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False),
-}
 
 
 GLOBAL = Syntax(
     [
         Option("--root", "root directory for storage of container state", STR, default_root()),
         Option("--log", "log file (default: stderr)", STR),
-        Option("--log-format", "log format: text or json", STR, "text", ("text", "json")),
+        Option("--log-format", "log format: text or json", STR, "text"),
         Option("--debug", "enable debug logging"),
         Option("--systemd-cgroup", "cgroupsPath is slice:prefix:name"),
         Option("--criu", "(accepted for compatibility; unused)", STR, "criu"),
@@ -241,7 +237,6 @@ GLOBAL = Syntax(
     ],
     positionals=("command",),
     rest="command_args",
-    raw=True,
     required=0,
 )
 
@@ -346,7 +341,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.version:
         return _version()
-    log = Log(args.log, args.log_format, LEVELS["debug" if args.debug else "warning"])
+    if args.log_format not in {"text", "json", ""}:  # checked where runc checks it: no usage
+        Log().failure(f"invalid log-format: {args.log_format}")
+        return 1
+    level = LEVELS["debug" if args.debug else "warning"]
+    log = Log(args.log or None, args.log_format or "text", level)  # "": runc's defaults
     try:
         log.check()
     except OSError as e:  # runc's words: "open <path>: no such file or directory"

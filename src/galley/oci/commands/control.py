@@ -24,13 +24,15 @@ if TYPE_CHECKING:
     from galley.oci.commands.terminal import ConsoleReceiver
     from galley.oci.spec import Process, Resources
 
-# update's single flags: flag -> (resources section, key, parser)
+# update's single flags: flag -> (resources section, key, parser). As in runc, two are integer
+# flags its parser reads ("flag": Go's literals, a usage error), the others strings it reads
+# once the command runs ("int", "uint": decimal digits, ParseUint without a sign).
 UPDATE_FLAGS: dict[str, tuple[str, str, str]] = {
-    "blkio-weight": ("blockIO", "weight", "int"),
-    "cpu-period": ("cpu", "period", "int"),
+    "blkio-weight": ("blockIO", "weight", "flag"),
+    "cpu-period": ("cpu", "period", "uint"),
     "cpu-quota": ("cpu", "quota", "int"),
-    "cpu-share": ("cpu", "shares", "int"),
-    "cpu-rt-period": ("cpu", "realtimePeriod", "int"),
+    "cpu-share": ("cpu", "shares", "uint"),
+    "cpu-rt-period": ("cpu", "realtimePeriod", "uint"),
     "cpu-rt-runtime": ("cpu", "realtimeRuntime", "int"),
     "cpuset-cpus": ("cpu", "cpus", "str"),
     "cpuset-mems": ("cpu", "mems", "str"),
@@ -39,7 +41,7 @@ UPDATE_FLAGS: dict[str, tuple[str, str, str]] = {
     "memory": ("memory", "limit", "size"),
     "memory-reservation": ("memory", "reservation", "size"),
     "memory-swap": ("memory", "swap", "size"),
-    "pids-limit": ("pids", "limit", "int"),
+    "pids-limit": ("pids", "limit", "flag"),
 }
 
 
@@ -68,8 +70,8 @@ SYNTAX = {
         [
             Option("-r,--resources", "JSON file with linux.resources ('-' = stdin)", STR),
             *(
-                Option(f"--{f}", f"linux.resources.{s}.{k}", STR)
-                for f, (s, k, _) in UPDATE_FLAGS.items()
+                Option(f"--{f}", f"linux.resources.{s}.{k}", INT if kind == "flag" else STR)
+                for f, (s, k, kind) in UPDATE_FLAGS.items()
             ),
             Option("--l3-cache-schema", "(intel RDT: unsupported here)", STR),
             Option("--mem-bw-schema", "(intel RDT: unsupported here)", STR),
@@ -99,19 +101,25 @@ def resume(state: ContainerState) -> None:
         current.cgroup_manager().thaw()
 
 
-def _flag_value(flag: str, kind: str, text: str) -> int | str:
+def _flag_value(flag: str, kind: str, text: str | int) -> int | str:
     """An update flag's value; the error begins as runc's: "invalid value for <flag>: "."""
-    if kind == "str":
+    if isinstance(text, int) or kind == "str":  # "flag": read by the option parser
         return text
     if kind == "size":
         try:
             return parse_size(text)
         except InvalidArgument as e:
             raise InvalidArgument(f"invalid value for {flag}: {e}") from None
+    from galley.oci.commands.gosyntax import OutOfRange, parse_int, parse_uint  # noqa: PLC0415
+
     try:
-        return int(text)
-    except ValueError:
-        raise InvalidArgument(f"invalid value for {flag}: {text!r} is not an integer") from None
+        return (parse_int if kind == "int" else parse_uint)(text, 10)
+    except ValueError as e:
+        why = "value out of range" if isinstance(e, OutOfRange) else "invalid syntax"
+        name = "ParseInt" if kind == "int" else "ParseUint"
+        raise InvalidArgument(
+            f'invalid value for {flag}: strconv.{name}: parsing "{text}": {why}'
+        ) from None
 
 
 def update_resources(args: Args) -> Resources:
@@ -218,9 +226,7 @@ def exec_spec(state: ContainerState, args: Args, process_file: ProcessFile | Non
         check_host_security({"process": proc})
         return proc  # type: ignore[return-value]
     proc = jsonfast.clone(dict(state.spec.get("process") or {}))
-    command = list(args.exec_args or [])
-    if command[:1] == ["--"]:
-        del command[0]
+    command = list(args.exec_args or [])  # a "--" after the id is the program's, as in runc
     if not command:
         raise InvalidArgument("exec: no command given (args or --process)")
     proc["args"] = command

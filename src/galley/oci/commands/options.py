@@ -2,13 +2,21 @@
 
     galley-runc [global options] COMMAND [options] ARGS...
 
-Options take their value as `--name value`, `--name=value` or `-n value`; flags take none.
-Options may come anywhere among the positionals, except for commands with a trailing
-command line (`exec`, `ps`): there, parsing stops at the first positional after the container id
-is seen and everything after it belongs to that command line (`--` ends options too). After
-a positional, a word that begins with "-" but names no option of the command is a positional
-too, as runc's parser has it (`runc kill ID -9` sends signal -9, which kill(2) refuses);
-before any, it is an unknown flag.
+It reads a command line as runc 1.1's parser does: urfave/cli v1 on Go's flag package.
+
+- An option is `-name` or `--name` (either, for long names and short), with its value as
+  the next word or after `=`; a boolean takes `=true`, `=false` or another of Go's
+  ParseBool words, and no separate value. `--` ends the options.
+- Options stop at the first word that is not one (Go's flag package), but a command first
+  moves every word naming one of its options, with the word after it, in front of the
+  others, and a `--` in front of what is left (urfave/cli's reordering): `kill ID --all
+  KILL` is `kill --all KILL ID`, and `kill ID -- -1` is `kill -- ID -1`. A word that
+  begins with "-" but names no option of the command stays where it is, so after a
+  positional it is a positional (`runc kill ID -9` sends -9, which kill(2) refuses), and
+  before any it is an unknown flag.
+- The global options, and commands with a trailing command line (`exec`, `ps`), are not
+  reordered: everything after the container id belongs to that command line, a `--` too.
+- Every command has `-h`/`--help`.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
 if TYPE_CHECKING:
     from typing import Any
 
-FLAG, STR, INT, LIST, INTLIST = "flag", "str", "int", "list", "intlist"
+FLAG, STR, INT, LIST, INTLIST, DURATION = "flag", "str", "int", "list", "intlist", "duration"
 PROG = "galley-runc"
 
 
@@ -36,21 +44,15 @@ class ArgumentCount(UsageError):
 class Option:
     """One option: its spellings (e.g. "-b,--bundle"), kind, default and help."""
 
-    __slots__ = ("choices", "default", "dest", "help", "kind", "names")
+    __slots__ = ("default", "dest", "help", "kind", "names")
 
     def __init__(
-        self,
-        names: str,
-        help_text: str,
-        kind: str = FLAG,
-        default: object = None,
-        choices: tuple[str, ...] = (),
+        self, names: str, help_text: str, kind: str = FLAG, default: object = None
     ) -> None:
         self.names = tuple(names.split(","))
         self.dest = max(self.names, key=len).lstrip("-").replace("-", "_")
         self.help = help_text
         self.kind = kind
-        self.choices = choices
         if kind == FLAG:
             self.default: object = False
         elif kind in {LIST, INTLIST}:
@@ -61,11 +63,10 @@ class Option:
 
 class Syntax:
     """What a command takes: options, named positionals (the first `required` of them must
-    be given, the others get None), a rest. The rest begins after the positionals, without
-    a `--` that ends them (`exec ID -- ls`), unless raw: the global options pass the command
-    its arguments as given (`state -- -a` names a container "-a")."""
+    be given, the others get None), a rest: the words after the positionals, as given (a
+    `--` among them too). A syntax with a rest is not reordered (see the module's doc)."""
 
-    __slots__ = ("options", "positionals", "raw", "required", "rest")
+    __slots__ = ("options", "positionals", "required", "rest")
 
     def __init__(
         self,
@@ -73,14 +74,11 @@ class Syntax:
         positionals: tuple[str, ...] = (),
         rest: str | None = None,
         required: int | None = None,
-        *,
-        raw: bool = False,
     ) -> None:
         self.options = options
         self.positionals = positionals
         self.rest = rest
         self.required = len(positionals) if required is None else required
-        self.raw = raw
 
 
 class Args:
@@ -96,63 +94,102 @@ class Args:
         self.__dict__[name] = value
 
 
+HELP = Option("-h,--help", "show help")  # urfave/cli gives every command one
+
+
 def _convert(option: Option, name: str, text: str) -> object:
-    if option.choices and text not in option.choices:
-        allowed = ", ".join(option.choices)
-        raise InvalidArgument(f"{name}: invalid value {text!r} (choose from {allowed})")
-    if option.kind in {INT, INTLIST}:
-        try:
-            return int(text)
-        except ValueError:  # Go's flag package's words
-            flag = "-" + name.lstrip("-")
-            raise UsageError(f'invalid value "{text}" for flag {flag}: parse error') from None
-    return text
+    """An option's value as Go's flag package reads it for the option's kind."""
+    if option.kind in {STR, LIST}:
+        return text
+    from galley.oci.commands import gosyntax  # noqa: PLC0415 - only for these kinds
+
+    try:
+        if option.kind == FLAG:
+            return gosyntax.parse_bool(text)
+        if option.kind == DURATION:
+            return gosyntax.parse_duration(text)
+        # urfave's IntFlag reads Go's literals (0x10, 0o17, 1_000); its Int64SliceFlag
+        # decimal digits alone, and says so in strconv's words.
+        return gosyntax.parse_int(text, 0 if option.kind == INT else 10)
+    except ValueError as e:
+        if option.kind == FLAG:
+            raise UsageError(f'invalid boolean value "{text}" for -{name}: parse error') from None
+        if option.kind == INTLIST:
+            why = "value out of range" if isinstance(e, gosyntax.OutOfRange) else "invalid syntax"
+            reason = f'strconv.ParseInt: parsing "{text}": {why}'
+        else:
+            reason = "value out of range" if isinstance(e, gosyntax.OutOfRange) else "parse error"
+        raise UsageError(f'invalid value "{text}" for flag -{name}: {reason}') from None
+
+
+def _is_option(by_name: dict[str, Option], word: str) -> bool:
+    """Whether word names an option (urfave/cli's test when it reorders: one or two leading
+    dashes dropped twice over, and anything from "=" on)."""
+    if word == "-" or not word.startswith("-"):
+        return False
+    name = word[2:] if word.startswith("--") else word
+    name = name.removeprefix("-")
+    return name.split("=", 1)[0] in by_name
+
+
+def _reorder(by_name: dict[str, Option], argv: list[str]) -> list[str]:
+    """urfave/cli v1's reordering: the words naming options, each with the word after it
+    unless that names an option too (after a boolean as well), moved before the others; a
+    `--` (not taken as a value) goes before the others, and the words after it stay."""
+    moved: list[str] = []
+    kept: list[str] = []
+    value_next = False
+    for i, word in enumerate(argv):
+        if value_next and not _is_option(by_name, word):
+            moved.append(word)
+            value_next = False
+        elif word == "--":
+            kept = ["--", *kept, *argv[i + 1 :]]
+            break
+        elif _is_option(by_name, word):
+            moved.append(word)
+            value_next = "=" not in word
+        else:
+            kept.append(word)
+    return moved + kept
 
 
 def parse(command: str, syntax: Syntax, argv: list[str], args: Args) -> Args:
     """Parse one command's argv into args (which may already hold the global options)."""
-    by_name = {name: opt for opt in syntax.options for name in opt.names}
-    for opt in syntax.options:
+    by_name = {name.lstrip("-"): opt for opt in (HELP, *syntax.options) for name in opt.names}
+    for opt in (HELP, *syntax.options):
         value = opt.default
         setattr(args, opt.dest, list(value) if isinstance(value, list) else value)
-    positionals: list[str] = []
+    words = argv if syntax.rest is not None else _reorder(by_name, argv)
     i = 0
-    while i < len(argv):
-        arg = argv[i]
+    while i < len(words):  # Go's flag.FlagSet.Parse
+        word = words[i]
+        if len(word) < 2 or word[0] != "-":
+            break  # the first positional
         i += 1
-        if syntax.rest is not None and len(positionals) >= len(syntax.positionals):
-            positionals.extend(argv[i:] if arg == "--" and not syntax.raw else argv[i - 1 :])
+        if word == "--":
             break
-        if arg == "--":
-            positionals.extend(argv[i:])
-            break
-        if arg in {"-h", "--help"}:
-            args.help = True
-            break
-        if not arg.startswith("-") or arg == "-":
-            positionals.append(arg)
-            continue
-        name, eq, value = arg.partition("=")
+        name = word[2:] if word[1] == "-" else word[1:]
+        if not name or name[0] in "-=":
+            raise UsageError(f"bad flag syntax: {word}")
+        name, eq, value = name.partition("=")
         option = by_name.get(name)
-        if option is None and positionals:
-            positionals.append(arg)
-            continue
-        if option is None:  # Go's flag package names it with one dash
-            raise UsageError(f"flag provided but not defined: -{name.lstrip('-')}")
+        if option is None:
+            raise UsageError(f"flag provided but not defined: -{name}")
         if option.kind == FLAG:
-            setattr(args, option.dest, True)
+            setattr(args, option.dest, _convert(option, name, value) if eq else True)
             continue
         if not eq:
-            if i >= len(argv):
-                raise UsageError(f"flag needs an argument: -{name.lstrip('-')}")
-            value = argv[i]
+            if i >= len(words):
+                raise UsageError(f"flag needs an argument: -{name}")
+            value = words[i]
             i += 1
         converted = _convert(option, name, value)
         if option.kind in {LIST, INTLIST}:
             getattr(args, option.dest).append(converted)
         else:
             setattr(args, option.dest, converted)
-    return _assign(command, syntax, positionals, args)
+    return _assign(command, syntax, words[i:], args)
 
 
 def _assign(command: str, syntax: Syntax, positionals: list[str], args: Args) -> Args:

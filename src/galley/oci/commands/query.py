@@ -9,7 +9,7 @@ import time
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import pathnames
 from galley.oci.commands.args import container_id
-from galley.oci.commands.options import STR, Args, Option, Syntax
+from galley.oci.commands.options import DURATION, STR, Args, Option, Syntax
 from galley.oci.jsonfast import dumps, dumps_indented
 from galley.oci.state import STATE_FILE, ContainerState, CorruptState, list_states
 from galley.oci.status import Status
@@ -29,7 +29,7 @@ SYNTAX = {
     "events": Syntax(
         [
             Option("--stats", "display the container's stats once, then exit"),
-            Option("--interval", "stats collection interval (e.g. 1s, 500ms)", STR, "5s"),
+            Option("--interval", "stats collection interval (e.g. 1s, 500ms)", DURATION, 5.0),
         ],
         ("container_id",),
     ),
@@ -94,7 +94,7 @@ def ps(state: ContainerState, fmt: str, ps_args: list[str]) -> str:
         return (dumps(pids) if pids else "null") + "\n"
     import subprocess  # noqa: PLC0415 - lazy: only the ps table needs it
 
-    args = [a for a in ps_args if a != "--"] or ["-ef"]
+    args = ps_args or ["-ef"]  # as given, a "--" too (runc's)
     done = subprocess.run(["ps", *args], check=False, capture_output=True, text=True)
     if done.returncode != 0:  # bad ps options: one line, as runc's
         reason = done.stderr.strip().splitlines()[:1] or [f"exit status {done.returncode}"]
@@ -122,18 +122,12 @@ def _pid_column_end(header: str) -> int:
     return -1
 
 
-def _interval(text: str) -> float:
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    for unit in ("ms", "s", "m", "h"):
-        if text.endswith(unit):
-            try:
-                seconds = float(text[: -len(unit)]) * units[unit]
-            except ValueError:
-                break
-            if not seconds > 0:  # 0, negative or NaN: a stats line as fast as the CPU goes
-                raise InvalidArgument("--interval: duration interval must be greater than 0")
-            return seconds
-    raise InvalidArgument(f"--interval: invalid duration {text!r} (e.g. 500ms, 5s)")
+def _interval(seconds: float) -> float:
+    """--interval, read by the option parser as Go's durations are, checked as runc checks
+    it once it has the container."""
+    if not seconds > 0:  # 0 or negative: a stats line as fast as the CPU goes
+        raise InvalidArgument("duration interval must be greater than 0")
+    return seconds
 
 
 OOM_POLL = 0.1  # seconds between looks at the OOM-kill counter while streaming

@@ -1,0 +1,96 @@
+"""Go's readings of flag values (galley.oci.commands.gosyntax), checked against what Go's
+strconv and time packages give for the same text."""
+
+from __future__ import annotations
+
+import pytest
+
+from galley.oci.commands.gosyntax import (
+    OutOfRange,
+    Unreadable,
+    parse_bool,
+    parse_duration,
+    parse_int,
+    parse_uint,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("0", 0),
+        ("-1", -1),
+        ("+7", 7),
+        ("0x1F", 31),
+        ("0X1f", 31),
+        ("0o17", 15),
+        ("017", 15),  # a leading 0: octal
+        ("0b101", 5),
+        ("1_000", 1000),
+        ("0x_1f", 31),
+        ("9223372036854775807", 2**63 - 1),
+        ("-9223372036854775808", -(2**63)),
+    ],
+)
+def test_parse_int_base_0(text: str, value: int) -> None:
+    assert parse_int(text) == value
+
+
+@pytest.mark.parametrize(
+    "text", ["", "x", " 1", "1 ", "1.5", "--1", "+-1", "0x", "08", "1__0", "_1", "\u0661", "1e3"]
+)
+def test_parse_int_refuses(text: str) -> None:
+    with pytest.raises(Unreadable):
+        parse_int(text)
+
+
+def test_parse_int_range_and_base_10() -> None:
+    with pytest.raises(OutOfRange):
+        parse_int("9223372036854775808")
+    with pytest.raises(OutOfRange):
+        parse_int("-9223372036854775809")
+    assert parse_int("017", 10) == 17  # decimal alone: no octal, no prefix, no underscores
+    for text in ("0x10", "1_0"):
+        with pytest.raises(Unreadable):
+            parse_int(text, 10)
+
+
+def test_parse_uint() -> None:
+    assert parse_uint("18446744073709551615", 10) == 2**64 - 1
+    with pytest.raises(OutOfRange):
+        parse_uint("18446744073709551616", 10)
+    for text in ("-1", "+1", "-0"):
+        with pytest.raises(Unreadable):
+            parse_uint(text, 10)
+
+
+def test_parse_bool() -> None:
+    assert [parse_bool(w) for w in ("1", "t", "T", "TRUE", "true", "True")] == [True] * 6
+    assert [parse_bool(w) for w in ("0", "f", "F", "FALSE", "false", "False")] == [False] * 6
+    for text in ("", "yes", "tRUE", "2"):
+        with pytest.raises(Unreadable):
+            parse_bool(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("0", 0.0),
+        ("5s", 5.0),
+        ("1m30s", 90.0),
+        ("-1.5h", -5400.0),
+        ("+100ms", 0.1),
+        ("1h2m3s4ms5us6ns", 3723.004005006),
+        ("2µs", 2e-6),
+        (".5s", 0.5),
+        ("1.s", 1.0),
+    ],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "5", "-", "s", "1x", "1.2.3s", "1 s", ".s", "1sm", "1e3s"])
+def test_parse_duration_refuses(text: str) -> None:
+    with pytest.raises(Unreadable):
+        parse_duration(text)
