@@ -53,12 +53,13 @@ def _fd_table(listing: str) -> dict[int, str]:
 def test_only_stdio_and_preserved_fds_reach_the_process(
     runtime: Runtime, bundle: Bundle, tmp_path: Path, mode: str
 ) -> None:
-    """--preserve-fds 2 with only fd 3 passed: fd 4 is a free number in P, where its lock,
-    log, pipes, memfd, fifo or cgroup.procs fd could land; none of them may reach the process."""
+    """Only fd 3 passed: fd 4 is a free number in P, where its lock, log, pipes, memfd, fifo
+    or cgroup.procs fd could land; none of them may reach the process. With --preserve-fds 1
+    the process gets fd 3 alone; with --preserve-fds 2, fd 4 is one the caller did not pass,
+    and the command is refused as runc's is (it cannot stat it), before any container."""
     out, passed = tmp_path / "out", tmp_path / "passed-fd"
     passed.write_text("")
     common = ["--log", str(tmp_path / "log"), "--log-format", "json"]
-    run = ["--preserve-fds", "2", "--pid-file", str(tmp_path / "pid")]
     listing = ["ls", "-l", "/proc/self/fd"]
     cid = runtime.new_id()
     if mode == "exec":
@@ -70,23 +71,30 @@ def test_only_stdio_and_preserved_fds_reach_the_process(
     try:
         with out.open("w") as stdout:
 
-            def call(*args: str) -> None:
-                subprocess.run(
-                    [runtime.binary, "--root", str(runtime.root), *common, *args],
+            def call(preserve: int, *args: str) -> int:
+                run = ["--preserve-fds", str(preserve), "--pid-file", str(tmp_path / "pid")]
+                command = [args[0], *run, *args[1:]]
+                return subprocess.run(
+                    [runtime.binary, "--root", str(runtime.root), *common, *command],
                     stdin=subprocess.DEVNULL,
                     stdout=stdout,
                     stderr=stdout,
                     pass_fds=(3,),
                     preexec_fn=None if fd3 == 3 else (lambda: os.dup2(fd3, 3)),
-                    check=True,
+                    check=False,
                     timeout=20,
-                )
+                ).returncode
 
             if mode == "exec":
-                call("exec", *run, cid, *listing)
+                assert call(2, "exec", cid, *listing) == 255
+                assert "unable to stat preserved-fd 1 (of 2)" in (tmp_path / "log").read_text()
+                assert call(1, "exec", cid, *listing) == 0
             else:
                 runtime.created.append(cid)
-                call(mode, *run, "-b", str(bundle.write()), cid)
+                assert call(2, mode, "-b", str(bundle.write()), cid) == 1
+                assert "unable to stat preserved-fd 1 (of 2)" in (tmp_path / "log").read_text()
+                assert runtime("state", cid).returncode == 1  # nothing was made
+                assert call(1, mode, "-b", str(bundle.write()), cid) == 0
                 if mode == "create":
                     subprocess.run(
                         [runtime.binary, "--root", str(runtime.root), "start", cid], check=True

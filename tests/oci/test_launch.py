@@ -176,13 +176,16 @@ def test_only_preserved_fds_reach_the_process(
     assert "fd4" not in res.stdout
 
 
-def test_preserved_but_closed_fds_stay_closed(runtime: Runtime, bundle: Bundle) -> None:
-    """--preserve-fds 2 with fds 3 and 4 closed: none of the runtime's own fds (stage pipes,
-    the state lock) may land on those numbers and reach the process (runc 1.1 leaks 3 here)."""
+def test_preserved_but_closed_fds_are_refused(runtime: Runtime, bundle: Bundle) -> None:
+    """--preserve-fds 2 with fds 3 and 4 closed: the fds asked for were not passed, and the
+    runtime's own fds (stage pipes, the state lock, the code cache) that may land on those
+    numbers must not pass for them (runc 1.1 hands its own fd 3 on here, and refuses past
+    its own fds: "unable to stat preserved-fd"). Nothing is made."""
     bundle.config["process"]["args"] = ["ls", "/proc/self/fd"]
+    cid = runtime.new_id()
     script = (
         f'exec 3>&- 4>&-; exec "{runtime.binary}" --root "{runtime.root}" run '
-        f'--preserve-fds 2 -b "{bundle.write()}" {runtime.new_id()}'
+        f'--preserve-fds 2 -b "{bundle.write()}" {cid}'
     )
     res = subprocess.run(
         ["sh", "-c", script],
@@ -192,8 +195,10 @@ def test_preserved_but_closed_fds_stay_closed(runtime: Runtime, bundle: Bundle) 
         timeout=30,
         check=False,
     )
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.split() == ["0", "1", "2", "3"]  # 3: the directory ls reads
+    assert res.returncode == 1, res.stderr
+    assert res.stdout == ""
+    assert "unable to stat preserved-fd 0 (of 2): stat /proc/self/fd/3" in res.stderr
+    assert runtime("state", cid).returncode == 1
 
 
 def test_hooks_run_at_their_points(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:

@@ -100,7 +100,9 @@ class Stage:
 
 def _check_preserved(count: int) -> None:
     """--preserve-fds: no more fds than this process may have open (a huge count would build
-    a list of that many numbers)."""
+    a list of that many numbers), and each of them passed by the caller, as runc checks (in
+    its words). An fd there that is close-on-exec is one of ours (the code cache's, opened
+    where the caller left a gap): what a caller passes through exec cannot be."""
     if count:
         from galley.errors import InvalidArgument  # noqa: PLC0415
         from galley.kernel.proc import RLIMIT_NOFILE, prlimit  # noqa: PLC0415
@@ -110,6 +112,16 @@ def _check_preserved(count: int) -> None:
             raise InvalidArgument(
                 f"--preserve-fds {count}: more fds than a process may have here ({most})"
             )
+        for fd in range(3, 3 + count):
+            try:
+                passed = posix.get_inheritable(fd)
+            except OSError:
+                passed = False
+            if not passed:
+                raise InvalidArgument(
+                    f"unable to stat preserved-fd {fd - 3} (of {count}): "
+                    f"stat /proc/self/fd/{fd}: no such file or directory"
+                )
 
 
 def needs_interpreter(spec: Spec) -> bool:
