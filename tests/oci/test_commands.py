@@ -296,6 +296,11 @@ def test_a_malformed_update_flag_is_named(running: tuple[Runtime, str]) -> None:
         result = rt("update", flag, "x", cid)
         assert result.returncode == 1
         assert f"invalid value for {flag[2:]}: {prefix}" in result.stderr, result.stderr
+    # strconv's readings: ParseUint takes no sign; an empty value is no value at all.
+    result = rt("update", "--cpu-period", "+100000", cid)
+    assert result.returncode == 1
+    assert 'cpu-period: strconv.ParseUint: parsing \\"+100000\\": invalid syntax' in result.stderr
+    rt("update", "--memory=", "--cpu-quota=", "--cpu-share", "", cid, check=True)
 
 
 def test_an_update_the_kernel_refuses_says_why_in_go_words(running: tuple[Runtime, str]) -> None:

@@ -143,7 +143,7 @@ def update_resources(args: Args) -> Resources:
         return doc  # type: ignore[return-value]
     for flag, (section, key, kind) in UPDATE_FLAGS.items():
         text = getattr(args, flag.replace("-", "_"))
-        if text is not None:
+        if text is not None and text != "":  # runc: an empty value is no value
             doc.setdefault(section, {})[key] = _flag_value(flag, kind, text)
     return doc  # type: ignore[return-value]
 
