@@ -496,6 +496,10 @@ def test_delete_force_clears_a_half_created_container(runtime: Runtime) -> None:
         (["exec"], 1, "requires"),  # a usage error: not "exec failed", not 255
         (["state"], 1, "requires exactly 1 argument(s)"),
         (["help", "nosuch"], 3, "No help topic for 'nosuch'"),
+        (["state", ""], 1, 'msg="container id cannot be empty"'),  # given: no usage error
+        (["exec", "", "true"], 255, 'msg="exec failed: container id cannot be empty"'),
+        (["create", "-b", "/nonexistent", "a/b"], 1, "chdir /nonexistent: no such file"),
+        (["run", "-b", "/nonexistent", ""], 1, "chdir /nonexistent"),  # the spec, then the id
     ],
 )
 def test_errors_come_in_runcs_order_with_its_status(

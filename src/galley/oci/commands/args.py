@@ -13,10 +13,12 @@ _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**
 
 
 def container_id(command: str, args: Args) -> str:
-    """The validated container id, or runc's error when it is missing or malformed."""
+    """The validated container id, or runc's error when it is missing, empty or malformed."""
     cid = args.container_id
-    if not isinstance(cid, str) or not cid:
+    if not isinstance(cid, str):
         raise ArgumentCount(f'{PROG}: "{command}" requires exactly 1 argument(s)')
+    if not cid:  # given, but "": no usage error in runc, and exec's status 255
+        raise InvalidArgument("container id cannot be empty")
     return validate_id(cid)
 
 

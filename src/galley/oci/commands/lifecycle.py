@@ -450,9 +450,12 @@ def kill(ctx: Context, cid: str, signal_name: str, *, all_processes: bool) -> in
 
 def run(command: str, ctx: Context, args: Args) -> int:
     """Run one lifecycle command."""
+    config = None
+    if command in {"create", "run"}:  # runc reads the spec before it looks at the id
+        config = read_config(pathnames.abspath(args.bundle))
     cid = container_id(command, args)
     if command == "create":
-        create(ctx, args, cid, foreground=False)
+        create(ctx, args, cid, foreground=False, config=config)
     elif command == "start":
         state = ContainerState.load(ctx.root, cid)
         notifier = _notifier(state)
@@ -461,7 +464,7 @@ def run(command: str, ctx: Context, args: Args) -> int:
             notifier.relay(state.alive, state.pid)
         ctx.log.debug(f"started container_id={cid}")
     elif command == "run":
-        code = run_container(ctx, args, cid)
+        code = run_container(ctx, args, cid, config)
         ctx.log.debug(f"ran container_id={cid} exit_status={code}")
         return code
     elif command == "delete":
@@ -473,10 +476,10 @@ def run(command: str, ctx: Context, args: Args) -> int:
     return 0
 
 
-def run_container(ctx: Context, args: Args, cid: str) -> int:
-    """`run`: create and start; in the foreground, wait (relaying a terminal) and clean up."""
+def run_container(ctx: Context, args: Args, cid: str, config: Any) -> int:
+    """`run` of config.json's JSON (read_config): create and start; in the foreground, wait
+    (relaying a terminal) and clean up."""
     check_console_socket(args.console_socket, detach=args.detach)
-    config = read_config(pathnames.abspath(args.bundle))  # once: create takes it from here
     receiver = None
     if not args.detach and _wants_terminal(config):
         from galley.oci.commands.terminal import ConsoleReceiver  # noqa: PLC0415
