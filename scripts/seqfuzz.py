@@ -159,9 +159,11 @@ class Runner:
                         except ChildProcessError:
                             pass
 
-    def spawn(self, argv: list[str], stdin: int = subprocess.DEVNULL) -> Running:
+    def spawn(
+        self, argv: list[str], stdin: int = subprocess.DEVNULL, cwd: Path | None = None
+    ) -> Running:
         with self.lock:
-            running = Running(self, argv, stdin)
+            running = Running(self, argv, stdin, cwd)
             self.ours.add(running.proc.pid)
         return running
 
@@ -170,11 +172,11 @@ class Running:
     """One runtime command; its output in files, not pipes: a detached container keeps the
     stdio it inherits."""
 
-    def __init__(self, runner: Runner, argv: list[str], stdin: int) -> None:
+    def __init__(self, runner: Runner, argv: list[str], stdin: int, cwd: Path | None) -> None:
         self.runner = runner
         self.out = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by result()
         self.err = tempfile.TemporaryFile("w+")  # noqa: SIM115
-        self.proc = subprocess.Popen(argv, stdin=stdin, stdout=self.out, stderr=self.err)
+        self.proc = subprocess.Popen(argv, stdin=stdin, stdout=self.out, stderr=self.err, cwd=cwd)
 
     def result(self, timeout: float) -> tuple[int | str, str, str]:
         """(exit status or "timeout": killed after timeout seconds, stdout, stderr)."""
