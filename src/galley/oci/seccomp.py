@@ -25,6 +25,7 @@ from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
 from galley.kernel import seccomp as scmp
 from galley.oci import seccomp_cache as cache
 from galley.oci import seccomp_enosys as enosys
+from galley.oci.seccomp_rules import notify_misuse
 from galley.oci.vocabulary import SECCOMP_ARCHES
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
@@ -172,8 +173,9 @@ def compile_filter(seccomp: Seccomp, cache_dir: str | None = None) -> SeccompFil
     default = _action(
         seccomp.get("defaultAction", ""), seccomp.get("defaultErrnoRet"), f"{_FIELD}.defaultAction"
     )
-    if seccomp.get("defaultAction") == "SCMP_ACT_NOTIFY":
-        raise InvalidArgument(f"{_FIELD}.defaultAction: SCMP_ACT_NOTIFY cannot be the default")
+    misuse = notify_misuse(seccomp)
+    if misuse is not None:
+        raise InvalidArgument(f"{_FIELD}{misuse[0]}: {misuse[1]}")
     context = scmp.Filter(default)
     try:
         filt = _build(context, seccomp, default)
@@ -220,8 +222,6 @@ def _build(context: scmp.Filter, seccomp: Seccomp, default: int) -> SeccompFilte
     for i, rule in enumerate(seccomp.get("syscalls") or []):
         notify |= _add_syscall_rule(context, rule, default, f"{_FIELD}.syscalls[{i}]")
     listener = seccomp.get("listenerPath") or None
-    if notify and not listener:
-        raise InvalidArgument(f"{_FIELD}.listenerPath: SCMP_ACT_NOTIFY needs a listenerPath")
     filt = SeccompFilter(context, notify, listener, seccomp.get("listenerMetadata", ""))
     filt.kernel_flags = kernel_flags
     if enosys.wanted(seccomp) and scmp.raw_load_supported():
@@ -302,8 +302,6 @@ def _add_syscall_rule(context: scmp.Filter, rule: SeccompSyscall, default: int, 
     name = rule.get("action", "")
     action = _action(name, rule.get("errnoRet"), f"{field}.action")
     names = rule.get("names") or []
-    if name == "SCMP_ACT_NOTIFY" and "write" in names:
-        raise InvalidArgument(f"{field}: SCMP_ACT_NOTIFY cannot be used for the write syscall")
     groups = _condition_groups(rule.get("args") or [], f"{field}.args")
     if action == default:
         _log("debug", "seccomp: %s has the default action; skipped", field)

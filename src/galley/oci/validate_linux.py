@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import posix
 
+from galley.oci.seccomp_rules import notify_misuse
 from galley.oci.validate import id_mappings, user_id
 from galley.oci.validate_fields import (
     I64,
@@ -133,17 +134,9 @@ def _seccomp(path: str, value: object) -> None:
         if flag not in _SECCOMP_FLAGS:
             raise fail(f"{path}.flags[{i}]", f'unknown seccomp flag "{flag}"')
     fields(path, d, {"syscalls": lambda p, v: each(p, v, _seccomp_rule)})
-    # What the filter's compiler refuses (galley.oci.seccomp), before any hook runs.
-    if d["defaultAction"] == "SCMP_ACT_NOTIFY":
-        raise fail(f"{path}.defaultAction", "SCMP_ACT_NOTIFY cannot be the default")
-    for i, rule in enumerate(d.get("syscalls") or []):
-        if rule["action"] == "SCMP_ACT_NOTIFY":
-            if "write" in rule["names"]:
-                raise fail(
-                    f"{path}.syscalls[{i}]", "SCMP_ACT_NOTIFY cannot be used for the write syscall"
-                )
-            if not d.get("listenerPath"):
-                raise fail(f"{path}.listenerPath", "SCMP_ACT_NOTIFY needs a listenerPath")
+    misuse = notify_misuse(d)  # what the filter's compiler refuses, before any hook runs
+    if misuse is not None:
+        raise fail(path + misuse[0], misuse[1])
 
 
 def _sysctl(path: str, value: object, namespaces: set[str]) -> None:
