@@ -555,6 +555,23 @@ def test_options_and_a_double_dash_around_a_live_container(
     assert any_runtime("state", cid).returncode == 1
 
 
+def test_ps_pause_and_resume_read_rootless_first(any_runtime: Runtime, bundle: Bundle) -> None:
+    """runc's ps, pause and resume read --rootless before anything else: a bad value fails
+    them (before the container is looked up), and a rootless cgroup manager is warned of."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = any_runtime.detached(bundle)
+    for command in ("ps", "pause", "resume"):
+        refused = any_runtime("--rootless", "x", command, "gone")
+        assert refused.returncode == 1
+        assert 'parsing \\"x\\": invalid syntax' in refused.stderr, refused.stderr
+        warned = any_runtime("--rootless", "true", command, cid)
+        assert warned.returncode == 0, warned.stderr
+        words = f"{command} may fail if you don't have the full access to cgroups"
+        assert f'level=warning msg="{Path(any_runtime.binary).name} {words}"' in warned.stderr
+    assert any_runtime("--rootless", "false", "pause", cid).stderr == ""
+    any_runtime("resume", cid, check=True)
+
+
 def test_preserved_fds_the_caller_did_not_pass_are_refused(
     any_runtime: Runtime, bundle: Bundle
 ) -> None:

@@ -223,6 +223,13 @@ class Context:
             return word in TRUE
         raise InvalidArgument(f'--rootless: parsing "{word}": invalid syntax (true, false or auto)')
 
+    def warn_rootless(self, command: str) -> None:
+        """What runc's ps, pause and resume do first: read --rootless (a bad value fails
+        them before the container is looked up) and, for a rootless cgroup manager, warn."""
+        if self.rootless_cgroup:
+            access = "the full access to cgroups"
+            self.log.warning(f"{PROG} {command} may fail if you don't have {access}")
+
 
 GLOBAL = Syntax(
     [

@@ -379,6 +379,8 @@ def _wait_relay(pid: int, *, stop: bool) -> None:
 
 def run(command: str, ctx: Context, args: Args) -> int:
     """Run one control command."""
+    if command in {"pause", "resume"}:
+        ctx.warn_rootless(command)
     state = ContainerState.load(ctx.root, container_id(command, args))
     if command == "pause":
         pause(state)

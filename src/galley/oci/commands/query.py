@@ -182,6 +182,8 @@ def run(command: str, ctx: Context, args: Args) -> int:
             _check_format(args.format)
         _out(list_containers(ctx, args.format, args.quiet))
         return 0
+    if command == "ps":
+        ctx.warn_rootless(command)
     state = ContainerState.load(ctx.root, container_id(command, args))
     if command == "state":
         _out(dumps_indented(state.to_runc_json()) + "\n")
