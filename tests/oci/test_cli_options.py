@@ -176,7 +176,9 @@ def test_sizes(text: str, size: int) -> None:
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize("bad", ["", "x", "12q", "-5", "1e9", "inf", "nan", "1..5m"])
+@pytest.mark.parametrize(
+    "bad", ["", "x", "12q", "-5", "1e9", "inf", "nan", "1..5m", "9223372036854775808", "8192p"]
+)
 def test_bad_sizes(bad: str) -> None:
     with pytest.raises(InvalidArgument, match="invalid size"):
         parse_size(bad)

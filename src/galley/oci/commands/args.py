@@ -79,7 +79,10 @@ def parse_size(text: str) -> int:
     decimal = all(part.isdigit() and part.isascii() for part in digits.split("."))
     if not decimal or unit not in _SIZE_UNITS:  # go-units' digits: no 1e9, inf or nan
         raise InvalidArgument(f"invalid size: {text!r}")
-    return int(float(digits) * _SIZE_UNITS[unit])
+    size = int(float(digits) * _SIZE_UNITS[unit])
+    if size >= 2**63:  # runc's int64 wraps to a negative limit, which the kernel refuses
+        raise InvalidArgument(f"invalid size: {text!r} is more than 2^63-1 bytes")
+    return size
 
 
 def check_console_socket(console_socket: str | None, *, detach: bool) -> None:
