@@ -243,6 +243,23 @@ def test_limits_without_a_cgroup_fail_and_leave_nothing(
     assert not any(rootless.root.glob("*/state.json"))
 
 
+def test_limits_that_write_nothing_need_no_cgroup(rootless: AsUser, user_bundle: Bundle) -> None:
+    """A 0 means "unset" (memory reservation, cpu shares, pids limit): with no cgroup made, a
+    section of zeros writes nothing and so fails nothing, at create and in update, as in runc
+    (argfuzz --rootless seed 2 found galley-runc's update refused it)."""
+    zeros = {"memory": {"reservation": 0}, "cpu": {"shares": 0}, "pids": {"limit": 0}}
+    user_bundle.config["process"]["args"] = ["sleep", "30"]
+    user_bundle.config["linux"]["resources"] = zeros
+    cid = rootless.new_id()
+    created = rootless("create", "-b", str(user_bundle.write()), cid)
+    assert created.returncode == 0, created.stderr
+    updated = rootless("update", "--memory-reservation", "0", "--cpu-share", "0", cid)
+    assert updated.returncode == 0, updated.stderr
+    refused = rootless("update", "--memory-reservation", "1000000", cid)
+    assert refused.returncode == 1
+    assert "cannot set memory limit: container could not join or create cgroup" in refused.stderr
+
+
 def test_a_cgroups_path_it_may_not_make_is_an_error(rootless: AsUser, user_bundle: Bundle) -> None:
     user_bundle.config["linux"]["cgroupsPath"] = f"/galley-rootless-{os.getpid()}"
     done = run(rootless, user_bundle)

@@ -215,8 +215,26 @@ def below(directory: str, sub: str, pid: int) -> str:
 before_write: list[Callable[[str, str], None]] = []
 
 
+class Denied(str):
+    """The directory of a controller that a caller who is not root could not make (v1's
+    rootless manager: galley.oci.cgroups.rootless). A write there fails with the refusal,
+    naming the field, as runc's does; a resources section that writes nothing (a 0, which
+    means "unset") passes, as it does in runc (`update --memory-reservation 0`). Its text is a
+    path that cannot exist, so a read there fails too."""
+
+    refusal: FailedPrecondition
+
+    @classmethod
+    def of(cls, controller: str, refusal: FailedPrecondition) -> Denied:
+        denied = cls(f"/sys/fs/cgroup/{controller}/(not made: galley-runc is not root)")
+        denied.refusal = refusal
+        return denied
+
+
 def write(directory: str, name: str, value: str | int) -> None:
     """Write one value to a cgroup control file; the error names the file and the value."""
+    if isinstance(directory, Denied):
+        raise directory.refusal
     for hook in before_write:
         hook(directory, name)
     path = pathnames.join(directory, name)

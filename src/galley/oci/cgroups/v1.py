@@ -19,7 +19,7 @@ from galley.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from galley.kernel import pathnames
 from galley.oci.cgroups import devices, manager
 from galley.oci.cgroups.devices import Rule
-from galley.oci.cgroups.manager import read, read_int, write
+from galley.oci.cgroups.manager import Denied, read, read_int, write
 from galley.oci.cgroups.v2 import V2Manager
 
 TYPE_CHECKING = False  # typing costs galley-runc ~3 ms a command; mypy knows this name
@@ -59,10 +59,13 @@ class V1Manager:
             return self._paths[controller]
         except KeyError:
             if controller in self.denied or "*" in self.denied:
-                raise FailedPrecondition(
-                    f"{field}: cannot set {controller} limit: container could not join or"
-                    f" create cgroup (galley-runc is not root, and may not make one there)"
-                ) from None
+                return Denied.of(  # an error once something is written there
+                    controller,
+                    FailedPrecondition(
+                        f"{field}: cannot set {controller} limit: container could not join or"
+                        f" create cgroup (galley-runc is not root, and may not make one there)"
+                    ),
+                )
             raise InvalidArgument(
                 f"{field}: the {controller} cgroup controller is not mounted on this host"
             ) from None
