@@ -287,7 +287,7 @@ class Container:
     def __call__(self, *args: str) -> tuple[int | str, str, str]:
         return self.spawn(*args).result(15)
 
-    def spawn(self, *args: str) -> Running:
+    def spawn(self, *args: str, cwd: Path | None = None) -> Running:
         prefix: list[str] = []
         if ROOTLESS:  # as the user, with a state directory of its own
             uid = ROOTLESS[0]
@@ -295,7 +295,8 @@ class Container:
             if not self.root.exists():
                 self.root.mkdir()
                 os.chown(self.root, uid, -1)
-        return self.runner.spawn([*prefix, self.runtime, "--root", str(self.root), *args])
+        argv = [*prefix, self.runtime, "--root", str(self.root), *args]
+        return self.runner.spawn(argv, cwd=cwd)
 
     def status(self) -> str:
         code, out, _ = self("state", self.cid)
