@@ -212,3 +212,34 @@ def test_malformed_manifest_fields(
     fake.routes["/v2/a/b/manifests/t"] = (200, {"Content-Type": mt.OCI_MANIFEST}, body)
     with pytest.raises(InvalidArgument, match=fragment):
         pull(store, f"{fake.host}/a/b:t", namespace=NS, hosts_dir=hosts, unpack=False)
+
+
+def test_a_length_in_digits_that_are_not_ascii_is_no_length(
+    store: Store, fake: FakeRegistry, hosts: str
+) -> None:
+    """ "²" is a digit to str.isdigit() and no number to int(): a registry sending it as the
+    Content-Length (of a manifest, of a blob) or in a Content-Range ended the pull in a
+    ValueError. A length that is no number is no length (the body is read to its end and
+    checked against its digest); a Content-Range that is none is refused by name."""
+    image = fi.build_image([fi.random_layer(5000, seed=10)])
+    fake.serve_image("a/b", image)
+    digest = image.layers[0].descriptor.digest
+    odd = {"Content-Length": "\u00b2", "Connection": "close"}
+    manifest = fake.routes["/v2/a/b/manifests/t"]
+    assert isinstance(manifest, tuple)
+    fake.routes["/v2/a/b/manifests/t"] = (manifest[0], {**manifest[1], **odd}, manifest[2])
+    fake.routes[f"/v2/a/b/blobs/{digest}"] = (200, odd, image.layers[0].data)
+    pull(store, f"{fake.host}/a/b:t", namespace=NS, hosts_dir=hosts, unpack=False)
+    assert store.content.exists(digest)
+
+    other = fi.build_image([fi.random_layer(5000, seed=11)])
+    fake.serve_image("c/d", other)
+    data = other.layers[0].data
+    fake.routes[f"/v2/c/d/blobs/{other.layers[0].descriptor.digest}"] = (
+        206,
+        {"Content-Range": f"bytes \u00b9000-{len(data) - 1}/{len(data)}"},
+        data[1000:],
+    )
+    _partial(store, other, 1000)
+    with pytest.raises(InvalidArgument, match="bad Content-Range"):
+        pull(store, f"{fake.host}/c/d:t", namespace=NS, hosts_dir=hosts, unpack=False)

@@ -270,6 +270,22 @@ def test_listen_fds_pass_through(runtime: Runtime, bundle: Bundle, tmp_path: Pat
     assert out3.read_text() == "1 1\n"
 
 
+def test_listen_fds_that_is_no_number_passes_nothing(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """LISTEN_FDS=² ("²" is a digit to str.isdigit(), no number to int()): a ValueError once;
+    now no fds, as go-systemd's activation reads it for runc."""
+    bundle.config["process"]["args"] = ["sh", "-c", 'echo "[$LISTEN_FDS]" >&2']
+    script = (
+        f'LISTEN_FDS=² LISTEN_PID=$$ exec "{GALLEY_RUNC}" '
+        f'--root "{runtime.root}" run -b "{bundle.write()}" {runtime.new_id()}'
+    )
+    res = subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert (res.returncode, res.stderr) == (0, "[]\n")
+
+
 def test_run_forwards_signals(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
     ready = bundle.rootfs / "tmp" / "ready"
     bundle.config["process"]["args"] = [

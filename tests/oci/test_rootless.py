@@ -291,6 +291,21 @@ def test_mount_options_must_name_mapped_ids(rootless: AsUser, user_bundle: Bundl
     )
 
 
+def test_a_mount_option_id_in_other_digits_is_left_to_the_kernel(
+    galley: AsUser, user_bundle: Bundle
+) -> None:
+    """ "uid=²": "²" is a digit to str.isdigit() and no number to int(), and the check of
+    unmapped ids ended in a ValueError's traceback. It is no id to check: the kernel refuses
+    the option, in one line."""
+    user_bundle.config["mounts"].append(
+        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["uid=\u00b2"]}
+    )
+    done = run(galley, user_bundle)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "/tmp" in done.stderr, done.stderr
+
+
 def test_rootless_flag_false_keeps_cgroup_errors(galley: AsUser, user_bundle: Bundle) -> None:
     done = galley("--rootless", "false", "run", "-b", str(user_bundle.write()), galley.new_id())
     assert done.returncode == 1

@@ -80,7 +80,7 @@ def _range_start(resp: Response, what: str) -> int:
     """The first byte of a 206 answer, from its Content-Range ("bytes 100-199/200")."""
     unit, _, rest = resp.header("Content-Range").partition(" ")
     first = rest.split("-", 1)[0]
-    if unit != "bytes" or not first.isdigit():
+    if unit != "bytes" or not (first.isascii() and first.isdigit()):
         resp.close()
         raise InvalidArgument(f"{what}: partial answer with bad Content-Range {rest!r}")
     return int(first)
@@ -196,7 +196,7 @@ class Repository:
             resp.close()
             raise InvalidArgument(f"{what}: asked for bytes from {offset}, got from {start}")
         length = resp.header("Content-Length")
-        if length.isdigit() and int(length) != desc.size - start:
+        if length.isascii() and length.isdigit() and int(length) != desc.size - start:
             resp.close()
             raise InvalidArgument(
                 f"{what}: registry sends {int(length) + start} bytes, the descriptor says "

@@ -79,7 +79,7 @@ class Response:
     def read_limited(self, limit: int, what: str) -> bytes:
         """The whole body, refusing one larger than limit bytes."""
         length = self.header("Content-Length")
-        if length.isdigit() and int(length) > limit:
+        if length.isascii() and length.isdigit() and int(length) > limit:
             self.close()
             raise InvalidArgument(f"{what} is {length} bytes, more than the limit of {limit}")
         data = self.read(limit + 1)

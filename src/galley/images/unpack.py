@@ -188,7 +188,7 @@ def remove_abandoned_extractions(snapshotter: Snapshotter) -> list[str]:
         pid = info.name[len(EXTRACT_PREFIX) :].split("-", 1)[0]
         if info.kind is not Kind.ACTIVE or not info.name.startswith(EXTRACT_PREFIX):
             continue
-        if pid.isdigit() and not pid_alive(int(pid)):
+        if pid.isascii() and pid.isdigit() and not pid_alive(int(pid)):
             try:
                 snapshotter.remove(info.name)
             except NotFound:

@@ -406,7 +406,8 @@ def check_console(process: Process, console_socket: str | None) -> bool:
 def _listen_fds() -> int:
     """systemd socket activation: LISTEN_FDS passes through as runc does (they come first)."""
     count = pathnames.environ("LISTEN_FDS") or ""
-    if not count.isdigit() or pathnames.environ("LISTEN_PID") != str(posix.getpid()):
+    ours = pathnames.environ("LISTEN_PID") == str(posix.getpid())
+    if not (ours and count.isascii() and count.isdigit()):  # "²" is a digit to isdigit()
         return 0
     return int(count)
 

@@ -264,7 +264,7 @@ def _rootless(spec: dict[str, Any], linux: dict[str, Any], namespaces: set[str])
     for index, mount in enumerate(spec.get("mounts") or []):
         for option in mount.get("options") or []:
             key, _, value = option.partition("=")
-            if key not in ranges or not value.isdigit() or not ranges[key]:
+            if key not in ranges or not (value.isascii() and value.isdigit()) or not ranges[key]:
                 continue
             if not any(first <= int(value) < first + size for first, size in ranges[key]):
                 raise fail(

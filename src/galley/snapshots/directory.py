@@ -198,14 +198,14 @@ class DirectorySnapshotter:
         """Delete what killed processes left: dead tmp/ entries, directories without rows."""
         for entry in os.listdir(self._tmp):
             pid = entry.split("-", 1)[0]
-            if not pid.isdigit() or not pid_alive(int(pid)):
+            if not (pid.isascii() and pid.isdigit()) or not pid_alive(int(pid)):
                 shutil.rmtree(os.path.join(self._tmp, entry), ignore_errors=True)
         with self._storage.transaction() as tx:
             known = tx.ids()
             orphans = [
                 entry
                 for entry in os.listdir(self._snapshots)
-                if not entry.isdigit() or int(entry) not in known
+                if not (entry.isascii() and entry.isdigit()) or int(entry) not in known
             ]
             for entry in orphans:
                 self._discard(os.path.join(self._snapshots, entry))
