@@ -572,6 +572,16 @@ def test_ps_pause_and_resume_read_rootless_first(any_runtime: Runtime, bundle: B
     any_runtime("resume", cid, check=True)
 
 
+def test_exec_user_is_read_as_gos_atoi_reads_it(any_runtime: Runtime, bundle: Bundle) -> None:
+    """--user's numbers as runc's strconv.Atoi reads them: a sign, ASCII digits, nothing
+    else (Python's int() took " 1", "1_0" and "\u0661")."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = any_runtime.detached(bundle)
+    for text in (" 1", "1_0", "\u0661", "1000:", "0:x"):
+        assert any_runtime("exec", "--user", text, cid, "true").returncode == 255, text
+    assert any_runtime("exec", "--user", "+0:-0", cid, "true").returncode == 0
+
+
 def test_preserved_fds_the_caller_did_not_pass_are_refused(
     any_runtime: Runtime, bundle: Bundle
 ) -> None:

@@ -169,11 +169,12 @@ def update(state: ContainerState, resources: Resources) -> None:
 
 
 def _parse_user(text: str) -> dict[str, int]:
-    from galley.oci.validate import user_id  # noqa: PLC0415 - lazy
+    from galley.oci.commands.gosyntax import parse_int  # noqa: PLC0415 - lazy
+    from galley.oci.validate import user_id  # noqa: PLC0415
 
     uid, colon, gid = text.partition(":")
-    try:
-        ids = {"uid": int(uid), **({"gid": int(gid)} if colon else {})}  # "1000:": no gid
+    try:  # as runc's strconv.Atoi: no spaces, underscores or other digits; "1000:" refused
+        ids = {"uid": parse_int(uid, 10), **({"gid": parse_int(gid, 10)} if colon else {})}
     except ValueError:
         raise InvalidArgument(f"--user: {text!r} is not UID[:GID]") from None
     for value in ids.values():
