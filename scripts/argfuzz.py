@@ -188,9 +188,11 @@ def draw_line(rnd: random.Random, runc: str) -> list[str]:
     if command == "exec":
         positionals += rnd.choice(PROGRAMS)
     if command in {"create", "run"}:  # the second container's long bundle: {L}
-        options = ["{L}" if option == "{B}" else option for option in options]
-    if command == "run" and not {"-d", "--detach", "-detach"} & set(options):
-        options = ["{S}" if option == "{L}" else option for option in options]
+        options = [option.replace("{B}", "{L}") for option in options]
+    detached = {f"{dashes}{name}{value}" for dashes in ("-", "--") for name in ("d", "detach")
+                for value in ("", "=true")}  # fmt: skip
+    if command == "run" and not detached & set(options):
+        options = [option.replace("{L}", "{S}") for option in options]
     after = rnd.randint(0, len(options)) if rnd.random() < 0.2 else len(options)
     if after < len(options) and options[after - 1 : after] and written_value(options, after):
         after += 1  # not between an option and its value
