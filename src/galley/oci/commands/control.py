@@ -110,16 +110,13 @@ def _flag_value(flag: str, kind: str, text: str | int) -> int | str:
             return parse_size(text)
         except InvalidArgument as e:
             raise InvalidArgument(f"invalid value for {flag}: {e}") from None
-    from galley.oci.commands.gosyntax import OutOfRange, parse_int, parse_uint  # noqa: PLC0415
+    from galley.oci.commands import gosyntax  # noqa: PLC0415 - seldom
 
     try:
-        return (parse_int if kind == "int" else parse_uint)(text, 10)
+        return (gosyntax.parse_int if kind == "int" else gosyntax.parse_uint)(text, 10)
     except ValueError as e:
-        why = "value out of range" if isinstance(e, OutOfRange) else "invalid syntax"
-        name = "ParseInt" if kind == "int" else "ParseUint"
-        raise InvalidArgument(
-            f'invalid value for {flag}: strconv.{name}: parsing "{text}": {why}'
-        ) from None
+        words = gosyntax.strconv_words("ParseInt" if kind == "int" else "ParseUint", text, e)
+        raise InvalidArgument(f"invalid value for {flag}: {words}") from None
 
 
 def update_resources(args: Args) -> Resources:

@@ -20,6 +20,12 @@ class OutOfRange(ValueError):
     """strconv's ErrRange: a number past the type's bounds."""
 
 
+def strconv_words(function: str, text: str, error: ValueError) -> str:
+    """strconv's error as Go prints it: 'strconv.ParseInt: parsing "x": invalid syntax'."""
+    why = "value out of range" if isinstance(error, OutOfRange) else "invalid syntax"
+    return f'strconv.{function}: parsing "{text}": {why}'
+
+
 def parse_bool(text: str) -> bool:
     """strconv.ParseBool."""
     if text in TRUE:

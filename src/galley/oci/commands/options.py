@@ -115,8 +115,7 @@ def _convert(option: Option, name: str, text: str) -> object:
         if option.kind == FLAG:
             raise UsageError(f'invalid boolean value "{text}" for -{name}: parse error') from None
         if option.kind == INTLIST:
-            why = "value out of range" if isinstance(e, gosyntax.OutOfRange) else "invalid syntax"
-            reason = f'strconv.ParseInt: parsing "{text}": {why}'
+            reason = gosyntax.strconv_words("ParseInt", text, e)
         else:
             reason = "value out of range" if isinstance(e, gosyntax.OutOfRange) else "parse error"
         raise UsageError(f'invalid value "{text}" for flag -{name}: {reason}') from None
