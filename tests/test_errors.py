@@ -6,12 +6,29 @@ import errno
 
 import pytest
 
-from galley.errors import go_error_text, os_error_text, reason_text
+from galley.errors import go_error_text, go_quote, os_error_text, reason_text
 
 
 def test_go_error_text() -> None:
     assert go_error_text(errno.ENOENT) == "no such file or directory"
     assert go_error_text(errno.EROFS) == "read-only file system"
+
+
+@pytest.mark.parametrize(
+    ("text", "quoted"),
+    [
+        ("x", '"x"'),
+        ('a"b\\c', '"a\\"b\\\\c"'),
+        ("é\t\n", '"é\\t\\n"'),  # printable non-ASCII as it is
+        ("\x1b[31m\x7f", '"\\x1b[31m\\x7f"'),
+        ("\u00a0\u200b", '"\\u00a0\\u200b"'),  # a space other than ASCII's, a format char
+        ("\U0001f600\U000e0001", '"\U0001f600\\U000e0001"'),  # an emoji prints; a tag not
+        (b"1\xff".decode(errors="surrogateescape"), '"1\\xff"'),  # a byte that is no UTF-8
+    ],
+)
+def test_go_quote(text: str, quoted: str) -> None:
+    """As Go's strconv.Quote (checked with go 1.19's), which runc's %q messages use."""
+    assert go_quote(text) == quoted
 
 
 @pytest.mark.parametrize(

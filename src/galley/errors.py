@@ -63,7 +63,8 @@ _GO_ESCAPES = {
 
 def go_quote(text: str) -> str:
     """text as Go's strconv.Quote writes it: printable characters as they are (non-ASCII
-    ones too), the C escapes, \\xHH for the other ASCII controls, \\uHHHH or \\UHHHHHHHH
+    ones too), the C escapes, \\xHH for the other ASCII controls and for a byte that is no
+    UTF-8 (a surrogate here, as Python decodes argv and paths), \\uHHHH or \\UHHHHHHHH
     beyond. (JSON's escapes differ: a hook's ESC byte read \\u001b where logrus has \\x1b.)"""
     if text.isprintable() and '"' not in text and "\\" not in text:
         return f'"{text}"'
@@ -74,8 +75,8 @@ def go_quote(text: str) -> str:
             out.append(_GO_ESCAPES[char])
         elif char.isprintable():
             out.append(char)
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
+        elif code < 0x80 or 0xDC80 <= code <= 0xDCFF:  # ASCII, or surrogateescape's byte
+            out.append(f"\\x{code & 0xFF:02x}")
         elif code < 0x10000:
             out.append(f"\\u{code:04x}")
         else:

@@ -617,6 +617,9 @@ def test_checkpoint_and_restore_are_refused_plainly(runtime: Runtime, command: s
         (["ps"], '"ps" requires a minimum of 1 argument(s)'),
         (["state", "--bogus", "x"], "flag provided but not defined: -bogus"),
         (["create", "--preserve-fds", "x", "c"], 'invalid value "x" for flag -preserve-fds'),
+        # The value as Go's %q writes it: one line whatever it holds.
+        (["update", "--pids-limit", 'a"b\n', "c"], 'invalid value "a\\"b\\n" for flag'),
+        (["delete", "--force=\x1b", "c"], 'invalid boolean value "\\x1b" for -force'),
     ],
 )
 def test_usage_errors_go_to_the_log_with_the_help_on_stdout(

@@ -4,6 +4,8 @@ booleans, time's durations. A runc caller writes `--preserve-fds 0x2`, `--detach
 
 from __future__ import annotations
 
+from galley.errors import go_quote
+
 # strconv.ParseBool's words.
 TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
@@ -23,7 +25,7 @@ class OutOfRange(ValueError):
 def strconv_words(function: str, text: str, error: ValueError) -> str:
     """strconv's error as Go prints it: 'strconv.ParseInt: parsing "x": invalid syntax'."""
     why = "value out of range" if isinstance(error, OutOfRange) else "invalid syntax"
-    return f'strconv.{function}: parsing "{text}": {why}'
+    return f"strconv.{function}: parsing {go_quote(text)}: {why}"
 
 
 def parse_bool(text: str) -> bool:

@@ -21,7 +21,7 @@ It reads a command line as runc 1.1's parser does: urfave/cli v1 on Go's flag pa
 
 from __future__ import annotations
 
-from galley.errors import InvalidArgument
+from galley.errors import InvalidArgument, go_quote
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
 if TYPE_CHECKING:
@@ -113,12 +113,14 @@ def _convert(option: Option, name: str, text: str) -> object:
         return gosyntax.parse_int(text, 0 if option.kind == INT else 10)
     except ValueError as e:
         if option.kind == FLAG:
-            raise UsageError(f'invalid boolean value "{text}" for -{name}: parse error') from None
+            raise UsageError(
+                f"invalid boolean value {go_quote(text)} for -{name}: parse error"
+            ) from None
         if option.kind == INTLIST:
             reason = gosyntax.strconv_words("ParseInt", text, e)
         else:
             reason = "value out of range" if isinstance(e, gosyntax.OutOfRange) else "parse error"
-        raise UsageError(f'invalid value "{text}" for flag -{name}: {reason}') from None
+        raise UsageError(f"invalid value {go_quote(text)} for flag -{name}: {reason}") from None
 
 
 def _is_option(by_name: dict[str, Option], word: str) -> bool:
