@@ -55,6 +55,22 @@ def test_parse_int_range_and_base_10() -> None:
             parse_int(text, 10)
 
 
+@pytest.mark.parametrize(
+    ("text", "base"),
+    [
+        ("18446744073709551616x", 10),  # past 2^64 before the x: Go stops at the overflow
+        ("99999999999999999999_", 10),
+        ("1__00000000000000000000000", 0),  # before the underscores are looked at
+        ("-0x1ffffffffffffffffz", 0),
+    ],
+)
+def test_a_number_too_large_is_out_of_range_before_a_bad_character(text: str, base: int) -> None:
+    with pytest.raises(OutOfRange):
+        parse_int(text, base)
+    with pytest.raises(Unreadable):
+        parse_int(text[:3] + "x", base)
+
+
 def test_parse_uint() -> None:
     assert parse_uint("18446744073709551615", 10) == 2**64 - 1
     with pytest.raises(OutOfRange):
@@ -88,6 +104,16 @@ def test_parse_bool() -> None:
 )
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
+
+
+def test_parse_duration_in_whole_nanoseconds_up_to_2_to_the_63() -> None:
+    assert parse_duration("9223372036854775807ns") == (2**63 - 1) / 1e9
+    assert parse_duration("-9223372036854775808ns") == -(2**63) / 1e9
+    assert parse_duration("2562047h") == 2562047 * 3600
+    assert parse_duration("1.00000000000000000000000009s") == 1.0  # the digits past ns dropped
+    for text in ("9223372036854775808ns", "2562048h", "9223372036s854775808ns", "1" + "0" * 19):
+        with pytest.raises(Unreadable):
+            parse_duration(text)
 
 
 @pytest.mark.parametrize("text", ["", "5", "-", "s", "1x", "1.2.3s", "1 s", ".s", "1sm", "1e3s"])
