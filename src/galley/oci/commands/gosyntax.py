@@ -62,16 +62,8 @@ def parse_uint(text: str, base: int = 0, bits: int = 64) -> int:
     Base 0 reads a prefix as Go's integer literals do (0b, 0o, 0x, or a leading 0 for
     octal) and takes underscores, if each stands between digits; base 10 takes decimal
     digits alone. No sign, and no spaces (Python's int() takes them)."""
-    digits, underscores_allowed = text, base == 0
-    if base == 0:
-        base = 10
-        if text[:1] == "0":
-            prefix = text[1:2].lower()
-            base, digits = (
-                ({"b": 2, "o": 8, "x": 16}[prefix], text[2:])
-                if (len(text) >= 3 and prefix in {"b", "o", "x"})
-                else (8, text[1:])
-            )
+    underscores_allowed = base == 0
+    base, digits = _literal_base(text) if base == 0 else (base, text)
     if not text:
         raise Unreadable(text)
     value, underscores = 0, False
@@ -91,6 +83,18 @@ def parse_uint(text: str, base: int = 0, bits: int = 64) -> int:
 
 
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+_PREFIXES = {"b": 2, "o": 8, "x": 16}
+
+
+def _literal_base(text: str) -> tuple[int, str]:
+    """The base a Go integer literal's prefix gives, and its digits: 0b, 0o or 0x with a
+    digit after it, else a leading 0 for octal ("0" alone is octal 0), else decimal."""
+    if text[:1] != "0":
+        return 10, text
+    prefix = text[1:2].lower()
+    if len(text) >= 3 and prefix in _PREFIXES:
+        return _PREFIXES[prefix], text[2:]
+    return 8, text[1:]
 
 
 def _underscores_between_digits(text: str) -> bool:
