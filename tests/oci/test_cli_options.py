@@ -170,14 +170,31 @@ def test_a_double_dash_reaches_the_command() -> None:
         ("1.5k", 1536),
         ("-1", -1),
         ("100b", 100),
+        ("1 g", 1 << 30),  # go-units takes one space before the unit
+        ("1 ", 1),
+        ("1i", 1),  # and an "i" without a unit
     ],
 )
 def test_sizes(text: str, size: int) -> None:
     assert parse_size(text) == size
 
 
+def test_sizes_of_the_form_that_are_no_float() -> None:
+    """go-units' form allows "1.5.0", and strconv.ParseFloat refuses it; Python's float()
+    failed here with a traceback, and one past float64's range ended in an OverflowError."""
+    for text, why in (("1.5.0", "invalid syntax"), ("9" * 400 + "k", "value out of range")):
+        with pytest.raises(InvalidArgument) as err:
+            parse_size(text)
+        digits = text.rstrip("k")
+        assert str(err.value) == f'strconv.ParseFloat: parsing "{digits}": {why}'
+
+
 @pytest.mark.parametrize(
-    "bad", ["", "x", "12q", "-5", "1e9", "inf", "nan", "1..5m", "9223372036854775808", "8192p"]
+    "bad",
+    [
+        *("", "x", "12q", "-5", "1e9", "inf", "nan", "1..5m", "9223372036854775808", "8192p"),
+        *(" 1", " -1", "1  g", "1.g", ".5g", "1bi", "1\u212a"),  # the Kelvin sign is no k
+    ],
 )
 def test_bad_sizes(bad: str) -> None:
     with pytest.raises(InvalidArgument, match="invalid size"):

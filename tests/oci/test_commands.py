@@ -303,6 +303,24 @@ def test_a_malformed_update_flag_is_named(running: tuple[Runtime, str]) -> None:
     rt("update", "--memory=", "--cpu-quota=", "--cpu-share", "", cid, check=True)
 
 
+def test_update_sizes_read_as_runcs_go_units(running: tuple[Runtime, str]) -> None:
+    """docker/go-units' RAMInBytes, as runc 1.1 has it: one space before the unit, "i"
+    without one; a number of the form with two points fails in strconv's words (galley
+    ended in a Python traceback), and so does one past float64's range."""
+    rt, cid = running
+    for size in ("64 m", "64mi", "67108864 "):
+        rt("update", "--memory-reservation", size, cid, check=True)
+    for size in (" 64m", "64  m", "-1 "):
+        result = rt("update", "--memory-reservation", size, cid)
+        assert result.returncode == 1
+        assert f"invalid value for memory-reservation: invalid size: '{size}'" in result.stderr
+    for size, why in (("1.5.5", "invalid syntax"), ("9" * 400, "value out of range")):
+        result = rt("update", "--memory-reservation", size, cid)
+        assert result.returncode == 1
+        assert f'strconv.ParseFloat: parsing \\"{size}\\": {why}' in result.stderr
+        assert "Traceback" not in result.stderr
+
+
 def test_an_update_the_kernel_refuses_says_why_in_go_words(running: tuple[Runtime, str]) -> None:
     """A CPU the host lacks: the kernel refuses the write (ERANGE on v1, EINVAL on v2); the
     error names the file and the reason as runc words it, lower case."""

@@ -9,7 +9,8 @@ from galley.errors import FailedPrecondition, InvalidArgument, go_quote, reason_
 from galley.oci.commands.options import PROG, Args, ArgumentCount
 from galley.oci.state import validate_id
 
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+_SIZE_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+_SIZE_EXTRAS = {"", "i", "b", "ib"}  # after the unit, or alone
 
 
 def container_id(command: str, args: Args) -> str:
@@ -69,19 +70,29 @@ def _unknown_signal(text: str) -> InvalidArgument:
 
 
 def parse_size(text: str) -> int:
-    """A byte size like 512M, 1g, 1024 or -1 (unlimited), as runc's update flags take."""
-    s = text.strip().lower()
-    if s == "-1":
+    """A byte size as runc's update flags read it: "-1" (unlimited), or what docker/go-units'
+    RAMInBytes takes (the version runc 1.1 is built with): ASCII digits in one or more
+    groups joined by dots, one space at most, then at most a unit of k, m, g, t or p (any
+    case, powers of 1024), an i and a b ("64M", "1 GiB", "2kb", "100B", "1.5k"). The number
+    is read as a float, so "1.2.3" has the form and still fails, in strconv's words."""
+    if text == "-1":
         return -1
-    s = s.removesuffix("ib").removesuffix("b") if s[-2:] in {"ib", "kb", "mb", "gb"} else s
-    digits = s.rstrip("bkmgtp")
-    unit = s[len(digits) :]
-    decimal = all(part.isdigit() and part.isascii() for part in digits.split("."))
-    if not decimal or unit not in _SIZE_UNITS:  # go-units' digits: no 1e9, inf or nan
-        raise InvalidArgument(f"invalid size: {text!r}")
-    size = int(float(digits) * _SIZE_UNITS[unit])
+    digits = text[: len(text) - len(text.lstrip("0123456789."))]
+    suffix = text[len(digits) :].removeprefix(" ")
+    unit = suffix[:1].lower() if suffix[:1].lower() in _SIZE_UNITS else ""
+    extras = suffix[len(unit) :].lower()
+    if not all(digits.split(".")) or not suffix.isascii() or extras not in _SIZE_EXTRAS:
+        raise InvalidArgument(f"invalid size: '{text}'")
+    from galley.oci.commands import gosyntax  # noqa: PLC0415 - update only
+
+    if digits.count(".") > 1:
+        raise InvalidArgument(gosyntax.strconv_words("ParseFloat", digits, gosyntax.Unreadable()))
+    number = float(digits)
+    if number == float("inf"):  # Go's ParseFloat: past float64's range
+        raise InvalidArgument(gosyntax.strconv_words("ParseFloat", digits, gosyntax.OutOfRange()))
+    size = int(number * _SIZE_UNITS.get(unit, 1))
     if size >= 2**63:  # runc's int64 wraps to a negative limit, which the kernel refuses
-        raise InvalidArgument(f"invalid size: {text!r} is more than 2^63-1 bytes")
+        raise InvalidArgument(f"invalid size: '{text}' is more than 2^63-1 bytes")
     return size
 
 
