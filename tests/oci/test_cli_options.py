@@ -117,6 +117,7 @@ def test_go_flag_spellings() -> None:
         ("+9", 9),  # numbers as Go's strconv.Atoi reads them; kill(2) judges them (is_signal)
         ("65", 65),
         ("-9", -9),
+        ("\u017figkill", 9),  # Go's ToUpper, as Python's, makes the long s an S
     ],
 )
 def test_signals(text: str, number: int) -> None:
@@ -128,7 +129,9 @@ def test_what_kill_2_takes_as_a_signal() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["NOPE", "SIG", "SIG_IGN", "_IGN", "NSIG", "0x9", "9 ", "+", "\u0663", "9" * 20]
+    "bad",
+    # "\ufb06op": Python's upper() makes the ligature "ST" (SIGSTOP); Go's ToUpper keeps it
+    ["NOPE", "SIG", "SIG_IGN", "_IGN", "NSIG", "0x9", "9 ", "+", "\u0663", "9" * 20, "\ufb06op"],
 )
 def test_bad_signals(bad: str) -> None:
     with pytest.raises(InvalidArgument, match="unknown signal"):

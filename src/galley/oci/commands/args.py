@@ -52,12 +52,20 @@ def parse_signal(text: str) -> int:
     digits = text[1:] if text[:1] in {"+", "-"} else text
     if digits.isascii() and digits.isdigit() and -(2**63) <= int(text) < 2**63:
         return int(text)
-    name = text.upper()
+    name = text.upper() if text.isascii() else "".join(map(_go_upper, text))
     name = name if name.startswith("SIG") else "SIG" + name
     number = getattr(_signal, name, None) if not name.startswith("SIG_") else None
     if not isinstance(number, int):
         raise _unknown_signal(text)
     return number
+
+
+def _go_upper(char: str) -> str:
+    """char upper-cased as Go's strings.ToUpper does it: one character for one (Unicode's
+    simple mapping), so the ligature U+FB06 stays, where Python's upper() gives "ST" (a
+    long s, U+017F, is an S in both)."""
+    upper = char.upper()
+    return upper if len(upper) == 1 else char
 
 
 def is_signal(number: int) -> bool:
