@@ -333,6 +333,29 @@ def test_null_members_read_as_absent(any_runtime: Runtime, bundle: Bundle) -> No
     assert res.stdout.splitlines() == ["0", "0", f"/root {SH_PATH}", no_caps]
 
 
+def test_nan_even_where_runc_ignores_the_member_is_refused(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """NaN is no JSON: runc's decoder refuses the document wherever it stands; galley-runc
+    ran the container (Python's json takes it). A number past float64, valid JSON, runs on
+    both, and galley-runc's state.json keeps it (as Infinity, which it reads back)."""
+    bundle.config["process"]["args"] = ["sleep", "30"]
+    bundle.config["x-unknown"] = "VALUE"
+    config = bundle.write() / "config.json"
+    text = config.read_text()
+    config.write_text(text.replace('"VALUE"', "1e999"))
+    cid = any_runtime.new_id()
+    assert any_runtime.popen("run", "-d", "-b", str(bundle.path), cid).wait(timeout=30) == 0
+    assert json.loads(any_runtime("state", cid, check=True).stdout)["status"] == "running"
+    any_runtime("delete", "-f", cid, check=True)
+    config.write_text(text.replace('"VALUE"', "NaN"))
+    res = any_runtime("run", "-b", str(bundle.path), any_runtime.new_id())
+    assert res.returncode == 1
+    refusals = ("invalid character 'N' looking for beginning of value", "NaN is not a JSON value")
+    assert any(refusal in res.stderr for refusal in refusals), res.stderr
+    assert any_runtime("list", "-q").stdout.strip() == ""
+
+
 def test_null_members_of_a_process_file_read_as_absent(
     any_runtime: Runtime, bundle: Bundle, tmp_path: Path
 ) -> None:

@@ -35,6 +35,15 @@ def test_constants_read_as_json_reads_them() -> None:
     assert math.isnan(jsonfast.loads("NaN"))
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_strict_documents_have_no_constants_json_lacks(constant: str) -> None:
+    """A config.json, process.json or resources file is read as Go reads it: no NaN or
+    Infinity, even in a member runc would ignore; a number past float64 is still a number."""
+    with pytest.raises(ValueError, match=f"{constant} is not a JSON value"):
+        jsonfast.loads(f'{{"x-unknown": {constant}}}', strict=True)
+    assert jsonfast.loads('{"x-unknown": 1e999}', strict=True) == {"x-unknown": float("inf")}
+
+
 @pytest.mark.parametrize("bad", ["", "   ", "{", '{"a": 1} x', "[1,]", '{"a" 1}', '"\x01"'])
 def test_malformed_documents_raise_value_error(bad: str) -> None:
     with pytest.raises(ValueError):

@@ -31,35 +31,49 @@ class _ScannerSettings:
     memo: dict[str, str] = {}  # noqa: RUF012 - _json reads it as a plain attribute
 
 
+def _not_json(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+class _StrictSettings(_ScannerSettings):
+    """The scanner for documents from outside: NaN and Infinity are no JSON (RFC 8259), and
+    Go's encoding/json refuses them wherever they stand, an unknown field too. galley's own
+    files keep json's leniency: a config's 1e999 is stored as Infinity."""
+
+    parse_constant = staticmethod(_not_json)
+
+
 def _unserialisable(obj: object) -> object:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
-def loads(data: str | bytes) -> Any:
-    """One JSON document (surrounding whitespace allowed), as json.loads."""
+def loads(data: str | bytes, *, strict: bool = False) -> Any:
+    """One JSON document (surrounding whitespace allowed), as json.loads; strict: without
+    json's NaN, Infinity and -Infinity."""
     text = data.decode() if isinstance(data, bytes) else data
     start = len(text) - len(text.lstrip(_WHITESPACE))
+    settings = _StrictSettings() if strict else _ScannerSettings()
     try:
-        value, end = _json.make_scanner(_ScannerSettings())(text, start)  # type: ignore[arg-type]
+        value, end = _json.make_scanner(settings)(text, start)  # type: ignore[arg-type]
     except StopIteration as stop:
         raise ValueError(f"Expecting value: char {stop.value}") from None
     except RecursionError:  # [[[[... deeper than the interpreter's stack
         raise ValueError("exceeded max depth") from None
     except SystemError:  # _json describes an error only once json.decoder is loaded
-        raise ValueError(_describe_error(text, start)) from None
+        raise ValueError(_describe_error(settings, text, start)) from None
     if text[end:].strip(_WHITESPACE):
         raise ValueError(f"Extra data: char {end}")
     return value
 
 
-def _describe_error(text: str, start: int) -> str:
+def _describe_error(settings: _ScannerSettings, text: str, start: int) -> str:
     """What json.loads would say of text (an error path: json.decoder may be imported)."""
     try:
         import json.decoder  # noqa: F401, PLC0415 - _json reads JSONDecodeError from it
     except ImportError:  # imports sealed (the init stage)
         return "not valid JSON"
     try:
-        _json.make_scanner(_ScannerSettings())(text, start)  # type: ignore[arg-type]
+        _json.make_scanner(settings)(text, start)  # type: ignore[arg-type]
     except ValueError as e:
         return str(e)
     except (StopIteration, RecursionError, SystemError):
@@ -110,15 +124,16 @@ def load_file(path: str, what: str) -> Any:
 
 def load_stream(stream: BinaryIO, what: str, limit: int = MAX_FILE) -> Any:
     """The JSON document stream holds, read to its end but at most limit bytes, as runc reads
-    a config.json, process.json or resources file: an object's member whose value is null is
-    left out. Go's encoding/json leaves a field that reads null at its zero value, which is
-    what the field's absence means to runc, so a tool that writes `"env": null` (Go writes a
-    nil slice so) gets what it gets from runc."""
+    a config.json, process.json or resources file: without NaN or Infinity, which Go's
+    encoding/json refuses, and with an object's member whose value is null left out. Go's
+    encoding/json leaves a field that reads null at its zero value, which is what the
+    field's absence means to runc, so a tool that writes `"env": null` (Go writes a nil
+    slice so) gets what it gets from runc."""
     data = stream.read(limit + 1)
     if len(data) > limit:
         raise ValueError(f"{what}: larger than {limit >> 20} MiB")
     try:
-        doc = loads(data)
+        doc = loads(data, strict=True)
     except ValueError as e:
         raise ValueError(f"{what}: invalid JSON: {e}") from None
     if _may_have_null_members(data):
