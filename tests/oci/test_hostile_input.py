@@ -356,6 +356,38 @@ def test_nan_even_where_runc_ignores_the_member_is_refused(
     assert any_runtime("list", "-q").stdout.strip() == ""
 
 
+@pytest.mark.parametrize(
+    ("section", "value"),
+    [
+        ("windows", "x"),
+        ("vm", {"kernel": {"path": 5}}),
+        ("zos", {"devices": [{"uid": -1}]}),
+        ("linux.namespaces.0.path", []),  # empty, but no string
+    ],
+)
+def test_a_section_of_the_wrong_shape_is_refused_even_where_unused(
+    any_runtime: Runtime, bundle: Bundle, section: str, value: object
+) -> None:
+    """runc decodes the whole document into its Go types, other platforms' sections too, and
+    fails create on a wrong shape; galley-runc ran these (found comparing its validation with
+    Go's decoding of specs-go over every field, session 28)."""
+    node = bundle.config
+    *parents, last = section.split(".")
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    node[last] = value
+    run_bundle(any_runtime, bundle, status=1)
+    assert any_runtime("list", "-q").stdout.strip() == ""
+
+
+def test_other_platforms_sections_of_the_right_shape_run(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    bundle.config["vm"] = {"kernel": {"path": "/k"}, "hypervisor": {"path": "/h"}}
+    bundle.config["windows"] = {"layerFolders": ["C:\\layer"], "servicing": False}
+    run_bundle(any_runtime, bundle)
+
+
 def test_null_members_of_a_process_file_read_as_absent(
     any_runtime: Runtime, bundle: Bundle, tmp_path: Path
 ) -> None:

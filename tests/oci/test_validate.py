@@ -135,6 +135,25 @@ CASES = [
     ("linux.memoryPolicy", {"mode": "MPOL_PREFERRED", "flags": ["MPOL_F_RELATIVE_NODES"]}, "linux.memoryPolicy.flags: MPOL_F_RELATIVE_NODES needs nodes, which MPOL_PREFERRED has none of"),
     ("process.execCPUAffinity", {"initial": "0-98765432100"}, 'process.execCPUAffinity.initial: invalid CPU "0-98765432100": CPUs are numbered below 8192'),
     ("process.execCPUAffinity", {"final": "2-1"}, 'process.execCPUAffinity.final: bad CPU range "2-1"'),
+    # Shapes runc's Go decoder refuses (checked against Go's encoding/json and specs-go):
+    # an empty value of the wrong type is no absent field, an int64 stops at 2^63-1.
+    ("linux.namespaces", {}, "linux.namespaces: must be an array, not object"),
+    ("linux.namespaces.0.path", [], "linux.namespaces[0].path: must be a string, not array"),
+    ("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "architectures": {}}, "linux.seccomp.architectures: must be an array"),
+    ("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "flags": {}}, "linux.seccomp.flags: must be an array"),
+    ("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_LOG", "args": {}}]}, "linux.seccomp.syscalls[0].args: must be an array"),
+    ("linux.resources.devices", [{"allow": False, "major": 2**63, "access": "r"}], "linux.resources.devices[0].major: 9223372036854775808 is out of range [-1, 9223372036854775807]"),
+    ("linux.resources.blockIO", {"weightDevice": [{"major": 2**63, "minor": 0}]}, "linux.resources.blockIO.weightDevice[0].major: 9223372036854775808 is out of range"),
+    ("linux.resources.blockIO", {"throttleReadBpsDevice": [{"major": 8, "minor": 2**63, "rate": 1}]}, "linux.resources.blockIO.throttleReadBpsDevice[0].minor: 9223372036854775808 is out of range"),
+    ("linux.resources.rdma", {"mlx5_0": 5}, "linux.resources.rdma.mlx5_0: must be an object, not number"),
+    ("linux.resources.rdma", {"mlx5_0": {"hcaHandles": -1}}, "linux.resources.rdma.mlx5_0.hcaHandles: -1 is out of range [0, 4294967295]"),
+    # The other platforms' sections: not run here, but read by runc into Go types.
+    ("windows", "x", "windows: must be an object, not string"),
+    ("windows.layerFolders", 5, "windows.layerFolders: must be an array, not number"),
+    ("windows.resources", {"cpu": {"shares": 65536}}, "windows.resources.cpu.shares: 65536 is out of range [0, 65535]"),
+    ("solaris.anet", [{"linkname": 5}], "solaris.anet[0].linkname: must be a string, not number"),
+    ("vm", {"kernel": {"path": 5}}, "vm.kernel.path: must be a string, not number"),
+    ("zos.devices", [{"path": "/dev/z", "uid": -1}], "zos.devices[0].uid: -1 is out of range [0, 4294967295]"),
 ]  # fmt: skip
 
 
@@ -152,6 +171,16 @@ def test_null_optional_fields_count_as_absent() -> None:
     doc["hostname"] = None
     doc["linux"]["seccomp"] = None
     doc["mounts"][0]["options"] = None
+    validate(doc)
+
+
+def test_other_platforms_sections_of_the_right_shape_are_ignored() -> None:
+    doc = copy.deepcopy(BASE)
+    doc["windows"] = {"layerFolders": ["C:\\l"], "credentialSpec": [1, {"any": "value"}]}
+    doc["vm"] = {"kernel": {"path": "/k", "parameters": ["quiet"]}, "image": {"path": "/i"}}
+    doc["solaris"] = {"cappedMemory": {"physical": "512m"}}
+    doc["zos"] = {"devices": [{"path": "/dev/z", "type": "c", "major": 1, "minor": 2}]}
+    doc["linux"]["namespaces"][0]["path"] = ""  # an empty path is no path, as Go's zero value
     validate(doc)
 
 

@@ -28,6 +28,7 @@ from galley.oci.validate_fields import (
     fields,
     integer,
     is_semver,
+    listed,
     obj,
     one_of,
     required,
@@ -37,6 +38,9 @@ from galley.oci.validate_fields import (
     typed_entries,
 )
 from galley.oci.vocabulary import SUPPORTED_VERSIONS
+
+# Sections for other platforms: runc reads them into Go types, so their shapes are checked.
+OTHER_PLATFORMS = frozenset({"solaris", "windows", "vm", "zos"})
 
 TYPE_CHECKING = False  # typing and the TypedDicts cost ~9 ms to import on every create
 if TYPE_CHECKING:
@@ -171,7 +175,7 @@ def _scheduler(path: str, value: object) -> None:
     d = obj(path, value)
     one_of(f"{path}.policy", required(path, d, "policy"), SCHED_POLICIES, "scheduler policy")
     fields(path, d, {"nice": lambda p, v: integer(p, v, -20, 19), "priority": integer})
-    for i, flag in enumerate(strings(f"{path}.flags", d.get("flags") or [])):
+    for i, flag in enumerate(strings(f"{path}.flags", listed(d, "flags"))):
         if flag not in SCHED_FLAGS:
             raise fail(f"{path}.flags[{i}]", f'unknown scheduler flag "{flag}"')
     for key in ("runtime", "deadline", "period"):
@@ -335,6 +339,10 @@ def validate(doc: object, *, need_process: bool = True) -> Spec:
         },
     )
     check_linux(d)
+    if not d.keys().isdisjoint(OTHER_PLATFORMS):
+        from galley.oci.validate_platforms import check_other_platforms  # noqa: PLC0415 - rare
+
+        check_other_platforms(d)
     check_host_security(d)
     spec: Spec = d  # type: ignore[assignment]  # checked above, field by field
     return spec

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 UINT32_MAX = 2**32 - 1
 UINT64_MAX = 2**64 - 1
 INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 
 
 def fail(path: str, message: str) -> InvalidArgument:
@@ -118,6 +119,14 @@ def fields(path: str, d: dict[str, Any], checks: dict[str, Callable[[str, Any], 
             check(f"{path}.{key}" if path else key, d[key])
 
 
+def listed(d: dict[str, Any], key: str) -> Any:
+    """d[key], or [] when it is absent or null (Go's nil slice): for a checker that wants an
+    array. Not `d.get(key) or []`, which lets an empty value of the wrong type ({}, "",
+    false) pass as no array, where runc's decoder refuses it."""
+    value = d.get(key)
+    return [] if value is None else value
+
+
 def each(path: str, value: object, check: Callable[[str, Any], object]) -> list[Any]:
     """Check every element of an array with check, naming path[i]."""
     items = arr(path, value)
@@ -140,7 +149,7 @@ def int_range(lo: int, hi: int) -> Callable[[str, Any], object]:
 U16 = int_range(0, 65535)
 U32 = int_range(0, UINT32_MAX)
 U64 = int_range(0, 2**64 - 1)
-I64 = int_range(-(2**63), 2**63 - 1)
+I64 = int_range(INT64_MIN, INT64_MAX)
 
 
 _SEMVER_SUFFIX = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.+-")

@@ -23,6 +23,7 @@ from galley.oci.validate_fields import (
     fields,
     int_range,
     integer,
+    listed,
     obj,
     one_of,
     required,
@@ -86,7 +87,7 @@ def _namespaces(path: str, value: object) -> set[str]:
     seen: set[str] = set()
     for p, d, kind in typed_entries(path, value, NAMESPACE_TYPES, "namespace type"):
         seen.add(kind)
-        if d.get("path"):
+        if d.get("path") is not None and string(f"{p}.path", d["path"]):  # "": no path
             abspath(f"{p}.path", d["path"])
     return seen
 
@@ -108,7 +109,7 @@ def _seccomp_rule(path: str, value: object) -> None:
         raise fail(f"{path}.names", "must not be empty")
     one_of(f"{path}.action", required(path, d, "action"), _SECCOMP_ACTIONS, "seccomp action")
     fields(path, d, {"errnoRet": U32})
-    for i, arg in enumerate(arr(f"{path}.args", d.get("args") or [])):
+    for i, arg in enumerate(arr(f"{path}.args", listed(d, "args"))):
         p = f"{path}.args[{i}]"
         a = obj(p, arg)
         integer(f"{p}.index", required(p, a, "index"), 0, 5)
@@ -127,10 +128,10 @@ def _seccomp(path: str, value: object) -> None:
     )
     fields(path, d, {"defaultErrnoRet": U32, "listenerPath": abspath})
     fields(path, d, {"listenerMetadata": string})
-    for i, arch in enumerate(strings(f"{path}.architectures", d.get("architectures") or [])):
+    for i, arch in enumerate(strings(f"{path}.architectures", listed(d, "architectures"))):
         if arch not in SECCOMP_ARCHES:
             raise fail(f"{path}.architectures[{i}]", f"unknown architecture {arch!r}")
-    for i, flag in enumerate(strings(f"{path}.flags", d.get("flags") or [])):
+    for i, flag in enumerate(strings(f"{path}.flags", listed(d, "flags"))):
         if flag not in _SECCOMP_FLAGS:
             raise fail(f"{path}.flags[{i}]", f'unknown seccomp flag "{flag}"')
     fields(path, d, {"syscalls": lambda p, v: each(p, v, _seccomp_rule)})
@@ -217,7 +218,7 @@ def _time_offsets(path: str, value: object) -> None:
 def check_linux(spec: dict[str, Any]) -> None:
     """Check spec["linux"] and the rules that tie it to the rest of the config."""
     linux = obj("linux", spec["linux"] if spec.get("linux") is not None else {})
-    namespaces = _namespaces("linux.namespaces", linux.get("namespaces") or [])
+    namespaces = _namespaces("linux.namespaces", listed(linux, "namespaces"))
     fields(
         "linux",
         linux,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from galley.oci.validate_fields import (
     I64,
+    INT64_MAX,
     MAX_CPUS,
     MAX_NODES,
     U16,
@@ -34,9 +35,9 @@ def _device_rule(path: str, value: object) -> None:
     boolean(f"{path}.allow", required(path, d, "allow"))
     if d.get("type") is not None:
         one_of(f"{path}.type", d["type"], ("a", "c", "b"), "device type")
-    for key in ("major", "minor"):
+    for key in ("major", "minor"):  # int64, -1 (or absent) for any
         if d.get(key) is not None:
-            integer(f"{path}.{key}", d[key], -1)
+            integer(f"{path}.{key}", d[key], -1, INT64_MAX)
     access = string(f"{path}.access", d.get("access") or "")
     if not access:  # runc refuses it; "no access" must not read as "rwm"
         raise fail(f"{path}.access", "cannot be empty: give r, w and/or m")
@@ -46,14 +47,15 @@ def _device_rule(path: str, value: object) -> None:
 
 def _throttle(path: str, value: object) -> None:
     d = obj(path, value)
-    for key in ("major", "minor", "rate"):
-        integer(f"{path}.{key}", required(path, d, key), 0)
+    for key in ("major", "minor"):
+        integer(f"{path}.{key}", required(path, d, key), 0, INT64_MAX)
+    integer(f"{path}.rate", required(path, d, "rate"), 0)
 
 
 def _weight_device(path: str, value: object) -> None:
     d = obj(path, value)
     for key in ("major", "minor"):
-        integer(f"{path}.{key}", required(path, d, key), 0)
+        integer(f"{path}.{key}", required(path, d, key), 0, INT64_MAX)
     fields(path, d, {"weight": U16, "leafWeight": U16})
 
 
@@ -71,6 +73,13 @@ def _hugepage(path: str, value: object) -> None:
     d = obj(path, value)
     string(f"{path}.pageSize", required(path, d, "pageSize"), empty=False)
     integer(f"{path}.limit", required(path, d, "limit"), 0)
+
+
+def _rdma(path: str, value: object) -> None:
+    """Per device: the most HCA handles and objects, each a uint32."""
+    for device, limits in obj(path, value).items():
+        where = f"{path}.{device}"
+        fields(where, obj(where, limits), {"hcaHandles": U32, "hcaObjects": U32})
 
 
 def _priority(path: str, value: object) -> None:
@@ -119,7 +128,7 @@ def check_resources(path: str, value: object) -> None:
             "blockIO": _block_io,
             "hugepageLimits": lambda p, v: each(p, v, _hugepage),
             "network": _network,
-            "rdma": obj,
+            "rdma": _rdma,
             "unified": string_map,
         },
     )
