@@ -10,6 +10,7 @@
 //	signal     strconv.Atoi, then strings.ToUpper and x/sys/unix's SignalNum of the name
 //	schema     (no input) every JSON path of the runtime-spec's Go types, with its kind
 //	decode     encoding/json of the document into the runtime-spec's Spec: "ok" or the error
+//	syntax     a json.Decoder's first value of the (quoted) text, as runc reads a config
 //
 // Errors print as "E <message>"; strings are Go-quoted so that a line stays a line.
 package main
@@ -125,9 +126,17 @@ func decode(document []byte) string {
 	return "ok"
 }
 
+func syntax(text string) string {
+	var value interface{}
+	if err := json.NewDecoder(strings.NewReader(text)).Decode(&value); err != nil {
+		return strconv.Quote("E " + err.Error())
+	}
+	return "ok"
+}
+
 func main() {
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: gocheck strconv|size|quote|signal|schema|decode")
+		fmt.Fprintln(os.Stderr, "usage: gocheck strconv|size|quote|signal|syntax|schema|decode")
 		os.Exit(2)
 	}
 	if os.Args[1] == "schema" {
@@ -157,6 +166,8 @@ func main() {
 			fmt.Fprintln(out, strconv.Quote(text))
 		case "signal":
 			fmt.Fprintln(out, signal(text))
+		case "syntax":
+			fmt.Fprintln(out, syntax(text))
 		default:
 			fmt.Fprintln(os.Stderr, "gocheck: unknown reading", os.Args[1])
 			os.Exit(2)

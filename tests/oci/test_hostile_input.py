@@ -110,6 +110,26 @@ def test_deeply_nested_json_is_refused(runtime: Runtime, bundle: Bundle) -> None
     assert "config.json: invalid JSON: exceeded max depth" in res.stderr
 
 
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"{ invalid", "invalid character 'i' looking for beginning of object key string"),
+        (b'{"ociVersion": "1.0.2",}', "invalid character '}' looking for beginning of object key"),
+        (b'{"ociVersion": tru', "unexpected EOF"),
+        (b"\xff\xfe", "invalid character '\u00ff' looking for beginning of value"),
+    ],
+)
+def test_a_config_that_is_no_json_is_refused_in_gos_words(
+    any_runtime: Runtime, bundle: Bundle, content: bytes, words: str
+) -> None:
+    """runc's words are its Go decoder's; galley-runc gave Python's json's ("Expecting
+    property name enclosed in double quotes: line 1 column 3 (char 2)")."""
+    (bundle.write() / "config.json").write_bytes(content)
+    res = any_runtime("run", "-b", str(bundle.path), any_runtime.new_id())
+    assert res.returncode == 1
+    assert words in res.stderr, res.stderr
+
+
 def test_exec_process_file_that_is_not_json(
     runtime: Runtime, bundle: Bundle, tmp_path: Path
 ) -> None:

@@ -135,10 +135,26 @@ def load_stream(stream: BinaryIO, what: str, limit: int = MAX_FILE) -> Any:
     try:
         doc = loads(data, strict=True)
     except ValueError as e:
-        raise ValueError(f"{what}: invalid JSON: {e}") from None
+        raise ValueError(f"{what}: invalid JSON: {_go_words(data, e)}") from None
     if _may_have_null_members(data):
         _drop_null_members(doc)
     return doc
+
+
+def _go_words(data: bytes, error: ValueError) -> str:
+    """What is wrong with data in the words of Go's encoding/json, which runc reads it with
+    ("invalid character 'x' after object key"); else in galley's own: a document that is
+    JSON to Go but not to galley is no UTF-8, or nested past Python's recursion limit."""
+    try:
+        from galley.oci import gojson  # noqa: PLC0415 - the error path only
+    except ImportError:  # imports sealed (the init stage)
+        return str(error)
+    words = gojson.syntax_error(data)
+    if words is not None:
+        return words
+    if isinstance(error, UnicodeDecodeError):
+        return f"not UTF-8 (byte 0x{data[error.start]:02x} at offset {error.start})"
+    return str(error)
 
 
 def _may_have_null_members(data: bytes) -> bool:
