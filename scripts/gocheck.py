@@ -2,13 +2,14 @@
 
 galley-runc reads what runc reads as runc, a Go program, reads it: integers, booleans and
 durations as strconv and time do, byte sizes as docker/go-units, signal names as
-strings.ToUpper and x/sys/unix, error quoting as strconv.Quote, config.json as encoding/json
-decodes it into the runtime-spec's Go types. scripts/gocheck/main.go prints Go's reading of
-each text; this script draws the texts, reads each with galley's code too, and prints where
-the two differ (exit status 1 if anywhere).
+strings.ToUpper and x/sys/unix, error quoting as strconv.Quote, a document that is no JSON
+as a json.Decoder words it, and config.json, exec's --process file and update's --resources
+file as encoding/json decodes them into the runtime-spec's Go types. scripts/gocheck/main.go
+prints Go's reading of each text; this script draws the texts, reads each with galley's code
+too, and prints where the two differ (exit status 1 if anywhere).
 
     .venv/bin/python scripts/gocheck.py --seed 1 -n 20000        # every check
-    .venv/bin/python scripts/gocheck.py --only spec               # one of: CHECKS
+    .venv/bin/python scripts/gocheck.py --only spec               # one of CHECKS
 
 Needs Go and the Go packages runc is built with (not part of scripts/setup.sh: the suite
 never needs Go):
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,8 @@ from galley.fixtures.busybox import default_config
 from galley.oci import gojson, jsonfast
 from galley.oci.commands import gosyntax
 from galley.oci.commands.args import parse_signal, parse_size
-from galley.oci.validate import validate
+from galley.oci.validate import check_process, validate
+from galley.oci.validate_resources import check_resources
 
 HERE = Path(__file__).resolve().parent
 GALLEY_ONLY_SIGNALS = {"SIGIOT", "SIGCLD", "SIGPOLL", "SIGRTMIN", "SIGRTMAX"}
@@ -317,37 +320,71 @@ def put(doc: dict[str, Any], path: str, value: object) -> None:
         node = node[key]
 
 
-def galley_validation(document: str) -> str:
-    try:
-        validate(jsonfast.load_stream(io.BytesIO(document.encode()), "config.json"))
-    except (GalleyError, ValueError) as e:
-        return f"E {e}"
-    return "ok"
+def validator(kind: str) -> Callable[[str], str]:
+    """galley's reading of a document of kind (see DOCUMENTS): "ok", or "E <its error>"."""
+    check = {
+        "spec": validate,
+        "process": lambda doc: check_process("process", doc),
+        "resources": lambda doc: check_resources("resources", doc),
+    }[kind]
+
+    def read(document: str) -> str:
+        try:
+            check(jsonfast.load_stream(io.BytesIO(document.encode()), kind))
+        except (GalleyError, ValueError) as e:
+            return f"E {e}"
+        return "ok"
+
+    return read
 
 
-def check_spec(binary: Path) -> int:
-    schema = go(binary, "schema", [])
-    base = full_config()
-    assert go(binary, "decode", [json.dumps(base)]) == ["ok"], "the base config does not decode"
-    assert galley_validation(json.dumps(base)) == "ok", "galley refuses the base config"
+# Each document runc decodes into a runtime-spec Go type: a config.json, an exec --process
+# file, an update --resources file. Their bases: valid, with one entry in every array.
+DOCUMENTS: dict[str, Callable[[], Any]] = {
+    "spec": full_config,
+    "process": lambda: full_config()["process"],
+    "resources": lambda: full_config()["linux"]["resources"],
+}
+
+
+def check_documents(binary: Path, kind: str) -> int:
+    """Every field of kind's Go type given each wrong shape: where Go's decoder refuses the
+    document and galley's validation takes it (or ends in an exception)."""
+    schema = _schema(binary, kind)
+    base = DOCUMENTS[kind]()
+    ours = validator(kind)
+    assert _decode(binary, kind, [json.dumps(base)]) == ["ok"], f"Go refuses the base {kind}"
+    assert ours(json.dumps(base)) == "ok", f"galley refuses the base {kind}"
     cases: list[tuple[str, object, dict[str, Any]]] = []
     for line in schema:
-        path, kind = line.split("\t")
-        numeric = ["x", True, 1.5, [], {}, *LIMITS[kind]] if kind in LIMITS else []
-        for value in (WRONG.get(kind) or numeric) if path else []:  # "": the document itself
+        path, shape = line.split("\t")
+        numeric = ["x", True, 1.5, [], {}, *LIMITS[shape]] if shape in LIMITS else []
+        for value in (WRONG.get(shape) or numeric) if path else []:  # "": the document itself
             doc = copy.deepcopy(base)
             put(doc, path, value)
             cases.append((path, value, doc))
-    decoded = go(binary, "decode", [json.dumps(doc) for _, _, doc in cases])
+    decoded = _decode(binary, kind, [json.dumps(doc) for _, _, doc in cases])
     differ = 0
     for (path, value, doc), theirs in zip(cases, decoded, strict=True):
-        ours = crashing(galley_validation, json.dumps(doc))
-        if ours.startswith("crash") or (theirs.startswith("E") and ours == "ok"):
+        our = crashing(ours, json.dumps(doc))
+        if our.startswith("crash") or (theirs.startswith("E") and our == "ok"):
             differ += 1
             why = theirs[2:90]
-            print(f"spec: {path} = {json.dumps(value)}: Go refuses ({why}), galley runs it")
-    print(f"spec: {len(cases)} wrong shapes of {len(schema)} fields, {differ} run by galley alone")
+            print(f"{kind}: {path} = {json.dumps(value)}: Go refuses ({why}), galley: {our:.60}")
+    print(f"{kind}: {len(cases)} wrong shapes of {len(schema)} fields, {differ} taken by galley")
     return differ
+
+
+def _schema(binary: Path, kind: str) -> list[str]:
+    done = subprocess.run([str(binary), "schema", kind], capture_output=True, text=True, check=True)
+    return done.stdout.splitlines()
+
+
+def _decode(binary: Path, kind: str, documents: list[str]) -> list[str]:
+    text = "\n".join(documents) + "\n"
+    command = [str(binary), "decode", kind]
+    done = subprocess.run(command, input=text, capture_output=True, text=True, check=True)
+    return done.stdout.splitlines()
 
 
 def crashing(read: Callable[[str], str], text: str) -> str:
@@ -376,7 +413,7 @@ def check_texts(
     return differ
 
 
-CHECKS = ("strconv", "size", "quote", "signal", "syntax", "spec")
+CHECKS = ("strconv", "size", "quote", "signal", "syntax", "spec", "process", "resources")
 
 
 def main() -> int:
@@ -402,7 +439,7 @@ def main() -> int:
             "syntax": lambda: check_texts(
                 binary, "syntax", broken_documents(rnd, args.n // 4), galley_syntax, syntax_agrees
             ),
-            "spec": lambda: check_spec(binary),
+            **{kind: partial(check_documents, binary, kind) for kind in DOCUMENTS},
         }
         differ = sum(runs[name]() for name in CHECKS if args.only in (None, name))
     return 1 if differ else 0

@@ -8,9 +8,11 @@
 //	size       docker/go-units' RAMInBytes (and "-1", as runc's update reads it)
 //	quote      strconv.Quote
 //	signal     strconv.Atoi, then strings.ToUpper and x/sys/unix's SignalNum of the name
-//	schema     (no input) every JSON path of the runtime-spec's Go types, with its kind
-//	decode     encoding/json of the document into the runtime-spec's Spec: "ok" or the error
 //	syntax     a json.Decoder's first value of the (quoted) text, as runc reads a config
+//	schema T   (no input) every JSON path of a runtime-spec Go type, with its kind
+//	decode T   encoding/json of the document into that type: "ok" or the error
+//
+// T is spec (a config.json), process (exec --process) or resources (update --resources).
 //
 // Errors print as "E <message>"; strings are Go-quoted so that a line stays a line.
 package main
@@ -118,9 +120,15 @@ func schema(t reflect.Type, path string) {
 	}
 }
 
-func decode(document []byte) string {
-	var spec specs.Spec
-	if err := json.NewDecoder(bytes.NewReader(document)).Decode(&spec); err != nil {
+// documents: the Go type runc decodes each kind of document into.
+var documents = map[string]func() interface{}{
+	"spec":      func() interface{} { return &specs.Spec{} },
+	"process":   func() interface{} { return &specs.Process{} },
+	"resources": func() interface{} { return &specs.LinuxResources{} },
+}
+
+func decode(kind string, document []byte) string {
+	if err := json.NewDecoder(bytes.NewReader(document)).Decode(documents[kind]()); err != nil {
 		return "E " + err.Error()
 	}
 	return "ok"
@@ -135,12 +143,19 @@ func syntax(text string) string {
 }
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: gocheck strconv|size|quote|signal|syntax|schema|decode")
+	kind := "spec"
+	if len(os.Args) == 3 && (os.Args[1] == "schema" || os.Args[1] == "decode") {
+		kind = os.Args[2]
+	} else if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: gocheck strconv|size|quote|signal|syntax|schema T|decode T")
+		os.Exit(2)
+	}
+	if _, known := documents[kind]; !known {
+		fmt.Fprintln(os.Stderr, "gocheck: unknown document type", kind)
 		os.Exit(2)
 	}
 	if os.Args[1] == "schema" {
-		schema(reflect.TypeOf(specs.Spec{}), "")
+		schema(reflect.TypeOf(documents[kind]()).Elem(), "")
 		return
 	}
 	in := bufio.NewScanner(os.Stdin)
@@ -149,7 +164,7 @@ func main() {
 	defer out.Flush()
 	for in.Scan() {
 		if os.Args[1] == "decode" {
-			fmt.Fprintln(out, decode(in.Bytes()))
+			fmt.Fprintln(out, decode(kind, in.Bytes()))
 			continue
 		}
 		text, err := strconv.Unquote(in.Text())
