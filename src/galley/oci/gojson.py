@@ -3,8 +3,8 @@ config.json, process file or resources file.
 
 Python's json reports "Expecting property name enclosed in double quotes: line 1 column 3
 (char 2)"; runc says "invalid character 'i' looking for beginning of object key string".
-This module reads the bytes as Go's JSON scanner does (a state machine over bytes, RFC 8259's
-grammar) and words the first error as a json.Decoder reading one value does: "EOF" for no
+This module reads the bytes by RFC 8259's grammar, refusing at the byte where Go's scanner
+refuses, and words the first error as a json.Decoder reading one value does: "EOF" for no
 value at all, "unexpected EOF" for a value cut short, "invalid character ... after top-level
 value" for bytes after the value (runc's Decoder ignores those; galley refuses them, in the
 words json.Unmarshal uses). Only the error path imports it.
@@ -12,13 +12,14 @@ words json.Unmarshal uses). Only the error path imports it.
 
 from __future__ import annotations
 
+from galley.errors import go_quote
+
 _SPACE = b" \t\r\n"
 _DIGITS = b"0123456789"
 _HEX = b"0123456789abcdefABCDEF"
 _ESCAPES = b'bfnrt\\/"'
 _CONTROL = bytes(range(0x20))
 _LITERALS = {ord("t"): b"true", ord("f"): b"false", ord("n"): b"null"}
-_NAMES = {b"true": "true", b"false": "false", b"null": "null"}
 
 
 class _Invalid(Exception):
@@ -39,8 +40,6 @@ def _quote_char(char: int) -> str:
         return "'\\''"
     if char == ord('"'):
         return "'\"'"
-    from galley.errors import go_quote  # noqa: PLC0415 - error path only
-
     return "'" + go_quote(chr(char))[1:-1] + "'"
 
 
@@ -183,6 +182,6 @@ class _Scanner:
         for i, expected in enumerate(word[1:], start=1):
             char = self.byte(at + i)
             if char != expected:
-                name = _NAMES[word]
-                raise _Invalid(char, f"in literal {name} (expecting {_quote_char(expected)})")
+                what = f"in literal {word.decode()} (expecting {_quote_char(expected)})"
+                raise _Invalid(char, what)
         return at + len(word)
