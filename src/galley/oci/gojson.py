@@ -132,9 +132,13 @@ class _Scanner:
     def string(self, at: int) -> int:
         """From after the opening quote to after the closing one."""
         data = self.data
+        quote = data.find(b'"', at)
         while True:
-            quote, escape = data.find(b'"', at), data.find(b"\\", at)
-            stop = min(i for i in (quote, escape, len(data)) if i >= 0)
+            if 0 <= quote < at:  # that quote was escaped: the next one
+                quote = data.find(b'"', at)
+            end = quote if quote >= 0 else len(data)
+            escape = data.find(b"\\", at, end)  # only before the quote: no search to the end
+            stop = escape if escape >= 0 else end
             span = data[at:stop]
             if len(span.translate(None, _CONTROL)) != len(span):  # a control byte in it
                 bad = next(i for i, c in enumerate(span) if c < 0x20)
