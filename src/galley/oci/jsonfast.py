@@ -3,7 +3,8 @@
 `state`, `start`, `kill` and `delete` read state.json and `state` prints JSON: that is all the
 JSON they need. CPython's `_json` accelerator (what the json package runs underneath) scans and
 encodes (it is built into every CPython); this module hands it the settings json would (strict
-scanning, ASCII output, NaN allowed). Errors are ValueErrors, as json's.
+scanning, ASCII output, NaN allowed: in galley's own files, not in a document from outside,
+which load_stream reads as Go does). Errors are ValueErrors, as json's.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class _ScannerSettings:
 
 
 def _not_json(name: str) -> float:
+    """parse_constant for a document from outside: NaN, Infinity and -Infinity refused."""
     raise ValueError(f"{name} is not a JSON value")
 
 
