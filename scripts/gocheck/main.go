@@ -135,7 +135,7 @@ func decode(kind string, document []byte) string {
 }
 
 func syntax(text string) string {
-	var value interface{}
+	var value json.RawMessage // the bytes as they are: syntax alone, no number's range
 	if err := json.NewDecoder(strings.NewReader(text)).Decode(&value); err != nil {
 		return strconv.Quote("E " + err.Error())
 	}
