@@ -68,9 +68,10 @@ def build(work: Path) -> Path:
 
 
 def go(binary: Path, reading: str, lines: list[str]) -> list[str]:
-    """Go's reading of each line (one output line per input line)."""
-    text = "\n".join(lines) + "\n"
-    command = [str(binary), reading]
+    """Go's reading of each line (one output line per input line); reading may carry its
+    argument ("decode spec")."""
+    text = "\n".join(lines) + "\n" if lines else ""
+    command = [str(binary), *reading.split()]
     done = subprocess.run(command, input=text, capture_output=True, text=True, check=True)
     return done.stdout.splitlines()
 
@@ -350,10 +351,10 @@ DOCUMENTS: dict[str, Callable[[], Any]] = {
 def check_documents(binary: Path, kind: str) -> int:
     """Every field of kind's Go type given each wrong shape: where Go's decoder refuses the
     document and galley's validation takes it (or ends in an exception)."""
-    schema = _schema(binary, kind)
+    schema = go(binary, f"schema {kind}", [])
     base = DOCUMENTS[kind]()
     ours = validator(kind)
-    assert _decode(binary, kind, [json.dumps(base)]) == ["ok"], f"Go refuses the base {kind}"
+    assert go(binary, f"decode {kind}", [json.dumps(base)]) == ["ok"], f"Go refuses the base {kind}"
     assert ours(json.dumps(base)) == "ok", f"galley refuses the base {kind}"
     cases: list[tuple[str, object, dict[str, Any]]] = []
     for line in schema:
@@ -363,7 +364,7 @@ def check_documents(binary: Path, kind: str) -> int:
             doc = copy.deepcopy(base)
             put(doc, path, value)
             cases.append((path, value, doc))
-    decoded = _decode(binary, kind, [json.dumps(doc) for _, _, doc in cases])
+    decoded = go(binary, f"decode {kind}", [json.dumps(doc) for _, _, doc in cases])
     differ = 0
     for (path, value, doc), theirs in zip(cases, decoded, strict=True):
         our = crashing(ours, json.dumps(doc))
@@ -373,18 +374,6 @@ def check_documents(binary: Path, kind: str) -> int:
             print(f"{kind}: {path} = {json.dumps(value)}: Go refuses ({why}), galley: {our:.60}")
     print(f"{kind}: {len(cases)} wrong shapes of {len(schema)} fields, {differ} taken by galley")
     return differ
-
-
-def _schema(binary: Path, kind: str) -> list[str]:
-    done = subprocess.run([str(binary), "schema", kind], capture_output=True, text=True, check=True)
-    return done.stdout.splitlines()
-
-
-def _decode(binary: Path, kind: str, documents: list[str]) -> list[str]:
-    text = "\n".join(documents) + "\n"
-    command = [str(binary), "decode", kind]
-    done = subprocess.run(command, input=text, capture_output=True, text=True, check=True)
-    return done.stdout.splitlines()
 
 
 def crashing(read: Callable[[str], str], text: str) -> str:
