@@ -147,10 +147,8 @@ def _go_words(data: bytes, error: ValueError) -> str:
     """What is wrong with data in the words of Go's encoding/json, which runc reads it with
     ("invalid character 'x' after object key"); else in galley's own: a document that is
     JSON to Go but not to galley is no UTF-8, or nested past Python's recursion limit."""
-    try:
-        from galley.oci import gojson  # noqa: PLC0415 - the error path only
-    except ImportError:  # imports sealed (the init stage)
-        return str(error)
+    from galley.oci import gojson  # noqa: PLC0415 - the error path only
+
     words = gojson.syntax_error(data)
     if words is not None:
         return words

@@ -93,11 +93,10 @@ def parse_size(text: str) -> int:
         raise InvalidArgument(f"invalid size: '{text}'")
     from galley.oci.commands import gosyntax  # noqa: PLC0415 - update only
 
-    if digits.count(".") > 1:
-        raise InvalidArgument(gosyntax.strconv_words("ParseFloat", digits, gosyntax.Unreadable()))
-    number = float(digits)
-    if number == float("inf"):  # Go's ParseFloat: past float64's range
-        raise InvalidArgument(gosyntax.strconv_words("ParseFloat", digits, gosyntax.OutOfRange()))
+    number = float(digits) if digits.count(".") <= 1 else None
+    if number is None or number == float("inf"):  # no float, or past float64's range
+        error = gosyntax.Unreadable() if number is None else gosyntax.OutOfRange()
+        raise InvalidArgument(gosyntax.strconv_words("ParseFloat", digits, error))
     size = int(number * _SIZE_UNITS.get(unit, 1))
     if size >= 2**63:  # runc's int64 wraps to a negative limit, which the kernel refuses
         raise InvalidArgument(f"invalid size: '{text}' is more than 2^63-1 bytes")
