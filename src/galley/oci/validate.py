@@ -21,6 +21,7 @@ from galley.oci.validate_fields import (
     MAX_CPUS,
     UINT32_MAX,
     abspath,
+    array_of,
     boolean,
     cpuset,
     each,
@@ -35,6 +36,7 @@ from galley.oci.validate_fields import (
     string,
     string_map,
     strings,
+    struct,
     typed_entries,
 )
 from galley.oci.vocabulary import SUPPORTED_VERSIONS
@@ -210,7 +212,7 @@ def check_process(path: str, value: object) -> None:
         d,
         {
             "terminal": boolean,
-            "consoleSize": lambda p, v: fields(p, obj(p, v), {"height": size, "width": size}),
+            "consoleSize": struct({"height": size, "width": size}),
             "user": _user,
             "env": _env,
             "commandLine": string,
@@ -333,7 +335,7 @@ def validate(doc: object, *, need_process: bool = True) -> Spec:
         {
             "hostname": _uts_name,
             "domainname": _uts_name,
-            "mounts": lambda p, v: each(p, v, _mount),
+            "mounts": array_of(_mount),
             "hooks": _hooks,
             "annotations": string_map,
         },

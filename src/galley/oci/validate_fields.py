@@ -135,6 +135,16 @@ def each(path: str, value: object, check: Callable[[str, Any], object]) -> list[
     return items
 
 
+def struct(checks: dict[str, Callable[[str, Any], object]]) -> Callable[[str, Any], object]:
+    """A checker of an object whose members are checked by checks (others ignored)."""
+    return lambda path, value: fields(path, obj(path, value), checks)
+
+
+def array_of(check: Callable[[str, Any], object]) -> Callable[[str, Any], object]:
+    """A checker of an array whose every element check checks."""
+    return lambda path, value: each(path, value, check)
+
+
 def required(path: str, d: dict[str, Any], key: str) -> Any:
     """d[key], or an error naming the missing field."""
     if key not in d or d[key] is None:

@@ -18,7 +18,7 @@ from galley.oci.validate_fields import (
     U64,
     abspath,
     arr,
-    each,
+    array_of,
     fail,
     fields,
     int_range,
@@ -134,7 +134,7 @@ def _seccomp(path: str, value: object) -> None:
     for i, flag in enumerate(strings(f"{path}.flags", listed(d, "flags"))):
         if flag not in _SECCOMP_FLAGS:
             raise fail(f"{path}.flags[{i}]", f'unknown seccomp flag "{flag}"')
-    fields(path, d, {"syscalls": lambda p, v: each(p, v, _seccomp_rule)})
+    fields(path, d, {"syscalls": array_of(_seccomp_rule)})
     misuse = notify_misuse(d)  # what the filter's compiler refuses, before any hook runs
     if misuse is not None:
         raise fail(path + misuse[0], misuse[1])
@@ -226,14 +226,14 @@ def check_linux(spec: dict[str, Any]) -> None:
             "uidMappings": id_mappings,
             "gidMappings": id_mappings,
             "timeOffsets": _time_offsets,
-            "devices": lambda p, v: each(p, v, _device),
+            "devices": array_of(_device),
             "cgroupsPath": string,
             "resources": check_resources,
             "rootfsPropagation": lambda p, v: one_of(p, v, PROPAGATIONS, "propagation"),
             "seccomp": _seccomp,
             "sysctl": lambda p, v: _sysctl(p, v, namespaces),
-            "maskedPaths": lambda p, v: each(p, v, abspath),
-            "readonlyPaths": lambda p, v: each(p, v, abspath),
+            "maskedPaths": array_of(abspath),
+            "readonlyPaths": array_of(abspath),
             "mountLabel": string,
             "intelRdt": obj,
             "personality": _personality,

@@ -13,30 +13,18 @@ from galley.oci.validate_fields import (
     U16,
     U32,
     U64,
+    array_of,
     boolean,
-    each,
     fields,
-    obj,
     string,
     strings,
+    struct,
 )
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
-
-    Check = Callable[[str, Any], object]
-
-
-def _struct(checks: dict[str, Check]) -> Check:
-    """A checker of an object whose known members are checked by checks (others ignored)."""
-    return lambda path, value: fields(path, obj(path, value), checks)
-
-
-def _array_of(check: Check) -> Check:
-    return lambda path, value: each(path, value, check)
-
 
 _ANET_FIELDS = (
     "linkname",
@@ -47,33 +35,33 @@ _ANET_FIELDS = (
     "linkProtection",
     "macAddress",
 )
-_SOLARIS = _struct(
+_SOLARIS = struct(
     {
         "milestone": string,
         "limitpriv": string,
         "maxShmMemory": string,
-        "anet": _array_of(_struct(dict.fromkeys(_ANET_FIELDS, string))),
-        "cappedCPU": _struct({"ncpus": string}),
-        "cappedMemory": _struct({"physical": string, "swap": string}),
+        "anet": array_of(struct(dict.fromkeys(_ANET_FIELDS, string))),
+        "cappedCPU": struct({"ncpus": string}),
+        "cappedMemory": struct({"physical": string, "swap": string}),
     }
 )
 
-_WINDOWS = _struct(
+_WINDOWS = struct(
     {
         "layerFolders": strings,
-        "devices": _array_of(_struct({"id": string, "idType": string})),
-        "resources": _struct(
+        "devices": array_of(struct({"id": string, "idType": string})),
+        "resources": struct(
             {
-                "memory": _struct({"limit": U64}),
-                "cpu": _struct({"count": U64, "shares": U16, "maximum": U16}),
-                "storage": _struct({"iops": U64, "bps": U64, "sandboxSize": U64}),
+                "memory": struct({"limit": U64}),
+                "cpu": struct({"count": U64, "shares": U16, "maximum": U16}),
+                "storage": struct({"iops": U64, "bps": U64, "sandboxSize": U64}),
             }
         ),
         # credentialSpec may be any JSON value
         "servicing": boolean,
         "ignoreFlushesDuringBoot": boolean,
-        "hyperv": _struct({"utilityVMPath": string}),
-        "network": _struct(
+        "hyperv": struct({"utilityVMPath": string}),
+        "network": struct(
             {
                 "endpointList": strings,
                 "allowUnqualifiedDNSQuery": boolean,
@@ -85,20 +73,20 @@ _WINDOWS = _struct(
     }
 )
 
-_PROGRAM = _struct({"path": string, "parameters": strings})
+_PROGRAM = struct({"path": string, "parameters": strings})
 
-_VM = _struct(
+_VM = struct(
     {
         "hypervisor": _PROGRAM,
-        "kernel": _struct({"path": string, "parameters": strings, "initrd": string}),
-        "image": _struct({"path": string, "format": string}),
+        "kernel": struct({"path": string, "parameters": strings, "initrd": string}),
+        "image": struct({"path": string, "format": string}),
     }
 )
 
-_ZOS = _struct(
+_ZOS = struct(
     {
-        "devices": _array_of(
-            _struct(
+        "devices": array_of(
+            struct(
                 {
                     "path": string,
                     "type": string,
@@ -113,7 +101,12 @@ _ZOS = _struct(
     }
 )
 
-SECTIONS: dict[str, Check] = {"solaris": _SOLARIS, "windows": _WINDOWS, "vm": _VM, "zos": _ZOS}
+SECTIONS: dict[str, Callable[[str, Any], object]] = {
+    "solaris": _SOLARIS,
+    "windows": _WINDOWS,
+    "vm": _VM,
+    "zos": _ZOS,
+}
 
 
 def check_other_platforms(doc: dict[str, Any]) -> None:
