@@ -121,24 +121,103 @@ def create(
     rollback = Rollback()
     rollback.add(stage.abandon)
     with rollback:  # galley-runc begins its error with "galley-runc create failed: ", as runc
-        return _create(
-            container_id,
-            bundle,
-            spec,
-            state_dir,
-            rollback,
-            stage=stage,
-            pid_file=pid_file,
-            console_socket=console_socket,
+        channel, stage_pid, preserve_fds = stage.channel, stage.pid, stage.preserve_fds
+        terminal = check_console(spec.get("process", {}), console_socket)
+        listen_fds = _listen_fds()
+        if listen_fds:
+            env = spec.setdefault("process", {}).setdefault("env", [])
+            env += [f"LISTEN_FDS={listen_fds}", "LISTEN_PID=1"]
+        if needs_interpreter(spec) or seen_by_tracers(spec, execs=False):
+            request_interpreter(channel)
+        fifo = _prepare(state_dir, rollback, foreground)  # the stage imports meanwhile
+        host_root = _host_root(spec, state_dir)
+        send_quietly(
+            channel,
+            "boot",
+            spec=spec,
+            bundle=bundle,
+            id=container_id,
+            fifo=fifo,
             no_pivot=no_pivot,
-            foreground=foreground,
-            report=report,
+            terminal=terminal,
+            preserve_fds=preserve_fds,
+            seccomp_cache=seccomp_cache_dir(pathnames.dirname(state_dir)),
+            trampoline=trampoline.supported(),
+            pid_namespace=stage.pid_namespace,
+            host_root=host_root,
             keyring=keyring,
-            on_ready=on_ready,
-            warn=warn,
-            systemd_cgroup=systemd_cgroup,
-            rootless_cgroup=rootless_cgroup,
         )
+        # The stage makes its namespaces meanwhile, and waits for "cgroup" only before its first
+        # cgroup mount, hook, fork or exec (galley.oci.init): the cgroup is made and its limits
+        # set now, so that once the stage reports the container's pid only the move is left.
+        cgroup = _cgroup_manager(spec, container_id, rollback, systemd=systemd_cgroup)
+        rollback.add_final(lambda: _poststop_after_failure(container_id, bundle, spec, report))
+        note_incomplete(state_dir, cgroup=cgroup.save())  # before there is anything to undo
+        try:
+            if rootless_cgroup:
+                cgroup = _rootless_cgroup(cgroup, spec)
+            else:
+                cgroup.create()
+                cgroup.set(initial_resources(spec))
+        except Exception as err:  # the stage may fail too: then its error is the cause
+            reported = channel.next_error(timeout=STAGE_REPORTS_WITHIN)
+            if reported is not None:
+                raise StageError(reported) from err
+            raise
+
+        launched: list[LaunchResult] = []
+
+        net_devices = spec.get("linux", {}).get("netDevices")
+        releases: list[Callable[[], None]] = []
+
+        def join_cgroup(pid: int) -> None:
+            cgroup.join(pid)
+            cgroupwarm.stop()
+            if net_devices:  # in its network namespace now; it runs nothing before "cgroup"
+                from galley.oci.netdevices import move_in  # noqa: PLC0415
+
+                releases.append(move_in(net_devices, pid, rollback))
+            send_quietly(channel, "cgroup")
+            launched.append(_describe(pid, cgroup))  # while the stage builds the rootfs
+            warn_capabilities(spec.get("process", {}), warn)
+
+        state = hook_state(container_id, bundle, spec, "creating")
+        masters: list[int] = []
+        rollback.add(lambda: _close_all(masters))
+
+        def record_clone(path: str, mount_id: int) -> None:
+            from galley.oci import hostmounts  # noqa: PLC0415 - only without a mount namespace
+
+            hostmounts.record(state_dir, path, mount_id)
+            rollback.add_final(lambda: hostmounts.release(state_dir))  # once the stage is dead
+
+        def ready() -> None:  # the init execs the trampoline meanwhile
+            _hand_over_console(masters, console_socket)
+            if on_ready is not None:
+                on_ready(launched[0])
+
+        try:
+            serve(
+                channel,
+                spec,
+                stage_pid,
+                state,
+                rollback,
+                consoles=masters,
+                after_pid=join_cgroup,
+                on_clone=record_clone,
+                on_ready=ready,
+            )
+        except StageError as err:
+            raise StageError(_explain(err, cgroup, spec)) from None
+        channel.close()
+        if _oom_killer_disabled(spec):  # the init waits for start in its trampoline now
+            cgroup.set({"memory": {"disableOOMKiller": True}})
+        if pid_file:
+            write_pid_file(pid_file, launched[0].pid)
+        for release in releases:  # created: the moved interfaces stay where they are
+            release()
+        return launched[0]
 
 
 def warn_capabilities(process: Process, warn: Callable[[str], None] | None) -> None:
@@ -175,124 +254,6 @@ def hook_state(container_id: str, bundle: str, spec: Spec, status: StatusName) -
         "bundle": bundle,
         "annotations": spec.get("annotations", {}),
     }
-
-
-def _create(
-    container_id: str,
-    bundle: str,
-    spec: Spec,
-    state_dir: str,
-    rollback: Rollback,
-    *,
-    stage: Stage,
-    pid_file: str | None,
-    console_socket: str | None,
-    no_pivot: bool,
-    foreground: bool,
-    report: Callable[[str], None],
-    keyring: str | None,
-    on_ready: Callable[[LaunchResult], None] | None,
-    warn: Callable[[str], None] | None,
-    systemd_cgroup: bool,
-    rootless_cgroup: bool,
-) -> LaunchResult:
-    channel, stage_pid, preserve_fds = stage.channel, stage.pid, stage.preserve_fds
-    terminal = check_console(spec.get("process", {}), console_socket)
-    listen_fds = _listen_fds()
-    if listen_fds:
-        env = spec.setdefault("process", {}).setdefault("env", [])
-        env += [f"LISTEN_FDS={listen_fds}", "LISTEN_PID=1"]
-    if needs_interpreter(spec) or seen_by_tracers(spec, execs=False):
-        request_interpreter(channel)
-    fifo = _prepare(state_dir, rollback, foreground)  # the stage imports meanwhile
-    host_root = _host_root(spec, state_dir)
-    send_quietly(
-        channel,
-        "boot",
-        spec=spec,
-        bundle=bundle,
-        id=container_id,
-        fifo=fifo,
-        no_pivot=no_pivot,
-        terminal=terminal,
-        preserve_fds=preserve_fds,
-        seccomp_cache=seccomp_cache_dir(pathnames.dirname(state_dir)),
-        trampoline=trampoline.supported(),
-        pid_namespace=stage.pid_namespace,
-        host_root=host_root,
-        keyring=keyring,
-    )
-    # The stage makes its namespaces meanwhile, and waits for "cgroup" only before its first
-    # cgroup mount, hook, fork or exec (galley.oci.init): the cgroup is made and its limits
-    # set now, so that once the stage reports the container's pid only the move is left.
-    cgroup = _cgroup_manager(spec, container_id, rollback, systemd=systemd_cgroup)
-    rollback.add_final(lambda: _poststop_after_failure(container_id, bundle, spec, report))
-    note_incomplete(state_dir, cgroup=cgroup.save())  # before there is anything to undo
-    try:
-        if rootless_cgroup:
-            cgroup = _rootless_cgroup(cgroup, spec)
-        else:
-            cgroup.create()
-            cgroup.set(initial_resources(spec))
-    except Exception as err:  # the stage may fail too: then its error is the cause
-        reported = channel.next_error(timeout=STAGE_REPORTS_WITHIN)
-        if reported is not None:
-            raise StageError(reported) from err
-        raise
-
-    launched: list[LaunchResult] = []
-
-    net_devices = spec.get("linux", {}).get("netDevices")
-    releases: list[Callable[[], None]] = []
-
-    def join_cgroup(pid: int) -> None:
-        cgroup.join(pid)
-        cgroupwarm.stop()
-        if net_devices:  # in its network namespace now; it runs nothing before "cgroup"
-            from galley.oci.netdevices import move_in  # noqa: PLC0415
-
-            releases.append(move_in(net_devices, pid, rollback))
-        send_quietly(channel, "cgroup")
-        launched.append(_describe(pid, cgroup))  # while the stage builds the rootfs
-        warn_capabilities(spec.get("process", {}), warn)
-
-    state = hook_state(container_id, bundle, spec, "creating")
-    masters: list[int] = []
-    rollback.add(lambda: _close_all(masters))
-
-    def record_clone(path: str, mount_id: int) -> None:
-        from galley.oci import hostmounts  # noqa: PLC0415 - only without a mount namespace
-
-        hostmounts.record(state_dir, path, mount_id)
-        rollback.add_final(lambda: hostmounts.release(state_dir))  # once the stage is dead
-
-    def ready() -> None:  # the init execs the trampoline meanwhile
-        _hand_over_console(masters, console_socket)
-        if on_ready is not None:
-            on_ready(launched[0])
-
-    try:
-        serve(
-            channel,
-            spec,
-            stage_pid,
-            state,
-            rollback,
-            consoles=masters,
-            after_pid=join_cgroup,
-            on_clone=record_clone,
-            on_ready=ready,
-        )
-    except StageError as err:
-        raise StageError(_explain(err, cgroup, spec)) from None
-    channel.close()
-    if _oom_killer_disabled(spec):  # the init waits for start in its trampoline now
-        cgroup.set({"memory": {"disableOOMKiller": True}})
-    if pid_file:
-        write_pid_file(pid_file, launched[0].pid)
-    for release in releases:  # created: the moved interfaces stay where they are
-        release()
-    return launched[0]
 
 
 def _explain(err: StageError, cgroup: CgroupManager, spec: Spec) -> str:
