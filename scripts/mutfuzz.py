@@ -411,7 +411,8 @@ def _stricter(runc: difffuzz.Result, galley: difffuzz.Result, mutations: list[Mu
     "stricter" for a person to read, not counted."""
     if not difffuzz.started(runc) or difffuzz.started(galley) or galley.status == 0:
         return False
-    field = _message(_last(galley.stderr)).partition(": ")[0]
+    message = _message(_last(galley.stderr)).removeprefix("unable to start container process: ")
+    field = message.partition(": ")[0]  # the kernel's refusal of a field runc 1.1 ignores too
     return any(field.startswith(m.field()) or m.field().startswith(field) for m in mutations)
 
 
