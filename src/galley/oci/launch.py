@@ -18,7 +18,7 @@ import posix
 from galley.errors import FailedPrecondition
 from galley.kernel import pathnames
 from galley.oci import cgroupwarm, trampoline
-from galley.oci.channel import StageError
+from galley.oci.channel import Channel, StageError
 from galley.oci.stage import (
     Rollback,
     Stage,
@@ -121,49 +121,27 @@ def create(
     rollback = Rollback()
     rollback.add(stage.abandon)
     with rollback:  # galley-runc begins its error with "galley-runc create failed: ", as runc
-        channel, stage_pid, preserve_fds = stage.channel, stage.pid, stage.preserve_fds
-        terminal = check_console(spec.get("process", {}), console_socket)
-        listen_fds = _listen_fds()
-        if listen_fds:
-            env = spec.setdefault("process", {}).setdefault("env", [])
-            env += [f"LISTEN_FDS={listen_fds}", "LISTEN_PID=1"]
-        if needs_interpreter(spec) or seen_by_tracers(spec, execs=False):
-            request_interpreter(channel)
-        fifo = _prepare(state_dir, rollback, foreground)  # the stage imports meanwhile
-        host_root = _host_root(spec, state_dir)
-        send_quietly(
-            channel,
-            "boot",
-            spec=spec,
-            bundle=bundle,
-            id=container_id,
-            fifo=fifo,
+        _boot(
+            stage,
+            container_id,
+            bundle,
+            spec,
+            state_dir,
+            rollback=rollback,
+            console_socket=console_socket,
             no_pivot=no_pivot,
-            terminal=terminal,
-            preserve_fds=preserve_fds,
-            seccomp_cache=seccomp_cache_dir(pathnames.dirname(state_dir)),
-            trampoline=trampoline.supported(),
-            pid_namespace=stage.pid_namespace,
-            host_root=host_root,
+            foreground=foreground,
             keyring=keyring,
         )
-        # The stage makes its namespaces meanwhile, and waits for "cgroup" only before its first
-        # cgroup mount, hook, fork or exec (galley.oci.init): the cgroup is made and its limits
-        # set now, so that once the stage reports the container's pid only the move is left.
+        # The stage makes its namespaces meanwhile, and waits for "cgroup" only before its
+        # first cgroup mount, hook, fork or exec (galley.oci.init): the cgroup is made and its
+        # limits set now, so that once the stage reports the container's pid only the move is
+        # left.
         cgroup = _cgroup_manager(spec, container_id, rollback, systemd=systemd_cgroup)
         rollback.add_final(lambda: _poststop_after_failure(container_id, bundle, spec, report))
         note_incomplete(state_dir, cgroup=cgroup.save())  # before there is anything to undo
-        try:
-            if rootless_cgroup:
-                cgroup = _rootless_cgroup(cgroup, spec)
-            else:
-                cgroup.create()
-                cgroup.set(initial_resources(spec))
-        except Exception as err:  # the stage may fail too: then its error is the cause
-            reported = channel.next_error(timeout=STAGE_REPORTS_WITHIN)
-            if reported is not None:
-                raise StageError(reported) from err
-            raise
+        cgroup = _set_up(cgroup, spec, stage.channel, rootless=rootless_cgroup)
+        channel = stage.channel
 
         launched: list[LaunchResult] = []
 
@@ -200,7 +178,7 @@ def create(
             serve(
                 channel,
                 spec,
-                stage_pid,
+                stage.pid,
                 state,
                 rollback,
                 consoles=masters,
@@ -218,6 +196,66 @@ def create(
         for release in releases:  # created: the moved interfaces stay where they are
             release()
         return launched[0]
+
+
+def _boot(
+    stage: Stage,
+    container_id: str,
+    bundle: str,
+    spec: Spec,
+    state_dir: str,
+    *,
+    rollback: Rollback,
+    console_socket: str | None,
+    no_pivot: bool,
+    foreground: bool,
+    keyring: str | None,
+) -> None:
+    """Send the stage what it builds the container from ("boot"), once the exec fifo is made
+    (the stage imports meanwhile)."""
+    terminal = check_console(spec.get("process", {}), console_socket)
+    listen_fds = _listen_fds()
+    if listen_fds:
+        env = spec.setdefault("process", {}).setdefault("env", [])
+        env += [f"LISTEN_FDS={listen_fds}", "LISTEN_PID=1"]
+    if needs_interpreter(spec) or seen_by_tracers(spec, execs=False):
+        request_interpreter(stage.channel)
+    fifo = _prepare(state_dir, rollback, foreground)
+    send_quietly(
+        stage.channel,
+        "boot",
+        spec=spec,
+        bundle=bundle,
+        id=container_id,
+        fifo=fifo,
+        no_pivot=no_pivot,
+        terminal=terminal,
+        preserve_fds=stage.preserve_fds,
+        seccomp_cache=seccomp_cache_dir(pathnames.dirname(state_dir)),
+        trampoline=trampoline.supported(),
+        pid_namespace=stage.pid_namespace,
+        host_root=_host_root(spec, state_dir),
+        keyring=keyring,
+    )
+
+
+def _set_up(
+    cgroup: CgroupManager, spec: Spec, channel: Channel, *, rootless: bool
+) -> CgroupManager:
+    """The cgroup made and its first limits set (a rootless one that may not be made is done
+    without). Where that fails and the stage reports an error meanwhile, the stage's error is
+    the cause."""
+    try:
+        if rootless:
+            return _rootless_cgroup(cgroup, spec)
+        cgroup.create()
+        cgroup.set(initial_resources(spec))
+        return cgroup
+    except Exception as err:
+        reported = channel.next_error(timeout=STAGE_REPORTS_WITHIN)
+        if reported is not None:
+            raise StageError(reported) from err
+        raise
 
 
 def warn_capabilities(process: Process, warn: Callable[[str], None] | None) -> None:
