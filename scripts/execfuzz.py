@@ -261,10 +261,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = fuzz_parser(__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--mutate", action="store_true", help="break fields of the -p execs")
     args = parser.parse_args(argv)
-    functions = {"draw": draw, "run_case": run_case, "differing": differing, "report": report}
-    if args.mutate:
-        functions.update(draw=draw_mutated, differing=differing_or_pythonic)
-    return compare_runtimes(args, Runner(), **functions)
+    return compare_runtimes(
+        args,
+        Runner(),
+        draw=draw_mutated if args.mutate else draw,
+        run_case=run_case,
+        differing=differing_or_pythonic if args.mutate else differing,
+        report=report,
+    )
 
 
 if __name__ == "__main__":

@@ -323,11 +323,12 @@ def put(doc: dict[str, Any], path: str, value: object) -> None:
 
 def validator(kind: str) -> Callable[[str], str]:
     """galley's reading of a document of kind (see DOCUMENTS): "ok", or "E <its error>"."""
-    check = {
+    checks: dict[str, Callable[[object], object]] = {
         "spec": validate,
         "process": lambda doc: check_process("process", doc),
         "resources": lambda doc: check_resources("resources", doc),
-    }[kind]
+    }
+    check = checks[kind]
 
     def read(document: str) -> str:
         try:

@@ -78,7 +78,7 @@ FLAGS: dict[str, list[str]] = {
     "--blkio-weight": ["500", "0", "5", "2000"],
 }
 
-MEMORY = {
+MEMORY: dict[str, list[int | bool]] = {
     "limit": [104857600, 52428800, 0, -1, 4096, 1 << 40],
     "reservation": [52428800, 0, -1, 1 << 30],
     "swap": [209715200, -1, 0, 104857600, 52428800],

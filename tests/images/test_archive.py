@@ -32,7 +32,7 @@ def test_export_import_round_trip(stores: tuple[Store, Store], tmp_path: Path, f
     image = fi.build_image([fi.busybox_layer(), fi.random_layer(500, seed=1)])
     index = fi.build_index(
         [fi.build_image([fi.random_layer(300, seed=2)]),
-         fi.build_image([fi.random_layer(300, seed=3)], platform=fi.Platform("linux", "arm64"))]
+         fi.build_image([fi.random_layer(300, seed=3)], platform=mt.Platform("linux", "arm64"))]
     )  # fmt: skip
     put_image(first, "docker.io/library/app:1", image)
     put_image(first, "example.com/multi:2", index)

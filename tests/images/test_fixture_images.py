@@ -49,7 +49,7 @@ def test_manifest_config_and_chain_ids_agree() -> None:
 @pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo not installed")
 def test_oci_layout_is_readable_by_skopeo(tmp_path: Path) -> None:
     amd = fi.build_image([fi.random_layer(100, seed=2)])
-    arm = fi.build_image([fi.random_layer(100, seed=3)], platform=fi.Platform("linux", "arm64"))
+    arm = fi.build_image([fi.random_layer(100, seed=3)], platform=mt.Platform("linux", "arm64"))
     index = fi.build_index([amd, arm])
     layout = fi.write_oci_layout(tmp_path / "layout", index, "v1")
     out = subprocess.run(

@@ -10,6 +10,7 @@ import urllib.parse
 
 from galley.fixtures import images as fi
 from galley.fixtures import registry as reg
+from galley.images import mediatypes as mt
 
 
 def _get(host: str, path: str, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
@@ -21,7 +22,7 @@ def _get(host: str, path: str, headers: dict[str, str] | None = None) -> http.cl
 def test_plain_registry_serves_pushed_image(registry: reg.Registry) -> None:
     image = fi.busybox_image(seed=1)
     fi.push_image(registry.host, "fixtures/plain", "v1", image)
-    resp = _get(registry.host, "/v2/fixtures/plain/manifests/v1", {"Accept": fi.mt.OCI_MANIFEST})
+    resp = _get(registry.host, "/v2/fixtures/plain/manifests/v1", {"Accept": mt.OCI_MANIFEST})
     assert resp.status == 200
     assert resp.read() == image.manifest
     assert registry.blob_path(image.layers[0].descriptor.digest.hex).read_bytes() == (
@@ -68,7 +69,7 @@ def test_token_registry_accepts_issued_token(
     )
     token_resp = _get(urllib.parse.urlsplit(token_server.realm).netloc, f"/token?{query}")
     token = json.loads(token_resp.read())["token"]
-    headers = {"Authorization": f"Bearer {token}", "Accept": fi.mt.OCI_MANIFEST}
+    headers = {"Authorization": f"Bearer {token}", "Accept": mt.OCI_MANIFEST}
     resp = _get(token_registry.host, path, headers)
     assert resp.status == 200 and resp.read() == image.manifest
     forged = token[:-8] + ("A" * 8 if not token.endswith("A" * 8) else "B" * 8)

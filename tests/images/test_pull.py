@@ -75,7 +75,7 @@ def test_index_platform_selection(store: Store, registry: reg.Registry, hosts: s
     amd = fi.build_image([fi.random_layer(2000, seed=21)])
     arm = fi.build_image(
         [fi.random_layer(2000, seed=22)],
-        platform=fi.Platform("linux", "arm64", "v8"),
+        platform=mt.Platform("linux", "arm64", "v8"),
         compression="zstd",
     )
     index = fi.build_index([amd, arm])

@@ -7,9 +7,11 @@ import stat
 
 import pytest
 
+from galley.content.digest import Digest
 from galley.errors import InvalidArgument, NotFound
 from galley.fixtures import images as fi
 from galley.fixtures import registry as reg
+from galley.images.mediatypes import Descriptor
 from galley.images.pull import Progress, pull
 from galley.images.store import Store
 from galley.images.tree import GC_SNAPSHOT
@@ -102,7 +104,7 @@ def test_wrong_diff_id_is_refused(store: Store, registry: reg.Registry, hosts: s
     manifest["config"] = liar.config_descriptor.to_json()
     body = json.dumps(manifest).encode()
     bad = fi.BuiltImage(
-        fi.Descriptor(good.descriptor.media_type, fi.Digest.of_bytes(body), len(body)),
+        Descriptor(good.descriptor.media_type, Digest.of_bytes(body), len(body)),
         body,
         liar.config,
         liar.config_descriptor,

@@ -9,6 +9,7 @@ import pytest
 from galley.errors import NotFound
 from galley.fixtures import images as fi
 from galley.fixtures import registry as reg
+from galley.images.mediatypes import Platform
 from galley.images.pull import Progress, pull
 from galley.images.push import push
 from galley.images.store import Store
@@ -67,7 +68,7 @@ def test_push_index_and_partial_index(
 ) -> None:
     first, second = stores
     amd = fi.build_image([fi.random_layer(100, seed=90)])
-    arm = fi.build_image([fi.random_layer(100, seed=91)], platform=fi.Platform("linux", "arm64"))
+    arm = fi.build_image([fi.random_layer(100, seed=91)], platform=Platform("linux", "arm64"))
     index = fi.build_index([amd, arm])
     fi.push_image(registry.host, "push/index", "t", index)
     src = f"{registry.host}/push/index:t"

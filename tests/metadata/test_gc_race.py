@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -46,7 +47,8 @@ def _ingest_images(args: tuple[str, int]) -> int:
     return IMAGES
 
 
-def _collect_until(root: str, stop: multiprocessing.synchronize.Event) -> int:
+def _collect_until(root: str, stop: threading.Event) -> int:
+    """stop: a Manager's Event, a proxy typeshed types as threading.Event's."""
     runs = 0
     with Store.open(root) as store:
         while not stop.is_set() or runs == 0:

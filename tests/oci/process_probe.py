@@ -14,9 +14,12 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.oci.conftest import Bundle
 
 BUSYBOX = "/bin/busybox"
 SETUP_FAILED = 126
@@ -63,7 +66,10 @@ def run_child(
             finally:
                 os._exit(SETUP_FAILED)
     _, wait_status = os.waitpid(pid, 0)
-    read = lambda p: p.read_text() if p.exists() else ""  # noqa: E731
+
+    def read(p: Path) -> str:
+        return p.read_text() if p.exists() else ""
+
     return Probe(os.waitstatus_to_exitcode(wait_status), read(out_path), read(err_path))
 
 
@@ -72,7 +78,7 @@ def sh(script: str) -> list[str]:
     return [BUSYBOX, "sh", "-c", script]
 
 
-def shared_root_bundle(tmp_path: Path, rootfs: Path, args: list[str]) -> Any:
+def shared_root_bundle(tmp_path: Path, rootfs: Path, args: list[str]) -> Bundle:
     """A bundle whose root is the session's pristine busybox rootfs, read-only, by absolute path
     (no 500 MB copy of hard-linked applets per test); edit .config, then .write()."""
     import copy  # noqa: PLC0415

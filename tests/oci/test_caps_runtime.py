@@ -13,7 +13,7 @@ import pytest
 
 from galley.kernel import caps as kcaps
 from galley.oci.defaults import DEFAULT_CAPS
-from tests.oci.conftest import Runtime, run_bundle
+from tests.oci.conftest import Bundle, Runtime, run_bundle
 from tests.oci.process_probe import set_file_caps, shared_root_bundle
 
 pytestmark = pytest.mark.root
@@ -22,7 +22,7 @@ STATUS = ["cat", "/proc/self/status"]
 SETS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 
 
-def run_status(rt: Runtime, bundle: object) -> dict[str, str]:
+def run_status(rt: Runtime, bundle: Bundle) -> dict[str, str]:
     return status_fields(run_bundle(rt, bundle).stdout)
 
 
@@ -40,7 +40,9 @@ def test_default_config(any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Pa
     """runc's default: ambient listed without inheritable (skipped), root gets the bounding set."""
     status = run_status(any_runtime, shared_root_bundle(tmp_path, busybox_rootfs, STATUS))
     for field in ("CapPrm", "CapEff", "CapBnd"):
-        assert names(status, field) == sorted(DEFAULT_CAPS, key=kcaps.CAPABILITY_NUMBERS.get)
+        assert names(status, field) == sorted(
+            DEFAULT_CAPS, key=lambda cap: kcaps.CAPABILITY_NUMBERS[cap]
+        )
     assert names(status, "CapInh") == names(status, "CapAmb") == []
     assert status["NoNewPrivs"] == "1"
 

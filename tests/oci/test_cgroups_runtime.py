@@ -47,9 +47,9 @@ def _files(cgroup: str) -> dict[str, str]:
         "devices": ["devices.list"],
     }
     out = {}
-    for controller, names in wanted.items():
+    for controller, files in wanted.items():
         base = LAYOUT.v1[controller].directory(cgroup)
-        for name in names:
+        for name in files:
             out[name] = Path(base, name).read_text().strip()
     return out
 

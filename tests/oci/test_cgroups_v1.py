@@ -15,6 +15,7 @@ from galley.errors import FailedPrecondition, InvalidArgument
 from galley.oci import cgroups
 from galley.oci.cgroups.layout import detect, own_cgroups
 from galley.oci.cgroups.v1 import V1Manager, fill_cpusets
+from galley.oci.spec import DeviceRule, Resources
 from tests.oci.cgroup_fixtures import (
     Children,
     proc_state,
@@ -565,7 +566,7 @@ def test_an_update_of_the_device_rules_never_takes_a_kept_device_away(
     manager.set({"devices": DEVICE_RULES})  # from the parent's "allow all": starts over
     probe = kids.start("sh", "-c", loop, stdout=subprocess.PIPE)
     manager.join(probe.pid)
-    kmsg = {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "rw"}
+    kmsg: DeviceRule = {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "rw"}
     for round in range(1, 151):  # the last without kmsg
         manager.set({"devices": DEVICE_RULES + [kmsg] * (round % 2)})
     stop.touch()
@@ -579,7 +580,7 @@ def test_an_update_of_the_device_rules_never_takes_a_kept_device_away(
     assert "c 1:11 rw" not in listed
     manager.set({"devices": [*DEVICE_RULES, kmsg]})  # access added, then taken away again
     assert "c 1:11 rw" in _read(manager, "devices", "devices.list").splitlines()
-    manager.set({"devices": [*DEVICE_RULES, dict(kmsg, access="r")]})
+    manager.set({"devices": [*DEVICE_RULES, {**kmsg, "access": "r"}]})
     assert "c 1:11 r" in _read(manager, "devices", "devices.list").splitlines()
 
 
@@ -618,8 +619,8 @@ def test_a_failed_update_puts_back_every_file_it_wrote(parent: str, kids: Childr
     manager.set({"memory": {"limit": 64 * MiB}, "cpu": {"shares": 512}, "devices": DEVICE_RULES})
     _started(manager, kids)
     before = _snapshot(manager)
-    kmsg = {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "rw"}
-    everything: Any = {
+    kmsg: DeviceRule = {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "rw"}
+    everything: Resources = {
         "memory": {"limit": 128 * MiB, "swap": 256 * MiB, "reservation": 32 * MiB},
         "cpu": {"shares": 256, "quota": 20000, "period": 50000, "idle": 1, "cpus": "0"},
         "pids": {"limit": 70},

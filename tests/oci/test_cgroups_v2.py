@@ -25,6 +25,7 @@ from galley.oci.cgroups.conversions import blkio_to_io_weight, shares_to_weight,
 from galley.oci.cgroups.devices import DEFAULT_ALLOWED
 from galley.oci.cgroups.layout import detect, own_cgroups
 from galley.oci.cgroups.v2 import V2Manager
+from galley.oci.spec import DeviceRule
 from tests.oci.cgroup_fixtures import Children
 
 LAYOUT = detect()
@@ -378,7 +379,7 @@ def test_a_failed_update_leaves_the_files_and_the_device_filter(
     manager = V2Manager(made.directory, made.mount, [])  # no implied rules: null alone
     probe = kids.start("sh", "-c", DEVICE_PROBE, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     manager.apply(probe.pid)
-    null = {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}
+    null: DeviceRule = {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}
     manager.set({"devices": [null], "unified": {"cgroup.max.descendants": "5"}})
     bad: Any = {
         "unified": {"cgroup.max.descendants": "3", "nosuch.file": "1"},

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from galley.oci.spec import Resources
 from tests.oci.conftest import Bundle, Runtime, create_in_files, wait_status
 
 KILL_AFTER_MS = (0, 4, 8, 12, 16, 20, 25, 30, 40, 55)
@@ -159,7 +160,7 @@ def test_an_update_killed_at_any_moment_leaves_a_container_the_next_update_sets(
     marker = _marked(bundle)
     stages = _stages()
     cid = runtime.detached(bundle)
-    resources = {
+    resources: Resources = {
         "devices": [{"allow": False, "access": "rwm"}],
         "memory": {"limit": 200 << 20},
         "cpu": {"shares": 512, "quota": 50000, "period": 100000},

@@ -302,14 +302,17 @@ def test_the_caller_s_cpu_affinity_is_not_the_container_s(
         mounts[:] = [m for m in mounts if not m["destination"].startswith("/sys")]
         bundle.config["linux"].setdefault("maskedPaths", []).append("/proc/stat")
     bundle.config["process"]["args"] = ["sleep", "100"]
-    pinned = {"preexec_fn": lambda: os.sched_setaffinity(0, {0})}
+
+    def pinned() -> None:
+        os.sched_setaffinity(0, {0})
+
     cid = runtime.new_id()
     runtime.created.append(cid)
     subprocess.run(
         [runtime.binary, "--root", str(runtime.root), "run", "-d", "-b", str(bundle.write()), cid],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True, **pinned,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True, preexec_fn=pinned,
     )  # fmt: skip
     result = runtime("exec", cid, "grep", "Cpus_allowed_list", "/proc/1/status",
-                     "/proc/self/status", **pinned)  # fmt: skip
+                     "/proc/self/status", preexec_fn=pinned)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert _cpus_allowed(result.stdout) == [every, every]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -391,7 +392,7 @@ def test_a_section_of_the_wrong_shape_is_refused_even_where_unused(
     """runc decodes the whole document into its Go types, other platforms' sections too, and
     fails create on a wrong shape; galley-runc ran these (found comparing its validation with
     Go's decoding of specs-go over every field, session 28)."""
-    node = bundle.config
+    node: Any = bundle.config  # a dict or, under it, a list
     *parents, last = section.split(".")
     for key in parents:
         node = node[int(key)] if isinstance(node, list) else node[key]

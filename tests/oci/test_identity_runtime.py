@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from galley.fixtures.busybox import make_rootfs
-from tests.oci.conftest import Runtime, run_bundle
+from galley.oci.spec import Process, User
+from tests.oci.conftest import Bundle, Runtime, run_bundle
 from tests.oci.process_probe import shared_root_bundle
 
 pytestmark = pytest.mark.root
@@ -21,7 +23,9 @@ SCRIPT = (
 )
 
 
-def run(rt: Runtime, tmp_path: Path, rootfs: Path, process: dict[str, object]) -> object:
+def run(
+    rt: Runtime, tmp_path: Path, rootfs: Path, process: Process
+) -> subprocess.CompletedProcess[str]:
     bundle = shared_root_bundle(tmp_path, rootfs, ["sh", "-c", SCRIPT])
     bundle.config["process"].update(process)
     return rt("run", "--bundle", str(bundle.write()), rt.new_id())
@@ -30,13 +34,13 @@ def run(rt: Runtime, tmp_path: Path, rootfs: Path, process: dict[str, object]) -
 def test_user_groups_umask_home_and_nofile(
     any_runtime: Runtime, tmp_path: Path, busybox_rootfs: Path
 ) -> None:
-    process = {
+    process: Process = {
         "user": {"uid": 65534, "gid": 65534, "additionalGids": [5, 7], "umask": 0o077},
         "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 99, "hard": 512}],
     }
     result = run(any_runtime, tmp_path, busybox_rootfs, process)
-    assert result.returncode == 0, result.stderr  # type: ignore[attr-defined]
-    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]  # type: ignore[attr-defined]
+    assert result.returncode == 0, result.stderr
+    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
     assert lines == [
         "Umask: 0077",
         "Uid: 65534 65534 65534 65534",
@@ -54,8 +58,8 @@ def test_defaults_root_umask_0022(
     result = run(
         any_runtime, tmp_path, busybox_rootfs, {"user": {"uid": 0, "gid": 0}, "rlimits": []}
     )
-    assert result.returncode == 0, result.stderr  # type: ignore[attr-defined]
-    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]  # type: ignore[attr-defined]
+    assert result.returncode == 0, result.stderr
+    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
     assert lines[:5] == ["Umask: 0022", "Uid: 0 0 0 0", "Gid: 0 0 0 0", "Groups:", "HOME=/root"]
 
 
@@ -86,12 +90,12 @@ def test_raising_the_hard_rlimit_fails_create(
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if hard == resource.RLIM_INFINITY:
         pytest.skip("no finite hard limit to exceed")
-    process = {"rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": hard + 1}]}
+    process: Process = {"rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": hard + 1}]}
     result = run(any_runtime, tmp_path, busybox_rootfs, process)
-    if result.returncode == 0:  # type: ignore[attr-defined]
+    if result.returncode == 0:
         pytest.skip("this host's root may raise hard limits (CAP_SYS_RESOURCE)")
-    assert result.returncode == 1  # type: ignore[attr-defined]
-    assert "operation not permitted" in result.stderr.lower()  # type: ignore[attr-defined]
+    assert result.returncode == 1
+    assert "operation not permitted" in result.stderr.lower()
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +108,7 @@ def open_rootfs() -> Iterator[Path]:
     shutil.rmtree(top)
 
 
-def userns_bundle(tmp_path: Path, rootfs: Path, user: dict[str, object]) -> object:
+def userns_bundle(tmp_path: Path, rootfs: Path, user: User) -> Bundle:
     bundle = shared_root_bundle(tmp_path, rootfs, ["sh", "-c", SCRIPT])
     linux = bundle.config["linux"]
     linux["namespaces"].append({"type": "user"})
@@ -118,7 +122,7 @@ def userns_bundle(tmp_path: Path, rootfs: Path, user: dict[str, object]) -> obje
 
 
 def test_user_namespace_ids(any_runtime: Runtime, tmp_path: Path, open_rootfs: Path) -> None:
-    user = {"uid": 1000, "gid": 1000, "additionalGids": [5, 6]}
+    user: User = {"uid": 1000, "gid": 1000, "additionalGids": [5, 6]}
     bundle = userns_bundle(tmp_path, open_rootfs, user)
     result = run_bundle(any_runtime, bundle)
     lines = [" ".join(line.split()) for line in result.stdout.splitlines()]

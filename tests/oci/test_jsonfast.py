@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,7 +58,12 @@ def test_unserialisable_object_raises_type_error() -> None:
 
 def test_clone_is_a_deep_copy() -> None:
     """exec copies the container's process before applying its flags: nothing is shared."""
-    doc = {"args": ["sh"], "env": ["A=1"], "user": {"uid": 0, "additionalGids": [1, 2]}, "x": None}
+    doc: dict[str, Any] = {
+        "args": ["sh"],
+        "env": ["A=1"],
+        "user": {"uid": 0, "additionalGids": [1, 2]},
+        "x": None,
+    }
     copy = jsonfast.clone(doc)
     assert copy == doc
     copy["args"].append("-c")

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from galley.oci.cgroups.layout import detect
+from tests.conftest import GALLEY_RUNC
 from tests.oci.cgroup_fixtures import hierarchy_mounts, proc_state
 from tests.oci.conftest import (
-    GALLEY_RUNC,
     TRAP_TERM,
     Bundle,
     Runtime,

@@ -16,6 +16,7 @@ import pytest
 from galley.kernel import mount as k
 from galley.kernel import ns
 from galley.oci.lsm import Labels, mount_data
+from galley.oci.spec import Process
 from tests.oci.process_probe import BUSYBOX, SETUP_FAILED, run_child
 
 pytestmark = pytest.mark.root
@@ -49,9 +50,7 @@ def test_no_labels_touch_nothing() -> None:
         ({"selinuxLabel": "system_u:system_r:container_t:s0"}, "process.selinuxLabel"),
     ],
 )
-def test_the_label_reaches_the_exec_attribute(
-    tmp_path: Path, process: dict[str, str], field: str
-) -> None:
+def test_the_label_reaches_the_exec_attribute(tmp_path: Path, process: Process, field: str) -> None:
     probe = run_child(lambda: Labels(process).apply(), [BUSYBOX, "true"], tmp_path)
     assert probe.status == SETUP_FAILED
     assert f"{field}: writing /proc/thread-self/attr/exec: Invalid argument" in probe.stderr

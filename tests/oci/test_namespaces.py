@@ -9,11 +9,13 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from galley.fixtures.busybox import default_config
 from galley.oci import namespaces as namespaces_module
+from galley.oci.spec import Spec
 from tests.conftest import GALLEY_RUNC
 from tests.oci.conftest import RUNC, Bundle, Runtime, in_user_namespace
 from tests.oci.test_console import console_output
@@ -385,7 +387,7 @@ def test_idmapped_mount_in_a_user_namespace(runtime: Runtime, open_bundle: Bundl
 def test_when_the_stage_is_forked_into_the_pid_namespace(namespaces: object, at_fork: bool) -> None:
     """P forks the create stage straight into a new pid namespace (the stage is then the
     container's pid 1, with no second fork) only where nothing else must come first."""
-    spec = {"linux": {"namespaces": namespaces}}
+    spec = cast(Spec, {"linux": {"namespaces": namespaces}})  # namespaces: any shape
     assert namespaces_module.pid_namespace_at_fork(spec) is at_fork
     assert namespaces_module.pid_namespace_at_fork({}) is False
 

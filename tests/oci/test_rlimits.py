@@ -11,6 +11,7 @@ import pytest
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import caps as kcaps
 from galley.oci.rlimits import RLIMIT_TYPES, apply_rlimits
+from galley.oci.spec import Rlimit
 from tests.oci.process_probe import BUSYBOX, run_child, sh
 
 pytestmark = pytest.mark.root
@@ -55,10 +56,10 @@ def test_every_type_reaches_the_program(tmp_path: Path) -> None:
     assert set(RLIMIT_TYPES) == set(TITLES)
     wanted = {name: lowered(name) for name in RLIMIT_TYPES if name != "RLIMIT_CPU"}
     wanted["RLIMIT_CPU"] = (3600, INFINITY)
-    rlimits = [{"type": n, "soft": s, "hard": h} for n, (s, h) in wanted.items()]
+    rlimits: list[Rlimit] = [{"type": n, "soft": s, "hard": h} for n, (s, h) in wanted.items()]
     probe = run_child(
         lambda: apply_rlimits(rlimits), [BUSYBOX, "cat", "/proc/self/limits"], tmp_path
-    )  # type: ignore[arg-type]
+    )
     assert probe.status == 0, probe.stderr
     for name, (soft, hard) in wanted.items():
         shown = [str(v) if v != INFINITY else "unlimited" for v in (soft, hard)]
@@ -67,10 +68,10 @@ def test_every_type_reaches_the_program(tmp_path: Path) -> None:
 
 def test_huge_values_are_kept_and_all_ones_is_unlimited(tmp_path: Path) -> None:
     """As runc passes them: rlim_t is unsigned, 2^63 is a (huge) limit, 2^64-1 unlimited."""
-    rlimits = [{"type": "RLIMIT_CORE", "soft": 1 << 63, "hard": INFINITY}]
+    rlimits: list[Rlimit] = [{"type": "RLIMIT_CORE", "soft": 1 << 63, "hard": INFINITY}]
     probe = run_child(
         lambda: apply_rlimits(rlimits), [BUSYBOX, "cat", "/proc/self/limits"], tmp_path
-    )  # type: ignore[arg-type]
+    )
     assert probe.status == 0, probe.stderr
     row = limits_row(probe.stdout, TITLES["RLIMIT_CORE"])
     assert row == [str(1 << 63), "unlimited"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import marshal
+import posix
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,7 @@ def test_stores_from_stages_with_the_same_pid_do_not_collide(
 ) -> None:
     """Every create stage is pid 1 of its own pid namespace: a temporary file named by pid
     alone would be another stage's (whose file the failed store then removed)."""
-    monkeypatch.setattr(cache.posix, "getpid", lambda: 1)
+    monkeypatch.setattr(posix, "getpid", lambda: 1)  # the module seccomp_cache calls
     key = b"k" * 32
     other = Path(f"{cache._path(str(tmp_path), key)}.1.tmp")  # another stage, mid-write
     tmp_path.chmod(0o700)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ ENOSYS_RET = 0x00050000 | errno.ENOSYS
 def simulate(program: bytes, arch: int, nr: int) -> str | int:
     """Run the classic-BPF prologue on seccomp_data(nr, arch): its return value, or "filter"
     when it falls through to libseccomp's program."""
-    insns = [struct.unpack("<HBBI", program[i : i + 8]) for i in range(0, len(program), 8)]
+    insns: list[tuple[int, int, int, int]] = [
+        struct.unpack("<HBBI", program[i : i + 8]) for i in range(0, len(program), 8)
+    ]
     acc, pc = 0, 0
     while pc < len(insns):
         code, jt, jf, k = insns[pc]
@@ -96,7 +99,10 @@ PYTHON_MINIMUM = [
 def errno_after_load(cfg: dict[str, Any], tmp_path: Path) -> list[str]:
     """Load cfg in a child, then try getsid (124), getrandom (318), pidfd_open (434)."""
     filt = seccomp.compile_filter(cfg)  # type: ignore[arg-type]
-    calls = [("getsid", lambda: os.getsid(0)), ("getrandom", lambda: os.getrandom(1))]
+    calls: list[tuple[str, Callable[[], object]]] = [
+        ("getsid", lambda: os.getsid(0)),
+        ("getrandom", lambda: os.getrandom(1)),
+    ]
     calls.append(("pidfd_open", lambda: os.pidfd_open(os.getpid())))
 
     def setup() -> None:

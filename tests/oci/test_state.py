@@ -7,6 +7,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -62,7 +63,7 @@ def test_round_trip_and_runc_json(tmp_path: Path, sleeper: subprocess.Popen[byte
     ]
     assert out["status"] == "running"
     assert out["pid"] == sleeper.pid
-    assert out["created"].endswith("Z")  # type: ignore[union-attr]
+    assert cast(str, out["created"]).endswith("Z")  # to_runc_json: dict[str, object]
 
 
 def test_status_is_derived(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:

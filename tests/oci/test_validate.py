@@ -31,7 +31,7 @@ def mutate(doc: dict[str, Any], path: str, value: object) -> dict[str, Any]:
     return doc
 
 
-BASE = dict(default_spec())
+BASE: dict[str, Any] = dict(default_spec())  # a JSON document, mutated freely below
 
 CASES = [
     ("ociVersion", DELETE, "ociVersion: is required"),
