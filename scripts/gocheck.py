@@ -2,7 +2,8 @@
 
 galley-runc reads what runc reads as runc, a Go program, reads it: integers, booleans and
 durations as strconv and time do, byte sizes as docker/go-units, signal names as
-strings.ToUpper and x/sys/unix, error quoting as strconv.Quote, a document that is no JSON
+strings.ToUpper and x/sys/unix, error quoting as strconv.Quote, what it prints as JSON as
+json.Marshal writes strings (the same bytes: `marshal`), a document that is no JSON
 as a json.Decoder words it, and config.json, exec's --process file and update's --resources
 file as encoding/json decodes them into the runtime-spec's Go types. scripts/gocheck/main.go
 prints Go's reading of each text; this script draws the texts, reads each with galley's code
@@ -103,9 +104,14 @@ def sizes(rnd: random.Random, count: int) -> list[str]:
     return texts
 
 
-def quotable(rnd: random.Random, count: int) -> list[str]:
-    pieces = ["a", '"', "\\", "\t", "\n", "\x1b", "\x7f", "é", "\u00a0", "\u200b", "\U0001f600"]
-    pieces += ["\U000e0001", "\udcff"]  # a tag character; a byte that is no UTF-8
+QUOTABLE = ["a", '"', "\\", "\t", "\n", "\x1b", "\x7f", "é", "\u00a0", "\u200b", "\U0001f600"]
+QUOTABLE += ["\U000e0001", "\udcff"]  # a tag character; a byte that is no UTF-8
+# What Go's JSON encoder escapes otherwise than Python's: HTML's characters, JavaScript's line
+# separators, \b and \f; NUL and the last code point.
+MARSHALABLE = [*QUOTABLE, "<", ">", "&", "\u2028", "\u2029", "\b", "\f", "\x00", "\U0010ffff", "/"]
+
+
+def drawn_texts(rnd: random.Random, count: int, pieces: list[str]) -> list[str]:
     return ["".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 8))) for _ in range(count)]
 
 
@@ -403,7 +409,7 @@ def check_texts(
     return differ
 
 
-CHECKS = ("strconv", "size", "quote", "signal", "syntax", "spec", "process", "resources")
+CHECKS = ("strconv", "size", "quote", "marshal", "signal", "syntax", "spec", "process", "resources")
 
 
 def main() -> int:
@@ -422,7 +428,12 @@ def main() -> int:
             "size": lambda: check_texts(
                 binary, "size", sizes(rnd, args.n), galley_size, size_agrees
             ),
-            "quote": lambda: check_texts(binary, "quote", quotable(rnd, args.n), go_quote),
+            "quote": lambda: check_texts(
+                binary, "quote", drawn_texts(rnd, args.n, QUOTABLE), go_quote
+            ),
+            "marshal": lambda: check_texts(
+                binary, "marshal", drawn_texts(rnd, args.n, MARSHALABLE), jsonfast.dumps_go
+            ),
             "signal": lambda: check_texts(
                 binary, "signal", signal_names(rnd, args.n), galley_signal, signal_agrees
             ),

@@ -7,6 +7,7 @@
 //	strconv    ParseInt base 0 | ParseInt base 10 | ParseUint base 10 | ParseBool | time.ParseDuration
 //	size       docker/go-units' RAMInBytes (and "-1", as runc's update reads it)
 //	quote      strconv.Quote
+//	marshal    json.Marshal of the string (what runc prints: state, list, events, logs)
 //	signal     strconv.Atoi, then strings.ToUpper and x/sys/unix's SignalNum of the name
 //	syntax     a json.Decoder's first value of the (quoted) text, as runc reads a config
 //	schema T   (no input) every JSON path of a runtime-spec Go type, with its kind
@@ -147,7 +148,7 @@ func main() {
 	if len(os.Args) == 3 && (os.Args[1] == "schema" || os.Args[1] == "decode") {
 		kind = os.Args[2]
 	} else if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: gocheck strconv|size|quote|signal|syntax|schema T|decode T")
+		fmt.Fprintln(os.Stderr, "usage: gocheck strconv|size|quote|marshal|signal|syntax|schema T|decode T")
 		os.Exit(2)
 	}
 	if _, known := documents[kind]; !known {
@@ -179,6 +180,9 @@ func main() {
 			fmt.Fprintln(out, size(text))
 		case "quote":
 			fmt.Fprintln(out, strconv.Quote(text))
+		case "marshal":
+			encoded, _ := json.Marshal(text) // a string always encodes
+			fmt.Fprintln(out, string(encoded))
 		case "signal":
 			fmt.Fprintln(out, signal(text))
 		case "syntax":

@@ -25,10 +25,30 @@ DOCS: list[object] = [
 @pytest.mark.parametrize("doc", DOCS)
 def test_round_trip_matches_json(doc: object) -> None:
     assert jsonfast.dumps(doc) == json.dumps(doc, separators=(",", ":"))
-    assert jsonfast.dumps_indented(doc) == json.dumps(doc, indent=2)
+    assert jsonfast.dumps_indented(doc) == json.dumps(doc, indent=2, ensure_ascii=False)
+    assert jsonfast.dumps_go(doc) == json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
     text = json.dumps(doc, indent=3)
     assert jsonfast.loads(f"  {text}\n") == json.loads(text)
     assert jsonfast.loads(text.encode()) == json.loads(text)
+
+
+# What Go 1.19's json.Marshal wrote for {"s": GO_INPUT}, with the byte 0xff where GO_INPUT has
+# its surrogateescape reading (a path that is no UTF-8).
+GO_INPUT = 'a\b\f\n\r\t\x01\x1f\x7f<>&\u2028\u2029é\udcff"\\/\U0001f600\U0010ffff'
+GO_WROTE = (
+    b'{"s":"a\\u0008\\u000c\\n\\r\\t\\u0001\\u001f\x7f\\u003c\\u003e\\u0026'
+    b'\\u2028\\u2029\xc3\xa9\\ufffd\\"\\\\/\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf"}'
+)
+
+
+def test_output_has_the_bytes_gos_encoder_writes() -> None:
+    assert jsonfast.dumps_go({"s": GO_INPUT}).encode() == GO_WROTE
+    assert jsonfast.dumps_indented({"s": GO_INPUT}).encode() == GO_WROTE.replace(
+        b'{"s":', b'{\n  "s": '
+    ).replace(b"}", b"\n}")
+    assert json.loads(GO_WROTE) == {"s": GO_INPUT.replace("\udcff", "\ufffd")}
+    # galley's own files keep the path's byte: dumps escapes to ASCII, json reads it back
+    assert json.loads(jsonfast.dumps({"s": GO_INPUT})) == {"s": GO_INPUT}
 
 
 def test_constants_read_as_json_reads_them() -> None:

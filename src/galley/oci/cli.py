@@ -33,7 +33,7 @@ from galley.oci.commands.options import (
     parse,
     usage,
 )
-from galley.oci.jsonfast import dumps
+from galley.oci.jsonfast import dumps_go
 from galley.oci.state import RUNTIME_OCI_VERSION
 
 TYPE_CHECKING = False  # mypy knows this name; collections.abc costs ~1 ms to import
@@ -114,7 +114,7 @@ class Log:
         """One formatted log line (with its newline)."""
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if self.fmt == "json":  # containerd's shim asks for this: errors must stay cheap
-            return dumps({"level": level, "msg": msg, "time": stamp}) + "\n"
+            return dumps_go({"level": level, "msg": msg, "time": stamp}) + "\n"
         return f"time={logfmt_value(stamp)} level={level} msg={logfmt_value(msg)}\n"
 
     def enabled(self, level: str) -> bool:

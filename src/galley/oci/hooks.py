@@ -28,7 +28,7 @@ import posix
 
 from galley.errors import DeadlineExceeded, FailedPrecondition, reason_text
 from galley.kernel import pathnames
-from galley.oci.jsonfast import dumps
+from galley.oci.jsonfast import dumps_go
 
 TYPE_CHECKING = False  # typing (via galley.oci.spec) costs ~8 ms to import; mypy knows this
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def go_signal_text(number: int) -> str:
 def _stdin(state: State) -> bytes:
     """The state as a hook reads it: a zero pid (stopped, or not known yet) and empty
     annotations left out, as runc's omitempty fields leave them."""
-    return dumps({k: v for k, v in state.items() if v or k not in OMIT_EMPTY}).encode()
+    return dumps_go({k: v for k, v in state.items() if v or k not in OMIT_EMPTY}).encode()
 
 
 OMIT_EMPTY = frozenset({"pid", "annotations"})

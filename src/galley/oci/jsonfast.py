@@ -91,18 +91,66 @@ def dumps(obj: object) -> str:
     return "".join(encode(obj, 0))
 
 
+# What Go's encoding/json writes otherwise than _json.encode_basestring: <, > and & escaped
+# (its default, HTML-safe), the line and paragraph separators escaped (JavaScript), and \b and
+# \f in the \u form (Go 1.19, the Go runc 1.1.5 is built with here).
+_GO_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+    "\b": "\\u0008",
+    "\f": "\\u000c",
+}
+
+
+def _go_string(text: str) -> str:
+    """A JSON string as runc's Go encoder writes it: UTF-8 as it is, _GO_ESCAPES, and a byte
+    that is no UTF-8 (here a lone surrogate, as surrogateescape reads one) as \\ufffd."""
+    if not any(char in text for char in _GO_ESCAPES):
+        try:
+            text.encode()
+        except UnicodeEncodeError:  # a lone surrogate
+            pass
+        else:
+            return _json.encode_basestring(text)
+    return '"' + "".join(map(_go_char, text)) + '"'
+
+
+def _go_char(char: str) -> str:
+    escaped = _GO_ESCAPES.get(char)
+    if escaped is not None:
+        return escaped
+    if "\ud800" <= char <= "\udfff":
+        return "\\ufffd"
+    return _json.encode_basestring(char)[1:-1]
+
+
+def dumps_go(obj: object) -> str:
+    """Compact JSON as runc's Go encoder (json.Marshal) writes it, for what galley-runc
+    prints and gives hooks where runc does: the same bytes, not only the same values
+    (_go_string). galley's own files are written by dumps, whose ASCII escapes keep a path
+    that is no UTF-8 as it is."""
+    encode = _json.make_encoder(
+        None, _unserialisable, _go_string, None, ":", ",", False, False, True
+    )
+    return "".join(encode(obj, 0))
+
+
 def dumps_indented(obj: object, indent: int = 2, level: int = 0) -> str:
-    """JSON indented as json.dumps(obj, indent=indent) writes it (`runc state`'s layout)."""
+    """JSON indented as Go's json.MarshalIndent(obj, "", "  ") writes it (`runc state`'s
+    layout), its strings as dumps_go's."""
     inner = " " * (indent * (level + 1))
     if isinstance(obj, dict) and obj:
         items = [
-            f"{inner}{dumps(str(k))}: {dumps_indented(v, indent, level + 1)}"
+            f"{inner}{dumps_go(str(k))}: {dumps_indented(v, indent, level + 1)}"
             for k, v in obj.items()
         ]
     elif isinstance(obj, list | tuple) and obj:
         items = [inner + dumps_indented(v, indent, level + 1) for v in obj]
     else:
-        return dumps(obj)
+        return dumps_go(obj)
     opening, closing = ("{", "}") if isinstance(obj, dict) else ("[", "]")
     outer = " " * (indent * level)
     return opening + "\n" + ",\n".join(items) + "\n" + outer + closing

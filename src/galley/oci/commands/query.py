@@ -10,7 +10,7 @@ from galley.errors import FailedPrecondition, InvalidArgument
 from galley.kernel import pathnames
 from galley.oci.commands.args import container_id
 from galley.oci.commands.options import DURATION, STR, Args, Option, Syntax
-from galley.oci.jsonfast import dumps, dumps_indented
+from galley.oci.jsonfast import dumps_go, dumps_indented
 from galley.oci.state import STATE_FILE, ContainerState, CorruptState, list_states
 from galley.oci.status import Status
 
@@ -75,7 +75,7 @@ def list_containers(ctx: Context, fmt: str, quiet: bool) -> str:
     if quiet:
         return "".join(f"{s['id']}\n" for s in states)
     if fmt == "json":
-        return dumps(states or None) + "\n"
+        return dumps_go(states or None) + "\n"
     keys = ("id", "pid", "status", "bundle", "created", "owner")
     rows = [LIST_COLUMNS, *(tuple(str(s[k]) for k in keys) for s in states)]
     return table(rows)
@@ -91,7 +91,7 @@ def ps(state: ContainerState, fmt: str, ps_args: list[str]) -> str:
     """`ps`: the container's pids as JSON, or `ps -ef` lines for those pids."""
     pids = state.processes()
     if fmt == "json":  # none: null, as runc's (Go's) empty list
-        return (dumps(pids) if pids else "null") + "\n"
+        return (dumps_go(pids) if pids else "null") + "\n"
     import subprocess  # noqa: PLC0415 - lazy: only the ps table needs it
 
     args = ps_args or ["-ef"]  # as given, a "--" too (runc's)
@@ -134,7 +134,7 @@ OOM_POLL = 0.1  # seconds between looks at the OOM-kill counter while streaming
 
 
 def _emit(event: dict[str, object]) -> None:
-    _out(dumps(event) + "\n")
+    _out(dumps_go(event) + "\n")
 
 
 def events(state: ContainerState, *, once: bool, interval: float) -> None:
