@@ -267,6 +267,7 @@ def test_events_stats_has_runcs_fields(tmp_path: Path, bundle: Bundle, parent: s
                 "memory": set(data["memory"]["usage"]),
                 "pids": data["pids"],
                 "limit": data["memory"]["usage"]["limit"],
+                "order": key_order(data),
             }
             rt("delete", "--force", cid, check=True)
         finally:
@@ -276,6 +277,24 @@ def test_events_stats_has_runcs_fields(tmp_path: Path, bundle: Bundle, parent: s
     assert galley["memory"] == runc["memory"]
     assert galley["pids"] == runc["pids"] == {"current": 1, "limit": 33}
     assert galley["limit"] == runc["limit"] == 48 * MiB
+    # the keys in runc's order: its types' fields, and the keys of its maps (memory.raw,
+    # hugetlb) sorted, as Go's encoder writes a map
+    for path, theirs in runc["order"].items():
+        ours = galley["order"].get(path, [])
+        assert [k for k in ours if k in theirs] == [k for k in theirs if k in ours], path
+    assert runc["order"]["/memory/raw"] == sorted(runc["order"]["/memory/raw"])
+
+
+def key_order(doc: object, path: str = "") -> dict[str, list[str]]:
+    """Each object's keys in the order a document gives them, by the object's path."""
+    if isinstance(doc, list):
+        return key_order(doc[0], path + "[]") if doc else {}
+    if not isinstance(doc, dict):
+        return {}
+    found = {path: list(doc)}
+    for key, value in doc.items():
+        found.update(key_order(value, f"{path}/{key}"))
+    return found
 
 
 def _run_script(rt: Runtime, bundle: Bundle, script: str) -> str:

@@ -627,13 +627,13 @@ def test_json_output_has_the_bytes_runcs_go_encoder_writes(
     any_runtime: Runtime, bundle: Bundle, tmp_path: Path
 ) -> None:
     """state, list --format json, a hook's stdin and a JSON log line escape what Go's encoder
-    escapes (<, >, &, U+2028) and keep the rest of UTF-8 as it is (é): the same bytes from
-    both runtimes, not only the same values."""
+    escapes (<, >, &, U+2028), keep the rest of UTF-8 as it is (é) and write the annotations
+    in the order of their keys: the same bytes from both runtimes, not only the same values."""
     special = bundle.path.rename(bundle.path.with_name("b&<é>\u2028"))
     bundle.path = special
     hook_stdin = tmp_path / "hook.json"
     bundle.config["process"]["args"] = ["sleep", "60"]
-    bundle.config["annotations"] = {"a&b": "<é>"}
+    bundle.config["annotations"] = {"b": "1", "a&b": "<é>"}  # a Go map: written sorted
     hook = {"path": "/bin/sh", "args": ["sh", "-c", f"cat > {hook_stdin}"]}
     bundle.config["hooks"] = {"createRuntime": [hook]}
     cid = any_runtime.detached(bundle)
@@ -641,11 +641,11 @@ def test_json_output_has_the_bytes_runcs_go_encoder_writes(
     state = any_runtime("state", cid, check=True).stdout
     assert f'  "bundle": "{path}",\n' in state
     assert f'  "rootfs": "{path}/rootfs",\n' in state
-    assert '  "annotations": {\n    "a\\u0026b": "\\u003cé\\u003e"\n  },\n' in state
+    assert '  "annotations": {\n    "a\\u0026b": "\\u003cé\\u003e",\n    "b": "1"\n  },\n' in state
     listed = any_runtime("list", "--format", "json", check=True).stdout
     assert f'"bundle":"{path}","rootfs":"{path}/rootfs"' in listed
     stdin = hook_stdin.read_text()
-    assert f'"bundle":"{path}","annotations":{{"a\\u0026b":"\\u003cé\\u003e"}}' in stdin
+    assert f'"bundle":"{path}","annotations":{{"a\\u0026b":"\\u003cé\\u003e","b":"1"}}' in stdin
     log = tmp_path / "log.json"
     missing = tmp_path / "<é>"
     any_runtime("--log", str(log), "--log-format", "json", "create", "-b", str(missing), "x")

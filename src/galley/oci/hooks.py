@@ -132,8 +132,12 @@ def go_signal_text(number: int) -> str:
 
 def _stdin(state: State) -> bytes:
     """The state as a hook reads it: a zero pid (stopped, or not known yet) and empty
-    annotations left out, as runc's omitempty fields leave them."""
-    return dumps_go({k: v for k, v in state.items() if v or k not in OMIT_EMPTY}).encode()
+    annotations left out, as runc's omitempty fields leave them; the annotations (a Go map
+    there) in the order of their keys."""
+    given = {k: v for k, v in state.items() if v or k not in OMIT_EMPTY}
+    if "annotations" in given:
+        given["annotations"] = dict(sorted(state["annotations"].items()))
+    return dumps_go(given).encode()
 
 
 OMIT_EMPTY = frozenset({"pid", "annotations"})

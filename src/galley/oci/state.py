@@ -394,8 +394,8 @@ class ContainerState:
             "rootfs": self.rootfs,
             "created": self.created,
         }
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
+        if self.annotations:  # a Go map, which runc's encoder writes in the order of its keys
+            out["annotations"] = dict(sorted(self.annotations.items()))
         out["owner"] = self.owner if owner is None else owner
         return out
 

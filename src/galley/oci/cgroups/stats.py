@@ -162,14 +162,18 @@ def _cpu_list(text: str) -> list[int]:
     return out
 
 
-_CPUSET_FLAGS = (
+# cpuset's fields in the order runc's CPUSet type prints them: the two lists, and v1's flags.
+_CPU_LISTS = ("cpus", "mems")
+_CPUSET_FIELDS = (
+    "cpus",
     "cpu_exclusive",
-    "mem_exclusive",
+    "mems",
     "mem_hardwall",
+    "mem_exclusive",
     "memory_migrate",
-    "memory_pressure",
     "memory_spread_page",
     "memory_spread_slab",
+    "memory_pressure",
     "sched_load_balance",
     "sched_relax_domain_level",
 )
@@ -178,13 +182,14 @@ _CPUSET_FLAGS = (
 def _cpuset(d: str, suffix: str = "") -> dict[str, object]:
     """cpus and mems as lists (v2 reads the .effective files), plus v1's flag files."""
     out: dict[str, object] = {}
-    for key in ("cpus", "mems"):
+    for key in _CPU_LISTS if suffix else _CPUSET_FIELDS:
+        if key not in _CPU_LISTS:
+            out[key] = read_int(d, f"cpuset.{key}")
+            continue
         try:
             out[key] = _cpu_list(read(d, f"cpuset.{key}{suffix}"))
         except OSError:
             continue
-    for flag in _CPUSET_FLAGS if not suffix else ():
-        out[flag] = read_int(d, f"cpuset.{flag}")
     return out
 
 
@@ -202,14 +207,16 @@ def v1_stats(paths: dict[str, str]) -> dict[str, object]:
 
 
 # Fields runc leaves out when zero or empty (Go's omitempty), by their key in any nested
-# object but the maps of raw counters (memory.raw), whose entries runc prints all.
+# object but the map of raw counters (memory.raw), whose entries runc prints all.
 _OMIT_WHEN_ZERO = frozenset(
     {"usage", "max", "total", "percpu", "percpu_kernel", "percpu_user", "current", "limit"}
     | {"periods", "throttled_periods", "throttled_time", "cache"}
     | {"ioServiceBytesRecursive", "ioServicedRecursive"}
 )
 _ALWAYS = frozenset({("usage", "limit"), ("swap", "limit"), ("kernel", "limit")})
-_MAPS = frozenset({"raw"})
+_RAW_COUNTERS = frozenset({"raw"})
+# What runc's types hold as Go maps, which its encoder writes in the order of their keys.
+_MAPS = frozenset({"raw", "hugetlb"})
 # blkio's entries ({major, minor, op, value}) leave out each field that is zero, as runc's.
 _ENTRY_LISTS = frozenset({"ioServiceBytesRecursive", "ioServicedRecursive"})
 
@@ -223,7 +230,9 @@ def runc_shape(stats: dict[str, object], parent: str = "") -> dict[str, object]:
     """Drop zero and empty values where runc's JSON omits them; keep memory limits."""
     out: dict[str, object] = {}
     for key, value in stats.items():
-        if isinstance(value, dict) and key not in _MAPS:
+        if isinstance(value, dict) and key in _MAPS:
+            value = dict(sorted(value.items()))
+        if isinstance(value, dict) and key not in _RAW_COUNTERS:
             value = runc_shape(value, key)
         if key in _ENTRY_LISTS and isinstance(value, list):
             value = [{k: v for k, v in entry.items() if v not in (0, "")} for entry in value]
