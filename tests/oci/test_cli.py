@@ -467,6 +467,27 @@ def test_spec_and_features_match_runc_shape(runtime: Runtime, tmp_path: Path) ->
     )
 
 
+@pytest.mark.skipif(RUNC is None, reason="runc is not installed")
+@pytest.mark.parametrize("flags", [[], ["--rootless"]])
+def test_spec_writes_runcs_bytes(runtime: Runtime, tmp_path: Path, flags: list[str]) -> None:
+    """`spec` writes runc's config.json byte for byte (its fields in runc's order, tabs), the
+    ociVersion aside: galley's is the runtime-spec version it implements."""
+    assert RUNC is not None
+    texts = {}
+    for name, binary in (("galley", runtime.binary), ("runc", RUNC)):
+        bundle = tmp_path / name
+        bundle.mkdir()
+        subprocess.run([binary, "spec", *flags, "--bundle", str(bundle)], check=True)
+        texts[name] = (bundle / "config.json").read_text()
+    theirs = json.loads(texts["runc"])["ociVersion"]
+    ours = texts["galley"].replace(
+        f'"ociVersion": "{st.RUNTIME_OCI_VERSION}"', f'"ociVersion": "{theirs}"', 1
+    )
+    if detect().mode == "v2":  # a cgroup namespace there, as runc 1.2 on (runc 1.1: never)
+        ours = ours.replace(',\n\t\t\t{\n\t\t\t\t"type": "cgroup"\n\t\t\t}', "", 1)
+    assert ours == texts["runc"]
+
+
 def test_debug_log_lines(runtime: Runtime, fake: st.ContainerState, tmp_path: Path) -> None:
     log = tmp_path / "debug.log"
     runtime(

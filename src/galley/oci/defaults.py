@@ -130,11 +130,13 @@ def _make_rootless(spec: Spec) -> None:
     (sysfs is only for who owns the network namespace); no uid=/gid= mount options (no other
     id is mapped); no cgroup resources (the user may not own a cgroup)."""
     linux = spec["linux"]
-    linux["namespaces"] = [
-        ns for ns in linux["namespaces"] if ns["type"] not in ("network", "user")
-    ] + [{"type": "user"}]
-    linux["uidMappings"] = [{"containerID": 0, "hostID": posix.geteuid(), "size": 1}]
-    linux["gidMappings"] = [{"containerID": 0, "hostID": posix.getegid(), "size": 1}]
+    namespaces = [ns for ns in linux["namespaces"] if ns["type"] not in ("network", "user")]
+    spec["linux"] = linux = {  # the mappings first, where runc's Linux type has its fields
+        "uidMappings": [{"containerID": 0, "hostID": posix.geteuid(), "size": 1}],
+        "gidMappings": [{"containerID": 0, "hostID": posix.getegid(), "size": 1}],
+        **linux,
+        "namespaces": [*namespaces, {"type": "user"}],
+    }
     for mount in spec["mounts"]:
         if mount["destination"] == "/sys":
             mount["source"], mount["type"] = "/sys", "none"
