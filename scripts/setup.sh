@@ -16,6 +16,7 @@ packages=(
   strace                                          # tests watch what galley-runc's launcher does
   time                                            # bench_memory: a command's peak memory
   uidmap                                          # newuidmap/newgidmap: rootless id maps
+  locales                                         # a test compiles an ISO-8859-1 locale
 )
 missing=()
 for p in "${packages[@]}"; do

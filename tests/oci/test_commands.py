@@ -650,3 +650,42 @@ def test_json_output_has_the_bytes_runcs_go_encoder_writes(
     missing = tmp_path / "<é>"
     any_runtime("--log", str(log), "--log-format", "json", "create", "-b", str(missing), "x")
     assert f"chdir {go_escaped(str(missing))}: no such file or directory" in log.read_text()
+
+
+@pytest.fixture(scope="session")
+def latin1(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """An environment in an ISO-8859-1 locale, compiled into a LOCPATH of its own."""
+    path = tmp_path_factory.mktemp("locale")
+    argv = ["localedef", "-i", "en_US", "-f", "ISO-8859-1", str(path / "en_US.ISO-8859-1")]
+    subprocess.run(argv, check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LC_")}
+    return {**env, "LOCPATH": str(path), "LANG": "en_US.ISO-8859-1"}
+
+
+def test_arguments_and_output_are_utf8_in_any_locale(
+    any_runtime: Runtime, bundle: Bundle, latin1: dict[str, str]
+) -> None:
+    """A bundle path with a snowman is taken and printed as its UTF-8 bytes whatever the
+    locale, as runc (a Go program) takes and prints bytes: one container is made in an
+    ISO-8859-1 locale and one in the caller's, and each is listed in both. Python in that
+    locale decoded the argument and encoded its output in ISO-8859-1: a path taken there
+    came out garbled elsewhere, and `list` or `state` there of a path taken elsewhere ended
+    in a traceback."""
+    special = bundle.path.rename(bundle.path.with_name("snow☃é"))
+    bundle.path = special
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    bundle.write()
+    argv = [any_runtime.binary, "--root", str(any_runtime.root), "run", "-d", "-b", str(special)]
+    made = []
+    for env in (latin1, dict(os.environ)):
+        cid = any_runtime.new_id()
+        any_runtime.created.append(cid)
+        null = subprocess.DEVNULL
+        subprocess.run([*argv, cid], stdin=null, stdout=null, stderr=null, env=env, check=True)
+        made.append(cid)
+    for env in (latin1, dict(os.environ)):
+        for cid in made:
+            state = any_runtime("state", cid, check=True, env=env).stdout
+            assert f'"bundle": "{special}"' in state
+        listed = any_runtime("list", check=True, env=env).stdout.splitlines()
+        assert [line.split()[3] for line in listed[1:]] == [str(special)] * 2
