@@ -16,7 +16,7 @@ packages=(
   strace                                          # tests watch what galley-runc's launcher does
   time                                            # bench_memory: a command's peak memory
   uidmap                                          # newuidmap/newgidmap: rootless id maps
-  locales                                         # a test compiles an ISO-8859-1 locale
+  locales tzdata                                  # tests: an ISO-8859-1 locale, time zones
 )
 missing=()
 for p in "${packages[@]}"; do

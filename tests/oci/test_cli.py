@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -486,6 +487,31 @@ def test_spec_writes_runcs_bytes(runtime: Runtime, tmp_path: Path, flags: list[s
     if detect().mode == "v2":  # a cgroup namespace there, as runc 1.2 on (runc 1.1: never)
         ours = ours.replace(',\n\t\t\t{\n\t\t\t\t"type": "cgroup"\n\t\t\t}', "", 1)
     assert ours == texts["runc"]
+
+
+@pytest.mark.parametrize(
+    ("tz", "zone"),
+    [
+        ("Asia/Kolkata", "+05:30"),
+        (":America/St_Johns", "-03:30"),  # a leading colon; a negative offset in minutes
+        ("/usr/share/zoneinfo/Asia/Tokyo", "+09:00"),
+        ("", "Z"),
+        ("UTC", "Z"),
+        ("IST-5:30", "Z"),  # a POSIX rule: the C library reads it, Go falls back to UTC
+        ("Nowhere/Town", "Z"),  # no such zone: UTC
+    ],
+)
+def test_log_lines_carry_the_local_time_as_go_writes_it(
+    any_runtime: Runtime, tz: str, zone: str
+) -> None:
+    """runc's logrus stamps a line with the local time in RFC 3339 ("Z" for a zero offset);
+    galley wrote UTC whatever $TZ said."""
+    env = {**os.environ, "TZ": tz}
+    text = any_runtime("state", "gone", env=env).stderr
+    assert re.match(rf'time="\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d{re.escape(zone)}" ', text), text
+    log = any_runtime.root.parent / f"log-{any_runtime.root.name}.json"
+    any_runtime("--log", str(log), "--log-format", "json", "state", "gone", env=env)
+    assert json.loads(log.read_text().splitlines()[-1])["time"].endswith(zone)
 
 
 def test_debug_log_lines(runtime: Runtime, fake: st.ContainerState, tmp_path: Path) -> None:

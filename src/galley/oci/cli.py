@@ -71,6 +71,40 @@ _LOG_FLAGS = posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT | posix.O_CLOEXEC
 _BARE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._/@^+")
 
 
+# Where Go looks for a zone that $TZ names (time's initLocal on Unix).
+_ZONE_SOURCES = ("/usr/share/zoneinfo/", "/usr/share/lib/zoneinfo/", "/usr/lib/locale/TZ/")
+
+
+def _go_local_zone() -> bool:
+    """Whether Go would print local time (else UTC). Both read /etc/localtime without $TZ,
+    and take an empty $TZ for UTC; but Go takes $TZ only for a zone file ("Europe/Berlin",
+    ":/path"), where the C library also reads a POSIX rule ("IST-5:30"): Go falls back to
+    UTC then, and to UTC for a name it cannot load."""
+    tz = pathnames.environ("TZ")
+    if tz is None:
+        return True
+    name = tz.removeprefix(":")
+    if not name or name == "UTC":
+        return False
+    sources = ("",) if name.startswith("/") else _ZONE_SOURCES
+    return any(pathnames.isfile(source + name) for source in sources)
+
+
+def log_time(now: float | None = None) -> str:
+    """A log line's time as runc's logrus writes it: Go's RFC 3339 in the local zone,
+    "Z" for a zero offset, else +hh:mm."""
+    if not _go_local_zone():
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    local = time.localtime(now)
+    offset = local.tm_gmtoff
+    if offset == 0:
+        zone = "Z"
+    else:
+        sign, offset = ("-", -offset) if offset < 0 else ("+", offset)
+        zone = f"{sign}{offset // 3600:02d}:{offset % 3600 // 60:02d}"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + zone
+
+
 def logfmt_value(text: str) -> str:
     """A value in a text log line as runc's logrus writes it: bare when it has only the
     characters above, else quoted as Go's %q quotes it."""
@@ -112,7 +146,7 @@ class Log:
 
     def line(self, level: str, msg: str) -> str:
         """One formatted log line (with its newline)."""
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        stamp = log_time()
         if self.fmt == "json":  # containerd's shim asks for this: errors must stay cheap
             return dumps_go({"level": level, "msg": msg, "time": stamp}) + "\n"
         return f"time={logfmt_value(stamp)} level={level} msg={logfmt_value(msg)}\n"
