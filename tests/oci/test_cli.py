@@ -703,6 +703,33 @@ def test_help_command(any_runtime: Runtime, argv: list[str]) -> None:
         assert f"{argv[1]} " in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["-h"], ""),
+        (["--help"], ""),
+        (["help"], ""),
+        (["list", "-h"], " list"),
+        (["state", "--help"], " state"),
+        (["help", "create"], " create"),
+    ],
+)
+def test_help_is_laid_out_as_runcs(any_runtime: Runtime, argv: list[str], named: str) -> None:
+    """urfave/cli's layout, which runc's own tests read (help.bats): "NAME:", then the
+    program (and command) and what it does; USAGE; a command's options long name first,
+    with " value" after each spelling of one that takes a value."""
+    result = any_runtime(*argv)
+    assert result.returncode == 0 and result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert lines[0] == "NAME:"
+    assert re.fullmatch(rf"   \S*runc{named} - .+", lines[1]), lines[1]
+    assert f"\n\nUSAGE:\n   {Path(any_runtime.binary).name}" in result.stdout
+    if named == " list":
+        assert re.search(r"^   --format value, -f value +\S", result.stdout, re.MULTILINE)
+    if not named:
+        assert "\nCOMMANDS:\n" in result.stdout and "\nGLOBAL OPTIONS:\n" in result.stdout
+
+
 def test_a_console_socket_for_a_foreground_process_is_refused(
     any_runtime: Runtime, bundle: Bundle, tmp_path: Path
 ) -> None:

@@ -30,6 +30,7 @@ from galley.oci.commands.options import (
     Option,
     Syntax,
     UsageError,
+    option_lines,
     parse,
     usage,
 )
@@ -296,12 +297,22 @@ class CommandModule:
 
 
 def overview() -> str:
-    """`galley-runc --help`."""
-    lines = [f"usage: {PROG} [global options] COMMAND [options] [arguments...]", "", "commands:"]
-    lines += [f"  {name:<10} {help_text}" for name, (_, help_text) in COMMANDS.items()]
-    lines += ["", "global options:"]
-    lines += [f"  {', '.join(o.names):<20} {o.help}" for o in GLOBAL.options]
+    """`galley-runc --help`, laid out as runc's (urfave/cli's NAME, USAGE, VERSION, COMMANDS
+    and GLOBAL OPTIONS)."""
+    commands = [*((name, text) for name, (_, text) in COMMANDS.items()), _HELP_COMMAND]
+    width = max(len(name) for name, _ in commands) + 2
+    lines = ["NAME:", f"   {PROG} - Open Container Initiative runtime, with runc's command line"]
+    lines += ["", "USAGE:"]
+    lines += [f"   {PROG} [global options] command [command options] [arguments...]", ""]
+    lines += ["VERSION:", f"   {VERSION}", "", "COMMANDS:"]
+    lines += [f"   {name:<{width}}{text}" for name, text in commands]
+    lines += ["", "GLOBAL OPTIONS:", *option_lines([*GLOBAL.options, _HELP_OPTION])]
     return "\n".join(lines) + "\n"
+
+
+# What urfave/cli adds to runc's help: the help command and the --help option.
+_HELP_COMMAND = ("help, h", "shows a list of commands or help for one command")
+_HELP_OPTION = Option("-h,--help", "show help")
 
 
 class UnknownCommand(UsageError):

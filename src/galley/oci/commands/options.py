@@ -219,11 +219,26 @@ def _check_count(command: str, syntax: Syntax, given: int) -> None:
 
 
 def usage(command: str, syntax: Syntax, help_text: str) -> str:
-    """Help for one command."""
+    """Help for one command, laid out as runc's (urfave/cli's NAME, USAGE and OPTIONS)."""
     pos = " ".join(f"<{p.replace('_', '-')}>" for p in syntax.positionals)
     rest = f" [{syntax.rest.replace('_', '-')}...]" if syntax.rest else ""
-    lines = [f"usage: galley-runc {command} [options] {pos}{rest}".rstrip(), "", help_text, ""]
-    for opt in syntax.options:
-        spelled = ", ".join(opt.names) + ("" if opt.kind == FLAG else " value")
-        lines.append(f"  {spelled:<28} {opt.help}")
+    lines = ["NAME:", f"   {PROG} {command} - {help_text}", "", "USAGE:"]
+    lines.append(f"   {PROG} {command} [command options] {pos}{rest}".rstrip())
+    if syntax.options:
+        lines += ["", "OPTIONS:", *option_lines(syntax.options)]
     return "\n".join(lines) + "\n"
+
+
+def option_lines(options: list[Option]) -> list[str]:
+    """Options as urfave/cli lists them: every spelling, the long one first, " value" after
+    each of one that takes a value, and the help in a column two spaces past the longest."""
+    spelled = [
+        ", ".join(name + ("" if opt.kind == FLAG else " value") for name in _long_first(opt))
+        for opt in options
+    ]
+    width = max(map(len, spelled), default=0) + 2
+    return [f"   {names:<{width}}{opt.help}" for names, opt in zip(spelled, options, strict=True)]
+
+
+def _long_first(option: Option) -> list[str]:
+    return sorted(option.names, key=lambda name: not name.startswith("--"))
