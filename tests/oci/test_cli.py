@@ -514,6 +514,19 @@ def test_log_lines_carry_the_local_time_as_go_writes_it(
     assert json.loads(log.read_text().splitlines()[-1])["time"].endswith(zone)
 
 
+def test_log_lines_without_tz_carry_etc_localtimes_zone(any_runtime: Runtime) -> None:
+    """Without $TZ, Go (and the C library) read /etc/localtime: here a zone bound over it in
+    a mount namespace of the command's own."""
+    zone = "/usr/share/zoneinfo/Asia/Kolkata"
+    argv = [any_runtime.binary, "--root", str(any_runtime.root), "state", "gone"]
+    script = f'mount --bind {zone} /etc/localtime && exec "$@"'
+    env = {k: v for k, v in os.environ.items() if k != "TZ"}
+    command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    assert result.returncode == 1
+    assert re.match(r'time="[-\dT:]+\+05:30" level=error', result.stderr), result.stderr
+
+
 def test_debug_log_lines(runtime: Runtime, fake: st.ContainerState, tmp_path: Path) -> None:
     log = tmp_path / "debug.log"
     runtime(
