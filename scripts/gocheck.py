@@ -3,11 +3,12 @@
 galley-runc reads what runc reads as runc, a Go program, reads it: integers, booleans and
 durations as strconv and time do, byte sizes as docker/go-units, signal names as
 strings.ToUpper and x/sys/unix, error quoting as strconv.Quote, what it prints as JSON as
-json.Marshal writes strings (the same bytes: `marshal`), a document that is no JSON
-as a json.Decoder words it, and config.json, exec's --process file and update's --resources
-file as encoding/json decodes them into the runtime-spec's Go types. scripts/gocheck/main.go
-prints Go's reading of each text; this script draws the texts, reads each with galley's code
-too, and prints where the two differ (exit status 1 if anywhere).
+json.Marshal writes strings (the same bytes: `marshal`), a log line's time zone for a $TZ as
+Go's time package resolves it (`zone`: every zone file, POSIX rules, no zone), a document
+that is no JSON as a json.Decoder words it, and config.json, exec's --process file and
+update's --resources file as encoding/json decodes them into the runtime-spec's Go types.
+scripts/gocheck/main.go prints Go's reading of each text; this script draws the texts, reads
+each with galley's code too, and prints where the two differ (exit status 1 if anywhere).
 
     .venv/bin/python scripts/gocheck.py --seed 1 -n 20000        # every check
     .venv/bin/python scripts/gocheck.py --only spec               # one of CHECKS
@@ -33,11 +34,14 @@ import copy
 import io
 import json
 import os
+import posix
 import random
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -383,6 +387,74 @@ def check_documents(binary: Path, kind: str) -> int:
     return differ
 
 
+def zone_names(rnd: random.Random, count: int) -> list[str | None]:
+    """$TZ values: zone files by name (some with the leading colon, some by absolute path),
+    POSIX rules, names of no zone, directories, the empty and the unset value."""
+    root = "/usr/share/zoneinfo"
+    files = sorted(
+        f"{directory}/{name}"[len(root) + 1 :]
+        for directory, _, names in os.walk(root)
+        for name in names
+    )
+    drawn: list[str | None] = [None, "", "UTC", ":", "Local", "localtime", "America", "posix"]
+    drawn += [
+        "IST-5:30",
+        "EST5EDT",
+        "UTC0",
+        "<+03>-3",
+        "CET-1CEST,M3.5.0,M10.5.0/3",
+        "Nowhere/Town",
+    ]
+    drawn += ["../zoneinfo/UTC", "/etc/localtime", "/nonexistent", "/usr/share/zoneinfo"]
+    for name in rnd.sample(files, min(count, len(files))):
+        drawn.append(rnd.choice([name, f":{name}", f"{root}/{name}", f":{root}/{name}"]))
+    return drawn
+
+
+def check_zones(binary: Path, zones: list[str | None]) -> int:
+    """The zone a log line's time ends with, for each $TZ: Go's (a process each) and
+    galley's (cli.log_time, after tzset)."""
+    from galley.oci.cli import log_time  # noqa: PLC0415 - the only check that needs it
+
+    differ = 0
+    for tz in zones:
+        env = {k: v for k, v in os.environ.items() if k != "TZ"}
+        if tz is not None:
+            env["TZ"] = tz
+        theirs = subprocess.run(
+            [str(binary), "zone"], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        with environment_tz(tz):
+            ours = log_time()[len("2006-01-02T15:04:05") :]
+        if ours != theirs:
+            differ += 1
+            print(f"zone: TZ={tz!r}: Go {theirs!r}, galley {ours!r}")
+    print(f"zone: {len(zones)} $TZ values, {differ} read otherwise")
+    return differ
+
+
+@contextmanager
+def environment_tz(tz: str | None) -> Iterator[None]:
+    """$TZ set (None: unset) for the C library (tzset) and for galley's reading of the
+    environment (posix.environ, which os.environ does not update); then restored."""
+    saved = os.environ.get("TZ")
+    _set_tz(tz)
+    try:
+        yield
+    finally:
+        _set_tz(saved)
+
+
+def _set_tz(value: str | None) -> None:
+    if value is None:
+        os.environ.pop("TZ", None)
+        posix.environ.pop(b"TZ", None)
+    else:
+        os.environ["TZ"] = value
+        posix.environ[b"TZ"] = os.fsencode(value)
+    time.tzset()
+
+
 def crashing(read: Callable[[str], str], text: str) -> str:
     """read(text), or the exception it ended in (a difference whatever Go says)."""
     try:
@@ -409,7 +481,18 @@ def check_texts(
     return differ
 
 
-CHECKS = ("strconv", "size", "quote", "marshal", "signal", "syntax", "spec", "process", "resources")
+CHECKS = (
+    "strconv",
+    "size",
+    "quote",
+    "marshal",
+    "zone",
+    "signal",
+    "syntax",
+    "spec",
+    "process",
+    "resources",
+)
 
 
 def main() -> int:
@@ -434,6 +517,7 @@ def main() -> int:
             "marshal": lambda: check_texts(
                 binary, "marshal", drawn_texts(rnd, args.n, MARSHALABLE), jsonfast.dumps_go
             ),
+            "zone": lambda: check_zones(binary, zone_names(rnd, args.n // 40)),
             "signal": lambda: check_texts(
                 binary, "signal", signal_names(rnd, args.n), galley_signal, signal_agrees
             ),

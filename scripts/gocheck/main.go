@@ -12,6 +12,8 @@
 //	syntax     a json.Decoder's first value of the (quoted) text, as runc reads a config
 //	schema T   (no input) every JSON path of a runtime-spec Go type, with its kind
 //	decode T   encoding/json of the document into that type: "ok" or the error
+//	zone       (no input) the local zone's offset as runc's log lines end their time, "Z07:00",
+//	           for the $TZ the program is started with
 //
 // T is spec (a config.json), process (exec --process) or resources (update --resources).
 //
@@ -144,11 +146,16 @@ func syntax(text string) string {
 }
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "zone" {
+		// the local zone's offset as a log line's RFC 3339 time ends, for this process's $TZ
+		fmt.Println(time.Now().Format("Z07:00"))
+		return
+	}
 	kind := "spec"
 	if len(os.Args) == 3 && (os.Args[1] == "schema" || os.Args[1] == "decode") {
 		kind = os.Args[2]
 	} else if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: gocheck strconv|size|quote|marshal|signal|syntax|schema T|decode T")
+		fmt.Fprintln(os.Stderr, "usage: gocheck strconv|size|quote|marshal|signal|syntax|schema T|decode T|zone")
 		os.Exit(2)
 	}
 	if _, known := documents[kind]; !known {
