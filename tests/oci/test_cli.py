@@ -466,6 +466,9 @@ def test_spec_and_features_match_runc_shape(runtime: Runtime, tmp_path: Path) ->
     assert set(features["runc"]["linux"]["namespaces"]) <= set(
         features["galley"]["linux"]["namespaces"]
     )
+    seccomp = "io.github.seccomp.libseccomp.version"  # the same library on both
+    assert features["galley"]["annotations"][seccomp] == features["runc"]["annotations"][seccomp]
+    assert list(features["galley"]["annotations"]) == sorted(features["galley"]["annotations"])
 
 
 @pytest.mark.skipif(RUNC is None, reason="runc is not installed")

@@ -58,6 +58,20 @@ def _memory_policy() -> dict[str, object]:
     return {"modes": list(MEMORY_POLICY_MODES), "flags": list(MEMORY_POLICY_FLAGS)}
 
 
+def _annotations(version: str) -> dict[str, str]:
+    """Informational: the runc release whose command line galley-runc speaks, galley's own
+    version, and as runc the libseccomp that filters are built with; in the order of their
+    keys, as runc's Go map prints."""
+    out = {"org.opencontainers.runc.version": "1.1.5", "io.galley.version": version}
+    try:
+        from galley.kernel import seccomp  # noqa: PLC0415 - lazy: loads libseccomp
+
+        out["io.github.seccomp.libseccomp.version"] = ".".join(map(str, seccomp.version()))
+    except (ImportError, OSError):
+        pass
+    return dict(sorted(out.items()))
+
+
 def features() -> dict[str, object]:
     """The features document."""
     from galley.oci.cli import VERSION  # noqa: PLC0415 - avoids an import cycle
@@ -79,5 +93,5 @@ def features() -> dict[str, object]:
             "memoryPolicy": _memory_policy(),
             "netDevices": {"enabled": True},
         },
-        "annotations": {"org.opencontainers.runc.version": "1.1.5", "io.galley.version": VERSION},
+        "annotations": _annotations(VERSION),
     }
