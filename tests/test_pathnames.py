@@ -155,3 +155,12 @@ def test_read_bytes_errors_name_the_file(tmp_path: Path) -> None:
     assert missing.value.filename == str(tmp_path / "nope")
     with pytest.raises(IsADirectoryError):
         pathnames.read_bytes(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("path", "absolute"),
+    [("//tmp/b", "/tmp/b"), ("///tmp/b/", "/tmp/b"), ("/tmp//b/.", "/tmp/b"), ("//", "/")],
+)
+def test_go_abspath_keeps_no_second_leading_slash(path: str, absolute: str) -> None:
+    """As Go's filepath.Abs (runc's bundle path); posixpath keeps two leading slashes."""
+    assert pathnames.go_abspath(path) == absolute

@@ -689,3 +689,20 @@ def test_arguments_and_output_are_utf8_in_any_locale(
             assert f'"bundle": "{special}"' in state
         listed = any_runtime("list", check=True, env=env).stdout.splitlines()
         assert [line.split()[3] for line in listed[1:]] == [str(special)] * 2
+
+
+def test_the_bundle_path_is_cleaned_as_gos_filepath_abs_cleans_it(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """`--bundle //path/`: state's bundle is /path, as Go's filepath.Abs writes it (Python's
+    abspath keeps the second leading slash POSIX allows)."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = any_runtime.new_id()
+    any_runtime.created.append(cid)
+    argv = [any_runtime.binary, "--root", str(any_runtime.root), "run", "-d"]
+    null = subprocess.DEVNULL
+    given = f"/{bundle.write()}/"
+    subprocess.run([*argv, "-b", given, cid], stdin=null, stdout=null, stderr=null, check=True)
+    state = json.loads(any_runtime("state", cid, check=True).stdout)
+    assert state["bundle"] == str(bundle.path)
+    assert state["rootfs"] == f"{bundle.path}/rootfs"

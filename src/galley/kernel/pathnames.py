@@ -61,6 +61,14 @@ def abspath(path: str) -> str:
     return normpath(path if path.startswith("/") else join(posix.getcwd(), path))
 
 
+def go_abspath(path: str) -> str:
+    """abspath as Go's filepath.Abs writes it (runc's bundle path, which `state` prints):
+    Go's Clean keeps no second leading slash, where POSIX lets os.path keep one (Linux reads
+    "//tmp" as "/tmp")."""
+    absolute = abspath(path)
+    return absolute[1:] if absolute.startswith("//") else absolute
+
+
 def relpath(path: str, start: str = ".") -> str:
     """os.path.relpath: path as seen from the directory start, lexically."""
     to = [part for part in abspath(path).split("/") if part]
