@@ -706,3 +706,17 @@ def test_the_bundle_path_is_cleaned_as_gos_filepath_abs_cleans_it(
     state = json.loads(any_runtime("state", cid, check=True).stdout)
     assert state["bundle"] == str(bundle.path)
     assert state["rootfs"] == f"{bundle.path}/rootfs"
+
+
+@pytest.mark.parametrize("root", ["{bundle}//rootfs/", "{bundle}/./rootfs", "./rootfs/", "rootfs"])
+def test_the_rootfs_path_is_recorded_as_runc_records_it(
+    any_runtime: Runtime, bundle: Bundle, root: str
+) -> None:
+    """state's rootfs: an absolute root.path as it is given, a relative one joined to the
+    bundle and cleaned, as runc prints them."""
+    given = root.format(bundle=bundle.path)
+    bundle.config["root"]["path"] = given
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = any_runtime.detached(bundle)
+    state = json.loads(any_runtime("state", cid, check=True).stdout)
+    assert state["rootfs"] == (given if given.startswith("/") else f"{bundle.path}/rootfs")

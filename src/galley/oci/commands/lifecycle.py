@@ -123,11 +123,13 @@ def read_config(bundle: str) -> Any:
 
 
 def rootfs_path(bundle: str, spec: Spec) -> str:
-    """root.path made absolute against the bundle; it must be a directory."""
-    path = pathnames.join(bundle, spec["root"]["path"])
+    """root.path made absolute against the bundle, as runc records it for `state`: an
+    absolute one as it is given, a relative one joined and cleaned. It must be a directory."""
+    given = spec["root"]["path"]
+    path = pathnames.join(bundle, given)
     if not pathnames.isdir(path):
         raise InvalidArgument(f'root.path: rootfs "{path}" does not exist or is not a directory')
-    return pathnames.normpath(path)
+    return given if given.startswith("/") else pathnames.normpath(path)
 
 
 class Stopped(BaseException):
