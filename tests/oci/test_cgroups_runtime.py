@@ -285,6 +285,23 @@ def test_events_stats_has_runcs_fields(tmp_path: Path, bundle: Bundle, parent: s
     assert runc["order"]["/memory/raw"] == sorted(runc["order"]["/memory/raw"])
 
 
+def test_events_stats_hugetlb_on_cgroup2_has_runcs_fields(
+    runtime: Runtime, bundle: Bundle, parent: str
+) -> None:
+    """Where hugetlb is a cgroup2 controller (beside v1 here, or a pure v2 host), its stats
+    are usage and failcnt, as runc's v2 manager gives them: cgroup2 keeps no peak, and
+    hugetlb.<size>.max is the limit, which galley printed as v1's "max" (the peak)."""
+    if "hugetlb" not in LAYOUT.unified_controllers():
+        pytest.skip("hugetlb is no cgroup2 controller here")
+    cid, _ = _create(runtime, bundle, f"{parent}/h", ["sleep", "60"])
+    data = json.loads(runtime("events", "--stats", cid, check=True).stdout)["data"]
+    sizes = list(Path("/sys/kernel/mm/hugepages").iterdir())
+    assert len(data["hugetlb"]) == len(sizes) > 0, data["hugetlb"]
+    assert list(data["hugetlb"]) == sorted(data["hugetlb"])
+    for entry in data["hugetlb"].values():
+        assert set(entry) <= {"usage", "failcnt"} and "failcnt" in entry, entry
+
+
 def key_order(doc: object, path: str = "") -> dict[str, list[str]]:
     """Each object's keys in the order a document gives them, by the object's path."""
     if isinstance(doc, list):

@@ -140,11 +140,12 @@ def hugetlb_v1(d: str) -> dict[str, object]:
 
 
 def hugetlb_v2(d: str) -> dict[str, object]:
-    """hugetlb counters of a cgroup2 directory (max is the limit there; failcnt from events)."""
+    """hugetlb counters of a cgroup2 directory: usage, and failcnt from events. cgroup2 keeps
+    no peak, v1's "max" (max_usage_in_bytes), so runc leaves it out there; hugetlb.<size>.max
+    is the limit, another thing."""
     return {
         size: {
             "usage": read_int(d, f"hugetlb.{size}.current"),
-            "max": read_int(d, f"hugetlb.{size}.max", UNLIMITED),
             "failcnt": read_keyed(d, f"hugetlb.{size}.events").get("max", 0),
         }
         for size in hugepage_sizes()
