@@ -3,7 +3,8 @@
 galley-runc reads what runc reads as runc, a Go program, reads it: integers, booleans and
 durations as strconv and time do, byte sizes as docker/go-units, signal names as
 strings.ToUpper and x/sys/unix, error quoting as strconv.Quote, what it prints as JSON as
-json.Marshal writes strings (the same bytes: `marshal`), a log line's time zone for a $TZ as
+json.Marshal writes strings (the same bytes: `marshal`), the bundle path as filepath.Abs
+cleans it (`clean`), a log line's time zone for a $TZ as
 Go's time package resolves it (`zone`: every zone file, POSIX rules, no zone), a document
 that is no JSON as a json.Decoder words it, and config.json, exec's --process file and
 update's --resources file as encoding/json decodes them into the runtime-spec's Go types.
@@ -48,6 +49,7 @@ from typing import Any
 
 from galley.errors import GalleyError, go_quote
 from galley.fixtures.busybox import default_config
+from galley.kernel import pathnames
 from galley.oci import gojson, jsonfast
 from galley.oci.commands import gosyntax
 from galley.oci.commands.args import parse_signal, parse_size
@@ -387,6 +389,19 @@ def check_documents(binary: Path, kind: str) -> int:
     return differ
 
 
+def absolute_paths(rnd: random.Random, count: int) -> list[str]:
+    """Absolute paths of slashes, dots, dot-dots and names (a bundle as --bundle may give it)."""
+    pieces = ["/", "/", "//", ".", "..", "a", "b.", "...", "é"]
+    return [
+        "/" + "".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 7))) for _ in range(count)
+    ]
+
+
+def go_quoted(read: Callable[[str], str]) -> Callable[[str], str]:
+    """read, its result quoted as Go's strconv.Quote prints it."""
+    return lambda text: go_quote(read(text))
+
+
 def zone_names(rnd: random.Random, count: int) -> list[str | None]:
     """$TZ values: zone files by name (some with the leading colon, some by absolute path),
     POSIX rules, names of no zone, directories, the empty and the unset value."""
@@ -486,6 +501,7 @@ CHECKS = (
     "size",
     "quote",
     "marshal",
+    "clean",
     "zone",
     "signal",
     "syntax",
@@ -516,6 +532,9 @@ def main() -> int:
             ),
             "marshal": lambda: check_texts(
                 binary, "marshal", drawn_texts(rnd, args.n, MARSHALABLE), jsonfast.dumps_go
+            ),
+            "clean": lambda: check_texts(
+                binary, "clean", absolute_paths(rnd, args.n), go_quoted(pathnames.go_abspath)
             ),
             "zone": lambda: check_zones(binary, zone_names(rnd, args.n // 40)),
             "signal": lambda: check_texts(

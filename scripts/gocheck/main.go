@@ -8,6 +8,7 @@
 //	size       docker/go-units' RAMInBytes (and "-1", as runc's update reads it)
 //	quote      strconv.Quote
 //	marshal    json.Marshal of the string (what runc prints: state, list, events, logs)
+//	clean      filepath.Clean of an absolute path (runc's filepath.Abs of --bundle)
 //	signal     strconv.Atoi, then strings.ToUpper and x/sys/unix's SignalNum of the name
 //	syntax     a json.Decoder's first value of the (quoted) text, as runc reads a config
 //	schema T   (no input) every JSON path of a runtime-spec Go type, with its kind
@@ -27,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -155,7 +157,7 @@ func main() {
 	if len(os.Args) == 3 && (os.Args[1] == "schema" || os.Args[1] == "decode") {
 		kind = os.Args[2]
 	} else if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: gocheck strconv|size|quote|marshal|signal|syntax|schema T|decode T|zone")
+		fmt.Fprintln(os.Stderr, "usage: gocheck strconv|size|quote|marshal|clean|signal|syntax|schema T|decode T|zone")
 		os.Exit(2)
 	}
 	if _, known := documents[kind]; !known {
@@ -187,6 +189,8 @@ func main() {
 			fmt.Fprintln(out, size(text))
 		case "quote":
 			fmt.Fprintln(out, strconv.Quote(text))
+		case "clean":
+			fmt.Fprintln(out, strconv.Quote(filepath.Clean(text)))
 		case "marshal":
 			encoded, _ := json.Marshal(text) // a string always encodes
 			fmt.Fprintln(out, string(encoded))
