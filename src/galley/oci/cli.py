@@ -306,13 +306,13 @@ def overview() -> str:
     lines += [f"   {PROG} [global options] command [command options] [arguments...]", ""]
     lines += ["VERSION:", f"   {VERSION}", "", "COMMANDS:"]
     lines += [f"   {name:<{width}}{text}" for name, text in commands]
-    lines += ["", "GLOBAL OPTIONS:", *option_lines([*GLOBAL.options, _HELP_OPTION])]
+    help_option = Option("-h,--help", "show help")  # urfave/cli adds it to runc's help
+    lines += ["", "GLOBAL OPTIONS:", *option_lines([*GLOBAL.options, help_option])]
     return "\n".join(lines) + "\n"
 
 
-# What urfave/cli adds to runc's help: the help command and the --help option.
+# What urfave/cli adds to runc's list of commands.
 _HELP_COMMAND = ("help, h", "shows a list of commands or help for one command")
-_HELP_OPTION = Option("-h,--help", "show help")
 
 
 class UnknownCommand(UsageError):

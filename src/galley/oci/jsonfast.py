@@ -14,6 +14,7 @@ import marshal
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy knows this name
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, BinaryIO
 
 _WHITESPACE = " \t\n\r"
@@ -85,9 +86,12 @@ def _describe_error(settings: _ScannerSettings, text: str, start: int) -> str:
 
 def dumps(obj: object) -> str:
     """Compact JSON (no spaces), ASCII only, as json.dumps(separators=(",", ":"))."""
-    encode = _json.make_encoder(
-        None, _unserialisable, _json.encode_basestring_ascii, None, ":", ",", False, False, True
-    )
+    return _compact(obj, _json.encode_basestring_ascii)
+
+
+def _compact(obj: object, string: Callable[[str], str]) -> str:
+    """obj as compact JSON, its strings (keys too) written by string."""
+    encode = _json.make_encoder(None, _unserialisable, string, None, ":", ",", False, False, True)
     return "".join(encode(obj, 0))
 
 
@@ -132,10 +136,7 @@ def dumps_go(obj: object) -> str:
     prints and gives hooks where runc does: the same bytes, not only the same values
     (_go_string). galley's own files are written by dumps, whose ASCII escapes keep a path
     that is no UTF-8 as it is."""
-    encode = _json.make_encoder(
-        None, _unserialisable, _go_string, None, ":", ",", False, False, True
-    )
-    return "".join(encode(obj, 0))
+    return _compact(obj, _go_string)
 
 
 def dumps_indented(obj: object, indent: int = 2, level: int = 0) -> str:
