@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,9 +37,21 @@ GUESSES = [
 
 
 @pytest.fixture
-def stopped_after(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fresh stop flag for each test (the module's is per process)."""
+def stopped_after(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A fresh stop flag for each test (the module's is per process), and the switch
+    interval as it was afterwards."""
     monkeypatch.setattr(cgroupwarm, "_stopped", [])
+    monkeypatch.setattr(cgroupwarm, "_switch_interval", [])
+    interval = sys.getswitchinterval()
+    yield
+    sys.setswitchinterval(interval)
+
+
+def _held() -> threading.Lock:
+    """The lock start() hands its thread, held: the thread releases it at its first write."""
+    begun = threading.Lock()
+    begun.acquire()
+    return begun
 
 
 def test_own_threads_file_lists_this_thread() -> None:
@@ -53,7 +66,7 @@ def test_the_migrations_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cgroupwarm, "INTERVAL", 0.0)
     monkeypatch.setattr(cgroupwarm, "MAX_WRITES", 3)
     before = Path("/proc/self/cgroup").read_text()
-    cgroupwarm._keep_window_open()  # what the thread runs
+    cgroupwarm._keep_window_open(_held())  # what the thread runs
     assert Path("/proc/self/cgroup").read_text() == before
 
 
@@ -61,7 +74,7 @@ def test_the_migrations_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_stop_ends_the_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cgroupwarm, "INTERVAL", 0.01)
     monkeypatch.setattr(cgroupwarm, "MAX_WRITES", 6000)  # a minute, unless stopped
-    keeper = threading.Thread(target=cgroupwarm._keep_window_open)
+    keeper = threading.Thread(target=cgroupwarm._keep_window_open, args=(_held(),))
     keeper.start()
     cgroupwarm.stop()
     keeper.join(timeout=5)
@@ -92,6 +105,55 @@ def test_the_thread_runs_with_every_signal_blocked(monkeypatch: pytest.MonkeyPat
     assert not os.path.exists(f"/proc/self/task/{tid}")
 
 
+def _threads_file_open() -> bool:
+    """Whether a descriptor of this process is open on the file the thread writes."""
+    own = cgroupwarm.own_threads_file()
+    fds = Path("/proc/self/fd")
+    links = []
+    for fd in fds.iterdir():
+        try:
+            links.append(os.readlink(fd))
+        except OSError:  # the listing's own descriptor, closed since
+            pass
+    return own in links
+
+
+@pytest.mark.usefixtures("stopped_after")
+def test_start_returns_once_the_thread_is_at_its_first_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The thread runs when it holds the GIL: left to wait until the main thread gave it
+    up (5 ms by default), it began its first migration that much later. start() waits for
+    it (here without the bound, which only a loaded machine reaches)."""
+    monkeypatch.setattr(cgroupwarm, "INTERVAL", 0.05)
+    monkeypatch.setattr(cgroupwarm, "MAX_WRITES", 100)
+    monkeypatch.setattr(cgroupwarm, "BEGIN_WITHIN", 10.0)
+    sys.setswitchinterval(0.05)  # the thread would not get the GIL before the check
+    cgroupwarm.start()
+    try:
+        assert _threads_file_open()
+    finally:
+        cgroupwarm.stop()
+
+
+@pytest.mark.usefixtures("stopped_after")
+def test_the_switch_interval_is_short_until_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the thread runs, it gets the GIL back within SWITCH_INTERVAL after each sleep
+    (writes further apart let the window close); stop() gives the interval back."""
+    monkeypatch.setattr(cgroupwarm, "INTERVAL", 0.05)
+    monkeypatch.setattr(cgroupwarm, "MAX_WRITES", 100)
+    sys.setswitchinterval(0.007)
+    cgroupwarm.start()
+    try:
+        assert sys.getswitchinterval() == pytest.approx(cgroupwarm.SWITCH_INTERVAL, abs=1e-5)
+        assert cgroupwarm.SWITCH_INTERVAL < cgroupwarm.INTERVAL
+    finally:
+        cgroupwarm.stop()
+    assert sys.getswitchinterval() == pytest.approx(0.007, abs=1e-5)
+    cgroupwarm.stop()  # a second stop changes nothing
+    assert sys.getswitchinterval() == pytest.approx(0.007, abs=1e-5)
+
+
 # A process that moves into a cgroup of its own, then runs the keeper as start() does, with
 # own_threads_file() leading elsewhere (the hierarchy's root), as it does in a cgroup namespace
 # over the host's cgroupfs; prints its own cgroups afterwards.
@@ -103,7 +165,9 @@ with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
     f.write(str(os.getpid()))
 cgroupwarm.own_threads_file = lambda: os.path.join(hierarchy, name)
 cgroupwarm.MAX_WRITES = 2
-keeper = threading.Thread(target=cgroupwarm._keep_window_open)
+begun = threading.Lock()
+begun.acquire()
+keeper = threading.Thread(target=cgroupwarm._keep_window_open, args=(begun,))
 keeper.start()
 keeper.join()
 with open("/proc/self/cgroup") as f:

@@ -13,6 +13,15 @@ the thread's first, which has waited out the grace period by then. (Until sessio
 ~14 ms earlier: beside the thread it gained nothing after a quiet spell, and it cost every
 command ~1 ms.)
 
+The GIL decides when the thread runs. Left to take it when P gave it up, at Python's 5 ms
+switch interval, the thread made its first write 0.3-10 ms after start(), and its later ones
+5-9 ms apart while P imported: a grace period that began late, or began again once the
+window had closed between two writes, held cgroup_mutex when P came to make the container's
+cgroup, and P's mkdir waited behind it, up to 17 ms (more than 2 ms in 22 of 60 runs;
+session 30, with marks in a copy). So start() returns only once the thread is at its first
+write, and the switch interval is short until stop(): more than 2 ms in 4 of 60 runs, and a
+`run` 1-2 ms faster (docs/status.md, session 30).
+
 The thread moves only itself: it writes its own thread id to `tasks` (v1) or `cgroup.threads`
 (v2) of the cgroup /proc/self/cgroup names, which takes the same rwsem (a pid of 0 would
 not). Where that name does not lead back to our own cgroup (a cgroup namespace with the
@@ -23,8 +32,8 @@ blocks them all).
 
 Which commands start it is a guess at the command (moves_a_process); a wrong guess costs a
 few no-op migrations. Best effort: any failure (an unusual mount layout, a read-only cgroupfs)
-just leaves the later write to wait as before. Only `_thread`, `_signal`, `time` and posix, all
-loaded by the interpreter's start: this runs before anything else is imported. The thread
+just leaves the later write to wait as before. Only `_thread`, `_signal`, `time`, `sys` and
+posix, all loaded by the interpreter's start: this runs before anything else is imported. The thread
 imports nothing and takes no lock another thread could need: create and exec fork their
 stage while it may be in a write, and the child has only the forking thread.
 """
@@ -34,6 +43,7 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # `signal` costs ~4 ms
 import _thread
 import posix
+import sys
 import time
 
 from galley.kernel import pathnames
@@ -77,11 +87,20 @@ def moves_a_process(argv: list[str]) -> bool:
 
 INTERVAL = 0.003  # seconds between writes: well under the shortest window (~6 ms)
 MAX_WRITES = 30
+# How long start() waits for the thread to begin (it is the thread's first GIL).
+BEGIN_WITHIN = 0.002
+# While the thread runs: how long it waits for the GIL after each sleep, at the most. At
+# Python's default (5 ms) its writes came 5-9 ms apart while P imported, and the window
+# closed between them: the next write waited a grace period again, holding cgroup_mutex,
+# and P's mkdir of the container's cgroup behind it.
+SWITCH_INTERVAL = 0.0005
 _stopped: list[bool] = []
+_switch_interval: list[float] = []  # the interval before start(), while the thread runs
 
 
-def _keep_window_open() -> None:
-    """No-op migrations of this thread until stop() (the first may wait a grace period)."""
+def _keep_window_open(begun: _thread.LockType) -> None:
+    """No-op migrations of this thread until stop() (the first may wait a grace period);
+    begun is released once the first is about to be made (or none will be)."""
     try:
         threads = own_threads_file()
         if threads is None:
@@ -89,6 +108,8 @@ def _keep_window_open() -> None:
         fd = posix.open(threads, posix.O_WRONLY | posix.O_CLOEXEC)
     except OSError:
         return
+    finally:
+        begun.release()  # the first write follows at once: it gives the GIL up in the call
     try:
         tid = str(_thread.get_native_id()).encode()
         for _ in range(MAX_WRITES):
@@ -105,15 +126,24 @@ def _keep_window_open() -> None:
 
 def start() -> None:
     """Begin in a daemon thread (it ends by itself; nothing waits for it), with every signal
-    blocked: a new thread inherits its creator's mask."""
+    blocked: a new thread inherits its creator's mask. Returns once the thread is about to
+    make its first write (or BEGIN_WITHIN has passed), with the switch interval short until
+    stop()."""
     mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
+    begun = _thread.allocate_lock()
+    begun.acquire()
     try:
-        _thread.start_new_thread(_keep_window_open, ())
+        _thread.start_new_thread(_keep_window_open, (begun,))
     finally:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
+    _switch_interval.append(sys.getswitchinterval())
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    begun.acquire(True, BEGIN_WITHIN)  # the GIL is the thread's meanwhile
 
 
 def stop() -> None:
     """P has made its migration: the thread ends before its next write."""
     if not _stopped:
         _stopped.append(True)
+    if _switch_interval:
+        sys.setswitchinterval(_switch_interval.pop())
