@@ -12,13 +12,13 @@ import posix
 
 from galley.errors import FailedPrecondition, os_error_text
 from galley.kernel import mount as k
-from galley.kernel import unixsock
 from galley.oci import mounts
 
 TYPE_CHECKING = False  # not `from typing`: typing costs ~10 ms in the init stage
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from galley.kernel import unixsock
     from galley.oci.spec import Mount, Spec
 
 
@@ -158,6 +158,11 @@ class BindCloner:
     trees (SCM_RIGHTS)."""
 
     def __init__(self, spec: Spec, bundle: str) -> None:
+        # Imported here, not with the module: _socket costs the create stage ~0.3 ms, and
+        # only a container with a user namespace and binds needs it. Imported before the
+        # stage enters any namespace; the methods below find it in sys.modules.
+        from galley.kernel import unixsock  # noqa: PLC0415
+
         ours, theirs = unixsock.pair(unixsock.SOCK_SEQPACKET)
         self.sock = ours
         self.pid = posix.fork()
@@ -188,6 +193,8 @@ class BindCloner:
         return trees
 
     def _receive(self, trees: dict[int, int]) -> None:
+        from galley.kernel import unixsock  # noqa: PLC0415 - loaded by __init__
+
         mntns = posix.open("/proc/thread-self/ns/mnt", posix.O_RDONLY | posix.O_CLOEXEC)
         try:
             unixsock.send_fds(self.sock, b"mnt", [mntns])
@@ -218,7 +225,7 @@ class BindCloner:
 
 def _serve_binds(sock: unixsock.Socket, spec: Spec, bundle: str) -> None:  # pragma: no cover
     """The helper: join the mount namespace it is sent, clone every bind there, send them."""
-    from galley.kernel import ns  # noqa: PLC0415
+    from galley.kernel import ns, unixsock  # noqa: PLC0415
 
     _, fds = unixsock.recv_fds(sock, 16, 1)
     if not fds:
