@@ -293,3 +293,22 @@ def test_galley_runc_moves_its_keeper_thread_and_nothing_else(
     writes = re.findall(rf'^{opened[1]} +write\(\d+, "(\d+)", \d+', text, re.MULTILINE)
     assert writes
     assert set(writes) == {opened[1]}  # its own thread id, each time
+
+
+@pytest.mark.usefixtures("stopped_after")
+def test_a_thread_that_ends_by_itself_gives_the_interval_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A command that never calls stop() (it failed first, or runs long) keeps no short
+    switch interval once the thread has made its last write."""
+    monkeypatch.setattr(cgroupwarm, "INTERVAL", 0.05)
+    monkeypatch.setattr(cgroupwarm, "MAX_WRITES", 2)  # ~0.1 s
+    sys.setswitchinterval(0.007)
+    cgroupwarm.start()
+    assert sys.getswitchinterval() == pytest.approx(cgroupwarm.SWITCH_INTERVAL, abs=1e-5)
+    deadline = time.monotonic() + 5
+    while sys.getswitchinterval() != pytest.approx(0.007, abs=1e-5):
+        assert time.monotonic() < deadline, "the interval was never given back"
+        time.sleep(0.01)
+    cgroupwarm.stop()  # after the thread's end: nothing left to give back
+    assert sys.getswitchinterval() == pytest.approx(0.007, abs=1e-5)

@@ -104,9 +104,11 @@ def _keep_window_open(begun: _thread.LockType) -> None:
     try:
         threads = own_threads_file()
         if threads is None:
+            _give_interval_back()
             return
         fd = posix.open(threads, posix.O_WRONLY | posix.O_CLOEXEC)
     except OSError:
+        _give_interval_back()
         return
     finally:
         begun.release()  # the first write follows at once: it gives the GIL up in the call
@@ -122,6 +124,7 @@ def _keep_window_open(begun: _thread.LockType) -> None:
             time.sleep(INTERVAL)
     finally:
         posix.close(fd)
+        _give_interval_back()  # ended by itself: a long command keeps no short interval
 
 
 def start() -> None:
@@ -129,15 +132,18 @@ def start() -> None:
     blocked: a new thread inherits its creator's mask. Returns once the thread is about to
     make its first write (or BEGIN_WITHIN has passed), with the switch interval short until
     stop()."""
+    _switch_interval.append(sys.getswitchinterval())  # before the thread can give it back
+    sys.setswitchinterval(SWITCH_INTERVAL)
     mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
     begun = _thread.allocate_lock()
     begun.acquire()
     try:
         _thread.start_new_thread(_keep_window_open, (begun,))
+    except BaseException:
+        _give_interval_back()
+        raise
     finally:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
-    _switch_interval.append(sys.getswitchinterval())
-    sys.setswitchinterval(SWITCH_INTERVAL)
     begun.acquire(True, BEGIN_WITHIN)  # the GIL is the thread's meanwhile
 
 
@@ -145,5 +151,14 @@ def stop() -> None:
     """P has made its migration: the thread ends before its next write."""
     if not _stopped:
         _stopped.append(True)
-    if _switch_interval:
-        sys.setswitchinterval(_switch_interval.pop())
+    _give_interval_back()
+
+
+def _give_interval_back() -> None:
+    """The switch interval as it was before start(), once (stop() and the thread's end may
+    both come)."""
+    try:
+        interval = _switch_interval.pop()
+    except IndexError:  # given back already, or never taken
+        return
+    sys.setswitchinterval(interval)

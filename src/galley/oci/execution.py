@@ -156,7 +156,7 @@ def _start(
         def join(pid: int) -> None:
             if manager is not None:
                 manager.join(pid, sub)
-                cgroupwarm.stop()
+            cgroupwarm.stop()  # no other migration comes (none at all without a cgroup)
             send_quietly(channel, "cgroup")
 
         oci_state: State = {"id": state.id, "status": "running", "bundle": state.bundle}
