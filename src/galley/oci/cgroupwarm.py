@@ -33,9 +33,10 @@ blocks them all).
 Which commands start it is a guess at the command (moves_a_process); a wrong guess costs a
 few no-op migrations. Best effort: any failure (an unusual mount layout, a read-only cgroupfs)
 just leaves the later write to wait as before. Only `_thread`, `_signal`, `time`, `sys` and
-posix, all loaded by the interpreter's start: this runs before anything else is imported. The thread
-imports nothing and takes no lock another thread could need: create and exec fork their
-stage while it may be in a write, and the child has only the forking thread.
+posix, all loaded by the interpreter's start: this runs before anything else is imported.
+The thread imports nothing and takes no lock another thread could need (start() waits on one
+the thread only releases): create and exec fork their stage while it may be in a write, and
+the child has only the forking thread.
 """
 
 from __future__ import annotations
