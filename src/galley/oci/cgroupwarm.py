@@ -100,16 +100,21 @@ _switch_interval: list[float] = []  # the interval before start(), while the thr
 
 
 def _keep_window_open(begun: _thread.LockType) -> None:
-    """No-op migrations of this thread until stop() (the first may wait a grace period);
-    begun is released once the first is about to be made (or none will be)."""
+    """The thread: no-op migrations until stop() (the first may wait a grace period); begun
+    is released once the first is about to be made (or none will be)."""
+    try:
+        _migrate(begun)
+    finally:
+        _give_interval_back()  # ended by itself, or never began: a command keeps no short one
+
+
+def _migrate(begun: _thread.LockType) -> None:
     try:
         threads = own_threads_file()
         if threads is None:
-            _give_interval_back()
             return
         fd = posix.open(threads, posix.O_WRONLY | posix.O_CLOEXEC)
     except OSError:
-        _give_interval_back()
         return
     finally:
         begun.release()  # the first write follows at once: it gives the GIL up in the call
@@ -125,7 +130,6 @@ def _keep_window_open(begun: _thread.LockType) -> None:
             time.sleep(INTERVAL)
     finally:
         posix.close(fd)
-        _give_interval_back()  # ended by itself: a long command keeps no short interval
 
 
 def start() -> None:
