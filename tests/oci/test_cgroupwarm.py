@@ -128,9 +128,21 @@ def test_start_returns_once_the_thread_is_at_its_first_write(
     monkeypatch.setattr(cgroupwarm, "INTERVAL", 0.05)
     monkeypatch.setattr(cgroupwarm, "MAX_WRITES", 100)
     monkeypatch.setattr(cgroupwarm, "BEGIN_WITHIN", 10.0)
-    sys.setswitchinterval(0.05)  # the thread would not get the GIL before the check
+    # Neither interval lets the thread take the GIL before the check: only start()'s wait does.
+    sys.setswitchinterval(0.05)
+    monkeypatch.setattr(cgroupwarm, "SWITCH_INTERVAL", 0.05)
+    found: list[str | None] = []
+    own_threads_file = cgroupwarm.own_threads_file
+
+    def recorded() -> str | None:  # the thread's first step, once it holds the GIL
+        found.append(own_threads_file())
+        return found[-1]
+
+    monkeypatch.setattr(cgroupwarm, "own_threads_file", recorded)
     cgroupwarm.start()
+    begun = bool(found)  # read at once: no call in between gives the GIL up
     try:
+        assert begun
         assert _threads_file_open()
     finally:
         cgroupwarm.stop()
