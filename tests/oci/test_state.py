@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import posix
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,6 +161,30 @@ def test_remove_and_lock(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> No
     with st.Lock(state.dir):
         assert (Path(state.dir) / st.LOCK_FILE).exists()
     st.remove(state.dir)
+    assert not Path(state.dir).exists()
+
+
+@pytest.mark.parametrize("name", [st.LOCK_FILE, st.EXECS_LOCK_FILE])
+def test_remove_outlasts_a_lock_file_made_again(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """A command that opens its Lock while delete removes the directory makes the lock's file
+    again after delete listed it (an exec's execs.lock, which it takes without the main
+    lock): the directory still goes."""
+    state = make_state(tmp_path, "rm", sleeper.pid)
+    rmdir = os.rmdir
+    made: list[str] = []
+
+    def late_lock(path: str) -> None:
+        if path == state.dir and not made:  # the first try finds the file made again
+            made.append(name)
+            with st.Lock(state.dir, name=name, shared=True):
+                pass
+        rmdir(path)
+
+    monkeypatch.setattr(posix, "rmdir", late_lock)  # what state.remove calls
+    st.remove(state.dir)
+    assert made == [name]
     assert not Path(state.dir).exists()
 
 

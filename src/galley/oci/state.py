@@ -581,10 +581,11 @@ def remove(state_dir: str) -> None:
         except OSError as err:  # a Lock opened meanwhile made its file again: that one goes
             if err.errno != errno.ENOTEMPTY:
                 raise
-            try:
-                posix.unlink(pathnames.join(state_dir, LOCK_FILE))
-            except FileNotFoundError:
-                pass
+            for name in (LOCK_FILE, EXECS_LOCK_FILE):  # an exec's, too: it takes no LOCK_FILE
+                try:
+                    posix.unlink(pathnames.join(state_dir, name))
+                except FileNotFoundError:
+                    pass
     posix.rmdir(state_dir)
 
 
