@@ -14,6 +14,7 @@ import pytest
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.oci import cgroups
 from galley.oci.cgroups.layout import detect, own_cgroups
+from galley.oci.cgroups.manager import remove_idle
 from galley.oci.cgroups.v1 import V1Manager, fill_cpusets
 from galley.oci.spec import DeviceRule, Resources
 from tests.oci.cgroup_fixtures import (
@@ -443,6 +444,44 @@ def test_destroy_kills_what_is_left_inside(parent: str, kids: Children) -> None:
     manager.apply(child.pid)
     manager.destroy()  # a failed create's rollback may get here before killing its child
     assert child.wait(5) == -9
+    assert not any(os.path.exists(d) for d in manager.paths.values())
+
+
+def test_remove_idle_removes_an_empty_cgroup_without_the_manager(parent: str) -> None:
+    """delete's path: the saved record's directories rmdir'd, the hybrid cgroup2 one too."""
+    manager = _new(parent)
+    manager.create()
+    assert remove_idle(manager.save())
+    assert not any(os.path.exists(d) for d in manager.paths.values())
+
+
+def test_remove_idle_leaves_a_cgroup_with_a_process_whole(parent: str, kids: Children) -> None:
+    """The process is moved out of every hierarchy but the one the manager reads processes
+    from: that one's rmdir must come first, so that nothing at all is removed (the manager
+    then kills what is left, and removes every directory)."""
+    manager = _new(parent)
+    child = kids.start("sleep", "60")
+    manager.apply(child.pid)
+    own = own_cgroups()
+    for controller in set(manager.paths) - {"pids"}:
+        hierarchy = LAYOUT.v1[controller] if controller else LAYOUT.unified
+        assert hierarchy is not None
+        Path(hierarchy.directory(own[controller]), "cgroup.procs").write_text(str(child.pid))
+    assert own_cgroups(child.pid)["pids"] == parent + "/c"
+    assert not remove_idle(manager.save())
+    assert all(os.path.isdir(d) for d in manager.paths.values())
+    manager.destroy()
+    assert child.wait(5) == -9
+    assert not any(os.path.exists(d) for d in manager.paths.values())
+
+
+def test_remove_idle_leaves_a_cgroup_with_a_sub_cgroup_to_the_manager(parent: str) -> None:
+    manager = _new(parent)
+    manager.create()
+    os.mkdir(os.path.join(manager.paths["pids"], "sub"))
+    assert not remove_idle(manager.save())
+    assert all(os.path.isdir(d) for d in manager.paths.values())
+    manager.destroy()
     assert not any(os.path.exists(d) for d in manager.paths.values())
 
 

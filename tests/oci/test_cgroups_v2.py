@@ -24,6 +24,7 @@ from galley.oci import cgroups
 from galley.oci.cgroups.conversions import blkio_to_io_weight, shares_to_weight, swap_max
 from galley.oci.cgroups.devices import DEFAULT_ALLOWED
 from galley.oci.cgroups.layout import detect, own_cgroups
+from galley.oci.cgroups.manager import remove_idle
 from galley.oci.cgroups.v2 import V2Manager
 from galley.oci.spec import DeviceRule
 from tests.oci.cgroup_fixtures import Children
@@ -499,6 +500,21 @@ def test_destroy_kills_what_is_left_inside(parent: str, kids: Children) -> None:
     manager.apply(child.pid)
     manager.destroy()
     assert child.wait(5) == -9
+    assert not os.path.exists(manager.directory)
+
+
+@real
+@pytest.mark.root
+def test_remove_idle_removes_only_an_empty_cgroup(parent: str, kids: Children) -> None:
+    assert UNIFIED is not None
+    manager = _manager(parent)
+    child = kids.start("sleep", "60")
+    manager.apply(child.pid)
+    assert not remove_idle(manager.save())  # a process inside: left to the manager
+    assert os.path.isdir(manager.directory)
+    own = UNIFIED.directory(own_cgroups()[""])  # where this test runs: it may hold processes
+    Path(own, "cgroup.procs").write_text(str(child.pid))
+    assert remove_idle(manager.save())
     assert not os.path.exists(manager.directory)
 
 

@@ -314,7 +314,8 @@ def test_state_command_stays_light(tmp_path: Path) -> None:
 @pytest.mark.root
 def test_delete_command_stays_light(runtime: Runtime, bundle: Bundle) -> None:
     """`delete` of a container with its own mount namespace (every ordinary one) loads no
-    ctypes layer and no cgroup statistics code."""
+    ctypes layer, and no cgroup manager: the cgroup, empty, goes by the paths state.json
+    saved (galley.oci.cgroups.manager.remove_idle)."""
     pid_file = runtime.root.parent / "init.pid"
     cid = runtime.detached(bundle, "create", pid_file=pid_file)
     runtime("start", cid, check=True)
@@ -323,14 +324,15 @@ def test_delete_command_stays_light(runtime: Runtime, bundle: Bundle) -> None:
     while st.process_start_time(pid) is not None:  # None once a zombie, or gone
         assert time.monotonic() < deadline, "the container's `true` did not exit"
         time.sleep(0.005)
+    directories = st.ContainerState.load(str(runtime.root), cid).cgroup_manager().paths.values()
+    assert directories and all(os.path.isdir(d) for d in directories)
     cmd = ["/usr/bin/python3", "-IS", "-X", "importtime", GALLEY_RUNC, "--root", str(runtime.root)]
     result = subprocess.run([*cmd, "delete", cid], capture_output=True, text=True, check=True)
-    assert (
-        " galley.oci.cgroups.v1\n" in result.stderr or " galley.oci.cgroups.v2\n" in result.stderr
-    )
-    for heavy in ("galley.kernel.ffi", "_ctypes", "galley.oci.cgroups.stats", "galley.oci.launch"):
-        assert f" {heavy}\n" not in result.stderr, heavy
+    heavy = ("galley.kernel.ffi", "_ctypes", "galley.oci.launch", "galley.oci.cgroups.factory")
+    for module in (*heavy, "galley.oci.cgroups.v1", "galley.oci.cgroups.v2"):
+        assert f" {module}\n" not in result.stderr, module
     assert runtime("state", cid).returncode == 1
+    assert not any(os.path.exists(d) for d in directories)
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])

@@ -8,13 +8,13 @@ import posix
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
 from galley.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from galley.oci import state as st
-from galley.oci.cgroups.manager import saved_frozen
+from galley.oci.cgroups.manager import remove_idle, saved_frozen
 from galley.oci.status import ALLOWED, OPERATIONS, STATUSES, Operation, Status, can, require
 
 
@@ -238,6 +238,31 @@ def test_the_freezer_is_read_from_the_saved_paths(
     assert saved_frozen({"mode": mode, "paths": {key: str(tmp_path)}}) is frozen
     assert saved_frozen({"mode": mode, "paths": {key: str(tmp_path / "gone")}}) is False
     assert saved_frozen({"mode": "v1", "paths": {"memory": str(tmp_path)}}) is False
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"mode": "v1", "paths": {"pids": "{d}", "cpu": 5}},
+        {"mode": "v1", "paths": {"pids": "{d}"}, "unified": {"paths": ["{d}"]}},
+        {"mode": "v1", "paths": {"pids": "{d}"}, "unified": {"paths": {}}},
+        {"mode": "v1", "paths": {}},
+        {"mode": "v1", "paths": ["{d}"]},
+        {"mode": "v2", "paths": {"pids": "{d}"}},
+        {"mode": "v3", "paths": {"": "{d}"}},
+        {"paths": {"": "{d}"}},
+    ],
+)
+def test_a_record_of_an_unknown_shape_is_left_to_the_manager(
+    tmp_path: Path, record: dict[str, Any]
+) -> None:
+    """delete's removal without the manager removes nothing of a record it does not know
+    (the manager then names what is damaged)."""
+    directory = tmp_path / "cgroup"
+    directory.mkdir()
+    text = json.dumps(record).replace("{d}", str(directory))
+    assert remove_idle(json.loads(text)) is False
+    assert directory.is_dir()
 
 
 @pytest.mark.root

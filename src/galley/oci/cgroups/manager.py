@@ -300,6 +300,63 @@ def saved_frozen(saved: dict[str, Any]) -> bool:
     return v1_frozen(paths.get("freezer")) or ("" in unified and v2_frozen(unified[""]))
 
 
+# The v1 hierarchy whose cgroup.procs a manager reads for the container's processes: the
+# first of these it has, else any.
+V1_PROCS_FROM = ("pids", "freezer", "devices")
+
+
+def v1_procs_directory(paths: dict[str, str]) -> str | None:
+    """The directory, of a v1 manager's controller → directory map, that tells its processes."""
+    for controller in V1_PROCS_FROM:
+        if controller in paths:
+            return paths[controller]
+    return next(iter(paths.values()), None)
+
+
+def remove_idle(saved: dict[str, Any]) -> bool:
+    """Remove the cgroup a manager's save() describes, without loading the manager (its
+    modules cost a `delete` ~0.6 ms), when nothing is left in it: True once it is gone.
+
+    No directory is looked into. The first rmdir is of the directory the manager reads the
+    container's processes from; while a process or a sub-cgroup is left there it fails,
+    EBUSY, having removed nothing, and so does a record of a shape this does not know: False,
+    and the caller loads the manager, which kills what is left first and removes
+    sub-cgroups."""
+    directories = _saved_directories(saved)
+    if not directories:
+        return False
+    try:
+        posix.rmdir(directories[0])
+    except FileNotFoundError:
+        pass  # a delete that stopped halfway removed it; the manager would find nothing either
+    except OSError:
+        return False
+    for directory in directories[1:]:
+        remove(directory)
+    return True
+
+
+def _saved_directories(saved: dict[str, Any]) -> list[str] | None:
+    """Every directory of a save(), the one that tells the processes first; None for a record
+    that is not a plain one."""
+    mode, unified = saved.get("mode"), saved.get("unified")
+    try:
+        paths = saved["paths"]
+        if mode == "v2":
+            first, every = paths[""], list(paths.values())
+        elif mode == "v1":
+            first, every = v1_procs_directory(paths), list(paths.values())
+            if unified is not None:
+                every.append(unified["paths"][""])
+        else:
+            return None
+    except (KeyError, TypeError, AttributeError):
+        return None
+    if not isinstance(first, str) or not all(isinstance(path, str) for path in every):
+        return None
+    return [first, *sorted(set(every) - {first})]
+
+
 def read_int(directory: str, name: str, default: int = 0) -> int:
     """A numeric cgroup file; "max" and a missing file read as default."""
     try:

@@ -289,11 +289,10 @@ class V1Manager:
 
     def pids(self) -> list[int]:
         """Processes of the cgroup (read from one hierarchy, with sub-cgroups)."""
-        for controller in ("pids", "freezer", "devices", *self._paths):
-            directory = self._paths.get(controller)
-            if directory is not None:
-                return manager.procs(directory) if pathnames.isdir(directory) else []
-        return []
+        directory = manager.v1_procs_directory(self._paths)
+        if directory is None or not pathnames.isdir(directory):
+            return []
+        return manager.procs(directory)
 
     def kill(self, sig: int) -> list[OSError]:
         """Signal every process (freezing first so none forks away, then thawing); kill(2)'s

@@ -14,6 +14,7 @@ from __future__ import annotations
 import posix
 import time
 
+from galley.oci.cgroups.manager import remove_idle
 from galley.oci.state import ContainerState, process_start_time, read_incomplete, remove
 from galley.oci.status import Status
 
@@ -115,9 +116,10 @@ def destroy(
 
     if hostmounts.inherits_mount_namespace(state.spec):
         hostmounts.release(state.dir)
-    manager = _manager(state, report)
-    if manager is not None:
-        manager.destroy()
+    if state.cgroup and not remove_idle(state.cgroup):
+        manager = _manager(state, report)
+        if manager is not None:
+            manager.destroy()
     hooks = state.spec.get("hooks", {}).get("poststop")
     if hooks:
         from galley.oci.hooks import run_hooks_warn  # noqa: PLC0415 - lazy: ~1.5 ms
