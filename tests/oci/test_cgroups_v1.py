@@ -14,7 +14,7 @@ import pytest
 from galley.errors import FailedPrecondition, InvalidArgument
 from galley.oci import cgroups
 from galley.oci.cgroups.layout import detect, own_cgroups
-from galley.oci.cgroups.manager import remove_idle
+from galley.oci.cgroups.record import remove_idle
 from galley.oci.cgroups.v1 import V1Manager, fill_cpusets
 from galley.oci.spec import DeviceRule, Resources
 from tests.oci.cgroup_fixtures import (

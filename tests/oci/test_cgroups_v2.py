@@ -24,7 +24,7 @@ from galley.oci import cgroups
 from galley.oci.cgroups.conversions import blkio_to_io_weight, shares_to_weight, swap_max
 from galley.oci.cgroups.devices import DEFAULT_ALLOWED
 from galley.oci.cgroups.layout import detect, own_cgroups
-from galley.oci.cgroups.manager import remove_idle
+from galley.oci.cgroups.record import remove_idle
 from galley.oci.cgroups.v2 import V2Manager
 from galley.oci.spec import DeviceRule
 from tests.oci.cgroup_fixtures import Children

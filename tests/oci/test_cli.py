@@ -315,7 +315,7 @@ def test_state_command_stays_light(tmp_path: Path) -> None:
 def test_delete_command_stays_light(runtime: Runtime, bundle: Bundle) -> None:
     """`delete` of a container with its own mount namespace (every ordinary one) loads no
     ctypes layer, and no cgroup manager: the cgroup, empty, goes by the paths state.json
-    saved (galley.oci.cgroups.manager.remove_idle)."""
+    saved (galley.oci.cgroups.record.remove_idle)."""
     pid_file = runtime.root.parent / "init.pid"
     cid = runtime.detached(bundle, "create", pid_file=pid_file)
     runtime("start", cid, check=True)

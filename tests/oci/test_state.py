@@ -14,7 +14,7 @@ import pytest
 
 from galley.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from galley.oci import state as st
-from galley.oci.cgroups.manager import remove_idle, saved_frozen
+from galley.oci.cgroups.record import remove_idle, saved_frozen
 from galley.oci.status import ALLOWED, OPERATIONS, STATUSES, Operation, Status, can, require
 
 

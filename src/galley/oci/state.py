@@ -361,7 +361,7 @@ class ContainerState:
         return Status.RUNNING
 
     def _frozen(self) -> bool:
-        from galley.oci.cgroups.manager import saved_frozen  # noqa: PLC0415 - not the managers
+        from galley.oci.cgroups.record import saved_frozen  # noqa: PLC0415 - not the managers
 
         try:
             return saved_frozen(self.cgroup)

@@ -12,7 +12,8 @@ they compile to an eBPF program (galley.oci.cgroups.bpfdevices).
 from __future__ import annotations
 
 from galley.errors import InvalidArgument
-from galley.oci.cgroups.manager import read, write
+from galley.oci.cgroups.manager import write
+from galley.oci.cgroups.record import read
 
 TYPE_CHECKING = False  # typing and dataclasses cost galley-runc ms per command; mypy knows this
 if TYPE_CHECKING:

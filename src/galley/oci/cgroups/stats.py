@@ -18,7 +18,8 @@ from __future__ import annotations
 import posix
 
 from galley.kernel import pathnames
-from galley.oci.cgroups.manager import procs, read, read_int, read_keyed
+from galley.oci.cgroups.manager import procs, read_int, read_keyed
+from galley.oci.cgroups.record import read
 
 UNLIMITED = 2**64 - 1
 _HUGEPAGES = "/sys/kernel/mm/hugepages"

@@ -27,7 +27,8 @@ import _thread
 
 from galley.errors import GalleyError
 from galley.oci.cgroups import manager
-from galley.oci.cgroups.manager import read, write
+from galley.oci.cgroups.manager import write
+from galley.oci.cgroups.record import read
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

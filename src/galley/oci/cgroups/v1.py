@@ -17,9 +17,10 @@ import time
 
 from galley.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from galley.kernel import pathnames
-from galley.oci.cgroups import devices, manager
+from galley.oci.cgroups import devices, manager, record
 from galley.oci.cgroups.devices import Rule
-from galley.oci.cgroups.manager import Denied, read, read_int, write
+from galley.oci.cgroups.manager import Denied, read_int, write
+from galley.oci.cgroups.record import read
 from galley.oci.cgroups.v2 import V2Manager
 
 TYPE_CHECKING = False  # typing costs galley-runc ~3 ms a command; mypy knows this name
@@ -285,11 +286,11 @@ class V1Manager:
     def frozen(self) -> bool:
         """Whether the freezer is FROZEN or FREEZING, or the unified part is frozen."""
         unified = self.unified is not None and self.unified.frozen()
-        return manager.v1_frozen(self._paths.get("freezer")) or unified
+        return record.v1_frozen(self._paths.get("freezer")) or unified
 
     def pids(self) -> list[int]:
         """Processes of the cgroup (read from one hierarchy, with sub-cgroups)."""
-        directory = manager.v1_procs_directory(self._paths)
+        directory = record.v1_procs_directory(self._paths)
         if directory is None or not pathnames.isdir(directory):
             return []
         return manager.procs(directory)
@@ -303,7 +304,7 @@ class V1Manager:
         refused = manager.signal_all(self, sig, can_freeze=can_freeze)
         if sig == manager.SIGKILL and can_freeze and freezer is not None:
             for directory in pathnames.directories(freezer)[1:]:
-                if manager.v1_frozen(directory):
+                if record.v1_frozen(directory):
                     write(directory, "freezer.state", "THAWED")
         return refused
 
@@ -327,7 +328,7 @@ class V1Manager:
         if self.pids():
             self.kill(manager.SIGKILL)
         for directory in sorted(set(self._paths.values())):
-            manager.remove(directory)
+            record.remove(directory)
         if self.unified is not None:
             self.unified.destroy()
 

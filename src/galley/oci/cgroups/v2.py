@@ -14,10 +14,11 @@ import time
 
 from galley.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from galley.kernel import pathnames
-from galley.oci.cgroups import layout, manager
+from galley.oci.cgroups import layout, manager, record
 from galley.oci.cgroups.conversions import blkio_to_io_weight, shares_to_weight, swap_max
 from galley.oci.cgroups.devices import Rule
-from galley.oci.cgroups.manager import read, write
+from galley.oci.cgroups.manager import write
+from galley.oci.cgroups.record import read
 
 TYPE_CHECKING = False  # typing costs galley-runc ~3 ms a command; mypy knows this name
 if TYPE_CHECKING:
@@ -287,7 +288,7 @@ class V2Manager:
 
     def frozen(self) -> bool:
         """Whether cgroup.freeze is set."""
-        return manager.v2_frozen(self.directory)
+        return record.v2_frozen(self.directory)
 
     def pids(self) -> list[int]:
         """Processes of the cgroup and its sub-cgroups."""
@@ -313,7 +314,7 @@ class V2Manager:
         """Remove the directory (and any sub-cgroups), killing what is still inside first."""
         if self.pids():
             self.kill(manager.SIGKILL)
-        manager.remove(self.directory)
+        record.remove(self.directory)
 
     def save(self) -> dict[str, object]:
         """The JSON form for state.json."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import posix
 import time
 
-from galley.oci.cgroups.manager import remove_idle
+from galley.oci.cgroups.record import remove_idle
 from galley.oci.state import ContainerState, process_start_time, read_incomplete, remove
 from galley.oci.status import Status
 
