@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from galley.oci import cgroupwarm
+from galley.oci import cgroupwarm, entry
 from tests.conftest import GALLEY_RUNC
 
 pytestmark = pytest.mark.root
@@ -261,7 +261,7 @@ def test_a_cgroup_name_that_is_not_utf_8_is_found(hierarchy: str, name: str) -> 
 @pytest.mark.parametrize(("argv", "moves"), GUESSES)
 def test_the_command_guess(argv: list[str], moves: bool) -> None:
     """bin/galley-runc starts the thread before it parses anything: for create, run, exec."""
-    assert cgroupwarm.moves_a_process(argv) is moves
+    assert entry.moves_a_process(argv) is moves
 
 
 def _trace(tmp_path: Path, argv: list[str]) -> str:

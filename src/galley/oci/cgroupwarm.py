@@ -30,9 +30,10 @@ children (the stage, hooks) are born where it is. It starts with every signal bl
 that the kernel never hands it a signal the main thread has blocked (the stage's fork
 blocks them all).
 
-Which commands start it is a guess at the command (moves_a_process); a wrong guess costs a
-few no-op migrations. Best effort: any failure (an unusual mount layout, a read-only cgroupfs)
-just leaves the later write to wait as before. Only `_thread`, `_signal`, `time`, `sys` and
+Which commands start it is a guess at the command (galley.oci.entry.moves_a_process): a
+wrong guess costs a few no-op migrations; the other commands do not import this module.
+Best effort: any failure (an unusual mount layout, a read-only cgroupfs) just leaves the
+later write to wait as before. Only `_thread`, `_signal`, `time`, `sys` and
 posix, all loaded by the interpreter's start: this runs before anything else is imported.
 The thread imports nothing and takes no lock another thread could need (start() waits on one
 the thread only releases): create and exec fork their stage while it may be in a write, and
@@ -71,19 +72,6 @@ def own_threads_file() -> str | None:
             if pathnames.exists(threads):
                 return threads
     return None
-
-
-# runc's global options that take a value (the command is the first other word)
-_GLOBAL_VALUES = frozenset({"--root", "--log", "--log-format", "--criu", "--rootless"})
-
-
-def moves_a_process(argv: list[str]) -> bool:
-    """Whether the command line is (very likely) a create, run or exec."""
-    i = 0
-    while i < len(argv) and argv[i].startswith("-"):
-        name, eq, _ = argv[i].partition("=")
-        i += 2 if name in _GLOBAL_VALUES and not eq else 1
-    return i < len(argv) and argv[i] in {"create", "run", "exec"}
 
 
 INTERVAL = 0.003  # seconds between writes: well under the shortest window (~6 ms)

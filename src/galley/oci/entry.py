@@ -26,9 +26,9 @@ def run() -> None:
     _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
     _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
-    from galley.oci import cgroupwarm  # noqa: PLC0415
+    if moves_a_process(sys.argv[1:]):  # create, run, exec: keep the cgroup window open
+        from galley.oci import cgroupwarm  # noqa: PLC0415 - its 6 KB only where it runs
 
-    if cgroupwarm.moves_a_process(sys.argv[1:]):  # create, run, exec: keep the window open
         cgroupwarm.start()
     restore_lc_ctype()
     from galley.oci.cli import main  # noqa: PLC0415
@@ -47,6 +47,20 @@ def run() -> None:
 
         quickexit.exit_now(code)  # the caller's wait does not include freeing our memory
     posix._exit(code)
+
+
+# runc's global options that take a value (the command is the first other word)
+_GLOBAL_VALUES = frozenset({"--root", "--log", "--log-format", "--criu", "--rootless"})
+
+
+def moves_a_process(argv: list[str]) -> bool:
+    """Whether the command line is (very likely) a create, run or exec: one that moves a
+    process into a cgroup, whose wait galley.oci.cgroupwarm takes off its path."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        name, eq, _ = argv[i].partition("=")
+        i += 2 if name in _GLOBAL_VALUES and not eq else 1
+    return i < len(argv) and argv[i] in {"create", "run", "exec"}
 
 
 def die_of_sigpipe() -> NoReturn:
