@@ -161,14 +161,27 @@ def test_unknown_syscall_names_are_skipped(tmp_path: Path) -> None:
     assert (status, made) == (1, False)
 
 
-def test_rule_with_the_default_action_is_skipped() -> None:
-    filt = seccomp.compile_filter(
+def test_rule_with_the_default_action_is_skipped(tmp_path: Path) -> None:
+    """libseccomp refuses a rule whose action is the default one (EACCES); runc leaves such
+    a rule out, and so the filter is the one without it."""
+    with_rule = bpf_of(
         {
             "defaultAction": "SCMP_ACT_ALLOW",
-            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"}],
-        }
+            "syscalls": [
+                {"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["rmdir"], "action": "SCMP_ACT_ERRNO"},
+            ],
+        },
+        tmp_path,
     )
-    filt.close()
+    without = bpf_of(
+        {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["rmdir"], "action": "SCMP_ACT_ERRNO"}],
+        },
+        tmp_path,
+    )
+    assert with_rule == without
 
 
 def bpf_of(cfg: dict[str, Any], tmp_path: Path) -> bytes:
