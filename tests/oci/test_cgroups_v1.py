@@ -455,6 +455,15 @@ def test_remove_idle_removes_an_empty_cgroup_without_the_manager(parent: str) ->
     assert not any(os.path.exists(d) for d in manager.paths.values())
 
 
+def test_remove_idle_finishes_what_a_stopped_delete_began(parent: str) -> None:
+    """A delete killed after its first rmdir: the next one removes the rest."""
+    manager = _new(parent)
+    manager.create()
+    os.rmdir(manager.paths["pids"])
+    assert remove_idle(manager.save())
+    assert not any(os.path.exists(d) for d in manager.paths.values())
+
+
 def test_remove_idle_leaves_a_cgroup_with_a_process_whole(parent: str, kids: Children) -> None:
     """The process is moved out of every hierarchy but the one the manager reads processes
     from: that one's rmdir must come first, so that nothing at all is removed (the manager
