@@ -183,7 +183,15 @@ def test_features(runtime: Runtime) -> None:
     assert "MPOL_F_STATIC_NODES" in linux["memoryPolicy"]["flags"]
     assert linux["netDevices"] == {"enabled": True}
     assert "SCMP_ACT_ERRNO" in linux["seccomp"]["actions"]
-    assert linux["apparmor"] == {"enabled": os.path.exists("/sys/kernel/security/apparmor")}
+    # what galley implements, whatever this host has (features-linux.md)
+    assert linux["apparmor"] == linux["selinux"] == {"enabled": True}
+    assert linux["cgroup"] == {
+        "v1": True,
+        "v2": True,
+        "systemd": False,
+        "systemdUser": False,
+        "rdma": False,
+    }
 
 
 def test_log_file_json_and_text(runtime: Runtime, tmp_path: Path) -> None:

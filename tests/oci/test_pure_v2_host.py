@@ -108,6 +108,17 @@ def test_pause_exec_kill_and_delete_on_a_pure_v2_host(
     assert not cgroup.exists()
 
 
+def test_features_say_what_the_runtime_has_not_what_the_host_mounts(on_v2: Runtime) -> None:
+    """features-linux.md: cgroup, AppArmor and SELinux support are "irrelevant to" the host's.
+    Here the host mounts no v1 hierarchy and has neither LSM; runc (built with both) says the
+    same."""
+    assert not Path("/sys/kernel/security/apparmor").exists()
+    assert not Path("/sys/fs/selinux/enforce").exists()
+    linux = json.loads(on_v2("features", check=True).stdout)["linux"]
+    assert (linux["cgroup"]["v1"], linux["cgroup"]["v2"]) == (True, True)
+    assert linux["apparmor"] == linux["selinux"] == {"enabled": True}
+
+
 @pytest.mark.parametrize("cgroupns", [True, False], ids=["cgroupns", "host-cgroupns"])
 def test_a_shared_cgroup2_mount_is_shared(
     runtime: Runtime, v2_host: int, bundle: Bundle, cgroup_path: str, cgroupns: bool, tmp_path: Path

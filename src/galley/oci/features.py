@@ -1,13 +1,21 @@
-"""`galley-runc features`: what this runtime supports, in the runtime-spec features.md shape."""
+"""`galley-runc features`: what this runtime supports, in the runtime-spec features.md shape.
+
+What galley implements, not what this host has (features-linux.md: cgroup, AppArmor and SELinux
+are "irrelevant to" the host's; only seccomp's supportedFlags depend on the kernel and
+libseccomp): a config may be written on one machine for another.
+"""
 
 from __future__ import annotations
 
-from galley.kernel import pathnames
 from galley.oci.vocabulary import NAMESPACE_TYPES
 
 OCI_VERSION_MIN = "1.0.0"
 OCI_VERSION_MAX = "1.3.0"
 HOOKS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+# Which cgroup managers galley has, whatever the host mounts (features-linux.md: "irrelevant
+# to the cgroup version of the host"): both versions, and no systemd (no D-Bus client; a
+# "slice:prefix:name" cgroupsPath is made as a path, as --systemd-cgroup says).
+CGROUP = {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False}
 
 
 def _mount_options() -> list[str]:
@@ -36,20 +44,6 @@ def _seccomp() -> dict[str, object]:
     except (AttributeError, OSError):
         pass
     return features
-
-
-def _cgroup() -> dict[str, object]:
-    return {
-        "v1": pathnames.isdir("/sys/fs/cgroup/freezer") or not _pure_v2(),
-        "v2": True,
-        "systemd": False,
-        "systemdUser": False,
-        "rdma": False,
-    }
-
-
-def _pure_v2() -> bool:
-    return pathnames.exists("/sys/fs/cgroup/cgroup.controllers")
 
 
 def _memory_policy() -> dict[str, object]:
@@ -84,10 +78,10 @@ def features() -> dict[str, object]:
         "linux": {
             "namespaces": sorted(NAMESPACE_TYPES),
             "capabilities": _capabilities(),
-            "cgroup": _cgroup(),
+            "cgroup": CGROUP,
             "seccomp": _seccomp(),
-            "apparmor": {"enabled": pathnames.exists("/sys/kernel/security/apparmor")},
-            "selinux": {"enabled": pathnames.exists("/sys/fs/selinux/enforce")},
+            "apparmor": {"enabled": True},  # galley.oci.lsm; where the host has AppArmor
+            "selinux": {"enabled": True},  # the same, SELinux
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": True}},  # mounts' uid/gidMappings
             "memoryPolicy": _memory_policy(),
