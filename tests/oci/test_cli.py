@@ -190,7 +190,7 @@ def test_features(runtime: Runtime) -> None:
         "v2": True,
         "systemd": False,
         "systemdUser": False,
-        "rdma": False,
+        "rdma": True,  # linux.resources.rdma, test_cgroups_v1 and test_cgroups_v2
     }
 
 

@@ -13,9 +13,10 @@ OCI_VERSION_MIN = "1.0.0"
 OCI_VERSION_MAX = "1.3.0"
 HOOKS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 # Which cgroup managers galley has, whatever the host mounts (features-linux.md: "irrelevant
-# to the cgroup version of the host"): both versions, and no systemd (no D-Bus client; a
-# "slice:prefix:name" cgroupsPath is made as a path, as --systemd-cgroup says).
-CGROUP = {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False}
+# to the cgroup version of the host"): both versions, with the rdma controller's limits
+# (linux.resources.rdma), and no systemd (no D-Bus client; a "slice:prefix:name"
+# cgroupsPath is made as a path, as --systemd-cgroup says).
+CGROUP = {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True}
 
 
 def _mount_options() -> list[str]:
