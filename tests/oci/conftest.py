@@ -117,15 +117,20 @@ class Runtime:
         self.created.append(cid)
         args = [command, *(["-d"] if command == "run" else [])]
         args += [*(["--pid-file", str(pid_file)] if pid_file else []), "-b", str(bundle.write())]
+        self.quiet(*args, cid)
+        return cid
+
+    def quiet(self, *args: str) -> None:
+        """A command that leaves a process running (run -d, exec -d), with its stdio on
+        /dev/null, which that process keeps (a pipe would hold the caller's read open)."""
         subprocess.run(
-            [self.binary, "--root", str(self.root), *args, cid],
+            [self.binary, "--root", str(self.root), *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             check=True,
             timeout=30,
         )
-        return cid
 
     def new_id(self) -> str:
         return f"t-{uuid.uuid4().hex[:12]}"

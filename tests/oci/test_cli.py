@@ -185,6 +185,7 @@ def test_features(runtime: Runtime) -> None:
     assert "SCMP_ACT_ERRNO" in linux["seccomp"]["actions"]
     # what galley implements, whatever this host has (features-linux.md)
     assert linux["apparmor"] == linux["selinux"] == {"enabled": True}
+    assert linux["intelRdt"] == {"enabled": True, "schemata": True}  # test_resctrl
     assert linux["cgroup"] == {
         "v1": True,
         "v2": True,

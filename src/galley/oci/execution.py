@@ -33,6 +33,7 @@ TYPE_CHECKING = False  # not `from typing`: it costs milliseconds per command
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from galley.oci.resctrl import Group
     from galley.oci.spec import Process, Spec, State
     from galley.oci.state import ContainerState
 
@@ -152,10 +153,13 @@ def _start(
         # cgroup would fail there). The process runs nothing before "cgroup". The manager's code
         # is loaded now, while P would only wait for the pid (~1.5 ms off an exec's path).
         manager = state.cgroup_manager() if state.cgroup else None
+        group = _resctrl_group(state)
 
         def join(pid: int) -> None:
             if manager is not None:
                 manager.join(pid, sub)
+            if group is not None:
+                group.join(pid)
             cgroupwarm.stop()  # no other migration comes (none at all without a cgroup)
             send_quietly(channel, "cgroup")
 
@@ -173,6 +177,16 @@ def _start(
         )
         channel.close()
         return pid
+
+
+def _resctrl_group(state: ContainerState) -> Group | None:
+    """The container's resctrl group, which an exec'd process joins as the init did."""
+    rdt = state.spec.get("linux", {}).get("intelRdt")
+    if rdt is None:
+        return None
+    from galley.oci.resctrl import locate  # noqa: PLC0415 - intelRdt only
+
+    return locate(rdt, state.id)
 
 
 def joining_spec(config: Spec, init_pid: int) -> Spec:

@@ -83,7 +83,7 @@ def features() -> dict[str, object]:
             "seccomp": _seccomp(),
             "apparmor": {"enabled": True},  # galley.oci.lsm; where the host has AppArmor
             "selinux": {"enabled": True},  # the same, SELinux
-            "intelRdt": {"enabled": False},
+            "intelRdt": {"enabled": True, "schemata": True},  # galley.oci.resctrl
             "mountExtensions": {"idmap": {"enabled": True}},  # mounts' uid/gidMappings
             "memoryPolicy": _memory_policy(),
             "netDevices": {"enabled": True},

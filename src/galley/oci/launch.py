@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from galley.oci.cgroups import CgroupManager
+    from galley.oci.resctrl import Group
     from galley.oci.spec import Process, Resources, Spec, State
     from galley.oci.spec import Status as StatusName
 
@@ -141,6 +142,7 @@ def create(
         rollback.add_final(lambda: _poststop_after_failure(container_id, bundle, spec, report))
         note_incomplete(state_dir, cgroup=cgroup.save())  # before there is anything to undo
         cgroup = _set_up(cgroup, spec, stage.channel, rootless=rootless_cgroup)
+        rdt = _resctrl_group(spec, container_id, state_dir, cgroup, rollback)
         channel = stage.channel
 
         launched: list[LaunchResult] = []
@@ -150,6 +152,8 @@ def create(
 
         def join_cgroup(pid: int) -> None:
             cgroup.join(pid)
+            if rdt is not None:
+                rdt.join(pid)
             cgroupwarm.stop()
             if net_devices:  # in its network namespace now; it runs nothing before "cgroup"
                 from galley.oci.netdevices import move_in  # noqa: PLC0415
@@ -196,6 +200,23 @@ def create(
         for release in releases:  # created: the moved interfaces stay where they are
             release()
         return launched[0]
+
+
+def _resctrl_group(
+    spec: Spec, container_id: str, state_dir: str, cgroup: CgroupManager, rollback: Rollback
+) -> Group | None:
+    """linux.intelRdt's group, made and noted for a delete of a killed create to remove
+    (galley.oci.resctrl); None without intelRdt."""
+    rdt = spec.get("linux", {}).get("intelRdt")
+    if rdt is None:
+        return None
+    from galley.oci import resctrl  # noqa: PLC0415 - intelRdt only
+
+    planned = resctrl.locate(rdt, container_id)
+    note_incomplete(state_dir, cgroup=cgroup.save(), resctrl=planned.made_for_container())
+    group = resctrl.set_up(rdt, container_id, planned.fs)
+    rollback.add(group.remove)
+    return group
 
 
 def _boot(

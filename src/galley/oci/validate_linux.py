@@ -19,6 +19,7 @@ from galley.oci.validate_fields import (
     abspath,
     arr,
     array_of,
+    boolean,
     fail,
     fields,
     int_range,
@@ -30,6 +31,7 @@ from galley.oci.validate_fields import (
     string,
     string_map,
     strings,
+    struct,
     typed_entries,
 )
 from galley.oci.validate_resources import check_resources
@@ -235,17 +237,37 @@ def check_linux(spec: dict[str, Any]) -> None:
             "maskedPaths": array_of(abspath),
             "readonlyPaths": array_of(abspath),
             "mountLabel": string,
-            "intelRdt": obj,
+            "intelRdt": _intel_rdt,
             "personality": _personality,
             "netDevices": _net_devices,
             "memoryPolicy": _memory_policy,
         },
     )
-    if linux.get("intelRdt"):
-        raise fail("linux.intelRdt", "intel RDT is not supported on this host")
     _cross_checks(spec, linux, namespaces)
     if posix.geteuid() != 0:
         _rootless(spec, linux, namespaces)
+
+
+_INTEL_RDT = struct(
+    {
+        "closID": string,
+        "l3CacheSchema": string,
+        "memBwSchema": string,
+        "schemata": strings,
+        "enableMonitoring": boolean,
+        "enableCMT": boolean,
+        "enableMBM": boolean,
+    }
+)
+
+
+def _intel_rdt(path: str, value: object) -> None:
+    """linux.intelRdt's shape, then its rules (galley.oci.resctrl; the host is asked at
+    create)."""
+    _INTEL_RDT(path, value)
+    from galley.oci import resctrl  # noqa: PLC0415 - intelRdt only
+
+    resctrl.check(obj(path, value))
 
 
 def _rootless(spec: dict[str, Any], linux: dict[str, Any], namespaces: set[str]) -> None:

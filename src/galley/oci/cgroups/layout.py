@@ -128,7 +128,7 @@ def parse_mountinfo(text: str) -> CgroupLayout:
     later ones win."""
     v1: dict[str, Hierarchy] = {}
     unified: Hierarchy | None = None
-    for fstype, options, root, mount in _visible_cgroup_mounts(text):
+    for fstype, options, root, mount in visible_mounts(text):
         if fstype == "cgroup2":
             candidate = Hierarchy(mount, root, frozenset())
             if unified is None or _rank(candidate) >= _rank(unified):
@@ -145,9 +145,11 @@ def parse_mountinfo(text: str) -> CgroupLayout:
     return CgroupLayout("v2", {}, unified)
 
 
-def _visible_cgroup_mounts(text: str) -> list[tuple[str, list[str], str, str]]:
-    """(fstype, options, root, mount point) of each cgroup mount no later mount covers, in
-    mountinfo's order."""
+def visible_mounts(
+    text: str, fstypes: frozenset[str] | set[str] = frozenset({"cgroup", "cgroup2"})
+) -> list[tuple[str, list[str], str, str]]:
+    """(fstype, options, root, mount point) of each mount of these types (the cgroup ones
+    unless told) that no later mount covers, in mountinfo's order."""
     found: list[tuple[str, list[str], str, str]] = []
     covered: set[str] = set()  # mount points of the mounts after the one at hand
     for line in reversed(text.splitlines()):
@@ -157,7 +159,7 @@ def _visible_cgroup_mounts(text: str) -> list[tuple[str, list[str], str, str]]:
         mount = _unescape(fields[4])
         sep = fields.index("-")
         fstype = fields[sep + 1]
-        if fstype in {"cgroup", "cgroup2"} and not _under_any(mount, covered):
+        if fstype in fstypes and not _under_any(mount, covered):
             found.append((fstype, fields[sep + 3].split(","), _unescape(fields[3]), mount))
         if mount != "/":  # "/" may be listed anywhere (after a pivot_root): never a cover
             covered.add(mount)

@@ -73,8 +73,8 @@ SYNTAX = {
                 Option(f"--{f}", f"linux.resources.{s}.{k}", INT if kind == "flag" else STR)
                 for f, (s, k, kind) in UPDATE_FLAGS.items()
             ),
-            Option("--l3-cache-schema", "(intel RDT: unsupported here)", STR),
-            Option("--mem-bw-schema", "(intel RDT: unsupported here)", STR),
+            Option("--l3-cache-schema", "intel RDT: the container's L3 cache schema", STR),
+            Option("--mem-bw-schema", "intel RDT: the container's memory bandwidth schema", STR),
         ],
         ("container_id",),
     ),
@@ -134,8 +134,6 @@ def update_resources(args: Args) -> Resources:
         except ValueError as e:
             raise InvalidArgument(str(e)) from None
     check_resources("resources", doc)
-    if args.l3_cache_schema or args.mem_bw_schema:
-        raise InvalidArgument("intel RDT is not supported on this host")
     if args.resources:
         return doc  # type: ignore[return-value]
     for flag, (section, key, kind) in UPDATE_FLAGS.items():
@@ -152,8 +150,23 @@ def _merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def update(state: ContainerState, resources: Resources) -> None:
-    """Apply new limits, all or nothing, and record them in state.json's config."""
+def resctrl_schemas(args: Args) -> dict[str, str]:
+    """update's --l3-cache-schema and --mem-bw-schema, as linux.intelRdt fields (an empty
+    value is none, as runc reads them)."""
+    given = (("l3CacheSchema", args.l3_cache_schema), ("memBwSchema", args.mem_bw_schema))
+    schemas = {field: value for field, value in given if value}
+    if "memBwSchema" in schemas:
+        from galley.oci.resctrl import check_bandwidth  # noqa: PLC0415 - intelRdt only
+
+        check_bandwidth("--mem-bw-schema", schemas["memBwSchema"])
+    return schemas
+
+
+def update(
+    state: ContainerState, resources: Resources, schemas: dict[str, str] | None = None
+) -> None:
+    """Apply new limits, all or nothing, and the Intel RDT schemas given (galley.oci.resctrl),
+    and record them in state.json's config."""
     from galley.oci.cgroups.undo import set_all_or_nothing  # noqa: PLC0415 - update only
 
     with Locked(state) as current:
@@ -162,6 +175,12 @@ def update(state: ContainerState, resources: Resources) -> None:
         config: dict[str, Any] = jsonfast.clone(dict(current.config))
         linux = config.setdefault("linux", {})
         linux["resources"] = _merge(linux.get("resources") or {}, dict(resources))
+        if schemas:
+            from galley.oci import resctrl  # noqa: PLC0415 - intelRdt only
+
+            rdt = linux.get("intelRdt")
+            resctrl.update(rdt, schemas, current.id, current.pid)
+            linux["intelRdt"] = {**(rdt or {}), **schemas}
         current.replace(config=config).save()
 
 
@@ -389,7 +408,7 @@ def run(command: str, ctx: Context, args: Args) -> int:
         memory = resources.get("memory") or {}
         if memory.get("kernel") is not None or memory.get("kernelTCP") is not None:
             ctx.log.warning("Kernel memory settings are ignored and will be removed")  # runc's
-        update(state, resources)
+        update(state, resources, resctrl_schemas(args))
     elif command == "exec":
         code = exec_command(state, args, ctx.log)
         ctx.log.debug(f"exec'd container_id={state.id} exit_status={code} detach={args.detach}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import posix
 import time
 
+from galley.kernel import pathnames
 from galley.oci.cgroups.record import remove_idle
 from galley.oci.state import ContainerState, process_start_time, read_incomplete, remove
 from galley.oci.status import Status
@@ -21,6 +22,7 @@ from galley.oci.status import Status
 TYPE_CHECKING = False  # typing costs milliseconds per command; mypy knows this name
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from galley.oci.cgroups import CgroupManager
 
@@ -120,12 +122,25 @@ def destroy(
         manager = _manager(state, report)
         if manager is not None:
             manager.destroy()
+    rdt = state.spec.get("linux", {}).get("intelRdt")
+    if rdt is not None:
+        _remove_resctrl_group(rdt, state.id)
     hooks = state.spec.get("hooks", {}).get("poststop")
     if hooks:
         from galley.oci.hooks import run_hooks_warn  # noqa: PLC0415 - lazy: ~1.5 ms
 
         run_hooks_warn(hooks, state.oci_state(Status.STOPPED), report, cwd=hooks_cwd)
     remove(state.dir)
+
+
+def _remove_resctrl_group(rdt: dict[str, Any], container_id: str) -> None:
+    """The container's own resctrl group (galley.oci.resctrl), where resctrl is still
+    mounted: an unmount took every group with it."""
+    from galley.oci import resctrl  # noqa: PLC0415 - intelRdt only
+
+    fs = resctrl.find()
+    if fs is not None:
+        resctrl.locate(rdt, container_id, fs).remove()
 
 
 def clear_incomplete(state_dir: str) -> None:
@@ -137,6 +152,10 @@ def clear_incomplete(state_dir: str) -> None:
         from galley.oci import cgroups  # noqa: PLC0415
 
         cgroups.load(made["cgroup"]).destroy()
+    if isinstance(made.get("resctrl"), list):
+        from galley.oci.resctrl import remove_noted  # noqa: PLC0415 - intelRdt only
+
+        remove_noted(made["resctrl"], pathnames.basename(state_dir))
     from galley.oci import hostmounts  # noqa: PLC0415
 
     hostmounts.release(state_dir)

@@ -1,0 +1,296 @@
+"""linux.intelRdt: the container's resctrl group (Intel RDT, AMD PQoS, Arm MPAM).
+
+    <resctrl mount>/                   the default group ("closID": "/"); info/L3 and info/MB
+    │                                  say the CPU can allocate cache (CAT) and memory
+    │                                  bandwidth (MBA)
+    └── <closID, else container id>/   the container's class of service
+        ├── schemata                   a line per resource: "L3:0=7f0;1=1f", "MB:0=20;1=70"
+        ├── tasks                      the pids in the group: the init's, each exec'd one's
+        │                              (a child starts in its parent's group)
+        └── mon_groups/<container id>/ with enableMonitoring: the container's own counters
+                                       inside a class it may share
+
+A group the config names by closID is a class of service whoever configured the node made,
+or the first container naming it with schemas; others may share it, so it stays when the
+container goes (as runc leaves it). One made for the container id (no closID) is the
+container's own, and delete removes it (the kernel moves what is left in a removed group to
+the default one); so does its monitoring group.
+
+The rules are runtime-spec's (config-linux.md, IntelRdt): with closID and no schema the group
+must exist; an existing group given schemas must already have them (the values are compared
+as numbers, per cache domain: the kernel prints "7f0" back as "07f0" on a 16-bit mask); a
+new group is written l3CacheSchema's lines (less any "MB:" line when memBwSchema is set),
+memBwSchema, then the `schemata` lines (runtime-spec 1.3). enableCMT and enableMBM only ask
+for statistics, which galley-runc's `events` does not report.
+
+No syscall of its own: the files are read and written with posix, under the mount that
+/proc/self/mountinfo shows as "resctrl".
+"""
+
+from __future__ import annotations
+
+import posix
+
+from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
+from galley.kernel import pathnames
+
+TYPE_CHECKING = False  # typing costs galley-runc milliseconds; mypy knows this name
+if TYPE_CHECKING:
+    from typing import Any
+
+FIELD = "linux.intelRdt"
+DEFAULT_CLOS = "/"  # runtime-spec 1.3: the resctrl mount's own, default group
+
+
+class Resctrl:
+    """One mounted resctrl filesystem: its files, read and written as the kernel wants them
+    (a write of one schemata or tasks value at a time; an error's reason in
+    info/last_cmd_status)."""
+
+    def __init__(self, mount: str) -> None:
+        self.mount = mount
+
+    def has(self, resource: str) -> bool:
+        """Whether the CPU can allocate this resource ("L3": cache, "MB": bandwidth)."""
+        return pathnames.isdir(pathnames.join(self.mount, "info", resource))
+
+    def group(self, clos: str) -> str:
+        """The directory of a class of service."""
+        return self.mount if clos == DEFAULT_CLOS else pathnames.join(self.mount, clos)
+
+    def make(self, path: str) -> bool:
+        """Make a group (the kernel fills it with its files); False when it was there."""
+        try:
+            posix.mkdir(path, 0o755)
+        except FileExistsError:
+            return False
+        except OSError as err:
+            raise FailedPrecondition(f"{FIELD}: {self._reason(err)}") from err
+        return True
+
+    def remove(self, path: str) -> None:
+        """Remove a group; one already gone is fine."""
+        try:
+            posix.rmdir(path)
+        except FileNotFoundError:
+            pass
+
+    def read(self, path: str, name: str) -> str:
+        return pathnames.read_text(pathnames.join(path, name))
+
+    def write(self, path: str, name: str, value: str) -> None:
+        """Write one value; the error says what the kernel found wrong with it."""
+        try:
+            self.put(path, name, value)
+        except OSError as err:
+            raise FailedPrecondition(
+                f"{FIELD}: writing {value!r} to {pathnames.join(path, name)}: " + self._reason(err)
+            ) from err
+
+    def put(self, path: str, name: str, value: str) -> None:
+        """The write itself: one write(2) of value to the group's file."""
+        fd = posix.open(pathnames.join(path, name), posix.O_WRONLY | posix.O_CLOEXEC)
+        try:
+            posix.write(fd, value.encode())
+        finally:
+            posix.close(fd)
+
+    def _reason(self, err: OSError) -> str:
+        """The kernel's own words for the last refusal, else the error's."""
+        try:
+            status = self.read(pathnames.join(self.mount, "info"), "last_cmd_status").strip()
+        except OSError:
+            status = ""
+        return status if status and status != "ok" else os_error_text(err)
+
+
+def find(mountinfo: str = "/proc/self/mountinfo") -> Resctrl | None:
+    """The resctrl filesystem this process sees (the last visible mount), or None."""
+    from galley.oci.cgroups.layout import visible_mounts  # noqa: PLC0415 - intelRdt only
+
+    text = pathnames.read_text(mountinfo, "surrogateescape")
+    mounts = [mount for _fstype, _options, _root, mount in visible_mounts(text, {"resctrl"})]
+    return Resctrl(mounts[-1]) if mounts else None
+
+
+def check(rdt: dict[str, Any]) -> None:
+    """The rules a config's intelRdt must keep whatever the host (validation)."""
+    clos = rdt.get("closID")
+    if clos is not None and clos != DEFAULT_CLOS and (clos in {"", ".", ".."} or "/" in clos):
+        raise InvalidArgument(
+            f"{FIELD}.closID: invalid class of service {clos!r} (a directory name under the"
+            ' resctrl mount, or "/" for its default group)'
+        )
+    if rdt.get("memBwSchema") is not None:
+        check_bandwidth(f"{FIELD}.memBwSchema", rdt["memBwSchema"])
+    for i, line in enumerate(rdt.get("schemata") or []):
+        if not line or "\n" in line:
+            raise InvalidArgument(f"{FIELD}.schemata[{i}]: {line!r} is not one schemata line")
+
+
+def check_bandwidth(name: str, schema: str) -> None:
+    """A memory bandwidth schema is one "MB:" line (runtime-spec's MUST)."""
+    if not schema.startswith("MB:") or "\n" in schema:
+        raise InvalidArgument(f'{name}: {schema!r} is not one "MB:" line')
+
+
+def schemata_lines(rdt: dict[str, Any]) -> list[str]:
+    """What the group's schemata must hold, in the order written."""
+    memory = rdt.get("memBwSchema") or ""
+    lines = [line for line in (rdt.get("l3CacheSchema") or "").split("\n") if line.strip()]
+    if memory:
+        lines = [line for line in lines if not line.startswith("MB:")] + [memory]
+    return lines + list(rdt.get("schemata") or [])
+
+
+class Group:
+    """A container's place in resctrl: its class of service's directory, whether it was made
+    for this container (and goes with it), and its monitoring group if it has one."""
+
+    __slots__ = ("fs", "monitor", "owned", "path")
+
+    def __init__(self, fs: Resctrl, path: str, *, owned: bool, monitor: str = "") -> None:
+        self.fs = fs
+        self.path = path
+        self.owned = owned
+        self.monitor = monitor
+
+    def join(self, pid: int) -> None:
+        """Move a process in: its class of service, then its monitoring group (the kernel
+        takes a task into a monitoring group only from the group above it)."""
+        self.fs.write(self.path, "tasks", str(pid))
+        if self.monitor:
+            self.fs.write(self.monitor, "tasks", str(pid))
+
+    def made_for_container(self) -> list[str]:
+        """The directories that are the container's own: what its delete removes."""
+        return [path for path in (self.monitor, self.path if self.owned else "") if path]
+
+    def remove(self) -> None:
+        """Remove what was made for the container (its monitoring group first)."""
+        for path in self.made_for_container():
+            self.fs.remove(path)
+
+
+def remove_noted(paths: list[object], container_id: str) -> None:
+    """What a killed create noted it would make (creating.json): removed where it is still a
+    group of this container's under a resctrl mount, never anything else."""
+    fs = find()
+    if fs is None:  # unmounted: its groups went with it
+        return
+    for path in paths:
+        if (
+            isinstance(path, str)
+            and path.startswith(f"{fs.mount}/")
+            and ".." not in path.split("/")
+            and pathnames.basename(path) == container_id
+        ):
+            fs.remove(path)
+
+
+def locate(rdt: dict[str, Any], container_id: str, fs: Resctrl | None = None) -> Group:
+    """Where the container is (or is to be): for exec, delete and update."""
+    fs = fs or _host()
+    clos = rdt.get("closID")
+    path = fs.group(clos or container_id)
+    monitor = ""
+    if rdt.get("enableMonitoring"):
+        monitor = pathnames.join(path, "mon_groups", container_id)
+    return Group(fs, path, owned=not clos, monitor=monitor)
+
+
+def set_up(rdt: dict[str, Any], container_id: str, fs: Resctrl | None = None) -> Group:
+    """The container's group made (or found) and its schemata written; call remove() on the
+    result to undo it. Nothing is made when the host cannot apply the config."""
+    fs = fs or _host()
+    require(fs, rdt)
+    lines = schemata_lines(rdt)
+    group = locate(rdt, container_id, fs)
+    clos = rdt.get("closID")
+    if clos and not lines and not pathnames.isdir(group.path):
+        raise FailedPrecondition(
+            f"{FIELD}.closID: class of service {clos!r} does not exist ({group.path}): with"
+            " no schema it must be configured before the container"
+        )
+    made = group.path != fs.mount and fs.make(group.path)
+    try:
+        if lines and not made and clos:
+            _compare(fs, group.path, lines)
+        elif lines:
+            for line in lines:
+                fs.write(group.path, "schemata", line + "\n")
+        if group.monitor:
+            fs.make(group.monitor)
+    except BaseException:
+        group.remove()
+        if made and not group.owned:  # a class this create made, still unused
+            fs.remove(group.path)
+        raise
+    return group
+
+
+def update(
+    rdt: dict[str, Any] | None, schemas: dict[str, str], container_id: str, pid: int
+) -> None:
+    """`update --l3-cache-schema/--mem-bw-schema`: the schemas written to the container's
+    group; a container whose config had no intelRdt gets a group of its own first, with its
+    init moved in (as runc 1.1 does)."""
+    fs = _host()
+    require(fs, schemas)
+    if rdt is None:
+        group = set_up({}, container_id, fs)
+        group.join(pid)
+    else:
+        group = locate(rdt, container_id, fs)
+    for line in schemata_lines(schemas):
+        fs.write(group.path, "schemata", line + "\n")
+
+
+def require(fs: Resctrl, rdt: dict[str, Any]) -> None:
+    """The schemas given are ones this host's CPU can allocate."""
+    for resource, field in (("L3", "l3CacheSchema"), ("MB", "memBwSchema")):
+        if rdt.get(field) and not fs.has(resource):
+            what = "cache allocation (CAT)" if resource == "L3" else "bandwidth allocation (MBA)"
+            raise FailedPrecondition(
+                f"{FIELD}.{field} is set, but this host's Intel RDT has no {what}"
+                f" ({pathnames.join(fs.mount, 'info', resource)} is missing)"
+            )
+
+
+def _host() -> Resctrl:
+    fs = find()
+    if fs is None:
+        raise FailedPrecondition(
+            f"{FIELD} is set, but no resctrl filesystem is mounted: Intel RDT is not"
+            " supported or not enabled on this host (mount -t resctrl resctrl /sys/fs/resctrl)"
+        )
+    return fs
+
+
+def _domains(line: str) -> tuple[str, dict[str, int]]:
+    """A schemata line as its resource and each domain's value (hexadecimal masks, decimal
+    bandwidths), so that spellings of one value compare equal."""
+    resource, _, rest = line.strip().partition(":")
+    base = 10 if resource.strip().startswith("MB") else 16
+    values = {}
+    for item in rest.split(";"):
+        domain, _, value = item.partition("=")
+        try:
+            values[domain.strip()] = int(value.strip(), base)
+        except ValueError:
+            raise InvalidArgument(f"{FIELD}: {line!r} is not a schemata line") from None
+    return resource.strip(), values
+
+
+def _compare(fs: Resctrl, path: str, lines: list[str]) -> None:
+    """An existing class of service must already have the schemas a config gives it."""
+    current = dict(_domains(line) for line in fs.read(path, "schemata").splitlines() if ":" in line)
+    for line in lines:
+        resource, wanted = _domains(line)
+        have = current.get(resource, {})
+        if any(have.get(domain) != value for domain, value in wanted.items()):
+            raise FailedPrecondition(
+                f"{FIELD}: class of service {pathnames.basename(path)!r} exists with other"
+                f" schemata than {line!r} ({path}/schemata holds"
+                f" {fs.read(path, 'schemata').strip()!r})"
+            )

@@ -1,0 +1,269 @@
+"""linux.intelRdt (galley.oci.resctrl) on galley.fixtures.resctrl's fake resctrl tree: this
+host's CPU and kernel have no resctrl to mount, so the fake stands in for the kernel's side;
+the rules, and where create, exec, update and delete put and take the container's processes
+and groups, are galley's own and run for real (the commands through galley.oci.cli.main with
+resctrl.find pointed at the fake)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from galley.errors import FailedPrecondition
+from galley.fixtures.resctrl import FakeResctrl
+from galley.oci import resctrl
+from tests.oci.conftest import Bundle, Runtime, create_held_before_its_state, wait_status
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> FakeResctrl:
+    return FakeResctrl.build(tmp_path / "resctrl")
+
+
+def test_find_takes_the_visible_resctrl_mount(tmp_path: Path) -> None:
+    line = "40 25 0:38 / {} rw,relatime shared:20 - {} {} rw\n"
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(line.format("/sys/fs/cgroup", "tmpfs", "tmpfs"))
+    assert resctrl.find(str(mountinfo)) is None
+    mountinfo.write_text(
+        line.format("/sys/fs/res\\040ctrl", "resctrl", "resctrl")
+        + line.format("/sys/fs/cgroup", "tmpfs", "tmpfs")
+    )
+    found = resctrl.find(str(mountinfo))
+    assert found is not None and found.mount == "/sys/fs/res ctrl"
+
+
+def test_a_group_of_its_own_gets_the_schemas_and_goes_with_the_container(
+    fake: FakeResctrl,
+) -> None:
+    rdt = {"l3CacheSchema": "L3:0=7f0;1=1f\nMB:0=90;1=90", "memBwSchema": "MB:0=20;1=70"}
+    group = resctrl.set_up(rdt, "c1", fake)
+    assert group.path == f"{fake.mount}/c1" and group.owned
+    # the MB line of l3CacheSchema gives way to memBwSchema (runtime-spec)
+    assert fake.schemata(group.path) == {"L3": {0: "07f0", 1: "001f"}, "MB": {0: "20", 1: "70"}}
+    group.join(4242)
+    assert fake.tasks(group.path) == [4242]
+    resctrl.locate(rdt, "c1", fake).remove()
+    assert not os.path.exists(group.path)
+
+
+def test_a_class_of_service_by_name(fake: FakeResctrl) -> None:
+    with pytest.raises(FailedPrecondition, match="class of service 'gold' does not exist"):
+        resctrl.set_up({"closID": "gold"}, "c1", fake)
+    assert not os.path.exists(f"{fake.mount}/gold")
+    fake.make(f"{fake.mount}/gold")
+    group = resctrl.set_up({"closID": "gold"}, "c1", fake)
+    assert (group.path, group.owned) == (f"{fake.mount}/gold", False)
+    group.join(7)
+    group.remove()  # shared: it stays, as runc leaves it
+    assert fake.tasks(f"{fake.mount}/gold") == [7]
+
+
+def test_a_class_named_with_schemas_is_made_or_must_match(fake: FakeResctrl) -> None:
+    rdt = {"closID": "silver", "l3CacheSchema": "L3:0=ff;1=ff"}
+    made = resctrl.set_up(rdt, "c1", fake)
+    assert fake.schemata(made.path)["L3"] == {0: "00ff", 1: "00ff"} and not made.owned
+    # a second container naming it: the same masks spelt otherwise match
+    resctrl.set_up({"closID": "silver", "l3CacheSchema": "L3:1=0ff;0=FF"}, "c2", fake)
+    with pytest.raises(FailedPrecondition, match="exists with other schemata than 'L3:0=f'"):
+        resctrl.set_up({"closID": "silver", "l3CacheSchema": "L3:0=f"}, "c3", fake)
+    assert fake.schemata(made.path)["L3"] == {0: "00ff", 1: "00ff"}  # left as it was
+
+
+def test_the_default_class_is_the_mount_itself(fake: FakeResctrl) -> None:
+    group = resctrl.set_up({"closID": "/"}, "c1", fake)
+    assert group.path == fake.mount and not group.owned
+    group.join(9)
+    group.remove()
+    assert fake.tasks(fake.mount) == [9] and os.path.isdir(fake.mount)
+
+
+def test_monitoring_gets_a_group_of_the_containers_inside_its_class(fake: FakeResctrl) -> None:
+    fake.make(f"{fake.mount}/gold")
+    group = resctrl.set_up({"closID": "gold", "enableMonitoring": True}, "c1", fake)
+    assert group.monitor == f"{fake.mount}/gold/mon_groups/c1"
+    group.join(11)  # the class first: the kernel takes a task into a monitoring group only so
+    assert fake.tasks(f"{fake.mount}/gold") == [11] and fake.tasks(group.monitor) == [11]
+    group.remove()
+    assert not os.path.exists(group.monitor) and os.path.isdir(f"{fake.mount}/gold")
+
+
+def test_what_the_cpu_cannot_allocate_is_refused_before_anything_is_made(
+    tmp_path: Path,
+) -> None:
+    fake = FakeResctrl.build(tmp_path / "resctrl", resources=("L3",))
+    with pytest.raises(FailedPrecondition, match=r"memBwSchema is set, .* no bandwidth alloc"):
+        resctrl.set_up({"memBwSchema": "MB:0=50"}, "c1", fake)
+    assert sorted(os.listdir(fake.mount)) == ["info", "mon_groups", "schemata", "tasks"]
+
+
+def test_the_kernels_refusal_is_said_and_the_new_group_removed(fake: FakeResctrl) -> None:
+    with pytest.raises(FailedPrecondition, match="Missing 'L3' domain id"):
+        resctrl.set_up({"l3CacheSchema": "L3:7=ff"}, "c1", fake)
+    assert not os.path.exists(f"{fake.mount}/c1")
+    with pytest.raises(FailedPrecondition, match="Missing 'L3' domain id"):
+        resctrl.set_up({"closID": "new", "l3CacheSchema": "L3:7=ff"}, "c1", fake)
+    assert not os.path.exists(f"{fake.mount}/new")  # made by this create, not yet shared
+
+
+def test_a_write_error_carries_last_cmd_status(fake: FakeResctrl, tmp_path: Path) -> None:
+    real = resctrl.Resctrl(fake.mount)
+    (tmp_path / "group" / "schemata").mkdir(parents=True)  # open(O_WRONLY): EISDIR
+    Path(fake.mount, "info", "last_cmd_status").write_text("Bad schemata line\n")
+    with pytest.raises(FailedPrecondition, match="schemata: Bad schemata line"):
+        real.write(str(tmp_path / "group"), "schemata", "L3:0=f\n")
+    Path(fake.mount, "info", "last_cmd_status").write_text("ok\n")
+    with pytest.raises(FailedPrecondition, match="is a directory"):
+        real.write(str(tmp_path / "group"), "schemata", "L3:0=f\n")
+
+
+def test_a_killed_creates_note_removes_only_that_containers_groups(
+    fake: FakeResctrl, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(resctrl, "find", lambda mountinfo="": fake)
+    for name in ("c1", "gold", "c1x"):
+        fake.make(f"{fake.mount}/{name}")
+    outside = tmp_path / "c1"
+    outside.mkdir()
+    noted: list[object] = [
+        f"{fake.mount}/gold",
+        f"{fake.mount}/gold/../c1x",
+        str(outside),
+        5,
+        f"{fake.mount}/c1",
+    ]
+    resctrl.remove_noted(noted, "c1")
+    assert sorted(p for p in os.listdir(fake.mount) if p not in {"info", "mon_groups"}) == [
+        "c1x",
+        "gold",
+        "schemata",
+        "tasks",
+    ]
+    assert outside.is_dir()
+
+
+# The commands, through galley.oci.cli.main in a process whose resctrl is the fake.
+WRAPPER = """#!{python}
+import sys
+sys.path.insert(0, {src!r})
+from galley.fixtures.resctrl import FakeResctrl
+from galley.oci import resctrl
+resctrl.find = lambda mountinfo="": FakeResctrl({mount!r})
+from galley.oci.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture
+def on_fake(fake: FakeResctrl, tmp_path: Path) -> Iterator[Runtime]:
+    wrapper = tmp_path / "galley-runc-fake-resctrl"
+    wrapper.write_text(
+        WRAPPER.format(python=sys.executable, src=str(REPO / "src"), mount=fake.mount)
+    )
+    wrapper.chmod(0o755)
+    rt = Runtime(str(wrapper), tmp_path / "state")
+    yield rt
+    rt.cleanup()
+
+
+def _config(rt: Runtime, cid: str) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads((rt.root / cid / "state.json").read_text())["config"]
+    return config
+
+
+def test_create_exec_update_and_delete_move_the_container_through_its_group(
+    on_fake: Runtime, fake: FakeResctrl, bundle: Bundle, tmp_path: Path
+) -> None:
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    bundle.config["linux"]["intelRdt"] = {"l3CacheSchema": "L3:0=f0;1=f", "enableMonitoring": True}
+    cid = on_fake.detached(bundle)
+    group = f"{fake.mount}/{cid}"
+    init = json.loads(on_fake("state", cid, check=True).stdout)["pid"]
+    assert fake.tasks(group) == [init] and fake.tasks(f"{group}/mon_groups/{cid}") == [init]
+    assert fake.schemata(group)["L3"] == {0: "00f0", 1: "000f"}
+
+    pid_file = tmp_path / "exec.pid"
+    on_fake.quiet("exec", "-d", "--pid-file", str(pid_file), cid, "sleep", "60")
+    exec_pid = int(pid_file.read_text())
+    assert fake.tasks(group) == [init, exec_pid]
+
+    updated = on_fake("update", "--mem-bw-schema", "MB:0=30;1=40", cid)
+    assert updated.returncode == 0, updated.stderr
+    assert fake.schemata(group) == {"L3": {0: "00f0", 1: "000f"}, "MB": {0: "30", 1: "40"}}
+    assert _config(on_fake, cid)["linux"]["intelRdt"]["memBwSchema"] == "MB:0=30;1=40"
+    refused = on_fake("update", "--mem-bw-schema", "L3:0=f", cid)
+    assert refused.returncode == 1
+    assert "--mem-bw-schema: 'L3:0=f' is not one" in refused.stderr
+
+    on_fake("kill", cid, "KILL", check=True)
+    wait_status(on_fake, cid, "stopped")
+    on_fake("delete", cid, check=True)
+    assert not os.path.exists(group)
+
+
+def test_update_gives_a_container_without_intel_rdt_a_group_of_its_own(
+    on_fake: Runtime, fake: FakeResctrl, bundle: Bundle
+) -> None:
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = on_fake.detached(bundle)
+    assert not os.path.exists(f"{fake.mount}/{cid}")
+    updated = on_fake("update", "--l3-cache-schema", "L3:0=3;1=3", cid)
+    assert updated.returncode == 0, updated.stderr
+    init = json.loads(on_fake("state", cid, check=True).stdout)["pid"]
+    assert fake.tasks(f"{fake.mount}/{cid}") == [init]
+    assert _config(on_fake, cid)["linux"]["intelRdt"] == {"l3CacheSchema": "L3:0=3;1=3"}
+    on_fake("delete", "--force", cid, check=True)
+    assert not os.path.exists(f"{fake.mount}/{cid}")
+
+
+def test_a_failed_create_leaves_no_group(
+    on_fake: Runtime, fake: FakeResctrl, bundle: Bundle
+) -> None:
+    bundle.config["process"]["args"] = ["/no/such/program"]
+    bundle.config["linux"]["intelRdt"] = {"memBwSchema": "MB:0=50;1=50"}
+    cid = on_fake.new_id()
+    failed = on_fake("create", "-b", str(bundle.write()), cid, stdin=subprocess.DEVNULL)
+    assert failed.returncode == 1 and "/no/such/program" in failed.stderr
+    assert not os.path.exists(f"{fake.mount}/{cid}")
+    assert not (on_fake.root / cid).exists()
+
+
+def test_without_resctrl_intel_rdt_is_refused_by_name(runtime: Runtime, bundle: Bundle) -> None:
+    """This host has no resctrl mounted: runc refuses the config the same way."""
+    if resctrl.find() is not None:
+        pytest.skip("this host mounts resctrl")
+    bundle.config["linux"]["intelRdt"] = {"closID": "gold"}
+    cid = runtime.new_id()
+    failed = runtime("run", "-b", str(bundle.write()), cid, stdin=subprocess.DEVNULL)
+    assert failed.returncode == 1
+    assert "linux.intelRdt is set, but no resctrl filesystem is mounted" in failed.stderr
+    assert not (runtime.root / cid).exists()
+    del bundle.config["linux"]["intelRdt"]
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    refused = runtime("update", "--l3-cache-schema", "L3:0=f", runtime.detached(bundle))
+    assert refused.returncode == 1 and "no resctrl filesystem is mounted" in refused.stderr
+
+
+def test_delete_force_removes_the_group_of_a_killed_create(
+    on_fake: Runtime, fake: FakeResctrl, bundle: Bundle, tmp_path: Path
+) -> None:
+    """A create SIGKILLed once its init was in the group, before state.json: creating.json
+    names the group, and `delete --force` removes it with the rest."""
+    bundle.config["linux"]["intelRdt"] = {"closID": "gold", "enableMonitoring": True}
+    fake.make(f"{fake.mount}/gold")
+    cid = on_fake.new_id()
+    with create_held_before_its_state(on_fake, bundle, cid, tmp_path):
+        assert len(fake.tasks(f"{fake.mount}/gold/mon_groups/{cid}")) == 1
+    on_fake("delete", "--force", cid, check=True)
+    assert not (on_fake.root / cid).exists()
+    assert not os.path.exists(f"{fake.mount}/gold/mon_groups/{cid}")
+    assert os.path.isdir(f"{fake.mount}/gold")  # the shared class stays
