@@ -79,6 +79,22 @@ def test_a_class_named_with_schemas_is_made_or_must_match(fake: FakeResctrl) -> 
     assert fake.schemata(made.path)["L3"] == {0: "00ff", 1: "00ff"}  # left as it was
 
 
+def test_the_kernels_aligned_schemata_compare_by_value(fake: FakeResctrl) -> None:
+    """The kernel right-aligns the resource names it prints; bandwidths are decimal."""
+    fake.make(f"{fake.mount}/gold")
+    Path(fake.mount, "gold", "schemata").write_text("    L3:0=00ff;1=00ff\n    MB:0=100;1=010\n")
+    resctrl.set_up(
+        {"closID": "gold", "memBwSchema": "MB:1=10", "l3CacheSchema": "L3:0=ff"}, "c1", fake
+    )
+    with pytest.raises(FailedPrecondition, match="other schemata than 'MB:0=10'"):
+        resctrl.set_up({"closID": "gold", "memBwSchema": "MB:0=10"}, "c2", fake)
+
+
+def test_an_empty_closid_is_none_as_in_runc(fake: FakeResctrl) -> None:
+    group = resctrl.set_up({"closID": ""}, "c1", fake)
+    assert (group.path, group.owned) == (f"{fake.mount}/c1", True)
+
+
 def test_the_default_class_is_the_mount_itself(fake: FakeResctrl) -> None:
     group = resctrl.set_up({"closID": "/"}, "c1", fake)
     assert group.path == fake.mount and not group.owned

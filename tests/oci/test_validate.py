@@ -122,7 +122,7 @@ CASES = [
     ("linux.personality", {"domain": "WINDOWS"}, 'linux.personality.domain: unknown domain "WINDOWS"'),
     ("linux.intelRdt", {"closID": ".."}, "linux.intelRdt.closID: invalid class of service '..'"),
     ("linux.intelRdt", {"closID": "a/b"}, "linux.intelRdt.closID: invalid class of service 'a/b'"),
-    ("linux.intelRdt", {"closID": ""}, "linux.intelRdt.closID: invalid class of service ''"),
+    ("linux.intelRdt", {"closID": "a\0b"}, "linux.intelRdt.closID: must not contain a NUL character"),
     ("linux.intelRdt", {"closID": 5}, "linux.intelRdt.closID: must be a string"),
     ("linux.intelRdt", {"memBwSchema": "L3:0=f"}, "linux.intelRdt.memBwSchema: 'L3:0=f' is not one \"MB:\" line"),
     ("linux.intelRdt", {"memBwSchema": "MB:0=20\nL3:0=f"}, "linux.intelRdt.memBwSchema: 'MB:0=20\\nL3:0=f' is not one"),

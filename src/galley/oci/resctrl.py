@@ -115,8 +115,8 @@ def find(mountinfo: str = "/proc/self/mountinfo") -> Resctrl | None:
 
 def check(rdt: dict[str, Any]) -> None:
     """The rules a config's intelRdt must keep whatever the host (validation)."""
-    clos = rdt.get("closID")
-    if clos is not None and clos != DEFAULT_CLOS and (clos in {"", ".", ".."} or "/" in clos):
+    clos = rdt.get("closID")  # "" is none, as in runc (Go's zero value)
+    if clos and clos != DEFAULT_CLOS and (clos in {".", ".."} or "/" in clos):
         raise InvalidArgument(
             f"{FIELD}.closID: invalid class of service {clos!r} (a directory name under the"
             ' resctrl mount, or "/" for its default group)'
@@ -271,7 +271,7 @@ def _domains(line: str) -> tuple[str, dict[str, int]]:
     """A schemata line as its resource and each domain's value (hexadecimal masks, decimal
     bandwidths), so that spellings of one value compare equal."""
     resource, _, rest = line.strip().partition(":")
-    base = 10 if resource.strip().startswith("MB") else 16
+    base = 10 if "MB" in resource else 16  # MB, SMBA: bandwidths; L3, L2, L3CODE...: masks
     values = {}
     for item in rest.split(";"):
         domain, _, value = item.partition("=")
