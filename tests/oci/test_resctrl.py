@@ -142,6 +142,53 @@ def test_a_write_error_carries_last_cmd_status(fake: FakeResctrl, tmp_path: Path
         real.write(str(tmp_path / "group"), "schemata", "L3:0=f\n")
 
 
+def test_stats_say_what_the_cpu_has_and_what_the_group_holds(fake: FakeResctrl) -> None:
+    group = resctrl.set_up({"l3CacheSchema": "L3:0=f0;1=f", "enableMonitoring": True}, "c1", fake)
+    Path(fake.mount, "schemata").write_text("    L3:0=ffff;1=ffff\n    MB:0=100;1=100\n")
+    fake.count(group.monitor, 0, "mbm_total_bytes", "4096")
+    fake.count(group.monitor, 1, "llc_occupancy", "Unavailable")  # no number for now
+    fake.count(group.path, 0, "llc_occupancy", "999")  # the class's, not the container's
+    fake.count(group.monitor, 0, "llc_occupancy", "65536")
+    got = resctrl.stats({"l3CacheSchema": "L3:0=f0;1=f", "enableMonitoring": True}, "c1", fake)
+    assert list(got) == [
+        "l3_cache_info",
+        "l3_cache_schema_root",
+        "l3_cache_schema",
+        "mem_bw_info",
+        "mem_bw_schema_root",
+        "mem_bw_schema",
+        "mbm_stats",
+        "cmt_stats",
+    ]  # runc's order
+    assert got["l3_cache_info"] == {"cbm_mask": "ffff", "min_cbm_bits": 1, "num_closids": 16}
+    assert (got["l3_cache_schema_root"], got["l3_cache_schema"]) == (
+        "L3:0=ffff;1=ffff",
+        "L3:0=00f0;1=000f",
+    )
+    assert got["mem_bw_info"] == {
+        "bandwidth_gran": 10,
+        "delay_linear": 1,
+        "min_bandwidth": 10,
+        "num_closids": 8,
+    }
+    assert got["mbm_stats"] == [
+        {"mbm_total_bytes": 4096, "mbm_local_bytes": 0},
+        {"mbm_total_bytes": 0, "mbm_local_bytes": 0},
+    ]
+    assert got["cmt_stats"] == [{"llc_occupancy": 65536}, {"llc_occupancy": 0}]
+
+
+def test_stats_leave_out_what_the_cpu_has_not(tmp_path: Path) -> None:
+    fake = FakeResctrl.build(tmp_path / "resctrl", resources=("L3",), monitors=("llc_occupancy",))
+    resctrl.set_up({}, "c1", fake)
+    got = resctrl.stats({}, "c1", fake)
+    assert sorted(got) == ["cmt_stats", "l3_cache_info", "l3_cache_schema", "l3_cache_schema_root"]
+    assert got["cmt_stats"] == [{"llc_occupancy": 0}, {"llc_occupancy": 0}]
+    bare = FakeResctrl.build(tmp_path / "bare", resources=(), monitors=())
+    resctrl.set_up({}, "c1", bare)
+    assert resctrl.stats({}, "c1", bare) == {}
+
+
 def test_a_killed_creates_note_removes_only_that_containers_groups(
     fake: FakeResctrl, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -224,6 +271,21 @@ def test_create_exec_update_and_delete_move_the_container_through_its_group(
     wait_status(on_fake, cid, "stopped")
     on_fake("delete", cid, check=True)
     assert not os.path.exists(group)
+
+
+def test_events_stats_report_the_containers_monitoring_group(
+    on_fake: Runtime, fake: FakeResctrl, bundle: Bundle
+) -> None:
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    bundle.config["linux"]["intelRdt"] = {"closID": "gold", "enableMonitoring": True}
+    fake.make(f"{fake.mount}/gold")
+    cid = on_fake.detached(bundle)
+    fake.count(f"{fake.mount}/gold/mon_groups/{cid}", 1, "mbm_local_bytes", "123")
+    event = json.loads(on_fake("events", "--stats", cid, check=True).stdout)
+    rdt = event["data"]["intel_rdt"]
+    assert rdt["l3_cache_schema"] == rdt["l3_cache_schema_root"] == "L3:0=ffff;1=ffff"
+    assert rdt["mbm_stats"][1] == {"mbm_total_bytes": 0, "mbm_local_bytes": 123}
+    assert list(event["data"])[-2:] == ["intel_rdt", "network_interfaces"]  # runc's place
 
 
 def test_update_gives_a_container_without_intel_rdt_a_group_of_its_own(

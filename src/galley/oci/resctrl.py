@@ -20,8 +20,8 @@ The rules are runtime-spec's (config-linux.md, IntelRdt): with closID and no sch
 must exist; an existing group given schemas must already have them (the values are compared
 as numbers, per cache domain: the kernel prints "7f0" back as "07f0" on a 16-bit mask); a
 new group is written l3CacheSchema's lines (less any "MB:" line when memBwSchema is set),
-memBwSchema, then the `schemata` lines (runtime-spec 1.3). enableCMT and enableMBM only ask
-for statistics, which galley-runc's `events` does not report.
+memBwSchema, then the `schemata` lines (runtime-spec 1.3). enableCMT and enableMBM ask for
+statistics: `events` reports the group's (stats()), with what the CPU monitors, as runc does.
 
 No syscall of its own: the files are read and written with posix, under the mount that
 /proc/self/mountinfo shows as "resctrl".
@@ -255,6 +255,86 @@ def require(fs: Resctrl, rdt: dict[str, Any]) -> None:
                 f"{FIELD}.{field} is set, but this host's Intel RDT has no {what}"
                 f" ({pathnames.join(fs.mount, 'info', resource)} is missing)"
             )
+
+
+# info/<resource>'s files that `events` reports, by runc's names (all whole numbers but
+# cbm_mask, a hexadecimal mask kept as the kernel spells it).
+_INFO = {
+    "L3": ("l3_cache_info", ("cbm_mask", "min_cbm_bits", "num_closids")),
+    "MB": ("mem_bw_info", ("bandwidth_gran", "delay_linear", "min_bandwidth", "num_closids")),
+}
+_SCHEMA = {"L3": "l3_cache_schema", "MB": "mem_bw_schema"}
+# mon_data/<domain>/'s counters, per list runc's `events` has for them.
+_MONITORS = {
+    "mbm_stats": ("mbm_total_bytes", "mbm_local_bytes"),
+    "cmt_stats": ("llc_occupancy",),
+}
+
+
+def stats(rdt: dict[str, Any], container_id: str, fs: Resctrl | None = None) -> dict[str, object]:
+    """`events`' "intel_rdt": what the CPU allocates (info/), the default group's schema
+    and the container's for each, and the counters of each cache domain (mon_data/) where
+    the CPU monitors, from the container's monitoring group if it has one."""
+    fs = fs or _host()
+    group = locate(rdt, container_id, fs)
+    out: dict[str, object] = {}
+    for resource, (info_key, names) in _INFO.items():
+        if not fs.has(resource):
+            continue
+        out[info_key] = _info(fs, resource, names)
+        for key, path in ((f"{_SCHEMA[resource]}_root", fs.mount), (_SCHEMA[resource], group.path)):
+            schemata = _lines(fs.read(path, "schemata"))
+            lines = [line for line in schemata if resource in line.partition(":")[0]]
+            if lines:
+                out[key] = lines[-1]
+    features = _monitored(fs)
+    for key, counters in _MONITORS.items():
+        if features.isdisjoint(counters):
+            continue
+        data = pathnames.join(group.monitor or group.path, "mon_data")
+        out[key] = [
+            {name: _counter(fs, pathnames.join(data, domain), name, features) for name in counters}
+            for domain in sorted(posix.listdir(data))
+        ]
+    return out
+
+
+def _lines(schemata: str) -> list[str]:
+    """A schemata file's lines, less the spaces the kernel aligns resource names with; runc
+    takes the last whose resource's name holds "L3" (L3CODE, L3DATA with CDP) or "MB"."""
+    lines = [line.strip() for line in schemata.splitlines()]
+    return [line for line in lines if line]
+
+
+def _info(fs: Resctrl, resource: str, names: tuple[str, ...]) -> dict[str, int | str]:
+    """info/<resource>'s values, less those the kernel does not have or has as 0."""
+    out: dict[str, int | str] = {}
+    for name in names:
+        try:
+            text = fs.read(pathnames.join(fs.mount, "info", resource), name).strip()
+        except FileNotFoundError:
+            continue
+        value = int(text) if text.isdigit() else text
+        if value:
+            out[name] = value
+    return out
+
+
+def _monitored(fs: Resctrl) -> frozenset[str]:
+    """The events this CPU counts (info/L3_MON/mon_features), none where it counts none."""
+    try:
+        return frozenset(
+            fs.read(pathnames.join(fs.mount, "info", "L3_MON"), "mon_features").split()
+        )
+    except FileNotFoundError:
+        return frozenset()
+
+
+def _counter(fs: Resctrl, domain: str, name: str, features: frozenset[str]) -> int:
+    """One cache domain's counter; 0 for one the CPU does not count (runc's zero value) or
+    has no number for now (the kernel reads "Unavailable" until it has one)."""
+    text = fs.read(domain, name).strip() if name in features else ""
+    return int(text) if text.isdigit() else 0
 
 
 def _host() -> Resctrl:

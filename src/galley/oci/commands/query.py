@@ -146,6 +146,9 @@ def events(state: ContainerState, *, once: bool, interval: float) -> None:
     from galley.oci.cgroups.stats import oom_kills  # noqa: PLC0415 - only events needs it
 
     manager = state.cgroup_manager()
+    rdt = state.spec.get("linux", {}).get("intelRdt")
+    if rdt is not None:
+        from galley.oci.resctrl import stats as resctrl_stats  # noqa: PLC0415 - intelRdt only
     kills = oom_kills(manager.paths)
     state_file = pathnames.join(state.dir, STATE_FILE)
     next_stats = 0.0 if once else time.monotonic() + interval  # runc's first tick: one interval
@@ -153,6 +156,8 @@ def events(state: ContainerState, *, once: bool, interval: float) -> None:
         if time.monotonic() >= next_stats:
             try:
                 stats = manager.stats()
+                if rdt is not None:
+                    stats["intel_rdt"] = resctrl_stats(rdt, state.id)
             except OSError:  # the cgroup went with a delete
                 return
             _emit({"type": "stats", "id": state.id, "data": stats})
