@@ -119,7 +119,7 @@ def test_what_the_cpu_cannot_allocate_is_refused_before_anything_is_made(
     fake = FakeResctrl.build(tmp_path / "resctrl", resources=("L3",))
     with pytest.raises(FailedPrecondition, match=r"memBwSchema is set, .* no bandwidth alloc"):
         resctrl.set_up({"memBwSchema": "MB:0=50"}, "c1", fake)
-    assert sorted(os.listdir(fake.mount)) == ["info", "mon_groups", "schemata", "tasks"]
+    assert sorted(os.listdir(fake.mount)) == ["info", "mon_data", "mon_groups", "schemata", "tasks"]
 
 
 def test_the_kernels_refusal_is_said_and_the_new_group_removed(fake: FakeResctrl) -> None:
@@ -205,7 +205,9 @@ def test_a_killed_creates_note_removes_only_that_containers_groups(
         f"{fake.mount}/c1",
     ]
     resctrl.remove_noted(noted, "c1")
-    assert sorted(p for p in os.listdir(fake.mount) if p not in {"info", "mon_groups"}) == [
+    assert sorted(
+        p for p in os.listdir(fake.mount) if p not in {"info", "mon_data", "mon_groups"}
+    ) == [
         "c1x",
         "gold",
         "schemata",
