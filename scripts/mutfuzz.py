@@ -348,12 +348,11 @@ def refusal_problems(result: difffuzz.Result, runc: difffuzz.Result) -> list[str
     problems = []
     # Not counted: the poststop hooks' errors (galley runs each, as the spec says; runc 1.1
     # stops at the first that fails).
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    lines = [line for line in lines if "error running hook" not in line or "failed:" in line]
+    lines = _counted_lines(result.stderr)
     errors = [line for line in lines if "level=error" in line]
     if result.status != 1:
         problems.append(f"refused with status {result.status}, not 1")
-    runc_lines = [line for line in runc.stderr.splitlines() if line.strip()]
+    runc_lines = _counted_lines(runc.stderr)  # counted alike: a hook's words as runc's are
     runc_errors = [line for line in runc_lines if "level=error" in line]
     # One error line, a warning or two before it; or no more lines and errors than runc's
     # refusal (a hook's error before it, a startContainer hook's words alone).
@@ -368,6 +367,12 @@ def refusal_problems(result: difffuzz.Result, runc: difffuzz.Result) -> list[str
     if message and not RUNTIME_PHASE.match(message) and not FIELD_FIRST.match(message):
         problems.append("a config error that names no field: " + message[:300])
     return problems
+
+
+def _counted_lines(stderr: str) -> list[str]:
+    """A refusal's lines, less the hooks' errors that do not end the command."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    return [line for line in lines if "error running hook" not in line or "failed:" in line]
 
 
 def _message(line: str) -> str:
