@@ -73,7 +73,7 @@ COMMANDS = [
     "update",
 ]
 # --rootless leaves out ps and kill --all: runc 1.1.5 fails both on a container it could make
-# no cgroup for, where galley-runc finds the init's descendants (docs/status.md, session 24).
+# no cgroup for, where galley-runc finds the init's descendants (docs/history.md, session 24).
 ROOTLESS_SKIPPED = ("ps",)
 # Global options not drawn: --root is the fuzzer's, --help and --version print each
 # runtime's own text.
@@ -91,7 +91,7 @@ VALUES: dict[str, list[str]] = {
     "console-socket": ["{W}/nosock", "{W}/file", "", "rel-sock"],
     "pid-file": ["{W}/pid", "pid-rel", "{W}/nodir/pid", "", "{W}", "{W}/file"],
     # Not 1-4: runc 1.1 passes its own fds 3-6 for a count the caller did not pass, where
-    # galley-runc refuses (docs/status.md, session 27).
+    # galley-runc refuses (docs/history.md, session 27).
     "preserve-fds": ["0", "-1", "x", "100000", "10", ""],
     "cwd": ["/", "/tmp", "rel", "", "/nonexistent", "/bin/sh"],
     "env": ["A=1", "A", "=x", "", "PATH=", "A=1=2", "é=☃"],
@@ -115,7 +115,7 @@ VALUES: dict[str, list[str]] = {
     "rootless": ["true", "false", "auto", "x", ""],
 }
 # Not drawn: SIGRTMIN, SIGRTMAX, SIGIOT, SIGCLD, SIGPOLL, which galley-runc takes and runc's
-# Go table (one name for each of 1-31) does not (docs/status.md, session 22).
+# Go table (one name for each of 1-31) does not (docs/history.md, session 22).
 SIGNALS = ["KILL", "9", "0", "SIGUSR1", "TERM", "FOO", "99", "-9", "+9", "SIGRTMIN+1"]
 SIGNALS += ["RTMIN+1", "sigkill", "kill", "SIGPWR", "64", "", "1.0", "SIGUNUSED"]
 PROGRAMS = [["true"], ["sh", "-c", "exit 3"], ["/nonexistent"], [], ["--", "true"], ["-x"]]
@@ -167,7 +167,7 @@ class Case:
 def draw_line(rnd: random.Random, runc: str) -> list[str]:
     """One command line, with placeholders. Its bundle is never {B} for create and run: the
     case's container runs in {B}'s cgroup, and a second container in a non-empty cgroup is
-    one galley-runc refuses where runc 1.1 warns (docs/status.md, session 13): they get {L},
+    one galley-runc refuses where runc 1.1 warns (docs/history.md, session 13): they get {L},
     a long-running bundle with a cgroup of its own (or, for a `run` in the foreground, {S})."""
     command = rnd.choice([c for c in COMMANDS if not (ROOTLESS and c in ROOTLESS_SKIPPED)])
     drawable = [f for f in flags(runc, command) if not (ROOTLESS and f.names[0] == "all")]
@@ -208,7 +208,7 @@ def draw_line(rnd: random.Random, runc: str) -> list[str]:
 def is_tty_flag(word: str) -> bool:
     """Whether word is exec's -t/--tty in any spelling. Not drawn in the foreground: runc 1.1
     then needs a terminal of its own (it fails opening /dev/tty, and the fuzzer has none),
-    where galley-runc relays the pty (docs/status.md, session 15)."""
+    where galley-runc relays the pty (docs/history.md, session 15)."""
     return word.lstrip("-").split("=", 1)[0] in {"t", "tty"} and word.startswith("-")
 
 

@@ -20,10 +20,10 @@ statuses differ. Error wording is printed, not compared.
 rootless variant of the bundle (a user namespace mapping root to UID alone, the mounts its
 root may make, no cgroupsPath, owned by UID), without `kill --all` and `ps`: runc 1.1.5
 fails both on a container it could make no cgroup for, where galley-runc finds the init's
-descendants (docs/status.md, session 24).
+descendants (docs/history.md, session 24).
 
 --race runs the first command, then all the others of the case at once, on galley-runc alone
-(runc's own races would drown the comparison: docs/status.md, session 15). It checks that no
+(runc's own races would drown the comparison: docs/history.md, session 15). It checks that no
 command fails with a traceback or a corrupt state, or waits for good (but an exec that a
 concurrent pause froze, which waits for the thaw as runc's does), and that afterwards `state`
 works and `delete -f` leaves no state directory, cgroup or process.

@@ -118,7 +118,7 @@ def test_a_callers_closed_stdio_gives_the_container_no_way_out(
     """The caller closed stdin, stdout and stderr: whatever fd galley-runc opened there first
     would be the container's stdio. runc 1.1.5 hands its container an O_PATH fd of the host's
     /sys/fs/cgroup that way, and /proc/self/fd/0/../../.. is then the host's / (seen by hand,
-    docs/status.md, session 19). galley-runc's are /dev/null: no host path through them."""
+    docs/history.md, session 19). galley-runc's are /dev/null: no host path through them."""
     secret = tmp_path / "host-secret"
     secret.write_text("the host's\n")
     out = tmp_path / "out"

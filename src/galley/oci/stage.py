@@ -211,7 +211,7 @@ def spawn_stage(
     from_stage, to_p = _pipe_above(floor)
     p_fds, c_fds = _fd_sockets(floor) if posix.geteuid() != 0 else (-1, -1)
     forked = trampoline.supported()
-    if forked:  # the stage's code, imported by P before the fork (docs/status.md, session 9)
+    if forked:  # the stage's code, imported by P before the fork (docs/history.md, session 9)
         from galley.oci.init import run_stage  # noqa: PLC0415
     pid, pid_namespace = _fork(pid_namespace)
     if pid == 0:  # C
