@@ -35,6 +35,7 @@ out=$(bin/galley-runc --root "$work/state" run --bundle "$work/bundle" v2check 2
 echo "$out"
 expected=$'67108864\n42\n50000 100000\ndev-open-denied'
 if [ "$out" = "$expected" ]; then echo "V2 CONTAINER CHECK: PASS"; else echo "V2 CONTAINER CHECK: FAIL"; fi
+scripts/device-check-rdt.sh  # Intel RDT for real, where the CPU has it (else it says SKIP)
 
 if ls "$wheels"/pytest-*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --target /tmp/galley-site "$wheels"/*.whl 2>&1 | tail -2

@@ -347,3 +347,22 @@ def test_delete_force_removes_the_group_of_a_killed_create(
     assert not (on_fake.root / cid).exists()
     assert not os.path.exists(f"{fake.mount}/gold/mon_groups/{cid}")
     assert os.path.isdir(f"{fake.mount}/gold")  # the shared class stays
+
+
+def test_the_device_check_script_passes_on_the_fake(
+    on_fake: Runtime, fake: FakeResctrl, tmp_path: Path
+) -> None:
+    """scripts/device-check-rdt.sh, which runs on real RDT hardware where a session has it,
+    run here on the fake: its own logic checked before it meets the kernel."""
+    env = {**os.environ, "GALLEY_RDT_MOUNT": fake.mount, "GALLEY_RDT_RUNTIME": on_fake.binary}
+    out = subprocess.run(
+        [str(REPO / "scripts" / "device-check-rdt.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "RDT CHECK: PASS" in out.stdout, out.stdout + out.stderr
+    assert "'mbm_stats': [{'mbm_total_bytes': 0" in out.stdout  # events --stats' section
+    assert [p for p in os.listdir(fake.mount) if p.startswith("rdtcheck")] == []
