@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -144,7 +145,9 @@ def test_a_write_error_carries_last_cmd_status(fake: FakeResctrl, tmp_path: Path
 
 def test_stats_say_what_the_cpu_has_and_what_the_group_holds(fake: FakeResctrl) -> None:
     group = resctrl.set_up({"l3CacheSchema": "L3:0=f0;1=f", "enableMonitoring": True}, "c1", fake)
-    Path(fake.mount, "schemata").write_text("    L3:0=ffff;1=ffff\n    MB:0=100;1=100\n")
+    Path(fake.mount, "schemata").write_text(  # AMD's SMBA: another resource than MB
+        "    L3:0=ffff;1=ffff\n    MB:0=100;1=100\n  SMBA:0=2048;1=2048\n"
+    )
     fake.count(group.monitor, 0, "mbm_total_bytes", "4096")
     fake.count(group.monitor, 1, "llc_occupancy", "Unavailable")  # no number for now
     fake.count(group.path, 0, "llc_occupancy", "999")  # the class's, not the container's
@@ -165,6 +168,7 @@ def test_stats_say_what_the_cpu_has_and_what_the_group_holds(fake: FakeResctrl) 
         "L3:0=ffff;1=ffff",
         "L3:0=00f0;1=000f",
     )
+    assert got["mem_bw_schema_root"] == "MB:0=100;1=100"
     assert got["mem_bw_info"] == {
         "bandwidth_gran": 10,
         "delay_linear": 1,
@@ -184,6 +188,8 @@ def test_stats_leave_out_what_the_cpu_has_not(tmp_path: Path) -> None:
     got = resctrl.stats({}, "c1", fake)
     assert sorted(got) == ["cmt_stats", "l3_cache_info", "l3_cache_schema", "l3_cache_schema_root"]
     assert got["cmt_stats"] == [{"llc_occupancy": 0}, {"llc_occupancy": 0}]
+    shutil.rmtree(f"{fake.mount}/c1/mon_data")  # a group the kernel keeps no counters for
+    assert "cmt_stats" not in resctrl.stats({}, "c1", fake)
     bare = FakeResctrl.build(tmp_path / "bare", resources=(), monitors=())
     resctrl.set_up({}, "c1", bare)
     assert resctrl.stats({}, "c1", bare) == {}

@@ -284,7 +284,7 @@ def stats(rdt: dict[str, Any], container_id: str, fs: Resctrl | None = None) -> 
         out[info_key] = _info(fs, resource, names)
         for key, path in ((f"{_SCHEMA[resource]}_root", fs.mount), (_SCHEMA[resource], group.path)):
             schemata = _lines(fs.read(path, "schemata"))
-            lines = [line for line in schemata if resource in line.partition(":")[0]]
+            lines = [line for line in schemata if line.startswith(resource)]
             if lines:
                 out[key] = lines[-1]
     features = _monitored(fs)
@@ -292,16 +292,22 @@ def stats(rdt: dict[str, Any], container_id: str, fs: Resctrl | None = None) -> 
         if features.isdisjoint(counters):
             continue
         data = pathnames.join(group.monitor or group.path, "mon_data")
+        try:
+            domains = sorted(posix.listdir(data))
+        except FileNotFoundError:  # a group the kernel keeps no counters for
+            continue
         out[key] = [
             {name: _counter(fs, pathnames.join(data, domain), name, features) for name in counters}
-            for domain in sorted(posix.listdir(data))
+            for domain in domains
         ]
     return out
 
 
 def _lines(schemata: str) -> list[str]:
-    """A schemata file's lines, less the spaces the kernel aligns resource names with; runc
-    takes the last whose resource's name holds "L3" (L3CODE, L3DATA with CDP) or "MB"."""
+    """A schemata file's lines, less the spaces the kernel aligns resource names with. The
+    last line whose resource starts with "L3" (L3CODE, L3DATA with CDP) or "MB" is the
+    one reported, as runc reports it; AMD's SMBA is another resource, which runc's
+    substring match would take for MB."""
     lines = [line.strip() for line in schemata.splitlines()]
     return [line for line in lines if line]
 
