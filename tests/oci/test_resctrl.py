@@ -146,7 +146,7 @@ def test_a_write_error_carries_last_cmd_status(fake: FakeResctrl, tmp_path: Path
 def test_stats_say_what_the_cpu_has_and_what_the_group_holds(fake: FakeResctrl) -> None:
     group = resctrl.set_up({"l3CacheSchema": "L3:0=f0;1=f", "enableMonitoring": True}, "c1", fake)
     Path(fake.mount, "schemata").write_text(  # AMD's SMBA: another resource than MB
-        "    L3:0=ffff;1=ffff\n    MB:0=100;1=100\n  SMBA:0=2048;1=2048\n"
+        "    L3:0=ffff;1=ffff\n    MB:0=100;1= 50\n  SMBA:0=2048;1=2048\n"
     )
     fake.count(group.monitor, 0, "mbm_total_bytes", "4096")
     fake.count(group.monitor, 1, "llc_occupancy", "Unavailable")  # no number for now
@@ -168,7 +168,7 @@ def test_stats_say_what_the_cpu_has_and_what_the_group_holds(fake: FakeResctrl) 
         "L3:0=ffff;1=ffff",
         "L3:0=00f0;1=000f",
     )
-    assert got["mem_bw_schema_root"] == "MB:0=100;1=100"
+    assert got["mem_bw_schema_root"] == "MB:0=100;1= 50"  # the kernel's padding kept, as runc
     assert got["mem_bw_info"] == {
         "bandwidth_gran": 10,
         "delay_linear": 1,

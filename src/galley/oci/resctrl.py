@@ -282,11 +282,15 @@ def stats(rdt: dict[str, Any], container_id: str, fs: Resctrl | None = None) -> 
         if not fs.has(resource):
             continue
         out[info_key] = _info(fs, resource, names)
+        # The last line whose resource starts with "L3" (L3CODE, L3DATA with CDP) or "MB", as
+        # runc reports it, less the spaces the kernel aligns names with (it pads bandwidths
+        # too: "MB:0=100;1= 50"); AMD's SMBA is another resource, which runc's substring
+        # match would take for MB.
         for key, path in ((f"{_SCHEMA[resource]}_root", fs.mount), (_SCHEMA[resource], group.path)):
-            schemata = _lines(fs.read(path, "schemata"))
-            lines = [line for line in schemata if line.startswith(resource)]
-            if lines:
-                out[key] = lines[-1]
+            lines = [line.strip() for line in fs.read(path, "schemata").splitlines()]
+            mine = [line for line in lines if line.startswith(resource)]
+            if mine:
+                out[key] = mine[-1]
     features = _monitored(fs)
     for key, counters in _MONITORS.items():
         if features.isdisjoint(counters):
@@ -301,15 +305,6 @@ def stats(rdt: dict[str, Any], container_id: str, fs: Resctrl | None = None) -> 
             for domain in domains
         ]
     return out
-
-
-def _lines(schemata: str) -> list[str]:
-    """A schemata file's lines, less the spaces the kernel aligns resource names with. The
-    last line whose resource starts with "L3" (L3CODE, L3DATA with CDP) or "MB" is the
-    one reported, as runc reports it; AMD's SMBA is another resource, which runc's
-    substring match would take for MB."""
-    lines = [line.strip() for line in schemata.splitlines()]
-    return [line for line in lines if line]
 
 
 def _info(fs: Resctrl, resource: str, names: tuple[str, ...]) -> dict[str, int | str]:
