@@ -18,9 +18,13 @@ if [ -z "$mnt" ]; then
   if ! grep -qw resctrl /proc/filesystems; then echo "RDT CHECK: SKIP (no resctrl in this kernel)"; exit 0; fi
   if ! grep -qwE 'cat_l3|rdt_a' /proc/cpuinfo; then echo "RDT CHECK: SKIP (the CPU has no cache allocation)"; exit 0; fi
   if [ -z "${GALLEY_RDT_INNER:-}" ]; then
-    GALLEY_RDT_INNER=1 exec unshare --mount --propagation private "$repo/scripts/device-check-rdt.sh"
+    GALLEY_RDT_INNER=1 unshare --mount --propagation private "$repo/scripts/device-check-rdt.sh" \
+      || echo "RDT CHECK: SKIP (unshare --mount failed)"
+    exit 0
   fi
-  if ! grep -q " - resctrl " /proc/self/mountinfo; then
+  if grep -q " - resctrl " /proc/self/mountinfo; then
+    echo "the host mounts resctrl already: its groups and CLOSIDs are shared with this check"
+  else
     mount -t resctrl resctrl /sys/fs/resctrl || { echo "RDT CHECK: SKIP (mount -t resctrl failed)"; exit 0; }
   fi
   # mountinfo: "<id> <parent> <dev> <root> <mount point> <options> [optional...] - <type> ..."
@@ -55,10 +59,11 @@ bundle = make_bundle(dest, ["sleep", "60"])
 config = json.loads((bundle / "config.json").read_text())
 config["linux"]["intelRdt"] = rdt
 (bundle / "config.json").write_text(json.dumps(config))
-print(rdt["l3CacheSchema"])
+print(rdt["l3CacheSchema"], rdt.get("memBwSchema", ""))
 PY
 )
-echo "schema: $schema"
+read -r schema mb_schema <<<"$schema"
+echo "schemas: $schema $mb_schema"
 problems=()
 rt run --detach --bundle "$work/bundle" "$cid" </dev/null >/dev/null 2>"$work/err" \
   || problems+=("run failed: $(cat "$work/err")")
@@ -67,18 +72,28 @@ group="$mnt/$cid"
 grep -qx "$pid" "$group/tasks" 2>/dev/null || problems+=("init $pid not in $group/tasks")
 [ -d "$mnt/info/L3_MON" ] && ! grep -qx "$pid" "$group/mon_groups/$cid/tasks" 2>/dev/null \
   && problems+=("init $pid not in its monitoring group")
-python3 -IS - "$group/schemata" "$schema" <<'PY' || problems+=("schemata: $(cat "$group/schemata" 2>&1)")
+python3 -IS - "$group/schemata" "$mnt" "$schema" $mb_schema <<'PY' || problems+=("schemata: $(cat "$group/schemata" 2>&1)")
 import sys
-have = next(l.strip() for l in open(sys.argv[1]) if l.strip().startswith("L3:"))
-parse = lambda s: {d: int(v, 16) for d, v in (i.split("=") for i in s.partition(":")[2].split(";"))}
-sys.exit(parse(have) != parse(sys.argv[2]))
+schemata, mnt, *wanted = sys.argv[1:]
+lines = {l.strip().partition(":")[0]: l.strip() for l in open(schemata) if ":" in l}
+def parse(line, base):
+    return {d: int(v, base) for d, v in (i.split("=") for i in line.partition(":")[2].split(";"))}
+for line in wanted:
+    resource = line.partition(":")[0]
+    base, step = (16, 1) if resource != "MB" else (10, int(open(f"{mnt}/info/MB/bandwidth_gran").read()))
+    want = {d: -(-v // step) * step for d, v in parse(line, base).items()}
+    if resource not in lines or parse(lines[resource], base) != want:
+        sys.exit(1)
 PY
 rt exec --detach --pid-file "$work/exec.pid" "$cid" sleep 60 </dev/null >/dev/null 2>&1 \
   || problems+=("exec failed")
 exec_pid=$(cat "$work/exec.pid" 2>/dev/null)
 grep -qx "$exec_pid" "$group/tasks" 2>/dev/null || problems+=("exec'd $exec_pid not in $group/tasks")
+[ -d "$mnt/info/L3_MON" ] && ! grep -qx "$exec_pid" "$group/mon_groups/$cid/tasks" 2>/dev/null \
+  && problems+=("exec'd $exec_pid not in its monitoring group")
 stats=$(rt events --stats "$cid" 2>&1)
-echo "$stats" | grep -q '"l3_cache_schema":"L3:' || problems+=("events --stats: $stats")
+own=$(grep -o 'L3:.*' "$group/schemata" | head -1)
+echo "$stats" | grep -qF "\"l3_cache_schema\":\"$own\"" || problems+=("events --stats: $stats")
 echo "intel_rdt: $(echo "$stats" | python3 -IS -c 'import json,sys; print(json.load(sys.stdin)["data"]["intel_rdt"])')"
 rt delete --force "$cid" || problems+=("delete failed")
 [ -d "$group" ] && problems+=("$group left after delete")
@@ -87,3 +102,4 @@ if [ ${#problems[@]} -eq 0 ]; then
 else
   printf 'RDT CHECK: FAIL: %s\n' "${problems[@]}"
 fi
+exit 0

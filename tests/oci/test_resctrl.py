@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from galley.errors import FailedPrecondition
+from galley.errors import FailedPrecondition, InvalidArgument
 from galley.fixtures.resctrl import FakeResctrl
 from galley.oci import resctrl
 from tests.oci.conftest import Bundle, Runtime, create_held_before_its_state, wait_status
@@ -124,12 +124,65 @@ def test_what_the_cpu_cannot_allocate_is_refused_before_anything_is_made(
 
 
 def test_the_kernels_refusal_is_said_and_the_new_group_removed(fake: FakeResctrl) -> None:
-    with pytest.raises(FailedPrecondition, match="Missing 'L3' domain id"):
-        resctrl.set_up({"l3CacheSchema": "L3:7=ff"}, "c1", fake)
+    with pytest.raises(FailedPrecondition, match="Missing '=' or non-numeric domain"):
+        resctrl.set_up({"l3CacheSchema": "L3:x=ff"}, "c1", fake)
     assert not os.path.exists(f"{fake.mount}/c1")
-    with pytest.raises(FailedPrecondition, match="Missing 'L3' domain id"):
+    # an unknown domain: EINVAL, and no words in last_cmd_status
+    with pytest.raises(FailedPrecondition, match="schemata: invalid argument"):
         resctrl.set_up({"closID": "new", "l3CacheSchema": "L3:7=ff"}, "c1", fake)
     assert not os.path.exists(f"{fake.mount}/new")  # made by this create, not yet shared
+
+
+def test_the_schemata_go_in_one_write_all_or_nothing(
+    fake: FakeResctrl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel applies a write whole or not at all: an update whose last line it refuses
+    leaves the group as it was, not half written."""
+    monkeypatch.setattr(resctrl, "find", lambda mountinfo="": fake)
+    resctrl.set_up({}, "c1", fake)
+    schemas = {"l3CacheSchema": "L3:0=f0;1=f0", "memBwSchema": "MB:0=5"}
+    with pytest.raises(FailedPrecondition, match=r"MB value 5 out of range \[10,100\]"):
+        resctrl.update({}, schemas, "c1", 42)
+    assert fake.schemata(f"{fake.mount}/c1")["L3"] == {0: "ffff", 1: "ffff"}
+
+
+def test_a_shared_class_matches_the_bandwidth_the_kernel_rounded(fake: FakeResctrl) -> None:
+    """The kernel keeps MB:0=25 as 30 (bandwidth_gran 10): the next container asking for
+    25 in that class is not refused for it."""
+    rdt = {"closID": "gold", "memBwSchema": "MB:0=25;1=70"}
+    made = resctrl.set_up(rdt, "c1", fake)
+    assert fake.schemata(made.path)["MB"] == {0: "30", 1: "70"}
+    resctrl.set_up(rdt, "c2", fake)
+    with pytest.raises(FailedPrecondition, match="other schemata than 'MB:0=35'"):
+        resctrl.set_up({"closID": "gold", "memBwSchema": "MB:0=35"}, "c3", fake)
+
+
+def test_a_name_of_the_kernels_own_files_is_no_group(fake: FakeResctrl) -> None:
+    """A container called "info" would take the info directory for its group (the write to
+    it fails, its rmdir is refused, and every delete after it with it)."""
+    with pytest.raises(FailedPrecondition, match="a file of the resctrl filesystem's"):
+        resctrl.set_up({"l3CacheSchema": "L3:0=f"}, "info", fake)
+    assert os.path.isdir(f"{fake.mount}/info/L3")
+    with pytest.raises(InvalidArgument, match="invalid class of service 'mon_groups'"):
+        resctrl.check({"closID": "mon_groups"})
+    resctrl.remove_noted([f"{fake.mount}/info"], "info")
+    assert os.path.isdir(f"{fake.mount}/info/L3")
+
+
+def test_what_the_cpu_has_not_is_refused_by_its_name(tmp_path: Path) -> None:
+    """With CDP the CPU allocates L3CODE and L3DATA, not L3; monitoring may be missing."""
+    cdp = FakeResctrl.build(tmp_path / "cdp", resources=("L3CODE", "L3DATA"), monitors=())
+    rdt = {"l3CacheSchema": "L3CODE:0=f;1=f\nL3DATA:0=f0;1=f0"}
+    group = resctrl.set_up(rdt, "c1", cdp)
+    assert cdp.schemata(group.path) == {
+        "L3CODE": {0: "000f", 1: "000f"},
+        "L3DATA": {0: "00f0", 1: "00f0"},
+    }
+    with pytest.raises(FailedPrecondition, match=r"no cache allocation \(CAT\) \(.*/info/L3 is"):
+        resctrl.set_up({"l3CacheSchema": "L3:0=f"}, "c2", cdp)
+    with pytest.raises(FailedPrecondition, match=r"enableMonitoring is set, .* does not monitor"):
+        resctrl.set_up({"enableMonitoring": True}, "c3", cdp)
+    assert not os.path.exists(f"{cdp.mount}/c2") and not os.path.exists(f"{cdp.mount}/c3")
 
 
 def test_a_write_error_carries_last_cmd_status(fake: FakeResctrl, tmp_path: Path) -> None:
@@ -163,7 +216,7 @@ def test_stats_say_what_the_cpu_has_and_what_the_group_holds(fake: FakeResctrl) 
         "mbm_stats",
         "cmt_stats",
     ]  # runc's order
-    assert got["l3_cache_info"] == {"cbm_mask": "ffff", "min_cbm_bits": 1, "num_closids": 16}
+    assert got["l3_cache_info"] == {"cbm_mask": "ffff", "min_cbm_bits": 2, "num_closids": 16}
     assert (got["l3_cache_schema_root"], got["l3_cache_schema"]) == (
         "L3:0=ffff;1=ffff",
         "L3:0=00f0;1=000f",
@@ -193,6 +246,45 @@ def test_stats_leave_out_what_the_cpu_has_not(tmp_path: Path) -> None:
     bare = FakeResctrl.build(tmp_path / "bare", resources=(), monitors=())
     resctrl.set_up({}, "c1", bare)
     assert resctrl.stats({}, "c1", bare) == {}
+
+
+def test_stats_read_l3_domains_only_and_say_when_the_group_is_gone(fake: FakeResctrl) -> None:
+    group = resctrl.set_up({}, "c1", fake)
+    # newer kernels put other domains beside the L3 ones (PERF_PKG): not runc's counters
+    Path(group.path, "mon_data", "mon_PERF_PKG_00").mkdir()
+    assert len(resctrl.stats({}, "c1", fake)["cmt_stats"]) == 2  # type: ignore[arg-type]
+    fake.remove(group.path)
+    with pytest.raises(
+        FailedPrecondition, match=r"reading the container's group: .*/c1/schemata: no such file"
+    ):
+        resctrl.stats({}, "c1", fake)
+
+
+def test_update_is_undone_whole_and_leaves_the_default_group_alone(
+    fake: FakeResctrl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resctrl, "find", lambda mountinfo="": fake)
+    fake.append_tasks(fake.mount, [77])
+    rdt = {"closID": "gold", "l3CacheSchema": "L3:0=f0;1=f0"}
+    resctrl.set_up(rdt, "c1", fake).join(77)
+    undo = resctrl.update(rdt, {"memBwSchema": "MB:0=50;1=60"}, "c1", 77)
+    assert fake.schemata(f"{fake.mount}/gold")["MB"] == {0: "50", 1: "60"}
+    undo()  # the update's cgroup part failed: the class is as it was
+    assert fake.schemata(f"{fake.mount}/gold") == {
+        "L3": {0: "00f0", 1: "00f0"},
+        "MB": {0: "100", 1: "100"},
+    }
+    # a container without intelRdt: its own group, made by the update, goes with the undo
+    undo = resctrl.update(None, {"l3CacheSchema": "L3:0=3"}, "c2", 88)
+    assert fake.tasks(f"{fake.mount}/c2") == [88]
+    undo()
+    assert not os.path.exists(f"{fake.mount}/c2") and 88 in fake.tasks(fake.mount)
+    with pytest.raises(FailedPrecondition, match="Mask out of range"):  # and its own failure
+        resctrl.update(None, {"l3CacheSchema": "L3:0=0"}, "c3", 99)
+    assert not os.path.exists(f"{fake.mount}/c3")
+    with pytest.raises(FailedPrecondition, match="the host's default group"):
+        resctrl.update({"closID": "/"}, {"l3CacheSchema": "L3:0=3"}, "c4", 66)
+    assert fake.schemata(fake.mount)["L3"] == {0: "ffff", 1: "ffff"}
 
 
 def test_a_killed_creates_note_removes_only_that_containers_groups(
@@ -309,6 +401,51 @@ def test_update_gives_a_container_without_intel_rdt_a_group_of_its_own(
     assert _config(on_fake, cid)["linux"]["intelRdt"] == {"l3CacheSchema": "L3:0=3;1=3"}
     on_fake("delete", "--force", cid, check=True)
     assert not os.path.exists(f"{fake.mount}/{cid}")
+
+
+def test_an_update_whose_cgroup_part_fails_leaves_resctrl_as_it_was(
+    on_fake: Runtime, fake: FakeResctrl, bundle: Bundle
+) -> None:
+    """The kernel refuses the cpuset after the schemas went in: they are taken back, and
+    the group the update made for a container without intelRdt goes."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = on_fake.detached(bundle)
+    failed = on_fake("update", "--l3-cache-schema", "L3:0=3;1=3", "--cpuset-cpus", "999", cid)
+    assert failed.returncode == 1 and "cpuset.cpus" in failed.stderr, failed.stderr
+    assert not os.path.exists(f"{fake.mount}/{cid}")
+    assert "intelRdt" not in _config(on_fake, cid)["linux"]
+    # and the other way round: the schemas refused, no limit is applied either
+    init = json.loads(on_fake("state", cid, check=True).stdout)["pid"]
+    pids_max = _pids_max(init)
+    failed = on_fake("update", "--pids-limit", "7", "--l3-cache-schema", "L3:0=0", cid)
+    assert failed.returncode == 1 and "Mask out of range" in failed.stderr, failed.stderr
+    assert _pids_max(init) == pids_max != "7"
+    assert not os.path.exists(f"{fake.mount}/{cid}")
+    on_fake("delete", "--force", cid, check=True)
+
+
+def _pids_max(pid: int) -> str:
+    """The pids limit of a process's cgroup (v1 pids hierarchy, else v2)."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            return Path(f"/sys/fs/cgroup/pids{path}/pids.max").read_text().strip()
+    path = Path(f"/proc/{pid}/cgroup").read_text().splitlines()[-1].split(":", 2)[2]
+    return Path(f"/sys/fs/cgroup{path}/pids.max").read_text().strip()
+
+
+def test_events_say_when_the_group_is_gone(
+    on_fake: Runtime, fake: FakeResctrl, bundle: Bundle
+) -> None:
+    """Not a silent end: the group was removed behind galley's back."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    bundle.config["linux"]["intelRdt"] = {"l3CacheSchema": "L3:0=3;1=3"}
+    cid = on_fake.detached(bundle)
+    fake.remove(f"{fake.mount}/{cid}")
+    failed = on_fake("events", "--stats", cid)
+    assert failed.returncode == 1 and failed.stdout == ""
+    assert "linux.intelRdt: reading the container's group" in failed.stderr
+    on_fake("delete", "--force", cid, check=True)
 
 
 def test_a_failed_create_leaves_no_group(

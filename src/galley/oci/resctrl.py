@@ -18,10 +18,14 @@ the default one); so does its monitoring group.
 
 The rules are runtime-spec's (config-linux.md, IntelRdt): with closID and no schema the group
 must exist; an existing group given schemas must already have them (the values are compared
-as numbers, per cache domain: the kernel prints "7f0" back as "07f0" on a 16-bit mask); a
-new group is written l3CacheSchema's lines (less any "MB:" line when memBwSchema is set),
-memBwSchema, then the `schemata` lines (runtime-spec 1.3). enableCMT and enableMBM ask for
-statistics: `events` reports the group's (stats()), with what the CPU monitors, as runc does.
+as numbers, per cache domain: the kernel prints "7f0" back as "07f0" on a 16-bit mask, and
+keeps a bandwidth rounded up to its step); a new group is written l3CacheSchema's lines
+(less any "MB:" line when memBwSchema is set), memBwSchema, then the `schemata` lines
+(runtime-spec 1.3), in one write, which the kernel applies whole or not at all. Every
+resource a line names must be one the CPU allocates (info/<resource>: with CDP, L3CODE and
+L3DATA, not L3), and enableMonitoring needs a CPU that monitors. enableCMT and enableMBM ask
+for statistics: `events` reports the group's (stats()), with what the CPU monitors, as runc
+does. A name of the kernel's own files ("info", "tasks", ...) is never a group's.
 
 No syscall of its own: the files are read and written with posix, under the mount that
 /proc/self/mountinfo shows as "resctrl".
@@ -36,16 +40,22 @@ from galley.kernel import pathnames
 
 TYPE_CHECKING = False  # typing costs galley-runc milliseconds; mypy knows this name
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 FIELD = "linux.intelRdt"
 DEFAULT_CLOS = "/"  # runtime-spec 1.3: the resctrl mount's own, default group
+# What the kernel keeps in a group's directory besides its subgroups: never a group's name
+# (a container called "info" would otherwise take the info directory for its own group).
+KERNEL_NAMES = frozenset(
+    {"info", "mon_data", "mon_groups", "tasks", "cpus", "cpus_list", "schemata", "mode", "size"}
+)
 
 
 class Resctrl:
     """One mounted resctrl filesystem: its files, read and written as the kernel wants them
-    (a write of one schemata or tasks value at a time; an error's reason in
-    info/last_cmd_status)."""
+    (a pid per write to tasks; schemata lines each ending in a newline, all of one write
+    applied or none; an error's reason in info/last_cmd_status)."""
 
     def __init__(self, mount: str) -> None:
         self.mount = mount
@@ -59,21 +69,29 @@ class Resctrl:
         return self.mount if clos == DEFAULT_CLOS else pathnames.join(self.mount, clos)
 
     def make(self, path: str) -> bool:
-        """Make a group (the kernel fills it with its files); False when it was there."""
+        """Make a group; False when it was there."""
         try:
-            posix.mkdir(path, 0o755)
+            self.mkdir(path)
         except FileExistsError:
             return False
         except OSError as err:
-            raise FailedPrecondition(f"{FIELD}: {self._reason(err)}") from err
+            raise FailedPrecondition(f"{FIELD}: making {path}: {self._reason(err)}") from err
         return True
 
     def remove(self, path: str) -> None:
         """Remove a group; one already gone is fine."""
         try:
-            posix.rmdir(path)
+            self.rmdir(path)
         except FileNotFoundError:
             pass
+
+    def mkdir(self, path: str) -> None:
+        """The kernel fills a new group with its files."""
+        posix.mkdir(path, 0o755)
+
+    def rmdir(self, path: str) -> None:
+        """The kernel moves what is still in a removed group to the group above it."""
+        posix.rmdir(path)
 
     def read(self, path: str, name: str) -> str:
         return pathnames.read_text(pathnames.join(path, name))
@@ -116,7 +134,7 @@ def find(mountinfo: str = "/proc/self/mountinfo") -> Resctrl | None:
 def check(rdt: dict[str, Any]) -> None:
     """The rules a config's intelRdt must keep whatever the host (validation)."""
     clos = rdt.get("closID")  # "" is none, as in runc (Go's zero value)
-    if clos and clos != DEFAULT_CLOS and (clos in {".", ".."} or "/" in clos):
+    if clos and clos != DEFAULT_CLOS and (clos in {".", ".."} | KERNEL_NAMES or "/" in clos):
         raise InvalidArgument(
             f"{FIELD}.closID: invalid class of service {clos!r} (a directory name under the"
             ' resctrl mount, or "/" for its default group)'
@@ -184,6 +202,7 @@ def remove_noted(paths: list[object], container_id: str) -> None:
             and path.startswith(f"{fs.mount}/")
             and ".." not in path.split("/")
             and pathnames.basename(path) == container_id
+            and container_id not in KERNEL_NAMES
         ):
             fs.remove(path)
 
@@ -207,6 +226,11 @@ def set_up(rdt: dict[str, Any], container_id: str, fs: Resctrl | None = None) ->
     lines = schemata_lines(rdt)
     group = locate(rdt, container_id, fs)
     clos = rdt.get("closID")
+    if not clos and container_id in KERNEL_NAMES:
+        raise FailedPrecondition(
+            f"{FIELD}: the container's own group would be {group.path}, a file of the resctrl"
+            " filesystem's; give the container another id, or a closID"
+        )
     if clos and not lines and not pathnames.isdir(group.path):
         raise FailedPrecondition(
             f"{FIELD}.closID: class of service {clos!r} does not exist ({group.path}): with"
@@ -217,8 +241,7 @@ def set_up(rdt: dict[str, Any], container_id: str, fs: Resctrl | None = None) ->
         if lines and not made and clos:
             _compare(fs, group.path, lines)
         elif lines:
-            for line in lines:
-                fs.write(group.path, "schemata", line + "\n")
+            write_schemata(fs, group.path, lines)
         if group.monitor:
             fs.make(group.monitor)
     except BaseException:
@@ -231,30 +254,69 @@ def set_up(rdt: dict[str, Any], container_id: str, fs: Resctrl | None = None) ->
 
 def update(
     rdt: dict[str, Any] | None, schemas: dict[str, str], container_id: str, pid: int
-) -> None:
+) -> Callable[[], None]:
     """`update --l3-cache-schema/--mem-bw-schema`: the schemas written to the container's
-    group; a container whose config had no intelRdt gets a group of its own first, with its
-    init moved in (as runc 1.1 does)."""
+    group in one write (the kernel applies all of it or none); a container whose config had
+    no intelRdt gets a group of its own first, with its init moved in (as runc 1.1 does).
+    Returns what undoes it, for an update whose cgroup part then fails; on its own failure
+    nothing is left changed. The default group ("/") is the host's: it is not written."""
     fs = _host()
+    if rdt is not None and rdt.get("closID") == DEFAULT_CLOS:
+        raise FailedPrecondition(
+            f'{FIELD}.closID is "/", the host\'s default group, which every process outside'
+            " another group shares: galley-runc does not change its schemata"
+        )
     require(fs, schemas)
-    if rdt is None:
-        group = set_up({}, container_id, fs)
-        group.join(pid)
-    else:
-        group = locate(rdt, container_id, fs)
-    for line in schemata_lines(schemas):
-        fs.write(group.path, "schemata", line + "\n")
+    lines = schemata_lines(schemas)
+    group = set_up({}, container_id, fs) if rdt is None else locate(rdt, container_id, fs)
+    try:
+        if rdt is None:
+            group.join(pid)
+        before = [line.strip() for line in fs.read(group.path, "schemata").splitlines()]
+        write_schemata(fs, group.path, lines)
+    except BaseException:
+        if rdt is None:
+            group.remove()  # its init goes back to the default group, where it was
+        raise
+
+    def undo() -> None:
+        if rdt is None:
+            group.remove()
+            return
+        changed = {line.partition(":")[0].strip() for line in lines}
+        previous = [line for line in before if line.partition(":")[0] in changed]
+        write_schemata(fs, group.path, previous)
+
+    return undo
+
+
+def write_schemata(fs: Resctrl, path: str, lines: list[str]) -> None:
+    """A group's schemata lines, in one write: the kernel applies all of it or none."""
+    fs.write(path, "schemata", "".join(line + "\n" for line in lines))
 
 
 def require(fs: Resctrl, rdt: dict[str, Any]) -> None:
-    """The schemas given are ones this host's CPU can allocate."""
-    for resource, field in (("L3", "l3CacheSchema"), ("MB", "memBwSchema")):
-        if rdt.get(field) and not fs.has(resource):
-            what = "cache allocation (CAT)" if resource == "L3" else "bandwidth allocation (MBA)"
-            raise FailedPrecondition(
-                f"{FIELD}.{field} is set, but this host's Intel RDT has no {what}"
-                f" ({pathnames.join(fs.mount, 'info', resource)} is missing)"
-            )
+    """The schemas given name resources this host's CPU allocates (with CDP, L3CODE and
+    L3DATA instead of L3), and monitoring is there if asked for."""
+    for field in ("l3CacheSchema", "memBwSchema", "schemata"):
+        value = rdt.get(field) or []
+        for line in value.split("\n") if isinstance(value, str) else value:
+            resource = line.partition(":")[0].strip()
+            if resource and not fs.has(resource):
+                what = _ALLOCATION.get(resource, f"{resource!r} allocation")
+                raise FailedPrecondition(
+                    f"{FIELD}.{field} is set, but this host's Intel RDT has no {what}"
+                    f" ({pathnames.join(fs.mount, 'info', resource)} is missing)"
+                )
+    if rdt.get("enableMonitoring") and not fs.has(MONITORING):
+        raise FailedPrecondition(
+            f"{FIELD}.enableMonitoring is set, but this host's Intel RDT does not monitor"
+            f" ({pathnames.join(fs.mount, 'info', MONITORING)} is missing)"
+        )
+
+
+_ALLOCATION = {"L3": "cache allocation (CAT)", "MB": "bandwidth allocation (MBA)"}
+MONITORING = "L3_MON"  # info/'s directory where the CPU monitors (CMT, MBM)
 
 
 # info/<resource>'s files that `events` reports, by runc's names (all whole numbers but
@@ -273,9 +335,19 @@ _MONITORS = {
 
 def stats(rdt: dict[str, Any], container_id: str, fs: Resctrl | None = None) -> dict[str, object]:
     """`events`' "intel_rdt": what the CPU allocates (info/), the default group's schema
-    and the container's for each, and the counters of each cache domain (mon_data/) where
-    the CPU monitors, from the container's monitoring group if it has one."""
+    and the container's for each, and the counters of each L3 domain (mon_data/mon_L3_*)
+    where the CPU monitors, from the container's monitoring group if it has one. A file
+    that cannot be read (the group removed behind galley's back) is a FailedPrecondition."""
     fs = fs or _host()
+    try:
+        return _stats(rdt, container_id, fs)
+    except OSError as err:
+        raise FailedPrecondition(
+            f"{FIELD}: reading the container's group: {os_error_text(err)}"
+        ) from err
+
+
+def _stats(rdt: dict[str, Any], container_id: str, fs: Resctrl) -> dict[str, object]:
     group = locate(rdt, container_id, fs)
     out: dict[str, object] = {}
     for resource, (info_key, names) in _INFO.items():
@@ -297,7 +369,7 @@ def stats(rdt: dict[str, Any], container_id: str, fs: Resctrl | None = None) -> 
             continue
         data = pathnames.join(group.monitor or group.path, "mon_data")
         try:
-            domains = sorted(posix.listdir(data))
+            domains = sorted(d for d in posix.listdir(data) if d.startswith("mon_L3_"))
         except FileNotFoundError:  # a group the kernel keeps no counters for
             continue
         out[key] = [
@@ -325,7 +397,7 @@ def _monitored(fs: Resctrl) -> frozenset[str]:
     """The events this CPU counts (info/L3_MON/mon_features), none where it counts none."""
     try:
         return frozenset(
-            fs.read(pathnames.join(fs.mount, "info", "L3_MON"), "mon_features").split()
+            fs.read(pathnames.join(fs.mount, "info", MONITORING), "mon_features").split()
         )
     except FileNotFoundError:
         return frozenset()
@@ -364,14 +436,29 @@ def _domains(line: str) -> tuple[str, dict[str, int]]:
 
 
 def _compare(fs: Resctrl, path: str, lines: list[str]) -> None:
-    """An existing class of service must already have the schemas a config gives it."""
+    """An existing class of service must already have the schemas a config gives it. A
+    bandwidth the kernel rounded up to its step (info/MB/bandwidth_gran: 25 is kept as 30)
+    matches what was asked for."""
     current = dict(_domains(line) for line in fs.read(path, "schemata").splitlines() if ":" in line)
     for line in lines:
         resource, wanted = _domains(line)
         have = current.get(resource, {})
-        if any(have.get(domain) != value for domain, value in wanted.items()):
+        step = _granularity(fs, resource)
+        if any(
+            have.get(domain) not in {value, -(-value // step) * step}
+            for domain, value in wanted.items()
+        ):
             raise FailedPrecondition(
                 f"{FIELD}: class of service {pathnames.basename(path)!r} exists with other"
                 f" schemata than {line!r} ({path}/schemata holds"
                 f" {fs.read(path, 'schemata').strip()!r})"
             )
+
+
+def _granularity(fs: Resctrl, resource: str) -> int:
+    """The step a bandwidth resource's values are rounded up to (1: none, or a mask)."""
+    try:
+        step = int(fs.read(pathnames.join(fs.mount, "info", resource), "bandwidth_gran"))
+    except (OSError, ValueError):
+        return 1
+    return max(step, 1)

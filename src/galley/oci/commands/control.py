@@ -165,22 +165,28 @@ def resctrl_schemas(args: Args) -> dict[str, str]:
 def update(
     state: ContainerState, resources: Resources, schemas: dict[str, str] | None = None
 ) -> None:
-    """Apply new limits, all or nothing, and the Intel RDT schemas given (galley.oci.resctrl),
-    and record them in state.json's config."""
+    """Apply new limits and the Intel RDT schemas given (galley.oci.resctrl), all or
+    nothing, and record them in state.json's config."""
     from galley.oci.cgroups.undo import set_all_or_nothing  # noqa: PLC0415 - update only
 
     with Locked(state) as current:
         require(Operation.UPDATE, current.status(check_frozen=False), current.id)
-        set_all_or_nothing(current.cgroup_manager(), resources)
         config: dict[str, Any] = jsonfast.clone(dict(current.config))
         linux = config.setdefault("linux", {})
-        linux["resources"] = _merge(linux.get("resources") or {}, dict(resources))
-        if schemas:
+        undo_schemas = None
+        if schemas:  # first: its undo is a write, the cgroups' a whole set of them
             from galley.oci import resctrl  # noqa: PLC0415 - intelRdt only
 
             rdt = linux.get("intelRdt")
-            resctrl.update(rdt, schemas, current.id, current.pid)
+            undo_schemas = resctrl.update(rdt, schemas, current.id, current.pid)
             linux["intelRdt"] = {**(rdt or {}), **schemas}
+        try:
+            set_all_or_nothing(current.cgroup_manager(), resources)
+        except BaseException:
+            if undo_schemas is not None:
+                undo_schemas()
+            raise
+        linux["resources"] = _merge(linux.get("resources") or {}, dict(resources))
         current.replace(config=config).save()
 
 

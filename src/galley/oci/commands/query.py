@@ -156,10 +156,15 @@ def events(state: ContainerState, *, once: bool, interval: float) -> None:
         if time.monotonic() >= next_stats:
             try:
                 stats = manager.stats()
-                if rdt is not None:
-                    stats["intel_rdt"] = resctrl_stats(rdt, state.id)
             except OSError:  # the cgroup went with a delete
                 return
+            if rdt is not None:
+                try:
+                    stats["intel_rdt"] = resctrl_stats(rdt, state.id)
+                except FailedPrecondition:
+                    if not pathnames.exists(state_file):  # its group went with a delete
+                        return
+                    raise
             _emit({"type": "stats", "id": state.id, "data": stats})
             if once:
                 return
