@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 FIELD = "linux.intelRdt"
 DEFAULT_CLOS = "/"  # runtime-spec 1.3: the resctrl mount's own, default group
+MONITORING = "L3_MON"  # info/'s directory where the CPU monitors (CMT, MBM)
 # What the kernel keeps in a group's directory besides its subgroups: never a group's name
 # (a container called "info" would otherwise take the info directory for its own group).
 KERNEL_NAMES = frozenset(
@@ -316,7 +317,6 @@ def require(fs: Resctrl, rdt: dict[str, Any]) -> None:
 
 
 _ALLOCATION = {"L3": "cache allocation (CAT)", "MB": "bandwidth allocation (MBA)"}
-MONITORING = "L3_MON"  # info/'s directory where the CPU monitors (CMT, MBM)
 
 
 # info/<resource>'s files that `events` reports, by runc's names (all whole numbers but
@@ -350,19 +350,23 @@ def stats(rdt: dict[str, Any], container_id: str, fs: Resctrl | None = None) -> 
 def _stats(rdt: dict[str, Any], container_id: str, fs: Resctrl) -> dict[str, object]:
     group = locate(rdt, container_id, fs)
     out: dict[str, object] = {}
+    # Each schemata file's lines, less the spaces the kernel aligns names with (it pads
+    # bandwidths too: "MB:0=100;1= 50"), read once for both resources.
+    schemata = {
+        suffix: [line.strip() for line in fs.read(path, "schemata").splitlines()]
+        for suffix, path in (("_root", fs.mount), ("", group.path))
+    }
     for resource, (info_key, names) in _INFO.items():
         if not fs.has(resource):
             continue
         out[info_key] = _info(fs, resource, names)
         # The last line whose resource starts with "L3" (L3CODE, L3DATA with CDP) or "MB", as
-        # runc reports it, less the spaces the kernel aligns names with (it pads bandwidths
-        # too: "MB:0=100;1= 50"); AMD's SMBA is another resource, which runc's substring
-        # match would take for MB.
-        for key, path in ((f"{_SCHEMA[resource]}_root", fs.mount), (_SCHEMA[resource], group.path)):
-            lines = [line.strip() for line in fs.read(path, "schemata").splitlines()]
+        # runc reports it; AMD's SMBA is another resource, which runc's substring match
+        # would take for MB.
+        for suffix, lines in schemata.items():
             mine = [line for line in lines if line.startswith(resource)]
             if mine:
-                out[key] = mine[-1]
+                out[_SCHEMA[resource] + suffix] = mine[-1]
     features = _monitored(fs)
     for key, counters in _MONITORS.items():
         if features.isdisjoint(counters):
@@ -457,8 +461,5 @@ def _compare(fs: Resctrl, path: str, lines: list[str]) -> None:
 
 def _granularity(fs: Resctrl, resource: str) -> int:
     """The step a bandwidth resource's values are rounded up to (1: none, or a mask)."""
-    try:
-        step = int(fs.read(pathnames.join(fs.mount, "info", resource), "bandwidth_gran"))
-    except (OSError, ValueError):
-        return 1
-    return max(step, 1)
+    step = _info(fs, resource, ("bandwidth_gran",)).get("bandwidth_gran")
+    return step if isinstance(step, int) else 1
