@@ -469,12 +469,13 @@ def test_without_resctrl_intel_rdt_is_refused_by_name(runtime: Runtime, bundle: 
     cid = runtime.new_id()
     failed = runtime("run", "-b", str(bundle.write()), cid, stdin=subprocess.DEVNULL)
     assert failed.returncode == 1
-    assert "linux.intelRdt is set, but no resctrl filesystem is mounted" in failed.stderr
+    assert "linux.intelRdt: no resctrl filesystem is mounted" in failed.stderr
     assert not (runtime.root / cid).exists()
     del bundle.config["linux"]["intelRdt"]
     bundle.config["process"]["args"] = ["sleep", "60"]
     refused = runtime("update", "--l3-cache-schema", "L3:0=f", runtime.detached(bundle))
-    assert refused.returncode == 1 and "no resctrl filesystem is mounted" in refused.stderr
+    assert refused.returncode == 1
+    assert "linux.intelRdt: no resctrl filesystem is mounted" in refused.stderr
 
 
 def test_delete_force_removes_the_group_of_a_killed_create(

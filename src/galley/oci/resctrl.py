@@ -418,8 +418,8 @@ def _host() -> Resctrl:
     fs = find()
     if fs is None:
         raise FailedPrecondition(
-            f"{FIELD} is set, but no resctrl filesystem is mounted: Intel RDT is not"
-            " supported or not enabled on this host (mount -t resctrl resctrl /sys/fs/resctrl)"
+            f"{FIELD}: no resctrl filesystem is mounted: Intel RDT is not supported or not"
+            " enabled on this host (mount -t resctrl resctrl /sys/fs/resctrl)"
         )
     return fs
 
