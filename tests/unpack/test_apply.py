@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import resource
 import stat
 from pathlib import Path
 
@@ -115,13 +116,20 @@ def test_native_whiteouts_delete(tmp_path: Path) -> None:
 
 
 def test_overlay_whiteouts_are_devices_and_xattrs(tmp_path: Path) -> None:
-    upper = tmp_path / "upper"
-    apply(whiteout_layer(deleted=["a/gone", "top"], opaque_dirs=["opq"]), upper)
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    apply(base_layer(), lower)
+    apply(tar_layer([TarEntry("top", data=b"t")]), lower)
+    deleted = ["a/gone", "top", "a/never-was", "never/was"]
+    apply(whiteout_layer(deleted, opaque_dirs=["opq"]), upper, lower_dirs=[str(lower)])
     st = os.lstat(upper / "a/gone")
     assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
     assert stat.S_ISCHR(os.lstat(upper / "top").st_mode)
     assert os.getxattr(upper / "opq", "trusted.overlay.opaque", follow_symlinks=False) == b"y"
     assert not (upper / "opq/.wh..wh..opq").exists()
+    # Nothing below to hide: no device, which overlayfs would list in a directory it does not
+    # merge (`ls` naming a file that cannot be opened), and no directory native lacks
+    assert not os.path.lexists(upper / "a/never-was")
+    assert not os.path.lexists(upper / "never")
 
 
 def test_whiteout_never_hides_its_own_layer(tmp_path: Path) -> None:
@@ -214,3 +222,18 @@ def test_small_file_blobs_are_decompressed_in_process(
     with open(blob, "rb") as f:
         apply_layer(f, mt.OCI_LAYER_ZSTD, str(tmp_path))
     assert (tmp_path / "bin/busybox").exists()
+
+
+@pytest.mark.parametrize("whiteouts", ["overlay", "native"])
+def test_more_directories_than_the_process_may_open_files(tmp_path: Path, whiteouts: str) -> None:
+    """Every directory's descriptor stayed open to the end of the layer: a layer with more
+    directories than RLIMIT_NOFILE (1,024 in a login shell) ended in EMFILE."""
+    entries = [TarEntry(f"d{i}/e{j}/f", data=b"x") for i in range(10) for j in range(60)]
+    entries += [TarEntry(f"d{i}", "dir", mode=0o750) for i in range(10)]  # times set at the end
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 300, hard))
+    try:
+        apply(tar_layer(entries), tmp_path / "r", whiteouts=whiteouts)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert len(list((tmp_path / "r").rglob("f"))) == 600
