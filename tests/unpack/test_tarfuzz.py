@@ -169,3 +169,17 @@ def test_a_whiteout_of_what_is_hidden_below_makes_nothing(tmp_path: Path) -> Non
     ]
     native, uppers = layers_both_ways(tmp_path, layers)
     assert os.listdir(native / "d") == [] == os.listdir(Path(uppers[2]) / "d")
+
+
+def test_what_a_layer_wrote_in_a_directory_it_then_replaced_is_forgotten(tmp_path: Path) -> None:
+    """`b/b/c`, then `b` a file, then `b` a directory, then `b/b/.wh..wh..opq`: `b/b` still
+    counted as written, so the overlay layer made it (an empty directory) where native
+    application, rightly, had nothing (seed 32, legal case 1852)."""
+    layer = [
+        TarEntry("b/b/c", data=b"c"),
+        TarEntry("b", data=b"f"),
+        TarEntry("b", "dir"),
+        TarEntry("b/b/.wh..wh..opq"),
+    ]
+    native, uppers = layers_both_ways(tmp_path, [[TarEntry("b/b/old", data=b"o")], layer])
+    assert os.listdir(native / "b") == [] == os.listdir(Path(uppers[1]) / "b")

@@ -56,6 +56,8 @@ class TarApplier:
         self.written: set[Parts] = set()  # entries of this layer, and their parents
         self.whited: set[Parts] = set()  # overlay whiteouts made by this layer
         self.dir_times: list[tuple[Parts, int]] = []
+        # (lower layer, directory) -> its names and whether it hides the layers below
+        self.listings: dict[tuple[str, Parts], tuple[frozenset[str], bool]] = {}
         if root.lowers:  # an implicit directory takes the attributes of the one it covers
             root.template = self._covered_directory
 
@@ -112,9 +114,11 @@ class TarApplier:
             return False
         self.root.remove(parts)
         self.whited.discard(parts)
-        if stat.S_ISDIR(st.st_mode):  # its times, and those of directories in it, are moot
+        if stat.S_ISDIR(st.st_mode):  # what this layer wrote in it is gone, and its times
             n = len(parts)
             self.dir_times = [(p, t) for p, t in self.dir_times if p[:n] != parts]
+            self.written = {p for p in self.written if len(p) <= n or p[:n] != parts}
+            self.whited = {p for p in self.whited if len(p) <= n or p[:n] != parts}
         return True
 
     def _file(self, dir_fd: int, name: str, member: tarfile.TarInfo) -> None:
@@ -173,9 +177,16 @@ class TarApplier:
                     return None
             except FileNotFoundError:
                 break
+        if not parts:
+            return None  # the root: always there, never hidden
         for lower in self.root.lowers:
-            st, hides = _lookup(lower, parts)
-            if st is not None:
+            key = (lower, parts[:-1])
+            listing = self.listings.get(key)
+            if listing is None:
+                listing = self.listings[key] = _list_directory(lower, parts[:-1])
+            names, hides = listing
+            if parts[-1] in names:  # its directories checked: no symlink on this path
+                st = os.lstat(os.path.join(lower, *parts))
                 return None if _is_whiteout(st) else (lower, st)
             if hides:
                 return None
@@ -303,28 +314,26 @@ class TarApplier:
             os.utime(name, ns=(mtime, mtime), dir_fd=dir_fd, follow_symlinks=False)
 
 
-def _lookup(layer: str, parts: Parts) -> tuple[os.stat_result | None, bool]:
-    """The lstat of parts in one layer's directory (None: nothing there), and whether the
-    layer hides the layers below it at parts: it has an entry there, or a file, symlink or
-    whiteout on the way, or an opaque directory. Descriptors are opened and closed here, not
-    cached: an image can have hundreds of layers."""
+def _list_directory(layer: str, directory: Parts) -> tuple[frozenset[str], bool]:
+    """The names in one layer's directory (none where it has no such directory), and
+    whether the layer hides the layers below it there: a file, symlink or whiteout on the
+    way, or an opaque directory on the way or at it. Descriptors are opened and closed here,
+    not kept: an image can have a hundred layers."""
     fd = os.open(layer, DIR_FLAGS)
     try:
         hides = False
-        for depth, name in enumerate(parts, 1):
+        for name in directory:
             try:
                 st = os.lstat(name, dir_fd=fd)
             except FileNotFoundError:
-                return None, hides
-            if depth == len(parts):
-                return st, True
+                return frozenset(), hides
             if not stat.S_ISDIR(st.st_mode):
-                return None, True
+                return frozenset(), True
             inner = os.open(name, DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = inner
             hides = hides or _opaque(fd)
-        return None, hides
+        return frozenset(os.listdir(fd)), hides
     finally:
         os.close(fd)
 
