@@ -183,3 +183,16 @@ def test_what_a_layer_wrote_in_a_directory_it_then_replaced_is_forgotten(tmp_pat
     ]
     native, uppers = layers_both_ways(tmp_path, [[TarEntry("b/b/old", data=b"o")], layer])
     assert os.listdir(native / "b") == [] == os.listdir(Path(uppers[1]) / "b")
+
+
+def test_a_hard_link_to_a_path_inside_itself_is_refused(tmp_path: Path) -> None:
+    """`x` linked to `x/f`, with x/f in the layer below: the overlay layer copied x/f up,
+    which made the directory `x` where the link was to go, and ended in FileExistsError
+    (seed 41, case 296). Native application deletes x first, so the target is gone."""
+    lower = tmp_path / "lower"
+    apply(tar_layer([TarEntry("x/f", data=b"f")]), lower)
+    layer = tar_layer([TarEntry("x", "hardlink", linkname="x/f")])
+    for whiteouts, lowers in (("overlay", [str(lower)]), ("native", [])):
+        dest = lower if whiteouts == "native" else tmp_path / "upper"
+        with pytest.raises(InvalidArgument, match="'x' names itself, or a path inside it"):
+            apply(layer, dest, whiteouts=whiteouts, lower_dirs=lowers)

@@ -131,8 +131,10 @@ class TarApplier:
 
     def _hard_link(self, parts: Parts, dir_fd: int, name: str, member: tarfile.TarInfo) -> None:
         target = clean_path(member.linkname, what=f"hard link {member.name!r} target")
-        if target == parts:
-            raise InvalidArgument(f"hard link {show(parts)!r} names itself as its target")
+        if target[: len(parts)] == parts:  # replacing parts deletes it first
+            raise InvalidArgument(
+                f"hard link {show(parts)!r} names itself, or a path inside it, as its target"
+            )
         try:
             target_fd, target_name = self.root.parent(target, create=False)
             st = self.root.lstat(target_fd, target_name)
@@ -251,8 +253,8 @@ class TarApplier:
         if not opaque and hidden in self.written:
             return  # a whiteout hides lower layers only, never its own layer's entries
         if self.whiteouts == "overlay" and hidden not in self.written:
-            if any(directory[:depth] in self.whited for depth in range(1, len(directory) + 1)):
-                return  # in what this layer whited out (native: deleted), nothing shows
+            if directory in self.whited:  # (_below looks at the directories above it)
+                return  # an opaque whiteout in what this layer whited out: nothing shows
             if self._below(hidden) is None:
                 return  # nothing below to hide (native: nothing to delete), and a whiteout
                 # device in a directory no lower layer merges with shows in its listing
