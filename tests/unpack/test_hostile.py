@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import stat
 import tarfile
 import uuid
 from pathlib import Path
@@ -13,20 +12,11 @@ import pytest
 
 from galley.errors import InvalidArgument
 from galley.fixtures.images import TarEntry, tar_layer
+from galley.fixtures.tarfuzz import snapshot
 from galley.images import mediatypes as mt
 from galley.images.unpack import apply_layer
 
 pytestmark = pytest.mark.root
-
-
-def snapshot_of(path: Path) -> dict[str, tuple[int, int, bytes]]:
-    """Every entry below path with its mode, size and (for files) content."""
-    out = {}
-    for p in sorted(path.rglob("*")):
-        st = p.lstat()
-        data = p.read_bytes() if stat.S_ISREG(st.st_mode) else b""
-        out[str(p.relative_to(path))] = (st.st_mode, st.st_nlink, data)
-    return out
 
 
 @pytest.fixture
@@ -40,10 +30,10 @@ def sandbox(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def refused(entries: list[TarEntry], dest: Path, outside: Path, match: str, **kw: object) -> None:
-    before = snapshot_of(outside)
+    before = snapshot(outside)
     with pytest.raises(InvalidArgument, match=match):
         apply_layer(io.BytesIO(tar_layer(entries)), mt.OCI_LAYER, str(dest), **kw)  # type: ignore[arg-type]
-    assert snapshot_of(outside) == before, "the layer changed something outside its target"
+    assert snapshot(outside) == before, "the layer changed something outside its target"
 
 
 def test_dotdot_escapes(sandbox: tuple[Path, Path]) -> None:
@@ -112,7 +102,7 @@ def test_hard_link_to_missing_target(sandbox: tuple[Path, Path]) -> None:
 
 def test_entry_replaces_symlink_instead_of_following_it(sandbox: tuple[Path, Path]) -> None:
     dest, outside = sandbox
-    before = snapshot_of(outside)
+    before = snapshot(outside)
     entries = [
         TarEntry("file", "symlink", linkname=str(outside / "secret")),
         TarEntry("file", data=b"replaced", mode=0o777),
@@ -122,7 +112,7 @@ def test_entry_replaces_symlink_instead_of_following_it(sandbox: tuple[Path, Pat
         TarEntry("hl", "hardlink", linkname="link-to-symlink"),
     ]
     apply_layer(io.BytesIO(tar_layer(entries)), mt.OCI_LAYER, str(dest))
-    assert snapshot_of(outside) == before
+    assert snapshot(outside) == before
     assert (dest / "file").read_bytes() == b"replaced" and not (dest / "file").is_symlink()
     assert (dest / "dir").is_dir() and not (dest / "dir").is_symlink()
     assert (dest / "hl").is_symlink()  # a link to the symlink itself, never to its target
