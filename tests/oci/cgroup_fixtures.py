@@ -23,6 +23,15 @@ def hierarchy_mounts(layout: CgroupLayout) -> list[str]:
     return sorted(mounts)
 
 
+def controller_file(path: str, controller: str, name: str) -> str:
+    """Where the cgroup path's file name is in the hierarchy of controller: its v1 hierarchy
+    where there is one, else the cgroup2 mount (a pure v2 host)."""
+    layout = detect()
+    hierarchy = layout.v1.get(controller) or layout.unified
+    assert hierarchy is not None, f"no hierarchy has {controller}"
+    return os.path.join(hierarchy.directory(path), name)
+
+
 def remove_everywhere(path: str, layout: CgroupLayout | None = None) -> None:
     """rmdir the cgroup path and its sub-cgroups in every hierarchy, killing what is left."""
     for mount in hierarchy_mounts(layout or detect()):

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from galley.oci.spec import Resources
+from tests.oci.cgroup_fixtures import controller_file
 from tests.oci.conftest import Bundle, Runtime, create_in_files, wait_status
 
 KILL_AFTER_MS = (0, 4, 8, 12, 16, 20, 25, 30, 40, 55)
@@ -152,11 +153,13 @@ def test_an_exec_killed_at_any_moment_leaves_no_stage(runtime: Runtime, bundle: 
 
 
 def test_an_update_killed_at_any_moment_leaves_a_container_the_next_update_sets(
-    runtime: Runtime, bundle: Bundle
+    runtime: Runtime, bundle: Bundle, parent: str
 ) -> None:
     """A killed update may leave some of its values written (its record of the old ones
     dies with it, as runc's would), but no lock, and state.json readable: the container runs
     on, and the next update lands whole."""
+    bundle.config["linux"]["cgroupsPath"] = parent
+    pids_max = Path(controller_file(parent, "pids", "pids.max"))
     marker = _marked(bundle)
     stages = _stages()
     cid = runtime.detached(bundle)
@@ -166,8 +169,6 @@ def test_an_update_killed_at_any_moment_leaves_a_container_the_next_update_sets(
         "cpu": {"shares": 512, "quota": 50000, "period": 100000},
         "pids": {"limit": 100},
     }
-    v1, v2 = Path(f"/sys/fs/cgroup/pids/{cid}/pids.max"), Path(f"/sys/fs/cgroup/{cid}/pids.max")
-    pids_max = v1 if v1.exists() else v2
     for number, delay in enumerate(KILL_AFTER_MS[:8]):
         resources["pids"]["limit"] = 100 + number
         path = bundle.path / "resources.json"

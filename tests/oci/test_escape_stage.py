@@ -30,7 +30,8 @@ from tests.oci.conftest import Bundle, Runtime
 
 pytestmark = pytest.mark.root
 
-INTERPRETER = os.path.realpath("/usr/bin/python3.11")
+# the interpreter galley-runc's first line names (python3.11 here, 3.12 on the device machine)
+INTERPRETER = os.path.realpath((REPO / "bin" / "galley-runc").read_text().split()[0][2:])
 NOBODY = 65534
 
 

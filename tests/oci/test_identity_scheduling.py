@@ -35,7 +35,8 @@ def stat_fields(tmp_path: Path, setup: object) -> list[str]:
 def skip_if_no_realtime_budget(probe: Probe) -> None:
     """Skip when the kernel refused a real-time policy with EPERM in a non-root cpu cgroup: with
     RT group scheduling (cgroup v2's cpu controller), such a cgroup has no RT runtime to give."""
-    refused = "sched_setattr policy=" in probe.stderr and "Operation not permitted" in probe.stderr
+    text = probe.stderr.lower()
+    refused = "sched_setattr policy=" in text and "operation not permitted" in text
     mine = own_cgroups()
     cgroup = mine.get("cpu", mine.get("", "/"))
     # in a cgroup namespace our cgroup2 path reads "/" even when it is not the real root

@@ -22,7 +22,7 @@ import pytest
 
 from galley.oci.cgroups.layout import detect
 from tests.conftest import GALLEY_RUNC
-from tests.oci.cgroup_fixtures import hierarchy_mounts, proc_state
+from tests.oci.cgroup_fixtures import controller_file, hierarchy_mounts, proc_state
 from tests.oci.conftest import (
     TRAP_TERM,
     Bundle,
@@ -667,7 +667,7 @@ def test_delete_force_clears_what_a_killed_create_left(
     """galley-runc create SIGKILLed after the container's init is waiting for start, before
     state.json: `delete --force` kills the init and removes its cgroup (runc leaves both)."""
     bundle.config["linux"]["cgroupsPath"] = f"{parent}/c"
-    procs = Path(detect().v1["pids"].directory(f"{parent}/c")) / "cgroup.procs"
+    procs = Path(controller_file(f"{parent}/c", "pids", "cgroup.procs"))
     cid = runtime.new_id()
     with create_held_before_its_state(runtime, bundle, cid, tmp_path):
         init = int(procs.read_text().split()[0])
@@ -887,8 +887,9 @@ def test_a_failing_poststop_hook_is_logged_as_an_error(
 
 
 def _move_out_of_its_cgroups(pid: int) -> None:
-    """Move pid into the parent of each of its cgroups, as a hostile or confused manager on
-    the host might: the container's cgroup no longer holds its init."""
+    """Move pid into the root of each hierarchy it is in, as a hostile or confused manager on
+    the host might: the container's cgroup no longer holds its init. (Not the parent: a v2
+    parent with controllers on for its children takes no processes, EBUSY.)"""
     paths = {line.split(":", 2)[2] for line in Path(f"/proc/{pid}/cgroup").read_text().split()}
     for mount in hierarchy_mounts(detect()):
         for path in paths:
@@ -899,7 +900,7 @@ def _move_out_of_its_cgroups(pid: int) -> None:
                 and os.path.exists(procs)
                 and str(pid) in Path(procs).read_text().split()
             ):
-                Path(os.path.dirname(directory), "cgroup.procs").write_text(str(pid))
+                Path(mount, "cgroup.procs").write_text(str(pid))
 
 
 def _alive(pid: int) -> bool:

@@ -199,7 +199,7 @@ prctl2:                             # prctl(edi, rsi, 0, 0, 0)
     mov eax, 157
     syscall
     ret
-.balign 8
+.balign 8, 0xcc                     # an explicit fill: every assembler pads alike
 params:                             # patched by galley.oci.trampoline
 fifo_fd: .long -1                   # the exec fifo to read one byte from, or -1
 nnp: .long 0                        # 1: set no_new_privs
@@ -225,5 +225,5 @@ msg_seccomp: .byte 9f-8f
 word_exec: .ascii "exec "
 word_colon: .ascii ": "
 word_newline: .ascii "\n"
-.balign 8
+.balign 8, 0
 program:                            # the BPF program is appended here, then the error texts
