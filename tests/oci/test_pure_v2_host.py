@@ -108,6 +108,34 @@ def test_pause_exec_kill_and_delete_on_a_pure_v2_host(
     assert not cgroup.exists()
 
 
+def test_a_user_namespace_without_a_network_one_sees_its_own_cgroup(
+    on_v2: Runtime, v2_host: int, bundle: Bundle, cgroup_path: str
+) -> None:
+    """A user namespace without a network namespace gets the host's /sys bound in (no fresh
+    sysfs there: `runc spec --rootless` has an rbind of it), so cgroup2 mounted on /sys/fs/cgroup, the host's own cgroup2 mount, is
+    EBUSY and the container's cgroup is bound instead, as runc binds it. galley bound the
+    host's whole hierarchy: it took the container's cgroup from /proc/self/cgroup inside the
+    new cgroup namespace, where it reads "/" (seen on the device machine, session 35, with
+    a rootless container's limits missing from its /sys/fs/cgroup)."""
+    bundle.config["process"]["args"] = [
+        "sh",
+        "-c",
+        "grep ' /sys/fs/cgroup ' /proc/self/mountinfo | tail -1 | cut -d' ' -f4;"
+        " test -f /sys/fs/cgroup/cgroup.freeze && echo own-cgroup2",
+    ]
+    linux = bundle.config["linux"]
+    linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "network"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = linux["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+    linux["cgroupsPath"] = cgroup_path
+    sysfs = next(m for m in bundle.config["mounts"] if m["type"] == "sysfs")
+    sysfs.update(type="none", source="/sys", options=["rbind", "nosuid", "noexec", "nodev", "ro"])
+    ran = on_v2("run", "--bundle", str(bundle.write()), on_v2.new_id(), stdin=subprocess.DEVNULL)
+    assert ran.returncode == 0, ran.stderr
+    # the mount's root is the namespace's (its own cgroup), which has cgroup.freeze
+    assert ran.stdout.split() == ["/", "own-cgroup2"], ran.stdout
+
+
 def test_features_say_what_the_runtime_has_not_what_the_host_mounts(on_v2: Runtime) -> None:
     """features-linux.md: cgroup, AppArmor and SELinux support are "irrelevant to" the host's.
     Here the host mounts no v1 hierarchy and has neither LSM; runc (built with both) says the

@@ -104,11 +104,25 @@ def host_dir(hierarchy: Hierarchy, own: dict[frozenset[str], str]) -> str:
     return pathnames.normpath(pathnames.join(hierarchy.mountpoint, relative))
 
 
+_host_view: tuple[list[Hierarchy], dict[frozenset[str], str]] | None = None
+
+
+def note_host_view() -> None:
+    """Read the cgroup mounts and this process's cgroups now, in the container's cgroups
+    but before its new cgroup namespace: from inside that namespace both name paths from its
+    root (/proc/self/cgroup says "/", the host's mounts "/../.."), so a bind of the
+    container's own cgroup would then bind the host's whole hierarchy. The bind is what a
+    cgroup mount falls back to where no fresh one is allowed: a user namespace without a
+    network namespace has the host's /sys bound in, and cgroup2 mounted on the host's own
+    cgroup2 mount is EBUSY."""
+    global _host_view  # noqa: PLW0603 - one container per stage process
+    _host_view = (host_hierarchies(), own_cgroups())
+
+
 def mount_cgroup(root_fd: int, dest: str, options: MountOptions, *, cgroupns: bool) -> None:
     """Mount the container's view of its cgroups at dest (see the module docstring)."""
-    hierarchies = host_hierarchies()
+    hierarchies, own = _host_view or (host_hierarchies(), own_cgroups())
     v1 = [h for h in hierarchies if h.version == 1]
-    own = own_cgroups()
     target = paths.ensure_dir(root_fd, dest)
     try:
         if v1:

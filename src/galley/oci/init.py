@@ -221,7 +221,12 @@ def _run(channel: Channel, boot: dict[str, Any]) -> None:
         spec,
         boot,
         before_pivot=lambda: _before_pivot(channel, spec, state, boot, terminal=terminal),
-        join_cgroup=lambda: _join_cgroup(channel, deferred, state),
+        join_cgroup=lambda: _join_cgroup(
+            channel,
+            deferred,
+            state,
+            cgroup_mount=any(m.get("type") == "cgroup" for m in spec.get("mounts", [])),
+        ),
         trees=trees,
     )
     seccomp_fd = starter.prepare(lambda fd: _hand_over_listener(channel, fd))
@@ -445,13 +450,15 @@ def _joined(channel: Channel) -> int:
     return pid
 
 
-def _join_cgroup(channel: Channel, deferred: int, state: State) -> None:
+def _join_cgroup(channel: Channel, deferred: int, state: State, *, cgroup_mount: bool) -> None:
     """Wait until P has moved this process into its cgroup, then make the deferred cgroup
     namespace (rooted there): before the first cgroup mount, any hook and any fork or exec."""
-    import galley.oci.cgroupfs  # noqa: F401, PLC0415 - while P is still at it
+    import galley.oci.cgroupfs  # noqa: PLC0415 - while P is still at it
 
     state["pid"] = _joined(channel)
     channel.expect("cgroup")
+    if deferred and cgroup_mount:  # deferred: a new cgroup namespace, or nothing
+        galley.oci.cgroupfs.note_host_view()
     if deferred:
         from galley.kernel import ns  # noqa: PLC0415
 
