@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import GALLEY_RUNC
 from tests.oci.conftest import Bundle, Runtime, in_namespace, mount_namespace, wait_status
 from tests.oci.test_lifecycle import detached
 
@@ -112,8 +113,9 @@ def test_a_user_namespace_without_a_network_one_sees_its_own_cgroup(
     on_v2: Runtime, v2_host: int, bundle: Bundle, cgroup_path: str
 ) -> None:
     """A user namespace without a network namespace gets the host's /sys bound in (no fresh
-    sysfs there: `runc spec --rootless` has an rbind of it), so cgroup2 mounted on /sys/fs/cgroup, the host's own cgroup2 mount, is
-    EBUSY and the container's cgroup is bound instead, as runc binds it. galley bound the
+    sysfs there: `runc spec --rootless` has an rbind of it), so cgroup2 mounted on
+    /sys/fs/cgroup, the host's own cgroup2 mount, is EBUSY and the container's cgroup is
+    bound instead, as runc binds it. galley bound the
     host's whole hierarchy: it took the container's cgroup from /proc/self/cgroup inside the
     new cgroup namespace, where it reads "/" (seen on the device machine, session 35, with
     a rootless container's limits missing from its /sys/fs/cgroup)."""
@@ -134,6 +136,29 @@ def test_a_user_namespace_without_a_network_one_sees_its_own_cgroup(
     assert ran.returncode == 0, ran.stderr
     # the mount's root is the namespace's (its own cgroup), which has cgroup.freeze
     assert ran.stdout.split() == ["/", "own-cgroup2"], ran.stdout
+
+
+# What a bare `run` must not import: typing drags in re, enum, collections and functools
+# (~8 ms of a create here, ~30 ms on the device machine's VM); platform and struct each cost
+# a search of sys.path.
+HEAVY = ("typing", "re", "enum", "collections", "functools", "platform", "struct")
+
+
+@pytest.mark.parametrize("host", ["hybrid", "pure-v2"])
+def test_run_imports_nothing_heavy(
+    runtime: Runtime, v2_host: int, bundle: Bundle, cgroup_path: str, host: str
+) -> None:
+    """The cgroup code of either layout: on v2 the eBPF device filter's modules imported
+    typing and platform, and `run` took 8 ms longer than on the hybrid host (session 35)."""
+    bundle.config["linux"]["cgroupsPath"] = cgroup_path
+    enter = ["nsenter", "-t", str(v2_host), "-m", "--"] if host == "pure-v2" else []
+    cmd = [*enter, "/usr/bin/python3", "-IS", "-X", "importtime", GALLEY_RUNC]
+    cmd += ["--root", str(runtime.root), "run", "--bundle", str(bundle.write()), runtime.new_id()]
+    ran = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+    assert ran.returncode == 0, ran.stderr
+    imported = {line.rpartition("|")[2].strip() for line in ran.stderr.splitlines()}
+    assert "galley.oci.cgroups.bpfdevices" in imported or host == "hybrid", ran.stderr
+    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
 
 
 def test_features_say_what_the_runtime_has_not_what_the_host_mounts(on_v2: Runtime) -> None:

@@ -9,12 +9,11 @@ while its rules are replaced.
 
 from __future__ import annotations
 
-import platform
+import _struct as struct  # struct.py only re-exports it: one search of sys.path less
 import posix
-import struct
 
 from galley.kernel import ffi
-from galley.kernel.libc import check, function
+from galley.kernel.libc import MACHINE, check, function
 
 _SYS_BPF = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351, "riscv64": 280}
 
@@ -52,9 +51,9 @@ def insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> b
 
 
 def _bpf(cmd: int, attr: ffi.Array[ffi.c_char], what: str) -> int:
-    number = _SYS_BPF.get(platform.machine())
+    number = _SYS_BPF.get(MACHINE)
     if number is None:
-        raise OSError(38, f"bpf: unknown syscall number on {platform.machine()}")
+        raise OSError(38, f"bpf: unknown syscall number on {MACHINE}")
     syscall = function("syscall", ffi.c_long, ffi.c_long, ffi.c_int, ffi.c_void_p, ffi.c_uint)
     return check(int(syscall(number, cmd, ffi.addressof(attr), len(attr))), what)
 
