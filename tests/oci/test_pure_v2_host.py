@@ -109,33 +109,47 @@ def test_pause_exec_kill_and_delete_on_a_pure_v2_host(
     assert not cgroup.exists()
 
 
-def test_a_user_namespace_without_a_network_one_sees_its_own_cgroup(
-    on_v2: Runtime, v2_host: int, bundle: Bundle, cgroup_path: str
+@pytest.mark.parametrize(
+    ("userns", "cgroupns"),
+    [(True, True), (True, False), (False, False)],
+    ids=["userns-cgroupns", "userns", "host-cgroupns"],
+)
+def test_the_cgroup_mount_shows_what_runcs_shows(
+    on_v2: Runtime, bundle: Bundle, cgroup_path: str, userns: bool, cgroupns: bool
 ) -> None:
-    """A user namespace without a network namespace gets the host's /sys bound in (no fresh
-    sysfs there: `runc spec --rootless` has an rbind of it), so cgroup2 mounted on
-    /sys/fs/cgroup, the host's own cgroup2 mount, is EBUSY and the container's cgroup is
-    bound instead, as runc binds it. galley bound the
-    host's whole hierarchy: it took the container's cgroup from /proc/self/cgroup inside the
-    new cgroup namespace, where it reads "/" (seen on the device machine, session 35, with
-    a rootless container's limits missing from its /sys/fs/cgroup)."""
+    """With a cgroup namespace the container's own cgroup, without one the host's whole
+    hierarchy (docker's --cgroupns=host), on both runtimes. A user namespace without a
+    network namespace gets the host's /sys bound in (no fresh sysfs there: `runc spec
+    --rootless` has an rbind of it), so cgroup2 on /sys/fs/cgroup, the host's own cgroup2
+    mount, is EBUSY and a bind stands in. Session 35 fixed two differences: with a cgroup
+    namespace that bind was of the host's whole hierarchy (the container's cgroup was read
+    from /proc/self/cgroup inside the new namespace, where it reads "/"; seen on the device
+    machine as a rootless container's limits missing from its /sys/fs/cgroup), and without
+    one galley showed the container's own cgroup (found by difffuzz on this layout)."""
+    name = cgroup_path.lstrip("/")
     bundle.config["process"]["args"] = [
         "sh",
         "-c",
         "grep ' /sys/fs/cgroup ' /proc/self/mountinfo | tail -1 | cut -d' ' -f4;"
-        " test -f /sys/fs/cgroup/cgroup.freeze && echo own-cgroup2",
+        " test -f /sys/fs/cgroup/cgroup.freeze && echo own-cgroup;"
+        f" test -d /sys/fs/cgroup/{name} && echo whole-hierarchy; true",
     ]
     linux = bundle.config["linux"]
-    linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "network"]
-    linux["namespaces"].append({"type": "user"})
-    linux["uidMappings"] = linux["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+    unwanted = {"network", *([] if cgroupns else ["cgroup"])}
+    linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] not in unwanted]
+    if userns:
+        linux["namespaces"].append({"type": "user"})
+        mapping = [{"containerID": 0, "hostID": 0, "size": 65536}]
+        linux["uidMappings"] = linux["gidMappings"] = mapping
+        sysfs = next(m for m in bundle.config["mounts"] if m["type"] == "sysfs")
+        options = ["rbind", "nosuid", "noexec", "nodev", "ro"]
+        sysfs.update(type="none", source="/sys", options=options)
     linux["cgroupsPath"] = cgroup_path
-    sysfs = next(m for m in bundle.config["mounts"] if m["type"] == "sysfs")
-    sysfs.update(type="none", source="/sys", options=["rbind", "nosuid", "noexec", "nodev", "ro"])
     ran = on_v2("run", "--bundle", str(bundle.write()), on_v2.new_id(), stdin=subprocess.DEVNULL)
     assert ran.returncode == 0, ran.stderr
-    # the mount's root is the namespace's (its own cgroup), which has cgroup.freeze
-    assert ran.stdout.split() == ["/", "own-cgroup2"], ran.stdout
+    # the mount's root is the namespace's: its own cgroup, or the host's root cgroup
+    expected = ["/", "own-cgroup" if cgroupns else "whole-hierarchy"]
+    assert ran.stdout.split() == expected, ran.stdout
 
 
 # What a bare `run` must not import: typing drags in re, enum, collections and functools

@@ -1,8 +1,13 @@
 """The `cgroup` mount type: what the container sees at its cgroup mount (usually /sys/fs/cgroup).
 
-    cgroup v2 only (unified)   cgroup2 mounted at the destination; where the kernel refuses a
-                               fresh mount (no cgroup namespace inside a user namespace), a bind
-                               of the container's own cgroup directory instead
+    cgroup v2 only (unified)   cgroup2 mounted at the destination: with a cgroup namespace
+                               rooted at the container's cgroup, without one the host's whole
+                               hierarchy (as runc shows it, for docker's --cgroupns=host);
+                               where the kernel refuses a fresh mount (no cgroup namespace
+                               inside a user namespace, or the host's /sys bound in, whose
+                               cgroup2 mount is the same one: EBUSY), a bind instead, of the
+                               container's own cgroup directory with a cgroup namespace, of
+                               the host's cgroup2 mount without one (runc's fallbacks)
     v1 or hybrid               a tmpfs at the destination (nosuid, nodev, noexec, as runc's
                                whatever the options say), then per v1 hierarchy a directory
                                named like the host's (cpu, memory, systemd, cpu,cpuacct...):
@@ -213,13 +218,15 @@ def _mount_hierarchy(
     cgroupns: bool,
     mounted: Callable[[], int] | None,
 ) -> None:
-    """At target: a fresh cgroup(2) mount with a cgroup namespace (or no host hierarchy), else
-    a bind of the host's directory, its attributes set while it is detached. The bind gets
-    the mount's propagation, as runc's do; the fresh one too where mounted opens it (target
-    names the directory it covers): the cgroup2 mount, which the propagation is for (runc
-    1.1's cgroup2 mount skips it). A fresh v1 hierarchy (mounted None) takes the tmpfs's."""
+    """At target: a fresh cgroup(2) mount with a cgroup namespace, for cgroup2 or where there
+    is no host hierarchy; else (v1 without a cgroup namespace, or a fresh mount refused) a
+    bind (see the module docstring for which), its attributes set while it is detached. The
+    bind gets the mount's propagation, as runc's do; the fresh one too where mounted opens it
+    (target names the directory it covers): the cgroup2 mount, which the propagation is for
+    (runc 1.1's cgroup2 mount skips it). A fresh v1 hierarchy (mounted None) takes the
+    tmpfs's."""
     flags = options.flags & ~(k.MS_BIND | k.MS_REC | k.MS_REMOUNT)
-    if hierarchy is None or cgroupns:
+    if hierarchy is None or cgroupns or hierarchy.version == 2:
         # A cgroup2 mount made from the initial cgroup namespace re-applies its options
         # (nsdelegate, memory_recursiveprot) to the host's hierarchy: repeat the host's.
         fstype, source = "cgroup2", "cgroup2"
@@ -242,9 +249,9 @@ def _mount_hierarchy(
                 finally:
                     posix.close(fresh)
             return
-    tree = k.open_tree(
-        k.AT_FDCWD, host_dir(hierarchy, own), k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC
-    )
+    whole = hierarchy.version == 2 and not cgroupns
+    source = hierarchy.mountpoint if whole else host_dir(hierarchy, own)
+    tree = k.open_tree(k.AT_FDCWD, source, k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC)
     try:
         set_attrs(tree, *bind_attrs(flags, options.clear))
         attach(tree, target)
