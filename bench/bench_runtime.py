@@ -2,14 +2,15 @@
 
     python -m bench.bench_runtime [-n RUNS] [--idle MS] [--compare CHECKOUT]... [--measure M]...
 
-Six measures per runtime, interleaved run by run (the runtimes' order rotated each run) so
+Seven measures per runtime, interleaved run by run (the runtimes' order rotated each run) so
 that machine noise hits all alike:
 `run` (create + start + wait + delete in one command), the three-command sequence
 `create` → `start` → `delete` that containerd's shim drives, `exec` of `true` in a running
 container (what a kubelet's exec probes cost), `run` under a Docker-style seccomp profile
 (what most Kubernetes containers get), `state` of a running container, and four `run`s
 started together (a node starting several pods: on 2 cores it weighs each runtime's CPU
-time, which a lone command's wall time hides; reported per container). Prints medians,
+time, which a lone command's wall time hides; reported per container), and `--version`
+(the start-up under every command, before any work). Prints medians,
 p90s, the ratio of each runtime's median to galley-runc's, and the median of their per-round
 differences with its ~95% interval (bench.stats: the column to read for an A/B). A runtime
 that cannot run here (crun refuses the hybrid cgroup layout) is reported with its error
@@ -184,6 +185,15 @@ def state_once(binary: str, root: str, _bundle: str, _cid: str) -> None:
     _call(binary, root, "state", sleeper_id(root))
 
 
+VERSION = "--version (start-up alone)"
+
+
+def version_once(binary: str, root: str, _bundle: str, _cid: str) -> None:
+    """`--version`: the floor under every command, before any work (an interpreter's start
+    and the entry's imports for galley-runc, a Go program's start for runc)."""
+    _call(binary, root, "--version")
+
+
 AT_ONCE = 4
 PARALLEL = f"{AT_ONCE} at once, per container"
 
@@ -205,9 +215,12 @@ MEASURES: dict[str, Callable[[str, str, str, str], None]] = {
     "run with a seccomp profile": run_seccomp,
     "state": state_once,
     PARALLEL: run_at_once,
+    VERSION: version_once,
 }
 PER_CALL = {PARALLEL: AT_ONCE}  # containers a measure's call makes
-SERIAL_ONLY = {PARALLEL}  # measures the one-at-a-time library worker cannot take
+# measures the library worker does not take: one at a time, it cannot start several; in
+# process there is no start-up to measure
+NO_LIBRARY = {PARALLEL, VERSION}
 
 
 def build_code_cache(checkout: Path) -> None:
@@ -272,7 +285,7 @@ def bench(
     """Times in ms: measure -> runtime -> samples, interleaved."""
     roots = {name: tempfile.mkdtemp(prefix=f"bench-{_safe(name)}-") for name in runtimes}
     times: dict[str, dict[str, list[float]]] = {
-        m: {n: [] for n in runtimes if not (n == LIBRARY and m in SERIAL_ONLY)} for m in measures
+        m: {n: [] for n in runtimes if not (n == LIBRARY and m in NO_LIBRARY)} for m in measures
     }
     try:
         for name, binary in runtimes.items():
