@@ -175,6 +175,36 @@ def test_run_imports_nothing_heavy(
     assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
 
 
+def test_a_frozen_container_whose_init_a_signal_killed_reads_as_paused(
+    on_v2: Runtime, bundle: Bundle, cgroup_path: str
+) -> None:
+    """cgroup v2 lets a fatal signal kill a frozen process (v1 holds it until thawed); runc
+    asks the freezer before the init's life, so the container stays paused until resumed.
+    galley said stopped (seqfuzz seed 35 on this layout). Without a pid namespace, so that
+    USR1 (no handler) is fatal to the init."""
+    bundle.config["process"]["args"] = ["sh", "-c", "sleep 1000 & sleep 1000"]
+    linux = bundle.config["linux"]
+    linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "pid"]
+    linux["cgroupsPath"] = cgroup_path
+    cid = on_v2.new_id()
+    detached(on_v2, "run", "--detach", "--bundle", str(bundle.write()), cid)
+    pid = json.loads(on_v2("state", cid, check=True).stdout)["pid"]
+    on_v2("pause", cid, check=True)
+    on_v2("kill", cid, "USR1", check=True)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+        assert time.monotonic() < deadline, "USR1 did not kill the frozen init"
+        time.sleep(0.02)
+    state = json.loads(on_v2("state", cid, check=True).stdout)
+    assert (state["status"], state["pid"]) == ("paused", pid)
+    refused = on_v2("delete", cid)
+    assert refused.returncode == 1
+    assert "not stopped: paused" in refused.stderr, refused.stderr
+    on_v2("resume", cid, check=True)
+    wait_status(on_v2, cid, "stopped")
+    on_v2("delete", "--force", cid, check=True)
+
+
 def test_features_say_what_the_runtime_has_not_what_the_host_mounts(on_v2: Runtime) -> None:
     """features-linux.md: cgroup, AppArmor and SELinux support are "irrelevant to" the host's.
     Here the host mounts no v1 hierarchy and has neither LSM; runc (built with both) says the

@@ -348,14 +348,17 @@ class ContainerState:
         return cgroups.load(self.cgroup)
 
     def status(self, *, check_frozen: bool = True) -> Status:
-        """The derived status: stopped unless init lives; then paused (frozen, even before
-        start, as runc reports it), created (the exec fifo is still there) or running.
-        check_frozen=False skips reading the freezer, for a caller to whom paused and
-        running are alike (`kill` of any signal but SIGKILL)."""
-        if not self.alive():
-            return Status.STOPPED
-        if check_frozen and self.cgroup and self._frozen():
+        """The derived status: paused while the cgroup is frozen (even before start, and
+        even once init has died, as runc asks the freezer first: cgroup v2 lets a fatal
+        signal kill a frozen process, v1 holds it until thawed); else stopped unless init
+        lives, then created (the exec fifo is still there) or running. check_frozen=False
+        skips reading the freezer while init lives, for a caller to whom paused and running
+        are alike (`kill` of any signal but SIGKILL)."""
+        alive = self.alive()
+        if (check_frozen or not alive) and self.cgroup and self._frozen():
             return Status.PAUSED
+        if not alive:
+            return Status.STOPPED
         if pathnames.exists(fifo_path(self.dir)):
             return Status.CREATED
         return Status.RUNNING

@@ -445,8 +445,8 @@ def kill(ctx: Context, cid: str, signal_name: str, *, all_processes: bool) -> in
     if not is_signal(sig):
         raise InvalidArgument("unable to signal init: invalid argument")  # runc's, from kill(2)
     signal_init(state, sig)
-    if status is Status.PAUSED:  # SIGKILL: v1's freezer holds the dying init until thawed
-        state.cgroup_manager().thaw()  # as runc thaws it
+    if status is Status.PAUSED and sig == SIGKILL:  # v1's freezer holds the dying init
+        state.cgroup_manager().thaw()  # as runc thaws it, for SIGKILL alone
     return sig
 
 
