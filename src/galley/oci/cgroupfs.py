@@ -218,13 +218,13 @@ def _mount_hierarchy(
     cgroupns: bool,
     mounted: Callable[[], int] | None,
 ) -> None:
-    """At target: a fresh cgroup(2) mount with a cgroup namespace, for cgroup2 or where there
-    is no host hierarchy; else (v1 without a cgroup namespace, or a fresh mount refused) a
-    bind (see the module docstring for which), its attributes set while it is detached. The
-    bind gets the mount's propagation, as runc's do; the fresh one too where mounted opens it
-    (target names the directory it covers): the cgroup2 mount, which the propagation is for
-    (runc 1.1's cgroup2 mount skips it). A fresh v1 hierarchy (mounted None) takes the
-    tmpfs's."""
+    """At target: a fresh mount of cgroup2 (whatever the namespaces, and where the host has
+    no hierarchy) or of a v1 hierarchy in a cgroup namespace; else (a v1 hierarchy without a
+    cgroup namespace, or a fresh mount the kernel refused) a bind of what the module
+    docstring says, its attributes set while it is detached. The bind gets the mount's
+    propagation, as runc's do; the fresh one too where mounted opens it (target names the
+    directory it covers): the cgroup2 mount, which the propagation is for (runc 1.1's
+    cgroup2 mount skips it). A fresh v1 hierarchy (mounted None) takes the tmpfs's."""
     flags = options.flags & ~(k.MS_BIND | k.MS_REC | k.MS_REMOUNT)
     if hierarchy is None or cgroupns or hierarchy.version == 2:
         # A cgroup2 mount made from the initial cgroup namespace re-applies its options
