@@ -296,9 +296,13 @@ class V2Manager:
 
     def kill(self, sig: int) -> list[OSError]:
         """SIGKILL through cgroup.kill where the kernel has it, else signal each process frozen;
-        kill(2)'s refusals."""
+        kill(2)'s refusals. Either way the cgroup ends thawed, as runc's `kill --all` leaves
+        it (manager.signal_all): cgroup.kill kills frozen processes, but a freeze left on
+        would keep a container whose processes are all gone reading as paused."""
         if sig == manager.SIGKILL and self._has("cgroup.kill"):
             self._write("cgroup.kill", "1")
+            if self.frozen():
+                self.thaw()
             return []
         return manager.signal_all(self, sig, can_freeze=self._has("cgroup.freeze"))
 
