@@ -348,8 +348,10 @@ def test_fake_tree_gets_the_v2_files(fake: V2Manager) -> None:
 
 
 def test_fake_tree_rejects_what_v2_cannot_do(fake: V2Manager) -> None:
-    with pytest.raises(InvalidArgument, match="realtime"):
+    with pytest.raises(InvalidArgument, match=r"cpu\.realtimeRuntime: cgroup v2 has no realtime"):
         fake.set({"cpu": {"realtimeRuntime": 1000}})
+    with pytest.raises(InvalidArgument, match=r"cpu\.realtimePeriod: cgroup v2 has no realtime"):
+        fake.set({"cpu": {"realtimePeriod": 1000000}})
     with pytest.raises(InvalidArgument, match=r"linux\.resources\.network"):
         fake.set({"network": {"classID": 1}})
     with pytest.raises(InvalidArgument, match=r"hugepageLimits\[0\]\.pageSize"):

@@ -174,10 +174,12 @@ class V2Manager:
             return frozenset()
 
     def _cpu(self, cpu: CPU) -> None:
-        if cpu.get("realtimeRuntime") or cpu.get("realtimePeriod"):
-            raise InvalidArgument(
-                "linux.resources.cpu.realtimeRuntime: cgroup v2 has no realtime scheduling"
-            )
+        # runc 1.1 drops these on v2 without a word; a limit asked for and not set is an error
+        for field in ("realtimeRuntime", "realtimePeriod"):
+            if cpu.get(field):
+                raise InvalidArgument(
+                    f"linux.resources.cpu.{field}: cgroup v2 has no realtime scheduling"
+                )
         idle = cpu.get("idle")
         if idle == 0:  # before the weight: an idle cgroup refuses one
             self._write("cpu.idle", 0)
