@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from galley.kernel.proc import set_child_subreaper
 from tests.conftest import GALLEY_RUNC
 from tests.oci.conftest import Bundle, Runtime, in_namespace, mount_namespace, wait_status
 from tests.oci.test_lifecycle import detached
@@ -181,28 +182,41 @@ def test_a_frozen_container_whose_init_a_signal_killed_reads_as_paused(
     """cgroup v2 lets a fatal signal kill a frozen process (v1 holds it until thawed); runc
     asks the freezer before the init's life, so the container stays paused until resumed.
     galley said stopped (seqfuzz seed 35 on this layout). Without a pid namespace, so that
-    USR1 (no handler) is fatal to the init."""
-    bundle.config["process"]["args"] = ["sh", "-c", "sleep 1000 & sleep 1000"]
+    USR1 (no handler) is fatal to the init. A signal then reaches the zombie; once it is
+    reaped, runc's kill(2) fails, and galley's kill said nothing (seqfuzz seed 39). The
+    test is the init's reaper (a subreaper while `run` leaves it orphaned)."""
+    bundle.config["process"]["args"] = ["sleep", "1000"]
     linux = bundle.config["linux"]
     linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "pid"]
     linux["cgroupsPath"] = cgroup_path
     cid = on_v2.new_id()
-    detached(on_v2, "run", "--detach", "--bundle", str(bundle.write()), cid)
+    set_child_subreaper(True)
+    try:
+        detached(on_v2, "run", "--detach", "--bundle", str(bundle.write()), cid)
+    finally:
+        set_child_subreaper(False)
     pid = json.loads(on_v2("state", cid, check=True).stdout)["pid"]
-    on_v2("pause", cid, check=True)
-    on_v2("kill", cid, "USR1", check=True)
-    deadline = time.monotonic() + 5
-    while Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
-        assert time.monotonic() < deadline, "USR1 did not kill the frozen init"
-        time.sleep(0.02)
-    state = json.loads(on_v2("state", cid, check=True).stdout)
-    assert (state["status"], state["pid"]) == ("paused", pid)
+    try:
+        on_v2("pause", cid, check=True)
+        on_v2("kill", cid, "USR1", check=True)
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline, "USR1 did not kill the frozen init"
+            time.sleep(0.02)
+        state = json.loads(on_v2("state", cid, check=True).stdout)
+        assert (state["status"], state["pid"]) == ("paused", pid)
+        on_v2("kill", cid, "CONT", check=True)  # a zombie takes kill(2)
+    finally:
+        os.waitpid(pid, 0)
+    gone = on_v2("kill", cid, "CONT")
+    assert gone.returncode == 1
+    assert "unable to signal init: os: process already finished" in gone.stderr
     refused = on_v2("delete", cid)
     assert refused.returncode == 1
     assert "not stopped: paused" in refused.stderr, refused.stderr
     on_v2("resume", cid, check=True)
     wait_status(on_v2, cid, "stopped")
-    on_v2("delete", "--force", cid, check=True)
+    on_v2("delete", cid, check=True)
 
 
 def test_kill_all_of_a_paused_container_leaves_it_thawed(

@@ -112,15 +112,16 @@ def now_rfc3339() -> str:
     return f"{stamp}.{digits}Z" if digits else f"{stamp}Z"
 
 
-def process_start_time(pid: int) -> int | None:
-    """Field 22 (starttime, clock ticks since boot) of /proc/<pid>/stat; None if gone or zombie."""
+def process_start_time(pid: int, *, zombie: bool = False) -> int | None:
+    """Field 22 (starttime, clock ticks since boot) of /proc/<pid>/stat; None if gone, or a
+    zombie unless zombie is set (a zombie still takes kill(2), and keeps its pid)."""
     try:
         data = pathnames.read_bytes(f"/proc/{pid}/stat")
     except OSError:
         return None
     # comm (field 2) may hold spaces and parentheses: split after the last ')'.
     fields = data[data.rindex(b")") + 2 :].split()
-    if fields[0] in {b"Z", b"X"}:
+    if fields[0] in {b"Z", b"X"} and not (zombie and fields[0] == b"Z"):
         return None
     return int(fields[19])
 

@@ -47,6 +47,7 @@ from galley.oci.state import (
     container_dir,
     is_incomplete,
     now_rfc3339,
+    process_start_time,
     remove,
     reserve,
     signal_start,
@@ -289,7 +290,6 @@ def _abandon(result: LaunchResult) -> None:
     init, if still the same process, and its cgroup with whatever is left in it. Without
     this, the state directory would go and the container live on, beyond delete's reach."""
     from galley.oci.stage import kill_started  # noqa: PLC0415
-    from galley.oci.state import process_start_time  # noqa: PLC0415
 
     if process_start_time(result.pid) == result.start_time:
         kill_started(result.pid)
@@ -445,8 +445,13 @@ def kill(ctx: Context, cid: str, signal_name: str, *, all_processes: bool) -> in
     if not is_signal(sig):
         raise InvalidArgument("unable to signal init: invalid argument")  # runc's, from kill(2)
     signal_init(state, sig)
-    if status is Status.PAUSED and sig == SIGKILL:  # v1's freezer holds the dying init
-        state.cgroup_manager().thaw()  # as runc thaws it, for SIGKILL alone
+    if status is Status.PAUSED:
+        if process_start_time(state.pid, zombie=True) != state.start_time:
+            # a frozen cgroup reads as paused though v2 let a fatal signal end its init; once
+            # that is reaped, runc's kill(2) of it fails
+            raise FailedPrecondition("unable to signal init: os: process already finished")
+        if sig == SIGKILL:  # v1's freezer holds the dying init
+            state.cgroup_manager().thaw()  # as runc thaws it, for SIGKILL alone
     return sig
 
 
