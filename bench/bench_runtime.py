@@ -240,8 +240,21 @@ def probe(name: str, binary: str, root: str, bundle: str) -> str | None:
         run_once(binary, root, bundle, cid)
     except RuntimeError as e:
         subprocess.run([_cli(binary), "--root", root, "delete", "--force", cid], check=False)
+        _remove_cgroup(cid)
         return str(e).splitlines()[-1]
     return None
+
+
+def _remove_cgroup(cid: str) -> None:
+    """The empty cgroup a runtime that failed to start left at its default path, /<id>
+    (crun refused by this host leaves one, and has no state for delete to find it)."""
+    from galley.oci.cgroups.layout import detect  # noqa: PLC0415 - only after a failure
+
+    for mount in detect().mount_points():
+        try:
+            os.rmdir(os.path.join(mount, cid))
+        except OSError:  # absent, or not empty: not ours to empty
+            pass
 
 
 def make_bench_bundle(path: Path, args: list[str], seccomp: dict[str, object] | None = None) -> str:

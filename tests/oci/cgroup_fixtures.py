@@ -17,10 +17,7 @@ from galley.oci.cgroups.layout import CgroupLayout, detect
 
 def hierarchy_mounts(layout: CgroupLayout) -> list[str]:
     """Every mount point of the layout (v1 hierarchies and the cgroup2 mount)."""
-    mounts = {h.mount for h in layout.v1.values()}
-    if layout.unified is not None:
-        mounts.add(layout.unified.mount)
-    return sorted(mounts)
+    return layout.mount_points()
 
 
 def controller_file(path: str, controller: str, name: str) -> str:

@@ -45,6 +45,18 @@ def test_pure_v2_and_pure_v1() -> None:
     v1 = parse_mountinfo(V1_IN_NAMESPACE)
     assert v1.mode == "v1" and v1.unified is None
     assert set(v1.v1) == {"memory", "pids"}
+    assert v2.mount_points() == ["/sys/fs/cgroup"]
+    assert v1.mount_points() == ["/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids"]
+
+
+def test_mount_points_name_each_hierarchy_once() -> None:
+    """cpu and cpuacct share one mount; the cgroup2 mount is among them."""
+    assert parse_mountinfo(HYBRID).mount_points() == [
+        "/sys/fs/cgroup/cpu,cpuacct",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/systemd",
+        "/sys/fs/cgroup/unified",
+    ]
 
 
 def test_systemd_named_hierarchy_alone_is_not_v1() -> None:

@@ -87,6 +87,13 @@ class CgroupLayout:
         """Controllers the cgroup2 mount offers (empty without one)."""
         return self.unified.controllers if self.unified is not None else frozenset()
 
+    def mount_points(self) -> list[str]:
+        """Every hierarchy's mount point, the cgroup2 mount's too, each once, sorted."""
+        mounts = {h.mount for h in self.v1.values()}
+        if self.unified is not None:
+            mounts.add(self.unified.mount)
+        return sorted(mounts)
+
 
 def _unescape(text: str) -> str:
     """mountinfo escapes space, tab, newline and backslash as octal \\ooo."""
