@@ -15,11 +15,6 @@ from galley.fixtures.processes import cgroup_members, kill
 from galley.oci.cgroups.layout import CgroupLayout, detect
 
 
-def hierarchy_mounts(layout: CgroupLayout) -> list[str]:
-    """Every mount point of the layout (v1 hierarchies and the cgroup2 mount)."""
-    return layout.mount_points()
-
-
 def controller_file(path: str, controller: str, name: str) -> str:
     """Where the cgroup path's file name is in the hierarchy of controller: its v1 hierarchy
     where there is one, else the cgroup2 mount (a pure v2 host)."""
@@ -31,7 +26,7 @@ def controller_file(path: str, controller: str, name: str) -> str:
 
 def remove_everywhere(path: str, layout: CgroupLayout | None = None) -> None:
     """rmdir the cgroup path and its sub-cgroups in every hierarchy, killing what is left."""
-    for mount in hierarchy_mounts(layout or detect()):
+    for mount in (layout or detect()).mount_points():
         top = os.path.join(mount, path.lstrip("/"))
         if not os.path.isdir(top):
             continue

@@ -22,7 +22,7 @@ import pytest
 
 from galley.oci.cgroups.layout import detect
 from tests.conftest import GALLEY_RUNC
-from tests.oci.cgroup_fixtures import controller_file, hierarchy_mounts, proc_state
+from tests.oci.cgroup_fixtures import controller_file, proc_state
 from tests.oci.conftest import (
     TRAP_TERM,
     Bundle,
@@ -278,7 +278,7 @@ def test_a_full_root_fails_create_saying_which_file_and_leaves_nothing(
         assert "no space left on device" in result.stderr
         assert list((root / "state").iterdir()) == []
         assert _processes_naming(cid) == []
-        assert not any(os.path.exists(f"{m}/{cid}") for m in hierarchy_mounts(detect()))
+        assert not any(os.path.exists(f"{m}/{cid}") for m in detect().mount_points())
         filler.unlink()
         detached(full, "create", "--bundle", str(bundle.write()), cid)
         assert status(full, cid) == "created"
@@ -891,7 +891,7 @@ def _move_out_of_its_cgroups(pid: int) -> None:
     the host might: the container's cgroup no longer holds its init. (Not the parent: a v2
     parent with controllers on for its children takes no processes, EBUSY.)"""
     paths = {line.split(":", 2)[2] for line in Path(f"/proc/{pid}/cgroup").read_text().split()}
-    for mount in hierarchy_mounts(detect()):
+    for mount in detect().mount_points():
         for path in paths:
             directory = os.path.join(mount, path.lstrip("/"))
             procs = os.path.join(directory, "cgroup.procs")

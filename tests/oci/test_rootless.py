@@ -29,7 +29,7 @@ import pytest
 
 from galley.oci.cgroups.layout import detect
 from galley.oci.defaults import default_spec
-from tests.oci.cgroup_fixtures import hierarchy_mounts, remove_everywhere
+from tests.oci.cgroup_fixtures import remove_everywhere
 from tests.oci.conftest import MEMORY_LIMIT, RUNC_CGROUP_TMPFS, RUNTIMES, Bundle, Runtime
 
 USER = 62117  # uid and gid of the unprivileged caller; no passwd entry needed
@@ -595,7 +595,7 @@ def delegated(request: pytest.FixtureRequest, parent: str) -> Iterator[str]:
     of its own enable no controllers for its children), and the cgroup2 root passes memory
     and pids down, as systemd's does."""
     layout = detect()
-    mounts = hierarchy_mounts(layout)
+    mounts = layout.mount_points()
     if request.param != "every hierarchy":
         if layout.unified is None or not layout.v1:
             pytest.skip("not a hybrid host")
@@ -639,7 +639,7 @@ def test_a_delegated_cgroup_takes_its_limits(
     )
     config["process"]["args"] = ["sh", "-c", f"{MEMORY_LIMIT}; {PIDS_MAX}"]
     leaf = f"{delegated}/runtime/cgroup.procs"
-    procs = [f"{mount}{leaf}" for mount in hierarchy_mounts(detect())]
+    procs = [f"{mount}{leaf}" for mount in detect().mount_points()]
     procs = [path for path in procs if os.path.exists(path)]
     move = "".join(f"echo $$ > {path}; " for path in procs)
     runtime = shlex.join([rootless.binary, "--root", str(rootless.root)])
