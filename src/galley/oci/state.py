@@ -121,7 +121,7 @@ def process_start_time(pid: int, *, zombie: bool = False) -> int | None:
         return None
     # comm (field 2) may hold spaces and parentheses: split after the last ')'.
     fields = data[data.rindex(b")") + 2 :].split()
-    if fields[0] in {b"Z", b"X"} and not (zombie and fields[0] == b"Z"):
+    if fields[0] == b"X" or (fields[0] == b"Z" and not zombie):
         return None
     return int(fields[19])
 
