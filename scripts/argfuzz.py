@@ -55,6 +55,8 @@ from mutfuzz import PYTHONISMS  # scripts/ is not a package
 from seqfuzz import ROOTLESS, Container, Runner, compare_runtimes, fuzz_parser, write_bundle
 from seqfuzz import Case as SeqCase
 
+from galley.fixtures.processes import cgroup_mounts  # seqfuzz put src/ on the path
+
 COMMANDS = [
     "create",
     "delete",
@@ -309,7 +311,7 @@ def clean_up(
     if root.is_dir():
         left += [f"state {p.name}" for p in root.iterdir()]
     name = Path(runtime).name
-    for directory in Path("/sys/fs/cgroup").glob(f"*/argfuzz-{tag}-{name}-*"):
+    for directory in (d for m in cgroup_mounts() for d in Path(m).glob(f"argfuzz-{tag}-{name}-*")):
         left.append(f"cgroup {directory.parent.name}/{directory.name.rsplit('-', 1)[1]}")
         try:
             directory.rmdir()

@@ -47,13 +47,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from galley.fixtures.busybox import make_bundle
-from galley.fixtures.processes import cgroup_members, kill
+from galley.fixtures.processes import cgroup_members, cgroup_mounts, kill, remove_cgroup_everywhere
 from galley.kernel.caps import CAPABILITY_NAMES
 
 Config = dict[str, Any]
 
 HOSTDIR = "@HOSTDIR@"  # replaced by the per-runtime host directory of the case
-CGROUP_V1 = ("blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids", "systemd")
+MOUNTS = cgroup_mounts()  # every hierarchy, on a hybrid host and a pure v2 one alike
 
 # Every capability but CAP_SYS_RESOURCE (see RARE_CAPS) and CAP_SYS_TIME (a container given
 # it may set the host's clock).
@@ -896,8 +896,7 @@ def leftovers(state_root: Path, container_id: str, bundle: Path) -> list[str]:
     foreground run deletes the container whether it started or failed (runc 1.1.5 is known
     to leave cgroups after some failures, so only galley-runc's are checked)."""
     left = [str(state_root / container_id)] if (state_root / container_id).exists() else []
-    bases = [f"/sys/fs/cgroup/{c}" for c in CGROUP_V1] + ["/sys/fs/cgroup/unified"]
-    left += [f"{b}/{container_id}" for b in bases if os.path.isdir(f"{b}/{container_id}")]
+    left += [f"{m}/{container_id}" for m in MOUNTS if os.path.isdir(f"{m}/{container_id}")]
     with open("/proc/self/mountinfo") as mountinfo:
         left += [
             f"mount {line.split()[4]}"
@@ -908,27 +907,17 @@ def leftovers(state_root: Path, container_id: str, bundle: Path) -> list[str]:
 
 
 def kill_cgroup(container_id: str) -> None:
-    """SIGKILL the processes left in the container's own (pids) cgroup: ones we started."""
-    for base in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified"):
-        kill(cgroup_members(f"{base}/{container_id}"))
+    """SIGKILL what is left in the container's cgroups (every hierarchy): ours."""
+    for mount in MOUNTS:
+        kill(cgroup_members(f"{mount}/{container_id}"))
 
 
 def cleanup_cgroups(tag: str) -> list[str]:
     """Remove the cgroups the case's containers left behind; returns what was left."""
-    left: list[str] = []
-    bases = [f"/sys/fs/cgroup/{c}" for c in CGROUP_V1] + ["/sys/fs/cgroup/unified"]
-    for base in bases:
-        for which in ("runc", "galley"):
-            path = f"{base}/{tag}-{which}"
-            if os.path.isdir(path):
-                left.append(path)
-                for _ in range(20):
-                    try:
-                        os.rmdir(path)
-                        break
-                    except OSError:
-                        time.sleep(0.1)
-    return left
+    deadline = time.monotonic() + 2
+    return [
+        p for w in ("runc", "galley") for p in remove_cgroup_everywhere(f"/{tag}-{w}", deadline)
+    ]
 
 
 def normalise(result: Result) -> str:

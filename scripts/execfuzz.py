@@ -170,7 +170,7 @@ def run_case(runner: Runner, runtime: str, case: Case, work: Path, tag: str) -> 
     make_bundle(bundle, ["sleep", "1000"])
     config = json.loads((bundle / "config.json").read_text())
     config["process"].update(case.process, terminal=False)
-    config["linux"]["cgroupsPath"] = f"/execfuzz-{tag}-{name}"
+    config["linux"]["cgroupsPath"] = cgroup = f"/execfuzz-{tag}-{name}"
     if case.user_namespace:
         in_user_namespace(config)
     (bundle / "config.json").write_text(json.dumps(config))
@@ -193,7 +193,7 @@ def run_case(runner: Runner, runtime: str, case: Case, work: Path, tag: str) -> 
             code, out, err = container("exec", *args)
             steps.append(Step(shown, code, out, last_line(err)))
     finally:
-        container("delete", "-f", container.cid)
+        container.remove(cgroup)
     return steps
 
 

@@ -55,6 +55,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from galley.fixtures.busybox import make_bundle
+from galley.fixtures.processes import remove_cgroup_everywhere
 
 INITS = [
     ["sleep", "1000"],
@@ -298,6 +299,12 @@ class Container:
         argv = [*prefix, self.runtime, "--root", str(self.root), *args]
         return self.runner.spawn(argv, cwd=cwd)
 
+    def remove(self, cgroup: str) -> None:
+        """delete -f, then whatever is left of the container's cgroup in each hierarchy:
+        runc 1.1.5 leaves it behind on cgroup v2 (its processes, if any, are ours to kill)."""
+        self("delete", "-f", self.cid)
+        remove_cgroup_everywhere(cgroup, time.monotonic() + 2)
+
     def status(self) -> str:
         code, out, _ = self("state", self.cid)
         return str(json.loads(out)["status"]) if code == 0 else "absent"
@@ -317,7 +324,8 @@ class Container:
 def run_case(runner: Runner, runtime: str, case: Case, work: Path, tag: str) -> list[Step]:
     name = Path(runtime).name
     bundle = work / f"bundle-{name}"
-    write_bundle(bundle, case, f"/seqfuzz-{tag}-{name}")
+    cgroup = f"/seqfuzz-{tag}-{name}"
+    write_bundle(bundle, case, cgroup)
     container = Container(runner, runtime, work / f"root-{name}", f"sf-{tag}")
     steps = []
     try:
@@ -327,7 +335,7 @@ def run_case(runner: Runner, runtime: str, case: Case, work: Path, tag: str) -> 
             steps.append(Step(command, code, container.settled(), lines[-1] if lines else ""))
     finally:
         container("resume", container.cid)
-        container("delete", "-f", container.cid)
+        container.remove(cgroup)
     return steps
 
 
@@ -358,11 +366,9 @@ def race_case(runner: Runner, runtime: str, case: Case, work: Path, tag: str) ->
         problems.append(f"delete -f afterwards: {err.strip()}")
     if (container.root / container.cid).exists():
         problems.append("its state directory is left")
-    left = [*Path("/sys/fs/cgroup").glob(f"*{cgroup}"), Path(f"/sys/fs/cgroup{cgroup}")]
-    for directory in (d for d in left if d.is_dir()):
+    # galley-runc's, after its delete -f: removed, killing what is in it (ours to end)
+    for directory in remove_cgroup_everywhere(cgroup, time.monotonic() + 2):
         problems.append(f"{directory} is left")
-        for pid in (directory / "cgroup.procs").read_text().split():
-            os.kill(int(pid), 9)  # a process of this case's container: ours to end
     return problems
 
 

@@ -293,7 +293,8 @@ def run_exec(container: Container, chosen: dict[str, Any], bundle: Path, number:
 def run_case(runner: Runner, runtime: str, case: Case, work: Path, tag: str) -> list[Step]:
     name = Path(runtime).name
     bundle = work / f"bundle-{name}"
-    write_bundle(bundle, case, f"/ttyfuzz-{tag}-{name}")
+    cgroup = f"/ttyfuzz-{tag}-{name}"
+    write_bundle(bundle, case, cgroup)
     container = Container(runner, runtime, work / f"root-{name}", f"tf-{tag}")
     master = None
     steps = []
@@ -305,7 +306,7 @@ def run_case(runner: Runner, runtime: str, case: Case, work: Path, tag: str) -> 
         for number, chosen in enumerate(case.execs):
             steps.append(run_exec(container, chosen, bundle, number))
     finally:
-        container("delete", "-f", container.cid)
+        container.remove(cgroup)
         if master is not None:
             os.close(master)
     return steps

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from galley.fixtures.busybox import make_bundle
+from galley.fixtures.processes import cgroup_mounts, remove_cgroup_everywhere
 
 
 def test_bundle_has_hardlinked_applets_and_config(tmp_path: Path) -> None:
@@ -19,3 +20,20 @@ def test_bundle_has_hardlinked_applets_and_config(tmp_path: Path) -> None:
     assert config["process"]["args"] == ["echo", "hi"]
     assert config["root"]["path"] == "rootfs"
     assert oct(os.stat(bundle / "rootfs" / "tmp").st_mode & 0o7777) == "0o1777"
+
+
+def test_remove_cgroup_everywhere_takes_every_hierarchy_and_what_is_under_it() -> None:
+    name = f"/galley-test-fixtures-{os.getpid()}"
+    made = [f"{mount}{name}" for mount in cgroup_mounts()]
+    for top in made:
+        os.makedirs(f"{top}/child")
+    try:
+        found = remove_cgroup_everywhere(name, deadline=0)
+        assert sorted(found) == sorted(made)
+        assert not [top for top in made if os.path.exists(top)]
+        assert remove_cgroup_everywhere(name, deadline=0) == []
+    finally:
+        for top in made:
+            for directory in (f"{top}/child", top):
+                if os.path.isdir(directory):
+                    os.rmdir(directory)
