@@ -416,6 +416,7 @@ def test_wider_maps_not_granted_say_so(galley: AsUser, user_bundle: Bundle) -> N
     done = run(galley, user_bundle)
     assert done.returncode == 1
     assert f" 0 {USER} 1 1 {SUBIDS} 65536: newuidmap: " in done.stderr
+    assert "failed: linux.uidMappings: /usr/bin/newuidmap " in done.stderr  # the field first
     assert len(done.stderr.splitlines()) == 1
     assert not any(galley.root.glob("*/state.json"))
 

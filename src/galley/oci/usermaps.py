@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from galley.oci.spec import IDMapping
 
 _TOOLS = {"uid_map": "newuidmap", "gid_map": "newgidmap"}
+_FIELDS = {"uid_map": "linux.uidMappings", "gid_map": "linux.gidMappings"}  # named in errors
 
 
 def write_id_maps(pid: int, uid_mappings: list[IDMapping], gid_mappings: list[IDMapping]) -> None:
@@ -65,21 +66,22 @@ def _write_map(pid: int, name: str, mappings: list[IDMapping], *, rootless: bool
             f"{_explained(refused, name, text)}: a caller that is not root maps other ids than"
             f" its own with {_TOOLS[name]} (Debian's uidmap package), which is not installed"
         )
-    _run_tool(tool, pid, mappings)
+    _run_tool(tool, pid, mappings, _FIELDS[name])
 
 
 def _explained(err: OSError, name: str, text: str) -> OSError:
-    return OSError(err.errno, f"write {name} {text.strip()!r}: {err.strerror}", err.filename)
+    message = f"{_FIELDS[name]}: write {name} {text.strip()!r}: {err.strerror}"
+    return OSError(err.errno, message, err.filename)
 
 
-def _run_tool(tool: str, pid: int, mappings: list[IDMapping]) -> None:
+def _run_tool(tool: str, pid: int, mappings: list[IDMapping], field: str) -> None:
     import subprocess  # noqa: PLC0415 - rootless with wide maps only
 
     numbers = [str(m[key]) for m in mappings for key in ("containerID", "hostID", "size")]
     done = subprocess.run([tool, str(pid), *numbers], check=False, capture_output=True, text=True)
     if done.returncode != 0:
         reason = done.stderr.strip().replace("\n", "; ") or f"exit status {done.returncode}"
-        raise FailedPrecondition(f"{tool} {pid} {' '.join(numbers)}: {reason}")
+        raise FailedPrecondition(f"{field}: {tool} {pid} {' '.join(numbers)}: {reason}")
 
 
 def _write_proc(path: str, text: str) -> None:
