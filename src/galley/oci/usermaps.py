@@ -63,8 +63,9 @@ def _write_map(pid: int, name: str, mappings: list[IDMapping], *, rootless: bool
     tool = shutil.which(_TOOLS[name])
     if tool is None:
         raise FailedPrecondition(
-            f"{_explained(refused, name, text)}: a caller that is not root maps other ids than"
-            f" its own with {_TOOLS[name]} (Debian's uidmap package), which is not installed"
+            f"{_explained(refused, name, text).strerror}: a caller that is not root maps other"
+            f" ids than its own with {_TOOLS[name]} (Debian's uidmap package), which is not"
+            " installed"
         )
     _run_tool(tool, pid, mappings, _FIELDS[name])
 
