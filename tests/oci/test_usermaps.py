@@ -15,8 +15,9 @@ import pytest
 
 from galley.errors import FailedPrecondition
 from galley.oci import usermaps
+from galley.oci.spec import IDMapping
 
-ROOT_ONLY = [{"containerID": 0, "hostID": 0, "size": 1}]
+ROOT_ONLY: list[IDMapping] = [{"containerID": 0, "hostID": 0, "size": 1}]
 
 
 @pytest.fixture
