@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,6 +151,33 @@ def test_ensure_file_through_dangling_symlink(root: tuple[Path, int]) -> None:
     assert paths.container_path(fd, made) == "/run/resolve/stub.conf"
     os.close(made)
     assert (path / "run/resolve/stub.conf").is_file()
+
+
+def test_a_walk_through_dotdot_that_renames_elsewhere_race_is_tried_again(
+    root: tuple[Path, int], tmp_path: Path
+) -> None:
+    """A rename anywhere on the host while openat2 (RESOLVE_IN_ROOT) follows a ".." makes the
+    kernel answer EAGAIN: /etc/localtime -> ../usr/share/zoneinfo/UTC failed one walk in ~16
+    with another process renaming a file in a loop (crun's test_mounts). Retried, none fails."""
+    path, fd = root
+    (path / "etc").mkdir()
+    (path / "usr/share/zoneinfo").mkdir(parents=True)
+    (path / "usr/share/zoneinfo/UTC").write_text("TZif")
+    os.symlink("../usr/share/zoneinfo/UTC", path / "etc/localtime")
+    churn = tmp_path / "churn"
+    churn.mkdir()
+    (churn / "a").touch()
+    loop = f"import os\nwhile True: os.rename({str(churn / 'a')!r}, {str(churn / 'b')!r}); "
+    loop += f"os.rename({str(churn / 'b')!r}, {str(churn / 'a')!r})"
+    renamer = subprocess.Popen([sys.executable, "-c", loop])
+    try:
+        while not (churn / "b").exists() and renamer.poll() is None:  # renaming by now
+            pass
+        for _ in range(1000):
+            os.close(paths.open_in_root(fd, "/etc/localtime"))
+    finally:
+        renamer.kill()
+        renamer.wait()
 
 
 @pytest.mark.parametrize(

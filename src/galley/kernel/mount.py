@@ -7,6 +7,7 @@ functions performs them.
 
 from __future__ import annotations
 
+import errno
 import posix
 import sys
 
@@ -167,11 +168,26 @@ def _syscall(*argtypes: Any) -> Any:
     return fn
 
 
+# With RESOLVE_IN_ROOT or RESOLVE_BENEATH the kernel answers EAGAIN when a rename or a mount
+# anywhere on the host raced a ".." of the path, as it cannot then vouch that the walk stayed
+# inside; openat2(2) leaves the retry to the caller. On a busy node (a rename loop on another
+# core) one walk through a symlink like /etc/localtime -> ../usr/... in 16 failed so (crun's
+# test_mounts, session 36); a retry costs microseconds, and a bound keeps a host that renames
+# without pause from holding us forever.
+OPENAT2_TRIES = 64
+
+
 def openat2(dirfd: int, path: str | bytes, flags: int, resolve: int, mode: int = 0) -> int:
-    """openat2(2): open path relative to dirfd under the RESOLVE_* restrictions; returns the fd."""
+    """openat2(2): open path relative to dirfd under the RESOLVE_* restrictions; returns the fd.
+    A walk that a host-wide rename or mount raced (EAGAIN) is tried again, OPENAT2_TRIES times
+    at the most."""
     how = _OpenHow(flags | posix.O_CLOEXEC, mode, resolve)
     fn = _syscall(ffi.c_int, ffi.c_char_p, ffi.c_void_p, ffi.c_size_t)
-    result = fn(_SYS_OPENAT2, dirfd, encode(path), ffi.byref(how), ffi.sizeof(how))
+    encoded = encode(path)
+    for _ in range(OPENAT2_TRIES):
+        result = fn(_SYS_OPENAT2, dirfd, encoded, ffi.byref(how), ffi.sizeof(how))
+        if result != -1 or ffi.get_errno() != errno.EAGAIN:
+            break
     return check(result, "openat2", path)
 
 
