@@ -51,6 +51,7 @@ from pathlib import Path
 
 from bench.stats import paired_difference
 from galley.fixtures.busybox import make_bundle
+from galley.fixtures.processes import cgroup_mounts
 
 REPO = Path(__file__).resolve().parent.parent
 GALLEY = str(REPO / "bin" / "galley-runc")
@@ -255,9 +256,7 @@ def probe(name: str, binary: str, root: str, bundle: str) -> str | None:
 def _remove_cgroup(cid: str) -> None:
     """The empty cgroup a runtime that failed to start left at its default path, /<id>
     (crun refused by this host leaves one, and has no state for delete to find it)."""
-    from galley.oci.cgroups.layout import detect  # noqa: PLC0415 - only after a failure
-
-    for mount in detect().mount_points():
+    for mount in cgroup_mounts():
         try:
             os.rmdir(os.path.join(mount, cid))
         except OSError:  # absent, or not empty: not ours to empty

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from galley.fixtures.processes import cgroup_members, kill
+from galley.fixtures.processes import remove_cgroup_everywhere
 from galley.oci.cgroups.layout import CgroupLayout, detect
 
 
@@ -25,35 +25,13 @@ def controller_file(path: str, controller: str, name: str) -> str:
 
 
 def remove_everywhere(path: str, layout: CgroupLayout | None = None) -> None:
-    """rmdir the cgroup path and its sub-cgroups in every hierarchy, killing what is left."""
-    for mount in (layout or detect()).mount_points():
-        top = os.path.join(mount, path.lstrip("/"))
-        if not os.path.isdir(top):
-            continue
-        for directory, _dirs, _files in os.walk(top, topdown=False):
-            _rmdir_retry(directory)
-
-
-def _rmdir_retry(directory: str) -> None:
-    _kill_members(directory)
-    freezer = os.path.join(directory, "freezer.state")
-    if os.path.exists(freezer):
-        with open(freezer, "w") as f:
-            f.write("THAWED")
-    for _ in range(200):
-        try:
-            os.rmdir(directory)
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.01)
-    os.rmdir(directory)
-
-
-def _kill_members(directory: str) -> None:
-    """SIGKILL what a test left in its own cgroup (only the tests' descendants live there)."""
-    kill(cgroup_members(directory))
+    """rmdir the cgroup path and its sub-cgroups in every hierarchy, killing (and thawing)
+    what is left: only the tests' descendants live there. One still there after 2 s fails
+    the test."""
+    mounts = (layout or detect()).mount_points()
+    remove_cgroup_everywhere(path, time.monotonic() + 2, mounts)
+    left = [m for m in mounts if os.path.isdir(os.path.join(m, path.lstrip("/")))]
+    assert not left, f"cgroup {path} is left in {left}"
 
 
 @dataclass
