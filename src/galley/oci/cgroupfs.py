@@ -7,7 +7,9 @@
                                inside a user namespace, or the host's /sys bound in, whose
                                cgroup2 mount is the same one: EBUSY), a bind instead, of the
                                container's own cgroup directory with a cgroup namespace, of
-                               the host's cgroup2 mount without one (runc's fallbacks)
+                               the host's cgroup2 mount without one (runc's fallbacks); a
+                               container without a cgroup (a caller that is not root, refused
+                               one) gets an empty read-only tmpfs there instead, as in runc
     v1 or hybrid               a tmpfs at the destination (nosuid, nodev, noexec, as runc's
                                whatever the options say), then per v1 hierarchy a directory
                                named like the host's (cpu, memory, systemd, cpu,cpuacct...):
@@ -110,18 +112,21 @@ def host_dir(hierarchy: Hierarchy, own: dict[frozenset[str], str]) -> str:
 
 
 _host_view: tuple[list[Hierarchy], dict[frozenset[str], str]] | None = None
+_own_unified = True  # whether the container has a cgroup2 cgroup of its own
 
 
-def note_host_view() -> None:
+def note_host_view(*, own_unified: bool = True) -> None:
     """Read the cgroup mounts and this process's cgroups now, in the container's cgroups
     but before its new cgroup namespace: from inside that namespace both name paths from its
     root (/proc/self/cgroup says "/", the host's mounts "/../.."), so a bind of the
     container's own cgroup would then bind the host's whole hierarchy. The bind is what a
     cgroup mount falls back to where no fresh one is allowed: a user namespace without a
     network namespace has the host's /sys bound in, and cgroup2 mounted on the host's own
-    cgroup2 mount is EBUSY."""
-    global _host_view  # noqa: PLW0603 - one container per stage process
+    cgroup2 mount is EBUSY. own_unified False: the container has no cgroup2 cgroup (a
+    caller that is not root, refused one), and this process is still in its caller's."""
+    global _host_view, _own_unified  # noqa: PLW0603 - one container per stage process
     _host_view = (host_hierarchies(), own_cgroups())
+    _own_unified = own_unified
 
 
 def mount_cgroup(root_fd: int, dest: str, options: MountOptions, *, cgroupns: bool) -> None:
@@ -250,6 +255,14 @@ def _mount_hierarchy(
                     posix.close(fresh)
             return
     whole = hierarchy.version == 2 and not cgroupns
+    if hierarchy.version == 2 and not whole and not _own_unified:
+        # No cgroup of its own to bind: runc's bind of the cgroup it meant to make fails
+        # (ENOENT), and it masks the destination instead. A bind of our cgroup would show
+        # the caller's, the host's whole hierarchy where the caller is at its root.
+        from galley.oci.masks import mask_directory  # noqa: PLC0415 - rootless only
+
+        mask_directory(target)
+        return
     source = hierarchy.mountpoint if whole else host_dir(hierarchy, own)
     tree = k.open_tree(k.AT_FDCWD, source, k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC)
     try:

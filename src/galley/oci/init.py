@@ -456,9 +456,9 @@ def _join_cgroup(channel: Channel, deferred: int, state: State, *, cgroup_mount:
     import galley.oci.cgroupfs  # noqa: PLC0415 - while P is still at it
 
     state["pid"] = _joined(channel)
-    channel.expect("cgroup")
+    joined = channel.expect("cgroup")
     if deferred and cgroup_mount:  # deferred: a new cgroup namespace, or nothing
-        galley.oci.cgroupfs.note_host_view()
+        galley.oci.cgroupfs.note_host_view(own_unified=joined["unified"])
     if deferred:
         from galley.kernel import ns  # noqa: PLC0415
 

@@ -159,7 +159,7 @@ def create(
                 from galley.oci.netdevices import move_in  # noqa: PLC0415
 
                 releases.append(move_in(net_devices, pid, rollback))
-            send_quietly(channel, "cgroup")
+            send_quietly(channel, "cgroup", unified="" in cgroup.paths)
             launched.append(_describe(pid, cgroup))  # while the stage builds the rootfs
             warn_capabilities(spec.get("process", {}), warn)
 

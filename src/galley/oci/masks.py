@@ -47,17 +47,22 @@ def mask_path(root_fd: int, path: str, null_fd: int) -> None:
         return
     try:
         if paths.is_directory(target):
-            tree = k.fsmount("tmpfs", {"source": "tmpfs", "ro": None}, k.MOUNT_ATTR_RDONLY)
-            try:
-                mounts.attach(tree, target)
-            finally:
-                posix.close(tree)
+            mask_directory(target)
         else:
             mounts.bind(null_fd, target, mounts.MountOptions([]), recursive=False)
     except OSError as err:
         raise FailedPrecondition(f"linux.maskedPaths {path!r}: {os_error_text(err)}") from err
     finally:
         posix.close(target)
+
+
+def mask_directory(target: int) -> None:
+    """An empty read-only tmpfs over the directory target (an O_PATH fd) names."""
+    tree = k.fsmount("tmpfs", {"source": "tmpfs", "ro": None}, k.MOUNT_ATTR_RDONLY)
+    try:
+        mounts.attach(tree, target)
+    finally:
+        posix.close(tree)
 
 
 def readonly_path(root_fd: int, path: str) -> None:

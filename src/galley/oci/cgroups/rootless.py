@@ -37,8 +37,15 @@ def create(manager: CgroupManager, *, path_given: bool) -> CgroupManager:
     (name=systemd) and the cgroup2 part of a hybrid host are let go even then, as runc lets
     them go (a user given the controllers' hierarchies seldom has those)."""
     if isinstance(manager, V2Manager):
-        unified = _made(manager, path_given=path_given)
-        return unified or V1Manager({}, None, manager.device_rules, ["*"])
+        error = _refused(manager, path_given=path_given)
+        if error is None:
+            return manager
+        # runc's words for a limit then (a cgroup v2 host's; its v1 ones are V1Manager's)
+        refusal = (
+            "rootless needs no limits + no cgrouppath when no permission is granted for"
+            f" cgroups: {_reason(error)}"
+        )
+        return V1Manager({}, None, manager.device_rules, ["*"], refusal=refusal)
     if not isinstance(manager, V1Manager):  # pragma: no cover - the two kinds there are
         raise TypeError(f"unknown cgroup manager {manager!r}")
     made: dict[str, str] = {}
@@ -59,14 +66,17 @@ def create(manager: CgroupManager, *, path_given: bool) -> CgroupManager:
         else:
             made[controller] = directory
     part = manager.unified
-    unified = _made(part, path_given=False) if part is not None else None
+    unified = part if part is not None and _refused(part, path_given=False) is None else None
     return V1Manager(made, unified, manager.device_rules, refused)
 
 
+def _reason(err: BaseException) -> str:
+    return os_error_text(err) if isinstance(err, OSError) else str(err)
+
+
 def _refusal(err: BaseException) -> FailedPrecondition:
-    reason = os_error_text(err) if isinstance(err, OSError) else str(err)
     return FailedPrecondition(
-        f"unable to apply cgroup configuration: {reason} (galley-runc is not root: a"
+        f"unable to apply cgroup configuration: {_reason(err)} (galley-runc is not root: a"
         " linux.cgroupsPath must be one this user may create)"
     )
 
@@ -86,7 +96,9 @@ def set_resources(manager: CgroupManager, resources: Resources) -> None:
             raise
 
 
-def _made(manager: V2Manager, *, path_given: bool) -> V2Manager | None:
+def _refused(manager: V2Manager, *, path_given: bool) -> BaseException | None:
+    """manager.create(); the kernel's refusal, where the container may go without the cgroup
+    (no cgroupsPath given): any other error, or a refusal with one, is raised."""
     try:
         manager.create()
     except Exception as err:
@@ -94,8 +106,8 @@ def _made(manager: V2Manager, *, path_given: bool) -> V2Manager | None:
             raise
         if path_given:
             raise _refusal(err) from err
-        return None
-    return manager
+        return err
+    return None
 
 
 def denied(err: BaseException) -> bool:

@@ -43,11 +43,14 @@ class V1Manager:
         unified: V2Manager | None = None,
         device_rules: list[Rule] | None = None,
         denied: list[str] | None = None,
+        *,
+        refusal: str | None = None,
     ) -> None:
         self._paths = dict(paths)
         self.unified = unified
         self.device_rules = list(device_rules or [])
         self.denied = sorted(denied or [])
+        self.refusal = refusal  # what a limit on a denied hierarchy says, if not the default
 
     @property
     def paths(self) -> dict[str, str]:
@@ -63,8 +66,12 @@ class V1Manager:
                 return Denied.of(  # an error once something is written there
                     controller,
                     FailedPrecondition(
-                        f"{field}: cannot set {controller} limit: container could not join or"
-                        f" create cgroup (galley-runc is not root, and may not make one there)"
+                        f"{field}: "
+                        + (
+                            self.refusal
+                            or f"cannot set {controller} limit: container could not join or"
+                            " create cgroup (galley-runc is not root, and may not make one there)"
+                        )
                     ),
                 )
             raise InvalidArgument(

@@ -61,7 +61,10 @@ class V2Manager:
             _enable_controllers(current, is_root=current == self.mount)
             current = pathnames.join(current, part)
             if not pathnames.isdir(current):
-                posix.mkdir(current, 0o755)
+                try:
+                    posix.mkdir(current, 0o755)
+                except OSError as err:  # named as runc names it: "mkdir PATH: REASON"
+                    raise OSError(err.errno, f"mkdir {current}: {err.strerror}") from None
 
     def apply(self, pid: int) -> None:
         """Create the cgroup and move pid into it."""
