@@ -274,7 +274,9 @@ def test_events_stats_has_runcs_fields(tmp_path: Path, bundle: Bundle, parent: s
             rt.cleanup()
     galley, runc = shapes["galley"], shapes["runc"]
     assert runc["top"] <= galley["top"]  # galley adds hugetlb from the hybrid cgroup2 mount
-    assert galley["memory"] == runc["memory"]
+    # on cgroup v2 galley's "max" is memory.peak (Linux 5.19), which runc 1.1.5 never reads
+    peak = LAYOUT.mode == "v2" and "max" not in runc["memory"]
+    assert galley["memory"] == runc["memory"] | ({"max"} if peak else set())
     assert galley["pids"] == runc["pids"] == {"current": 1, "limit": 33}
     assert galley["limit"] == runc["limit"] == 48 * MiB
     # the keys in runc's order: its types' fields, and the keys of its maps (memory.raw,

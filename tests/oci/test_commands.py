@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from galley.oci.cgroups.layout import detect, own_cgroups
-from tests.oci.conftest import Bundle, Runtime, status, wait_status
+from tests.oci.conftest import RUNC, Bundle, Runtime, status, wait_status
 from tests.oci.test_lifecycle import detached
 
 pytestmark = pytest.mark.root
@@ -475,14 +475,28 @@ def test_events_streams_until_the_container_is_deleted(
     cid = any_runtime.new_id()
     detached(any_runtime, "run", "--detach", "--bundle", str(bundle.write()), cid)
     argv = [any_runtime.binary, "--root", str(any_runtime.root), "events", "--interval", "100ms"]
-    proc = subprocess.Popen([*argv, cid], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*argv, cid], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def event() -> dict[str, object]:
+        assert proc.stdout is not None and proc.stderr is not None
+        line = proc.stdout.readline()
+        if not line and any_runtime.binary == RUNC:
+            error = proc.stderr.read()
+            if "unable to add inotify watch: no such file or directory" in error:
+                # runc 1.1.5 on cgroup v2 watches memory.events for OOM kills, and gives up
+                # where the container's cgroup has no memory controller (the device
+                # machine, session 38); galley's events goes on without OOM notices
+                pytest.skip("runc's events needs memory.events on cgroup v2")
+            raise AssertionError(error)
+        parsed: dict[str, object] = json.loads(line)
+        return parsed
+
     try:
-        assert proc.stdout is not None
         deadline = time.monotonic() + 10
         while any_runtime("state", cid, check=True).stdout.count('"stopped"') == 0:
             assert time.monotonic() < deadline
-            json.loads(proc.stdout.readline())
-        after = [json.loads(proc.stdout.readline()) for _ in range(3)]  # stopped, still going
+            event()
+        after = [event() for _ in range(3)]  # stopped, still going
         assert {event["type"] for event in after} == {"stats"}
         assert proc.poll() is None
         any_runtime("delete", cid, check=True)
