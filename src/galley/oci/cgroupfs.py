@@ -129,8 +129,11 @@ def note_host_view(*, own_unified: bool = True) -> None:
     _own_unified = own_unified
 
 
-def mount_cgroup(root_fd: int, dest: str, options: MountOptions, *, cgroupns: bool) -> None:
-    """Mount the container's view of its cgroups at dest (see the module docstring)."""
+def mount_cgroup(
+    root_fd: int, dest: str, options: MountOptions, *, cgroupns: bool, source: str
+) -> None:
+    """Mount the container's view of its cgroups at dest (see the module docstring); source
+    is the mount's, which a fresh cgroup2 mount takes (runc's does; v1's are runc's own)."""
     hierarchies, own = _host_view or (host_hierarchies(), own_cgroups())
     v1 = [h for h in hierarchies if h.version == 1]
     target = paths.ensure_dir(root_fd, dest)
@@ -147,6 +150,7 @@ def mount_cgroup(root_fd: int, dest: str, options: MountOptions, *, cgroupns: bo
                 options,
                 cgroupns=cgroupns,
                 mounted=lambda: paths.open_in_root(root_fd, dest, posix.O_PATH),
+                source=source,
             )
     finally:
         posix.close(target)
@@ -222,6 +226,7 @@ def _mount_hierarchy(
     *,
     cgroupns: bool,
     mounted: Callable[[], int] | None,
+    source: str = "cgroup2",
 ) -> None:
     """At target: a fresh mount of cgroup2 (whatever the namespaces, and where the host has
     no hierarchy) or of a v1 hierarchy in a cgroup namespace; else (a v1 hierarchy without a
@@ -234,7 +239,7 @@ def _mount_hierarchy(
     if hierarchy is None or cgroupns or hierarchy.version == 2:
         # A cgroup2 mount made from the initial cgroup namespace re-applies its options
         # (nsdelegate, memory_recursiveprot) to the host's hierarchy: repeat the host's.
-        fstype, source = "cgroup2", "cgroup2"
+        fstype = "cgroup2"
         data = hierarchy.options if hierarchy is not None else None
         if hierarchy is not None and hierarchy.version == 1:
             flags = _V1_FLAGS | (flags & k.MS_RDONLY)
@@ -263,8 +268,8 @@ def _mount_hierarchy(
 
         mask_directory(target)
         return
-    source = hierarchy.mountpoint if whole else host_dir(hierarchy, own)
-    tree = k.open_tree(k.AT_FDCWD, source, k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC)
+    bound = hierarchy.mountpoint if whole else host_dir(hierarchy, own)
+    tree = k.open_tree(k.AT_FDCWD, bound, k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC)
     try:
         set_attrs(tree, *bind_attrs(flags, options.clear))
         attach(tree, target)

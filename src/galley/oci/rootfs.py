@@ -147,7 +147,7 @@ class Rootfs:
             elif kind == "cgroup":
                 from galley.oci.cgroupfs import mount_cgroup  # noqa: PLC0415 - rarely needed
 
-                mount_cgroup(self.root_fd, dest, options, cgroupns=self.cgroupns)
+                mount_cgroup(self.root_fd, dest, options, cgroupns=self.cgroupns, source=source)
             elif options.is_bind or kind == "bind":
                 self._bind(entry, mounts.source_path(self.bundle, source), options, index)
             else:
