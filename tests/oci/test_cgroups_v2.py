@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from galley.errors import FailedPrecondition, InvalidArgument
+from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
 from galley.oci import cgroups
+from galley.oci.cgroups import v2
 from galley.oci.cgroups.conversions import blkio_to_io_weight, shares_to_weight, swap_max
 from galley.oci.cgroups.devices import DEFAULT_ALLOWED
 from galley.oci.cgroups.layout import detect, own_cgroups
@@ -266,6 +267,34 @@ def fake(tmp_path: Path) -> V2Manager:
     for name in files.split():
         (directory / name).write_text("")
     return V2Manager(str(directory), str(tmp_path))
+
+
+def _fake_root(tmp_path: Path) -> Path:
+    """A fake cgroup2 root with no controllers, where create() makes directories."""
+    for name in ("cgroup.controllers", "cgroup.subtree_control", "cgroup.procs"):
+        (tmp_path / name).write_text("")
+    return tmp_path
+
+
+def test_create_takes_a_directory_made_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two creates under one new parent race to make it: the one whose mkdir finds it made
+    goes on (a sibling's create, not an error)."""
+    root = _fake_root(tmp_path)
+    (root / "c").mkdir()
+    looks = iter([False])  # not there when first looked for, there after the mkdir
+    monkeypatch.setattr(v2.pathnames, "isdir", lambda path: next(looks, True))
+    V2Manager(str(root / "c"), str(root)).create()
+    assert (root / "c").is_dir()
+
+
+def test_a_mkdir_refused_names_the_call_and_path_as_runc_does(tmp_path: Path) -> None:
+    root = _fake_root(tmp_path)
+    (root / "file").write_text("")
+    with pytest.raises(OSError) as refused:
+        V2Manager(str(root / "file"), str(root)).create()
+    assert os_error_text(refused.value) == f"mkdir {root}/file: file exists"
 
 
 def _fake_read(manager: V2Manager, name: str) -> str:

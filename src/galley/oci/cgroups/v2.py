@@ -64,7 +64,9 @@ class V2Manager:
                 try:
                     posix.mkdir(current, 0o755)
                 except OSError as err:  # named as runc names it: "mkdir PATH: REASON"
-                    raise OSError(err.errno, f"mkdir {current}: {err.strerror}") from None
+                    # made meanwhile (a sibling's create, under the same new parent): fine
+                    if not (isinstance(err, FileExistsError) and pathnames.isdir(current)):
+                        raise OSError(err.errno, f"mkdir {current}: {err.strerror}") from None
 
     def apply(self, pid: int) -> None:
         """Create the cgroup and move pid into it."""
