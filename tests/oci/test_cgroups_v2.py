@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from galley.errors import FailedPrecondition, InvalidArgument, os_error_text
+from galley.kernel import pathnames
 from galley.oci import cgroups
-from galley.oci.cgroups import v2
 from galley.oci.cgroups.conversions import blkio_to_io_weight, shares_to_weight, swap_max
 from galley.oci.cgroups.devices import DEFAULT_ALLOWED
 from galley.oci.cgroups.layout import detect, own_cgroups
@@ -284,7 +284,7 @@ def test_create_takes_a_directory_made_meanwhile(
     root = _fake_root(tmp_path)
     (root / "c").mkdir()
     looks = iter([False])  # not there when first looked for, there after the mkdir
-    monkeypatch.setattr(v2.pathnames, "isdir", lambda path: next(looks, True))
+    monkeypatch.setattr(pathnames, "isdir", lambda path: next(looks, True))
     V2Manager(str(root / "c"), str(root)).create()
     assert (root / "c").is_dir()
 
