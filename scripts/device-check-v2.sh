@@ -3,7 +3,7 @@
 # a container with v2 resources through galley-runc, read back from inside, then the OCI tests.
 #   scripts/device-check-v2.sh [BUSYBOX] [WHEEL_DIR]
 # The device machine has python3 (and pytest) but no busybox or runc: the caller carries a static
-# busybox (docs/testing.md, "The pure cgroup-v2 check").
+# busybox, and runc beside it (docs/testing.md, "The pure cgroup-v2 check").
 set -u
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -11,6 +11,12 @@ busybox=${1:-/bin/busybox}
 wheels=${2:-.whl}
 echo "cgroup fs: $(stat -fc %T /sys/fs/cgroup)  kernel: $(uname -r)  python: $(python3 -V)"
 [ -x /bin/busybox ] || install -m 0755 "$busybox" /bin/busybox
+# runc (and crun) from the carried folder, where the machine has none: the runc comparisons
+# in tests/oci run then, instead of skipping (session 38 found seven of runc's v2 ways so)
+carry=$(dirname "$busybox")
+if ! command -v runc >/dev/null && [ -x "$carry/runc" ]; then
+  scripts/device-bench.sh 0 "$carry" >/dev/null && echo "runc: $(runc --version | head -1)"
+fi
 
 work=$(mktemp -d /tmp/galley-v2.XXXXXX)
 trap 'bin/galley-runc --root "$work/state" delete --force v2check >/dev/null 2>&1; rm -rf "$work"' EXIT
