@@ -115,7 +115,7 @@ _host_view: tuple[list[Hierarchy], dict[frozenset[str], str]] | None = None
 _own_unified = True  # whether the container has a cgroup2 cgroup of its own
 
 
-def note_host_view(*, own_unified: bool = True) -> None:
+def note_host_view(*, own_unified: bool) -> None:
     """Read the cgroup mounts and this process's cgroups now, in the container's cgroups
     but before its new cgroup namespace: from inside that namespace both name paths from its
     root (/proc/self/cgroup says "/", the host's mounts "/../.."), so a bind of the
