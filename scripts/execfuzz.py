@@ -9,7 +9,7 @@ and two to four execs, each either command-line flags
 process.json (user with additional gids, env, cwd, the five capability sets, rlimits,
 noNewPrivileges; now and then a field of the wrong type), from
 `random.Random(f"execfuzz-{seed}-{case}")`. Not drawn: umask and oomScoreAdj, which galley
-applies to an exec (the exec's own, or the container's) and runc 1.1 does not (docs/status.md,
+applies to an exec (the exec's own, or the container's) and runc 1.1 does not (docs/history.md,
 session 10). The program is a busybox shell that prints what it
 runs as: its ids and groups, capability sets, no_new_privs and seccomp mode, umask, cwd,
 environment, rlimits and oom_score_adj. The same case runs under both runtimes; a case differs

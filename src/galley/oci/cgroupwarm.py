@@ -20,7 +20,7 @@ window had closed between two writes, held cgroup_mutex when P came to make the 
 cgroup, and P's mkdir waited behind it, up to 17 ms (more than 2 ms in 22 of 60 runs;
 session 30, with marks in a copy). So start() returns only once the thread is at its first
 write, and the switch interval is short until stop(): more than 2 ms in 4 of 60 runs, and a
-`run` 1-2 ms faster (docs/status.md, session 30).
+`run` 1-2 ms faster (docs/history.md, session 30).
 
 The thread moves only itself: it writes its own thread id to `tasks` (v1) or `cgroup.threads`
 (v2) of the cgroup /proc/self/cgroup names, which takes the same rwsem (a pid of 0 would
