@@ -39,6 +39,7 @@ from tests.oci.conftest import (
     Runtime,
     mount_namespace,
 )
+from tests.oci.test_escape_userns import SHOW, ZERO_IT, tracer_under_filter
 from tests.oci.test_pure_v2_host import PURE_V2
 
 USER = 62117  # uid and gid of the unprivileged caller; no passwd entry needed
@@ -635,6 +636,32 @@ def test_a_seccomp_agent_gets_the_notify_fd(rootless: AsUser, user_bundle: Bundl
     state = json.loads(message)
     assert state["fds"] == ["seccompFd"] and len(fds) == 1
     assert state["pid"] == state["state"]["pid"] > 0
+
+
+def test_a_tracer_in_the_container_cannot_lift_the_filter(
+    rootless: AsUser, user_bundle: Bundle
+) -> None:
+    """A rootless runtime may not give the trampoline's file to an id the container's user
+    namespace leaves unmapped (test_escape_userns), so a container process holding
+    CAP_SYS_PTRACE there can write into a created init's memory: galley loads the late
+    filter before the trampoline's execve then. Zeroing its length changes nothing."""
+    out = user_bundle.rootfs / "out"
+    out.mkdir()
+    os.chown(out, USER, USER)
+    user_bundle.config["root"]["readonly"] = False
+    tracer_under_filter(user_bundle.config, ["sh", "-c", f"({SHOW}) > /out/shown"])
+    cid = rootless.new_id()
+    created = rootless("create", "-b", str(user_bundle.write()), cid)
+    assert created.returncode == 0, created.stderr
+    attempt = rootless("exec", cid, "sh", "-c", ZERO_IT)
+    assert attempt.stdout.endswith("done\n"), attempt.stdout + attempt.stderr
+    assert rootless("start", cid).returncode == 0
+    for _ in range(100):
+        if "Seccomp:" in ((out / "shown").read_text() if (out / "shown").exists() else ""):
+            break
+        time.sleep(0.05)
+    shown = (out / "shown").read_text()
+    assert "Linux" not in shown and "Seccomp:\t2" in shown, shown
 
 
 def test_additional_groups_are_refused(rootless: AsUser, user_bundle: Bundle) -> None:

@@ -66,6 +66,20 @@ class ProcessStarter:
         self.trampoline = program if trampoline and program.supported() else None
         self.fifo = fifo if self.trampoline is not None else None  # the trampoline waits on it
         self.image = -1
+        self.unmapped: tuple[int, int] | None = None  # what stat() says of an unmapped owner
+        self.filter_first = False  # load the late filter before the trampoline (_load_trampoline)
+        namespaces = spec.get("linux", {}).get("namespaces", [])
+        if self.trampoline is not None and any(n.get("type") == "user" for n in namespaces):
+            from galley.kernel.userns import overflow_ids  # noqa: PLC0415
+
+            self.image = self.trampoline.reserve()  # before we enter the container's namespace
+            self.unmapped = overflow_ids()
+        # The host's cap_last_cap, read now: an exec's stage would otherwise read it from the
+        # container's /proc, where a process with CAP_SYS_ADMIN can mount a file saying 1 and
+        # every later exec would keep the capabilities past it (runc 1.1 reads it there).
+        from galley.kernel.caps import last_cap  # noqa: PLC0415
+
+        last_cap()
         if process.get("apparmorProfile") and not pathnames.isdir("/sys/kernel/security/apparmor"):
             raise StageError("apparmor profile set in config.json but AppArmor is not enabled")
         self.capabilities = capabilities
@@ -176,10 +190,31 @@ class ProcessStarter:
         assert self.trampoline is not None
         loaded_here = self.start_hooks or (self.filter is not None and self.filter.notify)
         late = self.filter if self.nnp and not loaded_here else None
+        if late is not None and not self._trampoline_out_of_reach():
+            self.filter_first, late = True, None  # execute() loads it, and no_new_privs
         program, flags = late.raw() if late is not None else (b"", 0)
         self.image = self.trampoline.load(
-            fifo=self.fifo, no_new_privs=self.nnp, program=program, flags=flags
+            fifo=self.fifo,
+            no_new_privs=self.nnp and not self.filter_first,
+            program=program,
+            flags=flags,
+            into=self.image,
         )
+
+    def _trampoline_out_of_reach(self) -> bool:
+        """Whether the container's processes, whatever their capabilities, cannot write into
+        the trampoline's memory before it loads the late filter: true without a user
+        namespace of the container's (the memory is then our namespace's), and with one that
+        maps neither the owner nor the group of the reserved file (trampoline.reserve), which
+        stat() then reports as the overflow ids. Where it maps them (we were not root, so the
+        file stayed ours; a rootless container maps its runtime's id), the filter is loaded
+        before the trampoline's execve instead: it then also binds the trampoline's own few
+        calls (prctl, rt_sigaction, read and close of the exec fifo), which runc's init makes
+        before its filter."""
+        if self.unmapped is None:
+            return True
+        st = posix.fstat(self.image)
+        return st.st_uid == self.unmapped[0] or st.st_gid == self.unmapped[1]
 
     def secure_for_hooks(self) -> None:
         """Before the startContainer hooks: with noNewPrivileges, no_new_privs and the filter,
@@ -242,6 +277,8 @@ class ProcessStarter:
                 posix.set_inheritable(self.fifo, True)  # the trampoline reads and closes it
             if self.nnp:  # before this execve too: root's would raise permitted to bounding
                 proc.set_no_new_privs()
+            if self.filter_first and self.filter is not None:
+                self.filter.load()
             argv = self.trampoline.argv(self.executable, self.process["args"])
             self._execve(self.image, argv)
         if self.nnp:

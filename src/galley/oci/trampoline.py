@@ -28,7 +28,7 @@ from __future__ import annotations
 import posix
 
 from galley.kernel import pathnames
-from galley.kernel.memfd import sealed
+from galley.kernel.memfd import reserved, seal, sealed
 
 # .text of trampoline_x86_64.s: code, then the parameters at PARAMS, the messages, and the
 # seccomp program and the error texts (ERROR_TEXTS) appended at the end.
@@ -58,6 +58,10 @@ X86_64 = bytes.fromhex(
 )
 PARAMS = 0x2B8  # fifo fd, no_new_privs, seccomp flags, instruction count: four int32
 BASE = 0x400000  # load address (ET_EXEC): the code addresses its data relative to rip
+# The owner of a trampoline for a container with a user namespace (reserve): the highest id
+# there is, which no container's namespace maps in practice; where one does (or where we may
+# not give the file away), galley.oci.starter loads the late filter before the trampoline.
+OWNER = (0xFFFFFFFE, 0xFFFFFFFE)
 _HEADERS = 64 + 2 * 56  # ELF header, PT_LOAD and PT_GNU_STACK program headers
 
 ARGV0 = " "
@@ -168,10 +172,30 @@ def _u(value: int, size: int) -> bytes:
     return value.to_bytes(size, "little")
 
 
-def load(*, fifo: int | None, no_new_privs: bool, program: bytes = b"", flags: int = 0) -> int:
-    """The trampoline in a sealed, close-on-exec memfd, ready for posix.execve(fd, ...)."""
+def reserve() -> int:
+    """An empty memfd for load(into=...), owned by OWNER where we are root: made before the
+    stage enters a user namespace of the container's, for the trampoline it will exec there.
+
+    A trampoline exec'd from a file that namespace can read (ours, made inside it, say) would
+    have its memory tied to that namespace, and a container process holding CAP_SYS_PTRACE
+    there could write into it through /proc/<pid>/mem while it waits for `start` or before it
+    loads the late seccomp filter: zero the filter's length and the process runs unconfined.
+    runc's init was exec'd in the host's namespace and stays out of such reach. This file's
+    owner is one the container's namespace does not map, so the kernel ties the trampoline's
+    memory to an ancestor namespace instead (galley.kernel.memfd.reserved)."""
+    return reserved("galley-init", OWNER)
+
+
+def load(
+    *, fifo: int | None, no_new_privs: bool, program: bytes = b"", flags: int = 0, into: int = -1
+) -> int:
+    """The trampoline in a sealed, close-on-exec memfd, ready for posix.execve(fd, ...): into,
+    a memfd from reserve(), or a new one."""
     data = image(fifo=fifo, no_new_privs=no_new_privs, program=program, flags=flags)
-    return sealed("galley-init", data, executable=True)
+    if into < 0:
+        return sealed("galley-init", data, executable=True)
+    seal(into, data)
+    return into
 
 
 def argv(path: str, args: list[str]) -> list[str]:
