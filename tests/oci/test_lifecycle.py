@@ -938,14 +938,22 @@ def test_delete_force_kills_an_init_that_left_its_cgroup(
 
 @pytest.mark.parametrize(
     "damage",
-    [lambda c: c["unified"].pop("paths"), lambda c: c.pop("paths"), lambda c: c.update(mode=7)],
+    [
+        lambda c: c["unified"].pop("paths"),
+        lambda c: c.pop("paths"),
+        lambda c: c.update(mode=7),
+        lambda c: c["paths"].update(freezer=5),
+        lambda c: c.update(paths=["x"]),
+        lambda c: c["unified"].update(paths=""),
+    ],
 )
 def test_a_damaged_cgroup_record_fails_exec_clearly_and_delete_goes_on(
     runtime: Runtime, bundle: Bundle, damage: Callable[[dict[str, Any]], object]
 ) -> None:
-    """state.json edited by hand (or by something else): exec says what is wrong, without a
-    traceback; delete --force still kills the init and removes the container, and says that
-    the cgroup directories it could not name are left."""
+    """state.json edited by hand (or by something else): `state` and `list` go by the init
+    (a wrongly typed path ended them in a traceback, and `list` listed no container); exec
+    says what is wrong, without a traceback; delete --force still kills the init and removes
+    the container, and says that the cgroup directories it could not name are left."""
     bundle.config["process"]["args"] = ["sleep", "60"]
     cid = runtime.detached(bundle)
     state_file = runtime.root / cid / "state.json"
@@ -958,6 +966,12 @@ def test_a_damaged_cgroup_record_fails_exec_clearly_and_delete_goes_on(
     damage(record)
     state_file.write_text(json.dumps(saved))
     try:
+        result = runtime("state", cid)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["status"] == "running"
+        result = runtime("list", "-q")
+        assert result.returncode == 0, result.stderr
+        assert cid in result.stdout.split()
         result = runtime("exec", cid, "true")
         assert result.returncode == 255
         assert "the record of the container's cgroup is damaged" in result.stderr

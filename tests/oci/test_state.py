@@ -134,6 +134,17 @@ GOOD_STATE = {
         (json.dumps({**GOOD_STATE, "pid": -1}), "pid -1"),
         (json.dumps({**GOOD_STATE, "id": "other"}), "it names container 'other'"),
         (json.dumps({**GOOD_STATE, "config": []}), "config is not a dict"),
+        (json.dumps({**GOOD_STATE, "config": {"hooks": [1]}}), "config.hooks is not an object"),
+        (json.dumps({**GOOD_STATE, "config": {"linux": []}}), "config.linux is not an object"),
+        (json.dumps({**GOOD_STATE, "config": {"mounts": {}}}), "config.mounts is not an array"),
+        (
+            json.dumps({**GOOD_STATE, "config": {"hooks": {"poststop": [1]}}}),
+            "config.hooks.poststop is not an array of objects",
+        ),
+        (
+            json.dumps({**GOOD_STATE, "config": {"linux": {"namespaces": [5]}}}),
+            "config.linux.namespaces is not an array of objects",
+        ),
     ],
 )
 def test_corrupt_state_is_reported(tmp_path: Path, content: str, reason: str) -> None:

@@ -202,7 +202,38 @@ def _shape_problem(data: object, container_id: str) -> str:
         return f"it names container {data['id']!r}"
     if data["pid"] < 1:
         return f"pid {data['pid']}"
+    return _config_problem(data.get("config", {}))
+
+
+# The saved config's sections the commands read after create, and their types: create
+# validated them, so another type is an edited file (runc's Go decoder refuses one too).
+CONFIG_TYPES: dict[str, type] = {
+    "ociVersion": str,
+    "process": dict,
+    "root": dict,
+    "mounts": list,
+    "hooks": dict,
+    "annotations": dict,
+    "linux": dict,
+}
+
+
+def _config_problem(config: dict[str, Any]) -> str:
+    """What is wrong with the shape of the saved config's sections ("" when nothing): the
+    hooks delete runs and the namespaces exec joins down to their entries."""
+    for name, kind in CONFIG_TYPES.items():
+        if not isinstance(config.get(name, kind()), kind):
+            return f"config.{name} is not {_JSON_NAMES[kind]}"
+    for stage, hooks in config.get("hooks", {}).items():
+        if not isinstance(hooks, list) or not all(isinstance(hook, dict) for hook in hooks):
+            return f"config.hooks.{stage} is not an array of objects"
+    namespaces = config.get("linux", {}).get("namespaces", [])
+    if not isinstance(namespaces, list) or not all(isinstance(ns, dict) for ns in namespaces):
+        return "config.linux.namespaces is not an array of objects"
     return ""
+
+
+_JSON_NAMES: dict[type, str] = {str: "a string", dict: "an object", list: "an array"}
 
 
 class ContainerState:
@@ -369,7 +400,7 @@ class ContainerState:
 
         try:
             return saved_frozen(self.cgroup)
-        except (KeyError, OSError):
+        except OSError:
             return False
 
     def oci_state(self, status: Status | None = None) -> State:

@@ -45,12 +45,21 @@ def v2_frozen(directory: str) -> bool:
 
 
 def saved_frozen(saved: dict[str, Any]) -> bool:
-    """Whether the cgroup a manager's save() describes is frozen, without loading the manager."""
-    paths = saved.get("paths") or {}
+    """Whether the cgroup a manager's save() describes is frozen, without loading the manager.
+    A record of another shape (an edited state.json) tells no frozen cgroup: `state` and
+    `list` go by the init, and the commands that need the cgroup say the record is damaged
+    (galley.oci.cgroups.factory.load)."""
+    paths = _object(saved.get("paths"))
     if saved.get("mode") == "v2":
-        return v2_frozen(paths[""])
-    unified = (saved.get("unified") or {}).get("paths") or {}
-    return v1_frozen(paths.get("freezer")) or ("" in unified and v2_frozen(unified[""]))
+        return isinstance(paths.get(""), str) and v2_frozen(paths[""])
+    freezer, unified = paths.get("freezer"), _object(_object(saved.get("unified")).get("paths"))
+    return (isinstance(freezer, str) and v1_frozen(freezer)) or (
+        isinstance(unified.get(""), str) and v2_frozen(unified[""])
+    )
+
+
+def _object(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 # The v1 hierarchy whose cgroup.procs a manager reads for the container's processes: the
