@@ -532,19 +532,19 @@ def test_a_listed_default_node_drops_its_default_rule() -> None:
 def test_rules_v1_cannot_express_are_refused(rules: list[tuple[Any, ...]], hole: str) -> None:
     """v1 keeps exceptions by exact numbers: a rule agreeing with the default inside a wider
     opposite exception would change nothing; the list is refused (runc's emulator's rule)."""
-    from galley.oci.cgroups.devices import Rule, plan_v1  # noqa: PLC0415
+    from galley.oci.cgroups.devices import Rule, plan  # noqa: PLC0415
 
     parsed = [Rule(kind == "allow", *rest) for kind, *rest in rules]
     with pytest.raises(InvalidArgument, match="cannot punch hole") as err:
-        plan_v1(parsed)
+        plan(parsed)
     assert hole in str(err.value)
 
 
 def test_rules_v1_can_express_pass() -> None:
-    from galley.oci.cgroups.devices import DEFAULT_ALLOWED, Rule, plan_v1  # noqa: PLC0415
+    from galley.oci.cgroups.devices import DEFAULT_ALLOWED, Rule, plan  # noqa: PLC0415
 
-    plan_v1([Rule(False, "a", -1, -1, "rwm"), *DEFAULT_ALLOWED])
-    plan_v1([  # exact removals, disjoint access, and a reset by "a"
+    plan([Rule(False, "a", -1, -1, "rwm"), *DEFAULT_ALLOWED])
+    plan([  # exact removals, disjoint access, and a reset by "a"
         Rule(True, "c", 1, 11, "rwm"), Rule(False, "c", 1, 11, "rwm"),
         Rule(True, "c", -1, -1, "m"), Rule(False, "c", 10, 229, "rw"),
         Rule(True, "b", 7, -1, "r"), Rule(False, "a", -1, -1, "rwm"), Rule(False, "b", 7, 1, "r"),
@@ -552,11 +552,11 @@ def test_rules_v1_can_express_pass() -> None:
 
 
 def test_rules_v1_are_written_as_what_they_leave() -> None:
-    """A rule agreeing with the default takes its access from every exception it covers."""
-    from galley.oci.cgroups.devices import Rule, plan_v1  # noqa: PLC0415
+    """A deny agreeing with a deny default takes its access from every exception it covers."""
+    from galley.oci.cgroups.devices import DEFAULT_ALLOWED, Rule, plan  # noqa: PLC0415
 
     def texts(rules: list[tuple[Any, ...]]) -> tuple[bool, list[str]]:
-        default, left = plan_v1([Rule(kind == "allow", *rest) for kind, *rest in rules])
+        default, left = plan([Rule(kind == "allow", *rest) for kind, *rest in rules])
         return default, [rule.cgroup_text() for rule in left]
 
     deny_all = ("deny", "a", -1, -1, "rwm")
@@ -566,8 +566,21 @@ def test_rules_v1_are_written_as_what_they_leave() -> None:
         False,
         ["c 1:3 rm"],
     )
-    assert texts([("allow", "a", -1, -1, "rwm"), ("deny", "b", 8, 1, "w"),
-                  ("allow", "b", 8, -1, "rwm")]) == (True, [])  # fmt: skip
+    allow_all = ("allow", "a", -1, -1, "rwm")
+    assert texts([allow_all, ("deny", "b", 8, 1, "w"), ("allow", "b", 8, 1, "rwm")]) == (True, [])
+    # an allow default's allow takes back only the deny of exactly its numbers, as the
+    # kernel and runc: runc's trailing defaults must leave the spec's denies (they did not)
+    assert texts([allow_all, ("deny", "b", 8, 1, "w"), ("allow", "b", 8, -1, "rwm")]) == (
+        True,
+        ["b 8:1 w"],
+    )
+    assert texts([allow_all, ("deny", "c", 10, 229, "rwm"), ("deny", "c", 136, 0, "rwm")]
+                 + [("allow", r.type, r.major, r.minor, r.access) for r in DEFAULT_ALLOWED]) == (
+        True,
+        ["c 10:229 rwm", "c 136:0 rwm"],
+    )  # fmt: skip
+    # "a" resets whatever its access and numbers say (the kernel reads "a" alone)
+    assert texts([allow_all, ("deny", "a", 7, 0, "w")]) == (False, [])
     assert texts([deny_all, ("allow", "c", -1, -1, "m"), ("allow", "c", -1, -1, "r")]) == (
         False,
         ["c *:* rm"],

@@ -20,12 +20,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from galley.kernel.proc import set_child_subreaper
 from tests.conftest import GALLEY_RUNC
 from tests.oci.conftest import Bundle, Runtime, in_namespace, mount_namespace, wait_status
+from tests.oci.test_cgroups_runtime import DEVICE_LISTS, device_probe
 from tests.oci.test_lifecycle import detached
 
 pytestmark = pytest.mark.root
@@ -287,3 +289,12 @@ def test_a_shared_cgroup2_mount_is_shared(
     assert ran.returncode == 0, ran.stderr
     optional = ran.stdout.split(" - ")[0].split()[6:]  # the fields before the separator
     assert any(field.startswith("shared:") for field in optional), ran.stdout
+
+
+@pytest.mark.parametrize(("rules", "made"), DEVICE_LISTS.values(), ids=DEVICE_LISTS.keys())
+def test_a_rule_list_means_on_v2_what_runcs_emulator_makes_it(
+    on_v2: Runtime, bundle: Bundle, cgroup_path: str, rules: list[dict[str, Any]], made: str
+) -> None:
+    """test_cgroups_runtime's lists through the eBPF filter: the same result as on v1."""
+    bundle.config["linux"]["cgroupsPath"] = cgroup_path
+    assert device_probe(on_v2, bundle, rules).split() == [*made.split(), "done"]

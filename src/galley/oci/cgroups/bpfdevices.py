@@ -3,8 +3,9 @@
 cgroup v2 has no devices.allow file: the kernel runs the cgroup's device programs on every
 open/mknod of a device node and allows it only if each returns 1. The program built here
 reads the request (type, access, major, minor) from struct bpf_cgroup_dev_ctx and walks the
-rules from the LAST to the first, so that later rules win as on v1; the first rule that
-matches decides. No match denies (a container's rules start with "deny all" in practice).
+rules from the LAST to the first; the first rule that matches decides, no match denies. The
+rules compiled are what the container's list leaves on v1's model (program_for): the default
+first, its exceptions after it, so that a list means on v2 what it means on v1.
 
 An allow rule matches when the requested access is a subset of the rule's ("rw" allows an
 "r" open); a deny rule when they share any bit ("w" denies an "rw" open).
@@ -23,7 +24,7 @@ import posix
 from galley.errors import InvalidArgument
 from galley.kernel import bpf
 from galley.kernel.bpf import insn
-from galley.oci.cgroups.devices import Rule, effective_rules
+from galley.oci.cgroups.devices import Rule, effective_rules, plan
 
 TYPE_CHECKING = False  # typing, and re, enum and collections with it: ~8 ms of a v2 create
 if TYPE_CHECKING:
@@ -79,9 +80,19 @@ def compile_rules(rules: list[Rule]) -> bytes:
     return b"".join(program)
 
 
+def program_for(rules: list[Rule]) -> bytes:
+    """The program for a container's rule list: what the list leaves on v1's model
+    (devices.plan, as runc compiles its emulator's result), the default then the exceptions.
+    Compiled as listed, a rule of type "a" with some access or numbers would match only those
+    (v1 reads it as a reset of everything), and an allow after "allow a" would not keep the
+    denies it covers."""
+    default_allow, exceptions = plan(rules)
+    return compile_rules([Rule(default_allow, "a", -1, -1, "rwm"), *exceptions])
+
+
 def attach(directory: str, rules: list[Any], implied: list[Rule]) -> None:
     """Compile the spec's rules plus the implied ones and make it the cgroup's only filter."""
-    program = compile_rules(effective_rules(rules, implied))
+    program = program_for(effective_rules(rules, implied))
     try:
         prog_fd = bpf.load_device_program(program)
     except OSError as e:

@@ -5,8 +5,9 @@ then runc's always-allowed devices (mknod of anything; null, zero, full, random,
 ptmx, /dev/pts/*, tun). Later rules win. As runc's, a linux.devices entry only makes the node:
 access to it is what linux.resources.devices allows (an orchestrator that exposes a device
 adds the rule), and an entry at the path of a default node (say /dev/null) drops that
-default's rule. On v1 the rules are written one by one to devices.deny/devices.allow; on v2
-they compile to an eBPF program (galley.oci.cgroups.bpfdevices).
+default's rule. What the list leaves on v1's model (plan: a default and its exceptions) is
+written to devices.deny/devices.allow on v1, and compiled to an eBPF program on v2
+(galley.oci.cgroups.bpfdevices), so that a list means the same on both, as in runc.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def effective_rules(resources: list[DeviceRule], implied: list[Rule]) -> list[Ru
 
 
 def write_v1(directory: str, rules: list[Rule]) -> None:
-    """Program a v1 devices cgroup with what the rules leave in the end (plan_v1).
+    """Program a v1 devices cgroup with what the rules leave in the end (plan).
 
     A cgroup that already denies by default and is to go on doing so (an `update` of a
     running container: containerd passes the whole linux.resources, its device rules
@@ -153,7 +154,7 @@ def write_v1(directory: str, rules: list[Rule]) -> None:
     runc starts every container from "deny all" (its rule list always ends in allow rules),
     so a spec without a leading deny-all rule still gets only what the rules allow.
     """
-    default_allow, exceptions = plan_v1(rules)
+    default_allow, exceptions = plan(rules)
     wanted = {(r.type, r.major, r.minor): r.access for r in exceptions}
     _program_v1(directory, default_allow, wanted)
 
@@ -204,17 +205,23 @@ def _parse_list(listing: str) -> tuple[bool, _Exceptions | None]:
     return False, listed
 
 
-def plan_v1(rules: list[Rule]) -> tuple[bool, list[Rule]]:
+def plan(rules: list[Rule]) -> tuple[bool, list[Rule]]:
     """The rules played in order ("later rules win") on v1's model: (whether the default is
-    allow, the exceptions to it). A list v1 cannot express is refused, in runc's words.
+    allow, the exceptions to it). A list v1 cannot express is refused, in runc's words. v1
+    writes the result to the cgroup's files; v2 compiles it (galley.oci.cgroups.bpfdevices),
+    so that a rule list means the same on both, as runc's emulator makes it mean.
 
     The kernel keeps a default and exceptions by exact (type, major, minor) with their
-    access. A rule against the default adds an exception. A rule agreeing with it takes its
-    access from the exceptions it covers ("deny c *:*" after "allow c 10:229": the kernel,
-    fed the rules one by one, would remove only an exception of exactly c *:*, and leave
-    10:229 open). One that only cuts into an exception ("deny c 10:229" after "allow c *:*",
-    "deny c 1:*" after "allow c *:3") would need a hole in it: refused ("cannot punch hole"),
-    where runc refuses the first kind and lets the second through.
+    access. A rule of type "a" resets both, whatever its numbers and access. A rule against
+    the default adds an exception. A deny agreeing with a deny default takes its access from
+    the exceptions it covers ("deny c *:*" after "allow c 10:229": the kernel, fed the rules
+    one by one, would remove only an exception of exactly c *:*, and leave 10:229 open). An
+    allow agreeing with an allow default takes access from an exception of exactly its
+    numbers only, as the kernel and runc do: runc's trailing defaults ("allow c *:* m", "allow
+    c 136:* rwm") after a spec's "allow a" must not take back the spec's denies. One that
+    only cuts into an exception ("deny c 10:229" after "allow c *:*", "deny c 1:*" after
+    "allow c *:3") would need a hole in it: refused ("cannot punch hole"), where runc refuses
+    the first kind and lets the second through.
     """
     default_allow = False
     exceptions: dict[tuple[str, int, int], str] = {}
@@ -233,6 +240,8 @@ def plan_v1(rules: list[Rule]) -> tuple[bool, list[Rule]]:
             if not (_overlaps(rule.major, major) and _overlaps(rule.minor, minor)):
                 continue
             if rule.major in (-1, major) and rule.minor in (-1, minor):  # covers it
+                if rule.allow and (rule.major, rule.minor) != (major, minor):
+                    continue  # an allow default's allow: the exact exception only
                 left = "".join(c for c in held if c not in rule.access)
                 if left:
                     exceptions[(kind, major, minor)] = left
