@@ -82,6 +82,31 @@ def test_symlinked_destination_stays_inside(
     assert sorted(os.listdir(host_dir)) == ["secret"]
 
 
+@pytest.mark.parametrize("link", ["/", "..", "../.."])
+def test_a_bind_whose_destination_the_image_points_at_the_root_is_refused(
+    any_runtime: Runtime, bundle: Bundle, host_dir: Path, link: str
+) -> None:
+    """/data is the image's symlink to the root, and a volume is bound there: galley took
+    the volume for a mount over the root and made the container's /dev nodes, cwd and later
+    mount points in the host directory, as root, replacing what it held at those names
+    (session 39's review). Both runtimes refuse; the host directory is as it was."""
+    os.symlink(link, bundle.rootfs / "data")
+    (host_dir / "dev").mkdir()
+    (host_dir / "dev" / "ptmx").write_text("precious\n")
+    bundle.config["mounts"].append(
+        {"destination": "/data", "type": "bind", "source": str(host_dir),
+         "options": ["rbind", "rprivate"]}
+    )  # fmt: skip
+    bundle.config["process"]["cwd"] = "/app"
+    result = any_runtime("run", "-b", str(bundle.write()), any_runtime.new_id())
+    assert sorted(os.listdir(host_dir)) == ["dev", "secret"]
+    assert os.listdir(host_dir / "dev") == ["ptmx"]
+    assert (host_dir / "dev" / "ptmx").read_text() == "precious\n"
+    assert result.returncode != 0, result.stdout
+    if "galley" in any_runtime.binary:
+        assert "resolves through a symlink to the container's root directory" in result.stderr
+
+
 def test_bind_file_through_symlink_to_host_file(
     bundle: Bundle, host_dir: Path, tmp_path: Path
 ) -> None:

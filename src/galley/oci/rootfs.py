@@ -304,11 +304,18 @@ class Rootfs:
             posix.close(under)
 
     def _check_target(self, target: int, kind: str, source: str, dest: str) -> None:
-        """Refuse /proc's insides, proc or sysfs through a symlink or over the root, and any
-        mount over the root of a rootfs built in the host's mount namespace. Another mount
-        over the root covers it, as runc's: what follows is built in it (_reopen_root)."""
+        """Refuse /proc's insides, proc or sysfs through a symlink or over the root, any mount
+        over the root of a rootfs built in the host's mount namespace, and a destination the
+        image's symlinks resolve to the root (the covering mount's source, a host directory,
+        would get the container's device nodes, cwd and later mount points, made as root;
+        runc fails such a mount too). Another mount whose destination is "/" covers the root,
+        as runc's: what follows is built in it (_reopen_root)."""
         where = paths.container_path(self.root_fd, target)
         if where == "/":
+            if paths.clean(dest) != "/":  # the image's symlink: the mount would be the root
+                raise InvalidArgument(  # its /dev, cwd and later mounts made in the source
+                    "destination resolves through a symlink to the container's root directory"
+                )
             if self.shares_host_mounts or kind in {"proc", "sysfs"}:
                 raise InvalidArgument("cannot mount over the container's root directory")
             self.root_covered = True
