@@ -384,6 +384,26 @@ def test_tmpcopyup_copies_a_tree_deeper_than_the_recursion_limit(bundle: Bundle)
         subprocess.run(["rm", "-rf", str(bundle.rootfs / "deep")], check=True)
 
 
+def test_tmpcopyup_copies_a_directory_wider_than_the_open_file_limit(bundle: Bundle) -> None:
+    """600 subdirectories under a limit of 256 open files: each waited its turn with two fds
+    open, and the create failed with EMFILE (session 39's review; runc copies it)."""
+    wide = bundle.rootfs / "wide"
+    for i in range(600):
+        (wide / f"d{i}").mkdir(parents=True)
+    (wide / "d599" / "last").write_text("copied\n")
+    bundle.config["mounts"].append(
+        {"destination": "/wide", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]}
+    )
+    result = run_in_rootfs(
+        bundle.path,
+        bundle.config,
+        "ls /wide | wc -l; cat /wide/d599/last",
+        prelude="import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["600", "copied"]
+
+
 def _deep_tree(top: Path, depth: int) -> None:
     """top/d/d/.../d/bottom, depth levels, made one level at a time (makedirs recurses)."""
     top.mkdir()
