@@ -309,6 +309,23 @@ def test_bad_rootfs_propagation(bundle: Bundle) -> None:
     assert "linux.rootfsPropagation: unknown propagation 'sideways'" in result.stderr
 
 
+def test_a_destination_through_a_long_dangling_symlink_is_made(bundle: Bundle) -> None:
+    """/run is the image's symlink to a missing path of 100 components: the mount's
+    directories are all made inside the root (the walk's budget was the destination's own
+    length, and the create failed; runc makes them)."""
+    (bundle.rootfs / "run").rmdir()
+    deep = "/".join(f"d{i}" for i in range(100))
+    os.symlink("/" + deep, bundle.rootfs / "run")
+    bundle.config["mounts"].append(
+        {"destination": "/run/secrets", "type": "tmpfs", "source": "tmpfs", "options": []}
+    )
+    result = run_in_rootfs(bundle.path, bundle.config, "grep -c ' /" + deep + "/secrets ' "
+                           "/proc/self/mountinfo")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1"]
+    assert (bundle.rootfs / deep / "secrets").is_dir()
+
+
 def test_tmpcopyup_copies_the_covered_directory(bundle: Bundle) -> None:
     etc = bundle.rootfs / "etc"
     (etc / "sub").mkdir()

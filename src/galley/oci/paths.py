@@ -72,14 +72,23 @@ def _ensure(root_fd: int, parts: list[str], mode: int, *, leaf_is_dir: bool) -> 
         return openat2(root_fd, "/".join(parts) or ".", flags, RESOLVE)
     except FileNotFoundError:
         pass
-    budget = 2 * MAX_SYMLINK_HOPS + 2 * len(parts)
-    while budget > 0:
-        budget -= 1
+    hops = made = 0  # symlinks followed; components made (a racing rmdir makes us redo one)
+    while True:
         found = _walk(root_fd, parts, mode, leaf_is_dir=leaf_is_dir)
         if isinstance(found, int):
             return found
+        if found is parts or len(found) < len(parts):  # made one, or "missing/.." dropped
+            made += 1
+        else:
+            hops += 1
+        # the bound on components grows with the path: a symlink may add a hundred of them
+        if hops > 2 * MAX_SYMLINK_HOPS or made > 2 * len(found):
+            raise OSError(
+                40,
+                "too many levels of symbolic links, or a path changing under us",
+                "/" + "/".join(found),
+            )
         parts = found
-    raise OSError(40, "too many levels of symbolic links, or a path changing under us", parts)
 
 
 def _walk(root_fd: int, parts: list[str], mode: int, *, leaf_is_dir: bool) -> int | list[str]:
