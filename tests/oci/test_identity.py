@@ -116,6 +116,14 @@ def test_home_dir(tmp_path: Path) -> None:
     assert home_dir(0, str(tmp_path / "missing")) == "/"
 
 
+def test_home_dir_reads_ids_as_numbers(tmp_path: Path) -> None:
+    """As runc's lookup (Go's Atoi): "01000" is uid 1000; "1_000" and " 1000" are no id."""
+    passwd = tmp_path / "passwd"
+    passwd.write_text("a:x:1_000:1::/a:\nb:x: 1000:1::/b:\nc:x:01000:1::/c:\nd:x:+7:1::/d:\n")
+    assert home_dir(1000, str(passwd)) == "/c"
+    assert home_dir(7, str(passwd)) == "/d"
+
+
 def test_home_dir_reads_only_a_regular_file_inside_the_root(tmp_path: Path) -> None:
     """The stage reads the container's /etc/passwd as the host's root: no magic link to one of
     its own fds (a host file), no FIFO to wait on, no endless device."""

@@ -112,6 +112,12 @@ def home_dir(uid: int, passwd: str = "/etc/passwd") -> str:
         return "/"
     for line in data.decode("utf-8", "replace").splitlines():
         fields = line.split(":")
-        if len(fields) >= 6 and fields[2] == str(uid):
+        if len(fields) >= 6 and _decimal(fields[2]) == uid:
             return fields[5] or "/"
     return "/"
+
+
+def _decimal(text: str) -> int | None:
+    """A passwd id read as runc reads it (Go's Atoi: "01000" is 1000), or None."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    return int(text) if digits.isascii() and digits.isdigit() else None
