@@ -209,8 +209,8 @@ class ProcessStarter:
         stat() then reports as the overflow ids. Where it maps them (we were not root, so the
         file stayed ours; a rootless container maps its runtime's id), the filter is loaded
         before the trampoline's execve instead: it then also binds the trampoline's own few
-        calls (prctl, rt_sigaction, read and close of the exec fifo), which runc's init makes
-        before its filter."""
+        calls (prctl, rt_sigaction, read and close of the exec fifo), as runc 1.1.5's init
+        loads its filter before it opens the exec fifo (later runc releases load it after)."""
         if self.unmapped is None:
             return True
         st = posix.fstat(self.image)
