@@ -1017,3 +1017,64 @@ def test_a_hook_s_odd_output_is_quoted_as_logrus_quotes_it(
     result = run_bundle(any_runtime, bundle, status=1)
     quoted = r'stdout: esc\x1b[1m é \t tab \\ bs \"q\"\n, stderr: "' + "\n"
     assert result.stderr.endswith(quoted), result.stderr
+
+
+def test_an_exec_whose_pid_file_cannot_be_written_leaves_no_process(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """--pid-file naming a directory: the exec fails and its process is killed, as runc's
+    (galley's kept running, so the caller had a failed exec and no pid for what ran)."""
+    bundle.config["process"]["args"] = ["sleep", "100"]
+    cid = any_runtime.detached(bundle)
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    result = any_runtime("exec", "-d", "--pid-file", str(taken), cid, "sleep", "4242")
+    assert result.returncode != 0
+    listed = any_runtime("ps", cid, "-o", "pid,args")
+    assert listed.returncode == 0, listed.stderr
+    deadline = time.monotonic() + 5
+    while "4242" in listed.stdout and time.monotonic() < deadline:
+        time.sleep(0.05)
+        listed = any_runtime("ps", cid, "-o", "pid,args")
+    assert "4242" not in listed.stdout, listed.stdout
+
+
+def test_an_exec_pid_file_path_is_cleaned_as_creates(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """exec used its --pid-file as given: "missing/../x.pid" failed (ENOENT) after the
+    process had started; Go's filepath.Abs cleans it first, as create's already was."""
+    bundle.config["process"]["args"] = ["sleep", "100"]
+    cid = any_runtime.detached(bundle)
+    pid_file = f"{tmp_path}/missing/../x.pid"
+    result = any_runtime("exec", "-d", "--pid-file", pid_file, cid, "true")
+    assert result.returncode == 0, result.stderr
+    assert int((tmp_path / "x.pid").read_text()) > 0
+
+
+def test_the_bundle_is_the_directory_the_kernel_finds(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """--bundle through a symlink and "..": runc changes into it (the kernel takes the link,
+    then ".." from where it leads) and records its working directory; galley cleaned the
+    text, found another directory (or none) and recorded the link."""
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "l").symlink_to(bundle.path)
+    given = f"{links}/l/../{bundle.path.name}"  # lexically links/<name>, which is not there
+    bundle.write()
+    cid = any_runtime.new_id()
+    any_runtime.created.append(cid)
+    errors = tmp_path / "errors"
+    with errors.open("w") as err:  # the created init keeps it open: no pipe
+        created = subprocess.run(
+            [any_runtime.binary, "--root", str(any_runtime.root), "create", "-b", given, cid],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            timeout=30,
+            check=False,
+        )
+    assert created.returncode == 0, errors.read_text()
+    state = json.loads(any_runtime("state", cid, check=True).stdout)
+    assert state["bundle"] == os.path.realpath(bundle.path)

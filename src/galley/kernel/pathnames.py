@@ -62,11 +62,28 @@ def abspath(path: str) -> str:
 
 
 def go_abspath(path: str) -> str:
-    """abspath as Go's filepath.Abs writes it (runc's bundle path, which `state` prints):
-    Go's Clean keeps no second leading slash, where POSIX lets os.path keep one (Linux reads
-    "//tmp" as "/tmp")."""
+    """abspath as Go's filepath.Abs writes it: Go's Clean keeps no second leading slash,
+    where POSIX lets os.path keep one (Linux reads "//tmp" as "/tmp")."""
     absolute = abspath(path)
     return absolute[1:] if absolute.startswith("//") else absolute
+
+
+def resolved_directory(path: str) -> str:
+    """The directory path names as the kernel resolves it (each symlink, and each ".." after
+    one, taken as chdir takes them) and getcwd writes it: runc's bundle path, which `state`
+    prints and hooks read (runc changes into the bundle and records its working directory).
+    A lexical cleaning would turn "link/../b" into another directory than runc's. Where it
+    cannot be opened as a directory, go_abspath's text, for the caller's error to name."""
+    try:
+        fd = posix.open(path or ".", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
+    except OSError:
+        return go_abspath(path)
+    try:
+        return posix.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return go_abspath(path)
+    finally:
+        posix.close(fd)
 
 
 def relpath(path: str, start: str = ".") -> str:

@@ -86,10 +86,10 @@ def exec_process(
             warn=warn,
             prepare_console=hand_over,
         )
+        if pid_file:  # a pid file that cannot be written kills the process, as runc's
+            write_pid_file(pid_file, pid)
     try:
         _close_all(masters)
-        if pid_file:
-            write_pid_file(pid_file, pid)
         if forwarder is None:
             return 0
         forwarder.to(pid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from galley.errors import InvalidArgument
+from galley.kernel import pathnames
 from galley.oci import jsonfast
 from galley.oci.commands.args import (
     check_console_socket,
@@ -343,7 +344,7 @@ def exec_command(state: ContainerState, args: Args, log: Log) -> int:
             process,
             stage,
             console_socket=args.console_socket,
-            pid_file=args.pid_file,
+            pid_file=args.pid_file and pathnames.abspath(args.pid_file),  # as create's
             detach=args.detach,
             sub_cgroups=sub,
             warn=log.warning,

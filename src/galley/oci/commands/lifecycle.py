@@ -176,7 +176,7 @@ def _ignore(_signum: int, _frame: object) -> None:
 def _create(ctx: Context, args: Args, cid: str, *, foreground: bool, config: Any) -> ContainerState:
     from galley.oci import launch  # noqa: PLC0415 - lazy: the heavy part of galley-runc
 
-    bundle = pathnames.go_abspath(args.bundle)
+    bundle = pathnames.resolved_directory(args.bundle)
     keyring = None if args.no_new_keyring else f"_ses.{cid}"  # runc's name
     if config is None:
         config = read_config(bundle)
@@ -459,7 +459,7 @@ def run(command: str, ctx: Context, args: Args) -> int:
     """Run one lifecycle command."""
     config = None
     if command in {"create", "run"}:  # runc reads the spec before it looks at the id
-        config = read_config(pathnames.go_abspath(args.bundle))
+        config = read_config(pathnames.resolved_directory(args.bundle))
     cid = container_id(command, args)
     if command == "create":
         create(ctx, args, cid, foreground=False, config=config)
