@@ -475,3 +475,30 @@ def test_a_caller_without_cap_sys_admin_is_told_which_namespaces_failed(
         result.stderr
     ), result.stderr
     assert runtime("state", cid).returncode == 1
+
+
+def test_a_net_sysctl_never_reaches_the_hosts_network_namespace(
+    any_runtime: Runtime, bundle: Bundle
+) -> None:
+    """The network namespace joined by path is the host's (a host process's): the net.*
+    sysctl is refused before anything runs, and the host's value stays (galley wrote it)."""
+    knob = "/proc/sys/net/ipv4/tcp_keepalive_probes"
+    before = Path(knob).read_text()
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        bundle.config["linux"]["namespaces"] = [
+            n
+            if n["type"] != "network"
+            else {"type": "network", "path": f"/proc/{sleeper.pid}/ns/net"}
+            for n in bundle.config["linux"]["namespaces"]
+        ]
+        bundle.config["linux"]["sysctl"] = {"net.ipv4.tcp_keepalive_probes": str(int(before) + 1)}
+        result = any_runtime("run", "-b", str(bundle.write()), any_runtime.new_id())
+        assert Path(knob).read_text() == before
+        assert result.returncode == 1
+        assert "not allowed in host network namespace" in result.stderr
+    finally:
+        if Path(knob).read_text() != before:
+            Path(knob).write_text(before)
+        sleeper.kill()
+        sleeper.wait()

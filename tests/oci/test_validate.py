@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import subprocess
 from typing import Any
 
 import pytest
@@ -230,6 +231,44 @@ def test_namespaced_sysctls_are_accepted() -> None:
         InvalidArgument, match=r"^linux.sysctl.net.ipv4.ip_forward: sysctl needs a new network"
     ):
         validate(doc)
+
+
+def test_a_net_sysctl_in_our_own_network_namespace_is_refused() -> None:
+    """A network namespace joined by path that is the one the runtime runs in: a net.*
+    sysctl would be written to the host's (galley wrote it; runc refuses, in these words)."""
+    doc = mutate(BASE, "linux.sysctl", {"net.ipv4.tcp_keepalive_probes": "7"})
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        for path in (f"/proc/{sleeper.pid}/ns/net", "/proc/self/ns/net"):
+            doc["linux"]["namespaces"] = [
+                n if n["type"] != "network" else {"type": "network", "path": path}
+                for n in BASE["linux"]["namespaces"]
+            ]
+            with pytest.raises(
+                InvalidArgument,
+                match=r"^linux.sysctl.net.ipv4.tcp_keepalive_probes: sysctl not allowed in host"
+                r" network namespace$",
+            ):
+                validate(doc)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    doc["linux"]["namespaces"] = [
+        n if n["type"] != "network" else {"type": "network", "path": "/nonexistent/net"}
+        for n in BASE["linux"]["namespaces"]
+    ]
+    validate(doc)  # not ours as far as can be told: the join names the path when it fails
+
+
+def test_time_offsets_go_with_a_new_time_namespace() -> None:
+    """A time namespace joined by path keeps its own offsets: the config's went unused
+    without a word (runc 1.2 refuses them too)."""
+    doc = mutate(BASE, "linux.timeOffsets", {"boottime": {"secs": 99}})
+    doc["linux"]["namespaces"].append({"type": "time", "path": "/proc/1/ns/time"})
+    with pytest.raises(InvalidArgument, match=r"^linux.timeOffsets: a time namespace joined by"):
+        validate(doc)
+    doc["linux"]["namespaces"][-1] = {"type": "time"}
+    validate(doc)
 
 
 def test_a_domainname_sysctl_must_agree_with_the_domainname_field() -> None:

@@ -39,6 +39,7 @@ from galley.oci.vocabulary import NAMESPACE_TYPES, SECCOMP_ARCHES
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import on every create
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -142,7 +143,28 @@ def _seccomp(path: str, value: object) -> None:
         raise fail(path + misuse[0], misuse[1])
 
 
-def _sysctl(path: str, value: object, namespaces: set[str]) -> None:
+def _joined(linux: dict[str, Any], kind: str) -> str:
+    """The path linux.namespaces joins a namespace of this kind by ("": none, or a new one)."""
+    for ns in linux.get("namespaces") or []:
+        if isinstance(ns, dict) and ns.get("type") == kind and isinstance(ns.get("path"), str):
+            return str(ns["path"])
+    return ""
+
+
+def _joins_our_network(linux: dict[str, Any]) -> bool:
+    """Whether the network namespace joined by path is the one we run in (runc's "host"
+    network namespace: the current one, not the initial): a net.* sysctl would be the host's."""
+    path = _joined(linux, "network")
+    if not path:
+        return False
+    try:
+        there, here = posix.stat(path), posix.stat("/proc/self/ns/net")
+    except OSError:
+        return False  # the join fails later, naming the path
+    return (there.st_dev, there.st_ino) == (here.st_dev, here.st_ino)
+
+
+def _sysctl(path: str, value: object, namespaces: set[str], ours: Callable[[], bool]) -> None:
     for key in string_map(path, value):
         p = f"{path}.{key}"
         if "/" in key:  # runc takes /proc/sys's own form too: net/ipv4/ip_forward
@@ -155,6 +177,8 @@ def _sysctl(path: str, value: object, namespaces: set[str]) -> None:
         elif key.startswith("net."):
             if "network" not in namespaces:
                 raise fail(p, "sysctl needs a new network namespace (linux.namespaces has none)")
+            if ours():  # runc's words
+                raise fail(p, "sysctl not allowed in host network namespace")
         elif key in {"kernel.hostname", "kernel.domainname"}:
             if "uts" not in namespaces:
                 raise fail(p, "sysctl needs a new UTS namespace (linux.namespaces has none)")
@@ -204,6 +228,8 @@ def _cross_checks(spec: dict[str, Any], linux: dict[str, Any], namespaces: set[s
         raise fail("linux.namespaces", "a user namespace needs a mount namespace with it")
     if linux.get("timeOffsets") and "time" not in namespaces:
         raise fail("linux.timeOffsets", "needs a time namespace in linux.namespaces")
+    if linux.get("timeOffsets") and _joined(linux, "time"):  # as runc 1.2: they went unused
+        raise fail("linux.timeOffsets", "a time namespace joined by path keeps its own offsets")
     if linux.get("netDevices") and "network" not in namespaces:
         why = "needs a network namespace in linux.namespaces (new, or joined by path)"
         raise fail("linux.netDevices", why)
@@ -233,7 +259,7 @@ def check_linux(spec: dict[str, Any]) -> None:
             "resources": check_resources,
             "rootfsPropagation": lambda p, v: one_of(p, v, PROPAGATIONS, "propagation"),
             "seccomp": _seccomp,
-            "sysctl": lambda p, v: _sysctl(p, v, namespaces),
+            "sysctl": lambda p, v: _sysctl(p, v, namespaces, lambda: _joins_our_network(linux)),
             "maskedPaths": array_of(abspath),
             "readonlyPaths": array_of(abspath),
             "mountLabel": string,
