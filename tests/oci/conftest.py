@@ -204,9 +204,15 @@ def run_bundle(
     return result
 
 
-def status_after_term(argv: list[str], out: Path) -> int:
-    """Run argv (a runtime running TRAP_TERM in the foreground) with its output in out; once
-    "ready" shows, send it SIGTERM; its exit status (7 when the signal reached the shell)."""
+def trap(sig: int) -> str:
+    """TRAP_TERM for another signal (by number: busybox's trap takes one)."""
+    return f"trap 'exit 7' {sig}; echo ready; sleep 30 & wait"
+
+
+def status_after_term(argv: list[str], out: Path, sig: int = signal.SIGTERM) -> int:
+    """Run argv (a runtime running TRAP_TERM, or trap(sig), in the foreground) with its output
+    in out; once "ready" shows, send it sig; its exit status (7 when the signal reached the
+    shell)."""
     with out.open("w") as sink:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink)
         try:
@@ -214,7 +220,7 @@ def status_after_term(argv: list[str], out: Path) -> int:
             while "ready" not in out.read_text():
                 assert time.monotonic() < deadline, out.read_text()
                 time.sleep(0.01)
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             return proc.wait(timeout=10)
         finally:
             proc.kill()

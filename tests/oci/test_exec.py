@@ -17,7 +17,8 @@ import pytest
 
 from galley.oci.cgroups.layout import detect
 from tests.conftest import REPO
-from tests.oci.conftest import TRAP_TERM, Bundle, Runtime, status_after_term
+from tests.oci.conftest import Bundle, Runtime, status_after_term, trap
+from tests.oci.test_lifecycle import FORWARDED, FORWARDED_IDS
 
 pytestmark = pytest.mark.root
 
@@ -146,11 +147,12 @@ def test_exec_detached_writes_pid_file(running: tuple[Runtime, str, int], tmp_pa
         os.kill(pid, 9)
 
 
-def test_exec_forwards_signals(running: tuple[Runtime, str, int], tmp_path: Path) -> None:
-    """SIGTERM to a foreground `galley-runc exec` reaches the process, even at once."""
+@pytest.mark.parametrize("sig", FORWARDED, ids=FORWARDED_IDS)
+def test_exec_forwards_signals(running: tuple[Runtime, str, int], tmp_path: Path, sig: int) -> None:
+    """A signal to a foreground `galley-runc exec` reaches the process, even at once."""
     runtime, cid, _ = running
-    argv = [runtime.binary, "--root", str(runtime.root), "exec", cid, "sh", "-c", TRAP_TERM]
-    assert status_after_term(argv, tmp_path / "out") == 7
+    argv = [runtime.binary, "--root", str(runtime.root), "exec", cid, "sh", "-c", trap(sig)]
+    assert status_after_term(argv, tmp_path / "out", sig) == 7
 
 
 def test_exec_into_a_container_at_its_pids_limit_works(

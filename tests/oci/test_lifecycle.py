@@ -24,13 +24,13 @@ from galley.oci.cgroups.layout import detect
 from tests.conftest import GALLEY_RUNC
 from tests.oci.cgroup_fixtures import controller_file, proc_state
 from tests.oci.conftest import (
-    TRAP_TERM,
     Bundle,
     Runtime,
     create_held_before_its_state,
     run_bundle,
     status,
     status_after_term,
+    trap,
     wait_status,
 )
 
@@ -595,13 +595,22 @@ def test_the_state_is_for_root_alone(any_runtime: Runtime, bundle: Bundle, tmp_p
     assert state_json == 0o600
 
 
-def test_run_forwards_signals(any_runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
-    bundle.config["process"]["args"] = ["sh", "-c", TRAP_TERM]
+# beyond the classic few: systemd's stop signal (SIGRTMIN+3), ALRM and PWR ended galley's
+# foreground run and exec, and left the container running without them (session 39)
+FORWARDED = [signal.SIGTERM, signal.SIGALRM, signal.SIGPWR, signal.SIGRTMIN + 3]
+FORWARDED_IDS = ["TERM", "ALRM", "PWR", "RTMIN+3"]
+
+
+@pytest.mark.parametrize("sig", FORWARDED, ids=FORWARDED_IDS)
+def test_run_forwards_signals(
+    any_runtime: Runtime, bundle: Bundle, tmp_path: Path, sig: int
+) -> None:
+    bundle.config["process"]["args"] = ["sh", "-c", trap(sig)]
     cid = any_runtime.new_id()
     any_runtime.created.append(cid)
     argv = [any_runtime.binary, "--root", str(any_runtime.root), "run"]
     argv += ["--bundle", str(bundle.write()), cid]
-    assert status_after_term(argv, tmp_path / "out") == 7
+    assert status_after_term(argv, tmp_path / "out", sig) == 7
 
 
 def test_pid_file_matches_state(any_runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:

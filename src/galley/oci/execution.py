@@ -215,19 +215,12 @@ class Forwarder:
     def __init__(self) -> None:
         import _signal as signal  # type: ignore[import-not-found]  # noqa: PLC0415 - `signal` costs ~4 ms
 
+        from galley.oci.forwarding import forwarded_signals  # noqa: PLC0415
+
         self.pid = 0
         self.pending: list[int] = []
         self.previous = {
-            sig: signal.signal(sig, lambda n, _frame: self._on(n))
-            for sig in (
-                signal.SIGINT,
-                signal.SIGTERM,
-                signal.SIGHUP,
-                signal.SIGQUIT,
-                signal.SIGUSR1,
-                signal.SIGUSR2,
-                signal.SIGWINCH,
-            )
+            sig: signal.signal(sig, lambda n, _frame: self._on(n)) for sig in forwarded_signals()
         }
 
     def _on(self, sig: int) -> None:

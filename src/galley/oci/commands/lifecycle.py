@@ -64,19 +64,6 @@ if TYPE_CHECKING:
     from galley.oci.launch import LaunchResult
     from galley.oci.spec import Spec
 
-# What a foreground `run` forwards to the container's init (names: the signal module is
-# imported only by the commands that need it, as it costs ~2 ms).
-FORWARDED_SIGNALS = (
-    "SIGHUP",
-    "SIGINT",
-    "SIGQUIT",
-    "SIGTERM",
-    "SIGUSR1",
-    "SIGUSR2",
-    "SIGWINCH",
-    "SIGCONT",
-)
-
 
 _CREATE = [
     Option("-b,--bundle", "path to the bundle directory", STR, "."),
@@ -341,7 +328,9 @@ def forward_signals(state: ContainerState) -> Callable[[], None]:
     must reach it, not end us."""
     import _signal as signal  # noqa: PLC0415 - `signal` costs ~4 ms
 
-    forwarded: list[int] = [getattr(signal, name) for name in FORWARDED_SIGNALS]
+    from galley.oci.forwarding import forwarded_signals  # noqa: PLC0415
+
+    forwarded = forwarded_signals()
     previous = {s: signal.signal(s, lambda n, _f: signal_init(state, n)) for s in forwarded}
 
     def restore() -> None:
