@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -737,3 +738,51 @@ def test_the_rootfs_path_is_recorded_as_runc_records_it(
     cid = any_runtime.detached(bundle)
     state = json.loads(any_runtime("state", cid, check=True).stdout)
     assert state["rootfs"] == (given if given.startswith("/") else f"{bundle.path}/rootfs")
+
+
+def test_exec_tty_ends_with_its_process_not_with_the_pty(runtime: Runtime, bundle: Bundle) -> None:
+    """The process leaves a background child holding the pty: exec -t returns when the
+    process exits, as runc's does (galley's relay waited for every holder of the pty; runc
+    needs a terminal of the caller's for this, which the suite has not)."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = runtime.new_id()
+    detached(runtime, "run", "--detach", "--bundle", str(bundle.write()), cid)
+    t0 = time.monotonic()
+    script = 'trap "" HUP; sleep 8 & echo hi'
+    result = runtime("exec", "-t", cid, "sh", "-c", script, timeout=20)
+    assert result.returncode == 0, result.stderr
+    assert "hi" in result.stdout
+    assert time.monotonic() - t0 < 5
+
+
+def test_exec_tty_survives_a_signal_to_its_process_group(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """A signal to exec -t's whole process group (a shell's `kill %1`, timeout(1)) reaches
+    the process, and the session goes on: it killed galley's relay, which hung the process
+    up (status 129) and could leave the caller's terminal raw."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid = runtime.new_id()
+    detached(runtime, "run", "--detach", "--bundle", str(bundle.write()), cid)
+    script = "trap 'echo got-USR1' USR1; echo ready; sleep 2; echo alive"
+    argv = [runtime.binary, "--root", str(runtime.root), "exec", "-t", cid]
+    out = tmp_path / "out"
+    with out.open("w") as sink:
+        proc = subprocess.Popen(
+            [*argv, "sh", "-c", script],
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while "ready" not in out.read_text():
+                assert time.monotonic() < deadline, out.read_text()
+                time.sleep(0.02)
+            os.killpg(proc.pid, signal.SIGUSR1)
+            assert proc.wait(timeout=15) == 0, out.read_text()
+        finally:
+            proc.kill()
+            proc.wait()
+    assert "got-USR1" in out.read_text() and "alive" in out.read_text(), out.read_text()

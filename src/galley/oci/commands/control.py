@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from galley.oci.cli import Context, Log
-    from galley.oci.commands.terminal import ConsoleReceiver
+    from galley.oci.commands.terminal import ConsoleReceiver, Relay
     from galley.oci.spec import Process, Resources
 
 # update's single flags: flag -> (resources section, key, parser). As in runc, two are integer
@@ -321,8 +321,8 @@ def exec_command(state: ContainerState, args: Args, log: Log) -> int:
     console_socket = args.console_socket  # as given: the relay sets its own
     process_file = ProcessFile(args.process) if args.process else None
     # the relay first: the stage must not hold its pipes
-    relay_pid, receiver = _start_relay(args, process_file)
-    stop_relay = True  # unless the process ran: then the relay ends when the pty closes
+    relay, receiver = _start_relay(args, process_file)
+    ran = False  # the relay ends once the process has exited, else at once
     try:
         # Forked first: the stage imports while we import the rest, check and read the process.
         stage = Stage(preserved_fds(args), creates=False)
@@ -350,12 +350,13 @@ def exec_command(state: ContainerState, args: Args, log: Log) -> int:
             warn=log.warning,
             prepare_console=_prepare_master if receiver is not None else None,
         )
-        stop_relay = False
+        ran = True
         return code
     finally:
         if receiver is not None:
             receiver.close()
-            _wait_relay(relay_pid, stop=stop_relay)
+        if relay is not None:
+            relay.end(ran=ran)
 
 
 def _log_affinity(log: Log, process: Process) -> None:
@@ -377,28 +378,16 @@ def _prepare_master(master: int) -> None:
 
 def _start_relay(
     args: Args, process_file: ProcessFile | None
-) -> tuple[int, ConsoleReceiver | None]:
+) -> tuple[Relay | None, ConsoleReceiver | None]:
     """-t, or with --process the file's process.terminal (runc ignores -t there)."""
     terminal = process_file.terminal() if process_file is not None else args.tty
     if not terminal or args.detach or args.console_socket:
-        return 0, None
+        return None, None
     from galley.oci.commands.terminal import ConsoleReceiver, fork_relay  # noqa: PLC0415
 
     receiver = ConsoleReceiver()
     args.console_socket = receiver.path
     return fork_relay(receiver), receiver
-
-
-def _wait_relay(pid: int, *, stop: bool) -> None:
-    import _signal  # type: ignore[import-not-found]  # noqa: PLC0415 - `signal` costs ~4 ms
-    import posix  # noqa: PLC0415
-
-    try:
-        if stop:  # no master will come: the relay is still waiting for one
-            posix.kill(pid, _signal.SIGTERM)
-        posix.waitpid(pid, 0)
-    except (ChildProcessError, ProcessLookupError):  # exec_process reaps orphans too
-        pass
 
 
 def run(command: str, ctx: Context, args: Args) -> int:

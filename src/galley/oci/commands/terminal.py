@@ -187,20 +187,64 @@ def relay(master: int, reap: Callable[[], int | None] | None) -> int:
         posix.close(master)
 
 
-def fork_relay(receiver: ConsoleReceiver) -> int:
-    """A child process that takes the master from receiver and relays it until the pty closes
-    (for `exec -t`, whose exec_process blocks until the process exits); the child's pid."""
+class Relay:
+    """The relay child of `exec -t` (fork_relay), and how it is ended."""
+
+    __slots__ = ("_done", "pid")
+
+    def __init__(self, pid: int, done: int) -> None:
+        self.pid = pid
+        self._done = done  # closed: the process has exited
+
+    def end(self, *, ran: bool) -> None:
+        """Once the process has exited (ran), the relay copies what the pty still holds and
+        ends, whoever else holds the pty open (a background process it left, as runc's
+        console closes with the process; galley's waited for every holder). Before a master
+        came, SIGTERM ends its wait for one."""
+        try:
+            if not ran:
+                posix.kill(self.pid, signal.SIGTERM)
+            posix.close(self._done)
+            posix.waitpid(self.pid, 0)
+        except (ChildProcessError, ProcessLookupError):  # exec_process reaps orphans too
+            pass
+
+
+def fork_relay(receiver: ConsoleReceiver) -> Relay:
+    """A child process that takes the master from receiver and relays it until the exec'd
+    process has exited (for `exec -t`, whose exec_process blocks until then)."""
+    done, told = posix.pipe2(posix.O_CLOEXEC)
     pid = posix.fork()
     if pid:
-        return pid
+        posix.close(done)
+        return Relay(pid, told)
+    posix.close(told)
     code = 0
     signal.signal(signal.SIGTERM, _exit_on_term)  # so that relay's finally restores the tty
     try:
-        relay(receiver.receive(), None)
+        master = receiver.receive()
+        _leave_signals_to_the_exec()
+        relay(master, lambda: 0 if _closed(done) else None)
     except BaseException:  # the exec failed before sending a master, or we were interrupted
         code = 1
     finally:
         posix._exit(code)
+
+
+def _leave_signals_to_the_exec() -> None:
+    """The exec passes our process group's signals on to its process (a shell's `kill %1`,
+    `timeout`): the relay ignores them, but a window's resize. One that ended it hung the
+    process up and left the caller's terminal raw."""
+    from galley.oci.forwarding import forwarded_signals  # noqa: PLC0415
+
+    for sig in [*forwarded_signals(), signal.SIGTERM]:
+        if sig != signal.SIGWINCH:
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def _closed(fd: int) -> bool:
+    """Whether the other end of a pipe nobody writes to is closed."""
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 def _exit_on_term(_signum: int, _frame: object) -> None:
