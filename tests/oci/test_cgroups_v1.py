@@ -113,6 +113,8 @@ def test_memory_limits_read_back(parent: str, kids: Children) -> None:
     assert _read(manager, "memory", "memory.swappiness") == "10"
     assert _read(manager, "memory", "memory.kmem.tcp.limit_in_bytes") == str(16 * MiB)
     assert "oom_kill_disable 1" in _read(manager, "memory", "memory.oom_control")
+    manager.set({"memory": {"disableOOMKiller": False}})  # an update's: it stayed disabled
+    assert "oom_kill_disable 0" in _read(manager, "memory", "memory.oom_control")
 
 
 def test_memory_update_grows_and_shrinks_in_the_kernels_order(parent: str, kids: Children) -> None:

@@ -211,8 +211,9 @@ class V1Manager:
             if not 0 <= swappiness <= 100:
                 raise InvalidArgument(f"{field}.swappiness: {swappiness} is not in 0..100")
             write(directory, "memory.swappiness", swappiness)
-        if memory.get("disableOOMKiller"):
-            write(directory, "memory.oom_control", 1)
+        disable = memory.get("disableOOMKiller")
+        if disable is not None:  # false too: an update turns the killer back on
+            write(directory, "memory.oom_control", int(bool(disable)))
 
     def _blkio(self, blkio: BlockIO) -> None:
         field = "linux.resources.blockIO"
