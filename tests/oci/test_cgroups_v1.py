@@ -745,3 +745,18 @@ def test_a_memory_limit_below_usage_is_refused_with_the_usage(parent: str, kids:
         match=r"unable to set memory limit to 4096 \(current usage: [1-9]\d*, peak usage: \d+\)",
     ):
         manager.set({"memory": {"limit": 4096}})
+
+
+def test_stats_of_missing_memory_accounting_are_zeros(tmp_path: Path) -> None:
+    """A module without its usage file (swap or kmem accounting off, or the memory cgroup
+    gone) reads as runc's zeros: galley said its limit was 2^64-1, "unlimited"."""
+    from galley.oci.cgroups.stats import _memory_v1  # noqa: PLC0415
+
+    (tmp_path / "memory.usage_in_bytes").write_text("4096\n")
+    (tmp_path / "memory.limit_in_bytes").write_text(f"{64 * MiB}\n")
+    stats: Any = _memory_v1(str(tmp_path))
+    assert stats["usage"]["usage"] == 4096 and stats["usage"]["limit"] == 64 * MiB
+    zeros = {"limit": 0, "usage": 0, "max": 0, "failcnt": 0}
+    assert stats["swap"] == stats["kernel"] == stats["kernelTCP"] == zeros
+    gone: Any = _memory_v1(str(tmp_path / "gone"))
+    assert gone["usage"] == zeros

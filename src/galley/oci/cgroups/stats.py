@@ -47,6 +47,8 @@ def _entry(usage: int, limit: int, peak: int, failcnt: int) -> dict[str, int]:
 
 def _memory_v1(d: str) -> dict[str, object]:
     def entry(prefix: str) -> dict[str, int]:
+        if not pathnames.exists(pathnames.join(d, f"{prefix}.usage_in_bytes")):
+            return _entry(0, 0, 0, 0)  # no such accounting (swap, kmem), or no cgroup: runc's zeros
         return _entry(
             read_int(d, f"{prefix}.usage_in_bytes"),
             read_int(d, f"{prefix}.limit_in_bytes", UNLIMITED),
