@@ -38,6 +38,24 @@ def test_bind_rbind_propagation_recursive_and_extensions() -> None:
     assert not MountOptions(["nosuid"]).is_bind
 
 
+@pytest.mark.parametrize(
+    ("options", "attribute"),
+    [
+        (["rro", "rrw"], k.MOUNT_ATTR_RDONLY),
+        (["rro", "ro", "rrw"], k.MOUNT_ATTR_RDONLY),
+        (["rnosuid", "rsuid"], k.MOUNT_ATTR_NOSUID),
+        (["rnodev", "rdev"], k.MOUNT_ATTR_NODEV),
+        (["rnoexec", "rexec"], k.MOUNT_ATTR_NOEXEC),
+        (["rnosymfollow", "rsymfollow"], k.MOUNT_ATTR_NOSYMFOLLOW),
+    ],
+)
+def test_a_recursive_restriction_outlasts_its_undoing(options: list[str], attribute: int) -> None:
+    """As runc gathers them: the kernel clears the attributes, then sets them, so "rro" then
+    "rrw" is read-only (galley let the last one win: the whole tree writable)."""
+    opts = MountOptions(["rbind", *options])
+    assert opts.rec_set & attribute and opts.rec_clr & attribute
+
+
 def test_recursive_atime_options_replace_each_other() -> None:
     opts = MountOptions(["rnoatime", "rstrictatime"])
     assert opts.rec_set == k.MOUNT_ATTR_STRICTATIME

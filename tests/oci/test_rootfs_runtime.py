@@ -510,3 +510,34 @@ def test_a_mount_without_a_source_has_an_empty_one(
     bundle.config["process"]["args"] = ["sh", "-c", "grep ' /mnt ' /proc/self/mountinfo"]
     line = run_bundle(any_runtime, bundle).stdout
     assert line.split(" - ")[1].startswith(f"{kind}  "), line  # the type, then "" as source
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["rbind", "rro", "rrw"], ["rbind", "rnoexec", "rexec"], ["rbind", "rnosuid", "rsuid"]],
+    ids=["rro-rrw", "rnoexec-rexec", "rnosuid-rsuid"],
+)
+def test_a_recursive_restriction_then_its_undoing_keeps_the_restriction(
+    bundle: Bundle, tmp_path: Path, options: list[str]
+) -> None:
+    """A bind of a host directory with a submount, "rro" then "rrw" (or noexec, nosuid):
+    runc gathers the recursive options and the restriction holds on every mount of the tree;
+    galley let the last one win, and the container wrote through the bind (session 39)."""
+    host = tmp_path / "host"
+    (host / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(host / "sub")], check=True)
+    try:
+        bundle.config["mounts"].append(
+            {"destination": "/mnt", "type": "bind", "source": str(host), "options": options}
+        )
+        script = "cat /proc/self/mountinfo"
+        galley = normalised(seen("galley", bundle, tmp_path, script))
+        runc = normalised(seen("runc", bundle, tmp_path, script))
+    finally:
+        subprocess.run(["umount", "-R", str(host / "sub")], check=True)
+    flag = {"rrw": "ro", "rexec": "noexec", "rsuid": "nosuid"}[options[-1]]
+    for point in ("/mnt", "/mnt/sub"):
+        ours = next(entry for entry in galley if entry[0] == point)
+        theirs = next(entry for entry in runc if entry[0] == point)
+        assert flag in ours[1].split(","), ours
+        assert ours[1] == theirs[1], (ours, theirs)

@@ -152,8 +152,13 @@ class MountOptions:
                 self.propagation.append(PROPAGATION_OPTIONS[option])
             elif option in RECURSIVE_OPTIONS:
                 set_, clear = RECURSIVE_OPTIONS[option]
-                self.rec_set = (self.rec_set & ~clear) | set_
-                self.rec_clr = (self.rec_clr & ~set_) | clear
+                if clear & _ATIME == _ATIME:  # an atime mode: one of them, the last one given
+                    self.rec_set &= ~_ATIME
+                # The rest gathered, whatever their order, as runc's: the kernel clears, then
+                # sets, so a restriction wins ("rro" then "rrw" is read-only; galley let the
+                # last one win and left the tree writable, submounts and all).
+                self.rec_set |= set_
+                self.rec_clr |= clear
             elif option in EXTENSION_OPTIONS:
                 self.extensions.add(option)
             else:
