@@ -232,6 +232,25 @@ def test_a_log_line_that_cannot_be_written_is_said_on_stderr(any_runtime: Runtim
     assert "Traceback" not in result.stderr
 
 
+def test_a_message_with_a_byte_that_is_no_utf8_is_said_as_it_came(
+    any_runtime: Runtime, tmp_path: Path
+) -> None:
+    """With --log the message goes to stderr too: a bundle path with a byte that is no UTF-8
+    ended galley's in a traceback (UnicodeEncodeError); runc writes the byte as it came, and
+    U+FFFD in the JSON log."""
+    log = tmp_path / "log.json"
+    argv = [any_runtime.binary.encode(), b"--root", str(any_runtime.root).encode()]
+    argv += [b"--log", str(log).encode(), b"--log-format", b"json"]
+    argv += [b"create", b"--bundle", b"/nonexist\xff", b"x"]
+    done = subprocess.run(argv, capture_output=True, timeout=30, check=False)
+    assert done.returncode == 1
+    assert done.stderr.endswith(b" create failed: chdir /nonexist\xff: no such file or directory\n")
+    assert b"Traceback" not in done.stderr
+    assert (
+        "chdir /nonexist\ufffd: no such file" in json.loads(log.read_text().splitlines()[-1])["msg"]
+    )
+
+
 @pytest.mark.root
 def test_a_log_line_that_cannot_be_said_on_stderr_fails_nothing(
     any_runtime: Runtime, bundle: Bundle

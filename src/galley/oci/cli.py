@@ -177,7 +177,7 @@ class Log:
         except OSError as err:  # a full disk, /dev/full: said on stderr as runc's logrus says it
             text = go_error_text(err.errno or 0)
             line = f"Failed to write to log, write {self.path}: {text}\n"
-            to_stderr(line.encode())
+            to_stderr(line.encode(errors="surrogateescape"))  # a path's raw bytes, as runc's
 
     def check(self) -> None:
         """Open (and create) the log file once before any command runs, as runc does: a path
@@ -204,8 +204,8 @@ class Log:
             cut = len(msg) - MAX_ERROR
             msg = f"{msg[: MAX_ERROR // 2]} [{cut} characters left out] {msg[-MAX_ERROR // 2 :]}"
         self.write("error", msg)
-        if self.path is not None:
-            to_stderr((msg + "\n").encode())
+        if self.path is not None:  # a path's or argument's raw bytes as they came, as runc's
+            to_stderr((msg + "\n").encode(errors="surrogateescape"))
 
     def error(self, msg: str) -> None:
         """Log an error that does not fail the command (a poststop hook's, as runc logs it)."""
