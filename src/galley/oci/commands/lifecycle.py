@@ -163,10 +163,11 @@ def _ignore(_signum: int, _frame: object) -> None:
 def _create(ctx: Context, args: Args, cid: str, *, foreground: bool, config: Any) -> ContainerState:
     from galley.oci import launch  # noqa: PLC0415 - lazy: the heavy part of galley-runc
 
-    bundle = pathnames.resolved_directory(args.bundle)
     keyring = None if args.no_new_keyring else f"_ses.{cid}"  # runc's name
     if config is None:
-        config = read_config(bundle)
+        args.bundle = pathnames.resolved_directory(args.bundle)
+        config = read_config(args.bundle)
+    bundle = args.bundle  # resolved once, with the config read from it (run below)
     stage = launch.fork_stage(preserved_fds(args), config)  # it imports while we validate
     try:
         from galley.oci.validate import validate  # noqa: PLC0415 - lazy: only create/run validate
@@ -448,7 +449,8 @@ def run(command: str, ctx: Context, args: Args) -> int:
     """Run one lifecycle command."""
     config = None
     if command in {"create", "run"}:  # runc reads the spec before it looks at the id
-        config = read_config(pathnames.resolved_directory(args.bundle))
+        args.bundle = pathnames.resolved_directory(args.bundle)  # once: a link may change
+        config = read_config(args.bundle)
     cid = container_id(command, args)
     if command == "create":
         create(ctx, args, cid, foreground=False, config=config)
